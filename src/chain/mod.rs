@@ -1,0 +1,29 @@
+//! What the funding flow needs to know about the chain, and a simulated chain
+//! that checks transactions the way a CKB node would.
+
+use ckb_types::packed;
+
+pub mod simulated;
+
+/// A live cell as CKB's indexer `get_cells` returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveCell {
+    pub out_point: packed::OutPoint,
+    pub output: packed::CellOutput,
+    pub output_data: Vec<u8>,
+    pub block_number: u64,
+}
+
+/// Where a transaction stands, as `get_transaction` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TxStatus {
+    /// The node does not know the transaction (never sent, or dropped).
+    Unknown,
+    /// In the pool, not yet in a block (CKB's `pending` and `proposed`).
+    Pending,
+    /// In the block at `block_number`.
+    Committed { block_number: u64 },
+    /// The node refused or evicted it.
+    Rejected,
+}

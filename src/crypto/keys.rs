@@ -1,0 +1,143 @@
+//! Node and channel keys.
+
+use secp::{Point, Scalar};
+
+use super::hash_parts;
+use crate::primitives::Pubkey;
+
+/// Domain tag mixed into every derivation, so these keys never collide with
+/// keys some other protocol derives from the same secret.
+const DOMAIN: &[u8] = b"fiber-funding/keys/v1";
+
+/// Derives a valid non-zero scalar from `inputs`; retries with a counter in the
+/// (astronomically rare) case the hash is not a valid scalar.
+pub(crate) fn derive_scalar(label: &str, inputs: &[&[u8]]) -> Scalar {
+    for counter in 0u32.. {
+        let counter = counter.to_le_bytes();
+        let mut parts: Vec<&[u8]> = vec![DOMAIN, label.as_bytes(), &counter];
+        parts.extend_from_slice(inputs);
+        if let Ok(scalar) = Scalar::try_from(hash_parts(&parts)) {
+            return scalar;
+        }
+    }
+    unreachable!("a u32 counter always finds a valid scalar")
+}
+
+/// The compressed public key of a secret scalar.
+pub fn pubkey_of(secret: &Scalar) -> Pubkey {
+    Pubkey(secret.base_point_mul().serialize())
+}
+
+/// Parses a compressed public key received from a peer or the user.
+pub fn parse_pubkey(key: &Pubkey) -> Option<Point> {
+    Point::from_slice(&key.0).ok()
+}
+
+/// The node's long-lived identity.
+#[derive(Clone)]
+pub struct NodeSecret(Scalar);
+
+impl NodeSecret {
+    /// Reads 32 secret bytes; `None` when they are not a valid secp256k1 key.
+    pub fn from_bytes(bytes: [u8; 32]) -> Option<Self> {
+        Scalar::try_from(bytes).ok().map(Self)
+    }
+
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.serialize()
+    }
+
+    pub fn node_id(&self) -> Pubkey {
+        pubkey_of(&self.0)
+    }
+}
+
+impl std::fmt::Debug for NodeSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret, not even in debug logs.
+        write!(f, "NodeSecret(node_id={})", self.node_id())
+    }
+}
+
+/// The keys of one channel, derived from the node secret and the channel seed.
+#[derive(Clone)]
+pub struct ChannelKeys {
+    pub(crate) funding_secret: Scalar,
+    tlc_base_secret: Scalar,
+    node_secret: [u8; 32],
+    channel_seed: [u8; 32],
+}
+
+impl ChannelKeys {
+    pub fn derive(node: &NodeSecret, channel_seed: &[u8; 32]) -> Self {
+        let node_secret = node.to_bytes();
+        Self {
+            funding_secret: derive_scalar("funding", &[&node_secret, channel_seed]),
+            tlc_base_secret: derive_scalar("tlc-base", &[&node_secret, channel_seed]),
+            node_secret,
+            channel_seed: *channel_seed,
+        }
+    }
+
+    pub fn funding_pubkey(&self) -> Pubkey {
+        pubkey_of(&self.funding_secret)
+    }
+
+    pub fn tlc_basepoint(&self) -> Pubkey {
+        pubkey_of(&self.tlc_base_secret)
+    }
+
+    /// The per-commitment point of commitment `number` (announced for commitments 0 and 1).
+    pub fn per_commitment_point(&self, number: u64) -> Pubkey {
+        pubkey_of(&derive_scalar(
+            "per-commitment",
+            &[&self.node_secret, &self.channel_seed, &number.to_le_bytes()],
+        ))
+    }
+
+    /// Secret material for MuSig2 nonces of this channel; see [`super::musig`].
+    pub(crate) fn nonce_key(&self, slot: &[u8], binding: &[u8]) -> [u8; 32] {
+        hash_parts(&[
+            DOMAIN,
+            b"musig2-nonce",
+            &self.node_secret,
+            &self.channel_seed,
+            slot,
+            binding,
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_keys_depend_on_node_and_seed() {
+        let node_a = NodeSecret::from_bytes([1; 32]).unwrap();
+        let node_b = NodeSecret::from_bytes([2; 32]).unwrap();
+        let keys = ChannelKeys::derive(&node_a, &[7; 32]);
+        assert_eq!(
+            keys.funding_pubkey(),
+            ChannelKeys::derive(&node_a, &[7; 32]).funding_pubkey()
+        );
+        assert_ne!(
+            keys.funding_pubkey(),
+            ChannelKeys::derive(&node_a, &[8; 32]).funding_pubkey()
+        );
+        assert_ne!(
+            keys.funding_pubkey(),
+            ChannelKeys::derive(&node_b, &[7; 32]).funding_pubkey()
+        );
+        assert_ne!(keys.funding_pubkey(), keys.tlc_basepoint());
+        assert_ne!(keys.per_commitment_point(0), keys.per_commitment_point(1));
+    }
+
+    #[test]
+    fn node_secret_rejects_invalid_keys_and_hides_itself() {
+        assert!(NodeSecret::from_bytes([0; 32]).is_none());
+        assert!(NodeSecret::from_bytes([0xff; 32]).is_none());
+        let node = NodeSecret::from_bytes([3; 32]).unwrap();
+        assert!(!format!("{node:?}").contains("0303"));
+    }
+}

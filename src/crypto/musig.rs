@@ -1,0 +1,299 @@
+//! MuSig2 for the 2-of-2 funding output and the commitment signatures.
+//!
+//! ## Nonces are never reused
+//! A secret nonce is never stored: it is re-derived from the node secret, the
+//! channel seed, its *slot* and a *binding*. Each slot signs exactly one message:
+//!
+//! * [`NonceSlot::OwnCommitment`]`(n)` signs our own commitment `n` when we close
+//!   with it. It has to be announced before the funding tx exists, so its binding
+//!   is empty; the message it will sign is fixed once the funding tx is final,
+//!   and a channel's funding tx never changes after that (a different funding
+//!   tx means a new channel with a new random seed).
+//! * [`NonceSlot::PeerCommitment`]`(n)` signs the peer's commitment `n`. It is
+//!   announced (in `TxComplete`) only after the message and the peer's nonce for
+//!   that commitment are both fixed and stored, and its binding is the hash of
+//!   both: if either ever differed, so would the nonce. This is the "last signer
+//!   derives deterministically" rule of BIP327's `DeterministicSign`.
+//!
+//! Signing the same slot again after a restart therefore yields the same
+//! partial signature, which reveals nothing new.
+
+use musig2::{AggNonce, KeyAggContext, PartialSignature, PubNonce, SecNonce};
+use secp::{MaybeScalar, Point};
+
+use super::blake160;
+use super::keys::{parse_pubkey, ChannelKeys};
+use crate::primitives::{PubNonceBytes, Pubkey};
+
+/// Why a MuSig2 operation failed; names the bad input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MusigError {
+    #[error("{0} is not a valid secp256k1 public key")]
+    InvalidPubkey(&'static str),
+    #[error("{0} is not a valid MuSig2 public nonce")]
+    InvalidNonce(&'static str),
+    #[error("the partial signature is not a valid scalar")]
+    InvalidSignatureEncoding,
+    #[error("the partial signature does not verify for this commitment transaction")]
+    BadPartialSignature,
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+/// What a nonce will sign; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceSlot {
+    OwnCommitment(u64),
+    PeerCommitment(u64),
+    Revocation(u64),
+}
+
+impl NonceSlot {
+    fn encode(self) -> [u8; 9] {
+        let (tag, number) = match self {
+            NonceSlot::OwnCommitment(n) => (1u8, n),
+            NonceSlot::PeerCommitment(n) => (2u8, n),
+            NonceSlot::Revocation(n) => (3u8, n),
+        };
+        let mut out = [0u8; 9];
+        out[0] = tag;
+        out[1..].copy_from_slice(&number.to_le_bytes());
+        out
+    }
+}
+
+/// The key-aggregation context of the funding output: both funding keys,
+/// sorted by their compressed encoding so both sides get the same key.
+pub fn funding_key_agg(a: &Pubkey, b: &Pubkey) -> Result<KeyAggContext, MusigError> {
+    let mut keys = [*a, *b];
+    keys.sort();
+    key_agg(&keys)
+}
+
+/// Aggregates keys in the given order (commitment locks order them per holder).
+pub fn key_agg(keys: &[Pubkey]) -> Result<KeyAggContext, MusigError> {
+    let points = keys
+        .iter()
+        .map(|key| parse_pubkey(key).ok_or(MusigError::InvalidPubkey("funding pubkey")))
+        .collect::<Result<Vec<Point>, _>>()?;
+    KeyAggContext::new(points).map_err(|e| MusigError::Signing(e.to_string()))
+}
+
+/// The x-only aggregated key (what a BIP340 signature verifies against).
+pub fn xonly_key(ctx: &KeyAggContext) -> [u8; 32] {
+    let point: Point = ctx.aggregated_pubkey();
+    point.serialize_xonly()
+}
+
+/// Lock args of the funding output: blake160 of the x-only aggregated key.
+pub fn funding_lock_args(ctx: &KeyAggContext) -> [u8; 20] {
+    blake160(&xonly_key(ctx))
+}
+
+/// The binding of a [`NonceSlot::PeerCommitment`] nonce: the message it signs
+/// and the peer's nonce it will be aggregated with.
+pub fn peer_commitment_binding(message: &[u8; 32], peer_nonce: &PubNonceBytes) -> Vec<u8> {
+    let mut binding = Vec::with_capacity(32 + 66);
+    binding.extend_from_slice(message);
+    binding.extend_from_slice(&peer_nonce.0);
+    binding
+}
+
+fn secret_nonce(keys: &ChannelKeys, slot: NonceSlot, binding: &[u8]) -> SecNonce {
+    let seed = keys.nonce_key(&slot.encode(), binding);
+    SecNonce::build_with_seckey(seed, keys.funding_secret)
+        .with_extra_input(&binding)
+        .build()
+}
+
+/// Our public nonce for `slot`.
+pub fn public_nonce(keys: &ChannelKeys, slot: NonceSlot, binding: &[u8]) -> PubNonceBytes {
+    let nonce = secret_nonce(keys, slot, binding).public_nonce();
+    PubNonceBytes(nonce.serialize())
+}
+
+fn parse_nonce(nonce: &PubNonceBytes, what: &'static str) -> Result<PubNonce, MusigError> {
+    PubNonce::from_bytes(&nonce.0).map_err(|_| MusigError::InvalidNonce(what))
+}
+
+/// Checks that a peer's nonce parses, so a bad one is refused on receipt.
+pub fn check_nonce(nonce: &PubNonceBytes, what: &'static str) -> Result<(), MusigError> {
+    parse_nonce(nonce, what).map(|_| ())
+}
+
+/// Everything both signers agree on for one commitment signature.
+pub struct SigningSession<'a> {
+    pub ctx: &'a KeyAggContext,
+    pub message: [u8; 32],
+    /// The holder's [`NonceSlot::OwnCommitment`] nonce.
+    pub holder_nonce: PubNonceBytes,
+    /// The signer's [`NonceSlot::PeerCommitment`] nonce.
+    pub signer_nonce: PubNonceBytes,
+}
+
+impl SigningSession<'_> {
+    fn aggregated_nonce(&self) -> Result<AggNonce, MusigError> {
+        let holder = parse_nonce(&self.holder_nonce, "holder nonce")?;
+        let signer = parse_nonce(&self.signer_nonce, "signer nonce")?;
+        Ok(AggNonce::sum([holder, signer]))
+    }
+
+    /// The counterparty's partial signature over the holder's commitment,
+    /// signed with the slot's nonce (which must be the one `signer_nonce` announced).
+    pub fn sign_as_counterparty(
+        &self,
+        keys: &ChannelKeys,
+        slot: NonceSlot,
+        binding: &[u8],
+    ) -> Result<[u8; 32], MusigError> {
+        self.sign(keys, slot, binding)
+    }
+
+    /// The holder's own partial signature (used when closing with this commitment).
+    pub fn sign_as_holder(&self, keys: &ChannelKeys, number: u64) -> Result<[u8; 32], MusigError> {
+        self.sign(keys, NonceSlot::OwnCommitment(number), &[])
+    }
+
+    fn sign(&self, keys: &ChannelKeys, slot: NonceSlot, binding: &[u8]) -> Result<[u8; 32], MusigError> {
+        let secnonce = secret_nonce(keys, slot, binding);
+        let signature: PartialSignature = musig2::sign_partial(
+            self.ctx,
+            keys.funding_secret,
+            secnonce,
+            &self.aggregated_nonce()?,
+            self.message,
+        )
+        .map_err(|e| MusigError::Signing(e.to_string()))?;
+        Ok(signature.serialize())
+    }
+
+    /// Verifies a partial signature made by `signer` with `signer_nonce` (or, for
+    /// the holder's own signature, with `holder_nonce`).
+    pub fn verify(&self, signature: &[u8; 32], signer: &Pubkey, signer_is_holder: bool) -> Result<(), MusigError> {
+        let signature = MaybeScalar::from_slice(signature).map_err(|_| MusigError::InvalidSignatureEncoding)?;
+        let pubkey = parse_pubkey(signer).ok_or(MusigError::InvalidPubkey("signer"))?;
+        let nonce = if signer_is_holder {
+            &self.holder_nonce
+        } else {
+            &self.signer_nonce
+        };
+        let nonce = parse_nonce(nonce, "signer nonce")?;
+        musig2::verify_partial(
+            self.ctx,
+            signature,
+            &self.aggregated_nonce()?,
+            pubkey,
+            &nonce,
+            self.message,
+        )
+        .map_err(|_| MusigError::BadPartialSignature)
+    }
+
+    /// Aggregates both partial signatures into the BIP340 signature the funding
+    /// lock checks, and verifies it against the aggregated key.
+    pub fn aggregate(
+        &self,
+        holder_signature: &[u8; 32],
+        counterparty_signature: &[u8; 32],
+    ) -> Result<[u8; 64], MusigError> {
+        let parse = |bytes: &[u8; 32]| MaybeScalar::from_slice(bytes).map_err(|_| MusigError::InvalidSignatureEncoding);
+        let signature: musig2::CompactSignature = musig2::aggregate_partial_signatures(
+            self.ctx,
+            &self.aggregated_nonce()?,
+            [parse(holder_signature)?, parse(counterparty_signature)?],
+            self.message,
+        )
+        .map_err(|_| MusigError::BadPartialSignature)?;
+        let aggregated: Point = self.ctx.aggregated_pubkey();
+        musig2::verify_single(aggregated, signature, self.message).map_err(|_| MusigError::BadPartialSignature)?;
+        Ok(signature.serialize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keys::NodeSecret;
+
+    fn two_parties() -> (ChannelKeys, ChannelKeys) {
+        let a = ChannelKeys::derive(&NodeSecret::from_bytes([1; 32]).unwrap(), &[10; 32]);
+        let b = ChannelKeys::derive(&NodeSecret::from_bytes([2; 32]).unwrap(), &[20; 32]);
+        (a, b)
+    }
+
+    #[test]
+    fn funding_key_is_order_independent() {
+        let (a, b) = two_parties();
+        let ab = funding_key_agg(&a.funding_pubkey(), &b.funding_pubkey()).unwrap();
+        let ba = funding_key_agg(&b.funding_pubkey(), &a.funding_pubkey()).unwrap();
+        assert_eq!(funding_lock_args(&ab), funding_lock_args(&ba));
+    }
+
+    #[test]
+    fn counterparty_signature_verifies_and_aggregates_into_a_bip340_signature() {
+        let (holder, signer) = two_parties();
+        let ctx = funding_key_agg(&holder.funding_pubkey(), &signer.funding_pubkey()).unwrap();
+        let message = [42u8; 32];
+        let holder_nonce = public_nonce(&holder, NonceSlot::OwnCommitment(0), &[]);
+        let binding = peer_commitment_binding(&message, &holder_nonce);
+        let signer_nonce = public_nonce(&signer, NonceSlot::PeerCommitment(0), &binding);
+        let session = SigningSession {
+            ctx: &ctx,
+            message,
+            holder_nonce,
+            signer_nonce,
+        };
+
+        let counterparty = session
+            .sign_as_counterparty(&signer, NonceSlot::PeerCommitment(0), &binding)
+            .unwrap();
+        session.verify(&counterparty, &signer.funding_pubkey(), false).unwrap();
+        // Signing again (as after a restart) gives the very same signature.
+        assert_eq!(
+            counterparty,
+            session
+                .sign_as_counterparty(&signer, NonceSlot::PeerCommitment(0), &binding)
+                .unwrap()
+        );
+
+        let own = session.sign_as_holder(&holder, 0).unwrap();
+        session.verify(&own, &holder.funding_pubkey(), true).unwrap();
+        session.aggregate(&own, &counterparty).unwrap();
+    }
+
+    #[test]
+    fn a_signature_over_another_message_is_rejected() {
+        let (holder, signer) = two_parties();
+        let ctx = funding_key_agg(&holder.funding_pubkey(), &signer.funding_pubkey()).unwrap();
+        let holder_nonce = public_nonce(&holder, NonceSlot::OwnCommitment(0), &[]);
+        let binding = peer_commitment_binding(&[1; 32], &holder_nonce);
+        let signer_nonce = public_nonce(&signer, NonceSlot::PeerCommitment(0), &binding);
+        let session = SigningSession {
+            ctx: &ctx,
+            message: [1; 32],
+            holder_nonce,
+            signer_nonce,
+        };
+        let signature = session
+            .sign_as_counterparty(&signer, NonceSlot::PeerCommitment(0), &binding)
+            .unwrap();
+        let other = SigningSession {
+            message: [2; 32],
+            ..session
+        };
+        assert_eq!(
+            other.verify(&signature, &signer.funding_pubkey(), false),
+            Err(MusigError::BadPartialSignature)
+        );
+    }
+
+    #[test]
+    fn peer_commitment_nonce_changes_with_its_binding() {
+        let (_, signer) = two_parties();
+        let one = public_nonce(&signer, NonceSlot::PeerCommitment(0), &[1]);
+        let two = public_nonce(&signer, NonceSlot::PeerCommitment(0), &[2]);
+        let own = public_nonce(&signer, NonceSlot::OwnCommitment(0), &[1]);
+        assert_ne!(one, two);
+        assert_ne!(one, own);
+    }
+}
