@@ -1,0 +1,361 @@
+//! The funding transaction: each side adds its own inputs and change and pays
+//! the fee for the bytes it adds.
+//!
+//! Layout: output 0 is the 2-of-2 funding output; the initiator's inputs come
+//! first, then the acceptor's; each side's first input carries a placeholder
+//! `WitnessArgs` (65-byte zero lock) so the fee is right once it is signed.
+
+use std::collections::HashSet;
+
+use ckb_types::packed;
+use ckb_types::prelude::*;
+
+use super::default_lock::placeholder_witness;
+use super::fee::{capacity_of, fee_for_size, occupied_capacity, occupied_capacity_of_lock, SHANNONS_PER_CKB};
+use super::parts::TxParts;
+use crate::chain::LiveCell;
+
+/// Leftover below this may go to the fee when it cannot pay for a change cell.
+pub const MAX_FEE_ABSORBED_LEFTOVER: u64 = SHANNONS_PER_CKB;
+
+/// Why a side cannot add its part to the funding tx.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FundingError {
+    #[error(
+        "not enough funds: needed {needed} shannons ({needed_ckb} CKB) but only {available} shannons ({available_ckb} CKB) are available in spendable cells",
+        needed_ckb = *needed as f64 / 1e8,
+        available_ckb = *available as f64 / 1e8
+    )]
+    InsufficientFunds { needed: u64, available: u64 },
+    #[error(
+        "funding would leave {leftover} shannons, too little for a change cell (which needs {min_change} shannons) and too much to give away as fee; add funds or change the amount"
+    )]
+    UnspendableChange { leftover: u64, min_change: u64 },
+    #[error("the funding amount overflows a CKB capacity")]
+    AmountOverflow,
+}
+
+/// What one side adds to the funding transaction.
+pub struct Contribution<'a> {
+    /// Candidate cells, in the order they should be tried (the indexer's order).
+    pub cells: &'a [LiveCell],
+    /// Out points other flows already use; never spent twice.
+    pub excluded: &'a HashSet<packed::OutPoint>,
+    /// The lock of the cells; change goes back to it.
+    pub owner_lock: &'a packed::Script,
+    /// Cell deps the owner's lock needs; added unless already present.
+    pub cell_deps: &'a [packed::CellDep],
+    /// Capacity this side puts into the funding output.
+    pub amount: u64,
+    pub fee_rate: u64,
+}
+
+/// A funding output with `capacity`, locked by `funding_lock`.
+pub fn funding_output(funding_lock: packed::Script, capacity: u64) -> packed::CellOutput {
+    packed::CellOutput::new_builder()
+        .capacity(capacity)
+        .lock(funding_lock)
+        .build()
+}
+
+/// The initiator's half: the funding output with its own amount, its inputs,
+/// its change. It pays the fee of every byte in it.
+pub fn build_initiator_part(
+    funding_lock: packed::Script,
+    contribution: &Contribution,
+) -> Result<packed::Transaction, FundingError> {
+    let base = TxParts {
+        outputs: vec![funding_output(funding_lock, 0)],
+        outputs_data: vec![Vec::new()],
+        ..TxParts::default()
+    };
+    add_contribution(base, 0, contribution)
+}
+
+/// The acceptor's half on top of the initiator's: more capacity in output 0,
+/// its inputs and change appended. It pays the fee of the bytes it adds.
+pub fn add_acceptor_part(
+    initiator_part: &packed::Transaction,
+    contribution: &Contribution,
+) -> Result<packed::Transaction, FundingError> {
+    let fee_already_paid = fee_for_size(initiator_part.as_slice().len(), contribution.fee_rate);
+    add_contribution(TxParts::from_tx(initiator_part), fee_already_paid, contribution)
+}
+
+/// Whether a cell holds only capacity (no type, no data), and so may fund a channel.
+pub fn is_plain_capacity_cell(cell: &LiveCell) -> bool {
+    cell.output.type_().is_none() && cell.output_data.is_empty()
+}
+
+fn add_contribution(
+    mut parts: TxParts,
+    fee_already_paid: u64,
+    contribution: &Contribution,
+) -> Result<packed::Transaction, FundingError> {
+    let funding = &parts.outputs[0];
+    let funding_capacity = capacity_of(funding)
+        .checked_add(contribution.amount)
+        .ok_or(FundingError::AmountOverflow)?;
+    parts.outputs[0] = funding.clone().as_builder().capacity(funding_capacity).build();
+    for dep in contribution.cell_deps {
+        if !parts.cell_deps.contains(dep) {
+            parts.cell_deps.push(dep.clone());
+        }
+    }
+
+    let change_output = packed::CellOutput::new_builder()
+        .lock(contribution.owner_lock.clone())
+        .build();
+    let min_change = occupied_capacity(&change_output, 0);
+    let first_input = parts.inputs.len();
+    let mut input_total = 0u64;
+    let mut best_shortfall = None;
+
+    let candidates = contribution
+        .cells
+        .iter()
+        .filter(|cell| is_plain_capacity_cell(cell) && !contribution.excluded.contains(&cell.out_point));
+    for cell in candidates {
+        parts.inputs.push(
+            packed::CellInput::new_builder()
+                .previous_output(cell.out_point.clone())
+                .since(0u64)
+                .build(),
+        );
+        parts.witnesses.push(if parts.inputs.len() - 1 == first_input {
+            placeholder_witness().as_slice().to_vec()
+        } else {
+            Vec::new()
+        });
+        input_total = input_total.saturating_add(capacity_of(&cell.output));
+
+        // With a change cell, if the inputs can pay for one.
+        let mut with_change = parts.clone();
+        with_change.outputs.push(change_output.clone());
+        with_change.outputs_data.push(Vec::new());
+        let fee = fee_of(&with_change, contribution.fee_rate, fee_already_paid);
+        if let Some(change) = input_total.checked_sub(contribution.amount + fee) {
+            if change >= min_change {
+                let last = with_change.outputs.len() - 1;
+                with_change.outputs[last] = change_output.as_builder().capacity(change).build();
+                return Ok(with_change.build());
+            }
+        }
+
+        // Without one, if what is left is small enough to give to the fee.
+        let fee = fee_of(&parts, contribution.fee_rate, fee_already_paid);
+        let needed = contribution.amount + fee;
+        match input_total.checked_sub(needed) {
+            Some(leftover) if leftover <= MAX_FEE_ABSORBED_LEFTOVER => return Ok(parts.build()),
+            Some(leftover) => best_shortfall = Some(FundingError::UnspendableChange { leftover, min_change }),
+            None => {
+                best_shortfall = Some(FundingError::InsufficientFunds {
+                    needed,
+                    available: input_total,
+                })
+            }
+        }
+    }
+
+    Err(best_shortfall.unwrap_or_else(|| FundingError::InsufficientFunds {
+        needed: contribution.amount + fee_of(&parts, contribution.fee_rate, fee_already_paid),
+        available: 0,
+    }))
+}
+
+fn fee_of(parts: &TxParts, fee_rate: u64, fee_already_paid: u64) -> u64 {
+    fee_for_size(parts.build().as_slice().len(), fee_rate).saturating_sub(fee_already_paid)
+}
+
+/// Replaces the lock of the funding output (output 0), keeping its capacity.
+/// The initiator builds its part before it knows the peer's key; the lock args
+/// have a fixed size, so the fee does not change.
+pub fn with_funding_lock(tx: &packed::Transaction, funding_lock: packed::Script) -> packed::Transaction {
+    let mut parts = TxParts::from_tx(tx);
+    parts.outputs[0] = parts.outputs[0].clone().as_builder().lock(funding_lock).build();
+    parts.build()
+}
+
+/// Capacity of the plain cells that could fund a channel, for error messages.
+pub fn spendable_capacity(cells: &[LiveCell], excluded: &HashSet<packed::OutPoint>) -> u64 {
+    cells
+        .iter()
+        .filter(|cell| is_plain_capacity_cell(cell) && !excluded.contains(&cell.out_point))
+        .map(|cell| capacity_of(&cell.output))
+        .sum()
+}
+
+/// The reserve each side keeps in the channel for its own shutdown cell: the
+/// cell's occupied capacity plus 1 CKB towards the closing fee.
+pub fn reserved_ckb_amount(shutdown_script: &packed::Script) -> u64 {
+    occupied_capacity_of_lock(shutdown_script) + SHANNONS_PER_CKB
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tx::default_lock::lock_script;
+    use crate::tx::fee::tx_fee;
+
+    fn cell(lock: &packed::Script, index: u32, ckb: u64) -> LiveCell {
+        LiveCell {
+            out_point: packed::OutPoint::new_builder()
+                .tx_hash([index as u8; 32].pack())
+                .index(index)
+                .build(),
+            output: packed::CellOutput::new_builder()
+                .capacity(ckb * SHANNONS_PER_CKB)
+                .lock(lock.clone())
+                .build(),
+            output_data: Vec::new(),
+            block_number: 1,
+        }
+    }
+
+    fn funding_lock() -> packed::Script {
+        lock_script([9; 20])
+    }
+
+    fn inputs_capacity(tx: &packed::Transaction, cells: &[LiveCell]) -> u64 {
+        tx.raw()
+            .inputs()
+            .into_iter()
+            .map(|input| {
+                let cell = cells.iter().find(|c| c.out_point == input.previous_output()).unwrap();
+                capacity_of(&cell.output)
+            })
+            .sum()
+    }
+
+    fn outputs_capacity(tx: &packed::Transaction) -> u64 {
+        tx.raw().outputs().into_iter().map(|o| capacity_of(&o)).sum()
+    }
+
+    #[test]
+    fn both_parts_balance_and_pay_at_least_the_fee_rate() {
+        let user = lock_script([1; 20]);
+        let peer = lock_script([2; 20]);
+        let user_cells = vec![cell(&user, 1, 300), cell(&user, 2, 800)];
+        let peer_cells = vec![cell(&peer, 3, 200)];
+        let none = HashSet::new();
+        let initiator = build_initiator_part(
+            funding_lock(),
+            &Contribution {
+                cells: &user_cells,
+                excluded: &none,
+                owner_lock: &user,
+                cell_deps: &[],
+                amount: 1000 * SHANNONS_PER_CKB,
+                fee_rate: 1000,
+            },
+        )
+        .unwrap();
+        assert_eq!(initiator.raw().inputs().len(), 2);
+        let tx = add_acceptor_part(
+            &initiator,
+            &Contribution {
+                cells: &peer_cells,
+                excluded: &none,
+                owner_lock: &peer,
+                cell_deps: &[],
+                amount: 62 * SHANNONS_PER_CKB,
+                fee_rate: 1000,
+            },
+        )
+        .unwrap();
+        let all_cells: Vec<_> = user_cells.iter().chain(&peer_cells).cloned().collect();
+        let fee = inputs_capacity(&tx, &all_cells) - outputs_capacity(&tx);
+        assert!(fee >= tx_fee(&tx, 1000), "fee {fee} below rate");
+        assert!(fee <= tx_fee(&tx, 1000) + 2, "fee {fee} overpays");
+        assert_eq!(
+            capacity_of(&tx.raw().outputs().get(0).unwrap()),
+            1062 * SHANNONS_PER_CKB
+        );
+        assert_eq!(tx.witnesses().len(), tx.raw().inputs().len());
+        // Each side's first input carries the placeholder, the others are empty.
+        assert_eq!(
+            tx.witnesses().get(0).unwrap().raw_data().len(),
+            placeholder_witness().as_slice().len()
+        );
+        assert!(tx.witnesses().get(1).unwrap().raw_data().is_empty());
+        assert_eq!(
+            tx.witnesses().get(2).unwrap().raw_data().len(),
+            placeholder_witness().as_slice().len()
+        );
+    }
+
+    #[test]
+    fn not_enough_funds_says_needed_and_available() {
+        let user = lock_script([1; 20]);
+        let cells = vec![cell(&user, 1, 100)];
+        let err = build_initiator_part(
+            funding_lock(),
+            &Contribution {
+                cells: &cells,
+                excluded: &HashSet::new(),
+                owner_lock: &user,
+                cell_deps: &[],
+                amount: 500 * SHANNONS_PER_CKB,
+                fee_rate: 1000,
+            },
+        )
+        .unwrap_err();
+        match err {
+            FundingError::InsufficientFunds { needed, available } => {
+                assert!(needed > 500 * SHANNONS_PER_CKB);
+                assert_eq!(available, 100 * SHANNONS_PER_CKB);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(err.to_string().contains("needed"));
+    }
+
+    #[test]
+    fn excluded_cells_and_cells_with_data_are_never_spent() {
+        let user = lock_script([1; 20]);
+        let mut with_data = cell(&user, 1, 1000);
+        with_data.output_data = vec![1];
+        let reserved = cell(&user, 2, 1000);
+        let free = cell(&user, 3, 1000);
+        let excluded: HashSet<_> = [reserved.out_point.clone()].into_iter().collect();
+        let cells = vec![with_data, reserved, free.clone()];
+        let tx = build_initiator_part(
+            funding_lock(),
+            &Contribution {
+                cells: &cells,
+                excluded: &excluded,
+                owner_lock: &user,
+                cell_deps: &[],
+                amount: 100 * SHANNONS_PER_CKB,
+                fee_rate: 1000,
+            },
+        )
+        .unwrap();
+        let inputs: Vec<_> = tx.raw().inputs().into_iter().map(|i| i.previous_output()).collect();
+        assert_eq!(inputs, vec![free.out_point]);
+    }
+
+    #[test]
+    fn small_leftover_goes_to_fee_large_leftover_without_change_is_refused() {
+        let user = lock_script([1; 20]);
+        // 100 CKB in, 99.5 CKB out: leftover under 1 CKB, no change cell.
+        let cells = vec![cell(&user, 1, 100)];
+        let none = HashSet::new();
+        let contribution = |amount| Contribution {
+            cells: &cells,
+            excluded: &none,
+            owner_lock: &user,
+            cell_deps: &[],
+            amount,
+            fee_rate: 1000,
+        };
+        let tx = build_initiator_part(
+            funding_lock(),
+            &contribution(99 * SHANNONS_PER_CKB + SHANNONS_PER_CKB / 2),
+        )
+        .unwrap();
+        assert_eq!(tx.raw().outputs().len(), 1);
+        let err = build_initiator_part(funding_lock(), &contribution(60 * SHANNONS_PER_CKB)).unwrap_err();
+        assert!(matches!(err, FundingError::UnspendableChange { .. }), "{err:?}");
+    }
+}

@@ -1,0 +1,215 @@
+//! Transactions as JSON: Fiber's JSON-RPC shape (snake_case) out, and either
+//! that or JoyID's / CCC's camelCase shape in.
+//!
+//! Parsing walks the value by hand so an error names the exact place, e.g.
+//! `inputs[0].previous_output.tx_hash: expected 32 bytes, got 31`.
+
+use ckb_types::core::{DepType, ScriptHashType};
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use serde_json::{Map, Value};
+
+use crate::primitives::decode_hex;
+
+/// A transaction JSON that could not be read, with the path of the bad field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct TxJsonError {
+    pub path: String,
+    pub reason: String,
+}
+
+fn error(path: &str, reason: impl Into<String>) -> TxJsonError {
+    TxJsonError {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads a transaction in Fiber's snake_case or JoyID's camelCase shape.
+/// A `hash` field (as in a `TransactionView`) is ignored.
+pub fn parse_transaction(value: &Value) -> Result<packed::Transaction, TxJsonError> {
+    let tx = object(value, "transaction")?;
+    let version = number(field(tx, "version", "version", "version")?, "version")?;
+    let version = u32::try_from(version).map_err(|_| error("version", "does not fit in u32"))?;
+
+    let cell_deps = list(field(tx, "cell_deps", "cellDeps", "cell_deps")?, "cell_deps", cell_dep)?;
+    let header_deps = list(
+        field(tx, "header_deps", "headerDeps", "header_deps")?,
+        "header_deps",
+        |v, p| Ok(hash(v, p)?.pack()),
+    )?;
+    let inputs = list(field(tx, "inputs", "inputs", "inputs")?, "inputs", cell_input)?;
+    let outputs = list(field(tx, "outputs", "outputs", "outputs")?, "outputs", cell_output)?;
+    let outputs_data = list(
+        field(tx, "outputs_data", "outputsData", "outputs_data")?,
+        "outputs_data",
+        bytes,
+    )?;
+    let witnesses = list(field(tx, "witnesses", "witnesses", "witnesses")?, "witnesses", bytes)?;
+
+    let raw = packed::RawTransaction::new_builder()
+        .version(version)
+        .cell_deps(packed::CellDepVec::new_builder().extend(cell_deps).build())
+        .header_deps(packed::Byte32Vec::new_builder().extend(header_deps).build())
+        .inputs(packed::CellInputVec::new_builder().extend(inputs).build())
+        .outputs(packed::CellOutputVec::new_builder().extend(outputs).build())
+        .outputs_data(
+            packed::BytesVec::new_builder()
+                .extend(outputs_data.iter().map(|d| d.pack()))
+                .build(),
+        )
+        .build();
+    Ok(packed::Transaction::new_builder()
+        .raw(raw)
+        .witnesses(
+            packed::BytesVec::new_builder()
+                .extend(witnesses.iter().map(|w| w.pack()))
+                .build(),
+        )
+        .build())
+}
+
+/// The transaction in Fiber's JSON-RPC shape.
+pub fn transaction_to_json(tx: &packed::Transaction) -> Value {
+    serde_json::to_value(ckb_jsonrpc_types::Transaction::from(tx.clone())).expect("a transaction serializes")
+}
+
+/// A script in Fiber's JSON-RPC shape.
+pub fn script_to_json(script: &packed::Script) -> Value {
+    serde_json::to_value(ckb_jsonrpc_types::Script::from(script.clone())).expect("a script serializes")
+}
+
+/// Reads a script (`code_hash`/`codeHash`, `hash_type`/`hashType`, `args`).
+pub fn parse_script(value: &Value, path: &str) -> Result<packed::Script, TxJsonError> {
+    let map = object(value, path)?;
+    let code_hash = hash(field(map, "code_hash", "codeHash", path)?, &format!("{path}.code_hash"))?;
+    let hash_type = hash_type(field(map, "hash_type", "hashType", path)?, &format!("{path}.hash_type"))?;
+    let args = bytes(field(map, "args", "args", path)?, &format!("{path}.args"))?;
+    Ok(packed::Script::new_builder()
+        .code_hash(code_hash.pack())
+        .hash_type(hash_type)
+        .args(args.pack())
+        .build())
+}
+
+/// Reads a cell dep (`out_point`/`outPoint`, `dep_type`/`depType`).
+pub fn parse_cell_dep(value: &Value, path: &str) -> Result<packed::CellDep, TxJsonError> {
+    cell_dep(value, path)
+}
+
+fn cell_dep(value: &Value, path: &str) -> Result<packed::CellDep, TxJsonError> {
+    let map = object(value, path)?;
+    let out_point = out_point(field(map, "out_point", "outPoint", path)?, &format!("{path}.out_point"))?;
+    let dep_path = format!("{path}.dep_type");
+    let dep_type = match field(map, "dep_type", "depType", path)?.as_str() {
+        Some("code") => DepType::Code,
+        Some("dep_group" | "depGroup") => DepType::DepGroup,
+        _ => return Err(error(&dep_path, "expected \"code\" or \"dep_group\"")),
+    };
+    Ok(packed::CellDep::new_builder()
+        .out_point(out_point)
+        .dep_type(dep_type)
+        .build())
+}
+
+fn cell_input(value: &Value, path: &str) -> Result<packed::CellInput, TxJsonError> {
+    let map = object(value, path)?;
+    let previous_output = out_point(
+        field(map, "previous_output", "previousOutput", path)?,
+        &format!("{path}.previous_output"),
+    )?;
+    let since = number(field(map, "since", "since", path)?, &format!("{path}.since"))?;
+    Ok(packed::CellInput::new_builder()
+        .previous_output(previous_output)
+        .since(since)
+        .build())
+}
+
+fn cell_output(value: &Value, path: &str) -> Result<packed::CellOutput, TxJsonError> {
+    let map = object(value, path)?;
+    let capacity = number(field(map, "capacity", "capacity", path)?, &format!("{path}.capacity"))?;
+    let lock = parse_script(field(map, "lock", "lock", path)?, &format!("{path}.lock"))?;
+    let type_ = match map.get("type") {
+        None | Some(Value::Null) => None,
+        Some(script) => Some(parse_script(script, &format!("{path}.type"))?),
+    };
+    Ok(packed::CellOutput::new_builder()
+        .capacity(capacity)
+        .lock(lock)
+        .type_(packed::ScriptOpt::new_builder().set(type_).build())
+        .build())
+}
+
+fn out_point(value: &Value, path: &str) -> Result<packed::OutPoint, TxJsonError> {
+    let map = object(value, path)?;
+    let tx_hash = hash(field(map, "tx_hash", "txHash", path)?, &format!("{path}.tx_hash"))?;
+    let index_path = format!("{path}.index");
+    let index = number(field(map, "index", "index", path)?, &index_path)?;
+    let index = u32::try_from(index).map_err(|_| error(&index_path, "does not fit in u32"))?;
+    Ok(packed::OutPoint::new_builder()
+        .tx_hash(tx_hash.pack())
+        .index(index)
+        .build())
+}
+
+fn hash_type(value: &Value, path: &str) -> Result<ScriptHashType, TxJsonError> {
+    match value.as_str() {
+        Some("data") => Ok(ScriptHashType::Data),
+        Some("type") => Ok(ScriptHashType::Type),
+        Some("data1") => Ok(ScriptHashType::Data1),
+        Some("data2") => Ok(ScriptHashType::Data2),
+        _ => Err(error(path, "expected \"data\", \"type\", \"data1\" or \"data2\"")),
+    }
+}
+
+fn object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>, TxJsonError> {
+    value.as_object().ok_or_else(|| error(path, "expected an object"))
+}
+
+/// A field under its snake_case or camelCase name.
+fn field<'a>(map: &'a Map<String, Value>, snake: &str, camel: &str, path: &str) -> Result<&'a Value, TxJsonError> {
+    map.get(snake)
+        .or_else(|| map.get(camel))
+        .ok_or_else(|| error(path, format!("missing field {snake:?}")))
+}
+
+fn list<T>(
+    value: &Value,
+    path: &str,
+    item: impl Fn(&Value, &str) -> Result<T, TxJsonError>,
+) -> Result<Vec<T>, TxJsonError> {
+    value
+        .as_array()
+        .ok_or_else(|| error(path, "expected an array"))?
+        .iter()
+        .enumerate()
+        .map(|(index, value)| item(value, &format!("{path}[{index}]")))
+        .collect()
+}
+
+/// A number as a `0x` hex string (as both JSON shapes write them) or a plain JSON integer.
+fn number(value: &Value, path: &str) -> Result<u64, TxJsonError> {
+    match value {
+        Value::String(text) => crate::primitives::hex_u64::parse(text).map_err(|reason| error(path, reason)),
+        Value::Number(number) => number
+            .as_u64()
+            .ok_or_else(|| error(path, "expected a non-negative integer")),
+        _ => Err(error(path, "expected a 0x-prefixed hex number")),
+    }
+}
+
+fn bytes(value: &Value, path: &str) -> Result<Vec<u8>, TxJsonError> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| error(path, "expected a 0x-prefixed hex string"))?;
+    decode_hex(text).map_err(|e| error(path, e.to_string()))
+}
+
+fn hash(value: &Value, path: &str) -> Result<[u8; 32], TxJsonError> {
+    let bytes = bytes(value, path)?;
+    bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| error(path, format!("expected 32 bytes, got {}", bytes.len())))
+}

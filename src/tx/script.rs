@@ -1,0 +1,59 @@
+//! Scripts named by configuration: a code hash and a hash type, args supplied per use.
+
+use ckb_types::core::ScriptHashType;
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::primitives::Hash256;
+
+/// A contract reference whose args vary: the funding lock, the commitment lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptTemplate {
+    pub code_hash: Hash256,
+    /// `"type"`, `"data"`, `"data1"` or `"data2"`, as in CKB's JSON.
+    pub hash_type: HashType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashType {
+    Data,
+    Type,
+    Data1,
+    Data2,
+}
+
+impl From<HashType> for ScriptHashType {
+    fn from(value: HashType) -> Self {
+        match value {
+            HashType::Data => ScriptHashType::Data,
+            HashType::Type => ScriptHashType::Type,
+            HashType::Data1 => ScriptHashType::Data1,
+            HashType::Data2 => ScriptHashType::Data2,
+        }
+    }
+}
+
+impl ScriptTemplate {
+    pub fn type_hash(code_hash: [u8; 32]) -> Self {
+        Self {
+            code_hash: Hash256(code_hash),
+            hash_type: HashType::Type,
+        }
+    }
+
+    pub fn script(&self, args: &[u8]) -> packed::Script {
+        packed::Script::new_builder()
+            .code_hash(self.code_hash.0.pack())
+            .hash_type(ScriptHashType::from(self.hash_type))
+            .args(args.to_vec().pack())
+            .build()
+    }
+
+    /// Whether `script` runs this contract (any args).
+    pub fn matches(&self, script: &packed::Script) -> bool {
+        script.code_hash().as_slice() == self.code_hash.0
+            && script.hash_type() == ScriptHashType::from(self.hash_type).into()
+    }
+}

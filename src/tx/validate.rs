@@ -1,0 +1,230 @@
+//! Checks on a funding tx coming back signed, from the user's wallet or the peer.
+//!
+//! The rule, as upstream: only witnesses may change. Here each difference is
+//! reported by the name of the field that changed, so a wallet developer can
+//! see what their signer did.
+
+use std::ops::Range;
+
+use ckb_types::packed;
+use ckb_types::prelude::*;
+
+use super::default_lock::placeholder_witness;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignedTxError {
+    #[error("the signed transaction changed {field}; only witnesses may change")]
+    FieldChanged { field: String },
+    #[error("input {index} has since {since:#x}; the funding tx must be final (since 0)")]
+    NotFinal { index: usize, since: u64 },
+    #[error("the signed transaction has {got} witnesses, expected {expected}")]
+    WitnessCount { expected: usize, got: usize },
+    #[error("witness {index} belongs to another party's input and must not change")]
+    OtherWitnessChanged { index: usize },
+    #[error("witness {index} must be a WitnessArgs with a lock signature")]
+    WitnessNotWitnessArgs { index: usize },
+    #[error("witness {index} still holds the unsigned placeholder: the inputs were not signed")]
+    NotSigned { index: usize },
+}
+
+/// The first field (in molecule order) where two raw transactions differ.
+pub fn first_raw_difference(expected: &packed::RawTransaction, actual: &packed::RawTransaction) -> Option<String> {
+    if expected.version().as_slice() != actual.version().as_slice() {
+        return Some("version".into());
+    }
+    if let Some(field) = list_difference(
+        "cell_deps",
+        &expected.cell_deps().into_iter().collect::<Vec<_>>(),
+        &actual.cell_deps().into_iter().collect::<Vec<_>>(),
+        cell_dep_difference,
+    ) {
+        return Some(field);
+    }
+    if let Some(field) = list_difference(
+        "header_deps",
+        &expected.header_deps().into_iter().collect::<Vec<_>>(),
+        &actual.header_deps().into_iter().collect::<Vec<_>>(),
+        |_, _| None,
+    ) {
+        return Some(field);
+    }
+    if let Some(field) = list_difference(
+        "inputs",
+        &expected.inputs().into_iter().collect::<Vec<_>>(),
+        &actual.inputs().into_iter().collect::<Vec<_>>(),
+        input_difference,
+    ) {
+        return Some(field);
+    }
+    if let Some(field) = list_difference(
+        "outputs",
+        &expected.outputs().into_iter().collect::<Vec<_>>(),
+        &actual.outputs().into_iter().collect::<Vec<_>>(),
+        output_difference,
+    ) {
+        return Some(field);
+    }
+    list_difference(
+        "outputs_data",
+        &expected.outputs_data().into_iter().collect::<Vec<_>>(),
+        &actual.outputs_data().into_iter().collect::<Vec<_>>(),
+        |_, _| None,
+    )
+}
+
+/// Names the first differing element as `name[i]` or `name[i].field`;
+/// a length difference as `name (length)`.
+fn list_difference<T: Entity>(
+    name: &str,
+    expected: &[T],
+    actual: &[T],
+    field_of: impl Fn(&T, &T) -> Option<&'static str>,
+) -> Option<String> {
+    if expected.len() != actual.len() {
+        return Some(format!(
+            "{name} (length {} instead of {})",
+            actual.len(),
+            expected.len()
+        ));
+    }
+    expected
+        .iter()
+        .zip(actual)
+        .enumerate()
+        .find(|(_, (a, b))| a.as_slice() != b.as_slice())
+        .map(|(index, (a, b))| match field_of(a, b) {
+            Some(field) => format!("{name}[{index}].{field}"),
+            None => format!("{name}[{index}]"),
+        })
+}
+
+fn cell_dep_difference(a: &packed::CellDep, b: &packed::CellDep) -> Option<&'static str> {
+    out_point_difference(&a.out_point(), &b.out_point())
+        .map(|field| {
+            if field == "tx_hash" {
+                "out_point.tx_hash"
+            } else {
+                "out_point.index"
+            }
+        })
+        .or_else(|| (a.dep_type() != b.dep_type()).then_some("dep_type"))
+}
+
+fn input_difference(a: &packed::CellInput, b: &packed::CellInput) -> Option<&'static str> {
+    out_point_difference(&a.previous_output(), &b.previous_output())
+        .map(|field| {
+            if field == "tx_hash" {
+                "previous_output.tx_hash"
+            } else {
+                "previous_output.index"
+            }
+        })
+        .or_else(|| (a.since().as_slice() != b.since().as_slice()).then_some("since"))
+}
+
+fn out_point_difference(a: &packed::OutPoint, b: &packed::OutPoint) -> Option<&'static str> {
+    if a.tx_hash() != b.tx_hash() {
+        Some("tx_hash")
+    } else if a.index().as_slice() != b.index().as_slice() {
+        Some("index")
+    } else {
+        None
+    }
+}
+
+fn output_difference(a: &packed::CellOutput, b: &packed::CellOutput) -> Option<&'static str> {
+    if a.capacity().as_slice() != b.capacity().as_slice() {
+        Some("capacity")
+    } else if a.lock().code_hash() != b.lock().code_hash() {
+        Some("lock.code_hash")
+    } else if a.lock().hash_type() != b.lock().hash_type() {
+        Some("lock.hash_type")
+    } else if a.lock().args().as_slice() != b.lock().args().as_slice() {
+        Some("lock.args")
+    } else if a.type_().as_slice() != b.type_().as_slice() {
+        Some("type")
+    } else {
+        None
+    }
+}
+
+/// Checks a tx signed by the party owning `signer_inputs` against the unsigned
+/// one: same raw part, every input final, the other parties' witnesses
+/// untouched, and the signer's first witness a real signature.
+pub fn check_signed_tx(
+    unsigned: &packed::Transaction,
+    signed: &packed::Transaction,
+    signer_inputs: Range<usize>,
+) -> Result<(), SignedTxError> {
+    if let Some(field) = first_raw_difference(&unsigned.raw(), &signed.raw()) {
+        return Err(SignedTxError::FieldChanged { field });
+    }
+    for (index, input) in signed.raw().inputs().into_iter().enumerate() {
+        let since: u64 = input.since().unpack();
+        if since != 0 {
+            return Err(SignedTxError::NotFinal { index, since });
+        }
+    }
+    let witnesses: Vec<Vec<u8>> = signed.witnesses().into_iter().map(|w| w.raw_data().to_vec()).collect();
+    check_witnesses(unsigned, &witnesses, signer_inputs)
+}
+
+/// Checks a full witness list sent by the party owning `signer_inputs`.
+pub fn check_witnesses(
+    unsigned: &packed::Transaction,
+    witnesses: &[Vec<u8>],
+    signer_inputs: Range<usize>,
+) -> Result<(), SignedTxError> {
+    let expected: Vec<Vec<u8>> = unsigned
+        .witnesses()
+        .into_iter()
+        .map(|w| w.raw_data().to_vec())
+        .collect();
+    if witnesses.len() != expected.len() {
+        return Err(SignedTxError::WitnessCount {
+            expected: expected.len(),
+            got: witnesses.len(),
+        });
+    }
+    for (index, (got, want)) in witnesses.iter().zip(&expected).enumerate() {
+        if !signer_inputs.contains(&index) && got != want {
+            return Err(SignedTxError::OtherWitnessChanged { index });
+        }
+    }
+    let first = signer_inputs.start;
+    let witness_args: packed::WitnessArgs = crate::wire::decode_checked("witness", &witnesses[first])
+        .map_err(|_| SignedTxError::WitnessNotWitnessArgs { index: first })?;
+    if witness_args.lock().is_none() {
+        return Err(SignedTxError::WitnessNotWitnessArgs { index: first });
+    }
+    if witnesses[first] == placeholder_witness().as_slice() {
+        return Err(SignedTxError::NotSigned { index: first });
+    }
+    Ok(())
+}
+
+/// The witnesses of `signer_inputs` taken from `witnesses`, the rest from `tx`.
+pub fn merge_witnesses(
+    tx: &packed::Transaction,
+    witnesses: &[Vec<u8>],
+    signer_inputs: Range<usize>,
+) -> packed::Transaction {
+    let merged: Vec<packed::Bytes> = tx
+        .witnesses()
+        .into_iter()
+        .enumerate()
+        .map(|(index, current)| match witnesses.get(index) {
+            Some(theirs) if signer_inputs.contains(&index) => theirs.pack(),
+            _ => current,
+        })
+        .collect();
+    tx.clone()
+        .as_builder()
+        .witnesses(packed::BytesVec::new_builder().extend(merged).build())
+        .build()
+}
+
+/// The witnesses of a transaction as byte vectors.
+pub fn witnesses_of(tx: &packed::Transaction) -> Vec<Vec<u8>> {
+    tx.witnesses().into_iter().map(|w| w.raw_data().to_vec()).collect()
+}

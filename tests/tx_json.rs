@@ -1,0 +1,96 @@
+//! Transactions in both JSON shapes a wallet may hand us: Fiber's snake_case
+//! (`unsigned_funding_tx` as the RPC returns it) and JoyID's camelCase.
+
+use ckb_types::prelude::*;
+use fiber_funding::tx::json::{parse_transaction, transaction_to_json};
+use fiber_funding::tx::parts::tx_hash;
+use fiber_funding::tx::validate::first_raw_difference;
+use serde_json::Value;
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn fiber_snake_case_round_trips_exactly() {
+    let json = fixture("fiber_unsigned_funding_tx.json");
+    let tx = parse_transaction(&json).unwrap();
+    assert_eq!(tx.raw().inputs().len(), 1);
+    assert_eq!(tx.raw().outputs().len(), 2);
+    assert_eq!(transaction_to_json(&tx), json);
+}
+
+#[test]
+fn joyid_camel_case_is_the_same_raw_tx_with_signed_witnesses() {
+    let unsigned = parse_transaction(&fixture("fiber_unsigned_funding_tx.json")).unwrap();
+    let signed = parse_transaction(&fixture("joyid_signed_funding_tx.json")).unwrap();
+    assert_eq!(first_raw_difference(&unsigned.raw(), &signed.raw()), None);
+    assert_eq!(tx_hash(&unsigned), tx_hash(&signed));
+    assert_ne!(unsigned.witnesses().as_slice(), signed.witnesses().as_slice());
+}
+
+/// camelCase keys as JoyID and CCC write them.
+fn camelize(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let mut camel = String::new();
+                    let mut upper = false;
+                    for c in key.chars() {
+                        if c == '_' {
+                            upper = true;
+                        } else if upper {
+                            camel.extend(c.to_uppercase());
+                            upper = false;
+                        } else {
+                            camel.push(c);
+                        }
+                    }
+                    let value = if value == "dep_group" {
+                        Value::from("depGroup")
+                    } else {
+                        camelize(value)
+                    };
+                    (camel, value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(camelize).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn any_tx_reads_the_same_from_either_shape() {
+    let tx = parse_transaction(&fixture("fiber_unsigned_funding_tx.json")).unwrap();
+    let camel = camelize(&transaction_to_json(&tx));
+    assert!(camel.get("cellDeps").is_some());
+    assert_eq!(parse_transaction(&camel).unwrap().as_slice(), tx.as_slice());
+}
+
+#[test]
+fn errors_name_the_bad_field() {
+    let mut json = fixture("fiber_unsigned_funding_tx.json");
+    json["inputs"][0]["previous_output"]["tx_hash"] = Value::from("0x1234");
+    let error = parse_transaction(&json).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "inputs[0].previous_output.tx_hash: expected 32 bytes, got 2"
+    );
+
+    let mut json = fixture("joyid_signed_funding_tx.json");
+    json["outputs"][1]["lock"]["hashType"] = Value::from("typo");
+    let error = parse_transaction(&json).unwrap_err();
+    assert!(error.to_string().starts_with("outputs[1].lock.hash_type:"), "{error}");
+
+    let mut json = fixture("fiber_unsigned_funding_tx.json");
+    json.as_object_mut().unwrap().remove("outputs_data");
+    assert!(parse_transaction(&json)
+        .unwrap_err()
+        .to_string()
+        .contains("missing field \"outputs_data\""));
+
+    assert!(parse_transaction(&Value::from("0x00")).is_err());
+}
