@@ -1,8 +1,16 @@
 //! Open a Fiber channel with external funding from a browser, and survive the
 //! page reload that a wallet's signing redirect causes.
+//!
+//! The crate is a sans-IO core ([`flow`]) with thin adapters around it:
+//! storage ([`store`]), chain ([`chain`]) and, in the browser, the JS API.
+//! See `docs/protocol.md` for the message order and `docs/storage.md` for the
+//! record schema.
 
 pub mod chain;
 pub mod crypto;
+pub mod flow;
 pub mod primitives;
+pub mod runtime;
+pub mod store;
 pub mod tx;
 pub mod wire;

@@ -1,0 +1,709 @@
+//! One channel: its record, the keys derived for it, and everything derived
+//! from the record's facts — its state, the messages it has sent, whether its
+//! signatures have been released.
+
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use serde::Serialize;
+
+use super::config::NodeConfig;
+use super::record::{ChannelRecord, Closure, Role};
+use super::state::*;
+use super::{Action, Event};
+use crate::crypto::keys::{ChannelKeys, NodeSecret};
+use crate::crypto::musig::{self, NonceSlot, SigningSession};
+use crate::primitives::{ChannelId, Hash256, NodeId};
+use crate::tx::commitment::{self, Commitment, CommitmentParty};
+use crate::tx::default_lock;
+use crate::tx::fee::capacity_of;
+use crate::tx::parts::tx_hash;
+use crate::tx::validate::merge_witnesses;
+use crate::wire::*;
+
+/// A refused peer message: nothing changes, the reason is reported.
+#[derive(Debug)]
+pub(crate) struct Reject(pub String);
+
+impl<E: std::fmt::Display> From<E> for Reject {
+    fn from(error: E) -> Self {
+        Reject(error.to_string())
+    }
+}
+
+/// The effects of one step on one channel, collected while it runs.
+pub(crate) struct Step<'a> {
+    pub config: &'a NodeConfig,
+    pub now_ms: u64,
+    pub actions: Vec<Action>,
+}
+
+impl Step<'_> {
+    pub fn send(&mut self, peer: NodeId, message: FiberMessage) {
+        self.actions.push(Action::Send { peer, message });
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Channel {
+    pub record: ChannelRecord,
+    pub keys: ChannelKeys,
+    /// The peer's part of the funding tx, waiting for its inputs to be resolved
+    /// on chain. Not stored: the peer sends it again after a restart.
+    pub pending_peer_part: Option<packed::Transaction>,
+    /// A broadcast went out in this session, so the chain not knowing the tx
+    /// yet is no reason to send it again.
+    pub broadcast_sent: bool,
+}
+
+/// What a channel had sent before a step (see [`Channel::progress`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Progress {
+    commitment_signed_sent: bool,
+    released: bool,
+}
+
+/// A read-only summary of a channel, for the application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelView {
+    pub channel_id: ChannelId,
+    pub temporary_channel_id: ChannelId,
+    pub role: Role,
+    pub peer: NodeId,
+    pub state: ChannelState,
+    pub created_at_ms: u64,
+    /// When the flow is aborted if the funding signatures have not gone out yet.
+    pub deadline_ms: Option<u64>,
+    pub funding_tx_hash: Option<Hash256>,
+    pub local_funding_amount: u64,
+    pub remote_funding_amount: Option<u64>,
+    pub signed_submitted: bool,
+    pub close_reason: Option<String>,
+}
+
+impl Channel {
+    pub fn new(record: ChannelRecord, node_secret: &NodeSecret) -> Self {
+        let keys = ChannelKeys::derive(node_secret, &record.channel_seed.0);
+        Self {
+            record,
+            keys,
+            pending_peer_part: None,
+            broadcast_sent: false,
+        }
+    }
+
+    pub fn id(&self) -> ChannelId {
+        self.record.channel_id
+    }
+
+    pub fn is_initiator(&self) -> bool {
+        self.record.role == Role::Initiator
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.record.closed.is_some()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.record.funding_confirmed && self.record.peer_channel_ready
+    }
+
+    // ---- facts derived from the record -------------------------------------------------
+
+    /// Both sides agreed on the unsigned funding tx.
+    pub fn tx_final(&self) -> bool {
+        self.record.peer_inputs_checked && self.record.peer_tx_complete_nonce.is_some()
+    }
+
+    pub fn signed_submitted(&self) -> bool {
+        self.record
+            .external_funding
+            .as_ref()
+            .is_some_and(|ext| ext.signed_submitted)
+    }
+
+    /// We have sent our `CommitmentSigned` (it is due once the facts below are
+    /// stored). The initiator signs only once the user has signed the funding
+    /// tx, as upstream; the side signing the funding tx second signs its
+    /// commitment only after verifying the first side's (see `may_abort`).
+    pub fn our_commitment_signed_sent(&self) -> bool {
+        if !self.tx_final() || (self.is_initiator() && !self.signed_submitted()) {
+            return false;
+        }
+        self.we_sign_first() || self.record.peer_commitment_signature.is_some()
+    }
+
+    /// The side contributing less sends its funding signatures first (on a
+    /// tie, the smaller funding key), as upstream.
+    pub fn we_sign_first(&self) -> bool {
+        let Some(remote) = &self.record.remote else {
+            return false;
+        };
+        let ours = (self.record.local.contribution(), self.record.local.funding_pubkey);
+        let theirs = (remote.contribution(), remote.funding_pubkey);
+        ours < theirs
+    }
+
+    fn our_witnesses_available(&self) -> bool {
+        !self.is_initiator() || self.signed_submitted()
+    }
+
+    /// Our funding witnesses have left (or are due to leave) this node.
+    pub fn released(&self) -> bool {
+        !self.is_closed()
+            && self.tx_final()
+            && self.record.peer_commitment_signature.is_some()
+            && self.our_witnesses_available()
+            && (self.we_sign_first() || self.record.peer_witnesses.is_some())
+    }
+
+    /// Whether this side may still give up (time out, abandon).
+    ///
+    /// The first signer releases its witnesses as soon as it holds the second
+    /// signer's commitment signature. So the second signer must never abort
+    /// once it has sent that signature, and the first never once it released:
+    /// then an honest peer can never receive `TxAbort` after releasing.
+    pub fn may_abort(&self) -> bool {
+        !self.is_closed()
+            && !self.is_ready()
+            && !self.released()
+            && (self.we_sign_first() || !self.our_commitment_signed_sent())
+    }
+
+    /// A snapshot of what has been sent, to tell what a step made newly due.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            commitment_signed_sent: self.our_commitment_signed_sent(),
+            released: self.released(),
+        }
+    }
+
+    pub fn complete(&self) -> bool {
+        self.released() && self.record.peer_witnesses.is_some()
+    }
+
+    /// The side that sends its signatures second completes the tx and broadcasts it.
+    pub fn is_broadcaster(&self) -> bool {
+        !self.we_sign_first()
+    }
+
+    pub fn state(&self) -> ChannelState {
+        let r = &self.record;
+        if let Some(closure) = &r.closed {
+            return ChannelState::Closed(closure.flags);
+        }
+        if self.is_ready() {
+            return ChannelState::ChannelReady;
+        }
+        if self.complete() || r.funding_confirmed {
+            let mut flags = AwaitingChannelReadyFlags::default();
+            if r.funding_confirmed {
+                flags = flags | AwaitingChannelReadyFlags::OUR_CHANNEL_READY;
+            }
+            if r.peer_channel_ready {
+                flags = flags | AwaitingChannelReadyFlags::THEIR_CHANNEL_READY;
+            }
+            return ChannelState::AwaitingChannelReady(flags);
+        }
+        if self.tx_final() {
+            let ours = self.our_commitment_signed_sent();
+            let theirs = r.peer_commitment_signature.is_some();
+            let awaiting_user = self.is_initiator() && !self.signed_submitted();
+            if ours && theirs {
+                let mut flags = AwaitingTxSignaturesFlags::default();
+                if self.released() {
+                    flags = flags | AwaitingTxSignaturesFlags::OUR_TX_SIGNATURES_SENT;
+                }
+                if r.peer_witnesses.is_some() {
+                    flags = flags | AwaitingTxSignaturesFlags::THEIR_TX_SIGNATURES_SENT;
+                }
+                return ChannelState::AwaitingTxSignatures(flags);
+            }
+            if awaiting_user && !theirs {
+                return ChannelState::NegotiatingFunding(NegotiatingFundingFlags::AWAITING_EXTERNAL_FUNDING);
+            }
+            let mut flags = SigningCommitmentFlags::default();
+            if ours {
+                flags = flags | SigningCommitmentFlags::OUR_COMMITMENT_SIGNED_SENT;
+            }
+            if theirs {
+                flags = flags | SigningCommitmentFlags::THEIR_COMMITMENT_SIGNED_SENT;
+            }
+            return ChannelState::SigningCommitment(flags);
+        }
+        if r.remote.is_some() {
+            let mut flags = CollaboratingFundingTxFlags::AWAITING_REMOTE_TX_COLLABORATION_MSG;
+            let our_complete = !self.is_initiator() && r.peer_inputs_checked;
+            if our_complete {
+                flags = flags | CollaboratingFundingTxFlags::OUR_TX_COMPLETE_SENT;
+            }
+            if r.peer_tx_complete_nonce.is_some() {
+                flags = flags | CollaboratingFundingTxFlags::THEIR_TX_COMPLETE_SENT;
+            }
+            return ChannelState::CollaboratingFundingTx(flags);
+        }
+        ChannelState::NegotiatingFunding(if self.is_initiator() {
+            NegotiatingFundingFlags::OUR_INIT_SENT
+        } else {
+            NegotiatingFundingFlags::THEIR_INIT_SENT
+        })
+    }
+
+    /// When the flow aborts unless the funding signatures went out first.
+    pub fn deadline_ms(&self, config: &NodeConfig) -> Option<u64> {
+        if !self.may_abort() {
+            return None;
+        }
+        match (&self.record.external_funding, &config.acceptor) {
+            (Some(ext), _) => Some(ext.started_at_ms + config.external_funding_timeout_ms),
+            (None, Some(acceptor)) if !self.is_initiator() => {
+                Some(self.record.created_at_ms + config.external_funding_timeout_ms + acceptor.grace_ms)
+            }
+            _ => Some(self.record.created_at_ms + config.external_funding_timeout_ms),
+        }
+    }
+
+    pub fn view(&self, config: &NodeConfig) -> ChannelView {
+        let r = &self.record;
+        ChannelView {
+            channel_id: r.channel_id,
+            temporary_channel_id: r.temporary_channel_id,
+            role: r.role,
+            peer: r.peer,
+            state: self.state(),
+            created_at_ms: r.created_at_ms,
+            deadline_ms: self.deadline_ms(config),
+            funding_tx_hash: self.tx_final().then(|| self.funding_tx_hash()).flatten(),
+            local_funding_amount: r.local.funding_amount,
+            remote_funding_amount: r.remote.as_ref().map(|p| p.funding_amount),
+            signed_submitted: self.signed_submitted(),
+            close_reason: r.closed.as_ref().map(|c| c.reason.clone()),
+        }
+    }
+
+    pub fn funding_tx_hash(&self) -> Option<Hash256> {
+        self.record.funding_tx.as_ref().map(|tx| Hash256(tx_hash(tx)))
+    }
+
+    /// How many inputs the initiator put in (its inputs come first).
+    pub fn initiator_input_count(&self) -> usize {
+        let own = self.record.own_cells.len();
+        match (self.is_initiator(), &self.record.funding_tx) {
+            (true, _) => own,
+            (false, Some(tx)) => tx.raw().inputs().len() - own,
+            (false, None) => 0,
+        }
+    }
+
+    pub fn own_input_range(&self) -> std::ops::Range<usize> {
+        let total = self.record.funding_tx.as_ref().map_or(0, |tx| tx.raw().inputs().len());
+        let split = self.initiator_input_count();
+        if self.is_initiator() {
+            0..split
+        } else {
+            split..total
+        }
+    }
+
+    pub fn peer_input_range(&self) -> std::ops::Range<usize> {
+        let total = self.record.funding_tx.as_ref().map_or(0, |tx| tx.raw().inputs().len());
+        let split = self.initiator_input_count();
+        if self.is_initiator() {
+            split..total
+        } else {
+            0..split
+        }
+    }
+
+    // ---- commitments -------------------------------------------------------------------
+
+    fn commitment(&self, config: &NodeConfig, holder_is_local: bool) -> Result<packed::Transaction, Reject> {
+        let r = &self.record;
+        let remote = r
+            .remote
+            .as_ref()
+            .ok_or_else(|| Reject("no peer parameters yet".into()))?;
+        let funding_tx = r
+            .funding_tx
+            .as_ref()
+            .ok_or_else(|| Reject("no funding tx yet".into()))?;
+        let funding_output = funding_tx
+            .raw()
+            .outputs()
+            .get(0)
+            .ok_or_else(|| Reject("funding tx has no outputs".into()))?;
+        let local = CommitmentParty {
+            funding_pubkey: r.local.funding_pubkey,
+            settlement_pubkey: r.local.tlc_basepoint,
+            amount: r.local.contribution(),
+            pays_fee: self.is_initiator(),
+        };
+        let peer = CommitmentParty {
+            funding_pubkey: remote.funding_pubkey,
+            settlement_pubkey: remote.tlc_basepoint,
+            amount: remote.contribution(),
+            pays_fee: !self.is_initiator(),
+        };
+        let (holder, counterparty) = if holder_is_local { (local, peer) } else { (peer, local) };
+        Commitment {
+            funding_out_point: packed::OutPoint::new_builder()
+                .tx_hash(tx_hash(funding_tx).pack())
+                .index(0u32)
+                .build(),
+            funding_capacity: capacity_of(&funding_output),
+            lock: &config.commitment_lock,
+            delay_epoch: r.terms.commitment_delay_epoch,
+            number: 0,
+            fee_rate: r.terms.commitment_fee_rate,
+            holder,
+            counterparty,
+        }
+        .build_tx()
+        .map_err(Reject::from)
+    }
+
+    /// blake2b of the commitment tx the peer holds (the one we sign).
+    fn peer_commitment_message(&self, config: &NodeConfig) -> Result<[u8; 32], Reject> {
+        Ok(commitment::signing_message(&self.commitment(config, false)?))
+    }
+
+    fn funding_key_agg(&self) -> Result<musig2::KeyAggContext, Reject> {
+        let remote = self
+            .record
+            .remote
+            .as_ref()
+            .ok_or_else(|| Reject("no peer parameters yet".into()))?;
+        Ok(musig::funding_key_agg(
+            &self.record.local.funding_pubkey,
+            &remote.funding_pubkey,
+        )?)
+    }
+
+    /// The binding of our nonce for signing the peer's commitment 0.
+    fn peer_commitment_binding(&self, config: &NodeConfig) -> Result<Vec<u8>, Reject> {
+        let remote = self
+            .record
+            .remote
+            .as_ref()
+            .ok_or_else(|| Reject("no peer parameters yet".into()))?;
+        let message = self.peer_commitment_message(config)?;
+        Ok(musig::peer_commitment_binding(&message, &remote.next_commitment_nonce))
+    }
+
+    /// Our `TxComplete` nonce: the one we sign the peer's commitment 0 with.
+    pub fn our_tx_complete_nonce(&self, config: &NodeConfig) -> Result<crate::primitives::PubNonceBytes, Reject> {
+        let binding = self.peer_commitment_binding(config)?;
+        Ok(musig::public_nonce(&self.keys, NonceSlot::PeerCommitment(0), &binding))
+    }
+
+    /// Our partial signature over the peer's commitment 0.
+    fn our_commitment_signature(&self, config: &NodeConfig) -> Result<[u8; 32], Reject> {
+        let remote = self
+            .record
+            .remote
+            .as_ref()
+            .ok_or_else(|| Reject("no peer parameters yet".into()))?;
+        let ctx = self.funding_key_agg()?;
+        let binding = self.peer_commitment_binding(config)?;
+        let session = SigningSession {
+            ctx: &ctx,
+            message: self.peer_commitment_message(config)?,
+            holder_nonce: remote.next_commitment_nonce,
+            signer_nonce: self.our_tx_complete_nonce(config)?,
+        };
+        Ok(session.sign_as_counterparty(&self.keys, NonceSlot::PeerCommitment(0), &binding)?)
+    }
+
+    /// Checks the peer's partial signature over our commitment 0.
+    pub fn verify_peer_commitment_signature(&self, config: &NodeConfig, signature: &[u8; 32]) -> Result<(), Reject> {
+        let remote = self
+            .record
+            .remote
+            .as_ref()
+            .ok_or_else(|| Reject("no peer parameters yet".into()))?;
+        let peer_nonce = self
+            .record
+            .peer_tx_complete_nonce
+            .ok_or_else(|| Reject("CommitmentSigned before the peer's TxComplete".into()))?;
+        let ctx = self.funding_key_agg()?;
+        let session = SigningSession {
+            ctx: &ctx,
+            message: commitment::signing_message(&self.commitment(config, true)?),
+            holder_nonce: self.record.local.next_commitment_nonce,
+            signer_nonce: peer_nonce,
+        };
+        session.verify(signature, &remote.funding_pubkey, false)?;
+        Ok(())
+    }
+
+    /// Our commitment 0 fully signed by both, as we would close with it: proof
+    /// that the peer's signature really lets us get our funds back.
+    pub fn signed_own_commitment(&self, config: &NodeConfig) -> Result<(packed::Transaction, [u8; 64]), Reject> {
+        let peer_signature: [u8; 32] = self
+            .record
+            .peer_commitment_signature
+            .as_deref()
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| Reject("no peer commitment signature".into()))?;
+        let peer_nonce = self
+            .record
+            .peer_tx_complete_nonce
+            .ok_or_else(|| Reject("no peer nonce".into()))?;
+        let ctx = self.funding_key_agg()?;
+        let tx = self.commitment(config, true)?;
+        let session = SigningSession {
+            ctx: &ctx,
+            message: commitment::signing_message(&tx),
+            holder_nonce: self.record.local.next_commitment_nonce,
+            signer_nonce: peer_nonce,
+        };
+        let own = session.sign_as_holder(&self.keys, 0)?;
+        Ok((tx, session.aggregate(&own, &peer_signature)?))
+    }
+
+    // ---- funding witnesses -------------------------------------------------------------
+
+    /// Our witnesses for the funding tx: the user's (initiator) or our wallet's
+    /// signatures (acceptor, signed on demand: the signature is deterministic).
+    pub fn our_witnesses(&self, config: &NodeConfig) -> Result<Vec<Vec<u8>>, Reject> {
+        if let Some(ext) = &self.record.external_funding {
+            return ext
+                .signed_funding_witnesses
+                .clone()
+                .ok_or_else(|| Reject("the user has not signed yet".into()));
+        }
+        let acceptor = config
+            .acceptor
+            .as_ref()
+            .ok_or_else(|| Reject("not an acceptor".into()))?;
+        let unsigned = self
+            .record
+            .funding_tx
+            .as_ref()
+            .ok_or_else(|| Reject("no funding tx".into()))?;
+        let key = k256::ecdsa::SigningKey::from_bytes(&acceptor.wallet_key.into())
+            .map_err(|_| Reject("invalid acceptor wallet key".into()))?;
+        let group: Vec<usize> = self.own_input_range().collect();
+        let signed = default_lock::sign_group(unsigned, &group, &key)?;
+        Ok(crate::tx::validate::witnesses_of(&signed))
+    }
+
+    /// The funding tx with every witness, once both sides have signed.
+    pub fn complete_funding_tx(&self, config: &NodeConfig) -> Result<packed::Transaction, Reject> {
+        let unsigned = self
+            .record
+            .funding_tx
+            .as_ref()
+            .ok_or_else(|| Reject("no funding tx".into()))?;
+        let peer = self
+            .record
+            .peer_witnesses
+            .as_ref()
+            .ok_or_else(|| Reject("no peer witnesses".into()))?;
+        let ours = merge_witnesses(unsigned, &self.our_witnesses(config)?, self.own_input_range());
+        Ok(merge_witnesses(&ours, peer, self.peer_input_range()))
+    }
+
+    // ---- messages ----------------------------------------------------------------------
+
+    pub fn open_channel_message(&self) -> FiberMessage {
+        let r = &self.record;
+        FiberMessage::OpenChannel(OpenChannel {
+            chain_hash: r.terms.chain_hash,
+            channel_id: r.temporary_channel_id,
+            funding_udt_type_script: None,
+            funding_amount: r.local.funding_amount.into(),
+            shutdown_script: r.local.shutdown_script.clone(),
+            reserved_ckb_amount: r.local.reserved_ckb_amount,
+            funding_fee_rate: r.terms.funding_fee_rate,
+            commitment_fee_rate: r.terms.commitment_fee_rate,
+            max_tlc_value_in_flight: r.local.max_tlc_value_in_flight,
+            max_tlc_number_in_flight: r.local.max_tlc_number_in_flight,
+            commitment_delay_epoch: r.terms.commitment_delay_epoch,
+            funding_pubkey: r.local.funding_pubkey,
+            tlc_basepoint: r.local.tlc_basepoint,
+            first_per_commitment_point: r.local.first_per_commitment_point,
+            second_per_commitment_point: r.local.second_per_commitment_point,
+            channel_announcement_nonce: None,
+            next_commitment_nonce: r.local.next_commitment_nonce,
+            next_revocation_nonce: r.local.next_revocation_nonce,
+            channel_flags: r.terms.channel_flags,
+        })
+    }
+
+    pub fn accept_channel_message(&self) -> FiberMessage {
+        let r = &self.record;
+        FiberMessage::AcceptChannel(AcceptChannel {
+            channel_id: r.temporary_channel_id,
+            funding_amount: r.local.funding_amount.into(),
+            shutdown_script: r.local.shutdown_script.clone(),
+            reserved_ckb_amount: r.local.reserved_ckb_amount,
+            max_tlc_value_in_flight: r.local.max_tlc_value_in_flight,
+            max_tlc_number_in_flight: r.local.max_tlc_number_in_flight,
+            funding_pubkey: r.local.funding_pubkey,
+            tlc_basepoint: r.local.tlc_basepoint,
+            first_per_commitment_point: r.local.first_per_commitment_point,
+            second_per_commitment_point: r.local.second_per_commitment_point,
+            channel_announcement_nonce: None,
+            next_commitment_nonce: r.local.next_commitment_nonce,
+            next_revocation_nonce: r.local.next_revocation_nonce,
+        })
+    }
+
+    fn tx_update_message(&self) -> Option<FiberMessage> {
+        let tx = self.record.funding_tx.clone()?;
+        Some(FiberMessage::TxUpdate(TxUpdate {
+            channel_id: self.id(),
+            tx,
+        }))
+    }
+
+    pub fn tx_complete_message(&self, config: &NodeConfig) -> Result<FiberMessage, Reject> {
+        Ok(FiberMessage::TxComplete(TxComplete {
+            channel_id: self.id(),
+            next_commitment_nonce: self.our_tx_complete_nonce(config)?,
+        }))
+    }
+
+    pub fn commitment_signed_message(&self, config: &NodeConfig) -> Result<FiberMessage, Reject> {
+        Ok(FiberMessage::CommitmentSigned(CommitmentSigned {
+            channel_id: self.id(),
+            funding_tx_partial_signature: self.our_commitment_signature(config)?,
+            next_commitment_nonce: musig::public_nonce(&self.keys, NonceSlot::OwnCommitment(1), &[]),
+        }))
+    }
+
+    pub fn tx_signatures_message(&self, config: &NodeConfig) -> Result<FiberMessage, Reject> {
+        Ok(FiberMessage::TxSignatures(TxSignatures {
+            channel_id: self.id(),
+            witnesses: self.our_witnesses(config)?,
+        }))
+    }
+
+    pub fn channel_ready_message(&self) -> FiberMessage {
+        FiberMessage::ChannelReady(ChannelReady { channel_id: self.id() })
+    }
+
+    pub fn tx_abort_message(&self) -> FiberMessage {
+        let reason = self
+            .record
+            .closed
+            .as_ref()
+            .map_or("unknown channel", |c| c.reason.as_str());
+        FiberMessage::TxAbort(TxAbort {
+            channel_id: self.id(),
+            message: reason.as_bytes().to_vec(),
+        })
+    }
+
+    pub fn reestablish_message(&self) -> FiberMessage {
+        FiberMessage::ReestablishChannel(ReestablishChannel {
+            channel_id: self.id(),
+            local_commitment_number: u64::from(self.record.peer_commitment_signature.is_some()),
+            remote_commitment_number: u64::from(self.our_commitment_signed_sent()),
+        })
+    }
+
+    /// Every message of the current phase we have sent, rebuilt from the
+    /// record: what a reconnecting peer may have missed. Receivers ignore the
+    /// ones they already have.
+    pub fn messages_to_retransmit(&self, config: &NodeConfig) -> Result<Vec<FiberMessage>, Reject> {
+        let r = &self.record;
+        if self.is_closed() {
+            return Ok(vec![self.tx_abort_message()]);
+        }
+        let mut messages = Vec::new();
+        match r.role {
+            Role::Initiator => {
+                if r.remote.is_none() {
+                    messages.push(self.open_channel_message());
+                } else if !r.peer_inputs_checked {
+                    messages.extend(self.tx_update_message());
+                }
+            }
+            Role::Acceptor => {
+                messages.push(self.accept_channel_message());
+                if r.peer_inputs_checked {
+                    messages.extend(self.tx_update_message());
+                    messages.push(self.tx_complete_message(config)?);
+                }
+            }
+        }
+        if self.tx_final() && self.is_initiator() {
+            messages.push(self.tx_complete_message(config)?);
+        }
+        if self.our_commitment_signed_sent() {
+            messages.push(self.commitment_signed_message(config)?);
+        }
+        if self.released() {
+            messages.push(self.tx_signatures_message(config)?);
+        }
+        if r.funding_confirmed {
+            messages.push(self.channel_ready_message());
+        }
+        Ok(messages)
+    }
+
+    // ---- transitions shared by both roles ----------------------------------------------
+
+    /// Closes a channel whose funding signatures never left, clearing its
+    /// recovery state and freeing its cells.
+    pub fn close(&mut self, flags: CloseFlags, reason: String, now_ms: u64) {
+        let r = &mut self.record;
+        r.closed = Some(Closure {
+            flags,
+            reason,
+            closed_at_ms: now_ms,
+        });
+        r.external_funding = None;
+        r.channel_seed = Hash256([0; 32]);
+        r.own_cells.clear();
+        r.funding_tx = None;
+        r.peer_witnesses = None;
+        r.peer_commitment_signature = None;
+        self.pending_peer_part = None;
+    }
+
+    /// After a fact changed: send whatever it made due — our commitment
+    /// signature, then our funding witnesses — and broadcast when we complete
+    /// the tx. Comparing with `before` makes it idempotent.
+    pub fn after_signature_progress(&mut self, step: &mut Step, before: Progress) -> Result<(), Reject> {
+        let now = self.progress();
+        if now.commitment_signed_sent && !before.commitment_signed_sent {
+            step.send(self.record.peer, self.commitment_signed_message(step.config)?);
+        }
+        if now.released && !before.released {
+            step.send(self.record.peer, self.tx_signatures_message(step.config)?);
+            if self.complete() && self.is_broadcaster() {
+                self.broadcast(step)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn broadcast(&mut self, step: &mut Step) -> Result<(), Reject> {
+        let tx = self.complete_funding_tx(step.config)?;
+        self.broadcast_sent = true;
+        step.actions.push(Action::Broadcast {
+            channel_id: self.id(),
+            tx,
+        });
+        Ok(())
+    }
+
+    /// Our `ChannelReady` went out once confirmed; ready when the peer's came too.
+    pub fn on_ready_progress(&mut self) {
+        if self.is_ready() {
+            // Terminal: the external-funding recovery state is no longer needed.
+            self.record.external_funding = None;
+        }
+    }
+
+    pub fn state_event(&self) -> Event {
+        Event::StateChanged {
+            channel_id: self.id(),
+            temporary_channel_id: self.record.temporary_channel_id,
+            state: self.state(),
+            close_reason: self.record.closed.as_ref().map(|c| c.reason.clone()),
+        }
+    }
+}

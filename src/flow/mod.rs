@@ -1,0 +1,120 @@
+//! The funding flow: a deterministic state machine per channel, for both the
+//! initiator (the browser, funding externally) and the acceptor.
+//!
+//! Nothing in here does I/O, reads a clock or draws randomness. A [`Node`]
+//! takes inputs — user commands, peer messages, chain observations, clock
+//! ticks carrying `now_ms` — and returns an ordered list of [`Action`]s for a
+//! runtime to carry out. Whenever a step changes a channel's record, the first
+//! action is [`Action::Persist`]; a runtime must finish it before it runs the
+//! actions after it (see [`crate::runtime`]).
+
+use ckb_types::packed;
+
+use crate::chain::{LiveCell, TxStatus};
+use crate::primitives::{ChannelId, NodeId};
+use crate::wire::FiberMessage;
+
+mod acceptor;
+mod channel;
+pub mod config;
+pub mod error;
+mod handshake;
+mod initiator;
+mod node;
+pub mod record;
+pub mod state;
+
+pub use channel::ChannelView;
+pub use config::{AcceptorConfig, NodeConfig, OpenChannelParams};
+pub use error::FlowError;
+pub use node::{EntropySource, Node};
+pub use record::{ChannelRecord, ExternalFundingPersistState, Role};
+pub use state::ChannelState;
+
+/// Something for the runtime to do, in the order given.
+// Actions live for one step and are moved once; boxing messages would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Write this record in one atomic operation (deleting the record filed
+    /// under `replaces`, when the channel's id changed). Everything after this
+    /// action depends on it being durable.
+    Persist {
+        record: Box<ChannelRecord>,
+        replaces: Option<ChannelId>,
+    },
+    /// Send a message to a peer.
+    Send { peer: NodeId, message: FiberMessage },
+    /// The unsigned funding tx is final: give it to the caller of
+    /// `open_channel_with_external_funding`.
+    HandOutUnsignedTx {
+        channel_id: ChannelId,
+        temporary_channel_id: ChannelId,
+        unsigned_funding_tx: packed::Transaction,
+    },
+    /// Send this fully signed tx to the chain.
+    Broadcast {
+        channel_id: ChannelId,
+        tx: packed::Transaction,
+    },
+    /// Ask the chain something; the answer comes back as a [`ChainEvent`].
+    QueryChain { channel_id: ChannelId, query: ChainQuery },
+    /// Call [`Node::tick`] at `deadline_ms` (or later).
+    ArmTimer { channel_id: ChannelId, deadline_ms: u64 },
+    /// Tell the application.
+    Emit(Event),
+}
+
+/// A read from the chain that a step needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainQuery {
+    /// Live cells with this lock (all pages), for the acceptor's contribution.
+    LiveCells { lock: packed::Script },
+    /// The cells these out points refer to, to check the peer's inputs.
+    ResolveInputs { out_points: Vec<packed::OutPoint> },
+}
+
+/// A chain observation fed back to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainEvent {
+    LiveCells {
+        channel_id: ChannelId,
+        cells: Vec<LiveCell>,
+    },
+    /// One entry per requested out point, in order; `None` when it does not exist.
+    ResolvedInputs {
+        channel_id: ChannelId,
+        outputs: Vec<Option<packed::CellOutput>>,
+    },
+    /// Where the funding tx stands (the runtime polls the txs of
+    /// [`Node::funding_txs_to_watch`]).
+    FundingTxStatus {
+        channel_id: ChannelId,
+        status: TxStatus,
+        tip_block_number: u64,
+    },
+    /// A [`Action::Broadcast`] failed for good.
+    BroadcastFailed { channel_id: ChannelId, reason: String },
+}
+
+/// What the application hears about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A channel moved to a new state.
+    StateChanged {
+        channel_id: ChannelId,
+        temporary_channel_id: ChannelId,
+        state: ChannelState,
+        /// Why, when the new state is `Closed`.
+        close_reason: Option<String>,
+    },
+    /// A peer message was refused; nothing changed.
+    PeerMessageRejected {
+        channel_id: ChannelId,
+        peer: NodeId,
+        message: &'static str,
+        reason: String,
+    },
+    /// The chain refused the funding tx.
+    FundingTxRejected { channel_id: ChannelId, reason: String },
+}

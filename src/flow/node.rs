@@ -1,0 +1,575 @@
+//! A node's channels, and the routing of every input to the right one.
+//!
+//! Each step runs on a copy of the channel; if it fails nothing changes. If
+//! it changed the channel's record, the step's first action is
+//! [`Action::Persist`] of the new record, so nothing leaves before the state
+//! that produced it is durable.
+
+use std::collections::{BTreeMap, HashSet};
+
+use ckb_types::packed;
+
+use super::acceptor::{accept_channel, check_open_channel, select_candidates};
+use super::channel::{Channel, ChannelView, Reject, Step};
+use super::config::{NodeConfig, OpenChannelParams};
+use super::error::FlowError;
+use super::initiator::open_channel;
+use super::record::{ChannelRecord, RecordDecodeError, Role};
+use super::{Action, ChainEvent, Event};
+use crate::chain::LiveCell;
+use crate::primitives::{ChannelId, Hash256, NodeId};
+use crate::wire::{FiberMessage, OpenChannel, TxAbort};
+
+/// Fresh randomness for channel seeds. Passed in so the core stays
+/// deterministic under test.
+pub trait EntropySource {
+    fn random_32(&mut self) -> [u8; 32];
+}
+
+/// An `OpenChannel` the acceptor is looking up its cells for.
+struct PendingOpen {
+    peer: NodeId,
+    message: OpenChannel,
+}
+
+pub struct Node {
+    config: NodeConfig,
+    entropy: Box<dyn EntropySource>,
+    channels: BTreeMap<ChannelId, Channel>,
+    /// Where each channel's record was last stored (its id then).
+    stored_as: BTreeMap<ChannelId, ChannelId>,
+    pending_opens: BTreeMap<ChannelId, PendingOpen>,
+}
+
+impl Node {
+    pub fn new(config: NodeConfig, entropy: Box<dyn EntropySource>) -> Self {
+        Self {
+            config,
+            entropy,
+            channels: BTreeMap::new(),
+            stored_as: BTreeMap::new(),
+            pending_opens: BTreeMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_secret.node_id()
+    }
+
+    /// Restores channels from their records (after a reload or a restart):
+    /// timers re-armed, flows past their deadline aborted at once. A record
+    /// made under another node key is refused by name; the rest still load.
+    pub fn restore(&mut self, records: Vec<ChannelRecord>, now_ms: u64) -> (Vec<Action>, Vec<RecordDecodeError>) {
+        let mut errors = Vec::new();
+        let mut actions = Vec::new();
+        for record in records {
+            let channel = Channel::new(record, &self.config.node_secret);
+            let open = channel.record.closed.is_none();
+            if open && channel.keys.funding_pubkey() != channel.record.local.funding_pubkey {
+                errors.push(RecordDecodeError {
+                    channel_id: channel.id().to_string(),
+                    reason: "it was made with another node key (a different nodeSecretKey?)".into(),
+                });
+                continue;
+            }
+            let id = channel.id();
+            if let Some(deadline_ms) = channel.deadline_ms(&self.config) {
+                actions.push(Action::ArmTimer {
+                    channel_id: id,
+                    deadline_ms,
+                });
+            }
+            self.stored_as.insert(id, id);
+            self.channels.insert(id, channel);
+        }
+        actions.extend(self.tick(now_ms));
+        (actions, errors)
+    }
+
+    // ---- user commands -----------------------------------------------------------------
+
+    /// Starts opening a channel funded from `wallet_cells` (live cells of
+    /// `params.funding_lock_script`, as the indexer returns them). Returns the
+    /// temporary channel id; the unsigned tx comes later as
+    /// [`Action::HandOutUnsignedTx`].
+    pub fn open_channel(
+        &mut self,
+        params: &OpenChannelParams,
+        wallet_cells: &[LiveCell],
+        now_ms: u64,
+    ) -> Result<(ChannelId, Vec<Action>), FlowError> {
+        let seed = self.entropy.random_32();
+        let channel = open_channel(
+            &self.config,
+            params,
+            wallet_cells,
+            &self.reserved_out_points(None),
+            seed,
+            now_ms,
+        )?;
+        let id = channel.id();
+        let mut step = Step {
+            config: &self.config,
+            now_ms,
+            actions: Vec::new(),
+        };
+        step.send(channel.record.peer, channel.open_channel_message());
+        let actions = self.commit(None, channel, step.actions);
+        Ok((id, actions))
+    }
+
+    /// The user's signed funding tx (snake_case or camelCase JSON already
+    /// parsed). Submitting the same tx again returns the same hash and does
+    /// nothing more.
+    pub fn submit_signed_funding_tx(
+        &mut self,
+        channel_id: &ChannelId,
+        signed_tx: &packed::Transaction,
+        now_ms: u64,
+    ) -> Result<(Hash256, Vec<Action>), FlowError> {
+        self.step(channel_id, now_ms, |channel, step| {
+            channel.initiator_submit(step, signed_tx)
+        })
+    }
+
+    /// Gives up on a channel whose funding signatures have not been released.
+    pub fn abandon_channel(&mut self, channel_id: &ChannelId, now_ms: u64) -> Result<Vec<Action>, FlowError> {
+        self.step(channel_id, now_ms, |channel, step| channel.abandon(step))
+            .map(|((), actions)| actions)
+    }
+
+    // ---- clock -------------------------------------------------------------------------
+
+    /// Aborts every flow whose deadline has passed.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
+        let due: Vec<ChannelId> = self
+            .channels
+            .values()
+            .filter(|c| c.deadline_ms(&self.config).is_some_and(|d| d <= now_ms))
+            .map(|c| c.id())
+            .collect();
+        let mut actions = Vec::new();
+        for id in due {
+            if let Ok(((), more)) = self.step::<(), FlowError>(&id, now_ms, |channel, step| {
+                channel.on_deadline(step);
+                Ok(())
+            }) {
+                actions.extend(more);
+            }
+        }
+        actions
+    }
+
+    /// The earliest deadline of any open flow.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.channels.values().filter_map(|c| c.deadline_ms(&self.config)).min()
+    }
+
+    // ---- peers -------------------------------------------------------------------------
+
+    /// A connection to `peer` is up (again): pick up every channel with it.
+    pub fn peer_connected(&mut self, peer: &NodeId) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for channel in self
+            .channels
+            .values()
+            .filter(|c| c.record.peer == *peer && !c.is_closed())
+        {
+            let message = if channel.record.remote.is_none() {
+                channel.open_channel_message()
+            } else {
+                channel.reestablish_message()
+            };
+            actions.push(Action::Send { peer: *peer, message });
+        }
+        actions
+    }
+
+    pub fn peer_message(&mut self, peer: &NodeId, message: FiberMessage, now_ms: u64) -> Vec<Action> {
+        let name = message.name();
+        let message_channel = message.channel_id();
+        let result = match message {
+            FiberMessage::OpenChannel(open) => return self.on_open_channel(peer, open, now_ms),
+            FiberMessage::ReestablishChannel(_) => return self.on_reestablish(peer, &message_channel),
+            other => self.route(peer, other, now_ms),
+        };
+        result.unwrap_or_else(|Reject(reason)| {
+            vec![Action::Emit(Event::PeerMessageRejected {
+                channel_id: message_channel,
+                peer: *peer,
+                message: name,
+                reason,
+            })]
+        })
+    }
+
+    fn route(&mut self, peer: &NodeId, message: FiberMessage, now_ms: u64) -> Result<Vec<Action>, Reject> {
+        let message_channel = message.channel_id();
+        if let FiberMessage::TxAbort(_) = &message {
+            if self.pending_opens.remove(&message_channel).is_some() {
+                return Ok(Vec::new());
+            }
+        }
+        let Some(id) = self.find(&message_channel) else {
+            return Ok(match message {
+                FiberMessage::TxAbort(_) => Vec::new(),
+                _ => self.unknown_channel(peer, message_channel),
+            });
+        };
+        let channel_peer = self.channels[&id].record.peer;
+        if channel_peer != *peer {
+            return Err(Reject(format!("channel {id} belongs to peer {channel_peer}")));
+        }
+        let role = self.channels[&id].record.role;
+        let reserved = self.reserved_out_points(Some(&id));
+        let ((), actions) = self.step(&id, now_ms, |channel, step| match (role, message) {
+            (Role::Initiator, FiberMessage::AcceptChannel(m)) => channel.initiator_on_accept_channel(step, m),
+            (Role::Initiator, FiberMessage::TxUpdate(m)) => channel.initiator_on_tx_update(step, m.tx),
+            (Role::Initiator, FiberMessage::TxComplete(m)) => {
+                channel.initiator_on_tx_complete(step, m.next_commitment_nonce)
+            }
+            (Role::Acceptor, FiberMessage::TxUpdate(m)) => channel.acceptor_on_tx_update(step, m.tx),
+            (Role::Acceptor, FiberMessage::TxComplete(m)) => {
+                channel.acceptor_on_tx_complete(step, m.next_commitment_nonce)
+            }
+            (_, FiberMessage::CommitmentSigned(m)) => {
+                channel.on_commitment_signed(step, m.funding_tx_partial_signature)
+            }
+            (_, FiberMessage::TxSignatures(m)) => channel.on_tx_signatures(step, m.witnesses),
+            (_, FiberMessage::ChannelReady(_)) => channel.on_channel_ready(),
+            (_, FiberMessage::TxAbort(m)) => channel.on_tx_abort(step, &m.message),
+            (_, other) => Err(Reject(format!("{} is not expected by the {role:?}", other.name()))),
+        })?;
+        let _ = reserved;
+        Ok(actions)
+    }
+
+    fn on_open_channel(&mut self, peer: &NodeId, message: OpenChannel, now_ms: u64) -> Vec<Action> {
+        let temporary_id = message.channel_id;
+        let known = self
+            .channels
+            .values()
+            .find(|c| c.record.temporary_channel_id == temporary_id && c.record.peer == *peer);
+        if let Some(channel) = known {
+            // A retransmission: answer with what we sent for it.
+            if channel.is_closed() || channel.acceptor_matches_open(&self.config, &message) {
+                return self.retransmit(&channel.id());
+            }
+            return vec![Action::Emit(Event::PeerMessageRejected {
+                channel_id: temporary_id,
+                peer: *peer,
+                message: "OpenChannel",
+                reason: "a different OpenChannel reuses a temporary channel id".into(),
+            })];
+        }
+        if self.pending_opens.contains_key(&temporary_id) {
+            return Vec::new();
+        }
+        let refuse = |reason: String| {
+            vec![Action::Send {
+                peer: *peer,
+                message: FiberMessage::TxAbort(TxAbort {
+                    channel_id: temporary_id,
+                    message: reason.into_bytes(),
+                }),
+            }]
+        };
+        let Some(acceptor) = &self.config.acceptor else {
+            return refuse("this node does not accept channels".into());
+        };
+        if let Err(Reject(reason)) = check_open_channel(&self.config, &message) {
+            return refuse(reason);
+        }
+        let lock = acceptor.wallet_lock.clone();
+        self.pending_opens
+            .insert(temporary_id, PendingOpen { peer: *peer, message });
+        let _ = now_ms;
+        vec![Action::QueryChain {
+            channel_id: temporary_id,
+            query: super::ChainQuery::LiveCells { lock },
+        }]
+    }
+
+    fn on_reestablish(&mut self, peer: &NodeId, channel_id: &ChannelId) -> Vec<Action> {
+        match self.find(channel_id) {
+            Some(id) if self.channels[&id].record.peer == *peer => self.retransmit(&id),
+            _ => self.unknown_channel(peer, *channel_id),
+        }
+    }
+
+    /// A message for a channel we do not know. Usually the peer should forget
+    /// it too; but while we wait for this peer's `AcceptChannel` we only know
+    /// that channel by its temporary id, so stay quiet: our `OpenChannel`
+    /// retransmission brings the peer's `AcceptChannel` and both ids together.
+    fn unknown_channel(&self, peer: &NodeId, channel_id: ChannelId) -> Vec<Action> {
+        let awaiting_accept = self
+            .channels
+            .values()
+            .any(|c| c.record.peer == *peer && c.record.remote.is_none() && !c.is_closed());
+        if awaiting_accept {
+            Vec::new()
+        } else {
+            vec![unknown_channel_abort(*peer, channel_id)]
+        }
+    }
+
+    fn retransmit(&self, id: &ChannelId) -> Vec<Action> {
+        let channel = &self.channels[id];
+        match channel.messages_to_retransmit(&self.config) {
+            Ok(messages) => messages
+                .into_iter()
+                .map(|message| Action::Send {
+                    peer: channel.record.peer,
+                    message,
+                })
+                .collect(),
+            Err(Reject(reason)) => vec![Action::Emit(Event::PeerMessageRejected {
+                channel_id: *id,
+                peer: channel.record.peer,
+                message: "ReestablishChannel",
+                reason,
+            })],
+        }
+    }
+
+    // ---- chain -------------------------------------------------------------------------
+
+    pub fn chain_event(&mut self, event: ChainEvent, now_ms: u64) -> Vec<Action> {
+        let result = match event {
+            ChainEvent::LiveCells { channel_id, cells } => return self.on_acceptor_cells(&channel_id, &cells, now_ms),
+            ChainEvent::ResolvedInputs { channel_id, outputs } => {
+                let Some(id) = self.find(&channel_id) else {
+                    return Vec::new();
+                };
+                let reserved = self.reserved_out_points(Some(&id));
+                self.step(&id, now_ms, |channel, step| match channel.record.role {
+                    Role::Initiator => channel.initiator_on_resolved_inputs(step, outputs),
+                    Role::Acceptor => channel.acceptor_on_resolved_inputs(step, outputs, &reserved),
+                })
+            }
+            ChainEvent::FundingTxStatus {
+                channel_id,
+                status,
+                tip_block_number,
+            } => self.step(&channel_id, now_ms, |channel, step| {
+                channel.on_funding_tx_status(step, status, tip_block_number)
+            }),
+            ChainEvent::BroadcastFailed { channel_id, reason } => self.step(&channel_id, now_ms, |channel, step| {
+                channel.on_broadcast_failed(step, reason);
+                Ok(())
+            }),
+        };
+        match result {
+            Ok(((), actions)) => actions,
+            Err(Reject(reason)) => vec![Action::Emit(Event::FundingTxRejected {
+                channel_id: Hash256([0; 32]),
+                reason,
+            })],
+        }
+    }
+
+    fn on_acceptor_cells(&mut self, temporary_id: &ChannelId, cells: &[LiveCell], now_ms: u64) -> Vec<Action> {
+        let Some(pending) = self.pending_opens.remove(temporary_id) else {
+            return Vec::new();
+        };
+        let Some(acceptor) = self.config.acceptor.clone() else {
+            return Vec::new();
+        };
+        let remote = match check_open_channel(&self.config, &pending.message) {
+            Ok(remote) => remote,
+            Err(_) => return Vec::new(),
+        };
+        let reserve = crate::tx::funding::reserved_ckb_amount(&acceptor.wallet_lock);
+        let candidates = match select_candidates(
+            &acceptor,
+            cells,
+            &self.reserved_out_points(None),
+            acceptor.funding_amount + reserve,
+        ) {
+            Ok(candidates) => candidates,
+            Err(Reject(reason)) => {
+                return vec![Action::Send {
+                    peer: pending.peer,
+                    message: FiberMessage::TxAbort(TxAbort {
+                        channel_id: *temporary_id,
+                        message: reason.into_bytes(),
+                    }),
+                }]
+            }
+        };
+        let seed = self.entropy.random_32();
+        let channel = match accept_channel(
+            &self.config,
+            pending.peer,
+            &pending.message,
+            remote,
+            candidates,
+            seed,
+            now_ms,
+        ) {
+            Ok(channel) => channel,
+            Err(_) => return Vec::new(),
+        };
+        let message = channel.accept_channel_message();
+        self.commit(
+            None,
+            channel,
+            vec![Action::Send {
+                peer: pending.peer,
+                message,
+            }],
+        )
+    }
+
+    /// Funding txs whose status the runtime should poll and report with
+    /// [`ChainEvent::FundingTxStatus`].
+    pub fn funding_txs_to_watch(&self) -> Vec<(ChannelId, Hash256)> {
+        self.channels
+            .values()
+            .filter(|c| c.released() && !c.record.funding_confirmed)
+            .filter_map(|c| Some((c.id(), c.funding_tx_hash()?)))
+            .collect()
+    }
+
+    // ---- queries -----------------------------------------------------------------------
+
+    pub fn channel(&self, channel_id: &ChannelId) -> Option<ChannelView> {
+        self.find(channel_id).map(|id| self.channels[&id].view(&self.config))
+    }
+
+    pub fn channels(&self) -> Vec<ChannelView> {
+        self.channels.values().map(|c| c.view(&self.config)).collect()
+    }
+
+    /// The record of a channel, as last produced (for tests and diagnostics).
+    pub fn record(&self, channel_id: &ChannelId) -> Option<&ChannelRecord> {
+        self.find(channel_id).map(|id| &self.channels[&id].record)
+    }
+
+    /// Replaces a channel with its durable record after a failed persist, so
+    /// memory never runs ahead of storage.
+    pub fn reload_channel(&mut self, channel_id: &ChannelId, durable: Option<ChannelRecord>) {
+        if let Some(id) = self.find(channel_id) {
+            self.channels.remove(&id);
+        }
+        match durable {
+            Some(record) => {
+                let channel = Channel::new(record, &self.config.node_secret);
+                self.stored_as.insert(channel.id(), channel.id());
+                self.channels.insert(channel.id(), channel);
+            }
+            None => {
+                self.stored_as.remove(channel_id);
+            }
+        }
+    }
+
+    /// Signs our own commitment 0 together with the peer's signature: the
+    /// transaction we could close with. Exposed for tests and audits.
+    pub fn signed_own_commitment(&self, channel_id: &ChannelId) -> Option<(packed::Transaction, [u8; 64])> {
+        let id = self.find(channel_id)?;
+        self.channels[&id].signed_own_commitment(&self.config).ok()
+    }
+
+    // ---- internals ---------------------------------------------------------------------
+
+    fn find(&self, channel_id: &ChannelId) -> Option<ChannelId> {
+        if self.channels.contains_key(channel_id) {
+            return Some(*channel_id);
+        }
+        self.channels
+            .values()
+            .find(|c| c.record.temporary_channel_id == *channel_id)
+            .map(|c| c.id())
+    }
+
+    /// Out points that pending flows (other than `except`) are funding with.
+    fn reserved_out_points(&self, except: Option<&ChannelId>) -> HashSet<packed::OutPoint> {
+        self.channels
+            .values()
+            .filter(|c| Some(&c.id()) != except && !c.is_closed() && !c.is_ready())
+            .flat_map(|c| c.record.own_cells.iter().map(|cell| cell.out_point.clone()))
+            .collect()
+    }
+
+    /// Runs `f` on a copy of the channel and keeps the copy only if it succeeds.
+    fn step<T, E>(
+        &mut self,
+        channel_id: &ChannelId,
+        now_ms: u64,
+        f: impl FnOnce(&mut Channel, &mut Step) -> Result<T, E>,
+    ) -> Result<(T, Vec<Action>), E>
+    where
+        E: From<FlowError>,
+    {
+        let id = self
+            .find(channel_id)
+            .ok_or_else(|| E::from(FlowError::UnknownChannel(*channel_id)))?;
+        let before = self.channels[&id].clone();
+        let mut next = before.clone();
+        let mut step = Step {
+            config: &self.config,
+            now_ms,
+            actions: Vec::new(),
+        };
+        let value = f(&mut next, &mut step)?;
+        let actions = step.actions;
+        let actions = self.commit(Some(&before), next, actions);
+        Ok((value, actions))
+    }
+
+    /// Installs a channel after a step: persist first if its record changed,
+    /// then the step's actions, then the events and timers that follow.
+    fn commit(&mut self, before: Option<&Channel>, mut channel: Channel, step_actions: Vec<Action>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let record_changed = before.is_none_or(|b| b.record != channel.record);
+        if record_changed {
+            let old_key = before.and_then(|b| self.stored_as.get(&b.id()).copied());
+            let replaces = old_key.filter(|key| *key != channel.id());
+            actions.push(Action::Persist {
+                record: Box::new(channel.record.clone()),
+                replaces,
+            });
+        }
+        actions.extend(step_actions);
+        let state_changed = before.is_none_or(|b| b.state() != channel.state());
+        if state_changed {
+            actions.push(Action::Emit(channel.state_event()));
+        }
+        let deadline = channel.deadline_ms(&self.config);
+        if deadline != before.and_then(|b| b.deadline_ms(&self.config)) {
+            if let Some(deadline_ms) = deadline {
+                actions.push(Action::ArmTimer {
+                    channel_id: channel.id(),
+                    deadline_ms,
+                });
+            }
+        }
+        if let Some(before) = before {
+            if before.id() != channel.id() {
+                self.channels.remove(&before.id());
+                self.stored_as.remove(&before.id());
+            }
+        }
+        if record_changed {
+            self.stored_as.insert(channel.id(), channel.id());
+        }
+        channel.pending_peer_part = channel.pending_peer_part.take();
+        self.channels.insert(channel.id(), channel);
+        actions
+    }
+}
+
+fn unknown_channel_abort(peer: NodeId, channel_id: ChannelId) -> Action {
+    Action::Send {
+        peer,
+        message: FiberMessage::TxAbort(TxAbort {
+            channel_id,
+            message: b"unknown channel".to_vec(),
+        }),
+    }
+}

@@ -1,0 +1,444 @@
+//! The recovery record: everything needed to rebuild a channel after the page
+//! (or the process) is gone. One record per channel, written atomically.
+//!
+//! The record holds *facts* (what was received, what was decided); the state
+//! and every message to send are derived from them, so a record can never say
+//! one thing in its state and another in its fields. See `docs/storage.md`.
+
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::chain::LiveCell;
+use crate::flow::state::CloseFlags;
+use crate::primitives::{
+    hex_bytes, hex_bytes_list, hex_u128, hex_u64, ChannelId, Hash256, NodeId, PubNonceBytes, Pubkey,
+};
+use crate::wire::{decode_checked, CheckedDecode};
+
+/// Bumped whenever the record's serialized shape changes; see `docs/storage.md`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Opened the channel and funds it externally (the browser).
+    Initiator,
+    /// Accepted the channel and adds its reserve (the counterparty).
+    Acceptor,
+}
+
+/// What one side announced in `OpenChannel` / `AcceptChannel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartyParams {
+    #[serde(with = "hex_u64")]
+    pub funding_amount: u64,
+    #[serde(with = "hex_u64")]
+    pub reserved_ckb_amount: u64,
+    #[serde(with = "molecule_hex")]
+    pub shutdown_script: packed::Script,
+    #[serde(with = "hex_u128")]
+    pub max_tlc_value_in_flight: u128,
+    #[serde(with = "hex_u64")]
+    pub max_tlc_number_in_flight: u64,
+    pub funding_pubkey: Pubkey,
+    pub tlc_basepoint: Pubkey,
+    pub first_per_commitment_point: Pubkey,
+    pub second_per_commitment_point: Pubkey,
+    /// The nonce for the holder's own commitment 0.
+    pub next_commitment_nonce: PubNonceBytes,
+    pub next_revocation_nonce: PubNonceBytes,
+}
+
+impl PartyParams {
+    /// What this side puts into the funding output.
+    pub fn contribution(&self) -> u64 {
+        self.funding_amount + self.reserved_ckb_amount
+    }
+}
+
+/// The terms the initiator set in `OpenChannel`, shared by both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelTerms {
+    pub chain_hash: Hash256,
+    #[serde(with = "hex_u64")]
+    pub funding_fee_rate: u64,
+    #[serde(with = "hex_u64")]
+    pub commitment_fee_rate: u64,
+    #[serde(with = "hex_u64")]
+    pub commitment_delay_epoch: u64,
+    pub channel_flags: u8,
+}
+
+/// Upstream's `ExternalFundingPersistState`: the initiator's view of the
+/// external-funding flow, from open until a terminal path clears it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExternalFundingPersistState {
+    #[serde(with = "molecule_hex")]
+    pub funding_lock_script: packed::Script,
+    #[serde(with = "molecule_hex_list")]
+    pub funding_lock_script_cell_deps: Vec<packed::CellDep>,
+    /// The tx handed to the user to sign; `None` while it is being negotiated.
+    #[serde(with = "molecule_hex_option")]
+    pub unsigned_funding_tx: Option<packed::Transaction>,
+    /// When the unsigned tx was produced (when the flow began, until then);
+    /// the deadline is this plus the external-funding timeout.
+    pub started_at_ms: u64,
+    pub signed_submitted: bool,
+    pub peer_commitment_signed_received: bool,
+    /// The user's signed witnesses (the whole list, as the wallet returned it).
+    #[serde(with = "hex_bytes_list_option")]
+    pub signed_funding_witnesses: Option<Vec<Vec<u8>>>,
+}
+
+/// Why and when a channel closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closure {
+    pub flags: CloseFlags,
+    pub reason: String,
+    pub closed_at_ms: u64,
+}
+
+/// One channel's recovery record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelRecord {
+    pub schema_version: u32,
+    pub channel_id: ChannelId,
+    pub temporary_channel_id: ChannelId,
+    pub role: Role,
+    pub peer: NodeId,
+    pub created_at_ms: u64,
+    /// With the node secret, derives every key and nonce of the channel.
+    /// Zeroed when the channel closes before its funding was signed.
+    pub channel_seed: Hash256,
+    pub terms: ChannelTerms,
+    pub local: PartyParams,
+    pub remote: Option<PartyParams>,
+    /// The cells this side funds the channel with (candidates, for the
+    /// acceptor, until its part is built).
+    #[serde(with = "live_cells")]
+    pub own_cells: Vec<LiveCell>,
+    /// The funding tx as far as it is built; complete with every witness once
+    /// both sides' signatures are in.
+    #[serde(with = "molecule_hex_option")]
+    pub funding_tx: Option<packed::Transaction>,
+    /// The peer's inputs were resolved on chain and its part checked.
+    pub peer_inputs_checked: bool,
+    /// The peer's `TxComplete` nonce (its nonce for signing our commitment 0).
+    pub peer_tx_complete_nonce: Option<PubNonceBytes>,
+    /// The peer's verified partial signature over our commitment 0.
+    #[serde(with = "hex_bytes_option")]
+    pub peer_commitment_signature: Option<Vec<u8>>,
+    /// The peer's witnesses from its `TxSignatures`.
+    #[serde(with = "hex_bytes_list_option")]
+    pub peer_witnesses: Option<Vec<Vec<u8>>>,
+    pub funding_confirmed: bool,
+    pub peer_channel_ready: bool,
+    pub external_funding: Option<ExternalFundingPersistState>,
+    pub closed: Option<Closure>,
+}
+
+/// A stored record that could not be read. Names the channel so the others
+/// still load; the bad record is kept for inspection, never deleted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the record of channel {channel_id} cannot be read: {reason}")]
+pub struct RecordDecodeError {
+    pub channel_id: String,
+    pub reason: String,
+}
+
+// `packed::Transaction` has no `PartialEq`; two records are equal when they
+// serialize the same, which is also what "the record changed" means to a store.
+impl PartialEq for ChannelRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.encode() == other.encode()
+    }
+}
+
+impl Eq for ChannelRecord {}
+
+impl PartialEq for ExternalFundingPersistState {
+    fn eq(&self, other: &Self) -> bool {
+        serde_json::to_vec(self).ok() == serde_json::to_vec(other).ok()
+    }
+}
+
+impl ChannelRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a record always serializes")
+    }
+
+    /// Reads a record written by this or an earlier schema version.
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<Self, RecordDecodeError> {
+        let fail = |reason: String| RecordDecodeError {
+            channel_id: key.to_owned(),
+            reason,
+        };
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| fail(format!("not JSON: {e}")))?;
+        let version = value
+            .get("schema_version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| fail("no schema_version".into()))?;
+        if version > SCHEMA_VERSION as u64 {
+            return Err(fail(format!(
+                "schema version {version} is newer than this module's {SCHEMA_VERSION}; update the module"
+            )));
+        }
+        let record: ChannelRecord = serde_json::from_value(value).map_err(|e| fail(e.to_string()))?;
+        record.check_consistency().map_err(|reason| fail(reason.into()))?;
+        Ok(record)
+    }
+
+    /// Cross-field rules the types cannot express.
+    fn check_consistency(&self) -> Result<(), &'static str> {
+        if let Some(ext) = &self.external_funding {
+            if self.role != Role::Initiator {
+                return Err("only the initiator has external funding state");
+            }
+            if ext.signed_submitted != ext.signed_funding_witnesses.is_some() {
+                return Err("signed_submitted disagrees with the stored witnesses");
+            }
+            if ext.peer_commitment_signed_received != self.peer_commitment_signature.is_some() {
+                return Err("peer_commitment_signed_received disagrees with the stored signature");
+            }
+        }
+        Ok(())
+    }
+
+    /// The key a store files the record under.
+    pub fn key(&self) -> String {
+        self.channel_id.to_string()
+    }
+}
+
+/// Molecule entities (scripts, cell deps, transactions) as hex of their bytes:
+/// exact, compact, and the same bytes that are hashed and signed.
+mod molecule_hex {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<T: Entity, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+        hex_bytes::serialize(value.as_slice(), serializer)
+    }
+
+    pub fn deserialize<'de, T: CheckedDecode, D: Deserializer<'de>>(deserializer: D) -> Result<T, D::Error> {
+        let bytes = hex_bytes::deserialize(deserializer)?;
+        decode_checked("stored entity", &bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+mod molecule_hex_option {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<T: Entity, S: Serializer>(value: &Option<T>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => serializer.serialize_some(&crate::primitives::encode_hex(value.as_slice())),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T: CheckedDecode, D: Deserializer<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| {
+                let bytes = crate::primitives::decode_hex(&text).map_err(serde::de::Error::custom)?;
+                decode_checked("stored entity", &bytes).map_err(serde::de::Error::custom)
+            })
+            .transpose()
+    }
+}
+
+mod molecule_hex_list {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<T: Entity, S: Serializer>(values: &[T], serializer: S) -> Result<S::Ok, S::Error> {
+        let list: Vec<Vec<u8>> = values.iter().map(|v| v.as_slice().to_vec()).collect();
+        hex_bytes_list::serialize(&list, serializer)
+    }
+
+    pub fn deserialize<'de, T: CheckedDecode, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
+        hex_bytes_list::deserialize(deserializer)?
+            .iter()
+            .map(|bytes| decode_checked("stored entity", bytes).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+mod hex_bytes_option {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => serializer.serialize_some(&crate::primitives::encode_hex(bytes)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| crate::primitives::decode_hex(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+mod hex_bytes_list_option {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Vec<Vec<u8>>>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(list) => {
+                let texts: Vec<String> = list.iter().map(|b| crate::primitives::encode_hex(b)).collect();
+                serializer.serialize_some(&texts)
+            }
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Vec<u8>>>, D::Error> {
+        Option::<Vec<String>>::deserialize(deserializer)?
+            .map(|texts| {
+                texts
+                    .iter()
+                    .map(|text| crate::primitives::decode_hex(text).map_err(serde::de::Error::custom))
+                    .collect()
+            })
+            .transpose()
+    }
+}
+
+mod live_cells {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct StoredCell {
+        #[serde(with = "molecule_hex")]
+        out_point: packed::OutPoint,
+        #[serde(with = "molecule_hex")]
+        output: packed::CellOutput,
+        #[serde(with = "hex_bytes")]
+        output_data: Vec<u8>,
+        block_number: u64,
+    }
+
+    pub fn serialize<S: Serializer>(cells: &[LiveCell], serializer: S) -> Result<S::Ok, S::Error> {
+        let stored: Vec<StoredCell> = cells
+            .iter()
+            .map(|cell| StoredCell {
+                out_point: cell.out_point.clone(),
+                output: cell.output.clone(),
+                output_data: cell.output_data.clone(),
+                block_number: cell.block_number,
+            })
+            .collect();
+        stored.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<LiveCell>, D::Error> {
+        Ok(Vec::<StoredCell>::deserialize(deserializer)?
+            .into_iter()
+            .map(|cell| LiveCell {
+                out_point: cell.out_point,
+                output: cell.output,
+                output_data: cell.output_data,
+                block_number: cell.block_number,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::state::CloseFlags;
+
+    fn sample() -> ChannelRecord {
+        let script = crate::tx::default_lock::lock_script([3; 20]);
+        ChannelRecord {
+            schema_version: SCHEMA_VERSION,
+            channel_id: Hash256([1; 32]),
+            temporary_channel_id: Hash256([2; 32]),
+            role: Role::Initiator,
+            peer: Pubkey([2; 33]),
+            created_at_ms: 7,
+            channel_seed: Hash256([9; 32]),
+            terms: ChannelTerms {
+                chain_hash: Hash256([4; 32]),
+                funding_fee_rate: 1000,
+                commitment_fee_rate: 1000,
+                commitment_delay_epoch: 1,
+                channel_flags: 4,
+            },
+            local: PartyParams {
+                funding_amount: 10,
+                reserved_ckb_amount: 62,
+                shutdown_script: script.clone(),
+                max_tlc_value_in_flight: 10,
+                max_tlc_number_in_flight: 125,
+                funding_pubkey: Pubkey([2; 33]),
+                tlc_basepoint: Pubkey([3; 33]),
+                first_per_commitment_point: Pubkey([2; 33]),
+                second_per_commitment_point: Pubkey([3; 33]),
+                next_commitment_nonce: PubNonceBytes([2; 66]),
+                next_revocation_nonce: PubNonceBytes([3; 66]),
+            },
+            remote: None,
+            own_cells: Vec::new(),
+            funding_tx: None,
+            peer_inputs_checked: false,
+            peer_tx_complete_nonce: None,
+            peer_commitment_signature: None,
+            peer_witnesses: None,
+            funding_confirmed: false,
+            peer_channel_ready: false,
+            external_funding: Some(ExternalFundingPersistState {
+                funding_lock_script: script,
+                funding_lock_script_cell_deps: Vec::new(),
+                unsigned_funding_tx: None,
+                started_at_ms: 7,
+                signed_submitted: false,
+                peer_commitment_signed_received: false,
+                signed_funding_witnesses: None,
+            }),
+            closed: None,
+        }
+    }
+
+    #[test]
+    fn a_record_round_trips() {
+        let record = sample();
+        let key = record.key();
+        assert_eq!(ChannelRecord::decode(&key, &record.encode()).unwrap(), record);
+        let closed = ChannelRecord {
+            closed: Some(Closure { flags: CloseFlags::FUNDING_ABORTED, reason: "timed out".into(), closed_at_ms: 9 }),
+            external_funding: None,
+            ..record
+        };
+        assert_eq!(ChannelRecord::decode(&key, &closed.encode()).unwrap(), closed);
+    }
+
+    #[test]
+    fn unreadable_records_are_refused_by_name() {
+        let record = sample();
+        let key = record.key();
+        let error = ChannelRecord::decode(&key, b"{not json").unwrap_err();
+        assert_eq!(error.channel_id, key);
+
+        let mut newer: serde_json::Value = serde_json::from_slice(&record.encode()).unwrap();
+        newer["schema_version"] = 2.into();
+        let error = ChannelRecord::decode(&key, newer.to_string().as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("newer"), "{error}");
+
+        let mut damaged: serde_json::Value = serde_json::from_slice(&record.encode()).unwrap();
+        damaged["local"]["shutdown_script"] = "0xffffffff".into();
+        assert!(ChannelRecord::decode(&key, damaged.to_string().as_bytes()).is_err());
+
+        let mut inconsistent = record;
+        inconsistent.external_funding.as_mut().unwrap().signed_submitted = true;
+        let error = ChannelRecord::decode(&key, &inconsistent.encode()).unwrap_err();
+        assert!(error.reason.contains("signed_submitted"), "{error}");
+    }
+}

@@ -1,0 +1,77 @@
+//! Carries out the core's actions, in order, never running one before the
+//! persist ahead of it has completed.
+
+use crate::flow::{Action, ChainQuery, Event, Node};
+use crate::primitives::{ChannelId, NodeId};
+use crate::store::{Store, StoreError};
+use crate::wire::FiberMessage;
+use ckb_types::packed;
+
+/// The I/O side of a node: each call hands work to an adapter (a socket, a
+/// chain client, the JS page) and returns at once.
+pub trait Effects {
+    fn send(&mut self, peer: NodeId, message: FiberMessage);
+    fn hand_out_unsigned_tx(&mut self, channel_id: ChannelId, temporary_channel_id: ChannelId, tx: packed::Transaction);
+    fn broadcast(&mut self, channel_id: ChannelId, tx: packed::Transaction);
+    fn query_chain(&mut self, channel_id: ChannelId, query: ChainQuery);
+    fn arm_timer(&mut self, channel_id: ChannelId, deadline_ms: u64);
+    fn emit(&mut self, event: Event);
+}
+
+/// A persist that did not land; the channels it concerned were reloaded from
+/// the store and the actions after it were dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not save channel {channel_id}: {error}")]
+pub struct PersistFailed {
+    pub channel_id: ChannelId,
+    pub error: StoreError,
+}
+
+/// Runs `actions` against `store` and `effects`.
+///
+/// On a failed persist nothing after it runs, and every channel with a persist
+/// still pending is reloaded from the store, so the node's memory never runs
+/// ahead of what is durable.
+pub async fn execute<S: Store, E: Effects>(
+    node: &mut Node,
+    store: &S,
+    effects: &mut E,
+    actions: Vec<Action>,
+) -> Result<(), PersistFailed> {
+    for (index, action) in actions.iter().enumerate() {
+        match action {
+            Action::Persist { record, replaces } => {
+                if let Err(error) = store.put(record, replaces.as_ref()).await {
+                    let channel_id = record.channel_id;
+                    for pending in &actions[index..] {
+                        if let Action::Persist { record, .. } = pending {
+                            let durable = store.get(&record.channel_id).await.ok().flatten();
+                            let durable = match (durable, &record.temporary_channel_id) {
+                                (None, temporary) if *temporary != record.channel_id => {
+                                    store.get(temporary).await.ok().flatten()
+                                }
+                                (durable, _) => durable,
+                            };
+                            node.reload_channel(&record.channel_id, durable);
+                        }
+                    }
+                    return Err(PersistFailed { channel_id, error });
+                }
+            }
+            Action::Send { peer, message } => effects.send(*peer, message.clone()),
+            Action::HandOutUnsignedTx {
+                channel_id,
+                temporary_channel_id,
+                unsigned_funding_tx,
+            } => effects.hand_out_unsigned_tx(*channel_id, *temporary_channel_id, unsigned_funding_tx.clone()),
+            Action::Broadcast { channel_id, tx } => effects.broadcast(*channel_id, tx.clone()),
+            Action::QueryChain { channel_id, query } => effects.query_chain(*channel_id, query.clone()),
+            Action::ArmTimer {
+                channel_id,
+                deadline_ms,
+            } => effects.arm_timer(*channel_id, *deadline_ms),
+            Action::Emit(event) => effects.emit(event.clone()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! Where recovery records live. The core never touches storage itself: the
+//! runtime writes each [`crate::flow::Action::Persist`] through a [`Store`]
+//! and waits for it before doing anything else.
+
+use crate::flow::record::{ChannelRecord, RecordDecodeError};
+use crate::primitives::ChannelId;
+
+pub mod memory;
+
+/// Why a store operation failed. The previous record is always left intact.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage is full: {0}")]
+    QuotaExceeded(String),
+    #[error("the storage transaction was aborted: {0}")]
+    Aborted(String),
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Every record a store holds; the unreadable ones reported by channel.
+#[derive(Debug, Default)]
+pub struct LoadedRecords {
+    pub records: Vec<ChannelRecord>,
+    pub unreadable: Vec<RecordDecodeError>,
+}
+
+/// Durable storage of recovery records, one record per channel.
+///
+/// Single-threaded by design (the browser's event loop), hence no `Send`
+/// bounds on the futures.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    /// Writes `record` in one atomic operation; in the same operation deletes
+    /// the record filed under `replaces` (a channel whose id changed).
+    async fn put(&self, record: &ChannelRecord, replaces: Option<&ChannelId>) -> Result<(), StoreError>;
+
+    async fn get(&self, channel_id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError>;
+
+    /// All records. One that fails to decode is reported by name and left in
+    /// place; the others still load.
+    async fn load_all(&self) -> Result<LoadedRecords, StoreError>;
+}

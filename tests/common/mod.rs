@@ -1,0 +1,870 @@
+//! A deterministic world for native tests: an initiator (the browser) and an
+//! acceptor (the counterparty), each a real `Node` over a `MemoryStore`,
+//! joined by a loopback link that can hold, drop and reorder delivery, over a
+//! simulated chain that checks transactions as CKB would.
+//!
+//! Every message crosses the link as encoded bytes. A crash is injected
+//! through the store: the k-th write lands (or not) and the node dies before
+//! running anything after it; the node is then rebuilt from its store alone.
+
+#![allow(dead_code)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use fiber_funding::chain::simulated::SimulatedChain;
+use fiber_funding::chain::{LiveCell, TxStatus};
+use fiber_funding::crypto::keys::NodeSecret;
+use fiber_funding::flow::config::*;
+use fiber_funding::flow::*;
+use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
+use fiber_funding::runtime::{execute, Effects};
+use fiber_funding::store::memory::MemoryStore;
+use fiber_funding::store::{LoadedRecords, Store, StoreError};
+use fiber_funding::tx::default_lock;
+use fiber_funding::tx::fee::SHANNONS_PER_CKB;
+use fiber_funding::tx::script::ScriptTemplate;
+use fiber_funding::wire::FiberMessage;
+use k256::ecdsa::SigningKey;
+
+pub const INITIATOR: usize = 0;
+pub const ACCEPTOR: usize = 1;
+pub const CKB: u64 = SHANNONS_PER_CKB;
+pub const TIMEOUT_MS: u64 = 300_000;
+pub const GRACE_MS: u64 = 60_000;
+
+/// Counter-based randomness that survives a node's restart (a restarted
+/// node must not draw the seeds it drew before).
+struct CountingEntropy {
+    node: u8,
+    counter: Rc<Cell<u64>>,
+}
+
+impl EntropySource for CountingEntropy {
+    fn random_32(&mut self) -> [u8; 32] {
+        let n = self.counter.get();
+        self.counter.set(n + 1);
+        let mut seed = [self.node; 40];
+        seed[..8].copy_from_slice(&n.to_le_bytes());
+        fiber_funding::crypto::blake2b_256(&seed)
+    }
+}
+
+/// Where to kill a node: at its `at_put`-th store write (counting from 1),
+/// with the write landing first (`lands`) or not.
+#[derive(Debug, Clone, Copy)]
+pub struct CrashPlan {
+    pub node: usize,
+    pub at_put: usize,
+    pub lands: bool,
+    /// How long the node stays down before it restarts.
+    pub down_for_ms: u64,
+}
+
+/// A store that can die at a chosen write.
+pub struct CrashingStore {
+    pub inner: MemoryStore,
+    pub puts_seen: Cell<usize>,
+    crash_at: Cell<Option<(usize, bool)>>,
+    pub crashed: Cell<bool>,
+}
+
+impl CrashingStore {
+    fn new() -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            puts_seen: Cell::new(0),
+            crash_at: Cell::new(None),
+            crashed: Cell::new(false),
+        }
+    }
+}
+
+impl Store for CrashingStore {
+    async fn put(&self, record: &ChannelRecord, replaces: Option<&ChannelId>) -> Result<(), StoreError> {
+        let n = self.puts_seen.get() + 1;
+        self.puts_seen.set(n);
+        if let Some((at, lands)) = self.crash_at.get() {
+            if at == n {
+                self.crash_at.set(None);
+                self.crashed.set(true);
+                if lands {
+                    self.inner.put(record, replaces).await?;
+                }
+                return Err(StoreError::Unavailable("the process died".into()));
+            }
+        }
+        self.inner.put(record, replaces).await
+    }
+
+    async fn get(&self, channel_id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
+        self.inner.get(channel_id).await
+    }
+
+    async fn load_all(&self) -> Result<LoadedRecords, StoreError> {
+        self.inner.load_all().await
+    }
+}
+
+#[derive(Default)]
+struct Outbox {
+    sends: Vec<(NodeId, FiberMessage)>,
+    handed_out: Vec<(ChannelId, packed::Transaction)>,
+    broadcasts: Vec<(ChannelId, packed::Transaction)>,
+    queries: Vec<(ChannelId, ChainQuery)>,
+    events: Vec<Event>,
+}
+
+impl Effects for Outbox {
+    fn send(&mut self, peer: NodeId, message: FiberMessage) {
+        self.sends.push((peer, message));
+    }
+    fn hand_out_unsigned_tx(&mut self, channel_id: ChannelId, _temporary: ChannelId, tx: packed::Transaction) {
+        self.handed_out.push((channel_id, tx));
+    }
+    fn broadcast(&mut self, channel_id: ChannelId, tx: packed::Transaction) {
+        self.broadcasts.push((channel_id, tx));
+    }
+    fn query_chain(&mut self, channel_id: ChannelId, query: ChainQuery) {
+        self.queries.push((channel_id, query));
+    }
+    fn arm_timer(&mut self, _channel_id: ChannelId, _deadline_ms: u64) {}
+    fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+}
+
+pub struct TestNode {
+    pub node: Node,
+    pub store: CrashingStore,
+    config: NodeConfig,
+    entropy_counter: Rc<Cell<u64>>,
+    index: u8,
+    pub up: bool,
+    pub restarts: usize,
+    pub restore_errors: Vec<String>,
+}
+
+impl TestNode {
+    fn new(config: NodeConfig, index: u8) -> Self {
+        let entropy_counter = Rc::new(Cell::new(0));
+        let node = Node::new(
+            config.clone(),
+            Box::new(CountingEntropy {
+                node: index,
+                counter: entropy_counter.clone(),
+            }),
+        );
+        Self {
+            node,
+            store: CrashingStore::new(),
+            config,
+            entropy_counter,
+            index,
+            up: true,
+            restarts: 0,
+            restore_errors: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.node_secret.node_id()
+    }
+}
+
+/// How the link delivers packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    InOrder,
+    /// A pseudo-random queued packet next (deterministic per seed).
+    Shuffled(u64),
+    /// Nothing is delivered until released.
+    Held,
+}
+
+pub struct Packet {
+    pub from: usize,
+    pub to: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// The user at the wallet: signs whatever is handed out with their key.
+pub struct User {
+    pub key: SigningKey,
+    pub lock: packed::Script,
+    pub auto_submit: bool,
+    /// The signed tx "in the URL" when the wallet redirects back.
+    pub signed_in_url: Option<(ChannelId, packed::Transaction)>,
+    pub submit_results: Vec<Result<Hash256, FlowError>>,
+}
+
+pub struct World {
+    pub chain: SimulatedChain,
+    pub now_ms: u64,
+    pub nodes: [TestNode; 2],
+    pub link: VecDeque<Packet>,
+    pub delivery: Delivery,
+    pub drop_next: usize,
+    pub dropped: usize,
+    pub queries: VecDeque<(usize, ChannelId, ChainQuery)>,
+    pub user: User,
+    pub acceptor_key: SigningKey,
+    pub events: Vec<(usize, Event)>,
+    /// Every message any node sent, decoded again from the bytes that crossed.
+    pub sent_log: Vec<(usize, FiberMessage)>,
+    pub handed_out: Vec<(ChannelId, packed::Transaction)>,
+    pub broadcasts: Vec<(usize, packed::Transaction)>,
+    pub crash_plan: Option<CrashPlan>,
+    pub crashes: usize,
+    pending_submit: bool,
+    shuffle_state: u64,
+    reported_status: BTreeMap<(usize, ChannelId), (TxStatus, u64)>,
+}
+
+pub struct Setup {
+    pub user_cells_ckb: Vec<u64>,
+    pub acceptor_cells_ckb: Vec<u64>,
+    pub acceptor_funding_ckb: u64,
+    pub confirmations: u64,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            user_cells_ckb: vec![700, 800],
+            acceptor_cells_ckb: vec![500, 500],
+            acceptor_funding_ckb: 0,
+            confirmations: 3,
+        }
+    }
+}
+
+pub fn funding_lock() -> ScriptTemplate {
+    ScriptTemplate::type_hash([0xf1; 32])
+}
+
+pub fn commitment_lock() -> ScriptTemplate {
+    ScriptTemplate::type_hash([0xc1; 32])
+}
+
+pub fn config(secret: u8, acceptor: Option<AcceptorConfig>, confirmations: u64) -> NodeConfig {
+    NodeConfig {
+        node_secret: NodeSecret::from_bytes([secret; 32]).unwrap(),
+        chain_hash: Hash256([0xcc; 32]),
+        funding_lock: funding_lock(),
+        commitment_lock: commitment_lock(),
+        external_funding_timeout_ms: TIMEOUT_MS,
+        funding_confirmations: confirmations,
+        acceptor,
+    }
+}
+
+fn cell_output(lock: &packed::Script, ckb: u64) -> packed::CellOutput {
+    packed::CellOutput::new_builder()
+        .capacity(ckb * CKB)
+        .lock(lock.clone())
+        .build()
+}
+
+impl World {
+    pub fn new(setup: Setup) -> Self {
+        let mut chain = SimulatedChain::new();
+        let user_key = SigningKey::from_slice(&[0x51; 32]).unwrap();
+        let acceptor_key = SigningKey::from_slice(&[0x52; 32]).unwrap();
+        let user_lock = default_lock::lock_script_for_key(user_key.verifying_key());
+        let acceptor_lock = default_lock::lock_script_for_key(acceptor_key.verifying_key());
+        for ckb in &setup.user_cells_ckb {
+            chain.genesis_cell(cell_output(&user_lock, *ckb), Vec::new());
+        }
+        for ckb in &setup.acceptor_cells_ckb {
+            chain.genesis_cell(cell_output(&acceptor_lock, *ckb), Vec::new());
+        }
+        let acceptor = AcceptorConfig {
+            wallet_lock: acceptor_lock,
+            wallet_cell_deps: vec![chain.default_lock_cell_dep()],
+            wallet_key: acceptor_key.to_bytes().into(),
+            funding_amount: setup.acceptor_funding_ckb * CKB,
+            grace_ms: GRACE_MS,
+        };
+        let nodes = [
+            TestNode::new(config(0x11, None, setup.confirmations), 0),
+            TestNode::new(config(0x22, Some(acceptor), setup.confirmations), 1),
+        ];
+        Self {
+            chain,
+            now_ms: 1_000_000,
+            nodes,
+            link: VecDeque::new(),
+            delivery: Delivery::InOrder,
+            drop_next: 0,
+            dropped: 0,
+            queries: VecDeque::new(),
+            user: User {
+                key: user_key,
+                lock: user_lock,
+                auto_submit: true,
+                signed_in_url: None,
+                submit_results: Vec::new(),
+            },
+            acceptor_key,
+            events: Vec::new(),
+            sent_log: Vec::new(),
+            handed_out: Vec::new(),
+            broadcasts: Vec::new(),
+            crash_plan: None,
+            crashes: 0,
+            pending_submit: false,
+            shuffle_state: 0,
+            reported_status: BTreeMap::new(),
+        }
+    }
+
+    pub fn initiator(&self) -> &Node {
+        &self.nodes[INITIATOR].node
+    }
+
+    pub fn acceptor(&self) -> &Node {
+        &self.nodes[ACCEPTOR].node
+    }
+
+    pub fn arm_crash(&mut self, plan: CrashPlan) {
+        let store = &self.nodes[plan.node].store;
+        store
+            .crash_at
+            .set(Some((store.puts_seen.get() + plan.at_put, plan.lands)));
+        self.crash_plan = Some(plan);
+    }
+
+    /// Live cells of `lock`, all pages, as a runtime would collect them.
+    pub fn live_cells(&self, lock: &packed::Script) -> Vec<LiveCell> {
+        let mut cells = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = self.chain.get_cells(lock, 2, cursor);
+            cells.extend(page);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return cells,
+            }
+        }
+    }
+
+    pub fn open_params(&self, funding_ckb: u64) -> OpenChannelParams {
+        OpenChannelParams::new(
+            self.nodes[ACCEPTOR].id(),
+            funding_ckb * CKB,
+            self.user.lock.clone(),
+            vec![self.chain.default_lock_cell_dep()],
+        )
+    }
+
+    /// The user opens a channel; returns its temporary id.
+    pub fn open(&mut self, funding_ckb: u64) -> Result<ChannelId, FlowError> {
+        let params = self.open_params(funding_ckb);
+        self.open_with(&params)
+    }
+
+    pub fn open_with(&mut self, params: &OpenChannelParams) -> Result<ChannelId, FlowError> {
+        let cells = self.live_cells(&params.funding_lock_script);
+        let now = self.now_ms;
+        let (id, actions) = self.nodes[INITIATOR].node.open_channel(params, &cells, now)?;
+        self.execute(INITIATOR, actions);
+        Ok(id)
+    }
+
+    /// The wallet signs the user's inputs of a handed-out tx.
+    pub fn user_sign(&self, unsigned: &packed::Transaction) -> packed::Transaction {
+        let user_inputs = self.user_input_indices(unsigned);
+        default_lock::sign_group(unsigned, &user_inputs, &self.user.key).unwrap()
+    }
+
+    pub fn user_input_indices(&self, tx: &packed::Transaction) -> Vec<usize> {
+        let user_cells: Vec<_> = self
+            .live_cells(&self.user.lock)
+            .into_iter()
+            .map(|c| c.out_point)
+            .collect();
+        tx.raw()
+            .inputs()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, input)| user_cells.contains(&input.previous_output()))
+            .map(|(index, _)| index)
+            .collect()
+    }
+
+    pub fn submit(&mut self, channel_id: &ChannelId, signed: &packed::Transaction) -> Result<Hash256, FlowError> {
+        let now = self.now_ms;
+        let result = self.nodes[INITIATOR]
+            .node
+            .submit_signed_funding_tx(channel_id, signed, now);
+        match result {
+            Ok((hash, actions)) => {
+                self.execute(INITIATOR, actions);
+                Ok(hash)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Runs the node's actions through the real runtime; detects a planned crash.
+    pub fn execute(&mut self, index: usize, actions: Vec<Action>) {
+        if !self.nodes[index].up {
+            return;
+        }
+        let mut outbox = Outbox::default();
+        let test_node = &mut self.nodes[index];
+        let result = futures::executor::block_on(execute(&mut test_node.node, &test_node.store, &mut outbox, actions));
+        let crashed = test_node.store.crashed.replace(false);
+        self.absorb(index, outbox);
+        if crashed {
+            self.crash(index);
+        } else if let Err(error) = result {
+            panic!("unplanned persist failure on node {index}: {error}");
+        }
+    }
+
+    fn absorb(&mut self, index: usize, outbox: Outbox) {
+        for (peer, message) in outbox.sends {
+            let to = if peer == self.nodes[INITIATOR].id() {
+                INITIATOR
+            } else {
+                ACCEPTOR
+            };
+            assert_ne!(to, index, "a node sent a message to itself");
+            let bytes = message.encode();
+            self.sent_log
+                .push((index, FiberMessage::decode(&bytes).expect("what we send decodes")));
+            self.link.push_back(Packet { from: index, to, bytes });
+        }
+        for (channel_id, tx) in outbox.handed_out {
+            self.handed_out.push((channel_id, tx.clone()));
+            let signed = self.user_sign(&tx);
+            self.user.signed_in_url = Some((channel_id, signed));
+            if self.user.auto_submit {
+                self.pending_submit = true;
+            }
+        }
+        for (channel_id, tx) in outbox.broadcasts {
+            self.broadcasts.push((index, tx.clone()));
+            if let Err(rejection) = self.chain.send_transaction(tx) {
+                let now = self.now_ms;
+                let actions = self.nodes[index].node.chain_event(
+                    ChainEvent::BroadcastFailed {
+                        channel_id,
+                        reason: rejection.to_string(),
+                    },
+                    now,
+                );
+                self.execute(index, actions);
+            }
+        }
+        for (channel_id, query) in outbox.queries {
+            self.queries.push_back((index, channel_id, query));
+        }
+        for event in outbox.events {
+            self.events.push((index, event));
+        }
+    }
+
+    /// The node dies: its memory, its inbound packets and queries are gone.
+    pub fn crash(&mut self, index: usize) {
+        self.crashes += 1;
+        self.nodes[index].up = false;
+        self.link.retain(|p| p.to != index && p.from != index);
+        self.queries.retain(|(node, _, _)| *node != index);
+        let down_for = self.crash_plan.map_or(0, |plan| plan.down_for_ms);
+        self.advance(down_for);
+        self.restart(index);
+    }
+
+    /// Rebuilds a node from its store alone, then reconnects both sides.
+    pub fn restart(&mut self, index: usize) {
+        let test_node = &mut self.nodes[index];
+        test_node.node = Node::new(
+            test_node.config.clone(),
+            Box::new(CountingEntropy {
+                node: test_node.index,
+                counter: test_node.entropy_counter.clone(),
+            }),
+        );
+        test_node.up = true;
+        test_node.restarts += 1;
+        self.reported_status.retain(|(node, _), _| *node != index);
+        let loaded = futures::executor::block_on(test_node.store.load_all()).unwrap();
+        test_node.restore_errors = loaded.unreadable.iter().map(|e| e.to_string()).collect();
+        let now = self.now_ms;
+        let (actions, errors) = test_node.node.restore(loaded.records, now);
+        test_node.restore_errors.extend(errors.iter().map(|e| e.to_string()));
+        self.execute(index, actions);
+        if index == INITIATOR && self.user.auto_submit {
+            // The page boots. A flow whose unsigned tx never reached the wallet
+            // (the page died first) is shown restored, and the user signs it now;
+            // otherwise the signed tx is still in the URL.
+            let unsigned_waiting = self.nodes[INITIATOR].node.channels().into_iter().find_map(|view| {
+                let record = self.nodes[INITIATOR].node.record(&view.channel_id)?;
+                let ext = record.external_funding.as_ref()?;
+                (!ext.signed_submitted).then(|| (view.channel_id, ext.unsigned_funding_tx.clone()))
+            });
+            if let Some((channel_id, Some(unsigned))) = unsigned_waiting {
+                if self.user.signed_in_url.as_ref().is_none_or(|(id, _)| *id != channel_id) {
+                    self.user.signed_in_url = Some((channel_id, self.user_sign(&unsigned)));
+                }
+            }
+            self.pending_submit = self.user.signed_in_url.is_some();
+        }
+        self.reconnect();
+    }
+
+    pub fn reconnect(&mut self) {
+        for index in [INITIATOR, ACCEPTOR] {
+            let peer = self.nodes[1 - index].id();
+            let actions = self.nodes[index].node.peer_connected(&peer);
+            self.execute(index, actions);
+        }
+    }
+
+    /// Time passes; both nodes' clocks tick.
+    pub fn advance(&mut self, ms: u64) {
+        self.now_ms += ms;
+        for index in [INITIATOR, ACCEPTOR] {
+            if self.nodes[index].up {
+                let now = self.now_ms;
+                let actions = self.nodes[index].node.tick(now);
+                self.execute(index, actions);
+            }
+        }
+    }
+
+    fn next_packet(&mut self) -> Option<Packet> {
+        match self.delivery {
+            Delivery::Held => None,
+            Delivery::InOrder => self.link.pop_front(),
+            Delivery::Shuffled(seed) => {
+                if self.link.is_empty() {
+                    return None;
+                }
+                self.shuffle_state = self
+                    .shuffle_state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(seed | 1);
+                let index = (self.shuffle_state >> 33) as usize % self.link.len();
+                self.link.remove(index)
+            }
+        }
+    }
+
+    /// Processes one pending thing; false when the world is quiet.
+    pub fn step(&mut self) -> bool {
+        if self.pending_submit {
+            self.pending_submit = false;
+            if let Some((channel_id, signed)) = self.user.signed_in_url.clone() {
+                let result = self.submit(&channel_id, &signed);
+                self.user.submit_results.push(result);
+            }
+            return true;
+        }
+        if let Some(packet) = self.next_packet() {
+            self.now_ms += 5;
+            if self.drop_next > 0 {
+                self.drop_next -= 1;
+                self.dropped += 1;
+                return true;
+            }
+            if !self.nodes[packet.to].up {
+                return true;
+            }
+            let message = FiberMessage::decode(&packet.bytes).expect("packets decode");
+            let from = self.nodes[packet.from].id();
+            let now = self.now_ms;
+            let actions = self.nodes[packet.to].node.peer_message(&from, message, now);
+            self.execute(packet.to, actions);
+            return true;
+        }
+        if let Some((index, channel_id, query)) = self.queries.pop_front() {
+            let event = match query {
+                ChainQuery::LiveCells { lock } => ChainEvent::LiveCells {
+                    channel_id,
+                    cells: self.live_cells(&lock),
+                },
+                ChainQuery::ResolveInputs { out_points } => ChainEvent::ResolvedInputs {
+                    channel_id,
+                    outputs: out_points.iter().map(|op| self.resolve(op)).collect(),
+                },
+            };
+            let now = self.now_ms;
+            let actions = self.nodes[index].node.chain_event(event, now);
+            self.execute(index, actions);
+            return true;
+        }
+        if self.report_funding_status() {
+            return true;
+        }
+        if self.needs_block() {
+            self.chain.mine_block();
+            return true;
+        }
+        false
+    }
+
+    fn resolve(&self, out_point: &packed::OutPoint) -> Option<packed::CellOutput> {
+        let hash: [u8; 32] = out_point.tx_hash().unpack();
+        let index: u32 = out_point.index().unpack();
+        if let Some(tx) = self.chain.transaction(&hash) {
+            return tx.raw().outputs().get(index as usize);
+        }
+        // Genesis cells have no stored tx: find them among live cells.
+        self.chain_cell(out_point)
+    }
+
+    fn chain_cell(&self, out_point: &packed::OutPoint) -> Option<packed::CellOutput> {
+        let locks = [
+            self.user.lock.clone(),
+            self.nodes[ACCEPTOR]
+                .config
+                .acceptor
+                .as_ref()
+                .unwrap()
+                .wallet_lock
+                .clone(),
+        ];
+        locks
+            .iter()
+            .flat_map(|lock| self.live_cells(lock))
+            .find(|cell| &cell.out_point == out_point)
+            .map(|cell| cell.output)
+    }
+
+    /// Feeds each node the status of the funding txs it watches, once per change.
+    fn report_funding_status(&mut self) -> bool {
+        let tip = self.chain.tip_block_number();
+        for index in [INITIATOR, ACCEPTOR] {
+            if !self.nodes[index].up {
+                continue;
+            }
+            for (channel_id, hash) in self.nodes[index].node.funding_txs_to_watch() {
+                let status = self.chain.transaction_status(&hash.0);
+                let key = (index, channel_id);
+                if self.reported_status.get(&key) == Some(&(status, tip)) {
+                    continue;
+                }
+                self.reported_status.insert(key, (status, tip));
+                let now = self.now_ms;
+                let actions = self.nodes[index].node.chain_event(
+                    ChainEvent::FundingTxStatus {
+                        channel_id,
+                        status,
+                        tip_block_number: tip,
+                    },
+                    now,
+                );
+                self.execute(index, actions);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Mine while something waits in the pool or for confirmations.
+    fn needs_block(&self) -> bool {
+        [INITIATOR, ACCEPTOR].iter().any(|index| {
+            self.nodes[*index].up
+                && self.nodes[*index].node.funding_txs_to_watch().iter().any(|(_, hash)| {
+                    matches!(
+                        self.chain.transaction_status(&hash.0),
+                        TxStatus::Pending | TxStatus::Committed { .. }
+                    )
+                })
+        })
+    }
+
+    /// Rewrites the next packet carrying message `name` (decoded, changed, re-encoded).
+    pub fn tamper_next(&mut self, name: &str, change: impl FnOnce(&mut FiberMessage)) {
+        let packet = self
+            .link
+            .iter_mut()
+            .find(|p| FiberMessage::decode(&p.bytes).is_ok_and(|m| m.name() == name))
+            .unwrap_or_else(|| panic!("no {name} on the link"));
+        let mut message = FiberMessage::decode(&packet.bytes).unwrap();
+        change(&mut message);
+        packet.bytes = message.encode();
+    }
+
+    /// Drops every queued packet carrying message `name`.
+    pub fn drop_queued(&mut self, name: &str) -> usize {
+        let before = self.link.len();
+        self.link
+            .retain(|p| FiberMessage::decode(&p.bytes).map_or(true, |m| m.name() != name));
+        before - self.link.len()
+    }
+
+    /// Processes packets and queries until a queued packet carries `name`
+    /// (which stays queued); panics if the world settles first.
+    pub fn run_until_queued(&mut self, name: &str) {
+        for _ in 0..20_000 {
+            if self
+                .link
+                .iter()
+                .any(|p| FiberMessage::decode(&p.bytes).is_ok_and(|m| m.name() == name))
+            {
+                return;
+            }
+            if !self.step() {
+                panic!("settled before any {name} was sent");
+            }
+        }
+        panic!("no {name} after many steps");
+    }
+
+    /// Injects a message as if `from` had sent it.
+    pub fn inject(&mut self, from: usize, message: FiberMessage) {
+        self.link.push_back(Packet {
+            from,
+            to: 1 - from,
+            bytes: message.encode(),
+        });
+    }
+
+    /// Runs until nothing is left to do.
+    pub fn run(&mut self) {
+        for _ in 0..20_000 {
+            if !self.step() {
+                return;
+            }
+        }
+        panic!("the world did not settle: a livelock");
+    }
+
+    pub fn state(&self, index: usize, channel_id: &ChannelId) -> Option<ChannelState> {
+        self.nodes[index].node.channel(channel_id).map(|view| view.state)
+    }
+
+    /// The one channel a node has (tests open one at a time).
+    pub fn only_channel(&self, index: usize) -> ChannelView {
+        let channels = self.nodes[index].node.channels();
+        assert_eq!(channels.len(), 1, "node {index} has {} channels", channels.len());
+        channels.into_iter().next().unwrap()
+    }
+
+    /// The one channel of a node that is not closed.
+    pub fn open_channel_view(&self, index: usize) -> ChannelView {
+        let open: Vec<_> = self.nodes[index]
+            .node
+            .channels()
+            .into_iter()
+            .filter(|c| !matches!(c.state, ChannelState::Closed(_)))
+            .collect();
+        assert_eq!(open.len(), 1, "node {index} has {} open channels: {open:?}", open.len());
+        open.into_iter().next().unwrap()
+    }
+
+    pub fn stored_record(&self, index: usize, channel_id: &ChannelId) -> Option<ChannelRecord> {
+        futures::executor::block_on(self.nodes[index].store.get(channel_id)).unwrap()
+    }
+
+    /// Rejections of peer messages seen by a node.
+    pub fn rejections(&self, index: usize) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|(node, _)| *node == index)
+            .filter_map(|(_, event)| match event {
+                Event::PeerMessageRejected { message, reason, .. } => Some(format!("{message}: {reason}")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// No nonce was used for two different signatures: every node sent the same
+    /// `TxComplete` nonce and the same commitment signature each time, and the
+    /// nonces it announced in `OpenChannel`/`AcceptChannel` never changed.
+    pub fn assert_no_nonce_reuse(&self) {
+        let mut seen: BTreeMap<(usize, ChannelId, &'static str), Vec<u8>> = BTreeMap::new();
+        let mut check = |key: (usize, ChannelId, &'static str), value: Vec<u8>| {
+            if let Some(previous) = seen.get(&key) {
+                assert_eq!(
+                    previous, &value,
+                    "node {} sent two different {} for channel {}",
+                    key.0, key.2, key.1
+                );
+            } else {
+                seen.insert(key, value);
+            }
+        };
+        for (index, message) in &self.sent_log {
+            match message {
+                FiberMessage::OpenChannel(m) => check(
+                    (*index, m.channel_id, "OpenChannel nonces"),
+                    [m.next_commitment_nonce.0, m.next_revocation_nonce.0].concat(),
+                ),
+                FiberMessage::AcceptChannel(m) => check(
+                    (*index, m.channel_id, "AcceptChannel nonces"),
+                    [m.next_commitment_nonce.0, m.next_revocation_nonce.0].concat(),
+                ),
+                FiberMessage::TxComplete(m) => check(
+                    (*index, m.channel_id, "TxComplete nonces"),
+                    m.next_commitment_nonce.0.to_vec(),
+                ),
+                FiberMessage::CommitmentSigned(m) => check(
+                    (*index, m.channel_id, "commitment signatures"),
+                    [m.funding_tx_partial_signature.as_slice(), &m.next_commitment_nonce.0].concat(),
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// Signed funding txs that reached the chain, by hash.
+    pub fn funding_submissions(&self, hash: &Hash256) -> usize {
+        self.chain.submissions(&hash.0)
+    }
+}
+
+/// Shared assertions for a flow that ended well.
+pub fn assert_channel_ready(world: &World) -> Hash256 {
+    let initiator = world.open_channel_view(INITIATOR);
+    let acceptor = world.open_channel_view(ACCEPTOR);
+    assert_eq!(initiator.state, ChannelState::ChannelReady, "initiator: {initiator:?}");
+    assert_eq!(acceptor.state, ChannelState::ChannelReady, "acceptor: {acceptor:?}");
+    assert_eq!(initiator.channel_id, acceptor.channel_id);
+    let hash = initiator.funding_tx_hash.expect("a funding tx");
+    assert!(matches!(
+        world.chain.transaction_status(&hash.0),
+        TxStatus::Committed { .. }
+    ));
+    assert_eq!(
+        world.funding_submissions(&hash),
+        1,
+        "the funding tx was broadcast more than once"
+    );
+    let record = world
+        .stored_record(INITIATOR, &initiator.channel_id)
+        .expect("a stored record");
+    assert!(record.external_funding.is_none(), "recovery state not cleared");
+    world.assert_no_nonce_reuse();
+    hash
+}
+
+/// Shared assertions for a flow both sides aborted.
+pub fn assert_aborted_on_both_sides(world: &World) {
+    for index in [INITIATOR, ACCEPTOR] {
+        for channel in world.nodes[index].node.channels() {
+            assert!(
+                matches!(channel.state, ChannelState::Closed(_)),
+                "node {index} channel {} is {}",
+                channel.channel_id,
+                channel.state
+            );
+            let record = world.stored_record(index, &channel.channel_id).expect("a tombstone");
+            assert!(record.external_funding.is_none() && record.own_cells.is_empty() && record.funding_tx.is_none());
+            assert_eq!(record.channel_seed, Hash256([0; 32]));
+        }
+    }
+    world.assert_no_nonce_reuse();
+}
+
+pub fn shared<T>(value: T) -> Rc<RefCell<T>> {
+    Rc::new(RefCell::new(value))
+}

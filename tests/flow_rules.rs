@@ -1,0 +1,707 @@
+//! The rules of the flow, one behaviour per test: what is refused, what
+//! survives a restart, and the order in which signatures may leave.
+
+mod common;
+
+use ckb_types::core::{DepType, ScriptHashType};
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use common::*;
+use fiber_funding::flow::state::*;
+use fiber_funding::flow::{ChannelState, Event, FlowError, OpenChannelParams};
+use fiber_funding::primitives::ChannelId;
+use fiber_funding::tx::funding::FundingError;
+use fiber_funding::tx::parts::TxParts;
+use fiber_funding::tx::validate::SignedTxError;
+use fiber_funding::wire::FiberMessage;
+
+/// A world where the tx has been handed out and signed, but not submitted.
+fn awaiting_submission() -> (World, ChannelId, packed::Transaction) {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run();
+    let (channel_id, signed) = world
+        .user
+        .signed_in_url
+        .clone()
+        .expect("the tx was handed out and signed");
+    (world, channel_id, signed)
+}
+
+fn with_parts(tx: &packed::Transaction, change: impl FnOnce(&mut TxParts)) -> packed::Transaction {
+    let mut parts = TxParts::from_tx(tx);
+    change(&mut parts);
+    parts.build()
+}
+
+#[test]
+fn each_raw_tx_field_changed_alone_is_rejected_naming_the_field() {
+    let (mut world, channel_id, signed) = awaiting_submission();
+    let before = world.stored_record(INITIATOR, &channel_id).unwrap();
+    let other_hash = [0xee; 32];
+    type Change = Box<dyn Fn(&mut TxParts)>;
+    let table: Vec<(&str, Change)> = vec![
+        ("version", Box::new(|p| p.version = 1)),
+        (
+            "cell_deps[0].out_point.tx_hash",
+            Box::new(move |p| {
+                let dep = &p.cell_deps[0];
+                p.cell_deps[0] = dep
+                    .clone()
+                    .as_builder()
+                    .out_point(dep.out_point().as_builder().tx_hash(other_hash.pack()).build())
+                    .build();
+            }),
+        ),
+        (
+            "cell_deps[0].out_point.index",
+            Box::new(|p| {
+                let dep = &p.cell_deps[0];
+                p.cell_deps[0] = dep
+                    .clone()
+                    .as_builder()
+                    .out_point(dep.out_point().as_builder().index(7u32).build())
+                    .build();
+            }),
+        ),
+        (
+            "cell_deps[0].dep_type",
+            Box::new(|p| p.cell_deps[0] = p.cell_deps[0].clone().as_builder().dep_type(DepType::Code).build()),
+        ),
+        (
+            "cell_deps (length 2 instead of 1)",
+            Box::new(|p| p.cell_deps.push(p.cell_deps[0].clone())),
+        ),
+        (
+            "header_deps (length 1 instead of 0)",
+            Box::new(move |p| p.header_deps.push(other_hash.pack())),
+        ),
+        (
+            "inputs[0].previous_output.tx_hash",
+            Box::new(move |p| {
+                let input = &p.inputs[0];
+                p.inputs[0] = input
+                    .clone()
+                    .as_builder()
+                    .previous_output(input.previous_output().as_builder().tx_hash(other_hash.pack()).build())
+                    .build();
+            }),
+        ),
+        (
+            "inputs[0].previous_output.index",
+            Box::new(|p| {
+                let input = &p.inputs[0];
+                p.inputs[0] = input
+                    .clone()
+                    .as_builder()
+                    .previous_output(input.previous_output().as_builder().index(9u32).build())
+                    .build();
+            }),
+        ),
+        (
+            "inputs[0].since",
+            Box::new(|p| p.inputs[0] = p.inputs[0].clone().as_builder().since(5u64).build()),
+        ),
+        (
+            "outputs[0].capacity",
+            Box::new(|p| p.outputs[0] = p.outputs[0].clone().as_builder().capacity(1u64).build()),
+        ),
+        (
+            "outputs[1].lock.code_hash",
+            Box::new(move |p| {
+                let lock = p.outputs[1].lock().as_builder().code_hash(other_hash.pack()).build();
+                p.outputs[1] = p.outputs[1].clone().as_builder().lock(lock).build();
+            }),
+        ),
+        (
+            "outputs[1].lock.hash_type",
+            Box::new(|p| {
+                let lock = p.outputs[1]
+                    .lock()
+                    .as_builder()
+                    .hash_type(ScriptHashType::Data1)
+                    .build();
+                p.outputs[1] = p.outputs[1].clone().as_builder().lock(lock).build();
+            }),
+        ),
+        (
+            "outputs[1].lock.args",
+            Box::new(|p| {
+                let lock = p.outputs[1].lock().as_builder().args([1u8; 20].to_vec().pack()).build();
+                p.outputs[1] = p.outputs[1].clone().as_builder().lock(lock).build();
+            }),
+        ),
+        (
+            "outputs[1].type",
+            Box::new(|p| {
+                let type_ = packed::ScriptOpt::new_builder().set(Some(p.outputs[1].lock())).build();
+                p.outputs[1] = p.outputs[1].clone().as_builder().type_(type_).build();
+            }),
+        ),
+        ("outputs_data[1]", Box::new(|p| p.outputs_data[1] = vec![0xab])),
+    ];
+    for (field, change) in &table {
+        let tampered = with_parts(&signed, change);
+        let error = world.submit(&channel_id, &tampered).unwrap_err();
+        assert_eq!(
+            error,
+            FlowError::SignedTx(SignedTxError::FieldChanged {
+                field: field.to_string()
+            }),
+            "changing {field}"
+        );
+        assert!(error.to_string().contains(field), "{error}");
+        assert_eq!(
+            world.stored_record(INITIATOR, &channel_id).unwrap(),
+            before,
+            "{field}: the record changed"
+        );
+    }
+    println!("{} raw-tx fields checked", table.len());
+    // The genuine signed tx is still accepted afterwards.
+    world.submit(&channel_id, &signed).unwrap();
+    world.run();
+    assert_channel_ready(&world);
+}
+
+#[test]
+fn witnesses_that_are_missing_unsigned_or_touch_the_peers_inputs_are_rejected() {
+    let (mut world, channel_id, signed) = awaiting_submission();
+    let unsigned = world.handed_out.last().unwrap().1.clone();
+    let peer_index = signed.witnesses().len() - 1;
+    let cases: Vec<(packed::Transaction, SignedTxError)> = vec![
+        (unsigned.clone(), SignedTxError::NotSigned { index: 0 }),
+        (
+            with_parts(&signed, |p| {
+                p.witnesses.pop();
+            }),
+            SignedTxError::WitnessCount {
+                expected: signed.witnesses().len(),
+                got: signed.witnesses().len() - 1,
+            },
+        ),
+        (
+            with_parts(&signed, |p| p.witnesses[peer_index] = vec![1, 2, 3]),
+            SignedTxError::OtherWitnessChanged { index: peer_index },
+        ),
+        (
+            with_parts(&signed, |p| p.witnesses[0] = vec![1, 2, 3]),
+            SignedTxError::WitnessNotWitnessArgs { index: 0 },
+        ),
+    ];
+    for (tx, expected) in cases {
+        assert_eq!(
+            world.submit(&channel_id, &tx).unwrap_err(),
+            FlowError::SignedTx(expected)
+        );
+    }
+    assert!(!world.initiator().channel(&channel_id).unwrap().signed_submitted);
+}
+
+#[test]
+fn double_submit_returns_the_same_hash_and_broadcasts_once() {
+    let (mut world, channel_id, signed) = awaiting_submission();
+    let first = world.submit(&channel_id, &signed).unwrap();
+    let second = world.submit(&channel_id, &signed).unwrap();
+    assert_eq!(first, second);
+    world.run();
+    assert_eq!(
+        world.submit(&channel_id, &signed).unwrap(),
+        first,
+        "even after the channel is ready"
+    );
+    let hash = assert_channel_ready(&world);
+    assert_eq!(hash, first);
+    assert_eq!(world.broadcasts.len(), 1);
+}
+
+#[test]
+fn a_different_signed_tx_after_a_successful_submit_is_refused() {
+    let (mut world, channel_id, signed) = awaiting_submission();
+    let hash = world.submit(&channel_id, &signed).unwrap();
+    // Same raw tx, another signature (a different wallet key).
+    let other = with_parts(&signed, |p| {
+        let mut witness = p.witnesses[0].clone();
+        let last = witness.len() - 2;
+        witness[last] ^= 1;
+        p.witnesses[0] = witness;
+    });
+    assert_eq!(
+        world.submit(&channel_id, &other).unwrap_err(),
+        FlowError::DifferentTxAlreadySubmitted {
+            channel_id,
+            funding_tx_hash: hash
+        }
+    );
+}
+
+#[test]
+fn a_peer_tx_update_while_awaiting_submission_is_rejected_and_changes_nothing() {
+    let (mut world, channel_id, _) = awaiting_submission();
+    let before = world.stored_record(INITIATOR, &channel_id).unwrap();
+    let state = world.state(INITIATOR, &channel_id).unwrap();
+    let unsigned = world.handed_out.last().unwrap().1.clone();
+    let stale = with_parts(&unsigned, |p| {
+        p.outputs[0] = p.outputs[0].clone().as_builder().capacity(1u64).build();
+    });
+    world.inject(
+        ACCEPTOR,
+        FiberMessage::TxUpdate(fiber_funding::wire::TxUpdate { channel_id, tx: stale }),
+    );
+    world.run();
+    let rejections = world.rejections(INITIATOR);
+    assert!(
+        rejections
+            .iter()
+            .any(|r| r.starts_with("TxUpdate: TxUpdate after the funding tx was agreed")),
+        "{rejections:?}"
+    );
+    assert_eq!(world.stored_record(INITIATOR, &channel_id).unwrap(), before);
+    assert_eq!(world.state(INITIATOR, &channel_id).unwrap(), state);
+    // A plain retransmission of the agreed tx is quietly ignored.
+    world.inject(
+        ACCEPTOR,
+        FiberMessage::TxUpdate(fiber_funding::wire::TxUpdate {
+            channel_id,
+            tx: unsigned,
+        }),
+    );
+    world.run();
+    assert_eq!(world.rejections(INITIATOR).len(), rejections.len());
+}
+
+#[test]
+fn a_bad_commitment_signature_is_rejected_and_the_genuine_one_still_counts() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run_until_queued("CommitmentSigned");
+    let genuine = world
+        .link
+        .iter()
+        .find_map(|p| match FiberMessage::decode(&p.bytes).unwrap() {
+            FiberMessage::CommitmentSigned(m) => Some(m),
+            _ => None,
+        })
+        .unwrap();
+    world.tamper_next("CommitmentSigned", |m| {
+        if let FiberMessage::CommitmentSigned(m) = m {
+            m.funding_tx_partial_signature[5] ^= 0x40;
+        }
+    });
+    world.run();
+    let rejections = world.rejections(INITIATOR);
+    assert!(
+        rejections.iter().any(|r| r.contains("does not verify")),
+        "{rejections:?}"
+    );
+    let view = world.open_channel_view(INITIATOR);
+    assert_eq!(
+        view.state,
+        ChannelState::NegotiatingFunding(NegotiatingFundingFlags::AWAITING_EXTERNAL_FUNDING)
+    );
+    assert!(world
+        .stored_record(INITIATOR, &view.channel_id)
+        .unwrap()
+        .peer_commitment_signature
+        .is_none());
+
+    world.inject(ACCEPTOR, FiberMessage::CommitmentSigned(genuine));
+    world.run();
+    assert_eq!(
+        world.state(INITIATOR, &view.channel_id).unwrap(),
+        ChannelState::SigningCommitment(SigningCommitmentFlags::THEIR_COMMITMENT_SIGNED_SENT)
+    );
+}
+
+/// Every byte string the initiator sent to the acceptor.
+fn initiator_payloads(world: &World) -> Vec<Vec<u8>> {
+    world
+        .sent_log
+        .iter()
+        .filter(|(from, _)| *from == INITIATOR)
+        .map(|(_, m)| m.encode())
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn the_users_witnesses_stay_home_until_the_peers_commitment_signature_is_verified() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run_until_queued("CommitmentSigned");
+    // A peer that never signs our commitment (here: its signature is lost).
+    assert_eq!(world.drop_queued("CommitmentSigned"), 1);
+    world.run();
+    let (channel_id, signed) = world.user.signed_in_url.clone().unwrap();
+    world.submit(&channel_id, &signed).unwrap();
+    world.run();
+
+    let user_witness = signed.witnesses().get(0).unwrap().raw_data().to_vec();
+    assert!(initiator_payloads(&world)
+        .iter()
+        .all(|bytes| !contains(bytes, &user_witness)));
+    assert!(!world
+        .sent_log
+        .iter()
+        .any(|(from, m)| *from == INITIATOR && m.name() == "CommitmentSigned"));
+    assert!(world.broadcasts.is_empty());
+
+    // Once the acceptor's signature arrives (it resends on reconnect) the flow completes.
+    world.reconnect();
+    world.run();
+    assert_channel_ready(&world);
+}
+
+#[test]
+fn the_acceptor_keeps_its_witnesses_until_the_initiators_commitment_signature_is_verified() {
+    let (mut world, channel_id, signed) = awaiting_submission();
+    world.submit(&channel_id, &signed).unwrap();
+    world.tamper_next("CommitmentSigned", |m| {
+        if let FiberMessage::CommitmentSigned(m) = m {
+            m.funding_tx_partial_signature[0] ^= 1;
+        }
+    });
+    world.run();
+    assert!(world.rejections(ACCEPTOR).iter().any(|r| r.contains("does not verify")));
+    assert!(!world
+        .sent_log
+        .iter()
+        .any(|(from, m)| *from == ACCEPTOR && m.name() == "TxSignatures"));
+    assert!(world.broadcasts.is_empty());
+    world.reconnect();
+    world.run();
+    assert_channel_ready(&world);
+}
+
+#[test]
+fn an_acceptor_spending_one_of_the_users_cells_is_refused() {
+    let mut world = World::new(Setup {
+        user_cells_ckb: vec![700, 800, 300],
+        ..Setup::default()
+    });
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    let spare_user_cell = world
+        .live_cells(&world.user.lock.clone())
+        .last()
+        .unwrap()
+        .out_point
+        .clone();
+    world.run_until_queued("TxUpdate"); // ours
+    world.step();
+    world.run_until_queued("TxUpdate"); // the acceptor's part
+    world.tamper_next("TxUpdate", |m| {
+        if let FiberMessage::TxUpdate(m) = m {
+            // The acceptor claims one of the user's cells as its own input.
+            m.tx = with_parts(&m.tx, |p| {
+                let last = p.inputs.len() - 1;
+                p.inputs[last] = p.inputs[last]
+                    .clone()
+                    .as_builder()
+                    .previous_output(spare_user_cell.clone())
+                    .build();
+            });
+        }
+    });
+    world.run();
+    let view = world.initiator().channels().pop().unwrap();
+    assert_eq!(view.state, ChannelState::Closed(CloseFlags::FUNDING_ABORTED));
+    assert!(view.close_reason.unwrap().contains("one of our own cells"));
+    assert!(world.handed_out.is_empty(), "nothing was handed out to sign");
+    assert_aborted_on_both_sides(&world);
+}
+
+#[test]
+fn timeout_fires_after_reload_when_deadline_passed() {
+    let (mut world, channel_id, signed) = awaiting_submission();
+    // The user is at the signer; the page is gone for longer than the timeout.
+    world.nodes[INITIATOR].up = false;
+    world.link.clear();
+    world.now_ms += TIMEOUT_MS + 1;
+    world.user.auto_submit = false;
+    world.restart(INITIATOR);
+    world.run();
+    let view = world.initiator().channel(&channel_id).unwrap();
+    assert_eq!(view.state, ChannelState::Closed(CloseFlags::FUNDING_ABORTED));
+    assert!(view.close_reason.as_deref().unwrap().contains("timed out"));
+    // Back from the signer: the submit is refused with the reason.
+    let error = world.submit(&channel_id, &signed).unwrap_err();
+    assert!(
+        matches!(error, FlowError::ChannelClosed { .. }) && error.to_string().contains("timed out"),
+        "{error}"
+    );
+    assert_aborted_on_both_sides(&world);
+    // The cells are free again: a new channel opens and completes.
+    world.user.auto_submit = true;
+    world.open(1000).unwrap();
+    world.run();
+    assert_channel_ready(&world);
+}
+
+#[test]
+fn timeout_is_rearmed_after_reload_and_fires_at_the_original_deadline() {
+    let (mut world, channel_id, _) = awaiting_submission();
+    let deadline = world.initiator().channel(&channel_id).unwrap().deadline_ms.unwrap();
+    let started = world
+        .stored_record(INITIATOR, &channel_id)
+        .unwrap()
+        .external_funding
+        .unwrap()
+        .started_at_ms;
+    assert_eq!(deadline, started + TIMEOUT_MS);
+    world.now_ms += 10_000;
+    world.user.auto_submit = false;
+    world.restart(INITIATOR);
+    world.run();
+    assert_eq!(
+        world.initiator().next_deadline(),
+        Some(deadline),
+        "re-armed at the same deadline"
+    );
+    world.advance(deadline - world.now_ms - 1);
+    assert!(!matches!(
+        world.state(INITIATOR, &channel_id),
+        Some(ChannelState::Closed(_))
+    ));
+    world.advance(1);
+    world.run();
+    assert_aborted_on_both_sides(&world);
+}
+
+#[test]
+fn the_acceptor_gives_up_on_an_initiator_that_never_returns() {
+    let (mut world, _, _) = awaiting_submission();
+    world.nodes[INITIATOR].up = false;
+    world.advance(TIMEOUT_MS + GRACE_MS);
+    let view = world.acceptor().channels().pop().unwrap();
+    assert_eq!(view.state, ChannelState::Closed(CloseFlags::FUNDING_ABORTED));
+    // Its cells are free for the next channel.
+    let record = world.stored_record(ACCEPTOR, &view.channel_id).unwrap();
+    assert!(record.own_cells.is_empty());
+}
+
+#[test]
+fn abandon_before_release_aborts_both_sides_and_after_release_is_refused() {
+    let (mut world, channel_id, signed) = awaiting_submission();
+    let actions = world.nodes[INITIATOR]
+        .node
+        .abandon_channel(&channel_id, world.now_ms)
+        .unwrap();
+    world.execute(INITIATOR, actions);
+    world.run();
+    assert_eq!(
+        world.state(INITIATOR, &channel_id),
+        Some(ChannelState::Closed(CloseFlags::ABANDONED))
+    );
+    assert_aborted_on_both_sides(&world);
+    let error = world.submit(&channel_id, &signed).unwrap_err();
+    assert!(error.to_string().contains("abandoned"), "{error}");
+
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    world.run();
+    let ready = assert_channel_ready(&world);
+    let channel_id = world.open_channel_view(INITIATOR).channel_id;
+    let error = world.nodes[INITIATOR]
+        .node
+        .abandon_channel(&channel_id, world.now_ms)
+        .unwrap_err();
+    assert!(matches!(error, FlowError::TooLateToAbandon { .. }), "{error}");
+    assert!(matches!(
+        world.chain.transaction_status(&ready.0),
+        fiber_funding::chain::TxStatus::Committed { .. }
+    ));
+}
+
+#[test]
+fn a_tx_abort_after_our_signatures_left_is_refused() {
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    world.run();
+    let channel_id = world.open_channel_view(INITIATOR).channel_id;
+    world.inject(
+        ACCEPTOR,
+        FiberMessage::TxAbort(fiber_funding::wire::TxAbort {
+            channel_id,
+            message: b"bye".to_vec(),
+        }),
+    );
+    world.run();
+    assert_eq!(world.state(INITIATOR, &channel_id), Some(ChannelState::ChannelReady));
+    assert!(world
+        .rejections(INITIATOR)
+        .iter()
+        .any(|r| r.contains("after our funding signatures")));
+}
+
+#[test]
+fn not_enough_funds_names_needed_and_available_and_stores_nothing() {
+    let mut world = World::new(Setup {
+        user_cells_ckb: vec![300],
+        ..Setup::default()
+    });
+    let error = world.open(1000).unwrap_err();
+    match &error {
+        FlowError::Funding(FundingError::InsufficientFunds { needed, available }) => {
+            assert!(*needed > (1000 + 62) * CKB);
+            assert_eq!(*available, 300 * CKB);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(error.to_string().contains("needed") && error.to_string().contains("available"));
+    assert!(world.nodes[INITIATOR].store.inner.is_empty());
+    assert!(world.link.is_empty());
+}
+
+#[test]
+fn udt_public_and_malformed_opens_are_refused_with_clear_errors() {
+    let mut world = World::new(Setup::default());
+    let base = world.open_params(1000);
+    let cases: Vec<(OpenChannelParams, &str)> = vec![
+        (
+            OpenChannelParams {
+                funding_udt_type_script: Some(base.funding_lock_script.clone()),
+                ..base.clone()
+            },
+            "UDT",
+        ),
+        (
+            OpenChannelParams {
+                public: true,
+                ..base.clone()
+            },
+            "public",
+        ),
+        (
+            OpenChannelParams {
+                funding_amount: 0,
+                ..base.clone()
+            },
+            "funding_amount",
+        ),
+        (
+            OpenChannelParams {
+                funding_fee_rate: Some(10),
+                ..base.clone()
+            },
+            "funding_fee_rate",
+        ),
+        (
+            OpenChannelParams {
+                pubkey: fiber_funding::primitives::Pubkey([5; 33]),
+                ..base.clone()
+            },
+            "pubkey",
+        ),
+    ];
+    for (params, word) in cases {
+        let error = world.open_with(&params).unwrap_err();
+        assert!(error.to_string().contains(word), "{error} should mention {word}");
+    }
+    assert!(world.nodes[INITIATOR].store.inner.is_empty());
+}
+
+#[test]
+fn dropped_messages_are_recovered_by_reconnecting() {
+    for drop_at in 0..12 {
+        let mut world = World::new(Setup::default());
+        world.open(1000).unwrap();
+        for _ in 0..drop_at {
+            world.step();
+        }
+        world.drop_next = 1;
+        world.run();
+        world.reconnect();
+        world.run();
+        assert_channel_ready(&world);
+    }
+}
+
+#[test]
+fn reordered_delivery_still_ends_ready_after_reconnects() {
+    for seed in 1..=20 {
+        let mut world = World::new(Setup::default());
+        world.delivery = common::Delivery::Shuffled(seed);
+        world.open(1000).unwrap();
+        world.run();
+        for _ in 0..6 {
+            if world
+                .initiator()
+                .channels()
+                .iter()
+                .all(|c| c.state == ChannelState::ChannelReady)
+            {
+                break;
+            }
+            world.reconnect();
+            world.run();
+        }
+        assert_channel_ready(&world);
+    }
+}
+
+#[test]
+fn held_messages_past_the_deadline_end_in_an_agreed_abort() {
+    let mut world = World::new(Setup::default());
+    world.delivery = common::Delivery::Held;
+    world.open(1000).unwrap();
+    world.advance(TIMEOUT_MS + GRACE_MS + 1);
+    world.delivery = common::Delivery::InOrder;
+    world.run();
+    assert_aborted_on_both_sides(&world);
+}
+
+#[test]
+fn a_failed_write_leaves_memory_and_storage_in_step() {
+    let (mut world, channel_id, signed) = awaiting_submission();
+    let before = world.stored_record(INITIATOR, &channel_id).unwrap();
+    world.nodes[INITIATOR].store.inner.fail_next_puts(1);
+    let now = world.now_ms;
+    let (_, actions) = world.nodes[INITIATOR]
+        .node
+        .submit_signed_funding_tx(&channel_id, &signed, now)
+        .unwrap();
+    let mut sink = NullEffects::default();
+    let node = &mut world.nodes[INITIATOR];
+    let error = futures::executor::block_on(fiber_funding::runtime::execute(
+        &mut node.node,
+        &node.store,
+        &mut sink,
+        actions,
+    ))
+    .unwrap_err();
+    assert!(error.to_string().contains("storage is full"), "{error}");
+    assert!(sink.sent.is_empty(), "nothing may leave after a failed persist");
+    assert_eq!(world.stored_record(INITIATOR, &channel_id).unwrap(), before);
+    assert!(
+        !world.initiator().channel(&channel_id).unwrap().signed_submitted,
+        "memory rolled back"
+    );
+    world.submit(&channel_id, &signed).unwrap();
+    world.run();
+    assert_channel_ready(&world);
+}
+
+#[derive(Default)]
+struct NullEffects {
+    sent: Vec<String>,
+}
+
+impl fiber_funding::runtime::Effects for NullEffects {
+    fn send(&mut self, _: fiber_funding::primitives::NodeId, message: FiberMessage) {
+        self.sent.push(message.name().into());
+    }
+    fn hand_out_unsigned_tx(&mut self, _: ChannelId, _: ChannelId, _: packed::Transaction) {}
+    fn broadcast(&mut self, _: ChannelId, _: packed::Transaction) {
+        self.sent.push("broadcast".into());
+    }
+    fn query_chain(&mut self, _: ChannelId, _: fiber_funding::flow::ChainQuery) {}
+    fn arm_timer(&mut self, _: ChannelId, _: u64) {}
+    fn emit(&mut self, _: Event) {}
+}
