@@ -1,0 +1,284 @@
+//! A narrated external-funding flow between a "browser" initiator and an
+//! acceptor over the simulated chain, with the page reload a JoyID redirect
+//! causes in the middle. Run with `cargo run --example funding_flow`.
+//!
+//! It also shows how small a runtime is: feed inputs to a `Node`, hand its
+//! actions to `runtime::execute` with a `Store` and an `Effects`.
+
+use std::collections::VecDeque;
+
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use fiber_funding::chain::simulated::SimulatedChain;
+use fiber_funding::crypto::keys::NodeSecret;
+use fiber_funding::flow::config::*;
+use fiber_funding::flow::*;
+use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
+use fiber_funding::runtime::{execute, Effects};
+use fiber_funding::store::memory::MemoryStore;
+use fiber_funding::store::Store;
+use fiber_funding::tx::default_lock;
+use fiber_funding::tx::script::ScriptTemplate;
+use fiber_funding::wire::FiberMessage;
+use futures::executor::block_on;
+use k256::ecdsa::SigningKey;
+
+const CKB: u64 = 100_000_000;
+
+struct Entropy(u64);
+impl EntropySource for Entropy {
+    fn random_32(&mut self) -> [u8; 32] {
+        self.0 += 1;
+        fiber_funding::crypto::blake2b_256(&self.0.to_le_bytes())
+    }
+}
+
+/// Collects what a node wants done; the loop below carries it out.
+#[derive(Default)]
+struct Outbox {
+    name: &'static str,
+    messages: Vec<(NodeId, FiberMessage)>,
+    handed_out: Vec<(ChannelId, packed::Transaction)>,
+    broadcasts: Vec<packed::Transaction>,
+    queries: Vec<(ChannelId, ChainQuery)>,
+}
+
+impl Effects for Outbox {
+    fn send(&mut self, peer: NodeId, message: FiberMessage) {
+        self.messages.push((peer, message));
+    }
+    fn hand_out_unsigned_tx(&mut self, channel_id: ChannelId, _: ChannelId, tx: packed::Transaction) {
+        self.handed_out.push((channel_id, tx));
+    }
+    fn broadcast(&mut self, _: ChannelId, tx: packed::Transaction) {
+        self.broadcasts.push(tx);
+    }
+    fn query_chain(&mut self, channel_id: ChannelId, query: ChainQuery) {
+        self.queries.push((channel_id, query));
+    }
+    fn arm_timer(&mut self, _: ChannelId, deadline_ms: u64) {
+        println!("  {}: deadline armed for t={deadline_ms} ms", self.name);
+    }
+    fn emit(&mut self, event: Event) {
+        if let Event::StateChanged { state, .. } = event {
+            println!("  {}: {state}", self.name);
+        }
+    }
+}
+
+fn config(secret: u8, acceptor: Option<AcceptorConfig>) -> NodeConfig {
+    NodeConfig {
+        node_secret: NodeSecret::from_bytes([secret; 32]).unwrap(),
+        chain_hash: Hash256([0xcc; 32]),
+        funding_lock: ScriptTemplate::type_hash([0xf1; 32]),
+        commitment_lock: ScriptTemplate::type_hash([0xc1; 32]),
+        external_funding_timeout_ms: DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS,
+        funding_confirmations: 1,
+        acceptor,
+    }
+}
+
+fn main() {
+    let mut chain = SimulatedChain::new();
+    let user_key = SigningKey::from_slice(&[0x51; 32]).unwrap();
+    let peer_key = SigningKey::from_slice(&[0x52; 32]).unwrap();
+    let user_lock = default_lock::lock_script_for_key(user_key.verifying_key());
+    let peer_lock = default_lock::lock_script_for_key(peer_key.verifying_key());
+    for (lock, ckb) in [(&user_lock, 2_000), (&peer_lock, 500)] {
+        let output = packed::CellOutput::new_builder()
+            .capacity(ckb * CKB)
+            .lock(lock.clone())
+            .build();
+        chain.genesis_cell(output, Vec::new());
+    }
+    let acceptor = AcceptorConfig {
+        wallet_lock: peer_lock,
+        wallet_cell_deps: vec![chain.default_lock_cell_dep()],
+        wallet_key: peer_key.to_bytes().into(),
+        funding_amount: 0,
+        grace_ms: DEFAULT_ACCEPTOR_GRACE_MS,
+    };
+    let configs = [config(0x11, None), config(0x22, Some(acceptor))];
+    let ids = [configs[0].node_secret.node_id(), configs[1].node_secret.node_id()];
+    let stores = [MemoryStore::new(), MemoryStore::new()];
+    let mut nodes = [
+        Node::new(configs[0].clone(), Box::new(Entropy(0))),
+        Node::new(configs[1].clone(), Box::new(Entropy(1000))),
+    ];
+    let mut wire: VecDeque<(usize, FiberMessage)> = VecDeque::new();
+    let mut queries: VecDeque<(usize, ChannelId, ChainQuery)> = VecDeque::new();
+    let mut now = 0u64;
+    let mut to_sign: Option<(ChannelId, packed::Transaction)> = None;
+    let names = ["browser ", "acceptor"];
+
+    let run = |index: usize,
+               nodes: &mut [Node; 2],
+               actions: Vec<Action>,
+               wire: &mut VecDeque<_>,
+               queries: &mut VecDeque<_>,
+               chain: &mut SimulatedChain,
+               to_sign: &mut Option<_>| {
+        let mut outbox = Outbox {
+            name: names[index],
+            ..Outbox::default()
+        };
+        block_on(execute(&mut nodes[index], &stores[index], &mut outbox, actions)).expect("in-memory writes succeed");
+        for (peer, message) in outbox.messages {
+            println!("  {} -> {}", names[index], message.name());
+            wire.push_back((usize::from(peer == ids[1]), message));
+        }
+        for (channel_id, query) in outbox.queries {
+            queries.push_back((index, channel_id, query));
+        }
+        for (channel_id, tx) in outbox.handed_out {
+            println!("  {}: unsigned funding tx handed to the wallet", names[index]);
+            *to_sign = Some((channel_id, tx));
+        }
+        for tx in outbox.broadcasts {
+            let hash = chain.send_transaction(tx).expect("the chain accepts the funding tx");
+            println!("  {}: broadcast funding tx {}", names[index], Hash256(hash));
+        }
+    };
+
+    println!("The browser opens a 1,000 CKB channel funded by the user's wallet:");
+    let cells = chain.get_cells(&user_lock, 100, None).0;
+    let params = OpenChannelParams::new(
+        ids[1],
+        1_000 * CKB,
+        user_lock.clone(),
+        vec![chain.default_lock_cell_dep()],
+    );
+    let (_, actions) = nodes[0].open_channel(&params, &cells, now).expect("open");
+    run(
+        0,
+        &mut nodes,
+        actions,
+        &mut wire,
+        &mut queries,
+        &mut chain,
+        &mut to_sign,
+    );
+
+    let mut reloaded = false;
+    loop {
+        now += 10;
+        if let Some((to, message)) = wire.pop_front() {
+            let from = ids[1 - to];
+            let actions = nodes[to].peer_message(&from, message, now);
+            run(
+                to,
+                &mut nodes,
+                actions,
+                &mut wire,
+                &mut queries,
+                &mut chain,
+                &mut to_sign,
+            );
+        } else if let Some((index, channel_id, query)) = queries.pop_front() {
+            let event = match query {
+                ChainQuery::LiveCells { lock } => ChainEvent::LiveCells {
+                    channel_id,
+                    cells: chain.get_cells(&lock, 100, None).0,
+                },
+                ChainQuery::ResolveInputs { out_points } => ChainEvent::ResolvedInputs {
+                    channel_id,
+                    outputs: out_points
+                        .iter()
+                        .map(|op| {
+                            [&user_lock, &nodes[1].config().acceptor.as_ref().unwrap().wallet_lock]
+                                .iter()
+                                .flat_map(|lock| chain.get_cells(lock, 100, None).0)
+                                .find(|cell| &cell.out_point == op)
+                                .map(|cell| cell.output)
+                        })
+                        .collect(),
+                },
+            };
+            let actions = nodes[index].chain_event(event, now);
+            run(
+                index,
+                &mut nodes,
+                actions,
+                &mut wire,
+                &mut queries,
+                &mut chain,
+                &mut to_sign,
+            );
+        } else if let Some((channel_id, unsigned)) = to_sign.take() {
+            println!("\nThe page redirects to JoyID; the wasm module and all its memory are gone.");
+            nodes[0] = Node::new(configs[0].clone(), Box::new(Entropy(500)));
+            let signed = default_lock::sign_group(&unsigned, &[0], &user_key).expect("the wallet signs");
+            println!("The page boots again with the signed tx in its URL and restores from storage:");
+            let records = block_on(stores[0].load_all()).unwrap().records;
+            let (actions, _) = nodes[0].restore(records, now);
+            run(
+                0,
+                &mut nodes,
+                actions,
+                &mut wire,
+                &mut queries,
+                &mut chain,
+                &mut to_sign,
+            );
+            for view in nodes[0].channels() {
+                println!("  restored {} in {}", view.channel_id, view.state);
+            }
+            for index in [0, 1] {
+                let actions = nodes[index].peer_connected(&ids[1 - index]);
+                run(
+                    index,
+                    &mut nodes,
+                    actions,
+                    &mut wire,
+                    &mut queries,
+                    &mut chain,
+                    &mut to_sign,
+                );
+            }
+            let (hash, actions) = nodes[0]
+                .submit_signed_funding_tx(&channel_id, &signed, now)
+                .expect("submit");
+            println!("  submit_signed_funding_tx -> funding_tx_hash {hash}");
+            run(
+                0,
+                &mut nodes,
+                actions,
+                &mut wire,
+                &mut queries,
+                &mut chain,
+                &mut to_sign,
+            );
+            reloaded = true;
+        } else if let Some((index, channel_id, hash)) = [0, 1]
+            .iter()
+            .find_map(|i| nodes[*i].funding_txs_to_watch().first().map(|(c, h)| (*i, *c, *h)))
+        {
+            let tip = chain.mine_block();
+            println!("  block {tip} mined");
+            let status = chain.transaction_status(&hash.0);
+            let event = ChainEvent::FundingTxStatus {
+                channel_id,
+                status,
+                tip_block_number: tip,
+            };
+            let actions = nodes[index].chain_event(event, now);
+            run(
+                index,
+                &mut nodes,
+                actions,
+                &mut wire,
+                &mut queries,
+                &mut chain,
+                &mut to_sign,
+            );
+        } else {
+            break;
+        }
+    }
+    assert!(reloaded);
+    for (index, node) in nodes.iter().enumerate() {
+        for view in node.channels() {
+            println!("{}: channel {} is {}", names[index], view.channel_id, view.state);
+        }
+    }
+}
