@@ -413,7 +413,11 @@ mod tests {
         let key = record.key();
         assert_eq!(ChannelRecord::decode(&key, &record.encode()).unwrap(), record);
         let closed = ChannelRecord {
-            closed: Some(Closure { flags: CloseFlags::FUNDING_ABORTED, reason: "timed out".into(), closed_at_ms: 9 }),
+            closed: Some(Closure {
+                flags: CloseFlags::FUNDING_ABORTED,
+                reason: "timed out".into(),
+                closed_at_ms: 9,
+            }),
             external_funding: None,
             ..record
         };
