@@ -6,6 +6,7 @@
 //! See `docs/protocol.md` for the message order and `docs/storage.md` for the
 //! record schema.
 
+pub mod api;
 pub mod chain;
 pub mod crypto;
 pub mod flow;

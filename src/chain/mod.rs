@@ -3,6 +3,7 @@
 
 use ckb_types::packed;
 
+pub mod client;
 pub mod simulated;
 
 /// A live cell as CKB's indexer `get_cells` returns it.

@@ -41,3 +41,19 @@ pub trait Store {
     /// place; the others still load.
     async fn load_all(&self) -> Result<LoadedRecords, StoreError>;
 }
+
+/// A shared store is a store: several owners (say, a node that is dropped and
+/// a new one on the same storage) can hold it.
+impl<T: Store> Store for std::rc::Rc<T> {
+    async fn put(&self, record: &ChannelRecord, replaces: Option<&ChannelId>) -> Result<(), StoreError> {
+        (**self).put(record, replaces).await
+    }
+
+    async fn get(&self, channel_id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
+        (**self).get(channel_id).await
+    }
+
+    async fn load_all(&self) -> Result<LoadedRecords, StoreError> {
+        (**self).load_all().await
+    }
+}

@@ -75,3 +75,11 @@ pub async fn execute<S: Store, E: Effects>(
     }
     Ok(())
 }
+
+pub mod driver;
+pub mod loopback;
+
+pub use driver::{
+    inbox, start, Command, Driver, DriverEvent, DriverHandle, DriverParts, DriverSettings, Input, InputReceiver,
+    InputSender, PeerLink, Platform,
+};

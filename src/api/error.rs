@@ -1,0 +1,157 @@
+//! One error type for the whole API, each with a stable `code` a wallet can
+//! switch on and a message a person can act on.
+
+use crate::chain::client::{ChainError, ChainErrorKind};
+use crate::flow::FlowError;
+use crate::runtime::PersistFailed;
+use crate::store::StoreError;
+use crate::tx::funding::FundingError;
+use crate::tx::json::TxJsonError;
+use crate::tx::validate::SignedTxError;
+
+macro_rules! codes {
+    ($($variant:ident => $code:literal, $doc:literal;)*) => {
+        /// Stable error codes (`error.code` in JavaScript). See `docs/api.md`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl ErrorCode {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $code,)*
+                }
+            }
+
+            /// Every code with what it means, for the documentation.
+            pub fn all() -> &'static [(&'static str, &'static str)] {
+                &[$(($code, $doc),)*]
+            }
+        }
+    };
+}
+
+codes! {
+    InvalidParams => "INVALID_PARAMS", "A parameter is missing or malformed; the message names it.";
+    InvalidTxJson => "INVALID_TX_JSON", "A transaction JSON could not be read; the message names the field.";
+    UdtUnsupported => "UDT_UNSUPPORTED", "UDT channels are not supported yet.";
+    PublicUnsupported => "PUBLIC_UNSUPPORTED", "Public channels are not supported (announcements are out of scope).";
+    InsufficientFunds => "INSUFFICIENT_FUNDS", "The wallet's cells cannot pay for the channel and fee; the message says needed vs available.";
+    UnspendableChange => "UNSPENDABLE_CHANGE", "The funding would leave change too small for a change cell.";
+    UnknownChannel => "UNKNOWN_CHANNEL", "No channel with that id on this node.";
+    NotInitiator => "NOT_INITIATOR", "Only the side that opened the channel submits its signed funding tx.";
+    FundingTxNotReady => "FUNDING_TX_NOT_READY", "The unsigned funding tx is not final yet.";
+    FundingExpired => "FUNDING_EXPIRED", "The external-funding deadline passed; the flow is aborted.";
+    ChannelClosed => "CHANNEL_CLOSED", "The channel was closed (aborted, timed out, abandoned); the message says why.";
+    SignedTxMismatch => "SIGNED_TX_MISMATCH", "The signed tx differs from the unsigned one in more than witnesses; the message names the field.";
+    SignedTxInvalid => "SIGNED_TX_INVALID", "The signed tx's witnesses are missing, unsigned, or touch the peer's inputs.";
+    AlreadySubmitted => "ALREADY_SUBMITTED", "A different signed tx was already submitted for this channel.";
+    TooLateToAbandon => "TOO_LATE_TO_ABANDON", "The funding signatures were released; the channel can no longer be abandoned.";
+    PeerUnreachable => "PEER_UNREACHABLE", "The counterparty could not be reached at peerUrl.";
+    PeerMismatch => "PEER_MISMATCH", "The node at peerUrl is not the pubkey the channel is opened with (or failed to prove its key).";
+    PeerRefused => "PEER_REFUSED", "The counterparty refused or aborted the channel; the message says why.";
+    ChainUnreachable => "CHAIN_UNREACHABLE", "The CKB node did not answer (network error or timeout); the message names the RPC.";
+    ChainRejected => "CHAIN_REJECTED", "The CKB node refused a request; the message names the RPC and its reason.";
+    StorageFull => "STORAGE_FULL", "The browser's storage quota is exhausted; the previous state is intact.";
+    StorageUnavailable => "STORAGE_UNAVAILABLE", "IndexedDB could not be used; the previous state is intact.";
+    RecordUnreadable => "RECORD_UNREADABLE", "A stored channel record could not be read; it is kept, other channels still load.";
+    OpenInAnotherTab => "OPEN_IN_ANOTHER_TAB", "Another tab owns this database; open with waitForLock to wait for it.";
+    NodeClosed => "NODE_CLOSED", "The node was closed; open it again.";
+    Internal => "INTERNAL", "A bug; please report it with the message.";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::InvalidParams, format!("invalid {field}: {reason}"))
+    }
+}
+
+impl From<FlowError> for ApiError {
+    fn from(error: FlowError) -> Self {
+        let code = match &error {
+            FlowError::UnknownChannel(_) => ErrorCode::UnknownChannel,
+            FlowError::InvalidParams { .. } => ErrorCode::InvalidParams,
+            FlowError::UdtChannelsUnsupported => ErrorCode::UdtUnsupported,
+            FlowError::PublicChannelsUnsupported => ErrorCode::PublicUnsupported,
+            FlowError::Funding(FundingError::InsufficientFunds { .. }) => ErrorCode::InsufficientFunds,
+            FlowError::Funding(FundingError::UnspendableChange { .. }) => ErrorCode::UnspendableChange,
+            FlowError::Funding(FundingError::AmountOverflow) => ErrorCode::InvalidParams,
+            FlowError::NotAnAcceptor | FlowError::NotTheInitiator { .. } => ErrorCode::NotInitiator,
+            FlowError::FundingTxNotReady { .. } => ErrorCode::FundingTxNotReady,
+            FlowError::ChannelClosed { .. } => ErrorCode::ChannelClosed,
+            FlowError::SignedTx(SignedTxError::FieldChanged { .. } | SignedTxError::NotFinal { .. }) => {
+                ErrorCode::SignedTxMismatch
+            }
+            FlowError::SignedTx(_) => ErrorCode::SignedTxInvalid,
+            FlowError::DifferentTxAlreadySubmitted { .. } => ErrorCode::AlreadySubmitted,
+            FlowError::TooLateToAbandon { .. } => ErrorCode::TooLateToAbandon,
+            FlowError::Expired { .. } => ErrorCode::FundingExpired,
+            FlowError::WrongPeer { .. } => ErrorCode::PeerMismatch,
+            FlowError::Internal(_) => ErrorCode::Internal,
+        };
+        Self::new(code, error.to_string())
+    }
+}
+
+impl From<ChainError> for ApiError {
+    fn from(error: ChainError) -> Self {
+        let code = match error.kind {
+            ChainErrorKind::Unreachable | ChainErrorKind::Timeout => ErrorCode::ChainUnreachable,
+            ChainErrorKind::Rejected | ChainErrorKind::BadResponse => ErrorCode::ChainRejected,
+        };
+        Self::new(code, error.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        let code = match error {
+            StoreError::QuotaExceeded(_) => ErrorCode::StorageFull,
+            StoreError::Aborted(_) | StoreError::Unavailable(_) => ErrorCode::StorageUnavailable,
+        };
+        Self::new(code, error.to_string())
+    }
+}
+
+impl From<PersistFailed> for ApiError {
+    fn from(error: PersistFailed) -> Self {
+        let code = ApiError::from(error.error.clone()).code;
+        Self::new(code, error.to_string())
+    }
+}
+
+impl From<TxJsonError> for ApiError {
+    fn from(error: TxJsonError) -> Self {
+        Self::new(ErrorCode::InvalidTxJson, format!("invalid transaction JSON at {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_upper_snake_case() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (code, doc) in ErrorCode::all() {
+            assert!(seen.insert(*code), "duplicate {code}");
+            assert!(code.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{code}");
+            assert!(!doc.is_empty());
+        }
+    }
+}

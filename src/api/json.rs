@@ -1,0 +1,325 @@
+//! Fiber's JSON-RPC shapes: snake_case keys, `0x`-hex numbers and bytes.
+//! Timestamps this module adds (`*_ms`) are plain JSON numbers.
+
+use serde_json::{json, Map, Value};
+
+use super::error::ApiError;
+use crate::flow::{ChannelState, ChannelView, Event, OpenChannelParams, Role};
+use crate::primitives::{hex_u64, ChannelId, Hash256, Pubkey};
+use crate::tx::json::{parse_cell_dep, parse_script, transaction_to_json};
+use ckb_types::packed;
+
+const OPEN_FIELDS: &[&str] = &[
+    "pubkey",
+    "funding_amount",
+    "public",
+    "funding_udt_type_script",
+    "shutdown_script",
+    "funding_lock_script",
+    "funding_lock_script_cell_deps",
+    "commitment_delay_epoch",
+    "commitment_fee_rate",
+    "funding_fee_rate",
+    "tlc_expiry_delta",
+    "tlc_min_value",
+    "tlc_fee_proportional_millionths",
+    "max_tlc_value_in_flight",
+    "max_tlc_number_in_flight",
+];
+
+/// Reads `open_channel_with_external_funding` parameters. Unknown keys are an
+/// error (a typo would otherwise silently fall back to a default).
+pub fn parse_open_params(value: &Value) -> Result<OpenChannelParams, ApiError> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("params", "expected an object"))?;
+    if let Some(unknown) = map.keys().find(|key| !OPEN_FIELDS.contains(&key.as_str())) {
+        return Err(ApiError::invalid(
+            unknown,
+            "not a parameter of openChannelWithExternalFunding",
+        ));
+    }
+    let pubkey = Pubkey::from_hex(required_str(map, "pubkey")?).map_err(|e| ApiError::invalid("pubkey", e))?;
+    let funding_amount = hex_u128(required(map, "funding_amount")?, "funding_amount")?;
+    let public = match map.get("public") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(public)) => *public,
+        Some(_) => return Err(ApiError::invalid("public", "expected true or false")),
+    };
+    let script = |name: &str| -> Result<Option<packed::Script>, ApiError> {
+        match map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => parse_script(value, name).map(Some).map_err(ApiError::from),
+        }
+    };
+    let funding_lock_script =
+        script("funding_lock_script")?.ok_or_else(|| ApiError::invalid("funding_lock_script", "required"))?;
+    let shutdown_script = script("shutdown_script")?.ok_or_else(|| ApiError::invalid("shutdown_script", "required"))?;
+    let funding_lock_script_cell_deps = match map.get("funding_lock_script_cell_deps") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(deps)) => deps
+            .iter()
+            .enumerate()
+            .map(|(i, dep)| parse_cell_dep(dep, &format!("funding_lock_script_cell_deps[{i}]")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(ApiError::invalid("funding_lock_script_cell_deps", "expected an array")),
+    };
+    for name in ["tlc_expiry_delta", "tlc_min_value", "tlc_fee_proportional_millionths"] {
+        optional(map, name, |v| hex_u128(v, name))?;
+    }
+    Ok(OpenChannelParams {
+        pubkey,
+        funding_amount,
+        public,
+        funding_udt_type_script: script("funding_udt_type_script")?,
+        shutdown_script,
+        funding_lock_script,
+        funding_lock_script_cell_deps,
+        commitment_delay_epoch: optional(map, "commitment_delay_epoch", |v| {
+            hex_u64_field(v, "commitment_delay_epoch")
+        })?,
+        commitment_fee_rate: optional(map, "commitment_fee_rate", |v| hex_u64_field(v, "commitment_fee_rate"))?,
+        funding_fee_rate: optional(map, "funding_fee_rate", |v| hex_u64_field(v, "funding_fee_rate"))?,
+        max_tlc_value_in_flight: optional(map, "max_tlc_value_in_flight", |v| {
+            hex_u128(v, "max_tlc_value_in_flight")
+        })?,
+        max_tlc_number_in_flight: optional(map, "max_tlc_number_in_flight", |v| {
+            hex_u64_field(v, "max_tlc_number_in_flight")
+        })?,
+    })
+}
+
+/// Reads a `channel_id`.
+pub fn parse_channel_id(value: &Value, field: &str) -> Result<ChannelId, ApiError> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| ApiError::invalid(field, "expected a 0x-prefixed 32-byte hex string"))?;
+    Hash256::from_hex(text).map_err(|e| ApiError::invalid(field, e))
+}
+
+fn required<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a Value, ApiError> {
+    map.get(name)
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| ApiError::invalid(name, "required"))
+}
+
+fn required_str<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
+    required(map, name)?
+        .as_str()
+        .ok_or_else(|| ApiError::invalid(name, "expected a string"))
+}
+
+fn optional<T>(
+    map: &Map<String, Value>,
+    name: &str,
+    read: impl Fn(&Value) -> Result<T, ApiError>,
+) -> Result<Option<T>, ApiError> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => read(value).map(Some),
+    }
+}
+
+fn hex_u64_field(value: &Value, name: &str) -> Result<u64, ApiError> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| ApiError::invalid(name, "expected a 0x-prefixed hex number"))?;
+    hex_u64::parse(text).map_err(|e| ApiError::invalid(name, e))
+}
+
+fn hex_u128(value: &Value, name: &str) -> Result<u128, ApiError> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| ApiError::invalid(name, "expected a 0x-prefixed hex number"))?;
+    let digits = text
+        .strip_prefix("0x")
+        .ok_or_else(|| ApiError::invalid(name, "expected a 0x-prefixed hex number"))?;
+    u128::from_str_radix(digits, 16).map_err(|e| ApiError::invalid(name, e))
+}
+
+/// `{ state: "NegotiatingFunding", flags: ["AWAITING_EXTERNAL_FUNDING"] }`.
+fn state_fields(state: &ChannelState, into: &mut Map<String, Value>) {
+    into.insert("state".into(), Value::from(state.name()));
+    into.insert("flags".into(), Value::from(state.flag_names()));
+}
+
+/// `openChannelWithExternalFunding`'s result.
+pub fn opened_json(channel_id: &ChannelId, unsigned_funding_tx: &packed::Transaction) -> Value {
+    json!({
+        "channel_id": channel_id.to_string(),
+        "unsigned_funding_tx": transaction_to_json(unsigned_funding_tx),
+    })
+}
+
+/// `submitSignedFundingTx`'s result.
+pub fn submitted_json(channel_id: &ChannelId, funding_tx_hash: &Hash256) -> Value {
+    json!({ "channel_id": channel_id.to_string(), "funding_tx_hash": funding_tx_hash.to_string() })
+}
+
+/// A flow restored from storage that has not reached a terminal state.
+pub struct PendingFunding {
+    pub view: ChannelView,
+    pub unsigned_funding_tx: Option<packed::Transaction>,
+    pub started_at_ms: u64,
+}
+
+pub fn pending_funding_json(pending: &PendingFunding) -> Value {
+    let mut map = Map::new();
+    map.insert("channel_id".into(), pending.view.channel_id.to_string().into());
+    state_fields(&pending.view.state, &mut map);
+    map.insert(
+        "unsigned_funding_tx".into(),
+        pending
+            .unsigned_funding_tx
+            .as_ref()
+            .map_or(Value::Null, transaction_to_json),
+    );
+    map.insert("started_at_ms".into(), pending.started_at_ms.into());
+    map.insert(
+        "deadline_ms".into(),
+        pending.view.deadline_ms.map_or(Value::Null, Value::from),
+    );
+    map.insert("signed_submitted".into(), pending.view.signed_submitted.into());
+    Value::Object(map)
+}
+
+/// A channel as `getChannel` / `listChannels` return it.
+pub fn channel_json(view: &ChannelView) -> Value {
+    let mut map = Map::new();
+    map.insert("channel_id".into(), view.channel_id.to_string().into());
+    map.insert(
+        "temporary_channel_id".into(),
+        view.temporary_channel_id.to_string().into(),
+    );
+    map.insert(
+        "role".into(),
+        match view.role {
+            Role::Initiator => "initiator",
+            Role::Acceptor => "acceptor",
+        }
+        .into(),
+    );
+    map.insert("peer_pubkey".into(), view.peer.to_string().into());
+    state_fields(&view.state, &mut map);
+    map.insert("created_at_ms".into(), view.created_at_ms.into());
+    map.insert("deadline_ms".into(), view.deadline_ms.map_or(Value::Null, Value::from));
+    map.insert(
+        "funding_tx_hash".into(),
+        view.funding_tx_hash.map_or(Value::Null, |h| h.to_string().into()),
+    );
+    map.insert(
+        "local_funding_amount".into(),
+        format!("{:#x}", view.local_funding_amount).into(),
+    );
+    map.insert(
+        "remote_funding_amount".into(),
+        view.remote_funding_amount
+            .map_or(Value::Null, |a| format!("{a:#x}").into()),
+    );
+    map.insert("signed_submitted".into(), view.signed_submitted.into());
+    map.insert(
+        "close_reason".into(),
+        view.close_reason.clone().map_or(Value::Null, Value::from),
+    );
+    Value::Object(map)
+}
+
+/// An event for `onEvent`: `{ channel_id, state, flags, ... }`.
+pub fn event_json(event: &Event) -> Value {
+    let mut map = Map::new();
+    match event {
+        Event::StateChanged {
+            channel_id,
+            temporary_channel_id,
+            state,
+            close_reason,
+        } => {
+            map.insert("type".into(), "state_changed".into());
+            map.insert("channel_id".into(), channel_id.to_string().into());
+            map.insert("temporary_channel_id".into(), temporary_channel_id.to_string().into());
+            state_fields(state, &mut map);
+            map.insert(
+                "close_reason".into(),
+                close_reason.clone().map_or(Value::Null, Value::from),
+            );
+        }
+        Event::PeerMessageRejected {
+            channel_id,
+            peer,
+            message,
+            reason,
+        } => {
+            map.insert("type".into(), "peer_message_rejected".into());
+            map.insert("channel_id".into(), channel_id.to_string().into());
+            map.insert("peer_pubkey".into(), peer.to_string().into());
+            map.insert("message".into(), (*message).into());
+            map.insert("reason".into(), reason.clone().into());
+        }
+        Event::FundingTxRejected { channel_id, reason } => {
+            map.insert("type".into(), "funding_tx_rejected".into());
+            map.insert("channel_id".into(), channel_id.to_string().into());
+            map.insert("reason".into(), reason.clone().into());
+        }
+    }
+    Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ErrorCode;
+
+    fn params() -> Value {
+        json!({
+            "pubkey": "0x02466d7fcae563e5cb09a0d1870bb580344804617879a14949cf22285f1bae3f27",
+            "funding_amount": "0x174876e800",
+            "public": false,
+            "shutdown_script": {
+                "code_hash": "0x9bd7e06f3ecf4be0f2fcd2188b23f1b9fcc88e5d4b65a8637b17723bbda3cce8",
+                "hash_type": "type",
+                "args": "0xc8328aabcd9b9e8e64fbc566c4385c3bdeb219d7"
+            },
+            "funding_lock_script": {
+                "code_hash": "0x9bd7e06f3ecf4be0f2fcd2188b23f1b9fcc88e5d4b65a8637b17723bbda3cce8",
+                "hash_type": "type",
+                "args": "0xc8328aabcd9b9e8e64fbc566c4385c3bdeb219d7"
+            },
+            "funding_lock_script_cell_deps": [{
+                "out_point": { "tx_hash": "0x29ed5663501cd171513155f8939ad2c9ffeb92aa4879d39cde987f8eb6274407", "index": "0x0" },
+                "dep_type": "dep_group"
+            }],
+            "funding_fee_rate": "0x3e8"
+        })
+    }
+
+    #[test]
+    fn fiber_rpc_params_are_read() {
+        let parsed = parse_open_params(&params()).unwrap();
+        assert_eq!(parsed.funding_amount, 100_000_000_000);
+        assert_eq!(parsed.funding_fee_rate, Some(1000));
+        assert_eq!(parsed.funding_lock_script_cell_deps.len(), 1);
+        assert!(!parsed.public);
+    }
+
+    #[test]
+    fn bad_params_name_the_field() {
+        for (field, value, word) in [
+            ("funding_amount", json!(1000), "funding_amount"),
+            ("pubkey", json!("0x02"), "pubkey"),
+            ("funding_fee_rate", json!("1000"), "funding_fee_rate"),
+            ("fundingAmount", json!("0x1"), "fundingAmount"),
+        ] {
+            let mut params = params();
+            params[field] = value;
+            let error = parse_open_params(&params).unwrap_err();
+            assert_eq!(error.code, ErrorCode::InvalidParams);
+            assert!(error.message.contains(word), "{error}");
+        }
+        let mut params = params();
+        params.as_object_mut().unwrap().remove("shutdown_script");
+        assert!(parse_open_params(&params)
+            .unwrap_err()
+            .message
+            .contains("shutdown_script"));
+    }
+}

@@ -1,0 +1,121 @@
+//! How a runtime reads and writes the chain: a CKB JSON-RPC node in real use,
+//! the simulated chain in tests and in the in-page test harness.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+
+use super::simulated::SimulatedChain;
+use super::{LiveCell, TxStatus};
+use crate::primitives::Hash256;
+
+/// A chain call that failed; names the RPC method so a user can tell what broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("CKB RPC {method} failed: {reason}")]
+pub struct ChainError {
+    pub method: &'static str,
+    pub kind: ChainErrorKind,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainErrorKind {
+    /// The node could not be reached (network error, refused, CORS).
+    Unreachable,
+    /// No answer within the timeout.
+    Timeout,
+    /// The node answered with an error (e.g. it rejected a transaction).
+    Rejected,
+    /// The answer did not have the expected shape.
+    BadResponse,
+}
+
+impl ChainError {
+    pub fn new(method: &'static str, kind: ChainErrorKind, reason: impl Into<String>) -> Self {
+        Self {
+            method,
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether trying again later could help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.kind, ChainErrorKind::Unreachable | ChainErrorKind::Timeout)
+    }
+}
+
+pub type ChainResult<T> = LocalBoxFuture<'static, Result<T, ChainError>>;
+
+/// The chain operations the funding flow needs.
+pub trait ChainClient {
+    /// Every live cell locked by `lock` (all pages of the indexer's `get_cells`).
+    fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>>;
+    /// The outputs these out points name, `None` where there is none.
+    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<packed::CellOutput>>>;
+    /// A transaction's status and the current tip block number.
+    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<(TxStatus, u64)>;
+    fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256>;
+}
+
+/// [`ChainClient`] over an in-process [`SimulatedChain`]; answers at once.
+#[derive(Clone, Default)]
+pub struct SimulatedChainClient {
+    pub chain: Rc<RefCell<SimulatedChain>>,
+}
+
+impl SimulatedChainClient {
+    pub fn new(chain: Rc<RefCell<SimulatedChain>>) -> Self {
+        Self { chain }
+    }
+}
+
+/// The output an out point names on a simulated chain (live or spent).
+pub fn simulated_output(chain: &SimulatedChain, out_point: &packed::OutPoint) -> Option<packed::CellOutput> {
+    let hash: [u8; 32] = out_point.tx_hash().unpack();
+    let index: u32 = out_point.index().unpack();
+    chain.transaction(&hash)?.raw().outputs().get(index as usize)
+}
+
+impl ChainClient for SimulatedChainClient {
+    fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>> {
+        let chain = self.chain.borrow();
+        let mut cells = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = chain.get_cells(&lock, 100, cursor);
+            cells.extend(page);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        futures::future::ready(Ok(cells)).boxed_local()
+    }
+
+    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<packed::CellOutput>>> {
+        let chain = self.chain.borrow();
+        let outputs = out_points.iter().map(|op| simulated_output(&chain, op)).collect();
+        futures::future::ready(Ok(outputs)).boxed_local()
+    }
+
+    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<(TxStatus, u64)> {
+        let chain = self.chain.borrow();
+        let answer = (chain.transaction_status(&tx_hash.0), chain.tip_block_number());
+        futures::future::ready(Ok(answer)).boxed_local()
+    }
+
+    fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256> {
+        let result = self
+            .chain
+            .borrow_mut()
+            .send_transaction(tx)
+            .map(Hash256)
+            .map_err(|rejection| ChainError::new("send_transaction", ChainErrorKind::Rejected, rejection.to_string()));
+        futures::future::ready(result).boxed_local()
+    }
+}

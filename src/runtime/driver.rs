@@ -1,0 +1,655 @@
+//! The event loop around a [`Node`]: one task owns the node and processes
+//! inputs one at a time (commands, peer messages, chain answers, timers), so
+//! no two steps interleave and every step's persist completes before its
+//! actions run. Adapters — a [`PeerLink`], a [`ChainClient`], a [`Store`] and
+//! a [`Platform`] — are all it needs; the browser and the native counterparty
+//! plug in their own.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use ckb_types::packed;
+use futures::channel::{mpsc, oneshot};
+use futures::future::LocalBoxFuture;
+use futures::StreamExt;
+
+use super::{execute, Effects, PersistFailed};
+use crate::api::json::PendingFunding;
+use crate::api::{ApiError, ErrorCode};
+use crate::chain::client::{ChainClient, ChainError};
+use crate::chain::{LiveCell, TxStatus};
+use crate::flow::record::RecordDecodeError;
+use crate::flow::{
+    Action, ChainEvent, ChainQuery, ChannelState, ChannelView, EntropySource, Event, Node, NodeConfig,
+    OpenChannelParams,
+};
+use crate::primitives::{ChannelId, Hash256, NodeId};
+use crate::store::Store;
+use crate::wire::FiberMessage;
+
+/// Time and tasks, as the host provides them.
+pub trait Platform {
+    fn now_ms(&self) -> u64;
+    fn spawn(&self, task: LocalBoxFuture<'static, ()>);
+    fn sleep(&self, ms: u64) -> LocalBoxFuture<'static, ()>;
+}
+
+/// A connection to peers. Connection changes and incoming messages arrive as
+/// [`Input`]s through the sender the link was given.
+pub trait PeerLink {
+    /// Sends if connected to `peer`; otherwise the message is dropped (the
+    /// reestablish on reconnection brings the peer up to date).
+    fn send(&self, peer: &NodeId, message: &FiberMessage);
+    fn close(&self);
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+
+/// Something the application asks of the node.
+pub enum Command {
+    Open {
+        params: OpenChannelParams,
+        reply: Reply<(ChannelId, packed::Transaction)>,
+    },
+    Submit {
+        channel_id: ChannelId,
+        tx: packed::Transaction,
+        reply: Reply<Hash256>,
+    },
+    Abandon {
+        channel_id: ChannelId,
+        reply: Reply<()>,
+    },
+    Pending {
+        reply: Reply<Vec<PendingFunding>>,
+    },
+    Channel {
+        channel_id: ChannelId,
+        reply: Reply<Option<ChannelView>>,
+    },
+    List {
+        reply: Reply<Vec<ChannelView>>,
+    },
+    Close {
+        reply: Reply<()>,
+    },
+}
+
+/// Everything that reaches the loop.
+pub enum Input {
+    Command(Command),
+    PeerConnected(NodeId),
+    PeerDisconnected {
+        peer: NodeId,
+        reason: String,
+    },
+    /// The link could not reach or authenticate the peer.
+    PeerUnavailable {
+        reason: String,
+        code: ErrorCode,
+    },
+    PeerMessage(NodeId, FiberMessage),
+    CellsFetched {
+        request: OpenRequest,
+        cells: Result<Vec<LiveCell>, ChainError>,
+    },
+    Chain(ChainEvent),
+    ChainQueryFailed {
+        channel_id: ChannelId,
+        query: ChainQuery,
+        error: ChainError,
+    },
+    StatusChecked {
+        channel_id: ChannelId,
+        result: Result<(TxStatus, u64), ChainError>,
+    },
+    Tick,
+    Poll,
+}
+
+pub type InputSender = mpsc::UnboundedSender<Input>;
+pub type InputReceiver = mpsc::UnboundedReceiver<Input>;
+
+/// The queue a driver reads; give the sender to the link before starting.
+pub fn inbox() -> (InputSender, InputReceiver) {
+    mpsc::unbounded()
+}
+
+/// What the application hears about, beyond the core's own events.
+#[derive(Debug, Clone)]
+pub enum DriverEvent {
+    Flow(Event),
+    PeerConnected(NodeId),
+    PeerDisconnected(String),
+    PeerUnavailable { reason: String, code: ErrorCode },
+    ChainError(ChainError),
+    StorageError(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DriverSettings {
+    /// How often the funding tx's status is asked for.
+    pub poll_interval_ms: u64,
+    /// How long an open waits for the peer to connect.
+    pub connect_timeout_ms: u64,
+    /// Pause before a failed chain query is tried again.
+    pub chain_retry_ms: u64,
+}
+
+impl Default for DriverSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 2_000,
+            connect_timeout_ms: 10_000,
+            chain_retry_ms: 2_000,
+        }
+    }
+}
+
+/// An open waiting for the peer or for the wallet's cells.
+pub struct OpenRequest {
+    params: OpenChannelParams,
+    reply: Reply<(ChannelId, packed::Transaction)>,
+    give_up_at_ms: u64,
+}
+
+pub struct Driver<S> {
+    node: Node,
+    store: S,
+    link: Rc<dyn PeerLink>,
+    chain: Rc<dyn ChainClient>,
+    platform: Rc<dyn Platform>,
+    sender: InputSender,
+    settings: DriverSettings,
+    on_event: Box<dyn FnMut(DriverEvent)>,
+    connected: BTreeSet<NodeId>,
+    waiting_for_peer: Vec<OpenRequest>,
+    pending_opens: BTreeMap<ChannelId, Reply<(ChannelId, packed::Transaction)>>,
+    status_in_flight: BTreeSet<ChannelId>,
+    closed: bool,
+}
+
+/// The application's side of a running driver.
+#[derive(Clone)]
+pub struct DriverHandle {
+    sender: InputSender,
+}
+
+/// Everything [`start`] needs.
+pub struct DriverParts<S> {
+    pub config: NodeConfig,
+    pub entropy: Box<dyn EntropySource>,
+    pub store: S,
+    pub link: Rc<dyn PeerLink>,
+    pub chain: Rc<dyn ChainClient>,
+    pub platform: Rc<dyn Platform>,
+    pub settings: DriverSettings,
+    pub on_event: Box<dyn FnMut(DriverEvent)>,
+}
+
+/// Restores every channel from the store (re-arming timers, aborting expired
+/// flows), then runs the loop as a task. Returns the records it could not
+/// read; the others are restored.
+pub async fn start<S: Store + 'static>(
+    parts: DriverParts<S>,
+    sender: InputSender,
+    receiver: InputReceiver,
+) -> Result<(DriverHandle, Vec<RecordDecodeError>), ApiError> {
+    let loaded = parts.store.load_all().await?;
+    let mut driver = Driver {
+        node: Node::new(parts.config, parts.entropy),
+        store: parts.store,
+        link: parts.link,
+        chain: parts.chain,
+        platform: parts.platform.clone(),
+        sender: sender.clone(),
+        settings: parts.settings,
+        on_event: parts.on_event,
+        connected: BTreeSet::new(),
+        waiting_for_peer: Vec::new(),
+        pending_opens: BTreeMap::new(),
+        status_in_flight: BTreeSet::new(),
+        closed: false,
+    };
+    let now = driver.platform.now_ms();
+    let (actions, mut unreadable) = driver.node.restore(loaded.records, now);
+    unreadable.extend(loaded.unreadable);
+    driver.run_actions(actions).await.map_err(ApiError::from)?;
+    let poll_sender = sender.clone();
+    let platform = parts.platform.clone();
+    let interval = driver.settings.poll_interval_ms;
+    parts.platform.spawn(Box::pin(async move {
+        // Ends when the driver has stopped and the queue is gone.
+        loop {
+            platform.sleep(interval).await;
+            if poll_sender.unbounded_send(Input::Poll).is_err() {
+                break;
+            }
+        }
+    }));
+    parts.platform.spawn(Box::pin(driver.run(receiver)));
+    Ok((DriverHandle { sender }, unreadable))
+}
+
+impl<S: Store> Driver<S> {
+    async fn run(mut self, mut receiver: InputReceiver) {
+        while let Some(input) = receiver.next().await {
+            self.handle(input).await;
+            if self.closed {
+                break;
+            }
+        }
+        self.link.close();
+    }
+
+    async fn handle(&mut self, input: Input) {
+        let now = self.platform.now_ms();
+        match input {
+            Input::Command(command) => self.command(command).await,
+            Input::PeerConnected(peer) => {
+                self.connected.insert(peer);
+                (self.on_event)(DriverEvent::PeerConnected(peer));
+                let actions = self.node.peer_connected(&peer);
+                self.run_background(actions).await;
+                self.release_waiting_opens();
+            }
+            Input::PeerDisconnected { peer, reason } => {
+                self.connected.remove(&peer);
+                (self.on_event)(DriverEvent::PeerDisconnected(reason));
+            }
+            Input::PeerUnavailable { reason, code } => {
+                (self.on_event)(DriverEvent::PeerUnavailable {
+                    reason: reason.clone(),
+                    code,
+                });
+                if code == ErrorCode::PeerMismatch {
+                    for request in std::mem::take(&mut self.waiting_for_peer) {
+                        let _ = request.reply.send(Err(ApiError::new(code, reason.clone())));
+                    }
+                }
+            }
+            Input::PeerMessage(peer, message) => {
+                let actions = self.node.peer_message(&peer, message, now);
+                self.run_background(actions).await;
+            }
+            Input::CellsFetched { request, cells } => self.open_with_cells(request, cells).await,
+            Input::Chain(event) => {
+                if let ChainEvent::FundingTxStatus { channel_id, .. } = &event {
+                    self.status_in_flight.remove(channel_id);
+                }
+                let actions = self.node.chain_event(event, now);
+                self.run_background(actions).await;
+            }
+            Input::ChainQueryFailed {
+                channel_id,
+                query,
+                error,
+            } => {
+                (self.on_event)(DriverEvent::ChainError(error));
+                self.retry_query(channel_id, query);
+            }
+            Input::StatusChecked { channel_id, result } => {
+                self.status_in_flight.remove(&channel_id);
+                match result {
+                    Ok((status, tip_block_number)) => {
+                        let event = ChainEvent::FundingTxStatus {
+                            channel_id,
+                            status,
+                            tip_block_number,
+                        };
+                        let actions = self.node.chain_event(event, now);
+                        self.run_background(actions).await;
+                    }
+                    Err(error) => (self.on_event)(DriverEvent::ChainError(error)),
+                }
+            }
+            Input::Tick => {
+                let actions = self.node.tick(now);
+                self.run_background(actions).await;
+                self.expire_waiting_opens(now);
+            }
+            Input::Poll => self.poll_funding_txs(),
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        let now = self.platform.now_ms();
+        // Deadlines first, so a late command meets an already aborted flow.
+        let actions = self.node.tick(now);
+        self.run_background(actions).await;
+        match command {
+            Command::Open { params, reply } => {
+                let request = OpenRequest {
+                    params,
+                    reply,
+                    give_up_at_ms: now + self.settings.connect_timeout_ms,
+                };
+                self.waiting_for_peer.push(request);
+                self.release_waiting_opens();
+                if !self.waiting_for_peer.is_empty() {
+                    self.wake_at(now + self.settings.connect_timeout_ms);
+                }
+            }
+            Command::Submit { channel_id, tx, reply } => {
+                let result = match self.node.submit_signed_funding_tx(&channel_id, &tx, now) {
+                    Ok((hash, actions)) => self.run_actions(actions).await.map(|()| hash).map_err(ApiError::from),
+                    Err(error) => Err(error.into()),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Abandon { channel_id, reply } => {
+                let result = match self.node.abandon_channel(&channel_id, now) {
+                    Ok(actions) => self.run_actions(actions).await.map_err(ApiError::from),
+                    Err(error) => Err(error.into()),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Pending { reply } => {
+                let _ = reply.send(Ok(self.pending_fundings()));
+            }
+            Command::Channel { channel_id, reply } => {
+                let _ = reply.send(Ok(self.node.channel(&channel_id)));
+            }
+            Command::List { reply } => {
+                let _ = reply.send(Ok(self.node.channels()));
+            }
+            Command::Close { reply } => {
+                self.closed = true;
+                self.link.close();
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    /// Flows restored or running that have not reached a terminal state.
+    fn pending_fundings(&self) -> Vec<PendingFunding> {
+        self.node
+            .channels()
+            .into_iter()
+            .filter(|view| !view.state.is_terminal())
+            .filter_map(|view| {
+                let ext = self.node.record(&view.channel_id)?.external_funding.clone()?;
+                Some(PendingFunding {
+                    unsigned_funding_tx: ext.unsigned_funding_tx,
+                    started_at_ms: ext.started_at_ms,
+                    view,
+                })
+            })
+            .collect()
+    }
+
+    /// Opens whose peer is connected go on to fetch the wallet's cells; one
+    /// connected to another node fails with a clear error.
+    fn release_waiting_opens(&mut self) {
+        let waiting = std::mem::take(&mut self.waiting_for_peer);
+        for request in waiting {
+            if self.connected.contains(&request.params.pubkey) {
+                let chain = self.chain.clone();
+                let sender = self.sender.clone();
+                self.platform.spawn(Box::pin(async move {
+                    let cells = chain.live_cells(request.params.funding_lock_script.clone()).await;
+                    let _ = sender.unbounded_send(Input::CellsFetched { request, cells });
+                }));
+            } else if let Some(other) = self.connected.iter().next() {
+                let message = format!(
+                    "the node at peerUrl is {other}, not {} that the channel is opened with",
+                    request.params.pubkey
+                );
+                let _ = request.reply.send(Err(ApiError::new(ErrorCode::PeerMismatch, message)));
+            } else {
+                self.waiting_for_peer.push(request);
+            }
+        }
+    }
+
+    fn expire_waiting_opens(&mut self, now: u64) {
+        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting_for_peer)
+            .into_iter()
+            .partition(|r| r.give_up_at_ms <= now);
+        self.waiting_for_peer = waiting;
+        for request in expired {
+            let message = format!(
+                "the counterparty {} did not connect within {} s; check peerUrl and that it is running",
+                request.params.pubkey,
+                self.settings.connect_timeout_ms / 1000
+            );
+            let _ = request
+                .reply
+                .send(Err(ApiError::new(ErrorCode::PeerUnreachable, message)));
+        }
+    }
+
+    async fn open_with_cells(&mut self, request: OpenRequest, cells: Result<Vec<LiveCell>, ChainError>) {
+        let cells = match cells {
+            Ok(cells) => cells,
+            Err(error) => {
+                let _ = request.reply.send(Err(error.into()));
+                return;
+            }
+        };
+        let now = self.platform.now_ms();
+        match self.node.open_channel(&request.params, &cells, now) {
+            Ok((temporary_id, actions)) => {
+                self.pending_opens.insert(temporary_id, request.reply);
+                if let Err(error) = self.run_actions(actions).await {
+                    if let Some(reply) = self.pending_opens.remove(&temporary_id) {
+                        let _ = reply.send(Err(error.into()));
+                    }
+                }
+            }
+            Err(error) => {
+                let _ = request.reply.send(Err(error.into()));
+            }
+        }
+    }
+
+    fn poll_funding_txs(&mut self) {
+        for (channel_id, tx_hash) in self.node.funding_txs_to_watch() {
+            if !self.status_in_flight.insert(channel_id) {
+                continue;
+            }
+            let chain = self.chain.clone();
+            let sender = self.sender.clone();
+            self.platform.spawn(Box::pin(async move {
+                let result = chain.transaction_status(tx_hash).await;
+                let _ = sender.unbounded_send(Input::StatusChecked { channel_id, result });
+            }));
+        }
+    }
+
+    fn retry_query(&self, channel_id: ChannelId, query: ChainQuery) {
+        let sender = self.sender.clone();
+        let delay = self.platform.sleep(self.settings.chain_retry_ms);
+        let chain = self.chain.clone();
+        self.platform.spawn(Box::pin(async move {
+            delay.await;
+            run_query(chain, sender, channel_id, query).await;
+        }));
+    }
+
+    fn wake_at(&self, at_ms: u64) {
+        let sender = self.sender.clone();
+        let sleep = self.platform.sleep(at_ms.saturating_sub(self.platform.now_ms()));
+        self.platform.spawn(Box::pin(async move {
+            sleep.await;
+            let _ = sender.unbounded_send(Input::Tick);
+        }));
+    }
+
+    /// Runs actions nobody is waiting on; a failed write is reported.
+    async fn run_background(&mut self, actions: Vec<Action>) {
+        if let Err(error) = self.run_actions(actions).await {
+            (self.on_event)(DriverEvent::StorageError(error.to_string()));
+        }
+    }
+
+    async fn run_actions(&mut self, actions: Vec<Action>) -> Result<(), PersistFailed> {
+        let mut effects = DriverEffects {
+            link: &self.link,
+            chain: &self.chain,
+            platform: &self.platform,
+            sender: &self.sender,
+            pending_opens: &mut self.pending_opens,
+            on_event: &mut self.on_event,
+            settings: &self.settings,
+        };
+        execute(&mut self.node, &self.store, &mut effects, actions).await
+    }
+}
+
+async fn run_query(chain: Rc<dyn ChainClient>, sender: InputSender, channel_id: ChannelId, query: ChainQuery) {
+    let input = match &query {
+        ChainQuery::LiveCells { lock } => match chain.live_cells(lock.clone()).await {
+            Ok(cells) => Input::Chain(ChainEvent::LiveCells { channel_id, cells }),
+            Err(error) => Input::ChainQueryFailed {
+                channel_id,
+                query,
+                error,
+            },
+        },
+        ChainQuery::ResolveInputs { out_points } => match chain.resolve_out_points(out_points.clone()).await {
+            Ok(outputs) => Input::Chain(ChainEvent::ResolvedInputs { channel_id, outputs }),
+            Err(error) => Input::ChainQueryFailed {
+                channel_id,
+                query,
+                error,
+            },
+        },
+    };
+    let _ = sender.unbounded_send(input);
+}
+
+struct DriverEffects<'a> {
+    link: &'a Rc<dyn PeerLink>,
+    chain: &'a Rc<dyn ChainClient>,
+    platform: &'a Rc<dyn Platform>,
+    sender: &'a InputSender,
+    pending_opens: &'a mut BTreeMap<ChannelId, Reply<(ChannelId, packed::Transaction)>>,
+    on_event: &'a mut Box<dyn FnMut(DriverEvent)>,
+    settings: &'a DriverSettings,
+}
+
+impl Effects for DriverEffects<'_> {
+    fn send(&mut self, peer: NodeId, message: FiberMessage) {
+        self.link.send(&peer, &message);
+    }
+
+    fn hand_out_unsigned_tx(
+        &mut self,
+        channel_id: ChannelId,
+        temporary_channel_id: ChannelId,
+        tx: packed::Transaction,
+    ) {
+        if let Some(reply) = self.pending_opens.remove(&temporary_channel_id) {
+            let _ = reply.send(Ok((channel_id, tx)));
+        }
+    }
+
+    fn broadcast(&mut self, channel_id: ChannelId, tx: packed::Transaction) {
+        let chain = self.chain.clone();
+        let sender = self.sender.clone();
+        let platform = self.platform.clone();
+        let retry_ms = self.settings.chain_retry_ms;
+        self.platform.spawn(Box::pin(async move {
+            loop {
+                match chain.send_transaction(tx.clone()).await {
+                    Ok(_) => return,
+                    Err(error) if error.is_transient() => platform.sleep(retry_ms).await,
+                    Err(error) => {
+                        let event = ChainEvent::BroadcastFailed {
+                            channel_id,
+                            reason: error.to_string(),
+                        };
+                        let _ = sender.unbounded_send(Input::Chain(event));
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+
+    fn query_chain(&mut self, channel_id: ChannelId, query: ChainQuery) {
+        let chain = self.chain.clone();
+        let sender = self.sender.clone();
+        self.platform
+            .spawn(Box::pin(run_query(chain, sender, channel_id, query)));
+    }
+
+    fn arm_timer(&mut self, _channel_id: ChannelId, deadline_ms: u64) {
+        let sender = self.sender.clone();
+        let sleep = self.platform.sleep(deadline_ms.saturating_sub(self.platform.now_ms()));
+        self.platform.spawn(Box::pin(async move {
+            sleep.await;
+            let _ = sender.unbounded_send(Input::Tick);
+        }));
+    }
+
+    fn emit(&mut self, event: Event) {
+        if let Event::StateChanged {
+            temporary_channel_id,
+            state: ChannelState::Closed(_),
+            close_reason,
+            ..
+        } = &event
+        {
+            if let Some(reply) = self.pending_opens.remove(temporary_channel_id) {
+                let reason = close_reason.clone().unwrap_or_default();
+                let _ = reply.send(Err(ApiError::new(
+                    ErrorCode::PeerRefused,
+                    format!("the channel was not opened: {reason}"),
+                )));
+            }
+        }
+        (self.on_event)(DriverEvent::Flow(event));
+    }
+}
+
+impl DriverHandle {
+    /// The sender adapters use to feed the loop.
+    pub fn sender(&self) -> InputSender {
+        self.sender.clone()
+    }
+
+    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .unbounded_send(Input::Command(command(reply)))
+            .map_err(|_| ApiError::new(ErrorCode::NodeClosed, "the node is closed; open it again"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::NodeClosed, "the node closed before answering"))?
+    }
+
+    /// Opens a channel; resolves once the unsigned funding tx is final and stored.
+    pub async fn open_channel(&self, params: OpenChannelParams) -> Result<(ChannelId, packed::Transaction), ApiError> {
+        self.ask(|reply| Command::Open { params, reply }).await
+    }
+
+    pub async fn submit_signed_funding_tx(
+        &self,
+        channel_id: ChannelId,
+        tx: packed::Transaction,
+    ) -> Result<Hash256, ApiError> {
+        self.ask(|reply| Command::Submit { channel_id, tx, reply }).await
+    }
+
+    pub async fn abandon_channel(&self, channel_id: ChannelId) -> Result<(), ApiError> {
+        self.ask(|reply| Command::Abandon { channel_id, reply }).await
+    }
+
+    pub async fn pending_fundings(&self) -> Result<Vec<PendingFunding>, ApiError> {
+        self.ask(|reply| Command::Pending { reply }).await
+    }
+
+    pub async fn channel(&self, channel_id: ChannelId) -> Result<Option<ChannelView>, ApiError> {
+        self.ask(|reply| Command::Channel { channel_id, reply }).await
+    }
+
+    pub async fn channels(&self) -> Result<Vec<ChannelView>, ApiError> {
+        self.ask(|reply| Command::List { reply }).await
+    }
+
+    pub async fn close(&self) -> Result<(), ApiError> {
+        self.ask(|reply| Command::Close { reply }).await
+    }
+}

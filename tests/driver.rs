@@ -1,0 +1,333 @@
+//! The event loop that browsers and the native counterparty run, here with
+//! in-memory adapters and a virtual clock: the whole flow through the
+//! application API, including dropping the initiator entirely (the page
+//! reload) and starting a new one on the same storage.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use common::{config, CKB, GRACE_MS, TIMEOUT_MS};
+use fiber_funding::api::ErrorCode;
+use fiber_funding::chain::client::SimulatedChainClient;
+use fiber_funding::chain::simulated::SimulatedChain;
+use fiber_funding::flow::{AcceptorConfig, ChannelState, EntropySource, OpenChannelParams};
+use fiber_funding::runtime::loopback::LoopbackLink;
+use fiber_funding::runtime::*;
+use fiber_funding::store::memory::MemoryStore;
+use fiber_funding::tx::default_lock;
+use futures::channel::oneshot;
+use futures::executor::{LocalPool, LocalSpawner};
+use futures::future::LocalBoxFuture;
+use futures::task::LocalSpawnExt;
+use k256::ecdsa::SigningKey;
+
+/// A clock that moves only when the test says so.
+struct ManualPlatform {
+    now: Cell<u64>,
+    timers: RefCell<Vec<(u64, oneshot::Sender<()>)>>,
+    spawner: LocalSpawner,
+}
+
+impl Platform for ManualPlatform {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+    fn spawn(&self, task: LocalBoxFuture<'static, ()>) {
+        self.spawner.spawn_local(task).expect("spawn");
+    }
+    fn sleep(&self, ms: u64) -> LocalBoxFuture<'static, ()> {
+        let (fire, fired) = oneshot::channel();
+        self.timers.borrow_mut().push((self.now.get() + ms, fire));
+        Box::pin(async move {
+            let _ = fired.await;
+        })
+    }
+}
+
+impl ManualPlatform {
+    fn advance(&self, ms: u64) {
+        self.now.set(self.now.get() + ms);
+        let now = self.now.get();
+        let (due, later): (Vec<_>, Vec<_>) = self.timers.borrow_mut().drain(..).partition(|(at, _)| *at <= now);
+        *self.timers.borrow_mut() = later;
+        for (_, fire) in due {
+            let _ = fire.send(());
+        }
+    }
+}
+
+struct Counter(u64);
+impl EntropySource for Counter {
+    fn random_32(&mut self) -> [u8; 32] {
+        self.0 += 1;
+        fiber_funding::crypto::blake2b_256(&self.0.to_le_bytes())
+    }
+}
+
+struct Harness {
+    pool: LocalPool,
+    platform: Rc<ManualPlatform>,
+    chain: Rc<RefCell<SimulatedChain>>,
+    user_key: SigningKey,
+    user_lock: packed::Script,
+    acceptor_config: fiber_funding::flow::NodeConfig,
+    initiator_store: Rc<MemoryStore>,
+    events: Rc<RefCell<Vec<DriverEvent>>>,
+}
+
+fn block_on<T>(harness: &mut Harness, future: impl std::future::Future<Output = T>) -> T {
+    harness.pool.run_until(future)
+}
+
+impl Harness {
+    fn new() -> Self {
+        let pool = LocalPool::new();
+        let platform = Rc::new(ManualPlatform {
+            now: Cell::new(1_000_000),
+            timers: RefCell::new(Vec::new()),
+            spawner: pool.spawner(),
+        });
+        let chain = Rc::new(RefCell::new(SimulatedChain::new()));
+        let user_key = SigningKey::from_slice(&[0x51; 32]).unwrap();
+        let acceptor_key = SigningKey::from_slice(&[0x52; 32]).unwrap();
+        let user_lock = default_lock::lock_script_for_key(user_key.verifying_key());
+        let acceptor_lock = default_lock::lock_script_for_key(acceptor_key.verifying_key());
+        for (lock, ckb) in [(&user_lock, 1_500), (&acceptor_lock, 500)] {
+            let output = packed::CellOutput::new_builder()
+                .capacity(ckb * CKB)
+                .lock(lock.clone())
+                .build();
+            chain.borrow_mut().genesis_cell(output, Vec::new());
+        }
+        let acceptor = AcceptorConfig {
+            wallet_lock: acceptor_lock,
+            wallet_cell_deps: vec![chain.borrow().default_lock_cell_dep()],
+            wallet_key: acceptor_key.to_bytes().into(),
+            funding_amount: 0,
+            grace_ms: GRACE_MS,
+        };
+        Self {
+            pool,
+            platform,
+            chain,
+            user_key,
+            user_lock,
+            acceptor_config: config(0x22, Some(acceptor), 1),
+            initiator_store: Rc::new(MemoryStore::new()),
+            events: Rc::new(RefCell::new(Vec::new())),
+        }
+    }
+
+    /// Starts an initiator and an acceptor joined by a loopback link.
+    fn start_pair(
+        &mut self,
+        acceptor_store: Rc<MemoryStore>,
+    ) -> (DriverHandle, DriverHandle, Rc<LoopbackLink>, Rc<LoopbackLink>) {
+        let initiator_config = config(0x11, None, 1);
+        let ids = (
+            initiator_config.node_secret.node_id(),
+            self.acceptor_config.node_secret.node_id(),
+        );
+        let (i_sender, i_receiver) = inbox();
+        let (a_sender, a_receiver) = inbox();
+        let (i_link, a_link) = LoopbackLink::pair((ids.0, i_sender.clone()), (ids.1, a_sender.clone()));
+        let client = Rc::new(SimulatedChainClient::new(self.chain.clone()));
+        let events = self.events.clone();
+        let initiator = DriverParts {
+            config: initiator_config,
+            entropy: Box::new(Counter(self.platform.now_ms())),
+            store: self.initiator_store.clone(),
+            link: i_link.clone(),
+            chain: client.clone(),
+            platform: self.platform.clone(),
+            settings: DriverSettings::default(),
+            on_event: Box::new(move |event| events.borrow_mut().push(event)),
+        };
+        let acceptor = DriverParts {
+            config: self.acceptor_config.clone(),
+            entropy: Box::new(Counter(1 << 40)),
+            store: acceptor_store,
+            link: a_link.clone(),
+            chain: client,
+            platform: self.platform.clone(),
+            settings: DriverSettings::default(),
+            on_event: Box::new(|_| {}),
+        };
+        let (initiator, unreadable) = block_on(self, start(initiator, i_sender, i_receiver)).unwrap();
+        assert!(unreadable.is_empty());
+        let (acceptor, _) = block_on(self, start(acceptor, a_sender, a_receiver)).unwrap();
+        i_link.connect();
+        self.pool.run_until_stalled();
+        (initiator, acceptor, i_link, a_link)
+    }
+
+    /// A new initiator on the same storage, wired to the running acceptor.
+    fn restart_initiator(&mut self, acceptor_link: &LoopbackLink) -> (DriverHandle, Rc<LoopbackLink>) {
+        let (sender, receiver) = inbox();
+        let link = LoopbackLink::replace_peer(acceptor_link, sender.clone());
+        let events = self.events.clone();
+        let parts = DriverParts {
+            config: config(0x11, None, 1),
+            entropy: Box::new(Counter(self.platform.now_ms())),
+            store: self.initiator_store.clone(),
+            link: link.clone(),
+            chain: Rc::new(SimulatedChainClient::new(self.chain.clone())),
+            platform: self.platform.clone(),
+            settings: DriverSettings::default(),
+            on_event: Box::new(move |event| events.borrow_mut().push(event)),
+        };
+        let (handle, unreadable) = block_on(self, start(parts, sender, receiver)).unwrap();
+        assert!(unreadable.is_empty());
+        link.connect();
+        self.pool.run_until_stalled();
+        (handle, link)
+    }
+
+    fn params(&self) -> OpenChannelParams {
+        OpenChannelParams::new(
+            self.acceptor_config.node_secret.node_id(),
+            1_000 * CKB,
+            self.user_lock.clone(),
+            vec![self.chain.borrow().default_lock_cell_dep()],
+        )
+    }
+
+    /// Blocks are mined and polled until nothing changes.
+    fn mine_and_poll(&mut self, blocks: usize) {
+        for _ in 0..blocks {
+            self.chain.borrow_mut().mine_block();
+            self.platform.advance(DriverSettings::default().poll_interval_ms);
+            self.pool.run_until_stalled();
+        }
+    }
+}
+
+#[test]
+fn open_drop_everything_reopen_and_submit_reaches_channel_ready() {
+    let mut harness = Harness::new();
+    let (initiator, acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
+
+    let params = harness.params();
+    let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
+    // Durable before the call returned.
+    let stored = futures::executor::block_on(fiber_funding::store::Store::get(&*harness.initiator_store, &channel_id))
+        .unwrap()
+        .expect("stored before open resolved");
+    assert_eq!(
+        stored.external_funding.unwrap().unsigned_funding_tx.unwrap().as_slice(),
+        unsigned.as_slice()
+    );
+
+    // The redirect: every Rust object of the initiator goes away.
+    block_on(&mut harness, initiator.close()).unwrap();
+    drop(initiator);
+    i_link.disconnect();
+    harness.pool.run_until_stalled();
+    let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
+    harness.platform.advance(30_000);
+
+    // The page boots again: a new driver on the same storage.
+    let (initiator, _) = harness.restart_initiator(&a_link);
+    let pending = block_on(&mut harness, initiator.pending_fundings()).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].view.channel_id, channel_id);
+    assert!(!pending[0].view.signed_submitted);
+    assert_eq!(
+        pending[0].unsigned_funding_tx.as_ref().unwrap().as_slice(),
+        unsigned.as_slice()
+    );
+
+    let hash = block_on(
+        &mut harness,
+        initiator.submit_signed_funding_tx(channel_id, signed.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap(),
+        hash
+    );
+    harness.pool.run_until_stalled();
+    harness.mine_and_poll(3);
+
+    let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
+    assert_eq!(view.state, ChannelState::ChannelReady);
+    let acceptor_view = block_on(&mut harness, acceptor.channel(channel_id)).unwrap().unwrap();
+    assert_eq!(acceptor_view.state, ChannelState::ChannelReady);
+    assert!(block_on(&mut harness, initiator.pending_fundings()).unwrap().is_empty());
+    let stored = futures::executor::block_on(fiber_funding::store::Store::get(&*harness.initiator_store, &channel_id))
+        .unwrap()
+        .unwrap();
+    assert!(stored.external_funding.is_none());
+    assert_eq!(harness.chain.borrow().submissions(&hash.0), 1);
+}
+
+#[test]
+fn an_open_to_a_peer_that_never_connects_fails_with_peer_unreachable() {
+    let mut harness = Harness::new();
+    let (sender, receiver) = inbox();
+    let (link, _) = LoopbackLink::pair(
+        (config(0x11, None, 1).node_secret.node_id(), sender.clone()),
+        (harness.acceptor_config.node_secret.node_id(), inbox().0),
+    );
+    let parts = DriverParts {
+        config: config(0x11, None, 1),
+        entropy: Box::new(Counter(1)),
+        store: harness.initiator_store.clone(),
+        link,
+        chain: Rc::new(SimulatedChainClient::new(harness.chain.clone())),
+        platform: harness.platform.clone(),
+        settings: DriverSettings::default(),
+        on_event: Box::new(|_| {}),
+    };
+    let (handle, _) = block_on(&mut harness, start(parts, sender, receiver)).unwrap();
+    let params = harness.params();
+    let (done, result) = oneshot::channel();
+    harness
+        .pool
+        .spawner()
+        .spawn_local(async move {
+            let _ = done.send(handle.open_channel(params).await);
+        })
+        .unwrap();
+    harness.pool.run_until_stalled();
+    harness
+        .platform
+        .advance(DriverSettings::default().connect_timeout_ms + 1);
+    harness.pool.run_until_stalled();
+    let error = futures::executor::block_on(result).unwrap().unwrap_err();
+    assert_eq!(error.code, ErrorCode::PeerUnreachable, "{error}");
+    assert!(
+        harness.initiator_store.is_empty(),
+        "nothing stored for an open that never started"
+    );
+}
+
+#[test]
+fn the_deadline_keeps_running_while_the_page_is_gone() {
+    let mut harness = Harness::new();
+    let (initiator, acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
+    let params = harness.params();
+    let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
+    block_on(&mut harness, initiator.close()).unwrap();
+    drop(initiator);
+    i_link.disconnect();
+    harness.pool.run_until_stalled();
+    harness.platform.advance(TIMEOUT_MS + 1);
+    harness.pool.run_until_stalled();
+
+    let (initiator, _) = harness.restart_initiator(&a_link);
+    assert!(block_on(&mut harness, initiator.pending_fundings()).unwrap().is_empty());
+    let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
+    let error = block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap_err();
+    assert_eq!(error.code, ErrorCode::ChannelClosed);
+    assert!(error.message.contains("timed out"), "{error}");
+    let acceptor_view = block_on(&mut harness, acceptor.channel(channel_id)).unwrap().unwrap();
+    assert!(
+        matches!(acceptor_view.state, ChannelState::Closed(_)),
+        "{acceptor_view:?}"
+    );
+}
