@@ -15,3 +15,6 @@ pub mod runtime;
 pub mod store;
 pub mod tx;
 pub mod wire;
+
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;

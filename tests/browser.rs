@@ -1,0 +1,14 @@
+//! Browser tests: real Chromium, real IndexedDB, through wasm-bindgen-test
+//! and chromedriver. Run with
+//! `CHROMEDRIVER=/usr/bin/chromedriver cargo test --target wasm32-unknown-unknown --test browser`.
+#![cfg(target_arch = "wasm32")]
+
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen_test]
+fn indexeddb_is_available_in_the_test_browser() {
+    let window = web_sys::window().expect("a window");
+    assert!(window.indexed_db().unwrap().is_some());
+}
