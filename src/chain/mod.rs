@@ -28,3 +28,4 @@ pub enum TxStatus {
     /// The node refused or evicted it.
     Rejected,
 }
+pub mod rpc;

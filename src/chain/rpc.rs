@@ -1,0 +1,438 @@
+//! [`ChainClient`] over CKB's JSON-RPC: the requests a node expects and the
+//! checks on what it answers, without doing any I/O itself.
+//!
+//! Bytes move through an [`RpcTransport`]: `fetch` in the browser
+//! (`crate::wasm::fetch_rpc::FetchTransport`), canned answers in tests. The
+//! request and answer shapes are CKB 0.210's (`ckb-jsonrpc-types` 1.x).
+//!
+//! ```ignore
+//! let client = RpcChainClient::new(FetchTransport::new("https://testnet.ckb.dev/"))
+//!     .with_timeout_ms(5_000);
+//! let cells = client.live_cells(wallet_lock).await?;
+//! ```
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use ckb_jsonrpc_types::{
+    BlockNumber, CellOutput, Either, HeaderView, JsonBytes, OutPoint, OutputsValidator, Script, Status, Transaction,
+    TransactionWithStatusResponse, TxStatus as NodeTxStatus, Uint32,
+};
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use ckb_types::H256;
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::client::{ChainClient, ChainError, ChainErrorKind, ChainResult};
+use super::{LiveCell, TxStatus};
+use crate::primitives::Hash256;
+
+/// Cells asked for per `get_cells` page unless set otherwise.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// How long one RPC call may take unless set otherwise.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+
+/// How much of an unexpected answer an error message quotes.
+const QUOTED_ANSWER_CHARS: usize = 200;
+
+/// Why a request got no answer body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// No connection (refused, DNS, offline, blocked by CORS).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// No complete answer within the timeout.
+    #[error("timed out")]
+    Timeout,
+    /// An answer with a non-2xx HTTP status.
+    #[error("HTTP {status}")]
+    Http { status: u16, body: String },
+}
+
+/// Carries one JSON-RPC request body to the node and brings back the answer body.
+pub trait RpcTransport {
+    /// POSTs `body` (JSON) and resolves to the response body, giving up after `timeout_ms`.
+    fn post(&self, body: String, timeout_ms: u64) -> LocalBoxFuture<'static, Result<String, TransportError>>;
+}
+
+/// A [`ChainClient`] that talks JSON-RPC to a CKB node with its indexer enabled.
+///
+/// Clones share the transport and the request id counter.
+pub struct RpcChainClient<T: RpcTransport> {
+    transport: Rc<T>,
+    next_request_id: Rc<Cell<u64>>,
+    page_size: u32,
+    timeout_ms: u64,
+}
+
+impl<T: RpcTransport> Clone for RpcChainClient<T> {
+    fn clone(&self) -> Self {
+        Self {
+            transport: Rc::clone(&self.transport),
+            next_request_id: Rc::clone(&self.next_request_id),
+            page_size: self.page_size,
+            timeout_ms: self.timeout_ms,
+        }
+    }
+}
+
+impl<T: RpcTransport> RpcChainClient<T> {
+    /// A client with [`DEFAULT_PAGE_SIZE`] and [`DEFAULT_TIMEOUT_MS`].
+    pub fn new(transport: T) -> Self {
+        Self {
+            transport: Rc::new(transport),
+            next_request_id: Rc::new(Cell::new(1)),
+            page_size: DEFAULT_PAGE_SIZE,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+        }
+    }
+
+    /// Cells per `get_cells` page; at least 1, since the indexer rejects a limit of 0.
+    pub fn with_page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size.max(1);
+        self
+    }
+
+    /// How long each RPC call may take.
+    pub fn with_timeout_ms(mut self, timeout_ms: u64) -> Self {
+        self.timeout_ms = timeout_ms;
+        self
+    }
+
+    pub fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout_ms
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Sends one call and decodes its `result` as `R`.
+    async fn call<R: DeserializeOwned>(&self, method: &'static str, params: Value) -> Result<R, ChainError> {
+        let id = self.next_request_id.get();
+        self.next_request_id.set(id + 1);
+        let body = json!({ "id": id, "jsonrpc": "2.0", "method": method, "params": params }).to_string();
+        let body = self
+            .transport
+            .post(body, self.timeout_ms)
+            .await
+            .map_err(|error| transport_failure(method, error, self.timeout_ms))?;
+        decode_answer(method, id, &body)
+    }
+
+    /// The outputs of transaction `tx_hash`, or `None` when the node has no content for it.
+    /// The genesis block's hash: the chain a channel's `chain_hash` names.
+    pub async fn genesis_hash(&self) -> Result<Hash256, ChainError> {
+        let hash: ckb_jsonrpc_types::JsonBytes = self.call("get_block_hash", serde_json::json!(["0x0"])).await?;
+        Hash256::from_slice(hash.as_bytes()).map_err(|e| bad_response("get_block_hash", e.to_string()))
+    }
+
+    /// Mines one block on a dev chain (CKB's `IntegrationTest` module); returns its hash.
+    pub async fn generate_block(&self) -> Result<Hash256, ChainError> {
+        let hash: ckb_jsonrpc_types::JsonBytes = self.call("generate_block", serde_json::json!([])).await?;
+        Hash256::from_slice(hash.as_bytes()).map_err(|e| bad_response("generate_block", e.to_string()))
+    }
+
+    async fn transaction_outputs(&self, tx_hash: [u8; 32]) -> Result<Option<packed::CellOutputVec>, ChainError> {
+        const METHOD: &str = "get_transaction";
+        // Verbosity 2: the transaction as JSON.
+        let answer: TransactionWithStatusResponse = self.call(METHOD, json!([H256(tx_hash), "0x2"])).await?;
+        let Some(content) = answer.transaction else {
+            return Ok(None);
+        };
+        let tx = match content.inner {
+            Either::Left(view) => packed::Transaction::from(view.inner),
+            Either::Right(bytes) => packed::Transaction::from_slice(bytes.as_bytes())
+                .map_err(|e| bad_response(METHOD, format!("transaction is not a molecule Transaction: {e}")))?,
+        };
+        // The hash commits to the outputs, so checking it stops a faulty node
+        // from misreporting the capacity or lock of a cell we spend.
+        let actual: [u8; 32] = tx.calc_tx_hash().unpack();
+        if actual != tx_hash {
+            return Err(bad_response(
+                METHOD,
+                format!(
+                    "asked for transaction {} but got one whose hash is {}",
+                    Hash256(tx_hash),
+                    Hash256(actual)
+                ),
+            ));
+        }
+        Ok(Some(tx.raw().outputs()))
+    }
+
+    /// The number of the block a committed transaction is in.
+    async fn committed_block_number(&self, tx_hash: Hash256, status: NodeTxStatus) -> Result<u64, ChainError> {
+        if let Some(number) = status.block_number {
+            return Ok(number.value());
+        }
+        // Nodes from before `tx_status.block_number` existed only name the block hash.
+        let Some(block_hash) = status.block_hash else {
+            return Err(bad_response(
+                "get_transaction",
+                format!("transaction {tx_hash} is committed but its status names no block"),
+            ));
+        };
+        match self
+            .call::<Option<HeaderView>>("get_header", json!([block_hash]))
+            .await?
+        {
+            Some(header) => Ok(header.inner.number.value()),
+            None => Err(bad_response(
+                "get_header",
+                format!("the node does not know block {block_hash:#x} that committed {tx_hash}"),
+            )),
+        }
+    }
+}
+
+impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
+    fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>> {
+        const METHOD: &str = "get_cells";
+        let client = self.clone();
+        let search_key = LockSearchKey {
+            script: lock.into(),
+            script_type: "lock",
+            // The default prefix mode would also return cells whose lock args
+            // merely start with ours, i.e. other people's cells.
+            script_search_mode: "exact",
+        };
+        let limit = client.page_size;
+        async move {
+            let mut cells = Vec::new();
+            let mut after: Option<JsonBytes> = None;
+            loop {
+                let params = json!([search_key, "asc", Uint32::from(limit), after]);
+                let page: CellsPage = client.call(METHOD, params).await?;
+                // The indexer fills a page unless it ran out of cells.
+                let full = page.objects.len() >= limit as usize;
+                cells.extend(page.objects.into_iter().map(LiveCell::from));
+                if !full {
+                    return Ok(cells);
+                }
+                if page.last_cursor.is_empty() || after.as_ref() == Some(&page.last_cursor) {
+                    return Err(bad_response(
+                        METHOD,
+                        format!("a full page did not move the cursor (still {:?})", page.last_cursor),
+                    ));
+                }
+                after = Some(page.last_cursor);
+            }
+        }
+        .boxed_local()
+    }
+
+    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<packed::CellOutput>>> {
+        let client = self.clone();
+        async move {
+            let mut tx_hashes: Vec<[u8; 32]> = Vec::new();
+            for out_point in &out_points {
+                let tx_hash: [u8; 32] = out_point.tx_hash().unpack();
+                if !tx_hashes.contains(&tx_hash) {
+                    tx_hashes.push(tx_hash);
+                }
+            }
+            let lookups = tx_hashes.iter().map(|hash| client.transaction_outputs(*hash));
+            let outputs = futures::future::try_join_all(lookups).await?;
+            let outputs_by_tx: HashMap<[u8; 32], Option<packed::CellOutputVec>> =
+                tx_hashes.into_iter().zip(outputs).collect();
+            Ok(out_points
+                .iter()
+                .map(|out_point| {
+                    let tx_hash: [u8; 32] = out_point.tx_hash().unpack();
+                    let index: u32 = out_point.index().unpack();
+                    outputs_by_tx[&tx_hash].as_ref()?.get(index as usize)
+                })
+                .collect())
+        }
+        .boxed_local()
+    }
+
+    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<(TxStatus, u64)> {
+        let client = self.clone();
+        async move {
+            // Verbosity 1: the status without the transaction.
+            let answer: TransactionWithStatusResponse =
+                client.call("get_transaction", json!([H256(tx_hash.0), "0x1"])).await?;
+            let status = match answer.tx_status.status {
+                Status::Pending | Status::Proposed => TxStatus::Pending,
+                Status::Committed => TxStatus::Committed {
+                    block_number: client.committed_block_number(tx_hash, answer.tx_status).await?,
+                },
+                Status::Unknown => TxStatus::Unknown,
+                Status::Rejected => TxStatus::Rejected,
+            };
+            // Read after the status, so the tip is never below the committing block.
+            let tip: BlockNumber = client.call("get_tip_block_number", json!([])).await?;
+            Ok((status, tip.value()))
+        }
+        .boxed_local()
+    }
+
+    fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256> {
+        const METHOD: &str = "send_transaction";
+        let client = self.clone();
+        async move {
+            let expected: [u8; 32] = tx.calc_tx_hash().unpack();
+            // Passthrough said outright: a node defaulting to the well-known-scripts
+            // validator would refuse the funding output's lock.
+            let params = json!([Transaction::from(tx), OutputsValidator::Passthrough]);
+            let hash: H256 = client.call(METHOD, params).await?;
+            if hash.0 != expected {
+                return Err(bad_response(
+                    METHOD,
+                    format!(
+                        "the node accepted {} but the transaction's hash is {}",
+                        Hash256(hash.0),
+                        Hash256(expected)
+                    ),
+                ));
+            }
+            Ok(Hash256(expected))
+        }
+        .boxed_local()
+    }
+}
+
+/// The `get_cells` search key for one lock. `ckb-jsonrpc-types`' own
+/// `IndexerSearchKey` is the node's side and only deserializes.
+#[derive(Serialize)]
+struct LockSearchKey {
+    script: Script,
+    script_type: &'static str,
+    script_search_mode: &'static str,
+}
+
+/// One `get_cells` page. The upstream `IndexerPagination<IndexerCell>` only serializes.
+#[derive(Deserialize)]
+struct CellsPage {
+    objects: Vec<IndexedCell>,
+    last_cursor: JsonBytes,
+}
+
+#[derive(Deserialize)]
+struct IndexedCell {
+    output: CellOutput,
+    /// `null` only when a query asks for no data (`with_data: false`), which
+    /// this client never does; read as empty.
+    output_data: Option<JsonBytes>,
+    out_point: OutPoint,
+    block_number: BlockNumber,
+}
+
+impl From<IndexedCell> for LiveCell {
+    fn from(cell: IndexedCell) -> Self {
+        LiveCell {
+            out_point: cell.out_point.into(),
+            output: cell.output.into(),
+            output_data: cell
+                .output_data
+                .map(|data| data.as_bytes().to_vec())
+                .unwrap_or_default(),
+            block_number: cell.block_number.value(),
+        }
+    }
+}
+
+/// A JSON-RPC error object as CKB fills it.
+#[derive(Deserialize)]
+struct NodeError {
+    code: i64,
+    message: String,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+impl NodeError {
+    fn describe(&self) -> String {
+        let mut text = format!("{} (code {})", self.message, self.code);
+        // CKB repeats the message in `data`, sometimes with more detail.
+        if let Some(Value::String(data)) = &self.data {
+            if !self.message.contains(data.as_str()) {
+                text.push_str(": ");
+                text.push_str(data);
+            }
+        }
+        text
+    }
+}
+
+/// Reads a JSON-RPC answer to request `id`.
+fn decode_answer<R: DeserializeOwned>(method: &'static str, id: u64, body: &str) -> Result<R, ChainError> {
+    let answer: Value = serde_json::from_str(body)
+        .map_err(|e| bad_response(method, format!("answer is not JSON ({e}): {}", quote(body))))?;
+    let Value::Object(mut answer) = answer else {
+        return Err(bad_response(
+            method,
+            format!("answer is not a JSON-RPC object: {}", quote(body)),
+        ));
+    };
+    let answer_id = answer.get("id").cloned().unwrap_or(Value::Null);
+    let error = answer.remove("error").filter(|error| !error.is_null());
+    // A node that could not read the request answers with id null.
+    let id_matches = answer_id == json!(id) || (answer_id.is_null() && error.is_some());
+    if !id_matches {
+        return Err(bad_response(
+            method,
+            format!("answer id {answer_id} does not match request id {id}"),
+        ));
+    }
+    if let Some(error) = error {
+        let error: NodeError =
+            serde_json::from_value(error).map_err(|e| bad_response(method, format!("malformed error object: {e}")))?;
+        return Err(ChainError::new(method, ChainErrorKind::Rejected, error.describe()));
+    }
+    let result = answer
+        .remove("result")
+        .ok_or_else(|| bad_response(method, "answer has neither result nor error"))?;
+    serde_json::from_value(result).map_err(|e| bad_response(method, format!("unexpected result: {e}")))
+}
+
+fn transport_failure(method: &'static str, error: TransportError, timeout_ms: u64) -> ChainError {
+    match error {
+        TransportError::Unreachable(reason) => ChainError::new(method, ChainErrorKind::Unreachable, reason),
+        TransportError::Timeout => ChainError::new(
+            method,
+            ChainErrorKind::Timeout,
+            format!("no answer within {timeout_ms} ms"),
+        ),
+        TransportError::Http { status, body } => {
+            let kind = match status {
+                // CKB's own 30 s request limit.
+                408 => ChainErrorKind::Timeout,
+                // Overloaded or down behind a proxy: worth retrying.
+                429 | 500..=599 => ChainErrorKind::Unreachable,
+                // Wrong URL or not a CKB node: retrying will not help.
+                _ => ChainErrorKind::BadResponse,
+            };
+            let reason = if body.trim().is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status}: {}", quote(&body))
+            };
+            ChainError::new(method, kind, reason)
+        }
+    }
+}
+
+fn bad_response(method: &'static str, reason: impl Into<String>) -> ChainError {
+    ChainError::new(method, ChainErrorKind::BadResponse, reason)
+}
+
+/// The start of an answer, enough to recognise an HTML page or a proxy's message.
+fn quote(body: &str) -> String {
+    let body = body.trim();
+    match body.char_indices().nth(QUOTED_ANSWER_CHARS) {
+        Some((end, _)) => format!("{:?}…", &body[..end]),
+        None => format!("{body:?}"),
+    }
+}

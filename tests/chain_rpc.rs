@@ -1,0 +1,669 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! `RpcChainClient` against a scripted node: every request is checked (method,
+//! params, and that CKB's own server-side types accept it) and answered from
+//! `tests/fixtures/rpc/`, which hold a CKB 0.210 node's answers.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use ckb_jsonrpc_types as node;
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use fiber_funding::chain::client::{ChainClient, ChainError, ChainErrorKind};
+use fiber_funding::chain::rpc::{RpcChainClient, RpcTransport, TransportError, DEFAULT_TIMEOUT_MS};
+use fiber_funding::chain::TxStatus;
+use fiber_funding::primitives::Hash256;
+use futures::executor::block_on;
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+use serde_json::{json, Value};
+
+/// The hash of `get_transaction_source_tx.json`'s transaction (made the wallet's first two cells).
+const SOURCE_TX: &str = "0xdf687aefb9cc38151615e9db0fe32b46324c3afb1e15d2e9e661ada3bcb3e802";
+/// The hash of `funding_tx.json`.
+const FUNDING_TX: &str = "0x8975a80de73e56270f3c81883b03f2c83ddee83808099591e70694e46dcb871f";
+/// The block `get_header.json` describes.
+const COMMIT_BLOCK: &str = "0x98a6b4ce868b4bc86bffc9e31da18813a258e2c6b0498a52f964ee8925607254";
+const TIP: u64 = 0x5b1010;
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/rpc/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn wallet_lock_json() -> Value {
+    json!({
+        "code_hash": "0x9bd7e06f3ecf4be0f2fcd2188b23f1b9fcc88e5d4b65a8637b17723bbda3cce8",
+        "hash_type": "type",
+        "args": "0x36c329ed630d6ce750712a477543672adab57f4c"
+    })
+}
+
+fn wallet_lock() -> packed::Script {
+    serde_json::from_value::<node::Script>(wallet_lock_json())
+        .unwrap()
+        .into()
+}
+
+fn funding_tx() -> packed::Transaction {
+    serde_json::from_value::<node::Transaction>(fixture("funding_tx.json"))
+        .unwrap()
+        .into()
+}
+
+fn source_tx() -> packed::Transaction {
+    let answer = fixture("get_transaction_source_tx.json");
+    let view: node::TransactionView = serde_json::from_value(answer["result"]["transaction"].clone()).unwrap();
+    view.inner.into()
+}
+
+fn out_point(tx_hash: &str, index: u32) -> packed::OutPoint {
+    packed::OutPoint::new_builder()
+        .tx_hash(Hash256::from_hex(tx_hash).unwrap().0.pack())
+        .index(index)
+        .build()
+}
+
+fn hash(hex: &str) -> Hash256 {
+    Hash256::from_hex(hex).unwrap()
+}
+
+/// What the scripted node does with one request.
+enum Answer {
+    /// The fixture, with its id set to the request's.
+    Fixture(&'static str),
+    /// The fixture as stored, id 42 whatever was asked.
+    FixtureKeepingItsId(&'static str),
+    /// This body as it is.
+    Body(&'static str),
+    Fail(TransportError),
+}
+
+struct Exchange {
+    method: &'static str,
+    params: Value,
+    answer: Answer,
+}
+
+#[derive(Default)]
+struct Script {
+    exchanges: VecDeque<Exchange>,
+    seen: Vec<(u64, u64)>,
+}
+
+/// An `RpcTransport` that plays a scripted node.
+#[derive(Clone, Default)]
+struct ScriptedNode(Rc<RefCell<Script>>);
+
+impl ScriptedNode {
+    fn expect(&self, method: &'static str, params: Value, answer: Answer) -> &Self {
+        self.0
+            .borrow_mut()
+            .exchanges
+            .push_back(Exchange { method, params, answer });
+        self
+    }
+
+    /// Each request's (id, timeout_ms).
+    fn seen(&self) -> Vec<(u64, u64)> {
+        self.0.borrow().seen.clone()
+    }
+
+    fn assert_all_asked(&self) {
+        let script = self.0.borrow();
+        let left: Vec<_> = script.exchanges.iter().map(|e| e.method).collect();
+        assert!(left.is_empty(), "requests never made: {left:?}");
+    }
+}
+
+impl RpcTransport for ScriptedNode {
+    fn post(&self, body: String, timeout_ms: u64) -> LocalBoxFuture<'static, Result<String, TransportError>> {
+        let request: Value = serde_json::from_str(&body).expect("the request is JSON");
+        assert_eq!(request["jsonrpc"], "2.0", "{body}");
+        let id = request["id"].as_u64().expect("a numeric id");
+        let mut script = self.0.borrow_mut();
+        if let Some((last, _)) = script.seen.last() {
+            assert!(id > *last, "request ids increase: {id} after {last}");
+        }
+        script.seen.push((id, timeout_ms));
+        let exchange = script
+            .exchanges
+            .pop_front()
+            .unwrap_or_else(|| panic!("unexpected request {body}"));
+        assert_eq!(request["method"], exchange.method, "{body}");
+        assert_eq!(request["params"], exchange.params, "params of {}", exchange.method);
+        node_accepts(exchange.method, &request["params"]);
+        let answer = match exchange.answer {
+            Answer::Fixture(name) => {
+                let mut answer = fixture(name);
+                answer["id"] = json!(id);
+                Ok(answer.to_string())
+            }
+            Answer::FixtureKeepingItsId(name) => Ok(fixture(name).to_string()),
+            Answer::Body(body) => Ok(body.to_owned()),
+            Answer::Fail(error) => Err(error),
+        };
+        futures::future::ready(answer).boxed_local()
+    }
+}
+
+/// Reads the params with the node's own parameter types, as CKB 0.210's server does.
+fn node_accepts(method: &str, params: &Value) {
+    fn read<T: serde::de::DeserializeOwned>(method: &str, value: &Value) {
+        if let Err(e) = serde_json::from_value::<T>(value.clone()) {
+            panic!("a CKB node would refuse {method} params {value}: {e}");
+        }
+    }
+    let params = params.as_array().expect("positional params");
+    let at = |i: usize| params.get(i).cloned().unwrap_or(Value::Null);
+    match method {
+        "get_cells" => {
+            assert_eq!(params.len(), 4);
+            read::<node::IndexerSearchKey>(method, &at(0));
+            read::<node::IndexerOrder>(method, &at(1));
+            read::<node::Uint32>(method, &at(2));
+            read::<Option<node::JsonBytes>>(method, &at(3));
+        }
+        "get_transaction" => {
+            read::<ckb_types::H256>(method, &at(0));
+            read::<Option<node::Uint32>>(method, &at(1));
+        }
+        "get_header" => read::<ckb_types::H256>(method, &at(0)),
+        "get_tip_block_number" => assert!(params.is_empty()),
+        "send_transaction" => {
+            read::<node::Transaction>(method, &at(0));
+            read::<Option<node::OutputsValidator>>(method, &at(1));
+        }
+        other => panic!("unexpected method {other}"),
+    }
+}
+
+fn client(node: &ScriptedNode) -> RpcChainClient<ScriptedNode> {
+    RpcChainClient::new(node.clone())
+}
+
+fn get_cells_params(limit: &str, after: Value) -> Value {
+    json!([
+        { "script": wallet_lock_json(), "script_type": "lock", "script_search_mode": "exact" },
+        "asc",
+        limit,
+        after
+    ])
+}
+
+fn last_cursor(page: &str) -> Value {
+    fixture(page)["result"]["last_cursor"].clone()
+}
+
+fn status_params(tx_hash: &str) -> Value {
+    json!([tx_hash, "0x1"])
+}
+
+fn assert_error(error: &ChainError, kind: ChainErrorKind, method: &str) {
+    assert_eq!(error.kind, kind, "{error}");
+    assert_eq!(error.method, method, "{error}");
+    assert!(error.to_string().contains(method), "{error}");
+}
+
+#[test]
+fn live_cells_follow_the_cursor_across_three_pages() {
+    let node = ScriptedNode::default();
+    node.expect(
+        "get_cells",
+        get_cells_params("0x2", Value::Null),
+        Answer::Fixture("get_cells_page1.json"),
+    )
+    .expect(
+        "get_cells",
+        get_cells_params("0x2", last_cursor("get_cells_page1.json")),
+        Answer::Fixture("get_cells_page2.json"),
+    )
+    .expect(
+        "get_cells",
+        get_cells_params("0x2", last_cursor("get_cells_page2.json")),
+        Answer::Fixture("get_cells_page3.json"),
+    );
+
+    let cells = block_on(client(&node).with_page_size(2).live_cells(wallet_lock())).unwrap();
+
+    node.assert_all_asked();
+    let summary: Vec<(packed::OutPoint, u64, u64, Vec<u8>)> = cells
+        .iter()
+        .map(|c| {
+            let capacity: u64 = c.output.capacity().unpack();
+            (c.out_point.clone(), capacity, c.block_number, c.output_data.clone())
+        })
+        .collect();
+    let udt_amount = vec![0x00, 0x40, 0xd2, 0x08, 0x53, 0xd7, 0x46, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(
+        summary,
+        vec![
+            (out_point(SOURCE_TX, 0), 0x174876e800, 0x5b0e6d, vec![]),
+            (out_point(SOURCE_TX, 1), 0x436d81500, 0x5b0e6d, udt_amount),
+            (
+                out_point("0xece3a27409bde2914fb7a1555d6bfca453ee46af73e665149ef549fd46ec1fc6", 0),
+                0x189640200,
+                0x5b0e90,
+                vec![]
+            ),
+            (
+                out_point("0x5c48768f91e3795b418c53211c76fd038c464a24c4aa7e35bbbb6ac5b219f581", 2),
+                0xe36dceec20,
+                0x5b0ead,
+                vec![]
+            ),
+            (
+                out_point("0x9ea14510219ae97afa0275215fa77c3c015905281c953a3917a7fd036767429c", 0),
+                0x2540be400,
+                0x5b0f8c,
+                vec![]
+            ),
+        ]
+    );
+    assert!(cells.iter().all(|c| c.output.lock() == wallet_lock()));
+    assert!(
+        cells[1].output.type_().to_opt().is_some(),
+        "the UDT cell keeps its type script"
+    );
+    // The same outputs as the transaction that made them.
+    let outputs: Vec<packed::CellOutput> = source_tx().raw().outputs().into_iter().collect();
+    assert_eq!(vec![cells[0].output.clone(), cells[1].output.clone()], outputs);
+}
+
+#[test]
+fn null_output_data_reads_as_empty_data() {
+    let node = ScriptedNode::default();
+    node.expect(
+        "get_cells",
+        get_cells_params("0x3", Value::Null),
+        Answer::Fixture("get_cells_page2.json"),
+    );
+
+    let cells = block_on(client(&node).with_page_size(3).live_cells(wallet_lock())).unwrap();
+
+    assert_eq!(
+        fixture("get_cells_page2.json")["result"]["objects"][0]["output_data"],
+        Value::Null
+    );
+    assert_eq!(cells.len(), 2, "a short page is the last one");
+    assert_eq!(cells[0].output_data, Vec::<u8>::new());
+    node.assert_all_asked();
+}
+
+#[test]
+fn a_lock_without_cells_takes_one_request_of_the_default_page_size() {
+    let node = ScriptedNode::default();
+    node.expect(
+        "get_cells",
+        get_cells_params("0x64", Value::Null),
+        Answer::Fixture("get_cells_empty.json"),
+    );
+
+    let cells = block_on(client(&node).live_cells(wallet_lock())).unwrap();
+
+    assert!(cells.is_empty());
+    node.assert_all_asked();
+}
+
+#[test]
+fn a_full_page_that_does_not_move_the_cursor_is_a_bad_response() {
+    let node = ScriptedNode::default();
+    node.expect(
+        "get_cells",
+        get_cells_params("0x2", Value::Null),
+        Answer::Fixture("get_cells_page1.json"),
+    )
+    .expect(
+        "get_cells",
+        get_cells_params("0x2", last_cursor("get_cells_page1.json")),
+        Answer::Fixture("get_cells_page1.json"),
+    );
+
+    let error = block_on(client(&node).with_page_size(2).live_cells(wallet_lock())).unwrap_err();
+
+    assert_error(&error, ChainErrorKind::BadResponse, "get_cells");
+    assert!(error.reason.contains("cursor"), "{error}");
+}
+
+#[test]
+fn each_node_status_maps_to_a_tx_status_with_the_tip() {
+    let cases = [
+        ("get_transaction_pending.json", TxStatus::Pending),
+        ("get_transaction_proposed.json", TxStatus::Pending),
+        (
+            "get_transaction_committed.json",
+            TxStatus::Committed { block_number: 0x5b1002 },
+        ),
+        ("get_transaction_unknown.json", TxStatus::Unknown),
+        ("get_transaction_rejected.json", TxStatus::Rejected),
+    ];
+    for (answer, expected) in cases {
+        let node = ScriptedNode::default();
+        node.expect("get_transaction", status_params(FUNDING_TX), Answer::Fixture(answer))
+            .expect(
+                "get_tip_block_number",
+                json!([]),
+                Answer::Fixture("get_tip_block_number.json"),
+            );
+
+        let status = block_on(client(&node).transaction_status(hash(FUNDING_TX))).unwrap();
+
+        assert_eq!(status, (expected, TIP), "{answer}");
+        node.assert_all_asked();
+    }
+}
+
+#[test]
+fn an_unknown_transaction_is_a_status_not_an_error() {
+    let node = ScriptedNode::default();
+    let never_sent = "0x1111111111111111111111111111111111111111111111111111111111111111";
+    node.expect(
+        "get_transaction",
+        status_params(never_sent),
+        Answer::Fixture("get_transaction_unknown.json"),
+    )
+    .expect(
+        "get_tip_block_number",
+        json!([]),
+        Answer::Fixture("get_tip_block_number.json"),
+    );
+
+    let status = block_on(client(&node).transaction_status(hash(never_sent))).unwrap();
+
+    assert_eq!(status, (TxStatus::Unknown, TIP));
+}
+
+#[test]
+fn a_commit_without_block_number_is_looked_up_by_block_hash() {
+    let node = ScriptedNode::default();
+    node.expect(
+        "get_transaction",
+        status_params(FUNDING_TX),
+        Answer::Fixture("get_transaction_committed_without_block_number.json"),
+    )
+    .expect("get_header", json!([COMMIT_BLOCK]), Answer::Fixture("get_header.json"))
+    .expect(
+        "get_tip_block_number",
+        json!([]),
+        Answer::Fixture("get_tip_block_number.json"),
+    );
+
+    let status = block_on(client(&node).transaction_status(hash(FUNDING_TX))).unwrap();
+
+    assert_eq!(status, (TxStatus::Committed { block_number: 0x5b1002 }, TIP));
+    node.assert_all_asked();
+}
+
+#[test]
+fn a_commit_in_a_block_the_node_does_not_know_is_a_bad_response() {
+    let node = ScriptedNode::default();
+    node.expect(
+        "get_transaction",
+        status_params(FUNDING_TX),
+        Answer::Fixture("get_transaction_committed_without_block_number.json"),
+    )
+    .expect(
+        "get_header",
+        json!([COMMIT_BLOCK]),
+        Answer::Fixture("get_header_unknown.json"),
+    );
+
+    let error = block_on(client(&node).transaction_status(hash(FUNDING_TX))).unwrap_err();
+
+    assert_error(&error, ChainErrorKind::BadResponse, "get_header");
+}
+
+#[test]
+fn resolve_reads_outputs_once_per_transaction_and_reports_what_is_missing() {
+    let node = ScriptedNode::default();
+    let missing_tx = "0x2222222222222222222222222222222222222222222222222222222222222222";
+    node.expect(
+        "get_transaction",
+        json!([SOURCE_TX, "0x2"]),
+        Answer::Fixture("get_transaction_source_tx.json"),
+    )
+    .expect(
+        "get_transaction",
+        json!([missing_tx, "0x2"]),
+        Answer::Fixture("get_transaction_unknown.json"),
+    );
+
+    let outputs = block_on(client(&node).resolve_out_points(vec![
+        out_point(SOURCE_TX, 1),
+        out_point(missing_tx, 0),
+        out_point(SOURCE_TX, 0),
+        out_point(SOURCE_TX, 2),
+    ]))
+    .unwrap();
+
+    let source_outputs: Vec<packed::CellOutput> = source_tx().raw().outputs().into_iter().collect();
+    assert_eq!(
+        outputs,
+        vec![
+            Some(source_outputs[1].clone()),
+            None,
+            Some(source_outputs[0].clone()),
+            None
+        ]
+    );
+    node.assert_all_asked();
+}
+
+#[test]
+fn resolve_refuses_a_transaction_other_than_the_one_asked_for() {
+    let node = ScriptedNode::default();
+    node.expect(
+        "get_transaction",
+        json!([FUNDING_TX, "0x2"]),
+        Answer::Fixture("get_transaction_source_tx.json"),
+    );
+
+    let error = block_on(client(&node).resolve_out_points(vec![out_point(FUNDING_TX, 0)])).unwrap_err();
+
+    assert_error(&error, ChainErrorKind::BadResponse, "get_transaction");
+    assert!(error.reason.contains(SOURCE_TX), "{error}");
+}
+
+#[test]
+fn send_transaction_passes_the_tx_through_and_returns_its_hash() {
+    let node = ScriptedNode::default();
+    node.expect(
+        "send_transaction",
+        json!([fixture("funding_tx.json"), "passthrough"]),
+        Answer::Fixture("send_transaction.json"),
+    );
+
+    let sent = block_on(client(&node).send_transaction(funding_tx())).unwrap();
+
+    assert_eq!(sent, hash(FUNDING_TX));
+    node.assert_all_asked();
+}
+
+#[test]
+fn send_transaction_answered_with_another_hash_is_a_bad_response() {
+    let node = ScriptedNode::default();
+    let tx = source_tx();
+    let tx_json = serde_json::to_value(node::Transaction::from(tx.clone())).unwrap();
+    node.expect(
+        "send_transaction",
+        json!([tx_json, "passthrough"]),
+        Answer::Fixture("send_transaction.json"),
+    );
+
+    let error = block_on(client(&node).send_transaction(tx)).unwrap_err();
+
+    assert_error(&error, ChainErrorKind::BadResponse, "send_transaction");
+    assert!(
+        error.reason.contains(FUNDING_TX) && error.reason.contains(SOURCE_TX),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_node_refusing_the_tx_is_rejected_with_its_message() {
+    let node = ScriptedNode::default();
+    node.expect(
+        "send_transaction",
+        json!([fixture("funding_tx.json"), "passthrough"]),
+        Answer::Fixture("send_transaction_duplicated.json"),
+    );
+
+    let error = block_on(client(&node).send_transaction(funding_tx())).unwrap_err();
+
+    assert_error(&error, ChainErrorKind::Rejected, "send_transaction");
+    let message = error.to_string();
+    assert!(message.contains("PoolRejectedDuplicatedTransaction"), "{message}");
+    assert!(message.contains("already exists in transaction_pool"), "{message}");
+    assert!(message.contains("-1107"), "{message}");
+}
+
+#[test]
+fn transport_failures_and_odd_answers_map_to_kinds_naming_the_method() {
+    let http = |status: u16, body: &str| {
+        Answer::Fail(TransportError::Http {
+            status,
+            body: body.to_owned(),
+        })
+    };
+    let cases: Vec<(Answer, ChainErrorKind, &str)> = vec![
+        (
+            Answer::Fail(TransportError::Unreachable(
+                "http://127.0.0.1:8114/: connection refused".into(),
+            )),
+            ChainErrorKind::Unreachable,
+            "connection refused",
+        ),
+        (
+            Answer::Fail(TransportError::Timeout),
+            ChainErrorKind::Timeout,
+            "10000 ms",
+        ),
+        (
+            http(500, "Internal Server Error"),
+            ChainErrorKind::Unreachable,
+            "HTTP 500",
+        ),
+        (
+            http(502, "<html>Bad Gateway</html>"),
+            ChainErrorKind::Unreachable,
+            "HTTP 502",
+        ),
+        (http(408, ""), ChainErrorKind::Timeout, "HTTP 408"),
+        (
+            http(405, "Used HTTP Method is not allowed. POST or OPTIONS is required"),
+            ChainErrorKind::BadResponse,
+            "HTTP 405",
+        ),
+        (
+            Answer::Body("<!DOCTYPE html><html><body>not a node</body></html>"),
+            ChainErrorKind::BadResponse,
+            "not JSON",
+        ),
+        (
+            Answer::Body("[1, 2]"),
+            ChainErrorKind::BadResponse,
+            "not a JSON-RPC object",
+        ),
+        (
+            Answer::FixtureKeepingItsId("get_tip_block_number.json"),
+            ChainErrorKind::BadResponse,
+            "does not match request id",
+        ),
+        (
+            Answer::Body(r#"{"jsonrpc":"2.0","id":1}"#),
+            ChainErrorKind::BadResponse,
+            "neither result nor error",
+        ),
+        (
+            Answer::Fixture("get_tip_block_number.json"),
+            ChainErrorKind::BadResponse,
+            "unexpected result",
+        ),
+        (
+            Answer::Body(r#"{"jsonrpc":"2.0","error":{"code":-32700,"message":"Parse error"},"id":null}"#),
+            ChainErrorKind::Rejected,
+            "Parse error (code -32700)",
+        ),
+    ];
+    for (answer, kind, detail) in cases {
+        let node = ScriptedNode::default();
+        node.expect("get_transaction", status_params(FUNDING_TX), answer);
+
+        let error = block_on(client(&node).transaction_status(hash(FUNDING_TX))).unwrap_err();
+
+        assert_error(&error, kind, "get_transaction");
+        assert!(error.to_string().contains(detail), "{error} should mention {detail:?}");
+    }
+}
+
+#[test]
+fn every_method_names_itself_when_the_node_is_unreachable() {
+    let unreachable = || Answer::Fail(TransportError::Unreachable("offline".into()));
+    let node = ScriptedNode::default();
+    node.expect("get_cells", get_cells_params("0x64", Value::Null), unreachable())
+        .expect("get_transaction", json!([SOURCE_TX, "0x2"]), unreachable())
+        .expect(
+            "send_transaction",
+            json!([fixture("funding_tx.json"), "passthrough"]),
+            unreachable(),
+        )
+        .expect(
+            "get_transaction",
+            status_params(FUNDING_TX),
+            Answer::Fixture("get_transaction_pending.json"),
+        )
+        .expect("get_tip_block_number", json!([]), unreachable());
+    let client = client(&node);
+
+    let errors = [
+        block_on(client.live_cells(wallet_lock())).unwrap_err(),
+        block_on(client.resolve_out_points(vec![out_point(SOURCE_TX, 0)])).unwrap_err(),
+        block_on(client.send_transaction(funding_tx())).unwrap_err(),
+        block_on(client.transaction_status(hash(FUNDING_TX))).unwrap_err(),
+    ];
+
+    let methods: Vec<&str> = errors.iter().map(|e| e.method).collect();
+    assert_eq!(
+        methods,
+        [
+            "get_cells",
+            "get_transaction",
+            "send_transaction",
+            "get_tip_block_number"
+        ]
+    );
+    for error in &errors {
+        assert_error(error, ChainErrorKind::Unreachable, error.method);
+        assert!(error.is_transient());
+    }
+    node.assert_all_asked();
+}
+
+#[test]
+fn requests_carry_increasing_ids_and_the_configured_timeout() {
+    let node = ScriptedNode::default();
+    for _ in 0..2 {
+        node.expect(
+            "get_transaction",
+            status_params(FUNDING_TX),
+            Answer::Fixture("get_transaction_pending.json"),
+        )
+        .expect(
+            "get_tip_block_number",
+            json!([]),
+            Answer::Fixture("get_tip_block_number.json"),
+        );
+    }
+    let default_client = client(&node);
+    let quick_client = default_client.clone().with_timeout_ms(2_500);
+
+    block_on(default_client.transaction_status(hash(FUNDING_TX))).unwrap();
+    block_on(quick_client.transaction_status(hash(FUNDING_TX))).unwrap();
+
+    assert_eq!(
+        node.seen(),
+        vec![(1, DEFAULT_TIMEOUT_MS), (2, DEFAULT_TIMEOUT_MS), (3, 2_500), (4, 2_500)]
+    );
+}
