@@ -10,6 +10,7 @@ pub mod api;
 pub mod chain;
 pub mod crypto;
 pub mod flow;
+pub mod peer;
 pub mod primitives;
 pub mod runtime;
 pub mod store;
