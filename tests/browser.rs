@@ -12,3 +12,13 @@ fn indexeddb_is_available_in_the_test_browser() {
     let window = web_sys::window().expect("a window");
     assert!(window.indexed_db().unwrap().is_some());
 }
+
+#[path = "browser/fetch_rpc.rs"]
+mod fetch_rpc;
+
+#[path = "browser/flow.rs"]
+mod flow;
+#[path = "browser/store.rs"]
+mod store;
+#[path = "browser/tab_lock.rs"]
+mod tab_lock;

@@ -155,3 +155,29 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod docs_tests {
+    use super::ErrorCode;
+
+    /// docs/api.md lists every code with the same meaning, and nothing else.
+    #[test]
+    fn the_documented_codes_are_the_real_ones() {
+        let doc = include_str!("../../docs/api.md");
+        let documented: Vec<(String, String)> = doc
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let code = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                code.chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_')
+                    .then(|| (code.to_owned(), cells[2].to_owned()))
+            })
+            .collect();
+        let real: Vec<(String, String)> = ErrorCode::all()
+            .iter()
+            .map(|(code, doc)| (code.to_string(), doc.to_string()))
+            .collect();
+        assert_eq!(documented, real);
+    }
+}

@@ -46,6 +46,8 @@ pub trait PeerLink {
 type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 
 /// Something the application asks of the node.
+// Open's parameters dwarf the rest; commands are few, so the size is moot.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     Open {
         params: OpenChannelParams,
@@ -76,6 +78,8 @@ pub enum Command {
 }
 
 /// Everything that reaches the loop.
+// Short-lived and moved once; boxing the message would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Input {
     Command(Command),
     PeerConnected(NodeId),

@@ -1,0 +1,745 @@
+//! IndexedDB storage for recovery records: the browser's [`Store`].
+//!
+//! Schema (IndexedDB version [`IDB_SCHEMA_VERSION`]):
+//! * `channels`, key path `channel_id`: `{ channel_id, temporary_channel_id,
+//!   pending, record }`, where `record` is the record's JSON (`docs/storage.md`)
+//!   and `pending` is `1` while the flow is neither closed nor ready. The
+//!   `pending` index lets a reload find unfinished flows without reading every
+//!   finished one; it is a number because booleans are not IndexedDB keys.
+//! * `meta`, out-of-line string keys, `Uint8Array` values (the node's secret key).
+//!
+//! Version 1 filed the bare record JSON under out-of-line keys. Opening a
+//! version 1 database rewrites every entry inside the upgrade transaction; an
+//! entry that is not a readable record is carried over as it is, flagged, and
+//! reported by [`Store::load_all`] like any other unreadable record.
+//!
+//! Every write is one `readwrite` transaction with `durability: "strict"`, so
+//! it is on disk before the runtime acts on it. A connection the browser lost
+//! (WebKit drops those of backgrounded tabs) is reopened and the operation
+//! retried once.
+//!
+//! This talks to `web_sys` directly rather than through the `idb` crate: its
+//! transaction future resolves early, with an unrelated error, when a request
+//! error bubbles up, which loses the `DOMException` that says what happened.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    DomException, Event, EventTarget, IdbDatabase, IdbFactory, IdbIndexParameters, IdbObjectStore,
+    IdbObjectStoreParameters, IdbRequest, IdbTransaction, IdbTransactionDurability, IdbTransactionMode,
+    IdbTransactionOptions, IdbVersionChangeEvent,
+};
+
+use crate::flow::record::{ChannelRecord, RecordDecodeError};
+use crate::primitives::ChannelId;
+use crate::store::{LoadedRecords, Store, StoreError};
+
+/// The IndexedDB version of the current schema.
+pub const IDB_SCHEMA_VERSION: u32 = 2;
+
+const CHANNELS: &str = "channels";
+const META: &str = "meta";
+const PENDING_INDEX: &str = "pending";
+
+/// Recovery records in IndexedDB, one database per wallet.
+///
+/// ```ignore
+/// let store = IdbStore::open("fiber-funding").await?;
+/// let LoadedRecords { records, unreadable } = store.load_pending().await?;
+/// ```
+pub struct IdbStore {
+    name: String,
+    /// `None` once [`IdbStore::close`] was called.
+    connection: RefCell<Option<Connection>>,
+    persistence_granted: Option<bool>,
+}
+
+impl fmt::Debug for IdbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdbStore")
+            .field("name", &self.name)
+            .field("open", &self.connection.borrow().is_some())
+            .field("persistence_granted", &self.persistence_granted)
+            .finish()
+    }
+}
+
+impl IdbStore {
+    /// Opens the database `db_name`, creating it or upgrading an older schema.
+    ///
+    /// When this creates the database it also asks the browser not to evict
+    /// this site's storage under pressure (`navigator.storage.persist()`); see
+    /// [`IdbStore::persistence_granted`]. Works in a window and in a worker.
+    pub async fn open(db_name: &str) -> Result<IdbStore, StoreError> {
+        let doing = format!("opening IndexedDB database {db_name}");
+        let opened = open_database(db_name)
+            .await
+            .map_err(|fault| fault.into_store_error(&doing))?;
+        let persistence_granted = if opened.created {
+            request_persistence().await
+        } else {
+            None
+        };
+        Ok(IdbStore {
+            name: db_name.to_owned(),
+            connection: RefCell::new(Some(Connection::new(opened.db))),
+            persistence_granted,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The browser's answer to `navigator.storage.persist()`, asked when this
+    /// store created its database. `None` when the database already existed or
+    /// the question cannot be asked here (in a worker, say). Without it the
+    /// browser may evict the records under storage pressure.
+    pub fn persistence_granted(&self) -> Option<bool> {
+        self.persistence_granted
+    }
+
+    /// The records of flows that are neither closed nor ready, read through
+    /// the `pending` index. Unreadable records are reported as in
+    /// [`Store::load_all`] (an entry carried over unreadable from schema 1
+    /// counts as pending: nothing says it is finished).
+    pub async fn load_pending(&self) -> Result<LoadedRecords, StoreError> {
+        let entries = self
+            .with_reconnect("loading the pending records", read_pending_channels)
+            .await?;
+        Ok(loaded_records(&entries))
+    }
+
+    /// A value from `meta`, such as the node's secret key.
+    pub async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let doing = format!("reading meta entry {key}");
+        let value = self.with_reconnect(&doing, |db| read_meta(db, key)).await?;
+        if value.is_undefined() {
+            return Ok(None);
+        }
+        if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
+            return Ok(Some(bytes.to_vec()));
+        }
+        if value.is_instance_of::<js_sys::ArrayBuffer>() {
+            return Ok(Some(Uint8Array::new(&value).to_vec()));
+        }
+        Err(StoreError::Unavailable(format!(
+            "{doing}: the stored value is not bytes"
+        )))
+    }
+
+    /// Writes a value to `meta` in one strict-durability transaction.
+    pub async fn put_meta(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let value = Uint8Array::from(bytes);
+        let doing = format!("writing meta entry {key}");
+        self.with_reconnect(&doing, |db| write_meta(db, key, &value)).await
+    }
+
+    /// The live connection, `None` after [`IdbStore::close`]. Closing it behind
+    /// the store's back is how tests play the browser dropping the connection.
+    pub fn connection(&self) -> Option<IdbDatabase> {
+        self.connection
+            .borrow()
+            .as_ref()
+            .map(|connection| connection.db.clone())
+    }
+
+    /// Closes the database once its running transactions finish. Later
+    /// operations fail with [`StoreError::Unavailable`].
+    pub fn close(&self) {
+        self.connection.borrow_mut().take();
+    }
+
+    /// Runs `operation` on the live connection; if the browser lost that
+    /// connection, reopens the database and runs it once more. Every operation
+    /// here is idempotent, so a retry after a write that did land is harmless.
+    async fn with_reconnect<T, F, Fut>(&self, doing: &str, operation: F) -> Result<T, StoreError>
+    where
+        F: Fn(IdbDatabase) -> Fut,
+        Fut: Future<Output = Result<T, IdbFault>>,
+    {
+        let db = self
+            .connection()
+            .ok_or_else(|| StoreError::Unavailable(format!("{doing}: the store was closed")))?;
+        match operation(db).await {
+            Err(fault) if fault.is_connection_lost() => {
+                web_sys::console::warn_1(&format!("IndexedDB {}: {fault}; reopening the database", self.name).into());
+                let db = self.reconnect(doing).await?;
+                operation(db).await.map_err(|fault| fault.into_store_error(doing))
+            }
+            result => result.map_err(|fault| fault.into_store_error(doing)),
+        }
+    }
+
+    async fn reconnect(&self, doing: &str) -> Result<IdbDatabase, StoreError> {
+        let opened = open_database(&self.name)
+            .await
+            .map_err(|fault| fault.into_store_error(doing))?;
+        let mut slot = self.connection.borrow_mut();
+        if slot.is_none() {
+            // Closed while reopening: stay closed.
+            drop(Connection::new(opened.db));
+            return Err(StoreError::Unavailable(format!("{doing}: the store was closed")));
+        }
+        let db = opened.db.clone();
+        *slot = Some(Connection::new(opened.db));
+        Ok(db)
+    }
+}
+
+impl Store for IdbStore {
+    async fn put(&self, record: &ChannelRecord, replaces: Option<&ChannelId>) -> Result<(), StoreError> {
+        // Everything is computed before the transaction opens: it must not
+        // wait on anything but its own requests, or it commits early.
+        let entry = channel_entry(record);
+        let key = record.key();
+        let replaced = replaces.map(ChannelId::to_string).filter(|old| *old != key);
+        let doing = format!("writing the record of channel {key}");
+        self.with_reconnect(&doing, |db| write_channel(db, &entry, replaced.as_deref()))
+            .await
+    }
+
+    async fn get(&self, channel_id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
+        let key = channel_id.to_string();
+        let doing = format!("reading the record of channel {key}");
+        let entry = self.with_reconnect(&doing, |db| read_channel(db, &key)).await?;
+        if entry.is_undefined() {
+            return Ok(None);
+        }
+        record_from_entry(&entry)
+            .map(Some)
+            .map_err(|error| StoreError::Unavailable(error.to_string()))
+    }
+
+    async fn load_all(&self) -> Result<LoadedRecords, StoreError> {
+        let entries = self.with_reconnect("loading all records", read_all_channels).await?;
+        Ok(loaded_records(&entries))
+    }
+}
+
+/// The [`StoreError`] for a `DOMException` the browser raised while `doing`
+/// something. Quota and transaction failures leave the stored records as they
+/// were, and say so.
+pub fn store_error_from_dom(doing: &str, exception: &DomException) -> StoreError {
+    IdbFault::from_js(exception).into_store_error(doing)
+}
+
+// ---- the stored entries ----------------------------------------------------------------
+
+fn is_pending(record: &ChannelRecord) -> bool {
+    record.closed.is_none() && !(record.funding_confirmed && record.peer_channel_ready)
+}
+
+fn channel_entry(record: &ChannelRecord) -> Object {
+    let json = String::from_utf8(record.encode()).expect("serde_json writes UTF-8");
+    let temporary_channel_id = JsValue::from_str(&record.temporary_channel_id.to_string());
+    entry_object(
+        &record.key(),
+        &temporary_channel_id,
+        is_pending(record),
+        &JsValue::from_str(&json),
+    )
+}
+
+fn entry_object(channel_id: &str, temporary_channel_id: &JsValue, pending: bool, record: &JsValue) -> Object {
+    let entry = Object::new();
+    set_field(&entry, "channel_id", &JsValue::from_str(channel_id));
+    set_field(&entry, "temporary_channel_id", temporary_channel_id);
+    set_field(&entry, "pending", &JsValue::from(u8::from(pending)));
+    set_field(&entry, "record", record);
+    entry
+}
+
+fn set_field(object: &Object, name: &str, value: &JsValue) {
+    Reflect::set(object, &JsValue::from_str(name), value).expect("a plain object takes any property");
+}
+
+fn field(value: &JsValue, name: &str) -> JsValue {
+    Reflect::get(value, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// A key as text, for keys that should have been strings but may not be.
+fn key_text(key: &JsValue) -> String {
+    key.as_string()
+        .or_else(|| js_sys::JSON::stringify(key).ok().map(String::from))
+        .unwrap_or_else(|| format!("{key:?}"))
+}
+
+/// A schema 1 entry rewritten for schema 2. One that cannot be read keeps its
+/// value as it was, counts as pending, and says why it is unreadable.
+fn entry_from_v1(key: &JsValue, value: &JsValue) -> Object {
+    let channel_id = key_text(key);
+    let decoded = match value.as_string() {
+        Some(json) => ChannelRecord::decode(&channel_id, json.as_bytes()),
+        None => Err(RecordDecodeError {
+            channel_id: channel_id.clone(),
+            reason: "the stored value is not record JSON".into(),
+        }),
+    };
+    match decoded {
+        Ok(record) => {
+            let temporary_channel_id = JsValue::from_str(&record.temporary_channel_id.to_string());
+            entry_object(&channel_id, &temporary_channel_id, is_pending(&record), value)
+        }
+        Err(error) => {
+            let entry = entry_object(&channel_id, &JsValue::NULL, true, value);
+            set_field(&entry, "unreadable", &JsValue::from_str(&error.reason));
+            entry
+        }
+    }
+}
+
+fn record_from_entry(entry: &JsValue) -> Result<ChannelRecord, RecordDecodeError> {
+    let channel_id = key_text(&field(entry, "channel_id"));
+    let fail = |reason: String| RecordDecodeError {
+        channel_id: channel_id.clone(),
+        reason,
+    };
+    let Some(json) = field(entry, "record").as_string() else {
+        let reason = match field(entry, "unreadable").as_string() {
+            Some(reason) => format!("unreadable since the upgrade from schema 1: {reason}"),
+            None => "the stored entry holds no record JSON".into(),
+        };
+        return Err(fail(reason));
+    };
+    let record = ChannelRecord::decode(&channel_id, json.as_bytes())?;
+    if record.key() != channel_id {
+        return Err(fail(format!("the entry holds the record of channel {}", record.key())));
+    }
+    Ok(record)
+}
+
+fn loaded_records(entries: &Array) -> LoadedRecords {
+    let mut loaded = LoadedRecords::default();
+    for entry in entries.iter() {
+        match record_from_entry(&entry) {
+            Ok(record) => loaded.records.push(record),
+            Err(error) => loaded.unreadable.push(error),
+        }
+    }
+    loaded
+}
+
+// ---- operations, one transaction each ------------------------------------------------
+
+/// A `readwrite` transaction that commits only once the OS has flushed it.
+fn strict_write(db: &IdbDatabase, store: &str) -> Result<(IdbTransaction, IdbObjectStore), IdbFault> {
+    let options = IdbTransactionOptions::new();
+    options.set_durability(IdbTransactionDurability::Strict);
+    let tx = db
+        .transaction_with_str_and_mode_and_options(store, IdbTransactionMode::Readwrite, &options)
+        .map_err(|error| IdbFault::from_js(&error))?;
+    let object_store = tx.object_store(store).map_err(|error| IdbFault::from_js(&error))?;
+    Ok((tx, object_store))
+}
+
+fn read_only(db: &IdbDatabase, store: &str) -> Result<IdbObjectStore, IdbFault> {
+    db.transaction_with_str_and_mode(store, IdbTransactionMode::Readonly)
+        .and_then(|tx| tx.object_store(store))
+        .map_err(|error| IdbFault::from_js(&error))
+}
+
+/// Issues a transaction's requests; if one cannot even be issued, aborts the
+/// transaction so that none of the others commits alone.
+fn issue_all(tx: &IdbTransaction, issue: impl FnOnce() -> Result<(), JsValue>) -> Result<(), IdbFault> {
+    issue().map_err(|error| {
+        let _ = tx.abort();
+        IdbFault::from_js(&error)
+    })
+}
+
+async fn write_channel(db: IdbDatabase, entry: &Object, replaced: Option<&str>) -> Result<(), IdbFault> {
+    let (tx, channels) = strict_write(&db, CHANNELS)?;
+    issue_all(&tx, || {
+        channels.put(entry)?;
+        if let Some(old) = replaced {
+            channels.delete(&JsValue::from_str(old))?;
+        }
+        Ok(())
+    })?;
+    committed(&tx).await
+}
+
+async fn write_meta(db: IdbDatabase, key: &str, value: &Uint8Array) -> Result<(), IdbFault> {
+    let (tx, meta) = strict_write(&db, META)?;
+    issue_all(&tx, || meta.put_with_key(value, &JsValue::from_str(key)).map(drop))?;
+    committed(&tx).await
+}
+
+async fn read_channel(db: IdbDatabase, key: &str) -> Result<JsValue, IdbFault> {
+    let request = read_only(&db, CHANNELS)?
+        .get(&JsValue::from_str(key))
+        .map_err(|error| IdbFault::from_js(&error))?;
+    request_result(&request).await
+}
+
+async fn read_all_channels(db: IdbDatabase) -> Result<Array, IdbFault> {
+    let request = read_only(&db, CHANNELS)?
+        .get_all()
+        .map_err(|error| IdbFault::from_js(&error))?;
+    Ok(request_result(&request).await?.unchecked_into())
+}
+
+async fn read_pending_channels(db: IdbDatabase) -> Result<Array, IdbFault> {
+    let request = read_only(&db, CHANNELS)?
+        .index(PENDING_INDEX)
+        .and_then(|index| index.get_all_with_key(&JsValue::from(1u8)))
+        .map_err(|error| IdbFault::from_js(&error))?;
+    Ok(request_result(&request).await?.unchecked_into())
+}
+
+async fn read_meta(db: IdbDatabase, key: &str) -> Result<JsValue, IdbFault> {
+    let request = read_only(&db, META)?
+        .get(&JsValue::from_str(key))
+        .map_err(|error| IdbFault::from_js(&error))?;
+    request_result(&request).await
+}
+
+// ---- opening and upgrading --------------------------------------------------------------
+
+/// An open database, closed when dropped. It gives way when a newer version
+/// is opened elsewhere (another tab, after an update) instead of blocking it;
+/// the next operation here then reopens.
+struct Connection {
+    db: IdbDatabase,
+    _on_version_change: Closure<dyn FnMut(Event)>,
+}
+
+impl Connection {
+    fn new(db: IdbDatabase) -> Self {
+        let to_close = db.clone();
+        let on_version_change = Closure::<dyn FnMut(Event)>::new(move |_: Event| to_close.close());
+        db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+        Connection {
+            db,
+            _on_version_change: on_version_change,
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.db.set_onversionchange(None);
+        self.db.close();
+    }
+}
+
+struct Opened {
+    db: IdbDatabase,
+    /// The database did not exist before.
+    created: bool,
+}
+
+/// The IndexedDB factory of this global scope, a window or a worker alike.
+fn idb_factory() -> Result<IdbFactory, IdbFault> {
+    let factory =
+        Reflect::get(&js_sys::global(), &JsValue::from_str("indexedDB")).map_err(|error| IdbFault::from_js(&error))?;
+    if factory.is_undefined() || factory.is_null() {
+        return Err(IdbFault::new("NotSupportedError", "IndexedDB is not available here"));
+    }
+    Ok(factory.unchecked_into())
+}
+
+async fn open_database(name: &str) -> Result<Opened, IdbFault> {
+    let request = idb_factory()?
+        .open_with_u32(name, IDB_SCHEMA_VERSION)
+        .map_err(|error| IdbFault::from_js(&error))?;
+    let created = Rc::new(Cell::new(false));
+    // Why the upgrade aborted, which the open request's own error does not say.
+    let upgrade_fault = Rc::new(RefCell::new(None::<IdbFault>));
+    // Listeners the upgrade sets on its requests; they live until the open settles.
+    let upgrade_listeners = Rc::new(RefCell::new(Vec::new()));
+
+    let mut listeners = EventListeners::new(&request);
+    {
+        let (request, created, upgrade_fault) = (request.clone(), created.clone(), upgrade_fault.clone());
+        let upgrade_listeners = upgrade_listeners.clone();
+        listeners.on("upgradeneeded", move |event| {
+            let old_version = event.unchecked_ref::<IdbVersionChangeEvent>().old_version() as u32;
+            created.set(old_version == 0);
+            let Some(tx) = request.transaction() else {
+                return;
+            };
+            let upgraded = request
+                .result()
+                .map_err(|error| IdbFault::from_js(&error))
+                .and_then(|db| {
+                    let upgrade = Upgrade {
+                        db: db.unchecked_into(),
+                        tx: tx.clone(),
+                        fault: upgrade_fault.clone(),
+                    };
+                    upgrade.run(old_version, &mut upgrade_listeners.borrow_mut())
+                });
+            if let Err(fault) = upgraded {
+                abort_upgrade(&tx, &upgrade_fault, fault);
+            }
+        });
+    }
+    let name = name.to_owned();
+    listeners.on("blocked", move |_| {
+        web_sys::console::warn_1(
+            &format!("IndexedDB {name}: waiting for other tabs to close their older connection").into(),
+        );
+    });
+
+    let opened = request_result(&request).await;
+    drop(listeners);
+    drop(upgrade_listeners);
+    match opened {
+        Ok(db) => Ok(Opened {
+            db: db.unchecked_into(),
+            created: created.get(),
+        }),
+        Err(fault) => Err(upgrade_fault.take().unwrap_or(fault)),
+    }
+}
+
+fn abort_upgrade(tx: &IdbTransaction, upgrade_fault: &RefCell<Option<IdbFault>>, fault: IdbFault) {
+    upgrade_fault.borrow_mut().get_or_insert(fault);
+    let _ = tx.abort();
+}
+
+/// The schema changes from one version to the next, run inside the
+/// `versionchange` transaction (only its own requests may run there).
+struct Upgrade {
+    db: IdbDatabase,
+    tx: IdbTransaction,
+    fault: Rc<RefCell<Option<IdbFault>>>,
+}
+
+impl Upgrade {
+    fn run(self, old_version: u32, listeners: &mut Vec<EventListeners>) -> Result<(), IdbFault> {
+        if old_version < 1 {
+            // `meta` has not changed since version 1.
+            self.db
+                .create_object_store(META)
+                .map_err(|error| IdbFault::from_js(&error))?;
+        }
+        match old_version {
+            0 => create_channels_store(&self.db)
+                .map(drop)
+                .map_err(|error| IdbFault::from_js(&error)),
+            1 => self.migrate_channels_from_v1(listeners),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads every schema 1 entry, replaces the store (its key path changes)
+    /// and writes each entry back in the schema 2 shape.
+    fn migrate_channels_from_v1(self, listeners: &mut Vec<EventListeners>) -> Result<(), IdbFault> {
+        let issued = (|| {
+            let v1 = self.tx.object_store(CHANNELS)?;
+            Ok::<_, JsValue>((v1.get_all_keys()?, v1.get_all()?))
+        })();
+        let (keys, values) = issued.map_err(|error| IdbFault::from_js(&error))?;
+        let mut on_values = EventListeners::new(&values);
+        let values_request = values.clone();
+        on_values.on("success", move |_| {
+            // Requests on one store succeed in order: the keys are in too.
+            let rewritten = (|| {
+                let keys: Array = keys.result()?.unchecked_into();
+                let values: Array = values_request.result()?.unchecked_into();
+                self.db.delete_object_store(CHANNELS)?;
+                let channels = create_channels_store(&self.db)?;
+                for (key, value) in keys.iter().zip(values.iter()) {
+                    channels.put(&entry_from_v1(&key, &value))?;
+                }
+                Ok::<_, JsValue>(())
+            })();
+            if let Err(error) = rewritten {
+                abort_upgrade(&self.tx, &self.fault, IdbFault::from_js(&error));
+            }
+        });
+        listeners.push(on_values);
+        Ok(())
+    }
+}
+
+fn create_channels_store(db: &IdbDatabase) -> Result<IdbObjectStore, JsValue> {
+    let parameters = IdbObjectStoreParameters::new();
+    parameters.set_key_path(&JsValue::from_str("channel_id"));
+    let channels = db.create_object_store_with_optional_parameters(CHANNELS, &parameters)?;
+    let index = IdbIndexParameters::new();
+    index.set_unique(false);
+    channels.create_index_with_str_and_optional_parameters(PENDING_INDEX, "pending", &index)?;
+    Ok(channels)
+}
+
+/// Asks the browser not to evict this site's storage. Only a window can ask
+/// (`persist()` is not exposed to workers); `None` when it cannot.
+async fn request_persistence() -> Option<bool> {
+    let navigator = Reflect::get(&js_sys::global(), &JsValue::from_str("navigator")).ok()?;
+    let storage = Reflect::get(&navigator, &JsValue::from_str("storage")).ok()?;
+    let persist: js_sys::Function = Reflect::get(&storage, &JsValue::from_str("persist"))
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let promise: js_sys::Promise = persist.call0(&storage).ok()?.dyn_into().ok()?;
+    JsFuture::from(promise).await.ok()?.as_bool()
+}
+
+// ---- browser failures --------------------------------------------------------------------
+
+/// A failure as the browser reported it: the `DOMException`'s name and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IdbFault {
+    name: String,
+    message: String,
+}
+
+impl fmt::Display for IdbFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl IdbFault {
+    fn new(name: &str, message: &str) -> Self {
+        IdbFault {
+            name: name.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+
+    fn from_js(value: &JsValue) -> Self {
+        let text = |name: &str| field(value, name).as_string();
+        match (text("name"), text("message")) {
+            (Some(name), Some(message)) => IdbFault { name, message },
+            _ => IdbFault {
+                name: "Error".into(),
+                message: value.as_string().unwrap_or_else(|| format!("{value:?}")),
+            },
+        }
+    }
+
+    /// The browser closed the connection under us: Chromium once it is closed
+    /// (`InvalidStateError`), WebKit for a backgrounded tab.
+    fn is_connection_lost(&self) -> bool {
+        self.name == "InvalidStateError" || self.message.contains("Connection to Indexed Database server lost")
+    }
+
+    fn into_store_error(self, doing: &str) -> StoreError {
+        match self.name.as_str() {
+            "QuotaExceededError" => StoreError::QuotaExceeded(format!(
+                "{doing}: the browser's storage for this site is full ({self}); nothing was written and the \
+                 previous record is intact"
+            )),
+            "AbortError"
+            | "ConstraintError"
+            | "DataError"
+            | "DataCloneError"
+            | "TransactionInactiveError"
+            | "ReadOnlyError" => StoreError::Aborted(format!(
+                "{doing}: {self}; nothing was written and the previous record is intact"
+            )),
+            _ => StoreError::Unavailable(format!("{doing}: {self}")),
+        }
+    }
+}
+
+// ---- IDB events as futures -------------------------------------------------------------
+
+/// Event listeners on one target, removed when this is dropped so that the
+/// browser never calls a closure that is gone.
+struct EventListeners {
+    target: EventTarget,
+    listeners: Vec<(&'static str, Listener)>,
+}
+
+type Listener = Closure<dyn FnMut(Event)>;
+
+impl EventListeners {
+    fn new(target: &EventTarget) -> Self {
+        EventListeners {
+            target: target.clone(),
+            listeners: Vec::new(),
+        }
+    }
+
+    fn on(&mut self, event: &'static str, listener: impl FnMut(Event) + 'static) {
+        let listener = Listener::new(listener);
+        self.target
+            .add_event_listener_with_callback(event, listener.as_ref().unchecked_ref())
+            .expect("an IDB object accepts listeners");
+        self.listeners.push((event, listener));
+    }
+}
+
+impl Drop for EventListeners {
+    fn drop(&mut self) {
+        for (event, listener) in &self.listeners {
+            let _ = self
+                .target
+                .remove_event_listener_with_callback(event, listener.as_ref().unchecked_ref());
+        }
+    }
+}
+
+type Outcome<T> = Rc<Cell<Option<oneshot::Sender<Result<T, IdbFault>>>>>;
+
+fn settle<T>(outcome: &Outcome<T>, result: Result<T, IdbFault>) {
+    if let Some(sender) = outcome.take() {
+        let _ = sender.send(result);
+    }
+}
+
+fn dropped_listener() -> IdbFault {
+    IdbFault::new("AbortError", "the request was dropped before it settled")
+}
+
+/// A request's result once it succeeds, or its error.
+async fn request_result(request: &IdbRequest) -> Result<JsValue, IdbFault> {
+    let (sender, receiver) = oneshot::channel();
+    let outcome: Outcome<JsValue> = Rc::new(Cell::new(Some(sender)));
+    let mut listeners = EventListeners::new(request);
+    {
+        let (outcome, request) = (outcome.clone(), request.clone());
+        listeners.on("success", move |_| {
+            settle(&outcome, request.result().map_err(|error| IdbFault::from_js(&error)));
+        });
+    }
+    {
+        let (outcome, request) = (outcome.clone(), request.clone());
+        listeners.on("error", move |_| {
+            let fault = match request.error() {
+                Ok(Some(exception)) => IdbFault::from_js(&exception),
+                Ok(None) => IdbFault::new("UnknownError", "the request failed without an error"),
+                Err(error) => IdbFault::from_js(&error),
+            };
+            settle(&outcome, Err(fault));
+        });
+    }
+    receiver.await.unwrap_or_else(|_| Err(dropped_listener()))
+}
+
+/// Waits for a transaction to commit. An abort carries the transaction's error
+/// (say `QuotaExceededError`), or none when it was aborted on purpose.
+async fn committed(tx: &IdbTransaction) -> Result<(), IdbFault> {
+    let (sender, receiver) = oneshot::channel();
+    let outcome: Outcome<()> = Rc::new(Cell::new(Some(sender)));
+    let mut listeners = EventListeners::new(tx);
+    {
+        let outcome = outcome.clone();
+        listeners.on("complete", move |_| settle(&outcome, Ok(())));
+    }
+    {
+        let (outcome, tx) = (outcome.clone(), tx.clone());
+        listeners.on("abort", move |_| {
+            let fault = match tx.error() {
+                Some(exception) => IdbFault::from_js(&exception),
+                None => IdbFault::new("AbortError", "the transaction was aborted"),
+            };
+            settle(&outcome, Err(fault));
+        });
+    }
+    receiver.await.unwrap_or_else(|_| Err(dropped_listener()))
+}

@@ -1,0 +1,529 @@
+//! `FundingNode`, the class a web wallet imports.
+//!
+//! ```js
+//! const node = await FundingNode.open({ ckbRpcUrl, peerUrl });
+//! for (const flow of await node.pendingFundings()) { /* restored after a redirect */ }
+//! const { channel_id, unsigned_funding_tx } = await node.openChannelWithExternalFunding(params);
+//! // ... the wallet signs, maybe through a full-page redirect ...
+//! const { funding_tx_hash } = await node.submitSignedFundingTx({ channel_id, signed_funding_tx });
+//! ```
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::Deserialize;
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+
+use super::fetch_rpc::FetchTransport;
+use super::idb_store::IdbStore;
+use super::platform::{random_32, BrowserEntropy, BrowserPlatform};
+use super::tab_lock::{TabBroadcast, TabLock, TabLockError};
+use super::websocket::WebSocketLink;
+use crate::api::json::{
+    channel_json, event_json, opened_json, parse_channel_id, parse_open_params, pending_funding_json, submitted_json,
+};
+use crate::api::{ApiError, ErrorCode};
+use crate::chain::client::ChainClient;
+use crate::chain::rpc::RpcChainClient;
+use crate::crypto::keys::NodeSecret;
+use crate::flow::config::{DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS, DEFAULT_FUNDING_CONFIRMATIONS};
+use crate::flow::NodeConfig;
+use crate::primitives::{decode_hex, Hash256, NodeId, Pubkey};
+use crate::runtime::driver::DriverParts;
+use crate::runtime::{inbox, start, DriverEvent, DriverHandle, DriverSettings, InputSender, PeerLink};
+use crate::tx::json::parse_transaction;
+use crate::tx::script::{HashType, ScriptTemplate};
+use futures::future::LocalBoxFuture;
+
+/// Fiber's testnet deployment of the funding lock (fiber-scripts, 2025-02-28).
+pub const TESTNET_FUNDING_LOCK_CODE_HASH: [u8; 32] =
+    hex32("6c67887fe201ee0c7853f1682c0b77c0e6214044c156c7558269390a8afa6d7c");
+/// Fiber's testnet deployment of the commitment lock (fiber-scripts, 2025-02-28).
+pub const TESTNET_COMMITMENT_LOCK_CODE_HASH: [u8; 32] =
+    hex32("740dee83f87c6f309824d8fd3fbdd3c8380ee6fc9acc90b1a748438afcdf81d8");
+const DEFAULT_DB_NAME: &str = "fiber-funding";
+const NODE_SECRET_KEY: &str = "node_secret";
+
+const fn hex32(text: &str) -> [u8; 32] {
+    let bytes = text.as_bytes();
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = (nibble(bytes[2 * i]) << 4) | nibble(bytes[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+const fn nibble(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => panic!("not lowercase hex"),
+    }
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** Options of `FundingNode.open`. Unknown keys are an error. */
+export interface FundingNodeOptions {
+  /** CKB JSON-RPC endpoint with the indexer enabled, e.g. "http://127.0.0.1:8114". */
+  ckbRpcUrl: string;
+  /** The counterparty's WebSocket, e.g. "ws://127.0.0.1:8230". */
+  peerUrl: string;
+  /** IndexedDB database name; default "fiber-funding". */
+  dbName?: string;
+  /** Default 300, as Fiber's `external_funding_timeout_seconds`. */
+  externalFundingTimeoutSeconds?: number;
+  /** 0x-hex secp256k1 secret key of this node; generated and stored on first open when absent. */
+  nodeSecretKey?: string;
+  /** Wait for another tab to close this database instead of failing with OPEN_IN_ANOTHER_TAB. */
+  waitForLock?: boolean;
+  /** Refuse any counterparty whose node id is not this one. */
+  peerPubkey?: string;
+  /** Genesis hash; read from the CKB node when absent. */
+  chainHash?: string;
+  /** Funding-lock contract; default Fiber's testnet deployment. */
+  fundingLock?: { code_hash: string; hash_type: "type" | "data" | "data1" | "data2" };
+  /** Commitment-lock contract; default Fiber's testnet deployment. */
+  commitmentLock?: { code_hash: string; hash_type: "type" | "data" | "data1" | "data2" };
+  /** Confirmations before ChannelReady; default 3. */
+  fundingConfirmations?: number;
+  /** How often the funding tx's status is polled, ms; default 2000. */
+  pollIntervalMs?: number;
+}
+
+export interface Script { code_hash: string; hash_type: string; args: string }
+export interface CellDep { out_point: { tx_hash: string; index: string }; dep_type: "code" | "dep_group" }
+/** A CKB transaction in Fiber's JSON-RPC shape. */
+export interface Transaction {
+  version: string; cell_deps: CellDep[]; header_deps: string[];
+  inputs: { since: string; previous_output: { tx_hash: string; index: string } }[];
+  outputs: { capacity: string; lock: Script; type: Script | null }[];
+  outputs_data: string[]; witnesses: string[];
+}
+/** Fiber's `open_channel_with_external_funding` params (snake_case, 0x-hex numbers). */
+export interface OpenChannelWithExternalFundingParams {
+  pubkey: string; funding_amount: string; public?: boolean; funding_udt_type_script?: Script | null;
+  shutdown_script: Script; funding_lock_script: Script; funding_lock_script_cell_deps?: CellDep[];
+  commitment_delay_epoch?: string; commitment_fee_rate?: string; funding_fee_rate?: string;
+  tlc_expiry_delta?: string; tlc_min_value?: string; tlc_fee_proportional_millionths?: string;
+  max_tlc_value_in_flight?: string; max_tlc_number_in_flight?: string;
+}
+export interface OpenChannelResult { channel_id: string; unsigned_funding_tx: Transaction }
+export interface SubmitSignedFundingTxParams {
+  channel_id: string;
+  /** Fiber's snake_case shape or JoyID's camelCase shape. */
+  signed_funding_tx: Transaction | Record<string, unknown>;
+}
+export interface SubmitSignedFundingTxResult { channel_id: string; funding_tx_hash: string }
+export interface PendingFunding {
+  channel_id: string; state: string; flags: string[]; unsigned_funding_tx: Transaction | null;
+  started_at_ms: number; deadline_ms: number | null; signed_submitted: boolean;
+}
+export interface Channel {
+  channel_id: string; temporary_channel_id: string; role: "initiator" | "acceptor"; peer_pubkey: string;
+  state: string; flags: string[]; created_at_ms: number; deadline_ms: number | null;
+  funding_tx_hash: string | null; local_funding_amount: string; remote_funding_amount: string | null;
+  signed_submitted: boolean; close_reason: string | null;
+}
+/** What `onEvent` listeners receive. */
+export type FundingEvent =
+  | { type: "state_changed"; channel_id: string; temporary_channel_id: string; state: string; flags: string[]; close_reason: string | null }
+  | { type: "peer_message_rejected"; channel_id: string; peer_pubkey: string; message: string; reason: string }
+  | { type: "funding_tx_rejected"; channel_id: string; reason: string }
+  | { type: "peer_connected"; peer_pubkey: string }
+  | { type: "peer_disconnected"; reason: string }
+  | { type: "peer_unavailable"; code: string; reason: string }
+  | { type: "chain_error"; reason: string }
+  | { type: "storage_error"; reason: string };
+/** Thrown errors carry a stable `code`; see docs/api.md. */
+export interface FundingError extends Error { code: string }
+"#;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OpenOptions {
+    ckb_rpc_url: String,
+    peer_url: String,
+    db_name: Option<String>,
+    external_funding_timeout_seconds: Option<f64>,
+    node_secret_key: Option<String>,
+    wait_for_lock: Option<bool>,
+    peer_pubkey: Option<String>,
+    chain_hash: Option<String>,
+    funding_lock: Option<ScriptTemplate>,
+    commitment_lock: Option<ScriptTemplate>,
+    funding_confirmations: Option<u32>,
+    poll_interval_ms: Option<u32>,
+}
+
+/// A JS `Error` with a stable `code`.
+pub(crate) fn js_error(error: ApiError) -> JsValue {
+    let js = js_sys::Error::new(&error.message);
+    let _ = js_sys::Reflect::set(&js, &"code".into(), &error.code.as_str().into());
+    js.into()
+}
+
+fn to_js(value: &Value) -> JsValue {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap_or(JsValue::NULL)
+}
+
+fn from_js(value: JsValue, what: &str) -> Result<Value, ApiError> {
+    serde_wasm_bindgen::from_value(value).map_err(|e| ApiError::invalid(what, e))
+}
+
+use serde::Serialize;
+
+/// Makes the peer link from the node's input queue, its key and the peer it
+/// must be (if the options pin one).
+pub type LinkFactory = Box<dyn FnOnce(InputSender, NodeSecret, Option<NodeId>) -> Rc<dyn PeerLink>>;
+
+/// What connects a node to the world: its peer link (made once the node key
+/// and input queue exist), its chain client, and where to learn the genesis
+/// hash when the options do not give it.
+pub struct Adapters {
+    pub link: LinkFactory,
+    pub chain: Rc<dyn ChainClient>,
+    pub genesis_hash: LocalBoxFuture<'static, Result<Hash256, ApiError>>,
+}
+
+/// An open node: owns its database (a Web Lock) until closed.
+#[wasm_bindgen]
+pub struct FundingNode {
+    handle: DriverHandle,
+    store: Rc<IdbStore>,
+    lock: RefCell<Option<TabLock>>,
+    broadcast: Rc<TabBroadcast>,
+    listeners: Rc<RefCell<Vec<js_sys::Function>>>,
+    node_id: NodeId,
+    persistence_granted: Option<bool>,
+    unreadable: Vec<(String, String)>,
+}
+
+#[wasm_bindgen]
+impl FundingNode {
+    /// Opens the node on its database, restores every pending flow (timers
+    /// re-armed, expired flows aborted) and connects to the counterparty.
+    pub async fn open(
+        #[wasm_bindgen(unchecked_param_type = "FundingNodeOptions")] options: JsValue,
+    ) -> Result<FundingNode, JsValue> {
+        Self::open_inner(options).await.map_err(js_error)
+    }
+
+    async fn open_inner(options: JsValue) -> Result<FundingNode, ApiError> {
+        let options: OpenOptions =
+            serde_wasm_bindgen::from_value(options).map_err(|e| ApiError::invalid("options", e))?;
+        let peer_url = options.peer_url.clone();
+        let chain = Rc::new(RpcChainClient::new(FetchTransport::new(&options.ckb_rpc_url)));
+        let adapters = Adapters {
+            link: Box::new(move |sender, secret, expected_peer| {
+                WebSocketLink::connect(&peer_url, secret, expected_peer, sender) as Rc<dyn PeerLink>
+            }),
+            genesis_hash: {
+                let chain = chain.clone();
+                Box::pin(async move { chain.genesis_hash().await.map_err(ApiError::from) })
+            },
+            chain,
+        };
+        Self::open_on(options, adapters).await
+    }
+
+    /// This node's id (its public key), 0x-hex.
+    #[wasm_bindgen(getter, js_name = nodeId)]
+    pub fn node_id(&self) -> String {
+        self.node_id.to_string()
+    }
+
+    /// Whether the browser granted persistent storage (`navigator.storage.persist()`).
+    #[wasm_bindgen(getter, js_name = persistenceGranted)]
+    pub fn persistence_granted(&self) -> Option<bool> {
+        self.persistence_granted
+    }
+
+    /// Stored records that could not be read: `[{ channel_id, reason }]`. They
+    /// are kept in the database; every other channel was restored.
+    #[wasm_bindgen(getter, js_name = unreadableRecords, unchecked_return_type = "{ channel_id: string; reason: string }[]")]
+    pub fn unreadable_records(&self) -> JsValue {
+        let list: Vec<Value> = self
+            .unreadable
+            .iter()
+            .map(|(channel_id, reason)| serde_json::json!({ "channel_id": channel_id, "reason": reason }))
+            .collect();
+        to_js(&Value::from(list))
+    }
+
+    /// Flows restored from storage (or running) that have not ended.
+    #[wasm_bindgen(js_name = pendingFundings, unchecked_return_type = "PendingFunding[]")]
+    pub async fn pending_fundings(&self) -> Result<JsValue, JsValue> {
+        let pending = self.handle.pending_fundings().await.map_err(js_error)?;
+        Ok(to_js(&Value::from(
+            pending.iter().map(pending_funding_json).collect::<Vec<_>>(),
+        )))
+    }
+
+    /// Fiber's `open_channel_with_external_funding`. Resolves once the
+    /// unsigned funding tx is final and durably stored.
+    #[wasm_bindgen(js_name = openChannelWithExternalFunding, unchecked_return_type = "OpenChannelResult")]
+    pub async fn open_channel_with_external_funding(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "OpenChannelWithExternalFundingParams")] params: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let params = from_js(params, "params")
+            .and_then(|v| parse_open_params(&v))
+            .map_err(js_error)?;
+        let (channel_id, unsigned) = self.handle.open_channel(params).await.map_err(js_error)?;
+        Ok(to_js(&opened_json(&channel_id, &unsigned)))
+    }
+
+    /// Fiber's `submit_signed_funding_tx`; `signed_funding_tx` may be Fiber's
+    /// snake_case or JoyID's camelCase transaction.
+    #[wasm_bindgen(js_name = submitSignedFundingTx, unchecked_return_type = "SubmitSignedFundingTxResult")]
+    pub async fn submit_signed_funding_tx(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "SubmitSignedFundingTxParams")] params: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let params = from_js(params, "params").map_err(js_error)?;
+        let channel_id = params
+            .get("channel_id")
+            .ok_or_else(|| ApiError::invalid("channel_id", "required"))
+            .and_then(|v| parse_channel_id(v, "channel_id"))
+            .map_err(js_error)?;
+        let tx = params
+            .get("signed_funding_tx")
+            .ok_or_else(|| ApiError::invalid("signed_funding_tx", "required"))
+            .and_then(|v| parse_transaction(v).map_err(ApiError::from))
+            .map_err(js_error)?;
+        let hash = self
+            .handle
+            .submit_signed_funding_tx(channel_id, tx)
+            .await
+            .map_err(js_error)?;
+        Ok(to_js(&submitted_json(&channel_id, &hash)))
+    }
+
+    #[wasm_bindgen(js_name = getChannel, unchecked_return_type = "Channel | null")]
+    pub async fn get_channel(&self, channel_id: String) -> Result<JsValue, JsValue> {
+        let id = parse_channel_id(&Value::from(channel_id), "channel_id").map_err(js_error)?;
+        let view = self.handle.channel(id).await.map_err(js_error)?;
+        Ok(view.map_or(JsValue::NULL, |view| to_js(&channel_json(&view))))
+    }
+
+    #[wasm_bindgen(js_name = listChannels, unchecked_return_type = "Channel[]")]
+    pub async fn list_channels(&self) -> Result<JsValue, JsValue> {
+        let views = self.handle.channels().await.map_err(js_error)?;
+        Ok(to_js(&Value::from(views.iter().map(channel_json).collect::<Vec<_>>())))
+    }
+
+    /// Gives up on a channel whose funding signatures have not been released.
+    #[wasm_bindgen(js_name = abandonChannel)]
+    pub async fn abandon_channel(&self, channel_id: String) -> Result<(), JsValue> {
+        let id = parse_channel_id(&Value::from(channel_id), "channel_id").map_err(js_error)?;
+        self.handle.abandon_channel(id).await.map_err(js_error)
+    }
+
+    /// Calls `callback(event)` on every transition and connection change.
+    /// Returns a function that unsubscribes.
+    #[wasm_bindgen(js_name = onEvent, unchecked_return_type = "() => void")]
+    pub fn on_event(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(event: FundingEvent) => void")] callback: js_sys::Function,
+    ) -> JsValue {
+        self.listeners.borrow_mut().push(callback.clone());
+        let listeners = Rc::downgrade(&self.listeners);
+        let unsubscribe = Closure::once_into_js(move || {
+            if let Some(listeners) = listeners.upgrade() {
+                listeners.borrow_mut().retain(|f| f != &callback);
+            }
+        });
+        unsubscribe
+    }
+
+    /// Stops the node, closes the database and releases it to other tabs.
+    pub async fn close(&self) -> Result<(), JsValue> {
+        let result = self.handle.close().await;
+        self.store.close();
+        self.broadcast.close();
+        let lock = self.lock.borrow_mut().take();
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) if error.code == ErrorCode::NodeClosed => Ok(()),
+            Err(error) => Err(js_error(error)),
+        }
+    }
+
+    /// Follows, read-only, the node another tab owns on `dbName`: calls
+    /// `callback(event)` for each of its events. Returns a function that stops.
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn follow(
+        #[wasm_bindgen(js_name = dbName)] db_name: Option<String>,
+        #[wasm_bindgen(unchecked_param_type = "(event: FundingEvent) => void")] callback: js_sys::Function,
+    ) -> Result<JsValue, JsValue> {
+        let name = format!(
+            "fiber-funding:{}",
+            db_name.unwrap_or_else(|| DEFAULT_DB_NAME.to_owned())
+        );
+        let broadcast = TabBroadcast::new(&name)
+            .map_err(|e| js_error(ApiError::new(ErrorCode::StorageUnavailable, e.to_string())))?;
+        broadcast.subscribe(move |json| {
+            if let Ok(value) = js_sys::JSON::parse(&json) {
+                let _ = callback.call1(&JsValue::NULL, &value);
+            }
+        });
+        Ok(Closure::once_into_js(move || broadcast.close()))
+    }
+}
+
+impl FundingNode {
+    /// Opens with other adapters than the WebSocket and `fetch` ones — a Rust
+    /// host tunnelling the peer connection its own way, or the in-page test
+    /// harness. `options` are the same as [`FundingNode::open`]'s.
+    pub async fn open_with(options: JsValue, adapters: Adapters) -> Result<FundingNode, ApiError> {
+        let options: OpenOptions =
+            serde_wasm_bindgen::from_value(options).map_err(|e| ApiError::invalid("options", e))?;
+        Self::open_on(options, adapters).await
+    }
+
+    async fn open_on(options: OpenOptions, adapters: Adapters) -> Result<FundingNode, ApiError> {
+        let db_name = options.db_name.clone().unwrap_or_else(|| DEFAULT_DB_NAME.to_owned());
+        let lock = TabLock::acquire(
+            &format!("fiber-funding:{db_name}"),
+            options.wait_for_lock.unwrap_or(false),
+        )
+        .await
+        .map_err(|error| match error {
+            TabLockError::HeldElsewhere => ApiError::new(
+                ErrorCode::OpenInAnotherTab,
+                format!(
+                    "the database {db_name:?} is open in another tab; close it there or open with waitForLock: true"
+                ),
+            ),
+            other => ApiError::new(ErrorCode::StorageUnavailable, other.to_string()),
+        })?;
+        let store = Rc::new(IdbStore::open(&db_name).await?);
+        let secret = node_secret(&store, options.node_secret_key.as_deref()).await?;
+        let expected_peer = options
+            .peer_pubkey
+            .as_deref()
+            .map(|key| Pubkey::from_hex(key).map_err(|e| ApiError::invalid("peerPubkey", e)))
+            .transpose()?;
+        let chain_hash = match options.chain_hash.as_deref() {
+            Some(hash) => Hash256::from_hex(hash).map_err(|e| ApiError::invalid("chainHash", e))?,
+            None => adapters.genesis_hash.await?,
+        };
+        let config = NodeConfig {
+            node_secret: secret.clone(),
+            chain_hash,
+            funding_lock: options.funding_lock.unwrap_or(ScriptTemplate {
+                code_hash: Hash256(TESTNET_FUNDING_LOCK_CODE_HASH),
+                hash_type: HashType::Type,
+            }),
+            commitment_lock: options.commitment_lock.unwrap_or(ScriptTemplate {
+                code_hash: Hash256(TESTNET_COMMITMENT_LOCK_CODE_HASH),
+                hash_type: HashType::Type,
+            }),
+            external_funding_timeout_ms: options
+                .external_funding_timeout_seconds
+                .map(|s| (s * 1000.0) as u64)
+                .unwrap_or(DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS),
+            funding_confirmations: options
+                .funding_confirmations
+                .map_or(DEFAULT_FUNDING_CONFIRMATIONS, u64::from),
+            acceptor: None,
+        };
+        let settings = DriverSettings {
+            poll_interval_ms: options
+                .poll_interval_ms
+                .map_or(DriverSettings::default().poll_interval_ms, u64::from),
+            ..DriverSettings::default()
+        };
+        let broadcast = Rc::new(
+            TabBroadcast::new(&format!("fiber-funding:{db_name}"))
+                .map_err(|e| ApiError::new(ErrorCode::StorageUnavailable, e.to_string()))?,
+        );
+        let listeners: Rc<RefCell<Vec<js_sys::Function>>> = Rc::new(RefCell::new(Vec::new()));
+        let (sender, receiver) = inbox();
+        let link = (adapters.link)(sender.clone(), secret.clone(), expected_peer);
+        let parts = DriverParts {
+            config,
+            entropy: Box::new(BrowserEntropy),
+            store: store.clone(),
+            link,
+            chain: adapters.chain,
+            platform: Rc::new(BrowserPlatform),
+            settings,
+            on_event: Box::new(event_sink(listeners.clone(), broadcast.clone())),
+        };
+        let (handle, unreadable) = start(parts, sender, receiver).await?;
+        Ok(FundingNode {
+            handle,
+            persistence_granted: store.persistence_granted(),
+            store,
+            lock: RefCell::new(Some(lock)),
+            broadcast,
+            listeners,
+            node_id: secret.node_id(),
+            unreadable: unreadable.into_iter().map(|e| (e.channel_id, e.reason)).collect(),
+        })
+    }
+}
+
+/// Reads the node key: given, stored, or generated and stored (never logged).
+async fn node_secret(store: &IdbStore, given: Option<&str>) -> Result<NodeSecret, ApiError> {
+    if let Some(hex) = given {
+        let bytes: [u8; 32] = decode_hex(hex)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ApiError::invalid("nodeSecretKey", "expected 32 bytes of 0x-hex"))?;
+        return NodeSecret::from_bytes(bytes)
+            .ok_or_else(|| ApiError::invalid("nodeSecretKey", "not a valid secp256k1 key"));
+    }
+    if let Some(bytes) = store.get_meta(NODE_SECRET_KEY).await? {
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| ApiError::new(ErrorCode::RecordUnreadable, "the stored node key is damaged"))?;
+        return NodeSecret::from_bytes(bytes)
+            .ok_or_else(|| ApiError::new(ErrorCode::RecordUnreadable, "the stored node key is damaged"));
+    }
+    let secret = loop {
+        if let Some(secret) = NodeSecret::from_bytes(random_32()) {
+            break secret;
+        }
+    };
+    store.put_meta(NODE_SECRET_KEY, &secret.to_bytes()).await?;
+    Ok(secret)
+}
+
+/// Every driver event goes to the page's listeners and to other tabs.
+fn event_sink(listeners: Rc<RefCell<Vec<js_sys::Function>>>, broadcast: Rc<TabBroadcast>) -> impl FnMut(DriverEvent) {
+    move |event| {
+        let json = match &event {
+            DriverEvent::Flow(event) => event_json(event),
+            DriverEvent::PeerConnected(peer) => {
+                serde_json::json!({ "type": "peer_connected", "peer_pubkey": peer.to_string() })
+            }
+            DriverEvent::PeerDisconnected(reason) => {
+                serde_json::json!({ "type": "peer_disconnected", "reason": reason })
+            }
+            DriverEvent::PeerUnavailable { reason, code } => {
+                serde_json::json!({ "type": "peer_unavailable", "code": code.as_str(), "reason": reason })
+            }
+            DriverEvent::ChainError(error) => serde_json::json!({ "type": "chain_error", "reason": error.to_string() }),
+            DriverEvent::StorageError(reason) => serde_json::json!({ "type": "storage_error", "reason": reason }),
+        };
+        // A tab that can no longer post still tells its own listeners.
+        let _ = broadcast.post(&json.to_string());
+        let value = to_js(&json);
+        // Copy first: a listener may unsubscribe while being called.
+        let callbacks = listeners.borrow().clone();
+        for callback in callbacks {
+            let _ = callback.call1(&JsValue::NULL, &value);
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The whole flow inside one page: the browser node on real IndexedDB, the
+//! acceptor core running in-page behind a loopback link, over a simulated
+//! chain. The initiator is dropped entirely between open and submit, as a
+//! JoyID redirect does, and a new `FundingNode` on the same database resumes.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use fiber_funding::chain::client::SimulatedChainClient;
+use fiber_funding::chain::simulated::SimulatedChain;
+use fiber_funding::crypto::keys::NodeSecret;
+use fiber_funding::flow::config::DEFAULT_ACCEPTOR_GRACE_MS;
+use fiber_funding::flow::{AcceptorConfig, NodeConfig};
+use fiber_funding::primitives::{encode_hex, Hash256, NodeId};
+use fiber_funding::runtime::driver::DriverParts;
+use fiber_funding::runtime::loopback::LoopbackLink;
+use fiber_funding::runtime::{inbox, start, DriverHandle, DriverSettings, PeerLink};
+use fiber_funding::store::memory::MemoryStore;
+use fiber_funding::tx::default_lock;
+use fiber_funding::tx::json::{parse_transaction, script_to_json, transaction_to_json};
+use fiber_funding::tx::script::ScriptTemplate;
+use fiber_funding::wasm::node::{Adapters, FundingNode};
+use fiber_funding::wasm::platform::{timeout, BrowserEntropy, BrowserPlatform};
+use k256::ecdsa::SigningKey;
+use serde::Serialize;
+use serde_json::{json, Value};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+const CKB: u64 = 100_000_000;
+const INITIATOR_SECRET: [u8; 32] = [0x11; 32];
+const CHAIN_HASH: [u8; 32] = [0xcc; 32];
+
+fn to_js(value: &Value) -> JsValue {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap()
+}
+
+fn from_js(value: JsValue) -> Value {
+    serde_wasm_bindgen::from_value(value).unwrap()
+}
+
+async fn sleep(ms: u64) {
+    let _ = JsFuture::from(timeout(ms)).await;
+}
+
+fn db_name(test: &str) -> String {
+    format!("fiber-funding-test-{test}-{}", js_sys::Date::now())
+}
+
+/// A chain, a user wallet, and an acceptor running in the page.
+struct Page {
+    chain: Rc<RefCell<SimulatedChain>>,
+    user_key: SigningKey,
+    user_lock: packed::Script,
+    acceptor_id: NodeId,
+    /// The acceptor's end of the link; each new initiator is wired to it.
+    acceptor_link: Rc<LoopbackLink>,
+    _acceptor: DriverHandle,
+}
+
+fn template(byte: u8) -> ScriptTemplate {
+    ScriptTemplate::type_hash([byte; 32])
+}
+
+impl Page {
+    async fn new() -> Page {
+        let chain = Rc::new(RefCell::new(SimulatedChain::new()));
+        let user_key = SigningKey::from_slice(&[0x51; 32]).unwrap();
+        let acceptor_key = SigningKey::from_slice(&[0x52; 32]).unwrap();
+        let user_lock = default_lock::lock_script_for_key(user_key.verifying_key());
+        let acceptor_lock = default_lock::lock_script_for_key(acceptor_key.verifying_key());
+        for (lock, ckb) in [(&user_lock, 1_500), (&acceptor_lock, 500)] {
+            let output = packed::CellOutput::new_builder()
+                .capacity(ckb * CKB)
+                .lock(lock.clone())
+                .build();
+            chain.borrow_mut().genesis_cell(output, Vec::new());
+        }
+        let config = NodeConfig {
+            node_secret: NodeSecret::from_bytes([0x22; 32]).unwrap(),
+            chain_hash: Hash256(CHAIN_HASH),
+            funding_lock: template(0xf1),
+            commitment_lock: template(0xc1),
+            external_funding_timeout_ms: 300_000,
+            funding_confirmations: 1,
+            acceptor: Some(AcceptorConfig {
+                wallet_lock: acceptor_lock,
+                wallet_cell_deps: vec![chain.borrow().default_lock_cell_dep()],
+                wallet_key: acceptor_key.to_bytes().into(),
+                funding_amount: 0,
+                grace_ms: DEFAULT_ACCEPTOR_GRACE_MS,
+            }),
+        };
+        let acceptor_id = config.node_secret.node_id();
+        let initiator_id = NodeSecret::from_bytes(INITIATOR_SECRET).unwrap().node_id();
+        let (sender, receiver) = inbox();
+        let (acceptor_link, _) = LoopbackLink::pair((acceptor_id, sender.clone()), (initiator_id, inbox().0));
+        let parts = DriverParts {
+            config,
+            entropy: Box::new(BrowserEntropy),
+            store: MemoryStore::new(),
+            link: acceptor_link.clone(),
+            chain: Rc::new(SimulatedChainClient::new(chain.clone())),
+            platform: Rc::new(BrowserPlatform),
+            settings: DriverSettings {
+                poll_interval_ms: 50,
+                ..DriverSettings::default()
+            },
+            on_event: Box::new(|_| {}),
+        };
+        let (acceptor, _) = start(parts, sender, receiver).await.unwrap();
+        // Blocks keep coming while the page lives.
+        let miner = chain.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            for _ in 0..600 {
+                sleep(100).await;
+                miner.borrow_mut().mine_block();
+            }
+        });
+        Page {
+            chain,
+            user_key,
+            user_lock,
+            acceptor_id,
+            acceptor_link,
+            _acceptor: acceptor,
+        }
+    }
+
+    fn options(&self, db: &str) -> JsValue {
+        to_js(&json!({
+            "ckbRpcUrl": "simulated:",
+            "peerUrl": "loopback:",
+            "dbName": db,
+            "nodeSecretKey": encode_hex(&INITIATOR_SECRET),
+            "chainHash": encode_hex(&CHAIN_HASH),
+            "fundingLock": { "code_hash": encode_hex(&[0xf1; 32]), "hash_type": "type" },
+            "commitmentLock": { "code_hash": encode_hex(&[0xc1; 32]), "hash_type": "type" },
+            "fundingConfirmations": 1,
+            "pollIntervalMs": 50,
+        }))
+    }
+
+    /// A browser node wired to the in-page acceptor.
+    fn adapters(&self) -> Adapters {
+        let acceptor_link = self.acceptor_link.clone();
+        Adapters {
+            link: Box::new(move |sender, _secret, _expected| {
+                let link = LoopbackLink::replace_peer(&acceptor_link, sender);
+                link.connect();
+                link as Rc<dyn PeerLink>
+            }),
+            chain: Rc::new(SimulatedChainClient::new(self.chain.clone())),
+            genesis_hash: Box::pin(async { Ok(Hash256(CHAIN_HASH)) }),
+        }
+    }
+
+    async fn open_node(&self, db: &str) -> FundingNode {
+        FundingNode::open_with(self.options(db), self.adapters()).await.unwrap()
+    }
+
+    fn open_params(&self) -> Value {
+        json!({
+            "pubkey": self.acceptor_id.to_string(),
+            "funding_amount": format!("{:#x}", 1_000 * CKB),
+            "shutdown_script": script_to_json(&self.user_lock),
+            "funding_lock_script": script_to_json(&self.user_lock),
+            "funding_lock_script_cell_deps": [
+                serde_json::to_value(ckb_jsonrpc_types::CellDep::from(self.chain.borrow().default_lock_cell_dep())).unwrap()
+            ],
+        })
+    }
+}
+
+/// camelCase keys, as JoyID hands a signed tx back.
+fn joyid_shape(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let camel: String = key
+                        .split('_')
+                        .enumerate()
+                        .map(|(i, part)| {
+                            if i == 0 {
+                                part.to_owned()
+                            } else {
+                                part[..1].to_uppercase() + &part[1..]
+                            }
+                        })
+                        .collect();
+                    let value = if value == "dep_group" {
+                        Value::from("depGroup")
+                    } else {
+                        joyid_shape(value)
+                    };
+                    (camel, value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(joyid_shape).collect()),
+        other => other.clone(),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn open_drop_every_rust_object_reopen_and_submit_ends_in_channel_ready() {
+    let page = Page::new().await;
+    let db = db_name("flow");
+    let node = page.open_node(&db).await;
+    let opened = from_js(
+        node.open_channel_with_external_funding(to_js(&page.open_params()))
+            .await
+            .unwrap(),
+    );
+    let channel_id = opened["channel_id"].as_str().unwrap().to_owned();
+    let unsigned = parse_transaction(&opened["unsigned_funding_tx"]).unwrap();
+
+    // The redirect: the node and everything it owns are gone.
+    node.close().await.unwrap();
+    drop(node);
+
+    let node = page.open_node(&db).await;
+    let pending = from_js(node.pending_fundings().await.unwrap());
+    let pending = pending.as_array().unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["channel_id"], channel_id.as_str());
+    assert_eq!(pending[0]["signed_submitted"], false);
+    assert_eq!(pending[0]["unsigned_funding_tx"], transaction_to_json(&unsigned));
+    assert!(pending[0]["deadline_ms"].as_f64().unwrap() > js_sys::Date::now());
+
+    let signed = default_lock::sign_group(&unsigned, &[0], &page.user_key).unwrap();
+    let submit = json!({ "channel_id": channel_id, "signed_funding_tx": joyid_shape(&transaction_to_json(&signed)) });
+    let submitted = from_js(node.submit_signed_funding_tx(to_js(&submit)).await.unwrap());
+    let funding_tx_hash = submitted["funding_tx_hash"].as_str().unwrap().to_owned();
+
+    let mut state = String::new();
+    for _ in 0..200 {
+        let channel = from_js(node.get_channel(channel_id.clone()).await.unwrap());
+        state = channel["state"].as_str().unwrap().to_owned();
+        if state == "ChannelReady" {
+            assert_eq!(channel["funding_tx_hash"], funding_tx_hash.as_str());
+            break;
+        }
+        sleep(50).await;
+    }
+    assert_eq!(state, "ChannelReady");
+    assert_eq!(from_js(node.pending_fundings().await.unwrap()), json!([]));
+    let hash = Hash256::from_hex(&funding_tx_hash).unwrap();
+    assert_eq!(page.chain.borrow().submissions(&hash.0), 1);
+    node.close().await.unwrap();
+
+    // The recovery state is gone from IndexedDB itself.
+    let store = fiber_funding::wasm::idb_store::IdbStore::open(&db).await.unwrap();
+    let id = Hash256::from_hex(&channel_id).unwrap();
+    let record = fiber_funding::store::Store::get(&store, &id).await.unwrap().unwrap();
+    assert!(record.external_funding.is_none());
+    store.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_second_open_on_the_same_database_is_refused_until_the_first_closes() {
+    let page = Page::new().await;
+    let db = db_name("two-opens");
+    let first = page.open_node(&db).await;
+    let error = FundingNode::open_with(page.options(&db), page.adapters())
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(error.code.as_str(), "OPEN_IN_ANOTHER_TAB", "{error}");
+    first.close().await.unwrap();
+    let second = page.open_node(&db).await;
+
+    // With waitForLock, a third open waits for the second to close.
+    let mut options = from_js(page.options(&db));
+    options["waitForLock"] = Value::from(true);
+    let waiting = FundingNode::open_with(to_js(&options), page.adapters());
+    let closing = async {
+        sleep(200).await;
+        second.close().await.unwrap();
+    };
+    let (third, ()) = futures::join!(waiting, closing);
+    third.unwrap().close().await.unwrap();
+}

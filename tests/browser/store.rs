@@ -1,0 +1,642 @@
+//! `IdbStore` on Chromium's real IndexedDB: round trips, the upgrade from
+//! schema 1, unreadable records kept and reported, and the faults a browser
+//! throws at storage (a lost connection, an aborted transaction, a full disk).
+
+use fiber_funding::flow::record::ChannelRecord;
+use fiber_funding::flow::state::CloseFlags;
+use fiber_funding::primitives::{decode_hex, ChannelId};
+use fiber_funding::store::{Store, StoreError};
+use fiber_funding::wasm::idb_store::{store_error_from_dom, IdbStore, IDB_SCHEMA_VERSION};
+use js_sys::{Object, Promise, Reflect, Uint8Array};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+use web_sys::{DomException, Event, IdbDatabase, IdbFactory, IdbRequest, IdbTransaction, IdbTransactionMode};
+
+// ---- fixtures ---------------------------------------------------------------------------
+
+const V1_FIXTURE: &str = include_str!("../fixtures/idb-v1.json");
+
+#[derive(Deserialize)]
+struct V1Fixture {
+    idb_version: u32,
+    channels: Vec<V1Entry>,
+    meta: Vec<V1Entry>,
+}
+
+#[derive(Deserialize)]
+struct V1Entry {
+    key: String,
+    value: String,
+}
+
+fn v1_fixture() -> V1Fixture {
+    serde_json::from_str(V1_FIXTURE).expect("the schema 1 fixture parses")
+}
+
+/// The fixture's readable records, by what they are.
+struct Samples {
+    ready: ChannelRecord,
+    aborted: ChannelRecord,
+    pending: ChannelRecord,
+}
+
+fn samples() -> Samples {
+    let records: Vec<ChannelRecord> = v1_fixture()
+        .channels
+        .iter()
+        .filter_map(|entry| ChannelRecord::decode(&entry.key, entry.value.as_bytes()).ok())
+        .collect();
+    let find = |what: fn(&ChannelRecord) -> bool| records.iter().find(|r| what(r)).cloned().unwrap();
+    Samples {
+        ready: find(|r| r.closed.is_none() && r.funding_confirmed && r.peer_channel_ready),
+        aborted: find(|r| r.closed.is_some()),
+        pending: find(|r| r.closed.is_none() && !r.peer_channel_ready),
+    }
+}
+
+/// The damaged entry of the fixture.
+const UNREADABLE_V1_KEY: &str = "0x7777777777777777777777777777777777777777777777777777777777777777";
+
+fn by_key(mut records: Vec<ChannelRecord>) -> Vec<ChannelRecord> {
+    records.sort_by_key(ChannelRecord::key);
+    records
+}
+
+/// A database name no other test (or earlier run) uses.
+fn fresh_db_name(test: &str) -> String {
+    format!("{test}-{}", js_sys::Math::random().to_bits())
+}
+
+// ---- raw IndexedDB, to build and inspect databases behind the store's back --------------
+
+fn factory() -> IdbFactory {
+    web_sys::window().unwrap().indexed_db().unwrap().unwrap()
+}
+
+async fn request_settled(request: &IdbRequest) -> Result<JsValue, JsValue> {
+    let promise = Promise::new(&mut |resolve, reject| {
+        let succeeded = request.clone();
+        let on_success = Closure::once_into_js(move |_: Event| {
+            let _ = resolve.call1(&JsValue::NULL, &succeeded.result().unwrap());
+        });
+        let failed = request.clone();
+        let on_error = Closure::once_into_js(move |_: Event| {
+            let _ = reject.call1(&JsValue::NULL, &failed.error().unwrap().into());
+        });
+        request.set_onsuccess(Some(on_success.unchecked_ref()));
+        request.set_onerror(Some(on_error.unchecked_ref()));
+    });
+    JsFuture::from(promise).await
+}
+
+async fn transaction_settled(tx: &IdbTransaction) -> Result<(), JsValue> {
+    let promise = Promise::new(&mut |resolve, reject| {
+        let on_complete = Closure::once_into_js(move |_: Event| {
+            let _ = resolve.call0(&JsValue::NULL);
+        });
+        let on_abort = Closure::once_into_js(move |_: Event| {
+            let _ = reject.call0(&JsValue::NULL);
+        });
+        tx.set_oncomplete(Some(on_complete.unchecked_ref()));
+        tx.set_onabort(Some(on_abort.unchecked_ref()));
+    });
+    JsFuture::from(promise).await.map(drop)
+}
+
+/// Builds exactly the schema 1 layout from the fixture, as that version did.
+async fn create_v1_database(name: &str, fixture: &V1Fixture) {
+    assert_eq!(fixture.idb_version, 1);
+    let request = factory().open_with_u32(name, fixture.idb_version).unwrap();
+    let channels: Vec<(String, String)> = fixture
+        .channels
+        .iter()
+        .map(|e| (e.key.clone(), e.value.clone()))
+        .collect();
+    let meta: Vec<(String, Vec<u8>)> = fixture
+        .meta
+        .iter()
+        .map(|e| (e.key.clone(), decode_hex(&e.value).unwrap()))
+        .collect();
+    let upgrading = request.clone();
+    let on_upgrade = Closure::once_into_js(move |_: Event| {
+        let db: IdbDatabase = upgrading.result().unwrap().unchecked_into();
+        let channel_store = db.create_object_store("channels").unwrap();
+        let meta_store = db.create_object_store("meta").unwrap();
+        for (key, json) in &channels {
+            channel_store
+                .put_with_key(&JsValue::from_str(json), &JsValue::from_str(key))
+                .unwrap();
+        }
+        for (key, bytes) in &meta {
+            meta_store
+                .put_with_key(&Uint8Array::from(&bytes[..]), &JsValue::from_str(key))
+                .unwrap();
+        }
+    });
+    request.set_onupgradeneeded(Some(on_upgrade.unchecked_ref()));
+    let db: IdbDatabase = request_settled(&request).await.unwrap().unchecked_into();
+    db.close();
+}
+
+/// A second connection to an existing database, at whatever version it has.
+async fn open_raw(name: &str) -> IdbDatabase {
+    let request = factory().open(name).unwrap();
+    request_settled(&request).await.unwrap().unchecked_into()
+}
+
+async fn raw_channel_entry(name: &str, key: &str) -> JsValue {
+    let db = open_raw(name).await;
+    let store = db
+        .transaction_with_str_and_mode("channels", IdbTransactionMode::Readonly)
+        .unwrap()
+        .object_store("channels")
+        .unwrap();
+    let value = request_settled(&store.get(&JsValue::from_str(key)).unwrap())
+        .await
+        .unwrap();
+    db.close();
+    value
+}
+
+async fn raw_put_channel_entries(name: &str, entries: &[Object]) {
+    let db = open_raw(name).await;
+    let tx = db
+        .transaction_with_str_and_mode("channels", IdbTransactionMode::Readwrite)
+        .unwrap();
+    let store = tx.object_store("channels").unwrap();
+    for entry in entries {
+        store.put(entry).unwrap();
+    }
+    transaction_settled(&tx).await.unwrap();
+    db.close();
+}
+
+fn object(fields: &[(&str, JsValue)]) -> Object {
+    let object = Object::new();
+    for (name, value) in fields {
+        Reflect::set(&object, &JsValue::from_str(name), value).unwrap();
+    }
+    object
+}
+
+fn field(value: &JsValue, name: &str) -> JsValue {
+    Reflect::get(value, &JsValue::from_str(name)).unwrap()
+}
+
+// Fault injection: the next `put` on any object store misbehaves, once.
+#[wasm_bindgen(inline_js = r#"
+export function abort_transaction_at_next_put() {
+  const put = IDBObjectStore.prototype.put;
+  IDBObjectStore.prototype.put = function (...args) {
+    IDBObjectStore.prototype.put = put;
+    const request = put.apply(this, args);
+    this.transaction.abort();
+    return request;
+  };
+}
+export function add_instead_of_next_put() {
+  const put = IDBObjectStore.prototype.put;
+  IDBObjectStore.prototype.put = function (...args) {
+    IDBObjectStore.prototype.put = put;
+    return this.add(...args);
+  };
+}
+let transaction = null;
+let seen = [];
+export function start_recording_transactions() {
+  transaction = IDBDatabase.prototype.transaction;
+  seen = [];
+  IDBDatabase.prototype.transaction = function (...args) {
+    const tx = transaction.apply(this, args);
+    seen.push(`${tx.mode} ${tx.durability}`);
+    return tx;
+  };
+}
+export function stop_recording_transactions() {
+  IDBDatabase.prototype.transaction = transaction;
+  return seen;
+}
+"#)]
+extern "C" {
+    fn abort_transaction_at_next_put();
+    fn add_instead_of_next_put();
+    /// Notes every transaction opened from now on as "mode durability".
+    fn start_recording_transactions();
+    fn stop_recording_transactions() -> Vec<String>;
+}
+
+// ---- round trips ------------------------------------------------------------------------
+
+#[wasm_bindgen_test]
+async fn records_round_trip_through_strict_writes() {
+    let Samples {
+        ready,
+        aborted,
+        pending,
+    } = samples();
+    let store = IdbStore::open(&fresh_db_name("round-trip")).await.unwrap();
+    assert_eq!(store.get(&ready.channel_id).await.unwrap(), None);
+
+    start_recording_transactions();
+    for record in [&ready, &aborted, &pending] {
+        store.put(record, None).await.unwrap();
+    }
+    store.put_meta("node_secret_key", &[7; 32]).await.unwrap();
+    let writes: Vec<String> = stop_recording_transactions()
+        .into_iter()
+        .filter(|tx| tx.starts_with("readwrite"))
+        .collect();
+    assert_eq!(
+        writes,
+        vec!["readwrite strict"; 4],
+        "every write flushed to disk before it completes"
+    );
+    for record in [&ready, &aborted, &pending] {
+        assert_eq!(store.get(&record.channel_id).await.unwrap().as_ref(), Some(record));
+    }
+    let loaded = store.load_all().await.unwrap();
+    assert!(loaded.unreadable.is_empty(), "{:?}", loaded.unreadable);
+    assert_eq!(
+        by_key(loaded.records),
+        by_key(vec![ready.clone(), aborted, pending.clone()])
+    );
+
+    // A put overwrites the channel's record.
+    let mut confirmed = pending.clone();
+    confirmed.funding_confirmed = true;
+    store.put(&confirmed, None).await.unwrap();
+    assert_eq!(store.get(&pending.channel_id).await.unwrap(), Some(confirmed));
+    assert_eq!(store.load_all().await.unwrap().records.len(), 3);
+    store.close();
+}
+
+#[wasm_bindgen_test]
+async fn the_first_open_asks_for_persistent_storage_and_later_opens_do_not() {
+    let name = fresh_db_name("persist");
+    let first = IdbStore::open(&name).await.unwrap();
+    assert!(first.persistence_granted().is_some(), "a window can ask");
+    assert_eq!(first.connection().unwrap().version(), f64::from(IDB_SCHEMA_VERSION));
+    first.close();
+    let again = IdbStore::open(&name).await.unwrap();
+    assert_eq!(again.persistence_granted(), None);
+    again.close();
+}
+
+#[wasm_bindgen_test]
+async fn put_with_replaces_moves_the_record_in_one_transaction() {
+    let Samples { pending, .. } = samples();
+    let store = IdbStore::open(&fresh_db_name("replaces")).await.unwrap();
+    // Before the peer accepts, the record is filed under the temporary id.
+    let mut opening = pending.clone();
+    opening.channel_id = pending.temporary_channel_id;
+    store.put(&opening, None).await.unwrap();
+    assert!(store.get(&opening.channel_id).await.unwrap().is_some());
+
+    store.put(&pending, Some(&opening.channel_id)).await.unwrap();
+    assert_eq!(store.get(&opening.channel_id).await.unwrap(), None);
+    assert_eq!(store.get(&pending.channel_id).await.unwrap(), Some(pending.clone()));
+    assert_eq!(store.load_all().await.unwrap().records, vec![pending.clone()]);
+
+    // Replacing a record by itself keeps it.
+    store.put(&pending, Some(&pending.channel_id)).await.unwrap();
+    assert_eq!(store.get(&pending.channel_id).await.unwrap(), Some(pending));
+    store.close();
+}
+
+#[wasm_bindgen_test]
+async fn load_pending_skips_closed_and_ready_channels() {
+    let Samples {
+        ready,
+        aborted,
+        pending,
+    } = samples();
+    let store = IdbStore::open(&fresh_db_name("pending")).await.unwrap();
+    for record in [&ready, &aborted, &pending] {
+        store.put(record, None).await.unwrap();
+    }
+    let loaded = store.load_pending().await.unwrap();
+    assert_eq!(loaded.records, vec![pending.clone()]);
+    assert!(loaded.unreadable.is_empty());
+
+    // Half ready is still pending; closing takes it out of the index.
+    let mut confirmed = pending.clone();
+    confirmed.funding_confirmed = true;
+    store.put(&confirmed, None).await.unwrap();
+    assert_eq!(store.load_pending().await.unwrap().records, vec![confirmed.clone()]);
+    let mut closed = confirmed;
+    closed.closed = Some(fiber_funding::flow::record::Closure {
+        flags: CloseFlags::FUNDING_ABORTED,
+        reason: "timed out".into(),
+        closed_at_ms: 9,
+    });
+    store.put(&closed, None).await.unwrap();
+    assert!(store.load_pending().await.unwrap().records.is_empty());
+    assert_eq!(store.load_all().await.unwrap().records.len(), 3);
+    store.close();
+}
+
+#[wasm_bindgen_test]
+async fn load_pending_reads_only_the_pending_index() {
+    let Samples { pending, .. } = samples();
+    let name = fresh_db_name("pending-index");
+    let store = IdbStore::open(&name).await.unwrap();
+    store.put(&pending, None).await.unwrap();
+    // A thousand finished flows whose records would not even decode: if
+    // load_pending looked at them, it would report them.
+    let finished: Vec<Object> = (0..1000u32)
+        .map(|n| {
+            object(&[
+                ("channel_id", JsValue::from_str(&format!("0x{n:064x}"))),
+                ("temporary_channel_id", JsValue::NULL),
+                ("pending", JsValue::from(0)),
+                ("record", JsValue::from_str("never read")),
+            ])
+        })
+        .collect();
+    raw_put_channel_entries(&name, &finished).await;
+
+    let loaded = store.load_pending().await.unwrap();
+    assert_eq!(loaded.records, vec![pending]);
+    assert!(loaded.unreadable.is_empty(), "{} unreadable", loaded.unreadable.len());
+    assert_eq!(store.load_all().await.unwrap().unreadable.len(), 1000);
+    store.close();
+}
+
+#[wasm_bindgen_test]
+async fn meta_round_trips_bytes() {
+    let store = IdbStore::open(&fresh_db_name("meta")).await.unwrap();
+    assert_eq!(store.get_meta("node_secret_key").await.unwrap(), None);
+    store.put_meta("node_secret_key", &[7; 32]).await.unwrap();
+    assert_eq!(store.get_meta("node_secret_key").await.unwrap(), Some(vec![7; 32]));
+    store.put_meta("node_secret_key", &[8; 32]).await.unwrap();
+    assert_eq!(store.get_meta("node_secret_key").await.unwrap(), Some(vec![8; 32]));
+    store.close();
+}
+
+// ---- schema upgrade ----------------------------------------------------------------------
+
+#[wasm_bindgen_test]
+async fn a_schema_1_database_upgrades_keeping_every_entry() {
+    let fixture = v1_fixture();
+    let Samples {
+        ready,
+        aborted,
+        pending,
+    } = samples();
+    let name = fresh_db_name("upgrade-v1");
+    create_v1_database(&name, &fixture).await;
+
+    let store = IdbStore::open(&name).await.unwrap();
+    assert_eq!(store.connection().unwrap().version(), f64::from(IDB_SCHEMA_VERSION));
+    assert_eq!(store.persistence_granted(), None, "the database existed");
+
+    let loaded = store.load_all().await.unwrap();
+    assert_eq!(
+        by_key(loaded.records),
+        by_key(vec![ready.clone(), aborted, pending.clone()])
+    );
+    assert_eq!(loaded.unreadable.len(), 1, "{:?}", loaded.unreadable);
+    assert_eq!(loaded.unreadable[0].channel_id, UNREADABLE_V1_KEY);
+    assert!(
+        loaded.unreadable[0].reason.contains("not JSON"),
+        "{}",
+        loaded.unreadable[0]
+    );
+
+    // The damaged entry is carried over as it was, not dropped.
+    let damaged = fixture.channels.iter().find(|e| e.key == UNREADABLE_V1_KEY).unwrap();
+    let entry = raw_channel_entry(&name, UNREADABLE_V1_KEY).await;
+    assert_eq!(
+        field(&entry, "record").as_string().as_deref(),
+        Some(damaged.value.as_str())
+    );
+    assert!(field(&entry, "unreadable").as_string().is_some());
+
+    // The pending index was built: the pending flow, and the damaged entry
+    // (nothing says it is finished).
+    let pending_loaded = store.load_pending().await.unwrap();
+    assert_eq!(pending_loaded.records, vec![pending.clone()]);
+    assert_eq!(pending_loaded.unreadable.len(), 1);
+    assert_eq!(pending_loaded.unreadable[0].channel_id, UNREADABLE_V1_KEY);
+
+    let secret = decode_hex(&fixture.meta[0].value).unwrap();
+    assert_eq!(store.get_meta(&fixture.meta[0].key).await.unwrap(), Some(secret));
+
+    // The upgraded store takes writes like a fresh one, and a reopen changes nothing.
+    let mut confirmed = pending.clone();
+    confirmed.funding_confirmed = true;
+    store.put(&confirmed, None).await.unwrap();
+    store.close();
+    let reopened = IdbStore::open(&name).await.unwrap();
+    assert_eq!(reopened.get(&pending.channel_id).await.unwrap(), Some(confirmed));
+    assert_eq!(reopened.get(&ready.channel_id).await.unwrap(), Some(ready));
+    assert_eq!(reopened.load_all().await.unwrap().unreadable.len(), 1);
+    reopened.close();
+}
+
+// ---- unreadable records -----------------------------------------------------------------
+
+#[wasm_bindgen_test]
+async fn an_unreadable_record_is_reported_by_name_and_left_in_place() {
+    let Samples { ready, pending, .. } = samples();
+    let name = fresh_db_name("garbage");
+    let store = IdbStore::open(&name).await.unwrap();
+    store.put(&ready, None).await.unwrap();
+    store.put(&pending, None).await.unwrap();
+
+    let garbage_key = "0x6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a6a";
+    let garbage = object(&[
+        ("channel_id", JsValue::from_str(garbage_key)),
+        ("temporary_channel_id", JsValue::from_str(garbage_key)),
+        ("pending", JsValue::from(1)),
+        (
+            "record",
+            JsValue::from_str("{\"schema_version\": 1, \"channel_id\": tru"),
+        ),
+    ]);
+    raw_put_channel_entries(&name, &[garbage]).await;
+
+    let loaded = store.load_all().await.unwrap();
+    assert_eq!(by_key(loaded.records), by_key(vec![ready.clone(), pending.clone()]));
+    assert_eq!(loaded.unreadable.len(), 1);
+    assert_eq!(loaded.unreadable[0].channel_id, garbage_key);
+    assert!(loaded.unreadable[0].to_string().contains(garbage_key));
+
+    let pending_loaded = store.load_pending().await.unwrap();
+    assert_eq!(pending_loaded.records, vec![pending]);
+    assert_eq!(pending_loaded.unreadable[0].channel_id, garbage_key);
+
+    let garbage_id = ChannelId::from_hex(garbage_key).unwrap();
+    match store.get(&garbage_id).await {
+        Err(StoreError::Unavailable(message)) => assert!(message.contains(garbage_key), "{message}"),
+        other => panic!("expected the unreadable record to be refused by name, got {other:?}"),
+    }
+    let entry = raw_channel_entry(&name, garbage_key).await;
+    assert!(
+        field(&entry, "record").as_string().unwrap().contains("tru"),
+        "still there"
+    );
+    store.close();
+}
+
+// ---- faults -----------------------------------------------------------------------------
+
+#[wasm_bindgen_test]
+async fn a_lost_connection_is_reopened_and_the_operation_retried() {
+    let Samples {
+        ready,
+        aborted,
+        pending,
+    } = samples();
+    let store = IdbStore::open(&fresh_db_name("lost-connection")).await.unwrap();
+    store.put(&ready, None).await.unwrap();
+
+    let lost = store.connection().unwrap();
+    lost.close();
+    store.put(&pending, None).await.unwrap();
+    let reopened = store.connection().unwrap();
+    assert!(!Object::is(&lost, &reopened), "a new connection");
+
+    // Reads recover the same way.
+    store.connection().unwrap().close();
+    let loaded = store.load_all().await.unwrap();
+    assert_eq!(by_key(loaded.records), by_key(vec![ready.clone(), pending.clone()]));
+    store.connection().unwrap().close();
+    assert_eq!(store.get(&ready.channel_id).await.unwrap(), Some(ready));
+    store.connection().unwrap().close();
+    store.put_meta("node_secret_key", &[1; 32]).await.unwrap();
+    store.connection().unwrap().close();
+    assert_eq!(store.get_meta("node_secret_key").await.unwrap(), Some(vec![1; 32]));
+    store.connection().unwrap().close();
+    assert_eq!(store.load_pending().await.unwrap().records, vec![pending]);
+
+    // A store closed on purpose stays closed.
+    store.close();
+    assert!(store.connection().is_none());
+    assert!(matches!(
+        store.put(&aborted, None).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+#[wasm_bindgen_test]
+async fn an_aborted_write_fails_and_leaves_the_previous_record() {
+    let Samples { pending, .. } = samples();
+    let store = IdbStore::open(&fresh_db_name("aborted")).await.unwrap();
+    store.put(&pending, None).await.unwrap();
+    let mut confirmed = pending.clone();
+    confirmed.funding_confirmed = true;
+
+    abort_transaction_at_next_put();
+    match store.put(&confirmed, None).await {
+        Err(StoreError::Aborted(message)) => assert!(message.contains("previous record is intact"), "{message}"),
+        other => panic!("expected Aborted, got {other:?}"),
+    }
+    assert_eq!(store.get(&pending.channel_id).await.unwrap(), Some(pending.clone()));
+
+    // A request that fails aborts the whole transaction, with its cause named.
+    add_instead_of_next_put();
+    match store.put(&confirmed, None).await {
+        Err(StoreError::Aborted(message)) => assert!(message.contains("ConstraintError"), "{message}"),
+        other => panic!("expected Aborted, got {other:?}"),
+    }
+    assert_eq!(store.get(&pending.channel_id).await.unwrap(), Some(pending.clone()));
+
+    // The next write goes through.
+    store.put(&confirmed, None).await.unwrap();
+    assert_eq!(store.get(&pending.channel_id).await.unwrap(), Some(confirmed));
+    store.close();
+}
+
+#[wasm_bindgen_test]
+async fn an_aborted_move_keeps_the_record_under_its_old_id() {
+    let Samples { pending, .. } = samples();
+    let store = IdbStore::open(&fresh_db_name("aborted-move")).await.unwrap();
+    let mut opening = pending.clone();
+    opening.channel_id = pending.temporary_channel_id;
+    store.put(&opening, None).await.unwrap();
+
+    abort_transaction_at_next_put();
+    assert!(matches!(
+        store.put(&pending, Some(&opening.channel_id)).await,
+        Err(StoreError::Aborted(_))
+    ));
+    assert_eq!(store.get(&opening.channel_id).await.unwrap(), Some(opening));
+    assert_eq!(store.get(&pending.channel_id).await.unwrap(), None);
+    store.close();
+}
+
+#[wasm_bindgen_test]
+fn dom_exceptions_map_to_store_errors() {
+    let exception = |name: &str, message: &str| DomException::new_with_message_and_name(message, name).unwrap();
+
+    let quota = store_error_from_dom(
+        "writing the record of channel 0x01",
+        &exception("QuotaExceededError", "The quota has been exceeded."),
+    );
+    match &quota {
+        StoreError::QuotaExceeded(message) => {
+            assert!(message.contains("full"), "{message}");
+            assert!(message.contains("previous record is intact"), "{message}");
+            assert!(message.contains("0x01"), "{message}");
+        }
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+    assert!(quota.to_string().starts_with("storage is full"));
+
+    let aborted = store_error_from_dom("writing", &exception("AbortError", "The transaction was aborted."));
+    assert!(
+        matches!(&aborted, StoreError::Aborted(m) if m.contains("AbortError")),
+        "{aborted:?}"
+    );
+    let constraint = store_error_from_dom("writing", &exception("ConstraintError", "Key already exists."));
+    assert!(matches!(&constraint, StoreError::Aborted(m) if m.contains("Key already exists")));
+
+    let closing = store_error_from_dom(
+        "reading",
+        &exception("InvalidStateError", "The database connection is closing."),
+    );
+    assert!(
+        matches!(&closing, StoreError::Unavailable(m) if m.contains("InvalidStateError: The database connection is closing.")),
+        "{closing:?}"
+    );
+    let version = store_error_from_dom("opening", &exception("VersionError", "The requested version is less."));
+    assert!(matches!(&version, StoreError::Unavailable(m) if m.contains("VersionError")));
+}
+
+#[wasm_bindgen_test]
+async fn an_open_store_gives_way_to_a_newer_version_opened_elsewhere() {
+    let Samples { pending, .. } = samples();
+    let name = fresh_db_name("gives-way");
+    let store = IdbStore::open(&name).await.unwrap();
+    store.put(&pending, None).await.unwrap();
+
+    // Another tab, updated, upgrades the database: it is not blocked by us.
+    let request = factory().open_with_u32(&name, IDB_SCHEMA_VERSION + 1).unwrap();
+    let newer: IdbDatabase = request_settled(&request).await.unwrap().unchecked_into();
+    match store.put(&pending, None).await {
+        Err(StoreError::Unavailable(message)) => assert!(message.contains("VersionError"), "{message}"),
+        other => panic!("expected VersionError, got {other:?}"),
+    }
+    newer.close();
+    store.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_database_from_a_newer_module_is_refused_not_downgraded() {
+    let name = fresh_db_name("newer");
+    let request = factory().open_with_u32(&name, IDB_SCHEMA_VERSION + 1).unwrap();
+    let db: IdbDatabase = request_settled(&request).await.unwrap().unchecked_into();
+    db.close();
+    match IdbStore::open(&name).await {
+        Err(StoreError::Unavailable(message)) => assert!(message.contains("VersionError"), "{message}"),
+        other => panic!("expected VersionError, got {other:?}"),
+    }
+    // It is still there, untouched.
+    let db = open_raw(&name).await;
+    assert_eq!(db.version(), f64::from(IDB_SCHEMA_VERSION + 1));
+    db.close();
+}

@@ -1,0 +1,26 @@
+// A page built by Vite from `import ... from "fiber-funding"` loads the
+// package (ESM + wasm) in Chromium and uses it; its TypeScript type-checks
+// against the generated declarations.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { launchBrowser, origin } from "./support.mjs";
+
+test("the package type-checks and runs in a Vite-bundled page", async () => {
+  execFileSync("npx", ["tsc", "-p", "tests/vite-consumer/tsconfig.json"], { stdio: "inherit" });
+  execFileSync("npx", ["vite", "build", "--config", "tests/vite-consumer/vite.config.js"], { stdio: "inherit" });
+  const site = await origin("target/vite-consumer");
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    await page.goto(site.url);
+    await page.waitForFunction(() => document.getElementById("result").textContent !== "loading");
+    const result = JSON.parse(await page.textContent("#result"));
+    assert.match(result.nodeId ?? "", /^0x0[23][0-9a-f]{64}$/, JSON.stringify(result));
+    assert.equal(result.pending, 0);
+    assert.equal(result.submitError, "INVALID_TX_JSON");
+  } finally {
+    await browser.close();
+    await site.close();
+  }
+});

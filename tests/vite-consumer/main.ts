@@ -1,0 +1,39 @@
+// A bundler user of the npm package: imported by name, bundled by Vite, and
+// type-checked against the package's declarations by `tsc --noEmit`.
+import init, {
+  FundingNode,
+  type FundingError,
+  type FundingEvent,
+  type FundingNodeOptions,
+  type PendingFunding,
+} from "fiber-funding";
+
+const result = document.getElementById("result")!;
+
+async function main(): Promise<Record<string, unknown>> {
+  await init();
+  const options: FundingNodeOptions = {
+    // Nothing listens on port 9: the node opens anyway and keeps retrying.
+    ckbRpcUrl: "http://127.0.0.1:9/",
+    peerUrl: "ws://127.0.0.1:9/",
+    dbName: "vite-consumer",
+    chainHash: "0x" + "cc".repeat(32),
+  };
+  const node = await FundingNode.open(options);
+  const events: FundingEvent[] = [];
+  const stop = node.onEvent((event) => events.push(event));
+  const pending: PendingFunding[] = await node.pendingFundings();
+  let submitError: string | null = null;
+  try {
+    await node.submitSignedFundingTx({ channel_id: "0x" + "00".repeat(32), signed_funding_tx: {} });
+  } catch (error) {
+    submitError = (error as FundingError).code;
+  }
+  stop();
+  await node.close();
+  return { nodeId: node.nodeId, pending: pending.length, submitError };
+}
+
+main()
+  .then((value) => (result.textContent = JSON.stringify(value)))
+  .catch((error: FundingError) => (result.textContent = JSON.stringify({ error: error.code ?? String(error) })));
