@@ -1,0 +1,106 @@
+// One measurement per page load, chosen by the query string; the result is
+// left in window.benchResult for the runner (tests/bench/run.mjs).
+import init, { FundingNode } from "../../pkg/fiber_funding.js";
+
+const query = new URLSearchParams(location.search);
+const db = query.get("db");
+const options = JSON.parse(query.get("options") ?? "{}");
+
+// Nothing listens on port 9: the node opens and keeps retrying in the background.
+const nodeOptions = () => ({
+  ckbRpcUrl: "http://127.0.0.1:9/",
+  peerUrl: "ws://127.0.0.1:9/",
+  dbName: db,
+  // The seeded flows must not expire while the benchmark runs.
+  externalFundingTimeoutSeconds: 1e7,
+  ...options,
+});
+
+function request(idbRequest) {
+  return new Promise((resolve, reject) => {
+    idbRequest.onsuccess = () => resolve(idbRequest.result);
+    idbRequest.onerror = () => reject(idbRequest.error);
+  });
+}
+
+function done(transaction) {
+  return new Promise((resolve, reject) => {
+    transaction.oncomplete = resolve;
+    transaction.onabort = transaction.onerror = () => reject(transaction.error);
+  });
+}
+
+const modes = {
+  // Page load until the restored flows are listed.
+  async load() {
+    await init();
+    const node = await FundingNode.open(nodeOptions());
+    const pending = await node.pendingFundings();
+    const ms = performance.now();
+    await node.close();
+    return { ms, count: pending.length };
+  },
+
+  // The floor any IndexedDB-backed wasm page pays: an empty module, one open, one get.
+  async baseline() {
+    await WebAssembly.instantiate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
+    const database = await request(indexedDB.open(db));
+    await request(database.transaction("channels").objectStore("channels").get("0x00"));
+    const ms = performance.now();
+    database.close();
+    return { ms };
+  },
+
+  // Copies of one real record under fresh ids, in the module's own layout.
+  async seed() {
+    await init();
+    (await FundingNode.open(nodeOptions())).close();
+    const { record, channel_id } = await (await fetch("/target/bench/fixture.json")).json();
+    const database = await request(indexedDB.open(db));
+    const transaction = database.transaction("channels", "readwrite", { durability: "strict" });
+    const ids = [];
+    for (let i = 0; i < Number(query.get("count")); i++) {
+      const id = "0x" + i.toString(16).padStart(8, "0") + channel_id.slice(10);
+      const temporary = "0xffffffff" + id.slice(10);
+      const copy = JSON.parse(record);
+      copy.channel_id = id;
+      copy.temporary_channel_id = temporary;
+      transaction.objectStore("channels").put({ channel_id: id, temporary_channel_id: temporary, pending: 1, record: JSON.stringify(copy) });
+      ids.push(id);
+    }
+    await done(transaction);
+    database.close();
+    return { ids };
+  },
+
+  // submitSignedFundingTx (its checks, a MuSig2 partial signature and one
+  // strict write) against a bare strict put of the same bytes.
+  async write() {
+    await init();
+    const { signed_funding_tx } = await (await fetch("/target/bench/fixture.json")).json();
+    const channel_id = query.get("channel");
+    const node = await FundingNode.open(nodeOptions());
+    const start = performance.now();
+    await node.submitSignedFundingTx({ channel_id, signed_funding_tx });
+    const submit = performance.now() - start;
+    await node.close();
+
+    const database = await request(indexedDB.open(db));
+    const entry = await request(database.transaction("channels").objectStore("channels").get(channel_id));
+    database.close();
+    const bare = await request(
+      Object.assign(indexedDB.open("bench-bare-put", 1), {
+        onupgradeneeded: (event) => event.target.result.createObjectStore("channels", { keyPath: "channel_id" }),
+      }),
+    );
+    const putStart = performance.now();
+    const transaction = bare.transaction("channels", "readwrite", { durability: "strict" });
+    transaction.objectStore("channels").put(entry);
+    await done(transaction);
+    const put = performance.now() - putStart;
+    bare.close();
+    return { submit, put, bytes: entry.record.length };
+  },
+};
+
+window.benchResult = modes[query.get("mode")]().catch((error) => ({ error: String(error), code: error.code }));
