@@ -35,7 +35,10 @@ struct PoolPlatform(LocalSpawner);
 
 impl Platform for PoolPlatform {
     fn now_ms(&self) -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
     }
     fn spawn(&self, task: LocalBoxFuture<'static, ()>) {
         self.0.spawn_local(task).expect("spawn");
@@ -74,7 +77,10 @@ fn main() {
     let user_lock = default_lock::lock_script_for_key(user_key.verifying_key());
     let peer_lock = default_lock::lock_script_for_key(peer_key.verifying_key());
     for (lock, ckb) in [(&user_lock, 1_500), (&peer_lock, 500)] {
-        let output = packed::CellOutput::new_builder().capacity(ckb * CKB).lock(lock.clone()).build();
+        let output = packed::CellOutput::new_builder()
+            .capacity(ckb * CKB)
+            .lock(lock.clone())
+            .build();
         chain.borrow_mut().genesis_cell(output, Vec::new());
     }
     let acceptor = AcceptorConfig {
@@ -101,13 +107,25 @@ fn main() {
         settings: DriverSettings::default(),
         on_event: Box::new(|_| {}),
     };
-    let (initiator, _) = pool.run_until(start(parts(0, store.clone(), i_link.clone()), i_sender, i_receiver)).unwrap();
-    let (_acceptor, _) =
-        pool.run_until(start(parts(1, Rc::new(MemoryStore::new()), a_link), a_sender, a_receiver)).unwrap();
+    let (initiator, _) = pool
+        .run_until(start(parts(0, store.clone(), i_link.clone()), i_sender, i_receiver))
+        .unwrap();
+    let (_acceptor, _) = pool
+        .run_until(start(
+            parts(1, Rc::new(MemoryStore::new()), a_link),
+            a_sender,
+            a_receiver,
+        ))
+        .unwrap();
     i_link.connect();
     pool.run_until_stalled();
 
-    let params = OpenChannelParams::new(ids[1], 1_000 * CKB, user_lock, vec![chain.borrow().default_lock_cell_dep()]);
+    let params = OpenChannelParams::new(
+        ids[1],
+        1_000 * CKB,
+        user_lock,
+        vec![chain.borrow().default_lock_cell_dep()],
+    );
     let (channel_id, unsigned) = pool.run_until(initiator.open_channel(params)).unwrap();
     pool.run_until_stalled();
     let record = String::from_utf8(store.raw(&channel_id.to_string()).expect("stored")).unwrap();
