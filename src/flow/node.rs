@@ -193,7 +193,7 @@ impl Node {
         let name = message.name();
         let message_channel = message.channel_id();
         let result = match message {
-            FiberMessage::OpenChannel(open) => return self.on_open_channel(peer, open, now_ms),
+            FiberMessage::OpenChannel(open) => return self.on_open_channel(peer, open),
             FiberMessage::ReestablishChannel(_) => return self.on_reestablish(peer, &message_channel),
             other => self.route(peer, other, now_ms),
         };
@@ -225,7 +225,6 @@ impl Node {
             return Err(Reject(format!("channel {id} belongs to peer {channel_peer}")));
         }
         let role = self.channels[&id].record.role;
-        let reserved = self.reserved_out_points(Some(&id));
         let ((), actions) = self.step(&id, now_ms, |channel, step| match (role, message) {
             (Role::Initiator, FiberMessage::AcceptChannel(m)) => channel.initiator_on_accept_channel(step, m),
             (Role::Initiator, FiberMessage::TxUpdate(m)) => channel.initiator_on_tx_update(step, m.tx),
@@ -244,11 +243,10 @@ impl Node {
             (_, FiberMessage::TxAbort(m)) => channel.on_tx_abort(step, &m.message),
             (_, other) => Err(Reject(format!("{} is not expected by the {role:?}", other.name()))),
         })?;
-        let _ = reserved;
         Ok(actions)
     }
 
-    fn on_open_channel(&mut self, peer: &NodeId, message: OpenChannel, now_ms: u64) -> Vec<Action> {
+    fn on_open_channel(&mut self, peer: &NodeId, message: OpenChannel) -> Vec<Action> {
         let temporary_id = message.channel_id;
         let known = self
             .channels
@@ -287,7 +285,6 @@ impl Node {
         let lock = acceptor.wallet_lock.clone();
         self.pending_opens
             .insert(temporary_id, PendingOpen { peer: *peer, message });
-        let _ = now_ms;
         vec![Action::QueryChain {
             channel_id: temporary_id,
             query: super::ChainQuery::LiveCells { lock },
@@ -339,36 +336,41 @@ impl Node {
     // ---- chain -------------------------------------------------------------------------
 
     pub fn chain_event(&mut self, event: ChainEvent, now_ms: u64) -> Vec<Action> {
-        let result = match event {
+        let (channel_id, result) = match event {
             ChainEvent::LiveCells { channel_id, cells } => return self.on_acceptor_cells(&channel_id, &cells, now_ms),
             ChainEvent::ResolvedInputs { channel_id, outputs } => {
                 let Some(id) = self.find(&channel_id) else {
                     return Vec::new();
                 };
                 let reserved = self.reserved_out_points(Some(&id));
-                self.step(&id, now_ms, |channel, step| match channel.record.role {
+                let result = self.step(&id, now_ms, |channel, step| match channel.record.role {
                     Role::Initiator => channel.initiator_on_resolved_inputs(step, outputs),
                     Role::Acceptor => channel.acceptor_on_resolved_inputs(step, outputs, &reserved),
-                })
+                });
+                (channel_id, result)
             }
             ChainEvent::FundingTxStatus {
                 channel_id,
                 status,
                 tip_block_number,
-            } => self.step(&channel_id, now_ms, |channel, step| {
-                channel.on_funding_tx_status(step, status, tip_block_number)
-            }),
-            ChainEvent::BroadcastFailed { channel_id, reason } => self.step(&channel_id, now_ms, |channel, step| {
-                channel.on_broadcast_failed(step, reason);
-                Ok(())
-            }),
+            } => {
+                let result = self.step(&channel_id, now_ms, |channel, step| {
+                    channel.on_funding_tx_status(step, status, tip_block_number)
+                });
+                (channel_id, result)
+            }
+            ChainEvent::BroadcastFailed { channel_id, reason } => {
+                let result = self.step(&channel_id, now_ms, |channel, step| {
+                    channel.on_broadcast_failed(step, reason);
+                    Ok(())
+                });
+                (channel_id, result)
+            }
         };
         match result {
             Ok(((), actions)) => actions,
-            Err(Reject(reason)) => vec![Action::Emit(Event::FundingTxRejected {
-                channel_id: Hash256([0; 32]),
-                reason,
-            })],
+            // Only a broken invariant gets here; say so rather than lose it.
+            Err(Reject(reason)) => vec![Action::Emit(Event::FundingTxRejected { channel_id, reason })],
         }
     }
 
@@ -524,7 +526,7 @@ impl Node {
 
     /// Installs a channel after a step: persist first if its record changed,
     /// then the step's actions, then the events and timers that follow.
-    fn commit(&mut self, before: Option<&Channel>, mut channel: Channel, step_actions: Vec<Action>) -> Vec<Action> {
+    fn commit(&mut self, before: Option<&Channel>, channel: Channel, step_actions: Vec<Action>) -> Vec<Action> {
         let mut actions = Vec::new();
         let record_changed = before.is_none_or(|b| b.record != channel.record);
         if record_changed {
@@ -558,7 +560,6 @@ impl Node {
         if record_changed {
             self.stored_as.insert(channel.id(), channel.id());
         }
-        channel.pending_peer_part = channel.pending_peer_part.take();
         self.channels.insert(channel.id(), channel);
         actions
     }
