@@ -198,7 +198,7 @@ pub struct FundingNode {
     store: Rc<IdbStore>,
     lock: RefCell<Option<TabLock>>,
     broadcast: Rc<TabBroadcast>,
-    listeners: Rc<RefCell<Vec<js_sys::Function>>>,
+    listeners: Rc<RefCell<Listeners>>,
     node_id: NodeId,
     persistence_granted: Option<bool>,
     unreadable: Vec<(String, String)>,
@@ -325,18 +325,25 @@ impl FundingNode {
         self.handle.abandon_channel(id).await.map_err(js_error)
     }
 
-    /// Calls `callback(event)` on every transition and connection change.
+    /// Calls `callback(event)` on every transition and connection change. The
+    /// first listener also receives what happened since `open` (restored
+    /// states, the connection).
     /// Returns a function that unsubscribes.
     #[wasm_bindgen(js_name = onEvent, unchecked_return_type = "() => void")]
     pub fn on_event(
         &self,
         #[wasm_bindgen(unchecked_param_type = "(event: FundingEvent) => void")] callback: js_sys::Function,
     ) -> JsValue {
-        self.listeners.borrow_mut().push(callback.clone());
+        let backlog = self.listeners.borrow_mut().subscribe(callback.clone());
+        // Events from before the first subscription (the restore, the
+        // connection) are not lost: the first listener gets them now.
+        for event in backlog {
+            let _ = callback.call1(&JsValue::NULL, &event);
+        }
         let listeners = Rc::downgrade(&self.listeners);
         let unsubscribe = Closure::once_into_js(move || {
             if let Some(listeners) = listeners.upgrade() {
-                listeners.borrow_mut().retain(|f| f != &callback);
+                listeners.borrow_mut().callbacks.retain(|f| f != &callback);
             }
         });
         unsubscribe
@@ -447,7 +454,7 @@ impl FundingNode {
             TabBroadcast::new(&format!("fiber-funding:{db_name}"))
                 .map_err(|e| ApiError::new(ErrorCode::StorageUnavailable, e.to_string()))?,
         );
-        let listeners: Rc<RefCell<Vec<js_sys::Function>>> = Rc::new(RefCell::new(Vec::new()));
+        let listeners = Rc::new(RefCell::new(Listeners::default()));
         let (sender, receiver) = inbox();
         let link = (adapters.link)(sender.clone(), secret.clone(), expected_peer);
         let parts = DriverParts {
@@ -500,8 +507,38 @@ async fn node_secret(store: &IdbStore, given: Option<&str>) -> Result<NodeSecret
     Ok(secret)
 }
 
+/// Events before the first `onEvent` listener are kept (up to a bound) for it.
+const MAX_BACKLOG: usize = 1_000;
+
+#[derive(Default)]
+struct Listeners {
+    callbacks: Vec<js_sys::Function>,
+    backlog: Option<Vec<JsValue>>,
+    subscribed_once: bool,
+}
+
+impl Listeners {
+    /// Adds a listener; returns what happened before anyone listened.
+    fn subscribe(&mut self, callback: js_sys::Function) -> Vec<JsValue> {
+        self.callbacks.push(callback);
+        self.subscribed_once = true;
+        self.backlog.take().unwrap_or_default()
+    }
+
+    fn deliver(&mut self, event: JsValue) -> Vec<js_sys::Function> {
+        if !self.subscribed_once {
+            let backlog = self.backlog.get_or_insert_with(Vec::new);
+            if backlog.len() < MAX_BACKLOG {
+                backlog.push(event);
+            }
+            return Vec::new();
+        }
+        self.callbacks.clone()
+    }
+}
+
 /// Every driver event goes to the page's listeners and to other tabs.
-fn event_sink(listeners: Rc<RefCell<Vec<js_sys::Function>>>, broadcast: Rc<TabBroadcast>) -> impl FnMut(DriverEvent) {
+fn event_sink(listeners: Rc<RefCell<Listeners>>, broadcast: Rc<TabBroadcast>) -> impl FnMut(DriverEvent) {
     move |event| {
         let json = match &event {
             DriverEvent::Flow(event) => event_json(event),
@@ -520,8 +557,8 @@ fn event_sink(listeners: Rc<RefCell<Vec<js_sys::Function>>>, broadcast: Rc<TabBr
         // A tab that can no longer post still tells its own listeners.
         let _ = broadcast.post(&json.to_string());
         let value = to_js(&json);
-        // Copy first: a listener may unsubscribe while being called.
-        let callbacks = listeners.borrow().clone();
+        // Copied out first: a listener may unsubscribe while being called.
+        let callbacks = listeners.borrow_mut().deliver(value.clone());
         for callback in callbacks {
             let _ = callback.call1(&JsValue::NULL, &value);
         }

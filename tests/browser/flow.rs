@@ -226,6 +226,21 @@ async fn open_drop_every_rust_object_reopen_and_submit_ends_in_channel_ready() {
     drop(node);
 
     let node = page.open_node(&db).await;
+    sleep(50).await;
+    // Subscribing after open still hears about the connection made during it.
+    let seen = Rc::new(RefCell::new(Vec::<Value>::new()));
+    let sink = seen.clone();
+    let listener = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+        sink.borrow_mut().push(from_js(event));
+    });
+    let _unsubscribe =
+        node.on_event(wasm_bindgen::JsCast::unchecked_ref::<js_sys::Function>(listener.as_ref()).clone());
+    listener.forget();
+    assert!(
+        seen.borrow().iter().any(|e| e["type"] == "peer_connected"),
+        "{:?}",
+        seen.borrow()
+    );
     let pending = from_js(node.pending_fundings().await.unwrap());
     let pending = pending.as_array().unwrap();
     assert_eq!(pending.len(), 1, "{pending:?}");
@@ -250,6 +265,10 @@ async fn open_drop_every_rust_object_reopen_and_submit_ends_in_channel_ready() {
         sleep(50).await;
     }
     assert_eq!(state, "ChannelReady");
+    assert!(seen
+        .borrow()
+        .iter()
+        .any(|e| e["type"] == "state_changed" && e["state"] == "ChannelReady"));
     assert_eq!(from_js(node.pending_fundings().await.unwrap()), json!([]));
     let hash = Hash256::from_hex(&funding_tx_hash).unwrap();
     assert_eq!(page.chain.borrow().submissions(&hash.0), 1);
