@@ -17,5 +17,7 @@ pub mod store;
 pub mod tx;
 pub mod wire;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

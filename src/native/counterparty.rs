@@ -1,0 +1,747 @@
+//! The counterparty: the acceptor role for many browsers at once, over
+//! WebSocket, with its channels in redb. `fiber-counterparty` is a thin `main`
+//! around [`CounterpartyConfig::from_args`] and [`run`].
+//!
+//! Every flag has an environment fallback (`--data-dir` or
+//! `FIBER_COUNTERPARTY_DATA_DIR`, and so on; see [`FLAGS`]). On start it
+//! prints `node_id=0x…` and `listening=ws://…` on stdout and writes
+//! `<data-dir>/node_id`. It can be killed at any moment: on restart the
+//! driver restores every channel from redb and re-arms its deadlines, and
+//! browsers reconnect and bring their channels up to date.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use ckb_types::core::DepType;
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use k256::ecdsa::SigningKey;
+use serde_json::json;
+
+use super::http_rpc::{call_json, genesis_default_lock_dep_group, HttpTransport};
+use super::platform::{generate_node_secret, OsEntropy, TokioPlatform};
+use super::redb_store::RedbStore;
+use super::ws_connection::ConnectionTimings;
+use super::ws_server::WsServer;
+use crate::chain::rpc::RpcChainClient;
+use crate::crypto::keys::NodeSecret;
+use crate::flow::config::{DEFAULT_ACCEPTOR_GRACE_MS, DEFAULT_FUNDING_CONFIRMATIONS};
+use crate::flow::{AcceptorConfig, Event, NodeConfig};
+use crate::primitives::{decode_hex, Hash256};
+use crate::runtime::{inbox, start, DriverEvent, DriverHandle, DriverParts, DriverSettings};
+use crate::tx::default_lock;
+use crate::tx::script::ScriptTemplate;
+
+/// Fiber's testnet deployment of the funding lock (hash_type `type`).
+pub const TESTNET_FUNDING_LOCK_CODE_HASH: &str = "0x6c67887fe201ee0c7853f1682c0b77c0e6214044c156c7558269390a8afa6d7c";
+/// Fiber's testnet deployment of the commitment lock (hash_type `type`).
+pub const TESTNET_COMMITMENT_LOCK_CODE_HASH: &str =
+    "0x740dee83f87c6f309824d8fd3fbdd3c8380ee6fc9acc90b1a748438afcdf81d8";
+
+/// The exit code for a configuration or start-up failure.
+pub const EXIT_BAD_CONFIG: i32 = 2;
+
+/// Where the node key lives in the store's `meta` table.
+const NODE_SECRET_META: &str = "node_secret";
+const DATABASE_FILE: &str = "channels.redb";
+const NODE_ID_FILE: &str = "node_id";
+/// How long one RPC call at start may take.
+const STARTUP_RPC_TIMEOUT_MS: u64 = 10_000;
+
+/// A flag, its environment fallback, and what it means.
+pub struct Flag {
+    pub name: &'static str,
+    pub env: &'static str,
+    pub value: &'static str,
+    pub help: &'static str,
+}
+
+/// Every flag `fiber-counterparty` takes.
+pub const FLAGS: &[Flag] = &[
+    Flag {
+        name: "--listen",
+        env: "FIBER_COUNTERPARTY_LISTEN",
+        value: "ADDR",
+        help: "WebSocket listen address [default: 127.0.0.1:8230]",
+    },
+    Flag {
+        name: "--data-dir",
+        env: "FIBER_COUNTERPARTY_DATA_DIR",
+        value: "DIR",
+        help: "channel database and node key (created on first start) [required]",
+    },
+    Flag {
+        name: "--ckb-rpc",
+        env: "FIBER_COUNTERPARTY_CKB_RPC",
+        value: "URL",
+        help: "CKB node JSON-RPC with the indexer [default: http://127.0.0.1:8114]",
+    },
+    Flag {
+        name: "--wallet-key",
+        env: "FIBER_COUNTERPARTY_WALLET_KEY",
+        value: "HEX",
+        help: "0x-hex secret key of the wallet that adds the reserve (or --wallet-key-file)",
+    },
+    Flag {
+        name: "--wallet-key-file",
+        env: "FIBER_COUNTERPARTY_WALLET_KEY_FILE",
+        value: "PATH",
+        help: "file holding the wallet's 0x-hex secret key",
+    },
+    Flag {
+        name: "--wallet-cell-dep",
+        env: "FIBER_COUNTERPARTY_WALLET_CELL_DEP",
+        value: "TX_HASH:INDEX",
+        help: "the default lock's dep group [default: genesis tx 1 output 0]",
+    },
+    Flag {
+        name: "--funding-lock-code-hash",
+        env: "FIBER_COUNTERPARTY_FUNDING_LOCK_CODE_HASH",
+        value: "HEX",
+        help: "funding-lock contract, hash_type type [default: Fiber testnet]",
+    },
+    Flag {
+        name: "--commitment-lock-code-hash",
+        env: "FIBER_COUNTERPARTY_COMMITMENT_LOCK_CODE_HASH",
+        value: "HEX",
+        help: "commitment-lock contract, hash_type type [default: Fiber testnet]",
+    },
+    Flag {
+        name: "--chain-hash",
+        env: "FIBER_COUNTERPARTY_CHAIN_HASH",
+        value: "HEX",
+        help: "genesis hash [default: asked of the CKB node]",
+    },
+    Flag {
+        name: "--auto-accept-amount",
+        env: "FIBER_COUNTERPARTY_AUTO_ACCEPT_AMOUNT",
+        value: "SHANNONS",
+        help: "CKB added to each channel beyond the reserve [default: 0]",
+    },
+    Flag {
+        name: "--confirmations",
+        env: "FIBER_COUNTERPARTY_CONFIRMATIONS",
+        value: "N",
+        help: "confirmations before ChannelReady [default: 3]",
+    },
+    Flag {
+        name: "--timeout-seconds",
+        env: "FIBER_COUNTERPARTY_TIMEOUT_SECONDS",
+        value: "N",
+        help: "external-funding timeout; the acceptor adds 60 s of grace [default: 300]",
+    },
+    Flag {
+        name: "--poll-interval-ms",
+        env: "FIBER_COUNTERPARTY_POLL_INTERVAL_MS",
+        value: "MS",
+        help: "how often funding txs are looked up [default: 1000]",
+    },
+    Flag {
+        name: "--log",
+        env: "FIBER_COUNTERPARTY_LOG",
+        value: "LEVEL",
+        help: "error, warn, info or debug [default: info; RUST_LOG when neither is set]",
+    },
+];
+
+/// Why the counterparty did not start. Printed as one line; exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<CounterpartyConfig>),
+    Help,
+}
+
+/// Everything `fiber-counterparty` is configured with.
+#[derive(Clone)]
+pub struct CounterpartyConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub ckb_rpc: String,
+    /// Secret; never printed (see the `Debug` impl).
+    pub wallet_key: [u8; 32],
+    pub wallet_cell_dep: Option<packed::CellDep>,
+    pub funding_lock: ScriptTemplate,
+    pub commitment_lock: ScriptTemplate,
+    pub chain_hash: Option<Hash256>,
+    pub auto_accept_amount: u64,
+    pub confirmations: u64,
+    pub timeout_seconds: u64,
+    pub poll_interval_ms: u64,
+    /// `None`: `RUST_LOG`, else info.
+    pub log: Option<log::LevelFilter>,
+}
+
+impl std::fmt::Debug for CounterpartyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CounterpartyConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("ckb_rpc", &self.ckb_rpc)
+            .field("wallet_key", &"<secret>")
+            .field("wallet_cell_dep", &self.wallet_cell_dep)
+            .field("funding_lock", &self.funding_lock)
+            .field("commitment_lock", &self.commitment_lock)
+            .field("chain_hash", &self.chain_hash)
+            .field("auto_accept_amount", &self.auto_accept_amount)
+            .field("confirmations", &self.confirmations)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("log", &self.log)
+            .finish()
+    }
+}
+
+/// The usage text.
+pub fn usage() -> String {
+    let mut text = String::from(
+        "fiber-counterparty: accepts Fiber channels funded externally from browsers, over WebSocket.\n\n\
+         Usage: fiber-counterparty --data-dir DIR (--wallet-key HEX | --wallet-key-file PATH) [options]\n\n\
+         Every flag falls back to the environment variable shown.\n\n",
+    );
+    for flag in FLAGS {
+        let left = format!("{} {}", flag.name, flag.value);
+        text.push_str(&format!("  {left:<42} {}\n  {:<42} env {}\n", flag.help, "", flag.env));
+    }
+    text.push_str("\nOn start it prints node_id=0x… and listening=ws://… on stdout.\n");
+    text
+}
+
+impl CounterpartyConfig {
+    /// Reads flags (`--name value` or `--name=value`), falling back to `env`.
+    pub fn from_args(
+        args: impl IntoIterator<Item = String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Command, StartError> {
+        let mut given: Vec<(&'static Flag, String)> = Vec::new();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "--help" || arg == "-h" {
+                return Ok(Command::Help);
+            }
+            let (name, inline) = match arg.split_once('=') {
+                Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+                None => (arg.clone(), None),
+            };
+            let flag = FLAGS
+                .iter()
+                .find(|flag| flag.name == name)
+                .ok_or_else(|| StartError(format!("unknown argument {name:?}; see --help")))?;
+            let value = match inline {
+                Some(value) => value,
+                None => args
+                    .next()
+                    .ok_or_else(|| StartError(format!("{} needs a value ({})", flag.name, flag.value)))?,
+            };
+            given.retain(|(f, _)| f.name != flag.name);
+            given.push((flag, value));
+        }
+        let lookup = |name: &str| -> Option<(String, String)> {
+            let flag = FLAGS.iter().find(|flag| flag.name == name).expect("a known flag");
+            // An empty value counts as not given, for flags as for variables.
+            match given.iter().find(|(f, _)| f.name == name) {
+                Some((_, value)) if value.is_empty() => None,
+                Some((_, value)) => Some((value.clone(), flag.name.to_owned())),
+                None => env(flag.env)
+                    .filter(|value| !value.is_empty())
+                    .map(|value| (value, flag.env.to_owned())),
+            }
+        };
+
+        let data_dir = lookup("--data-dir")
+            .map(|(value, _)| PathBuf::from(value))
+            .ok_or_else(|| StartError("--data-dir (or FIBER_COUNTERPARTY_DATA_DIR) is required".into()))?;
+        let wallet_key = match (lookup("--wallet-key"), lookup("--wallet-key-file")) {
+            (Some(_), Some(_)) => {
+                return Err(StartError("give --wallet-key or --wallet-key-file, not both".into()));
+            }
+            (Some((text, source)), None) => parse_secret_key(&text, &source)?,
+            (None, Some((path, source))) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| StartError(format!("cannot read the wallet key file {path} ({source}): {e}")))?;
+                parse_secret_key(text.trim(), &format!("the wallet key file {path}"))?
+            }
+            (None, None) => {
+                return Err(StartError(
+                    "--wallet-key or --wallet-key-file (or FIBER_COUNTERPARTY_WALLET_KEY[_FILE]) is required".into(),
+                ));
+            }
+        };
+        let code_hash = |name: &str, default: &str| -> Result<ScriptTemplate, StartError> {
+            let (text, source) = lookup(name).unwrap_or_else(|| (default.to_owned(), name.to_owned()));
+            let hash = Hash256::from_hex(&text)
+                .map_err(|e| StartError(format!("{source} is not a 32-byte 0x-hex code hash: {e}")))?;
+            Ok(ScriptTemplate::type_hash(hash.0))
+        };
+        let number = |name: &str, default: u64| -> Result<u64, StartError> {
+            match lookup(name) {
+                None => Ok(default),
+                Some((text, source)) => parse_number(&text)
+                    .ok_or_else(|| StartError(format!("{source} must be a whole number, got {text:?}"))),
+            }
+        };
+        let config = CounterpartyConfig {
+            listen: lookup("--listen").map_or_else(|| "127.0.0.1:8230".to_owned(), |(v, _)| v),
+            data_dir,
+            ckb_rpc: lookup("--ckb-rpc").map_or_else(|| "http://127.0.0.1:8114".to_owned(), |(v, _)| v),
+            wallet_key,
+            wallet_cell_dep: lookup("--wallet-cell-dep")
+                .map(|(text, source)| parse_cell_dep(&text, &source))
+                .transpose()?,
+            funding_lock: code_hash("--funding-lock-code-hash", TESTNET_FUNDING_LOCK_CODE_HASH)?,
+            commitment_lock: code_hash("--commitment-lock-code-hash", TESTNET_COMMITMENT_LOCK_CODE_HASH)?,
+            chain_hash: lookup("--chain-hash")
+                .map(|(text, source)| {
+                    Hash256::from_hex(&text)
+                        .map_err(|e| StartError(format!("{source} is not a 32-byte 0x-hex hash: {e}")))
+                })
+                .transpose()?,
+            auto_accept_amount: number("--auto-accept-amount", 0)?,
+            confirmations: number("--confirmations", DEFAULT_FUNDING_CONFIRMATIONS)?,
+            timeout_seconds: number("--timeout-seconds", 300)?,
+            poll_interval_ms: number("--poll-interval-ms", 1_000)?,
+            log: lookup("--log")
+                .map(|(text, source)| match text.to_ascii_lowercase().as_str() {
+                    "error" => Ok(log::LevelFilter::Error),
+                    "warn" => Ok(log::LevelFilter::Warn),
+                    "info" => Ok(log::LevelFilter::Info),
+                    "debug" => Ok(log::LevelFilter::Debug),
+                    _ => Err(StartError(format!(
+                        "{source} must be error, warn, info or debug, got {text:?}"
+                    ))),
+                })
+                .transpose()?,
+        };
+        if config.confirmations == 0 {
+            return Err(StartError("--confirmations must be at least 1".into()));
+        }
+        if config.timeout_seconds == 0 {
+            return Err(StartError("--timeout-seconds must be at least 1".into()));
+        }
+        if config.poll_interval_ms == 0 {
+            return Err(StartError("--poll-interval-ms must be at least 1".into()));
+        }
+        Ok(Command::Run(Box::new(config)))
+    }
+}
+
+/// Reads a secp256k1 secret key; the error never quotes the text (it may be
+/// a key with a typo).
+fn parse_secret_key(text: &str, source: &str) -> Result<[u8; 32], StartError> {
+    let text = text.trim();
+    let text = if text.starts_with("0x") || text.starts_with("0X") {
+        text.to_owned()
+    } else {
+        format!("0x{text}")
+    };
+    let bad = || StartError(format!("{source} is not a 32-byte 0x-hex secp256k1 secret key"));
+    let bytes: [u8; 32] = decode_hex(&text).map_err(|_| bad())?.try_into().map_err(|_| bad())?;
+    SigningKey::from_slice(&bytes).map_err(|_| bad())?;
+    Ok(bytes)
+}
+
+/// `<tx_hash>:<index>`, index decimal or 0x-hex: a dep group.
+fn parse_cell_dep(text: &str, source: &str) -> Result<packed::CellDep, StartError> {
+    let bad = || StartError(format!("{source} must be <tx_hash>:<index>, got {text:?}"));
+    let (hash, index) = text.rsplit_once(':').ok_or_else(bad)?;
+    let hash = Hash256::from_hex(hash).map_err(|_| bad())?;
+    let index = parse_number(index)
+        .and_then(|i| u32::try_from(i).ok())
+        .ok_or_else(bad)?;
+    Ok(packed::CellDep::new_builder()
+        .out_point(
+            packed::OutPoint::new_builder()
+                .tx_hash(hash.0.pack())
+                .index(index)
+                .build(),
+        )
+        .dep_type(DepType::DepGroup)
+        .build())
+}
+
+/// Decimal, or `0x`-hex as in CKB's JSON.
+fn parse_number(text: &str) -> Option<u64> {
+    let text = text.trim().replace('_', "");
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// Logs to stderr: `--log` (or its variable), else `RUST_LOG`, else info.
+/// Other crates log at warn and above only, unless `RUST_LOG` says otherwise.
+pub fn init_logging(level: Option<log::LevelFilter>) {
+    let mut builder = env_logger::Builder::new();
+    builder.format(|out, record| {
+        writeln!(
+            out,
+            "{} {:<5} {}: {}",
+            utc_timestamp(super::platform::now_ms()),
+            record.level(),
+            record.target(),
+            record.args()
+        )
+    });
+    match (level, std::env::var("RUST_LOG")) {
+        (None, Ok(directives)) if !directives.is_empty() => {
+            builder.parse_filters(&directives);
+        }
+        (level, _) => {
+            let level = level.unwrap_or(log::LevelFilter::Info);
+            builder
+                .filter_level(level.min(log::LevelFilter::Warn))
+                .filter_module("fiber_funding", level)
+                .filter_module("fiber_counterparty", level);
+        }
+    }
+    let _ = builder.try_init();
+}
+
+/// `2025-01-31T12:34:56.789Z` from milliseconds since the epoch.
+fn utc_timestamp(ms: u64) -> String {
+    let (days, rest) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1_000 % 60,
+        rest % 1_000
+    )
+}
+
+/// A running counterparty.
+pub struct Running {
+    pub handle: DriverHandle,
+    pub node_id: crate::primitives::NodeId,
+    pub listening: std::net::SocketAddr,
+    pub server: Rc<WsServer>,
+}
+
+/// Checks the CKB node, opens the store, loads or creates the node key,
+/// listens, and starts the driver. Call inside a tokio `LocalSet`.
+pub async fn start_counterparty(config: &CounterpartyConfig) -> Result<Running, StartError> {
+    // The chain first: a wrong URL leaves nothing behind on disk.
+    let transport = HttpTransport::new(config.ckb_rpc.clone());
+    call_json(&transport, "get_tip_block_number", json!([]), STARTUP_RPC_TIMEOUT_MS)
+        .await
+        .map_err(|e| StartError(format!("cannot use the CKB node at {}: {e}", config.ckb_rpc)))?;
+    let client = RpcChainClient::new(transport);
+    let chain_hash = match config.chain_hash {
+        Some(hash) => hash,
+        None => client
+            .genesis_hash()
+            .await
+            .map_err(|e| StartError(format!("cannot read the chain hash from {}: {e}", config.ckb_rpc)))?,
+    };
+    let wallet_cell_dep = match &config.wallet_cell_dep {
+        Some(dep) => dep.clone(),
+        None => genesis_default_lock_dep_group(client.transport(), STARTUP_RPC_TIMEOUT_MS)
+            .await
+            .map_err(|e| {
+                StartError(format!(
+                    "cannot find the default lock's dep group at {} (give --wallet-cell-dep): {e}",
+                    config.ckb_rpc
+                ))
+            })?,
+    };
+    let store = open_data_dir(&config.data_dir)?;
+    let node_secret = load_or_create_node_secret(&store)?;
+    let node_id = node_secret.node_id();
+    write_node_id(&config.data_dir, &node_id.to_string())?;
+
+    let wallet_key = SigningKey::from_slice(&config.wallet_key).map_err(|_| StartError("bad wallet key".into()))?;
+    let wallet_lock = default_lock::lock_script_for_key(wallet_key.verifying_key());
+    log::info!(
+        "wallet lock args {}, chain {chain_hash}",
+        crate::primitives::encode_hex(&wallet_lock.args().raw_data())
+    );
+    let node_config = NodeConfig {
+        node_secret: node_secret.clone(),
+        chain_hash,
+        funding_lock: config.funding_lock.clone(),
+        commitment_lock: config.commitment_lock.clone(),
+        external_funding_timeout_ms: config.timeout_seconds * 1_000,
+        funding_confirmations: config.confirmations,
+        acceptor: Some(AcceptorConfig {
+            wallet_lock,
+            wallet_cell_deps: vec![wallet_cell_dep],
+            wallet_key: config.wallet_key,
+            funding_amount: config.auto_accept_amount,
+            grace_ms: DEFAULT_ACCEPTOR_GRACE_MS,
+        }),
+    };
+
+    let (sender, receiver) = inbox();
+    let server = WsServer::bind(
+        &config.listen,
+        node_secret,
+        sender.clone(),
+        ConnectionTimings::default(),
+    )
+    .await
+    .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
+    let listening = server.local_addr();
+    let parts = DriverParts {
+        config: node_config,
+        entropy: Box::new(OsEntropy),
+        store,
+        link: server.clone(),
+        chain: Rc::new(client),
+        platform: Rc::new(TokioPlatform),
+        settings: DriverSettings {
+            poll_interval_ms: config.poll_interval_ms,
+            ..DriverSettings::default()
+        },
+        on_event: Box::new(log_event),
+    };
+    let (handle, unreadable) = start(parts, sender, receiver)
+        .await
+        .map_err(|e| StartError(format!("cannot restore the channels: {}", e.message)))?;
+    for record in &unreadable {
+        log::warn!("kept but not restored: {record}");
+    }
+    Ok(Running {
+        handle,
+        node_id,
+        listening,
+        server,
+    })
+}
+
+/// Runs until SIGTERM or SIGINT, then closes cleanly. Prints the start-up
+/// lines on stdout once listening.
+pub async fn run(config: CounterpartyConfig) -> Result<(), StartError> {
+    let running = start_counterparty(&config).await?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "node_id={}", running.node_id);
+        let _ = writeln!(stdout, "listening=ws://{}", running.listening);
+        let _ = stdout.flush();
+    }
+    log::info!("node {} listening on ws://{}", running.node_id, running.listening);
+    let signal = wait_for_signal().await;
+    log::info!("{signal}: closing");
+    let _ = running.handle.close().await;
+    // Lets the connections send their close frames.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "interrupt"
+    }
+}
+
+fn open_data_dir(dir: &Path) -> Result<RedbStore, StartError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(StartError(format!("--data-dir {} is not a directory", dir.display())));
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| StartError(format!("cannot create the data dir {}: {e}", dir.display())))?;
+    RedbStore::open(dir.join(DATABASE_FILE)).map_err(|e| StartError(e.to_string()))
+}
+
+/// The node key from the store, or a new one stored durably before use.
+fn load_or_create_node_secret(store: &RedbStore) -> Result<NodeSecret, StartError> {
+    match store
+        .get_meta(NODE_SECRET_META)
+        .map_err(|e| StartError(e.to_string()))?
+    {
+        Some(bytes) => {
+            let bytes: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| StartError(format!("the node key in {} is damaged", store.path().display())))?;
+            NodeSecret::from_bytes(bytes)
+                .ok_or_else(|| StartError(format!("the node key in {} is damaged", store.path().display())))
+        }
+        None => {
+            let secret = generate_node_secret();
+            store
+                .put_meta(NODE_SECRET_META, &secret.to_bytes())
+                .map_err(|e| StartError(e.to_string()))?;
+            log::info!("generated node key for {}", secret.node_id());
+            Ok(secret)
+        }
+    }
+}
+
+/// `<data-dir>/node_id`, replaced atomically.
+fn write_node_id(dir: &Path, node_id: &str) -> Result<(), StartError> {
+    let path = dir.join(NODE_ID_FILE);
+    let temporary = dir.join(format!("{NODE_ID_FILE}.tmp"));
+    std::fs::write(&temporary, format!("{node_id}\n"))
+        .and_then(|()| std::fs::rename(&temporary, &path))
+        .map_err(|e| StartError(format!("cannot write {}: {e}", path.display())))
+}
+
+/// What the operator sees of the channels.
+fn log_event(event: DriverEvent) {
+    match event {
+        DriverEvent::Flow(Event::StateChanged {
+            channel_id,
+            state,
+            close_reason,
+            ..
+        }) => match close_reason {
+            Some(reason) => log::info!("channel={channel_id} state={state} reason={reason:?}"),
+            None => log::info!("channel={channel_id} state={state}"),
+        },
+        DriverEvent::Flow(Event::PeerMessageRejected {
+            channel_id,
+            peer,
+            message,
+            reason,
+        }) => log::warn!("channel={channel_id} refused {message} from {peer}: {reason}"),
+        DriverEvent::Flow(Event::FundingTxRejected { channel_id, reason }) => {
+            log::warn!("channel={channel_id} funding tx rejected: {reason}")
+        }
+        DriverEvent::PeerConnected(_) | DriverEvent::PeerDisconnected(_) => {}
+        DriverEvent::PeerUnavailable { reason, .. } => log::debug!("{reason}"),
+        DriverEvent::ChainError(error) => log::warn!("{error}"),
+        DriverEvent::StorageError(reason) => log::error!("storage: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "0x63d86723e08f0f813a36ce6aa123bb2289d90680ae1e99d4de8cdb334553f24d";
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<CounterpartyConfig, StartError> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let args = args.iter().map(|a| a.to_string());
+        match CounterpartyConfig::from_args(args, |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))? {
+            Command::Run(config) => Ok(*config),
+            Command::Help => panic!("help"),
+        }
+    }
+
+    #[test]
+    fn defaults_fill_everything_but_the_data_dir_and_the_wallet_key() {
+        let config = parse(&["--data-dir", "/tmp/x", "--wallet-key", KEY], &[]).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8230");
+        assert_eq!(config.ckb_rpc, "http://127.0.0.1:8114");
+        assert_eq!(config.confirmations, 3);
+        assert_eq!(config.timeout_seconds, 300);
+        assert_eq!(config.poll_interval_ms, 1_000);
+        assert_eq!(config.auto_accept_amount, 0);
+        assert_eq!(config.chain_hash, None);
+        assert!(config.wallet_cell_dep.is_none());
+        assert_eq!(
+            config.funding_lock.code_hash.to_string(),
+            TESTNET_FUNDING_LOCK_CODE_HASH
+        );
+        assert_eq!(
+            config.commitment_lock.code_hash.to_string(),
+            TESTNET_COMMITMENT_LOCK_CODE_HASH
+        );
+        assert_eq!(config.log, None);
+        assert!(!format!("{config:?}").contains(&KEY[2..]), "Debug hides the key");
+    }
+
+    #[test]
+    fn flags_win_over_the_environment_which_wins_over_defaults() {
+        let env = [
+            ("FIBER_COUNTERPARTY_DATA_DIR", "/from/env"),
+            ("FIBER_COUNTERPARTY_WALLET_KEY", KEY),
+            ("FIBER_COUNTERPARTY_LISTEN", "0.0.0.0:9000"),
+            ("FIBER_COUNTERPARTY_CONFIRMATIONS", "5"),
+        ];
+        let config = parse(&["--listen=127.0.0.1:1", "--auto-accept-amount", "0x174876e800"], &env).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(config.listen, "127.0.0.1:1");
+        assert_eq!(config.confirmations, 5);
+        assert_eq!(config.auto_accept_amount, 100_000_000_000);
+        let dep = format!("0x{}:1", "ab".repeat(32));
+        let config = parse(&["--wallet-cell-dep", &dep, "--log", "DEBUG"], &env).unwrap();
+        let out_point = config.wallet_cell_dep.unwrap().out_point();
+        assert_eq!(out_point.tx_hash().as_slice(), [0xab; 32]);
+        assert_eq!(Unpack::<u32>::unpack(&out_point.index()), 1);
+        assert_eq!(config.log, Some(log::LevelFilter::Debug));
+    }
+
+    #[test]
+    fn bad_values_are_named_and_keys_never_quoted() {
+        let error = parse(&["--data-dir", "d", "--wallet-key", "0xdeadbeef"], &[]).unwrap_err();
+        assert!(
+            error.0.contains("--wallet-key") && !error.0.contains("deadbeef"),
+            "{error}"
+        );
+        let zero = format!("0x{}", "00".repeat(32));
+        assert!(parse(&["--data-dir", "d", "--wallet-key", &zero], &[]).is_err());
+        let error = parse(&["--wallet-key", KEY], &[]).unwrap_err();
+        assert!(error.0.contains("--data-dir"), "{error}");
+        let error = parse(&["--data-dir", "d", "--wallet-key", KEY, "--log", "loud"], &[]).unwrap_err();
+        assert!(error.0.contains("--log"), "{error}");
+        let error = parse(
+            &["--data-dir", "d", "--wallet-key", KEY, "--wallet-cell-dep", "0x12"],
+            &[],
+        )
+        .unwrap_err();
+        assert!(error.0.contains("<tx_hash>:<index>"), "{error}");
+        let error = parse(&["--data-dir", "d", "--wallet-key", KEY, "--listen"], &[]).unwrap_err();
+        assert!(error.0.contains("needs a value"), "{error}");
+        let error = parse(&["--data-dir", "d", "--wallet-key", KEY, "--confirmations", "0"], &[]).unwrap_err();
+        assert!(error.0.contains("--confirmations"), "{error}");
+    }
+
+    #[test]
+    fn a_wallet_key_file_is_read_and_trimmed() {
+        let path = std::env::temp_dir().join(format!("fiber-wallet-key-{}", std::process::id()));
+        std::fs::write(&path, format!("{KEY}\n")).unwrap();
+        let path_text = path.to_str().unwrap();
+        let config = parse(&["--data-dir", "d", "--wallet-key-file", path_text], &[]).unwrap();
+        assert_eq!(crate::primitives::encode_hex(&config.wallet_key), KEY);
+        let both = parse(
+            &["--data-dir", "d", "--wallet-key-file", path_text, "--wallet-key", KEY],
+            &[],
+        );
+        assert!(both.is_err());
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn log_timestamps_are_utc() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc_timestamp(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(utc_timestamp(1_735_689_599_999), "2024-12-31T23:59:59.999Z");
+    }
+}

@@ -1,0 +1,857 @@
+//! `fiber-counterparty` as a process: a native initiator (the driver the
+//! browser runs, over the native WebSocket client and HTTP transport) opens
+//! a channel with it on `fiber-simchain`, the user signs, and both sides
+//! reach `ChannelReady` with the funding tx committed. The counterparty is
+//! also `kill -9`ed between open and submit and restarted on its data dir,
+//! and refuses bad configuration with exit code 2.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use fiber_funding::chain::client::ChainClient;
+use fiber_funding::chain::rpc::RpcChainClient;
+use fiber_funding::chain::TxStatus;
+use fiber_funding::flow::{ChannelState, NodeConfig, OpenChannelParams};
+use fiber_funding::native::counterparty::{TESTNET_COMMITMENT_LOCK_CODE_HASH, TESTNET_FUNDING_LOCK_CODE_HASH};
+use fiber_funding::native::http_rpc::{genesis_default_lock_dep_group, HttpTransport};
+use fiber_funding::native::platform::{generate_node_secret, OsEntropy, TokioPlatform};
+use fiber_funding::native::redb_store::RedbStore;
+use fiber_funding::native::simchain::DEV_ACCOUNTS;
+use fiber_funding::native::ws_client::{ClientSettings, WsClientLink};
+use fiber_funding::primitives::{decode_hex, encode_hex, ChannelId, Hash256, NodeId, Pubkey};
+use fiber_funding::runtime::{inbox, start, DriverHandle, DriverParts, DriverSettings};
+use fiber_funding::store::memory::MemoryStore;
+use fiber_funding::tx::default_lock;
+use fiber_funding::tx::script::ScriptTemplate;
+use k256::ecdsa::SigningKey;
+
+const CKB: u64 = 100_000_000;
+const CONFIRMATIONS: &str = "2";
+const POLL_MS: u64 = 100;
+/// The user funds with dev account 0; the counterparty's wallet is dev account 1.
+const USER: usize = 0;
+const COUNTERPARTY_WALLET: usize = 1;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    std::env::temp_dir().join(format!("fiber-counterparty-{name}-{}-{nanos}", std::process::id()))
+}
+
+fn dev_key(index: usize) -> SigningKey {
+    SigningKey::from_slice(&decode_hex(DEV_ACCOUNTS[index].secret_key).unwrap()).unwrap()
+}
+
+/// Output lines of a child, gathered by a thread.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn gather(self, stream: impl std::io::Read + Send + 'static) -> Self {
+        let lines = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                lines.0.lock().unwrap().push(line);
+            }
+        });
+        self
+    }
+
+    fn all(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+
+    fn wait_for(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.0.lock().unwrap().iter().any(|line| line.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+/// A running `fiber-simchain`, killed when dropped.
+struct SimChain {
+    child: Child,
+    rpc: String,
+}
+
+impl SimChain {
+    fn start() -> SimChain {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fiber-simchain"))
+            .args(["--listen", "127.0.0.1:0", "--log", "warn", "--cells-per-account", "10"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start fiber-simchain");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let rpc = lines.next().unwrap().unwrap();
+        let rpc = rpc.strip_prefix("rpc=").expect("rpc=…").to_owned();
+        SimChain { child, rpc }
+    }
+
+    fn client(&self) -> RpcChainClient<HttpTransport> {
+        RpcChainClient::new(HttpTransport::new(self.rpc.clone()))
+    }
+}
+
+impl Drop for SimChain {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn counterparty_command(data_dir: &Path, ckb_rpc: &str, listen: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fiber-counterparty"));
+    command
+        .args([
+            "--listen",
+            listen,
+            "--ckb-rpc",
+            ckb_rpc,
+            "--confirmations",
+            CONFIRMATIONS,
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--poll-interval-ms", &POLL_MS.to_string(), "--log", "info"])
+        // The key from the environment, as an operator would keep it out of `ps`.
+        .env(
+            "FIBER_COUNTERPARTY_WALLET_KEY",
+            DEV_ACCOUNTS[COUNTERPARTY_WALLET].secret_key,
+        )
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// A running `fiber-counterparty`, killed when dropped.
+struct Counterparty {
+    child: Child,
+    node_id: NodeId,
+    url: String,
+    log: Lines,
+}
+
+impl Counterparty {
+    fn start(data_dir: &Path, ckb_rpc: &str, listen: &str) -> Counterparty {
+        let mut child = counterparty_command(data_dir, ckb_rpc, listen)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start fiber-counterparty");
+        let log = Lines::default().gather(child.stderr.take().unwrap());
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut value = |key: &str| match stdout.next() {
+            Some(Ok(line)) => line
+                .strip_prefix(&format!("{key}="))
+                .unwrap_or_else(|| panic!("expected {key}=…, got {line:?}"))
+                .to_owned(),
+            _ => panic!("the counterparty printed no {key}=…; its log:\n{}", log.all()),
+        };
+        let node_id = Pubkey::from_hex(&value("node_id")).unwrap();
+        let url = value("listening");
+        Counterparty {
+            child,
+            node_id,
+            url,
+            log,
+        }
+    }
+
+    fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within 5 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Counterparty {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The browser's side, natively: the same driver over the WebSocket client.
+struct Initiator {
+    handle: DriverHandle,
+    chain: RpcChainClient<HttpTransport>,
+    user_key: SigningKey,
+    user_lock: packed::Script,
+    dep: packed::CellDep,
+}
+
+impl Initiator {
+    async fn start(sim: &SimChain, counterparty: &Counterparty) -> Initiator {
+        Self::start_for(sim, counterparty, dev_key(USER)).await
+    }
+
+    async fn start_for(sim: &SimChain, counterparty: &Counterparty, user_key: SigningKey) -> Initiator {
+        let chain = sim.client();
+        let chain_hash = chain.genesis_hash().await.unwrap();
+        let dep = genesis_default_lock_dep_group(chain.transport(), 5_000).await.unwrap();
+        let secret = generate_node_secret();
+        let config = NodeConfig {
+            node_secret: secret.clone(),
+            chain_hash,
+            funding_lock: ScriptTemplate::type_hash(Hash256::from_hex(TESTNET_FUNDING_LOCK_CODE_HASH).unwrap().0),
+            commitment_lock: ScriptTemplate::type_hash(Hash256::from_hex(TESTNET_COMMITMENT_LOCK_CODE_HASH).unwrap().0),
+            external_funding_timeout_ms: 300_000,
+            funding_confirmations: CONFIRMATIONS.parse().unwrap(),
+            acceptor: None,
+        };
+        let (sender, receiver) = inbox();
+        let settings = ClientSettings {
+            first_backoff_ms: 100,
+            max_backoff_ms: 500,
+            ..ClientSettings::default()
+        };
+        let link = WsClientLink::connect_with(
+            &counterparty.url,
+            secret,
+            Some(counterparty.node_id),
+            sender.clone(),
+            settings,
+        );
+        let parts = DriverParts {
+            config,
+            entropy: Box::new(OsEntropy),
+            store: Rc::new(MemoryStore::new()),
+            link,
+            chain: Rc::new(chain.clone()),
+            platform: Rc::new(TokioPlatform),
+            settings: DriverSettings {
+                poll_interval_ms: POLL_MS,
+                chain_retry_ms: 200,
+                ..DriverSettings::default()
+            },
+            on_event: Box::new(|_| {}),
+        };
+        let (handle, unreadable) = start(parts, sender, receiver).await.unwrap();
+        assert!(unreadable.is_empty());
+        Initiator {
+            handle,
+            chain,
+            user_lock: default_lock::lock_script_for_key(user_key.verifying_key()),
+            user_key,
+            dep,
+        }
+    }
+
+    async fn open(&self, counterparty: NodeId) -> (ChannelId, packed::Transaction) {
+        let params = OpenChannelParams::new(
+            counterparty,
+            1_000 * CKB,
+            self.user_lock.clone(),
+            vec![self.dep.clone()],
+        );
+        self.handle.open_channel(params).await.expect("open")
+    }
+
+    /// What the user's wallet does: signs every input that is the user's.
+    async fn sign(&self, unsigned: &packed::Transaction) -> packed::Transaction {
+        let own: Vec<Vec<u8>> = self
+            .chain
+            .live_cells(self.user_lock.clone())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|cell| cell.out_point.as_slice().to_vec())
+            .collect();
+        let group: Vec<usize> = unsigned
+            .raw()
+            .inputs()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, input)| own.contains(&input.previous_output().as_slice().to_vec()))
+            .map(|(index, _)| index)
+            .collect();
+        assert!(!group.is_empty(), "the funding tx spends none of the user's cells");
+        default_lock::sign_group(unsigned, &group, &self.user_key).unwrap()
+    }
+
+    /// Mines blocks until the channel is ready here; returns the funding tx hash.
+    async fn mine_until_ready(&self, channel_id: ChannelId) -> Hash256 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let view = self.handle.channel(channel_id).await.unwrap().unwrap();
+            if view.state == ChannelState::ChannelReady {
+                return view.funding_tx_hash.unwrap();
+            }
+            assert!(
+                !matches!(view.state, ChannelState::Closed(_)),
+                "the channel closed: {:?}",
+                view.close_reason
+            );
+            assert!(Instant::now() < deadline, "not ready within 30 s: {}", view.state);
+            self.chain.generate_block().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        }
+    }
+}
+
+fn run_local<F: std::future::Future>(future: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, future)
+}
+
+fn assert_committed(sim: &SimChain, funding_tx: Hash256) {
+    let client = sim.client();
+    let (status, _) = run_local(async move { client.transaction_status(funding_tx).await.unwrap() });
+    assert!(matches!(status, TxStatus::Committed { .. }), "{status:?}");
+}
+
+#[test]
+fn a_browser_opens_a_channel_and_both_sides_reach_channel_ready() {
+    let sim = SimChain::start();
+    let data_dir = temp_dir("happy");
+    let mut counterparty = Counterparty::start(&data_dir, &sim.rpc, "127.0.0.1:0");
+    assert!(counterparty.url.starts_with("ws://127.0.0.1:"), "{}", counterparty.url);
+    let node_id_file = std::fs::read_to_string(data_dir.join("node_id")).unwrap();
+    assert_eq!(node_id_file.trim(), counterparty.node_id.to_string());
+
+    let funding_tx = run_local(async {
+        let initiator = Initiator::start(&sim, &counterparty).await;
+        let (channel_id, unsigned) = initiator.open(counterparty.node_id).await;
+        let signed = initiator.sign(&unsigned).await;
+        initiator
+            .handle
+            .submit_signed_funding_tx(channel_id, signed)
+            .await
+            .expect("submit");
+        let funding_tx = initiator.mine_until_ready(channel_id).await;
+        let needle = format!("channel={channel_id} state=ChannelReady");
+        assert!(
+            counterparty.log.wait_for(&needle, Duration::from_secs(10)),
+            "the counterparty never logged {needle}; its log:\n{}",
+            counterparty.log.all()
+        );
+        funding_tx
+    });
+    assert_committed(&sim, funding_tx);
+
+    let status = counterparty.terminate();
+    assert!(status.success(), "SIGTERM exit: {status:?}\n{}", counterparty.log.all());
+    assert!(counterparty.log.wait_for("SIGTERM: closing", Duration::from_secs(1)));
+    // The node key is in the database, readable by its owner only, and never logged.
+    let store = RedbStore::open(data_dir.join("channels.redb")).unwrap();
+    let secret = store.get_meta("node_secret").unwrap().expect("the node key is stored");
+    let log = counterparty.log.all();
+    assert!(!log.contains(&encode_hex(&secret)[2..]), "the node key was logged");
+    assert!(
+        !log.contains(&DEV_ACCOUNTS[COUNTERPARTY_WALLET].secret_key[2..]),
+        "the wallet key was logged"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data_dir.join("channels.redb"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "database mode {mode:o}");
+    }
+}
+
+#[test]
+fn a_counterparty_killed_between_open_and_submit_restarts_and_the_flow_completes() {
+    let sim = SimChain::start();
+    let data_dir = temp_dir("kill9");
+    let mut counterparty = Counterparty::start(&data_dir, &sim.rpc, "127.0.0.1:0");
+    let first_node_id = counterparty.node_id;
+
+    run_local(async {
+        let initiator = Initiator::start(&sim, &counterparty).await;
+        let (channel_id, unsigned) = initiator.open(counterparty.node_id).await;
+        assert!(
+            counterparty
+                .log
+                .wait_for(&format!("channel={channel_id} state="), Duration::from_secs(5)),
+            "{}",
+            counterparty.log.all()
+        );
+
+        // Gone without a chance to flush anything: only what redb committed survives.
+        counterparty.kill_9();
+        let listen = counterparty.url.trim_start_matches("ws://").to_owned();
+        let restarted = Counterparty::start(&data_dir, &sim.rpc, &listen);
+        assert_eq!(restarted.node_id, first_node_id, "the node key survived");
+        assert_eq!(restarted.url, counterparty.url);
+
+        // The user signs meanwhile and submits; the browser reconnects by itself.
+        let signed = initiator.sign(&unsigned).await;
+        initiator
+            .handle
+            .submit_signed_funding_tx(channel_id, signed)
+            .await
+            .expect("submit");
+        let funding_tx = initiator.mine_until_ready(channel_id).await;
+        let needle = format!("channel={channel_id} state=ChannelReady");
+        assert!(
+            restarted.log.wait_for(&needle, Duration::from_secs(10)),
+            "the restarted counterparty never logged {needle}; its log:\n{}",
+            restarted.log.all()
+        );
+        assert_committed_async(&initiator.chain, funding_tx).await;
+        // Restored from its database, nothing left behind.
+        assert!(
+            !restarted.log.all().contains("kept but not restored"),
+            "{}",
+            restarted.log.all()
+        );
+    });
+}
+
+async fn assert_committed_async(chain: &RpcChainClient<HttpTransport>, funding_tx: Hash256) {
+    let (status, _) = chain.transaction_status(funding_tx).await.unwrap();
+    assert!(matches!(status, TxStatus::Committed { .. }), "{status:?}");
+}
+
+/// Runs the counterparty expecting it to refuse to start.
+fn refused(command: &mut Command) -> String {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fiber-counterparty");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "still running after 15 s; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "exit {:?}, stderr:\n{stderr}",
+        output.status
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "printed {:?}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("fiber-counterparty:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one clear line, got:\n{stderr}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn bad_configuration_exits_2_with_one_clear_line() {
+    let sim = SimChain::start();
+    let data_dir = temp_dir("bad-config");
+
+    let mut no_data_dir = Command::new(env!("CARGO_BIN_EXE_fiber-counterparty"));
+    no_data_dir
+        .args(["--listen", "127.0.0.1:0", "--ckb-rpc", &sim.rpc])
+        .env(
+            "FIBER_COUNTERPARTY_WALLET_KEY",
+            DEV_ACCOUNTS[COUNTERPARTY_WALLET].secret_key,
+        )
+        .env_remove("FIBER_COUNTERPARTY_DATA_DIR");
+    let message = refused(&mut no_data_dir);
+    assert!(message.contains("--data-dir"), "{message}");
+
+    let mut bad_key = counterparty_command(&data_dir, &sim.rpc, "127.0.0.1:0");
+    bad_key.args(["--wallet-key", "0x1234abcd"]);
+    let message = refused(&mut bad_key);
+    assert!(
+        message.contains("--wallet-key") && message.contains("secret key"),
+        "{message}"
+    );
+    assert!(!message.contains("1234abcd"), "the key text was echoed: {message}");
+
+    let mut no_key = counterparty_command(&data_dir, &sim.rpc, "127.0.0.1:0");
+    no_key.env_remove("FIBER_COUNTERPARTY_WALLET_KEY");
+    let message = refused(&mut no_key);
+    assert!(message.contains("--wallet-key"), "{message}");
+
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead_rpc = format!("http://127.0.0.1:{closed_port}");
+    let untouched = temp_dir("dead-rpc");
+    let message = refused(&mut counterparty_command(&untouched, &dead_rpc, "127.0.0.1:0"));
+    assert!(message.contains(&dead_rpc), "{message}");
+    assert!(!untouched.exists(), "nothing is written before the chain answers");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let message = refused(&mut counterparty_command(&data_dir, &sim.rpc, &taken_addr));
+    assert!(
+        message.contains("cannot listen on") && message.contains(&taken_addr),
+        "{message}"
+    );
+
+    let mut bad_number = counterparty_command(&data_dir, &sim.rpc, "127.0.0.1:0");
+    bad_number.args(["--confirmations", "three"]);
+    let message = refused(&mut bad_number);
+    assert!(message.contains("--confirmations"), "{message}");
+
+    let mut unknown = counterparty_command(&data_dir, &sim.rpc, "127.0.0.1:0");
+    unknown.arg("--frobnicate");
+    let message = refused(&mut unknown);
+    assert!(message.contains("--frobnicate"), "{message}");
+
+    // A second counterparty on a data dir in use.
+    let _running = Counterparty::start(&data_dir, &sim.rpc, "127.0.0.1:0");
+    let message = refused(&mut counterparty_command(&data_dir, &sim.rpc, "127.0.0.1:0"));
+    assert!(message.contains("in use"), "{message}");
+}
+
+/// Pays `CKB 2,000` from a dev account 0 cell to each of `users`, mined.
+async fn fund_users(chain: &RpcChainClient<HttpTransport>, dep: &packed::CellDep, users: &[packed::Script]) {
+    let source = chain.live_cells(default_lock::lock_script_for_key(dev_key(USER).verifying_key()));
+    let source = source.await.unwrap().remove(0);
+    let capacity: u64 = source.output.capacity().unpack();
+    let each = 2_000 * CKB;
+    let mut outputs: Vec<packed::CellOutput> = users
+        .iter()
+        .map(|lock| {
+            packed::CellOutput::new_builder()
+                .capacity(each)
+                .lock(lock.clone())
+                .build()
+        })
+        .collect();
+    let change = capacity - each * users.len() as u64 - CKB;
+    outputs.push(
+        packed::CellOutput::new_builder()
+            .capacity(change)
+            .lock(source.output.lock())
+            .build(),
+    );
+    let tx = packed::Transaction::new_builder()
+        .raw(
+            packed::RawTransaction::new_builder()
+                .cell_deps(vec![dep.clone()].pack())
+                .inputs(
+                    vec![packed::CellInput::new_builder()
+                        .previous_output(source.out_point)
+                        .build()]
+                    .pack(),
+                )
+                .outputs_data(vec![packed::Bytes::default(); outputs.len()].pack())
+                .outputs(outputs.pack())
+                .build(),
+        )
+        .witnesses(vec![default_lock::placeholder_witness().as_bytes().pack()].pack())
+        .build();
+    let tx = default_lock::sign_group(&tx, &[0], &dev_key(USER)).unwrap();
+    chain.send_transaction(tx).await.unwrap();
+    chain.generate_block().await.unwrap();
+}
+
+#[test]
+fn several_browsers_fund_channels_with_the_counterparty_at_once() {
+    const BROWSERS: usize = 3;
+    let sim = SimChain::start();
+    let data_dir = temp_dir("several");
+    let counterparty = Counterparty::start(&data_dir, &sim.rpc, "127.0.0.1:0");
+    run_local(async {
+        let chain = sim.client();
+        let dep = genesis_default_lock_dep_group(chain.transport(), 5_000).await.unwrap();
+        let keys: Vec<SigningKey> = (0..BROWSERS)
+            .map(|_| SigningKey::from_slice(&fiber_funding::native::platform::random_32()).unwrap())
+            .collect();
+        let locks: Vec<_> = keys
+            .iter()
+            .map(|key| default_lock::lock_script_for_key(key.verifying_key()))
+            .collect();
+        fund_users(&chain, &dep, &locks).await;
+
+        let mut initiators = Vec::new();
+        for key in keys {
+            initiators.push(Initiator::start_for(&sim, &counterparty, key).await);
+        }
+        // Every browser opens, signs and submits at the same time.
+        let channels = futures::future::join_all(initiators.iter().map(|initiator| async move {
+            let (channel_id, unsigned) = initiator.open(counterparty.node_id).await;
+            let signed = initiator.sign(&unsigned).await;
+            initiator
+                .handle
+                .submit_signed_funding_tx(channel_id, signed)
+                .await
+                .expect("submit");
+            channel_id
+        }))
+        .await;
+        let mut distinct = channels.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), BROWSERS);
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut ready = 0;
+            for (initiator, channel_id) in initiators.iter().zip(&channels) {
+                let view = initiator.handle.channel(*channel_id).await.unwrap().unwrap();
+                assert!(
+                    !matches!(view.state, ChannelState::Closed(_)),
+                    "{:?}",
+                    view.close_reason
+                );
+                ready += usize::from(view.state == ChannelState::ChannelReady);
+            }
+            if ready == BROWSERS {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{ready} of {BROWSERS} ready within 30 s");
+            chain.generate_block().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        }
+        for channel_id in &channels {
+            let needle = format!("channel={channel_id} state=ChannelReady");
+            assert!(
+                counterparty.log.wait_for(&needle, Duration::from_secs(10)),
+                "{}",
+                counterparty.log.all()
+            );
+        }
+    });
+}
+
+mod link {
+    //! The WebSocket links in-process: who counts as connected, and who is
+    //! turned away.
+
+    use super::*;
+    use fiber_funding::api::ErrorCode;
+    use fiber_funding::crypto::keys::NodeSecret;
+    use fiber_funding::native::platform::random_32;
+    use fiber_funding::native::ws_connection::ConnectionTimings;
+    use fiber_funding::native::ws_server::WsServer;
+    use fiber_funding::peer::{Frame, HandshakeStep, PeerHandshake, PROTOCOL_VERSION};
+    use fiber_funding::runtime::{Input, InputReceiver, PeerLink};
+    use fiber_funding::wire::{ChannelReady, FiberMessage};
+    use futures::{SinkExt, StreamExt};
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+    type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+    async fn server() -> (Rc<WsServer>, String, InputReceiver) {
+        let (sender, receiver) = inbox();
+        let server = WsServer::bind(
+            "127.0.0.1:0",
+            generate_node_secret(),
+            sender,
+            ConnectionTimings::default(),
+        )
+        .await
+        .unwrap();
+        let url = format!("ws://{}", server.local_addr());
+        (server, url, receiver)
+    }
+
+    /// Connects and proves `secret`'s key, as a browser does.
+    async fn authenticate(url: &str, secret: NodeSecret) -> Socket {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut handshake = PeerHandshake::new(secret, None, random_32());
+        ws.send(Message::Binary(handshake.hello().into())).await.unwrap();
+        loop {
+            let Some(Ok(Message::Binary(bytes))) = ws.next().await else {
+                panic!("the server closed during the handshake")
+            };
+            match handshake.on_frame(&bytes).unwrap() {
+                HandshakeStep::Reply(frame) => ws.send(Message::Binary(frame.into())).await.unwrap(),
+                HandshakeStep::Authenticated(_) => return ws,
+                _ => {}
+            }
+        }
+    }
+
+    async fn next_input(receiver: &mut InputReceiver, within_ms: u64) -> Option<Input> {
+        tokio::time::timeout(Duration::from_millis(within_ms), receiver.next())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Whether the server closes `ws` (pings aside) within a second.
+    async fn closed_by_server(ws: &mut Socket) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            match tokio::time::timeout_at(deadline, ws.next()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    fn ready_message() -> FiberMessage {
+        FiberMessage::ChannelReady(ChannelReady {
+            channel_id: Hash256([5; 32]),
+        })
+    }
+
+    #[test]
+    fn a_node_that_reconnects_replaces_its_previous_connection() {
+        run_local(async {
+            let (server, url, mut inputs) = server().await;
+            let browser = generate_node_secret();
+            let id = browser.node_id();
+            let mut first = authenticate(&url, browser.clone()).await;
+            assert!(matches!(next_input(&mut inputs, 2_000).await, Some(Input::PeerConnected(p)) if p == id));
+            let mut second = authenticate(&url, browser.clone()).await;
+            assert!(matches!(next_input(&mut inputs, 2_000).await, Some(Input::PeerConnected(p)) if p == id));
+            assert_eq!(server.connected_peers(), vec![id]);
+
+            server.send(&id, &ready_message());
+            let Some(Ok(Message::Binary(bytes))) = second.next().await else {
+                panic!("the newest connection gets the message")
+            };
+            assert_eq!(Frame::decode(&bytes).unwrap(), Frame::Message(ready_message()));
+            assert!(closed_by_server(&mut first).await, "the replaced connection is closed");
+            // Replacing is not a disconnection.
+            assert!(next_input(&mut inputs, 300).await.is_none());
+
+            // A message from the peer reaches the driver under its node id.
+            second
+                .send(Message::Binary(Frame::Message(ready_message()).encode().into()))
+                .await
+                .unwrap();
+            assert!(matches!(
+                next_input(&mut inputs, 2_000).await,
+                Some(Input::PeerMessage(p, m)) if p == id && m == ready_message()
+            ));
+            drop(second);
+            assert!(matches!(
+                next_input(&mut inputs, 2_000).await,
+                Some(Input::PeerDisconnected { peer, .. }) if peer == id
+            ));
+            assert!(server.connected_peers().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_peer_that_fails_the_handshake_is_dropped_and_never_connected() {
+        run_local(async {
+            let (server, url, mut inputs) = server().await;
+            let claimed = generate_node_secret().node_id();
+
+            // Claims a node id and cannot prove it.
+            let (mut impostor, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            let hello = Frame::Hello {
+                version: PROTOCOL_VERSION,
+                node_id: claimed,
+                challenge: random_32(),
+            };
+            impostor.send(Message::Binary(hello.encode().into())).await.unwrap();
+            let forged = Frame::Proof { signature: [1; 64] };
+            impostor.send(Message::Binary(forged.encode().into())).await.unwrap();
+            assert!(closed_by_server(&mut impostor).await);
+
+            // Sends a message before proving anything.
+            let (mut eager, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            let early = Frame::Message(ready_message()).encode();
+            eager.send(Message::Binary(early.into())).await.unwrap();
+            assert!(closed_by_server(&mut eager).await);
+
+            // Speaks text.
+            let (mut chatty, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            chatty.send(Message::text("hello")).await.unwrap();
+            assert!(closed_by_server(&mut chatty).await);
+
+            assert!(next_input(&mut inputs, 300).await.is_none(), "nobody connected");
+            assert!(server.connected_peers().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_client_refuses_a_counterparty_with_another_key_and_stops() {
+        run_local(async {
+            let (_server, url, _inputs) = server().await;
+            let (sender, mut inputs) = inbox();
+            let expected = generate_node_secret().node_id();
+            let settings = ClientSettings {
+                first_backoff_ms: 50,
+                ..ClientSettings::default()
+            };
+            let link = WsClientLink::connect_with(&url, generate_node_secret(), Some(expected), sender, settings);
+            match next_input(&mut inputs, 2_000).await {
+                Some(Input::PeerUnavailable { code, reason }) => {
+                    assert_eq!(code, ErrorCode::PeerMismatch, "{reason}");
+                    assert!(reason.contains(&url), "{reason}");
+                }
+                _ => panic!("expected PeerUnavailable"),
+            }
+            // Not retried: another try would find the same node.
+            assert!(next_input(&mut inputs, 400).await.is_none());
+            link.close();
+        });
+    }
+
+    #[test]
+    fn a_client_reports_an_unreachable_counterparty_and_keeps_trying() {
+        run_local(async {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let url = format!("ws://127.0.0.1:{port}");
+            let (sender, mut inputs) = inbox();
+            let settings = ClientSettings {
+                first_backoff_ms: 50,
+                max_backoff_ms: 100,
+                ..ClientSettings::default()
+            };
+            let link = WsClientLink::connect_with(&url, generate_node_secret(), None, sender, settings);
+            for _ in 0..2 {
+                match next_input(&mut inputs, 2_000).await {
+                    Some(Input::PeerUnavailable { code, reason }) => {
+                        assert_eq!(code, ErrorCode::PeerUnreachable);
+                        assert!(reason.contains(&url), "{reason}");
+                    }
+                    _ => panic!("expected PeerUnavailable"),
+                }
+            }
+            link.close();
+        });
+    }
+}

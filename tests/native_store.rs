@@ -1,0 +1,303 @@
+//! The counterparty's redb store: records round-trip, a changed id moves
+//! its record in one write, an unreadable record is reported and kept, and
+//! a process killed at random moments while writing always leaves a store
+//! that reopens whole, holding the last record it finished writing or the
+//! one it was writing, never a torn one.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fiber_funding::flow::record::ChannelRecord;
+use fiber_funding::native::redb_store::RedbStore;
+use fiber_funding::primitives::Hash256;
+use fiber_funding::store::{Store, StoreError};
+use futures::executor::block_on;
+
+/// Set in the child process the crash test starts.
+const CRASH_CHILD_ENV: &str = "FIBER_FUNDING_STORE_CRASH_CHILD";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("fiber-store-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A real record from the simulated flow (the IndexedDB fixture's first channel).
+fn template() -> ChannelRecord {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/idb-v1.json")).expect("the fixture is JSON");
+    let entry = &fixture["channels"][0];
+    let key = entry["key"].as_str().unwrap();
+    ChannelRecord::decode(key, entry["value"].as_str().unwrap().as_bytes()).expect("the fixture record decodes")
+}
+
+/// The template filed under a channel id of its own, numbered by `seq`.
+fn numbered(seq: u64) -> ChannelRecord {
+    let mut record = template();
+    record.channel_id = id(seq);
+    record.created_at_ms = seq;
+    record
+}
+
+fn id(seq: u64) -> Hash256 {
+    Hash256(fiber_funding::crypto::blake2b_256(&seq.to_le_bytes()))
+}
+
+#[test]
+fn a_record_round_trips_through_the_file() {
+    let dir = temp_dir("round-trip");
+    let store = RedbStore::open(dir.join("db.redb")).unwrap();
+    let record = numbered(1);
+    block_on(store.put(&record, None)).unwrap();
+    assert_eq!(block_on(store.get(&record.channel_id)).unwrap(), Some(record.clone()));
+    assert_eq!(block_on(store.get(&id(2))).unwrap(), None);
+    let loaded = block_on(store.load_all()).unwrap();
+    assert_eq!(loaded.records, vec![record.clone()]);
+    assert!(loaded.unreadable.is_empty());
+    assert_eq!(store.raw(&record.key()).unwrap(), Some(record.encode()));
+
+    // Writing it again replaces it.
+    let mut changed = record.clone();
+    changed.created_at_ms = 99;
+    block_on(store.put(&changed, None)).unwrap();
+    assert_eq!(block_on(store.load_all()).unwrap().records, vec![changed]);
+}
+
+#[test]
+fn a_channel_whose_id_changed_moves_in_one_write() {
+    let dir = temp_dir("replaces");
+    let store = RedbStore::open(dir.join("db.redb")).unwrap();
+    let temporary = numbered(1);
+    let other = numbered(7);
+    block_on(store.put(&temporary, None)).unwrap();
+    block_on(store.put(&other, None)).unwrap();
+    let mut accepted = temporary.clone();
+    accepted.channel_id = id(2);
+    block_on(store.put(&accepted, Some(&temporary.channel_id))).unwrap();
+
+    assert_eq!(block_on(store.get(&temporary.channel_id)).unwrap(), None);
+    assert_eq!(
+        block_on(store.get(&accepted.channel_id)).unwrap(),
+        Some(accepted.clone())
+    );
+    let mut ids: Vec<_> = block_on(store.load_all())
+        .unwrap()
+        .records
+        .into_iter()
+        .map(|r| r.channel_id)
+        .collect();
+    ids.sort();
+    let mut expected = vec![accepted.channel_id, other.channel_id];
+    expected.sort();
+    assert_eq!(ids, expected);
+}
+
+#[test]
+fn an_unreadable_record_is_reported_by_name_and_kept() {
+    let dir = temp_dir("unreadable");
+    let store = RedbStore::open(dir.join("db.redb")).unwrap();
+    let good = numbered(1);
+    block_on(store.put(&good, None)).unwrap();
+    let truncated = &numbered(2).encode()[..100];
+    store.insert_raw("0x7777", truncated).unwrap();
+    let newer = String::from_utf8(numbered(3).encode())
+        .unwrap()
+        .replace("\"schema_version\":1", "\"schema_version\":99");
+    store.insert_raw("0x8888", newer.as_bytes()).unwrap();
+
+    let loaded = block_on(store.load_all()).unwrap();
+    assert_eq!(loaded.records, vec![good]);
+    let mut names: Vec<_> = loaded.unreadable.iter().map(|e| e.channel_id.clone()).collect();
+    names.sort();
+    assert_eq!(names, vec!["0x7777", "0x8888"]);
+    let newer_error = loaded.unreadable.iter().find(|e| e.channel_id == "0x8888").unwrap();
+    assert!(newer_error.reason.contains("newer"), "{newer_error}");
+    // Left in place for inspection, byte for byte.
+    assert_eq!(store.raw("0x7777").unwrap().as_deref(), Some(truncated));
+    assert!(store.raw("0x8888").unwrap().is_some());
+    // `get` of the damaged one is an error, not a silent `None`.
+    let damaged_id = Hash256::from_hex(&format!("0x{}", "77".repeat(32))).unwrap();
+    store.insert_raw(&damaged_id.to_string(), b"{").unwrap();
+    assert!(matches!(
+        block_on(store.get(&damaged_id)),
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+#[test]
+fn records_and_the_node_key_survive_closing_and_reopening() {
+    let dir = temp_dir("reopen");
+    let path = dir.join("db.redb");
+    {
+        let store = RedbStore::open(&path).unwrap();
+        block_on(store.put(&numbered(1), None)).unwrap();
+        block_on(store.put(&numbered(2), None)).unwrap();
+        assert_eq!(store.get_meta("node_secret").unwrap(), None);
+        store.put_meta("node_secret", &[0x42; 32]).unwrap();
+    }
+    let store = RedbStore::open(&path).unwrap();
+    let loaded = block_on(store.load_all()).unwrap();
+    assert_eq!(loaded.records.len(), 2);
+    assert!(loaded.unreadable.is_empty());
+    assert_eq!(store.get_meta("node_secret").unwrap(), Some(vec![0x42; 32]));
+}
+
+#[test]
+fn a_database_open_elsewhere_is_refused_with_a_clear_error() {
+    let dir = temp_dir("locked");
+    let path = dir.join("db.redb");
+    let _first = RedbStore::open(&path).unwrap();
+    let error = RedbStore::open(&path).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Unavailable(m) if m.contains("another process")),
+        "{error}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_database_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("mode");
+    let path = dir.join("db.redb");
+    RedbStore::open(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+}
+
+#[test]
+fn writes_inside_a_tokio_runtime_run_off_the_event_loop() {
+    let dir = temp_dir("tokio");
+    let store = RedbStore::open(dir.join("db.redb")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(async {
+        for seq in 0..20 {
+            store.put(&numbered(seq), None).await.unwrap();
+        }
+        assert_eq!(store.load_all().await.unwrap().records.len(), 20);
+    });
+}
+
+/// The child of the crash test: rotates one record (each write files the
+/// next number under a new id and deletes the previous id, in one
+/// transaction) and says which number it finished, until it is killed.
+#[test]
+fn crash_child_rotates_a_record_until_killed() {
+    let Ok(path) = std::env::var(CRASH_CHILD_ENV) else {
+        return; // Only meaningful as the crash test's child.
+    };
+    let store = RedbStore::open(&path).expect("the child opens the store");
+    let loaded = block_on(store.load_all()).expect("the child loads the store");
+    assert!(loaded.unreadable.is_empty(), "{:?}", loaded.unreadable);
+    let mut seq = loaded.records.iter().map(|r| r.created_at_ms).max().unwrap_or(0);
+    println!("ready {seq}");
+    let started = Instant::now();
+    // Bounded, in case the parent died without killing it.
+    while started.elapsed() < Duration::from_secs(30) {
+        let next = numbered(seq + 1);
+        block_on(store.put(&next, Some(&id(seq)))).expect("write");
+        seq += 1;
+        println!("acked {seq}");
+    }
+}
+
+/// xorshift64*: the kill moments, reproducible from the printed seed.
+struct Moments(u64);
+
+impl Moments {
+    fn next_below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound
+    }
+}
+
+/// Starts the child, kills it after `delay_ms`, and returns the last number
+/// it reported as written (if any) and whether it got to write at all.
+fn run_child_and_kill(path: &Path, delay_ms: u64) -> Option<u64> {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "crash_child_rotates_a_record_until_killed",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_CHILD_ENV, path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the child");
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut last = None;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(seq) = line.strip_prefix("acked ") {
+                last = Some(seq.trim().parse::<u64>().unwrap());
+            }
+        }
+        last
+    });
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    child.kill().expect("SIGKILL the child");
+    child.wait().unwrap();
+    reader.join().unwrap()
+}
+
+#[test]
+fn a_writer_killed_at_random_moments_always_leaves_a_whole_store() {
+    const ROUNDS: usize = 25;
+    let dir = temp_dir("crash");
+    let path = dir.join("db.redb");
+    {
+        let store = RedbStore::open(&path).unwrap();
+        block_on(store.put(&numbered(0), None)).unwrap();
+    }
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    println!("kill moments seed {seed}");
+    let mut moments = Moments(seed);
+    let mut acked = 0u64;
+    let mut kills_after_writes = 0;
+    for round in 0..ROUNDS {
+        // From before the child has even opened the file to deep in its writing.
+        let delay_ms = moments.next_below(120);
+        if let Some(last) = run_child_and_kill(&path, delay_ms) {
+            assert!(
+                last >= acked,
+                "round {round}: the child went back from {acked} to {last}"
+            );
+            acked = last;
+            kills_after_writes += 1;
+        }
+        let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("round {round} (seed {seed}): reopen: {e}"));
+        let loaded = block_on(store.load_all()).unwrap();
+        assert!(
+            loaded.unreadable.is_empty(),
+            "round {round} (seed {seed}): torn record {:?}",
+            loaded.unreadable
+        );
+        assert_eq!(
+            loaded.records.len(),
+            1,
+            "round {round} (seed {seed}): a rotation was half applied"
+        );
+        let record = &loaded.records[0];
+        let seq = record.created_at_ms;
+        // Every reported write is there; at most the one in flight is too.
+        assert!(
+            seq == acked || seq == acked + 1,
+            "round {round} (seed {seed}): store holds {seq}, the child had finished {acked}"
+        );
+        assert_eq!(record.channel_id, id(seq));
+        assert_eq!(record, &numbered(seq));
+        acked = seq;
+    }
+    println!("{kills_after_writes} of {ROUNDS} kills landed while writing; {acked} records written in all");
+    assert!(kills_after_writes > ROUNDS / 3, "too few kills landed mid-writing");
+}
