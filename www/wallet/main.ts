@@ -1,0 +1,747 @@
+// The demo wallet: opens a Fiber channel funded from this wallet's cells,
+// signs the funding transaction with JoyID by full-page redirect, and picks
+// up where it left off after the reload the redirect causes.
+import init, {
+  FundingNode,
+  type CellDep,
+  type Channel,
+  type FundingEvent,
+  type FundingNodeOptions,
+  type PendingFunding,
+  type Script,
+} from "fiber-funding";
+import { Address } from "@ckb-ccc/core";
+import { liveCells, outPointKey, RpcError } from "./ckb";
+import {
+  buildSigningUrl,
+  forgetSentRequest,
+  readRedirect,
+  sentRequest,
+  stripRedirectParams,
+  walletInputIndexes,
+  type Redirect,
+} from "./joyid";
+import { describeError, describeState, formatCkb, needsSignature, parseCkb, short, timeLeft, type ErrorTopic } from "./text";
+
+// ---- Configuration (config.json next to the page, written by the launcher).
+
+interface ContractRef {
+  code_hash: string;
+  hash_type: "type" | "data" | "data1" | "data2";
+}
+
+interface WalletConfig {
+  ckbRpcUrl: string;
+  peerUrl: string;
+  peerPubkey: string;
+  chainHash?: string;
+  fundingLock?: ContractRef;
+  commitmentLock?: ContractRef;
+  fundingConfirmations?: number;
+  externalFundingTimeoutSeconds?: number;
+  signerUrl: string;
+  /** `address` may be null: it is then derived from `lockScript` (prefix ckb on mainnet, else ckt). */
+  wallet: { lockScript: Script; cellDeps: CellDep[]; address: string | null };
+  fundingAmountCkb?: number | string;
+}
+
+async function loadConfig(): Promise<WalletConfig> {
+  const response = await fetch(new URL("config.json", location.href), { cache: "no-store" });
+  if (!response.ok) throw new Error(`config.json: HTTP ${response.status}`);
+  const config = (await response.json()) as WalletConfig;
+  const missing = [
+    ["ckbRpcUrl", config.ckbRpcUrl],
+    ["peerUrl", config.peerUrl],
+    ["peerPubkey", config.peerPubkey],
+    ["signerUrl", config.signerUrl],
+    ["wallet.lockScript", config.wallet?.lockScript],
+  ].filter(([, value]) => !value);
+  if (missing.length > 0) throw new Error(`config.json lacks ${missing.map(([name]) => name).join(", ")}`);
+  config.wallet.cellDeps ??= [];
+  config.wallet.address ||= addressOf(config.wallet.lockScript, config.chainHash);
+  return config;
+}
+
+const MAINNET_GENESIS = "0x92b197aa1fba0f63633922c61c92375c9c074a93e85963554f5499fe1450d0e5";
+
+/** The CKB full address of a lock script. */
+function addressOf(lock: Script, chainHash: string | undefined): string {
+  const prefix = chainHash?.toLowerCase() === MAINNET_GENESIS ? "ckb" : "ckt";
+  return Address.from({
+    prefix,
+    script: { codeHash: lock.code_hash, hashType: lock.hash_type as "type" | "data" | "data1" | "data2", args: lock.args },
+  }).toString();
+}
+
+function nodeOptions(config: WalletConfig, waitForLock: boolean): FundingNodeOptions {
+  const options: FundingNodeOptions = { ckbRpcUrl: config.ckbRpcUrl, peerUrl: config.peerUrl, peerPubkey: config.peerPubkey };
+  if (config.chainHash) options.chainHash = config.chainHash;
+  if (config.fundingLock) options.fundingLock = config.fundingLock;
+  if (config.commitmentLock) options.commitmentLock = config.commitmentLock;
+  if (config.fundingConfirmations !== undefined) options.fundingConfirmations = config.fundingConfirmations;
+  if (config.externalFundingTimeoutSeconds !== undefined) options.externalFundingTimeoutSeconds = config.externalFundingTimeoutSeconds;
+  if (waitForLock) options.waitForLock = true;
+  return options;
+}
+
+// ---- The page.
+
+function byTestId<T extends HTMLElement = HTMLElement>(id: string): T {
+  const element = document.querySelector<T>(`[data-testid="${id}"]`);
+  if (!element) throw new Error(`missing element ${id}`);
+  return element;
+}
+
+const ui = {
+  banner: byTestId("readonly-banner"),
+  address: byTestId("wallet-address"),
+  balance: byTestId("wallet-balance"),
+  peer: byTestId("peer-status"),
+  chain: byTestId("chain-status"),
+  form: byTestId<HTMLFormElement>("open-form"),
+  amount: byTestId<HTMLInputElement>("amount-input"),
+  openButton: byTestId<HTMLButtonElement>("open-button"),
+  status: byTestId("status"),
+  error: byTestId("error"),
+  restored: byTestId("restored"),
+  pendingList: byTestId("pending-list"),
+  channelsBody: byTestId("channels-body"),
+  channelsEmpty: byTestId("channels-empty"),
+  activity: byTestId("activity-log"),
+};
+
+let config: WalletConfig;
+let node: FundingNode | null = null;
+let mode: "starting" | "owner" | "follower" = "starting";
+/** The channel the status line follows (the one being opened or signed). */
+let activeChannelId: string | null = null;
+let errorTopic: ErrorTopic | null = null;
+/** Keys of the wallet's live cells, from the last balance refresh. */
+let walletOutPoints: Set<string> | null = null;
+let pending: PendingFunding[] = [];
+/** Channels as seen through another tab's events (read-only mode). */
+const followed = new Map<string, Row>();
+
+function setStatus(text: string, channelId: string | null = null, state: string | null = null): void {
+  ui.status.textContent = text;
+  if (channelId) ui.status.dataset.channelId = channelId;
+  else delete ui.status.dataset.channelId;
+  if (state) ui.status.dataset.state = state;
+  else delete ui.status.dataset.state;
+}
+
+/**
+ * Shows an error in words. A `background` one (the peer or chain being down,
+ * which the status fields already show) does not replace a different error
+ * the user has not seen the end of.
+ */
+function showError(text: string, code: string, topic: ErrorTopic, background = false): void {
+  if (background && errorTopic !== null && errorTopic !== topic) return;
+  errorTopic = topic;
+  ui.error.textContent = text;
+  ui.error.dataset.code = code;
+  ui.error.dataset.topic = topic;
+  ui.error.hidden = false;
+}
+
+function clearError(topic?: ErrorTopic): void {
+  if (topic !== undefined && errorTopic !== topic) return;
+  errorTopic = null;
+  ui.error.textContent = "";
+  delete ui.error.dataset.code;
+  delete ui.error.dataset.topic;
+  ui.error.hidden = true;
+}
+
+function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+function reportError(error: unknown): void {
+  const code = codeOf(error);
+  const message = error instanceof Error ? error.message : String(error);
+  const { text, topic } = describeError(code, message);
+  showError(text, code ?? "ERROR", topic);
+  log(`Error${code ? ` ${code}` : ""}: ${message}`);
+}
+
+function log(text: string): void {
+  const now = new Date();
+  const time = document.createElement("time");
+  time.dateTime = now.toISOString();
+  time.textContent = now.toLocaleTimeString("en-GB");
+  // The same line again (a retry): count it instead of repeating it.
+  const last = ui.activity.firstElementChild as HTMLElement | null;
+  if (last && last.dataset.text === text) {
+    const count = Number(last.dataset.count ?? "1") + 1;
+    last.dataset.count = String(count);
+    last.replaceChildren(time, `${text} (×${count})`);
+    return;
+  }
+  const item = document.createElement("li");
+  item.dataset.text = text;
+  item.append(time, text);
+  ui.activity.prepend(item);
+  while (ui.activity.children.length > 60) ui.activity.lastElementChild?.remove();
+}
+
+function setField(element: HTMLElement, text: string, status: "ok" | "warn" | "bad" | "unknown"): void {
+  element.textContent = text;
+  element.dataset.status = status;
+}
+
+const setPeer = (text: string, status: "ok" | "warn" | "bad" | "unknown") => setField(ui.peer, text, status);
+const setChain = (text: string, status: "ok" | "warn" | "bad" | "unknown") => setField(ui.chain, text, status);
+
+function setControlsEnabled(enabled: boolean): void {
+  ui.openButton.disabled = !enabled;
+  ui.amount.disabled = !enabled;
+}
+
+// ---- Balance (CKB's indexer, every few seconds).
+
+async function refreshBalance(): Promise<void> {
+  try {
+    const cells = await liveCells(config.ckbRpcUrl, config.wallet.lockScript);
+    walletOutPoints = new Set(cells.map((cell) => outPointKey(cell.out_point)));
+    const total = cells.reduce((sum, cell) => sum + BigInt(cell.output.capacity), 0n);
+    ui.balance.textContent = `${formatCkb(total)} (${cells.length} cell${cells.length === 1 ? "" : "s"})`;
+    ui.balance.dataset.shannons = total.toString();
+    if (ui.chain.dataset.status !== "ok") log("The CKB node answers.");
+    setChain(`reachable (${config.ckbRpcUrl})`, "ok");
+    clearError("chain");
+  } catch (error) {
+    const message = (error as Error).message;
+    const unreachable = !(error instanceof RpcError) || error.unreachable;
+    const code = unreachable ? "CHAIN_UNREACHABLE" : "CHAIN_REJECTED";
+    ui.balance.textContent = unreachable ? "unknown: CKB node unreachable" : "unknown: the CKB node refused the query";
+    delete ui.balance.dataset.shannons;
+    if (ui.chain.dataset.status !== "bad") log(`CKB node ${unreachable ? "unreachable" : "error"}: ${message}`);
+    setChain(`${unreachable ? "unreachable" : "error"}: ${message}`, "bad");
+    showError(describeError(code, message).text, code, "chain", true);
+  }
+}
+
+// ---- Channels table.
+
+interface Row {
+  channel_id: string;
+  state: string;
+  flags: string[];
+  amount: string | null;
+  funding_tx_hash: string | null;
+  close_reason: string | null;
+}
+
+function rowFromChannel(channel: Channel): Row {
+  return {
+    channel_id: channel.channel_id,
+    state: channel.state,
+    flags: channel.flags,
+    amount: channel.local_funding_amount,
+    funding_tx_hash: channel.funding_tx_hash,
+    close_reason: channel.close_reason,
+  };
+}
+
+function cell(content: string, title?: string, code = false): HTMLTableCellElement {
+  const td = document.createElement("td");
+  if (code) {
+    const element = document.createElement("code");
+    element.textContent = content;
+    td.append(element);
+  } else {
+    td.textContent = content;
+  }
+  if (title) td.title = title;
+  return td;
+}
+
+function renderRows(rows: Row[]): void {
+  ui.channelsBody.replaceChildren(
+    ...rows.map((row) => {
+      const tr = document.createElement("tr");
+      tr.dataset.testid = "channel-row";
+      tr.dataset.channelId = row.channel_id;
+      tr.dataset.state = row.state;
+      tr.append(
+        cell(short(row.channel_id), row.channel_id, true),
+        cell(row.state),
+        cell(row.flags.length ? row.flags.join(", ") : "—"),
+        cell(row.amount ? formatCkb(row.amount) : "—"),
+        cell(short(row.funding_tx_hash), row.funding_tx_hash ?? undefined, true),
+        cell(row.close_reason ?? "—"),
+      );
+      return tr;
+    }),
+  );
+  ui.channelsEmpty.hidden = rows.length > 0;
+}
+
+// ---- Fundings in progress.
+
+function renderPending(): void {
+  ui.pendingList.replaceChildren(
+    ...pending.map((flow) => {
+      const item = document.createElement("li");
+      item.dataset.testid = "pending-item";
+      item.dataset.channelId = flow.channel_id;
+      item.dataset.state = flow.state;
+      const text = document.createElement("span");
+      text.textContent = `Channel ${short(flow.channel_id)}: ${describeState(flow.state, flow.flags, flow.signed_submitted)}`;
+      text.title = flow.channel_id;
+      item.append(text);
+      if (flow.deadline_ms !== null && !flow.signed_submitted) {
+        const deadline = document.createElement("span");
+        deadline.className = "hint";
+        deadline.dataset.deadline = String(flow.deadline_ms);
+        deadline.textContent = `expires in ${timeLeft(flow.deadline_ms)}`;
+        item.append(deadline);
+      }
+      if (mode === "owner" && flow.unsigned_funding_tx && needsSignature(flow.state, flow.flags, flow.signed_submitted)) {
+        const actions = document.createElement("span");
+        actions.className = "actions";
+        const sign = document.createElement("button");
+        sign.type = "button";
+        sign.textContent = "Sign with JoyID";
+        sign.dataset.testid = "sign-button";
+        sign.dataset.channelId = flow.channel_id;
+        sign.setAttribute("aria-label", `Sign the funding transaction of channel ${short(flow.channel_id)} with JoyID`);
+        sign.addEventListener("click", () => void startSigning(flow.channel_id, sign));
+        const abandon = document.createElement("button");
+        abandon.type = "button";
+        abandon.className = "secondary";
+        abandon.textContent = "Abandon";
+        abandon.dataset.testid = "abandon-button";
+        abandon.dataset.channelId = flow.channel_id;
+        abandon.setAttribute("aria-label", `Abandon channel ${short(flow.channel_id)}`);
+        abandon.addEventListener("click", () => void abandonChannel(flow.channel_id));
+        actions.append(sign, abandon);
+        item.append(actions);
+      }
+      return item;
+    }),
+  );
+}
+
+function tickDeadlines(): void {
+  for (const element of ui.pendingList.querySelectorAll<HTMLElement>("[data-deadline]")) {
+    element.textContent = `expires in ${timeLeft(Number(element.dataset.deadline))}`;
+  }
+}
+
+let refreshTimer: number | undefined;
+function scheduleRefresh(): void {
+  if (mode !== "owner") return;
+  clearTimeout(refreshTimer);
+  refreshTimer = window.setTimeout(() => void refresh(), 150);
+}
+
+async function refresh(): Promise<void> {
+  if (!node || mode !== "owner") return;
+  try {
+    const [channels, flows] = await Promise.all([node.listChannels(), node.pendingFundings()]);
+    channels.sort((a, b) => b.created_at_ms - a.created_at_ms);
+    renderRows(channels.map(rowFromChannel));
+    pending = flows;
+    renderPending();
+  } catch (error) {
+    reportError(error);
+  }
+}
+
+function describeRestored(flows: PendingFunding[]): string {
+  if (flows.length === 0) return "When this page loaded, no funding was in progress.";
+  const parts = flows.map(
+    (flow) => `channel ${short(flow.channel_id)} ${describeState(flow.state, flow.flags, flow.signed_submitted)}`,
+  );
+  return `When this page loaded: restored ${flows.length} pending funding${flows.length === 1 ? "" : "s"}: ${parts.join("; ")}.`;
+}
+
+// ---- Events.
+
+function isActive(...ids: (string | null | undefined)[]): boolean {
+  return activeChannelId !== null && ids.includes(activeChannelId);
+}
+
+/** The status line for the channel being followed. */
+function showProgress(channelId: string, state: string, flags: readonly string[], closeReason: string | null, signedSubmitted?: boolean): void {
+  const what = describeState(state, flags, signedSubmitted, closeReason);
+  const name = `Channel ${short(channelId)}`;
+  let text: string;
+  switch (what) {
+    case "waiting for your signature":
+      text =
+        mode === "follower"
+          ? `${name} is waiting for your signature in the other tab.`
+          : `${name} is waiting for your signature: press “Sign with JoyID”.`;
+      break;
+    case "exchanging signatures":
+      text = `${name}: exchanging signatures with the counterparty…`;
+      break;
+    case "waiting for the funding transaction to confirm":
+      text = `${name}: funding transaction sent, waiting for ${config.fundingConfirmations ?? 3} confirmation(s)…`;
+      break;
+    case "ready":
+      text = `${name} is ready.`;
+      break;
+    default:
+      text = `${name}: ${what}.`;
+  }
+  setStatus(text, channelId, state);
+  if (state === "Closed") {
+    showError(describeError("CHANNEL_CLOSED", closeReason ?? "closed before funding").text, "CHANNEL_CLOSED", "funding");
+  }
+}
+
+function onEvent(event: FundingEvent): void {
+  switch (event.type) {
+    case "state_changed": {
+      log(`Channel ${short(event.channel_id)}: ${describeState(event.state, event.flags, undefined, event.close_reason)}.`);
+      if (mode === "follower") {
+        if (event.temporary_channel_id !== event.channel_id) followed.delete(event.temporary_channel_id);
+        const known = followed.get(event.channel_id);
+        followed.set(event.channel_id, {
+          channel_id: event.channel_id,
+          state: event.state,
+          flags: event.flags,
+          amount: known?.amount ?? null,
+          funding_tx_hash: known?.funding_tx_hash ?? null,
+          close_reason: event.close_reason,
+        });
+        renderRows([...followed.values()]);
+      }
+      if (mode === "follower" || isActive(event.channel_id, event.temporary_channel_id)) {
+        activeChannelId = event.channel_id;
+        showProgress(event.channel_id, event.state, event.flags, event.close_reason);
+      }
+      scheduleRefresh();
+      break;
+    }
+    case "peer_connected":
+      setPeer("connected", "ok");
+      clearError("peer");
+      log("Connected to the counterparty.");
+      break;
+    case "peer_disconnected":
+      setPeer(`disconnected (${event.reason}); reconnecting…`, "warn");
+      log(`Counterparty disconnected: ${event.reason}`);
+      break;
+    case "peer_unavailable": {
+      setPeer(`unreachable: ${event.reason}`, "bad");
+      const { text } = describeError(event.code, event.reason);
+      showError(text, event.code, "peer", true);
+      log(`Counterparty unreachable (${event.code}): ${event.reason}`);
+      break;
+    }
+    case "chain_error":
+      setChain(`unreachable: ${event.reason}`, "bad");
+      showError(describeError("CHAIN_UNREACHABLE", event.reason).text, "CHAIN_UNREACHABLE", "chain", true);
+      log(`CKB node error: ${event.reason}`);
+      break;
+    case "funding_tx_rejected":
+      showError(`The funding transaction was rejected: ${event.reason}`, "FUNDING_TX_REJECTED", "funding");
+      log(`Funding transaction of ${short(event.channel_id)} rejected: ${event.reason}`);
+      break;
+    case "peer_message_rejected":
+      log(`Ignored a message from the counterparty (${event.message}): ${event.reason}`);
+      break;
+    case "storage_error":
+      showError(`The browser's storage failed: ${event.reason}`, "STORAGE_ERROR", "storage");
+      log(`Storage error: ${event.reason}`);
+      break;
+  }
+}
+
+// ---- Actions.
+
+async function openChannel(): Promise<void> {
+  if (!node) return;
+  const shannons = parseCkb(ui.amount.value);
+  if (shannons === null) {
+    showError("Enter an amount in CKB, for example 1000 (at most 8 decimals).", "INVALID_AMOUNT", "funding");
+    ui.amount.setAttribute("aria-invalid", "true");
+    ui.amount.focus();
+    return;
+  }
+  ui.amount.removeAttribute("aria-invalid");
+  clearError();
+  setControlsEnabled(false);
+  setStatus(`Opening a channel of ${formatCkb(shannons)}: reaching the counterparty and building the funding transaction…`);
+  log(`Opening a channel of ${formatCkb(shannons)}.`);
+  try {
+    const lock = config.wallet.lockScript;
+    const result = await node.openChannelWithExternalFunding({
+      pubkey: config.peerPubkey,
+      funding_amount: "0x" + shannons.toString(16),
+      shutdown_script: lock,
+      funding_lock_script: lock,
+      funding_lock_script_cell_deps: config.wallet.cellDeps,
+    });
+    activeChannelId = result.channel_id;
+    log(`Channel ${short(result.channel_id)} opened; its funding transaction awaits your signature.`);
+    await refresh();
+    const flow = pending.find((p) => p.channel_id === result.channel_id);
+    showProgress(result.channel_id, flow?.state ?? "NegotiatingFunding", flow?.flags ?? ["AWAITING_EXTERNAL_FUNDING"], null, false);
+    ui.pendingList.querySelector<HTMLButtonElement>(`[data-testid="sign-button"][data-channel-id="${result.channel_id}"]`)?.focus();
+  } catch (error) {
+    reportError(error);
+    setStatus("The channel was not opened.");
+  } finally {
+    setControlsEnabled(mode === "owner");
+  }
+}
+
+async function startSigning(channelId: string, button: HTMLButtonElement): Promise<void> {
+  if (!node) return;
+  button.disabled = true;
+  try {
+    const flows = await node.pendingFundings();
+    const flow = flows.find((p) => p.channel_id === channelId);
+    if (!flow || !flow.unsigned_funding_tx || !needsSignature(flow.state, flow.flags, flow.signed_submitted)) {
+      showError(`Channel ${short(channelId)} no longer waits for a signature.`, "NOT_WAITING", "funding");
+      await refresh();
+      return;
+    }
+    // The wallet's input positions: from its live cells when the indexer answers.
+    let outPoints = walletOutPoints;
+    try {
+      const cells = await liveCells(config.ckbRpcUrl, config.wallet.lockScript);
+      outPoints = new Set(cells.map((c) => outPointKey(c.out_point)));
+    } catch {
+      // The funding tx's own layout decides (see walletInputIndexes).
+    }
+    const witnessIndexes = walletInputIndexes(flow.unsigned_funding_tx, outPoints, outPointKey);
+    const url = buildSigningUrl({
+      signerUrl: config.signerUrl,
+      channelId,
+      tx: flow.unsigned_funding_tx,
+      signerAddress: config.wallet.address ?? "",
+      witnessIndexes,
+    });
+    activeChannelId = channelId;
+    setStatus(`Opening JoyID to sign the funding transaction of channel ${short(channelId)}…`, channelId, flow.state);
+    log(`Sent to JoyID to sign channel ${short(channelId)} (inputs ${witnessIndexes.join(", ")}).`);
+    location.assign(url);
+  } catch (error) {
+    reportError(error);
+    button.disabled = false;
+  }
+}
+
+async function abandonChannel(channelId: string): Promise<void> {
+  if (!node) return;
+  if (!confirm(`Abandon channel ${short(channelId)}? Its funding will not be signed.`)) return;
+  try {
+    await node.abandonChannel(channelId);
+    log(`Channel ${short(channelId)} abandoned.`);
+    setStatus(`Channel ${short(channelId)} abandoned.`, channelId, "Closed");
+  } catch (error) {
+    reportError(error);
+  }
+  await refresh();
+}
+
+/** Back from JoyID with a signed tx: check the nonce, submit, tidy the URL. */
+async function submitSigned(redirect: Extract<Redirect, { kind: "signed" }>): Promise<void> {
+  if (!node) return;
+  const sent = sentRequest();
+  if (!sent || sent.state !== redirect.state) {
+    showError(
+      "Refused the signed transaction: it does not answer the signing request this tab sent (its state does not match). Nothing was submitted.",
+      "STATE_MISMATCH",
+      "signature",
+    );
+    setStatus("The signed transaction was refused.");
+    log("Refused a JoyID response whose state does not match this tab's request.");
+    stripRedirectParams();
+    return;
+  }
+  activeChannelId = sent.channelId;
+  setStatus(`Submitting the signed funding transaction of channel ${short(sent.channelId)}…`, sent.channelId);
+  try {
+    const result = await node.submitSignedFundingTx({
+      channel_id: sent.channelId,
+      signed_funding_tx: redirect.tx as unknown as Record<string, unknown>,
+    });
+    forgetSentRequest();
+    log(`Signed funding transaction ${short(result.funding_tx_hash)} accepted.`);
+    const channel = await node.getChannel(sent.channelId);
+    if (channel && channel.state !== "SigningCommitment" && channel.state !== "NegotiatingFunding") {
+      showProgress(channel.channel_id, channel.state, channel.flags, channel.close_reason, true);
+    } else {
+      setStatus(
+        `Signed funding transaction accepted (${short(result.funding_tx_hash)}); exchanging signatures with the counterparty…`,
+        sent.channelId,
+        channel?.state ?? null,
+      );
+    }
+  } catch (error) {
+    reportError(error);
+    setStatus(`The signed funding transaction of channel ${short(sent.channelId)} was not accepted.`, sent.channelId);
+    const code = codeOf(error);
+    // A refused signature can be retried from the flow's button; keep nothing that could be replayed.
+    if (code !== "STORAGE_UNAVAILABLE" && code !== "NODE_CLOSED") forgetSentRequest();
+  } finally {
+    stripRedirectParams();
+    await refresh();
+  }
+}
+
+/** A JoyID answer that carries no signature: say so, tidy the URL. */
+function handleUnsignedRedirect(redirect: Exclude<Redirect, { kind: "signed" }>): void {
+  const sent = sentRequest();
+  if (redirect.kind === "rejected") {
+    const byUser = /reject|cancel/i.test(redirect.message);
+    const text = byUser
+      ? "You rejected the signature. The channel still waits for it until its deadline: sign again or abandon it."
+      : `JoyID did not sign: ${redirect.message}. The channel still waits for your signature.`;
+    showError(text, byUser ? "USER_REJECTED" : "JOYID_ERROR", "signature");
+    log(`JoyID: ${redirect.message}`);
+    if (sent && sent.state === redirect.state) {
+      activeChannelId = sent.channelId;
+      forgetSentRequest();
+    }
+  } else {
+    showError(`The answer from JoyID could not be read: ${redirect.message}. Nothing was submitted.`, "JOYID_UNREADABLE", "signature");
+    log(`Unreadable JoyID answer: ${redirect.message}`);
+  }
+  stripRedirectParams();
+}
+
+// ---- Start-up: own the database, or follow the tab that does.
+
+async function followThenTakeOver(): Promise<FundingNode> {
+  mode = "follower";
+  setControlsEnabled(false);
+  ui.banner.textContent =
+    "This wallet is open in another tab; showing its progress read-only. This tab takes over when the other one closes.";
+  ui.banner.hidden = false;
+  setStatus("Read-only: the other tab runs the wallet.");
+  ui.restored.textContent = "The other tab holds the fundings in progress; their changes appear below as they happen.";
+  setPeer("as the other tab reports it", "unknown");
+  ui.channelsEmpty.textContent = "Channels appear here as the other tab reports changes.";
+  log("This wallet is open in another tab: following it read-only.");
+  const stop = FundingNode.follow(undefined, onEvent);
+  try {
+    return await FundingNode.open(nodeOptions(config, true));
+  } finally {
+    stop();
+    ui.banner.hidden = true;
+    ui.banner.textContent = "";
+  }
+}
+
+async function becomeOwner(opened: FundingNode, redirect: Redirect | null, tookOver: boolean): Promise<void> {
+  node = opened;
+  mode = "owner";
+  followed.clear();
+  ui.channelsEmpty.textContent = "No channels yet.";
+  if (ui.peer.dataset.status === "unknown") setPeer(`connecting to ${config.peerUrl}…`, "unknown");
+  opened.onEvent(onEvent);
+  if (tookOver) {
+    log("The other tab closed: this tab now runs the wallet.");
+    clearError("tab");
+  }
+  log(`Channel node ${short(opened.nodeId)} opened.`);
+  pending = await opened.pendingFundings();
+  let restored = describeRestored(pending);
+  const unreadable = opened.unreadableRecords;
+  if (unreadable.length > 0) {
+    restored += ` ${unreadable.length} stored record${unreadable.length === 1 ? "" : "s"} could not be read (kept): ${unreadable
+      .map((r) => `${short(r.channel_id)} (${r.reason})`)
+      .join(", ")}.`;
+  }
+  // Back from JoyID for a flow that ended meanwhile (expired, aborted): say so.
+  const sent = sentRequest();
+  if (sent && !pending.some((p) => p.channel_id === sent.channelId)) {
+    const channel = await opened.getChannel(sent.channelId).catch(() => null);
+    if (channel?.state === "Closed") {
+      restored += ` Channel ${short(channel.channel_id)}, which you were signing, closed meanwhile: ${channel.close_reason ?? "no reason given"}.`;
+    }
+  }
+  ui.restored.textContent = restored;
+  ui.restored.dataset.count = String(pending.length);
+  if (pending.length > 0) log(restored);
+  await refresh();
+  setControlsEnabled(true);
+  if (redirect?.kind === "signed") {
+    await submitSigned(redirect);
+  } else if (activeChannelId) {
+    const flow = pending.find((p) => p.channel_id === activeChannelId);
+    if (flow) showProgress(flow.channel_id, flow.state, flow.flags, null, flow.signed_submitted);
+    else setStatus("Ready.");
+  } else {
+    setStatus(pending.length > 0 ? "Ready. Fundings in progress are listed below." : "Ready.");
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function startNode(redirect: Redirect | null): Promise<void> {
+  for (;;) {
+    try {
+      await becomeOwner(await FundingNode.open(nodeOptions(config, false)), redirect, false);
+      return;
+    } catch (error) {
+      const code = codeOf(error);
+      if (code === "OPEN_IN_ANOTHER_TAB" && mode !== "follower") {
+        try {
+          const opened = await followThenTakeOver();
+          await becomeOwner(opened, redirect, true);
+          return;
+        } catch (takeoverError) {
+          error = takeoverError;
+        }
+      }
+      reportError(error);
+      if (codeOf(error) === "CHAIN_UNREACHABLE") {
+        setStatus("Waiting for the CKB node; retrying in 5 seconds…");
+        mode = "starting";
+        await sleep(5000);
+        continue;
+      }
+      setStatus("The wallet could not start its channel node.");
+      return;
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  try {
+    config = await loadConfig();
+  } catch (error) {
+    showError(`The wallet could not read its settings: ${(error as Error).message}`, "CONFIG", "config");
+    setStatus("The wallet could not start.");
+    return;
+  }
+  ui.address.textContent = config.wallet.address ?? "";
+  if (config.fundingAmountCkb !== undefined) ui.amount.value = String(config.fundingAmountCkb);
+  setPeer(`connecting to ${config.peerUrl}…`, "unknown");
+  setChain(`checking ${config.ckbRpcUrl}…`, "unknown");
+  ui.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    void openChannel();
+  });
+  void refreshBalance();
+  setInterval(() => void refreshBalance(), 5000);
+  setInterval(tickDeadlines, 1000);
+
+  // JoyID's answer, if this load is one: read it before anything else.
+  const redirect = readRedirect();
+  if (redirect && redirect.kind !== "signed") handleUnsignedRedirect(redirect);
+  if (redirect?.kind === "signed") setStatus("Back from JoyID with a signed transaction; starting the channel node…");
+  else setStatus("Starting the channel node…");
+
+  try {
+    await init();
+  } catch (error) {
+    showError(`The channel module could not be loaded: ${(error as Error).message}`, "WASM", "config");
+    setStatus("The wallet could not start.");
+    return;
+  }
+  await startNode(redirect);
+}
+
+void main();
