@@ -48,3 +48,52 @@ export async function origin(dir, options) {
   const { port } = server.address();
   return { url: `http://127.0.0.1:${port}`, port, close: () => new Promise((ok) => server.close(ok)) };
 }
+
+/**
+ * Chromium as a process we own, on a persistent profile, reached over the
+ * DevTools protocol: `kill()` SIGKILLs the whole browser (every process of
+ * it), as a crash or an OS kill would; launch again on the same `dir` to
+ * relaunch. Returns { browser, context, dir, kill, close }.
+ */
+export async function launchKillable(dir) {
+  const { spawn } = await import("node:child_process");
+  dir ??= await mkdtemp(join(tmpdir(), "fiber-funding-profile-"));
+  const child = spawn(
+    CHROMIUM,
+    [...CHROMIUM_ARGS, "--headless=new", "--remote-debugging-port=0", `--user-data-dir=${dir}`, "about:blank"],
+    { detached: true, stdio: ["ignore", "ignore", "pipe"] },
+  );
+  const endpoint = await new Promise((ok, fail) => {
+    let text = "";
+    child.stderr.on("data", (chunk) => {
+      text += chunk;
+      const match = text.match(/DevTools listening on (ws:\/\/\S+)/);
+      if (match) ok(match[1]);
+    });
+    child.once("exit", (code) => fail(new Error(`chromium exited (${code}): ${text}`)));
+  });
+  const browser = await chromium.connectOverCDP(endpoint);
+  const context = browser.contexts()[0];
+  const killGroup = (signal) => {
+    try {
+      process.kill(-child.pid, signal);
+    } catch {}
+  };
+  const exited = new Promise((ok) => child.once("exit", ok));
+  return {
+    browser,
+    context,
+    dir,
+    /** SIGKILL the browser and all its processes; the profile stays. */
+    kill: async () => {
+      killGroup("SIGKILL");
+      await exited;
+    },
+    close: async ({ keepProfile = false } = {}) => {
+      await browser.close().catch(() => {});
+      killGroup("SIGTERM");
+      await exited;
+      if (!keepProfile) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,437 @@
+// The product as a wallet team first meets it: the demo wallet, the stand-in
+// JoyID signer on another origin, the counterparty and a chain, all real
+// processes, driven in Debian's Chromium. Every flow goes through the
+// full-page redirect; reloads, browser kills and counterparty kills happen at
+// each step, and each flow must still end in ChannelReady with the funding tx
+// committed and the recovery record gone.
+//
+// E2E_CHAIN=ckb runs against a real CKB dev node (scripts/test-real-chain);
+// the default is the simulated chain served over the same JSON-RPC.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { launch, rpc } from "../../www/launch.mjs";
+import { launchKillable, launchPersistent } from "./support.mjs";
+
+const CHAIN = process.env.E2E_CHAIN ?? "simulated";
+const PORTS = { rpc: 18114, p2p: 18115, peer: 18230, wallet: 18240, signer: 18241 };
+const SCREENSHOTS = "docs/screenshots";
+const READY_TIMEOUT = CHAIN === "ckb" ? 120_000 : 60_000;
+
+let env;
+let dataDir;
+
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), "fiber-funding-e2e-"));
+  env = await launch({ chain: CHAIN, dataDir, ports: PORTS, fresh: true, blockIntervalMs: 300, confirmations: 2 });
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  console.log(
+    `# e2e chain: ${CHAIN === "ckb" ? "a real CKB dev node (ckb 0.210.0)" : "the simulated chain (fiber-simchain, CKB JSON-RPC)"} at ${env.rpcUrl}`,
+  );
+});
+
+after(async () => {
+  await env?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const testid = (id) => `[data-testid="${id}"]`;
+
+/** The wallet in a page, connected to the counterparty. */
+async function openWallet(page) {
+  await page.goto(env.walletUrl);
+  await page.locator(`${testid("peer-status")}[data-status="ok"]`).waitFor({ timeout: 30_000 });
+  return page;
+}
+
+/** Opens a 1,000 CKB channel; returns its id once it awaits the signature. */
+async function openChannel(page) {
+  await page.fill(testid("amount-input"), "1000");
+  await page.click(testid("open-button"));
+  const sign = page.locator(testid("sign-button")).first();
+  await sign.waitFor({ timeout: 30_000 });
+  return sign.getAttribute("data-channel-id");
+}
+
+/** "Sign with JoyID": the full-page redirect to the signer's origin. */
+async function goToSigner(page, channelId) {
+  await page.click(`${testid("sign-button")}[data-channel-id="${channelId}"]`);
+  await page.waitForURL((url) => url.href.startsWith(env.signerUrl), { timeout: 30_000 });
+  await page.locator(testid("approve-button")).waitFor();
+}
+
+/** Approves at the signer; resolves when the redirect back has started. */
+async function approve(page, { tampered = false } = {}) {
+  const back = page.waitForURL((url) => url.href.startsWith(env.walletUrl), { waitUntil: "commit", timeout: 30_000 });
+  if (tampered) {
+    await page.click(`${testid("signer-test-tools")} summary`);
+    await page.click(testid("approve-tampered-button"));
+  } else {
+    await page.click(testid("approve-button"));
+  }
+  await back;
+}
+
+/** The wallet has handed the signed tx to the module (it strips the redirect parameters). */
+async function submitted(page) {
+  await page.waitForURL((url) => url.href.startsWith(env.walletUrl) && !url.search.includes("_data_"), {
+    timeout: 30_000,
+  });
+  await page.locator(testid("channels-body")).waitFor();
+}
+
+function row(page, channelId) {
+  return page.locator(`${testid("channel-row")}[data-channel-id="${channelId}"]`);
+}
+
+async function waitForState(page, channelId, states, timeout = READY_TIMEOUT) {
+  const wanted = [states].flat();
+  const selector = wanted.map((s) => `${testid("channel-row")}[data-channel-id="${channelId}"][data-state="${s}"]`).join(", ");
+  await page.locator(selector).first().waitFor({ timeout });
+}
+
+/** Reads the module's record of a channel straight from IndexedDB. */
+function storedRecord(page, channelId) {
+  return page.evaluate(
+    (id) =>
+      new Promise((resolve, reject) => {
+        const open = indexedDB.open("fiber-funding");
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const get = open.result.transaction("channels").objectStore("channels").get(id);
+          get.onsuccess = () => {
+            open.result.close();
+            resolve(get.result ? JSON.parse(get.result.record) : null);
+          };
+          get.onerror = () => reject(get.error);
+        };
+      }),
+    channelId,
+  );
+}
+
+/** ChannelReady, the funding tx committed on chain, the recovery record gone. */
+async function assertOpened(page, channelId) {
+  await waitForState(page, channelId, "ChannelReady");
+  const hash = await row(page, channelId).locator("td").nth(4).getAttribute("title");
+  assert.match(hash ?? "", /^0x[0-9a-f]{64}$/);
+  const tx = await rpc(env.rpcUrl, "get_transaction", [hash]);
+  assert.equal(tx.tx_status.status, "committed", `funding tx ${hash}`);
+  const record = await storedRecord(page, channelId);
+  assert.ok(record, "the channel's record exists");
+  assert.equal(record.external_funding, null, "the recovery state was cleared");
+  assert.equal(await page.locator(`${testid("pending-item")}[data-channel-id="${channelId}"]`).count(), 0);
+}
+
+/** A fresh browser profile per test: a new user. */
+async function withBrowser(run) {
+  const browser = await launchPersistent();
+  try {
+    await run(browser.context);
+  } finally {
+    await browser.close();
+  }
+}
+
+test("happy path: open, sign through the JoyID redirect, ChannelReady", async () => {
+  await withBrowser(async (context) => {
+    const page = await openWallet(await context.newPage());
+    await page.screenshot({ path: `${SCREENSHOTS}/wallet.png`, fullPage: true });
+    const channelId = await openChannel(page);
+    await page.screenshot({ path: `${SCREENSHOTS}/wallet-awaiting-signature.png`, fullPage: true });
+    await goToSigner(page, channelId);
+    await page.screenshot({ path: `${SCREENSHOTS}/signer.png`, fullPage: true });
+    await approve(page);
+    await submitted(page);
+    await assertOpened(page, channelId);
+    await page.screenshot({ path: `${SCREENSHOTS}/wallet-channel-ready.png`, fullPage: true });
+  });
+});
+
+describe("reload the wallet page at each step", () => {
+  test("before the redirect", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const channelId = await openChannel(page);
+      await page.reload();
+      await page.locator(`${testid("restored")}[data-count="1"]`).waitFor();
+      await page.screenshot({ path: `${SCREENSHOTS}/wallet-restored.png`, fullPage: true });
+      await goToSigner(page, channelId);
+      await approve(page);
+      await submitted(page);
+      await assertOpened(page, channelId);
+    });
+  });
+
+  test("on return, before submit", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const channelId = await openChannel(page);
+      await goToSigner(page, channelId);
+      await approve(page);
+      await page.reload(); // the signed tx is still in the URL
+      await submitted(page);
+      await assertOpened(page, channelId);
+    });
+  });
+
+  test("right after submit", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const channelId = await openChannel(page);
+      await goToSigner(page, channelId);
+      await approve(page);
+      await submitted(page);
+      await page.reload();
+      await assertOpened(page, channelId);
+    });
+  });
+
+  test("during the signature exchange", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const channelId = await openChannel(page);
+      await goToSigner(page, channelId);
+      env.counterparty.pause(); // connected, but it will not answer
+      try {
+        await approve(page);
+        await submitted(page);
+        await waitForState(page, channelId, ["SigningCommitment", "AwaitingTxSignatures"]);
+        await page.reload();
+      } finally {
+        env.counterparty.resume();
+      }
+      await assertOpened(page, channelId);
+    });
+  });
+
+  test("while waiting for confirmation", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const channelId = await openChannel(page);
+      await goToSigner(page, channelId);
+      env.pauseBlocks();
+      try {
+        await approve(page);
+        await submitted(page);
+        await waitForState(page, channelId, "AwaitingChannelReady");
+        await page.reload();
+        await openWallet(page);
+      } finally {
+        env.resumeBlocks();
+      }
+      await assertOpened(page, channelId);
+    });
+  });
+});
+
+describe("SIGKILL the whole browser at each step, relaunch on the same profile", () => {
+  /** Runs `until` in a killable browser, kills it, relaunches and resumes at the last URL. */
+  async function killAndResume(until) {
+    const profile = mkdtempSync(join(tmpdir(), "fiber-funding-profile-"));
+    let browser = await launchKillable(profile);
+    let page = await browser.context.newPage();
+    const { channelId, url } = await until(page);
+    await browser.kill();
+    browser = await launchKillable(profile);
+    try {
+      page = await browser.context.newPage();
+      await page.goto(url); // what session restore would reopen
+      await page.locator(testid("channels-body")).waitFor();
+      if (await page.locator(`${testid("sign-button")}[data-channel-id="${channelId}"]`).count()) {
+        await goToSigner(page, channelId);
+        await approve(page);
+        await submitted(page);
+      }
+      await assertOpened(page, channelId);
+    } finally {
+      await browser.close();
+    }
+  }
+
+  test("before the redirect", async () => {
+    await killAndResume(async (page) => {
+      await openWallet(page);
+      const channelId = await openChannel(page);
+      return { channelId, url: env.walletUrl };
+    });
+  });
+
+  test("on return, before submit", async () => {
+    await killAndResume(async (page) => {
+      await openWallet(page);
+      const channelId = await openChannel(page);
+      await goToSigner(page, channelId);
+      await approve(page);
+      return { channelId, url: page.url() };
+    });
+  });
+
+  test("right after submit", async () => {
+    await killAndResume(async (page) => {
+      await openWallet(page);
+      const channelId = await openChannel(page);
+      await goToSigner(page, channelId);
+      await approve(page);
+      await submitted(page);
+      return { channelId, url: env.walletUrl };
+    });
+  });
+
+  test("during the signature exchange", async () => {
+    await killAndResume(async (page) => {
+      await openWallet(page);
+      const channelId = await openChannel(page);
+      await goToSigner(page, channelId);
+      env.counterparty.pause();
+      try {
+        await approve(page);
+        await submitted(page);
+        await waitForState(page, channelId, ["SigningCommitment", "AwaitingTxSignatures"]);
+      } finally {
+        env.counterparty.resume();
+      }
+      return { channelId, url: env.walletUrl };
+    });
+  });
+
+  test("while waiting for confirmation", async () => {
+    env.pauseBlocks();
+    try {
+      await killAndResume(async (page) => {
+        await openWallet(page);
+        const channelId = await openChannel(page);
+        await goToSigner(page, channelId);
+        await approve(page);
+        await submitted(page);
+        await waitForState(page, channelId, "AwaitingChannelReady");
+        env.resumeBlocks();
+        return { channelId, url: env.walletUrl };
+      });
+    } finally {
+      env.resumeBlocks();
+    }
+  });
+});
+
+describe("kill -9 the counterparty at each step of its side, restart it", () => {
+  test("after it accepted, while the user has not signed", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const channelId = await openChannel(page);
+      await env.counterparty.kill();
+      await env.counterparty.restart();
+      await goToSigner(page, channelId);
+      await approve(page);
+      await submitted(page);
+      await assertOpened(page, channelId);
+    });
+  });
+
+  test("during the signature exchange", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const channelId = await openChannel(page);
+      await goToSigner(page, channelId);
+      env.counterparty.pause();
+      await approve(page);
+      await submitted(page);
+      await waitForState(page, channelId, ["SigningCommitment", "AwaitingTxSignatures"]);
+      await env.counterparty.kill(); // it never saw the browser's commitment signature
+      await env.counterparty.restart();
+      await assertOpened(page, channelId);
+    });
+  });
+
+  test("while waiting for confirmation", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const channelId = await openChannel(page);
+      await goToSigner(page, channelId);
+      env.pauseBlocks();
+      try {
+        await approve(page);
+        await submitted(page);
+        await waitForState(page, channelId, "AwaitingChannelReady");
+        await env.counterparty.kill();
+        await env.counterparty.restart();
+      } finally {
+        env.resumeBlocks();
+      }
+      await assertOpened(page, channelId);
+    });
+  });
+});
+
+test("the deadline passes while the user is at the signer: aborted on both sides, cells free again", async () => {
+  env.walletConfig({ externalFundingTimeoutSeconds: 8 });
+  try {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const channelId = await openChannel(page);
+      await goToSigner(page, channelId);
+      await page.waitForTimeout(9_000);
+      await approve(page);
+      const error = page.locator(testid("error"));
+      await error.waitFor({ state: "visible", timeout: 30_000 });
+      assert.match(await error.getAttribute("data-code"), /^(CHANNEL_CLOSED|FUNDING_EXPIRED)$/);
+      assert.match(await error.textContent(), /timed out|expired/i);
+      await waitForState(page, channelId, "Closed");
+      await page.screenshot({ path: `${SCREENSHOTS}/wallet-expired.png`, fullPage: true });
+      // The counterparty aborted too (it logs every transition).
+      const deadline = Date.now() + 30_000;
+      while (!env.counterparty.lines.some((l) => l.includes(channelId) && l.includes("Closed"))) {
+        assert.ok(Date.now() < deadline, `the counterparty did not close ${channelId}:\n${env.counterparty.lines.slice(-20).join("\n")}`);
+        await page.waitForTimeout(200);
+      }
+      // The user's cells are free: a new open succeeds.
+      env.walletConfig();
+      await page.reload();
+      await openWallet(page);
+      const second = await openChannel(page);
+      await goToSigner(page, second);
+      await approve(page);
+      await submitted(page);
+      await assertOpened(page, second);
+    });
+  } finally {
+    env.walletConfig();
+  }
+});
+
+test("a tampered signed tx is refused with the error shown; the genuine one is then accepted", async () => {
+  await withBrowser(async (context) => {
+    const page = await openWallet(await context.newPage());
+    const channelId = await openChannel(page);
+    await goToSigner(page, channelId);
+    await approve(page, { tampered: true });
+    const error = page.locator(`${testid("error")}[data-code="SIGNED_TX_MISMATCH"]`);
+    await error.waitFor({ timeout: 30_000 });
+    assert.match(await error.textContent(), /outputs\[\d+\]\.capacity/);
+    await page.screenshot({ path: `${SCREENSHOTS}/wallet-tampered.png`, fullPage: true });
+    await goToSigner(page, channelId);
+    await approve(page);
+    await submitted(page);
+    await assertOpened(page, channelId);
+  });
+});
+
+test("two tabs: one owns the node, the other follows read-only and takes over when the first closes", async () => {
+  await withBrowser(async (context) => {
+    const first = await openWallet(await context.newPage());
+    const second = await context.newPage();
+    await second.goto(env.walletUrl);
+    await second.locator(testid("readonly-banner")).waitFor({ state: "visible", timeout: 30_000 });
+    const channelId = await openChannel(first);
+    await second.locator(`${testid("channel-row")}[data-channel-id="${channelId}"]`).waitFor({ timeout: 30_000 });
+    await second.screenshot({ path: `${SCREENSHOTS}/wallet-second-tab.png`, fullPage: true });
+    await first.close();
+    await second.locator(testid("readonly-banner")).waitFor({ state: "hidden", timeout: 30_000 });
+    await goToSigner(second, channelId);
+    await approve(second);
+    await submitted(second);
+    await assertOpened(second, channelId);
+  });
+});
