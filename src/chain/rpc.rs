@@ -5,10 +5,16 @@
 //! (`crate::wasm::fetch_rpc::FetchTransport`), canned answers in tests. The
 //! request and answer shapes are CKB 0.210's (`ckb-jsonrpc-types` 1.x).
 //!
-//! ```ignore
-//! let client = RpcChainClient::new(FetchTransport::new("https://testnet.ckb.dev/"))
-//!     .with_timeout_ms(5_000);
+//! ```no_run
+//! # async fn cells(wallet_lock: ckb_types::packed::Script) -> Result<(), fiber_funding::chain::client::ChainError> {
+//! use fiber_funding::chain::client::ChainClient;
+//! use fiber_funding::chain::rpc::RpcChainClient;
+//! use fiber_funding::native::http_rpc::HttpTransport;
+//!
+//! let client = RpcChainClient::new(HttpTransport::new("http://127.0.0.1:8114")).with_timeout_ms(5_000);
 //! let cells = client.live_cells(wallet_lock).await?;
+//! # Ok(())
+//! # }
 //! ```
 
 use std::cell::Cell;
