@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use ckb_types::packed;
 use ckb_types::prelude::*;
+use fiber_funding::chain::client::simulated_output;
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::crypto::keys::NodeSecret;
 use fiber_funding::flow::config::*;
@@ -66,6 +67,55 @@ impl Effects for Outbox {
     }
 }
 
+const NAMES: [&str; 2] = ["browser ", "acceptor"];
+
+/// The two nodes, their storage, the wire between them and the chain.
+struct Demo {
+    ids: [NodeId; 2],
+    stores: [MemoryStore; 2],
+    nodes: [Node; 2],
+    chain: SimulatedChain,
+    wire: VecDeque<(usize, FiberMessage)>,
+    queries: VecDeque<(usize, ChannelId, ChainQuery)>,
+    to_sign: Option<(ChannelId, packed::Transaction)>,
+    now: u64,
+}
+
+impl Demo {
+    /// Carries out node `index`'s actions: persists first, then the rest.
+    fn run(&mut self, index: usize, actions: Vec<Action>) {
+        let mut outbox = Outbox {
+            name: NAMES[index],
+            ..Outbox::default()
+        };
+        block_on(execute(
+            &mut self.nodes[index],
+            &self.stores[index],
+            &mut outbox,
+            actions,
+        ))
+        .expect("in-memory writes succeed");
+        for (peer, message) in outbox.messages {
+            println!("  {} -> {}", NAMES[index], message.name());
+            self.wire.push_back((usize::from(peer == self.ids[1]), message));
+        }
+        for (channel_id, query) in outbox.queries {
+            self.queries.push_back((index, channel_id, query));
+        }
+        for (channel_id, tx) in outbox.handed_out {
+            println!("  {}: unsigned funding tx handed to the wallet", NAMES[index]);
+            self.to_sign = Some((channel_id, tx));
+        }
+        for tx in outbox.broadcasts {
+            let hash = self
+                .chain
+                .send_transaction(tx)
+                .expect("the chain accepts the funding tx");
+            println!("  {}: broadcast funding tx {}", NAMES[index], Hash256(hash));
+        }
+    }
+}
+
 fn config(secret: u8, acceptor: Option<AcceptorConfig>) -> NodeConfig {
     NodeConfig {
         node_secret: NodeSecret::from_bytes([secret; 32]).unwrap(),
@@ -99,186 +149,95 @@ fn main() {
         grace_ms: DEFAULT_ACCEPTOR_GRACE_MS,
     };
     let configs = [config(0x11, None), config(0x22, Some(acceptor))];
-    let ids = [configs[0].node_secret.node_id(), configs[1].node_secret.node_id()];
-    let stores = [MemoryStore::new(), MemoryStore::new()];
-    let mut nodes = [
-        Node::new(configs[0].clone(), Box::new(Entropy(0))),
-        Node::new(configs[1].clone(), Box::new(Entropy(1000))),
-    ];
-    let mut wire: VecDeque<(usize, FiberMessage)> = VecDeque::new();
-    let mut queries: VecDeque<(usize, ChannelId, ChainQuery)> = VecDeque::new();
-    let mut now = 0u64;
-    let mut to_sign: Option<(ChannelId, packed::Transaction)> = None;
-    let names = ["browser ", "acceptor"];
-
-    let run = |index: usize,
-               nodes: &mut [Node; 2],
-               actions: Vec<Action>,
-               wire: &mut VecDeque<_>,
-               queries: &mut VecDeque<_>,
-               chain: &mut SimulatedChain,
-               to_sign: &mut Option<_>| {
-        let mut outbox = Outbox {
-            name: names[index],
-            ..Outbox::default()
-        };
-        block_on(execute(&mut nodes[index], &stores[index], &mut outbox, actions)).expect("in-memory writes succeed");
-        for (peer, message) in outbox.messages {
-            println!("  {} -> {}", names[index], message.name());
-            wire.push_back((usize::from(peer == ids[1]), message));
-        }
-        for (channel_id, query) in outbox.queries {
-            queries.push_back((index, channel_id, query));
-        }
-        for (channel_id, tx) in outbox.handed_out {
-            println!("  {}: unsigned funding tx handed to the wallet", names[index]);
-            *to_sign = Some((channel_id, tx));
-        }
-        for tx in outbox.broadcasts {
-            let hash = chain.send_transaction(tx).expect("the chain accepts the funding tx");
-            println!("  {}: broadcast funding tx {}", names[index], Hash256(hash));
-        }
+    let mut demo = Demo {
+        ids: [configs[0].node_secret.node_id(), configs[1].node_secret.node_id()],
+        stores: [MemoryStore::new(), MemoryStore::new()],
+        nodes: [
+            Node::new(configs[0].clone(), Box::new(Entropy(0))),
+            Node::new(configs[1].clone(), Box::new(Entropy(1000))),
+        ],
+        chain,
+        wire: VecDeque::new(),
+        queries: VecDeque::new(),
+        to_sign: None,
+        now: 0,
     };
 
     println!("The browser opens a 1,000 CKB channel funded by the user's wallet:");
-    let cells = chain.get_cells(&user_lock, 100, None).0;
+    let cells = demo.chain.get_cells(&user_lock, 100, None).0;
     let params = OpenChannelParams::new(
-        ids[1],
+        demo.ids[1],
         1_000 * CKB,
-        user_lock.clone(),
-        vec![chain.default_lock_cell_dep()],
+        user_lock,
+        vec![demo.chain.default_lock_cell_dep()],
     );
-    let (_, actions) = nodes[0].open_channel(&params, &cells, now).expect("open");
-    run(
-        0,
-        &mut nodes,
-        actions,
-        &mut wire,
-        &mut queries,
-        &mut chain,
-        &mut to_sign,
-    );
+    let (_, actions) = demo.nodes[0].open_channel(&params, &cells, demo.now).expect("open");
+    demo.run(0, actions);
 
     let mut reloaded = false;
     loop {
-        now += 10;
-        if let Some((to, message)) = wire.pop_front() {
-            let from = ids[1 - to];
-            let actions = nodes[to].peer_message(&from, message, now);
-            run(
-                to,
-                &mut nodes,
-                actions,
-                &mut wire,
-                &mut queries,
-                &mut chain,
-                &mut to_sign,
-            );
-        } else if let Some((index, channel_id, query)) = queries.pop_front() {
+        demo.now += 10;
+        let now = demo.now;
+        if let Some((to, message)) = demo.wire.pop_front() {
+            let from = demo.ids[1 - to];
+            let actions = demo.nodes[to].peer_message(&from, message, now);
+            demo.run(to, actions);
+        } else if let Some((index, channel_id, query)) = demo.queries.pop_front() {
             let event = match query {
                 ChainQuery::LiveCells { lock } => ChainEvent::LiveCells {
                     channel_id,
-                    cells: chain.get_cells(&lock, 100, None).0,
+                    cells: demo.chain.get_cells(&lock, 100, None).0,
                 },
                 ChainQuery::ResolveInputs { out_points } => ChainEvent::ResolvedInputs {
                     channel_id,
-                    outputs: out_points
-                        .iter()
-                        .map(|op| {
-                            [&user_lock, &nodes[1].config().acceptor.as_ref().unwrap().wallet_lock]
-                                .iter()
-                                .flat_map(|lock| chain.get_cells(lock, 100, None).0)
-                                .find(|cell| &cell.out_point == op)
-                                .map(|cell| cell.output)
-                        })
-                        .collect(),
+                    outputs: out_points.iter().map(|op| simulated_output(&demo.chain, op)).collect(),
                 },
             };
-            let actions = nodes[index].chain_event(event, now);
-            run(
-                index,
-                &mut nodes,
-                actions,
-                &mut wire,
-                &mut queries,
-                &mut chain,
-                &mut to_sign,
-            );
-        } else if let Some((channel_id, unsigned)) = to_sign.take() {
+            let actions = demo.nodes[index].chain_event(event, now);
+            demo.run(index, actions);
+        } else if let Some((channel_id, unsigned)) = demo.to_sign.take() {
             println!("\nThe page redirects to JoyID; the wasm module and all its memory are gone.");
-            nodes[0] = Node::new(configs[0].clone(), Box::new(Entropy(500)));
+            demo.nodes[0] = Node::new(configs[0].clone(), Box::new(Entropy(500)));
             let signed = default_lock::sign_group(&unsigned, &[0], &user_key).expect("the wallet signs");
             println!("The page boots again with the signed tx in its URL and restores from storage:");
-            let records = block_on(stores[0].load_all()).unwrap().records;
-            let (actions, _) = nodes[0].restore(records, now);
-            run(
-                0,
-                &mut nodes,
-                actions,
-                &mut wire,
-                &mut queries,
-                &mut chain,
-                &mut to_sign,
-            );
-            for view in nodes[0].channels() {
+            let records = block_on(demo.stores[0].load_all()).unwrap().records;
+            let (actions, _) = demo.nodes[0].restore(records, now);
+            demo.run(0, actions);
+            for view in demo.nodes[0].channels() {
                 println!("  restored {} in {}", view.channel_id, view.state);
             }
             for index in [0, 1] {
-                let actions = nodes[index].peer_connected(&ids[1 - index]);
-                run(
-                    index,
-                    &mut nodes,
-                    actions,
-                    &mut wire,
-                    &mut queries,
-                    &mut chain,
-                    &mut to_sign,
-                );
+                let actions = demo.nodes[index].peer_connected(&demo.ids[1 - index]);
+                demo.run(index, actions);
             }
-            let (hash, actions) = nodes[0]
+            let (hash, actions) = demo.nodes[0]
                 .submit_signed_funding_tx(&channel_id, &signed, now)
                 .expect("submit");
             println!("  submit_signed_funding_tx -> funding_tx_hash {hash}");
-            run(
-                0,
-                &mut nodes,
-                actions,
-                &mut wire,
-                &mut queries,
-                &mut chain,
-                &mut to_sign,
-            );
+            demo.run(0, actions);
             reloaded = true;
         } else if let Some((index, channel_id, hash)) = [0, 1]
             .iter()
-            .find_map(|i| nodes[*i].funding_txs_to_watch().first().map(|(c, h)| (*i, *c, *h)))
+            .find_map(|i| demo.nodes[*i].funding_txs_to_watch().first().map(|(c, h)| (*i, *c, *h)))
         {
-            let tip = chain.mine_block();
+            let tip = demo.chain.mine_block();
             println!("  block {tip} mined");
-            let status = chain.transaction_status(&hash.0);
+            let status = demo.chain.transaction_status(&hash.0);
             let event = ChainEvent::FundingTxStatus {
                 channel_id,
                 status,
                 tip_block_number: tip,
             };
-            let actions = nodes[index].chain_event(event, now);
-            run(
-                index,
-                &mut nodes,
-                actions,
-                &mut wire,
-                &mut queries,
-                &mut chain,
-                &mut to_sign,
-            );
+            let actions = demo.nodes[index].chain_event(event, now);
+            demo.run(index, actions);
         } else {
             break;
         }
     }
     assert!(reloaded);
-    for (index, node) in nodes.iter().enumerate() {
+    for (index, node) in demo.nodes.iter().enumerate() {
         for view in node.channels() {
-            println!("{}: channel {} is {}", names[index], view.channel_id, view.state);
+            println!("{}: channel {} is {}", NAMES[index], view.channel_id, view.state);
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::chain::LiveCell;
 use crate::crypto::keys::ChannelKeys;
 use crate::crypto::musig;
 use crate::primitives::Hash256;
-use crate::tx::fee::{capacity_of, fee_for_size, occupied_capacity_of_lock, tx_fee};
+use crate::tx::fee::{capacity_of, fee_for_size, occupied_capacity_of_lock, outputs_capacity, tx_fee};
 use crate::tx::funding::{add_acceptor_part, is_plain_capacity_cell, Contribution};
 use crate::wire::{OpenChannel, CHANNEL_FLAG_PUBLIC};
 
@@ -162,11 +162,7 @@ impl Channel {
     /// The initiator's part: check its shape now and its inputs on chain next.
     pub(crate) fn acceptor_on_tx_update(&mut self, step: &mut Step, tx: packed::Transaction) -> Result<(), Reject> {
         if self.record.peer_inputs_checked {
-            let ours = self
-                .record
-                .funding_tx
-                .as_ref()
-                .ok_or_else(|| Reject("no funding tx".into()))?;
+            let ours = self.funding_tx()?;
             let initiator_inputs = self.initiator_input_count();
             let same_prefix = tx.raw().inputs().len() == initiator_inputs
                 && tx
@@ -250,12 +246,7 @@ impl Channel {
             .as_ref()
             .ok_or_else(|| Reject("not an acceptor".into()))?;
         let fee_rate = self.record.terms.funding_fee_rate;
-        let outputs_total: u64 = initiator_part
-            .raw()
-            .outputs()
-            .into_iter()
-            .map(|o| capacity_of(&o))
-            .sum();
+        let outputs_total = outputs_capacity(&initiator_part, 0);
         let needed = outputs_total + tx_fee(&initiator_part, fee_rate);
         if let Err(reason) = check_peer_inputs(&outputs, &acceptor.wallet_lock, needed) {
             self.acceptor_abort(step, format!("the initiator's funding tx was refused: {reason}"));

@@ -280,6 +280,22 @@ impl Channel {
         }
     }
 
+    /// What the peer announced; every step after the accept needs it.
+    pub fn remote(&self) -> Result<&super::record::PartyParams, Reject> {
+        self.record
+            .remote
+            .as_ref()
+            .ok_or_else(|| Reject("the channel was not accepted yet".into()))
+    }
+
+    /// The unsigned funding tx as far as it is built.
+    pub fn funding_tx(&self) -> Result<&packed::Transaction, Reject> {
+        self.record
+            .funding_tx
+            .as_ref()
+            .ok_or_else(|| Reject("no funding tx yet".into()))
+    }
+
     pub fn funding_tx_hash(&self) -> Option<Hash256> {
         self.record.funding_tx.as_ref().map(|tx| Hash256(tx_hash(tx)))
     }
@@ -367,11 +383,7 @@ impl Channel {
     }
 
     fn funding_key_agg(&self) -> Result<musig2::KeyAggContext, Reject> {
-        let remote = self
-            .record
-            .remote
-            .as_ref()
-            .ok_or_else(|| Reject("no peer parameters yet".into()))?;
+        let remote = self.remote()?;
         Ok(musig::funding_key_agg(
             &self.record.local.funding_pubkey,
             &remote.funding_pubkey,
@@ -380,11 +392,7 @@ impl Channel {
 
     /// The binding of our nonce for signing the peer's commitment 0.
     fn peer_commitment_binding(&self, config: &NodeConfig) -> Result<Vec<u8>, Reject> {
-        let remote = self
-            .record
-            .remote
-            .as_ref()
-            .ok_or_else(|| Reject("no peer parameters yet".into()))?;
+        let remote = self.remote()?;
         let message = self.peer_commitment_message(config)?;
         Ok(musig::peer_commitment_binding(&message, &remote.next_commitment_nonce))
     }
@@ -397,11 +405,7 @@ impl Channel {
 
     /// Our partial signature over the peer's commitment 0.
     fn our_commitment_signature(&self, config: &NodeConfig) -> Result<[u8; 32], Reject> {
-        let remote = self
-            .record
-            .remote
-            .as_ref()
-            .ok_or_else(|| Reject("no peer parameters yet".into()))?;
+        let remote = self.remote()?;
         let ctx = self.funding_key_agg()?;
         let binding = self.peer_commitment_binding(config)?;
         let session = SigningSession {
@@ -415,11 +419,7 @@ impl Channel {
 
     /// Checks the peer's partial signature over our commitment 0.
     pub fn verify_peer_commitment_signature(&self, config: &NodeConfig, signature: &[u8; 32]) -> Result<(), Reject> {
-        let remote = self
-            .record
-            .remote
-            .as_ref()
-            .ok_or_else(|| Reject("no peer parameters yet".into()))?;
+        let remote = self.remote()?;
         let peer_nonce = self
             .record
             .peer_tx_complete_nonce
@@ -475,11 +475,7 @@ impl Channel {
             .acceptor
             .as_ref()
             .ok_or_else(|| Reject("not an acceptor".into()))?;
-        let unsigned = self
-            .record
-            .funding_tx
-            .as_ref()
-            .ok_or_else(|| Reject("no funding tx".into()))?;
+        let unsigned = self.funding_tx()?;
         let key = k256::ecdsa::SigningKey::from_bytes(&acceptor.wallet_key.into())
             .map_err(|_| Reject("invalid acceptor wallet key".into()))?;
         let group: Vec<usize> = self.own_input_range().collect();
@@ -489,11 +485,7 @@ impl Channel {
 
     /// The funding tx with every witness, once both sides have signed.
     pub fn complete_funding_tx(&self, config: &NodeConfig) -> Result<packed::Transaction, Reject> {
-        let unsigned = self
-            .record
-            .funding_tx
-            .as_ref()
-            .ok_or_else(|| Reject("no funding tx".into()))?;
+        let unsigned = self.funding_tx()?;
         let peer = self
             .record
             .peer_witnesses

@@ -57,11 +57,7 @@ impl Channel {
                 Err(Reject("TxSignatures differ from the ones received before".into()))
             };
         }
-        let unsigned = self
-            .record
-            .funding_tx
-            .as_ref()
-            .ok_or_else(|| Reject("no funding tx".into()))?;
+        let unsigned = self.funding_tx()?;
         check_witnesses(unsigned, &witnesses, self.peer_input_range())?;
         let before = self.progress();
         self.record.peer_witnesses = Some(witnesses);

@@ -16,7 +16,7 @@ use crate::chain::LiveCell;
 use crate::crypto::keys::{parse_pubkey, ChannelKeys};
 use crate::crypto::{blake2b_256, musig};
 use crate::primitives::{ChannelId, Hash256};
-use crate::tx::fee::{capacity_of, fee_for_size, occupied_capacity_of_lock};
+use crate::tx::fee::{capacity_of, fee_for_size, occupied_capacity_of_lock, outputs_capacity};
 use crate::tx::funding::{build_initiator_part, reserved_ckb_amount, with_funding_lock, Contribution};
 use crate::tx::parts::{tx_hash, TxParts};
 use crate::tx::validate::{check_signed_tx, witnesses_of};
@@ -247,11 +247,7 @@ impl Channel {
         check_party(&remote)?;
         let ctx = musig::funding_key_agg(&self.record.local.funding_pubkey, &remote.funding_pubkey)?;
         let funding_lock = step.config.funding_lock.script(&musig::funding_lock_args(&ctx));
-        let part = self
-            .record
-            .funding_tx
-            .as_ref()
-            .ok_or_else(|| Reject("no funding part".into()))?;
+        let part = self.funding_tx()?;
         self.record.funding_tx = Some(with_funding_lock(part, funding_lock));
         self.record.channel_id = final_channel_id(&self.record.local.tlc_basepoint, &remote.tlc_basepoint);
         self.record.remote = Some(remote);
@@ -264,11 +260,7 @@ impl Channel {
 
     /// The acceptor's part arrived: check its shape now, its inputs on chain next.
     pub(crate) fn initiator_on_tx_update(&mut self, step: &mut Step, tx: packed::Transaction) -> Result<(), Reject> {
-        let own = self
-            .record
-            .funding_tx
-            .clone()
-            .ok_or_else(|| Reject("TxUpdate before AcceptChannel".into()))?;
+        let own = self.funding_tx()?.clone();
         if self.record.peer_inputs_checked {
             return if tx.as_slice() == own.as_slice() {
                 Ok(())
@@ -285,11 +277,7 @@ impl Channel {
         {
             return Ok(());
         }
-        let remote = self
-            .record
-            .remote
-            .as_ref()
-            .ok_or_else(|| Reject("TxUpdate before AcceptChannel".into()))?;
+        let remote = self.remote()?;
         if let Err(reason) = check_acceptor_part(&own, &tx, remote.contribution()) {
             self.abort_for_bad_peer_tx(step, &reason);
             return Ok(());
@@ -319,29 +307,15 @@ impl Channel {
         let Some(peer_part) = self.pending_peer_part.take() else {
             return Ok(());
         };
-        let own = self
-            .record
-            .funding_tx
-            .clone()
-            .ok_or_else(|| Reject("no funding tx".into()))?;
+        let own = self.funding_tx()?.clone();
         let ext = self
             .record
             .external_funding
             .as_ref()
             .ok_or_else(|| Reject("no external funding state".into()))?;
-        let remote = self
-            .record
-            .remote
-            .as_ref()
-            .ok_or_else(|| Reject("no peer parameters".into()))?;
+        let remote = self.remote()?;
         let fee_rate = self.record.terms.funding_fee_rate;
-        let added_outputs: u64 = peer_part
-            .raw()
-            .outputs()
-            .into_iter()
-            .skip(own.raw().outputs().len())
-            .map(|o| capacity_of(&o))
-            .sum();
+        let added_outputs = outputs_capacity(&peer_part, own.raw().outputs().len());
         let fee_share =
             fee_for_size(peer_part.as_slice().len(), fee_rate) - fee_for_size(own.as_slice().len(), fee_rate);
         let needed = added_outputs + remote.contribution() + fee_share;
@@ -375,11 +349,7 @@ impl Channel {
         {
             return Ok(());
         }
-        let unsigned = self
-            .record
-            .funding_tx
-            .clone()
-            .ok_or_else(|| Reject("no funding tx".into()))?;
+        let unsigned = self.funding_tx()?.clone();
         let message = self.tx_complete_message(step.config)?;
         let ext = self
             .record

@@ -36,6 +36,11 @@ pub fn capacity_of(output: &packed::CellOutput) -> u64 {
     output.capacity().unpack()
 }
 
+/// Total capacity of a tx's outputs from `from` on (0: all of them).
+pub fn outputs_capacity(tx: &packed::Transaction, from: usize) -> u64 {
+    tx.raw().outputs().into_iter().skip(from).map(|o| capacity_of(&o)).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -228,7 +228,7 @@ mod tests {
     }
 
     fn outputs_capacity(tx: &packed::Transaction) -> u64 {
-        tx.raw().outputs().into_iter().map(|o| capacity_of(&o)).sum()
+        crate::tx::fee::outputs_capacity(tx, 0)
     }
 
     #[test]

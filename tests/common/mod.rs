@@ -611,31 +611,7 @@ impl World {
     }
 
     fn resolve(&self, out_point: &packed::OutPoint) -> Option<packed::CellOutput> {
-        let hash: [u8; 32] = out_point.tx_hash().unpack();
-        let index: u32 = out_point.index().unpack();
-        if let Some(tx) = self.chain.transaction(&hash) {
-            return tx.raw().outputs().get(index as usize);
-        }
-        // Genesis cells have no stored tx: find them among live cells.
-        self.chain_cell(out_point)
-    }
-
-    fn chain_cell(&self, out_point: &packed::OutPoint) -> Option<packed::CellOutput> {
-        let locks = [
-            self.user.lock.clone(),
-            self.nodes[ACCEPTOR]
-                .config
-                .acceptor
-                .as_ref()
-                .unwrap()
-                .wallet_lock
-                .clone(),
-        ];
-        locks
-            .iter()
-            .flat_map(|lock| self.live_cells(lock))
-            .find(|cell| &cell.out_point == out_point)
-            .map(|cell| cell.output)
+        fiber_funding::chain::client::simulated_output(&self.chain, out_point)
     }
 
     /// Feeds each node the status of the funding txs it watches, once per change.

@@ -5,8 +5,7 @@ import { defineConfig } from "vite";
 // the page is built as sign-ckb-raw-tx/index.html (www/serve.mjs serves a
 // directory's index.html) and its assets are referenced from the origin's
 // root (`base: "/"`), which resolves the same with or without the slash.
-// The root index.html is the same page (it explains itself when it carries
-// no request). config.json is not part of the build: the demo launcher
+// The root index.html only points there. config.json is not part of the build: the demo launcher
 // writes it into the output directory.
 export default defineConfig({
   root: import.meta.dirname,
