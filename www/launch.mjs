@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { serve } from "./serve.mjs";
 
 const ROOT = resolve(import.meta.dirname, "..");
-const BIN = join(ROOT, "target", "debug");
+const BIN = join(process.env.CARGO_TARGET_DIR ? resolve(process.env.CARGO_TARGET_DIR) : join(ROOT, "target"), "debug");
 
 /** CKB's published dev-chain accounts (`ckb init --chain dev`). */
 export const DEV_ACCOUNTS = {
