@@ -855,3 +855,39 @@ mod link {
         });
     }
 }
+
+#[test]
+fn min_free_cells_splits_the_wallet_before_listening() {
+    let sim = SimChain::start();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The chain keeps producing blocks, as the demo's miner does.
+    let miner = {
+        let stop = stop.clone();
+        let rpc = sim.rpc.clone();
+        std::thread::spawn(move || {
+            let chain = RpcChainClient::new(HttpTransport::new(rpc));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = run_local(chain.generate_block());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let data_dir = temp_dir("min-free-cells");
+    let wallet = default_lock::lock_script_for_key(dev_key(COUNTERPARTY_WALLET).verifying_key());
+    let before = run_local(sim.client().live_cells(wallet.clone())).unwrap().len();
+    let mut child = counterparty_command(&data_dir, &sim.rpc, "127.0.0.1:0")
+        .args(["--min-free-cells", &(before + 5).to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = stdout.next().unwrap().unwrap();
+    assert!(first.starts_with("node_id="), "{first}");
+    let after = run_local(sim.client().live_cells(wallet)).unwrap().len();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    miner.join().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(after >= before + 5, "{before} cells before, {after} after");
+}

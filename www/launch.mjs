@@ -157,6 +157,9 @@ export async function launch({
     "--chain-hash", chainHash,
     "--confirmations", String(confirmations),
     "--timeout-seconds", String(timeoutSeconds),
+    // A dev chain's genesis gives it one big cell: enough for one pending
+    // channel at a time. The simulated chain starts with many already.
+    ...(chain === "ckb" ? ["--min-free-cells", "10"] : []),
   ];
   const counterparty = { process: null, nodeId: null, lines: [] };
   async function startCounterparty() {

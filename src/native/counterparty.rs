@@ -60,6 +60,12 @@ pub struct Flag {
 /// Every flag `fiber-counterparty` takes.
 pub const FLAGS: &[Flag] = &[
     Flag {
+        name: "--min-free-cells",
+        env: "FIBER_COUNTERPARTY_MIN_FREE_CELLS",
+        value: "N",
+        help: "at start, split the wallet's largest cell until it has N cells of 2,000 CKB, to fund N channels at once [default: 0]",
+    },
+    Flag {
         name: "--listen",
         env: "FIBER_COUNTERPARTY_LISTEN",
         value: "ADDR",
@@ -170,6 +176,8 @@ pub struct CounterpartyConfig {
     pub commitment_lock: ScriptTemplate,
     pub chain_hash: Option<Hash256>,
     pub auto_accept_amount: u64,
+    /// Split the wallet's largest cell at start until it has this many cells.
+    pub min_free_cells: u64,
     pub confirmations: u64,
     pub timeout_seconds: u64,
     pub poll_interval_ms: u64,
@@ -189,6 +197,7 @@ impl std::fmt::Debug for CounterpartyConfig {
             .field("commitment_lock", &self.commitment_lock)
             .field("chain_hash", &self.chain_hash)
             .field("auto_accept_amount", &self.auto_accept_amount)
+            .field("min_free_cells", &self.min_free_cells)
             .field("confirmations", &self.confirmations)
             .field("timeout_seconds", &self.timeout_seconds)
             .field("poll_interval_ms", &self.poll_interval_ms)
@@ -302,6 +311,7 @@ impl CounterpartyConfig {
                 })
                 .transpose()?,
             auto_accept_amount: number("--auto-accept-amount", 0)?,
+            min_free_cells: number("--min-free-cells", 0)?,
             confirmations: number("--confirmations", DEFAULT_FUNDING_CONFIRMATIONS)?,
             timeout_seconds: number("--timeout-seconds", 300)?,
             poll_interval_ms: number("--poll-interval-ms", 1_000)?,
@@ -432,6 +442,9 @@ pub struct Running {
     pub server: Rc<WsServer>,
 }
 
+/// Size of the cells `--min-free-cells` creates: a channel's reserve plus room.
+const WALLET_CELL_CAPACITY: u64 = 2_000 * 100_000_000;
+
 /// Checks the CKB node, opens the store, loads or creates the node key,
 /// listens, and starts the driver. Call inside a tokio `LocalSet`.
 pub async fn start_counterparty(config: &CounterpartyConfig) -> Result<Running, StartError> {
@@ -466,6 +479,24 @@ pub async fn start_counterparty(config: &CounterpartyConfig) -> Result<Running, 
 
     let wallet_key = SigningKey::from_slice(&config.wallet_key).map_err(|_| StartError("bad wallet key".into()))?;
     let wallet_lock = default_lock::lock_script_for_key(wallet_key.verifying_key());
+    if config.min_free_cells > 0 {
+        let split = crate::native::wallet_cells::ensure_free_cells(
+            &client,
+            &wallet_key,
+            &wallet_cell_dep,
+            config.min_free_cells as usize,
+            WALLET_CELL_CAPACITY,
+            crate::flow::config::DEFAULT_FEE_RATE,
+        )
+        .await
+        .map_err(|e| StartError(format!("cannot prepare {} wallet cells: {e}", config.min_free_cells)))?;
+        if let Some(hash) = split {
+            log::info!(
+                "split the wallet's largest cell into {} cells: tx {hash}",
+                config.min_free_cells
+            );
+        }
+    }
     log::info!(
         "wallet lock args {}, chain {chain_hash}",
         crate::primitives::encode_hex(&wallet_lock.args().raw_data())

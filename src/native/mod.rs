@@ -17,6 +17,7 @@ pub mod http_rpc;
 pub mod platform;
 pub mod redb_store;
 pub mod simchain;
+pub mod wallet_cells;
 pub mod ws_client;
 pub mod ws_connection;
 pub mod ws_server;
