@@ -125,6 +125,14 @@ async function assertOpened(page, channelId) {
   assert.equal(await page.locator(`${testid("pending-item")}[data-channel-id="${channelId}"]`).count(), 0);
 }
 
+/** Signs at the stand-in JoyID, comes back, and checks the channel opened. */
+async function signAndOpen(page, channelId) {
+  await goToSigner(page, channelId);
+  await approve(page);
+  await submitted(page);
+  await assertOpened(page, channelId);
+}
+
 /** A fresh browser profile per test: a new user. */
 async function withBrowser(run) {
   const browser = await launchPersistent();
@@ -158,10 +166,7 @@ describe("reload the wallet page at each step", () => {
       await page.reload();
       await page.locator(`${testid("restored")}[data-count="1"]`).waitFor();
       await page.screenshot({ path: `${SCREENSHOTS}/wallet-restored.png`, fullPage: true });
-      await goToSigner(page, channelId);
-      await approve(page);
-      await submitted(page);
-      await assertOpened(page, channelId);
+      await signAndOpen(page, channelId);
     });
   });
 
@@ -323,10 +328,7 @@ describe("kill -9 the counterparty at each step of its side, restart it", () => 
       const channelId = await openChannel(page);
       await env.counterparty.kill();
       await env.counterparty.restart();
-      await goToSigner(page, channelId);
-      await approve(page);
-      await submitted(page);
-      await assertOpened(page, channelId);
+      await signAndOpen(page, channelId);
     });
   });
 
@@ -391,10 +393,7 @@ test("the deadline passes while the user is at the signer: aborted on both sides
       await page.reload();
       await openWallet(page);
       const second = await openChannel(page);
-      await goToSigner(page, second);
-      await approve(page);
-      await submitted(page);
-      await assertOpened(page, second);
+      await signAndOpen(page, second);
     });
   } finally {
     env.walletConfig();
@@ -411,10 +410,7 @@ test("a tampered signed tx is refused with the error shown; the genuine one is t
     await error.waitFor({ timeout: 30_000 });
     assert.match(await error.textContent(), /outputs\[\d+\]\.capacity/);
     await page.screenshot({ path: `${SCREENSHOTS}/wallet-tampered.png`, fullPage: true });
-    await goToSigner(page, channelId);
-    await approve(page);
-    await submitted(page);
-    await assertOpened(page, channelId);
+    await signAndOpen(page, channelId);
   });
 });
 
@@ -429,9 +425,6 @@ test("two tabs: one owns the node, the other follows read-only and takes over wh
     await second.screenshot({ path: `${SCREENSHOTS}/wallet-second-tab.png`, fullPage: true });
     await first.close();
     await second.locator(testid("readonly-banner")).waitFor({ state: "hidden", timeout: 30_000 });
-    await goToSigner(second, channelId);
-    await approve(second);
-    await submitted(second);
-    await assertOpened(second, channelId);
+    await signAndOpen(second, channelId);
   });
 });
