@@ -133,6 +133,7 @@ fn main() {
     let fixture = serde_json::json!({
         "options": {
             "nodeSecretKey": encode_hex(&NODE_SECRET),
+            "peerPubkey": ids[1].to_string(),
             "chainHash": encode_hex(&CHAIN_HASH),
             "fundingLock": { "code_hash": encode_hex(&[0xf1; 32]), "hash_type": "type" },
             "commitmentLock": { "code_hash": encode_hex(&[0xc1; 32]), "hash_type": "type" },

@@ -22,3 +22,13 @@ mod flow;
 mod store;
 #[path = "browser/tab_lock.rs"]
 mod tab_lock;
+
+#[path = "vectors/bolt8.rs"]
+mod bolt8;
+
+#[wasm_bindgen_test]
+fn every_bolt8_test_vector_passes_in_the_browser() {
+    let passed = bolt8::all();
+    web_sys::console::log_1(&format!("BOLT 8 vectors passed in the browser: {}", passed.len()).into());
+    assert_eq!(passed.len(), 16);
+}

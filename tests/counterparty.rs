@@ -20,7 +20,6 @@ use fiber_funding::chain::client::ChainClient;
 use fiber_funding::chain::rpc::RpcChainClient;
 use fiber_funding::chain::TxStatus;
 use fiber_funding::flow::{ChannelState, NodeConfig, OpenChannelParams};
-use fiber_funding::native::counterparty::{TESTNET_COMMITMENT_LOCK_CODE_HASH, TESTNET_FUNDING_LOCK_CODE_HASH};
 use fiber_funding::native::http_rpc::{genesis_default_lock_dep_group, HttpTransport};
 use fiber_funding::native::platform::{generate_node_secret, OsEntropy, TokioPlatform};
 use fiber_funding::native::redb_store::RedbStore;
@@ -112,6 +111,10 @@ impl Drop for SimChain {
     }
 }
 
+/// The contracts both sides name on the simulated chain (it does not run them).
+const FUNDING_LOCK_CODE_HASH: &str = "0x6c67887fe201ee0c7853f1682c0b77c0e6214044c156c7558269390a8afa6d7c";
+const COMMITMENT_LOCK_CODE_HASH: &str = "0x740dee83f87c6f309824d8fd3fbdd3c8380ee6fc9acc90b1a748438afcdf81d8";
+
 fn counterparty_command(data_dir: &Path, ckb_rpc: &str, listen: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fiber-counterparty"));
     command
@@ -122,6 +125,10 @@ fn counterparty_command(data_dir: &Path, ckb_rpc: &str, listen: &str) -> Command
             ckb_rpc,
             "--confirmations",
             CONFIRMATIONS,
+            "--funding-lock-code-hash",
+            FUNDING_LOCK_CODE_HASH,
+            "--commitment-lock-code-hash",
+            COMMITMENT_LOCK_CODE_HASH,
         ])
         .arg("--data-dir")
         .arg(data_dir)
@@ -220,8 +227,8 @@ impl Initiator {
         let config = NodeConfig {
             node_secret: secret.clone(),
             chain_hash,
-            funding_lock: ScriptTemplate::type_hash(Hash256::from_hex(TESTNET_FUNDING_LOCK_CODE_HASH).unwrap().0),
-            commitment_lock: ScriptTemplate::type_hash(Hash256::from_hex(TESTNET_COMMITMENT_LOCK_CODE_HASH).unwrap().0),
+            funding_lock: ScriptTemplate::type_hash(Hash256::from_hex(FUNDING_LOCK_CODE_HASH).unwrap().0),
+            commitment_lock: ScriptTemplate::type_hash(Hash256::from_hex(COMMITMENT_LOCK_CODE_HASH).unwrap().0),
             external_funding_timeout_ms: 300_000,
             funding_confirmations: CONFIRMATIONS.parse().unwrap(),
             acceptor: None,
@@ -235,7 +242,7 @@ impl Initiator {
         let link = WsClientLink::connect_with(
             &counterparty.url,
             secret,
-            Some(counterparty.node_id),
+            counterparty.node_id,
             sender.clone(),
             settings,
         );
@@ -654,8 +661,8 @@ fn several_browsers_fund_channels_with_the_counterparty_at_once() {
 }
 
 mod link {
-    //! The WebSocket links in-process: who counts as connected, and who is
-    //! turned away.
+    //! The WebSocket links in-process: who counts as connected, who is
+    //! turned away, and what a man in the middle can do (nothing).
 
     use super::*;
     use fiber_funding::api::ErrorCode;
@@ -663,7 +670,8 @@ mod link {
     use fiber_funding::native::platform::random_32;
     use fiber_funding::native::ws_connection::ConnectionTimings;
     use fiber_funding::native::ws_server::WsServer;
-    use fiber_funding::peer::{Frame, HandshakeStep, PeerHandshake, PROTOCOL_VERSION};
+    use fiber_funding::peer::{PeerSession, SessionStep, CLOSE_NOT_THIS_NODE};
+    use fiber_funding::primitives::NodeId;
     use fiber_funding::runtime::{Input, InputReceiver, PeerLink};
     use fiber_funding::wire::{ChannelReady, FiberMessage};
     use futures::{SinkExt, StreamExt};
@@ -673,35 +681,36 @@ mod link {
 
     type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-    async fn server() -> (Rc<WsServer>, String, InputReceiver) {
+    async fn server() -> (Rc<WsServer>, String, InputReceiver, NodeId) {
         let (sender, receiver) = inbox();
-        let server = WsServer::bind(
-            "127.0.0.1:0",
-            generate_node_secret(),
-            sender,
-            ConnectionTimings::default(),
-        )
-        .await
-        .unwrap();
+        let secret = generate_node_secret();
+        let id = secret.node_id();
+        let server = WsServer::bind("127.0.0.1:0", secret, sender, ConnectionTimings::default())
+            .await
+            .unwrap();
         let url = format!("ws://{}", server.local_addr());
-        (server, url, receiver)
+        (server, url, receiver, id)
     }
 
-    /// Connects and proves `secret`'s key, as a browser does.
-    async fn authenticate(url: &str, secret: NodeSecret) -> Socket {
+    /// Connects as `secret` and runs the BOLT 8 handshake with `server_id`,
+    /// as a browser does.
+    async fn authenticate(url: &str, secret: &NodeSecret, server_id: &NodeId) -> (Socket, PeerSession) {
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut handshake = PeerHandshake::new(secret, None, random_32());
-        ws.send(Message::Binary(handshake.hello().into())).await.unwrap();
-        loop {
-            let Some(Ok(Message::Binary(bytes))) = ws.next().await else {
-                panic!("the server closed during the handshake")
-            };
-            match handshake.on_frame(&bytes).unwrap() {
-                HandshakeStep::Reply(frame) => ws.send(Message::Binary(frame.into())).await.unwrap(),
-                HandshakeStep::Authenticated(_) => return ws,
-                _ => {}
-            }
-        }
+        let (mut session, act_one) = PeerSession::initiator(secret, server_id, random_32()).unwrap();
+        ws.send(Message::Binary(act_one.into())).await.unwrap();
+        let Some(Ok(Message::Binary(act_two))) = ws.next().await else {
+            panic!("the server closed during the handshake")
+        };
+        let SessionStep::Authenticated {
+            peer,
+            reply: Some(act_three),
+        } = session.on_packet(&act_two).unwrap()
+        else {
+            panic!("act two authenticates the server")
+        };
+        assert_eq!(peer, *server_id);
+        ws.send(Message::Binary(act_three.into())).await.unwrap();
+        (ws, session)
     }
 
     async fn next_input(receiver: &mut InputReceiver, within_ms: u64) -> Option<Input> {
@@ -711,13 +720,15 @@ mod link {
             .flatten()
     }
 
-    /// Whether the server closes `ws` (pings aside) within a second.
-    async fn closed_by_server(ws: &mut Socket) -> bool {
+    /// Whether the server closes `ws` (pings aside) within a second; with the
+    /// close code it gave, if any.
+    async fn closed_by_server(ws: &mut Socket) -> Option<Option<u16>> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         loop {
             match tokio::time::timeout_at(deadline, ws.next()).await {
-                Err(_) => return false,
-                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return true,
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Close(frame)))) => return Some(frame.map(|f| u16::from(f.code))),
+                Ok(None | Some(Err(_))) => return Some(None),
                 Ok(Some(Ok(_))) => {}
             }
         }
@@ -732,12 +743,12 @@ mod link {
     #[test]
     fn a_node_that_reconnects_replaces_its_previous_connection() {
         run_local(async {
-            let (server, url, mut inputs) = server().await;
+            let (server, url, mut inputs, server_id) = server().await;
             let browser = generate_node_secret();
             let id = browser.node_id();
-            let mut first = authenticate(&url, browser.clone()).await;
+            let (mut first, _) = authenticate(&url, &browser, &server_id).await;
             assert!(matches!(next_input(&mut inputs, 2_000).await, Some(Input::PeerConnected(p)) if p == id));
-            let mut second = authenticate(&url, browser.clone()).await;
+            let (mut second, mut session) = authenticate(&url, &browser, &server_id).await;
             assert!(matches!(next_input(&mut inputs, 2_000).await, Some(Input::PeerConnected(p)) if p == id));
             assert_eq!(server.connected_peers(), vec![id]);
 
@@ -745,16 +756,20 @@ mod link {
             let Some(Ok(Message::Binary(bytes))) = second.next().await else {
                 panic!("the newest connection gets the message")
             };
-            assert_eq!(Frame::decode(&bytes).unwrap(), Frame::Message(ready_message()));
-            assert!(closed_by_server(&mut first).await, "the replaced connection is closed");
+            assert_eq!(
+                session.on_packet(&bytes).unwrap(),
+                SessionStep::Message(ready_message())
+            );
+            assert!(
+                closed_by_server(&mut first).await.is_some(),
+                "the replaced connection is closed"
+            );
             // Replacing is not a disconnection.
             assert!(next_input(&mut inputs, 300).await.is_none());
 
             // A message from the peer reaches the driver under its node id.
-            second
-                .send(Message::Binary(Frame::Message(ready_message()).encode().into()))
-                .await
-                .unwrap();
+            let packet = session.seal(&ready_message()).unwrap();
+            second.send(Message::Binary(packet.into())).await.unwrap();
             assert!(matches!(
                 next_input(&mut inputs, 2_000).await,
                 Some(Input::PeerMessage(p, m)) if p == id && m == ready_message()
@@ -771,31 +786,27 @@ mod link {
     #[test]
     fn a_peer_that_fails_the_handshake_is_dropped_and_never_connected() {
         run_local(async {
-            let (server, url, mut inputs) = server().await;
-            let claimed = generate_node_secret().node_id();
+            let (server, url, mut inputs, _) = server().await;
 
-            // Claims a node id and cannot prove it.
-            let (mut impostor, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-            let hello = Frame::Hello {
-                version: PROTOCOL_VERSION,
-                node_id: claimed,
-                challenge: random_32(),
-            };
-            impostor.send(Message::Binary(hello.encode().into())).await.unwrap();
-            let forged = Frame::Proof { signature: [1; 64] };
-            impostor.send(Message::Binary(forged.encode().into())).await.unwrap();
-            assert!(closed_by_server(&mut impostor).await);
+            // Calls another node's key: act one does not decrypt here.
+            let (mut misdialled, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            let elsewhere = generate_node_secret().node_id();
+            let (_, act_one) = PeerSession::initiator(&generate_node_secret(), &elsewhere, random_32()).unwrap();
+            misdialled.send(Message::Binary(act_one.into())).await.unwrap();
+            assert_eq!(closed_by_server(&mut misdialled).await, Some(Some(CLOSE_NOT_THIS_NODE)));
 
-            // Sends a message before proving anything.
+            // Sends a Fiber message in the clear instead of a handshake.
             let (mut eager, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-            let early = Frame::Message(ready_message()).encode();
-            eager.send(Message::Binary(early.into())).await.unwrap();
-            assert!(closed_by_server(&mut eager).await);
+            eager
+                .send(Message::Binary(ready_message().encode().into()))
+                .await
+                .unwrap();
+            assert!(closed_by_server(&mut eager).await.is_some());
 
             // Speaks text.
             let (mut chatty, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
             chatty.send(Message::text("hello")).await.unwrap();
-            assert!(closed_by_server(&mut chatty).await);
+            assert!(closed_by_server(&mut chatty).await.is_some());
 
             assert!(next_input(&mut inputs, 300).await.is_none(), "nobody connected");
             assert!(server.connected_peers().is_empty());
@@ -803,16 +814,55 @@ mod link {
     }
 
     #[test]
+    fn a_tampered_or_replayed_packet_ends_the_session_and_reaches_nobody() {
+        run_local(async {
+            let (server, url, mut inputs, server_id) = server().await;
+            let browser = generate_node_secret();
+            let id = browser.node_id();
+
+            // One bit flipped by whoever sits on the path.
+            let (mut tampered, mut session) = authenticate(&url, &browser, &server_id).await;
+            assert!(matches!(next_input(&mut inputs, 2_000).await, Some(Input::PeerConnected(p)) if p == id));
+            let mut packet = session.seal(&ready_message()).unwrap();
+            let last = packet.len() - 1;
+            packet[last] ^= 1;
+            tampered.send(Message::Binary(packet.into())).await.unwrap();
+            assert!(closed_by_server(&mut tampered).await.is_some());
+            assert!(matches!(
+                next_input(&mut inputs, 2_000).await,
+                Some(Input::PeerDisconnected { peer, .. }) if peer == id
+            ));
+
+            // The same packet sent twice: the second is out of sequence.
+            let (mut replayed, mut session) = authenticate(&url, &browser, &server_id).await;
+            assert!(matches!(next_input(&mut inputs, 2_000).await, Some(Input::PeerConnected(p)) if p == id));
+            let packet = session.seal(&ready_message()).unwrap();
+            replayed.send(Message::Binary(packet.clone().into())).await.unwrap();
+            assert!(matches!(
+                next_input(&mut inputs, 2_000).await,
+                Some(Input::PeerMessage(p, m)) if p == id && m == ready_message()
+            ));
+            replayed.send(Message::Binary(packet.into())).await.unwrap();
+            assert!(closed_by_server(&mut replayed).await.is_some());
+            assert!(matches!(
+                next_input(&mut inputs, 2_000).await,
+                Some(Input::PeerDisconnected { peer, .. }) if peer == id
+            ));
+            assert!(server.connected_peers().is_empty());
+        });
+    }
+
+    #[test]
     fn a_client_refuses_a_counterparty_with_another_key_and_stops() {
         run_local(async {
-            let (_server, url, _inputs) = server().await;
+            let (_server, url, _inputs, _) = server().await;
             let (sender, mut inputs) = inbox();
             let expected = generate_node_secret().node_id();
             let settings = ClientSettings {
                 first_backoff_ms: 50,
                 ..ClientSettings::default()
             };
-            let link = WsClientLink::connect_with(&url, generate_node_secret(), Some(expected), sender, settings);
+            let link = WsClientLink::connect_with(&url, generate_node_secret(), expected, sender, settings);
             match next_input(&mut inputs, 2_000).await {
                 Some(Input::PeerUnavailable { code, reason }) => {
                     assert_eq!(code, ErrorCode::PeerMismatch, "{reason}");
@@ -841,7 +891,8 @@ mod link {
                 max_backoff_ms: 100,
                 ..ClientSettings::default()
             };
-            let link = WsClientLink::connect_with(&url, generate_node_secret(), None, sender, settings);
+            let peer = generate_node_secret().node_id();
+            let link = WsClientLink::connect_with(&url, generate_node_secret(), peer, sender, settings);
             for _ in 0..2 {
                 match next_input(&mut inputs, 2_000).await {
                     Some(Input::PeerUnavailable { code, reason }) => {

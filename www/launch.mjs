@@ -26,6 +26,8 @@ export const DEV_ACCOUNTS = {
   },
 };
 export const SIGHASH_ALL = "0x9bd7e06f3ecf4be0f2fcd2188b23f1b9fcc88e5d4b65a8637b17723bbda3cce8";
+// Fiber's testnet code hashes, named explicitly to both sides: neither the dev
+// chain nor the simulated chain runs these contracts (yet).
 export const FUNDING_LOCK = { code_hash: "0x6c67887fe201ee0c7853f1682c0b77c0e6214044c156c7558269390a8afa6d7c", hash_type: "type" };
 export const COMMITMENT_LOCK = { code_hash: "0x740dee83f87c6f309824d8fd3fbdd3c8380ee6fc9acc90b1a748438afcdf81d8", hash_type: "type" };
 export const DEFAULT_PORTS = { rpc: 8114, p2p: 8115, peer: 8230, wallet: 8240, signer: 8241 };
@@ -155,6 +157,8 @@ export async function launch({
     "--wallet-key", DEV_ACCOUNTS.counterparty.privateKey,
     "--wallet-cell-dep", `${depGroup.out_point.tx_hash}:0`,
     "--chain-hash", chainHash,
+    "--funding-lock-code-hash", FUNDING_LOCK.code_hash,
+    "--commitment-lock-code-hash", COMMITMENT_LOCK.code_hash,
     "--confirmations", String(confirmations),
     "--timeout-seconds", String(timeoutSeconds),
     // A dev chain's genesis gives it one big cell: enough for one pending

@@ -4,5 +4,6 @@
 
 pub mod error;
 pub mod json;
+pub mod options;
 
 pub use error::{ApiError, ErrorCode};

@@ -24,6 +24,7 @@ use super::platform::{generate_node_secret, OsEntropy, TokioPlatform};
 use super::redb_store::RedbStore;
 use super::ws_connection::ConnectionTimings;
 use super::ws_server::WsServer;
+use crate::api::options::contracts_for_chain;
 use crate::chain::rpc::RpcChainClient;
 use crate::crypto::keys::NodeSecret;
 use crate::flow::config::{DEFAULT_ACCEPTOR_GRACE_MS, DEFAULT_FUNDING_CONFIRMATIONS};
@@ -32,12 +33,6 @@ use crate::primitives::{decode_hex, Hash256};
 use crate::runtime::{inbox, start, DriverEvent, DriverHandle, DriverParts, DriverSettings};
 use crate::tx::default_lock;
 use crate::tx::script::ScriptTemplate;
-
-/// Fiber's testnet deployment of the funding lock (hash_type `type`).
-pub const TESTNET_FUNDING_LOCK_CODE_HASH: &str = "0x6c67887fe201ee0c7853f1682c0b77c0e6214044c156c7558269390a8afa6d7c";
-/// Fiber's testnet deployment of the commitment lock (hash_type `type`).
-pub const TESTNET_COMMITMENT_LOCK_CODE_HASH: &str =
-    "0x740dee83f87c6f309824d8fd3fbdd3c8380ee6fc9acc90b1a748438afcdf81d8";
 
 /// The exit code for a configuration or start-up failure.
 pub const EXIT_BAD_CONFIG: i32 = 2;
@@ -105,13 +100,13 @@ pub const FLAGS: &[Flag] = &[
         name: "--funding-lock-code-hash",
         env: "FIBER_COUNTERPARTY_FUNDING_LOCK_CODE_HASH",
         value: "HEX",
-        help: "funding-lock contract, hash_type type [default: Fiber testnet]",
+        help: "funding-lock contract, hash_type type [default: Fiber's, on testnet and mainnet only]",
     },
     Flag {
         name: "--commitment-lock-code-hash",
         env: "FIBER_COUNTERPARTY_COMMITMENT_LOCK_CODE_HASH",
         value: "HEX",
-        help: "commitment-lock contract, hash_type type [default: Fiber testnet]",
+        help: "commitment-lock contract, hash_type type [default: Fiber's, on testnet and mainnet only]",
     },
     Flag {
         name: "--chain-hash",
@@ -172,8 +167,9 @@ pub struct CounterpartyConfig {
     /// Secret; never printed (see the `Debug` impl).
     pub wallet_key: [u8; 32],
     pub wallet_cell_dep: Option<packed::CellDep>,
-    pub funding_lock: ScriptTemplate,
-    pub commitment_lock: ScriptTemplate,
+    /// `None`: Fiber's deployment on the chain (testnet or mainnet only).
+    pub funding_lock: Option<ScriptTemplate>,
+    pub commitment_lock: Option<ScriptTemplate>,
     pub chain_hash: Option<Hash256>,
     pub auto_accept_amount: u64,
     /// Split the wallet's largest cell at start until it has this many cells.
@@ -281,11 +277,13 @@ impl CounterpartyConfig {
                 ));
             }
         };
-        let code_hash = |name: &str, default: &str| -> Result<ScriptTemplate, StartError> {
-            let (text, source) = lookup(name).unwrap_or_else(|| (default.to_owned(), name.to_owned()));
+        let code_hash = |name: &str| -> Result<Option<ScriptTemplate>, StartError> {
+            let Some((text, source)) = lookup(name) else {
+                return Ok(None);
+            };
             let hash = Hash256::from_hex(&text)
                 .map_err(|e| StartError(format!("{source} is not a 32-byte 0x-hex code hash: {e}")))?;
-            Ok(ScriptTemplate::type_hash(hash.0))
+            Ok(Some(ScriptTemplate::type_hash(hash.0)))
         };
         let number = |name: &str, default: u64| -> Result<u64, StartError> {
             match lookup(name) {
@@ -302,8 +300,8 @@ impl CounterpartyConfig {
             wallet_cell_dep: lookup("--wallet-cell-dep")
                 .map(|(text, source)| parse_cell_dep(&text, &source))
                 .transpose()?,
-            funding_lock: code_hash("--funding-lock-code-hash", TESTNET_FUNDING_LOCK_CODE_HASH)?,
-            commitment_lock: code_hash("--commitment-lock-code-hash", TESTNET_COMMITMENT_LOCK_CODE_HASH)?,
+            funding_lock: code_hash("--funding-lock-code-hash")?,
+            commitment_lock: code_hash("--commitment-lock-code-hash")?,
             chain_hash: lookup("--chain-hash")
                 .map(|(text, source)| {
                     Hash256::from_hex(&text)
@@ -461,6 +459,13 @@ pub async fn start_counterparty(config: &CounterpartyConfig) -> Result<Running, 
             .await
             .map_err(|e| StartError(format!("cannot read the chain hash from {}: {e}", config.ckb_rpc)))?,
     };
+    // Another chain's code hashes would lock channels under scripts that do not exist here.
+    let (funding_lock, commitment_lock) =
+        contracts_for_chain(&chain_hash, config.funding_lock.clone(), config.commitment_lock.clone()).map_err(|_| {
+            StartError(format!(
+                "chain {chain_hash} has no published Fiber deployment: give --funding-lock-code-hash and --commitment-lock-code-hash"
+            ))
+        })?;
     let wallet_cell_dep = match &config.wallet_cell_dep {
         Some(dep) => dep.clone(),
         None => genesis_default_lock_dep_group(client.transport(), STARTUP_RPC_TIMEOUT_MS)
@@ -504,8 +509,8 @@ pub async fn start_counterparty(config: &CounterpartyConfig) -> Result<Running, 
     let node_config = NodeConfig {
         node_secret: node_secret.clone(),
         chain_hash,
-        funding_lock: config.funding_lock.clone(),
-        commitment_lock: config.commitment_lock.clone(),
+        funding_lock,
+        commitment_lock,
         external_funding_timeout_ms: config.timeout_seconds * 1_000,
         funding_confirmations: config.confirmations,
         acceptor: Some(AcceptorConfig {
@@ -696,14 +701,8 @@ mod tests {
         assert_eq!(config.auto_accept_amount, 0);
         assert_eq!(config.chain_hash, None);
         assert!(config.wallet_cell_dep.is_none());
-        assert_eq!(
-            config.funding_lock.code_hash.to_string(),
-            TESTNET_FUNDING_LOCK_CODE_HASH
-        );
-        assert_eq!(
-            config.commitment_lock.code_hash.to_string(),
-            TESTNET_COMMITMENT_LOCK_CODE_HASH
-        );
+        assert_eq!(config.funding_lock, None, "Fiber's own on testnet and mainnet");
+        assert_eq!(config.commitment_lock, None);
         assert_eq!(config.log, None);
         assert!(!format!("{config:?}").contains(&KEY[2..]), "Debug hides the key");
     }

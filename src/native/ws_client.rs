@@ -1,6 +1,6 @@
 //! The initiator's side of the peer connection on native: a [`PeerLink`] to
-//! one counterparty over WebSocket, the same frames and handshake the
-//! browser speaks, reconnecting with backoff until closed. For native
+//! one counterparty over WebSocket, the same BOLT 8 transport the browser
+//! speaks, reconnecting with backoff until closed. For native
 //! initiators (tests, the demo, a CLI wallet).
 //!
 //! ```no_run
@@ -8,7 +8,7 @@
 //! # fn demo(secret: fiber_funding::crypto::keys::NodeSecret, counterparty: fiber_funding::primitives::NodeId) {
 //! let (sender, receiver) = fiber_funding::runtime::inbox();
 //! // Inside a tokio LocalSet:
-//! let link = WsClientLink::connect("ws://127.0.0.1:8230", secret, Some(counterparty), sender.clone());
+//! let link = WsClientLink::connect("ws://127.0.0.1:8230", secret, counterparty, sender.clone());
 //! # }
 //! ```
 
@@ -19,10 +19,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::platform::random_32;
-use super::ws_connection::{drive, websocket_config, ConnectionTimings, Session};
+use super::ws_connection::{drive, websocket_config, ConnectionEvents, ConnectionTimings};
 use crate::api::ErrorCode;
 use crate::crypto::keys::NodeSecret;
-use crate::peer::{AuthError, Frame, PeerHandshake};
+use crate::peer::PeerSession;
 use crate::primitives::NodeId;
 use crate::runtime::{Input, InputSender, PeerLink};
 use crate::wire::FiberMessage;
@@ -54,24 +54,24 @@ pub struct WsClientLink {
 
 struct ClientState {
     inbox: InputSender,
-    /// The authenticated peer and where its frames go.
-    current: Option<(NodeId, mpsc::UnboundedSender<Vec<u8>>)>,
+    /// The authenticated peer and where its messages go.
+    current: Option<(NodeId, mpsc::UnboundedSender<FiberMessage>)>,
     closed: bool,
 }
 
 impl WsClientLink {
-    /// Starts connecting to `url` with [`ClientSettings::default`]; call from
-    /// inside a tokio `LocalSet`. With `expected_peer`, a node that proves
-    /// another key is refused (`PeerUnavailable` with `PEER_MISMATCH`) and
-    /// not retried.
-    pub fn connect(url: &str, secret: NodeSecret, expected_peer: Option<NodeId>, inbox: InputSender) -> Rc<Self> {
-        Self::connect_with(url, secret, expected_peer, inbox, ClientSettings::default())
+    /// Starts connecting to `url`, where node `peer` must answer, with
+    /// [`ClientSettings::default`]; call from inside a tokio `LocalSet`. A
+    /// node at `url` that does not hold `peer`'s key fails the handshake
+    /// (`PeerUnavailable` with `PEER_MISMATCH`) and is not retried.
+    pub fn connect(url: &str, secret: NodeSecret, peer: NodeId, inbox: InputSender) -> Rc<Self> {
+        Self::connect_with(url, secret, peer, inbox, ClientSettings::default())
     }
 
     pub fn connect_with(
         url: &str,
         secret: NodeSecret,
-        expected_peer: Option<NodeId>,
+        peer: NodeId,
         inbox: InputSender,
         settings: ClientSettings,
     ) -> Rc<Self> {
@@ -84,7 +84,7 @@ impl WsClientLink {
         let target = Target {
             url: url.to_owned(),
             secret,
-            expected_peer,
+            peer,
             settings,
         };
         tokio::task::spawn_local(reconnect_loop(target, state.clone(), shutdown_seen));
@@ -100,7 +100,7 @@ impl WsClientLink {
 struct Target {
     url: String,
     secret: NodeSecret,
-    expected_peer: Option<NodeId>,
+    peer: NodeId,
     settings: ClientSettings,
 }
 
@@ -108,8 +108,8 @@ struct ClientSession {
     state: Rc<RefCell<ClientState>>,
 }
 
-impl Session for ClientSession {
-    fn authenticated(&self, peer: NodeId) -> Option<mpsc::UnboundedReceiver<Vec<u8>>> {
+impl ConnectionEvents for ClientSession {
+    fn authenticated(&self, peer: NodeId) -> Option<mpsc::UnboundedReceiver<FiberMessage>> {
         let mut state = self.state.borrow_mut();
         if state.closed {
             return None;
@@ -140,29 +140,54 @@ async fn reconnect_loop(target: Target, state: Rc<RefCell<ClientState>>, mut shu
         };
         let unavailable = match attempt {
             Ok((ws, _)) => {
-                let handshake = PeerHandshake::new(target.secret.clone(), target.expected_peer, random_32());
-                let ended = drive(ws, handshake, &session, target.settings.timings, shutdown.clone()).await;
+                let ended = match PeerSession::initiator(&target.secret, &target.peer, random_32()) {
+                    Ok((session_keys, act_one)) => {
+                        drive(
+                            ws,
+                            session_keys,
+                            Some(act_one),
+                            &session,
+                            target.settings.timings,
+                            shutdown.clone(),
+                        )
+                        .await
+                    }
+                    Err(error) => {
+                        // Only a key that is not a curve point gets here: retrying cannot help.
+                        state.borrow_mut().closed = true;
+                        let reason = format!("cannot call {}: {error}", target.peer);
+                        let _ = state.borrow().inbox.unbounded_send(Input::PeerUnavailable {
+                            reason,
+                            code: ErrorCode::PeerMismatch,
+                        });
+                        return;
+                    }
+                };
                 let mut state = state.borrow_mut();
                 state.current = None;
-                match (ended.peer, ended.auth_error) {
-                    (Some(peer), _) => {
+                match ended.peer {
+                    Some(peer) => {
                         failures = 0;
                         let reason = format!("connection to {url} closed ({})", ended.reason);
                         let _ = state.inbox.unbounded_send(Input::PeerDisconnected { peer, reason });
                         None
                     }
-                    (None, Some(error)) => {
-                        let code = match error {
-                            AuthError::WrongPeer { .. } | AuthError::BadProof(_) => ErrorCode::PeerMismatch,
-                            _ => ErrorCode::PeerUnreachable,
-                        };
+                    None if ended.wrong_node => {
                         // Another node at this address will not become the right one by retrying.
-                        if code == ErrorCode::PeerMismatch {
-                            state.closed = true;
-                        }
-                        Some((format!("the peer at {url} failed the handshake: {error}"), code))
+                        state.closed = true;
+                        Some((
+                            format!(
+                                "the node at {url} is not {} (it failed the handshake: {})",
+                                target.peer, ended.reason
+                            ),
+                            ErrorCode::PeerMismatch,
+                        ))
                     }
-                    (None, None) => Some((
+                    None if ended.handshake_failed => Some((
+                        format!("the peer at {url} failed the handshake: {}", ended.reason),
+                        ErrorCode::PeerUnreachable,
+                    )),
+                    None => Some((
                         format!("cannot reach the counterparty at {url} ({})", ended.reason),
                         ErrorCode::PeerUnreachable,
                     )),
@@ -198,7 +223,7 @@ impl PeerLink for WsClientLink {
     fn send(&self, peer: &NodeId, message: &FiberMessage) {
         if let Some((current, outbox)) = &self.state.borrow().current {
             if current == peer {
-                let _ = outbox.send(Frame::Message(message.clone()).encode());
+                let _ = outbox.send(message.clone());
             }
         }
     }

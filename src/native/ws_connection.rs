@@ -1,7 +1,7 @@
 //! One WebSocket carrying the peer protocol of [`crate::peer`], the same for
-//! the server and the client: the identity handshake, then one
-//! [`crate::peer::Frame`] per binary message both ways, with pings to notice
-//! a peer that went away without closing.
+//! the server and the client: the BOLT 8 handshake, then one encrypted
+//! packet per binary message both ways, with pings to notice a peer that
+//! went away without closing.
 
 use std::time::Duration;
 
@@ -9,21 +9,23 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval_at, sleep, timeout, Instant};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::peer::{AuthError, HandshakeStep, PeerHandshake};
+use crate::peer::noise::{NoiseError, MAX_MESSAGE_LEN, PACKET_OVERHEAD};
+use crate::peer::{PeerSession, SessionError, SessionStep, CLOSE_NOT_THIS_NODE};
 use crate::primitives::NodeId;
 use crate::wire::FiberMessage;
 
-/// Largest WebSocket message accepted; a funding message is a few KB.
-pub(crate) const MAX_MESSAGE_BYTES: usize = 1 << 20;
+/// Largest WebSocket message accepted: one BOLT 8 packet.
+pub(crate) const MAX_MESSAGE_BYTES: usize = MAX_MESSAGE_LEN + PACKET_OVERHEAD;
 
 /// Timeouts of a connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionTimings {
-    /// How long a peer has to prove its node key after connecting.
+    /// How long the BOLT 8 handshake may take after connecting.
     pub handshake_timeout_ms: u64,
     /// How often a ping goes out; a peer silent for three of these is gone.
     pub ping_interval_ms: u64,
@@ -48,12 +50,12 @@ pub(crate) fn websocket_config() -> WebSocketConfig {
 }
 
 /// What a link does with one connection's events.
-pub(crate) trait Session {
-    /// The peer proved it holds `peer`'s key. Returns where the frames to
+pub(crate) trait ConnectionEvents {
+    /// The peer proved it holds `peer`'s key. Returns where the messages to
     /// send it will come from, or `None` to hang up. When that sender is
     /// dropped (a newer connection of the same peer, the link closing), the
     /// connection ends.
-    fn authenticated(&self, peer: NodeId) -> Option<mpsc::UnboundedReceiver<Vec<u8>>>;
+    fn authenticated(&self, peer: NodeId) -> Option<mpsc::UnboundedReceiver<FiberMessage>>;
     fn message(&self, peer: NodeId, message: FiberMessage);
 }
 
@@ -62,32 +64,45 @@ pub(crate) struct Ended {
     /// The authenticated peer, if it got that far.
     pub peer: Option<NodeId>,
     pub reason: String,
-    /// Set when the peer failed the handshake.
-    pub auth_error: Option<AuthError>,
+    /// The handshake failed (on either side) before anyone was authenticated.
+    pub handshake_failed: bool,
+    /// The other end is not the node we called: it refused our act one, or
+    /// its act two did not prove the expected key.
+    pub wrong_node: bool,
 }
 
 /// Runs one connection until it closes, fails, or `shutdown` turns true.
+/// `first` is what this side sends first (the initiator's act one).
 pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocketStream<S>,
-    mut handshake: PeerHandshake,
-    session: &impl Session,
+    mut session: PeerSession,
+    first: Option<Vec<u8>>,
+    events: &impl ConnectionEvents,
     timings: ConnectionTimings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Ended {
     let send_timeout = Duration::from_millis(timings.send_timeout_ms);
     let ping_every = Duration::from_millis(timings.ping_interval_ms.max(1));
     let mut peer: Option<NodeId> = None;
-    let mut auth_error = None;
-    let mut outbox: Option<mpsc::UnboundedReceiver<Vec<u8>>> = None;
+    let mut handshake_failed = false;
+    let mut wrong_node = false;
+    let mut close_frame = None;
+    let mut outbox: Option<mpsc::UnboundedReceiver<FiberMessage>> = None;
     let auth_deadline = sleep(Duration::from_millis(timings.handshake_timeout_ms));
     tokio::pin!(auth_deadline);
     let mut pings = interval_at(Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
 
+    let first_sent = match first {
+        Some(bytes) => send(&mut ws, Message::Binary(bytes.into()), send_timeout)
+            .await
+            .map_err(|error| format!("cannot send act one: {error}")),
+        None => Ok(()),
+    };
     let reason = if *shutdown.borrow() {
         "the link is closed".to_owned()
-    } else if let Err(error) = send(&mut ws, Message::Binary(handshake.hello().into()), send_timeout).await {
-        format!("cannot send Hello: {error}")
+    } else if let Err(reason) = first_sent {
+        reason
     } else {
         loop {
             tokio::select! {
@@ -97,6 +112,10 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         None => break "the connection closed".to_owned(),
                         Some(Err(error)) => break format!("connection error: {error}"),
                         Some(Ok(Message::Close(frame))) => {
+                            if peer.is_none() && frame.as_ref().is_some_and(|f| u16::from(f.code) == CLOSE_NOT_THIS_NODE) {
+                                wrong_node = true;
+                                handshake_failed = true;
+                            }
                             break match frame {
                                 Some(frame) if !frame.reason.is_empty() => {
                                     format!("closed by the peer (code {}, {})", frame.code, frame.reason)
@@ -106,52 +125,71 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                             };
                         }
                         Some(Ok(Message::Text(_))) => {
-                            break "sent a text message; the peer protocol is binary frames only".to_owned()
+                            break "sent a text message; the peer protocol is binary packets only".to_owned()
                         }
                         Some(Ok(Message::Binary(bytes))) => bytes,
                         // Pings are answered by tungstenite itself.
                         Some(Ok(_)) => continue,
                     };
-                    match handshake.on_frame(&bytes) {
-                        Ok(HandshakeStep::Reply(frame)) => {
-                            if let Err(error) = send(&mut ws, Message::Binary(frame.into()), send_timeout).await {
-                                break format!("cannot send Proof: {error}");
-                            }
-                        }
-                        Ok(HandshakeStep::Authenticated(node)) => match session.authenticated(node) {
+                    let reply = match session.on_packet(&bytes) {
+                        Ok(SessionStep::Reply(reply)) => Some(reply),
+                        Ok(SessionStep::Authenticated { peer: node, reply }) => match events.authenticated(node) {
                             Some(receiver) => {
                                 peer = Some(node);
                                 outbox = Some(receiver);
+                                reply
                             }
                             None => break "the link is closed".to_owned(),
                         },
-                        Ok(HandshakeStep::Message(message)) => {
+                        Ok(SessionStep::Message(message)) => {
                             if let Some(node) = peer {
-                                session.message(node, message);
+                                events.message(node, message);
                             }
+                            None
                         }
-                        Ok(HandshakeStep::Nothing) => {}
-                        Err(AuthError::Malformed(reason)) if peer.is_some() => {
-                            // A message this side cannot read changes nothing; the peer stays.
-                            log::warn!("ignored an unreadable frame from {}: {reason}", peer.expect("checked"));
+                        Err(SessionError::Unreadable(reason)) => {
+                            // An authenticated message this side cannot read changes nothing.
+                            log::warn!("ignored an unreadable message from {peer:?}: {reason}");
+                            None
                         }
                         Err(error) => {
-                            let reason = format!("failed the handshake: {error}");
-                            auth_error = Some(error);
-                            break reason;
+                            if peer.is_none() {
+                                handshake_failed = true;
+                                wrong_node = error.is_wrong_key();
+                                if error == SessionError::Noise(NoiseError::BadTag { act: 1 }) {
+                                    close_frame = Some(CloseFrame {
+                                        code: CloseCode::from(CLOSE_NOT_THIS_NODE),
+                                        reason: "act one was not addressed to this node".into(),
+                                    });
+                                }
+                                break format!("failed the handshake: {error}");
+                            }
+                            break format!("broke the session: {error}");
+                        }
+                    };
+                    if let Some(reply) = reply {
+                        if let Err(error) = send(&mut ws, Message::Binary(reply.into()), send_timeout).await {
+                            break format!("cannot send a handshake act: {error}");
                         }
                     }
                 }
-                frame = next_outgoing(&mut outbox), if outbox.is_some() => match frame {
-                    Some(frame) => {
-                        if let Err(error) = send(&mut ws, Message::Binary(frame.into()), send_timeout).await {
+                message = next_outgoing(&mut outbox), if outbox.is_some() => match message {
+                    Some(message) => {
+                        let packet = match session.seal(&message) {
+                            Ok(packet) => packet,
+                            Err(error) => {
+                                log::error!("cannot send {}: {error}", message.name());
+                                continue;
+                            }
+                        };
+                        if let Err(error) = send(&mut ws, Message::Binary(packet.into()), send_timeout).await {
                             break format!("cannot send: {error}");
                         }
                     }
                     None => break "replaced by a newer connection of the same node, or the link closed".to_owned(),
                 },
                 () = &mut auth_deadline, if peer.is_none() => {
-                    break format!("did not authenticate within {} ms", timings.handshake_timeout_ms);
+                    break format!("did not complete the handshake within {} ms", timings.handshake_timeout_ms);
                 }
                 _ = pings.tick() => {
                     if last_heard.elapsed() > ping_every * 3 {
@@ -165,15 +203,16 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
-    let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
+    let _ = timeout(Duration::from_secs(1), ws.close(close_frame)).await;
     Ended {
         peer,
         reason,
-        auth_error,
+        handshake_failed,
+        wrong_node,
     }
 }
 
-async fn next_outgoing(outbox: &mut Option<mpsc::UnboundedReceiver<Vec<u8>>>) -> Option<Vec<u8>> {
+async fn next_outgoing(outbox: &mut Option<mpsc::UnboundedReceiver<FiberMessage>>) -> Option<FiberMessage> {
     match outbox {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,

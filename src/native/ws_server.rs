@@ -1,8 +1,8 @@
 //! The counterparty's side of the peer connection: a [`PeerLink`] that
 //! accepts WebSocket connections from many browsers at once.
 //!
-//! Each connection runs its own identity handshake (any node may connect;
-//! it only has to prove its key). Once a peer is authenticated the driver
+//! Each connection runs its own BOLT 8 handshake as the responder (any node
+//! may connect; act three proves its key). Once a peer is authenticated the driver
 //! hears `PeerConnected`, then every message as `PeerMessage`, then
 //! `PeerDisconnected`. A node that connects again replaces its previous
 //! connection, which is closed without a `PeerDisconnected` for the new one.
@@ -26,9 +26,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::platform::random_32;
-use super::ws_connection::{drive, websocket_config, ConnectionTimings, Session};
+use super::ws_connection::{drive, websocket_config, ConnectionEvents, ConnectionTimings};
 use crate::crypto::keys::NodeSecret;
-use crate::peer::{Frame, PeerHandshake};
+use crate::peer::PeerSession;
 use crate::primitives::NodeId;
 use crate::runtime::{Input, InputSender, PeerLink};
 use crate::wire::FiberMessage;
@@ -52,7 +52,7 @@ struct ServerState {
 
 struct Connection {
     id: u64,
-    outbox: mpsc::UnboundedSender<Vec<u8>>,
+    outbox: mpsc::UnboundedSender<FiberMessage>,
 }
 
 impl WsServer {
@@ -121,8 +121,8 @@ struct ServerSession {
     remote: SocketAddr,
 }
 
-impl Session for ServerSession {
-    fn authenticated(&self, peer: NodeId) -> Option<mpsc::UnboundedReceiver<Vec<u8>>> {
+impl ConnectionEvents for ServerSession {
+    fn authenticated(&self, peer: NodeId) -> Option<mpsc::UnboundedReceiver<FiberMessage>> {
         let mut state = self.state.borrow_mut();
         if state.closed {
             return None;
@@ -187,11 +187,17 @@ async fn serve(
         connection_id,
         remote,
     };
-    let handshake = PeerHandshake::new(secret, None, random_32());
-    let ended = drive(ws, handshake, &session, timings, shutdown).await;
+    let handshake = match PeerSession::responder(&secret, random_32()) {
+        Ok(handshake) => handshake,
+        Err(error) => {
+            log::error!("cannot start a handshake: {error}");
+            return;
+        }
+    };
+    let ended = drive(ws, handshake, None, &session, timings, shutdown).await;
 
     let Some(peer) = ended.peer else {
-        if ended.auth_error.is_some() {
+        if ended.handshake_failed {
             log::warn!("{remote} dropped: {}", ended.reason);
         } else {
             log::debug!("{remote} left before authenticating: {}", ended.reason);
@@ -212,7 +218,7 @@ impl PeerLink for WsServer {
     fn send(&self, peer: &NodeId, message: &FiberMessage) {
         match self.state.borrow().peers.get(peer) {
             Some(connection) => {
-                let _ = connection.outbox.send(Frame::Message(message.clone()).encode());
+                let _ = connection.outbox.send(message.clone());
             }
             None => log::debug!("not connected to {peer}; {} dropped", message.name()),
         }

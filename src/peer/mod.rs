@@ -1,18 +1,29 @@
-//! The peer connection's own small protocol, shared by the browser's
-//! WebSocket and the native counterparty: one frame per WebSocket message,
-//! and a handshake in which each side proves it holds the secret key of the
-//! node id it claims, by signing a fresh challenge from the other side.
+//! The peer connection: BOLT 8's authenticated, encrypted transport
+//! (`Noise_XK_secp256k1_ChaChaPoly_SHA256`, as Lightning nodes speak it),
+//! shared by the browser's WebSocket and the native counterparty.
+//!
+//! One WebSocket binary message carries one handshake act or one BOLT 8
+//! packet; a packet's plaintext is one molecule-encoded `FiberMessage`.
 //!
 //! ```text
-//! frame   = type (1 byte) ‖ body
-//! Hello   = 0x01 ‖ version (1) ‖ node id (33) ‖ challenge (32)
-//! Proof   = 0x02 ‖ ECDSA signature (64) over blake2b(tag ‖ their challenge ‖ our id ‖ their id)
-//! Message = 0x03 ‖ a molecule-encoded FiberMessage
+//! initiator (browser, knows the counterparty's node id)    responder (counterparty)
+//!   act one   (50 bytes)  ─────────────────────────────────▶
+//!             ◀─────────────────────────────────  act two   (50 bytes)
+//!   act three (66 bytes, carries our node id)  ────────────▶
+//!   packets: enc(len, 2 bytes) ‖ MAC ‖ enc(FiberMessage) ‖ MAC, both ways
 //! ```
-//! No `Message` is accepted before the peer's proof has been verified.
+//! The node id is the static key: a peer that completes the handshake holds
+//! that key's secret, and every later byte is bound to this session, so a
+//! man in the middle can neither read, alter, inject nor replay a message.
+//! See `docs/protocol.md`.
 
-mod frame;
-mod handshake;
+pub mod noise;
+mod session;
 
-pub use frame::{Frame, FrameError, PROTOCOL_VERSION};
-pub use handshake::{AuthError, HandshakeStep, PeerHandshake};
+pub use session::{PeerSession, SessionError, SessionStep};
+
+/// The WebSocket close code a responder sends when act one was not addressed
+/// to its key: the caller dialled the wrong node. BOLT 8 only says to
+/// disconnect; the code lets the caller report `PEER_MISMATCH` rather than
+/// "unreachable".
+pub const CLOSE_NOT_THIS_NODE: u16 = 4001;

@@ -11,7 +11,6 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde::Deserialize;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
@@ -23,46 +22,21 @@ use super::websocket::WebSocketLink;
 use crate::api::json::{
     channel_json, event_json, opened_json, parse_channel_id, parse_open_params, pending_funding_json, submitted_json,
 };
+use crate::api::options::{contracts_for_chain, NodeOptions};
 use crate::api::{ApiError, ErrorCode};
 use crate::chain::client::ChainClient;
 use crate::chain::rpc::RpcChainClient;
 use crate::crypto::keys::NodeSecret;
 use crate::flow::config::{DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS, DEFAULT_FUNDING_CONFIRMATIONS};
 use crate::flow::NodeConfig;
-use crate::primitives::{decode_hex, Hash256, NodeId, Pubkey};
+use crate::primitives::{Hash256, NodeId};
 use crate::runtime::driver::DriverParts;
 use crate::runtime::{inbox, start, DriverEvent, DriverHandle, DriverSettings, InputSender, PeerLink};
 use crate::tx::json::parse_transaction;
-use crate::tx::script::{HashType, ScriptTemplate};
 use futures::future::LocalBoxFuture;
 
-/// Fiber's testnet deployment of the funding lock (fiber-scripts, 2025-02-28).
-pub const TESTNET_FUNDING_LOCK_CODE_HASH: [u8; 32] =
-    hex32("6c67887fe201ee0c7853f1682c0b77c0e6214044c156c7558269390a8afa6d7c");
-/// Fiber's testnet deployment of the commitment lock (fiber-scripts, 2025-02-28).
-pub const TESTNET_COMMITMENT_LOCK_CODE_HASH: [u8; 32] =
-    hex32("740dee83f87c6f309824d8fd3fbdd3c8380ee6fc9acc90b1a748438afcdf81d8");
 const DEFAULT_DB_NAME: &str = "fiber-funding";
 const NODE_SECRET_KEY: &str = "node_secret";
-
-const fn hex32(text: &str) -> [u8; 32] {
-    let bytes = text.as_bytes();
-    let mut out = [0u8; 32];
-    let mut i = 0;
-    while i < 32 {
-        out[i] = (nibble(bytes[2 * i]) << 4) | nibble(bytes[2 * i + 1]);
-        i += 1;
-    }
-    out
-}
-
-const fn nibble(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        b'a'..=b'f' => c - b'a' + 10,
-        _ => panic!("not lowercase hex"),
-    }
-}
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
@@ -74,23 +48,23 @@ export interface FundingNodeOptions {
   peerUrl: string;
   /** IndexedDB database name; default "fiber-funding". */
   dbName?: string;
-  /** Default 300, as Fiber's `external_funding_timeout_seconds`. */
+  /** Whole seconds, 1 to 86400; default 300, as Fiber's `external_funding_timeout_seconds`. */
   externalFundingTimeoutSeconds?: number;
   /** 0x-hex secp256k1 secret key of this node; generated and stored on first open when absent. */
   nodeSecretKey?: string;
   /** Wait for another tab to close this database instead of failing with OPEN_IN_ANOTHER_TAB. */
   waitForLock?: boolean;
-  /** Refuse any counterparty whose node id is not this one. */
-  peerPubkey?: string;
-  /** Genesis hash; read from the CKB node when absent. */
+  /** The counterparty's node id: the BOLT 8 handshake only completes with the node holding this key. */
+  peerPubkey: string;
+  /** Genesis hash; read from the CKB node when absent. It picks the default contracts. */
   chainHash?: string;
-  /** Funding-lock contract; default Fiber's testnet deployment. */
+  /** Funding-lock contract; default Fiber's own deployment, on testnet and mainnet only (required elsewhere). */
   fundingLock?: { code_hash: string; hash_type: "type" | "data" | "data1" | "data2" };
-  /** Commitment-lock contract; default Fiber's testnet deployment. */
+  /** Commitment-lock contract; default Fiber's own deployment, on testnet and mainnet only (required elsewhere). */
   commitmentLock?: { code_hash: string; hash_type: "type" | "data" | "data1" | "data2" };
-  /** Confirmations before ChannelReady; default 3. */
+  /** Confirmations before ChannelReady, 1 to 100; default 3. */
   fundingConfirmations?: number;
-  /** How often the funding tx's status is polled, ms; default 2000. */
+  /** How often the funding tx's status is polled, 10 to 600000 ms; default 2000. */
   pollIntervalMs?: number;
 }
 
@@ -142,23 +116,6 @@ export type FundingEvent =
 export interface FundingError extends Error { code: string }
 "#;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct OpenOptions {
-    ckb_rpc_url: String,
-    peer_url: String,
-    db_name: Option<String>,
-    external_funding_timeout_seconds: Option<f64>,
-    node_secret_key: Option<String>,
-    wait_for_lock: Option<bool>,
-    peer_pubkey: Option<String>,
-    chain_hash: Option<String>,
-    funding_lock: Option<ScriptTemplate>,
-    commitment_lock: Option<ScriptTemplate>,
-    funding_confirmations: Option<u32>,
-    poll_interval_ms: Option<u32>,
-}
-
 /// A JS `Error` with a stable `code`.
 pub(crate) fn js_error(error: ApiError) -> JsValue {
     let js = js_sys::Error::new(&error.message);
@@ -179,8 +136,8 @@ fn from_js(value: JsValue, what: &str) -> Result<Value, ApiError> {
 use serde::Serialize;
 
 /// Makes the peer link from the node's input queue, its key and the peer it
-/// must be (if the options pin one).
-pub type LinkFactory = Box<dyn FnOnce(InputSender, NodeSecret, Option<NodeId>) -> Rc<dyn PeerLink>>;
+/// must reach (`peerPubkey`).
+pub type LinkFactory = Box<dyn FnOnce(InputSender, NodeSecret, NodeId) -> Rc<dyn PeerLink>>;
 
 /// What connects a node to the world: its peer link (made once the node key
 /// and input queue exist), its chain client, and where to learn the genesis
@@ -215,8 +172,8 @@ impl FundingNode {
     }
 
     async fn open_inner(options: JsValue) -> Result<FundingNode, ApiError> {
-        let options: OpenOptions =
-            serde_wasm_bindgen::from_value(options).map_err(|e| ApiError::invalid("options", e))?;
+        let options = NodeOptions::from_json(&from_js(options, "options")?)?;
+        options.check_urls()?;
         let peer_url = options.peer_url.clone();
         let chain = Rc::new(RpcChainClient::new(FetchTransport::new(&options.ckb_rpc_url)));
         let adapters = Adapters {
@@ -392,62 +349,51 @@ impl FundingNode {
     /// host tunnelling the peer connection its own way, or the in-page test
     /// harness. `options` are the same as [`FundingNode::open`]'s.
     pub async fn open_with(options: JsValue, adapters: Adapters) -> Result<FundingNode, ApiError> {
-        let options: OpenOptions =
-            serde_wasm_bindgen::from_value(options).map_err(|e| ApiError::invalid("options", e))?;
+        let options = NodeOptions::from_json(&from_js(options, "options")?)?;
         Self::open_on(options, adapters).await
     }
 
-    async fn open_on(options: OpenOptions, adapters: Adapters) -> Result<FundingNode, ApiError> {
+    async fn open_on(options: NodeOptions, adapters: Adapters) -> Result<FundingNode, ApiError> {
         let db_name = options.db_name.clone().unwrap_or_else(|| DEFAULT_DB_NAME.to_owned());
-        let lock = TabLock::acquire(
-            &format!("fiber-funding:{db_name}"),
-            options.wait_for_lock.unwrap_or(false),
-        )
-        .await
-        .map_err(|error| match error {
-            TabLockError::HeldElsewhere => ApiError::new(
-                ErrorCode::OpenInAnotherTab,
-                format!(
+        let lock = TabLock::acquire(&format!("fiber-funding:{db_name}"), options.wait_for_lock)
+            .await
+            .map_err(|error| match error {
+                TabLockError::HeldElsewhere => ApiError::new(
+                    ErrorCode::OpenInAnotherTab,
+                    format!(
                     "the database {db_name:?} is open in another tab; close it there or open with waitForLock: true"
                 ),
-            ),
-            other => ApiError::new(ErrorCode::StorageUnavailable, other.to_string()),
-        })?;
+                ),
+                other => ApiError::new(ErrorCode::StorageUnavailable, other.to_string()),
+            })?;
         let store = Rc::new(IdbStore::open(&db_name).await?);
-        let secret = node_secret(&store, options.node_secret_key.as_deref()).await?;
-        let expected_peer = options
-            .peer_pubkey
-            .as_deref()
-            .map(|key| Pubkey::from_hex(key).map_err(|e| ApiError::invalid("peerPubkey", e)))
-            .transpose()?;
-        let chain_hash = match options.chain_hash.as_deref() {
-            Some(hash) => Hash256::from_hex(hash).map_err(|e| ApiError::invalid("chainHash", e))?,
+        let secret = node_secret(&store, options.node_secret.clone()).await?;
+        // A given chainHash is trusted as the wallet's network (boot needs no
+        // RPC round trip); otherwise the CKB node's genesis names the chain.
+        let chain_hash = match options.chain_hash {
+            Some(hash) => hash,
             None => adapters.genesis_hash.await?,
         };
+        let (funding_lock, commitment_lock) = contracts_for_chain(
+            &chain_hash,
+            options.funding_lock.clone(),
+            options.commitment_lock.clone(),
+        )?;
         let config = NodeConfig {
             node_secret: secret.clone(),
             chain_hash,
-            funding_lock: options.funding_lock.unwrap_or(ScriptTemplate {
-                code_hash: Hash256(TESTNET_FUNDING_LOCK_CODE_HASH),
-                hash_type: HashType::Type,
-            }),
-            commitment_lock: options.commitment_lock.unwrap_or(ScriptTemplate {
-                code_hash: Hash256(TESTNET_COMMITMENT_LOCK_CODE_HASH),
-                hash_type: HashType::Type,
-            }),
+            funding_lock,
+            commitment_lock,
             external_funding_timeout_ms: options
-                .external_funding_timeout_seconds
-                .map(|s| (s * 1000.0) as u64)
+                .external_funding_timeout_ms
                 .unwrap_or(DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS),
-            funding_confirmations: options
-                .funding_confirmations
-                .map_or(DEFAULT_FUNDING_CONFIRMATIONS, u64::from),
+            funding_confirmations: options.funding_confirmations.unwrap_or(DEFAULT_FUNDING_CONFIRMATIONS),
             acceptor: None,
         };
         let settings = DriverSettings {
             poll_interval_ms: options
                 .poll_interval_ms
-                .map_or(DriverSettings::default().poll_interval_ms, u64::from),
+                .unwrap_or(DriverSettings::default().poll_interval_ms),
             ..DriverSettings::default()
         };
         let broadcast = Rc::new(
@@ -456,7 +402,7 @@ impl FundingNode {
         );
         let listeners = Rc::new(RefCell::new(Listeners::default()));
         let (sender, receiver) = inbox();
-        let link = (adapters.link)(sender.clone(), secret.clone(), expected_peer);
+        let link = (adapters.link)(sender.clone(), secret.clone(), options.peer_pubkey);
         let parts = DriverParts {
             config,
             entropy: Box::new(BrowserEntropy),
@@ -482,14 +428,9 @@ impl FundingNode {
 }
 
 /// Reads the node key: given, stored, or generated and stored (never logged).
-async fn node_secret(store: &IdbStore, given: Option<&str>) -> Result<NodeSecret, ApiError> {
-    if let Some(hex) = given {
-        let bytes: [u8; 32] = decode_hex(hex)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| ApiError::invalid("nodeSecretKey", "expected 32 bytes of 0x-hex"))?;
-        return NodeSecret::from_bytes(bytes)
-            .ok_or_else(|| ApiError::invalid("nodeSecretKey", "not a valid secp256k1 key"));
+async fn node_secret(store: &IdbStore, given: Option<NodeSecret>) -> Result<NodeSecret, ApiError> {
+    if let Some(secret) = given {
+        return Ok(secret);
     }
     if let Some(bytes) = store.get_meta(NODE_SECRET_KEY).await? {
         let bytes: [u8; 32] = bytes

@@ -1,6 +1,7 @@
-//! The counterparty over a WebSocket: frames and the identity handshake of
-//! [`crate::peer`], reconnection with backoff, and the driver told of every
-//! change through its input queue.
+//! The counterparty over a WebSocket: the BOLT 8 transport of
+//! [`crate::peer`] (this side is the initiator and knows the counterparty's
+//! node id), reconnection with backoff, and the driver told of every change
+//! through its input queue.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -12,7 +13,7 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 use super::platform::{random_32, timeout};
 use crate::api::ErrorCode;
 use crate::crypto::keys::NodeSecret;
-use crate::peer::{AuthError, Frame, HandshakeStep, PeerHandshake};
+use crate::peer::{PeerSession, SessionError, SessionStep, CLOSE_NOT_THIS_NODE};
 use crate::primitives::NodeId;
 use crate::runtime::{Input, InputSender, PeerLink};
 use crate::wire::FiberMessage;
@@ -27,10 +28,12 @@ pub struct WebSocketLink {
 struct LinkState {
     url: String,
     secret: NodeSecret,
-    expected_peer: Option<NodeId>,
+    /// The node that must answer at `url`: BOLT 8's initiator knows it in advance.
+    expected_peer: NodeId,
     inbox: InputSender,
     socket: Option<WebSocket>,
-    handshake: Option<PeerHandshake>,
+    session: Option<PeerSession>,
+    /// Set once the session is authenticated.
     peer: Option<NodeId>,
     closed: bool,
     failures: u32,
@@ -39,15 +42,16 @@ struct LinkState {
 }
 
 impl WebSocketLink {
-    /// Starts connecting to `url` at once; keeps reconnecting until closed.
-    pub fn connect(url: &str, secret: NodeSecret, expected_peer: Option<NodeId>, inbox: InputSender) -> Rc<Self> {
+    /// Starts connecting to `url`, where node `expected_peer` must answer, at
+    /// once; keeps reconnecting until closed.
+    pub fn connect(url: &str, secret: NodeSecret, expected_peer: NodeId, inbox: InputSender) -> Rc<Self> {
         let state = Rc::new(RefCell::new(LinkState {
             url: url.to_owned(),
             secret,
             expected_peer,
             inbox,
             socket: None,
-            handshake: None,
+            session: None,
             peer: None,
             closed: false,
             failures: 0,
@@ -76,13 +80,30 @@ fn open_socket(state: &Rc<RefCell<LinkState>>) {
         }
     };
     socket.set_binary_type(BinaryType::Arraybuffer);
-    link.handshake = Some(PeerHandshake::new(link.secret.clone(), link.expected_peer, random_32()));
+    link.session = None;
     let weak = Rc::downgrade(state);
 
     let on_open = handler(&weak, |state, _| {
-        let link = state.borrow();
-        if let (Some(socket), Some(handshake)) = (&link.socket, &link.handshake) {
-            let _ = socket.send_with_u8_array(&handshake.hello());
+        let mut link = state.borrow_mut();
+        match PeerSession::initiator(&link.secret, &link.expected_peer, random_32()) {
+            Ok((session, act_one)) => {
+                link.session = Some(session);
+                if let Some(socket) = &link.socket {
+                    let _ = socket.send_with_u8_array(&act_one);
+                }
+            }
+            Err(error) => {
+                // Only a peerPubkey that is no curve point gets here; retrying cannot help.
+                let reason = format!("cannot call {}: {error}", link.expected_peer);
+                let _ = link.inbox.unbounded_send(Input::PeerUnavailable {
+                    reason,
+                    code: ErrorCode::PeerMismatch,
+                });
+                link.closed = true;
+                if let Some(socket) = &link.socket {
+                    let _ = socket.close();
+                }
+            }
         }
     });
     let on_message = handler(&weak, |state, event| {
@@ -93,9 +114,9 @@ fn open_socket(state: &Rc<RefCell<LinkState>>) {
         on_frame(state, &bytes);
     });
     let on_close = handler(&weak, |state, event| {
-        let reason = event
-            .dyn_into::<CloseEvent>()
-            .ok()
+        let close = event.dyn_into::<CloseEvent>().ok();
+        let refused_act_one = close.as_ref().is_some_and(|e| e.code() == CLOSE_NOT_THIS_NODE);
+        let reason = close
             .map(|e| {
                 format!(
                     "code {}{}",
@@ -108,7 +129,7 @@ fn open_socket(state: &Rc<RefCell<LinkState>>) {
                 )
             })
             .unwrap_or_default();
-        on_closed(state, reason);
+        on_closed(state, reason, refused_act_one);
     });
     socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -132,35 +153,49 @@ fn handler(
 
 fn on_frame(state: &Rc<RefCell<LinkState>>, bytes: &[u8]) {
     let mut link = state.borrow_mut();
-    let Some(handshake) = link.handshake.as_mut() else {
+    let Some(session) = link.session.as_mut() else {
         return;
     };
-    match handshake.on_frame(bytes) {
-        Ok(HandshakeStep::Reply(frame)) => {
+    match session.on_packet(bytes) {
+        Ok(SessionStep::Reply(reply)) => {
             if let Some(socket) = &link.socket {
-                let _ = socket.send_with_u8_array(&frame);
+                let _ = socket.send_with_u8_array(&reply);
             }
         }
-        Ok(HandshakeStep::Authenticated(peer)) => {
+        Ok(SessionStep::Authenticated { peer, reply }) => {
+            if let (Some(socket), Some(reply)) = (&link.socket, reply) {
+                let _ = socket.send_with_u8_array(&reply);
+            }
             link.peer = Some(peer);
             link.failures = 0;
             let _ = link.inbox.unbounded_send(Input::PeerConnected(peer));
         }
-        Ok(HandshakeStep::Message(message)) => {
+        Ok(SessionStep::Message(message)) => {
             if let Some(peer) = link.peer {
                 let _ = link.inbox.unbounded_send(Input::PeerMessage(peer, message));
             }
         }
-        Ok(HandshakeStep::Nothing) => {}
+        Err(SessionError::Unreadable(reason)) => {
+            // An authenticated message this module cannot read changes nothing.
+            web_sys::console::warn_1(&format!("ignored an unreadable message from the counterparty: {reason}").into());
+        }
         Err(error) => {
-            let code = match error {
-                AuthError::WrongPeer { .. } | AuthError::BadProof(_) => ErrorCode::PeerMismatch,
-                _ => ErrorCode::PeerUnreachable,
+            let wrong_node = link.peer.is_none() && error.is_wrong_key();
+            let code = if wrong_node {
+                ErrorCode::PeerMismatch
+            } else {
+                ErrorCode::PeerUnreachable
             };
-            let reason = format!("the peer at {} failed the handshake: {error}", link.url);
-            let _ = link.inbox.unbounded_send(Input::PeerUnavailable { reason, code });
+            let reason = if wrong_node {
+                format!("the node at {} is not {}: {error}", link.url, link.expected_peer)
+            } else {
+                format!("the session with the counterparty at {} failed: {error}", link.url)
+            };
+            if link.peer.is_none() {
+                let _ = link.inbox.unbounded_send(Input::PeerUnavailable { reason, code });
+            }
             // Another node at this address will not become the right one by retrying.
-            if code == ErrorCode::PeerMismatch {
+            if wrong_node {
                 link.closed = true;
             }
             if let Some(socket) = &link.socket {
@@ -170,15 +205,28 @@ fn on_frame(state: &Rc<RefCell<LinkState>>, bytes: &[u8]) {
     }
 }
 
-fn on_closed(state: &Rc<RefCell<LinkState>>, reason: String) {
+/// `refused_act_one`: the node at the URL said our act one was not for it.
+fn on_closed(state: &Rc<RefCell<LinkState>>, reason: String, refused_act_one: bool) {
     let delay = {
         let mut link = state.borrow_mut();
         link.socket = None;
-        link.handshake = None;
+        link.session = None;
         match link.peer.take() {
             Some(peer) => {
                 let reason = format!("connection to {} closed ({reason})", link.url);
                 let _ = link.inbox.unbounded_send(Input::PeerDisconnected { peer, reason });
+            }
+            None if refused_act_one && !link.closed => {
+                let reason = format!(
+                    "the node at {} is not {} (it refused the handshake: {reason})",
+                    link.url, link.expected_peer
+                );
+                let _ = link.inbox.unbounded_send(Input::PeerUnavailable {
+                    reason,
+                    code: ErrorCode::PeerMismatch,
+                });
+                // Another node at this address will not become the right one by retrying.
+                link.closed = true;
             }
             None if !link.closed => {
                 let reason = format!("cannot reach the counterparty at {} ({reason})", link.url);
@@ -213,12 +261,21 @@ fn describe(error: &JsValue) -> String {
 
 impl PeerLink for WebSocketLink {
     fn send(&self, peer: &NodeId, message: &FiberMessage) {
-        let link = self.state.borrow();
+        let mut link = self.state.borrow_mut();
         if link.peer != Some(*peer) {
             return;
         }
+        // Sealed here, in send order: each packet takes the next nonce.
+        let packet = match link.session.as_mut().map(|session| session.seal(message)) {
+            Some(Ok(packet)) => packet,
+            Some(Err(error)) => {
+                web_sys::console::error_1(&format!("cannot send {}: {error}", message.name()).into());
+                return;
+            }
+            None => return,
+        };
         if let Some(socket) = &link.socket {
-            let _ = socket.send_with_u8_array(&Frame::Message(message.clone()).encode());
+            let _ = socket.send_with_u8_array(&packet);
         }
     }
 

@@ -138,6 +138,7 @@ impl Page {
             "peerUrl": "loopback:",
             "dbName": db,
             "nodeSecretKey": encode_hex(&INITIATOR_SECRET),
+            "peerPubkey": self.acceptor_id.to_string(),
             "chainHash": encode_hex(&CHAIN_HASH),
             "fundingLock": { "code_hash": encode_hex(&[0xf1; 32]), "hash_type": "type" },
             "commitmentLock": { "code_hash": encode_hex(&[0xc1; 32]), "hash_type": "type" },
@@ -305,4 +306,41 @@ async fn a_second_open_on_the_same_database_is_refused_until_the_first_closes() 
     };
     let (third, ()) = futures::join!(waiting, closing);
     third.unwrap().close().await.unwrap();
+}
+
+/// Options arrive through serde-wasm-bindgen, whose struct deserializer
+/// ignores `deny_unknown_fields`: a typo or an out-of-range value must still
+/// be `INVALID_PARAMS` naming the key, from `FundingNode.open` itself.
+#[wasm_bindgen_test]
+async fn open_refuses_unknown_and_out_of_range_options_by_name() {
+    let cases = [
+        ("externalFundingTimeoutSecond", json!(5)),
+        ("externalFundingTimeoutSeconds", json!(-5)),
+        ("externalFundingTimeoutSeconds", json!(0)),
+        ("externalFundingTimeoutSeconds", json!(1e300)),
+        ("fundingConfirmations", json!(0)),
+        ("pollIntervalMs", json!(1)),
+        ("peerPubkey", json!("0x02")),
+    ];
+    for (key, value) in cases {
+        let mut options = json!({
+            "ckbRpcUrl": "http://127.0.0.1:9/",
+            "peerUrl": "ws://127.0.0.1:9/",
+            "peerPubkey": NodeSecret::from_bytes([0x22; 32]).unwrap().node_id().to_string(),
+            "dbName": db_name("options"),
+            "chainHash": encode_hex(&CHAIN_HASH),
+        });
+        options[key] = value.clone();
+        let error = match FundingNode::open(to_js(&options)).await {
+            Ok(_) => panic!("{key} = {value} was taken"),
+            Err(error) => error,
+        };
+        let code = js_sys::Reflect::get(&error, &"code".into()).unwrap().as_string();
+        let message = js_sys::Reflect::get(&error, &"message".into())
+            .unwrap()
+            .as_string()
+            .unwrap();
+        assert_eq!(code.as_deref(), Some("INVALID_PARAMS"), "{key} = {value}: {message}");
+        assert!(message.contains(key), "{key} = {value}: {message}");
+    }
 }

@@ -17,7 +17,12 @@ async function main(): Promise<Record<string, unknown>> {
     ckbRpcUrl: "http://127.0.0.1:9/",
     peerUrl: "ws://127.0.0.1:9/",
     dbName: "vite-consumer",
+    // The counterparty's node id (here secp256k1's generator, as a stand-in).
+    peerPubkey: "0x0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798",
     chainHash: "0x" + "cc".repeat(32),
+    // Not testnet or mainnet: the contracts must be named.
+    fundingLock: { code_hash: "0x" + "f1".repeat(32), hash_type: "type" },
+    commitmentLock: { code_hash: "0x" + "c1".repeat(32), hash_type: "type" },
   };
   const node = await FundingNode.open(options);
   const events: FundingEvent[] = [];
