@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use ckb_types::packed;
 use ckb_types::prelude::*;
-use fiber_funding::chain::client::simulated_output;
+use fiber_funding::chain::client::simulated_cell;
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::crypto::keys::NodeSecret;
 use fiber_funding::flow::config::*;
@@ -190,7 +190,14 @@ fn main() {
                 },
                 ChainQuery::ResolveInputs { out_points } => ChainEvent::ResolvedInputs {
                     channel_id,
-                    outputs: out_points.iter().map(|op| simulated_output(&demo.chain, op)).collect(),
+                    cells: out_points.iter().map(|op| simulated_cell(&demo.chain, op)).collect(),
+                    out_points,
+                },
+                ChainQuery::InputsLive { out_points, at_tip } => ChainEvent::InputsLive {
+                    channel_id,
+                    live: out_points.iter().map(|op| demo.chain.is_live(op)).collect(),
+                    out_points,
+                    at_tip,
                 },
             };
             let actions = demo.nodes[index].chain_event(event, now);

@@ -12,7 +12,7 @@ use ckb_types::packed;
 use ckb_types::prelude::*;
 use fiber_funding::chain::client::{ChainClient, ChainError, ChainErrorKind};
 use fiber_funding::chain::rpc::{RpcChainClient, RpcTransport, TransportError, DEFAULT_TIMEOUT_MS};
-use fiber_funding::chain::TxStatus;
+use fiber_funding::chain::{ResolvedCell, TxStatus};
 use fiber_funding::primitives::Hash256;
 use futures::executor::block_on;
 use futures::future::LocalBoxFuture;
@@ -171,6 +171,10 @@ fn node_accepts(method: &str, params: &Value) {
             read::<Option<node::Uint32>>(method, &at(1));
         }
         "get_header" => read::<ckb_types::H256>(method, &at(0)),
+        "get_live_cell" => {
+            read::<node::OutPoint>(method, &at(0));
+            read::<Option<bool>>(method, &at(1));
+        }
         "get_tip_block_number" => assert!(params.is_empty()),
         "send_transaction" => {
             read::<node::Transaction>(method, &at(0));
@@ -438,17 +442,51 @@ fn resolve_reads_outputs_once_per_transaction_and_reports_what_is_missing() {
     ]))
     .unwrap();
 
-    let source_outputs: Vec<packed::CellOutput> = source_tx().raw().outputs().into_iter().collect();
-    assert_eq!(
-        outputs,
-        vec![
-            Some(source_outputs[1].clone()),
-            None,
-            Some(source_outputs[0].clone()),
-            None
-        ]
-    );
+    let raw = source_tx().raw();
+    let cell = |index: usize| ResolvedCell {
+        output: raw.outputs().get(index).unwrap(),
+        data: raw.outputs_data().get(index).unwrap().raw_data().to_vec(),
+    };
+    assert_eq!(outputs, vec![Some(cell(1)), None, Some(cell(0)), None]);
     node.assert_all_asked();
+}
+
+#[test]
+fn live_cells_are_told_from_spent_and_unknown_ones_by_get_live_cell() {
+    let node = ScriptedNode::default();
+    let ask = |index: u32| json!([{ "tx_hash": SOURCE_TX, "index": format!("{index:#x}") }, false]);
+    node.expect(
+        "get_live_cell",
+        ask(0),
+        Answer::Body(r#"{"id":1,"jsonrpc":"2.0","result":{"cell":null,"status":"live"}}"#),
+    )
+    .expect(
+        "get_live_cell",
+        ask(1),
+        Answer::Body(r#"{"id":2,"jsonrpc":"2.0","result":{"cell":null,"status":"dead"}}"#),
+    )
+    .expect(
+        "get_live_cell",
+        ask(2),
+        Answer::Body(r#"{"id":3,"jsonrpc":"2.0","result":{"cell":null,"status":"unknown"}}"#),
+    );
+    let live = block_on(client(&node).cells_live(vec![
+        out_point(SOURCE_TX, 0),
+        out_point(SOURCE_TX, 1),
+        out_point(SOURCE_TX, 2),
+    ]))
+    .unwrap();
+    assert_eq!(live, vec![true, false, false]);
+    node.assert_all_asked();
+
+    let odd = ScriptedNode::default();
+    odd.expect(
+        "get_live_cell",
+        ask(0),
+        Answer::Body(r#"{"id":1,"jsonrpc":"2.0","result":{"cell":null,"status":"alive"}}"#),
+    );
+    let error = block_on(client(&odd).cells_live(vec![out_point(SOURCE_TX, 0)])).unwrap_err();
+    assert_error(&error, ChainErrorKind::BadResponse, "get_live_cell");
 }
 
 #[test]

@@ -660,6 +660,78 @@ fn several_browsers_fund_channels_with_the_counterparty_at_once() {
     });
 }
 
+mod driver_end {
+    //! A driver ended by a bug is noticed: the counterparty exits instead of
+    //! listening with nothing behind it.
+
+    use super::*;
+    use fiber_funding::api::ErrorCode;
+    use fiber_funding::runtime::loopback::LoopbackLink;
+    use fiber_funding::runtime::Platform;
+    use futures::future::LocalBoxFuture;
+    use std::cell::Cell;
+
+    /// A clock adapter with a bug: it panics on its `n`-th reading.
+    struct FailingClock {
+        readings_left: Cell<u32>,
+    }
+
+    impl Platform for FailingClock {
+        fn now_ms(&self) -> u64 {
+            let left = self.readings_left.get();
+            assert!(left > 0, "the clock adapter broke");
+            self.readings_left.set(left - 1);
+            TokioPlatform.now_ms()
+        }
+        fn spawn(&self, task: LocalBoxFuture<'static, ()>) {
+            TokioPlatform.spawn(task)
+        }
+        fn sleep(&self, ms: u64) -> LocalBoxFuture<'static, ()> {
+            TokioPlatform.sleep(ms)
+        }
+    }
+
+    #[test]
+    fn a_driver_that_panics_ends_and_its_handle_says_so() {
+        run_local(async {
+            let secret = generate_node_secret();
+            let (sender, receiver) = inbox();
+            let (link, _) = LoopbackLink::pair(
+                (secret.node_id(), sender.clone()),
+                (generate_node_secret().node_id(), inbox().0),
+            );
+            let config = NodeConfig {
+                node_secret: secret,
+                chain_hash: Hash256([1; 32]),
+                funding_lock: ScriptTemplate::type_hash([0xf1; 32]),
+                commitment_lock: ScriptTemplate::type_hash([0xc1; 32]),
+                external_funding_timeout_ms: 300_000,
+                funding_confirmations: 1,
+                acceptor: None,
+            };
+            let parts = DriverParts {
+                config,
+                entropy: Box::new(OsEntropy),
+                store: MemoryStore::new(),
+                link,
+                chain: Rc::new(fiber_funding::chain::client::SimulatedChainClient::default()),
+                // Readings for the start; the first command's step breaks it.
+                platform: Rc::new(FailingClock {
+                    readings_left: Cell::new(1),
+                }),
+                settings: DriverSettings::default(),
+                on_event: Box::new(|_| {}),
+            };
+            let (handle, _) = start(parts, sender, receiver).await.unwrap();
+            let answer = handle.channels().await;
+            assert_eq!(answer.unwrap_err().code, ErrorCode::NodeClosed);
+            tokio::time::timeout(Duration::from_secs(2), handle.ended())
+                .await
+                .expect("ended() resolves once the driver is gone");
+        });
+    }
+}
+
 mod link {
     //! The WebSocket links in-process: who counts as connected, who is
     //! turned away, and what a man in the middle can do (nothing).

@@ -10,6 +10,7 @@ use common::*;
 use fiber_funding::flow::state::*;
 use fiber_funding::flow::{ChannelState, Event, FlowError, OpenChannelParams};
 use fiber_funding::primitives::ChannelId;
+use fiber_funding::tx::default_lock;
 use fiber_funding::tx::funding::FundingError;
 use fiber_funding::tx::parts::TxParts;
 use fiber_funding::tx::validate::SignedTxError;
@@ -216,19 +217,54 @@ fn double_submit_returns_the_same_hash_and_broadcasts_once() {
     assert_eq!(world.broadcasts.len(), 1);
 }
 
+/// Witnesses do not change the tx hash: until the user's witnesses leave,
+/// a wallet may send another valid signature (a junk one is refused at once,
+/// the first stays); once they left, another one is refused.
 #[test]
-fn a_different_signed_tx_after_a_successful_submit_is_refused() {
+fn a_different_signed_tx_is_taken_until_the_witnesses_leave_and_refused_after() {
     let (mut world, channel_id, signed) = awaiting_submission();
     let hash = world.submit(&channel_id, &signed).unwrap();
-    // Same raw tx, another signature (a different wallet key).
-    let other = with_parts(&signed, |p| {
+    let stored = world.stored_record(INITIATOR, &channel_id).unwrap();
+
+    // Same raw tx, a corrupted signature: refused, nothing stored.
+    let junk = with_parts(&signed, |p| {
         let mut witness = p.witnesses[0].clone();
         let last = witness.len() - 2;
         witness[last] ^= 1;
         p.witnesses[0] = witness;
     });
+    assert!(matches!(
+        world.submit(&channel_id, &junk),
+        Err(FlowError::SignedTx(SignedTxError::BadSignature(_)))
+    ));
+    assert_eq!(world.stored_record(INITIATOR, &channel_id).unwrap(), stored);
+
+    // Another valid signature (the wallet put more in its WitnessArgs):
+    // taken, the witnesses have not left yet.
+    let unsigned = world.handed_out.last().unwrap().1.clone();
+    let user_inputs = world.user_input_indices(&unsigned);
+    let richer = with_parts(&unsigned, |p| {
+        let witness = packed::WitnessArgs::new_builder()
+            .lock(Some(ckb_types::bytes::Bytes::from(vec![0u8; 65])).pack())
+            .input_type(Some(ckb_types::bytes::Bytes::from(vec![7u8; 3])).pack())
+            .build();
+        p.witnesses[user_inputs[0]] = witness.as_bytes().to_vec();
+    });
+    let resigned = default_lock::sign_group(&richer, &user_inputs, &world.user.key).unwrap();
+    assert_eq!(world.submit(&channel_id, &resigned).unwrap(), hash);
+
+    // The witnesses that leave are the ones taken last; once they left, the
+    // first one is refused.
+    world.run_until_queued_from(INITIATOR, "TxSignatures");
+    let FiberMessage::TxSignatures(released) = world.queued_from(INITIATOR, "TxSignatures") else {
+        unreachable!()
+    };
     assert_eq!(
-        world.submit(&channel_id, &other).unwrap_err(),
+        released.witnesses[user_inputs[0]],
+        resigned.witnesses().get(user_inputs[0]).unwrap().raw_data().to_vec()
+    );
+    assert_eq!(
+        world.submit(&channel_id, &signed).unwrap_err(),
         FlowError::DifferentTxAlreadySubmitted {
             channel_id,
             funding_tx_hash: hash

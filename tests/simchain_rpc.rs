@@ -197,7 +197,7 @@ fn a_signed_transfer_is_accepted_mined_and_committed() {
         assert_eq!(dead["status"], json!("dead"));
         // The spent input still resolves (a peer's inputs are checked this way).
         let resolved = client.resolve_out_points(vec![input.out_point.clone()]).await.unwrap();
-        assert_eq!(resolved[0].as_ref().unwrap().as_slice(), input.output.as_slice());
+        assert_eq!(resolved[0].as_ref().unwrap().output.as_slice(), input.output.as_slice());
     });
 }
 

@@ -90,7 +90,9 @@ impl From<FlowError> for ApiError {
             FlowError::PublicChannelsUnsupported => ErrorCode::PublicUnsupported,
             FlowError::Funding(FundingError::InsufficientFunds { .. }) => ErrorCode::InsufficientFunds,
             FlowError::Funding(FundingError::UnspendableChange { .. }) => ErrorCode::UnspendableChange,
-            FlowError::Funding(FundingError::AmountOverflow) => ErrorCode::InvalidParams,
+            FlowError::Funding(FundingError::Overflow(_) | FundingError::TooManyInputs { .. }) => {
+                ErrorCode::InvalidParams
+            }
             FlowError::NotAnAcceptor | FlowError::NotTheInitiator { .. } => ErrorCode::NotInitiator,
             FlowError::FundingTxNotReady { .. } => ErrorCode::FundingTxNotReady,
             FlowError::ChannelClosed { .. } => ErrorCode::ChannelClosed,

@@ -255,6 +255,18 @@ pub fn event_json(event: &Event) -> Value {
             map.insert("message".into(), (*message).into());
             map.insert("reason".into(), reason.clone().into());
         }
+        Event::FundingConfirmedAfterAbort {
+            channel_id,
+            funding_tx_hash,
+        } => {
+            map.insert("type".into(), "funding_confirmed_after_abort".into());
+            map.insert("channel_id".into(), channel_id.to_string().into());
+            map.insert("funding_tx_hash".into(), funding_tx_hash.to_string().into());
+        }
+        Event::AbortSettled { channel_id } => {
+            map.insert("type".into(), "abort_settled".into());
+            map.insert("channel_id".into(), channel_id.to_string().into());
+        }
         Event::FundingTxRejected { channel_id, reason } => {
             map.insert("type".into(), "funding_tx_rejected".into());
             map.insert("channel_id".into(), channel_id.to_string().into());

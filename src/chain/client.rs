@@ -10,7 +10,7 @@ use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 
 use super::simulated::SimulatedChain;
-use super::{LiveCell, TxStatus};
+use super::{LiveCell, ResolvedCell, TxStatus};
 use crate::primitives::Hash256;
 
 /// A chain call that failed; names the RPC method so a user can tell what broke.
@@ -55,8 +55,12 @@ pub type ChainResult<T> = LocalBoxFuture<'static, Result<T, ChainError>>;
 pub trait ChainClient {
     /// Every live cell locked by `lock` (all pages of the indexer's `get_cells`).
     fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>>;
-    /// The outputs these out points name, `None` where there is none.
-    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<packed::CellOutput>>>;
+    /// The cells these out points name, one answer per out point in order,
+    /// `None` where there is none; read through a path that checks the
+    /// creating transaction's hash, so the node cannot misreport them.
+    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>>;
+    /// Whether each out point is a live cell now (`false`: spent or unknown).
+    fn cells_live(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>>;
     /// A transaction's status and the current tip block number.
     fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<(TxStatus, u64)>;
     fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256>;
@@ -74,11 +78,16 @@ impl SimulatedChainClient {
     }
 }
 
-/// The output an out point names on a simulated chain (live or spent).
-pub fn simulated_output(chain: &SimulatedChain, out_point: &packed::OutPoint) -> Option<packed::CellOutput> {
+/// The cell an out point names on a simulated chain (live or spent).
+pub fn simulated_cell(chain: &SimulatedChain, out_point: &packed::OutPoint) -> Option<ResolvedCell> {
     let hash: [u8; 32] = out_point.tx_hash().unpack();
     let index: u32 = out_point.index().unpack();
-    chain.transaction(&hash)?.raw().outputs().get(index as usize)
+    let raw = chain.transaction(&hash)?.raw();
+    let index = usize::try_from(index).ok()?;
+    Some(ResolvedCell {
+        output: raw.outputs().get(index)?,
+        data: raw.outputs_data().get(index)?.raw_data().to_vec(),
+    })
 }
 
 impl ChainClient for SimulatedChainClient {
@@ -97,10 +106,16 @@ impl ChainClient for SimulatedChainClient {
         futures::future::ready(Ok(cells)).boxed_local()
     }
 
-    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<packed::CellOutput>>> {
+    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
         let chain = self.chain.borrow();
-        let outputs = out_points.iter().map(|op| simulated_output(&chain, op)).collect();
-        futures::future::ready(Ok(outputs)).boxed_local()
+        let cells = out_points.iter().map(|op| simulated_cell(&chain, op)).collect();
+        futures::future::ready(Ok(cells)).boxed_local()
+    }
+
+    fn cells_live(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>> {
+        let chain = self.chain.borrow();
+        let live = out_points.iter().map(|op| chain.is_live(op)).collect();
+        futures::future::ready(Ok(live)).boxed_local()
     }
 
     fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<(TxStatus, u64)> {

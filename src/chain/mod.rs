@@ -15,6 +15,15 @@ pub struct LiveCell {
     pub block_number: u64,
 }
 
+/// A cell as its creating transaction holds it, read through the
+/// hash-checked path (`get_transaction`, the hash recomputed): a chain node
+/// cannot misreport its capacity, lock, type or data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedCell {
+    pub output: packed::CellOutput,
+    pub data: Vec<u8>,
+}
+
 /// Where a transaction stands, as `get_transaction` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::client::{ChainClient, ChainError, ChainErrorKind, ChainResult};
-use super::{LiveCell, TxStatus};
+use super::{LiveCell, ResolvedCell, TxStatus};
 use crate::primitives::Hash256;
 
 /// Cells asked for per `get_cells` page unless set otherwise.
@@ -135,7 +135,6 @@ impl<T: RpcTransport> RpcChainClient<T> {
         decode_answer(method, id, &body)
     }
 
-    /// The outputs of transaction `tx_hash`, or `None` when the node has no content for it.
     /// The genesis block's hash: the chain a channel's `chain_hash` names.
     pub async fn genesis_hash(&self) -> Result<Hash256, ChainError> {
         let hash: ckb_jsonrpc_types::JsonBytes = self.call("get_block_hash", serde_json::json!(["0x0"])).await?;
@@ -148,7 +147,9 @@ impl<T: RpcTransport> RpcChainClient<T> {
         Hash256::from_slice(hash.as_bytes()).map_err(|e| bad_response("generate_block", e.to_string()))
     }
 
-    async fn transaction_outputs(&self, tx_hash: [u8; 32]) -> Result<Option<packed::CellOutputVec>, ChainError> {
+    /// The outputs and their data of transaction `tx_hash`, or `None` when the
+    /// node has no content for it; the hash is recomputed from what came back.
+    async fn transaction_outputs(&self, tx_hash: [u8; 32]) -> Result<Option<Vec<ResolvedCell>>, ChainError> {
         const METHOD: &str = "get_transaction";
         // Verbosity 2: the transaction as JSON.
         let answer: TransactionWithStatusResponse = self.call(METHOD, json!([H256(tx_hash), "0x2"])).await?;
@@ -173,7 +174,17 @@ impl<T: RpcTransport> RpcChainClient<T> {
                 ),
             ));
         }
-        Ok(Some(tx.raw().outputs()))
+        let raw = tx.raw();
+        let cells = raw
+            .outputs()
+            .into_iter()
+            .zip(raw.outputs_data())
+            .map(|(output, data)| ResolvedCell {
+                output,
+                data: data.raw_data().to_vec(),
+            })
+            .collect();
+        Ok(Some(cells))
     }
 
     /// The number of the block a committed transaction is in.
@@ -237,7 +248,7 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
         .boxed_local()
     }
 
-    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<packed::CellOutput>>> {
+    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
         let client = self.clone();
         async move {
             let mut tx_hashes: Vec<[u8; 32]> = Vec::new();
@@ -249,16 +260,34 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
             }
             let lookups = tx_hashes.iter().map(|hash| client.transaction_outputs(*hash));
             let outputs = futures::future::try_join_all(lookups).await?;
-            let outputs_by_tx: HashMap<[u8; 32], Option<packed::CellOutputVec>> =
+            let outputs_by_tx: HashMap<[u8; 32], Option<Vec<ResolvedCell>>> =
                 tx_hashes.into_iter().zip(outputs).collect();
             Ok(out_points
                 .iter()
                 .map(|out_point| {
                     let tx_hash: [u8; 32] = out_point.tx_hash().unpack();
-                    let index: u32 = out_point.index().unpack();
-                    outputs_by_tx[&tx_hash].as_ref()?.get(index as usize)
+                    let index = usize::try_from(Unpack::<u32>::unpack(&out_point.index())).ok()?;
+                    outputs_by_tx.get(&tx_hash)?.as_ref()?.get(index).cloned()
                 })
                 .collect())
+        }
+        .boxed_local()
+    }
+
+    fn cells_live(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>> {
+        const METHOD: &str = "get_live_cell";
+        let client = self.clone();
+        async move {
+            let mut live = Vec::with_capacity(out_points.len());
+            for out_point in out_points {
+                let answer: LiveCellAnswer = client.call(METHOD, json!([OutPoint::from(out_point), false])).await?;
+                live.push(match answer.status.as_str() {
+                    "live" => true,
+                    "dead" | "unknown" => false,
+                    other => return Err(bad_response(METHOD, format!("unknown cell status {other:?}"))),
+                });
+            }
+            Ok(live)
         }
         .boxed_local()
     }
@@ -347,6 +376,12 @@ impl From<IndexedCell> for LiveCell {
             block_number: cell.block_number.value(),
         }
     }
+}
+
+/// `get_live_cell`'s answer; only the status is used.
+#[derive(Deserialize)]
+struct LiveCellAnswer {
+    status: String,
 }
 
 /// A JSON-RPC error object as CKB fills it.

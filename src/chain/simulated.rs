@@ -288,6 +288,12 @@ impl SimulatedChain {
         self.tip
     }
 
+    /// Whether the out point is a committed, unspent cell (as CKB's
+    /// `get_live_cell` says "live").
+    pub fn is_live(&self, out_point: &packed::OutPoint) -> bool {
+        self.live_at.contains_key(&cell_key(out_point))
+    }
+
     /// Checks `tx` and puts it in the pool, returning its hash. A refused
     /// transaction's status becomes [`TxStatus::Rejected`] until it is sent
     /// again and accepted. Every call is counted in [`Self::submissions`].

@@ -7,18 +7,20 @@ use std::collections::HashSet;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 
-use super::channel::{Channel, Reject, Step};
+use super::channel::{Channel, PendingCheck, Reject, Step};
 use super::config::{AcceptorConfig, NodeConfig};
-use super::initiator::{check_party, check_peer_inputs, final_channel_id, local_params, MIN_FEE_RATE};
+use super::initiator::{check_party, check_peer_cell, final_channel_id, local_params};
+use super::limits;
 use super::record::{ChannelRecord, ChannelTerms, PartyParams, Role, SCHEMA_VERSION};
 use super::state::CloseFlags;
 use super::{Action, ChainQuery};
-use crate::chain::LiveCell;
+use crate::chain::{LiveCell, ResolvedCell};
 use crate::crypto::keys::ChannelKeys;
-use crate::crypto::musig;
 use crate::primitives::Hash256;
-use crate::tx::fee::{capacity_of, fee_for_size, occupied_capacity_of_lock, outputs_capacity, tx_fee};
-use crate::tx::funding::{add_acceptor_part, is_plain_capacity_cell, Contribution};
+use crate::tx::fee::{add, capacity_of, occupied_capacity_of_lock, outputs_capacity, sum, tx_fee, Overflow};
+use crate::tx::funding::{
+    add_acceptor_part, is_plain_capacity_cell, Contribution, MAX_ACCEPTOR_INPUTS, MAX_INITIATOR_INPUTS,
+};
 use crate::wire::{OpenChannel, CHANNEL_FLAG_PUBLIC};
 
 /// Margin over the exact need when picking candidate cells at accept time,
@@ -39,12 +41,9 @@ pub(crate) fn check_open_channel(config: &NodeConfig, message: &OpenChannel) -> 
     if message.channel_flags & CHANNEL_FLAG_PUBLIC != 0 {
         return Err(Reject("public channels are not supported".into()));
     }
-    if message.funding_fee_rate < MIN_FEE_RATE || message.commitment_fee_rate < MIN_FEE_RATE {
-        return Err(Reject(format!("fee rates must be at least {MIN_FEE_RATE} shannons/KB")));
-    }
-    if message.commitment_delay_epoch == 0 {
-        return Err(Reject("commitment_delay_epoch must be more than zero".into()));
-    }
+    limits::check_fee_rate("funding_fee_rate", message.funding_fee_rate)?;
+    limits::check_fee_rate("commitment_fee_rate", message.commitment_fee_rate)?;
+    limits::check_commitment_delay(message.commitment_delay_epoch)?;
     let funding_amount = u64::try_from(message.funding_amount)
         .ok()
         .filter(|amount| *amount > 0)
@@ -75,14 +74,21 @@ pub(crate) fn select_candidates(
     reserved: &HashSet<packed::OutPoint>,
     amount: u64,
 ) -> Result<Vec<LiveCell>, Reject> {
-    let target = amount + occupied_capacity_of_lock(&acceptor.wallet_lock) + SELECTION_MARGIN;
+    let target = sum(
+        [
+            amount,
+            occupied_capacity_of_lock(&acceptor.wallet_lock)?,
+            SELECTION_MARGIN,
+        ],
+        "the reserve to fund",
+    )?;
     let mut picked = Vec::new();
     let mut total = 0u64;
-    for cell in cells
+    let plain = cells
         .iter()
-        .filter(|c| is_plain_capacity_cell(c) && !reserved.contains(&c.out_point))
-    {
-        total += capacity_of(&cell.output);
+        .filter(|c| is_plain_capacity_cell(c) && !reserved.contains(&c.out_point));
+    for cell in plain.take(MAX_ACCEPTOR_INPUTS) {
+        total = add(total, capacity_of(&cell.output), "the candidate cells")?;
         picked.push(cell.clone());
         if total >= target {
             return Ok(picked);
@@ -118,7 +124,10 @@ pub(crate) fn accept_channel(
         acceptor.wallet_lock.clone(),
         remote.max_tlc_value_in_flight,
         remote.max_tlc_number_in_flight,
-    );
+    )?;
+    // The acceptor waits longer than the initiator, so the initiator's own
+    // abort normally reaches it first.
+    let timeout_ms = config.external_funding_timeout_ms.saturating_add(acceptor.grace_ms);
     let record = ChannelRecord {
         schema_version: SCHEMA_VERSION,
         channel_id: final_channel_id(&local.tlc_basepoint, &remote.tlc_basepoint),
@@ -133,12 +142,17 @@ pub(crate) fn accept_channel(
             commitment_fee_rate: message.commitment_fee_rate,
             commitment_delay_epoch: message.commitment_delay_epoch,
             channel_flags: message.channel_flags,
+            funding_lock: config.funding_lock.clone(),
+            commitment_lock: config.commitment_lock.clone(),
+            timeout_ms,
         },
         local,
         remote: Some(remote),
         own_cells: candidates,
+        deadline_ms: now_ms.saturating_add(timeout_ms),
         funding_tx: None,
         peer_inputs_checked: false,
+        funding_inputs: Vec::new(),
         peer_tx_complete_nonce: None,
         peer_commitment_signature: None,
         peer_witnesses: None,
@@ -147,7 +161,7 @@ pub(crate) fn accept_channel(
         external_funding: None,
         closed: None,
     };
-    Ok(Channel::new(record, &config.node_secret))
+    Ok(Channel::new(record, config))
 }
 
 impl Channel {
@@ -159,7 +173,8 @@ impl Channel {
         }
     }
 
-    /// The initiator's part: check its shape now and its inputs on chain next.
+    /// The initiator's part: check its shape now, and on chain next every
+    /// input it spends together with our own candidate cells.
     pub(crate) fn acceptor_on_tx_update(&mut self, step: &mut Step, tx: packed::Transaction) -> Result<(), Reject> {
         if self.record.peer_inputs_checked {
             let ours = self.funding_tx()?;
@@ -177,42 +192,47 @@ impl Channel {
                 Err(Reject("TxUpdate after our part was added; it changes nothing".into()))
             };
         }
-        if self
-            .pending_peer_part
-            .as_ref()
-            .is_some_and(|p| p.as_slice() == tx.as_slice())
-        {
-            return Ok(());
+        if let Some(pending) = &self.pending_check {
+            return if pending.tx.as_slice() == tx.as_slice() {
+                Ok(())
+            } else {
+                Err(Reject(
+                    "a different TxUpdate arrived while the previous one is being checked on chain".into(),
+                ))
+            };
         }
         if let Err(reason) = self.check_initiator_part(&tx) {
             self.acceptor_abort(step, format!("the initiator's funding tx was refused: {reason}"));
             return Ok(());
         }
-        let out_points = tx.raw().inputs().into_iter().map(|i| i.previous_output()).collect();
-        self.pending_peer_part = Some(tx);
+        let candidates: Vec<packed::OutPoint> = self.record.own_cells.iter().map(|c| c.out_point.clone()).collect();
+        let pending = PendingCheck::new(tx, candidates);
         step.actions.push(Action::QueryChain {
             channel_id: self.id(),
-            query: ChainQuery::ResolveInputs { out_points },
+            query: ChainQuery::ResolveInputs {
+                out_points: pending.out_points.clone(),
+            },
         });
+        self.pending_check = Some(pending);
         Ok(())
     }
 
     fn check_initiator_part(&self, tx: &packed::Transaction) -> Result<(), String> {
-        let remote = self.record.remote.as_ref().ok_or("no initiator parameters")?;
+        limits::check_funding_tx_size(tx).map_err(|e| e.to_string())?;
         let raw = tx.raw();
         let funding = raw.outputs().get(0).ok_or("no funding output")?;
-        let ctx = musig::funding_key_agg(&self.record.local.funding_pubkey, &remote.funding_pubkey)
-            .map_err(|e| e.to_string())?;
-        // The lock is checked against the contract and args this node expects.
-        let expected_args = musig::funding_lock_args(&ctx);
-        if funding.lock().args().raw_data().as_ref() != expected_args || funding.type_().is_some() {
+        // The whole script, not just its args: a lock of the initiator's own
+        // that ignores the args would let it spend our reserve alone.
+        let expected = self.expected_funding_output().map_err(|Reject(r)| r)?;
+        if funding.lock().as_slice() != expected.lock.as_slice() || funding.type_().is_some() {
             return Err("output 0 is not the channel's 2-of-2 funding output".into());
         }
-        if capacity_of(&funding) != remote.contribution() {
+        let remote = self.remote().map_err(|Reject(r)| r)?;
+        let announced = remote.contribution().map_err(|e| e.to_string())?;
+        if capacity_of(&funding) != announced {
             return Err(format!(
-                "the funding output holds {} shannons instead of the announced {}",
+                "the funding output holds {} shannons instead of the announced {announced}",
                 capacity_of(&funding),
-                remote.contribution()
             ));
         }
         if raw.outputs_data().len() != raw.outputs().len() || !raw.outputs_data().get(0).is_some_and(|d| d.is_empty()) {
@@ -220,6 +240,9 @@ impl Channel {
         }
         if raw.inputs().is_empty() || tx.witnesses().len() != raw.inputs().len() {
             return Err("no inputs, or the witness count does not match the inputs".into());
+        }
+        if raw.inputs().len() > MAX_INITIATOR_INPUTS {
+            return Err(format!("more than {MAX_INITIATOR_INPUTS} inputs"));
         }
         if raw.inputs().into_iter().any(|i| {
             let since: u64 = i.since().unpack();
@@ -230,37 +253,96 @@ impl Channel {
         Ok(())
     }
 
-    /// The initiator's inputs as the chain knows them; then add our part.
+    /// The initiator's inputs and our candidates as the chain knows them;
+    /// then add our part, from the checked cells only.
     pub(crate) fn acceptor_on_resolved_inputs(
         &mut self,
         step: &mut Step,
-        outputs: Vec<Option<packed::CellOutput>>,
+        out_points: &[packed::OutPoint],
+        cells: Vec<Option<ResolvedCell>>,
         reserved_by_others: &HashSet<packed::OutPoint>,
     ) -> Result<(), Reject> {
-        let Some(initiator_part) = self.pending_peer_part.take() else {
-            return Ok(());
+        let Some(pending) = &self.pending_check else {
+            return Err(Reject(
+                "no check of the peer's inputs is waiting for this answer".into(),
+            ));
         };
+        if !pending.answered_by(out_points, cells.len()) {
+            return Err(Reject(
+                "the chain's answer is not about the inputs being checked".into(),
+            ));
+        }
+        let initiator_part = pending.tx.clone();
+        self.pending_check = None;
         let acceptor = step
             .config
             .acceptor
-            .as_ref()
+            .clone()
             .ok_or_else(|| Reject("not an acceptor".into()))?;
+        let initiator_inputs = initiator_part.raw().inputs().len();
+        let (initiator_cells, candidate_cells) = cells.split_at(initiator_inputs.min(cells.len()));
+
         let fee_rate = self.record.terms.funding_fee_rate;
-        let outputs_total = outputs_capacity(&initiator_part, 0);
-        let needed = outputs_total + tx_fee(&initiator_part, fee_rate);
-        if let Err(reason) = check_peer_inputs(&outputs, &acceptor.wallet_lock, needed) {
-            self.acceptor_abort(step, format!("the initiator's funding tx was refused: {reason}"));
-            return Ok(());
-        }
+        let our_locks = self.our_locks(step.config)?;
+        let checked = (|| -> Result<Vec<ResolvedCell>, String> {
+            let mut total = 0u64;
+            for (index, cell) in initiator_cells.iter().enumerate() {
+                let capacity = check_peer_cell(index, cell.as_ref(), &our_locks)?;
+                total = add(total, capacity, "the initiator's inputs").map_err(|e| e.to_string())?;
+            }
+            let needed = (|| -> Result<u64, Overflow> {
+                add(
+                    outputs_capacity(&initiator_part, 0)?,
+                    tx_fee(&initiator_part, fee_rate)?,
+                    "the initiator's outputs and fee",
+                )
+            })()
+            .map_err(|e| e.to_string())?;
+            if total < needed {
+                return Err(format!(
+                    "the initiator's inputs hold {total} shannons but its part needs {needed}"
+                ));
+            }
+            initiator_cells
+                .iter()
+                .map(|c| c.clone().ok_or_else(|| "an input vanished".to_owned()))
+                .collect()
+        })();
+        let initiator_checked = match checked {
+            Ok(cells) => cells,
+            Err(reason) => {
+                self.acceptor_abort(step, format!("the initiator's funding tx was refused: {reason}"));
+                return Ok(());
+            }
+        };
+        // Our own candidates as their transactions say, whatever the indexer
+        // said: only plain cells of our wallet lock, with their true capacity.
+        let own_candidates: Vec<LiveCell> = self
+            .record
+            .own_cells
+            .iter()
+            .zip(candidate_cells)
+            .filter_map(|(candidate, checked)| {
+                let checked = checked.as_ref()?;
+                let plain = checked.output.type_().is_none() && checked.data.is_empty();
+                let ours = checked.output.lock().as_slice() == acceptor.wallet_lock.as_slice();
+                (plain && ours).then(|| LiveCell {
+                    output: checked.output.clone(),
+                    output_data: Vec::new(),
+                    ..candidate.clone()
+                })
+            })
+            .collect();
         let full = match add_acceptor_part(
             &initiator_part,
             &Contribution {
-                cells: &self.record.own_cells,
+                cells: &own_candidates,
                 excluded: reserved_by_others,
                 owner_lock: &acceptor.wallet_lock,
                 cell_deps: &acceptor.wallet_cell_deps,
-                amount: self.record.local.contribution(),
+                amount: self.record.local.contribution()?,
                 fee_rate,
+                max_inputs: MAX_ACCEPTOR_INPUTS,
             },
         ) {
             Ok(tx) => tx,
@@ -269,22 +351,42 @@ impl Channel {
                 return Ok(());
             }
         };
-        let used: HashSet<packed::OutPoint> = full.raw().inputs().into_iter().map(|i| i.previous_output()).collect();
-        self.record.own_cells.retain(|cell| used.contains(&cell.out_point));
-        debug_assert!(fee_for_size(full.as_slice().len(), fee_rate) >= tx_fee(&initiator_part, fee_rate));
+        let used: Vec<packed::OutPoint> = full
+            .raw()
+            .inputs()
+            .into_iter()
+            .skip(initiator_inputs)
+            .map(|i| i.previous_output())
+            .collect();
+        let own_cells: Vec<LiveCell> = used
+            .iter()
+            .filter_map(|op| own_candidates.iter().find(|c| c.out_point == *op).cloned())
+            .collect();
+        let mut funding_inputs = initiator_checked;
+        funding_inputs.extend(own_cells.iter().map(|cell| ResolvedCell {
+            output: cell.output.clone(),
+            data: Vec::new(),
+        }));
+        self.record.own_cells = own_cells;
+        self.record.funding_inputs = funding_inputs;
         self.record.funding_tx = Some(full);
         self.record.peer_inputs_checked = true;
-        for message in [self.tx_update_message_now(), self.tx_complete_message(step.config)?] {
+        // What we are about to commit to must take from us exactly our reserve and fee.
+        if let Err(reason) = self.check_what_leaves(step.config) {
+            self.acceptor_abort(step, format!("refused to add our part: {reason}"));
+            return Ok(());
+        }
+        for message in [self.tx_update_message_now()?, self.tx_complete_message()?] {
             step.send(self.record.peer, message);
         }
         Ok(())
     }
 
-    fn tx_update_message_now(&self) -> crate::wire::FiberMessage {
-        crate::wire::FiberMessage::TxUpdate(crate::wire::TxUpdate {
+    fn tx_update_message_now(&self) -> Result<crate::wire::FiberMessage, Reject> {
+        Ok(crate::wire::FiberMessage::TxUpdate(crate::wire::TxUpdate {
             channel_id: self.id(),
-            tx: self.record.funding_tx.clone().expect("set just before"),
-        })
+            tx: self.funding_tx()?.clone(),
+        }))
     }
 
     pub(crate) fn acceptor_on_tx_complete(
@@ -296,7 +398,12 @@ impl Channel {
             return Err(Reject("TxComplete before our part of the funding tx was sent".into()));
         }
         let before = self.progress();
+        let was_final = self.tx_final();
         self.record_peer_tx_complete(nonce)?;
+        if !was_final && self.tx_final() {
+            // The initiator's clock restarts at this very moment too.
+            self.restart_deadline(step.now_ms);
+        }
         self.after_signature_progress(step, before)
     }
 

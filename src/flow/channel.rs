@@ -7,15 +7,17 @@ use ckb_types::prelude::*;
 use serde::Serialize;
 
 use super::config::NodeConfig;
-use super::record::{ChannelRecord, Closure, Role};
+use super::limits::bounded_text;
+use super::record::{AbortWatch, ChannelRecord, Closure, Role};
 use super::state::*;
 use super::{Action, Event};
-use crate::crypto::keys::{ChannelKeys, NodeSecret};
+use crate::crypto::keys::ChannelKeys;
 use crate::crypto::musig::{self, NonceSlot, SigningSession};
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::tx::commitment::{self, Commitment, CommitmentParty};
 use crate::tx::default_lock;
-use crate::tx::fee::capacity_of;
+use crate::tx::fee::{add, capacity_of};
+use crate::tx::outflow::{check_what_leaves, ExpectedFundingOutput, OurSide, Outflow};
 use crate::tx::parts::tx_hash;
 use crate::tx::validate::merge_witnesses;
 use crate::wire::*;
@@ -49,10 +51,38 @@ pub(crate) struct Channel {
     pub keys: ChannelKeys,
     /// The peer's part of the funding tx, waiting for its inputs to be resolved
     /// on chain. Not stored: the peer sends it again after a restart.
-    pub pending_peer_part: Option<packed::Transaction>,
+    pub pending_check: Option<PendingCheck>,
     /// A broadcast went out in this session, so the chain not knowing the tx
     /// yet is no reason to send it again.
     pub broadcast_sent: bool,
+}
+
+/// A funding tx from the peer whose inputs are being resolved on chain: the
+/// answer must name exactly these out points, one cell each.
+#[derive(Clone)]
+pub(crate) struct PendingCheck {
+    pub tx: packed::Transaction,
+    pub out_points: Vec<packed::OutPoint>,
+}
+
+impl PendingCheck {
+    /// Every input of `tx`, then `extra` (the acceptor's own candidate cells).
+    pub fn new(tx: packed::Transaction, extra: impl IntoIterator<Item = packed::OutPoint>) -> Self {
+        let mut out_points: Vec<packed::OutPoint> =
+            tx.raw().inputs().into_iter().map(|i| i.previous_output()).collect();
+        out_points.extend(extra);
+        Self { tx, out_points }
+    }
+
+    /// Whether `out_points` and `cells` answer this check.
+    pub fn answered_by(&self, out_points: &[packed::OutPoint], cells: usize) -> bool {
+        out_points.len() == self.out_points.len()
+            && cells == self.out_points.len()
+            && out_points
+                .iter()
+                .zip(&self.out_points)
+                .all(|(a, b)| a.as_slice() == b.as_slice())
+    }
 }
 
 /// What a channel had sent before a step (see [`Channel::progress`]).
@@ -81,12 +111,15 @@ pub struct ChannelView {
 }
 
 impl Channel {
-    pub fn new(record: ChannelRecord, node_secret: &NodeSecret) -> Self {
-        let keys = ChannelKeys::derive(node_secret, &record.channel_seed.0);
+    /// A channel from its record; a record of an earlier schema is upgraded
+    /// first (the caller stores it if `record != self.record` afterwards).
+    pub fn new(mut record: ChannelRecord, config: &NodeConfig) -> Self {
+        record.upgrade(config);
+        let keys = ChannelKeys::derive(&config.node_secret, &record.channel_seed.0);
         Self {
             record,
             keys,
-            pending_peer_part: None,
+            pending_check: None,
             broadcast_sent: false,
         }
     }
@@ -138,8 +171,12 @@ impl Channel {
         let Some(remote) = &self.record.remote else {
             return false;
         };
-        let ours = (self.record.local.contribution(), self.record.local.funding_pubkey);
-        let theirs = (remote.contribution(), remote.funding_pubkey);
+        // Both contributions are bounded on receipt, so neither overflows.
+        let ours = (
+            self.record.local.contribution().unwrap_or(u64::MAX),
+            self.record.local.funding_pubkey,
+        );
+        let theirs = (remote.contribution().unwrap_or(u64::MAX), remote.funding_pubkey);
         ours < theirs
     }
 
@@ -165,8 +202,26 @@ impl Channel {
     pub fn may_abort(&self) -> bool {
         !self.is_closed()
             && !self.is_ready()
+            && !self.record.funding_confirmed
             && !self.released()
             && (self.we_sign_first() || !self.our_commitment_signed_sent())
+    }
+
+    /// Our funding signatures may exist outside this node although the flow
+    /// never released them: the initiator handed the unsigned tx to a wallet,
+    /// whose signed copy (in a redirect URL, say) could still be broadcast.
+    pub fn signatures_may_be_out(&self) -> bool {
+        self.released()
+            || self
+                .record
+                .external_funding
+                .as_ref()
+                .is_some_and(|ext| ext.unsigned_funding_tx.is_some())
+    }
+
+    /// An aborted flow kept watching whether its funding tx confirms.
+    pub fn watching_after_abort(&self) -> bool {
+        self.record.closed.as_ref().is_some_and(|c| c.watch.is_some())
     }
 
     /// A snapshot of what has been sent, to tell what a step made newly due.
@@ -248,21 +303,20 @@ impl Channel {
         })
     }
 
-    /// When the flow aborts unless the funding signatures went out first.
-    pub fn deadline_ms(&self, config: &NodeConfig) -> Option<u64> {
-        if !self.may_abort() {
-            return None;
-        }
-        match (&self.record.external_funding, &config.acceptor) {
-            (Some(ext), _) => Some(ext.started_at_ms + config.external_funding_timeout_ms),
-            (None, Some(acceptor)) if !self.is_initiator() => {
-                Some(self.record.created_at_ms + config.external_funding_timeout_ms + acceptor.grace_ms)
-            }
-            _ => Some(self.record.created_at_ms + config.external_funding_timeout_ms),
-        }
+    /// When the flow aborts unless the funding signatures went out first: the
+    /// stored deadline, while the side may still give up.
+    pub fn deadline_ms(&self) -> Option<u64> {
+        self.may_abort().then_some(self.record.deadline_ms)
     }
 
-    pub fn view(&self, config: &NodeConfig) -> ChannelView {
+    /// Restarts the clock when the funding tx becomes final. Both sides do it
+    /// at that same moment, so a slow collaboration never eats into the time
+    /// the user has to sign.
+    pub fn restart_deadline(&mut self, now_ms: u64) {
+        self.record.deadline_ms = now_ms.saturating_add(self.record.terms.timeout_ms);
+    }
+
+    pub fn view(&self) -> ChannelView {
         let r = &self.record;
         ChannelView {
             channel_id: r.channel_id,
@@ -271,7 +325,7 @@ impl Channel {
             peer: r.peer,
             state: self.state(),
             created_at_ms: r.created_at_ms,
-            deadline_ms: self.deadline_ms(config),
+            deadline_ms: self.deadline_ms(),
             funding_tx_hash: self.tx_final().then(|| self.funding_tx_hash()).flatten(),
             local_funding_amount: r.local.funding_amount,
             remote_funding_amount: r.remote.as_ref().map(|p| p.funding_amount),
@@ -305,7 +359,7 @@ impl Channel {
         let own = self.record.own_cells.len();
         match (self.is_initiator(), &self.record.funding_tx) {
             (true, _) => own,
-            (false, Some(tx)) => tx.raw().inputs().len() - own,
+            (false, Some(tx)) => tx.raw().inputs().len().saturating_sub(own),
             (false, None) => 0,
         }
     }
@@ -332,7 +386,7 @@ impl Channel {
 
     // ---- commitments -------------------------------------------------------------------
 
-    fn commitment(&self, config: &NodeConfig, holder_is_local: bool) -> Result<packed::Transaction, Reject> {
+    fn commitment(&self, holder_is_local: bool) -> Result<packed::Transaction, Reject> {
         let r = &self.record;
         let remote = r
             .remote
@@ -350,13 +404,13 @@ impl Channel {
         let local = CommitmentParty {
             funding_pubkey: r.local.funding_pubkey,
             settlement_pubkey: r.local.tlc_basepoint,
-            amount: r.local.contribution(),
+            amount: r.local.contribution()?,
             pays_fee: self.is_initiator(),
         };
         let peer = CommitmentParty {
             funding_pubkey: remote.funding_pubkey,
             settlement_pubkey: remote.tlc_basepoint,
-            amount: remote.contribution(),
+            amount: remote.contribution()?,
             pays_fee: !self.is_initiator(),
         };
         let (holder, counterparty) = if holder_is_local { (local, peer) } else { (peer, local) };
@@ -366,7 +420,7 @@ impl Channel {
                 .index(0u32)
                 .build(),
             funding_capacity: capacity_of(&funding_output),
-            lock: &config.commitment_lock,
+            lock: &r.terms.commitment_lock,
             delay_epoch: r.terms.commitment_delay_epoch,
             number: 0,
             fee_rate: r.terms.commitment_fee_rate,
@@ -378,8 +432,8 @@ impl Channel {
     }
 
     /// blake2b of the commitment tx the peer holds (the one we sign).
-    fn peer_commitment_message(&self, config: &NodeConfig) -> Result<[u8; 32], Reject> {
-        Ok(commitment::signing_message(&self.commitment(config, false)?))
+    fn peer_commitment_message(&self) -> Result<[u8; 32], Reject> {
+        Ok(commitment::signing_message(&self.commitment(false)?))
     }
 
     fn funding_key_agg(&self) -> Result<musig2::KeyAggContext, Reject> {
@@ -391,34 +445,34 @@ impl Channel {
     }
 
     /// The binding of our nonce for signing the peer's commitment 0.
-    fn peer_commitment_binding(&self, config: &NodeConfig) -> Result<Vec<u8>, Reject> {
+    fn peer_commitment_binding(&self) -> Result<Vec<u8>, Reject> {
         let remote = self.remote()?;
-        let message = self.peer_commitment_message(config)?;
+        let message = self.peer_commitment_message()?;
         Ok(musig::peer_commitment_binding(&message, &remote.next_commitment_nonce))
     }
 
     /// Our `TxComplete` nonce: the one we sign the peer's commitment 0 with.
-    pub fn our_tx_complete_nonce(&self, config: &NodeConfig) -> Result<crate::primitives::PubNonceBytes, Reject> {
-        let binding = self.peer_commitment_binding(config)?;
+    pub fn our_tx_complete_nonce(&self) -> Result<crate::primitives::PubNonceBytes, Reject> {
+        let binding = self.peer_commitment_binding()?;
         Ok(musig::public_nonce(&self.keys, NonceSlot::PeerCommitment(0), &binding))
     }
 
     /// Our partial signature over the peer's commitment 0.
-    fn our_commitment_signature(&self, config: &NodeConfig) -> Result<[u8; 32], Reject> {
+    fn our_commitment_signature(&self) -> Result<[u8; 32], Reject> {
         let remote = self.remote()?;
         let ctx = self.funding_key_agg()?;
-        let binding = self.peer_commitment_binding(config)?;
+        let binding = self.peer_commitment_binding()?;
         let session = SigningSession {
             ctx: &ctx,
-            message: self.peer_commitment_message(config)?,
+            message: self.peer_commitment_message()?,
             holder_nonce: remote.next_commitment_nonce,
-            signer_nonce: self.our_tx_complete_nonce(config)?,
+            signer_nonce: self.our_tx_complete_nonce()?,
         };
         Ok(session.sign_as_counterparty(&self.keys, NonceSlot::PeerCommitment(0), &binding)?)
     }
 
     /// Checks the peer's partial signature over our commitment 0.
-    pub fn verify_peer_commitment_signature(&self, config: &NodeConfig, signature: &[u8; 32]) -> Result<(), Reject> {
+    pub fn verify_peer_commitment_signature(&self, signature: &[u8; 32]) -> Result<(), Reject> {
         let remote = self.remote()?;
         let peer_nonce = self
             .record
@@ -427,7 +481,7 @@ impl Channel {
         let ctx = self.funding_key_agg()?;
         let session = SigningSession {
             ctx: &ctx,
-            message: commitment::signing_message(&self.commitment(config, true)?),
+            message: commitment::signing_message(&self.commitment(true)?),
             holder_nonce: self.record.local.next_commitment_nonce,
             signer_nonce: peer_nonce,
         };
@@ -437,7 +491,7 @@ impl Channel {
 
     /// Our commitment 0 fully signed by both, as we would close with it: proof
     /// that the peer's signature really lets us get our funds back.
-    pub fn signed_own_commitment(&self, config: &NodeConfig) -> Result<(packed::Transaction, [u8; 64]), Reject> {
+    pub fn signed_own_commitment(&self) -> Result<(packed::Transaction, [u8; 64]), Reject> {
         let peer_signature: [u8; 32] = self
             .record
             .peer_commitment_signature
@@ -449,7 +503,7 @@ impl Channel {
             .peer_tx_complete_nonce
             .ok_or_else(|| Reject("no peer nonce".into()))?;
         let ctx = self.funding_key_agg()?;
-        let tx = self.commitment(config, true)?;
+        let tx = self.commitment(true)?;
         let session = SigningSession {
             ctx: &ctx,
             message: commitment::signing_message(&tx),
@@ -549,17 +603,17 @@ impl Channel {
         }))
     }
 
-    pub fn tx_complete_message(&self, config: &NodeConfig) -> Result<FiberMessage, Reject> {
+    pub fn tx_complete_message(&self) -> Result<FiberMessage, Reject> {
         Ok(FiberMessage::TxComplete(TxComplete {
             channel_id: self.id(),
-            next_commitment_nonce: self.our_tx_complete_nonce(config)?,
+            next_commitment_nonce: self.our_tx_complete_nonce()?,
         }))
     }
 
-    pub fn commitment_signed_message(&self, config: &NodeConfig) -> Result<FiberMessage, Reject> {
+    pub fn commitment_signed_message(&self) -> Result<FiberMessage, Reject> {
         Ok(FiberMessage::CommitmentSigned(CommitmentSigned {
             channel_id: self.id(),
-            funding_tx_partial_signature: self.our_commitment_signature(config)?,
+            funding_tx_partial_signature: self.our_commitment_signature()?,
             next_commitment_nonce: musig::public_nonce(&self.keys, NonceSlot::OwnCommitment(1), &[]),
         }))
     }
@@ -583,7 +637,7 @@ impl Channel {
             .map_or("unknown channel", |c| c.reason.as_str());
         FiberMessage::TxAbort(TxAbort {
             channel_id: self.id(),
-            message: reason.as_bytes().to_vec(),
+            message: bounded_text(reason),
         })
     }
 
@@ -616,15 +670,15 @@ impl Channel {
                 messages.push(self.accept_channel_message());
                 if r.peer_inputs_checked {
                     messages.extend(self.tx_update_message());
-                    messages.push(self.tx_complete_message(config)?);
+                    messages.push(self.tx_complete_message()?);
                 }
             }
         }
         if self.tx_final() && self.is_initiator() {
-            messages.push(self.tx_complete_message(config)?);
+            messages.push(self.tx_complete_message()?);
         }
         if self.our_commitment_signed_sent() {
-            messages.push(self.commitment_signed_message(config)?);
+            messages.push(self.commitment_signed_message()?);
         }
         if self.released() {
             messages.push(self.tx_signatures_message(config)?);
@@ -637,22 +691,40 @@ impl Channel {
 
     // ---- transitions shared by both roles ----------------------------------------------
 
-    /// Closes a channel whose funding signatures never left, clearing its
-    /// recovery state and freeing its cells.
+    /// Closes a channel whose funding signatures were never released. Its
+    /// cells are free for the next open at once (closed channels reserve
+    /// none). If a signed funding tx may exist outside (the initiator handed
+    /// the unsigned one out), the seed, keys, txs and the peer's commitment
+    /// signature stay, watched, until that tx can no longer confirm;
+    /// otherwise only a tombstone is left.
     pub fn close(&mut self, flags: CloseFlags, reason: String, now_ms: u64) {
-        let r = &mut self.record;
-        r.closed = Some(Closure {
+        let watch = self.signatures_may_be_out().then(AbortWatch::default);
+        let keep = watch.is_some();
+        self.record.closed = Some(Closure {
             flags,
             reason,
             closed_at_ms: now_ms,
+            watch,
         });
+        self.pending_check = None;
+        if !keep {
+            self.wipe();
+        }
+    }
+
+    /// Leaves only the tombstone: ids, terms and why it closed.
+    pub fn wipe(&mut self) {
+        let r = &mut self.record;
+        if let Some(closure) = &mut r.closed {
+            closure.watch = None;
+        }
         r.external_funding = None;
         r.channel_seed = Hash256([0; 32]);
         r.own_cells.clear();
         r.funding_tx = None;
+        r.funding_inputs.clear();
         r.peer_witnesses = None;
         r.peer_commitment_signature = None;
-        self.pending_peer_part = None;
     }
 
     /// After a fact changed: send whatever it made due — our commitment
@@ -661,15 +733,81 @@ impl Channel {
     pub fn after_signature_progress(&mut self, step: &mut Step, before: Progress) -> Result<(), Reject> {
         let now = self.progress();
         if now.commitment_signed_sent && !before.commitment_signed_sent {
-            step.send(self.record.peer, self.commitment_signed_message(step.config)?);
+            step.send(self.record.peer, self.commitment_signed_message()?);
         }
         if now.released && !before.released {
+            // Last look before our witnesses leave: whatever built the tx,
+            // it must take from us exactly what we agreed to.
+            if let Err(reason) = self.check_what_leaves(step.config) {
+                self.abort_before_release(step, &reason);
+                return Ok(());
+            }
             step.send(self.record.peer, self.tx_signatures_message(step.config)?);
             if self.complete() && self.is_broadcaster() {
                 self.broadcast(step)?;
             }
         }
         Ok(())
+    }
+
+    /// The final tx failed the check of what leaves us: refuse to sign it.
+    /// Even a side that promised not to abort any more does: a tx that takes
+    /// more than agreed is worse than a disagreement with the peer.
+    fn abort_before_release(&mut self, step: &mut Step, reason: &str) {
+        self.close(
+            CloseFlags::FUNDING_ABORTED,
+            format!("refused to sign the funding tx: {reason}"),
+            step.now_ms,
+        );
+        step.send(self.record.peer, self.tx_abort_message());
+    }
+
+    /// Our locks: the wallet lock our cells carry (change returns to it) and
+    /// our shutdown script.
+    pub fn our_locks(&self, config: &NodeConfig) -> Result<Vec<packed::Script>, Reject> {
+        let wallet_lock = match (&self.record.external_funding, &config.acceptor) {
+            (Some(ext), _) => ext.funding_lock_script.clone(),
+            (None, Some(acceptor)) if !self.is_initiator() => acceptor.wallet_lock.clone(),
+            _ => return Err(Reject("no wallet lock for this side".into())),
+        };
+        Ok(vec![wallet_lock, self.record.local.shutdown_script.clone()])
+    }
+
+    /// The funding output as it must be: the channel's 2-of-2 lock under the
+    /// funding-lock contract, holding both sides' contributions.
+    pub fn expected_funding_output(&self) -> Result<ExpectedFundingOutput, Reject> {
+        let remote = self.remote()?;
+        let ctx = self.funding_key_agg()?;
+        Ok(ExpectedFundingOutput {
+            lock: self.record.terms.funding_lock.script(&musig::funding_lock_args(&ctx)),
+            capacity: add(
+                self.record.local.contribution()?,
+                remote.contribution()?,
+                "the funding output's capacity",
+            )?,
+        })
+    }
+
+    /// What the final funding tx takes from us, computed from the tx and the
+    /// hash-checked input cells alone (`tx::outflow`).
+    pub fn check_what_leaves(&self, config: &NodeConfig) -> Result<Outflow, String> {
+        let tx = self.funding_tx().map_err(|Reject(r)| r)?;
+        let locks = self.our_locks(config).map_err(|Reject(r)| r)?;
+        let cell_deps = match (&self.record.external_funding, &config.acceptor) {
+            (Some(ext), _) => ext.funding_lock_script_cell_deps.clone(),
+            (None, Some(acceptor)) => acceptor.wallet_cell_deps.clone(),
+            (None, None) => Vec::new(),
+        };
+        let ours = OurSide {
+            inputs: self.own_input_range(),
+            locks: &locks,
+            contribution: self.record.local.contribution().map_err(|e| e.to_string())?,
+            cell_deps: &cell_deps,
+            pays_for_funding_output: self.is_initiator(),
+            fee_rate: self.record.terms.funding_fee_rate,
+        };
+        let funding = self.expected_funding_output().map_err(|Reject(r)| r)?;
+        check_what_leaves(tx, &self.record.funding_inputs, &ours, &funding).map_err(|e| e.to_string())
     }
 
     pub fn broadcast(&mut self, step: &mut Step) -> Result<(), Reject> {

@@ -2,14 +2,20 @@
 //! signatures, funding signatures, confirmation, `ChannelReady` — and the ways
 //! out before the signatures are released (abort, timeout, abandon).
 
+use ckb_types::packed;
+use ckb_types::prelude::*;
+
 use super::channel::{Channel, Reject, Step};
 use super::error::FlowError;
+use super::limits;
+use super::record::AbortWatch;
 use super::state::CloseFlags;
-use super::Event;
+use super::{Action, ChainQuery, Event};
 use crate::chain::TxStatus;
 use crate::crypto::musig;
-use crate::primitives::PubNonceBytes;
-use crate::tx::validate::check_witnesses;
+use crate::primitives::{Hash256, PubNonceBytes};
+use crate::tx::default_lock;
+use crate::tx::validate::{check_witnesses, merge_witnesses};
 
 impl Channel {
     /// Pins the peer's `TxComplete` nonce. A different nonce for the same slot
@@ -37,7 +43,7 @@ impl Channel {
             // A retransmission; the first valid signature stands.
             return Ok(());
         }
-        self.verify_peer_commitment_signature(step.config, &signature)?;
+        self.verify_peer_commitment_signature(&signature)?;
         let before = self.progress();
         self.record.peer_commitment_signature = Some(signature.to_vec());
         if let Some(ext) = &mut self.record.external_funding {
@@ -59,9 +65,38 @@ impl Channel {
         }
         let unsigned = self.funding_tx()?;
         check_witnesses(unsigned, &witnesses, self.peer_input_range())?;
+        self.verify_peer_default_lock_witnesses(&witnesses)?;
         let before = self.progress();
         self.record.peer_witnesses = Some(witnesses);
         self.after_signature_progress(step, before)
+    }
+
+    /// Checks the peer's signatures where its inputs are locked by the
+    /// default lock (known from the hash-checked cells), as the chain will:
+    /// a junk signature would leave the tx unbroadcastable after our own
+    /// witnesses went out. Other locks are left to the chain.
+    fn verify_peer_default_lock_witnesses(&self, witnesses: &[Vec<u8>]) -> Result<(), Reject> {
+        let unsigned = self.funding_tx()?;
+        let signed = merge_witnesses(unsigned, witnesses, self.peer_input_range());
+        let mut groups: Vec<(packed::Script, Vec<usize>)> = Vec::new();
+        for index in self.peer_input_range() {
+            let Some(cell) = self.record.funding_inputs.get(index) else {
+                return Ok(());
+            };
+            let lock = cell.output.lock();
+            if !default_lock::is_default_lock(&lock) {
+                continue;
+            }
+            match groups.iter_mut().find(|(l, _)| l.as_slice() == lock.as_slice()) {
+                Some((_, members)) => members.push(index),
+                None => groups.push((lock, vec![index])),
+            }
+        }
+        for (lock, members) in groups {
+            default_lock::verify_group(&signed, &members, &lock.args().raw_data())
+                .map_err(|e| Reject(format!("TxSignatures do not sign the peer's inputs: {e}")))?;
+        }
+        Ok(())
     }
 
     pub(crate) fn on_channel_ready(&mut self) -> Result<(), Reject> {
@@ -79,8 +114,11 @@ impl Channel {
         status: TxStatus,
         tip_block_number: u64,
     ) -> Result<(), Reject> {
-        if !self.released() || self.record.funding_confirmed {
+        if (!self.released() && !self.watching_after_abort()) || self.record.funding_confirmed {
             return Ok(());
+        }
+        if self.watching_after_abort() {
+            return self.on_watched_funding_status(step, status, tip_block_number);
         }
         match status {
             TxStatus::Unknown if self.is_broadcaster() && self.complete() && !self.broadcast_sent => {
@@ -89,7 +127,7 @@ impl Channel {
                 self.broadcast(step)?;
             }
             TxStatus::Committed { block_number } => {
-                let confirmations = (tip_block_number + 1).saturating_sub(block_number);
+                let confirmations = tip_block_number.saturating_add(1).saturating_sub(block_number);
                 if confirmations >= step.config.funding_confirmations {
                     self.record.funding_confirmed = true;
                     step.send(self.record.peer, self.channel_ready_message());
@@ -118,17 +156,18 @@ impl Channel {
 
     /// The peer gave up. Honoured only while our signatures are still ours.
     pub(crate) fn on_tx_abort(&mut self, step: &mut Step, message: &[u8]) -> Result<(), Reject> {
+        limits::check_message_text("TxAbort message", message)?;
         if self.is_closed() {
             return Ok(());
         }
-        if self.released() || self.is_ready() {
+        if self.released() || self.is_ready() || self.record.funding_confirmed {
             // An honest peer never does this (see `may_abort`): keep the channel,
             // its keys and the peer's commitment signature.
             return Err(Reject(
                 "TxAbort after our funding signatures were released; the channel continues".into(),
             ));
         }
-        let reason = String::from_utf8_lossy(message);
+        let reason = limits::printable(message);
         self.close(
             CloseFlags::FUNDING_ABORTED,
             format!("the peer aborted the funding: {reason}"),
@@ -139,13 +178,13 @@ impl Channel {
 
     /// The external-funding deadline passed: abort and tell the peer.
     pub(crate) fn on_deadline(&mut self, step: &mut Step) {
-        let Some(deadline) = self.deadline_ms(step.config) else {
+        let Some(deadline) = self.deadline_ms() else {
             return;
         };
         if step.now_ms < deadline {
             return;
         }
-        let seconds = step.config.external_funding_timeout_ms / 1000;
+        let seconds = self.record.terms.timeout_ms / 1000;
         let reason = if self.is_initiator() {
             format!("external funding timed out: the signed funding tx did not arrive within {seconds} s")
         } else {
@@ -168,6 +207,68 @@ impl Channel {
         }
         self.close(CloseFlags::ABANDONED, "abandoned by the user".into(), step.now_ms);
         step.send(self.record.peer, self.tx_abort_message());
+        Ok(())
+    }
+}
+
+impl Channel {
+    /// The funding tx of an aborted flow, which a leaked signed copy could
+    /// still bring on chain.
+    fn on_watched_funding_status(&mut self, step: &mut Step, status: TxStatus, tip: u64) -> Result<(), Reject> {
+        match status {
+            TxStatus::Committed { block_number } => {
+                let confirmations = tip.saturating_add(1).saturating_sub(block_number);
+                if confirmations < step.config.funding_confirmations {
+                    return Ok(());
+                }
+                // Funded after all: the channel is not lost, it goes on as
+                // funded, with the keys and the peer's commitment signature
+                // that were kept for this.
+                self.record.closed = None;
+                self.record.funding_confirmed = true;
+                step.send(self.record.peer, self.channel_ready_message());
+                step.actions.push(Action::Emit(Event::FundingConfirmedAfterAbort {
+                    channel_id: self.id(),
+                    funding_tx_hash: self.funding_tx_hash().unwrap_or(Hash256([0; 32])),
+                }));
+                self.on_ready_progress();
+            }
+            TxStatus::Unknown | TxStatus::Rejected => {
+                let out_points = self.record.own_cells.iter().map(|c| c.out_point.clone()).collect();
+                step.actions.push(Action::QueryChain {
+                    channel_id: self.id(),
+                    query: ChainQuery::InputsLive {
+                        out_points,
+                        at_tip: tip,
+                    },
+                });
+            }
+            TxStatus::Pending => {}
+        }
+        Ok(())
+    }
+
+    /// Whether our inputs of an aborted funding tx are still live. One spent
+    /// (while the tx itself is unknown) means it can never confirm; once that
+    /// is buried under `funding_confirmations` blocks the keys are wiped.
+    pub(crate) fn on_inputs_live(&mut self, step: &mut Step, live: &[bool], at_tip: u64) -> Result<(), Reject> {
+        let confirmations = step.config.funding_confirmations;
+        let Some(watch) = self.record.closed.as_mut().and_then(|c| c.watch.as_mut()) else {
+            return Ok(());
+        };
+        if live.iter().all(|l| *l) {
+            *watch = AbortWatch::default();
+            return Ok(());
+        }
+        match watch.conflict_seen_at_tip {
+            None => watch.conflict_seen_at_tip = Some(at_tip),
+            Some(seen) if at_tip >= seen.saturating_add(confirmations) => {
+                self.wipe();
+                step.actions
+                    .push(Action::Emit(Event::AbortSettled { channel_id: self.id() }));
+            }
+            Some(_) => {}
+        }
         Ok(())
     }
 }

@@ -7,23 +7,25 @@ use std::collections::HashSet;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 
-use super::channel::{Channel, Reject, Step};
+use super::channel::{Channel, PendingCheck, Reject, Step};
 use super::config::{NodeConfig, OpenChannelParams, *};
 use super::error::FlowError;
+use super::limits::{self, LimitError};
 use super::record::{ChannelRecord, ChannelTerms, ExternalFundingPersistState, PartyParams, Role, SCHEMA_VERSION};
 use super::Action;
-use crate::chain::LiveCell;
+use crate::chain::{LiveCell, ResolvedCell};
 use crate::crypto::keys::{parse_pubkey, ChannelKeys};
 use crate::crypto::{blake2b_256, musig};
 use crate::primitives::{ChannelId, Hash256};
-use crate::tx::fee::{capacity_of, fee_for_size, occupied_capacity_of_lock, outputs_capacity};
-use crate::tx::funding::{build_initiator_part, reserved_ckb_amount, with_funding_lock, Contribution};
+use crate::tx::default_lock;
+use crate::tx::fee::{add, capacity_of, fee_for_size, occupied_capacity_of_lock, outputs_capacity, sum, Overflow};
+use crate::tx::funding::{
+    build_initiator_part, reserved_ckb_amount, with_funding_lock, Contribution, MAX_ACCEPTOR_INPUTS,
+    MAX_INITIATOR_INPUTS,
+};
 use crate::tx::parts::{tx_hash, TxParts};
-use crate::tx::validate::{check_signed_tx, witnesses_of};
+use crate::tx::validate::{check_signed_tx, witnesses_of, SignedTxError};
 use crate::wire::{AcceptChannel, CHANNEL_FLAG_EXTERNAL_FUNDING};
-
-/// CKB nodes do not relay transactions paying less than this (shannons/KB).
-pub const MIN_FEE_RATE: u64 = 1_000;
 
 /// A channel's id once both sides are known: blake2b-256 of both tlc
 /// basepoints, sorted.
@@ -47,10 +49,10 @@ pub(crate) fn local_params(
     shutdown_script: packed::Script,
     max_tlc_value_in_flight: u128,
     max_tlc_number_in_flight: u64,
-) -> PartyParams {
-    PartyParams {
+) -> Result<PartyParams, Overflow> {
+    Ok(PartyParams {
         funding_amount,
-        reserved_ckb_amount: reserved_ckb_amount(&shutdown_script),
+        reserved_ckb_amount: reserved_ckb_amount(&shutdown_script)?,
         shutdown_script,
         max_tlc_value_in_flight,
         max_tlc_number_in_flight,
@@ -60,13 +62,19 @@ pub(crate) fn local_params(
         second_per_commitment_point: keys.per_commitment_point(1),
         next_commitment_nonce: musig::public_nonce(keys, musig::NonceSlot::OwnCommitment(0), &[]),
         next_revocation_nonce: musig::public_nonce(keys, musig::NonceSlot::Revocation(0), &[]),
-    }
+    })
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> FlowError {
     FlowError::InvalidParams {
         field,
         reason: reason.into(),
+    }
+}
+
+impl From<LimitError> for FlowError {
+    fn from(error: LimitError) -> Self {
+        invalid(error.field, error.reason)
     }
 }
 
@@ -97,24 +105,18 @@ pub(crate) fn open_channel(
     if funding_amount == 0 {
         return Err(invalid("funding_amount", "must be more than zero"));
     }
+    limits::check_capacity("funding_amount", funding_amount)?;
     let funding_fee_rate = params.funding_fee_rate.unwrap_or(DEFAULT_FEE_RATE);
-    if funding_fee_rate < MIN_FEE_RATE {
-        return Err(invalid(
-            "funding_fee_rate",
-            format!("{funding_fee_rate} is below CKB's minimum of {MIN_FEE_RATE} shannons/KB"),
-        ));
-    }
+    limits::check_fee_rate("funding_fee_rate", funding_fee_rate)?;
     let commitment_fee_rate = params.commitment_fee_rate.unwrap_or(DEFAULT_FEE_RATE);
-    if commitment_fee_rate < MIN_FEE_RATE {
-        return Err(invalid(
-            "commitment_fee_rate",
-            format!("{commitment_fee_rate} is below CKB's minimum of {MIN_FEE_RATE} shannons/KB"),
-        ));
-    }
+    limits::check_fee_rate("commitment_fee_rate", commitment_fee_rate)?;
     let commitment_delay_epoch = params.commitment_delay_epoch.unwrap_or(DEFAULT_COMMITMENT_DELAY_EPOCH);
-    if commitment_delay_epoch == 0 {
-        return Err(invalid("commitment_delay_epoch", "must be more than zero"));
-    }
+    limits::check_commitment_delay(commitment_delay_epoch)?;
+    limits::check_shutdown_script(&params.shutdown_script)?;
+    let max_tlc_number_in_flight = params
+        .max_tlc_number_in_flight
+        .unwrap_or(DEFAULT_MAX_TLC_NUMBER_IN_FLIGHT);
+    limits::check_tlc_number(max_tlc_number_in_flight)?;
 
     let keys = ChannelKeys::derive(&config.node_secret, &channel_seed);
     let local = local_params(
@@ -122,10 +124,12 @@ pub(crate) fn open_channel(
         funding_amount,
         params.shutdown_script.clone(),
         params.max_tlc_value_in_flight.unwrap_or(u128::from(funding_amount)),
-        params
-            .max_tlc_number_in_flight
-            .unwrap_or(DEFAULT_MAX_TLC_NUMBER_IN_FLIGHT),
-    );
+        max_tlc_number_in_flight,
+    )
+    .map_err(|e| invalid("shutdown_script", e.to_string()))?;
+    let contribution = local
+        .contribution()
+        .map_err(|e| invalid("funding_amount", e.to_string()))?;
     // The funding lock needs the peer's key; its args have a fixed size, so a
     // zero placeholder gives the same size and fee.
     let placeholder_lock = config.funding_lock.script(&[0; 20]);
@@ -136,18 +140,27 @@ pub(crate) fn open_channel(
             excluded: reserved,
             owner_lock: &params.funding_lock_script,
             cell_deps: &params.funding_lock_script_cell_deps,
-            amount: local.contribution(),
+            amount: contribution,
             fee_rate: funding_fee_rate,
+            max_inputs: MAX_INITIATOR_INPUTS,
         },
     )?;
     let inputs: HashSet<packed::OutPoint> = part.raw().inputs().into_iter().map(|i| i.previous_output()).collect();
-    let own_cells = wallet_cells
-        .iter()
-        .filter(|c| inputs.contains(&c.out_point))
-        .cloned()
+    // In input order: the i-th own cell is the one input i spends.
+    let own_cells = part
+        .raw()
+        .inputs()
+        .into_iter()
+        .filter_map(|input| {
+            wallet_cells
+                .iter()
+                .find(|c| c.out_point == input.previous_output() && inputs.contains(&c.out_point))
+                .cloned()
+        })
         .collect();
 
     let temporary_channel_id = temporary_channel_id(&local.tlc_basepoint);
+    let timeout_ms = config.external_funding_timeout_ms;
     let record = ChannelRecord {
         schema_version: SCHEMA_VERSION,
         channel_id: temporary_channel_id,
@@ -162,12 +175,17 @@ pub(crate) fn open_channel(
             commitment_fee_rate,
             commitment_delay_epoch,
             channel_flags: CHANNEL_FLAG_EXTERNAL_FUNDING,
+            funding_lock: config.funding_lock.clone(),
+            commitment_lock: config.commitment_lock.clone(),
+            timeout_ms,
         },
         local,
         remote: None,
         own_cells,
+        deadline_ms: now_ms.saturating_add(timeout_ms),
         funding_tx: Some(part),
         peer_inputs_checked: false,
+        funding_inputs: Vec::new(),
         peer_tx_complete_nonce: None,
         peer_commitment_signature: None,
         peer_witnesses: None,
@@ -184,7 +202,7 @@ pub(crate) fn open_channel(
         }),
         closed: None,
     };
-    Ok(Channel::new(record, &config.node_secret))
+    Ok(Channel::new(record, config))
 }
 
 /// Checks what a peer announced (in `OpenChannel` or `AcceptChannel`).
@@ -201,18 +219,41 @@ pub(crate) fn check_party(params: &PartyParams) -> Result<(), Reject> {
     }
     musig::check_nonce(&params.next_commitment_nonce, "next_commitment_nonce")?;
     musig::check_nonce(&params.next_revocation_nonce, "next_revocation_nonce")?;
-    let needed = occupied_capacity_of_lock(&params.shutdown_script);
+    limits::check_capacity("funding_amount", params.funding_amount)?;
+    limits::check_capacity("reserved_ckb_amount", params.reserved_ckb_amount)?;
+    limits::check_shutdown_script(&params.shutdown_script)?;
+    limits::check_tlc_number(params.max_tlc_number_in_flight)?;
+    let needed = occupied_capacity_of_lock(&params.shutdown_script)?;
     if params.reserved_ckb_amount < needed {
         return Err(Reject(format!(
             "reserved_ckb_amount {} cannot pay for the shutdown cell ({needed} shannons)",
             params.reserved_ckb_amount
         )));
     }
-    params
-        .funding_amount
-        .checked_add(params.reserved_ckb_amount)
-        .ok_or_else(|| Reject("funding amount overflows".into()))?;
+    params.contribution()?;
     Ok(())
+}
+
+/// A peer cell that may be an input of the funding tx: it exists, it is
+/// plain capacity (no type, no data: nothing is burned), and it is not ours
+/// (our wallet signs every input of its lock, so a peer listing one of our
+/// cells as its own would have us sign it away).
+pub(crate) fn check_peer_cell(
+    index: usize,
+    cell: Option<&ResolvedCell>,
+    our_locks: &[packed::Script],
+) -> Result<u64, String> {
+    let cell = cell.ok_or_else(|| format!("input {index} does not exist on chain"))?;
+    if our_locks
+        .iter()
+        .any(|lock| lock.as_slice() == cell.output.lock().as_slice())
+    {
+        return Err(format!("input {index} is one of our own cells"));
+    }
+    if cell.output.type_().is_some() || !cell.data.is_empty() {
+        return Err(format!("input {index} spends a cell with a type script or data"));
+    }
+    Ok(capacity_of(&cell.output))
 }
 
 impl Channel {
@@ -246,7 +287,7 @@ impl Channel {
         }
         check_party(&remote)?;
         let ctx = musig::funding_key_agg(&self.record.local.funding_pubkey, &remote.funding_pubkey)?;
-        let funding_lock = step.config.funding_lock.script(&musig::funding_lock_args(&ctx));
+        let funding_lock = self.record.terms.funding_lock.script(&musig::funding_lock_args(&ctx));
         let part = self.funding_tx()?;
         self.record.funding_tx = Some(with_funding_lock(part, funding_lock));
         self.record.channel_id = final_channel_id(&self.record.local.tlc_basepoint, &remote.tlc_basepoint);
@@ -258,7 +299,7 @@ impl Channel {
         Ok(())
     }
 
-    /// The acceptor's part arrived: check its shape now, its inputs on chain next.
+    /// The acceptor's part arrived: check its shape now, every input on chain next.
     pub(crate) fn initiator_on_tx_update(&mut self, step: &mut Step, tx: packed::Transaction) -> Result<(), Reject> {
         let own = self.funding_tx()?.clone();
         if self.record.peer_inputs_checked {
@@ -270,62 +311,129 @@ impl Channel {
                 ))
             };
         }
-        if self
-            .pending_peer_part
-            .as_ref()
-            .is_some_and(|p| p.as_slice() == tx.as_slice())
-        {
-            return Ok(());
+        if let Some(pending) = &self.pending_check {
+            // One tx at a time: the chain's answer must be checked against
+            // the very tx it was asked about.
+            return if pending.tx.as_slice() == tx.as_slice() {
+                Ok(())
+            } else {
+                Err(Reject(
+                    "a different TxUpdate arrived while the previous one is being checked on chain".into(),
+                ))
+            };
         }
-        let remote = self.remote()?;
-        if let Err(reason) = check_acceptor_part(&own, &tx, remote.contribution()) {
+        let expected_funding = self.expected_funding_output()?;
+        if let Err(reason) = check_acceptor_part(&own, &tx, &expected_funding) {
             self.abort_for_bad_peer_tx(step, &reason);
             return Ok(());
         }
-        let out_points = tx
-            .raw()
-            .inputs()
-            .into_iter()
-            .skip(own.raw().inputs().len())
-            .map(|input| input.previous_output())
-            .collect();
-        self.pending_peer_part = Some(tx);
+        let pending = PendingCheck::new(tx, []);
         step.actions.push(Action::QueryChain {
             channel_id: self.id(),
-            query: super::ChainQuery::ResolveInputs { out_points },
+            query: super::ChainQuery::ResolveInputs {
+                out_points: pending.out_points.clone(),
+            },
         });
+        self.pending_check = Some(pending);
         Ok(())
     }
 
-    /// The acceptor's inputs as the chain knows them: none may be the user's,
-    /// and they must pay for everything the acceptor added.
+    /// Every input of the acceptor's tx as the chain knows it: ours must be
+    /// exactly the cells we built with, the acceptor's must be plain cells of
+    /// its own paying for everything it added.
     pub(crate) fn initiator_on_resolved_inputs(
         &mut self,
         step: &mut Step,
-        outputs: Vec<Option<packed::CellOutput>>,
+        out_points: &[packed::OutPoint],
+        cells: Vec<Option<ResolvedCell>>,
     ) -> Result<(), Reject> {
-        let Some(peer_part) = self.pending_peer_part.take() else {
-            return Ok(());
+        let Some(pending) = &self.pending_check else {
+            return Err(Reject(
+                "no check of the peer's inputs is waiting for this answer".into(),
+            ));
         };
-        let own = self.funding_tx()?.clone();
-        let ext = self
-            .record
-            .external_funding
-            .as_ref()
-            .ok_or_else(|| Reject("no external funding state".into()))?;
-        let remote = self.remote()?;
-        let fee_rate = self.record.terms.funding_fee_rate;
-        let added_outputs = outputs_capacity(&peer_part, own.raw().outputs().len());
-        let fee_share =
-            fee_for_size(peer_part.as_slice().len(), fee_rate) - fee_for_size(own.as_slice().len(), fee_rate);
-        let needed = added_outputs + remote.contribution() + fee_share;
-        if let Err(reason) = check_peer_inputs(&outputs, &ext.funding_lock_script, needed) {
-            self.abort_for_bad_peer_tx(step, &reason);
-            return Ok(());
+        if !pending.answered_by(out_points, cells.len()) {
+            return Err(Reject(
+                "the chain's answer is not about the inputs being checked".into(),
+            ));
         }
-        self.record.funding_tx = Some(peer_part);
-        self.record.peer_inputs_checked = true;
-        self.initiator_finalize(step)
+        let tx = pending.tx.clone();
+        self.pending_check = None;
+        match self.check_resolved_inputs(step.config, &tx, &cells) {
+            Ok(checked) => {
+                self.record.funding_inputs = checked;
+                self.record.funding_tx = Some(tx);
+                self.record.peer_inputs_checked = true;
+                self.initiator_finalize(step)
+            }
+            Err(reason) => {
+                self.abort_for_bad_peer_tx(step, &reason);
+                Ok(())
+            }
+        }
+    }
+
+    fn check_resolved_inputs(
+        &self,
+        config: &NodeConfig,
+        tx: &packed::Transaction,
+        cells: &[Option<ResolvedCell>],
+    ) -> Result<Vec<ResolvedCell>, String> {
+        let own = self.funding_tx().map_err(|Reject(r)| r)?;
+        let our_inputs = self.record.own_cells.len();
+        for (index, (own_cell, checked)) in self.record.own_cells.iter().zip(cells).enumerate() {
+            let checked = checked
+                .as_ref()
+                .ok_or_else(|| format!("the CKB node misreported our input {index}: its transaction was not found"))?;
+            // The indexer's answer, which the tx was built from, must be what
+            // the cell's own transaction says.
+            if checked.output.as_slice() != own_cell.output.as_slice() || checked.data != own_cell.output_data {
+                return Err(format!(
+                    "the CKB node misreported our input {index} ({}): the indexer said {} shannons{}, its transaction holds {} shannons{}",
+                    own_cell.out_point,
+                    capacity_of(&own_cell.output),
+                    plainness(own_cell.output.type_().is_some(), &own_cell.output_data),
+                    capacity_of(&checked.output),
+                    plainness(checked.output.type_().is_some(), &checked.data)
+                ));
+            }
+            if checked.output.type_().is_some() || !checked.data.is_empty() {
+                return Err(format!("our input {index} is not a plain CKB cell"));
+            }
+        }
+        let our_locks = self.our_locks(config).map_err(|Reject(r)| r)?;
+        let mut peer_total = 0u64;
+        for (index, cell) in cells.iter().enumerate().skip(our_inputs) {
+            let capacity = check_peer_cell(index, cell.as_ref(), &our_locks)?;
+            peer_total = add(peer_total, capacity, "the peer's inputs").map_err(|e| e.to_string())?;
+        }
+        // The acceptor pays for everything it added: its outputs, its
+        // contribution, and the fee of the bytes it added.
+        let remote = self.remote().map_err(|Reject(r)| r)?;
+        let fee_rate = self.record.terms.funding_fee_rate;
+        let needed = (|| -> Result<u64, Overflow> {
+            let added_outputs = outputs_capacity(tx, own.raw().outputs().len())?;
+            let fee_share = fee_for_size(tx.as_slice().len(), fee_rate)?
+                .saturating_sub(fee_for_size(own.as_slice().len(), fee_rate)?);
+            sum(
+                [added_outputs, remote.contribution()?, fee_share],
+                "what the peer added",
+            )
+        })()
+        .map_err(|e| e.to_string())?;
+        if peer_total < needed {
+            return Err(format!(
+                "the peer's inputs hold {peer_total} shannons but its part needs {needed}"
+            ));
+        }
+        cells
+            .iter()
+            .enumerate()
+            .map(|(index, cell)| {
+                cell.clone()
+                    .ok_or_else(|| format!("input {index} does not exist on chain"))
+            })
+            .collect()
     }
 
     pub(crate) fn initiator_on_tx_complete(
@@ -338,19 +446,24 @@ impl Channel {
     }
 
     /// Once both the acceptor's part is checked and its `TxComplete` is in, the
-    /// tx is final: reply `TxComplete`, hand the unsigned tx out, start the clock.
+    /// tx is final: check what it takes from the user, reply `TxComplete`,
+    /// hand the unsigned tx out, start the clock.
     fn initiator_finalize(&mut self, step: &mut Step) -> Result<(), Reject> {
-        if !self.tx_final()
-            || self
-                .record
-                .external_funding
-                .as_ref()
-                .is_some_and(|e| e.unsigned_funding_tx.is_some())
-        {
+        // Once handed out, or once ready (the recovery state is gone), done.
+        let Some(ext) = &self.record.external_funding else {
+            return Ok(());
+        };
+        if !self.tx_final() || ext.unsigned_funding_tx.is_some() {
+            return Ok(());
+        }
+        // The hardware-wallet rule: before the wallet sees the tx, compute
+        // from the tx itself what leaves the user's wallet.
+        if let Err(reason) = self.check_what_leaves(step.config) {
+            self.abort_for_bad_peer_tx(step, &reason);
             return Ok(());
         }
         let unsigned = self.funding_tx()?.clone();
-        let message = self.tx_complete_message(step.config)?;
+        let message = self.tx_complete_message()?;
         let ext = self
             .record
             .external_funding
@@ -358,6 +471,7 @@ impl Channel {
             .ok_or_else(|| Reject("no external funding state".into()))?;
         ext.unsigned_funding_tx = Some(unsigned.clone());
         ext.started_at_ms = step.now_ms;
+        self.restart_deadline(step.now_ms);
         step.send(self.record.peer, message);
         step.actions.push(Action::HandOutUnsignedTx {
             channel_id: self.id(),
@@ -405,7 +519,7 @@ impl Channel {
             channel_id,
             state: self.state(),
         })?;
-        if let Some(deadline_ms) = self.deadline_ms(step.config) {
+        if let Some(deadline_ms) = self.deadline_ms() {
             if step.now_ms >= deadline_ms {
                 return Err(FlowError::Expired {
                     channel_id,
@@ -414,20 +528,35 @@ impl Channel {
             }
         }
         let funding_tx_hash = Hash256(tx_hash(&unsigned));
-        check_signed_tx(&unsigned, signed, self.own_input_range())?;
+        let own_inputs = self.own_input_range();
+        check_signed_tx(&unsigned, signed, own_inputs.clone())?;
+        // Witnesses do not change the tx hash, so a bad signature would only
+        // surface when the chain refuses the tx. Where the lock is the
+        // default lock, check it now as the chain would.
+        if default_lock::is_default_lock(&ext.funding_lock_script) {
+            let group: Vec<usize> = own_inputs.collect();
+            default_lock::verify_group(signed, &group, &ext.funding_lock_script.args().raw_data())
+                .map_err(|e| SignedTxError::BadSignature(e.to_string()))?;
+        }
         let witnesses = witnesses_of(signed);
         if let Some(previous) = &ext.signed_funding_witnesses {
-            return if *previous == witnesses {
-                Ok(funding_tx_hash)
-            } else {
-                Err(FlowError::DifferentTxAlreadySubmitted {
+            if *previous == witnesses {
+                return Ok(funding_tx_hash);
+            }
+            // Until our witnesses leave, a wallet may correct what it sent.
+            if self.released() {
+                return Err(FlowError::DifferentTxAlreadySubmitted {
                     channel_id,
                     funding_tx_hash,
-                })
-            };
+                });
+            }
         }
         let before = self.progress();
-        let ext = self.record.external_funding.as_mut().expect("checked above");
+        let ext = self
+            .record
+            .external_funding
+            .as_mut()
+            .ok_or_else(|| FlowError::Internal("the external funding state vanished".into()))?;
         ext.signed_submitted = true;
         ext.signed_funding_witnesses = Some(witnesses);
         self.after_signature_progress(step, before)
@@ -445,14 +574,25 @@ impl Channel {
     }
 }
 
-/// The acceptor may only add: its inputs after ours, more capacity in the
-/// funding output (exactly its announced contribution), its change after our
-/// outputs, its witnesses after ours. Everything of ours stays byte for byte.
+fn plainness(has_type: bool, data: &[u8]) -> String {
+    match (has_type, data.is_empty()) {
+        (false, true) => String::new(),
+        (true, true) => " with a type script".into(),
+        (false, false) => format!(" with {} bytes of data", data.len()),
+        (true, false) => format!(" with a type script and {} bytes of data", data.len()),
+    }
+}
+
+/// The acceptor may only add: its inputs after ours, exactly its announced
+/// contribution more in the funding output (whose lock must be exactly the
+/// channel's), its change after our outputs, its witnesses after ours.
+/// Everything of ours stays byte for byte.
 pub(crate) fn check_acceptor_part(
     own: &packed::Transaction,
     theirs: &packed::Transaction,
-    contribution: u64,
+    expected_funding: &crate::tx::outflow::ExpectedFundingOutput,
 ) -> Result<(), String> {
+    limits::check_funding_tx_size(theirs).map_err(|e| e.to_string())?;
     let ours = TxParts::from_tx(own);
     let them = TxParts::from_tx(theirs);
     if them.version != ours.version || them.header_deps != ours.header_deps {
@@ -464,62 +604,47 @@ pub(crate) fn check_acceptor_part(
     if them.inputs.len() <= ours.inputs.len() || !them.inputs.starts_with(&ours.inputs) {
         return Err("our inputs were changed, or no input was added".into());
     }
+    let added_inputs = them.inputs.len().saturating_sub(ours.inputs.len());
+    if added_inputs > MAX_ACCEPTOR_INPUTS {
+        return Err(format!(
+            "the peer added {added_inputs} inputs, more than {MAX_ACCEPTOR_INPUTS}"
+        ));
+    }
     if them.inputs.iter().any(|i| {
         let since: u64 = i.since().unpack();
         since != 0
     }) {
         return Err("an added input is not final (since != 0)".into());
     }
-    if them.outputs.len() < ours.outputs.len() || them.outputs[1..ours.outputs.len()] != ours.outputs[1..] {
+    let our_outputs = ours.outputs.get(1..).unwrap_or_default();
+    if them.outputs.len() < ours.outputs.len() || them.outputs.get(1..ours.outputs.len()) != Some(our_outputs) {
         return Err("our outputs were changed".into());
     }
     if them.outputs_data.len() != them.outputs.len() || !them.outputs_data.starts_with(&ours.outputs_data) {
         return Err("outputs_data were changed".into());
     }
-    if them.outputs_data[ours.outputs_data.len()..]
+    if them
+        .outputs_data
+        .get(ours.outputs_data.len()..)
+        .unwrap_or_default()
         .iter()
         .any(|d| !d.is_empty())
     {
         return Err("an added output carries data".into());
     }
-    let (funding_ours, funding_theirs) = (&ours.outputs[0], &them.outputs[0]);
-    if funding_ours.lock() != funding_theirs.lock() || funding_theirs.type_().is_some() {
+    let funding_theirs = them.outputs.first().ok_or("no funding output")?;
+    if funding_theirs.lock().as_slice() != expected_funding.lock.as_slice() || funding_theirs.type_().is_some() {
         return Err("the funding output's lock or type was changed".into());
     }
-    let expected = capacity_of(funding_ours) + contribution;
-    if capacity_of(funding_theirs) != expected {
+    if capacity_of(funding_theirs) != expected_funding.capacity {
         return Err(format!(
-            "the funding output holds {} shannons instead of {expected}",
-            capacity_of(funding_theirs)
+            "the funding output holds {} shannons instead of {}",
+            capacity_of(funding_theirs),
+            expected_funding.capacity
         ));
     }
     if them.witnesses.len() != them.inputs.len() || !them.witnesses.starts_with(&ours.witnesses) {
         return Err("our witnesses were changed, or the witness count does not match the inputs".into());
-    }
-    Ok(())
-}
-
-/// Every peer input exists, none is locked by `forbidden_lock` (ours: we would
-/// be asked to sign it), and together they hold at least `needed`.
-pub(crate) fn check_peer_inputs(
-    outputs: &[Option<packed::CellOutput>],
-    forbidden_lock: &packed::Script,
-    needed: u64,
-) -> Result<(), String> {
-    let mut total = 0u64;
-    for (index, output) in outputs.iter().enumerate() {
-        let output = output
-            .as_ref()
-            .ok_or_else(|| format!("peer input {index} does not exist on chain"))?;
-        if output.lock().as_slice() == forbidden_lock.as_slice() {
-            return Err(format!("peer input {index} is one of our own cells"));
-        }
-        total = total.saturating_add(capacity_of(output));
-    }
-    if total < needed {
-        return Err(format!(
-            "the peer's inputs hold {total} shannons but its part needs {needed}"
-        ));
     }
     Ok(())
 }

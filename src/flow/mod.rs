@@ -7,11 +7,16 @@
 //! runtime to carry out. Whenever a step changes a channel's record, the first
 //! action is [`Action::Persist`]; a runtime must finish it before it runs the
 //! actions after it (see [`crate::runtime`]).
+//!
+//! Every capacity, fee and size computed here uses checked arithmetic: the
+//! amounts come from peers and chain nodes, and the release build must never
+//! wrap (`clippy::arithmetic_side_effects` is denied in this module tree).
+#![deny(clippy::arithmetic_side_effects)]
 
 use ckb_types::packed;
 
-use crate::chain::{LiveCell, TxStatus};
-use crate::primitives::{ChannelId, NodeId};
+use crate::chain::{LiveCell, ResolvedCell, TxStatus};
+use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::wire::FiberMessage;
 
 mod acceptor;
@@ -20,6 +25,7 @@ pub mod config;
 pub mod error;
 mod handshake;
 mod initiator;
+pub mod limits;
 mod node;
 pub mod record;
 pub mod state;
@@ -65,13 +71,21 @@ pub enum Action {
     Emit(Event),
 }
 
-/// A read from the chain that a step needs.
+/// A read from the chain that a step needs. Its answer echoes the question,
+/// and the core checks that it answers the one it is waiting for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainQuery {
     /// Live cells with this lock (all pages), for the acceptor's contribution.
     LiveCells { lock: packed::Script },
-    /// The cells these out points refer to, to check the peer's inputs.
+    /// The cells these out points refer to, through the hash-checked path:
+    /// every input of the funding tx, ours and the peer's.
     ResolveInputs { out_points: Vec<packed::OutPoint> },
+    /// Whether these out points (our inputs of an aborted funding tx) are
+    /// still live; asked at tip `at_tip`.
+    InputsLive {
+        out_points: Vec<packed::OutPoint>,
+        at_tip: u64,
+    },
 }
 
 /// A chain observation fed back to the core.
@@ -81,10 +95,19 @@ pub enum ChainEvent {
         channel_id: ChannelId,
         cells: Vec<LiveCell>,
     },
-    /// One entry per requested out point, in order; `None` when it does not exist.
+    /// The answer to [`ChainQuery::ResolveInputs`]: the out points asked
+    /// for, and one entry per out point, in order; `None` when it does not exist.
     ResolvedInputs {
         channel_id: ChannelId,
-        outputs: Vec<Option<packed::CellOutput>>,
+        out_points: Vec<packed::OutPoint>,
+        cells: Vec<Option<ResolvedCell>>,
+    },
+    /// The answer to [`ChainQuery::InputsLive`].
+    InputsLive {
+        channel_id: ChannelId,
+        out_points: Vec<packed::OutPoint>,
+        live: Vec<bool>,
+        at_tip: u64,
     },
     /// Where the funding tx stands (the runtime polls the txs of
     /// [`Node::funding_txs_to_watch`]).
@@ -117,4 +140,14 @@ pub enum Event {
     },
     /// The chain refused the funding tx.
     FundingTxRejected { channel_id: ChannelId, reason: String },
+    /// A flow that had aborted got funded after all (a signed tx it had
+    /// handed out confirmed): the channel goes on, with its keys and the
+    /// peer's commitment signature.
+    FundingConfirmedAfterAbort {
+        channel_id: ChannelId,
+        funding_tx_hash: Hash256,
+    },
+    /// An aborted flow's funding tx can no longer confirm (one of our inputs
+    /// was spent by another tx, and that is buried): its keys are wiped.
+    AbortSettled { channel_id: ChannelId },
 }

@@ -14,6 +14,7 @@ use super::channel::{Channel, ChannelView, Reject, Step};
 use super::config::{NodeConfig, OpenChannelParams};
 use super::error::FlowError;
 use super::initiator::open_channel;
+use super::limits;
 use super::record::{ChannelRecord, RecordDecodeError, Role};
 use super::{Action, ChainEvent, Event};
 use crate::chain::LiveCell;
@@ -67,7 +68,8 @@ impl Node {
         let mut errors = Vec::new();
         let mut actions = Vec::new();
         for record in records {
-            let channel = Channel::new(record, &self.config.node_secret);
+            let stored = record.clone();
+            let channel = Channel::new(record, &self.config);
             let open = channel.record.closed.is_none();
             if open && channel.keys.funding_pubkey() != channel.record.local.funding_pubkey {
                 errors.push(RecordDecodeError {
@@ -77,7 +79,14 @@ impl Node {
                 continue;
             }
             let id = channel.id();
-            if let Some(deadline_ms) = channel.deadline_ms(&self.config) {
+            if channel.record != stored {
+                // Upgraded from an earlier schema: stored before anything else.
+                actions.push(Action::Persist {
+                    record: Box::new(channel.record.clone()),
+                    replaces: None,
+                });
+            }
+            if let Some(deadline_ms) = channel.deadline_ms() {
                 actions.push(Action::ArmTimer {
                     channel_id: id,
                     deadline_ms,
@@ -149,7 +158,7 @@ impl Node {
         let due: Vec<ChannelId> = self
             .channels
             .values()
-            .filter(|c| c.deadline_ms(&self.config).is_some_and(|d| d <= now_ms))
+            .filter(|c| c.deadline_ms().is_some_and(|d| d <= now_ms))
             .map(|c| c.id())
             .collect();
         let mut actions = Vec::new();
@@ -166,7 +175,7 @@ impl Node {
 
     /// The earliest deadline of any open flow.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.channels.values().filter_map(|c| c.deadline_ms(&self.config)).min()
+        self.channels.values().filter_map(|c| c.deadline_ms()).min()
     }
 
     // ---- peers -------------------------------------------------------------------------
@@ -209,8 +218,15 @@ impl Node {
 
     fn route(&mut self, peer: &NodeId, message: FiberMessage, now_ms: u64) -> Result<Vec<Action>, Reject> {
         let message_channel = message.channel_id();
-        if let FiberMessage::TxAbort(_) = &message {
-            if self.pending_opens.remove(&message_channel).is_some() {
+        if let FiberMessage::TxAbort(abort) = &message {
+            limits::check_message_text("TxAbort message", &abort.message)?;
+            // Only the peer that sent the OpenChannel may withdraw it.
+            if self
+                .pending_opens
+                .get(&message_channel)
+                .is_some_and(|pending| pending.peer == *peer)
+            {
+                self.pending_opens.remove(&message_channel);
                 return Ok(Vec::new());
             }
         }
@@ -252,6 +268,20 @@ impl Node {
             .channels
             .values()
             .find(|c| c.record.temporary_channel_id == temporary_id && c.record.peer == *peer);
+        // Another peer reusing a temporary id of a pending open is refused;
+        // the pending open stays its opener's.
+        if self
+            .pending_opens
+            .get(&temporary_id)
+            .is_some_and(|pending| pending.peer != *peer)
+        {
+            return vec![Action::Emit(Event::PeerMessageRejected {
+                channel_id: temporary_id,
+                peer: *peer,
+                message: "OpenChannel",
+                reason: "another peer's open uses this temporary channel id".into(),
+            })];
+        }
         if let Some(channel) = known {
             // A retransmission: answer with what we sent for it.
             if channel.is_closed() || channel.acceptor_matches_open(&self.config, &message) {
@@ -272,7 +302,7 @@ impl Node {
                 peer: *peer,
                 message: FiberMessage::TxAbort(TxAbort {
                     channel_id: temporary_id,
-                    message: reason.into_bytes(),
+                    message: limits::bounded_text(&reason),
                 }),
             }]
         };
@@ -338,14 +368,33 @@ impl Node {
     pub fn chain_event(&mut self, event: ChainEvent, now_ms: u64) -> Vec<Action> {
         let (channel_id, result) = match event {
             ChainEvent::LiveCells { channel_id, cells } => return self.on_acceptor_cells(&channel_id, &cells, now_ms),
-            ChainEvent::ResolvedInputs { channel_id, outputs } => {
+            ChainEvent::ResolvedInputs {
+                channel_id,
+                out_points,
+                cells,
+            } => {
                 let Some(id) = self.find(&channel_id) else {
                     return Vec::new();
                 };
                 let reserved = self.reserved_out_points(Some(&id));
                 let result = self.step(&id, now_ms, |channel, step| match channel.record.role {
-                    Role::Initiator => channel.initiator_on_resolved_inputs(step, outputs),
-                    Role::Acceptor => channel.acceptor_on_resolved_inputs(step, outputs, &reserved),
+                    Role::Initiator => channel.initiator_on_resolved_inputs(step, &out_points, cells),
+                    Role::Acceptor => channel.acceptor_on_resolved_inputs(step, &out_points, cells, &reserved),
+                });
+                (channel_id, result)
+            }
+            ChainEvent::InputsLive {
+                channel_id,
+                out_points,
+                live,
+                at_tip,
+            } => {
+                let result = self.step(&channel_id, now_ms, |channel, step| {
+                    let asked: Vec<_> = channel.record.own_cells.iter().map(|c| c.out_point.clone()).collect();
+                    if asked != out_points || live.len() != asked.len() {
+                        return Err(Reject("the chain's answer is not about our inputs".into()));
+                    }
+                    channel.on_inputs_live(step, &live, at_tip)
                 });
                 (channel_id, result)
             }
@@ -385,23 +434,24 @@ impl Node {
             Ok(remote) => remote,
             Err(_) => return Vec::new(),
         };
-        let reserve = crate::tx::funding::reserved_ckb_amount(&acceptor.wallet_lock);
-        let candidates = match select_candidates(
-            &acceptor,
-            cells,
-            &self.reserved_out_points(None),
-            acceptor.funding_amount + reserve,
-        ) {
+        let refuse = |reason: String| {
+            vec![Action::Send {
+                peer: pending.peer,
+                message: FiberMessage::TxAbort(TxAbort {
+                    channel_id: *temporary_id,
+                    message: limits::bounded_text(&reason),
+                }),
+            }]
+        };
+        let amount = match crate::tx::funding::reserved_ckb_amount(&acceptor.wallet_lock)
+            .and_then(|reserve| crate::tx::fee::add(acceptor.funding_amount, reserve, "the acceptor's contribution"))
+        {
+            Ok(amount) => amount,
+            Err(error) => return refuse(error.to_string()),
+        };
+        let candidates = match select_candidates(&acceptor, cells, &self.reserved_out_points(None), amount) {
             Ok(candidates) => candidates,
-            Err(Reject(reason)) => {
-                return vec![Action::Send {
-                    peer: pending.peer,
-                    message: FiberMessage::TxAbort(TxAbort {
-                        channel_id: *temporary_id,
-                        message: reason.into_bytes(),
-                    }),
-                }]
-            }
+            Err(Reject(reason)) => return refuse(reason),
         };
         let seed = self.entropy.random_32();
         let channel = match accept_channel(
@@ -432,7 +482,7 @@ impl Node {
     pub fn funding_txs_to_watch(&self) -> Vec<(ChannelId, Hash256)> {
         self.channels
             .values()
-            .filter(|c| c.released() && !c.record.funding_confirmed)
+            .filter(|c| (c.released() || c.watching_after_abort()) && !c.record.funding_confirmed)
             .filter_map(|c| Some((c.id(), c.funding_tx_hash()?)))
             .collect()
     }
@@ -440,11 +490,11 @@ impl Node {
     // ---- queries -----------------------------------------------------------------------
 
     pub fn channel(&self, channel_id: &ChannelId) -> Option<ChannelView> {
-        self.find(channel_id).map(|id| self.channels[&id].view(&self.config))
+        self.find(channel_id).map(|id| self.channels[&id].view())
     }
 
     pub fn channels(&self) -> Vec<ChannelView> {
-        self.channels.values().map(|c| c.view(&self.config)).collect()
+        self.channels.values().map(Channel::view).collect()
     }
 
     /// The record of a channel, as last produced (for tests and diagnostics).
@@ -460,7 +510,7 @@ impl Node {
         }
         match durable {
             Some(record) => {
-                let channel = Channel::new(record, &self.config.node_secret);
+                let channel = Channel::new(record, &self.config);
                 self.stored_as.insert(channel.id(), channel.id());
                 self.channels.insert(channel.id(), channel);
             }
@@ -474,7 +524,7 @@ impl Node {
     /// transaction we could close with. Exposed for tests and audits.
     pub fn signed_own_commitment(&self, channel_id: &ChannelId) -> Option<(packed::Transaction, [u8; 64])> {
         let id = self.find(channel_id)?;
-        self.channels[&id].signed_own_commitment(&self.config).ok()
+        self.channels[&id].signed_own_commitment().ok()
     }
 
     // ---- internals ---------------------------------------------------------------------
@@ -542,8 +592,8 @@ impl Node {
         if state_changed {
             actions.push(Action::Emit(channel.state_event()));
         }
-        let deadline = channel.deadline_ms(&self.config);
-        if deadline != before.and_then(|b| b.deadline_ms(&self.config)) {
+        let deadline = channel.deadline_ms();
+        if deadline != before.and_then(Channel::deadline_ms) {
             if let Some(deadline_ms) = deadline {
                 actions.push(Action::ArmTimer {
                     channel_id: channel.id(),

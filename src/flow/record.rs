@@ -9,15 +9,19 @@ use ckb_types::packed;
 use ckb_types::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::chain::LiveCell;
+use crate::chain::{LiveCell, ResolvedCell};
+use crate::flow::config::{NodeConfig, DEFAULT_ACCEPTOR_GRACE_MS};
 use crate::flow::state::CloseFlags;
 use crate::primitives::{
     hex_bytes, hex_bytes_list, hex_u128, hex_u64, ChannelId, Hash256, NodeId, PubNonceBytes, Pubkey,
 };
+use crate::tx::script::ScriptTemplate;
 use crate::wire::{decode_checked, CheckedDecode};
 
 /// Bumped whenever the record's serialized shape changes; see `docs/storage.md`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 stores the deadline, the contracts and the timeout of the flow,
+/// the hash-checked input cells, and what an abort keeps watching.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,9 +55,10 @@ pub struct PartyParams {
 }
 
 impl PartyParams {
-    /// What this side puts into the funding output.
-    pub fn contribution(&self) -> u64 {
-        self.funding_amount + self.reserved_ckb_amount
+    /// What this side puts into the funding output. Both amounts are bounded
+    /// on receipt (`flow::limits`), so this cannot overflow; it is checked anyway.
+    pub fn contribution(&self) -> Result<u64, crate::tx::fee::Overflow> {
+        crate::tx::fee::add(self.funding_amount, self.reserved_ckb_amount, "a contribution")
     }
 }
 
@@ -68,6 +73,16 @@ pub struct ChannelTerms {
     #[serde(with = "hex_u64")]
     pub commitment_delay_epoch: u64,
     pub channel_flags: u8,
+    /// The funding-lock contract this channel's funding output is locked by.
+    #[serde(default = "ScriptTemplate::unset")]
+    pub funding_lock: ScriptTemplate,
+    /// The commitment-lock contract of its commitment txs.
+    #[serde(default = "ScriptTemplate::unset")]
+    pub commitment_lock: ScriptTemplate,
+    /// This flow's external-funding timeout, fixed when it began (the
+    /// acceptor's includes its grace period).
+    #[serde(default)]
+    pub timeout_ms: u64,
 }
 
 /// Upstream's `ExternalFundingPersistState`: the initiator's view of the
@@ -97,6 +112,20 @@ pub struct Closure {
     pub flags: CloseFlags,
     pub reason: String,
     pub closed_at_ms: u64,
+    /// Set when the flow aborted after the unsigned tx was handed out: the
+    /// user may still hold a signed tx, so the seed, keys and the peer's
+    /// commitment signature are kept until the funding tx can no longer
+    /// confirm (or it confirms, and the channel goes on).
+    #[serde(default)]
+    pub watch: Option<AbortWatch>,
+}
+
+/// What an aborted flow that may still get funded has seen on chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortWatch {
+    /// The tip at which one of our inputs was first seen spent while the
+    /// funding tx was unknown; the keys go once that is buried.
+    pub conflict_seen_at_tip: Option<u64>,
 }
 
 /// One channel's recovery record.
@@ -118,12 +147,20 @@ pub struct ChannelRecord {
     /// acceptor, until its part is built).
     #[serde(with = "live_cells")]
     pub own_cells: Vec<LiveCell>,
+    /// When the flow is aborted unless its funding signatures went out: set
+    /// when it begins, reset when the funding tx becomes final.
+    #[serde(default)]
+    pub deadline_ms: u64,
     /// The funding tx as far as it is built; complete with every witness once
     /// both sides' signatures are in.
     #[serde(with = "molecule_hex_option")]
     pub funding_tx: Option<packed::Transaction>,
     /// The peer's inputs were resolved on chain and its part checked.
     pub peer_inputs_checked: bool,
+    /// The cell each input of the funding tx spends, read through the
+    /// hash-checked path, in input order; set with `peer_inputs_checked`.
+    #[serde(default, with = "resolved_cells")]
+    pub funding_inputs: Vec<ResolvedCell>,
     /// The peer's `TxComplete` nonce (its nonce for signing our commitment 0).
     pub peer_tx_complete_nonce: Option<PubNonceBytes>,
     /// The peer's verified partial signature over our commitment 0.
@@ -187,6 +224,35 @@ impl ChannelRecord {
         let record: ChannelRecord = serde_json::from_value(value).map_err(|e| fail(e.to_string()))?;
         record.check_consistency().map_err(|reason| fail(reason.into()))?;
         Ok(record)
+    }
+
+    /// Brings a record of an earlier schema up to this one, with what version
+    /// 1 left to the node's configuration: its contracts and timeout (and so
+    /// the deadline, computed the way version 1 did). Version 1 kept no
+    /// hash-checked input cells, so a flow it left mid-signature is refused
+    /// at the point it would release witnesses (and aborted if it may).
+    /// Returns whether anything changed, so the caller stores it.
+    pub fn upgrade(&mut self, config: &NodeConfig) -> bool {
+        if self.schema_version >= SCHEMA_VERSION {
+            return false;
+        }
+        let grace_ms = match self.role {
+            Role::Acceptor => config
+                .acceptor
+                .as_ref()
+                .map_or(DEFAULT_ACCEPTOR_GRACE_MS, |a| a.grace_ms),
+            Role::Initiator => 0,
+        };
+        self.terms.funding_lock = config.funding_lock.clone();
+        self.terms.commitment_lock = config.commitment_lock.clone();
+        self.terms.timeout_ms = config.external_funding_timeout_ms.saturating_add(grace_ms);
+        let started_at_ms = self
+            .external_funding
+            .as_ref()
+            .map_or(self.created_at_ms, |ext| ext.started_at_ms);
+        self.deadline_ms = started_at_ms.saturating_add(self.terms.timeout_ms);
+        self.schema_version = SCHEMA_VERSION;
+        true
     }
 
     /// Cross-field rules the types cannot express.
@@ -309,6 +375,40 @@ mod hex_bytes_list_option {
     }
 }
 
+mod resolved_cells {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct StoredCell {
+        #[serde(with = "molecule_hex")]
+        output: packed::CellOutput,
+        #[serde(with = "hex_bytes")]
+        data: Vec<u8>,
+    }
+
+    pub fn serialize<S: Serializer>(cells: &[ResolvedCell], serializer: S) -> Result<S::Ok, S::Error> {
+        let stored: Vec<StoredCell> = cells
+            .iter()
+            .map(|cell| StoredCell {
+                output: cell.output.clone(),
+                data: cell.data.clone(),
+            })
+            .collect();
+        stored.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ResolvedCell>, D::Error> {
+        Ok(Vec::<StoredCell>::deserialize(deserializer)?
+            .into_iter()
+            .map(|cell| ResolvedCell {
+                output: cell.output,
+                data: cell.data,
+            })
+            .collect())
+    }
+}
+
 mod live_cells {
     use super::*;
     use serde::{Deserializer, Serializer};
@@ -351,6 +451,7 @@ mod live_cells {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::flow::state::CloseFlags;
@@ -371,6 +472,9 @@ mod tests {
                 commitment_fee_rate: 1000,
                 commitment_delay_epoch: 1,
                 channel_flags: 4,
+                funding_lock: ScriptTemplate::type_hash([0xf1; 32]),
+                commitment_lock: ScriptTemplate::type_hash([0xc1; 32]),
+                timeout_ms: 300_000,
             },
             local: PartyParams {
                 funding_amount: 10,
@@ -387,8 +491,10 @@ mod tests {
             },
             remote: None,
             own_cells: Vec::new(),
+            deadline_ms: 300_007,
             funding_tx: None,
             peer_inputs_checked: false,
+            funding_inputs: Vec::new(),
             peer_tx_complete_nonce: None,
             peer_commitment_signature: None,
             peer_witnesses: None,
@@ -417,11 +523,48 @@ mod tests {
                 flags: CloseFlags::FUNDING_ABORTED,
                 reason: "timed out".into(),
                 closed_at_ms: 9,
+                watch: Some(AbortWatch {
+                    conflict_seen_at_tip: Some(12),
+                }),
             }),
             external_funding: None,
             ..record
         };
         assert_eq!(ChannelRecord::decode(&key, &closed.encode()).unwrap(), closed);
+    }
+
+    /// A version 1 record (no contracts, timeout, deadline or checked inputs)
+    /// still reads, and takes them from the node's configuration.
+    #[test]
+    fn a_version_1_record_is_read_and_upgraded_with_the_nodes_terms() {
+        let record = sample();
+        let mut v1: serde_json::Value = serde_json::from_slice(&record.encode()).unwrap();
+        v1["schema_version"] = 1.into();
+        for field in ["funding_lock", "commitment_lock", "timeout_ms"] {
+            v1["terms"].as_object_mut().unwrap().remove(field);
+        }
+        for field in ["deadline_ms", "funding_inputs"] {
+            v1.as_object_mut().unwrap().remove(field);
+        }
+        let mut read = ChannelRecord::decode(&record.key(), v1.to_string().as_bytes()).unwrap();
+        assert_eq!(read.schema_version, 1);
+        let config = NodeConfig {
+            node_secret: crate::crypto::keys::NodeSecret::from_bytes([5; 32]).unwrap(),
+            chain_hash: Hash256([4; 32]),
+            funding_lock: ScriptTemplate::type_hash([0xf2; 32]),
+            commitment_lock: ScriptTemplate::type_hash([0xc2; 32]),
+            external_funding_timeout_ms: 60_000,
+            funding_confirmations: 3,
+            acceptor: None,
+        };
+        assert!(read.upgrade(&config));
+        assert_eq!(read.schema_version, SCHEMA_VERSION);
+        assert_eq!(read.terms.funding_lock, config.funding_lock);
+        assert_eq!(read.terms.commitment_lock, config.commitment_lock);
+        assert_eq!(read.terms.timeout_ms, 60_000);
+        // Version 1's rule: the initiator's clock from started_at_ms.
+        assert_eq!(read.deadline_ms, 7 + 60_000);
+        assert!(!read.upgrade(&config), "a current record is left alone");
     }
 
     #[test]
@@ -432,7 +575,7 @@ mod tests {
         assert_eq!(error.channel_id, key);
 
         let mut newer: serde_json::Value = serde_json::from_slice(&record.encode()).unwrap();
-        newer["schema_version"] = 2.into();
+        newer["schema_version"] = (SCHEMA_VERSION + 1).into();
         let error = ChannelRecord::decode(&key, newer.to_string().as_bytes()).unwrap_err();
         assert!(error.to_string().contains("newer"), "{error}");
 

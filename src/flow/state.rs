@@ -133,6 +133,7 @@ impl std::fmt::Display for ChannelState {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

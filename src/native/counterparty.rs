@@ -36,6 +36,8 @@ use crate::tx::script::ScriptTemplate;
 
 /// The exit code for a configuration or start-up failure.
 pub const EXIT_BAD_CONFIG: i32 = 2;
+/// The exit code when the running node stops by itself (its driver ended).
+pub const EXIT_DRIVER_STOPPED: i32 = 1;
 
 /// Where the node key lives in the store's `meta` table.
 const NODE_SECRET_META: &str = "node_secret";
@@ -561,8 +563,11 @@ pub async fn start_counterparty(config: &CounterpartyConfig) -> Result<Running, 
 
 /// Runs until SIGTERM or SIGINT, then closes cleanly. Prints the start-up
 /// lines on stdout once listening.
-pub async fn run(config: CounterpartyConfig) -> Result<(), StartError> {
+/// `listening` turns true once it serves: an error after that is not a
+/// start-up failure (the binary's exit code tells the two apart).
+pub async fn run(config: CounterpartyConfig, listening: std::rc::Rc<std::cell::Cell<bool>>) -> Result<(), StartError> {
     let running = start_counterparty(&config).await?;
+    listening.set(true);
     {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "node_id={}", running.node_id);
@@ -570,12 +575,21 @@ pub async fn run(config: CounterpartyConfig) -> Result<(), StartError> {
         let _ = stdout.flush();
     }
     log::info!("node {} listening on ws://{}", running.node_id, running.listening);
-    let signal = wait_for_signal().await;
-    log::info!("{signal}: closing");
-    let _ = running.handle.close().await;
-    // Lets the connections send their close frames.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    Ok(())
+    tokio::select! {
+        signal = wait_for_signal() => {
+            log::info!("{signal}: closing");
+            let _ = running.handle.close().await;
+            // Lets the connections send their close frames.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            Ok(())
+        }
+        () = running.handle.ended() => {
+            // A bug ended the driver: serving connections with nothing behind
+            // them would only make every browser wait; exit and be restarted.
+            crate::runtime::PeerLink::close(running.server.as_ref());
+            Err(StartError("the channel driver stopped unexpectedly; exiting so a supervisor restarts the node".into()))
+        }
+    }
 }
 
 async fn wait_for_signal() -> &'static str {
@@ -667,6 +681,13 @@ fn log_event(event: DriverEvent) {
         }) => log::warn!("channel={channel_id} refused {message} from {peer}: {reason}"),
         DriverEvent::Flow(Event::FundingTxRejected { channel_id, reason }) => {
             log::warn!("channel={channel_id} funding tx rejected: {reason}")
+        }
+        DriverEvent::Flow(Event::FundingConfirmedAfterAbort {
+            channel_id,
+            funding_tx_hash,
+        }) => log::warn!("channel={channel_id} aborted, but its funding tx {funding_tx_hash} confirmed: it goes on"),
+        DriverEvent::Flow(Event::AbortSettled { channel_id }) => {
+            log::info!("channel={channel_id} aborted funding can no longer confirm; keys wiped")
         }
         DriverEvent::PeerConnected(_) | DriverEvent::PeerDisconnected(_) => {}
         DriverEvent::PeerUnavailable { reason, .. } => log::debug!("{reason}"),

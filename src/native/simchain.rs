@@ -33,7 +33,7 @@ use ckb_types::H256;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::chain::client::simulated_output;
+use crate::chain::client::simulated_cell;
 use crate::chain::simulated::{ChainRejection, Cursor, SimulatedChain, DEFAULT_MIN_FEE_RATE};
 use crate::chain::TxStatus;
 use crate::primitives::{decode_hex, encode_hex};
@@ -481,11 +481,11 @@ impl SimChainNode {
         let out_point: JsonOutPoint = param(params, 0, "out_point")?;
         let with_data: bool = param(params, 1, "with_data")?;
         let out_point = packed::OutPoint::from(out_point);
-        let Some(output) = simulated_output(&self.chain, &out_point) else {
+        let Some(cell) = simulated_cell(&self.chain, &out_point) else {
             return Ok(json!({ "cell": null, "status": "unknown" }));
         };
-        let live = self.is_live(&out_point, &output.lock());
-        if !live {
+        let output = cell.output;
+        if !self.chain.is_live(&out_point) {
             return Ok(json!({ "cell": null, "status": "dead" }));
         }
         let tx_hash: [u8; 32] = out_point.tx_hash().unpack();
@@ -503,24 +503,6 @@ impl SimChainNode {
             })
         });
         Ok(json!({ "cell": { "output": JsonCellOutput::from(output), "data": data }, "status": "live" }))
-    }
-
-    /// Whether the indexer lists the cell (committed and unspent by a block).
-    fn is_live(&self, out_point: &packed::OutPoint, lock: &packed::Script) -> bool {
-        let mut after = None;
-        loop {
-            let (cells, next) = self.chain.get_cells(lock, 1_000, after);
-            if cells
-                .iter()
-                .any(|cell| cell.out_point.as_slice() == out_point.as_slice())
-            {
-                return true;
-            }
-            match next {
-                Some(next) => after = Some(next),
-                None => return false,
-            }
-        }
     }
 }
 

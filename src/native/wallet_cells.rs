@@ -64,11 +64,15 @@ pub async fn ensure_free_cells(
         ..TxParts::default()
     };
     // The last output is the change; its capacity does not change the size.
-    let fee = fee_for_size(parts.build().as_slice().len(), fee_rate);
+    let fee = fee_for_size(parts.build().as_slice().len(), fee_rate).map_err(|e| e.to_string())?;
+    let min_change = occupied_capacity_of_lock(&lock).map_err(|e| e.to_string())?;
     let largest_capacity = capacity_of(&largest.output);
-    let change = largest_capacity
-        .checked_sub(cell_capacity * new_cells as u64 + fee)
-        .filter(|change| *change >= occupied_capacity_of_lock(&lock))
+    let spent = cell_capacity
+        .checked_mul(new_cells as u64)
+        .and_then(|cells| cells.checked_add(fee));
+    let change = spent
+        .and_then(|spent| largest_capacity.checked_sub(spent))
+        .filter(|change| *change >= min_change)
         .ok_or_else(|| {
             format!("the largest cell holds {largest_capacity} shannons, too little for {new_cells} more cells")
         })?;

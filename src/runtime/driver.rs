@@ -11,7 +11,7 @@ use std::rc::Rc;
 use ckb_types::packed;
 use futures::channel::{mpsc, oneshot};
 use futures::future::LocalBoxFuture;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use super::{execute, Effects, PersistFailed};
 use crate::api::json::PendingFunding;
@@ -177,6 +177,19 @@ pub struct Driver<S> {
 #[derive(Clone)]
 pub struct DriverHandle {
     sender: InputSender,
+    ended: futures::future::Shared<oneshot::Receiver<()>>,
+}
+
+/// Signals the handle when the loop ends, however it ends: its drop runs on
+/// a normal return and while a panic unwinds the task.
+struct EndSignal(Option<oneshot::Sender<()>>);
+
+impl Drop for EndSignal {
+    fn drop(&mut self) {
+        if let Some(sender) = self.0.take() {
+            let _ = sender.send(());
+        }
+    }
 }
 
 /// Everything [`start`] needs.
@@ -231,12 +244,19 @@ pub async fn start<S: Store + 'static>(
             }
         }
     }));
-    parts.platform.spawn(Box::pin(driver.run(receiver)));
-    Ok((DriverHandle { sender }, unreadable))
+    let (end_signal, ended) = oneshot::channel();
+    parts
+        .platform
+        .spawn(Box::pin(driver.run(receiver, EndSignal(Some(end_signal)))));
+    let handle = DriverHandle {
+        sender,
+        ended: ended.shared(),
+    };
+    Ok((handle, unreadable))
 }
 
 impl<S: Store> Driver<S> {
-    async fn run(mut self, mut receiver: InputReceiver) {
+    async fn run(mut self, mut receiver: InputReceiver, _end_signal: EndSignal) {
         while let Some(input) = receiver.next().await {
             self.handle(input).await;
             if self.closed {
@@ -512,7 +532,24 @@ async fn run_query(chain: Rc<dyn ChainClient>, sender: InputSender, channel_id: 
             },
         },
         ChainQuery::ResolveInputs { out_points } => match chain.resolve_out_points(out_points.clone()).await {
-            Ok(outputs) => Input::Chain(ChainEvent::ResolvedInputs { channel_id, outputs }),
+            Ok(cells) => Input::Chain(ChainEvent::ResolvedInputs {
+                channel_id,
+                out_points: out_points.clone(),
+                cells,
+            }),
+            Err(error) => Input::ChainQueryFailed {
+                channel_id,
+                query,
+                error,
+            },
+        },
+        ChainQuery::InputsLive { out_points, at_tip } => match chain.cells_live(out_points.clone()).await {
+            Ok(live) => Input::Chain(ChainEvent::InputsLive {
+                channel_id,
+                out_points: out_points.clone(),
+                live,
+                at_tip: *at_tip,
+            }),
             Err(error) => Input::ChainQueryFailed {
                 channel_id,
                 query,
@@ -609,6 +646,16 @@ impl Effects for DriverEffects<'_> {
 }
 
 impl DriverHandle {
+    /// Resolves when the loop has stopped: closed, or ended by a bug (a
+    /// panic in a step). A host that serves peers must not keep listening
+    /// with nothing behind it (the counterparty exits).
+    pub fn ended(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let ended = self.ended.clone();
+        async move {
+            let _ = ended.await;
+        }
+    }
+
     /// The sender adapters use to feed the loop.
     pub fn sender(&self) -> InputSender {
         self.sender.clone()

@@ -9,7 +9,7 @@
 use ckb_types::packed;
 use ckb_types::prelude::*;
 
-use super::fee::fee_for_size;
+use super::fee::{fee_for_size, Overflow};
 use super::parts::{tx_hash, TxParts};
 use super::script::ScriptTemplate;
 use crate::crypto::{blake160, musig};
@@ -28,6 +28,8 @@ pub enum CommitmentError {
     FeeExceedsBalance { fee: u64, balance: u64 },
     #[error("invalid funding key: {0}")]
     Key(#[from] musig::MusigError),
+    #[error("{0}")]
+    Overflow(#[from] Overflow),
 }
 
 /// One side of a commitment: its funding key, where its settlement goes, how much.
@@ -61,7 +63,7 @@ impl Commitment<'_> {
         let draft = self.tx_with_capacity(self.funding_capacity, [0; 20])?;
         let mut sized = TxParts::from_tx(&draft);
         sized.witnesses = vec![vec![0; FUNDING_UNLOCK_WITNESS_LEN]];
-        let fee = fee_for_size(sized.build().as_slice().len(), self.fee_rate);
+        let fee = fee_for_size(sized.build().as_slice().len(), self.fee_rate)?;
 
         let mut holder = self.holder.clone();
         let mut counterparty = self.counterparty.clone();
@@ -78,7 +80,14 @@ impl Commitment<'_> {
                 balance: payer.amount,
             })?;
         let settlement = settlement_hash(&holder, &counterparty);
-        self.tx_with_capacity(self.funding_capacity - fee, settlement)
+        let capacity = self
+            .funding_capacity
+            .checked_sub(fee)
+            .ok_or(CommitmentError::FeeExceedsBalance {
+                fee,
+                balance: self.funding_capacity,
+            })?;
+        self.tx_with_capacity(capacity, settlement)
     }
 
     fn tx_with_capacity(&self, capacity: u64, settlement: [u8; 20]) -> Result<packed::Transaction, CommitmentError> {
@@ -126,6 +135,7 @@ pub fn signing_message(tx: &packed::Transaction) -> [u8; 32] {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::crypto::keys::{ChannelKeys, NodeSecret};

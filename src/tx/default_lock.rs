@@ -276,6 +276,7 @@ fn recover_signer(message: &[u8; 32], signature: &[u8]) -> Option<VerifyingKey> 
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::primitives::decode_hex;

@@ -11,12 +11,19 @@ use ckb_types::packed;
 use ckb_types::prelude::*;
 
 use super::default_lock::placeholder_witness;
-use super::fee::{capacity_of, fee_for_size, occupied_capacity, occupied_capacity_of_lock, SHANNONS_PER_CKB};
+use super::fee::{
+    add, capacity_of, fee_for_size, occupied_capacity, occupied_capacity_of_lock, Overflow, SHANNONS_PER_CKB,
+};
 use super::parts::TxParts;
 use crate::chain::LiveCell;
 
 /// Leftover below this may go to the fee when it cannot pay for a change cell.
 pub const MAX_FEE_ABSORBED_LEFTOVER: u64 = SHANNONS_PER_CKB;
+/// Inputs the initiator's part may have; the rest of
+/// [`crate::flow::limits::MAX_FUNDING_INPUTS`] is the acceptor's.
+pub const MAX_INITIATOR_INPUTS: usize = 400;
+/// Inputs the acceptor may add.
+pub const MAX_ACCEPTOR_INPUTS: usize = 100;
 
 /// Why a side cannot add its part to the funding tx.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,8 +38,10 @@ pub enum FundingError {
         "funding would leave {leftover} shannons, too little for a change cell (which needs {min_change} shannons) and too much to give away as fee; add funds or change the amount"
     )]
     UnspendableChange { leftover: u64, min_change: u64 },
-    #[error("the funding amount overflows a CKB capacity")]
-    AmountOverflow,
+    #[error("{0}")]
+    Overflow(#[from] Overflow),
+    #[error("funding this amount would take more than {max} of the wallet's cells; consolidate small cells into larger ones first")]
+    TooManyInputs { max: usize },
 }
 
 /// What one side adds to the funding transaction.
@@ -48,6 +57,8 @@ pub struct Contribution<'a> {
     /// Capacity this side puts into the funding output.
     pub amount: u64,
     pub fee_rate: u64,
+    /// At most this many inputs of this side.
+    pub max_inputs: usize,
 }
 
 /// A funding output with `capacity`, locked by `funding_lock`.
@@ -78,7 +89,7 @@ pub fn add_acceptor_part(
     initiator_part: &packed::Transaction,
     contribution: &Contribution,
 ) -> Result<packed::Transaction, FundingError> {
-    let fee_already_paid = fee_for_size(initiator_part.as_slice().len(), contribution.fee_rate);
+    let fee_already_paid = fee_for_size(initiator_part.as_slice().len(), contribution.fee_rate)?;
     add_contribution(TxParts::from_tx(initiator_part), fee_already_paid, contribution)
 }
 
@@ -93,9 +104,11 @@ fn add_contribution(
     contribution: &Contribution,
 ) -> Result<packed::Transaction, FundingError> {
     let funding = &parts.outputs[0];
-    let funding_capacity = capacity_of(funding)
-        .checked_add(contribution.amount)
-        .ok_or(FundingError::AmountOverflow)?;
+    let funding_capacity = add(
+        capacity_of(funding),
+        contribution.amount,
+        "the funding output's capacity",
+    )?;
     parts.outputs[0] = funding.clone().as_builder().capacity(funding_capacity).build();
     for dep in contribution.cell_deps {
         if !parts.cell_deps.contains(dep) {
@@ -106,7 +119,7 @@ fn add_contribution(
     let change_output = packed::CellOutput::new_builder()
         .lock(contribution.owner_lock.clone())
         .build();
-    let min_change = occupied_capacity(&change_output, 0);
+    let min_change = occupied_capacity(&change_output, 0)?;
     let first_input = parts.inputs.len();
     let mut input_total = 0u64;
     let mut best_shortfall = None;
@@ -115,36 +128,44 @@ fn add_contribution(
         .cells
         .iter()
         .filter(|cell| is_plain_capacity_cell(cell) && !contribution.excluded.contains(&cell.out_point));
-    for cell in candidates {
+    for (taken, cell) in candidates.enumerate() {
+        if taken >= contribution.max_inputs {
+            return Err(FundingError::TooManyInputs {
+                max: contribution.max_inputs,
+            });
+        }
+        let is_first = parts.inputs.len() == first_input;
         parts.inputs.push(
             packed::CellInput::new_builder()
                 .previous_output(cell.out_point.clone())
                 .since(0u64)
                 .build(),
         );
-        parts.witnesses.push(if parts.inputs.len() - 1 == first_input {
+        parts.witnesses.push(if is_first {
             placeholder_witness().as_slice().to_vec()
         } else {
             Vec::new()
         });
-        input_total = input_total.saturating_add(capacity_of(&cell.output));
+        input_total = add(input_total, capacity_of(&cell.output), "the inputs' capacity")?;
 
         // With a change cell, if the inputs can pay for one.
         let mut with_change = parts.clone();
         with_change.outputs.push(change_output.clone());
         with_change.outputs_data.push(Vec::new());
-        let fee = fee_of(&with_change, contribution.fee_rate, fee_already_paid);
-        if let Some(change) = input_total.checked_sub(contribution.amount + fee) {
+        let fee = fee_of(&with_change, contribution.fee_rate, fee_already_paid)?;
+        let needed = add(contribution.amount, fee, "the amount and fee")?;
+        if let Some(change) = input_total.checked_sub(needed) {
             if change >= min_change {
-                let last = with_change.outputs.len() - 1;
-                with_change.outputs[last] = change_output.as_builder().capacity(change).build();
+                if let Some(last) = with_change.outputs.last_mut() {
+                    *last = change_output.as_builder().capacity(change).build();
+                }
                 return Ok(with_change.build());
             }
         }
 
         // Without one, if what is left is small enough to give to the fee.
-        let fee = fee_of(&parts, contribution.fee_rate, fee_already_paid);
-        let needed = contribution.amount + fee;
+        let fee = fee_of(&parts, contribution.fee_rate, fee_already_paid)?;
+        let needed = add(contribution.amount, fee, "the amount and fee")?;
         match input_total.checked_sub(needed) {
             Some(leftover) if leftover <= MAX_FEE_ABSORBED_LEFTOVER => return Ok(parts.build()),
             Some(leftover) => best_shortfall = Some(FundingError::UnspendableChange { leftover, min_change }),
@@ -157,14 +178,21 @@ fn add_contribution(
         }
     }
 
-    Err(best_shortfall.unwrap_or_else(|| FundingError::InsufficientFunds {
-        needed: contribution.amount + fee_of(&parts, contribution.fee_rate, fee_already_paid),
-        available: 0,
-    }))
+    match best_shortfall {
+        Some(shortfall) => Err(shortfall),
+        None => Err(FundingError::InsufficientFunds {
+            needed: add(
+                contribution.amount,
+                fee_of(&parts, contribution.fee_rate, fee_already_paid)?,
+                "the amount and fee",
+            )?,
+            available: 0,
+        }),
+    }
 }
 
-fn fee_of(parts: &TxParts, fee_rate: u64, fee_already_paid: u64) -> u64 {
-    fee_for_size(parts.build().as_slice().len(), fee_rate).saturating_sub(fee_already_paid)
+fn fee_of(parts: &TxParts, fee_rate: u64, fee_already_paid: u64) -> Result<u64, Overflow> {
+    Ok(fee_for_size(parts.build().as_slice().len(), fee_rate)?.saturating_sub(fee_already_paid))
 }
 
 /// Replaces the lock of the funding output (output 0), keeping its capacity.
@@ -176,22 +204,27 @@ pub fn with_funding_lock(tx: &packed::Transaction, funding_lock: packed::Script)
     parts.build()
 }
 
-/// Capacity of the plain cells that could fund a channel, for error messages.
+/// Capacity of the plain cells that could fund a channel, for error messages
+/// (saturating: it is only shown).
 pub fn spendable_capacity(cells: &[LiveCell], excluded: &HashSet<packed::OutPoint>) -> u64 {
     cells
         .iter()
         .filter(|cell| is_plain_capacity_cell(cell) && !excluded.contains(&cell.out_point))
-        .map(|cell| capacity_of(&cell.output))
-        .sum()
+        .fold(0u64, |total, cell| total.saturating_add(capacity_of(&cell.output)))
 }
 
 /// The reserve each side keeps in the channel for its own shutdown cell: the
 /// cell's occupied capacity plus 1 CKB towards the closing fee.
-pub fn reserved_ckb_amount(shutdown_script: &packed::Script) -> u64 {
-    occupied_capacity_of_lock(shutdown_script) + SHANNONS_PER_CKB
+pub fn reserved_ckb_amount(shutdown_script: &packed::Script) -> Result<u64, Overflow> {
+    add(
+        occupied_capacity_of_lock(shutdown_script)?,
+        SHANNONS_PER_CKB,
+        "the reserve",
+    )
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::tx::default_lock::lock_script;
@@ -228,7 +261,7 @@ mod tests {
     }
 
     fn outputs_capacity(tx: &packed::Transaction) -> u64 {
-        crate::tx::fee::outputs_capacity(tx, 0)
+        crate::tx::fee::outputs_capacity(tx, 0).unwrap()
     }
 
     #[test]
@@ -247,6 +280,7 @@ mod tests {
                 cell_deps: &[],
                 amount: 1000 * SHANNONS_PER_CKB,
                 fee_rate: 1000,
+                max_inputs: MAX_INITIATOR_INPUTS,
             },
         )
         .unwrap();
@@ -260,13 +294,14 @@ mod tests {
                 cell_deps: &[],
                 amount: 62 * SHANNONS_PER_CKB,
                 fee_rate: 1000,
+                max_inputs: MAX_ACCEPTOR_INPUTS,
             },
         )
         .unwrap();
         let all_cells: Vec<_> = user_cells.iter().chain(&peer_cells).cloned().collect();
         let fee = inputs_capacity(&tx, &all_cells) - outputs_capacity(&tx);
-        assert!(fee >= tx_fee(&tx, 1000), "fee {fee} below rate");
-        assert!(fee <= tx_fee(&tx, 1000) + 2, "fee {fee} overpays");
+        assert!(fee >= tx_fee(&tx, 1000).unwrap(), "fee {fee} below rate");
+        assert!(fee <= tx_fee(&tx, 1000).unwrap() + 2, "fee {fee} overpays");
         assert_eq!(
             capacity_of(&tx.raw().outputs().get(0).unwrap()),
             1062 * SHANNONS_PER_CKB
@@ -297,6 +332,7 @@ mod tests {
                 cell_deps: &[],
                 amount: 500 * SHANNONS_PER_CKB,
                 fee_rate: 1000,
+                max_inputs: MAX_INITIATOR_INPUTS,
             },
         )
         .unwrap_err();
@@ -328,6 +364,7 @@ mod tests {
                 cell_deps: &[],
                 amount: 100 * SHANNONS_PER_CKB,
                 fee_rate: 1000,
+                max_inputs: MAX_INITIATOR_INPUTS,
             },
         )
         .unwrap();
@@ -348,6 +385,7 @@ mod tests {
             cell_deps: &[],
             amount,
             fee_rate: 1000,
+            max_inputs: MAX_INITIATOR_INPUTS,
         };
         let tx = build_initiator_part(
             funding_lock(),
@@ -357,5 +395,26 @@ mod tests {
         assert_eq!(tx.raw().outputs().len(), 1);
         let err = build_initiator_part(funding_lock(), &contribution(60 * SHANNONS_PER_CKB)).unwrap_err();
         assert!(matches!(err, FundingError::UnspendableChange { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_wallet_of_dust_cells_is_refused_beyond_the_input_limit() {
+        let user = lock_script([1; 20]);
+        let cells: Vec<_> = (0..5).map(|i| cell(&user, i, 100)).collect();
+        let none = HashSet::new();
+        let err = build_initiator_part(
+            funding_lock(),
+            &Contribution {
+                cells: &cells,
+                excluded: &none,
+                owner_lock: &user,
+                cell_deps: &[],
+                amount: 450 * SHANNONS_PER_CKB,
+                fee_rate: 1000,
+                max_inputs: 3,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err, FundingError::TooManyInputs { max: 3 });
     }
 }

@@ -36,6 +36,12 @@ impl From<HashType> for ScriptHashType {
 }
 
 impl ScriptTemplate {
+    /// A placeholder (zero code hash) for records of schema version 1, which
+    /// did not store the contracts; `ChannelRecord::upgrade` replaces it.
+    pub fn unset() -> Self {
+        Self::type_hash([0; 32])
+    }
+
     pub fn type_hash(code_hash: [u8; 32]) -> Self {
         Self {
             code_hash: Hash256(code_hash),

@@ -25,6 +25,8 @@ pub enum SignedTxError {
     WitnessNotWitnessArgs { index: usize },
     #[error("witness {index} still holds the unsigned placeholder: the inputs were not signed")]
     NotSigned { index: usize },
+    #[error("the wallet's signature does not unlock its inputs: {0}")]
+    BadSignature(String),
 }
 
 /// The first field (in molecule order) where two raw transactions differ.

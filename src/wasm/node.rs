@@ -1,7 +1,7 @@
 //! `FundingNode`, the class a web wallet imports.
 //!
 //! ```js
-//! const node = await FundingNode.open({ ckbRpcUrl, peerUrl });
+//! const node = await FundingNode.open({ ckbRpcUrl, peerUrl, peerPubkey });
 //! for (const flow of await node.pendingFundings()) { /* restored after a redirect */ }
 //! const { channel_id, unsigned_funding_tx } = await node.openChannelWithExternalFunding(params);
 //! // ... the wallet signs, maybe through a full-page redirect ...
@@ -107,6 +107,8 @@ export type FundingEvent =
   | { type: "state_changed"; channel_id: string; temporary_channel_id: string; state: string; flags: string[]; close_reason: string | null }
   | { type: "peer_message_rejected"; channel_id: string; peer_pubkey: string; message: string; reason: string }
   | { type: "funding_tx_rejected"; channel_id: string; reason: string }
+  | { type: "funding_confirmed_after_abort"; channel_id: string; funding_tx_hash: string }
+  | { type: "abort_settled"; channel_id: string }
   | { type: "peer_connected"; peer_pubkey: string }
   | { type: "peer_disconnected"; reason: string }
   | { type: "peer_unavailable"; code: string; reason: string }

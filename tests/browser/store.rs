@@ -331,6 +331,7 @@ async fn load_pending_skips_closed_and_ready_channels() {
         flags: CloseFlags::FUNDING_ABORTED,
         reason: "timed out".into(),
         closed_at_ms: 9,
+        watch: None,
     });
     store.put(&closed, None).await.unwrap();
     assert!(store.load_pending().await.unwrap().records.is_empty());

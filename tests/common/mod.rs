@@ -16,7 +16,7 @@ use std::rc::Rc;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use fiber_funding::chain::simulated::SimulatedChain;
-use fiber_funding::chain::{LiveCell, TxStatus};
+use fiber_funding::chain::{LiveCell, ResolvedCell, TxStatus};
 use fiber_funding::crypto::keys::NodeSecret;
 use fiber_funding::flow::config::*;
 use fiber_funding::flow::*;
@@ -140,7 +140,8 @@ impl Effects for Outbox {
 pub struct TestNode {
     pub node: Node,
     pub store: CrashingStore,
-    config: NodeConfig,
+    /// What the node runs with; a change takes effect at the next restart.
+    pub config: NodeConfig,
     entropy_counter: Rc<Cell<u64>>,
     index: u8,
     pub up: bool,
@@ -415,6 +416,7 @@ impl World {
         if !self.nodes[index].up {
             return;
         }
+        assert_persist_comes_first(&actions);
         let mut outbox = Outbox::default();
         let test_node = &mut self.nodes[index];
         let result = futures::executor::block_on(execute(&mut test_node.node, &test_node.store, &mut outbox, actions));
@@ -577,7 +579,10 @@ impl World {
             if !self.nodes[packet.to].up {
                 return true;
             }
-            let message = FiberMessage::decode(&packet.bytes).expect("packets decode");
+            // One that no longer decodes is dropped, as the transport does.
+            let Ok(message) = FiberMessage::decode(&packet.bytes) else {
+                return true;
+            };
             let from = self.nodes[packet.from].id();
             let now = self.now_ms;
             let actions = self.nodes[packet.to].node.peer_message(&from, message, now);
@@ -592,7 +597,14 @@ impl World {
                 },
                 ChainQuery::ResolveInputs { out_points } => ChainEvent::ResolvedInputs {
                     channel_id,
-                    outputs: out_points.iter().map(|op| self.resolve(op)).collect(),
+                    cells: out_points.iter().map(|op| self.resolve(op)).collect(),
+                    out_points,
+                },
+                ChainQuery::InputsLive { out_points, at_tip } => ChainEvent::InputsLive {
+                    channel_id,
+                    live: out_points.iter().map(|op| self.chain.is_live(op)).collect(),
+                    out_points,
+                    at_tip,
                 },
             };
             let now = self.now_ms;
@@ -610,8 +622,14 @@ impl World {
         false
     }
 
-    fn resolve(&self, out_point: &packed::OutPoint) -> Option<packed::CellOutput> {
-        fiber_funding::chain::client::simulated_output(&self.chain, out_point)
+    fn resolve(&self, out_point: &packed::OutPoint) -> Option<ResolvedCell> {
+        fiber_funding::chain::client::simulated_cell(&self.chain, out_point)
+    }
+
+    /// Reports one changed funding tx status to the node watching it, as the
+    /// runtime's polling does; false when nothing changed.
+    pub fn step_status(&mut self) -> bool {
+        self.report_funding_status()
     }
 
     /// Feeds each node the status of the funding txs it watches, once per change.
@@ -693,6 +711,32 @@ impl World {
             }
         }
         panic!("no {name} after many steps");
+    }
+
+    /// Like [`Self::run_until_queued`], for a message sent by node `from`.
+    pub fn run_until_queued_from(&mut self, from: usize, name: &str) {
+        for _ in 0..20_000 {
+            if self
+                .link
+                .iter()
+                .any(|p| p.from == from && FiberMessage::decode(&p.bytes).is_ok_and(|m| m.name() == name))
+            {
+                return;
+            }
+            if !self.step() {
+                panic!("settled before node {from} sent any {name}");
+            }
+        }
+        panic!("no {name} from node {from} after many steps");
+    }
+
+    /// The queued message `name` from node `from` (it stays queued).
+    pub fn queued_from(&self, from: usize, name: &str) -> FiberMessage {
+        self.link
+            .iter()
+            .filter(|p| p.from == from)
+            .find_map(|p| FiberMessage::decode(&p.bytes).ok().filter(|m| m.name() == name))
+            .unwrap_or_else(|| panic!("no {name} from node {from} on the link"))
     }
 
     /// Injects a message as if `from` had sent it.
@@ -798,6 +842,32 @@ impl World {
     }
 }
 
+/// Nothing is acted on before it is durable: no message, hand-out,
+/// broadcast or chain query about a channel comes before a persist of that
+/// channel in the same list of actions.
+pub fn assert_persist_comes_first(actions: &[Action]) {
+    let channel_of = |action: &Action| -> Option<ChannelId> {
+        match action {
+            Action::Send { message, .. } => Some(message.channel_id()),
+            Action::HandOutUnsignedTx { channel_id, .. }
+            | Action::Broadcast { channel_id, .. }
+            | Action::QueryChain { channel_id, .. } => Some(*channel_id),
+            _ => None,
+        }
+    };
+    for (index, action) in actions.iter().enumerate() {
+        let Some(channel) = channel_of(action) else { continue };
+        let persisted_later = actions[index..].iter().any(|later| {
+            matches!(later, Action::Persist { record, .. }
+                if record.channel_id == channel || record.temporary_channel_id == channel)
+        });
+        assert!(
+            !persisted_later,
+            "{action:?} runs before the persist it depends on: {actions:?}"
+        );
+    }
+}
+
 /// Shared assertions for a flow that ended well.
 pub fn assert_channel_ready(world: &World) -> Hash256 {
     let initiator = world.open_channel_view(INITIATOR);
@@ -834,8 +904,24 @@ pub fn assert_aborted_on_both_sides(world: &World) {
                 channel.state
             );
             let record = world.stored_record(index, &channel.channel_id).expect("a tombstone");
-            assert!(record.external_funding.is_none() && record.own_cells.is_empty() && record.funding_tx.is_none());
-            assert_eq!(record.channel_seed, Hash256([0; 32]));
+            let watching = record.closed.as_ref().is_some_and(|c| c.watch.is_some());
+            if watching {
+                // The unsigned tx was handed out: a signed copy may exist, so
+                // the keys stay until it can no longer confirm (the cells are
+                // free all the same: closed channels reserve none).
+                assert_eq!(index, INITIATOR, "only a handed-out tx is watched");
+                let handed_out = record
+                    .external_funding
+                    .as_ref()
+                    .and_then(|e| e.unsigned_funding_tx.as_ref());
+                assert!(handed_out.is_some(), "watched without a handed-out tx");
+                assert_ne!(record.channel_seed, Hash256([0; 32]), "a watched abort keeps its seed");
+            } else {
+                assert!(
+                    record.external_funding.is_none() && record.own_cells.is_empty() && record.funding_tx.is_none()
+                );
+                assert_eq!(record.channel_seed, Hash256([0; 32]));
+            }
         }
     }
     world.assert_no_nonce_reuse();

@@ -1,0 +1,712 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! The adversary suite, scripted: a counterparty (or a browser, a CKB RPC
+//! node, a wallet) that deviates on purpose, one named attack per test. Each
+//! hole of issue 7 is an attack here; every one of these tests failed on the
+//! code before its fix (see the closing note) and passes after it.
+//!
+//! The honest parties are real `Node`s in the deterministic `World`; the
+//! attacker rewrites, injects or withholds messages on the link, lies in
+//! chain answers, or signs with its own wallet key.
+
+mod common;
+
+use ckb_types::core::ScriptHashType;
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use common::*;
+use fiber_funding::chain::LiveCell;
+use fiber_funding::flow::state::CloseFlags;
+use fiber_funding::flow::{ChannelState, Event, FlowError};
+use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
+use fiber_funding::tx::default_lock;
+use fiber_funding::tx::fee::capacity_of;
+use fiber_funding::tx::parts::TxParts;
+use fiber_funding::wire::{FiberMessage, TxAbort, TxUpdate};
+
+/// 1,000 CKB and the 62 CKB reserve of a default-lock shutdown script.
+const USER_CONTRIBUTION: u64 = 1_062 * CKB;
+/// What a user may pay above the contribution: the fee of a small tx,
+/// generously. Anything beyond it is money taken.
+const MAX_USER_FEE: u64 = CKB;
+
+fn with_parts(tx: &packed::Transaction, change: impl FnOnce(&mut TxParts)) -> packed::Transaction {
+    let mut parts = TxParts::from_tx(tx);
+    change(&mut parts);
+    parts.build()
+}
+
+fn input(out_point: &packed::OutPoint) -> packed::CellInput {
+    packed::CellInput::new_builder()
+        .previous_output(out_point.clone())
+        .since(0u64)
+        .build()
+}
+
+/// The cell an out point names, from the chain itself.
+fn spent_cell(world: &World, out_point: &packed::OutPoint) -> Option<packed::CellOutput> {
+    let hash: [u8; 32] = out_point.tx_hash().unpack();
+    let index: u32 = out_point.index().unpack();
+    world.chain.transaction(&hash)?.raw().outputs().get(index as usize)
+}
+
+/// What leaves the user's wallet in `tx`, from the chain alone: the user's
+/// inputs minus the outputs back to the user's lock.
+fn user_outflow(world: &World, tx: &packed::Transaction) -> i128 {
+    let lock = world.user.lock.clone();
+    let paid: i128 = tx
+        .raw()
+        .inputs()
+        .into_iter()
+        .filter_map(|i| spent_cell(world, &i.previous_output()))
+        .filter(|cell| cell.lock() == lock)
+        .map(|cell| i128::from(capacity_of(&cell)))
+        .sum();
+    let back: i128 = tx
+        .raw()
+        .outputs()
+        .into_iter()
+        .filter(|o| o.lock() == lock)
+        .map(|o| i128::from(capacity_of(&o)))
+        .sum();
+    paid - back
+}
+
+/// The user was never asked to sign, and never released, a tx that takes
+/// more than the channel's contribution and a small fee.
+fn assert_user_never_overpays(world: &World) {
+    for (_, tx) in &world.handed_out {
+        let outflow = user_outflow(world, tx);
+        assert!(
+            (i128::from(USER_CONTRIBUTION)..=i128::from(USER_CONTRIBUTION + MAX_USER_FEE)).contains(&outflow),
+            "the wallet was asked to sign a tx taking {outflow} shannons from the user"
+        );
+    }
+}
+
+fn user_cell(world: &World, ckb: u64) -> LiveCell {
+    world
+        .live_cells(&world.user.lock.clone())
+        .into_iter()
+        .find(|c| capacity_of(&c.output) == ckb * CKB)
+        .unwrap_or_else(|| panic!("no {ckb} CKB user cell"))
+}
+
+fn acceptor_lock(world: &World) -> packed::Script {
+    default_lock::lock_script_for_key(world.acceptor_key.verifying_key())
+}
+
+fn rejections_contain(world: &World, node: usize, needle: &str) -> bool {
+    world.rejections(node).iter().any(|r| r.contains(needle))
+}
+
+fn tx_abort_reasons(world: &World, from: usize) -> Vec<String> {
+    world
+        .sent_log
+        .iter()
+        .filter(|(index, _)| *index == from)
+        .filter_map(|(_, m)| match m {
+            FiberMessage::TxAbort(abort) => Some(String::from_utf8_lossy(&abort.message).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sent_by(world: &World, from: usize, name: &str) -> usize {
+    world
+        .sent_log
+        .iter()
+        .filter(|(index, m)| *index == from && m.name() == name)
+        .count()
+}
+
+// ---- hole 1: a chain answer checked against the wrong TxUpdate ---------------------------
+
+/// The acceptor sends a harmless TxUpdate A, then at once B, whose only
+/// "acceptor" input is another of the user's cells, with a change output
+/// taking its value. A's chain answer must not pass for B.
+#[test]
+fn attack_1_swapped_tx_update_cannot_make_the_wallet_sign_another_user_cell() {
+    let mut world = World::new(Setup {
+        user_cells_ckb: vec![700, 800, 900],
+        ..Setup::default()
+    });
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    let spare = user_cell(&world, 900);
+    world.run_until_queued_from(ACCEPTOR, "TxUpdate");
+    let FiberMessage::TxUpdate(a) = world.queued_from(ACCEPTOR, "TxUpdate") else {
+        unreachable!()
+    };
+    let ours = world
+        .initiator()
+        .record(&a.channel_id)
+        .unwrap()
+        .funding_tx
+        .clone()
+        .unwrap();
+    let (our_inputs, our_outputs) = (ours.raw().inputs().len(), ours.raw().outputs().len());
+    let thief = acceptor_lock(&world);
+    let b = with_parts(&a.tx, |p| {
+        p.inputs.truncate(our_inputs);
+        p.witnesses.truncate(our_inputs);
+        p.outputs.truncate(our_outputs);
+        p.outputs_data.truncate(our_outputs);
+        p.inputs.push(input(&spare.out_point));
+        p.witnesses.push(Vec::new());
+        p.outputs.push(
+            packed::CellOutput::new_builder()
+                // Within what A's single acceptor input (500 CKB) can be
+                // said to pay for; the rest of the 900 would go to miners.
+                .capacity(400 * CKB)
+                .lock(thief.clone())
+                .build(),
+        );
+        p.outputs_data.push(Vec::new());
+    });
+    world.inject(
+        ACCEPTOR,
+        FiberMessage::TxUpdate(TxUpdate {
+            channel_id: a.channel_id,
+            tx: b,
+        }),
+    );
+    world.run();
+    for (_, tx) in &world.handed_out {
+        let spends_spare = tx
+            .raw()
+            .inputs()
+            .into_iter()
+            .any(|i| i.previous_output() == spare.out_point);
+        assert!(!spends_spare, "the wallet was asked to sign away the user's spare cell");
+    }
+    assert_user_never_overpays(&world);
+    assert!(
+        rejections_contain(&world, INITIATOR, "TxUpdate"),
+        "{:?}",
+        world.rejections(INITIATOR)
+    );
+}
+
+// ---- hole 2: capacity arithmetic that wraps -------------------------------------------------
+
+/// The acceptor announces a contribution of 2^64 − D: `ours + contribution`
+/// wraps to ours − D in a release build. It must be refused outright.
+#[test]
+fn attack_2_a_contribution_near_2_pow_64_is_refused_without_wrapping_or_panicking() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "AcceptChannel");
+    world.tamper_next("AcceptChannel", |m| {
+        if let FiberMessage::AcceptChannel(m) = m {
+            m.reserved_ckb_amount = u64::MAX - 500 * CKB;
+        }
+    });
+    world.run();
+    assert!(world.handed_out.is_empty(), "nothing may be handed out");
+    assert!(
+        rejections_contain(&world, INITIATOR, "reserved_ckb_amount"),
+        "{:?}",
+        world.rejections(INITIATOR)
+    );
+}
+
+/// A browser whose outputs sum past 2^64: the acceptor's "needed" must not wrap.
+#[test]
+fn attack_2_initiator_outputs_summing_past_2_pow_64_are_refused() {
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    world.run_until_queued_from(INITIATOR, "TxUpdate");
+    world.tamper_next("TxUpdate", |m| {
+        if let FiberMessage::TxUpdate(m) = m {
+            m.tx = with_parts(&m.tx, |p| {
+                let change = p.outputs.len() - 1;
+                p.outputs[change] = p.outputs[change].clone().as_builder().capacity(u64::MAX - CKB).build();
+            });
+        }
+    });
+    world.run();
+    assert_eq!(sent_by(&world, ACCEPTOR, "TxUpdate"), 0, "the acceptor added its part");
+    let reasons = tx_abort_reasons(&world, ACCEPTOR).join(" | ");
+    assert!(reasons.contains("overflow") || reasons.contains("exceed"), "{reasons}");
+}
+
+// ---- hole 3: the acceptor checked only the funding output's args ----------------------------
+
+/// A browser funds "the channel" into a lock of its own that ignores the
+/// args. The acceptor must compare the whole script.
+#[test]
+fn attack_3_a_funding_output_under_another_code_hash_is_refused_by_the_acceptor() {
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    world.run_until_queued_from(INITIATOR, "TxUpdate");
+    world.tamper_next("TxUpdate", |m| {
+        if let FiberMessage::TxUpdate(m) = m {
+            m.tx = with_parts(&m.tx, |p| {
+                let lock = p.outputs[0].lock();
+                let foreign = lock.as_builder().code_hash([0x66; 32].pack()).build();
+                p.outputs[0] = p.outputs[0].clone().as_builder().lock(foreign).build();
+            });
+        }
+    });
+    world.run();
+    assert_eq!(sent_by(&world, ACCEPTOR, "TxUpdate"), 0, "the acceptor added its part");
+    assert_eq!(sent_by(&world, ACCEPTOR, "CommitmentSigned"), 0);
+    let reasons = tx_abort_reasons(&world, ACCEPTOR).join(" | ");
+    assert!(reasons.contains("funding output"), "{reasons}");
+}
+
+// ---- hole 4: a CKB RPC trusted for the user's own cells -------------------------------------
+
+/// The indexer understates a cell's capacity by 100 CKB: built on that, the
+/// difference would become miner fee.
+#[test]
+fn attack_4_an_rpc_understating_a_cells_capacity_cannot_burn_the_difference() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let params = world.open_params(1000);
+    let mut cells = world.live_cells(&world.user.lock.clone());
+    cells[0].output = cells[0]
+        .output
+        .clone()
+        .as_builder()
+        .capacity(capacity_of(&cells[0].output) - 100 * CKB)
+        .build();
+    let now = world.now_ms;
+    let (_, actions) = world.nodes[INITIATOR].node.open_channel(&params, &cells, now).unwrap();
+    world.execute(INITIATOR, actions);
+    world.run();
+    assert_user_never_overpays(&world);
+    assert!(world.handed_out.is_empty(), "a tx built on a lie was handed out");
+    let view = world.initiator().channels().pop().unwrap();
+    assert_eq!(view.state, ChannelState::Closed(CloseFlags::FUNDING_ABORTED));
+    assert!(view.close_reason.unwrap().contains("misreported"));
+}
+
+/// The indexer presents a token cell (type script and data) as plain CKB:
+/// spending it would burn the token.
+#[test]
+fn attack_4_an_rpc_hiding_a_cells_type_and_data_cannot_burn_a_token() {
+    let mut world = World::new(Setup {
+        user_cells_ckb: vec![],
+        ..Setup::default()
+    });
+    let token_type = packed::Script::new_builder()
+        .code_hash([0x77; 32].pack())
+        .hash_type(ScriptHashType::Type)
+        .build();
+    let lock = world.user.lock.clone();
+    let token = world.chain.genesis_cell(
+        packed::CellOutput::new_builder()
+            .capacity(2_000 * CKB)
+            .lock(lock.clone())
+            .type_(Some(token_type).pack())
+            .build(),
+        vec![0x10; 16],
+    );
+    world.user.auto_submit = false;
+    let params = world.open_params(1000);
+    let disguised = LiveCell {
+        out_point: token.clone(),
+        output: packed::CellOutput::new_builder()
+            .capacity(2_000 * CKB)
+            .lock(lock)
+            .build(),
+        output_data: Vec::new(),
+        block_number: 0,
+    };
+    let now = world.now_ms;
+    let (_, actions) = world.nodes[INITIATOR]
+        .node
+        .open_channel(&params, &[disguised], now)
+        .unwrap();
+    world.execute(INITIATOR, actions);
+    world.run();
+    assert!(
+        world.handed_out.is_empty(),
+        "the wallet was asked to spend a token cell"
+    );
+    let view = world.initiator().channels().pop().unwrap();
+    assert_eq!(view.state, ChannelState::Closed(CloseFlags::FUNDING_ABORTED));
+}
+
+// ---- hole 5: peer-chosen terms without bounds -----------------------------------------------
+
+/// A browser's OpenChannel with one term changed; the acceptor must refuse
+/// it with a TxAbort naming the term, and keep nothing.
+fn acceptor_refuses_open(change: impl FnOnce(&mut fiber_funding::wire::OpenChannel), term: &str) {
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    world.tamper_next("OpenChannel", |m| {
+        if let FiberMessage::OpenChannel(m) = m {
+            change(m);
+        }
+    });
+    world.run();
+    assert!(world.acceptor().channels().is_empty(), "the acceptor kept a channel");
+    assert_eq!(sent_by(&world, ACCEPTOR, "AcceptChannel"), 0);
+    let reasons = tx_abort_reasons(&world, ACCEPTOR).join(" | ");
+    assert!(reasons.contains(term), "{term}: {reasons}");
+}
+
+#[test]
+fn attack_5_a_funding_fee_rate_that_would_burn_the_hubs_funds_is_refused() {
+    acceptor_refuses_open(|m| m.funding_fee_rate = 100_000_000_000, "funding_fee_rate");
+}
+
+#[test]
+fn attack_5_a_commitment_fee_rate_above_the_limit_is_refused() {
+    acceptor_refuses_open(|m| m.commitment_fee_rate = 1 << 50, "commitment_fee_rate");
+}
+
+#[test]
+fn attack_5_a_commitment_delay_with_since_flag_bits_is_refused() {
+    acceptor_refuses_open(|m| m.commitment_delay_epoch |= 0x20 << 56, "commitment_delay_epoch");
+}
+
+#[test]
+fn attack_5_a_commitment_delay_with_an_invalid_fraction_is_refused() {
+    // Epoch 1 and 3/2 of the next: index 3 of length 2.
+    acceptor_refuses_open(
+        |m| m.commitment_delay_epoch = (2 << 40) | (3 << 24) | 1,
+        "commitment_delay_epoch",
+    );
+}
+
+#[test]
+fn attack_5_a_commitment_delay_of_two_months_is_refused() {
+    acceptor_refuses_open(|m| m.commitment_delay_epoch = (1 << 40) | 360, "commitment_delay_epoch");
+}
+
+#[test]
+fn attack_5_a_shutdown_script_with_huge_args_is_refused() {
+    acceptor_refuses_open(
+        |m| {
+            m.shutdown_script = m
+                .shutdown_script
+                .clone()
+                .as_builder()
+                .args(vec![7u8; 20_000].pack())
+                .build();
+            // Enough reserve for such a cell, so only the size is wrong.
+            m.reserved_ckb_amount = 21_000 * CKB;
+        },
+        "shutdown_script",
+    );
+}
+
+/// A TxAbort with a 60 KB reason: refused, nothing stored, the channel goes on.
+#[test]
+fn attack_5_an_oversized_tx_abort_reason_is_refused_and_changes_nothing() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let temporary = world.open(1000).unwrap();
+    world.run();
+    let channel_id = world.initiator().channel(&temporary).unwrap().channel_id;
+    let before = world.stored_record(INITIATOR, &channel_id).unwrap();
+    world.inject(
+        ACCEPTOR,
+        FiberMessage::TxAbort(TxAbort {
+            channel_id,
+            message: vec![b'x'; 60_000],
+        }),
+    );
+    world.run();
+    assert!(
+        rejections_contain(&world, INITIATOR, "TxAbort"),
+        "{:?}",
+        world.rejections(INITIATOR)
+    );
+    assert_eq!(world.stored_record(INITIATOR, &channel_id).unwrap(), before);
+    assert_eq!(
+        world.state(INITIATOR, &channel_id),
+        Some(ChannelState::SigningCommitment(
+            fiber_funding::flow::state::SigningCommitmentFlags::THEIR_COMMITMENT_SIGNED_SENT
+        ))
+    );
+}
+
+// ---- hole 6: timers and aborts that lose keys ------------------------------------------------
+
+/// Collaboration takes 250 s (a slow chain), then the user takes 200 s to
+/// sign: well inside the initiator's 300 s, which starts when the tx is
+/// final. The acceptor must count from the same moment, not from the open.
+#[test]
+fn attack_6_a_slow_collaboration_does_not_make_the_acceptor_abort_while_the_user_signs() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    // Everything up to the initiator's check of the acceptor's inputs.
+    world.run_until_queued_from(ACCEPTOR, "TxComplete");
+    while world.queries.is_empty() {
+        assert!(world.step());
+    }
+    world.advance(250_000);
+    world.run();
+    let (channel_id, signed) = world.user.signed_in_url.clone().expect("handed out");
+    world.advance(200_000);
+    world.submit(&channel_id, &signed).unwrap();
+    world.run();
+    assert_channel_ready(&world);
+}
+
+/// The flow aborts after the unsigned tx was handed out; the user's signed tx
+/// (it was in the wallet's redirect URL) leaks, and the acceptor completes
+/// and broadcasts it. The user's funding key and the acceptor's commitment
+/// signature must still be there: the channel exists, and the user can close it.
+#[test]
+fn attack_6_a_signed_tx_confirming_after_an_abort_does_not_lose_the_funding_key() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run();
+    let (channel_id, signed) = world.user.signed_in_url.clone().expect("handed out");
+    world.advance(TIMEOUT_MS + GRACE_MS + 1);
+    world.run();
+    assert!(matches!(
+        world.state(INITIATOR, &channel_id),
+        Some(ChannelState::Closed(_))
+    ));
+    // The acceptor's wallet signs its inputs of the leaked tx and broadcasts it.
+    let acceptor_lock = acceptor_lock(&world);
+    let acceptor_inputs: Vec<usize> = signed
+        .raw()
+        .inputs()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, i)| spent_cell(&world, &i.previous_output()).is_some_and(|c| c.lock() == acceptor_lock))
+        .map(|(index, _)| index)
+        .collect();
+    let complete = default_lock::sign_group(&signed, &acceptor_inputs, &world.acceptor_key).unwrap();
+    world.chain.send_transaction(complete).unwrap();
+    for _ in 0..4 {
+        world.chain.mine_block();
+        world.run();
+    }
+    assert!(
+        world.initiator().signed_own_commitment(&channel_id).is_some(),
+        "the user lost the key to a confirmed 2-of-2 output"
+    );
+    let told = world.events.iter().any(|(node, event)| {
+        *node == INITIATOR
+            && matches!(event, Event::FundingConfirmedAfterAbort { channel_id: id, .. } if *id == channel_id)
+    });
+    assert!(told, "the app was not told the aborted channel got funded");
+}
+
+// ---- hole 7: one peer's TxAbort cancels another peer's pending open ------------------------
+
+#[test]
+fn attack_7_another_peers_tx_abort_does_not_cancel_a_pending_open() {
+    let mut world = World::new(Setup::default());
+    let temporary = world.open(1000).unwrap();
+    // The acceptor receives OpenChannel and starts looking up its cells.
+    assert!(world.step());
+    assert!(!world.queries.is_empty(), "the acceptor asked for its cells");
+    let stranger: NodeId = fiber_funding::crypto::keys::NodeSecret::from_bytes([0x99; 32])
+        .unwrap()
+        .node_id();
+    let now = world.now_ms;
+    let abort = FiberMessage::TxAbort(TxAbort {
+        channel_id: temporary,
+        message: b"never mind".to_vec(),
+    });
+    let actions = world.nodes[ACCEPTOR].node.peer_message(&stranger, abort, now);
+    world.execute(ACCEPTOR, actions);
+    world.run();
+    assert_channel_ready(&world);
+}
+
+// ---- hole 8: the user's witnesses were never checked ----------------------------------------
+
+/// A wallet returns a junk signature: it must be refused at submit, and the
+/// genuine one accepted afterwards (witnesses do not change the tx hash).
+#[test]
+fn attack_8_a_junk_wallet_signature_is_refused_and_does_not_wedge_the_flow() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run();
+    let (channel_id, signed) = world.user.signed_in_url.clone().expect("handed out");
+    let junk = with_parts(&signed, |p| {
+        let witness = packed::WitnessArgs::new_builder()
+            .lock(Some(ckb_types::bytes::Bytes::from(vec![0x42u8; 65])).pack())
+            .build();
+        p.witnesses[0] = witness.as_bytes().to_vec();
+    });
+    match world.submit(&channel_id, &junk) {
+        Err(FlowError::SignedTx(error)) => assert!(error.to_string().contains("signature"), "{error}"),
+        other => panic!("a junk signature was taken: {other:?}"),
+    }
+    world
+        .submit(&channel_id, &signed)
+        .expect("the genuine signature after the junk one");
+    world.run();
+    assert_channel_ready(&world);
+}
+
+// ---- hole 9: the deadline was not stored ----------------------------------------------------
+
+/// A flow opened with a 5 s timeout, reopened by a page whose options say
+/// 300 s: it must still expire at 5 s.
+#[test]
+fn attack_9_a_reopen_with_other_options_does_not_move_the_stored_deadline() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.nodes[INITIATOR].config.external_funding_timeout_ms = 5_000;
+    world.restart(INITIATOR);
+    let temporary = world.open(1000).unwrap();
+    world.run();
+    world.nodes[INITIATOR].config.external_funding_timeout_ms = 300_000;
+    world.restart(INITIATOR);
+    world.run();
+    world.advance(6_000);
+    world.run();
+    let channel_id = world.initiator().channel(&temporary).unwrap().channel_id;
+    assert_eq!(
+        world.state(INITIATOR, &channel_id),
+        Some(ChannelState::Closed(CloseFlags::FUNDING_ABORTED)),
+        "the 5 s deadline was stretched to 300 s by the new options"
+    );
+}
+
+// ---- hole 11: one peer message stops the counterparty -------------------------------------
+
+#[test]
+fn attack_11_a_fee_rate_of_u64_max_is_refused_without_a_panic() {
+    acceptor_refuses_open(|m| m.funding_fee_rate = u64::MAX, "funding_fee_rate");
+    acceptor_refuses_open(|m| m.commitment_fee_rate = u64::MAX, "commitment_fee_rate");
+}
+
+/// A channel id both sides can see, for the tests that need the final id.
+#[allow(dead_code)]
+fn final_id(world: &World, temporary: &ChannelId) -> Hash256 {
+    world.initiator().channel(temporary).unwrap().channel_id
+}
+
+// ---- the same holes, against the counterparty (a malicious browser) -------------------------
+
+/// Hole 1 on the acceptor: the browser sends its part A, then at once B
+/// while A's inputs are being checked. B must be refused, A goes on.
+#[test]
+fn acceptor_attack_1_a_swapped_tx_update_is_refused_while_the_first_is_checked() {
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    world.run_until_queued_from(INITIATOR, "TxUpdate");
+    let FiberMessage::TxUpdate(a) = world.queued_from(INITIATOR, "TxUpdate") else {
+        unreachable!()
+    };
+    // B: the same part with the user's change cut, the difference left as fee.
+    let b = with_parts(&a.tx, |p| {
+        let change = p.outputs.len() - 1;
+        let capacity = capacity_of(&p.outputs[change]) - 10 * CKB;
+        p.outputs[change] = p.outputs[change].clone().as_builder().capacity(capacity).build();
+    });
+    world.inject(
+        INITIATOR,
+        FiberMessage::TxUpdate(TxUpdate {
+            channel_id: a.channel_id,
+            tx: b,
+        }),
+    );
+    world.run();
+    assert!(
+        rejections_contain(&world, ACCEPTOR, "being checked"),
+        "{:?}",
+        world.rejections(ACCEPTOR)
+    );
+    assert_channel_ready(&world);
+}
+
+/// Hole 4 on the acceptor: its own indexer understates one of its cells by
+/// 100 CKB; it must build from the cell's transaction, not the indexer.
+#[test]
+fn acceptor_attack_4_its_own_indexer_understating_a_cell_burns_nothing() {
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    // The acceptor receives OpenChannel and asks for its cells.
+    assert!(world.step());
+    let (index, channel_id, query) = world.queries.pop_front().expect("the acceptor's cell query");
+    assert_eq!(index, ACCEPTOR);
+    let fiber_funding::flow::ChainQuery::LiveCells { lock } = query else {
+        panic!("expected the acceptor's LiveCells query")
+    };
+    let mut cells = world.live_cells(&lock);
+    for cell in &mut cells {
+        cell.output = cell
+            .output
+            .clone()
+            .as_builder()
+            .capacity(capacity_of(&cell.output) - 100 * CKB)
+            .build();
+    }
+    let now = world.now_ms;
+    let actions = world.nodes[ACCEPTOR]
+        .node
+        .chain_event(fiber_funding::flow::ChainEvent::LiveCells { channel_id, cells }, now);
+    world.execute(ACCEPTOR, actions);
+    world.run();
+    assert_channel_ready(&world);
+    let lock = acceptor_lock(&world);
+    let (_, tx) = world.broadcasts.last().expect("broadcast").clone();
+    let paid: u64 = tx
+        .raw()
+        .inputs()
+        .into_iter()
+        .filter_map(|i| spent_cell(&world, &i.previous_output()))
+        .filter(|c| c.lock() == lock)
+        .map(|c| capacity_of(&c))
+        .sum();
+    let back: u64 = tx
+        .raw()
+        .outputs()
+        .into_iter()
+        .filter(|o| o.lock() == lock)
+        .map(|o| capacity_of(&o))
+        .sum();
+    assert!(
+        paid - back <= 62 * CKB + CKB,
+        "the counterparty paid {} shannons",
+        paid - back
+    );
+}
+
+/// Hole 8 on the acceptor: the browser's TxSignatures carry a junk default-
+/// lock signature; the acceptor refuses them instead of taking a tx that
+/// can never confirm.
+#[test]
+fn acceptor_attack_8_junk_user_witnesses_are_refused_by_the_acceptor() {
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    world.run_until_queued_from(INITIATOR, "TxSignatures");
+    world.tamper_next("TxSignatures", |m| {
+        if let FiberMessage::TxSignatures(m) = m {
+            let witness = packed::WitnessArgs::new_builder()
+                .lock(Some(ckb_types::bytes::Bytes::from(vec![0x42u8; 65])).pack())
+                .build();
+            m.witnesses[0] = witness.as_bytes().to_vec();
+        }
+    });
+    world.run();
+    assert!(
+        rejections_contain(&world, ACCEPTOR, "TxSignatures do not sign"),
+        "{:?}",
+        world.rejections(ACCEPTOR)
+    );
+}
+
+/// Hole 9 on the acceptor: its stored deadline holds when it restarts with
+/// another timeout.
+#[test]
+fn acceptor_attack_9_a_restart_with_another_timeout_keeps_the_stored_deadline() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run();
+    let channel_id = world.acceptor().channels()[0].channel_id;
+    let deadline = world.acceptor().channel(&channel_id).unwrap().deadline_ms;
+    world.nodes[ACCEPTOR].config.external_funding_timeout_ms = 10 * TIMEOUT_MS;
+    world.restart(ACCEPTOR);
+    world.run();
+    assert_eq!(world.acceptor().channel(&channel_id).unwrap().deadline_ms, deadline);
+}

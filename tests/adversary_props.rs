@@ -1,0 +1,517 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! The adversary suite, generated: proptest drives one honest node (the
+//! victim) with arbitrary interleavings of valid, replayed, reordered,
+//! dropped and malformed peer messages, honest and lying chain answers,
+//! ticks, reconnections and (for the browser) junk and genuine wallet
+//! signatures. After every step it asserts:
+//!
+//! * what the victim handed to the wallet, and what it released witnesses
+//!   for, takes from the victim exactly its contribution and a small fee,
+//!   computed from the chain's own cells (the outflow invariant);
+//! * no MuSig2 nonce was used for two different messages;
+//! * nothing was acted on before it was durable (`World::execute` checks every
+//!   list of actions), and memory never runs ahead of the store.
+//!
+//! Both roles are victims in turn: the browser against a malicious
+//! counterparty, the counterparty against a malicious browser.
+
+mod common;
+
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use common::*;
+use fiber_funding::chain::ResolvedCell;
+use fiber_funding::flow::{ChainEvent, ChainQuery};
+use fiber_funding::tx::default_lock;
+use fiber_funding::tx::fee::capacity_of;
+use fiber_funding::tx::parts::TxParts;
+use fiber_funding::wire::{FiberMessage, TxAbort};
+use proptest::prelude::*;
+
+/// How many generated cases each role gets.
+const CASES: u32 = 256;
+/// The browser's contribution (1,000 CKB and a 62 CKB reserve) and the
+/// counterparty's (its 62 CKB reserve), and the most either may pay in fee.
+const CONTRIBUTION: [u64; 2] = [1_062 * CKB, 62 * CKB];
+const MAX_FEE: u64 = CKB;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// The next packet, in order.
+    Deliver,
+    /// A queued packet out of order.
+    DeliverAt(usize),
+    Drop(usize),
+    /// An earlier message of the attacker, sent again.
+    Replay(usize),
+    /// A queued attacker → victim message, changed.
+    Mutate(usize, Mutation),
+    /// The next chain query answered, honestly or not.
+    Answer(Lie),
+    Tick(u64),
+    Reconnect,
+    Mine,
+    /// The wallet returns the handed-out tx, signed or with junk.
+    Submit {
+        junk: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// Bytes flipped: the message no longer decodes (or decodes as another).
+    FlipByte(usize),
+    /// In a funding tx: a capacity moved by `delta` shannons.
+    Capacity { output: usize, delta: i64 },
+    /// In a funding tx: one of the victim's spare cells added as an input,
+    /// with an output to the attacker taking some of it.
+    StealSpareCell,
+    /// In a funding tx: the funding output under another code hash.
+    ForeignFundingLock,
+    /// An abort with an oversized reason.
+    HugeAbort,
+}
+
+/// A chain node's lie, where one is possible. The indexer (`get_cells`) is
+/// trusted for nothing: it may misstate a cell's capacity, hide its type
+/// script and data. Resolved inputs come through the hash-checked path, so
+/// their content cannot be forged; the node may still claim a tx does not
+/// exist, and a broken runtime could deliver a stale or short answer.
+#[derive(Debug, Clone)]
+enum Lie {
+    Honest,
+    /// An indexer cell's capacity moved by `delta` shannons.
+    Capacity(usize, i64),
+    /// An indexer cell's type script and data hidden, or made up.
+    FlipTypeAndData(usize),
+    /// A resolved cell said not to exist.
+    Missing(usize),
+    /// One answer fewer than asked.
+    Truncate,
+    /// The answer names other out points (a stale answer).
+    WrongOutPoints,
+}
+
+fn lie() -> impl Strategy<Value = Lie> {
+    prop_oneof![
+        6 => Just(Lie::Honest),
+        1 => (0usize..6, -200i64..200).prop_map(|(i, d)| Lie::Capacity(i, d * CKB as i64 / 10)),
+        1 => (0usize..6).prop_map(Lie::FlipTypeAndData),
+        1 => (0usize..6).prop_map(Lie::Missing),
+        1 => Just(Lie::Truncate),
+        1 => Just(Lie::WrongOutPoints),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let mutation = prop_oneof![
+        (0usize..200).prop_map(Mutation::FlipByte),
+        (0usize..4, -200i64..200).prop_map(|(output, delta)| Mutation::Capacity {
+            output,
+            delta: delta * CKB as i64 / 10
+        }),
+        Just(Mutation::StealSpareCell),
+        Just(Mutation::ForeignFundingLock),
+        Just(Mutation::HugeAbort),
+    ];
+    prop_oneof![
+        12 => Just(Op::Deliver),
+        2 => (0usize..8).prop_map(Op::DeliverAt),
+        1 => (0usize..8).prop_map(Op::Drop),
+        2 => (0usize..16).prop_map(Op::Replay),
+        3 => ((0usize..8), mutation).prop_map(|(i, m)| Op::Mutate(i, m)),
+        8 => lie().prop_map(Op::Answer),
+        1 => (0u64..400_000).prop_map(Op::Tick),
+        1 => Just(Op::Reconnect),
+        2 => Just(Op::Mine),
+        2 => any::<bool>().prop_map(|junk| Op::Submit { junk }),
+    ]
+}
+
+/// The victim's net outflow in `tx`, from the chain's own cells.
+fn outflow(world: &World, victim: usize, tx: &packed::Transaction) -> i128 {
+    let lock = victim_lock(world, victim);
+    let mut net = 0i128;
+    for input in tx.raw().inputs() {
+        let out_point = input.previous_output();
+        let hash: [u8; 32] = out_point.tx_hash().unpack();
+        let index: u32 = out_point.index().unpack();
+        if let Some(cell) = world
+            .chain
+            .transaction(&hash)
+            .and_then(|t| t.raw().outputs().get(index as usize))
+        {
+            if cell.lock() == lock {
+                net += i128::from(capacity_of(&cell));
+            }
+        }
+    }
+    for output in tx.raw().outputs() {
+        if output.lock() == lock {
+            net -= i128::from(capacity_of(&output));
+        }
+    }
+    net
+}
+
+fn victim_lock(world: &World, victim: usize) -> packed::Script {
+    if victim == INITIATOR {
+        world.user.lock.clone()
+    } else {
+        default_lock::lock_script_for_key(world.acceptor_key.verifying_key())
+    }
+}
+
+fn assert_takes_only_the_contribution(world: &World, victim: usize, tx: &packed::Transaction, what: &str) {
+    let taken = outflow(world, victim, tx);
+    let range = i128::from(CONTRIBUTION[victim])..=i128::from(CONTRIBUTION[victim] + MAX_FEE);
+    assert!(
+        range.contains(&taken),
+        "{what} takes {taken} shannons from node {victim}"
+    );
+}
+
+/// Every invariant, after every step.
+fn check(world: &World, victim: usize) {
+    // What the browser handed to the wallet.
+    if victim == INITIATOR {
+        for (_, tx) in &world.handed_out {
+            assert_takes_only_the_contribution(world, victim, tx, "a handed-out tx");
+        }
+    }
+    // What the victim committed to (its TxUpdate, for the counterparty) and
+    // what it released witnesses for.
+    for (from, message) in &world.sent_log {
+        if *from != victim {
+            continue;
+        }
+        match message {
+            FiberMessage::TxUpdate(update) if victim == ACCEPTOR => {
+                assert_takes_only_the_contribution(world, victim, &update.tx, "the counterparty's TxUpdate")
+            }
+            FiberMessage::TxSignatures(signatures) => {
+                let record = world.nodes[victim]
+                    .node
+                    .record(&signatures.channel_id)
+                    .expect("a released channel is kept");
+                let tx = record.funding_tx.as_ref().expect("a released channel keeps its tx");
+                assert_takes_only_the_contribution(world, victim, tx, "a tx whose witnesses left");
+            }
+            _ => {}
+        }
+    }
+    world.assert_no_nonce_reuse();
+    // Memory never runs ahead of storage.
+    for view in world.nodes[victim].node.channels() {
+        let memory = world.nodes[victim].node.record(&view.channel_id).unwrap().clone();
+        let stored = world.stored_record(victim, &view.channel_id);
+        assert_eq!(
+            stored.as_ref(),
+            Some(&memory),
+            "channel {} in memory differs from storage",
+            view.channel_id
+        );
+    }
+}
+
+fn mutate_tx(world: &World, victim: usize, tx: &packed::Transaction, mutation: &Mutation) -> packed::Transaction {
+    let mut parts = TxParts::from_tx(tx);
+    match mutation {
+        Mutation::Capacity { output, delta } => {
+            let index = output % parts.outputs.len().max(1);
+            if let Some(out) = parts.outputs.get_mut(index) {
+                let capacity = capacity_of(out).saturating_add_signed(*delta);
+                *out = out.clone().as_builder().capacity(capacity).build();
+            }
+        }
+        Mutation::StealSpareCell => {
+            let lock = victim_lock(world, victim);
+            let used: Vec<_> = parts.inputs.iter().map(|i| i.previous_output()).collect();
+            if let Some(spare) = world
+                .live_cells(&lock)
+                .into_iter()
+                .find(|c| !used.contains(&c.out_point))
+            {
+                parts.inputs.push(
+                    packed::CellInput::new_builder()
+                        .previous_output(spare.out_point)
+                        .build(),
+                );
+                parts.witnesses.push(Vec::new());
+                let thief = victim_lock(world, 1 - victim);
+                parts.outputs.push(
+                    packed::CellOutput::new_builder()
+                        .capacity(capacity_of(&spare.output) / 2)
+                        .lock(thief)
+                        .build(),
+                );
+                parts.outputs_data.push(Vec::new());
+            }
+        }
+        Mutation::ForeignFundingLock => {
+            if let Some(funding) = parts.outputs.first_mut() {
+                let lock = funding.lock().as_builder().code_hash([0x66; 32].pack()).build();
+                *funding = funding.clone().as_builder().lock(lock).build();
+            }
+        }
+        Mutation::FlipByte(_) | Mutation::HugeAbort => {}
+    }
+    parts.build()
+}
+
+fn apply(world: &mut World, victim: usize, op: &Op) {
+    let attacker = 1 - victim;
+    match op {
+        Op::Deliver => {
+            if let Some(packet) = world.link.pop_front() {
+                deliver(world, packet);
+            }
+        }
+        Op::DeliverAt(i) => {
+            if !world.link.is_empty() {
+                let index = i % world.link.len();
+                if let Some(packet) = world.link.remove(index) {
+                    deliver(world, packet);
+                }
+            }
+        }
+        Op::Drop(i) => {
+            if !world.link.is_empty() {
+                let index = i % world.link.len();
+                world.link.remove(index);
+            }
+        }
+        Op::Replay(i) => {
+            let sent: Vec<_> = world
+                .sent_log
+                .iter()
+                .filter(|(from, _)| *from == attacker)
+                .map(|(_, m)| m.clone())
+                .collect();
+            if !sent.is_empty() {
+                let message = sent[i % sent.len()].clone();
+                world.inject(attacker, message);
+            }
+        }
+        Op::Mutate(i, mutation) => {
+            let targets: Vec<usize> = (0..world.link.len())
+                .filter(|j| world.link[*j].from == attacker)
+                .collect();
+            if targets.is_empty() {
+                return;
+            }
+            let index = targets[i % targets.len()];
+            let bytes = world.link[index].bytes.clone();
+            let changed = match (FiberMessage::decode(&bytes), mutation) {
+                (_, Mutation::FlipByte(at)) => {
+                    let mut bytes = bytes;
+                    let at = at % bytes.len();
+                    bytes[at] ^= 0x5a;
+                    bytes
+                }
+                (Ok(message), Mutation::HugeAbort) => FiberMessage::TxAbort(TxAbort {
+                    channel_id: message.channel_id(),
+                    message: vec![b'!'; 5_000],
+                })
+                .encode(),
+                (Ok(FiberMessage::TxUpdate(mut update)), mutation) => {
+                    update.tx = mutate_tx(world, victim, &update.tx, mutation);
+                    FiberMessage::TxUpdate(update).encode()
+                }
+                (Ok(FiberMessage::AcceptChannel(mut accept)), Mutation::Capacity { delta, .. }) => {
+                    accept.reserved_ckb_amount = accept.reserved_ckb_amount.saturating_add_signed(*delta);
+                    FiberMessage::AcceptChannel(accept).encode()
+                }
+                (Ok(FiberMessage::OpenChannel(mut open)), Mutation::Capacity { delta, .. }) => {
+                    open.funding_fee_rate = open.funding_fee_rate.saturating_add_signed(*delta);
+                    FiberMessage::OpenChannel(open).encode()
+                }
+                (_, _) => bytes,
+            };
+            world.link[index].bytes = changed;
+        }
+        Op::Answer(lie) => answer(world, victim, lie),
+        Op::Tick(ms) => world.advance(*ms),
+        Op::Reconnect => world.reconnect(),
+        Op::Mine => {
+            world.chain.mine_block();
+            // The funding tx's status, as the runtime polls it.
+            while world.step_status() {}
+        }
+        Op::Submit { junk } => {
+            if victim != INITIATOR {
+                return;
+            }
+            if let Some((channel_id, signed)) = world.user.signed_in_url.clone() {
+                let tx = if *junk {
+                    let mut parts = TxParts::from_tx(&signed);
+                    if let Some(witness) = parts.witnesses.first_mut() {
+                        if let Some(last) = witness.len().checked_sub(3) {
+                            witness[last] ^= 1;
+                        }
+                    }
+                    parts.build()
+                } else {
+                    signed
+                };
+                let _ = world.submit(&channel_id, &tx);
+            }
+        }
+    }
+}
+
+/// A packet reaches its node; one that no longer decodes is dropped, as the
+/// transport drops an unreadable message.
+fn deliver(world: &mut World, packet: Packet) {
+    world.now_ms += 5;
+    if !world.nodes[packet.to].up {
+        return;
+    }
+    let Ok(message) = FiberMessage::decode(&packet.bytes) else {
+        return;
+    };
+    let from = world.nodes[packet.from].id();
+    let now = world.now_ms;
+    let actions = world.nodes[packet.to].node.peer_message(&from, message, now);
+    world.execute(packet.to, actions);
+}
+
+fn answer(world: &mut World, victim: usize, lie: &Lie) {
+    let Some((index, channel_id, query)) = world.queries.pop_front() else {
+        return;
+    };
+    let lie = if index == victim { lie.clone() } else { Lie::Honest };
+    let event = match query {
+        ChainQuery::LiveCells { lock } => ChainEvent::LiveCells {
+            channel_id,
+            cells: lying_indexer(world.live_cells(&lock), &lie),
+        },
+        ChainQuery::ResolveInputs { out_points } => {
+            let mut cells: Vec<Option<ResolvedCell>> = out_points
+                .iter()
+                .map(|op| fiber_funding::chain::client::simulated_cell(&world.chain, op))
+                .collect();
+            let mut out_points = out_points;
+            let len = cells.len().max(1);
+            match lie {
+                Lie::Honest | Lie::Capacity(..) | Lie::FlipTypeAndData(_) => {}
+                Lie::Missing(i) => {
+                    if let Some(cell) = cells.get_mut(i % len) {
+                        *cell = None;
+                    }
+                }
+                Lie::Truncate => {
+                    cells.pop();
+                }
+                Lie::WrongOutPoints => {
+                    out_points.reverse();
+                    if out_points.len() < 2 {
+                        out_points.clear();
+                    }
+                }
+            }
+            ChainEvent::ResolvedInputs {
+                channel_id,
+                out_points,
+                cells,
+            }
+        }
+        ChainQuery::InputsLive { out_points, at_tip } => ChainEvent::InputsLive {
+            channel_id,
+            live: out_points.iter().map(|op| world.chain.is_live(op)).collect(),
+            out_points,
+            at_tip,
+        },
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[index].node.chain_event(event, now);
+    world.execute(index, actions);
+}
+
+/// The indexer's answer, as a lying node would give it.
+fn lying_indexer(mut cells: Vec<fiber_funding::chain::LiveCell>, lie: &Lie) -> Vec<fiber_funding::chain::LiveCell> {
+    let len = cells.len().max(1);
+    match lie {
+        Lie::Capacity(i, delta) => {
+            if let Some(cell) = cells.get_mut(i % len) {
+                let capacity = capacity_of(&cell.output).saturating_add_signed(*delta);
+                cell.output = cell.output.clone().as_builder().capacity(capacity).build();
+            }
+        }
+        Lie::FlipTypeAndData(i) => {
+            if let Some(cell) = cells.get_mut(i % len) {
+                if cell.output.type_().is_some() {
+                    cell.output = cell
+                        .output
+                        .clone()
+                        .as_builder()
+                        .type_(None::<packed::Script>.pack())
+                        .build();
+                    cell.output_data.clear();
+                } else {
+                    let type_script = default_lock::lock_script([0x77; 20]);
+                    cell.output = cell.output.clone().as_builder().type_(Some(type_script).pack()).build();
+                }
+            }
+        }
+        _ => {}
+    }
+    cells
+}
+
+fn run_case(victim: usize, open_lie: &Lie, ops: &[Op]) {
+    let mut world = World::new(Setup {
+        user_cells_ckb: vec![700, 800, 900],
+        acceptor_cells_ckb: vec![500, 500, 400],
+        ..Setup::default()
+    });
+    // A token cell of each wallet, which must never be spent.
+    for lock in [world.user.lock.clone(), victim_lock(&world, ACCEPTOR)] {
+        let token = packed::CellOutput::new_builder()
+            .capacity(3_000 * CKB)
+            .lock(lock)
+            .type_(Some(default_lock::lock_script([0x70; 20])).pack())
+            .build();
+        world.chain.genesis_cell(token, vec![1; 16]);
+    }
+    world.user.auto_submit = false;
+    let params = world.open_params(1000);
+    let cells = lying_indexer(world.live_cells(&world.user.lock.clone()), open_lie);
+    let now = world.now_ms;
+    if let Ok((_, actions)) = world.nodes[INITIATOR].node.open_channel(&params, &cells, now) {
+        world.execute(INITIATOR, actions);
+    }
+    check(&world, victim);
+    for op in ops {
+        apply(&mut world, victim, op);
+        check(&world, victim);
+    }
+    // Then let everything honest finish: still no invariant may break.
+    world.user.auto_submit = true;
+    world.run();
+    check(&world, victim);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_malicious_counterparty_and_chain_never_take_more_than_the_users_contribution(
+        open_lie in lie(),
+        ops in proptest::collection::vec(op(), 1..80)
+    ) {
+        run_case(INITIATOR, &open_lie, &ops);
+    }
+
+    #[test]
+    fn a_malicious_browser_and_chain_never_take_more_than_the_counterpartys_reserve(
+        ops in proptest::collection::vec(op(), 1..80)
+    ) {
+        run_case(ACCEPTOR, &Lie::Honest, &ops);
+    }
+}
+
+#[test]
+fn the_generated_suite_reports_its_size() {
+    println!("adversary properties: 2 roles x {CASES} generated cases, up to 79 steps each, invariants checked after every step");
+}
