@@ -347,6 +347,11 @@ fn acceptor_refuses_open(change: impl FnOnce(&mut fiber_funding::wire::OpenChann
     assert_eq!(sent_by(&world, ACCEPTOR, "AcceptChannel"), 0);
     let reasons = tx_abort_reasons(&world, ACCEPTOR).join(" | ");
     assert!(reasons.contains(term), "{term}: {reasons}");
+    assert!(
+        rejections_contain(&world, ACCEPTOR, term),
+        "{term}: {:?}",
+        world.rejections(ACCEPTOR)
+    );
 }
 
 #[test]

@@ -310,7 +310,15 @@ impl Node {
             return refuse("this node does not accept channels".into());
         };
         if let Err(Reject(reason)) = check_open_channel(&self.config, &message) {
-            return refuse(reason);
+            // The peer hears why; the operator sees the refusal too.
+            let mut actions = refuse(reason.clone());
+            actions.push(Action::Emit(Event::PeerMessageRejected {
+                channel_id: temporary_id,
+                peer: *peer,
+                message: "OpenChannel",
+                reason,
+            }));
+            return actions;
         }
         let lock = acceptor.wallet_lock.clone();
         self.pending_opens
