@@ -83,6 +83,16 @@ fn assert_user_never_overpays(world: &World) {
     }
 }
 
+/// A flow whose unsigned tx the wallet got and signed; not submitted yet.
+fn handed_out_and_signed() -> (World, ChannelId, packed::Transaction) {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run();
+    let (channel_id, signed) = world.user.signed_in_url.clone().expect("handed out");
+    (world, channel_id, signed)
+}
+
 fn user_cell(world: &World, ckb: u64) -> LiveCell {
     world
         .live_cells(&world.user.lock.clone())
@@ -95,8 +105,13 @@ fn acceptor_lock(world: &World) -> packed::Script {
     default_lock::lock_script_for_key(world.acceptor_key.verifying_key())
 }
 
-fn rejections_contain(world: &World, node: usize, needle: &str) -> bool {
-    world.rejections(node).iter().any(|r| r.contains(needle))
+/// Node `node` refused a peer message for a reason containing `needle`.
+fn assert_rejected(world: &World, node: usize, needle: &str) {
+    let rejections = world.rejections(node);
+    assert!(
+        rejections.iter().any(|r| r.contains(needle)),
+        "node {node} refused nothing about {needle:?}: {rejections:?}"
+    );
 }
 
 fn tx_abort_reasons(world: &World, from: usize) -> Vec<String> {
@@ -180,11 +195,7 @@ fn attack_1_swapped_tx_update_cannot_make_the_wallet_sign_another_user_cell() {
         assert!(!spends_spare, "the wallet was asked to sign away the user's spare cell");
     }
     assert_user_never_overpays(&world);
-    assert!(
-        rejections_contain(&world, INITIATOR, "TxUpdate"),
-        "{:?}",
-        world.rejections(INITIATOR)
-    );
+    assert_rejected(&world, INITIATOR, "TxUpdate");
 }
 
 // ---- hole 2: capacity arithmetic that wraps -------------------------------------------------
@@ -204,11 +215,7 @@ fn attack_2_a_contribution_near_2_pow_64_is_refused_without_wrapping_or_panickin
     });
     world.run();
     assert!(world.handed_out.is_empty(), "nothing may be handed out");
-    assert!(
-        rejections_contain(&world, INITIATOR, "reserved_ckb_amount"),
-        "{:?}",
-        world.rejections(INITIATOR)
-    );
+    assert_rejected(&world, INITIATOR, "reserved_ckb_amount");
 }
 
 /// A browser whose outputs sum past 2^64: the acceptor's "needed" must not wrap.
@@ -347,11 +354,7 @@ fn acceptor_refuses_open(change: impl FnOnce(&mut fiber_funding::wire::OpenChann
     assert_eq!(sent_by(&world, ACCEPTOR, "AcceptChannel"), 0);
     let reasons = tx_abort_reasons(&world, ACCEPTOR).join(" | ");
     assert!(reasons.contains(term), "{term}: {reasons}");
-    assert!(
-        rejections_contain(&world, ACCEPTOR, term),
-        "{term}: {:?}",
-        world.rejections(ACCEPTOR)
-    );
+    assert_rejected(&world, ACCEPTOR, term);
 }
 
 #[test]
@@ -417,11 +420,7 @@ fn attack_5_an_oversized_tx_abort_reason_is_refused_and_changes_nothing() {
         }),
     );
     world.run();
-    assert!(
-        rejections_contain(&world, INITIATOR, "TxAbort"),
-        "{:?}",
-        world.rejections(INITIATOR)
-    );
+    assert_rejected(&world, INITIATOR, "TxAbort");
     assert_eq!(world.stored_record(INITIATOR, &channel_id).unwrap(), before);
     assert_eq!(
         world.state(INITIATOR, &channel_id),
@@ -461,11 +460,7 @@ fn attack_6_a_slow_collaboration_does_not_make_the_acceptor_abort_while_the_user
 /// signature must still be there: the channel exists, and the user can close it.
 #[test]
 fn attack_6_a_signed_tx_confirming_after_an_abort_does_not_lose_the_funding_key() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run();
-    let (channel_id, signed) = world.user.signed_in_url.clone().expect("handed out");
+    let (mut world, channel_id, signed) = handed_out_and_signed();
     world.advance(TIMEOUT_MS + GRACE_MS + 1);
     world.run();
     assert!(matches!(
@@ -528,11 +523,7 @@ fn attack_7_another_peers_tx_abort_does_not_cancel_a_pending_open() {
 /// genuine one accepted afterwards (witnesses do not change the tx hash).
 #[test]
 fn attack_8_a_junk_wallet_signature_is_refused_and_does_not_wedge_the_flow() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run();
-    let (channel_id, signed) = world.user.signed_in_url.clone().expect("handed out");
+    let (mut world, channel_id, signed) = handed_out_and_signed();
     let junk = with_parts(&signed, |p| {
         let witness = packed::WitnessArgs::new_builder()
             .lock(Some(ckb_types::bytes::Bytes::from(vec![0x42u8; 65])).pack())
@@ -615,11 +606,7 @@ fn acceptor_attack_1_a_swapped_tx_update_is_refused_while_the_first_is_checked()
         }),
     );
     world.run();
-    assert!(
-        rejections_contain(&world, ACCEPTOR, "being checked"),
-        "{:?}",
-        world.rejections(ACCEPTOR)
-    );
+    assert_rejected(&world, ACCEPTOR, "being checked");
     assert_channel_ready(&world);
 }
 
@@ -693,11 +680,7 @@ fn acceptor_attack_8_junk_user_witnesses_are_refused_by_the_acceptor() {
         }
     });
     world.run();
-    assert!(
-        rejections_contain(&world, ACCEPTOR, "TxSignatures do not sign"),
-        "{:?}",
-        world.rejections(ACCEPTOR)
-    );
+    assert_rejected(&world, ACCEPTOR, "TxSignatures do not sign");
 }
 
 /// Hole 9 on the acceptor: its stored deadline holds when it restarts with

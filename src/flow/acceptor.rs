@@ -192,14 +192,8 @@ impl Channel {
                 Err(Reject("TxUpdate after our part was added; it changes nothing".into()))
             };
         }
-        if let Some(pending) = &self.pending_check {
-            return if pending.tx.as_slice() == tx.as_slice() {
-                Ok(())
-            } else {
-                Err(Reject(
-                    "a different TxUpdate arrived while the previous one is being checked on chain".into(),
-                ))
-            };
+        if let Some(answer) = self.update_during_check(&tx) {
+            return answer;
         }
         if let Err(reason) = self.check_initiator_part(&tx) {
             self.acceptor_abort(step, format!("the initiator's funding tx was refused: {reason}"));
@@ -262,18 +256,7 @@ impl Channel {
         cells: Vec<Option<ResolvedCell>>,
         reserved_by_others: &HashSet<packed::OutPoint>,
     ) -> Result<(), Reject> {
-        let Some(pending) = &self.pending_check else {
-            return Err(Reject(
-                "no check of the peer's inputs is waiting for this answer".into(),
-            ));
-        };
-        if !pending.answered_by(out_points, cells.len()) {
-            return Err(Reject(
-                "the chain's answer is not about the inputs being checked".into(),
-            ));
-        }
-        let initiator_part = pending.tx.clone();
-        self.pending_check = None;
+        let initiator_part = self.take_answered_check(out_points, cells.len())?;
         let acceptor = step
             .config
             .acceptor

@@ -309,6 +309,43 @@ impl Channel {
         self.may_abort().then_some(self.record.deadline_ms)
     }
 
+    /// A `TxUpdate` while an earlier one is being checked on chain: the same
+    /// one again changes nothing, a different one is refused, so the chain's
+    /// answer is always checked against the very tx it was asked about.
+    /// `None` when no check is pending.
+    pub fn update_during_check(&self, tx: &packed::Transaction) -> Option<Result<(), Reject>> {
+        let pending = self.pending_check.as_ref()?;
+        Some(if pending.tx.as_slice() == tx.as_slice() {
+            Ok(())
+        } else {
+            Err(Reject(
+                "a different TxUpdate arrived while the previous one is being checked on chain".into(),
+            ))
+        })
+    }
+
+    /// The tx a chain answer is about, when it answers the pending check
+    /// exactly: the same out points, one cell each. The check is then over.
+    pub fn take_answered_check(
+        &mut self,
+        out_points: &[packed::OutPoint],
+        cells: usize,
+    ) -> Result<packed::Transaction, Reject> {
+        let Some(pending) = &self.pending_check else {
+            return Err(Reject(
+                "no check of the peer's inputs is waiting for this answer".into(),
+            ));
+        };
+        if !pending.answered_by(out_points, cells) {
+            return Err(Reject(
+                "the chain's answer is not about the inputs being checked".into(),
+            ));
+        }
+        let tx = pending.tx.clone();
+        self.pending_check = None;
+        Ok(tx)
+    }
+
     /// Restarts the clock when the funding tx becomes final. Both sides do it
     /// at that same moment, so a slow collaboration never eats into the time
     /// the user has to sign.

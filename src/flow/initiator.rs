@@ -311,16 +311,8 @@ impl Channel {
                 ))
             };
         }
-        if let Some(pending) = &self.pending_check {
-            // One tx at a time: the chain's answer must be checked against
-            // the very tx it was asked about.
-            return if pending.tx.as_slice() == tx.as_slice() {
-                Ok(())
-            } else {
-                Err(Reject(
-                    "a different TxUpdate arrived while the previous one is being checked on chain".into(),
-                ))
-            };
+        if let Some(answer) = self.update_during_check(&tx) {
+            return answer;
         }
         let expected_funding = self.expected_funding_output()?;
         if let Err(reason) = check_acceptor_part(&own, &tx, &expected_funding) {
@@ -347,18 +339,7 @@ impl Channel {
         out_points: &[packed::OutPoint],
         cells: Vec<Option<ResolvedCell>>,
     ) -> Result<(), Reject> {
-        let Some(pending) = &self.pending_check else {
-            return Err(Reject(
-                "no check of the peer's inputs is waiting for this answer".into(),
-            ));
-        };
-        if !pending.answered_by(out_points, cells.len()) {
-            return Err(Reject(
-                "the chain's answer is not about the inputs being checked".into(),
-            ));
-        }
-        let tx = pending.tx.clone();
-        self.pending_check = None;
+        let tx = self.take_answered_check(out_points, cells.len())?;
         match self.check_resolved_inputs(step.config, &tx, &cells) {
             Ok(checked) => {
                 self.record.funding_inputs = checked;
