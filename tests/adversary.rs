@@ -23,8 +23,8 @@ use fiber_funding::tx::fee::capacity_of;
 use fiber_funding::tx::parts::TxParts;
 use fiber_funding::wire::{FiberMessage, TxAbort, TxUpdate};
 
-/// 1,000 CKB and the 62 CKB reserve of a default-lock shutdown script.
-const USER_CONTRIBUTION: u64 = 1_062 * CKB;
+/// 1,000 CKB and the 99 CKB reserve of a default-lock shutdown script.
+const USER_CONTRIBUTION: u64 = 1_099 * CKB;
 /// What a user may pay above the contribution: the fee of a small tx,
 /// generously. Anything beyond it is money taken.
 const MAX_USER_FEE: u64 = CKB;
@@ -657,7 +657,7 @@ fn acceptor_attack_4_its_own_indexer_understating_a_cell_burns_nothing() {
         .map(|o| capacity_of(&o))
         .sum();
     assert!(
-        paid - back <= 62 * CKB + CKB,
+        paid - back <= 99 * CKB + CKB,
         "the counterparty paid {} shannons",
         paid - back
     );

@@ -30,9 +30,9 @@ use proptest::prelude::*;
 
 /// How many generated cases each role gets.
 const CASES: u32 = 256;
-/// The browser's contribution (1,000 CKB and a 62 CKB reserve) and the
-/// counterparty's (its 62 CKB reserve), and the most either may pay in fee.
-const CONTRIBUTION: [u64; 2] = [1_062 * CKB, 62 * CKB];
+/// The browser's contribution (1,000 CKB and a 99 CKB reserve) and the
+/// counterparty's (its 99 CKB reserve), and the most either may pay in fee.
+const CONTRIBUTION: [u64; 2] = [1_099 * CKB, 99 * CKB];
 const MAX_FEE: u64 = CKB;
 
 #[derive(Debug, Clone)]

@@ -18,8 +18,8 @@ fn external_funding_flow_reaches_channel_ready_on_both_sides() {
 
     let funding_tx = world.chain.transaction(&hash.0).unwrap();
     let funding = funding_tx.raw().outputs().get(0).unwrap();
-    // 1000 CKB from the user, a 62 CKB reserve from each side.
-    assert_eq!(capacity_of(&funding), (1000 + 62 + 62) * CKB);
+    // 1000 CKB from the user, a 99 CKB reserve from each side.
+    assert_eq!(capacity_of(&funding), (1000 + 99 + 99) * CKB);
     // The user signed only the user's inputs (first), the acceptor only its own.
     let channel_id = world.only_channel(INITIATOR).channel_id;
     let user_inputs = world.initiator().record(&channel_id).unwrap().own_cells.len();

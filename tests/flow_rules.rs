@@ -585,7 +585,7 @@ fn not_enough_funds_names_needed_and_available_and_stores_nothing() {
     let error = world.open(1000).unwrap_err();
     match &error {
         FlowError::Funding(FundingError::InsufficientFunds { needed, available }) => {
-            assert!(*needed > (1000 + 62) * CKB);
+            assert!(*needed > (1000 + 99) * CKB);
             assert_eq!(*available, 300 * CKB);
         }
         other => panic!("unexpected {other:?}"),

@@ -140,10 +140,7 @@ pub struct KnownDeployment {
 
 /// Fiber's public deployments: the defaults apply only on their own chain.
 pub fn known_deployments() -> [KnownDeployment; 2] {
-    let template = |hex: &str| ScriptTemplate {
-        code_hash: Hash256::from_hex(hex).expect("a valid constant"),
-        hash_type: HashType::Type,
-    };
+    let template = |hex: &str| ScriptTemplate::type_hash(Hash256::from_hex(hex).expect("a valid constant").0);
     [
         KnownDeployment {
             network: "testnet",
@@ -266,7 +263,11 @@ fn script_template(value: &Value, name: &str) -> Result<ScriptTemplate, ApiError
     let map = value
         .as_object()
         .ok_or_else(|| ApiError::invalid(name, "expected { code_hash, hash_type }"))?;
-    refuse_unknown_keys(map, &["code_hash", "hash_type"], &format!("a key of {name}"))?;
+    refuse_unknown_keys(
+        map,
+        &["code_hash", "hash_type", "cell_deps"],
+        &format!("a key of {name}"),
+    )?;
     let field = |key: &str| {
         map.get(key)
             .and_then(Value::as_str)
@@ -286,7 +287,22 @@ fn script_template(value: &Value, name: &str) -> Result<ScriptTemplate, ApiError
             ))
         }
     };
-    Ok(ScriptTemplate { code_hash, hash_type })
+    let cell_deps = match map.get("cell_deps") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(deps)) => deps
+            .iter()
+            .enumerate()
+            .map(|(i, dep)| {
+                crate::tx::json::parse_cell_dep(dep, &format!("{name}.cell_deps[{i}]")).map_err(ApiError::from)
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(ApiError::invalid(&format!("{name}.cell_deps"), "expected an array")),
+    };
+    Ok(ScriptTemplate {
+        code_hash,
+        hash_type,
+        cell_deps,
+    })
 }
 
 #[cfg(test)]

@@ -87,6 +87,13 @@ impl ChannelKeys {
         pubkey_of(&self.tlc_base_secret)
     }
 
+    /// The secret of our settlement slot in commitment locks (the tlc
+    /// basepoint's): it alone signs our claim after a unilateral close.
+    pub fn settlement_key(&self) -> k256::ecdsa::SigningKey {
+        k256::ecdsa::SigningKey::from_bytes(&self.tlc_base_secret.serialize().into())
+            .expect("a non-zero scalar is a valid signing key")
+    }
+
     /// The per-commitment point of commitment `number` (announced for commitments 0 and 1).
     pub fn per_commitment_point(&self, number: u64) -> Pubkey {
         pubkey_of(&derive_scalar(

@@ -19,6 +19,7 @@ use crate::tx::default_lock;
 use crate::tx::fee::{add, capacity_of};
 use crate::tx::outflow::{check_what_leaves, ExpectedFundingOutput, OurSide, Outflow};
 use crate::tx::parts::tx_hash;
+use crate::tx::settlement::{Settlement, Slot};
 use crate::tx::validate::merge_witnesses;
 use crate::wire::*;
 
@@ -424,6 +425,11 @@ impl Channel {
     // ---- commitments -------------------------------------------------------------------
 
     fn commitment(&self, holder_is_local: bool) -> Result<packed::Transaction, Reject> {
+        self.commitment_terms(holder_is_local)?.build_tx().map_err(Reject::from)
+    }
+
+    /// What fixes commitment 0 of `holder_is_local ? us : the peer`.
+    fn commitment_terms(&self, holder_is_local: bool) -> Result<Commitment<'_>, Reject> {
         let r = &self.record;
         let remote = r
             .remote
@@ -442,16 +448,14 @@ impl Channel {
             funding_pubkey: r.local.funding_pubkey,
             settlement_pubkey: r.local.tlc_basepoint,
             amount: r.local.contribution()?,
-            pays_fee: self.is_initiator(),
         };
         let peer = CommitmentParty {
             funding_pubkey: remote.funding_pubkey,
             settlement_pubkey: remote.tlc_basepoint,
             amount: remote.contribution()?,
-            pays_fee: !self.is_initiator(),
         };
         let (holder, counterparty) = if holder_is_local { (local, peer) } else { (peer, local) };
-        Commitment {
+        Ok(Commitment {
             funding_out_point: packed::OutPoint::new_builder()
                 .tx_hash(tx_hash(funding_tx).pack())
                 .index(0u32)
@@ -463,9 +467,45 @@ impl Channel {
             fee_rate: r.terms.commitment_fee_rate,
             holder,
             counterparty,
+        })
+    }
+
+    /// Our claim, after the delay, of our share of the commitment-lock cell
+    /// `cell` (at `out_point`) that commitment 0 of `holder_is_local ? us :
+    /// the peer` created — or that a settlement of the other share re-created
+    /// (then `script` is the settlement script with that share zeroed).
+    /// Signed with our settlement key alone; pays our share, less its fee,
+    /// to our shutdown script.
+    pub fn claim_commitment_share(
+        &self,
+        holder_is_local: bool,
+        out_point: packed::OutPoint,
+        cell: packed::CellOutput,
+        script: Option<Vec<u8>>,
+        fee_rate: u64,
+    ) -> Result<packed::Transaction, Reject> {
+        let terms = self.commitment_terms(holder_is_local)?;
+        let script = script.unwrap_or_else(|| terms.settlement_script());
+        Settlement {
+            cell_out_point: out_point,
+            cell,
+            script: &script,
+            slot: if holder_is_local {
+                Slot::Holder
+            } else {
+                Slot::Counterparty
+            },
+            to: self.record.local.shutdown_script.clone(),
+            fee_rate,
+            cell_deps: &self.record.terms.commitment_lock.cell_deps,
         }
-        .build_tx()
+        .sign(&self.keys.settlement_key())
         .map_err(Reject::from)
+    }
+
+    /// The settlement script commitment 0 of `holder_is_local ? us : the peer` commits to.
+    pub fn commitment_settlement_script(&self, holder_is_local: bool) -> Result<Vec<u8>, Reject> {
+        Ok(self.commitment_terms(holder_is_local)?.settlement_script())
     }
 
     /// blake2b of the commitment tx the peer holds (the one we sign).
@@ -526,9 +566,10 @@ impl Channel {
         Ok(())
     }
 
-    /// Our commitment 0 fully signed by both, as we would close with it: proof
-    /// that the peer's signature really lets us get our funds back.
-    pub fn signed_own_commitment(&self) -> Result<(packed::Transaction, [u8; 64]), Reject> {
+    /// Our commitment 0 fully signed by both, ready to broadcast (the funding
+    /// lock's cell deps and its 112-byte witness in place): what we close
+    /// with, and proof that the peer's signature lets us get our funds back.
+    pub fn signed_own_commitment(&self) -> Result<packed::Transaction, Reject> {
         let peer_signature: [u8; 32] = self
             .record
             .peer_commitment_signature
@@ -548,7 +589,13 @@ impl Channel {
             signer_nonce: peer_nonce,
         };
         let own = session.sign_as_holder(&self.keys, 0)?;
-        Ok((tx, session.aggregate(&own, &peer_signature)?))
+        let signature = session.aggregate(&own, &peer_signature)?;
+        Ok(commitment::complete_funding_spend(
+            &tx,
+            &self.record.terms.funding_lock.cell_deps,
+            &musig::xonly_key(&ctx),
+            &signature,
+        ))
     }
 
     // ---- funding witnesses -------------------------------------------------------------

@@ -18,10 +18,10 @@ use crate::crypto::keys::{parse_pubkey, ChannelKeys};
 use crate::crypto::{blake2b_256, musig};
 use crate::primitives::{ChannelId, Hash256};
 use crate::tx::default_lock;
-use crate::tx::fee::{add, capacity_of, fee_for_size, occupied_capacity_of_lock, outputs_capacity, sum, Overflow};
+use crate::tx::fee::{add, capacity_of, fee_for_size, outputs_capacity, sum, Overflow};
 use crate::tx::funding::{
-    build_initiator_part, reserved_ckb_amount, with_funding_lock, Contribution, MAX_ACCEPTOR_INPUTS,
-    MAX_INITIATOR_INPUTS,
+    build_initiator_part, min_reserved_ckb_amount, reserved_ckb_amount, with_funding_lock, Contribution,
+    MAX_ACCEPTOR_INPUTS, MAX_INITIATOR_INPUTS,
 };
 use crate::tx::parts::{tx_hash, TxParts};
 use crate::tx::validate::{check_signed_tx, witnesses_of, SignedTxError};
@@ -223,10 +223,10 @@ pub(crate) fn check_party(params: &PartyParams) -> Result<(), Reject> {
     limits::check_capacity("reserved_ckb_amount", params.reserved_ckb_amount)?;
     limits::check_shutdown_script(&params.shutdown_script)?;
     limits::check_tlc_number(params.max_tlc_number_in_flight)?;
-    let needed = occupied_capacity_of_lock(&params.shutdown_script)?;
+    let needed = min_reserved_ckb_amount(&params.shutdown_script)?;
     if params.reserved_ckb_amount < needed {
         return Err(Reject(format!(
-            "reserved_ckb_amount {} cannot pay for the shutdown cell ({needed} shannons)",
+            "reserved_ckb_amount {} cannot pay for the shutdown cell ({needed} shannons, args padded to 57 bytes)",
             params.reserved_ckb_amount
         )));
     }

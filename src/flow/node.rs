@@ -528,11 +528,36 @@ impl Node {
         }
     }
 
-    /// Signs our own commitment 0 together with the peer's signature: the
-    /// transaction we could close with. Exposed for tests and audits.
-    pub fn signed_own_commitment(&self, channel_id: &ChannelId) -> Option<(packed::Transaction, [u8; 64])> {
+    /// Our own commitment 0, signed with the peer's signature and ready to
+    /// broadcast: the transaction we could close with. For tests and audits.
+    pub fn signed_own_commitment(&self, channel_id: &ChannelId) -> Option<packed::Transaction> {
         let id = self.find(channel_id)?;
         self.channels[&id].signed_own_commitment().ok()
+    }
+
+    /// Our claim, after the delay, of our share of a commitment-lock cell of
+    /// this channel (see [`crate::tx::settlement`]): `holder_is_local` says
+    /// whose commitment created it; `script` is the cell's settlement script
+    /// when a settlement re-created it (`None`: the commitment's own).
+    pub fn claim_commitment_share(
+        &self,
+        channel_id: &ChannelId,
+        holder_is_local: bool,
+        out_point: packed::OutPoint,
+        cell: packed::CellOutput,
+        script: Option<Vec<u8>>,
+        fee_rate: u64,
+    ) -> Result<packed::Transaction, FlowError> {
+        let id = self.find(channel_id).ok_or(FlowError::UnknownChannel(*channel_id))?;
+        self.channels[&id]
+            .claim_commitment_share(holder_is_local, out_point, cell, script, fee_rate)
+            .map_err(|Reject(reason)| FlowError::Internal(reason))
+    }
+
+    /// The settlement script of commitment 0 of `holder_is_local ? us : the peer`.
+    pub fn commitment_settlement_script(&self, channel_id: &ChannelId, holder_is_local: bool) -> Option<Vec<u8>> {
+        let id = self.find(channel_id)?;
+        self.channels[&id].commitment_settlement_script(holder_is_local).ok()
     }
 
     // ---- internals ---------------------------------------------------------------------

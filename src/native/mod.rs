@@ -12,6 +12,7 @@
 //! | [`counterparty`] | the counterparty's configuration and its run loop |
 //! | [`simchain`] | a [`crate::chain::simulated::SimulatedChain`] behind CKB's JSON-RPC |
 
+pub mod contracts;
 pub mod counterparty;
 pub mod http_rpc;
 pub mod platform;

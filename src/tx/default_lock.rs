@@ -252,7 +252,9 @@ fn sighash_all_message(tx_hash: &[u8; 32], first_witness: &packed::WitnessArgs, 
 }
 
 /// RFC 6979 deterministic, low-s (k256 normalises s and adjusts the recovery id).
-fn sign_message(key: &SigningKey, message: &[u8; 32]) -> Result<[u8; 65], DefaultLockError> {
+/// A 65-byte recoverable signature (r ‖ s ‖ recovery id) of a 32-byte message,
+/// as CKB's secp256k1 locks and ckb-auth's algorithm 0 check it.
+pub fn sign_message(key: &SigningKey, message: &[u8; 32]) -> Result<[u8; 65], DefaultLockError> {
     let (signature, recovery_id) = key
         .sign_prehash_recoverable(message)
         .map_err(|_| DefaultLockError::SigningFailed)?;

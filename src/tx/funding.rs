@@ -213,14 +213,32 @@ pub fn spendable_capacity(cells: &[LiveCell], excluded: &HashSet<packed::OutPoin
         .fold(0u64, |total, cell| total.saturating_add(capacity_of(&cell.output)))
 }
 
-/// The reserve each side keeps in the channel for its own shutdown cell: the
-/// cell's occupied capacity plus 1 CKB towards the closing fee.
+/// The reserve each side keeps in the channel, as upstream's
+/// `reserved_capacity`: the occupied capacity of a cell locked by its
+/// shutdown script with the args padded to 57 bytes, plus 1 CKB towards the
+/// closing fee — 99 CKB for a default-lock wallet. The padding is what makes
+/// a unilateral close possible: after one side settles its share of a
+/// commitment, the other side's share stays in a commitment-lock cell (57
+/// bytes of args), which must hold its own occupied capacity.
 pub fn reserved_ckb_amount(shutdown_script: &packed::Script) -> Result<u64, Overflow> {
     add(
-        occupied_capacity_of_lock(shutdown_script)?,
+        min_reserved_ckb_amount(shutdown_script)?,
         SHANNONS_PER_CKB,
         "the reserve",
     )
+}
+
+/// The least reserve a side may announce: upstream's `occupied_capacity`,
+/// the shutdown cell with its lock args padded to 57 bytes.
+pub fn min_reserved_ckb_amount(shutdown_script: &packed::Script) -> Result<u64, Overflow> {
+    let args = shutdown_script.args().raw_data();
+    let padded = args.len().max(crate::tx::commitment::COMMITMENT_LOCK_ARGS_LEN);
+    let lock = shutdown_script
+        .clone()
+        .as_builder()
+        .args(vec![0u8; padded].pack())
+        .build();
+    occupied_capacity_of_lock(&lock)
 }
 
 #[cfg(test)]
@@ -292,7 +310,7 @@ mod tests {
                 excluded: &none,
                 owner_lock: &peer,
                 cell_deps: &[],
-                amount: 62 * SHANNONS_PER_CKB,
+                amount: 99 * SHANNONS_PER_CKB,
                 fee_rate: 1000,
                 max_inputs: MAX_ACCEPTOR_INPUTS,
             },
@@ -304,7 +322,7 @@ mod tests {
         assert!(fee <= tx_fee(&tx, 1000).unwrap() + 2, "fee {fee} overpays");
         assert_eq!(
             capacity_of(&tx.raw().outputs().get(0).unwrap()),
-            1062 * SHANNONS_PER_CKB
+            1099 * SHANNONS_PER_CKB
         );
         assert_eq!(tx.witnesses().len(), tx.raw().inputs().len());
         // Each side's first input carries the placeholder, the others are empty.

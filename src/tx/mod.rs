@@ -12,4 +12,5 @@ pub mod json;
 pub mod outflow;
 pub mod parts;
 pub mod script;
+pub mod settlement;
 pub mod validate;

@@ -13,6 +13,29 @@ pub struct ScriptTemplate {
     pub code_hash: Hash256,
     /// `"type"`, `"data"`, `"data1"` or `"data2"`, as in CKB's JSON.
     pub hash_type: HashType,
+    /// The cells a tx spending a cell of this lock needs as deps (its code,
+    /// and ckb-auth for Fiber's locks). Not signed over: only needed to
+    /// broadcast, so empty is allowed until a close.
+    #[serde(default, with = "cell_deps_hex")]
+    pub cell_deps: Vec<packed::CellDep>,
+}
+
+/// Cell deps as `0x`-hex of their molecule bytes, as records store entities.
+mod cell_deps_hex {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(deps: &[packed::CellDep], serializer: S) -> Result<S::Ok, S::Error> {
+        let list: Vec<Vec<u8>> = deps.iter().map(|d| d.as_slice().to_vec()).collect();
+        crate::primitives::hex_bytes_list::serialize(&list, serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<packed::CellDep>, D::Error> {
+        crate::primitives::hex_bytes_list::deserialize(deserializer)?
+            .iter()
+            .map(|bytes| crate::wire::decode_checked("cell dep", bytes).map_err(serde::de::Error::custom))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +69,13 @@ impl ScriptTemplate {
         Self {
             code_hash: Hash256(code_hash),
             hash_type: HashType::Type,
+            cell_deps: Vec::new(),
         }
+    }
+
+    /// The same contract, with the cell deps a spend needs.
+    pub fn with_cell_deps(self, cell_deps: Vec<packed::CellDep>) -> Self {
+        Self { cell_deps, ..self }
     }
 
     pub fn script(&self, args: &[u8]) -> packed::Script {

@@ -58,10 +58,11 @@ export interface FundingNodeOptions {
   peerPubkey: string;
   /** Genesis hash; read from the CKB node when absent. It picks the default contracts. */
   chainHash?: string;
-  /** Funding-lock contract; default Fiber's own deployment, on testnet and mainnet only (required elsewhere). */
-  fundingLock?: { code_hash: string; hash_type: "type" | "data" | "data1" | "data2" };
-  /** Commitment-lock contract; default Fiber's own deployment, on testnet and mainnet only (required elsewhere). */
-  commitmentLock?: { code_hash: string; hash_type: "type" | "data" | "data1" | "data2" };
+  /** Funding-lock contract; default Fiber's own deployment, on testnet and mainnet only (required elsewhere).
+   * `cell_deps` (its code cell and ckb-auth) are needed to broadcast a commitment or closing tx. */
+  fundingLock?: { code_hash: string; hash_type: "type" | "data" | "data1" | "data2"; cell_deps?: CellDep[] };
+  /** Commitment-lock contract, as `fundingLock`; `cell_deps` are needed to claim a share after a unilateral close. */
+  commitmentLock?: { code_hash: string; hash_type: "type" | "data" | "data1" | "data2"; cell_deps?: CellDep[] };
   /** Confirmations before ChannelReady, 1 to 100; default 3. */
   fundingConfirmations?: number;
   /** How often the funding tx's status is polled, 10 to 600000 ms; default 2000. */

@@ -230,6 +230,10 @@ pub struct Setup {
     pub acceptor_cells_ckb: Vec<u64>,
     pub acceptor_funding_ckb: u64,
     pub confirmations: u64,
+    /// Deploy Fiber's real contracts in the chain's genesis and name them in
+    /// both configs (code by data2 hash, cell deps [the lock's code, auth]),
+    /// instead of made-up code hashes.
+    pub fiber_contracts: bool,
 }
 
 impl Default for Setup {
@@ -239,8 +243,43 @@ impl Default for Setup {
             acceptor_cells_ckb: vec![500, 500],
             acceptor_funding_ckb: 0,
             confirmations: 3,
+            fiber_contracts: false,
         }
     }
+}
+
+/// Fiber's contracts as genesis cells of `chain`: (funding lock, commitment lock).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn deploy_fiber_contracts(chain: &mut SimulatedChain) -> (ScriptTemplate, ScriptTemplate) {
+    use fiber_funding::native::contracts::Contract;
+    use fiber_funding::tx::script::HashType;
+    let mut deploy = |contract: Contract| {
+        let binary = contract.binary();
+        let holder = packed::Script::new_builder().code_hash([0xee; 32].pack()).build();
+        let output = packed::CellOutput::new_builder()
+            .capacity((binary.len() as u64 + 200) * CKB)
+            .lock(holder)
+            .build();
+        let data_hash = packed::CellOutput::calc_data_hash(&binary);
+        let out_point = chain.genesis_cell(output, binary);
+        let dep = packed::CellDep::new_builder()
+            .out_point(out_point)
+            .dep_type(ckb_types::core::DepType::Code)
+            .build();
+        (data_hash, dep)
+    };
+    let (auth_hash, auth) = deploy(Contract::Auth);
+    let _ = auth_hash;
+    // Data2: the commitment lock spawns ckb-auth, which needs VM version 2
+    // (upstream's dev chain references both locks this way too).
+    let template = |(code_hash, dep): (packed::Byte32, packed::CellDep)| ScriptTemplate {
+        code_hash: Hash256(code_hash.unpack()),
+        hash_type: HashType::Data2,
+        cell_deps: vec![dep, auth.clone()],
+    };
+    let funding = template(deploy(Contract::FundingLock));
+    let commitment = template(deploy(Contract::CommitmentLock));
+    (funding, commitment)
 }
 
 pub fn funding_lock() -> ScriptTemplate {
@@ -290,10 +329,21 @@ impl World {
             funding_amount: setup.acceptor_funding_ckb * CKB,
             grace_ms: GRACE_MS,
         };
-        let nodes = [
-            TestNode::new(config(0x11, None, setup.confirmations), 0),
-            TestNode::new(config(0x22, Some(acceptor), setup.confirmations), 1),
+        #[cfg_attr(target_arch = "wasm32", allow(unused_mut))]
+        let mut configs = [
+            config(0x11, None, setup.confirmations),
+            config(0x22, Some(acceptor), setup.confirmations),
         ];
+        #[cfg(not(target_arch = "wasm32"))]
+        if setup.fiber_contracts {
+            let (funding, commitment) = deploy_fiber_contracts(&mut chain);
+            for config in &mut configs {
+                config.funding_lock = funding.clone();
+                config.commitment_lock = commitment.clone();
+            }
+        }
+        let [initiator_config, acceptor_config] = configs;
+        let nodes = [TestNode::new(initiator_config, 0), TestNode::new(acceptor_config, 1)];
         Self {
             chain,
             now_ms: 1_000_000,
