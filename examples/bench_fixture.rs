@@ -89,6 +89,7 @@ fn main() {
         wallet_key: peer_key.to_bytes().into(),
         funding_amount: 0,
         grace_ms: DEFAULT_ACCEPTOR_GRACE_MS,
+        force_close_after_ms: None,
     };
     let configs = [config(NODE_SECRET, None), config([0x22; 32], Some(acceptor))];
     let ids = [configs[0].node_secret.node_id(), configs[1].node_secret.node_id()];

@@ -147,6 +147,7 @@ fn main() {
         wallet_key: peer_key.to_bytes().into(),
         funding_amount: 0,
         grace_ms: DEFAULT_ACCEPTOR_GRACE_MS,
+        force_close_after_ms: None,
     };
     let configs = [config(0x11, None), config(0x22, Some(acceptor))];
     let mut demo = Demo {
@@ -223,17 +224,22 @@ fn main() {
             println!("  submit_signed_funding_tx -> funding_tx_hash {hash}");
             demo.run(0, actions);
             reloaded = true;
-        } else if let Some((index, channel_id, hash)) = [0, 1]
-            .iter()
-            .find_map(|i| demo.nodes[*i].funding_txs_to_watch().first().map(|(c, h)| (*i, *c, *h)))
-        {
+        } else if let Some((index, channel_id, hash)) = [0, 1].iter().find_map(|i| {
+            // Only the funding tx: a ready channel also watches for a
+            // commitment on chain, which never comes here.
+            let funding = |c: &ChannelId| demo.nodes[*i].channel(c).and_then(|v| v.funding_tx_hash);
+            demo.nodes[*i]
+                .txs_to_watch()
+                .into_iter()
+                .find(|(c, h)| funding(c) == Some(*h))
+                .map(|(c, h)| (*i, c, h))
+        }) {
             let tip = demo.chain.mine_block();
             println!("  block {tip} mined");
-            let status = demo.chain.transaction_status(&hash.0);
-            let event = ChainEvent::FundingTxStatus {
+            let event = ChainEvent::TxStatus {
                 channel_id,
-                status,
-                tip_block_number: tip,
+                tx_hash: hash,
+                report: demo.chain.report(&hash.0),
             };
             let actions = demo.nodes[index].chain_event(event, now);
             demo.run(index, actions);

@@ -12,7 +12,7 @@ use ckb_types::packed;
 use ckb_types::prelude::*;
 use fiber_funding::chain::client::{ChainClient, ChainError, ChainErrorKind};
 use fiber_funding::chain::rpc::{RpcChainClient, RpcTransport, TransportError, DEFAULT_TIMEOUT_MS};
-use fiber_funding::chain::{ResolvedCell, TxStatus};
+use fiber_funding::chain::{ChainTip, ResolvedCell, TxReport, TxStatus};
 use fiber_funding::primitives::Hash256;
 use futures::executor::block_on;
 use futures::future::LocalBoxFuture;
@@ -25,7 +25,21 @@ const SOURCE_TX: &str = "0xdf687aefb9cc38151615e9db0fe32b46324c3afb1e15d2e9e661a
 const FUNDING_TX: &str = "0x8975a80de73e56270f3c81883b03f2c83ddee83808099591e70694e46dcb871f";
 /// The block `get_header.json` describes.
 const COMMIT_BLOCK: &str = "0x98a6b4ce868b4bc86bffc9e31da18813a258e2c6b0498a52f964ee8925607254";
-const TIP: u64 = 0x5b1010;
+/// The tip `get_tip_header.json` describes, and the epoch of `get_header.json`'s block.
+const TIP: ChainTip = ChainTip {
+    block_number: 0x5b1010,
+    epoch: 0x7_0803_f600_02c3,
+};
+const COMMIT_EPOCH: u64 = 0x7_0803_e800_02c3;
+
+fn report(status: TxStatus) -> TxReport {
+    let block_epoch = matches!(status, TxStatus::Committed { .. }).then_some(COMMIT_EPOCH);
+    TxReport {
+        status,
+        block_epoch,
+        tip: TIP,
+    }
+}
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/rpc/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -175,7 +189,7 @@ fn node_accepts(method: &str, params: &Value) {
             read::<node::OutPoint>(method, &at(0));
             read::<Option<bool>>(method, &at(1));
         }
-        "get_tip_block_number" => assert!(params.is_empty()),
+        "get_tip_block_number" | "get_tip_header" => assert!(params.is_empty()),
         "send_transaction" => {
             read::<node::Transaction>(method, &at(0));
             read::<Option<node::OutputsValidator>>(method, &at(1));
@@ -345,16 +359,16 @@ fn each_node_status_maps_to_a_tx_status_with_the_tip() {
     ];
     for (answer, expected) in cases {
         let node = ScriptedNode::default();
-        node.expect("get_transaction", status_params(FUNDING_TX), Answer::Fixture(answer))
-            .expect(
-                "get_tip_block_number",
-                json!([]),
-                Answer::Fixture("get_tip_block_number.json"),
-            );
+        node.expect("get_transaction", status_params(FUNDING_TX), Answer::Fixture(answer));
+        if matches!(expected, TxStatus::Committed { .. }) {
+            // The block's epoch, which relative-epoch `since` values count from.
+            node.expect("get_header", json!([COMMIT_BLOCK]), Answer::Fixture("get_header.json"));
+        }
+        node.expect("get_tip_header", json!([]), Answer::Fixture("get_tip_header.json"));
 
         let status = block_on(client(&node).transaction_status(hash(FUNDING_TX))).unwrap();
 
-        assert_eq!(status, (expected, TIP), "{answer}");
+        assert_eq!(status, report(expected), "{answer}");
         node.assert_all_asked();
     }
 }
@@ -368,15 +382,11 @@ fn an_unknown_transaction_is_a_status_not_an_error() {
         status_params(never_sent),
         Answer::Fixture("get_transaction_unknown.json"),
     )
-    .expect(
-        "get_tip_block_number",
-        json!([]),
-        Answer::Fixture("get_tip_block_number.json"),
-    );
+    .expect("get_tip_header", json!([]), Answer::Fixture("get_tip_header.json"));
 
     let status = block_on(client(&node).transaction_status(hash(never_sent))).unwrap();
 
-    assert_eq!(status, (TxStatus::Unknown, TIP));
+    assert_eq!(status, report(TxStatus::Unknown));
 }
 
 #[test]
@@ -388,15 +398,11 @@ fn a_commit_without_block_number_is_looked_up_by_block_hash() {
         Answer::Fixture("get_transaction_committed_without_block_number.json"),
     )
     .expect("get_header", json!([COMMIT_BLOCK]), Answer::Fixture("get_header.json"))
-    .expect(
-        "get_tip_block_number",
-        json!([]),
-        Answer::Fixture("get_tip_block_number.json"),
-    );
+    .expect("get_tip_header", json!([]), Answer::Fixture("get_tip_header.json"));
 
     let status = block_on(client(&node).transaction_status(hash(FUNDING_TX))).unwrap();
 
-    assert_eq!(status, (TxStatus::Committed { block_number: 0x5b1002 }, TIP));
+    assert_eq!(status, report(TxStatus::Committed { block_number: 0x5b1002 }));
     node.assert_all_asked();
 }
 
@@ -652,7 +658,7 @@ fn every_method_names_itself_when_the_node_is_unreachable() {
             status_params(FUNDING_TX),
             Answer::Fixture("get_transaction_pending.json"),
         )
-        .expect("get_tip_block_number", json!([]), unreachable());
+        .expect("get_tip_header", json!([]), unreachable());
     let client = client(&node);
 
     let errors = [
@@ -665,12 +671,7 @@ fn every_method_names_itself_when_the_node_is_unreachable() {
     let methods: Vec<&str> = errors.iter().map(|e| e.method).collect();
     assert_eq!(
         methods,
-        [
-            "get_cells",
-            "get_transaction",
-            "send_transaction",
-            "get_tip_block_number"
-        ]
+        ["get_cells", "get_transaction", "send_transaction", "get_tip_header"]
     );
     for error in &errors {
         assert_error(error, ChainErrorKind::Unreachable, error.method);
@@ -688,11 +689,7 @@ fn requests_carry_increasing_ids_and_the_configured_timeout() {
             status_params(FUNDING_TX),
             Answer::Fixture("get_transaction_pending.json"),
         )
-        .expect(
-            "get_tip_block_number",
-            json!([]),
-            Answer::Fixture("get_tip_block_number.json"),
-        );
+        .expect("get_tip_header", json!([]), Answer::Fixture("get_tip_header.json"));
     }
     let default_client = client(&node);
     let quick_client = default_client.clone().with_timeout_ms(2_500);

@@ -302,3 +302,43 @@ fn the_counterparty_claims_its_share_of_the_holders_commitment_after_the_holder_
     let cycles = vm.verify(&claim).expect("the second settlement verifies");
     println!("the counterparty's settlement after the holder's (commitment-lock, 0xFF): {cycles} cycles");
 }
+
+#[test]
+fn the_cooperative_closing_tx_passes_the_funding_lock_and_a_changed_byte_is_refused() {
+    let (mut world, id, funding_tx) = ready_channel();
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR]
+        .node
+        .shutdown_channel(&id, None, None, now)
+        .unwrap();
+    world.execute(INITIATOR, actions);
+    world.run();
+    let funding_hash = funding_tx.calc_tx_hash();
+    let closing = world
+        .broadcasts
+        .iter()
+        .map(|(_, tx)| tx.clone())
+        .find(|tx| tx.raw().inputs().get(0).unwrap().previous_output().tx_hash() == funding_hash)
+        .expect("a closing tx was broadcast");
+    assert_eq!(closing.raw().outputs().len(), 2);
+
+    let mut vm = Vm::new(&world);
+    vm.load_cells_of(&world, &closing, &[]);
+    let cycles = vm.verify(&closing).unwrap_or_else(|e| panic!("the closing tx: {e}"));
+    println!("cooperative closing tx (funding-lock): {cycles} cycles");
+
+    // Signature, then x-only key, one byte each.
+    for from_end in [5, 64 + 5] {
+        let bad = with_witness_byte_flipped(&closing, 0, from_end);
+        assert!(vm.verify(&bad).is_err(), "a changed witness byte was accepted");
+    }
+    // One CKB moved from one side's output to the other's.
+    let mut parts = TxParts::from_tx(&closing);
+    let moved = |output: &packed::CellOutput, delta: i64| {
+        let capacity = capacity_of(output).checked_add_signed(delta * CKB as i64).unwrap();
+        output.clone().as_builder().capacity(capacity).build()
+    };
+    parts.outputs[0] = moved(&parts.outputs[0], 1);
+    parts.outputs[1] = moved(&parts.outputs[1], -1);
+    assert!(vm.verify(&parts.build()).is_err(), "a changed split was accepted");
+}

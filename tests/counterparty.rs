@@ -333,7 +333,7 @@ fn run_local<F: std::future::Future>(future: F) -> F::Output {
 
 fn assert_committed(sim: &SimChain, funding_tx: Hash256) {
     let client = sim.client();
-    let (status, _) = run_local(async move { client.transaction_status(funding_tx).await.unwrap() });
+    let status = run_local(async move { client.transaction_status(funding_tx).await.unwrap() }).status;
     assert!(matches!(status, TxStatus::Committed { .. }), "{status:?}");
 }
 
@@ -439,7 +439,7 @@ fn a_counterparty_killed_between_open_and_submit_restarts_and_the_flow_completes
 }
 
 async fn assert_committed_async(chain: &RpcChainClient<HttpTransport>, funding_tx: Hash256) {
-    let (status, _) = chain.transaction_status(funding_tx).await.unwrap();
+    let status = chain.transaction_status(funding_tx).await.unwrap().status;
     assert!(matches!(status, TxStatus::Committed { .. }), "{status:?}");
 }
 

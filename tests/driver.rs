@@ -109,6 +109,7 @@ impl Harness {
             wallet_key: acceptor_key.to_bytes().into(),
             funding_amount: 0,
             grace_ms: GRACE_MS,
+            force_close_after_ms: None,
         };
         Self {
             pool,

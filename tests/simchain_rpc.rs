@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ckb_types::core::EpochNumberWithFraction;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use fiber_funding::chain::client::{ChainClient, ChainErrorKind};
@@ -141,15 +142,32 @@ fn a_signed_transfer_is_accepted_mined_and_committed() {
         let tx = default_lock::sign_group(&tx, &[0], &dev_key(0)).unwrap();
 
         let hash = client.send_transaction(tx.clone()).await.unwrap();
-        assert_eq!(client.transaction_status(hash).await.unwrap(), (TxStatus::Pending, 0));
+        let pending = client.transaction_status(hash).await.unwrap();
+        assert_eq!(
+            (pending.status, pending.block_epoch, pending.tip.block_number),
+            (TxStatus::Pending, None, 0)
+        );
         let again = client.send_transaction(tx.clone()).await.unwrap_err();
         assert_eq!(again.kind, ChainErrorKind::Rejected);
         assert!(again.reason.contains("PoolRejectedDuplicatedTransaction"), "{again}");
 
         let block_hash = client.generate_block().await.unwrap();
+        let committed = client.transaction_status(hash).await.unwrap();
+        // Block 1 is in epoch 0, at index 1 of the dev chain's 1000.
+        let epoch_0_at_1 = EpochNumberWithFraction::new(0, 1, 1000).full_value();
         assert_eq!(
-            client.transaction_status(hash).await.unwrap(),
-            (TxStatus::Committed { block_number: 1 }, 1)
+            (
+                committed.status,
+                committed.block_epoch,
+                committed.tip.block_number,
+                committed.tip.epoch
+            ),
+            (
+                TxStatus::Committed { block_number: 1 },
+                Some(epoch_0_at_1),
+                1,
+                epoch_0_at_1
+            )
         );
         // The status names the block the header lookup knows.
         let answer = call_json(client.transport(), "get_transaction", json!([hash, "0x1"]), 5_000)
@@ -227,7 +245,10 @@ fn a_bad_signature_is_rejected_with_ckbs_error() {
             assert!(error.reason.contains(expected), "{expected} missing from {error}");
         }
         let hash = Hash256(forged.calc_tx_hash().unpack());
-        assert_eq!(client.transaction_status(hash).await.unwrap().0, TxStatus::Rejected);
+        assert_eq!(
+            client.transaction_status(hash).await.unwrap().status,
+            TxStatus::Rejected
+        );
         let answer = call_json(client.transport(), "get_transaction", json!([hash]), 5_000)
             .await
             .unwrap();

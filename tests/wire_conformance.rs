@@ -8,8 +8,9 @@ use ckb_types::packed::{self, Byte, Byte32, BytesVec, CellDep, CellInput, CellOu
 use ckb_types::prelude::{Builder, Entity, Pack, Reader};
 use fiber_funding::primitives::{Hash256, PubNonceBytes, Pubkey};
 use fiber_funding::wire::{
-    AcceptChannel, ChannelReady, CommitmentSigned, FiberMessage, OpenChannel, ReestablishChannel, TxAbort, TxComplete,
-    TxSignatures, TxUpdate, WireError, CHANNEL_FLAG_EXTERNAL_FUNDING, CHANNEL_FLAG_PUBLIC,
+    AcceptChannel, ChannelReady, ClosingSigned, CommitmentSigned, FiberMessage, OpenChannel, ReestablishChannel,
+    Shutdown, TxAbort, TxComplete, TxSignatures, TxUpdate, WireError, CHANNEL_FLAG_EXTERNAL_FUNDING,
+    CHANNEL_FLAG_PUBLIC,
 };
 use fiber_types::gen::fiber as mol;
 
@@ -338,6 +339,38 @@ fn reestablish_channel_matches_fiber() {
             .build(),
     );
     assert_byte_exact(FiberMessage::ReestablishChannel(ours), theirs);
+}
+
+#[test]
+fn shutdown_matches_fiber() {
+    let ours = Shutdown {
+        channel_id: Hash256(pattern(110)),
+        fee_rate: 0x1122_3344,
+        close_script: script(111, 22),
+    };
+    let theirs = fiber_message_bytes(
+        mol::Shutdown::new_builder()
+            .channel_id(byte32(&ours.channel_id.0))
+            .fee_rate(ours.fee_rate.pack())
+            .close_script(ours.close_script.clone())
+            .build(),
+    );
+    assert_byte_exact(FiberMessage::Shutdown(ours), theirs);
+}
+
+#[test]
+fn closing_signed_matches_fiber() {
+    let ours = ClosingSigned {
+        channel_id: Hash256(pattern(120)),
+        partial_signature: pattern(121),
+    };
+    let theirs = fiber_message_bytes(
+        mol::ClosingSigned::new_builder()
+            .channel_id(byte32(&ours.channel_id.0))
+            .partial_signature(byte32(&ours.partial_signature))
+            .build(),
+    );
+    assert_byte_exact(FiberMessage::ClosingSigned(ours), theirs);
 }
 
 #[test]

@@ -48,6 +48,7 @@ codes! {
     SignedTxInvalid => "SIGNED_TX_INVALID", "The signed tx's witnesses are missing, unsigned, or touch the peer's inputs.";
     AlreadySubmitted => "ALREADY_SUBMITTED", "A different signed tx was already submitted for this channel.";
     TooLateToAbandon => "TOO_LATE_TO_ABANDON", "The funding signatures were released; the channel can no longer be abandoned.";
+    NotClosable => "NOT_CLOSABLE", "The channel cannot be closed that way now: it is not funded yet, or already closing unilaterally.";
     PeerUnreachable => "PEER_UNREACHABLE", "The counterparty could not be reached at peerUrl.";
     PeerMismatch => "PEER_MISMATCH", "The node at peerUrl is not the pubkey the channel is opened with (or failed to prove its key).";
     PeerRefused => "PEER_REFUSED", "The counterparty refused or aborted the channel; the message says why.";
@@ -102,6 +103,7 @@ impl From<FlowError> for ApiError {
             FlowError::SignedTx(_) => ErrorCode::SignedTxInvalid,
             FlowError::DifferentTxAlreadySubmitted { .. } => ErrorCode::AlreadySubmitted,
             FlowError::TooLateToAbandon { .. } => ErrorCode::TooLateToAbandon,
+            FlowError::NotClosable { .. } => ErrorCode::NotClosable,
             FlowError::Expired { .. } => ErrorCode::FundingExpired,
             FlowError::WrongPeer { .. } => ErrorCode::PeerMismatch,
             FlowError::Internal(_) => ErrorCode::Internal,

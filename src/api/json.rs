@@ -224,6 +224,12 @@ pub fn channel_json(view: &ChannelView) -> Value {
     Value::Object(map)
 }
 
+/// An epoch as `{ number, index, length }` (an `EpochNumberWithFraction`).
+pub fn epoch_json(full_value: u64) -> Value {
+    let epoch = ckb_types::core::EpochNumberWithFraction::from_full_value(full_value);
+    json!({ "number": epoch.number(), "index": epoch.index(), "length": epoch.length() })
+}
+
 /// An event for `onEvent`: `{ channel_id, state, flags, ... }`.
 pub fn event_json(event: &Event) -> Value {
     let mut map = Map::new();
@@ -263,9 +269,26 @@ pub fn event_json(event: &Event) -> Value {
             map.insert("channel_id".into(), channel_id.to_string().into());
             map.insert("funding_tx_hash".into(), funding_tx_hash.to_string().into());
         }
+        Event::CommitmentOnChain {
+            channel_id,
+            tx_hash,
+            holder_is_local,
+            claimable_at_epoch,
+        } => {
+            map.insert("type".into(), "commitment_on_chain".into());
+            map.insert("channel_id".into(), channel_id.to_string().into());
+            map.insert("tx_hash".into(), tx_hash.to_string().into());
+            map.insert("by".into(), if *holder_is_local { "us" } else { "peer" }.into());
+            map.insert("claimable_at_epoch".into(), epoch_json(*claimable_at_epoch));
+        }
         Event::AbortSettled { channel_id } => {
             map.insert("type".into(), "abort_settled".into());
             map.insert("channel_id".into(), channel_id.to_string().into());
+        }
+        Event::CloseTxRejected { channel_id, reason } => {
+            map.insert("type".into(), "close_tx_rejected".into());
+            map.insert("channel_id".into(), channel_id.to_string().into());
+            map.insert("reason".into(), reason.clone().into());
         }
         Event::FundingTxRejected { channel_id, reason } => {
             map.insert("type".into(), "funding_tx_rejected".into());

@@ -259,6 +259,22 @@ fn whole_number(value: &Value, name: &str, (min, max): (u64, u64)) -> Result<u64
     Ok(number as u64)
 }
 
+/// A deployment file: `{ "fundingLock": {…}, "commitmentLock": {…} }`, each
+/// as in [`NodeOptions`]. The counterparty reads the same shape the wallet
+/// takes, so one file configures both sides of a dev chain.
+pub fn parse_contracts(value: &Value) -> Result<(ScriptTemplate, ScriptTemplate), ApiError> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("contracts", "expected { fundingLock, commitmentLock }"))?;
+    refuse_unknown_keys(map, &["fundingLock", "commitmentLock"], "a key of the contracts file")?;
+    let lock = |key: &str| {
+        map.get(key)
+            .ok_or_else(|| ApiError::invalid(key, "required"))
+            .and_then(|value| script_template(value, key))
+    };
+    Ok((lock("fundingLock")?, lock("commitmentLock")?))
+}
+
 fn script_template(value: &Value, name: &str) -> Result<ScriptTemplate, ApiError> {
     let map = value
         .as_object()

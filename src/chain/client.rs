@@ -10,7 +10,7 @@ use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 
 use super::simulated::SimulatedChain;
-use super::{LiveCell, ResolvedCell, TxStatus};
+use super::{LiveCell, ResolvedCell, TxReport};
 use crate::primitives::Hash256;
 
 /// A chain call that failed; names the RPC method so a user can tell what broke.
@@ -61,8 +61,8 @@ pub trait ChainClient {
     fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>>;
     /// Whether each out point is a live cell now (`false`: spent or unknown).
     fn cells_live(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>>;
-    /// A transaction's status and the current tip block number.
-    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<(TxStatus, u64)>;
+    /// A transaction's status (with its block's epoch when committed) and the tip.
+    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport>;
     fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256>;
 }
 
@@ -118,10 +118,9 @@ impl ChainClient for SimulatedChainClient {
         futures::future::ready(Ok(live)).boxed_local()
     }
 
-    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<(TxStatus, u64)> {
-        let chain = self.chain.borrow();
-        let answer = (chain.transaction_status(&tx_hash.0), chain.tip_block_number());
-        futures::future::ready(Ok(answer)).boxed_local()
+    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport> {
+        let report = self.chain.borrow().report(&tx_hash.0);
+        futures::future::ready(Ok(report)).boxed_local()
     }
 
     fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256> {

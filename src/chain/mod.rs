@@ -24,6 +24,24 @@ pub struct ResolvedCell {
     pub data: Vec<u8>,
 }
 
+/// The chain's tip: its block number and epoch (an `EpochNumberWithFraction`
+/// value), which relative-epoch `since` values are measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChainTip {
+    pub block_number: u64,
+    pub epoch: u64,
+}
+
+/// A transaction's status with what the delays of a close are counted by:
+/// the epoch of the block that committed it, and the tip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxReport {
+    pub status: TxStatus,
+    /// The committing block's epoch, when committed.
+    pub block_epoch: Option<u64>,
+    pub tip: ChainTip,
+}
+
 /// Where a transaction stands, as `get_transaction` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]

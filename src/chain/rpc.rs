@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::client::{ChainClient, ChainError, ChainErrorKind, ChainResult};
-use super::{LiveCell, ResolvedCell, TxStatus};
+use super::{ChainTip, LiveCell, ResolvedCell, TxReport, TxStatus};
 use crate::primitives::Hash256;
 
 /// Cells asked for per `get_cells` page unless set otherwise.
@@ -187,12 +187,8 @@ impl<T: RpcTransport> RpcChainClient<T> {
         Ok(Some(cells))
     }
 
-    /// The number of the block a committed transaction is in.
-    async fn committed_block_number(&self, tx_hash: Hash256, status: NodeTxStatus) -> Result<u64, ChainError> {
-        if let Some(number) = status.block_number {
-            return Ok(number.value());
-        }
-        // Nodes from before `tx_status.block_number` existed only name the block hash.
+    /// The number and epoch of the block a committed transaction is in.
+    async fn committed_block(&self, tx_hash: Hash256, status: NodeTxStatus) -> Result<(u64, u64), ChainError> {
         let Some(block_hash) = status.block_hash else {
             return Err(bad_response(
                 "get_transaction",
@@ -203,12 +199,30 @@ impl<T: RpcTransport> RpcChainClient<T> {
             .call::<Option<HeaderView>>("get_header", json!([block_hash]))
             .await?
         {
-            Some(header) => Ok(header.inner.number.value()),
+            Some(header) => {
+                let number = header.inner.number.value();
+                if status.block_number.is_some_and(|n| n.value() != number) {
+                    return Err(bad_response(
+                        "get_header",
+                        format!("block {block_hash:#x} is number {number}, not the one the tx status named"),
+                    ));
+                }
+                Ok((number, header.inner.epoch.value()))
+            }
             None => Err(bad_response(
                 "get_header",
                 format!("the node does not know block {block_hash:#x} that committed {tx_hash}"),
             )),
         }
+    }
+
+    /// The tip block's number and epoch.
+    async fn tip(&self) -> Result<ChainTip, ChainError> {
+        let header: HeaderView = self.call("get_tip_header", json!([])).await?;
+        Ok(ChainTip {
+            block_number: header.inner.number.value(),
+            epoch: header.inner.epoch.value(),
+        })
     }
 }
 
@@ -292,23 +306,28 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
         .boxed_local()
     }
 
-    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<(TxStatus, u64)> {
+    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport> {
         let client = self.clone();
         async move {
             // Verbosity 1: the status without the transaction.
             let answer: TransactionWithStatusResponse =
                 client.call("get_transaction", json!([H256(tx_hash.0), "0x1"])).await?;
-            let status = match answer.tx_status.status {
-                Status::Pending | Status::Proposed => TxStatus::Pending,
-                Status::Committed => TxStatus::Committed {
-                    block_number: client.committed_block_number(tx_hash, answer.tx_status).await?,
-                },
-                Status::Unknown => TxStatus::Unknown,
-                Status::Rejected => TxStatus::Rejected,
+            let (status, block_epoch) = match answer.tx_status.status {
+                Status::Pending | Status::Proposed => (TxStatus::Pending, None),
+                Status::Committed => {
+                    let (block_number, epoch) = client.committed_block(tx_hash, answer.tx_status).await?;
+                    (TxStatus::Committed { block_number }, Some(epoch))
+                }
+                Status::Unknown => (TxStatus::Unknown, None),
+                Status::Rejected => (TxStatus::Rejected, None),
             };
             // Read after the status, so the tip is never below the committing block.
-            let tip: BlockNumber = client.call("get_tip_block_number", json!([])).await?;
-            Ok((status, tip.value()))
+            let tip = client.tip().await?;
+            Ok(TxReport {
+                status,
+                block_epoch,
+                tip,
+            })
         }
         .boxed_local()
     }

@@ -49,18 +49,21 @@ use std::ops::Bound;
 
 use ckb_types::{
     bytes::Bytes,
-    core::{Capacity, DepType, ScriptHashType},
+    core::{Capacity, DepType, EpochNumberWithFraction, ScriptHashType},
     packed,
     prelude::*,
 };
 
-use super::{LiveCell, TxStatus};
+use super::{ChainTip, LiveCell, TxReport, TxStatus};
 use crate::primitives::encode_hex;
 use crate::tx::default_lock::{self, DefaultLockError};
 
 /// CKB's default `min_fee_rate`: shannons per 1,000 bytes of the transaction
 /// as it sits in a block.
 pub const DEFAULT_MIN_FEE_RATE: u64 = 1_000;
+
+/// Blocks per epoch, as a CKB dev chain's genesis epoch.
+pub const EPOCH_LENGTH: u64 = 1_000;
 
 /// Stand-in for the genesis cell holding the secp256k1-blake160-sighash-all
 /// code. The simulation checks that lock natively instead of running it.
@@ -126,6 +129,10 @@ pub enum ChainRejection {
     OutputsExceedInputs { inputs: u128, outputs: u128 },
     #[error("fee {fee} shannons is below the minimum {min_fee} for this size")]
     LowFeeRate { fee: u64, min_fee: u64 },
+    #[error("input {index}'s since is not yet reached (Immature)")]
+    Immature { index: usize },
+    #[error("input {index}'s since {since:#x} is malformed or uses a metric this chain does not check")]
+    InvalidSince { index: usize, since: u64 },
     #[error("inputs use the default lock but no cell dep provides its code")]
     MissingDefaultLockCellDep,
     #[error("input {input_index}: the default lock rejects the transaction: {error}")]
@@ -149,8 +156,9 @@ struct CommittedTx {
 /// and occupied capacity, capacity balance, CKB's minimum fee rate, and a valid
 /// sighash-all signature for every input group locked by the default lock.
 /// Scripts it does not know (the channel's funding lock, a JoyID lock, any type
-/// script) are accepted without running them, and `since`, header deps and
-/// cycle limits are not checked. Inputs must be committed cells: spending an
+/// script) are accepted without running them; `since` is checked for block
+/// numbers and epochs, absolute and relative (timestamps are refused), and
+/// header deps and cycle limits are not. Inputs must be committed cells: spending an
 /// output of a pool transaction is rejected as an unknown input.
 pub struct SimulatedChain {
     tip: u64,
@@ -285,6 +293,42 @@ impl SimulatedChain {
     }
 
     pub fn tip_block_number(&self) -> u64 {
+        self.tip
+    }
+
+    /// The epoch of block `number`: epochs of [`EPOCH_LENGTH`] blocks, as on
+    /// a CKB dev chain.
+    pub fn epoch_of(number: u64) -> EpochNumberWithFraction {
+        EpochNumberWithFraction::new(number / EPOCH_LENGTH, number % EPOCH_LENGTH, EPOCH_LENGTH)
+    }
+
+    pub fn tip(&self) -> ChainTip {
+        ChainTip {
+            block_number: self.tip,
+            epoch: Self::epoch_of(self.tip).full_value(),
+        }
+    }
+
+    /// A transaction's status, its block's epoch and the tip, as a node reports them.
+    pub fn report(&self, tx_hash: &[u8; 32]) -> TxReport {
+        let status = self.transaction_status(tx_hash);
+        let block_epoch = match status {
+            TxStatus::Committed { block_number } => Some(Self::epoch_of(block_number).full_value()),
+            _ => None,
+        };
+        TxReport {
+            status,
+            block_epoch,
+            tip: self.tip(),
+        }
+    }
+
+    /// Mines blocks until the tip is `epochs` epochs further (`generate_epochs`).
+    pub fn mine_epochs(&mut self, epochs: u64) -> u64 {
+        let target = self.tip.saturating_add(epochs.saturating_mul(EPOCH_LENGTH));
+        while self.tip < target {
+            self.mine_block();
+        }
         self.tip
     }
 
@@ -477,6 +521,7 @@ impl SimulatedChain {
                 });
             }
             inputs_capacity += u128::from(Unpack::<u64>::unpack(&output.capacity()));
+            self.check_since(index, input.since().unpack(), &key)?;
         }
 
         let code_cells = self.resolve_cell_deps(&raw)?;
@@ -527,6 +572,46 @@ impl SimulatedChain {
         Ok(())
     }
 
+    /// Whether input `index` may be spent in the next block, as CKB's since
+    /// rules say (the commitment lock's delay is a relative epoch).
+    fn check_since(&self, index: usize, since: u64, key: &CellKey) -> Result<(), ChainRejection> {
+        const VALUE_MASK: u64 = 0x00ff_ffff_ffff_ffff;
+        const RESERVED_BITS: u64 = 0x1f00_0000_0000_0000;
+        if since == 0 {
+            return Ok(());
+        }
+        let invalid = ChainRejection::InvalidSince { index, since };
+        if since & RESERVED_BITS != 0 {
+            return Err(invalid);
+        }
+        let relative = since >> 63 == 1;
+        let value = since & VALUE_MASK;
+        let next_block = self.tip.saturating_add(1);
+        let cell_block = self.live_at.get(key).map_or(0, |cursor| cursor.block_number);
+        let mature = match (since >> 61) & 0b11 {
+            0 if relative => next_block >= cell_block.saturating_add(value),
+            0 => next_block >= value,
+            1 => {
+                let delay = EpochNumberWithFraction::from_full_value(value);
+                if delay.length() == 0 && delay.index() != 0 || delay.length() != 0 && delay.index() >= delay.length() {
+                    return Err(invalid);
+                }
+                let start = if relative {
+                    Self::epoch_of(cell_block)
+                } else {
+                    EpochNumberWithFraction::new(0, 0, 1)
+                };
+                epoch_sum_at_most(start, delay, Self::epoch_of(next_block))
+            }
+            _ => return Err(invalid),
+        };
+        if mature {
+            Ok(())
+        } else {
+            Err(ChainRejection::Immature { index })
+        }
+    }
+
     /// The cells a transaction's deps make available, dep groups expanded.
     fn resolve_cell_deps(&self, raw: &packed::RawTransaction) -> Result<BTreeSet<CellKey>, ChainRejection> {
         let mut code_cells = BTreeSet::new();
@@ -549,6 +634,20 @@ impl SimulatedChain {
         }
         Ok(code_cells)
     }
+}
+
+/// `a + b <= limit`, each an epoch with a fraction, compared exactly.
+fn epoch_sum_at_most(a: EpochNumberWithFraction, b: EpochNumberWithFraction, limit: EpochNumberWithFraction) -> bool {
+    // number + index / length, over the common denominator (each length < 2^16).
+    let scaled = |e: EpochNumberWithFraction, denominator: u128| {
+        let length = u128::from(e.length().max(1));
+        u128::from(e.number()) * denominator + u128::from(e.index()) * denominator / length
+    };
+    let denominator = [a, b, limit]
+        .iter()
+        .map(|e| u128::from(e.length().max(1)))
+        .product::<u128>();
+    scaled(a, denominator) + scaled(b, denominator) <= scaled(limit, denominator)
 }
 
 fn cell_key(out_point: &packed::OutPoint) -> CellKey {
@@ -688,6 +787,65 @@ mod tests {
             chain.send_transaction(again),
             Err(ChainRejection::DeadInput { index: 0 })
         );
+    }
+
+    /// A signed spend of `funded` to bob whose input carries `since`.
+    fn spend_with_since(chain: &SimulatedChain, funded: &packed::OutPoint, since: u64) -> packed::Transaction {
+        let tx = unsigned_tx(
+            vec![chain.default_lock_cell_dep()],
+            vec![funded.clone()],
+            vec![cell(999 * CKB, lock_of(&bob()))],
+        );
+        let input = tx.raw().inputs().get(0).unwrap().as_builder().since(since).build();
+        let raw = tx.raw().as_builder().inputs(vec![input].pack()).build();
+        default_lock::sign_group(&with_raw(&tx, raw), &[0], &alice()).unwrap()
+    }
+
+    #[test]
+    fn a_relative_epoch_since_matures_one_delay_after_the_cell_was_committed() {
+        let mut chain = SimulatedChain::new();
+        chain.mine_block();
+        chain.mine_block();
+        // Committed in block 2 (epoch 0, 2/1000); a delay of 1 + 500/1000 epochs.
+        let funded = fund(&mut chain, &alice(), 1_000 * CKB);
+        let delay = EpochNumberWithFraction::new(1, 500, 1_000).full_value();
+        let tx = spend_with_since(&chain, &funded, 0xa000_0000_0000_0000 | delay);
+
+        assert_eq!(
+            chain.send_transaction(tx.clone()),
+            Err(ChainRejection::Immature { index: 0 })
+        );
+        // Block 1502 is epoch 1, 502/1000: the committing epoch plus the delay.
+        while chain.tip_block_number() < 1_500 {
+            chain.mine_block();
+        }
+        assert_eq!(
+            chain.send_transaction(tx.clone()),
+            Err(ChainRejection::Immature { index: 0 })
+        );
+        chain.mine_block();
+        assert!(chain.send_transaction(tx).is_ok());
+    }
+
+    #[test]
+    fn a_timestamp_since_or_reserved_bits_are_refused_not_ignored() {
+        let mut chain = SimulatedChain::new();
+        let funded = fund(&mut chain, &alice(), 1_000 * CKB);
+        for since in [0x4000_0000_0000_0001, 0x0100_0000_0000_0000, 0x6000_0000_0000_0000] {
+            assert_eq!(
+                chain.send_transaction(spend_with_since(&chain, &funded, since)),
+                Err(ChainRejection::InvalidSince { index: 0, since })
+            );
+        }
+        // An absolute block number in the future is immature, then fine.
+        let tx = spend_with_since(&chain, &funded, 3);
+        assert_eq!(
+            chain.send_transaction(tx.clone()),
+            Err(ChainRejection::Immature { index: 0 })
+        );
+        chain.mine_block();
+        chain.mine_block();
+        assert!(chain.send_transaction(tx).is_ok());
     }
 
     #[test]

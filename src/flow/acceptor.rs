@@ -159,6 +159,8 @@ pub(crate) fn accept_channel(
         funding_confirmed: false,
         peer_channel_ready: false,
         external_funding: None,
+        peer_next_commitment_nonce: None,
+        close: None,
         closed: None,
     };
     Ok(Channel::new(record, config))

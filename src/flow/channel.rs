@@ -56,6 +56,11 @@ pub(crate) struct Channel {
     /// A broadcast went out in this session, so the chain not knowing the tx
     /// yet is no reason to send it again.
     pub broadcast_sent: bool,
+    /// The cell a claim is being built from, while the chain is asked for it.
+    pub pending_claim_lookup: Option<packed::OutPoint>,
+    /// A claim of the commitment cell was refused: the other side claimed
+    /// first, so the next claim looks for the cell its claim re-created.
+    pub commitment_cell_spent: bool,
 }
 
 /// A funding tx from the peer whose inputs are being resolved on chain: the
@@ -122,6 +127,8 @@ impl Channel {
             keys,
             pending_check: None,
             broadcast_sent: false,
+            pending_claim_lookup: None,
+            commitment_cell_spent: false,
         }
     }
 
@@ -246,6 +253,9 @@ impl Channel {
         let r = &self.record;
         if let Some(closure) = &r.closed {
             return ChannelState::Closed(closure.flags);
+        }
+        if let Some(closing) = self.closing_state() {
+            return closing;
         }
         if self.is_ready() {
             return ChannelState::ChannelReady;
@@ -424,7 +434,7 @@ impl Channel {
 
     // ---- commitments -------------------------------------------------------------------
 
-    fn commitment(&self, holder_is_local: bool) -> Result<packed::Transaction, Reject> {
+    pub(crate) fn commitment_tx(&self, holder_is_local: bool) -> Result<packed::Transaction, Reject> {
         self.commitment_terms(holder_is_local)?.build_tx().map_err(Reject::from)
     }
 
@@ -510,7 +520,7 @@ impl Channel {
 
     /// blake2b of the commitment tx the peer holds (the one we sign).
     fn peer_commitment_message(&self) -> Result<[u8; 32], Reject> {
-        Ok(commitment::signing_message(&self.commitment(false)?))
+        Ok(commitment::signing_message(&self.commitment_tx(false)?))
     }
 
     fn funding_key_agg(&self) -> Result<musig2::KeyAggContext, Reject> {
@@ -558,7 +568,7 @@ impl Channel {
         let ctx = self.funding_key_agg()?;
         let session = SigningSession {
             ctx: &ctx,
-            message: commitment::signing_message(&self.commitment(true)?),
+            message: commitment::signing_message(&self.commitment_tx(true)?),
             holder_nonce: self.record.local.next_commitment_nonce,
             signer_nonce: peer_nonce,
         };
@@ -581,7 +591,7 @@ impl Channel {
             .peer_tx_complete_nonce
             .ok_or_else(|| Reject("no peer nonce".into()))?;
         let ctx = self.funding_key_agg()?;
-        let tx = self.commitment(true)?;
+        let tx = self.commitment_tx(true)?;
         let session = SigningSession {
             ctx: &ctx,
             message: commitment::signing_message(&tx),
@@ -738,8 +748,21 @@ impl Channel {
     /// ones they already have.
     pub fn messages_to_retransmit(&self, config: &NodeConfig) -> Result<Vec<FiberMessage>, Reject> {
         let r = &self.record;
-        if self.is_closed() {
-            return Ok(vec![self.tx_abort_message()]);
+        if let Some(closure) = &r.closed {
+            // A funded channel that closed has nothing to abort.
+            let aborted =
+                closure.flags.contains(CloseFlags::FUNDING_ABORTED) || closure.flags.contains(CloseFlags::ABANDONED);
+            return Ok(if aborted {
+                vec![self.tx_abort_message()]
+            } else {
+                Vec::new()
+            });
+        }
+        if r.funding_confirmed {
+            // The funding is done: only what came after it may be missing.
+            let mut messages = vec![self.channel_ready_message()];
+            messages.extend(self.close_messages_to_retransmit()?);
+            return Ok(messages);
         }
         let mut messages = Vec::new();
         match r.role {
@@ -809,6 +832,8 @@ impl Channel {
         r.funding_inputs.clear();
         r.peer_witnesses = None;
         r.peer_commitment_signature = None;
+        r.peer_next_commitment_nonce = None;
+        r.close = None;
     }
 
     /// After a fact changed: send whatever it made due — our commitment

@@ -47,6 +47,9 @@ pub struct AcceptorConfig {
     /// CKB the acceptor adds to each channel beyond its reserve (auto-accept amount).
     pub funding_amount: u64,
     pub grace_ms: u64,
+    /// Force-close a funded channel whose peer has been away this long, so
+    /// the acceptor's liquidity is never stuck; `None`: never.
+    pub force_close_after_ms: Option<u64>,
 }
 
 /// `open_channel_with_external_funding` parameters, as Fiber's RPC takes them.

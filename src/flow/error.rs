@@ -40,6 +40,8 @@ pub enum FlowError {
     TooLateToAbandon { channel_id: ChannelId, state: ChannelState },
     #[error("the external-funding deadline of channel {channel_id} passed (at {deadline_ms} ms); the flow is being aborted, open a new channel")]
     Expired { channel_id: ChannelId, deadline_ms: u64 },
+    #[error("channel {channel_id} cannot be closed now ({state}): only a funded channel that is not already closing that way can")]
+    NotClosable { channel_id: ChannelId, state: ChannelState },
     #[error("the channel's peer {expected} is not {actual}")]
     WrongPeer { expected: NodeId, actual: NodeId },
     #[error("internal error (a bug, please report it): {0}")]

@@ -35,7 +35,12 @@ impl Channel {
         }
     }
 
-    pub(crate) fn on_commitment_signed(&mut self, step: &mut Step, signature: [u8; 32]) -> Result<(), Reject> {
+    pub(crate) fn on_commitment_signed(
+        &mut self,
+        step: &mut Step,
+        signature: [u8; 32],
+        next_nonce: PubNonceBytes,
+    ) -> Result<(), Reject> {
         if !self.tx_final() {
             return Err(Reject("CommitmentSigned before the funding tx was agreed".into()));
         }
@@ -44,8 +49,12 @@ impl Channel {
             return Ok(());
         }
         self.verify_peer_commitment_signature(&signature)?;
+        // Pinned with the signature: the closing signature uses it, and a
+        // nonce that could change later would let two sessions share ours.
+        musig::check_nonce(&next_nonce, "next_commitment_nonce")?;
         let before = self.progress();
         self.record.peer_commitment_signature = Some(signature.to_vec());
+        self.record.peer_next_commitment_nonce = Some(next_nonce);
         if let Some(ext) = &mut self.record.external_funding {
             ext.peer_commitment_signed_received = true;
         }
@@ -119,6 +128,9 @@ impl Channel {
         }
         if self.watching_after_abort() {
             return self.on_watched_funding_status(step, status, tip_block_number);
+        }
+        if self.record.close.is_some() {
+            return Ok(());
         }
         match status {
             TxStatus::Unknown if self.is_broadcaster() && self.complete() && !self.broadcast_sent => {

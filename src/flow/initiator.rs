@@ -200,6 +200,8 @@ pub(crate) fn open_channel(
             peer_commitment_signed_received: false,
             signed_funding_witnesses: None,
         }),
+        peer_next_commitment_nonce: None,
+        close: None,
         closed: None,
     };
     Ok(Channel::new(record, config))

@@ -15,12 +15,13 @@
 
 use ckb_types::packed;
 
-use crate::chain::{LiveCell, ResolvedCell, TxStatus};
+use crate::chain::{LiveCell, ResolvedCell, TxReport};
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::wire::FiberMessage;
 
 mod acceptor;
 mod channel;
+mod closing;
 pub mod config;
 pub mod error;
 mod handshake;
@@ -109,12 +110,12 @@ pub enum ChainEvent {
         live: Vec<bool>,
         at_tip: u64,
     },
-    /// Where the funding tx stands (the runtime polls the txs of
-    /// [`Node::funding_txs_to_watch`]).
-    FundingTxStatus {
+    /// Where a tx of [`Node::txs_to_watch`] stands, with the tip (the
+    /// runtime polls them).
+    TxStatus {
         channel_id: ChannelId,
-        status: TxStatus,
-        tip_block_number: u64,
+        tx_hash: Hash256,
+        report: TxReport,
     },
     /// A [`Action::Broadcast`] failed for good.
     BroadcastFailed { channel_id: ChannelId, reason: String },
@@ -140,6 +141,9 @@ pub enum Event {
     },
     /// The chain refused the funding tx.
     FundingTxRejected { channel_id: ChannelId, reason: String },
+    /// The chain refused a closing, commitment or claim tx; it is sent again
+    /// on the next status poll that finds it unknown.
+    CloseTxRejected { channel_id: ChannelId, reason: String },
     /// A flow that had aborted got funded after all (a signed tx it had
     /// handed out confirmed): the channel goes on, with its keys and the
     /// peer's commitment signature.
@@ -150,4 +154,12 @@ pub enum Event {
     /// An aborted flow's funding tx can no longer confirm (one of our inputs
     /// was spent by another tx, and that is buried): its keys are wiped.
     AbortSettled { channel_id: ChannelId },
+    /// A commitment tx of the channel is committed: a unilateral close (ours
+    /// or the peer's). Our share can be claimed from `claimable_at_epoch`.
+    CommitmentOnChain {
+        channel_id: ChannelId,
+        tx_hash: Hash256,
+        holder_is_local: bool,
+        claimable_at_epoch: u64,
+    },
 }

@@ -40,6 +40,12 @@ pub struct Node {
     /// Where each channel's record was last stored (its id then).
     stored_as: BTreeMap<ChannelId, ChannelId>,
     pending_opens: BTreeMap<ChannelId, PendingOpen>,
+    /// Since when each peer we have channels with has been away (not kept:
+    /// after a restart every peer counts as away from then).
+    peers_away_since: BTreeMap<NodeId, u64>,
+    connected: std::collections::BTreeSet<NodeId>,
+    /// When the node was built: the moment peers count as away from.
+    started_at_ms: Option<u64>,
 }
 
 impl Node {
@@ -50,6 +56,9 @@ impl Node {
             channels: BTreeMap::new(),
             stored_as: BTreeMap::new(),
             pending_opens: BTreeMap::new(),
+            peers_away_since: BTreeMap::new(),
+            connected: std::collections::BTreeSet::new(),
+            started_at_ms: None,
         }
     }
 
@@ -65,6 +74,7 @@ impl Node {
     /// timers re-armed, flows past their deadline aborted at once. A record
     /// made under another node key is refused by name; the rest still load.
     pub fn restore(&mut self, records: Vec<ChannelRecord>, now_ms: u64) -> (Vec<Action>, Vec<RecordDecodeError>) {
+        self.started_at_ms.get_or_insert(now_ms);
         let mut errors = Vec::new();
         let mut actions = Vec::new();
         for record in records {
@@ -145,6 +155,29 @@ impl Node {
         })
     }
 
+    /// `shutdown_channel`: asks the peer to close cooperatively, paying our
+    /// balance to `close_script` (default: our shutdown script); we pay the
+    /// fee, at `fee_rate` (default: the channel's commitment fee rate).
+    pub fn shutdown_channel(
+        &mut self,
+        channel_id: &ChannelId,
+        close_script: Option<packed::Script>,
+        fee_rate: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, FlowError> {
+        self.step(channel_id, now_ms, |channel, step| {
+            channel.shutdown(step, close_script, fee_rate)
+        })
+        .map(|((), actions)| actions)
+    }
+
+    /// `force_close_channel`: broadcasts our commitment; after the delay our
+    /// share is claimed to our shutdown script, by the node alone.
+    pub fn force_close_channel(&mut self, channel_id: &ChannelId, now_ms: u64) -> Result<Vec<Action>, FlowError> {
+        self.step(channel_id, now_ms, |channel, step| channel.force_close(step))
+            .map(|((), actions)| actions)
+    }
+
     /// Gives up on a channel whose funding signatures have not been released.
     pub fn abandon_channel(&mut self, channel_id: &ChannelId, now_ms: u64) -> Result<Vec<Action>, FlowError> {
         self.step(channel_id, now_ms, |channel, step| channel.abandon(step))
@@ -153,8 +186,41 @@ impl Node {
 
     // ---- clock -------------------------------------------------------------------------
 
-    /// Aborts every flow whose deadline has passed.
+    /// Aborts every flow whose deadline has passed; an acceptor configured
+    /// to do so force-closes the funded channels of a peer away too long.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
+        let mut actions = self.expire_deadlines(now_ms);
+        actions.extend(self.force_close_abandoned(now_ms));
+        actions
+    }
+
+    /// Force-closes the funded channels of peers away longer than the
+    /// acceptor's `force_close_after_ms`, so its liquidity is never stuck.
+    fn force_close_abandoned(&mut self, now_ms: u64) -> Vec<Action> {
+        let Some(after_ms) = self.config.acceptor.as_ref().and_then(|a| a.force_close_after_ms) else {
+            return Vec::new();
+        };
+        let started = self.started_at_ms.unwrap_or(now_ms);
+        let due: Vec<ChannelId> = self
+            .channels
+            .values()
+            .filter(|c| c.funded() && c.stuck_without_peer() && !self.connected.contains(&c.record.peer))
+            .filter(|c| {
+                let away_since = self.peers_away_since.get(&c.record.peer).copied().unwrap_or(started);
+                now_ms.saturating_sub(away_since) >= after_ms
+            })
+            .map(|c| c.id())
+            .collect();
+        let mut actions = Vec::new();
+        for id in due {
+            if let Ok(more) = self.force_close_channel(&id, now_ms) {
+                actions.extend(more);
+            }
+        }
+        actions
+    }
+
+    fn expire_deadlines(&mut self, now_ms: u64) -> Vec<Action> {
         let due: Vec<ChannelId> = self
             .channels
             .values()
@@ -175,13 +241,35 @@ impl Node {
 
     /// The earliest deadline of any open flow.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.channels.values().filter_map(|c| c.deadline_ms()).min()
+        let deadlines = self.channels.values().filter_map(|c| c.deadline_ms()).min();
+        let force_close = self
+            .config
+            .acceptor
+            .as_ref()
+            .and_then(|a| a.force_close_after_ms)
+            .and_then(|after| {
+                let started = self.started_at_ms?;
+                self.channels
+                    .values()
+                    .filter(|c| c.funded() && c.stuck_without_peer() && !self.connected.contains(&c.record.peer))
+                    .map(|c| {
+                        self.peers_away_since
+                            .get(&c.record.peer)
+                            .copied()
+                            .unwrap_or(started)
+                            .saturating_add(after)
+                    })
+                    .min()
+            });
+        deadlines.into_iter().chain(force_close).min()
     }
 
     // ---- peers -------------------------------------------------------------------------
 
     /// A connection to `peer` is up (again): pick up every channel with it.
     pub fn peer_connected(&mut self, peer: &NodeId) -> Vec<Action> {
+        self.connected.insert(*peer);
+        self.peers_away_since.remove(peer);
         let mut actions = Vec::new();
         for channel in self
             .channels
@@ -196,6 +284,12 @@ impl Node {
             actions.push(Action::Send { peer: *peer, message });
         }
         actions
+    }
+
+    /// The connection to `peer` went away at `now_ms`.
+    pub fn peer_disconnected(&mut self, peer: &NodeId, now_ms: u64) {
+        self.connected.remove(peer);
+        self.peers_away_since.insert(*peer, now_ms);
     }
 
     pub fn peer_message(&mut self, peer: &NodeId, message: FiberMessage, now_ms: u64) -> Vec<Action> {
@@ -252,11 +346,13 @@ impl Node {
                 channel.acceptor_on_tx_complete(step, m.next_commitment_nonce)
             }
             (_, FiberMessage::CommitmentSigned(m)) => {
-                channel.on_commitment_signed(step, m.funding_tx_partial_signature)
+                channel.on_commitment_signed(step, m.funding_tx_partial_signature, m.next_commitment_nonce)
             }
             (_, FiberMessage::TxSignatures(m)) => channel.on_tx_signatures(step, m.witnesses),
             (_, FiberMessage::ChannelReady(_)) => channel.on_channel_ready(),
             (_, FiberMessage::TxAbort(m)) => channel.on_tx_abort(step, &m.message),
+            (_, FiberMessage::Shutdown(m)) => channel.on_shutdown(step, m),
+            (_, FiberMessage::ClosingSigned(m)) => channel.on_closing_signed(step, m.partial_signature),
             (_, other) => Err(Reject(format!("{} is not expected by the {role:?}", other.name()))),
         })?;
         Ok(actions)
@@ -375,7 +471,15 @@ impl Node {
 
     pub fn chain_event(&mut self, event: ChainEvent, now_ms: u64) -> Vec<Action> {
         let (channel_id, result) = match event {
-            ChainEvent::LiveCells { channel_id, cells } => return self.on_acceptor_cells(&channel_id, &cells, now_ms),
+            ChainEvent::LiveCells { channel_id, cells } if self.pending_opens.contains_key(&channel_id) => {
+                return self.on_acceptor_cells(&channel_id, &cells, now_ms)
+            }
+            ChainEvent::LiveCells { channel_id, cells } => {
+                let result = self.step(&channel_id, now_ms, |channel, step| {
+                    channel.on_recreated_cells(step, &cells)
+                });
+                (channel_id, result)
+            }
             ChainEvent::ResolvedInputs {
                 channel_id,
                 out_points,
@@ -385,9 +489,14 @@ impl Node {
                     return Vec::new();
                 };
                 let reserved = self.reserved_out_points(Some(&id));
-                let result = self.step(&id, now_ms, |channel, step| match channel.record.role {
-                    Role::Initiator => channel.initiator_on_resolved_inputs(step, &out_points, cells),
-                    Role::Acceptor => channel.acceptor_on_resolved_inputs(step, &out_points, cells, &reserved),
+                let result = self.step(&id, now_ms, |channel, step| {
+                    if channel.pending_claim_lookup.is_some() {
+                        return channel.on_claimable_cell(step, &out_points, cells);
+                    }
+                    match channel.record.role {
+                        Role::Initiator => channel.initiator_on_resolved_inputs(step, &out_points, cells),
+                        Role::Acceptor => channel.acceptor_on_resolved_inputs(step, &out_points, cells, &reserved),
+                    }
                 });
                 (channel_id, result)
             }
@@ -406,18 +515,35 @@ impl Node {
                 });
                 (channel_id, result)
             }
-            ChainEvent::FundingTxStatus {
+            ChainEvent::TxStatus {
                 channel_id,
-                status,
-                tip_block_number,
+                tx_hash,
+                report,
             } => {
                 let result = self.step(&channel_id, now_ms, |channel, step| {
-                    channel.on_funding_tx_status(step, status, tip_block_number)
+                    if channel.funding_tx_hash() == Some(tx_hash) && !channel.record.funding_confirmed {
+                        return channel.on_funding_tx_status(step, report.status, report.tip.block_number);
+                    }
+                    match channel
+                        .close_txs_to_watch()
+                        .into_iter()
+                        .find(|(hash, _)| *hash == tx_hash)
+                    {
+                        Some((_, watched)) => channel.on_close_tx_status(step, watched, tx_hash, report),
+                        None => Ok(()),
+                    }
                 });
                 (channel_id, result)
             }
             ChainEvent::BroadcastFailed { channel_id, reason } => {
                 let result = self.step(&channel_id, now_ms, |channel, step| {
+                    if channel.record.close.as_ref().is_some_and(|c| c.claim_tx.is_some()) {
+                        return channel.on_claim_refused(step);
+                    }
+                    if channel.funded() {
+                        channel.on_close_broadcast_failed(step, reason);
+                        return Ok(());
+                    }
                     channel.on_broadcast_failed(step, reason);
                     Ok(())
                 });
@@ -485,14 +611,24 @@ impl Node {
         )
     }
 
-    /// Funding txs whose status the runtime should poll and report with
-    /// [`ChainEvent::FundingTxStatus`].
-    pub fn funding_txs_to_watch(&self) -> Vec<(ChannelId, Hash256)> {
-        self.channels
-            .values()
-            .filter(|c| (c.released() || c.watching_after_abort()) && !c.record.funding_confirmed)
-            .filter_map(|c| Some((c.id(), c.funding_tx_hash()?)))
-            .collect()
+    /// Txs whose status the runtime should poll and report with
+    /// [`ChainEvent::TxStatus`]: funding txs until confirmed (and those of
+    /// aborted flows that may still confirm), then, for a funded channel, the
+    /// txs that could close it and our claim.
+    pub fn txs_to_watch(&self) -> Vec<(ChannelId, Hash256)> {
+        let mut watched = Vec::new();
+        for channel in self.channels.values() {
+            if (channel.released() || channel.watching_after_abort()) && !channel.record.funding_confirmed {
+                watched.extend(channel.funding_tx_hash().map(|hash| (channel.id(), hash)));
+            }
+            watched.extend(
+                channel
+                    .close_txs_to_watch()
+                    .into_iter()
+                    .map(|(hash, _)| (channel.id(), hash)),
+            );
+        }
+        watched
     }
 
     // ---- queries -----------------------------------------------------------------------

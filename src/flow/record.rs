@@ -106,6 +106,48 @@ pub struct ExternalFundingPersistState {
     pub signed_funding_witnesses: Option<Vec<Vec<u8>>>,
 }
 
+/// What one side named in its `Shutdown`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownTerms {
+    #[serde(with = "molecule_hex")]
+    pub close_script: packed::Script,
+    #[serde(with = "hex_u64")]
+    pub fee_rate: u64,
+}
+
+/// A funded channel on its way out, cooperatively or not. Every fact is
+/// stored before the message or broadcast that depends on it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CloseProgress {
+    /// Our `Shutdown`, once sent. With the peer's, it fixes the closing tx
+    /// (and so what our closing nonce signs): neither changes after that.
+    pub local_shutdown: Option<ShutdownTerms>,
+    pub remote_shutdown: Option<ShutdownTerms>,
+    /// The peer's verified partial signature over the closing tx.
+    #[serde(with = "hex_bytes_option")]
+    pub peer_closing_signature: Option<Vec<u8>>,
+    /// When we broadcast our own commitment (a unilateral close).
+    pub force_closed_at_ms: Option<u64>,
+    /// A commitment tx of this channel seen committed on chain.
+    pub commitment_on_chain: Option<CommitmentOnChain>,
+    /// Our claim of our share of a commitment-lock cell, once built: sent
+    /// until it confirms. The cell it spends is in its input.
+    #[serde(with = "molecule_hex_option")]
+    pub claim_tx: Option<packed::Transaction>,
+}
+
+/// Which commitment went on chain, and when: the delay counts from there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitmentOnChain {
+    /// Ours (we closed unilaterally) or the peer's.
+    pub holder_is_local: bool,
+    pub tx_hash: Hash256,
+    pub block_number: u64,
+    /// The block's epoch, as an `EpochNumberWithFraction` value.
+    #[serde(with = "hex_u64")]
+    pub epoch: u64,
+}
+
 /// Why and when a channel closed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Closure {
@@ -172,6 +214,14 @@ pub struct ChannelRecord {
     pub funding_confirmed: bool,
     pub peer_channel_ready: bool,
     pub external_funding: Option<ExternalFundingPersistState>,
+    /// The peer's `next_commitment_nonce` from its `CommitmentSigned`: with
+    /// ours, the nonces of the cooperative closing signature (Fiber's
+    /// `Shutdown` carries none; this module never signs a commitment 1).
+    #[serde(default)]
+    pub peer_next_commitment_nonce: Option<PubNonceBytes>,
+    /// Closing a funded channel.
+    #[serde(default)]
+    pub close: Option<CloseProgress>,
     pub closed: Option<Closure>,
 }
 
@@ -500,6 +550,8 @@ mod tests {
             peer_witnesses: None,
             funding_confirmed: false,
             peer_channel_ready: false,
+            peer_next_commitment_nonce: None,
+            close: None,
             external_funding: Some(ExternalFundingPersistState {
                 funding_lock_script: script,
                 funding_lock_script_cell_deps: Vec::new(),

@@ -57,11 +57,19 @@ flags!(AwaitingChannelReadyFlags {
     OUR_CHANNEL_READY = 1,
     THEIR_CHANNEL_READY = 1 << 1,
 });
+flags!(ShuttingDownFlags {
+    OUR_SHUTDOWN_SENT = 1,
+    THEIR_SHUTDOWN_SENT = 1 << 1,
+    DROPPING_PENDING = 1 << 2,
+    WAITING_COMMITMENT_CONFIRMATION = 1 << 3,
+});
 flags!(CloseFlags {
     COOPERATIVE = 1,
     UNCOOPERATIVE_LOCAL = 1 << 1,
     ABANDONED = 1 << 2,
     FUNDING_ABORTED = 1 << 3,
+    UNCOOPERATIVE_REMOTE = 1 << 4,
+    WAITING_ONCHAIN_SETTLEMENT = 1 << 5,
 });
 
 /// Where a channel is. Derived from the facts in its record, never stored on
@@ -75,6 +83,7 @@ pub enum ChannelState {
     AwaitingTxSignatures(AwaitingTxSignaturesFlags),
     AwaitingChannelReady(AwaitingChannelReadyFlags),
     ChannelReady,
+    ShuttingDown(ShuttingDownFlags),
     Closed(CloseFlags),
 }
 
@@ -87,6 +96,7 @@ impl ChannelState {
             Self::AwaitingTxSignatures(_) => "AwaitingTxSignatures",
             Self::AwaitingChannelReady(_) => "AwaitingChannelReady",
             Self::ChannelReady => "ChannelReady",
+            Self::ShuttingDown(_) => "ShuttingDown",
             Self::Closed(_) => "Closed",
         }
     }
@@ -100,6 +110,7 @@ impl ChannelState {
             Self::AwaitingTxSignatures(f) => f.0,
             Self::AwaitingChannelReady(f) => f.0,
             Self::ChannelReady => 0,
+            Self::ShuttingDown(f) => f.0,
             Self::Closed(f) => f.0,
         }
     }
@@ -112,12 +123,14 @@ impl ChannelState {
             Self::AwaitingTxSignatures(f) => f.names(),
             Self::AwaitingChannelReady(f) => f.names(),
             Self::ChannelReady => Vec::new(),
+            Self::ShuttingDown(f) => f.names(),
             Self::Closed(f) => f.names(),
         }
     }
 
+    /// The funding flow is over: the channel is open, closing or closed.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Self::ChannelReady | Self::Closed(_))
+        matches!(self, Self::ChannelReady | Self::ShuttingDown(_) | Self::Closed(_))
     }
 }
 
@@ -149,5 +162,8 @@ mod tests {
             "SigningCommitment(OUR_COMMITMENT_SIGNED_SENT | THEIR_COMMITMENT_SIGNED_SENT)"
         );
         assert_eq!(CloseFlags::FUNDING_ABORTED.0, 8);
+        assert_eq!(CloseFlags::UNCOOPERATIVE_REMOTE.0, 16);
+        assert_eq!(CloseFlags::WAITING_ONCHAIN_SETTLEMENT.0, 32);
+        assert_eq!(ShuttingDownFlags::WAITING_COMMITMENT_CONFIRMATION.0, 8);
     }
 }

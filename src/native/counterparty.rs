@@ -111,6 +111,12 @@ pub const FLAGS: &[Flag] = &[
         help: "commitment-lock contract, hash_type type [default: Fiber's, on testnet and mainnet only]",
     },
     Flag {
+        name: "--contracts",
+        env: "FIBER_COUNTERPARTY_CONTRACTS",
+        value: "FILE",
+        help: "JSON { fundingLock, commitmentLock }, each { code_hash, hash_type, cell_deps }, as the wallet's options take; instead of the two code-hash flags, and needed to close channels on a dev chain",
+    },
+    Flag {
         name: "--chain-hash",
         env: "FIBER_COUNTERPARTY_CHAIN_HASH",
         value: "HEX",
@@ -133,6 +139,12 @@ pub const FLAGS: &[Flag] = &[
         env: "FIBER_COUNTERPARTY_TIMEOUT_SECONDS",
         value: "N",
         help: "external-funding timeout; the acceptor adds 60 s of grace [default: 300]",
+    },
+    Flag {
+        name: "--force-close-after-seconds",
+        env: "FIBER_COUNTERPARTY_FORCE_CLOSE_AFTER_SECONDS",
+        value: "N",
+        help: "force-close a funded channel whose peer has been away this long, so the reserve comes back [default: never]",
     },
     Flag {
         name: "--poll-interval-ms",
@@ -179,6 +191,8 @@ pub struct CounterpartyConfig {
     pub confirmations: u64,
     pub timeout_seconds: u64,
     pub poll_interval_ms: u64,
+    /// `None`: never force-close a channel whose peer went away.
+    pub force_close_after_seconds: Option<u64>,
     /// `None`: `RUST_LOG`, else info.
     pub log: Option<log::LevelFilter>,
 }
@@ -199,6 +213,7 @@ impl std::fmt::Debug for CounterpartyConfig {
             .field("confirmations", &self.confirmations)
             .field("timeout_seconds", &self.timeout_seconds)
             .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("force_close_after_seconds", &self.force_close_after_seconds)
             .field("log", &self.log)
             .finish()
     }
@@ -294,6 +309,28 @@ impl CounterpartyConfig {
                     .ok_or_else(|| StartError(format!("{source} must be a whole number, got {text:?}"))),
             }
         };
+        let (funding_lock, commitment_lock) = match lookup("--contracts") {
+            None => (
+                code_hash("--funding-lock-code-hash")?,
+                code_hash("--commitment-lock-code-hash")?,
+            ),
+            Some(_)
+                if lookup("--funding-lock-code-hash").is_some() || lookup("--commitment-lock-code-hash").is_some() =>
+            {
+                return Err(StartError(
+                    "give --contracts or the two code-hash flags, not both".into(),
+                ));
+            }
+            Some((path, source)) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| StartError(format!("cannot read the contracts file {path} ({source}): {e}")))?;
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| StartError(format!("the contracts file {path} is not JSON: {e}")))?;
+                let (funding, commitment) = crate::api::options::parse_contracts(&value)
+                    .map_err(|e| StartError(format!("the contracts file {path}: {e}")))?;
+                (Some(funding), Some(commitment))
+            }
+        };
         let config = CounterpartyConfig {
             listen: lookup("--listen").map_or_else(|| "127.0.0.1:8230".to_owned(), |(v, _)| v),
             data_dir,
@@ -302,8 +339,8 @@ impl CounterpartyConfig {
             wallet_cell_dep: lookup("--wallet-cell-dep")
                 .map(|(text, source)| parse_cell_dep(&text, &source))
                 .transpose()?,
-            funding_lock: code_hash("--funding-lock-code-hash")?,
-            commitment_lock: code_hash("--commitment-lock-code-hash")?,
+            funding_lock,
+            commitment_lock,
             chain_hash: lookup("--chain-hash")
                 .map(|(text, source)| {
                     Hash256::from_hex(&text)
@@ -315,6 +352,15 @@ impl CounterpartyConfig {
             confirmations: number("--confirmations", DEFAULT_FUNDING_CONFIRMATIONS)?,
             timeout_seconds: number("--timeout-seconds", 300)?,
             poll_interval_ms: number("--poll-interval-ms", 1_000)?,
+            force_close_after_seconds: lookup("--force-close-after-seconds")
+                .map(|(text, source)| {
+                    parse_number(&text).filter(|n| *n > 0).ok_or_else(|| {
+                        StartError(format!(
+                            "{source} must be a whole number of seconds, at least 1, got {text:?}"
+                        ))
+                    })
+                })
+                .transpose()?,
             log: lookup("--log")
                 .map(|(text, source)| match text.to_ascii_lowercase().as_str() {
                     "error" => Ok(log::LevelFilter::Error),
@@ -521,6 +567,7 @@ pub async fn start_counterparty(config: &CounterpartyConfig) -> Result<Running, 
             wallet_key: config.wallet_key,
             funding_amount: config.auto_accept_amount,
             grace_ms: DEFAULT_ACCEPTOR_GRACE_MS,
+            force_close_after_ms: config.force_close_after_seconds.map(|s| s.saturating_mul(1_000)),
         }),
     };
 
@@ -682,10 +729,23 @@ fn log_event(event: DriverEvent) {
         DriverEvent::Flow(Event::FundingTxRejected { channel_id, reason }) => {
             log::warn!("channel={channel_id} funding tx rejected: {reason}")
         }
+        DriverEvent::Flow(Event::CloseTxRejected { channel_id, reason }) => {
+            log::warn!("channel={channel_id} close tx rejected: {reason}")
+        }
         DriverEvent::Flow(Event::FundingConfirmedAfterAbort {
             channel_id,
             funding_tx_hash,
         }) => log::warn!("channel={channel_id} aborted, but its funding tx {funding_tx_hash} confirmed: it goes on"),
+        DriverEvent::Flow(Event::CommitmentOnChain {
+            channel_id,
+            tx_hash,
+            holder_is_local,
+            claimable_at_epoch,
+        }) => log::info!(
+            "channel={channel_id} commitment {tx_hash} of {} committed; our share is claimable at epoch {}",
+            if holder_is_local { "ours" } else { "the peer's" },
+            crate::api::json::epoch_json(claimable_at_epoch)
+        ),
         DriverEvent::Flow(Event::AbortSettled { channel_id }) => {
             log::info!("channel={channel_id} aborted funding can no longer confirm; keys wiped")
         }

@@ -26,7 +26,7 @@ use ckb_jsonrpc_types::{
     OutPoint as JsonOutPoint, Script as JsonScript, Transaction as JsonTransaction,
     TransactionView as JsonTransactionView, Uint32,
 };
-use ckb_types::core::{self, BlockBuilder, EpochNumberWithFraction, HeaderBuilder};
+use ckb_types::core::{self, BlockBuilder, HeaderBuilder};
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use ckb_types::H256;
@@ -88,7 +88,6 @@ impl Default for SimChainSettings {
 
 /// Genesis has a fixed timestamp, so the same settings give the same chain hash.
 const GENESIS_TIMESTAMP_MS: u64 = 1_700_000_000_000;
-const EPOCH_LENGTH: u64 = 1_000;
 /// Any non-zero target; nothing checks proof of work here.
 const COMPACT_TARGET: u32 = 0x2001_0000;
 /// Largest request body read.
@@ -217,7 +216,7 @@ impl SimChainNode {
         let number = self.chain.tip_block_number();
         debug_assert_eq!(number, self.blocks.len() as u64);
         let parent: [u8; 32] = self.blocks.last().map_or([0; 32], |b| b.hash().unpack());
-        let epoch = EpochNumberWithFraction::new(number / EPOCH_LENGTH, number % EPOCH_LENGTH, EPOCH_LENGTH);
+        let epoch = SimulatedChain::epoch_of(number);
         let header = HeaderBuilder::default()
             .number(number)
             .parent_hash(parent)
@@ -612,6 +611,8 @@ fn ckb_error(tx: &packed::Transaction, min_fee_rate: u64, rejection: &ChainRejec
                 min_fee_rate
             ),
         ),
+        ChainRejection::Immature { index } => verify(format!("Transaction(Immature(Inputs[{index}]))")),
+        ChainRejection::InvalidSince { index, .. } => verify(format!("Transaction(InvalidSince(Inputs[{index}]))")),
         ChainRejection::NoInputs => verify("Transaction(Empty(Inputs))".into()),
         ChainRejection::OutputsDataMismatch { .. } => verify("Transaction(OutputsDataLengthMismatch)".into()),
         ChainRejection::DuplicateInput { .. } => verify("Transaction(DuplicateInputs)".into()),

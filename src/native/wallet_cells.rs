@@ -81,7 +81,7 @@ pub async fn ensure_free_cells(
     let hash = chain.send_transaction(tx).await.map_err(|e| e.to_string())?;
     let deadline = std::time::Instant::now() + COMMIT_WAIT;
     loop {
-        if let (TxStatus::Committed { .. }, _) = chain.transaction_status(hash).await.map_err(|e| e.to_string())? {
+        if let TxStatus::Committed { .. } = chain.transaction_status(hash).await.map_err(|e| e.to_string())?.status {
             return Ok(Some(hash));
         }
         if std::time::Instant::now() > deadline {

@@ -17,7 +17,7 @@ use super::{execute, Effects, PersistFailed};
 use crate::api::json::PendingFunding;
 use crate::api::{ApiError, ErrorCode};
 use crate::chain::client::{ChainClient, ChainError};
-use crate::chain::{LiveCell, TxStatus};
+use crate::chain::{LiveCell, TxReport};
 use crate::flow::record::RecordDecodeError;
 use crate::flow::{
     Action, ChainEvent, ChainQuery, ChannelState, ChannelView, EntropySource, Event, Node, NodeConfig,
@@ -59,6 +59,16 @@ pub enum Command {
         reply: Reply<Hash256>,
     },
     Abandon {
+        channel_id: ChannelId,
+        reply: Reply<()>,
+    },
+    Shutdown {
+        channel_id: ChannelId,
+        close_script: Option<packed::Script>,
+        fee_rate: Option<u64>,
+        reply: Reply<()>,
+    },
+    ForceClose {
         channel_id: ChannelId,
         reply: Reply<()>,
     },
@@ -105,7 +115,8 @@ pub enum Input {
     },
     StatusChecked {
         channel_id: ChannelId,
-        result: Result<(TxStatus, u64), ChainError>,
+        tx_hash: Hash256,
+        result: Result<TxReport, ChainError>,
     },
     Tick,
     Poll,
@@ -169,7 +180,7 @@ pub struct Driver<S> {
     connected: BTreeSet<NodeId>,
     waiting_for_peer: Vec<OpenRequest>,
     pending_opens: BTreeMap<ChannelId, Reply<(ChannelId, packed::Transaction)>>,
-    status_in_flight: BTreeSet<ChannelId>,
+    status_in_flight: BTreeSet<Hash256>,
     closed: bool,
 }
 
@@ -279,6 +290,7 @@ impl<S: Store> Driver<S> {
             }
             Input::PeerDisconnected { peer, reason } => {
                 self.connected.remove(&peer);
+                self.node.peer_disconnected(&peer, now);
                 (self.on_event)(DriverEvent::PeerDisconnected(reason));
             }
             Input::PeerUnavailable { reason, code } => {
@@ -298,9 +310,6 @@ impl<S: Store> Driver<S> {
             }
             Input::CellsFetched { request, cells } => self.open_with_cells(request, cells).await,
             Input::Chain(event) => {
-                if let ChainEvent::FundingTxStatus { channel_id, .. } = &event {
-                    self.status_in_flight.remove(channel_id);
-                }
                 let actions = self.node.chain_event(event, now);
                 self.run_background(actions).await;
             }
@@ -312,14 +321,18 @@ impl<S: Store> Driver<S> {
                 (self.on_event)(DriverEvent::ChainError(error));
                 self.retry_query(channel_id, query);
             }
-            Input::StatusChecked { channel_id, result } => {
-                self.status_in_flight.remove(&channel_id);
+            Input::StatusChecked {
+                channel_id,
+                tx_hash,
+                result,
+            } => {
+                self.status_in_flight.remove(&tx_hash);
                 match result {
-                    Ok((status, tip_block_number)) => {
-                        let event = ChainEvent::FundingTxStatus {
+                    Ok(report) => {
+                        let event = ChainEvent::TxStatus {
                             channel_id,
-                            status,
-                            tip_block_number,
+                            tx_hash,
+                            report,
                         };
                         let actions = self.node.chain_event(event, now);
                         self.run_background(actions).await;
@@ -332,7 +345,12 @@ impl<S: Store> Driver<S> {
                 self.run_background(actions).await;
                 self.expire_waiting_opens(now);
             }
-            Input::Poll => self.poll_funding_txs(),
+            Input::Poll => {
+                // Timers of the core (deadlines, an acceptor's force closes) come due here too.
+                let actions = self.node.tick(now);
+                self.run_background(actions).await;
+                self.poll_watched_txs();
+            }
         }
     }
 
@@ -363,6 +381,25 @@ impl<S: Store> Driver<S> {
             }
             Command::Abandon { channel_id, reply } => {
                 let result = match self.node.abandon_channel(&channel_id, now) {
+                    Ok(actions) => self.run_actions(actions).await.map_err(ApiError::from),
+                    Err(error) => Err(error.into()),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Shutdown {
+                channel_id,
+                close_script,
+                fee_rate,
+                reply,
+            } => {
+                let result = match self.node.shutdown_channel(&channel_id, close_script, fee_rate, now) {
+                    Ok(actions) => self.run_actions(actions).await.map_err(ApiError::from),
+                    Err(error) => Err(error.into()),
+                };
+                let _ = reply.send(result);
+            }
+            Command::ForceClose { channel_id, reply } => {
+                let result = match self.node.force_close_channel(&channel_id, now) {
                     Ok(actions) => self.run_actions(actions).await.map_err(ApiError::from),
                     Err(error) => Err(error.into()),
                 };
@@ -467,16 +504,20 @@ impl<S: Store> Driver<S> {
         }
     }
 
-    fn poll_funding_txs(&mut self) {
-        for (channel_id, tx_hash) in self.node.funding_txs_to_watch() {
-            if !self.status_in_flight.insert(channel_id) {
+    fn poll_watched_txs(&mut self) {
+        for (channel_id, tx_hash) in self.node.txs_to_watch() {
+            if !self.status_in_flight.insert(tx_hash) {
                 continue;
             }
             let chain = self.chain.clone();
             let sender = self.sender.clone();
             self.platform.spawn(Box::pin(async move {
                 let result = chain.transaction_status(tx_hash).await;
-                let _ = sender.unbounded_send(Input::StatusChecked { channel_id, result });
+                let _ = sender.unbounded_send(Input::StatusChecked {
+                    channel_id,
+                    tx_hash,
+                    result,
+                });
             }));
         }
     }
@@ -686,6 +727,28 @@ impl DriverHandle {
 
     pub async fn abandon_channel(&self, channel_id: ChannelId) -> Result<(), ApiError> {
         self.ask(|reply| Command::Abandon { channel_id, reply }).await
+    }
+
+    /// Fiber's `shutdown_channel`: a cooperative close; resolves once our
+    /// `Shutdown` is stored and sent.
+    pub async fn shutdown_channel(
+        &self,
+        channel_id: ChannelId,
+        close_script: Option<packed::Script>,
+        fee_rate: Option<u64>,
+    ) -> Result<(), ApiError> {
+        self.ask(|reply| Command::Shutdown {
+            channel_id,
+            close_script,
+            fee_rate,
+            reply,
+        })
+        .await
+    }
+
+    /// A unilateral close; resolves once our commitment is stored as sent.
+    pub async fn force_close_channel(&self, channel_id: ChannelId) -> Result<(), ApiError> {
+        self.ask(|reply| Command::ForceClose { channel_id, reply }).await
     }
 
     pub async fn pending_fundings(&self) -> Result<Vec<PendingFunding>, ApiError> {

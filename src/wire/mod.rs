@@ -105,6 +105,8 @@ pub enum FiberMessage {
     ChannelReady(ChannelReady),
     TxAbort(TxAbort),
     ReestablishChannel(ReestablishChannel),
+    Shutdown(Shutdown),
+    ClosingSigned(ClosingSigned),
 }
 
 impl FiberMessage {
@@ -120,6 +122,8 @@ impl FiberMessage {
             Self::ChannelReady(m) => (ChannelReady::ID, m.encode_body()),
             Self::TxAbort(m) => (TxAbort::ID, m.encode_body()),
             Self::ReestablishChannel(m) => (ReestablishChannel::ID, m.encode_body()),
+            Self::Shutdown(m) => (Shutdown::ID, m.encode_body()),
+            Self::ClosingSigned(m) => (ClosingSigned::ID, m.encode_body()),
         };
         encode_union(id, &body)
     }
@@ -137,6 +141,8 @@ impl FiberMessage {
             ChannelReady::ID => ChannelReady::decode_body(body).map(Self::ChannelReady),
             TxAbort::ID => TxAbort::decode_body(body).map(Self::TxAbort),
             ReestablishChannel::ID => ReestablishChannel::decode_body(body).map(Self::ReestablishChannel),
+            Shutdown::ID => Shutdown::decode_body(body).map(Self::Shutdown),
+            ClosingSigned::ID => ClosingSigned::decode_body(body).map(Self::ClosingSigned),
             _ => match FIBER_MESSAGE_ITEMS.get(id as usize) {
                 Some(name) => Err(WireError::UnsupportedMessage { id, name }),
                 None => Err(WireError::UnknownMessageId(id)),
@@ -156,6 +162,8 @@ impl FiberMessage {
             Self::ChannelReady(m) => m.channel_id,
             Self::TxAbort(m) => m.channel_id,
             Self::ReestablishChannel(m) => m.channel_id,
+            Self::Shutdown(m) => m.channel_id,
+            Self::ClosingSigned(m) => m.channel_id,
         }
     }
 
@@ -171,6 +179,8 @@ impl FiberMessage {
             Self::ChannelReady(_) => ChannelReady::NAME,
             Self::TxAbort(_) => TxAbort::NAME,
             Self::ReestablishChannel(_) => ReestablishChannel::NAME,
+            Self::Shutdown(_) => Shutdown::NAME,
+            Self::ClosingSigned(_) => ClosingSigned::NAME,
         }
     }
 }
@@ -594,6 +604,66 @@ impl UnionItem for ReestablishChannel {
                 remote_commitment_number,
             )?,
         })
+    }
+}
+
+/// A side wants to close the channel cooperatively (`table Shutdown`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shutdown {
+    pub channel_id: ChannelId,
+    /// Shannons per 1,000 bytes this side pays its closing fee at (0: the
+    /// responder leaves the fee to the side that asked to close).
+    pub fee_rate: u64,
+    /// Where this side's balance goes.
+    pub close_script: packed::Script,
+}
+
+impl UnionItem for Shutdown {
+    const ID: u32 = 15;
+    const NAME: &'static str = "Shutdown";
+
+    fn encode_body(&self) -> Vec<u8> {
+        encode_table(&[
+            &self.channel_id.0,
+            &self.fee_rate.to_le_bytes(),
+            self.close_script.as_slice(),
+        ])
+    }
+
+    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
+        let [channel_id, fee_rate, close_script] = decode_table::<3>(Self::NAME, bytes)?;
+        Ok(Self {
+            channel_id: Hash256(decode_array("Shutdown.channel_id", channel_id)?),
+            fee_rate: decode_uint64("Shutdown.fee_rate", fee_rate)?,
+            close_script: decode_script("Shutdown.close_script", close_script)?,
+        })
+    }
+}
+
+/// A side's MuSig2 partial signature of the closing tx (`struct ClosingSigned`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosingSigned {
+    pub channel_id: ChannelId,
+    /// Declared as `Byte32` in fiber.mol.
+    pub partial_signature: [u8; 32],
+}
+
+impl UnionItem for ClosingSigned {
+    const ID: u32 = 16;
+    const NAME: &'static str = "ClosingSigned";
+
+    fn encode_body(&self) -> Vec<u8> {
+        [&self.channel_id.0[..], &self.partial_signature].concat()
+    }
+
+    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
+        let mut fields = StructFields::new(Self::NAME, bytes, 32 + 32)?;
+        let message = Self {
+            channel_id: Hash256(fields.take()?),
+            partial_signature: fields.take()?,
+        };
+        fields.finish()?;
+        Ok(message)
     }
 }
 

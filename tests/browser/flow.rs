@@ -94,6 +94,7 @@ impl Page {
                 wallet_key: acceptor_key.to_bytes().into(),
                 funding_amount: 0,
                 grace_ms: DEFAULT_ACCEPTOR_GRACE_MS,
+                force_close_after_ms: None,
             }),
         };
         let acceptor_id = config.node_secret.node_id();

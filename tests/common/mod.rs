@@ -16,7 +16,7 @@ use std::rc::Rc;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use fiber_funding::chain::simulated::SimulatedChain;
-use fiber_funding::chain::{LiveCell, ResolvedCell, TxStatus};
+use fiber_funding::chain::{LiveCell, ResolvedCell, TxReport, TxStatus};
 use fiber_funding::crypto::keys::NodeSecret;
 use fiber_funding::flow::config::*;
 use fiber_funding::flow::*;
@@ -222,7 +222,8 @@ pub struct World {
     pub crashes: usize,
     pending_submit: bool,
     shuffle_state: u64,
-    reported_status: BTreeMap<(usize, ChannelId), (TxStatus, u64)>,
+    reported_status: BTreeMap<(usize, ChannelId, Hash256), TxReport>,
+    confirmations: u64,
 }
 
 pub struct Setup {
@@ -234,6 +235,8 @@ pub struct Setup {
     /// both configs (code by data2 hash, cell deps [the lock's code, auth]),
     /// instead of made-up code hashes.
     pub fiber_contracts: bool,
+    /// The acceptor force-closes a funded channel whose peer has been away this long.
+    pub force_close_after_ms: Option<u64>,
 }
 
 impl Default for Setup {
@@ -244,6 +247,7 @@ impl Default for Setup {
             acceptor_funding_ckb: 0,
             confirmations: 3,
             fiber_contracts: false,
+            force_close_after_ms: None,
         }
     }
 }
@@ -328,6 +332,7 @@ impl World {
             wallet_key: acceptor_key.to_bytes().into(),
             funding_amount: setup.acceptor_funding_ckb * CKB,
             grace_ms: GRACE_MS,
+            force_close_after_ms: setup.force_close_after_ms,
         };
         #[cfg_attr(target_arch = "wasm32", allow(unused_mut))]
         let mut configs = [
@@ -370,6 +375,7 @@ impl World {
             pending_submit: false,
             shuffle_state: 0,
             reported_status: BTreeMap::new(),
+            confirmations: setup.confirmations,
         }
     }
 
@@ -545,7 +551,7 @@ impl World {
         );
         test_node.up = true;
         test_node.restarts += 1;
-        self.reported_status.retain(|(node, _), _| *node != index);
+        self.reported_status.retain(|(node, _, _), _| *node != index);
         let loaded = futures::executor::block_on(test_node.store.load_all()).unwrap();
         test_node.restore_errors = loaded.unreadable.iter().map(|e| e.to_string()).collect();
         let now = self.now_ms;
@@ -662,7 +668,7 @@ impl World {
             self.execute(index, actions);
             return true;
         }
-        if self.report_funding_status() {
+        if self.report_tx_status() {
             return true;
         }
         if self.needs_block() {
@@ -679,29 +685,28 @@ impl World {
     /// Reports one changed funding tx status to the node watching it, as the
     /// runtime's polling does; false when nothing changed.
     pub fn step_status(&mut self) -> bool {
-        self.report_funding_status()
+        self.report_tx_status()
     }
 
-    /// Feeds each node the status of the funding txs it watches, once per change.
-    fn report_funding_status(&mut self) -> bool {
-        let tip = self.chain.tip_block_number();
+    /// Feeds each node the status of the txs it watches, once per change.
+    fn report_tx_status(&mut self) -> bool {
         for index in [INITIATOR, ACCEPTOR] {
             if !self.nodes[index].up {
                 continue;
             }
-            for (channel_id, hash) in self.nodes[index].node.funding_txs_to_watch() {
-                let status = self.chain.transaction_status(&hash.0);
-                let key = (index, channel_id);
-                if self.reported_status.get(&key) == Some(&(status, tip)) {
+            for (channel_id, tx_hash) in self.nodes[index].node.txs_to_watch() {
+                let report = self.chain.report(&tx_hash.0);
+                let key = (index, channel_id, tx_hash);
+                if self.reported_status.get(&key) == Some(&report) {
                     continue;
                 }
-                self.reported_status.insert(key, (status, tip));
+                self.reported_status.insert(key, report);
                 let now = self.now_ms;
                 let actions = self.nodes[index].node.chain_event(
-                    ChainEvent::FundingTxStatus {
+                    ChainEvent::TxStatus {
                         channel_id,
-                        status,
-                        tip_block_number: tip,
+                        tx_hash,
+                        report,
                     },
                     now,
                 );
@@ -712,15 +717,20 @@ impl World {
         false
     }
 
-    /// Mine while something waits in the pool or for confirmations.
+    /// Mine while something waits in the pool or for confirmations (not for
+    /// a close's delay: tests mine the epochs themselves).
     fn needs_block(&self) -> bool {
+        let tip = self.chain.tip_block_number();
         [INITIATOR, ACCEPTOR].iter().any(|index| {
             self.nodes[*index].up
-                && self.nodes[*index].node.funding_txs_to_watch().iter().any(|(_, hash)| {
-                    matches!(
-                        self.chain.transaction_status(&hash.0),
-                        TxStatus::Pending | TxStatus::Committed { .. }
-                    )
+                && self.nodes[*index].node.txs_to_watch().iter().any(|(_, hash)| {
+                    match self.chain.transaction_status(&hash.0) {
+                        TxStatus::Pending => true,
+                        TxStatus::Committed { block_number } => {
+                            tip.saturating_add(1).saturating_sub(block_number) < self.confirmations
+                        }
+                        _ => false,
+                    }
                 })
         })
     }
@@ -880,6 +890,11 @@ impl World {
                 FiberMessage::CommitmentSigned(m) => check(
                     (*index, m.channel_id, "commitment signatures"),
                     [m.funding_tx_partial_signature.as_slice(), &m.next_commitment_nonce.0].concat(),
+                ),
+                // The closing nonce signs one closing tx, ever.
+                FiberMessage::ClosingSigned(m) => check(
+                    (*index, m.channel_id, "closing signatures"),
+                    m.partial_signature.to_vec(),
                 ),
                 _ => {}
             }

@@ -1,0 +1,799 @@
+//! The way out of a funded channel, persisted and resumable like the
+//! funding flow (every fact stored before the message or broadcast that
+//! depends on it):
+//!
+//! * **Cooperative close**: `Shutdown` both ways fixes the closing tx (each
+//!   side's balance to its close script, the fee paid by the side that asked
+//!   to close), then `ClosingSigned` both ways; either side completes it and
+//!   the side that asked broadcasts it. `ShuttingDown` → `Closed(COOPERATIVE)`.
+//! * **Unilateral close**: our commitment 0, completed with the peer's held
+//!   signature, is broadcast; once it is committed, the delay runs; then our
+//!   claim of our share, signed by the node alone, goes to our shutdown
+//!   script. `ShuttingDown(WAITING_COMMITMENT_CONFIRMATION)` →
+//!   `Closed(UNCOOPERATIVE_LOCAL | WAITING_ONCHAIN_SETTLEMENT)` →
+//!   `Closed(UNCOOPERATIVE_LOCAL)`.
+//! * **The peer closed unilaterally**: its commitment seen committed, we
+//!   claim our share after the delay, from its commitment cell or, if it
+//!   claimed first, from the cell its claim re-created. `Closed(UNCOOPERATIVE_REMOTE | …)`.
+
+use ckb_types::core::EpochNumberWithFraction;
+use ckb_types::packed;
+use ckb_types::prelude::*;
+
+use super::channel::{Channel, Reject, Step};
+use super::error::FlowError;
+use super::limits;
+use super::record::{CloseProgress, Closure, CommitmentOnChain, ShutdownTerms};
+use super::state::{CloseFlags, ShuttingDownFlags};
+use super::{Action, ChainQuery, ChannelState, Event};
+use crate::chain::{ResolvedCell, TxReport, TxStatus};
+use crate::crypto::musig::{self, NonceSlot, SigningSession};
+use crate::primitives::{Hash256, PubNonceBytes};
+use crate::tx::closing::{Closing, ClosingParty};
+use crate::tx::commitment::{self, SLOT_LEN};
+use crate::tx::fee::{capacity_of, occupied_capacity_of_lock};
+use crate::tx::parts::tx_hash;
+use crate::wire::{ClosingSigned, FiberMessage, Shutdown};
+
+/// This module never signs a commitment 1 (no TLCs), so the nonce both sides
+/// announced for it in `CommitmentSigned` signs the closing tx instead, as
+/// upstream does; once the closing tx is fixed it never signs anything else.
+const CLOSING_NONCE: NonceSlot = NonceSlot::OwnCommitment(1);
+
+/// Whose commitment a tx hash we watch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watched {
+    Closing,
+    OwnCommitment,
+    PeerCommitment,
+    Claim,
+}
+
+impl Channel {
+    // ---- facts ---------------------------------------------------------------------------
+
+    fn close_progress_mut(&mut self) -> &mut CloseProgress {
+        self.record.close.get_or_insert_with(CloseProgress::default)
+    }
+
+    /// The funding tx is confirmed: the channel holds money and can be closed.
+    pub fn funded(&self) -> bool {
+        self.record.funding_confirmed && !self.is_closed()
+    }
+
+    /// Open, or closing cooperatively without the peer's signature yet: only
+    /// the peer can move it on (a complete closing tx is broadcast anyway).
+    pub(crate) fn stuck_without_peer(&self) -> bool {
+        self.record.close.as_ref().is_none_or(|close| {
+            close.force_closed_at_ms.is_none()
+                && close.commitment_on_chain.is_none()
+                && close.peer_closing_signature.is_none()
+        })
+    }
+
+    fn has_peer_closing_signature(&self) -> bool {
+        self.record
+            .close
+            .as_ref()
+            .is_some_and(|c| c.peer_closing_signature.is_some())
+    }
+
+    /// Both `Shutdown`s are in: the closing tx is fixed.
+    fn closing_fixed(&self) -> bool {
+        self.record
+            .close
+            .as_ref()
+            .is_some_and(|c| c.local_shutdown.is_some() && c.remote_shutdown.is_some())
+    }
+
+    /// The state of a channel on its way out, if it is.
+    pub fn closing_state(&self) -> Option<ChannelState> {
+        let close = self.record.close.as_ref()?;
+        if let Some(on_chain) = &close.commitment_on_chain {
+            let side = if on_chain.holder_is_local {
+                CloseFlags::UNCOOPERATIVE_LOCAL
+            } else {
+                CloseFlags::UNCOOPERATIVE_REMOTE
+            };
+            return Some(ChannelState::Closed(side | CloseFlags::WAITING_ONCHAIN_SETTLEMENT));
+        }
+        if close.force_closed_at_ms.is_some() {
+            return Some(ChannelState::ShuttingDown(
+                ShuttingDownFlags::WAITING_COMMITMENT_CONFIRMATION,
+            ));
+        }
+        let mut flags = ShuttingDownFlags::default();
+        if close.local_shutdown.is_some() {
+            flags = flags | ShuttingDownFlags::OUR_SHUTDOWN_SENT;
+        }
+        if close.remote_shutdown.is_some() {
+            flags = flags | ShuttingDownFlags::THEIR_SHUTDOWN_SENT;
+        }
+        if close.peer_closing_signature.is_some() {
+            flags = flags | ShuttingDownFlags::DROPPING_PENDING;
+        }
+        Some(ChannelState::ShuttingDown(flags))
+    }
+
+    fn closing(&self) -> Result<Closing, Reject> {
+        let close = self.record.close.as_ref().ok_or_else(|| Reject("not closing".into()))?;
+        let (Some(local), Some(remote_terms)) = (&close.local_shutdown, &close.remote_shutdown) else {
+            return Err(Reject("the closing tx is not fixed yet".into()));
+        };
+        let remote = self.remote()?;
+        let funding_tx = self.funding_tx()?;
+        Ok(Closing {
+            funding_out_point: packed::OutPoint::new_builder()
+                .tx_hash(tx_hash(funding_tx).pack())
+                .index(0u32)
+                .build(),
+            local: ClosingParty {
+                funding_pubkey: self.record.local.funding_pubkey,
+                amount: self.record.local.contribution()?,
+                close_script: local.close_script.clone(),
+                fee_rate: local.fee_rate,
+            },
+            remote: ClosingParty {
+                funding_pubkey: remote.funding_pubkey,
+                amount: remote.contribution()?,
+                close_script: remote_terms.close_script.clone(),
+                fee_rate: remote_terms.fee_rate,
+            },
+        })
+    }
+
+    fn closing_session_parts(&self) -> Result<(musig2::KeyAggContext, [u8; 32], PubNonceBytes, PubNonceBytes), Reject> {
+        let remote = self.remote()?;
+        let ctx = musig::funding_key_agg(&self.record.local.funding_pubkey, &remote.funding_pubkey)?;
+        let tx = self.closing()?.build_tx()?;
+        let ours = musig::public_nonce(&self.keys, CLOSING_NONCE, &[]);
+        let theirs = self
+            .record
+            .peer_next_commitment_nonce
+            .ok_or_else(|| Reject("the peer's closing nonce is unknown".into()))?;
+        Ok((ctx, commitment::signing_message(&tx), ours, theirs))
+    }
+
+    /// Our partial signature over the fixed closing tx.
+    fn our_closing_signature(&self) -> Result<[u8; 32], Reject> {
+        let (ctx, message, ours, theirs) = self.closing_session_parts()?;
+        let session = SigningSession {
+            ctx: &ctx,
+            message,
+            holder_nonce: ours,
+            signer_nonce: theirs,
+        };
+        Ok(session.sign_as_holder(&self.keys, 1)?)
+    }
+
+    /// The closing tx with both signatures, ready to broadcast.
+    pub fn complete_closing_tx(&self) -> Result<packed::Transaction, Reject> {
+        let peer: [u8; 32] = self
+            .record
+            .close
+            .as_ref()
+            .and_then(|c| c.peer_closing_signature.as_deref())
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| Reject("no closing signature from the peer".into()))?;
+        let (ctx, message, ours_nonce, theirs_nonce) = self.closing_session_parts()?;
+        let session = SigningSession {
+            ctx: &ctx,
+            message,
+            holder_nonce: ours_nonce,
+            signer_nonce: theirs_nonce,
+        };
+        let ours = session.sign_as_holder(&self.keys, 1)?;
+        let signature = session.aggregate(&ours, &peer)?;
+        Ok(commitment::complete_funding_spend(
+            &self.closing()?.build_tx()?,
+            &self.record.terms.funding_lock.cell_deps,
+            &musig::xonly_key(&ctx),
+            &signature,
+        ))
+    }
+
+    fn shutdown_message(&self) -> Option<FiberMessage> {
+        let local = self.record.close.as_ref()?.local_shutdown.as_ref()?;
+        Some(FiberMessage::Shutdown(Shutdown {
+            channel_id: self.id(),
+            fee_rate: local.fee_rate,
+            close_script: local.close_script.clone(),
+        }))
+    }
+
+    fn closing_signed_message(&self) -> Result<FiberMessage, Reject> {
+        Ok(FiberMessage::ClosingSigned(ClosingSigned {
+            channel_id: self.id(),
+            partial_signature: self.our_closing_signature()?,
+        }))
+    }
+
+    /// What a reconnecting peer may lack of the close.
+    pub fn close_messages_to_retransmit(&self) -> Result<Vec<FiberMessage>, Reject> {
+        let mut messages = Vec::new();
+        if self
+            .record
+            .close
+            .as_ref()
+            .is_some_and(|c| c.force_closed_at_ms.is_some() || c.commitment_on_chain.is_some())
+        {
+            return Ok(messages);
+        }
+        messages.extend(self.shutdown_message());
+        if self.closing_fixed() {
+            messages.push(self.closing_signed_message()?);
+        }
+        Ok(messages)
+    }
+
+    /// Whether we asked to close (and so pay the fee and broadcast).
+    fn we_asked_to_close(&self) -> bool {
+        self.record
+            .close
+            .as_ref()
+            .and_then(|c| c.local_shutdown.as_ref())
+            .is_some_and(|s| s.fee_rate > 0)
+    }
+
+    // ---- commands ------------------------------------------------------------------------
+
+    /// `shutdownChannel`: asks the peer to close cooperatively; we pay the fee.
+    pub(crate) fn shutdown(
+        &mut self,
+        step: &mut Step,
+        close_script: Option<packed::Script>,
+        fee_rate: Option<u64>,
+    ) -> Result<(), FlowError> {
+        let channel_id = self.id();
+        if !self.funded()
+            || self
+                .record
+                .close
+                .as_ref()
+                .is_some_and(|c| c.force_closed_at_ms.is_some() || c.commitment_on_chain.is_some())
+        {
+            return Err(FlowError::NotClosable {
+                channel_id,
+                state: self.state(),
+            });
+        }
+        let close_script = close_script.unwrap_or_else(|| self.record.local.shutdown_script.clone());
+        limits::check_shutdown_script(&close_script).map_err(|e| FlowError::InvalidParams {
+            field: "close_script",
+            reason: e.reason,
+        })?;
+        let fee_rate = fee_rate.unwrap_or(self.record.terms.commitment_fee_rate);
+        limits::check_fee_rate("fee_rate", fee_rate)?;
+        let terms = ShutdownTerms { close_script, fee_rate };
+        if let Some(existing) = self.record.close.as_ref().and_then(|c| c.local_shutdown.as_ref()) {
+            return if *existing == terms {
+                Ok(())
+            } else {
+                Err(FlowError::InvalidParams {
+                    field: "close_script",
+                    reason: "a shutdown with other terms was already sent; it cannot change".into(),
+                })
+            };
+        }
+        self.check_our_payout(&terms.close_script, fee_rate)?;
+        self.close_progress_mut().local_shutdown = Some(terms);
+        if let Some(message) = self.shutdown_message() {
+            step.send(self.record.peer, message);
+        }
+        self.sign_closing_when_fixed(step)
+            .map_err(|Reject(r)| FlowError::Internal(r))
+    }
+
+    /// Our balance, less the fee at `fee_rate`, must pay for a cell of `close_script`.
+    fn check_our_payout(&self, close_script: &packed::Script, fee_rate: u64) -> Result<(), FlowError> {
+        let invalid = |reason: String| FlowError::InvalidParams {
+            field: "close_script",
+            reason,
+        };
+        let needed = occupied_capacity_of_lock(close_script).map_err(|e| invalid(e.to_string()))?;
+        let amount = self.record.local.contribution().map_err(|e| invalid(e.to_string()))?;
+        // The fee is at most this rate on a small tx; the exact one is checked when the tx is fixed.
+        let fee = fee_rate.saturating_mul(2);
+        if amount.saturating_sub(fee) < needed {
+            return Err(invalid(format!(
+                "our {amount} shannons cannot pay for a cell of this script ({needed} shannons) and the fee"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `forceCloseChannel`: broadcast our commitment, then claim after the delay.
+    pub(crate) fn force_close(&mut self, step: &mut Step) -> Result<(), FlowError> {
+        let channel_id = self.id();
+        if !self.funded()
+            || self
+                .record
+                .close
+                .as_ref()
+                .is_some_and(|c| c.commitment_on_chain.is_some())
+        {
+            return Err(FlowError::NotClosable {
+                channel_id,
+                state: self.state(),
+            });
+        }
+        if self
+            .record
+            .close
+            .as_ref()
+            .is_some_and(|c| c.force_closed_at_ms.is_some())
+        {
+            return Ok(());
+        }
+        let commitment = self
+            .signed_own_commitment()
+            .map_err(|Reject(reason)| FlowError::Internal(reason))?;
+        self.close_progress_mut().force_closed_at_ms = Some(step.now_ms);
+        self.broadcast_sent = true;
+        step.actions.push(Action::Broadcast {
+            channel_id,
+            tx: commitment,
+        });
+        Ok(())
+    }
+
+    // ---- messages ------------------------------------------------------------------------
+
+    pub(crate) fn on_shutdown(&mut self, step: &mut Step, message: Shutdown) -> Result<(), Reject> {
+        if !self.funded() {
+            return Err(Reject("Shutdown for a channel that is not funded".into()));
+        }
+        limits::check_shutdown_script(&message.close_script)?;
+        if message.fee_rate != 0 {
+            limits::check_fee_rate("fee_rate", message.fee_rate)?;
+        }
+        let terms = ShutdownTerms {
+            close_script: message.close_script,
+            fee_rate: message.fee_rate,
+        };
+        if let Some(known) = self.record.close.as_ref().and_then(|c| c.remote_shutdown.as_ref()) {
+            // The closing tx, and what our closing nonce signs, is fixed by
+            // the first one: a different one is never signed.
+            return if *known == terms {
+                Ok(())
+            } else {
+                Err(Reject("a Shutdown with other terms than the first".into()))
+            };
+        }
+        if self
+            .record
+            .close
+            .as_ref()
+            .is_some_and(|c| c.force_closed_at_ms.is_some())
+        {
+            return Err(Reject("Shutdown after we closed unilaterally".into()));
+        }
+        self.close_progress_mut().remote_shutdown = Some(terms);
+        // We did not ask: answer, leaving the fee to the side that asked.
+        if self.record.close.as_ref().is_some_and(|c| c.local_shutdown.is_none()) {
+            let ours = ShutdownTerms {
+                close_script: self.record.local.shutdown_script.clone(),
+                fee_rate: 0,
+            };
+            self.close_progress_mut().local_shutdown = Some(ours);
+            if let Some(message) = self.shutdown_message() {
+                step.send(self.record.peer, message);
+            }
+        }
+        self.sign_closing_when_fixed(step)
+    }
+
+    /// Once the closing tx is fixed: check what it pays us, then sign it.
+    fn sign_closing_when_fixed(&mut self, step: &mut Step) -> Result<(), Reject> {
+        if !self.closing_fixed() {
+            return Ok(());
+        }
+        let closing = self.closing()?;
+        let tx = match closing.build_tx() {
+            Ok(tx) => tx,
+            Err(error) => {
+                // A peer close script its balance cannot pay for: nothing is signed.
+                return Err(Reject(format!("the closing tx cannot be built: {error}")));
+            }
+        };
+        // What leaves us: our whole balance, less our own fee, to our close script.
+        let payout = closing.payout(&closing.local)?;
+        let paid_to_us = tx
+            .raw()
+            .outputs()
+            .into_iter()
+            .any(|o| o.lock().as_slice() == closing.local.close_script.as_slice() && capacity_of(&o) == payout);
+        if !paid_to_us || tx.raw().outputs().len() != 2 {
+            return Err(Reject("the closing tx does not pay us our balance".into()));
+        }
+        step.send(self.record.peer, self.closing_signed_message()?);
+        Ok(())
+    }
+
+    pub(crate) fn on_closing_signed(&mut self, step: &mut Step, signature: [u8; 32]) -> Result<(), Reject> {
+        if !self.closing_fixed() {
+            return Err(Reject("ClosingSigned before both Shutdowns".into()));
+        }
+        if let Some(known) = self
+            .record
+            .close
+            .as_ref()
+            .and_then(|c| c.peer_closing_signature.as_deref())
+        {
+            return if known == signature {
+                Ok(())
+            } else {
+                Err(Reject("ClosingSigned differs from the first".into()))
+            };
+        }
+        let (ctx, message, ours, theirs) = self.closing_session_parts()?;
+        let remote = self.remote()?;
+        SigningSession {
+            ctx: &ctx,
+            message,
+            holder_nonce: ours,
+            signer_nonce: theirs,
+        }
+        .verify(&signature, &remote.funding_pubkey, false)?;
+        self.close_progress_mut().peer_closing_signature = Some(signature.to_vec());
+        let tx = self.complete_closing_tx()?;
+        if self.we_asked_to_close() {
+            self.broadcast_sent = true;
+            step.actions.push(Action::Broadcast {
+                channel_id: self.id(),
+                tx,
+            });
+        }
+        Ok(())
+    }
+
+    // ---- chain ---------------------------------------------------------------------------
+
+    /// The txs of a funded channel to watch, and what each is.
+    pub(crate) fn close_txs_to_watch(&self) -> Vec<(Hash256, Watched)> {
+        if !self.funded() {
+            return Vec::new();
+        }
+        let mut watched = Vec::new();
+        let close = self.record.close.as_ref();
+        if let Some(claim) = close.and_then(|c| c.claim_tx.as_ref()) {
+            watched.push((Hash256(tx_hash(claim)), Watched::Claim));
+            return watched;
+        }
+        if close.and_then(|c| c.commitment_on_chain.as_ref()).is_some() {
+            // Waiting for the delay: the tip comes with any report.
+            if let Some(on_chain) = close.and_then(|c| c.commitment_on_chain.as_ref()) {
+                watched.push((
+                    on_chain.tx_hash,
+                    if on_chain.holder_is_local {
+                        Watched::OwnCommitment
+                    } else {
+                        Watched::PeerCommitment
+                    },
+                ));
+            }
+            return watched;
+        }
+        if self.closing_fixed() {
+            // Its hash leaves out the witnesses: watched even before we can
+            // complete it, as the peer may broadcast it.
+            if let Ok(tx) = self.closing().and_then(|c| Ok(c.build_tx()?)) {
+                watched.push((Hash256(tx_hash(&tx)), Watched::Closing));
+            }
+        }
+        if let Ok(tx) = self.signed_own_commitment() {
+            if close.is_some_and(|c| c.force_closed_at_ms.is_some()) {
+                watched.push((Hash256(tx_hash(&tx)), Watched::OwnCommitment));
+            }
+        }
+        if let Ok(tx) = self.commitment_tx(false) {
+            watched.push((Hash256(tx_hash(&tx)), Watched::PeerCommitment));
+        }
+        watched
+    }
+
+    /// A report on one of [`Channel::close_txs_to_watch`].
+    pub(crate) fn on_close_tx_status(
+        &mut self,
+        step: &mut Step,
+        watched: Watched,
+        tx_hash: Hash256,
+        report: TxReport,
+    ) -> Result<(), Reject> {
+        let confirmations = step.config.funding_confirmations;
+        let confirmed = |report: &TxReport| match report.status {
+            TxStatus::Committed { block_number } => {
+                report.tip.block_number.saturating_add(1).saturating_sub(block_number) >= confirmations
+            }
+            _ => false,
+        };
+        match watched {
+            Watched::Closing => {
+                if confirmed(&report) {
+                    self.finish_close(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
+                } else if report.status == TxStatus::Unknown
+                    && !self.broadcast_sent
+                    && self.has_peer_closing_signature()
+                {
+                    // After a restart we cannot tell whether our broadcast got out.
+                    let tx = self.complete_closing_tx()?;
+                    self.broadcast_sent = true;
+                    step.actions.push(Action::Broadcast {
+                        channel_id: self.id(),
+                        tx,
+                    });
+                }
+                Ok(())
+            }
+            Watched::OwnCommitment | Watched::PeerCommitment => {
+                let holder_is_local = watched == Watched::OwnCommitment;
+                let known = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone());
+                match (known, report.status) {
+                    (None, TxStatus::Committed { block_number }) if confirmed(&report) => {
+                        let epoch = report
+                            .block_epoch
+                            .ok_or_else(|| Reject("a committed tx without its block's epoch".into()))?;
+                        self.close_progress_mut().commitment_on_chain = Some(CommitmentOnChain {
+                            holder_is_local,
+                            tx_hash,
+                            block_number,
+                            epoch,
+                        });
+                        step.actions.push(Action::Emit(Event::CommitmentOnChain {
+                            channel_id: self.id(),
+                            tx_hash,
+                            holder_is_local,
+                            claimable_at_epoch: self.claimable_at_epoch(epoch),
+                        }));
+                        self.claim_when_due(step, report)
+                    }
+                    (None, TxStatus::Unknown) if holder_is_local && !self.broadcast_sent => {
+                        let tx = self.signed_own_commitment()?;
+                        self.broadcast_sent = true;
+                        step.actions.push(Action::Broadcast {
+                            channel_id: self.id(),
+                            tx,
+                        });
+                        Ok(())
+                    }
+                    (Some(_), _) => self.claim_when_due(step, report),
+                    _ => Ok(()),
+                }
+            }
+            Watched::Claim => {
+                if confirmed(&report) {
+                    let side = match self.record.close.as_ref().and_then(|c| c.commitment_on_chain.as_ref()) {
+                        Some(on_chain) if !on_chain.holder_is_local => CloseFlags::UNCOOPERATIVE_REMOTE,
+                        _ => CloseFlags::UNCOOPERATIVE_LOCAL,
+                    };
+                    self.finish_close(side, "closed unilaterally; our share was claimed".into(), step.now_ms);
+                } else if report.status == TxStatus::Unknown && !self.broadcast_sent {
+                    if let Some(tx) = self.record.close.as_ref().and_then(|c| c.claim_tx.clone()) {
+                        self.broadcast_sent = true;
+                        step.actions.push(Action::Broadcast {
+                            channel_id: self.id(),
+                            tx,
+                        });
+                    }
+                } else if report.status == TxStatus::Rejected {
+                    self.on_claim_refused(step)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The epoch from which the commitment cell can be claimed: the
+    /// committing block's epoch plus the delay.
+    pub(crate) fn claimable_at_epoch(&self, commit_epoch: u64) -> u64 {
+        add_epochs(commit_epoch, self.record.terms.commitment_delay_epoch)
+    }
+
+    /// Once the delay has passed, and no claim is out: read the commitment
+    /// cell through the hash-checked path, to claim our share of it.
+    fn claim_when_due(&mut self, step: &mut Step, report: TxReport) -> Result<(), Reject> {
+        let Some(on_chain) = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone()) else {
+            return Ok(());
+        };
+        if self.record.close.as_ref().is_some_and(|c| c.claim_tx.is_some()) || self.pending_claim_lookup.is_some() {
+            return Ok(());
+        }
+        let due = EpochNumberWithFraction::from_full_value(self.claimable_at_epoch(on_chain.epoch));
+        if EpochNumberWithFraction::from_full_value(report.tip.epoch) < due {
+            return Ok(());
+        }
+        if self.commitment_cell_spent {
+            return self.look_up_recreated_cell(step, on_chain.holder_is_local);
+        }
+        let out_point = packed::OutPoint::new_builder()
+            .tx_hash(on_chain.tx_hash.0.pack())
+            .index(0u32)
+            .build();
+        self.look_up_claimable_cell(step, out_point);
+        Ok(())
+    }
+
+    fn look_up_claimable_cell(&mut self, step: &mut Step, out_point: packed::OutPoint) {
+        self.pending_claim_lookup = Some(out_point.clone());
+        step.actions.push(Action::QueryChain {
+            channel_id: self.id(),
+            query: ChainQuery::ResolveInputs {
+                out_points: vec![out_point],
+            },
+        });
+    }
+
+    /// The answer to a claim lookup: the commitment cell, or the cell the
+    /// other side's claim re-created, as its transaction holds it.
+    pub(crate) fn on_claimable_cell(
+        &mut self,
+        step: &mut Step,
+        out_points: &[packed::OutPoint],
+        cells: Vec<Option<ResolvedCell>>,
+    ) -> Result<(), Reject> {
+        let Some(asked) = self.pending_claim_lookup.take() else {
+            return Err(Reject("no claim lookup is waiting for this answer".into()));
+        };
+        let [cell] =
+            <[Option<ResolvedCell>; 1]>::try_from(cells).map_err(|_| Reject("one cell was asked for".into()))?;
+        if out_points.len() != 1 || out_points[0].as_slice() != asked.as_slice() {
+            return Err(Reject("the chain's answer is not about the cell asked for".into()));
+        }
+        let Some(on_chain) = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone()) else {
+            return Ok(());
+        };
+        let cell = cell.ok_or_else(|| Reject("the commitment cell's transaction is unknown".into()))?;
+        if cell.output.type_().is_some() || !cell.data.is_empty() {
+            return Err(Reject("the commitment cell carries a type or data".into()));
+        }
+        let original = self
+            .commitment_tx(on_chain.holder_is_local)?
+            .raw()
+            .outputs()
+            .get(0)
+            .ok_or_else(|| Reject("a commitment without its output".into()))?;
+        let script = if cell.output.lock().as_slice() == original.lock().as_slice() {
+            None
+        } else if cell.output.lock().as_slice() == self.recreated_commitment_lock(on_chain.holder_is_local)?.as_slice()
+        {
+            Some(self.settlement_script_after_other_claim(on_chain.holder_is_local)?)
+        } else {
+            return Err(Reject("the cell found is not this channel's commitment cell".into()));
+        };
+        let claim = self.claim_commitment_share(
+            on_chain.holder_is_local,
+            asked,
+            cell.output,
+            script,
+            self.record.terms.commitment_fee_rate,
+        )?;
+        self.close_progress_mut().claim_tx = Some(claim.clone());
+        self.broadcast_sent = true;
+        step.actions.push(Action::Broadcast {
+            channel_id: self.id(),
+            tx: claim,
+        });
+        Ok(())
+    }
+
+    /// Our claim was refused: the cell it spent is gone, so the other side
+    /// claimed first and re-created a cell for our share. Find it.
+    pub(crate) fn on_claim_refused(&mut self, step: &mut Step) -> Result<(), Reject> {
+        let Some(on_chain) = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone()) else {
+            return Ok(());
+        };
+        self.close_progress_mut().claim_tx = None;
+        self.broadcast_sent = false;
+        self.commitment_cell_spent = true;
+        self.look_up_recreated_cell(step, on_chain.holder_is_local)
+    }
+
+    /// Asks the indexer for the cell the other side's claim re-created
+    /// (found only once that claim is committed; asked again on each poll).
+    fn look_up_recreated_cell(&mut self, step: &mut Step, holder_is_local: bool) -> Result<(), Reject> {
+        step.actions.push(Action::QueryChain {
+            channel_id: self.id(),
+            query: ChainQuery::LiveCells {
+                lock: self.recreated_commitment_lock(holder_is_local)?,
+            },
+        });
+        Ok(())
+    }
+
+    /// A close tx was refused: send it again when a poll finds it unknown.
+    pub(crate) fn on_close_broadcast_failed(&mut self, step: &mut Step, reason: String) {
+        self.broadcast_sent = false;
+        step.actions.push(Action::Emit(Event::CloseTxRejected {
+            channel_id: self.id(),
+            reason,
+        }));
+    }
+
+    /// The indexer's answer for the re-created cell (only a hint): read the
+    /// first one through the hash-checked path before claiming it.
+    pub(crate) fn on_recreated_cells(
+        &mut self,
+        step: &mut Step,
+        cells: &[crate::chain::LiveCell],
+    ) -> Result<(), Reject> {
+        if self.pending_claim_lookup.is_some() || self.record.close.as_ref().is_some_and(|c| c.claim_tx.is_some()) {
+            return Ok(());
+        }
+        if let Some(cell) = cells.first() {
+            self.look_up_claimable_cell(step, cell.out_point.clone());
+        }
+        Ok(())
+    }
+
+    /// The settlement script of a commitment once the other side claimed its share.
+    fn settlement_script_after_other_claim(&self, holder_is_local: bool) -> Result<Vec<u8>, Reject> {
+        let mut script = self.commitment_settlement_script(holder_is_local)?;
+        let other = if holder_is_local {
+            1 + SLOT_LEN..1 + 2 * SLOT_LEN
+        } else {
+            1..1 + SLOT_LEN
+        };
+        script[other].fill(0);
+        Ok(script)
+    }
+
+    /// The lock of the cell left after the other side claims its share of
+    /// the commitment `holder_is_local` says whose.
+    fn recreated_commitment_lock(&self, holder_is_local: bool) -> Result<packed::Script, Reject> {
+        let commitment = self.commitment_tx(holder_is_local)?;
+        let lock = commitment
+            .raw()
+            .outputs()
+            .get(0)
+            .ok_or_else(|| Reject("a commitment without its output".into()))?
+            .lock();
+        let script = self.settlement_script_after_other_claim(holder_is_local)?;
+        let args = lock.args().raw_data();
+        let mut new_args = args
+            .get(..36)
+            .ok_or_else(|| Reject("short commitment args".into()))?
+            .to_vec();
+        new_args.extend_from_slice(&crate::crypto::blake160(&script));
+        new_args.push(1);
+        Ok(lock.as_builder().args(new_args.pack()).build())
+    }
+
+    /// The close is over: only a tombstone with why stays.
+    fn finish_close(&mut self, flags: CloseFlags, reason: String, now_ms: u64) {
+        self.record.closed = Some(Closure {
+            flags,
+            reason,
+            closed_at_ms: now_ms,
+            watch: None,
+        });
+        self.wipe();
+    }
+}
+
+/// `a + b` for two `EpochNumberWithFraction` values (a block's epoch and a
+/// relative delay), as CKB compares since values: exact when the fraction
+/// fits, else rounded up to the next whole epoch.
+pub(crate) fn add_epochs(a: u64, b: u64) -> u64 {
+    let a = EpochNumberWithFraction::from_full_value(a);
+    let b = EpochNumberWithFraction::from_full_value(b);
+    let number = a.number().saturating_add(b.number());
+    let (la, lb) = (a.length().max(1), b.length().max(1));
+    if b.index() == 0 {
+        return EpochNumberWithFraction::new(number, a.index(), la).full_value();
+    }
+    let length = la.saturating_mul(lb);
+    let index = a
+        .index()
+        .saturating_mul(lb)
+        .saturating_add(b.index().saturating_mul(la));
+    let (number, index) = if index >= length {
+        (number.saturating_add(1), index.saturating_sub(length))
+    } else {
+        (number, index)
+    };
+    if length > 0xffff {
+        let whole = if index > 0 { number.saturating_add(1) } else { number };
+        return EpochNumberWithFraction::new(whole, 0, 1).full_value();
+    }
+    EpochNumberWithFraction::new(number, index, length).full_value()
+}

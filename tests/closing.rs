@@ -1,0 +1,462 @@
+//! The ways out of a funded channel, between two nodes over the simulated
+//! chain: a cooperative close asked by either side, a unilateral close by
+//! either side with the claim after the delay, claims racing, restarts in
+//! between, and a peer that tries to change what was agreed.
+
+mod common;
+
+use ckb_types::packed;
+use ckb_types::prelude::*;
+use common::*;
+use fiber_funding::chain::simulated::SimulatedChain;
+use fiber_funding::chain::TxStatus;
+use fiber_funding::flow::state::*;
+use fiber_funding::flow::{ChannelState, Event, FlowError};
+use fiber_funding::primitives::{ChannelId, Hash256};
+use fiber_funding::tx::fee::capacity_of;
+use fiber_funding::wire::FiberMessage;
+
+/// A world with one channel ready (1000 CKB from the user, 99 reserve each side).
+fn ready_world(setup: Setup) -> (World, ChannelId, Hash256) {
+    let mut world = World::new(setup);
+    world.open(1000).unwrap();
+    world.run();
+    let funding = assert_channel_ready(&world);
+    let channel_id = world.only_channel(INITIATOR).channel_id;
+    (world, channel_id, funding)
+}
+
+fn shutdown(world: &mut World, index: usize, channel_id: &ChannelId) -> Result<(), FlowError> {
+    let now = world.now_ms;
+    let actions = world.nodes[index].node.shutdown_channel(channel_id, None, None, now)?;
+    world.execute(index, actions);
+    Ok(())
+}
+
+fn force_close(world: &mut World, index: usize, channel_id: &ChannelId) -> Result<(), FlowError> {
+    let now = world.now_ms;
+    let actions = world.nodes[index].node.force_close_channel(channel_id, now)?;
+    world.execute(index, actions);
+    Ok(())
+}
+
+fn shutdown_script(world: &World, index: usize, channel_id: &ChannelId) -> packed::Script {
+    world.nodes[index]
+        .node
+        .record(channel_id)
+        .unwrap()
+        .local
+        .shutdown_script
+        .clone()
+}
+
+/// The committed tx that spends the funding cell.
+fn funding_spender(world: &World, funding: &Hash256) -> packed::Transaction {
+    world
+        .broadcasts
+        .iter()
+        .map(|(_, tx)| tx.clone())
+        .find(|tx| {
+            tx.raw()
+                .inputs()
+                .into_iter()
+                .any(|input| input.previous_output().tx_hash().as_slice() == funding.0.as_slice())
+                && matches!(
+                    world.chain.transaction_status(&tx.calc_tx_hash().unpack()),
+                    TxStatus::Committed { .. }
+                )
+        })
+        .expect("a committed tx spends the funding cell")
+}
+
+/// Capacity of the live cells locked by exactly `lock`.
+fn balance(world: &World, lock: &packed::Script) -> u64 {
+    world
+        .live_cells(lock)
+        .iter()
+        .map(|cell| capacity_of(&cell.output))
+        .sum()
+}
+
+fn closed_flags(world: &World, index: usize, channel_id: &ChannelId) -> CloseFlags {
+    match world.state(index, channel_id) {
+        Some(ChannelState::Closed(flags)) => flags,
+        other => panic!("node {index}: {other:?}"),
+    }
+}
+
+fn commitments_on_chain(world: &World, index: usize) -> Vec<bool> {
+    world
+        .events
+        .iter()
+        .filter(|(node, _)| *node == index)
+        .filter_map(|(_, event)| match event {
+            Event::CommitmentOnChain { holder_is_local, .. } => Some(*holder_is_local),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_cooperative_close_asked_by_the_user_pays_each_side_its_balance() {
+    let (mut world, channel_id, funding) = ready_world(Setup::default());
+    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
+    let peer_script = shutdown_script(&world, ACCEPTOR, &channel_id);
+    let (user_before, peer_before) = (balance(&world, &user_script), balance(&world, &peer_script));
+
+    shutdown(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+
+    for index in [INITIATOR, ACCEPTOR] {
+        assert_eq!(closed_flags(&world, index, &channel_id), CloseFlags::COOPERATIVE);
+        let record = world.stored_record(index, &channel_id).unwrap();
+        assert!(
+            record.closed.is_some() && record.close.is_none(),
+            "a tombstone: {record:?}"
+        );
+    }
+    let closing = funding_spender(&world, &funding);
+    assert_eq!(closing.raw().inputs().len(), 1);
+    assert_eq!(closing.raw().outputs().len(), 2);
+    // The user asked, so the user pays the fee; the counterparty's reserve comes back whole.
+    let fee = (1000 + 99 + 99) * CKB
+        - closing
+            .raw()
+            .outputs()
+            .into_iter()
+            .map(|o| capacity_of(&o))
+            .sum::<u64>();
+    assert!(fee > 0 && fee < CKB / 1000, "fee {fee}");
+    assert_eq!(balance(&world, &user_script) - user_before, (1000 + 99) * CKB - fee);
+    assert_eq!(balance(&world, &peer_script) - peer_before, 99 * CKB);
+    assert_eq!(
+        world.broadcasts.iter().filter(|(i, _)| *i == INITIATOR).count(),
+        2,
+        "funding and closing"
+    );
+    world.assert_no_nonce_reuse();
+}
+
+#[test]
+fn a_cooperative_close_asked_by_the_counterparty_leaves_the_user_whole() {
+    let (mut world, channel_id, funding) = ready_world(Setup::default());
+    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
+    let user_before = balance(&world, &user_script);
+
+    shutdown(&mut world, ACCEPTOR, &channel_id).unwrap();
+    world.run();
+
+    for index in [INITIATOR, ACCEPTOR] {
+        assert_eq!(closed_flags(&world, index, &channel_id), CloseFlags::COOPERATIVE);
+    }
+    funding_spender(&world, &funding);
+    assert_eq!(balance(&world, &user_script) - user_before, (1000 + 99) * CKB);
+}
+
+#[test]
+fn a_unilateral_close_by_the_user_claims_after_the_delay_on_both_sides() {
+    let (mut world, channel_id, funding) = ready_world(Setup::default());
+    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
+    let peer_script = shutdown_script(&world, ACCEPTOR, &channel_id);
+    let (user_before, peer_before) = (balance(&world, &user_script), balance(&world, &peer_script));
+
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    assert_eq!(
+        world.state(INITIATOR, &channel_id),
+        Some(ChannelState::ShuttingDown(
+            ShuttingDownFlags::WAITING_COMMITMENT_CONFIRMATION
+        ))
+    );
+    world.run();
+
+    let commitment = funding_spender(&world, &funding);
+    assert_eq!(commitment.raw().outputs().len(), 1, "one commitment-lock cell");
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL | CloseFlags::WAITING_ONCHAIN_SETTLEMENT
+    );
+    assert_eq!(
+        closed_flags(&world, ACCEPTOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_REMOTE | CloseFlags::WAITING_ONCHAIN_SETTLEMENT
+    );
+    assert_eq!(commitments_on_chain(&world, INITIATOR), [true]);
+    assert_eq!(commitments_on_chain(&world, ACCEPTOR), [false]);
+    // Within the delay nobody can claim: nothing was tried.
+    world.chain.mine_epochs(0);
+    world.run();
+    assert_eq!(balance(&world, &user_script), user_before);
+
+    world.chain.mine_epochs(1);
+    world.run();
+
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
+    assert_eq!(
+        closed_flags(&world, ACCEPTOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_REMOTE
+    );
+    // Each got its share less its own claim's fee; the commitment's fee came out of the user's.
+    let user_gain = balance(&world, &user_script) - user_before;
+    let peer_gain = balance(&world, &peer_script) - peer_before;
+    assert!(
+        user_gain > (1000 + 99) * CKB - CKB / 100 && user_gain < (1000 + 99) * CKB,
+        "{user_gain}"
+    );
+    assert!(peer_gain > 99 * CKB - CKB / 100 && peer_gain < 99 * CKB, "{peer_gain}");
+    for index in [INITIATOR, ACCEPTOR] {
+        let record = world.stored_record(index, &channel_id).unwrap();
+        assert!(record.close.is_none() && record.closed.is_some(), "wiped: {record:?}");
+    }
+}
+
+#[test]
+fn a_claim_before_the_delay_is_refused_by_the_chain() {
+    let (mut world, channel_id, _) = ready_world(Setup::default());
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    let record = world.initiator().record(&channel_id).unwrap().clone();
+    let on_chain = record.close.as_ref().unwrap().commitment_on_chain.clone().unwrap();
+    let commitment = world.chain.transaction(&on_chain.tx_hash.0).unwrap();
+    let cell = packed::OutPoint::new_builder()
+        .tx_hash(on_chain.tx_hash.0.pack())
+        .index(0u32)
+        .build();
+    let claim = world
+        .initiator()
+        .claim_commitment_share(
+            &channel_id,
+            true,
+            cell,
+            commitment.raw().outputs().get(0).unwrap(),
+            None,
+            1_000,
+        )
+        .unwrap();
+
+    let refused = world.chain.send_transaction(claim.clone()).unwrap_err();
+    assert!(refused.to_string().contains("Immature"), "{refused}");
+
+    world.chain.mine_epochs(1);
+    assert!(world.chain.send_transaction(claim).is_ok());
+}
+
+#[test]
+fn the_counterparty_force_closes_a_channel_whose_user_went_away() {
+    let setup = Setup {
+        force_close_after_ms: Some(60_000),
+        ..Setup::default()
+    };
+    let (mut world, channel_id, funding) = ready_world(setup);
+    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
+    let user_before = balance(&world, &user_script);
+    let user = world.nodes[INITIATOR].id();
+    let now = world.now_ms;
+    world.nodes[ACCEPTOR].node.peer_disconnected(&user, now);
+    world.nodes[INITIATOR].up = false;
+
+    world.advance(59_000);
+    world.run();
+    assert_eq!(world.state(ACCEPTOR, &channel_id), Some(ChannelState::ChannelReady));
+
+    world.advance(1_000);
+    world.run();
+    funding_spender(&world, &funding);
+    assert_eq!(
+        closed_flags(&world, ACCEPTOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL | CloseFlags::WAITING_ONCHAIN_SETTLEMENT
+    );
+
+    // The page comes back after the delay: it finds the peer's commitment and claims its share.
+    world.chain.mine_epochs(1);
+    world.restart(INITIATOR);
+    world.run();
+
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_REMOTE
+    );
+    assert_eq!(
+        closed_flags(&world, ACCEPTOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
+    let gain = balance(&world, &user_script) - user_before;
+    assert!(gain > (1000 + 99) * CKB - CKB / 100, "{gain}");
+}
+
+#[test]
+fn the_second_claim_finds_the_cell_the_first_one_recreated() {
+    let (mut world, channel_id, _) = ready_world(Setup::default());
+    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
+    let peer_script = shutdown_script(&world, ACCEPTOR, &channel_id);
+    let user_before = balance(&world, &user_script);
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    world.chain.mine_epochs(1);
+
+    // The counterparty claims first, alone; its claim is committed.
+    world.nodes[INITIATOR].up = false;
+    world.run();
+    assert_eq!(
+        closed_flags(&world, ACCEPTOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_REMOTE
+    );
+    assert!(balance(&world, &peer_script) > 0);
+
+    world.restart(INITIATOR);
+    world.run();
+
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
+    let gain = balance(&world, &user_script) - user_before;
+    assert!(gain > (1000 + 99) * CKB - CKB / 100, "{gain}");
+}
+
+#[test]
+fn a_peer_cannot_change_its_shutdown_or_sign_another_closing_tx() {
+    let (mut world, channel_id, funding) = ready_world(Setup::default());
+    shutdown(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "Shutdown");
+    // A second Shutdown from the counterparty, paying its share elsewhere,
+    // right behind its first one and its ClosingSigned.
+    let FiberMessage::Shutdown(mut changed) = world.queued_from(ACCEPTOR, "Shutdown") else {
+        unreachable!()
+    };
+    changed.close_script = world.user.lock.clone();
+    world.inject(ACCEPTOR, FiberMessage::Shutdown(changed));
+    world.run();
+
+    assert!(
+        world
+            .rejections(INITIATOR)
+            .iter()
+            .any(|r| r.contains("other terms than the first")),
+        "{:?}",
+        world.rejections(INITIATOR)
+    );
+    assert_eq!(closed_flags(&world, INITIATOR, &channel_id), CloseFlags::COOPERATIVE);
+    funding_spender(&world, &funding);
+    world.assert_no_nonce_reuse();
+}
+
+#[test]
+fn a_closing_signature_that_does_not_verify_is_refused_and_never_completed_by_us() {
+    let (mut world, channel_id, funding) = ready_world(Setup::default());
+    shutdown(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "ClosingSigned");
+    world.tamper_next("ClosingSigned", |message| {
+        if let FiberMessage::ClosingSigned(m) = message {
+            m.partial_signature[31] ^= 1;
+        }
+    });
+    world.run();
+
+    assert!(
+        world
+            .rejections(INITIATOR)
+            .iter()
+            .any(|r| r.starts_with("ClosingSigned")),
+        "{:?}",
+        world.rejections(INITIATOR)
+    );
+    let user_broadcasts = world.broadcasts.iter().filter(|(i, _)| *i == INITIATOR).count();
+    assert_eq!(
+        user_broadcasts, 1,
+        "only the funding tx: the user never completed a closing tx"
+    );
+    // The counterparty holds the user's valid signature and completes the
+    // close; the user sees the closing tx it agreed to confirm.
+    funding_spender(&world, &funding);
+    assert_eq!(closed_flags(&world, INITIATOR, &channel_id), CloseFlags::COOPERATIVE);
+}
+
+#[test]
+fn a_counterparty_that_never_signs_the_closing_tx_leaves_the_unilateral_way_open() {
+    let (mut world, channel_id, _) = ready_world(Setup::default());
+    shutdown(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "ClosingSigned");
+    assert_eq!(world.drop_queued("ClosingSigned"), 1);
+    world.nodes[ACCEPTOR].up = false;
+    world.run();
+    assert_eq!(
+        world.state(INITIATOR, &channel_id),
+        Some(ChannelState::ShuttingDown(
+            ShuttingDownFlags::OUR_SHUTDOWN_SENT | ShuttingDownFlags::THEIR_SHUTDOWN_SENT
+        ))
+    );
+
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL | CloseFlags::WAITING_ONCHAIN_SETTLEMENT
+    );
+    world.chain.mine_epochs(1);
+    world.run();
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
+}
+
+#[test]
+fn closing_a_channel_that_is_not_funded_is_a_typed_error_that_changes_nothing() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run();
+    let channel_id = world.only_channel(INITIATOR).channel_id;
+    let before = world.stored_record(INITIATOR, &channel_id).unwrap();
+
+    for result in [
+        shutdown(&mut world, INITIATOR, &channel_id),
+        force_close(&mut world, INITIATOR, &channel_id),
+    ] {
+        assert!(matches!(result, Err(FlowError::NotClosable { .. })), "{result:?}");
+    }
+    let after = world.stored_record(INITIATOR, &channel_id).unwrap();
+    assert_eq!(format!("{before:?}"), format!("{after:?}"));
+    // A Shutdown from the peer before funding is refused too.
+    world.inject(
+        ACCEPTOR,
+        FiberMessage::Shutdown(fiber_funding::wire::Shutdown {
+            channel_id,
+            fee_rate: 1_000,
+            close_script: world.user.lock.clone(),
+        }),
+    );
+    world.run();
+    assert!(world.rejections(INITIATOR).iter().any(|r| r.starts_with("Shutdown")));
+}
+
+#[test]
+fn the_commitment_delay_counts_epochs_from_the_committing_block() {
+    let (mut world, channel_id, _) = ready_world(Setup::default());
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    let record = world.initiator().record(&channel_id).unwrap();
+    let on_chain = record.close.as_ref().unwrap().commitment_on_chain.clone().unwrap();
+    assert_eq!(
+        on_chain.epoch,
+        SimulatedChain::epoch_of(on_chain.block_number).full_value()
+    );
+    let claimable = world
+        .events
+        .iter()
+        .find_map(|(node, event)| match event {
+            Event::CommitmentOnChain { claimable_at_epoch, .. } if *node == INITIATOR => Some(*claimable_at_epoch),
+            _ => None,
+        })
+        .unwrap();
+    let delay = record.terms.commitment_delay_epoch;
+    let expected = ckb_types::core::EpochNumberWithFraction::from_full_value(on_chain.epoch);
+    let claimable = ckb_types::core::EpochNumberWithFraction::from_full_value(claimable);
+    assert_eq!(delay, (1 << 40) | 1, "one epoch");
+    assert_eq!(
+        (claimable.number(), claimable.index(), claimable.length()),
+        (expected.number() + 1, expected.index(), expected.length())
+    );
+}
