@@ -32,7 +32,7 @@ const TIP: ChainTip = ChainTip {
 };
 const COMMIT_EPOCH: u64 = 0x7_0803_e800_02c3;
 
-fn report(status: TxStatus) -> TxReport {
+fn report_of(status: TxStatus) -> TxReport {
     let block_epoch = matches!(status, TxStatus::Committed { .. }).then_some(COMMIT_EPOCH);
     TxReport {
         status,
@@ -92,6 +92,8 @@ enum Answer {
     FixtureKeepingItsId(&'static str),
     /// This body as it is.
     Body(&'static str),
+    /// This JSON answer, with its id set to the request's.
+    Json(Value),
     Fail(TransportError),
 }
 
@@ -157,6 +159,10 @@ impl RpcTransport for ScriptedNode {
             }
             Answer::FixtureKeepingItsId(name) => Ok(fixture(name).to_string()),
             Answer::Body(body) => Ok(body.to_owned()),
+            Answer::Json(mut answer) => {
+                answer["id"] = json!(id);
+                Ok(answer.to_string())
+            }
             Answer::Fail(error) => Err(error),
         };
         futures::future::ready(answer).boxed_local()
@@ -190,6 +196,12 @@ fn node_accepts(method: &str, params: &Value) {
             read::<Option<bool>>(method, &at(1));
         }
         "get_tip_block_number" | "get_tip_header" => assert!(params.is_empty()),
+        "get_transactions" => {
+            read::<node::IndexerSearchKey>(method, &at(0));
+            read::<node::IndexerOrder>(method, &at(1));
+            read::<node::Uint32>(method, &at(2));
+            read::<Option<node::JsonBytes>>(method, &at(3));
+        }
         "send_transaction" => {
             read::<node::Transaction>(method, &at(0));
             read::<Option<node::OutputsValidator>>(method, &at(1));
@@ -368,7 +380,7 @@ fn each_node_status_maps_to_a_tx_status_with_the_tip() {
 
         let status = block_on(client(&node).transaction_status(hash(FUNDING_TX))).unwrap();
 
-        assert_eq!(status, report(expected), "{answer}");
+        assert_eq!(status, report_of(expected), "{answer}");
         node.assert_all_asked();
     }
 }
@@ -386,7 +398,7 @@ fn an_unknown_transaction_is_a_status_not_an_error() {
 
     let status = block_on(client(&node).transaction_status(hash(never_sent))).unwrap();
 
-    assert_eq!(status, report(TxStatus::Unknown));
+    assert_eq!(status, report_of(TxStatus::Unknown));
 }
 
 #[test]
@@ -402,7 +414,7 @@ fn a_commit_without_block_number_is_looked_up_by_block_hash() {
 
     let status = block_on(client(&node).transaction_status(hash(FUNDING_TX))).unwrap();
 
-    assert_eq!(status, report(TxStatus::Committed { block_number: 0x5b1002 }));
+    assert_eq!(status, report_of(TxStatus::Committed { block_number: 0x5b1002 }));
     node.assert_all_asked();
 }
 
@@ -701,4 +713,113 @@ fn requests_carry_increasing_ids_and_the_configured_timeout() {
         node.seen(),
         vec![(1, DEFAULT_TIMEOUT_MS), (2, DEFAULT_TIMEOUT_MS), (3, 2_500), (4, 2_500)]
     );
+}
+
+/// `get_transactions`' answer naming `(tx_hash, io_type)` pairs.
+fn indexed_txs(entries: &[(&str, &str)]) -> Value {
+    let objects: Vec<Value> = entries
+        .iter()
+        .map(|(hash, io_type)| {
+            json!({ "tx_hash": hash, "block_number": "0x5b1002", "tx_index": "0x2", "io_index": "0x0", "io_type": io_type })
+        })
+        .collect();
+    json!({ "jsonrpc": "2.0", "result": { "objects": objects, "last_cursor": "0x" } })
+}
+
+fn live_cell_status(status: &str) -> Value {
+    json!({ "jsonrpc": "2.0", "result": { "cell": null, "status": status } })
+}
+
+fn spender_search() -> Value {
+    json!([
+        { "script": wallet_lock_json(), "script_type": "lock", "script_search_mode": "exact" },
+        "desc",
+        "0x10",
+        null
+    ])
+}
+
+/// The funding tx (which spends `SOURCE_TX:0`) at verbosity 2, committed.
+fn funding_tx_answer() -> Value {
+    let mut tx = fixture("funding_tx.json");
+    tx["hash"] = json!(FUNDING_TX);
+    json!({
+        "jsonrpc": "2.0",
+        "result": {
+            "transaction": tx,
+            "cycles": null,
+            "tx_status": { "status": "committed", "block_number": "0x5b1002", "block_hash": COMMIT_BLOCK, "reason": null }
+        }
+    })
+}
+
+#[test]
+fn the_spender_of_a_dead_cell_is_found_through_the_indexer_and_its_hash_checked() {
+    let node = ScriptedNode::default();
+    let spent = out_point(SOURCE_TX, 0);
+    node.expect(
+        "get_live_cell",
+        json!([node::OutPoint::from(spent.clone()), false]),
+        Answer::Json(live_cell_status("dead")),
+    )
+    .expect(
+        "get_transactions",
+        spender_search(),
+        Answer::Json(indexed_txs(&[(FUNDING_TX, "input"), (SOURCE_TX, "output")])),
+    )
+    .expect(
+        "get_transaction",
+        json!([FUNDING_TX, "0x2"]),
+        Answer::Json(funding_tx_answer()),
+    )
+    .expect(
+        "get_transaction",
+        status_params(FUNDING_TX),
+        Answer::Fixture("get_transaction_committed.json"),
+    )
+    .expect("get_header", json!([COMMIT_BLOCK]), Answer::Fixture("get_header.json"))
+    .expect("get_tip_header", json!([]), Answer::Fixture("get_tip_header.json"));
+
+    let (tx, report) = block_on(client(&node).spender(spent, wallet_lock()))
+        .unwrap()
+        .expect("a spender");
+
+    assert_eq!(tx.as_slice(), funding_tx().as_slice());
+    assert_eq!(report, report_of(TxStatus::Committed { block_number: 0x5b1002 }));
+    node.assert_all_asked();
+}
+
+#[test]
+fn a_live_cell_has_no_spender_and_an_indexer_naming_a_tx_that_does_not_spend_it_is_not_believed() {
+    let node = ScriptedNode::default();
+    let cell = out_point(SOURCE_TX, 1);
+    node.expect(
+        "get_live_cell",
+        json!([node::OutPoint::from(cell.clone()), false]),
+        Answer::Json(live_cell_status("live")),
+    );
+    assert!(block_on(client(&node).spender(cell.clone(), wallet_lock()))
+        .unwrap()
+        .is_none());
+    node.assert_all_asked();
+
+    // Dead, but the only tx the indexer names spends SOURCE_TX:0, not :1.
+    let node = ScriptedNode::default();
+    node.expect(
+        "get_live_cell",
+        json!([node::OutPoint::from(cell.clone()), false]),
+        Answer::Json(live_cell_status("dead")),
+    )
+    .expect(
+        "get_transactions",
+        spender_search(),
+        Answer::Json(indexed_txs(&[(FUNDING_TX, "input")])),
+    )
+    .expect(
+        "get_transaction",
+        json!([FUNDING_TX, "0x2"]),
+        Answer::Json(funding_tx_answer()),
+    );
+    assert!(block_on(client(&node).spender(cell, wallet_lock())).unwrap().is_none());
+    node.assert_all_asked();
 }

@@ -8,7 +8,7 @@ mod common;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use common::*;
-use fiber_funding::chain::simulated::SimulatedChain;
+use fiber_funding::chain::simulated::{ChainRejection, SimulatedChain};
 use fiber_funding::chain::TxStatus;
 use fiber_funding::flow::state::*;
 use fiber_funding::flow::{ChannelState, Event, FlowError};
@@ -458,5 +458,191 @@ fn the_commitment_delay_counts_epochs_from_the_committing_block() {
     assert_eq!(
         (claimable.number(), claimable.index(), claimable.length()),
         (expected.number() + 1, expected.index(), expected.length())
+    );
+}
+
+/// Cycles the chain's ckb-vm spent on a tx it accepted: proof its scripts ran.
+fn vm_cycles(world: &World, tx: &packed::Transaction) -> u64 {
+    world
+        .chain
+        .cycles(&tx.calc_tx_hash().unpack())
+        .expect("the chain ran the tx's scripts in ckb-vm")
+}
+
+fn is_committed(world: &World, tx: &packed::Transaction) -> bool {
+    matches!(
+        world.chain.transaction_status(&tx.calc_tx_hash().unpack()),
+        TxStatus::Committed { .. }
+    )
+}
+
+/// Output 0 of `tx`, where a commitment or a first claim leaves the channel's money.
+fn first_output(tx: &packed::Transaction) -> (packed::OutPoint, packed::CellOutput) {
+    let out_point = packed::OutPoint::new_builder()
+        .tx_hash(tx.calc_tx_hash())
+        .index(0u32)
+        .build();
+    (out_point, tx.raw().outputs().get(0).unwrap())
+}
+
+fn with_witness_byte_flipped(tx: &packed::Transaction, from_end: usize) -> packed::Transaction {
+    let mut witnesses: Vec<packed::Bytes> = tx.witnesses().into_iter().collect();
+    let mut bytes = witnesses[0].raw_data().to_vec();
+    let at = bytes.len() - 1 - from_end;
+    bytes[at] ^= 1;
+    witnesses[0] = bytes.pack();
+    tx.clone().as_builder().witnesses(witnesses.pack()).build()
+}
+
+fn real_contracts() -> Setup {
+    Setup {
+        fiber_contracts: true,
+        ..Setup::default()
+    }
+}
+
+/// With Fiber's real contracts and CKB's real default lock, the chain runs
+/// the funding and the closing tx in ckb-vm before it takes them, and both
+/// nodes see the close confirm.
+#[test]
+fn with_the_real_contracts_a_cooperative_close_commits_through_the_vm() {
+    let (mut world, channel_id, funding) = ready_world(real_contracts());
+    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
+    let user_before = balance(&world, &user_script);
+    let funding_cycles = world.chain.cycles(&funding.0).expect("the funding tx ran in ckb-vm");
+
+    shutdown(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+
+    for index in [INITIATOR, ACCEPTOR] {
+        assert_eq!(closed_flags(&world, index, &channel_id), CloseFlags::COOPERATIVE);
+    }
+    let closing = funding_spender(&world, &funding);
+    let closing_cycles = vm_cycles(&world, &closing);
+    println!(
+        "cooperative close through the chain's VM: funding {funding_cycles} cycles, closing {closing_cycles} cycles"
+    );
+    let gain = balance(&world, &user_script) - user_before;
+    assert!(
+        gain > (1000 + 99) * CKB - CKB / 1000 && gain < (1000 + 99) * CKB,
+        "{gain}"
+    );
+}
+
+/// The holder's commitment, its claim after the delay and the peer's claim
+/// of what is left, each run in ckb-vm by the chain and each made by the
+/// nodes themselves; a claim with a changed signature byte, which no Rust
+/// check looks at, is refused by the VM.
+#[test]
+fn with_the_real_contracts_a_unilateral_close_and_both_claims_commit_through_the_vm() {
+    let (mut world, channel_id, funding) = ready_world(real_contracts());
+    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
+    let peer_script = shutdown_script(&world, ACCEPTOR, &channel_id);
+    let (user_before, peer_before) = (balance(&world, &user_script), balance(&world, &peer_script));
+
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    let commitment = funding_spender(&world, &funding);
+    let commitment_cycles = vm_cycles(&world, &commitment);
+    assert_eq!(
+        commitments_on_chain(&world, ACCEPTOR),
+        [false],
+        "the counterparty saw it"
+    );
+    world.chain.mine_epochs(1);
+
+    let (cell, output) = first_output(&commitment);
+    let claim = world
+        .initiator()
+        .claim_commitment_share(&channel_id, true, cell, output, None, 1_000)
+        .unwrap();
+    let refused = world
+        .chain
+        .send_transaction(with_witness_byte_flipped(&claim, 3))
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ChainRejection::Script { reason } if reason.contains("Inputs[0].Lock")),
+        "{refused}"
+    );
+
+    world.run();
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
+    assert_eq!(
+        closed_flags(&world, ACCEPTOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_REMOTE
+    );
+    // The first claim spends the commitment cell, the second the cell it re-created.
+    let committed_spender_of = |spent: &packed::Transaction| {
+        world
+            .broadcasts
+            .iter()
+            .map(|(_, tx)| tx.clone())
+            .find(|tx| {
+                is_committed(&world, tx)
+                    && tx.raw().inputs().get(0).unwrap().previous_output().tx_hash() == spent.calc_tx_hash()
+            })
+            .expect("a committed claim")
+    };
+    let first_claim = committed_spender_of(&commitment);
+    let claims = [first_claim.clone(), committed_spender_of(&first_claim)];
+    let user_gain = balance(&world, &user_script) - user_before;
+    let peer_gain = balance(&world, &peer_script) - peer_before;
+    assert!(
+        user_gain > (1000 + 99) * CKB - CKB / 100 && user_gain < (1000 + 99) * CKB,
+        "{user_gain}"
+    );
+    assert!(peer_gain > 99 * CKB - CKB / 100 && peer_gain < 99 * CKB, "{peer_gain}");
+    println!(
+        "unilateral close through the chain's VM: commitment {commitment_cycles}, first claim {}, second claim {} cycles",
+        vm_cycles(&world, &claims[0]),
+        vm_cycles(&world, &claims[1])
+    );
+}
+
+/// A counterparty whose funding lock deps differ from the user's (its own
+/// deployment cells, another order): the txs it broadcasts have other hashes
+/// than the user could predict, and the user's node still sees each close.
+#[test]
+fn a_close_broadcast_with_the_peers_own_cell_deps_is_seen_by_the_user() {
+    let with_reordered_deps = || {
+        let mut setup = real_contracts();
+        setup.acceptor_reorders_contract_deps = true;
+        setup
+    };
+    let (mut world, channel_id, funding) = ready_world(with_reordered_deps());
+    shutdown(&mut world, ACCEPTOR, &channel_id).unwrap();
+    world.run();
+    for index in [INITIATOR, ACCEPTOR] {
+        assert_eq!(closed_flags(&world, index, &channel_id), CloseFlags::COOPERATIVE);
+    }
+    let closing = funding_spender(&world, &funding);
+    let record = world.initiator().record(&channel_id).unwrap();
+    assert!(record.close.is_none(), "wiped");
+    assert_ne!(
+        closing.raw().cell_deps().as_slice(),
+        world.initiator_config_funding_deps().as_slice(),
+        "the counterparty named other deps"
+    );
+
+    let (mut world, channel_id, _) = ready_world(with_reordered_deps());
+    force_close(&mut world, ACCEPTOR, &channel_id).unwrap();
+    world.run();
+    assert_eq!(
+        commitments_on_chain(&world, INITIATOR),
+        [false],
+        "the user saw the peer's commitment"
+    );
+    world.chain.mine_epochs(1);
+    world.run();
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_REMOTE
+    );
+    assert_eq!(
+        closed_flags(&world, ACCEPTOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
     );
 }

@@ -8,138 +8,51 @@
 
 mod common;
 
-use ckb_testtool::ckb_types::core::TransactionView;
-use ckb_testtool::ckb_types::packed as tt;
-use ckb_testtool::ckb_types::prelude::{Builder as _, Entity as _};
-use ckb_testtool::context::Context;
+use ckb_types::bytes::Bytes;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use common::*;
 use fiber_funding::chain::client::simulated_cell;
+use fiber_funding::chain::simulated::ScriptRunner;
+use fiber_funding::native::script_vm::{self, CkbVm};
 use fiber_funding::primitives::ChannelId;
 use fiber_funding::tx::default_lock::SIGHASH_ALL_TYPE_HASH;
 use fiber_funding::tx::fee::capacity_of;
 use fiber_funding::tx::parts::TxParts;
 
-/// CKB's default `max_tx_verify_cycles`.
-const MAX_CYCLES: u64 = 70_000_000;
-
-/// `ckb_types` is the same crate at the same version on both sides; moving
-/// an entity across is a copy of its molecule bytes.
-fn to_tt<T: Entity, U: ckb_testtool::ckb_types::prelude::Entity>(value: &T) -> U {
-    U::from_slice(value.as_slice()).expect("the same molecule type")
-}
-
-/// A ckb-vm where the cells the World's chain holds live at the same out
-/// points, with the real default lock behind the chain's dep group.
-struct Vm {
-    context: Context,
-}
-
-impl Vm {
-    fn new(world: &World) -> Self {
-        let mut context = Context::default();
-        // The contracts' debug lines (their refusals, expected here) are kept, not printed.
-        context.set_capture_debug(true);
-        // The secp256k1 lock's code cell carries the genesis type id that
-        // makes its type hash the well-known code hash of the default lock.
-        let type_id_code_hash: [u8; 32] = {
-            let mut hash = [0u8; 32];
-            hash[25..].copy_from_slice(b"TYPE_ID");
-            hash
-        };
-        let cellbase_input = packed::CellInput::new_builder()
-            .previous_output(
-                packed::OutPoint::new_builder()
-                    .tx_hash([0u8; 32].pack())
-                    .index(u32::MAX)
-                    .build(),
-            )
-            .since(0u64)
-            .build();
-        let mut type_id_args = cellbase_input.as_slice().to_vec();
-        type_id_args.extend_from_slice(&1u64.to_le_bytes());
-        let genesis_type = packed::Script::new_builder()
-            .code_hash(type_id_code_hash.pack())
-            .hash_type(ckb_types::core::ScriptHashType::Type)
-            .args(fiber_funding::crypto::blake2b_256(&type_id_args).to_vec().pack())
-            .build();
-        assert_eq!(
-            genesis_type.calc_script_hash().as_slice(),
-            SIGHASH_ALL_TYPE_HASH,
-            "the genesis type id gives the default lock's code hash"
-        );
-        let bundled = |name: &str| {
-            ckb_system_scripts::BUNDLED_CELL
-                .get(&format!("specs/cells/{name}"))
-                .expect("a bundled system script")
-                .to_vec()
-        };
-        let holder = packed::Script::new_builder().code_hash([0xee; 32].pack()).build();
-        let code_cell = packed::CellOutput::new_builder()
-            .capacity(500_000 * CKB)
-            .lock(holder.clone())
-            .type_(Some(genesis_type).pack())
-            .build();
-        let data_cell = packed::CellOutput::new_builder()
-            .capacity(2_000_000 * CKB)
-            .lock(holder.clone())
-            .build();
-        let code = packed::OutPoint::new_builder()
-            .tx_hash([0xa1; 32].pack())
-            .index(0u32)
-            .build();
-        let data = packed::OutPoint::new_builder()
-            .tx_hash([0xa1; 32].pack())
-            .index(1u32)
-            .build();
-        context.create_cell_with_out_point(
-            to_tt(&code),
-            to_tt(&code_cell),
-            bundled("secp256k1_blake160_sighash_all").into(),
-        );
-        context.create_cell_with_out_point(to_tt(&data), to_tt(&data_cell), bundled("secp256k1_data").into());
-        let group = world.chain.default_lock_cell_dep().out_point();
-        let group_cell = packed::CellOutput::new_builder()
-            .capacity(1_000 * CKB)
-            .lock(holder)
-            .build();
-        context.create_cell_with_out_point(to_tt(&group), to_tt(&group_cell), vec![code, data].pack().as_bytes());
-        Self { context }
-    }
-
-    /// Puts the cells `tx` spends and its code deps (but the default lock's
-    /// group) where the chain has them.
-    fn load_cells_of(
-        &mut self,
-        world: &World,
-        tx: &packed::Transaction,
-        extra: &[(packed::OutPoint, packed::CellOutput)],
-    ) {
-        let group = world.chain.default_lock_cell_dep().out_point();
-        let out_points = tx
-            .raw()
-            .inputs()
-            .into_iter()
-            .map(|i| i.previous_output())
-            .chain(tx.raw().cell_deps().into_iter().map(|d| d.out_point()))
-            .filter(|op| *op != group);
-        for out_point in out_points {
-            if let Some((_, output)) = extra.iter().find(|(op, _)| *op == out_point) {
-                self.context
-                    .create_cell_with_out_point(to_tt(&out_point), to_tt(output), Default::default());
-                continue;
-            }
-            let cell = simulated_cell(&world.chain, &out_point).expect("the chain has the cell");
-            self.context
-                .create_cell_with_out_point(to_tt(&out_point), to_tt(&cell.output), cell.data.into());
+/// Runs `tx`'s scripts in ckb-vm with the runner the World's chain uses
+/// (CKB's default cycle limit). Its cells are where the chain has them, spent
+/// or not; `extra` gives outputs of txs that never reached the chain.
+fn verify(
+    world: &World,
+    tx: &packed::Transaction,
+    extra: &[(packed::OutPoint, packed::CellOutput)],
+) -> Result<u64, String> {
+    CkbVm::default().run(tx, &|out_point| {
+        if let Some((_, output)) = extra.iter().find(|(op, _)| op == out_point) {
+            return Some((output.clone(), Bytes::new()));
         }
-    }
+        simulated_cell(&world.chain, out_point).map(|cell| (cell.output, cell.data.into()))
+    })
+}
 
-    fn verify(&self, tx: &packed::Transaction) -> Result<u64, String> {
-        let view: TransactionView = to_tt::<_, tt::Transaction>(tx).into_view();
-        self.context.verify_tx(&view, MAX_CYCLES).map_err(|e| e.to_string())
-    }
+/// The World's default lock is CKB's real binary behind the chain's dep
+/// group, its code cell carrying the genesis type id that makes its type
+/// hash the default lock's well-known code hash.
+fn assert_real_default_lock(world: &World) {
+    let group = world.chain.default_lock_cell_dep().out_point();
+    let group_data = simulated_cell(&world.chain, &group).unwrap().data;
+    let members = packed::OutPointVec::from_slice(&group_data).unwrap();
+    let code = simulated_cell(&world.chain, &members.get(0).unwrap()).unwrap();
+    let data = simulated_cell(&world.chain, &members.get(1).unwrap()).unwrap();
+    assert_eq!(code.data, script_vm::secp256k1_blake160_sighash_all());
+    assert_eq!(data.data, script_vm::secp256k1_data());
+    let genesis_type = code.output.type_().to_opt().expect("a type id");
+    assert_eq!(
+        genesis_type.calc_script_hash().as_slice(),
+        SIGHASH_ALL_TYPE_HASH,
+        "the genesis type id gives the default lock's code hash"
+    );
 }
 
 /// A channel opened to `ChannelReady` with Fiber's contracts in the chain.
@@ -152,6 +65,9 @@ fn ready_channel() -> (World, ChannelId, packed::Transaction) {
     world.run();
     let hash = assert_channel_ready(&world);
     let funding_tx = world.chain.transaction(&hash.0).unwrap();
+    assert_real_default_lock(&world);
+    // The chain ran the funding tx's scripts before it took it.
+    assert!(world.chain.cycles(&hash.0).is_some_and(|cycles| cycles > 0));
     let id = world.initiator().channels()[0].channel_id;
     (world, id, funding_tx)
 }
@@ -167,16 +83,14 @@ fn with_witness_byte_flipped(tx: &packed::Transaction, witness: usize, from_end:
 #[test]
 fn the_funding_tx_passes_both_default_locks_and_a_changed_signature_is_refused() {
     let (world, _, funding_tx) = ready_channel();
-    let mut vm = Vm::new(&world);
-    vm.load_cells_of(&world, &funding_tx, &[]);
-    let cycles = vm.verify(&funding_tx).expect("the funding tx verifies");
+    let cycles = verify(&world, &funding_tx, &[]).expect("the funding tx verifies");
     println!("funding tx (two default-lock groups): {cycles} cycles");
     for (index, witness) in funding_tx.witnesses().into_iter().enumerate() {
         if witness.raw_data().is_empty() {
             continue;
         }
         let bad = with_witness_byte_flipped(&funding_tx, index, 10);
-        let error = vm.verify(&bad).expect_err("a changed signature is refused");
+        let error = verify(&world, &bad, &[]).expect_err("a changed signature is refused");
         assert!(
             error.contains("ValidationFailure") || error.contains("error code"),
             "{error}"
@@ -194,16 +108,15 @@ fn each_sides_signed_commitment_passes_the_funding_lock_and_a_changed_byte_is_re
             .expect("a signed commitment");
         assert_eq!(commitment.raw().cell_deps().len(), 2, "funding-lock and auth deps");
         assert_eq!(commitment.witnesses().get(0).unwrap().raw_data().len(), 112);
-        let mut vm = Vm::new(&world);
-        vm.load_cells_of(&world, &commitment, &[]);
-        let cycles = vm
-            .verify(&commitment)
-            .unwrap_or_else(|e| panic!("{name}'s commitment: {e}"));
+        let cycles = verify(&world, &commitment, &[]).unwrap_or_else(|e| panic!("{name}'s commitment: {e}"));
         println!("{name}'s commitment tx (funding-lock): {cycles} cycles");
         // Signature, then x-only key, one byte each.
         for from_end in [5, 64 + 5] {
             let bad = with_witness_byte_flipped(&commitment, 0, from_end);
-            assert!(vm.verify(&bad).is_err(), "{name}: a changed witness byte was accepted");
+            assert!(
+                verify(&world, &bad, &[]).is_err(),
+                "{name}: a changed witness byte was accepted"
+            );
         }
         // A changed output (the args the signature covers).
         let mut parts = TxParts::from_tx(&commitment);
@@ -215,7 +128,10 @@ fn each_sides_signed_commitment_passes_the_funding_lock_and_a_changed_byte_is_re
             .as_builder()
             .lock(lock.as_builder().args(args.pack()).build())
             .build();
-        assert!(vm.verify(&parts.build()).is_err(), "{name}: changed args were accepted");
+        assert!(
+            verify(&world, &parts.build(), &[]).is_err(),
+            "{name}: changed args were accepted"
+        );
         // The fee pays at least CKB's minimum relay rate, deps and witness included.
         let fee = capacity_of(&funding_tx.raw().outputs().get(0).unwrap())
             - capacity_of(&commitment.raw().outputs().get(0).unwrap());
@@ -240,9 +156,8 @@ fn the_holders_settlement_after_the_delay_passes_the_commitment_lock_and_before_
             .node
             .claim_commitment_share(&id, true, out_point.clone(), cell.clone(), None, 1_000)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut vm = Vm::new(&world);
-        vm.load_cells_of(&world, &claim, &[(out_point.clone(), cell.clone())]);
-        let cycles = vm.verify(&claim).unwrap_or_else(|e| panic!("{name}'s settlement: {e}"));
+        let extra = [(out_point.clone(), cell.clone())];
+        let cycles = verify(&world, &claim, &extra).unwrap_or_else(|e| panic!("{name}'s settlement: {e}"));
         println!("{name}'s settlement of its own commitment (commitment-lock, 0xFE): {cycles} cycles");
 
         // The share reaches the holder's shutdown script (less the fee).
@@ -260,9 +175,15 @@ fn the_holders_settlement_after_the_delay_passes_the_commitment_lock_and_before_
         // the other slot with our key: refused.
         let mut early = TxParts::from_tx(&claim);
         early.inputs[0] = early.inputs[0].clone().as_builder().since(0u64).build();
-        assert!(vm.verify(&early.build()).is_err(), "{name}: settled before the delay");
+        assert!(
+            verify(&world, &early.build(), &extra).is_err(),
+            "{name}: settled before the delay"
+        );
         let bad = with_witness_byte_flipped(&claim, 0, 3);
-        assert!(vm.verify(&bad).is_err(), "{name}: a changed signature was accepted");
+        assert!(
+            verify(&world, &bad, &extra).is_err(),
+            "{name}: a changed signature was accepted"
+        );
     }
 }
 
@@ -297,9 +218,7 @@ fn the_counterparty_claims_its_share_of_the_holders_commitment_after_the_holder_
         .unwrap();
     let since: u64 = claim.raw().inputs().get(0).unwrap().since().unpack();
     assert_eq!(since, 0, "no delay the second time");
-    let mut vm = Vm::new(&world);
-    vm.load_cells_of(&world, &claim, &[(remaining_at, remaining)]);
-    let cycles = vm.verify(&claim).expect("the second settlement verifies");
+    let cycles = verify(&world, &claim, &[(remaining_at, remaining)]).expect("the second settlement verifies");
     println!("the counterparty's settlement after the holder's (commitment-lock, 0xFF): {cycles} cycles");
 }
 
@@ -322,15 +241,16 @@ fn the_cooperative_closing_tx_passes_the_funding_lock_and_a_changed_byte_is_refu
         .expect("a closing tx was broadcast");
     assert_eq!(closing.raw().outputs().len(), 2);
 
-    let mut vm = Vm::new(&world);
-    vm.load_cells_of(&world, &closing, &[]);
-    let cycles = vm.verify(&closing).unwrap_or_else(|e| panic!("the closing tx: {e}"));
+    let cycles = verify(&world, &closing, &[]).unwrap_or_else(|e| panic!("the closing tx: {e}"));
     println!("cooperative closing tx (funding-lock): {cycles} cycles");
 
     // Signature, then x-only key, one byte each.
     for from_end in [5, 64 + 5] {
         let bad = with_witness_byte_flipped(&closing, 0, from_end);
-        assert!(vm.verify(&bad).is_err(), "a changed witness byte was accepted");
+        assert!(
+            verify(&world, &bad, &[]).is_err(),
+            "a changed witness byte was accepted"
+        );
     }
     // One CKB moved from one side's output to the other's.
     let mut parts = TxParts::from_tx(&closing);
@@ -340,5 +260,8 @@ fn the_cooperative_closing_tx_passes_the_funding_lock_and_a_changed_byte_is_refu
     };
     parts.outputs[0] = moved(&parts.outputs[0], 1);
     parts.outputs[1] = moved(&parts.outputs[1], -1);
-    assert!(vm.verify(&parts.build()).is_err(), "a changed split was accepted");
+    assert!(
+        verify(&world, &parts.build(), &[]).is_err(),
+        "a changed split was accepted"
+    );
 }

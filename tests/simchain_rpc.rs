@@ -169,6 +169,22 @@ fn a_signed_transfer_is_accepted_mined_and_committed() {
                 epoch_0_at_1
             )
         );
+        // The spent cell's spender, found through the indexer's get_transactions.
+        let (spender, report) = client
+            .spender(input.out_point.clone(), dev_lock(0))
+            .await
+            .unwrap()
+            .expect("the transfer spent the cell");
+        assert_eq!(spender.as_slice(), tx.as_slice());
+        assert_eq!(report.status, TxStatus::Committed { block_number: 1 });
+        let change = packed::OutPoint::new_builder()
+            .tx_hash(hash.0.pack())
+            .index(1u32)
+            .build();
+        assert!(
+            client.spender(change, dev_lock(0)).await.unwrap().is_none(),
+            "a live cell has no spender"
+        );
         // The status names the block the header lookup knows.
         let answer = call_json(client.transport(), "get_transaction", json!([hash, "0x1"]), 5_000)
             .await
@@ -179,6 +195,10 @@ fn a_signed_transfer_is_accepted_mined_and_committed() {
             .unwrap();
         assert_eq!(header["number"], json!("0x1"));
         assert_eq!(header["hash"], json!(block_hash.to_string()));
+        // The scripts ran in ckb-vm: the real default lock costs cycles.
+        let cycles = answer["cycles"].as_str().expect("cycles for a committed tx");
+        let cycles = u64::from_str_radix(cycles.trim_start_matches("0x"), 16).unwrap();
+        assert!(cycles > 100_000, "{cycles} cycles");
         let block = call_json(client.transport(), "get_block_by_number", json!(["0x1"]), 5_000)
             .await
             .unwrap();
@@ -254,6 +274,97 @@ fn a_bad_signature_is_rejected_with_ckbs_error() {
             .unwrap();
         let reason = answer["tx_status"]["reason"].as_str().unwrap();
         assert!(reason.contains("\"type\":\"Verification\""), "{reason}");
+    });
+}
+
+fn hex_u64(value: &serde_json::Value) -> u64 {
+    let text = value.as_str().unwrap_or_else(|| panic!("not a hex number: {value}"));
+    u64::from_str_radix(text.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// A transfer whose output names a type script no cell dep provides: every
+/// Rust-side check passes (the signature is good), but ckb-vm cannot find the
+/// type script's code, as a CKB node would not.
+#[test]
+fn a_tx_the_scripts_refuse_is_rejected_with_ckbs_script_error() {
+    let sim = SimChain::start(&[]);
+    let client = sim.client();
+    run(async {
+        let dep = genesis_default_lock_dep_group(client.transport(), 5_000).await.unwrap();
+        let input = client.live_cells(dev_lock(0)).await.unwrap()[0].clone();
+        let tx = transfer(input.out_point, input.output.capacity().unpack(), dep);
+        let orphan_type = packed::Script::new_builder()
+            .code_hash([0x42; 32].pack())
+            .hash_type(ckb_types::core::ScriptHashType::Type)
+            .build();
+        let output = tx
+            .raw()
+            .outputs()
+            .get(0)
+            .unwrap()
+            .as_builder()
+            .type_(Some(orphan_type).pack())
+            .build();
+        let raw = tx.raw().as_builder().outputs(vec![output].pack()).build();
+        let tx = tx.as_builder().raw(raw).build();
+        let tx = default_lock::sign_group(&tx, &[0], &dev_key(0)).unwrap();
+
+        let error = client.send_transaction(tx.clone()).await.unwrap_err();
+        assert_eq!(error.kind, ChainErrorKind::Rejected);
+        for expected in [
+            "(code -302)",
+            "TransactionFailedToVerify: Verification failed Script(TransactionScriptError",
+            "Outputs[0].Type",
+            "ScriptNotFound",
+        ] {
+            assert!(error.reason.contains(expected), "{expected} missing from {error}");
+        }
+        let hash = Hash256(tx.calc_tx_hash().unpack());
+        assert_eq!(
+            client.transaction_status(hash).await.unwrap().status,
+            TxStatus::Rejected
+        );
+    });
+}
+
+#[test]
+fn generate_epochs_mines_whole_and_fractional_epochs_and_headers_follow() {
+    let sim = SimChain::start(&[]);
+    let transport = HttpTransport::new(sim.rpc.clone());
+    run(async {
+        let call = |method: &'static str, params: serde_json::Value| call_json(&transport, method, params, 30_000);
+        let epoch = |number, index, length| EpochNumberWithFraction::new(number, index, length).full_value();
+        let tip_header = call("get_tip_header", json!([])).await.unwrap();
+        assert_eq!(hex_u64(&tip_header["epoch"]), epoch(0, 0, 1000));
+
+        // A bare number is whole epochs; the answer is the new tip's epoch, as CKB's.
+        let answer = call("generate_epochs", json!(["0x2"])).await.unwrap();
+        assert_eq!(hex_u64(&answer), epoch(2, 0, 1000));
+        let tip = call("get_tip_block_number", json!([])).await.unwrap();
+        assert_eq!(hex_u64(&tip), 2_000);
+
+        // Half an epoch: 500 blocks of 1000.
+        let half = format!("{:#x}", epoch(0, 1, 2));
+        let answer = call("generate_epochs", json!([half])).await.unwrap();
+        assert_eq!(hex_u64(&answer), epoch(2, 500, 1000));
+        let tip_header = call("get_tip_header", json!([])).await.unwrap();
+        assert_eq!(hex_u64(&tip_header["number"]), 2_500);
+        assert_eq!(hex_u64(&tip_header["epoch"]), epoch(2, 500, 1000));
+        let header = call("get_header", json!([tip_header["hash"]])).await.unwrap();
+        assert_eq!(header["epoch"], tip_header["epoch"]);
+        let earlier = call("get_header_by_number", json!(["0x3e7"])).await.unwrap();
+        assert_eq!(hex_u64(&earlier["epoch"]), epoch(0, 999, 1000));
+
+        // The client's view of the tip moves too.
+        let tip = RpcChainClient::new(transport.clone())
+            .transaction_status(Hash256([0; 32]))
+            .await
+            .unwrap()
+            .tip;
+        assert_eq!((tip.block_number, tip.epoch), (2_500, epoch(2, 500, 1000)));
+
+        let too_many = call("generate_epochs", json!(["0x100000"])).await.unwrap_err();
+        assert!(too_many.reason.contains("-32602"), "{too_many}");
     });
 }
 

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
-use crate::flow::{ChannelState, ChannelView, Event, OpenChannelParams, Role};
+use crate::flow::{ChannelState, ChannelView, CloseView, Event, OpenChannelParams, Role};
 use crate::primitives::{hex_u64, ChannelId, Hash256, Pubkey};
 use crate::tx::json::{parse_cell_dep, parse_script, transaction_to_json};
 use ckb_types::packed;
@@ -221,7 +221,72 @@ pub fn channel_json(view: &ChannelView) -> Value {
         "close_reason".into(),
         view.close_reason.clone().map_or(Value::Null, Value::from),
     );
+    map.insert(
+        "local_balance".into(),
+        view.local_balance.map_or(Value::Null, |a| format!("{a:#x}").into()),
+    );
+    map.insert("close".into(), view.close.as_ref().map_or(Value::Null, close_json));
     Value::Object(map)
+}
+
+fn close_json(close: &CloseView) -> Value {
+    let hash = |h: &Option<Hash256>| h.map_or(Value::Null, |h| h.to_string().into());
+    json!({
+        "closing_tx_hash": hash(&close.closing_tx_hash),
+        "force_closed_at_ms": close.force_closed_at_ms,
+        "commitment": close.commitment.as_ref().map(|c| json!({
+            "tx_hash": c.tx_hash.to_string(),
+            "by": if c.holder_is_local { "us" } else { "peer" },
+            "block_number": format!("{:#x}", c.block_number),
+            "claimable_at_epoch": epoch_json(c.claimable_at_epoch),
+        })),
+        "claim_tx_hash": hash(&close.claim_tx_hash),
+    })
+}
+
+/// `shutdownChannel`'s params, as Fiber's `shutdown_channel`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownParams {
+    pub channel_id: ChannelId,
+    pub close_script: Option<packed::Script>,
+    pub fee_rate: Option<u64>,
+    /// Broadcast our commitment instead; `close_script` and `fee_rate` are
+    /// then ignored, as upstream.
+    pub force: bool,
+}
+
+pub fn parse_shutdown_params(value: &Value) -> Result<ShutdownParams, ApiError> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("params", "expected an object"))?;
+    crate::api::options::refuse_unknown_keys(
+        map,
+        &["channel_id", "close_script", "fee_rate", "force"],
+        "a shutdown_channel param",
+    )?;
+    let channel_id = map
+        .get("channel_id")
+        .ok_or_else(|| ApiError::invalid("channel_id", "required"))
+        .and_then(|v| parse_channel_id(v, "channel_id"))?;
+    let close_script = match map.get("close_script") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(parse_script(value, "close_script").map_err(ApiError::from)?),
+    };
+    let fee_rate = match map.get("fee_rate") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(hex_u64_field(value, "fee_rate")?),
+    };
+    let force = match map.get("force") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(force)) => *force,
+        Some(_) => return Err(ApiError::invalid("force", "expected true or false")),
+    };
+    Ok(ShutdownParams {
+        channel_id,
+        close_script,
+        fee_rate,
+        force,
+    })
 }
 
 /// An epoch as `{ number, index, length }` (an `EpochNumberWithFraction`).
@@ -325,6 +390,51 @@ mod tests {
             }],
             "funding_fee_rate": "0x3e8"
         })
+    }
+
+    #[test]
+    fn shutdown_params_read_as_fibers_and_refuse_what_they_do_not_know() {
+        let id = format!("0x{}", "ab".repeat(32));
+        let read = |v: Value| parse_shutdown_params(&v);
+        let plain = read(json!({ "channel_id": id })).unwrap();
+        assert_eq!((plain.close_script, plain.fee_rate, plain.force), (None, None, false));
+        let full = read(json!({
+            "channel_id": id,
+            "close_script": params()["shutdown_script"],
+            "fee_rate": "0x3e8",
+            "force": true
+        }))
+        .unwrap();
+        assert_eq!((full.fee_rate, full.force), (Some(1_000), true));
+        assert!(full.close_script.is_some());
+        // A malformed script is INVALID_TX_JSON, as in openChannelWithExternalFunding.
+        for (bad, field, code) in [
+            (json!({}), "channel_id", ErrorCode::InvalidParams),
+            (
+                json!({ "channel_id": id, "force": "yes" }),
+                "force",
+                ErrorCode::InvalidParams,
+            ),
+            (
+                json!({ "channel_id": id, "fee_rate": 1000 }),
+                "fee_rate",
+                ErrorCode::InvalidParams,
+            ),
+            (
+                json!({ "channel_id": id, "forced": true }),
+                "forced",
+                ErrorCode::InvalidParams,
+            ),
+            (
+                json!({ "channel_id": id, "close_script": { "code_hash": "0x00" } }),
+                "close_script",
+                ErrorCode::InvalidTxJson,
+            ),
+        ] {
+            let error = read(bad.clone()).unwrap_err();
+            assert_eq!(error.code, code, "{bad}");
+            assert!(error.message.contains(field), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -29,7 +29,12 @@ Usage: fiber-simchain [options]
                                                                           env FIBER_SIMCHAIN_BLOCK_INTERVAL_MS
   --log LEVEL                error, warn, info or debug [default: info]   env FIBER_SIMCHAIN_LOG
 
-Genesis funds CKB's dev accounts (ckb init --chain dev) with split cells.
+Genesis holds CKB's real secp256k1 default lock (code, data, dep group) and
+funds CKB's dev accounts (ckb init --chain dev) with split cells.
+Every transaction's scripts run in ckb-vm, always, as on a CKB node (cycle
+limit 70,000,000): a tx the scripts refuse gets CKB's -302 Script error.
+Mining: generate_block, generate_epochs (as CKB's IntegrationTest RPC), or
+--block-interval-ms.
 On start it prints rpc=http://… and chain_hash=0x… on stdout.
 ";
 

@@ -64,6 +64,16 @@ pub trait ChainClient {
     /// A transaction's status (with its block's epoch when committed) and the tip.
     fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport>;
     fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256>;
+    /// The committed transaction that spent `out_point` (a cell locked by
+    /// `lock`), read through the hash-checked path, with its report; `None`
+    /// while the cell is live. A tx that spends a channel's funding cell is
+    /// found this way rather than by a hash we predict: its cell deps are
+    /// the broadcaster's choice, and they are part of its hash.
+    fn spender(
+        &self,
+        out_point: packed::OutPoint,
+        lock: packed::Script,
+    ) -> ChainResult<Option<(packed::Transaction, TxReport)>>;
 }
 
 /// [`ChainClient`] over an in-process [`SimulatedChain`]; answers at once.
@@ -121,6 +131,18 @@ impl ChainClient for SimulatedChainClient {
     fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport> {
         let report = self.chain.borrow().report(&tx_hash.0);
         futures::future::ready(Ok(report)).boxed_local()
+    }
+
+    fn spender(
+        &self,
+        out_point: packed::OutPoint,
+        _lock: packed::Script,
+    ) -> ChainResult<Option<(packed::Transaction, TxReport)>> {
+        let chain = self.chain.borrow();
+        let found = chain
+            .spender_of(&out_point)
+            .and_then(|hash| Some((chain.transaction(&hash)?, chain.report(&hash))));
+        futures::future::ready(Ok(found)).boxed_local()
     }
 
     fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256> {

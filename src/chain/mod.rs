@@ -2,6 +2,7 @@
 //! that checks transactions the way a CKB node would.
 
 use ckb_types::packed;
+use ckb_types::prelude::*;
 
 pub mod client;
 pub mod simulated;
@@ -56,3 +57,16 @@ pub enum TxStatus {
     Rejected,
 }
 pub mod rpc;
+
+/// A transaction read through the hash-checked path; compared by its bytes
+/// (molecule's `Transaction` has no `PartialEq`).
+#[derive(Debug, Clone)]
+pub struct CheckedTx(pub packed::Transaction);
+
+impl PartialEq for CheckedTx {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_slice() == other.0.as_slice()
+    }
+}
+
+impl Eq for CheckedTx {}

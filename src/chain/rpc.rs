@@ -150,6 +150,24 @@ impl<T: RpcTransport> RpcChainClient<T> {
     /// The outputs and their data of transaction `tx_hash`, or `None` when the
     /// node has no content for it; the hash is recomputed from what came back.
     async fn transaction_outputs(&self, tx_hash: [u8; 32]) -> Result<Option<Vec<ResolvedCell>>, ChainError> {
+        let Some(tx) = self.transaction(tx_hash).await? else {
+            return Ok(None);
+        };
+        let raw = tx.raw();
+        let cells = raw
+            .outputs()
+            .into_iter()
+            .zip(raw.outputs_data())
+            .map(|(output, data)| ResolvedCell {
+                output,
+                data: data.raw_data().to_vec(),
+            })
+            .collect();
+        Ok(Some(cells))
+    }
+
+    /// A transaction by hash, its hash recomputed; `None` when unknown.
+    async fn transaction(&self, tx_hash: [u8; 32]) -> Result<Option<packed::Transaction>, ChainError> {
         const METHOD: &str = "get_transaction";
         // Verbosity 2: the transaction as JSON.
         let answer: TransactionWithStatusResponse = self.call(METHOD, json!([H256(tx_hash), "0x2"])).await?;
@@ -174,17 +192,7 @@ impl<T: RpcTransport> RpcChainClient<T> {
                 ),
             ));
         }
-        let raw = tx.raw();
-        let cells = raw
-            .outputs()
-            .into_iter()
-            .zip(raw.outputs_data())
-            .map(|(output, data)| ResolvedCell {
-                output,
-                data: data.raw_data().to_vec(),
-            })
-            .collect();
-        Ok(Some(cells))
+        Ok(Some(tx))
     }
 
     /// The number and epoch of the block a committed transaction is in.
@@ -332,6 +340,53 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
         .boxed_local()
     }
 
+    fn spender(
+        &self,
+        out_point: packed::OutPoint,
+        lock: packed::Script,
+    ) -> ChainResult<Option<(packed::Transaction, TxReport)>> {
+        const METHOD: &str = "get_transactions";
+        let client = self.clone();
+        async move {
+            let [live] = <[bool; 1]>::try_from(client.cells_live(vec![out_point.clone()]).await?)
+                .map_err(|_| bad_response("get_live_cell", "one answer per out point"))?;
+            if live {
+                return Ok(None);
+            }
+            // The indexer lists the txs touching the lock (a channel's funding
+            // lock is its own: two txs); each candidate is read through the
+            // hash-checked path and must really spend the cell.
+            let search_key = LockSearchKey {
+                script: lock.into(),
+                script_type: "lock",
+                script_search_mode: "exact",
+            };
+            let page: TxsPage = client
+                .call(
+                    METHOD,
+                    json!([search_key, "desc", Uint32::from(SPENDER_CANDIDATES), Value::Null]),
+                )
+                .await?;
+            for candidate in page.objects.iter().filter(|o| o.io_type == "input") {
+                let hash: [u8; 32] = candidate.tx_hash.0;
+                let Some(tx) = client.transaction(hash).await? else {
+                    continue;
+                };
+                let spends = tx
+                    .raw()
+                    .inputs()
+                    .into_iter()
+                    .any(|input| input.previous_output().as_slice() == out_point.as_slice());
+                if spends {
+                    let report = client.transaction_status(Hash256(hash)).await?;
+                    return Ok(Some((tx, report)));
+                }
+            }
+            Ok(None)
+        }
+        .boxed_local()
+    }
+
     fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256> {
         const METHOD: &str = "send_transaction";
         let client = self.clone();
@@ -395,6 +450,21 @@ impl From<IndexedCell> for LiveCell {
             block_number: cell.block_number.value(),
         }
     }
+}
+
+/// How many txs of a lock `spender` looks through (a funding lock has two).
+const SPENDER_CANDIDATES: u32 = 16;
+
+/// One `get_transactions` page (ungrouped).
+#[derive(Deserialize)]
+struct TxsPage {
+    objects: Vec<IndexedTx>,
+}
+
+#[derive(Deserialize)]
+struct IndexedTx {
+    tx_hash: H256,
+    io_type: String,
 }
 
 /// `get_live_cell`'s answer; only the status is used.

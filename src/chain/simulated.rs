@@ -66,8 +66,52 @@ pub const DEFAULT_MIN_FEE_RATE: u64 = 1_000;
 pub const EPOCH_LENGTH: u64 = 1_000;
 
 /// Stand-in for the genesis cell holding the secp256k1-blake160-sighash-all
-/// code. The simulation checks that lock natively instead of running it.
+/// code, for chains built by [`SimulatedChain::new`]: they check that lock in
+/// Rust instead of running it. [`SimulatedChain::with_system_cells`] holds the
+/// real binary.
 const DEFAULT_LOCK_CODE: &[u8] = b"simulated secp256k1_blake160_sighash_all";
+
+/// Runs a transaction's scripts as a CKB node's script verifier does (the
+/// native build has one in ckb-vm, `native::script_vm`). The chain stays free
+/// of ckb-vm, so it still builds for wasm32; the runner is plugged in.
+pub trait ScriptRunner {
+    /// Runs every lock and type script group of `tx`. `cell` gives the output
+    /// and data of each cell the tx names: its inputs, its cell deps and the
+    /// members of its dep groups (the chain has checked they are live).
+    /// Returns the cycles used, or CKB's text for the failure, e.g.
+    /// `Script(TransactionScriptError { source: Inputs[0].Lock, cause: … })`.
+    fn run(
+        &self,
+        tx: &packed::Transaction,
+        cell: &dyn Fn(&packed::OutPoint) -> Option<(packed::CellOutput, Bytes)>,
+    ) -> Result<u64, String>;
+}
+
+/// The genesis TYPE_ID type script of CKB's secp256k1-blake160-sighash-all
+/// code cell: its hash is the default lock's well-known code hash
+/// ([`default_lock::SIGHASH_ALL_TYPE_HASH`]). Its args are blake2b of the
+/// genesis cellbase's input (a null out point, index `u32::MAX`, since 0) and
+/// the code cell's output index in CKB's genesis (1), as CKB computes them.
+pub fn genesis_default_lock_type_script() -> packed::Script {
+    let mut type_id_code_hash = [0u8; 32];
+    type_id_code_hash[25..].copy_from_slice(b"TYPE_ID");
+    let cellbase_input = packed::CellInput::new_builder()
+        .previous_output(
+            packed::OutPoint::new_builder()
+                .tx_hash([0u8; 32])
+                .index(u32::MAX)
+                .build(),
+        )
+        .since(0u64)
+        .build();
+    let mut args = cellbase_input.as_slice().to_vec();
+    args.extend_from_slice(&1u64.to_le_bytes());
+    packed::Script::new_builder()
+        .code_hash(type_id_code_hash)
+        .hash_type(ScriptHashType::Type)
+        .args(Bytes::from(crate::crypto::blake2b_256(&args).to_vec()))
+        .build()
+}
 
 /// An out point as a map key: tx hash and output index.
 type CellKey = ([u8; 32], u32);
@@ -141,6 +185,9 @@ pub enum ChainRejection {
         #[source]
         error: DefaultLockError,
     },
+    /// The [`ScriptRunner`] refused the transaction; `reason` is its (CKB's) text.
+    #[error("the scripts refuse the transaction: {reason}")]
+    Script { reason: String },
 }
 
 struct CommittedTx {
@@ -154,12 +201,17 @@ struct CommittedTx {
 /// What `send_transaction` checks: duplicates, input and cell-dep liveness
 /// (dep groups expanded), conflicts with the pool, outputs against their data
 /// and occupied capacity, capacity balance, CKB's minimum fee rate, and a valid
-/// sighash-all signature for every input group locked by the default lock.
-/// Scripts it does not know (the channel's funding lock, a JoyID lock, any type
-/// script) are accepted without running them; `since` is checked for block
-/// numbers and epochs, absolute and relative (timestamps are refused), and
-/// header deps and cycle limits are not. Inputs must be committed cells: spending an
-/// output of a pool transaction is rejected as an unknown input.
+/// sighash-all signature for every input group locked by the default lock
+/// (in Rust, so a refusal is a typed [`ChainRejection::LockScript`]). `since`
+/// is checked for block numbers and epochs, absolute and relative (timestamps
+/// are refused); header deps are not. Inputs must be committed cells: spending
+/// an output of a pool transaction is rejected as an unknown input.
+///
+/// Other scripts (the channel's funding lock, a JoyID lock, any type script)
+/// run only when a [`ScriptRunner`] is set ([`Self::set_script_runner`]): it
+/// then runs every script of every tx, as a CKB node does. Without one they
+/// are accepted unrun. A runner wants the real default lock in genesis
+/// ([`Self::with_system_cells`]), not [`Self::new`]'s stand-in.
 pub struct SimulatedChain {
     tip: u64,
     /// Transactions committed so far in the tip block, for the next tx index.
@@ -178,6 +230,10 @@ pub struct SimulatedChain {
     default_lock_code: CellKey,
     default_lock_dep_group: packed::OutPoint,
     min_fee_rate: u64,
+    /// `Send` so a chain can still move to another thread, as it could before.
+    script_runner: Option<Box<dyn ScriptRunner + Send>>,
+    /// Cycles the runner reported for each transaction it accepted.
+    cycles: BTreeMap<[u8; 32], u64>,
 }
 
 impl Default for SimulatedChain {
@@ -188,9 +244,39 @@ impl Default for SimulatedChain {
 
 impl SimulatedChain {
     /// A chain at block 0 whose genesis holds a stand-in for the default lock's
-    /// code and a dep group pointing at it, like CKB's genesis.
+    /// code and a dep group pointing at it, like CKB's genesis. Its default
+    /// lock is checked in Rust only: nothing here can run the stand-in.
     pub fn new() -> Self {
-        let mut chain = Self {
+        let mut chain = Self::empty();
+        let code = chain.genesis_tx(vec![(
+            unspendable_output(DEFAULT_LOCK_CODE.len(), None),
+            DEFAULT_LOCK_CODE.to_vec(),
+        )]);
+        chain.set_default_lock_dep_group(vec![out_point(&code, 0)]);
+        chain
+    }
+
+    /// A chain at block 0 whose genesis holds CKB's real system cells as CKB's
+    /// genesis does: `code` (secp256k1_blake160_sighash_all) carrying the
+    /// genesis type id that makes its type hash the default lock's code hash,
+    /// `data` (secp256k1_data, the tables it loads) beside it in the same
+    /// transaction, and a dep group [code, data] as the second transaction.
+    /// Set a [`ScriptRunner`] to run them.
+    pub fn with_system_cells(code: Vec<u8>, data: Vec<u8>) -> Self {
+        let mut chain = Self::empty();
+        let system = chain.genesis_tx(vec![
+            (
+                unspendable_output(code.len(), Some(genesis_default_lock_type_script())),
+                code,
+            ),
+            (unspendable_output(data.len(), None), data),
+        ]);
+        chain.set_default_lock_dep_group(vec![out_point(&system, 0), out_point(&system, 1)]);
+        chain
+    }
+
+    fn empty() -> Self {
+        Self {
             tip: 0,
             tip_block_txs: 0,
             committed: BTreeMap::new(),
@@ -204,13 +290,29 @@ impl SimulatedChain {
             default_lock_code: ([0; 32], 0),
             default_lock_dep_group: packed::OutPoint::default(),
             min_fee_rate: DEFAULT_MIN_FEE_RATE,
-        };
-        let code = chain.genesis_cell(unspendable_output(DEFAULT_LOCK_CODE.len()), DEFAULT_LOCK_CODE.to_vec());
-        let group_data = vec![code.clone()].pack().as_bytes().to_vec();
-        let group = chain.genesis_cell(unspendable_output(group_data.len()), group_data);
-        chain.default_lock_code = cell_key(&code);
-        chain.default_lock_dep_group = group;
-        chain
+            script_runner: None,
+            cycles: BTreeMap::new(),
+        }
+    }
+
+    /// The dep group transaction; `members[0]` is the default lock's code.
+    fn set_default_lock_dep_group(&mut self, members: Vec<packed::OutPoint>) {
+        self.default_lock_code = cell_key(&members[0]);
+        let group_data = members.pack().as_bytes().to_vec();
+        let group = self.genesis_tx(vec![(unspendable_output(group_data.len(), None), group_data)]);
+        self.default_lock_dep_group = out_point(&group, 0);
+    }
+
+    /// Runs every script of every transaction from now on, after the chain's
+    /// own checks (see the type's docs).
+    pub fn set_script_runner(&mut self, runner: Box<dyn ScriptRunner + Send>) {
+        self.script_runner = Some(runner);
+    }
+
+    /// The cycles the [`ScriptRunner`] spent on an accepted transaction; `None`
+    /// without a runner or for a transaction it never ran.
+    pub fn cycles(&self, tx_hash: &[u8; 32]) -> Option<u64> {
+        self.cycles.get(tx_hash).copied()
     }
 
     /// Sets the minimum fee rate in shannons per 1,000 bytes; 0 turns the fee
@@ -230,6 +332,12 @@ impl SimulatedChain {
     /// Creates a live cell out of thin air in the tip block, e.g. to fund an
     /// account. No checks: the caller picks a sensible capacity.
     pub fn genesis_cell(&mut self, output: packed::CellOutput, data: Vec<u8>) -> packed::OutPoint {
+        let tx_hash = self.genesis_tx(vec![(output, data)]);
+        out_point(&tx_hash, 0)
+    }
+
+    /// Commits one transaction made out of thin air with these outputs.
+    fn genesis_tx(&mut self, outputs: Vec<(packed::CellOutput, Vec<u8>)>) -> [u8; 32] {
         // Shaped like a cellbase: one null input whose `since` makes the hash unique.
         let null_input = packed::CellInput::new_builder()
             .previous_output(
@@ -241,18 +349,22 @@ impl SimulatedChain {
             .since(self.fabricated)
             .build();
         self.fabricated += 1;
+        let (outputs, outputs_data): (Vec<_>, Vec<_>) = outputs
+            .into_iter()
+            .map(|(output, data)| (output, Bytes::from(data)))
+            .unzip();
         let tx = packed::Transaction::new_builder()
             .raw(
                 packed::RawTransaction::new_builder()
                     .inputs(vec![null_input].pack())
-                    .outputs(vec![output].pack())
-                    .outputs_data([Bytes::from(data)].pack())
+                    .outputs(outputs.pack())
+                    .outputs_data(outputs_data.pack())
                     .build(),
             )
             .build();
         let tx_hash: [u8; 32] = tx.calc_tx_hash().unpack();
         self.commit(tx_hash, tx, false);
-        out_point(&tx_hash, 0)
+        tx_hash
     }
 
     /// Live cells locked by exactly `lock`, in (block number, tx index, output
@@ -323,6 +435,19 @@ impl SimulatedChain {
         }
     }
 
+    /// How many blocks move the tip's epoch by at least `epochs` (a number
+    /// and a fraction of one), as CKB's `generate_epochs` mines: every epoch
+    /// here is [`EPOCH_LENGTH`] blocks. A zero length counts as no fraction,
+    /// as CKB normalises it. `None` if it does not fit a `u64`.
+    pub fn blocks_for_epochs(epochs: EpochNumberWithFraction) -> Option<u64> {
+        let whole = u128::from(epochs.number()) * u128::from(EPOCH_LENGTH);
+        let fraction = match epochs.length() {
+            0 => 0,
+            length => (u128::from(epochs.index()) * u128::from(EPOCH_LENGTH)).div_ceil(u128::from(length)),
+        };
+        u64::try_from(whole + fraction).ok()
+    }
+
     /// Mines blocks until the tip is `epochs` epochs further (`generate_epochs`).
     pub fn mine_epochs(&mut self, epochs: u64) -> u64 {
         let target = self.tip.saturating_add(epochs.saturating_mul(EPOCH_LENGTH));
@@ -330,6 +455,22 @@ impl SimulatedChain {
             self.mine_block();
         }
         self.tip
+    }
+
+    /// The committed transaction that spent `out_point`, if any.
+    pub fn spender_of(&self, out_point: &packed::OutPoint) -> Option<[u8; 32]> {
+        if self.is_live(out_point) {
+            return None;
+        }
+        self.committed.iter().find_map(|(hash, committed)| {
+            committed
+                .tx
+                .raw()
+                .inputs()
+                .into_iter()
+                .any(|input| input.previous_output().as_slice() == out_point.as_slice())
+                .then_some(*hash)
+        })
     }
 
     /// Whether the out point is a committed, unspent cell (as CKB's
@@ -347,11 +488,17 @@ impl SimulatedChain {
         if self.committed.contains_key(&tx_hash) || self.pool_position(&tx_hash).is_some() {
             return Err(ChainRejection::Duplicated { tx_hash });
         }
-        if let Err(rejection) = self.check(&tx, false) {
-            self.rejected.insert(tx_hash);
-            return Err(rejection);
-        }
+        let cycles = match self.check(&tx, false) {
+            Ok(cycles) => cycles,
+            Err(rejection) => {
+                self.rejected.insert(tx_hash);
+                return Err(rejection);
+            }
+        };
         self.rejected.remove(&tx_hash);
+        if let Some(cycles) = cycles {
+            self.cycles.insert(tx_hash, cycles);
+        }
         for input in tx.raw().inputs() {
             self.pool_spent.insert(cell_key(&input.previous_output()), tx_hash);
         }
@@ -404,7 +551,9 @@ impl SimulatedChain {
         if self.committed.contains_key(&tx_hash) {
             return Err(ChainRejection::Duplicated { tx_hash });
         }
-        self.check(&tx, true)?;
+        if let Some(cycles) = self.check(&tx, true)? {
+            self.cycles.insert(tx_hash, cycles);
+        }
         if let Some(position) = self.pool_position(&tx_hash) {
             self.pool.remove(position);
         }
@@ -487,7 +636,8 @@ impl SimulatedChain {
 
     /// The node's checks: structure, inputs and deps, capacity, fee, and
     /// scripts last, so the first failure reported is the cheapest one, as in CKB.
-    fn check(&self, tx: &packed::Transaction, ignore_pool_conflicts: bool) -> Result<(), ChainRejection> {
+    /// Returns the runner's cycles, if a runner is set.
+    fn check(&self, tx: &packed::Transaction, ignore_pool_conflicts: bool) -> Result<Option<u64>, ChainRejection> {
         let raw = tx.raw();
         if raw.inputs().is_empty() {
             return Err(ChainRejection::NoInputs);
@@ -569,7 +719,13 @@ impl SimulatedChain {
                 }
             })?;
         }
-        Ok(())
+        let Some(runner) = &self.script_runner else {
+            return Ok(None);
+        };
+        runner
+            .run(tx, &|out_point| self.live_output(out_point))
+            .map(Some)
+            .map_err(|reason| ChainRejection::Script { reason })
     }
 
     /// Whether input `index` may be spent in the next block, as CKB's since
@@ -659,10 +815,11 @@ fn out_point(tx_hash: &[u8; 32], index: u32) -> packed::OutPoint {
 }
 
 /// A genesis system cell: exact capacity, locked by a script no one can satisfy.
-fn unspendable_output(data_len: usize) -> packed::CellOutput {
+fn unspendable_output(data_len: usize, type_script: Option<packed::Script>) -> packed::CellOutput {
     let lock = packed::Script::new_builder().hash_type(ScriptHashType::Data).build();
     packed::CellOutput::new_builder()
         .lock(lock)
+        .type_(type_script.pack())
         .build_exact_capacity(Capacity::bytes(data_len).expect("small genesis data"))
         .expect("small genesis cell")
 }
@@ -1161,7 +1318,133 @@ mod tests {
     }
 
     #[test]
-    fn unknown_locks_are_accepted_without_script_checks() {
+    fn blocks_for_epochs_rounds_a_fraction_up_to_whole_blocks() {
+        let blocks = |number, index, length| {
+            SimulatedChain::blocks_for_epochs(EpochNumberWithFraction::new_unchecked(number, index, length))
+        };
+        assert_eq!(blocks(2, 0, 1), Some(2 * EPOCH_LENGTH));
+        assert_eq!(blocks(0, 1, 2), Some(EPOCH_LENGTH / 2));
+        assert_eq!(blocks(1, 1, 3), Some(EPOCH_LENGTH + 334), "1000/3 rounds up");
+        assert_eq!(blocks(3, 0, 0), Some(3 * EPOCH_LENGTH), "a bare number is whole epochs");
+        assert_eq!(blocks(0, 0, 1), Some(0));
+    }
+
+    #[test]
+    fn the_genesis_type_id_gives_the_default_lock_code_hash() {
+        let script = genesis_default_lock_type_script();
+        assert_eq!(
+            script.calc_script_hash().as_slice(),
+            default_lock::SIGHASH_ALL_TYPE_HASH
+        );
+    }
+
+    #[test]
+    fn with_system_cells_lays_out_code_and_data_then_a_dep_group_of_both() {
+        let chain = SimulatedChain::with_system_cells(b"code".to_vec(), b"data".to_vec());
+        let group = chain.default_lock_cell_dep().out_point();
+        let (_, group_data) = chain.live_output(&group).unwrap();
+        let members: Vec<_> = packed::OutPointVec::from_slice(&group_data)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[0].tx_hash(), members[1].tx_hash(), "one genesis tx holds both");
+        assert_ne!(members[0].tx_hash(), group.tx_hash());
+        let (code_cell, code) = chain.live_output(&members[0]).unwrap();
+        let (data_cell, data) = chain.live_output(&members[1]).unwrap();
+        assert_eq!((&code[..], &data[..]), (&b"code"[..], &b"data"[..]));
+        let code_type = code_cell.type_().to_opt().expect("the code cell has a type script");
+        assert_eq!(
+            code_type.calc_script_hash().as_slice(),
+            default_lock::SIGHASH_ALL_TYPE_HASH
+        );
+        assert!(data_cell.type_().to_opt().is_none());
+    }
+
+    /// The input cells a runner was shown, as molecule bytes (`None`: not found).
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<Option<Vec<u8>>>>>;
+
+    /// A runner that answers `answer` and records the cells it was shown.
+    struct FakeRunner {
+        answer: Result<u64, String>,
+        seen: Seen,
+    }
+
+    impl ScriptRunner for FakeRunner {
+        fn run(
+            &self,
+            tx: &packed::Transaction,
+            cell: &dyn Fn(&packed::OutPoint) -> Option<(packed::CellOutput, Bytes)>,
+        ) -> Result<u64, String> {
+            let mut seen = self.seen.lock().unwrap();
+            for input in tx.raw().inputs() {
+                seen.push(cell(&input.previous_output()).map(|(output, _)| output.as_slice().to_vec()));
+            }
+            self.answer.clone()
+        }
+    }
+
+    fn fake_runner(answer: Result<u64, String>) -> (Box<FakeRunner>, Seen) {
+        let seen = std::sync::Arc::default();
+        let runner = Box::new(FakeRunner {
+            answer,
+            seen: std::sync::Arc::clone(&seen),
+        });
+        (runner, seen)
+    }
+
+    #[test]
+    fn a_runner_refusal_rejects_the_tx_with_its_reason() {
+        let mut chain = SimulatedChain::new();
+        let funded = fund(&mut chain, &alice(), 1_000 * CKB);
+        let reason = "Script(TransactionScriptError { source: Inputs[0].Lock, cause: ValidationFailure })";
+        let (runner, seen) = fake_runner(Err(reason.into()));
+        chain.set_script_runner(runner);
+        let tx = transfer(&chain, &alice(), vec![funded], vec![cell(900 * CKB, lock_of(&bob()))]);
+        let rejection = chain.send_transaction(tx.clone()).unwrap_err();
+        assert_eq!(rejection, ChainRejection::Script { reason: reason.into() });
+        assert!(rejection.to_string().contains(reason), "{rejection}");
+        assert_eq!(chain.transaction_status(&hash_of(&tx)), TxStatus::Rejected);
+        assert_eq!(chain.cycles(&hash_of(&tx)), None);
+        // The runner saw the input's live cell.
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Some(cell(1_000 * CKB, lock_of(&alice())).as_slice().to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_runner_runs_after_the_rust_checks_and_its_cycles_are_kept() {
+        let mut chain = SimulatedChain::new();
+        let funded = fund(&mut chain, &alice(), 1_000 * CKB);
+        let (runner, seen) = fake_runner(Ok(4_242));
+        chain.set_script_runner(runner);
+        // Signed by the wrong key: the typed Rust check refuses it first.
+        let forged = transfer(
+            &chain,
+            &bob(),
+            vec![funded.clone()],
+            vec![cell(900 * CKB, lock_of(&bob()))],
+        );
+        assert!(matches!(
+            chain.send_transaction(forged),
+            Err(ChainRejection::LockScript { input_index: 0, .. })
+        ));
+        assert!(seen.lock().unwrap().is_empty(), "the runner ran on a refused tx");
+
+        let tx = transfer(&chain, &alice(), vec![funded], vec![cell(900 * CKB, lock_of(&bob()))]);
+        let tx_hash = chain.send_transaction(tx).unwrap();
+        assert_eq!(chain.cycles(&tx_hash), Some(4_242));
+        // A block mined elsewhere is checked by the runner too.
+        let other = fund(&mut chain, &bob(), 1_000 * CKB);
+        let foreign = transfer(&chain, &bob(), vec![other], vec![cell(900 * CKB, lock_of(&alice()))]);
+        chain.mine_foreign_transaction(foreign.clone()).unwrap();
+        assert_eq!(chain.cycles(&hash_of(&foreign)), Some(4_242));
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn without_a_runner_unknown_locks_are_accepted_unrun() {
         let mut chain = SimulatedChain::new();
         let funding_lock = packed::Script::new_builder()
             .code_hash([0x42; 32])

@@ -114,6 +114,11 @@ pub struct ChannelView {
     pub remote_funding_amount: Option<u64>,
     pub signed_submitted: bool,
     pub close_reason: Option<String>,
+    /// What this side gets back when the channel closes (before fees): its
+    /// funding amount and reserve. Set once the funding tx is confirmed.
+    pub local_balance: Option<u64>,
+    /// How a funded channel's close stands, while it closes.
+    pub close: Option<super::closing::CloseView>,
 }
 
 impl Channel {
@@ -379,6 +384,8 @@ impl Channel {
             remote_funding_amount: r.remote.as_ref().map(|p| p.funding_amount),
             signed_submitted: self.signed_submitted(),
             close_reason: r.closed.as_ref().map(|c| c.reason.clone()),
+            local_balance: self.funded().then(|| r.local.contribution().ok()).flatten(),
+            close: self.close_view(),
         }
     }
 

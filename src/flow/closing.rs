@@ -43,13 +43,65 @@ const CLOSING_NONCE: NonceSlot = NonceSlot::OwnCommitment(1);
 /// Whose commitment a tx hash we watch is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Watched {
+    /// Our complete closing tx, to broadcast again after a restart.
     Closing,
+    /// Our commitment after a force close, until it is seen on chain.
     OwnCommitment,
-    PeerCommitment,
+    /// A commitment seen on chain (ours or the peer's): its reports carry
+    /// the tip the claim waits for.
+    Commitment,
+    /// Our claim, until it confirms.
     Claim,
 }
 
+/// How a funded channel's close stands (for the app).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CloseView {
+    /// The cooperative closing tx, once both `Shutdown`s fixed it.
+    pub closing_tx_hash: Option<Hash256>,
+    /// When we broadcast our commitment.
+    pub force_closed_at_ms: Option<u64>,
+    /// The commitment seen committed, and from which epoch our share can be claimed.
+    pub commitment: Option<CommitmentView>,
+    /// Our claim of our share, once sent.
+    pub claim_tx_hash: Option<Hash256>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommitmentView {
+    pub tx_hash: Hash256,
+    pub holder_is_local: bool,
+    pub block_number: u64,
+    pub claimable_at_epoch: u64,
+}
+
 impl Channel {
+    pub(crate) fn close_view(&self) -> Option<CloseView> {
+        if !self.funded() {
+            return None;
+        }
+        let close = self.record.close.as_ref()?;
+        // The one on chain, else the one we would broadcast (the peer's may
+        // name other cell deps, so another hash).
+        let closing_tx_hash = close.closing_on_chain.or_else(|| {
+            self.has_peer_closing_signature()
+                .then(|| self.complete_closing_tx().ok())
+                .flatten()
+                .map(|tx| Hash256(tx_hash(&tx)))
+        });
+        Some(CloseView {
+            closing_tx_hash,
+            force_closed_at_ms: close.force_closed_at_ms,
+            commitment: close.commitment_on_chain.as_ref().map(|on_chain| CommitmentView {
+                tx_hash: on_chain.tx_hash,
+                holder_is_local: on_chain.holder_is_local,
+                block_number: on_chain.block_number,
+                claimable_at_epoch: self.claimable_at_epoch(on_chain.epoch),
+            }),
+            claim_tx_hash: close.claim_tx.as_ref().map(|tx| Hash256(tx_hash(tx))),
+        })
+    }
+
     // ---- facts ---------------------------------------------------------------------------
 
     fn close_progress_mut(&mut self) -> &mut CloseProgress {
@@ -449,7 +501,31 @@ impl Channel {
 
     // ---- chain ---------------------------------------------------------------------------
 
-    /// The txs of a funded channel to watch, and what each is.
+    /// The funding cell of a funded channel whose close is not seen on
+    /// chain yet, and its lock: whichever tx spends it (the closing tx or
+    /// either commitment, with the cell deps its broadcaster chose) is found
+    /// by the chain and handed to [`Channel::on_funding_spent`].
+    pub(crate) fn funding_cell_to_watch(&self) -> Option<(packed::OutPoint, packed::Script)> {
+        if !self.funded() {
+            return None;
+        }
+        let close = self.record.close.as_ref();
+        if close.is_some_and(|c| c.commitment_on_chain.is_some() || c.closing_on_chain.is_some()) {
+            return None;
+        }
+        let funding_tx = self.funding_tx().ok()?;
+        let lock = funding_tx.raw().outputs().get(0)?.lock();
+        let out_point = packed::OutPoint::new_builder()
+            .tx_hash(tx_hash(funding_tx).pack())
+            .index(0u32)
+            .build();
+        Some((out_point, lock))
+    }
+
+    /// The txs of a funded channel to watch, and what each is: ours, whose
+    /// exact hash we know (to broadcast again after a restart, or to count
+    /// the claim's confirmations), and a commitment seen on chain (the tip
+    /// that comes with its report times the claim).
     pub(crate) fn close_txs_to_watch(&self) -> Vec<(Hash256, Watched)> {
         if !self.funded() {
             return Vec::new();
@@ -460,36 +536,93 @@ impl Channel {
             watched.push((Hash256(tx_hash(claim)), Watched::Claim));
             return watched;
         }
-        if close.and_then(|c| c.commitment_on_chain.as_ref()).is_some() {
-            // Waiting for the delay: the tip comes with any report.
-            if let Some(on_chain) = close.and_then(|c| c.commitment_on_chain.as_ref()) {
-                watched.push((
-                    on_chain.tx_hash,
-                    if on_chain.holder_is_local {
-                        Watched::OwnCommitment
-                    } else {
-                        Watched::PeerCommitment
-                    },
-                ));
-            }
+        if let Some(on_chain) = close.and_then(|c| c.commitment_on_chain.as_ref()) {
+            watched.push((on_chain.tx_hash, Watched::Commitment));
             return watched;
         }
-        if self.closing_fixed() {
-            // Its hash leaves out the witnesses: watched even before we can
-            // complete it, as the peer may broadcast it.
-            if let Ok(tx) = self.closing().and_then(|c| Ok(c.build_tx()?)) {
+        if self.has_peer_closing_signature() {
+            if let Ok(tx) = self.complete_closing_tx() {
                 watched.push((Hash256(tx_hash(&tx)), Watched::Closing));
             }
         }
-        if let Ok(tx) = self.signed_own_commitment() {
-            if close.is_some_and(|c| c.force_closed_at_ms.is_some()) {
+        if close.is_some_and(|c| c.force_closed_at_ms.is_some()) {
+            if let Ok(tx) = self.signed_own_commitment() {
                 watched.push((Hash256(tx_hash(&tx)), Watched::OwnCommitment));
             }
         }
-        if let Ok(tx) = self.commitment_tx(false) {
-            watched.push((Hash256(tx_hash(&tx)), Watched::PeerCommitment));
-        }
         watched
+    }
+
+    /// The tx that spent the funding cell, committed: which of the three it
+    /// is, told by what was signed (the raw tx without cell deps, which is
+    /// also the MuSig2 message); acted on once it has the confirmations.
+    pub(crate) fn on_funding_spent(
+        &mut self,
+        step: &mut Step,
+        tx: &packed::Transaction,
+        report: TxReport,
+    ) -> Result<(), Reject> {
+        if self.funding_cell_to_watch().is_none() {
+            return Ok(());
+        }
+        let TxStatus::Committed { block_number } = report.status else {
+            return Ok(());
+        };
+        if !confirmed(&report, step.config.funding_confirmations) {
+            return Ok(());
+        }
+        let without_deps = |tx: &packed::Transaction| {
+            tx.raw()
+                .as_builder()
+                .cell_deps(packed::CellDepVec::default())
+                .build()
+                .as_slice()
+                .to_vec()
+        };
+        let seen = without_deps(tx);
+        let hash = Hash256(tx_hash(tx));
+        let is = |candidate: Result<packed::Transaction, Reject>| candidate.is_ok_and(|c| without_deps(&c) == seen);
+        if self.closing_fixed() && is(self.closing().and_then(|c| Ok(c.build_tx()?))) {
+            self.close_progress_mut().closing_on_chain = Some(hash);
+            self.finish_close(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
+            return Ok(());
+        }
+        for holder_is_local in [true, false] {
+            if is(self.commitment_tx(holder_is_local)) {
+                let epoch = report
+                    .block_epoch
+                    .ok_or_else(|| Reject("a committed tx without its block's epoch".into()))?;
+                return self.commitment_seen(step, holder_is_local, hash, block_number, epoch, report);
+            }
+        }
+        Err(Reject(format!(
+            "the funding cell was spent by {hash}, which is none of this channel's closing or commitment txs"
+        )))
+    }
+
+    /// A commitment is committed with its confirmations: the delay runs from its block.
+    fn commitment_seen(
+        &mut self,
+        step: &mut Step,
+        holder_is_local: bool,
+        tx_hash: Hash256,
+        block_number: u64,
+        epoch: u64,
+        report: TxReport,
+    ) -> Result<(), Reject> {
+        self.close_progress_mut().commitment_on_chain = Some(CommitmentOnChain {
+            holder_is_local,
+            tx_hash,
+            block_number,
+            epoch,
+        });
+        step.actions.push(Action::Emit(Event::CommitmentOnChain {
+            channel_id: self.id(),
+            tx_hash,
+            holder_is_local,
+            claimable_at_epoch: self.claimable_at_epoch(epoch),
+        }));
+        self.claim_when_due(step, report)
     }
 
     /// A report on one of [`Channel::close_txs_to_watch`].
@@ -501,15 +634,9 @@ impl Channel {
         report: TxReport,
     ) -> Result<(), Reject> {
         let confirmations = step.config.funding_confirmations;
-        let confirmed = |report: &TxReport| match report.status {
-            TxStatus::Committed { block_number } => {
-                report.tip.block_number.saturating_add(1).saturating_sub(block_number) >= confirmations
-            }
-            _ => false,
-        };
         match watched {
             Watched::Closing => {
-                if confirmed(&report) {
+                if confirmed(&report, confirmations) {
                     self.finish_close(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
                 } else if report.status == TxStatus::Unknown
                     && !self.broadcast_sent
@@ -525,43 +652,28 @@ impl Channel {
                 }
                 Ok(())
             }
-            Watched::OwnCommitment | Watched::PeerCommitment => {
-                let holder_is_local = watched == Watched::OwnCommitment;
-                let known = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone());
-                match (known, report.status) {
-                    (None, TxStatus::Committed { block_number }) if confirmed(&report) => {
-                        let epoch = report
-                            .block_epoch
-                            .ok_or_else(|| Reject("a committed tx without its block's epoch".into()))?;
-                        self.close_progress_mut().commitment_on_chain = Some(CommitmentOnChain {
-                            holder_is_local,
-                            tx_hash,
-                            block_number,
-                            epoch,
-                        });
-                        step.actions.push(Action::Emit(Event::CommitmentOnChain {
-                            channel_id: self.id(),
-                            tx_hash,
-                            holder_is_local,
-                            claimable_at_epoch: self.claimable_at_epoch(epoch),
-                        }));
-                        self.claim_when_due(step, report)
-                    }
-                    (None, TxStatus::Unknown) if holder_is_local && !self.broadcast_sent => {
-                        let tx = self.signed_own_commitment()?;
-                        self.broadcast_sent = true;
-                        step.actions.push(Action::Broadcast {
-                            channel_id: self.id(),
-                            tx,
-                        });
-                        Ok(())
-                    }
-                    (Some(_), _) => self.claim_when_due(step, report),
-                    _ => Ok(()),
+            Watched::OwnCommitment => match report.status {
+                TxStatus::Committed { block_number } if confirmed(&report, confirmations) => {
+                    let epoch = report
+                        .block_epoch
+                        .ok_or_else(|| Reject("a committed tx without its block's epoch".into()))?;
+                    self.commitment_seen(step, true, tx_hash, block_number, epoch, report)
                 }
-            }
+                TxStatus::Unknown if !self.broadcast_sent => {
+                    // After a restart we cannot tell whether our broadcast got out.
+                    let tx = self.signed_own_commitment()?;
+                    self.broadcast_sent = true;
+                    step.actions.push(Action::Broadcast {
+                        channel_id: self.id(),
+                        tx,
+                    });
+                    Ok(())
+                }
+                _ => Ok(()),
+            },
+            Watched::Commitment => self.claim_when_due(step, report),
             Watched::Claim => {
-                if confirmed(&report) {
+                if confirmed(&report, confirmations) {
                     let side = match self.record.close.as_ref().and_then(|c| c.commitment_on_chain.as_ref()) {
                         Some(on_chain) if !on_chain.holder_is_local => CloseFlags::UNCOOPERATIVE_REMOTE,
                         _ => CloseFlags::UNCOOPERATIVE_LOCAL,
@@ -767,6 +879,16 @@ impl Channel {
             watch: None,
         });
         self.wipe();
+    }
+}
+
+/// Committed, with at least `confirmations` blocks on top counting its own.
+fn confirmed(report: &TxReport, confirmations: u64) -> bool {
+    match report.status {
+        TxStatus::Committed { block_number } => {
+            report.tip.block_number.saturating_add(1).saturating_sub(block_number) >= confirmations
+        }
+        _ => false,
     }
 }
 

@@ -15,7 +15,7 @@
 
 use ckb_types::packed;
 
-use crate::chain::{LiveCell, ResolvedCell, TxReport};
+use crate::chain::{CheckedTx, LiveCell, ResolvedCell, TxReport};
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::wire::FiberMessage;
 
@@ -32,6 +32,7 @@ pub mod record;
 pub mod state;
 
 pub use channel::ChannelView;
+pub use closing::{CloseView, CommitmentView};
 pub use config::{AcceptorConfig, NodeConfig, OpenChannelParams};
 pub use error::FlowError;
 pub use node::{EntropySource, Node};
@@ -115,6 +116,13 @@ pub enum ChainEvent {
     TxStatus {
         channel_id: ChannelId,
         tx_hash: Hash256,
+        report: TxReport,
+    },
+    /// The committed tx that spent a funded channel's funding cell (see
+    /// [`Node::funding_cells_to_watch`]), read through the hash-checked path.
+    FundingSpent {
+        channel_id: ChannelId,
+        tx: CheckedTx,
         report: TxReport,
     },
     /// A [`Action::Broadcast`] failed for good.

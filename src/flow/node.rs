@@ -535,6 +535,12 @@ impl Node {
                 });
                 (channel_id, result)
             }
+            ChainEvent::FundingSpent { channel_id, tx, report } => {
+                let result = self.step(&channel_id, now_ms, |channel, step| {
+                    channel.on_funding_spent(step, &tx.0, report)
+                });
+                (channel_id, result)
+            }
             ChainEvent::BroadcastFailed { channel_id, reason } => {
                 let result = self.step(&channel_id, now_ms, |channel, step| {
                     if channel.record.close.as_ref().is_some_and(|c| c.claim_tx.is_some()) {
@@ -615,6 +621,18 @@ impl Node {
     /// [`ChainEvent::TxStatus`]: funding txs until confirmed (and those of
     /// aborted flows that may still confirm), then, for a funded channel, the
     /// txs that could close it and our claim.
+    /// The funding cells of funded channels whose close is not yet seen on
+    /// chain: each poll asks the chain which committed tx spent it, if any.
+    pub fn funding_cells_to_watch(&self) -> Vec<(ChannelId, packed::OutPoint, packed::Script)> {
+        self.channels
+            .values()
+            .filter_map(|channel| {
+                let (out_point, lock) = channel.funding_cell_to_watch()?;
+                Some((channel.id(), out_point, lock))
+            })
+            .collect()
+    }
+
     pub fn txs_to_watch(&self) -> Vec<(ChannelId, Hash256)> {
         let mut watched = Vec::new();
         for channel in self.channels.values() {

@@ -130,6 +130,10 @@ pub struct CloseProgress {
     pub force_closed_at_ms: Option<u64>,
     /// A commitment tx of this channel seen committed on chain.
     pub commitment_on_chain: Option<CommitmentOnChain>,
+    /// The closing tx seen spending the funding cell, with the cell deps its
+    /// broadcaster chose (they are in its hash).
+    #[serde(default)]
+    pub closing_on_chain: Option<Hash256>,
     /// Our claim of our share of a commitment-lock cell, once built: sent
     /// until it confirms. The cell it spends is in its input.
     #[serde(with = "molecule_hex_option")]

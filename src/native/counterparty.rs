@@ -850,6 +850,48 @@ mod tests {
     }
 
     #[test]
+    fn a_contracts_file_names_both_locks_with_their_deps_and_excludes_the_code_hash_flags() {
+        let path = std::env::temp_dir().join(format!("fiber-contracts-{}.json", std::process::id()));
+        let contracts = crate::native::deploy::contracts_json(Hash256([0xcd; 32]));
+        std::fs::write(&path, contracts.to_string()).unwrap();
+        let file = path.to_str().unwrap();
+        let config = parse(&["--data-dir", "d", "--wallet-key", KEY, "--contracts", file], &[]).unwrap();
+        let funding = config.funding_lock.unwrap();
+        assert_eq!(funding.cell_deps.len(), 2, "its code and ckb-auth");
+        assert_eq!(config.commitment_lock.unwrap().cell_deps.len(), 2);
+        let hash = format!("0x{}", "11".repeat(32));
+        let both = parse(
+            &[
+                "--data-dir",
+                "d",
+                "--wallet-key",
+                KEY,
+                "--contracts",
+                file,
+                "--funding-lock-code-hash",
+                &hash,
+            ],
+            &[],
+        )
+        .unwrap_err();
+        assert!(both.0.contains("not both"), "{both}");
+        std::fs::write(&path, r#"{ "fundingLock": {} }"#).unwrap();
+        let bad = parse(&["--data-dir", "d", "--wallet-key", KEY, "--contracts", file], &[]).unwrap_err();
+        assert!(bad.0.contains(file) && bad.0.contains("fundingLock"), "{bad}");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn force_close_after_seconds_is_off_unless_given_and_never_zero() {
+        let base = ["--data-dir", "d", "--wallet-key", KEY];
+        assert_eq!(parse(&base, &[]).unwrap().force_close_after_seconds, None);
+        let config = parse(&[&base[..], &["--force-close-after-seconds", "3600"]].concat(), &[]).unwrap();
+        assert_eq!(config.force_close_after_seconds, Some(3_600));
+        let error = parse(&[&base[..], &["--force-close-after-seconds", "0"]].concat(), &[]).unwrap_err();
+        assert!(error.0.contains("--force-close-after-seconds"), "{error}");
+    }
+
+    #[test]
     fn log_timestamps_are_utc() {
         assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(utc_timestamp(951_782_400_000), "2000-02-29T00:00:00.000Z");

@@ -3,10 +3,19 @@
 //! `fiber-simchain` serves it over HTTP, with CORS so a page can call it.
 //!
 //! Blocks exist only here: each has a real header (so hashes and
-//! `get_header` behave), mined on `generate_block` or on a timer. Genesis is
-//! laid out like `ckb init --chain dev`: transaction 1 output 0 is the default
-//! lock's dep group, and CKB's published dev accounts are funded, split into
-//! many cells so one wallet can fund many channels at once.
+//! `get_header` behave), mined on `generate_block`, `generate_epochs` or on a
+//! timer. Genesis is laid out like `ckb init --chain dev`: transaction 0 holds
+//! CKB's real secp256k1_blake160_sighash_all code (with the genesis type id
+//! that gives the default lock's code hash) and secp256k1_data, transaction 1
+//! output 0 is the default lock's dep group, and CKB's published dev accounts
+//! are funded, split into many cells so one wallet can fund many channels at
+//! once.
+//!
+//! Every transaction it accepts has had its scripts run in ckb-vm
+//! ([`crate::native::script_vm`]), within CKB's default cycle limit, as a CKB
+//! node runs them: the default lock, Fiber's contracts once deployed, any
+//! other lock or type script. A refusal comes back in CKB's words (-302,
+//! `TransactionFailedToVerify: Verification failed Script(…)`).
 //!
 //! ```
 //! use fiber_funding::native::simchain::{SimChainNode, SimChainSettings};
@@ -24,9 +33,9 @@ use std::time::{Duration, Instant};
 use ckb_jsonrpc_types::{
     BlockNumber, BlockView as JsonBlockView, CellOutput as JsonCellOutput, HeaderView as JsonHeaderView, JsonBytes,
     OutPoint as JsonOutPoint, Script as JsonScript, Transaction as JsonTransaction,
-    TransactionView as JsonTransactionView, Uint32,
+    TransactionView as JsonTransactionView, Uint32, Uint64,
 };
-use ckb_types::core::{self, BlockBuilder, HeaderBuilder};
+use ckb_types::core::{self, BlockBuilder, EpochNumberWithFraction, HeaderBuilder};
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use ckb_types::H256;
@@ -36,6 +45,7 @@ use serde_json::{json, Value};
 use crate::chain::client::simulated_cell;
 use crate::chain::simulated::{ChainRejection, Cursor, SimulatedChain, DEFAULT_MIN_FEE_RATE};
 use crate::chain::TxStatus;
+use crate::native::script_vm;
 use crate::primitives::{decode_hex, encode_hex};
 use crate::tx::default_lock::{self, DefaultLockError, SIGHASH_ALL_TYPE_HASH};
 use crate::tx::fee::SHANNONS_PER_CKB;
@@ -92,6 +102,8 @@ const GENESIS_TIMESTAMP_MS: u64 = 1_700_000_000_000;
 const COMPACT_TARGET: u32 = 0x2001_0000;
 /// Largest request body read.
 const MAX_REQUEST_BYTES: u64 = 16 << 20;
+/// Most blocks one `generate_epochs` call mines: 100 epochs.
+pub const MAX_GENERATED_BLOCKS: u64 = 100 * crate::chain::simulated::EPOCH_LENGTH;
 
 /// The simulated chain and its blocks, answering JSON-RPC request bodies.
 pub struct SimChainNode {
@@ -131,9 +143,10 @@ impl RpcError {
 type RpcResult = Result<Value, RpcError>;
 
 impl SimChainNode {
-    /// A chain at block 0 with the dev accounts funded.
+    /// A chain at block 0 with CKB's real system cells and the dev accounts
+    /// funded, running every script in ckb-vm.
     pub fn new(settings: &SimChainSettings) -> Result<Self, String> {
-        let mut chain = SimulatedChain::new();
+        let mut chain = script_vm::verifying_chain();
         chain.set_min_fee_rate(settings.min_fee_rate);
         let dep_group = chain.default_lock_cell_dep().out_point();
         let dep_group_tx: [u8; 32] = dep_group.tx_hash().unpack();
@@ -209,6 +222,25 @@ impl SimChainNode {
             .collect();
         let timestamp_ms = timestamp_ms.max(self.blocks.last().map_or(0, |b| b.timestamp() + 1));
         self.seal_block(committed, timestamp_ms)
+    }
+
+    /// Mines blocks until the tip's epoch has moved by `epochs` (a number of
+    /// epochs and a fraction of one), as CKB's `generate_epochs` does, and
+    /// returns the new tip's epoch. More than [`MAX_GENERATED_BLOCKS`] blocks
+    /// at once is refused: each one is kept in memory.
+    pub fn generate_epochs(&mut self, epochs: EpochNumberWithFraction, timestamp_ms: u64) -> Result<u64, String> {
+        let blocks = SimulatedChain::blocks_for_epochs(epochs)
+            .filter(|blocks| *blocks <= MAX_GENERATED_BLOCKS)
+            .ok_or_else(|| {
+                format!(
+                    "{} epochs is more than fiber-simchain mines at once ({MAX_GENERATED_BLOCKS} blocks)",
+                    epoch_text(epochs)
+                )
+            })?;
+        for _ in 0..blocks {
+            self.mine_block(timestamp_ms);
+        }
+        Ok(SimulatedChain::epoch_of(self.tip_block_number()).full_value())
     }
 
     /// Builds the header and block for the chain's tip block.
@@ -320,8 +352,24 @@ impl SimChainNode {
                 log::info!("mined block {} {}", self.tip_block_number(), encode_hex(&hash));
                 Ok(json!(H256(hash)))
             }
+            "generate_epochs" => {
+                let epochs: ckb_jsonrpc_types::EpochNumberWithFraction = param(params, 0, "num_epochs")?;
+                // CKB reads a bare number ("0x2") as whole epochs.
+                let epochs = EpochNumberWithFraction::from_full_value(epochs.value());
+                let tip_epoch = self
+                    .generate_epochs(epochs, crate::native::platform::now_ms())
+                    .map_err(RpcError::invalid_params)?;
+                log::info!(
+                    "generated {} epochs: tip {} in epoch {}",
+                    epoch_text(epochs),
+                    self.tip_block_number(),
+                    epoch_text(EpochNumberWithFraction::from_full_value(tip_epoch))
+                );
+                Ok(json!(ckb_jsonrpc_types::EpochNumberWithFraction::from(tip_epoch)))
+            }
             "get_cells" => self.get_cells(params),
             "get_live_cell" => self.get_live_cell(params),
+            "get_transactions" => self.get_transactions(params),
             _ => Err(RpcError::new(-32601, format!("Method not found: {method}"))),
         }
     }
@@ -379,9 +427,13 @@ impl SimChainNode {
                 json!({ "status": name, "block_number": null, "block_hash": null, "tx_index": null, "reason": reason })
             }
         };
+        let cycles = match status {
+            TxStatus::Committed { .. } | TxStatus::Pending => self.chain.cycles(&hash.0).map(Uint64::from),
+            _ => None,
+        };
         Ok(json!({
             "transaction": transaction,
-            "cycles": null,
+            "cycles": cycles,
             "time_added_to_pool": null,
             "tx_status": tx_status,
             "fee": null,
@@ -476,6 +528,79 @@ impl SimChainNode {
         Ok(json!({ "objects": objects, "last_cursor": last_cursor }))
     }
 
+    /// The indexer's `get_transactions`, ungrouped, for an exact lock: each
+    /// committed tx with an input or output of that lock, in chain order (or
+    /// reversed), `limit` at a time; the cursor is the position reached.
+    fn get_transactions(&self, params: &[Value]) -> RpcResult {
+        let search_key = params
+            .first()
+            .ok_or_else(|| RpcError::invalid_params("missing search_key"))?;
+        let script: JsonScript = field(search_key, "script")?;
+        let script_type: String = field(search_key, "script_type")?;
+        let mode: Option<String> = optional_field(search_key, "script_search_mode")?;
+        if script_type != "lock" || mode.as_deref() != Some("exact") {
+            return Err(RpcError::invalid_params(
+                "fiber-simchain only answers get_transactions by lock, script_search_mode \"exact\"",
+            ));
+        }
+        if search_key.get("filter").is_some_and(|f| !f.is_null())
+            || search_key
+                .get("group_by_transaction")
+                .is_some_and(|g| g == &json!(true))
+        {
+            return Err(RpcError::invalid_params(
+                "filter and group_by_transaction are not supported by fiber-simchain",
+            ));
+        }
+        let order: String = param(params, 1, "order")?;
+        let limit: Uint32 = param(params, 2, "limit")?;
+        let skip = match optional_param::<JsonBytes>(params, 3, "after")? {
+            None => 0,
+            Some(after) if after.is_empty() => 0,
+            Some(after) => <[u8; 4]>::try_from(after.as_bytes())
+                .map(|bytes| u32::from_be_bytes(bytes) as usize)
+                .map_err(|_| RpcError::invalid_params("after is not a cursor this node handed out"))?,
+        };
+        let lock = packed::Script::from(script);
+        let mut objects = Vec::new();
+        for block in &self.blocks {
+            for (tx_index, tx) in block.transactions().iter().enumerate() {
+                let raw = tx.data().raw();
+                let mut entry = |io_type: &str, io_index: usize| {
+                    objects.push(json!({
+                        "tx_hash": H256(tx.hash().unpack()),
+                        "block_number": BlockNumber::from(block.number()),
+                        "tx_index": Uint32::from(tx_index as u32),
+                        "io_index": Uint32::from(io_index as u32),
+                        "io_type": io_type,
+                    }));
+                };
+                for (io_index, input) in raw.inputs().into_iter().enumerate() {
+                    let spent = simulated_cell(&self.chain, &input.previous_output());
+                    if spent.is_some_and(|cell| cell.output.lock().as_slice() == lock.as_slice()) {
+                        entry("input", io_index);
+                    }
+                }
+                for (io_index, output) in raw.outputs().into_iter().enumerate() {
+                    if output.lock().as_slice() == lock.as_slice() {
+                        entry("output", io_index);
+                    }
+                }
+            }
+        }
+        if limit.value() == 0 {
+            return Err(RpcError::invalid_params("limit should be greater than 0"));
+        }
+        if order == "desc" {
+            objects.reverse();
+        } else if order != "asc" {
+            return Err(RpcError::invalid_params("order must be \"asc\" or \"desc\""));
+        }
+        let page: Vec<Value> = objects.into_iter().skip(skip).take(limit.value() as usize).collect();
+        let reached = u32::try_from(skip + page.len()).unwrap_or(u32::MAX);
+        Ok(json!({ "objects": page, "last_cursor": encode_hex(&reached.to_be_bytes()) }))
+    }
+
     fn get_live_cell(&self, params: &[Value]) -> RpcResult {
         let out_point: JsonOutPoint = param(params, 0, "out_point")?;
         let with_data: bool = param(params, 1, "with_data")?;
@@ -503,6 +628,11 @@ impl SimChainNode {
         });
         Ok(json!({ "cell": { "output": JsonCellOutput::from(output), "data": data }, "status": "live" }))
     }
+}
+
+/// `number index/length`, as a person reads an epoch.
+fn epoch_text(epoch: EpochNumberWithFraction) -> String {
+    format!("{} {}/{}", epoch.number(), epoch.index(), epoch.length())
 }
 
 fn cursor_bytes(block_number: u64, tx_index: u32, output_index: u32) -> [u8; 16] {
@@ -643,6 +773,8 @@ fn ckb_error(tx: &packed::Transaction, min_fee_rate: u64, rejection: &ChainRejec
                 &encode_hex(&SIGHASH_ALL_TYPE_HASH)[2..]
             ))
         }
+        // ckb-vm's verifier already words it as CKB does: `Script(…)`.
+        ChainRejection::Script { reason } => verify(reason.clone()),
     };
     RpcError {
         code,

@@ -17,7 +17,7 @@ use super::{execute, Effects, PersistFailed};
 use crate::api::json::PendingFunding;
 use crate::api::{ApiError, ErrorCode};
 use crate::chain::client::{ChainClient, ChainError};
-use crate::chain::{LiveCell, TxReport};
+use crate::chain::{CheckedTx, LiveCell, TxReport};
 use crate::flow::record::RecordDecodeError;
 use crate::flow::{
     Action, ChainEvent, ChainQuery, ChannelState, ChannelView, EntropySource, Event, Node, NodeConfig,
@@ -118,6 +118,11 @@ pub enum Input {
         tx_hash: Hash256,
         result: Result<TxReport, ChainError>,
     },
+    /// Whether a funded channel's funding cell was spent, and by what.
+    SpenderChecked {
+        channel_id: ChannelId,
+        result: Result<Option<(packed::Transaction, TxReport)>, ChainError>,
+    },
     Tick,
     Poll,
 }
@@ -181,6 +186,8 @@ pub struct Driver<S> {
     waiting_for_peer: Vec<OpenRequest>,
     pending_opens: BTreeMap<ChannelId, Reply<(ChannelId, packed::Transaction)>>,
     status_in_flight: BTreeSet<Hash256>,
+    /// Channels whose funding cell's spender is being looked up.
+    spender_in_flight: BTreeSet<ChannelId>,
     closed: bool,
 }
 
@@ -237,6 +244,7 @@ pub async fn start<S: Store + 'static>(
         waiting_for_peer: Vec::new(),
         pending_opens: BTreeMap::new(),
         status_in_flight: BTreeSet::new(),
+        spender_in_flight: BTreeSet::new(),
         closed: false,
     };
     let now = driver.platform.now_ms();
@@ -337,6 +345,22 @@ impl<S: Store> Driver<S> {
                         let actions = self.node.chain_event(event, now);
                         self.run_background(actions).await;
                     }
+                    Err(error) => (self.on_event)(DriverEvent::ChainError(error)),
+                }
+            }
+            Input::SpenderChecked { channel_id, result } => {
+                self.spender_in_flight.remove(&channel_id);
+                match result {
+                    Ok(Some((tx, report))) => {
+                        let event = ChainEvent::FundingSpent {
+                            channel_id,
+                            tx: CheckedTx(tx),
+                            report,
+                        };
+                        let actions = self.node.chain_event(event, now);
+                        self.run_background(actions).await;
+                    }
+                    Ok(None) => {}
                     Err(error) => (self.on_event)(DriverEvent::ChainError(error)),
                 }
             }
@@ -505,6 +529,17 @@ impl<S: Store> Driver<S> {
     }
 
     fn poll_watched_txs(&mut self) {
+        for (channel_id, out_point, lock) in self.node.funding_cells_to_watch() {
+            if !self.spender_in_flight.insert(channel_id) {
+                continue;
+            }
+            let chain = self.chain.clone();
+            let sender = self.sender.clone();
+            self.platform.spawn(Box::pin(async move {
+                let result = chain.spender(out_point, lock).await;
+                let _ = sender.unbounded_send(Input::SpenderChecked { channel_id, result });
+            }));
+        }
         for (channel_id, tx_hash) in self.node.txs_to_watch() {
             if !self.status_in_flight.insert(tx_hash) {
                 continue;

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use fiber_funding::chain::simulated::SimulatedChain;
-use fiber_funding::chain::{LiveCell, ResolvedCell, TxReport, TxStatus};
+use fiber_funding::chain::{CheckedTx, LiveCell, ResolvedCell, TxReport, TxStatus};
 use fiber_funding::crypto::keys::NodeSecret;
 use fiber_funding::flow::config::*;
 use fiber_funding::flow::*;
@@ -233,10 +233,15 @@ pub struct Setup {
     pub confirmations: u64,
     /// Deploy Fiber's real contracts in the chain's genesis and name them in
     /// both configs (code by data2 hash, cell deps [the lock's code, auth]),
-    /// instead of made-up code hashes.
+    /// instead of made-up code hashes; the chain then holds CKB's real default
+    /// lock and runs every script of every tx it accepts in ckb-vm.
     pub fiber_contracts: bool,
     /// The acceptor force-closes a funded channel whose peer has been away this long.
     pub force_close_after_ms: Option<u64>,
+    /// With `fiber_contracts`: the acceptor names the contracts' cell deps in
+    /// the other order, as another node's configuration may, so the txs it
+    /// broadcasts hash differently from the user's.
+    pub acceptor_reorders_contract_deps: bool,
 }
 
 impl Default for Setup {
@@ -248,6 +253,7 @@ impl Default for Setup {
             confirmations: 3,
             fiber_contracts: false,
             force_close_after_ms: None,
+            acceptor_reorders_contract_deps: false,
         }
     }
 }
@@ -315,6 +321,15 @@ fn cell_output(lock: &packed::Script, ckb: u64) -> packed::CellOutput {
 
 impl World {
     pub fn new(setup: Setup) -> Self {
+        // Made-up lock code hashes cannot run, so only a chain with the real
+        // contracts runs scripts.
+        #[cfg(not(target_arch = "wasm32"))]
+        let mut chain = if setup.fiber_contracts {
+            fiber_funding::native::script_vm::verifying_chain()
+        } else {
+            SimulatedChain::new()
+        };
+        #[cfg(target_arch = "wasm32")]
         let mut chain = SimulatedChain::new();
         let user_key = SigningKey::from_slice(&[0x51; 32]).unwrap();
         let acceptor_key = SigningKey::from_slice(&[0x52; 32]).unwrap();
@@ -345,6 +360,10 @@ impl World {
             for config in &mut configs {
                 config.funding_lock = funding.clone();
                 config.commitment_lock = commitment.clone();
+            }
+            if setup.acceptor_reorders_contract_deps {
+                configs[ACCEPTOR].funding_lock.cell_deps.reverse();
+                configs[ACCEPTOR].commitment_lock.cell_deps.reverse();
             }
         }
         let [initiator_config, acceptor_config] = configs;
@@ -377,6 +396,11 @@ impl World {
             reported_status: BTreeMap::new(),
             confirmations: setup.confirmations,
         }
+    }
+
+    /// The funding lock's cell deps the user's node names.
+    pub fn initiator_config_funding_deps(&self) -> packed::CellDepVec {
+        self.nodes[INITIATOR].config.funding_lock.cell_deps.clone().pack()
     }
 
     pub fn initiator(&self) -> &Node {
@@ -688,11 +712,30 @@ impl World {
         self.report_tx_status()
     }
 
-    /// Feeds each node the status of the txs it watches, once per change.
+    /// Feeds each node the status of the txs it watches, and the spender of
+    /// each funding cell it watches, once per change.
     fn report_tx_status(&mut self) -> bool {
         for index in [INITIATOR, ACCEPTOR] {
             if !self.nodes[index].up {
                 continue;
+            }
+            for (channel_id, out_point, _lock) in self.nodes[index].node.funding_cells_to_watch() {
+                let Some(spender) = self.chain.spender_of(&out_point).map(Hash256) else {
+                    continue;
+                };
+                let report = self.chain.report(&spender.0);
+                let key = (index, channel_id, spender);
+                if self.reported_status.get(&key) == Some(&report) {
+                    continue;
+                }
+                self.reported_status.insert(key, report);
+                let tx = CheckedTx(self.chain.transaction(&spender.0).expect("a committed spender"));
+                let now = self.now_ms;
+                let actions = self.nodes[index]
+                    .node
+                    .chain_event(ChainEvent::FundingSpent { channel_id, tx, report }, now);
+                self.execute(index, actions);
+                return true;
             }
             for (channel_id, tx_hash) in self.nodes[index].node.txs_to_watch() {
                 let report = self.chain.report(&tx_hash.0);
@@ -721,17 +764,22 @@ impl World {
     /// a close's delay: tests mine the epochs themselves).
     fn needs_block(&self) -> bool {
         let tip = self.chain.tip_block_number();
+        let waits = |hash: &Hash256| match self.chain.transaction_status(&hash.0) {
+            TxStatus::Pending => true,
+            TxStatus::Committed { block_number } => {
+                tip.saturating_add(1).saturating_sub(block_number) < self.confirmations
+            }
+            _ => false,
+        };
         [INITIATOR, ACCEPTOR].iter().any(|index| {
+            let node = &self.nodes[*index].node;
             self.nodes[*index].up
-                && self.nodes[*index].node.txs_to_watch().iter().any(|(_, hash)| {
-                    match self.chain.transaction_status(&hash.0) {
-                        TxStatus::Pending => true,
-                        TxStatus::Committed { block_number } => {
-                            tip.saturating_add(1).saturating_sub(block_number) < self.confirmations
-                        }
-                        _ => false,
-                    }
-                })
+                && (node.txs_to_watch().iter().any(|(_, hash)| waits(hash))
+                    || node
+                        .funding_cells_to_watch()
+                        .iter()
+                        .filter_map(|(_, out_point, _)| self.chain.spender_of(out_point))
+                        .any(|spender| waits(&Hash256(spender))))
         })
     }
 
