@@ -1,11 +1,12 @@
 // Brings up the whole demo on 127.0.0.1: a CKB chain (a real `ckb` dev node,
 // or the simulated chain served over the same JSON-RPC), blocks every
-// `blockIntervalMs`, the counterparty, and the two static origins (the wallet
-// and the stand-in JoyID signer), with their config.json written.
+// `blockIntervalMs`, Fiber's contracts deployed on it (fiber-deploy-contracts),
+// the counterparty, and the two static origins (the wallet and the stand-in
+// JoyID signer), with their config.json written.
 //
 // As a command: `node www/launch.mjs [--chain ckb|simulated] [--fresh]` prints
 // the URL to open and runs until Ctrl-C. The end-to-end tests import launch().
-import { spawn, execFileSync } from "node:child_process";
+import { spawn, execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { join, resolve } from "node:path";
@@ -26,10 +27,6 @@ export const DEV_ACCOUNTS = {
   },
 };
 export const SIGHASH_ALL = "0x9bd7e06f3ecf4be0f2fcd2188b23f1b9fcc88e5d4b65a8637b17723bbda3cce8";
-// Fiber's testnet code hashes, named explicitly to both sides: neither the dev
-// chain nor the simulated chain runs these contracts (yet).
-export const FUNDING_LOCK = { code_hash: "0x6c67887fe201ee0c7853f1682c0b77c0e6214044c156c7558269390a8afa6d7c", hash_type: "type" };
-export const COMMITMENT_LOCK = { code_hash: "0x740dee83f87c6f309824d8fd3fbdd3c8380ee6fc9acc90b1a748438afcdf81d8", hash_type: "type" };
 export const DEFAULT_PORTS = { rpc: 8114, p2p: 8115, peer: 8230, wallet: 8240, signer: 8241 };
 
 /** One JSON-RPC call. */
@@ -148,6 +145,17 @@ export async function launch({
 
   let miner = setInterval(() => rpc(rpcUrl, "generate_block").catch(() => {}), blockIntervalMs);
 
+  // Fiber's real contracts, one cell each; both sides lock channels with them.
+  const contractsFile = join(dataDir, "contracts.json");
+  if (fresh) rmSync(contractsFile, { force: true });
+  const deployed = await new Promise((ok, fail) =>
+    execFile(join(BIN, "fiber-deploy-contracts"), [
+      "--ckb-rpc", rpcUrl, "--wallet-key", DEV_ACCOUNTS.counterparty.privateKey, "--out", contractsFile,
+    ], { cwd: ROOT }, (error, stdout, stderr) => (error ? fail(new Error(`deploying the contracts: ${stderr}`)) : ok(stdout))),
+  );
+  if (log) console.log(`[deploy] ${deployed.trim()}`);
+  const contracts = JSON.parse(readFileSync(contractsFile, "utf8"));
+
   const counterpartyDir = join(dataDir, "counterparty");
   if (fresh) rmSync(counterpartyDir, { recursive: true, force: true });
   const counterpartyArgs = [
@@ -157,8 +165,7 @@ export async function launch({
     "--wallet-key", DEV_ACCOUNTS.counterparty.privateKey,
     "--wallet-cell-dep", `${depGroup.out_point.tx_hash}:0`,
     "--chain-hash", chainHash,
-    "--funding-lock-code-hash", FUNDING_LOCK.code_hash,
-    "--commitment-lock-code-hash", COMMITMENT_LOCK.code_hash,
+    "--contracts", contractsFile,
     "--confirmations", String(confirmations),
     "--timeout-seconds", String(timeoutSeconds),
     // A dev chain's genesis gives it one big cell: enough for one pending
@@ -205,8 +212,8 @@ export async function launch({
         peerUrl: `ws://127.0.0.1:${ports.peer}`,
         peerPubkey: counterparty.nodeId,
         chainHash,
-        fundingLock: FUNDING_LOCK,
-        commitmentLock: COMMITMENT_LOCK,
+        fundingLock: contracts.fundingLock,
+        commitmentLock: contracts.commitmentLock,
         fundingConfirmations: confirmations,
         externalFundingTimeoutSeconds: timeoutSeconds,
         signerUrl,
@@ -229,6 +236,7 @@ export async function launch({
   return {
     chain,
     rpcUrl,
+    contracts,
     chainHash,
     walletUrl,
     signerUrl,

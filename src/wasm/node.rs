@@ -20,7 +20,8 @@ use super::platform::{random_32, BrowserEntropy, BrowserPlatform};
 use super::tab_lock::{TabBroadcast, TabLock, TabLockError};
 use super::websocket::WebSocketLink;
 use crate::api::json::{
-    channel_json, event_json, opened_json, parse_channel_id, parse_open_params, pending_funding_json, submitted_json,
+    channel_json, event_json, opened_json, parse_channel_id, parse_open_params, parse_shutdown_params,
+    pending_funding_json, submitted_json,
 };
 use crate::api::options::{contracts_for_chain, NodeOptions};
 use crate::api::{ApiError, ErrorCode};
@@ -102,6 +103,31 @@ export interface Channel {
   state: string; flags: string[]; created_at_ms: number; deadline_ms: number | null;
   funding_tx_hash: string | null; local_funding_amount: string; remote_funding_amount: string | null;
   signed_submitted: boolean; close_reason: string | null;
+  /** What this side gets back at close, before fees (funding amount + reserve); once funded. */
+  local_balance: string | null;
+  /** While a funded channel closes. */
+  close: ChannelClose | null;
+}
+export interface Epoch { number: number; index: number; length: number }
+export interface ChannelClose {
+  /** The cooperative closing tx, once both sides' Shutdown fixed it. */
+  closing_tx_hash: string | null;
+  /** When we broadcast our commitment (a unilateral close). */
+  force_closed_at_ms: number | null;
+  /** A commitment committed on chain: ours or the peer's, and from which epoch our share is claimed. */
+  commitment: { tx_hash: string; by: "us" | "peer"; block_number: string; claimable_at_epoch: Epoch } | null;
+  /** Our claim of our share, once sent. */
+  claim_tx_hash: string | null;
+}
+/** Fiber's `shutdown_channel` params. */
+export interface ShutdownChannelParams {
+  channel_id: string;
+  /** Where our balance goes; default the shutdown script the channel was opened with. */
+  close_script?: Script;
+  /** Shannons per 1000 bytes, 0x-hex; default the channel's commitment fee rate. We pay the closing fee. */
+  fee_rate?: string;
+  /** Close unilaterally: broadcast our commitment; `close_script` and `fee_rate` are ignored. */
+  force?: boolean;
 }
 /** What `onEvent` listeners receive. */
 export type FundingEvent =
@@ -110,6 +136,8 @@ export type FundingEvent =
   | { type: "funding_tx_rejected"; channel_id: string; reason: string }
   | { type: "funding_confirmed_after_abort"; channel_id: string; funding_tx_hash: string }
   | { type: "abort_settled"; channel_id: string }
+  | { type: "commitment_on_chain"; channel_id: string; tx_hash: string; by: "us" | "peer"; claimable_at_epoch: Epoch }
+  | { type: "close_tx_rejected"; channel_id: string; reason: string }
   | { type: "peer_connected"; peer_pubkey: string }
   | { type: "peer_disconnected"; reason: string }
   | { type: "peer_unavailable"; code: string; reason: string }
@@ -276,6 +304,35 @@ impl FundingNode {
     pub async fn list_channels(&self) -> Result<JsValue, JsValue> {
         let views = self.handle.channels().await.map_err(js_error)?;
         Ok(to_js(&Value::from(views.iter().map(channel_json).collect::<Vec<_>>())))
+    }
+
+    /// Fiber's `shutdown_channel`: closes a funded channel. Cooperatively by
+    /// default (resolves once our `Shutdown` is stored and sent; we pay the
+    /// fee); with `force: true`, unilaterally (resolves once our commitment
+    /// is stored as broadcast; our share is claimed after the delay).
+    #[wasm_bindgen(js_name = shutdownChannel)]
+    pub async fn shutdown_channel(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ShutdownChannelParams")] params: JsValue,
+    ) -> Result<(), JsValue> {
+        let params = from_js(params, "params")
+            .and_then(|v| parse_shutdown_params(&v))
+            .map_err(js_error)?;
+        let result = if params.force {
+            self.handle.force_close_channel(params.channel_id).await
+        } else {
+            self.handle
+                .shutdown_channel(params.channel_id, params.close_script, params.fee_rate)
+                .await
+        };
+        result.map_err(js_error)
+    }
+
+    /// `shutdownChannel({ channel_id, force: true })`, by name.
+    #[wasm_bindgen(js_name = forceCloseChannel)]
+    pub async fn force_close_channel(&self, channel_id: String) -> Result<(), JsValue> {
+        let id = parse_channel_id(&Value::from(channel_id), "channel_id").map_err(js_error)?;
+        self.handle.force_close_channel(id).await.map_err(js_error)
     }
 
     /// Gives up on a channel whose funding signatures have not been released.

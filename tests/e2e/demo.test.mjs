@@ -3,7 +3,9 @@
 // processes, driven in Debian's Chromium. Every flow goes through the
 // full-page redirect; reloads, browser kills and counterparty kills happen at
 // each step, and each flow must still end in ChannelReady with the funding tx
-// committed and the recovery record gone.
+// committed and the recovery record gone. Then the way out: a cooperative
+// and a unilateral close, each also through a reload and a counterparty
+// kill, must give the wallet its money back on chain, less fees.
 //
 // E2E_CHAIN=ckb runs against a real CKB dev node (scripts/test-real-chain);
 // the default is the simulated chain served over the same JSON-RPC.
@@ -12,7 +14,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { launch, rpc } from "../../www/launch.mjs";
+import { DEV_ACCOUNTS, SIGHASH_ALL, launch, rpc } from "../../www/launch.mjs";
 import { launchKillable, launchPersistent } from "./support.mjs";
 
 const CHAIN = process.env.E2E_CHAIN ?? "simulated";
@@ -119,7 +121,7 @@ function storedRecord(page, channelId) {
 /** ChannelReady, the funding tx committed on chain, the recovery record gone. */
 async function assertOpened(page, channelId) {
   await waitForState(page, channelId, "ChannelReady");
-  const hash = await row(page, channelId).locator("td").nth(4).getAttribute("title");
+  const hash = await row(page, channelId).locator(testid("funding-tx")).getAttribute("title");
   assert.match(hash ?? "", /^0x[0-9a-f]{64}$/);
   const tx = await rpc(env.rpcUrl, "get_transaction", [hash]);
   assert.equal(tx.tx_status.status, "committed", `funding tx ${hash}`);
@@ -367,6 +369,167 @@ describe("kill -9 the counterparty at each step of its side, restart it", () => 
         env.resumeBlocks();
       }
       await assertOpened(page, channelId);
+    });
+  });
+});
+
+// ---- The way out: close a funded channel, the money back on chain.
+
+const WALLET_LOCK = { code_hash: SIGHASH_ALL, hash_type: "type", args: DEV_ACCOUNTS.wallet.lockArgs };
+/** The funding, closing (or commitment) and claim fees together stay below this. */
+const MAX_FEES = 1_000_000n; // 0.01 CKB
+
+/** The wallet's balance on chain: every live cell of its lock, all pages. */
+async function walletBalance() {
+  let total = 0n;
+  let after = null;
+  for (;;) {
+    const search = { script: WALLET_LOCK, script_type: "lock", script_search_mode: "exact" };
+    const page = await rpc(env.rpcUrl, "get_cells", [search, "asc", "0x64", after]);
+    for (const cell of page.objects) total += BigInt(cell.output.capacity);
+    if (page.objects.length < 100) return total;
+    after = page.last_cursor;
+  }
+}
+
+/** Waits until the wallet holds what it held before the channel, less fees. */
+async function assertMoneyBack(before) {
+  const deadline = Date.now() + READY_TIMEOUT;
+  let now;
+  for (;;) {
+    now = await walletBalance();
+    if (now <= before && before - now < MAX_FEES) return before - now;
+    if (Date.now() > deadline) break;
+    await new Promise((ok) => setTimeout(ok, 500));
+  }
+  assert.fail(`the wallet holds ${now} shannons; before the channel ${before} (fees at most ${MAX_FEES})`);
+}
+
+/** A channel opened from a fresh page, ready; and the wallet's balance before it. */
+async function readyChannel(page) {
+  const before = await walletBalance();
+  const channelId = await openChannel(page);
+  await signAndOpen(page, channelId);
+  return { channelId, before };
+}
+
+/** Clicks the row's Close (or Force close) and accepts the confirmation. */
+async function clickClose(page, channelId, { force = false } = {}) {
+  page.once("dialog", (dialog) => void dialog.accept());
+  await page.click(`${testid(force ? "force-close-button" : "close-button")}[data-channel-id="${channelId}"]`);
+}
+
+/** The row shows `state` with exactly `flags`. */
+async function waitForFlags(page, channelId, state, flags, timeout = READY_TIMEOUT) {
+  await page
+    .locator(`${testid("channel-row")}[data-channel-id="${channelId}"][data-state="${state}"][data-flags="${flags}"]`)
+    .waitFor({ timeout });
+}
+
+/** Closed with `flags`, and the record a tombstone: the close's keys and txs wiped. */
+async function assertClosed(page, channelId, flags) {
+  await waitForFlags(page, channelId, "Closed", flags);
+  const record = await storedRecord(page, channelId);
+  assert.ok(record.closed, "a tombstone");
+  assert.equal(record.close, null, "the close progress is wiped");
+  assert.equal(record.channel_seed, `0x${"00".repeat(32)}`, "the seed is wiped");
+}
+
+/** Past the commitment's delay (one epoch): the dev node's generate_epochs. */
+async function passTheDelay() {
+  await rpc(env.rpcUrl, "generate_epochs", ["0x1"]);
+}
+
+describe("close a funded channel: the wallet's money comes back on chain", () => {
+  test("cooperative close", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const { channelId, before } = await readyChannel(page);
+      await page.screenshot({ path: `${SCREENSHOTS}/wallet-close.png`, fullPage: true });
+      await clickClose(page, channelId);
+      await assertClosed(page, channelId, "COOPERATIVE");
+      const fees = await assertMoneyBack(before);
+      console.log(`# cooperative close: the wallet paid ${fees} shannons in fees (funding and closing)`);
+      await page.screenshot({ path: `${SCREENSHOTS}/wallet-closed.png`, fullPage: true });
+    });
+  });
+
+  test("force close, the delay, the claim", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const { channelId, before } = await readyChannel(page);
+      await clickClose(page, channelId, { force: true });
+      await waitForFlags(page, channelId, "Closed", "UNCOOPERATIVE_LOCAL WAITING_ONCHAIN_SETTLEMENT");
+      await row(page, channelId).locator(testid("close-status")).filter({ hasText: "withdrawable from epoch" }).waitFor();
+      await page.screenshot({ path: `${SCREENSHOTS}/wallet-withdraw-pending.png`, fullPage: true });
+      await passTheDelay();
+      await assertClosed(page, channelId, "UNCOOPERATIVE_LOCAL");
+      const fees = await assertMoneyBack(before);
+      console.log(`# force close: the wallet paid ${fees} shannons in fees (funding, commitment, claim)`);
+      await page.screenshot({ path: `${SCREENSHOTS}/wallet-withdrawn.png`, fullPage: true });
+    });
+  });
+
+  test("cooperative close with a reload right after asking", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const { channelId, before } = await readyChannel(page);
+      env.counterparty.pause(); // the Shutdown waits unanswered across the reload
+      try {
+        await clickClose(page, channelId);
+        await waitForState(page, channelId, "ShuttingDown");
+        await page.reload();
+      } finally {
+        env.counterparty.resume();
+      }
+      await openWallet(page);
+      await assertClosed(page, channelId, "COOPERATIVE");
+      await assertMoneyBack(before);
+    });
+  });
+
+  test("force close with a reload while the delay runs", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const { channelId, before } = await readyChannel(page);
+      await clickClose(page, channelId, { force: true });
+      await waitForFlags(page, channelId, "Closed", "UNCOOPERATIVE_LOCAL WAITING_ONCHAIN_SETTLEMENT");
+      await page.reload();
+      await openWallet(page);
+      await passTheDelay();
+      await assertClosed(page, channelId, "UNCOOPERATIVE_LOCAL");
+      await assertMoneyBack(before);
+    });
+  });
+
+  test("cooperative close with kill -9 of the counterparty before it answers", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const { channelId, before } = await readyChannel(page);
+      env.counterparty.pause();
+      await clickClose(page, channelId);
+      await waitForState(page, channelId, "ShuttingDown");
+      await env.counterparty.kill();
+      await env.counterparty.restart(); // the wallet sends its Shutdown again on reconnection
+      await assertClosed(page, channelId, "COOPERATIVE");
+      await assertMoneyBack(before);
+    });
+  });
+
+  test("force close with kill -9 of the counterparty: no answer is needed", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const { channelId, before } = await readyChannel(page);
+      await env.counterparty.kill();
+      try {
+        await clickClose(page, channelId, { force: true });
+        await waitForFlags(page, channelId, "Closed", "UNCOOPERATIVE_LOCAL WAITING_ONCHAIN_SETTLEMENT");
+        await passTheDelay();
+        await assertClosed(page, channelId, "UNCOOPERATIVE_LOCAL");
+        await assertMoneyBack(before);
+      } finally {
+        await env.counterparty.restart();
+      }
     });
   });
 });

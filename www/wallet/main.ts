@@ -21,7 +21,7 @@ import {
   walletInputIndexes,
   type Redirect,
 } from "./joyid";
-import { describeError, describeState, formatCkb, needsSignature, parseCkb, short, timeLeft, type ErrorTopic } from "./text";
+import { describeClose, describeError, describeState, formatCkb, needsSignature, parseCkb, short, timeLeft, type ErrorTopic } from "./text";
 
 // ---- Configuration (config.json next to the page, written by the launcher).
 
@@ -230,8 +230,11 @@ interface Row {
   state: string;
   flags: string[];
   amount: string | null;
+  /** What this side gets back at close, once funded. */
+  balance: string | null;
   funding_tx_hash: string | null;
   close_reason: string | null;
+  close: Channel["close"];
 }
 
 function rowFromChannel(channel: Channel): Row {
@@ -240,9 +243,46 @@ function rowFromChannel(channel: Channel): Row {
     state: channel.state,
     flags: channel.flags,
     amount: channel.local_funding_amount,
+    balance: channel.local_balance,
     funding_tx_hash: channel.funding_tx_hash,
     close_reason: channel.close_reason,
+    close: channel.close,
   };
+}
+
+/** The close actions a row offers: a funded channel can always be force-closed. */
+function closeActions(row: Row): HTMLTableCellElement {
+  const td = document.createElement("td");
+  const closing = row.state === "ShuttingDown";
+  const forceClosing = row.flags.includes("WAITING_COMMITMENT_CONFIRMATION");
+  const button = (label: string, testid: string, title: string, action: () => Promise<void>) => {
+    const element = document.createElement("button");
+    element.type = "button";
+    element.className = "secondary";
+    element.textContent = label;
+    element.title = title;
+    element.dataset.testid = testid;
+    element.dataset.channelId = row.channel_id;
+    element.setAttribute("aria-label", `${label} channel ${short(row.channel_id)}`);
+    element.addEventListener("click", () => void action());
+    return element;
+  };
+  if (mode !== "follower" && row.balance !== null && (row.state === "ChannelReady" || (closing && !forceClosing))) {
+    if (row.state === "ChannelReady") {
+      td.append(
+        button("Close", "close-button", "Close with the counterparty: your balance comes back at once, less a small fee", () =>
+          closeChannel(row.channel_id, false),
+        ),
+      );
+    }
+    td.append(
+      button("Force close", "force-close-button", "Close without the counterparty: your balance comes back after the delay (an epoch, about 4 hours)", () =>
+        closeChannel(row.channel_id, true),
+      ),
+    );
+  }
+  if (!td.childElementCount) td.textContent = "—";
+  return td;
 }
 
 function cell(content: string, title?: string, code = false): HTMLTableCellElement {
@@ -265,13 +305,20 @@ function renderRows(rows: Row[]): void {
       tr.dataset.testid = "channel-row";
       tr.dataset.channelId = row.channel_id;
       tr.dataset.state = row.state;
+      tr.dataset.flags = row.flags.join(" ");
+      const closeStatus = cell(describeClose(row.close) ?? row.close_reason ?? "—");
+      closeStatus.dataset.testid = "close-status";
+      const fundingTx = cell(short(row.funding_tx_hash), row.funding_tx_hash ?? undefined, true);
+      fundingTx.dataset.testid = "funding-tx";
       tr.append(
         cell(short(row.channel_id), row.channel_id, true),
         cell(row.state),
         cell(row.flags.length ? row.flags.join(", ") : "—"),
         cell(row.amount ? formatCkb(row.amount) : "—"),
-        cell(short(row.funding_tx_hash), row.funding_tx_hash ?? undefined, true),
-        cell(row.close_reason ?? "—"),
+        cell(row.balance ? formatCkb(row.balance) : "—"),
+        fundingTx,
+        closeStatus,
+        closeActions(row),
       );
       return tr;
     }),
@@ -390,8 +437,11 @@ function showProgress(channelId: string, state: string, flags: readonly string[]
       text = `${name}: ${what}.`;
   }
   setStatus(text, channelId, state);
-  if (state === "Closed") {
+  // A close before funding is a failure to show; a close after it is the user's money coming back.
+  if (state === "Closed" && (flags.includes("FUNDING_ABORTED") || flags.includes("ABANDONED"))) {
     showError(describeError("CHANNEL_CLOSED", closeReason ?? "closed before funding").text, "CHANNEL_CLOSED", "funding");
+  } else if (state === "Closed" || state === "ShuttingDown") {
+    clearError("funding");
   }
 }
 
@@ -407,8 +457,10 @@ function onEvent(event: FundingEvent): void {
           state: event.state,
           flags: event.flags,
           amount: known?.amount ?? null,
+          balance: known?.balance ?? null,
           funding_tx_hash: known?.funding_tx_hash ?? null,
           close_reason: event.close_reason,
+          close: known?.close ?? null,
         });
         renderRows([...followed.values()]);
       }
@@ -439,6 +491,18 @@ function onEvent(event: FundingEvent): void {
       setChain(`unreachable: ${event.reason}`, "bad");
       showError(describeError("CHAIN_UNREACHABLE", event.reason).text, "CHAIN_UNREACHABLE", "chain", true);
       log(`CKB node error: ${event.reason}`);
+      break;
+    case "commitment_on_chain": {
+      const { number, index, length } = event.claimable_at_epoch;
+      log(
+        `Channel ${short(event.channel_id)}: ${event.by === "us" ? "our" : "the counterparty's"} commitment ${short(event.tx_hash)} is on chain; ` +
+          `your share is withdrawn from epoch ${index === 0 ? number : `${number} ${index}/${length}`}.`,
+      );
+      scheduleRefresh();
+      break;
+    }
+    case "close_tx_rejected":
+      log(`A closing transaction of ${short(event.channel_id)} was refused by the CKB node (it is sent again): ${event.reason}`);
       break;
     case "funding_tx_rejected":
       showError(`The funding transaction was rejected: ${event.reason}`, "FUNDING_TX_REJECTED", "funding");
@@ -528,6 +592,21 @@ async function startSigning(channelId: string, button: HTMLButtonElement): Promi
     reportError(error);
     button.disabled = false;
   }
+}
+
+async function closeChannel(channelId: string, force: boolean): Promise<void> {
+  if (!node) return;
+  const question = force
+    ? `Force-close channel ${short(channelId)}? Your balance comes back after the delay (an epoch, about 4 hours), without the counterparty.`
+    : `Close channel ${short(channelId)} with the counterparty? Your balance comes back to this wallet, less a small fee.`;
+  if (!confirm(question)) return;
+  try {
+    await node.shutdownChannel({ channel_id: channelId, force });
+    log(force ? `Channel ${short(channelId)}: commitment broadcast.` : `Channel ${short(channelId)}: shutdown sent to the counterparty.`);
+  } catch (error) {
+    reportError(error);
+  }
+  await refresh();
 }
 
 async function abandonChannel(channelId: string): Promise<void> {

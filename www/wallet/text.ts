@@ -45,11 +45,37 @@ export function describeState(state: string, flags: readonly string[], signedSub
       return "waiting for the funding transaction to confirm";
     case "ChannelReady":
       return "ready";
+    case "ShuttingDown":
+      if (flags.includes("WAITING_COMMITMENT_CONFIRMATION")) return "force-closing: waiting for the commitment to confirm";
+      return "closing with the counterparty";
     case "Closed":
+      if (flags.includes("WAITING_ONCHAIN_SETTLEMENT")) return "closed on chain: your share is withdrawn once the delay passes";
+      if (flags.includes("COOPERATIVE")) return "closed: your balance is back in this wallet";
+      if (flags.includes("UNCOOPERATIVE_LOCAL") || flags.includes("UNCOOPERATIVE_REMOTE")) return "closed: your share was withdrawn to this wallet";
       return closeReason ? `closed: ${closeReason}` : "closed";
     default:
       return state;
   }
+}
+
+/** Where a funded channel's close stands, in words; null when it is not closing. */
+export function describeClose(close: {
+  closing_tx_hash: string | null;
+  force_closed_at_ms: number | null;
+  commitment: { tx_hash: string; by: "us" | "peer"; claimable_at_epoch: { number: number; index: number; length: number } } | null;
+  claim_tx_hash: string | null;
+} | null): string | null {
+  if (!close) return null;
+  if (close.claim_tx_hash) return `withdrawing: claim ${short(close.claim_tx_hash)} sent`;
+  if (close.commitment) {
+    const { number, index, length } = close.commitment.claimable_at_epoch;
+    const epoch = index === 0 ? `${number}` : `${number} ${index}/${length}`;
+    const who = close.commitment.by === "us" ? "our" : "the counterparty's";
+    return `${who} commitment is on chain; withdrawable from epoch ${epoch}`;
+  }
+  if (close.force_closed_at_ms !== null) return "commitment broadcast";
+  if (close.closing_tx_hash) return `closing tx ${short(close.closing_tx_hash)}`;
+  return "shutdown sent";
 }
 
 /** Whether a flow in this state still needs the user's signature. */
@@ -95,6 +121,8 @@ export function describeError(code: string | undefined, message: string): { text
       return { topic: "funding", text: `Not enough CKB in this wallet: ${message}` };
     case "UNSPENDABLE_CHANGE":
       return { topic: "funding", text: `That amount would leave change too small to keep: ${message}. Try a slightly different amount.` };
+    case "NOT_CLOSABLE":
+      return { topic: "funding", text: `The channel cannot be closed that way now: ${message}` };
     case "TOO_LATE_TO_ABANDON":
       return { topic: "funding", text: `Too late to abandon: ${message}` };
     case "OPEN_IN_ANOTHER_TAB":
