@@ -57,9 +57,6 @@ impl Effects for Outbox {
     fn query_chain(&mut self, channel_id: ChannelId, query: ChainQuery) {
         self.queries.push((channel_id, query));
     }
-    fn arm_timer(&mut self, _: ChannelId, deadline_ms: u64) {
-        println!("  {}: deadline armed for t={deadline_ms} ms", self.name);
-    }
     fn emit(&mut self, event: Event) {
         if let Event::StateChanged { state, .. } = event {
             println!("  {}: {state}", self.name);

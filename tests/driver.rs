@@ -14,7 +14,8 @@ use common::{config, CKB, GRACE_MS, TIMEOUT_MS};
 use fiber_funding::api::ErrorCode;
 use fiber_funding::chain::client::SimulatedChainClient;
 use fiber_funding::chain::simulated::SimulatedChain;
-use fiber_funding::flow::{AcceptorConfig, ChannelState, EntropySource, OpenChannelParams};
+use fiber_funding::flow::state::CloseFlags;
+use fiber_funding::flow::{AcceptorConfig, ChannelState, EntropySource, Event, OpenChannelParams};
 use fiber_funding::runtime::loopback::LoopbackLink;
 use fiber_funding::runtime::*;
 use fiber_funding::store::memory::MemoryStore;
@@ -77,6 +78,7 @@ struct Harness {
     acceptor_config: fiber_funding::flow::NodeConfig,
     initiator_store: Rc<MemoryStore>,
     events: Rc<RefCell<Vec<DriverEvent>>>,
+    settings: DriverSettings,
 }
 
 fn block_on<T>(harness: &mut Harness, future: impl std::future::Future<Output = T>) -> T {
@@ -120,6 +122,7 @@ impl Harness {
             acceptor_config: config(0x22, Some(acceptor), 1),
             initiator_store: Rc::new(MemoryStore::new()),
             events: Rc::new(RefCell::new(Vec::new())),
+            settings: DriverSettings::default(),
         }
     }
 
@@ -145,7 +148,7 @@ impl Harness {
             link: i_link.clone(),
             chain: client.clone(),
             platform: self.platform.clone(),
-            settings: DriverSettings::default(),
+            settings: self.settings,
             on_event: Box::new(move |event| events.borrow_mut().push(event)),
         };
         let acceptor = DriverParts {
@@ -155,7 +158,7 @@ impl Harness {
             link: a_link.clone(),
             chain: client,
             platform: self.platform.clone(),
-            settings: DriverSettings::default(),
+            settings: self.settings,
             on_event: Box::new(|_| {}),
         };
         let (initiator, unreadable) = block_on(self, start(initiator, i_sender, i_receiver)).unwrap();
@@ -331,4 +334,34 @@ fn the_deadline_keeps_running_while_the_page_is_gone() {
         matches!(acceptor_view.state, ChannelState::Closed(_)),
         "{acceptor_view:?}"
     );
+}
+
+#[test]
+fn deadlines_ring_on_the_drivers_own_timer_with_no_polling_at_all() {
+    let mut harness = Harness::new();
+    // No poll and no command after the open (a command ticks the core too):
+    // only the timer kept at Node::next_deadline can end the flow.
+    harness.settings.poll_interval_ms = 1_000_000_000;
+    let (initiator, _acceptor, _, _) = harness.start_pair(Rc::new(MemoryStore::new()));
+    let params = harness.params();
+    block_on(&mut harness, initiator.open_channel(params)).unwrap();
+    let aborted = |harness: &Harness| {
+        harness.events.borrow().iter().any(|event| {
+            matches!(
+                event,
+                DriverEvent::Flow(Event::StateChanged {
+                    state: ChannelState::Closed(flags),
+                    ..
+                }) if *flags == CloseFlags::FUNDING_ABORTED
+            )
+        })
+    };
+
+    harness.platform.advance(TIMEOUT_MS - 1);
+    harness.pool.run_until_stalled();
+    assert!(!aborted(&harness), "not yet");
+
+    harness.platform.advance(1);
+    harness.pool.run_until_stalled();
+    assert!(aborted(&harness), "the deadline rang on its own");
 }

@@ -738,6 +738,5 @@ impl fiber_funding::runtime::Effects for NullEffects {
         self.sent.push("broadcast".into());
     }
     fn query_chain(&mut self, _: ChannelId, _: fiber_funding::flow::ChainQuery) {}
-    fn arm_timer(&mut self, _: ChannelId, _: u64) {}
     fn emit(&mut self, _: Event) {}
 }

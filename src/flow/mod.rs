@@ -67,8 +67,6 @@ pub enum Action {
     },
     /// Ask the chain something; the answer comes back as a [`ChainEvent`].
     QueryChain { channel_id: ChannelId, query: ChainQuery },
-    /// Call [`Node::tick`] at `deadline_ms` (or later).
-    ArmTimer { channel_id: ChannelId, deadline_ms: u64 },
     /// Tell the application.
     Emit(Event),
 }

@@ -71,7 +71,7 @@ impl Node {
     }
 
     /// Restores channels from their records (after a reload or a restart):
-    /// timers re-armed, flows past their deadline aborted at once. A record
+    /// deadlines kept (see [`Node::next_deadline`]), flows past their deadline aborted at once. A record
     /// made under another node key is refused by name; the rest still load.
     pub fn restore(&mut self, records: Vec<ChannelRecord>, now_ms: u64) -> (Vec<Action>, Vec<RecordDecodeError>) {
         self.started_at_ms.get_or_insert(now_ms);
@@ -94,12 +94,6 @@ impl Node {
                 actions.push(Action::Persist {
                     record: Box::new(channel.record.clone()),
                     replaces: None,
-                });
-            }
-            if let Some(deadline_ms) = channel.deadline_ms() {
-                actions.push(Action::ArmTimer {
-                    channel_id: id,
-                    deadline_ms,
                 });
             }
             self.stored_as.insert(id, id);
@@ -239,7 +233,10 @@ impl Node {
         actions
     }
 
-    /// The earliest deadline of any open flow.
+    /// When [`Node::tick`] must next be called: the earliest deadline of any
+    /// open flow, or an acceptor's next force close. The runtime keeps one
+    /// timer at this time and re-reads it after every step (timers are
+    /// polled, as quinn-proto's `poll_timeout`).
     pub fn next_deadline(&self) -> Option<u64> {
         let deadlines = self.channels.values().filter_map(|c| c.deadline_ms()).min();
         let force_close = self
@@ -778,15 +775,6 @@ impl Node {
         let state_changed = before.is_none_or(|b| b.state() != channel.state());
         if state_changed {
             actions.push(Action::Emit(channel.state_event()));
-        }
-        let deadline = channel.deadline_ms();
-        if deadline != before.and_then(Channel::deadline_ms) {
-            if let Some(deadline_ms) = deadline {
-                actions.push(Action::ArmTimer {
-                    channel_id: channel.id(),
-                    deadline_ms,
-                });
-            }
         }
         if let Some(before) = before {
             if before.id() != channel.id() {

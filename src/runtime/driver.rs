@@ -123,7 +123,11 @@ pub enum Input {
         channel_id: ChannelId,
         result: Result<Option<(packed::Transaction, TxReport)>, ChainError>,
     },
-    Tick,
+    /// The timer of [`Driver::rearm_timer`] rang; stale ones (an earlier
+    /// arming) are ignored.
+    Timer {
+        generation: u64,
+    },
     Poll,
 }
 
@@ -188,6 +192,9 @@ pub struct Driver<S> {
     status_in_flight: BTreeSet<Hash256>,
     /// Channels whose funding cell's spender is being looked up.
     spender_in_flight: BTreeSet<ChannelId>,
+    /// The one timer: when it rings, and which arming it is.
+    timer: Option<u64>,
+    timer_generation: u64,
     closed: bool,
 }
 
@@ -222,7 +229,7 @@ pub struct DriverParts<S> {
     pub on_event: Box<dyn FnMut(DriverEvent)>,
 }
 
-/// Restores every channel from the store (re-arming timers, aborting expired
+/// Restores every channel from the store (aborting expired
 /// flows), then runs the loop as a task. Returns the records it could not
 /// read; the others are restored.
 pub async fn start<S: Store + 'static>(
@@ -245,6 +252,8 @@ pub async fn start<S: Store + 'static>(
         pending_opens: BTreeMap::new(),
         status_in_flight: BTreeSet::new(),
         spender_in_flight: BTreeSet::new(),
+        timer: None,
+        timer_generation: 0,
         closed: false,
     };
     let now = driver.platform.now_ms();
@@ -276,11 +285,13 @@ pub async fn start<S: Store + 'static>(
 
 impl<S: Store> Driver<S> {
     async fn run(mut self, mut receiver: InputReceiver, _end_signal: EndSignal) {
+        self.rearm_timer();
         while let Some(input) = receiver.next().await {
             self.handle(input).await;
             if self.closed {
                 break;
             }
+            self.rearm_timer();
         }
         self.link.close();
     }
@@ -364,7 +375,11 @@ impl<S: Store> Driver<S> {
                     Err(error) => (self.on_event)(DriverEvent::ChainError(error)),
                 }
             }
-            Input::Tick => {
+            Input::Timer { generation } => {
+                if generation != self.timer_generation {
+                    return;
+                }
+                self.timer = None;
                 let actions = self.node.tick(now);
                 self.run_background(actions).await;
                 self.expire_waiting_opens(now);
@@ -392,9 +407,6 @@ impl<S: Store> Driver<S> {
                 };
                 self.waiting_for_peer.push(request);
                 self.release_waiting_opens();
-                if !self.waiting_for_peer.is_empty() {
-                    self.wake_at(now + self.settings.connect_timeout_ms);
-                }
             }
             Command::Submit { channel_id, tx, reply } => {
                 let result = match self.node.submit_signed_funding_tx(&channel_id, &tx, now) {
@@ -567,12 +579,31 @@ impl<S: Store> Driver<S> {
         }));
     }
 
-    fn wake_at(&self, at_ms: u64) {
+    /// Keeps one timer at the earliest time something is due: the core's
+    /// [`Node::next_deadline`] or an open waiting for the peer. Re-read after
+    /// every input; a timer for a time no longer due rings unheard.
+    fn rearm_timer(&mut self) {
+        let due = [
+            self.node.next_deadline(),
+            self.waiting_for_peer.iter().map(|r| r.give_up_at_ms).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if due == self.timer {
+            return;
+        }
+        self.timer = due;
+        self.timer_generation = self.timer_generation.wrapping_add(1);
+        let Some(at_ms) = due else {
+            return;
+        };
+        let generation = self.timer_generation;
         let sender = self.sender.clone();
         let sleep = self.platform.sleep(at_ms.saturating_sub(self.platform.now_ms()));
         self.platform.spawn(Box::pin(async move {
             sleep.await;
-            let _ = sender.unbounded_send(Input::Tick);
+            let _ = sender.unbounded_send(Input::Timer { generation });
         }));
     }
 
@@ -690,15 +721,6 @@ impl Effects for DriverEffects<'_> {
         let sender = self.sender.clone();
         self.platform
             .spawn(Box::pin(run_query(chain, sender, channel_id, query)));
-    }
-
-    fn arm_timer(&mut self, _channel_id: ChannelId, deadline_ms: u64) {
-        let sender = self.sender.clone();
-        let sleep = self.platform.sleep(deadline_ms.saturating_sub(self.platform.now_ms()));
-        self.platform.spawn(Box::pin(async move {
-            sleep.await;
-            let _ = sender.unbounded_send(Input::Tick);
-        }));
     }
 
     fn emit(&mut self, event: Event) {

@@ -14,7 +14,6 @@ pub trait Effects {
     fn hand_out_unsigned_tx(&mut self, channel_id: ChannelId, temporary_channel_id: ChannelId, tx: packed::Transaction);
     fn broadcast(&mut self, channel_id: ChannelId, tx: packed::Transaction);
     fn query_chain(&mut self, channel_id: ChannelId, query: ChainQuery);
-    fn arm_timer(&mut self, channel_id: ChannelId, deadline_ms: u64);
     fn emit(&mut self, event: Event);
 }
 
@@ -66,10 +65,6 @@ pub async fn execute<S: Store, E: Effects>(
             } => effects.hand_out_unsigned_tx(*channel_id, *temporary_channel_id, unsigned_funding_tx.clone()),
             Action::Broadcast { channel_id, tx } => effects.broadcast(*channel_id, tx.clone()),
             Action::QueryChain { channel_id, query } => effects.query_chain(*channel_id, query.clone()),
-            Action::ArmTimer {
-                channel_id,
-                deadline_ms,
-            } => effects.arm_timer(*channel_id, *deadline_ms),
             Action::Emit(event) => effects.emit(event.clone()),
         }
     }

@@ -131,7 +131,6 @@ impl Effects for Outbox {
     fn query_chain(&mut self, channel_id: ChannelId, query: ChainQuery) {
         self.queries.push((channel_id, query));
     }
-    fn arm_timer(&mut self, _channel_id: ChannelId, _deadline_ms: u64) {}
     fn emit(&mut self, event: Event) {
         self.events.push(event);
     }
