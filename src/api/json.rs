@@ -295,6 +295,22 @@ pub fn epoch_json(full_value: u64) -> Value {
     json!({ "number": epoch.number(), "index": epoch.index(), "length": epoch.length() })
 }
 
+/// Everything `onEvent` listeners receive: the core's events and the
+/// connection's, in one JSON shape (the one place it is defined).
+pub fn driver_event_json(event: &crate::runtime::DriverEvent) -> Value {
+    use crate::runtime::DriverEvent;
+    match event {
+        DriverEvent::Flow(event) => event_json(event),
+        DriverEvent::PeerConnected(peer) => json!({ "type": "peer_connected", "peer_pubkey": peer.to_string() }),
+        DriverEvent::PeerDisconnected(reason) => json!({ "type": "peer_disconnected", "reason": reason }),
+        DriverEvent::PeerUnavailable { reason, code } => {
+            json!({ "type": "peer_unavailable", "code": code.as_str(), "reason": reason })
+        }
+        DriverEvent::ChainError(error) => json!({ "type": "chain_error", "reason": error.to_string() }),
+        DriverEvent::StorageError(reason) => json!({ "type": "storage_error", "reason": reason }),
+    }
+}
+
 /// An event for `onEvent`: `{ channel_id, state, flags, ... }`.
 pub fn event_json(event: &Event) -> Value {
     let mut map = Map::new();
@@ -390,6 +406,27 @@ mod tests {
             }],
             "funding_fee_rate": "0x3e8"
         })
+    }
+
+    #[test]
+    fn connection_events_have_the_documented_shapes() {
+        use crate::runtime::DriverEvent;
+        let peer = Pubkey::from_hex("0x02466d7fcae563e5cb09a0d1870bb580344804617879a14949cf22285f1bae3f27").unwrap();
+        assert_eq!(
+            driver_event_json(&DriverEvent::PeerConnected(peer)),
+            json!({ "type": "peer_connected", "peer_pubkey": peer.to_string() })
+        );
+        assert_eq!(
+            driver_event_json(&DriverEvent::PeerUnavailable {
+                reason: "gone".into(),
+                code: ErrorCode::PeerMismatch
+            }),
+            json!({ "type": "peer_unavailable", "code": "PEER_MISMATCH", "reason": "gone" })
+        );
+        assert_eq!(
+            driver_event_json(&DriverEvent::StorageError("full".into())),
+            json!({ "type": "storage_error", "reason": "full" })
+        );
     }
 
     #[test]

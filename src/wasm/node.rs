@@ -20,7 +20,7 @@ use super::platform::{random_32, BrowserEntropy, BrowserPlatform};
 use super::tab_lock::{TabBroadcast, TabLock, TabLockError};
 use super::websocket::WebSocketLink;
 use crate::api::json::{
-    channel_json, event_json, opened_json, parse_channel_id, parse_open_params, parse_shutdown_params,
+    channel_json, driver_event_json, opened_json, parse_channel_id, parse_open_params, parse_shutdown_params,
     pending_funding_json, submitted_json,
 };
 use crate::api::options::{contracts_for_chain, NodeOptions};
@@ -541,20 +541,7 @@ impl Listeners {
 /// Every driver event goes to the page's listeners and to other tabs.
 fn event_sink(listeners: Rc<RefCell<Listeners>>, broadcast: Rc<TabBroadcast>) -> impl FnMut(DriverEvent) {
     move |event| {
-        let json = match &event {
-            DriverEvent::Flow(event) => event_json(event),
-            DriverEvent::PeerConnected(peer) => {
-                serde_json::json!({ "type": "peer_connected", "peer_pubkey": peer.to_string() })
-            }
-            DriverEvent::PeerDisconnected(reason) => {
-                serde_json::json!({ "type": "peer_disconnected", "reason": reason })
-            }
-            DriverEvent::PeerUnavailable { reason, code } => {
-                serde_json::json!({ "type": "peer_unavailable", "code": code.as_str(), "reason": reason })
-            }
-            DriverEvent::ChainError(error) => serde_json::json!({ "type": "chain_error", "reason": error.to_string() }),
-            DriverEvent::StorageError(reason) => serde_json::json!({ "type": "storage_error", "reason": reason }),
-        };
+        let json = driver_event_json(&event);
         // A tab that can no longer post still tells its own listeners.
         let _ = broadcast.post(&json.to_string());
         let value = to_js(&json);
