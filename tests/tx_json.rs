@@ -94,3 +94,86 @@ fn errors_name_the_bad_field() {
 
     assert!(parse_transaction(&Value::from("0x00")).is_err());
 }
+
+/// The hand-written JSON is exactly what `ckb-jsonrpc-types` (CKB's own
+/// types, kept out of the wasm) writes, for every field kind.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn the_hand_written_json_is_ckbs_own() {
+    use ckb_types::core::{DepType, ScriptHashType};
+    use ckb_types::packed;
+    let script = |hash_type: ScriptHashType, args: &[u8]| {
+        packed::Script::new_builder()
+            .code_hash([0x5a; 32].pack())
+            .hash_type(hash_type)
+            .args(args.to_vec().pack())
+            .build()
+    };
+    let bytes = |data: &[u8]| -> packed::Bytes { data.to_vec().pack() };
+    let out_point = |index: u32| {
+        packed::OutPoint::new_builder()
+            .tx_hash([0x0b; 32].pack())
+            .index(index)
+            .build()
+    };
+    let raw = packed::RawTransaction::new_builder()
+        .version(0u32)
+        .cell_deps(
+            vec![
+                packed::CellDep::new_builder()
+                    .out_point(out_point(0))
+                    .dep_type(DepType::DepGroup)
+                    .build(),
+                packed::CellDep::new_builder()
+                    .out_point(out_point(u32::MAX))
+                    .dep_type(DepType::Code)
+                    .build(),
+            ]
+            .pack(),
+        )
+        .header_deps(vec![packed::Byte32::from_slice(&[0xcd; 32]).unwrap()].pack())
+        .inputs(
+            vec![
+                packed::CellInput::new_builder()
+                    .previous_output(out_point(7))
+                    .since(0u64)
+                    .build(),
+                packed::CellInput::new_builder()
+                    .previous_output(out_point(16))
+                    .since(u64::MAX)
+                    .build(),
+            ]
+            .pack(),
+        )
+        .outputs(
+            vec![
+                packed::CellOutput::new_builder()
+                    .capacity(0u64)
+                    .lock(script(ScriptHashType::Type, &[]))
+                    .build(),
+                packed::CellOutput::new_builder()
+                    .capacity(123_456_789_000u64)
+                    .lock(script(ScriptHashType::Data2, &[1, 2, 3]))
+                    .type_(Some(script(ScriptHashType::Data1, &[0; 57])).pack())
+                    .build(),
+                packed::CellOutput::new_builder()
+                    .capacity(1u64)
+                    .lock(script(ScriptHashType::Data, &[0xff]))
+                    .build(),
+            ]
+            .pack(),
+        )
+        .outputs_data(vec![bytes(&[]), bytes(&[0xab; 40]), bytes(&[0])].pack())
+        .build();
+    let tx = packed::Transaction::new_builder()
+        .raw(raw)
+        .witnesses(vec![bytes(&[]), bytes(&[0x55; 85])].pack())
+        .build();
+    let ckbs = serde_json::to_value(ckb_jsonrpc_types::Transaction::from(tx.clone())).unwrap();
+    assert_eq!(transaction_to_json(&tx), ckbs);
+    for fixture_name in ["fiber_unsigned_funding_tx.json", "joyid_signed_funding_tx.json"] {
+        let tx = parse_transaction(&fixture(fixture_name)).unwrap();
+        let ckbs = serde_json::to_value(ckb_jsonrpc_types::Transaction::from(tx.clone())).unwrap();
+        assert_eq!(transaction_to_json(&tx), ckbs, "{fixture_name}");
+    }
+}

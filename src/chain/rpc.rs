@@ -3,7 +3,10 @@
 //!
 //! Bytes move through an [`RpcTransport`]: `fetch` in the browser
 //! (`crate::wasm::fetch_rpc::FetchTransport`), canned answers in tests. The
-//! request and answer shapes are CKB 0.210's (`ckb-jsonrpc-types` 1.x).
+//! request and answer shapes are CKB 0.210's. Answers are walked as JSON
+//! values and entities read with `tx::json`, not through `ckb-jsonrpc-types`,
+//! whose serde code was the largest part of the wasm; `tests/chain_rpc.rs`
+//! checks every request against that crate's types, as a node reads them.
 //!
 //! ```no_run
 //! # async fn cells(wallet_lock: ckb_types::packed::Script) -> Result<(), fiber_funding::chain::client::ChainError> {
@@ -21,22 +24,19 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use ckb_jsonrpc_types::{
-    BlockNumber, CellOutput, Either, HeaderView, JsonBytes, OutPoint, OutputsValidator, Script, Status, Transaction,
-    TransactionWithStatusResponse, TxStatus as NodeTxStatus, Uint32,
-};
 use ckb_types::packed;
 use ckb_types::prelude::*;
-use ckb_types::H256;
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::client::{ChainClient, ChainError, ChainErrorKind, ChainResult};
 use super::{ChainTip, LiveCell, ResolvedCell, TxReport, TxStatus};
-use crate::primitives::Hash256;
+use crate::primitives::{encode_hex, Hash256};
+use crate::tx::json::{
+    parse_bytes, parse_cell_output, parse_hash, parse_number, parse_out_point, parse_transaction, script_to_json,
+    transaction_to_json, TxJsonError,
+};
 
 /// Cells asked for per `get_cells` page unless set otherwise.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -122,8 +122,8 @@ impl<T: RpcTransport> RpcChainClient<T> {
         &self.transport
     }
 
-    /// Sends one call and decodes its `result` as `R`.
-    async fn call<R: DeserializeOwned>(&self, method: &'static str, params: Value) -> Result<R, ChainError> {
+    /// Sends one call and returns its `result`.
+    async fn call(&self, method: &'static str, params: Value) -> Result<Value, ChainError> {
         let id = self.next_request_id.get();
         self.next_request_id.set(id + 1);
         let body = json!({ "id": id, "jsonrpc": "2.0", "method": method, "params": params }).to_string();
@@ -137,14 +137,16 @@ impl<T: RpcTransport> RpcChainClient<T> {
 
     /// The genesis block's hash: the chain a channel's `chain_hash` names.
     pub async fn genesis_hash(&self) -> Result<Hash256, ChainError> {
-        let hash: ckb_jsonrpc_types::JsonBytes = self.call("get_block_hash", serde_json::json!(["0x0"])).await?;
-        Hash256::from_slice(hash.as_bytes()).map_err(|e| bad_response("get_block_hash", e.to_string()))
+        const METHOD: &str = "get_block_hash";
+        let hash = self.call(METHOD, json!(["0x0"])).await?;
+        Ok(Hash256(read(METHOD, parse_hash(&hash, "result"))?))
     }
 
     /// Mines one block on a dev chain (CKB's `IntegrationTest` module); returns its hash.
     pub async fn generate_block(&self) -> Result<Hash256, ChainError> {
-        let hash: ckb_jsonrpc_types::JsonBytes = self.call("generate_block", serde_json::json!([])).await?;
-        Hash256::from_slice(hash.as_bytes()).map_err(|e| bad_response("generate_block", e.to_string()))
+        const METHOD: &str = "generate_block";
+        let hash = self.call(METHOD, json!([])).await?;
+        Ok(Hash256(read(METHOD, parse_hash(&hash, "result"))?))
     }
 
     /// The outputs and their data of transaction `tx_hash`, or `None` when the
@@ -170,15 +172,14 @@ impl<T: RpcTransport> RpcChainClient<T> {
     async fn transaction(&self, tx_hash: [u8; 32]) -> Result<Option<packed::Transaction>, ChainError> {
         const METHOD: &str = "get_transaction";
         // Verbosity 2: the transaction as JSON.
-        let answer: TransactionWithStatusResponse = self.call(METHOD, json!([H256(tx_hash), "0x2"])).await?;
-        let Some(content) = answer.transaction else {
+        let answer = self.call(METHOD, json!([encode_hex(&tx_hash), "0x2"])).await?;
+        let content = answer
+            .get("transaction")
+            .ok_or_else(|| unexpected(METHOD, "no transaction field"))?;
+        if content.is_null() {
             return Ok(None);
-        };
-        let tx = match content.inner {
-            Either::Left(view) => packed::Transaction::from(view.inner),
-            Either::Right(bytes) => packed::Transaction::from_slice(bytes.as_bytes())
-                .map_err(|e| bad_response(METHOD, format!("transaction is not a molecule Transaction: {e}")))?,
-        };
+        }
+        let tx = read(METHOD, parse_transaction(content))?;
         // The hash commits to the outputs, so checking it stops a faulty node
         // from misreporting the capacity or lock of a cell we spend.
         let actual: [u8; 32] = tx.calc_tx_hash().unpack();
@@ -196,41 +197,44 @@ impl<T: RpcTransport> RpcChainClient<T> {
     }
 
     /// The number and epoch of the block a committed transaction is in.
-    async fn committed_block(&self, tx_hash: Hash256, status: NodeTxStatus) -> Result<(u64, u64), ChainError> {
-        let Some(block_hash) = status.block_hash else {
-            return Err(bad_response(
-                "get_transaction",
-                format!("transaction {tx_hash} is committed but its status names no block"),
-            ));
-        };
-        match self
-            .call::<Option<HeaderView>>("get_header", json!([block_hash]))
-            .await?
-        {
-            Some(header) => {
-                let number = header.inner.number.value();
-                if status.block_number.is_some_and(|n| n.value() != number) {
-                    return Err(bad_response(
-                        "get_header",
-                        format!("block {block_hash:#x} is number {number}, not the one the tx status named"),
-                    ));
-                }
-                Ok((number, header.inner.epoch.value()))
+    async fn committed_block(&self, tx_hash: Hash256, status: &Value) -> Result<(u64, u64), ChainError> {
+        const METHOD: &str = "get_header";
+        let block_hash = match status.get("block_hash") {
+            None | Some(Value::Null) => {
+                return Err(bad_response(
+                    "get_transaction",
+                    format!("transaction {tx_hash} is committed but its status names no block"),
+                ));
             }
-            None => Err(bad_response(
-                "get_header",
-                format!("the node does not know block {block_hash:#x} that committed {tx_hash}"),
-            )),
+            Some(hash) => Hash256(read("get_transaction", parse_hash(hash, "tx_status.block_hash"))?),
+        };
+        let named_number = match status.get("block_number") {
+            None | Some(Value::Null) => None,
+            Some(number) => Some(read("get_transaction", parse_number(number, "tx_status.block_number"))?),
+        };
+        let header = self.call(METHOD, json!([block_hash.to_string()])).await?;
+        if header.is_null() {
+            return Err(bad_response(
+                METHOD,
+                format!("the node does not know block {block_hash} that committed {tx_hash}"),
+            ));
         }
+        let (number, epoch) = number_and_epoch(METHOD, &header)?;
+        if named_number.is_some_and(|named| named != number) {
+            return Err(bad_response(
+                METHOD,
+                format!("block {block_hash} is number {number}, not the one the tx status named"),
+            ));
+        }
+        Ok((number, epoch))
     }
 
     /// The tip block's number and epoch.
     async fn tip(&self) -> Result<ChainTip, ChainError> {
-        let header: HeaderView = self.call("get_tip_header", json!([])).await?;
-        Ok(ChainTip {
-            block_number: header.inner.number.value(),
-            epoch: header.inner.epoch.value(),
-        })
+        const METHOD: &str = "get_tip_header";
+        let header = self.call(METHOD, json!([])).await?;
+        let (block_number, epoch) = number_and_epoch(METHOD, &header)?;
+        Ok(ChainTip { block_number, epoch })
     }
 }
 
@@ -238,33 +242,36 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
     fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>> {
         const METHOD: &str = "get_cells";
         let client = self.clone();
-        let search_key = LockSearchKey {
-            script: lock.into(),
-            script_type: "lock",
-            // The default prefix mode would also return cells whose lock args
-            // merely start with ours, i.e. other people's cells.
-            script_search_mode: "exact",
-        };
+        let search_key = lock_search_key(&lock);
         let limit = client.page_size;
         async move {
             let mut cells = Vec::new();
-            let mut after: Option<JsonBytes> = None;
+            let mut after: Option<String> = None;
             loop {
-                let params = json!([search_key, "asc", Uint32::from(limit), after]);
-                let page: CellsPage = client.call(METHOD, params).await?;
+                let params = json!([search_key, "asc", format!("{limit:#x}"), after]);
+                let page = client.call(METHOD, params).await?;
+                let objects = page_objects(METHOD, &page)?;
                 // The indexer fills a page unless it ran out of cells.
-                let full = page.objects.len() >= limit as usize;
-                cells.extend(page.objects.into_iter().map(LiveCell::from));
+                let full = objects.len() >= limit as usize;
+                for (index, object) in objects.iter().enumerate() {
+                    cells.push(read(METHOD, indexed_cell(object, &format!("objects[{index}]")))?);
+                }
                 if !full {
                     return Ok(cells);
                 }
-                if page.last_cursor.is_empty() || after.as_ref() == Some(&page.last_cursor) {
+                let cursor = page
+                    .get("last_cursor")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let empty = read(METHOD, parse_bytes(&Value::from(cursor.as_str()), "last_cursor"))?.is_empty();
+                if empty || after.as_deref() == Some(cursor.as_str()) {
                     return Err(bad_response(
                         METHOD,
-                        format!("a full page did not move the cursor (still {:?})", page.last_cursor),
+                        format!("a full page did not move the cursor (still {cursor:?})"),
                     ));
                 }
-                after = Some(page.last_cursor);
+                after = Some(cursor);
             }
         }
         .boxed_local()
@@ -302,10 +309,10 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
         async move {
             let mut live = Vec::with_capacity(out_points.len());
             for out_point in out_points {
-                let answer: LiveCellAnswer = client.call(METHOD, json!([OutPoint::from(out_point), false])).await?;
-                live.push(match answer.status.as_str() {
-                    "live" => true,
-                    "dead" | "unknown" => false,
+                let answer = client.call(METHOD, json!([out_point_json(&out_point), false])).await?;
+                live.push(match answer.get("status").and_then(Value::as_str) {
+                    Some("live") => true,
+                    Some("dead" | "unknown") => false,
                     other => return Err(bad_response(METHOD, format!("unknown cell status {other:?}"))),
                 });
             }
@@ -318,16 +325,20 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
         let client = self.clone();
         async move {
             // Verbosity 1: the status without the transaction.
-            let answer: TransactionWithStatusResponse =
-                client.call("get_transaction", json!([H256(tx_hash.0), "0x1"])).await?;
-            let (status, block_epoch) = match answer.tx_status.status {
-                Status::Pending | Status::Proposed => (TxStatus::Pending, None),
-                Status::Committed => {
-                    let (block_number, epoch) = client.committed_block(tx_hash, answer.tx_status).await?;
+            const METHOD: &str = "get_transaction";
+            let answer = client.call(METHOD, json!([tx_hash.to_string(), "0x1"])).await?;
+            let tx_status = answer
+                .get("tx_status")
+                .ok_or_else(|| unexpected(METHOD, "no tx_status field"))?;
+            let (status, block_epoch) = match tx_status.get("status").and_then(Value::as_str) {
+                Some("pending" | "proposed") => (TxStatus::Pending, None),
+                Some("committed") => {
+                    let (block_number, epoch) = client.committed_block(tx_hash, tx_status).await?;
                     (TxStatus::Committed { block_number }, Some(epoch))
                 }
-                Status::Unknown => (TxStatus::Unknown, None),
-                Status::Rejected => (TxStatus::Rejected, None),
+                Some("unknown") => (TxStatus::Unknown, None),
+                Some("rejected") => (TxStatus::Rejected, None),
+                other => return Err(unexpected(METHOD, format!("unknown tx status {other:?}"))),
             };
             // Read after the status, so the tip is never below the committing block.
             let tip = client.tip().await?;
@@ -356,19 +367,19 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
             // The indexer lists the txs touching the lock (a channel's funding
             // lock is its own: two txs); each candidate is read through the
             // hash-checked path and must really spend the cell.
-            let search_key = LockSearchKey {
-                script: lock.into(),
-                script_type: "lock",
-                script_search_mode: "exact",
-            };
-            let page: TxsPage = client
-                .call(
-                    METHOD,
-                    json!([search_key, "desc", Uint32::from(SPENDER_CANDIDATES), Value::Null]),
-                )
-                .await?;
-            for candidate in page.objects.iter().filter(|o| o.io_type == "input") {
-                let hash: [u8; 32] = candidate.tx_hash.0;
+            let params = json!([
+                lock_search_key(&lock),
+                "desc",
+                format!("{SPENDER_CANDIDATES:#x}"),
+                Value::Null
+            ]);
+            let page = client.call(METHOD, params).await?;
+            for (index, object) in page_objects(METHOD, &page)?.iter().enumerate() {
+                if object.get("io_type").and_then(Value::as_str) != Some("input") {
+                    continue;
+                }
+                let tx_hash = object.get("tx_hash").unwrap_or(&Value::Null);
+                let hash = read(METHOD, parse_hash(tx_hash, &format!("objects[{index}].tx_hash")))?;
                 let Some(tx) = client.transaction(hash).await? else {
                     continue;
                 };
@@ -394,14 +405,14 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
             let expected: [u8; 32] = tx.calc_tx_hash().unpack();
             // Passthrough said outright: a node defaulting to the well-known-scripts
             // validator would refuse the funding output's lock.
-            let params = json!([Transaction::from(tx), OutputsValidator::Passthrough]);
-            let hash: H256 = client.call(METHOD, params).await?;
-            if hash.0 != expected {
+            let params = json!([transaction_to_json(&tx), "passthrough"]);
+            let hash = read(METHOD, parse_hash(&client.call(METHOD, params).await?, "result"))?;
+            if hash != expected {
                 return Err(bad_response(
                     METHOD,
                     format!(
                         "the node accepted {} but the transaction's hash is {}",
-                        Hash256(hash.0),
+                        Hash256(hash),
                         Hash256(expected)
                     ),
                 ));
@@ -412,74 +423,75 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
     }
 }
 
-/// The `get_cells` search key for one lock. `ckb-jsonrpc-types`' own
-/// `IndexerSearchKey` is the node's side and only deserializes.
-#[derive(Serialize)]
-struct LockSearchKey {
-    script: Script,
-    script_type: &'static str,
-    script_search_mode: &'static str,
+/// The indexer's search key for exactly one lock. The default prefix mode
+/// would also match cells whose lock args merely start with ours, i.e. other
+/// people's cells.
+fn lock_search_key(lock: &packed::Script) -> Value {
+    json!({ "script": script_to_json(lock), "script_type": "lock", "script_search_mode": "exact" })
 }
 
-/// One `get_cells` page. The upstream `IndexerPagination<IndexerCell>` only serializes.
-#[derive(Deserialize)]
-struct CellsPage {
-    objects: Vec<IndexedCell>,
-    last_cursor: JsonBytes,
+fn out_point_json(out_point: &packed::OutPoint) -> Value {
+    json!({ "tx_hash": encode_hex(out_point.tx_hash().as_slice()), "index": format!("{:#x}", Unpack::<u32>::unpack(&out_point.index())) })
 }
 
-#[derive(Deserialize)]
-struct IndexedCell {
-    output: CellOutput,
-    /// `null` only when a query asks for no data (`with_data: false`), which
-    /// this client never does; read as empty.
-    output_data: Option<JsonBytes>,
-    out_point: OutPoint,
-    block_number: BlockNumber,
+/// An indexer page's `objects`.
+fn page_objects<'a>(method: &'static str, page: &'a Value) -> Result<&'a Vec<Value>, ChainError> {
+    page.get("objects")
+        .and_then(Value::as_array)
+        .ok_or_else(|| unexpected(method, "no objects array"))
 }
 
-impl From<IndexedCell> for LiveCell {
-    fn from(cell: IndexedCell) -> Self {
-        LiveCell {
-            out_point: cell.out_point.into(),
-            output: cell.output.into(),
-            output_data: cell
-                .output_data
-                .map(|data| data.as_bytes().to_vec())
-                .unwrap_or_default(),
-            block_number: cell.block_number.value(),
-        }
-    }
+/// One `get_cells` object. `output_data` is `null` only when a query asks
+/// for no data (`with_data: false`), which this client never does; read as empty.
+fn indexed_cell(object: &Value, path: &str) -> Result<LiveCell, TxJsonError> {
+    let field = |name: &str| object.get(name).unwrap_or(&Value::Null);
+    let output_data = match field("output_data") {
+        Value::Null => Vec::new(),
+        data => parse_bytes(data, &format!("{path}.output_data"))?,
+    };
+    Ok(LiveCell {
+        out_point: parse_out_point(field("out_point"), &format!("{path}.out_point"))?,
+        output: parse_cell_output(field("output"), &format!("{path}.output"))?,
+        output_data,
+        block_number: parse_number(field("block_number"), &format!("{path}.block_number"))?,
+    })
+}
+
+/// A header's number and epoch (an `EpochNumberWithFraction` value).
+fn number_and_epoch(method: &'static str, header: &Value) -> Result<(u64, u64), ChainError> {
+    let field = |name: &str| header.get(name).unwrap_or(&Value::Null);
+    let number = read(method, parse_number(field("number"), "number"))?;
+    let epoch = read(method, parse_number(field("epoch"), "epoch"))?;
+    Ok((number, epoch))
 }
 
 /// How many txs of a lock `spender` looks through (a funding lock has two).
 const SPENDER_CANDIDATES: u32 = 16;
 
-/// One `get_transactions` page (ungrouped).
-#[derive(Deserialize)]
-struct TxsPage {
-    objects: Vec<IndexedTx>,
+/// A field of an answer that is not what CKB sends.
+fn read<T>(method: &'static str, result: Result<T, TxJsonError>) -> Result<T, ChainError> {
+    result.map_err(|e| unexpected(method, e.to_string()))
 }
 
-#[derive(Deserialize)]
-struct IndexedTx {
-    tx_hash: H256,
-    io_type: String,
-}
-
-/// `get_live_cell`'s answer; only the status is used.
-#[derive(Deserialize)]
-struct LiveCellAnswer {
-    status: String,
+fn unexpected(method: &'static str, what: impl std::fmt::Display) -> ChainError {
+    bad_response(method, format!("unexpected result: {what}"))
 }
 
 /// A JSON-RPC error object as CKB fills it.
-#[derive(Deserialize)]
 struct NodeError {
     code: i64,
     message: String,
-    #[serde(default)]
     data: Option<Value>,
+}
+
+impl NodeError {
+    fn read(value: &Value) -> Option<Self> {
+        Some(Self {
+            code: value.get("code")?.as_i64()?,
+            message: value.get("message")?.as_str()?.to_owned(),
+            data: value.get("data").cloned(),
+        })
+    }
 }
 
 impl NodeError {
@@ -496,8 +508,8 @@ impl NodeError {
     }
 }
 
-/// Reads a JSON-RPC answer to request `id`.
-fn decode_answer<R: DeserializeOwned>(method: &'static str, id: u64, body: &str) -> Result<R, ChainError> {
+/// Reads a JSON-RPC answer to request `id`: its `result`.
+fn decode_answer(method: &'static str, id: u64, body: &str) -> Result<Value, ChainError> {
     let answer: Value = serde_json::from_str(body)
         .map_err(|e| bad_response(method, format!("answer is not JSON ({e}): {}", quote(body))))?;
     let Value::Object(mut answer) = answer else {
@@ -517,14 +529,13 @@ fn decode_answer<R: DeserializeOwned>(method: &'static str, id: u64, body: &str)
         ));
     }
     if let Some(error) = error {
-        let error: NodeError =
-            serde_json::from_value(error).map_err(|e| bad_response(method, format!("malformed error object: {e}")))?;
+        let error =
+            NodeError::read(&error).ok_or_else(|| bad_response(method, format!("malformed error object: {error}")))?;
         return Err(ChainError::new(method, ChainErrorKind::Rejected, error.describe()));
     }
-    let result = answer
+    answer
         .remove("result")
-        .ok_or_else(|| bad_response(method, "answer has neither result nor error"))?;
-    serde_json::from_value(result).map_err(|e| bad_response(method, format!("unexpected result: {e}")))
+        .ok_or_else(|| bad_response(method, "answer has neither result nor error"))
 }
 
 fn transport_failure(method: &'static str, error: TransportError, timeout_ms: u64) -> ChainError {

@@ -172,9 +172,15 @@ impl Page {
             "funding_amount": format!("{:#x}", 1_000 * CKB),
             "shutdown_script": script_to_json(&self.user_lock),
             "funding_lock_script": script_to_json(&self.user_lock),
-            "funding_lock_script_cell_deps": [
-                serde_json::to_value(ckb_jsonrpc_types::CellDep::from(self.chain.borrow().default_lock_cell_dep())).unwrap()
-            ],
+            "funding_lock_script_cell_deps": [{
+                "out_point": {
+                    "tx_hash": fiber_funding::primitives::encode_hex(
+                        self.chain.borrow().default_lock_cell_dep().out_point().tx_hash().as_slice()
+                    ),
+                    "index": "0x0",
+                },
+                "dep_type": "dep_group",
+            }],
         })
     }
 }
