@@ -823,3 +823,27 @@ fn a_live_cell_has_no_spender_and_an_indexer_naming_a_tx_that_does_not_spend_it_
     assert!(block_on(client(&node).spender(cell, wallet_lock())).unwrap().is_none());
     node.assert_all_asked();
 }
+
+#[test]
+fn a_node_listing_endless_candidates_gets_no_more_lookups_than_were_asked_for() {
+    let node = ScriptedNode::default();
+    let cell = out_point(SOURCE_TX, 1);
+    let flood: Vec<(&str, &str)> = (0..40).map(|_| (FUNDING_TX, "input")).collect();
+    node.expect(
+        "get_live_cell",
+        json!([node::OutPoint::from(cell.clone()), false]),
+        Answer::Json(live_cell_status("dead")),
+    )
+    .expect("get_transactions", spender_search(), Answer::Json(indexed_txs(&flood)));
+    // 16 candidates asked for, 16 read (none spends the cell); a 17th read
+    // would be an unexpected request.
+    for _ in 0..16 {
+        node.expect(
+            "get_transaction",
+            json!([FUNDING_TX, "0x2"]),
+            Answer::Json(funding_tx_answer()),
+        );
+    }
+    assert!(block_on(client(&node).spender(cell, wallet_lock())).unwrap().is_none());
+    node.assert_all_asked();
+}

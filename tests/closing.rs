@@ -40,16 +40,6 @@ fn force_close(world: &mut World, index: usize, channel_id: &ChannelId) -> Resul
     Ok(())
 }
 
-fn shutdown_script(world: &World, index: usize, channel_id: &ChannelId) -> packed::Script {
-    world.nodes[index]
-        .node
-        .record(channel_id)
-        .unwrap()
-        .local
-        .shutdown_script
-        .clone()
-}
-
 /// The committed tx that spends the funding cell.
 fn funding_spender(world: &World, funding: &Hash256) -> packed::Transaction {
     world
@@ -67,15 +57,6 @@ fn funding_spender(world: &World, funding: &Hash256) -> packed::Transaction {
                 )
         })
         .expect("a committed tx spends the funding cell")
-}
-
-/// Capacity of the live cells locked by exactly `lock`.
-fn balance(world: &World, lock: &packed::Script) -> u64 {
-    world
-        .live_cells(lock)
-        .iter()
-        .map(|cell| capacity_of(&cell.output))
-        .sum()
 }
 
 fn closed_flags(world: &World, index: usize, channel_id: &ChannelId) -> CloseFlags {
@@ -100,9 +81,9 @@ fn commitments_on_chain(world: &World, index: usize) -> Vec<bool> {
 #[test]
 fn a_cooperative_close_asked_by_the_user_pays_each_side_its_balance() {
     let (mut world, channel_id, funding) = ready_world(Setup::default());
-    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
-    let peer_script = shutdown_script(&world, ACCEPTOR, &channel_id);
-    let (user_before, peer_before) = (balance(&world, &user_script), balance(&world, &peer_script));
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let peer_script = world.shutdown_script(ACCEPTOR, &channel_id);
+    let (user_before, peer_before) = (world.balance(&user_script), world.balance(&peer_script));
 
     shutdown(&mut world, INITIATOR, &channel_id).unwrap();
     world.run();
@@ -127,8 +108,8 @@ fn a_cooperative_close_asked_by_the_user_pays_each_side_its_balance() {
             .map(|o| capacity_of(&o))
             .sum::<u64>();
     assert!(fee > 0 && fee < CKB / 1000, "fee {fee}");
-    assert_eq!(balance(&world, &user_script) - user_before, (1000 + 99) * CKB - fee);
-    assert_eq!(balance(&world, &peer_script) - peer_before, 99 * CKB);
+    assert_eq!(world.balance(&user_script) - user_before, (1000 + 99) * CKB - fee);
+    assert_eq!(world.balance(&peer_script) - peer_before, 99 * CKB);
     assert_eq!(
         world.broadcasts.iter().filter(|(i, _)| *i == INITIATOR).count(),
         2,
@@ -140,8 +121,8 @@ fn a_cooperative_close_asked_by_the_user_pays_each_side_its_balance() {
 #[test]
 fn a_cooperative_close_asked_by_the_counterparty_leaves_the_user_whole() {
     let (mut world, channel_id, funding) = ready_world(Setup::default());
-    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
-    let user_before = balance(&world, &user_script);
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
 
     shutdown(&mut world, ACCEPTOR, &channel_id).unwrap();
     world.run();
@@ -150,15 +131,15 @@ fn a_cooperative_close_asked_by_the_counterparty_leaves_the_user_whole() {
         assert_eq!(closed_flags(&world, index, &channel_id), CloseFlags::COOPERATIVE);
     }
     funding_spender(&world, &funding);
-    assert_eq!(balance(&world, &user_script) - user_before, (1000 + 99) * CKB);
+    assert_eq!(world.balance(&user_script) - user_before, (1000 + 99) * CKB);
 }
 
 #[test]
 fn a_unilateral_close_by_the_user_claims_after_the_delay_on_both_sides() {
     let (mut world, channel_id, funding) = ready_world(Setup::default());
-    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
-    let peer_script = shutdown_script(&world, ACCEPTOR, &channel_id);
-    let (user_before, peer_before) = (balance(&world, &user_script), balance(&world, &peer_script));
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let peer_script = world.shutdown_script(ACCEPTOR, &channel_id);
+    let (user_before, peer_before) = (world.balance(&user_script), world.balance(&peer_script));
 
     force_close(&mut world, INITIATOR, &channel_id).unwrap();
     assert_eq!(
@@ -184,7 +165,7 @@ fn a_unilateral_close_by_the_user_claims_after_the_delay_on_both_sides() {
     // Within the delay nobody can claim: nothing was tried.
     world.chain.mine_epochs(0);
     world.run();
-    assert_eq!(balance(&world, &user_script), user_before);
+    assert_eq!(world.balance(&user_script), user_before);
 
     world.chain.mine_epochs(1);
     world.run();
@@ -198,8 +179,8 @@ fn a_unilateral_close_by_the_user_claims_after_the_delay_on_both_sides() {
         CloseFlags::UNCOOPERATIVE_REMOTE
     );
     // Each got its share less its own claim's fee; the commitment's fee came out of the user's.
-    let user_gain = balance(&world, &user_script) - user_before;
-    let peer_gain = balance(&world, &peer_script) - peer_before;
+    let user_gain = world.balance(&user_script) - user_before;
+    let peer_gain = world.balance(&peer_script) - peer_before;
     assert!(
         user_gain > (1000 + 99) * CKB - CKB / 100 && user_gain < (1000 + 99) * CKB,
         "{user_gain}"
@@ -249,8 +230,8 @@ fn the_counterparty_force_closes_a_channel_whose_user_went_away() {
         ..Setup::default()
     };
     let (mut world, channel_id, funding) = ready_world(setup);
-    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
-    let user_before = balance(&world, &user_script);
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
     let user = world.nodes[INITIATOR].id();
     let now = world.now_ms;
     world.nodes[ACCEPTOR].node.peer_disconnected(&user, now);
@@ -281,16 +262,16 @@ fn the_counterparty_force_closes_a_channel_whose_user_went_away() {
         closed_flags(&world, ACCEPTOR, &channel_id),
         CloseFlags::UNCOOPERATIVE_LOCAL
     );
-    let gain = balance(&world, &user_script) - user_before;
+    let gain = world.balance(&user_script) - user_before;
     assert!(gain > (1000 + 99) * CKB - CKB / 100, "{gain}");
 }
 
 #[test]
 fn the_second_claim_finds_the_cell_the_first_one_recreated() {
     let (mut world, channel_id, _) = ready_world(Setup::default());
-    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
-    let peer_script = shutdown_script(&world, ACCEPTOR, &channel_id);
-    let user_before = balance(&world, &user_script);
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let peer_script = world.shutdown_script(ACCEPTOR, &channel_id);
+    let user_before = world.balance(&user_script);
     force_close(&mut world, INITIATOR, &channel_id).unwrap();
     world.run();
     world.chain.mine_epochs(1);
@@ -302,7 +283,7 @@ fn the_second_claim_finds_the_cell_the_first_one_recreated() {
         closed_flags(&world, ACCEPTOR, &channel_id),
         CloseFlags::UNCOOPERATIVE_REMOTE
     );
-    assert!(balance(&world, &peer_script) > 0);
+    assert!(world.balance(&peer_script) > 0);
 
     world.restart(INITIATOR);
     world.run();
@@ -311,7 +292,7 @@ fn the_second_claim_finds_the_cell_the_first_one_recreated() {
         closed_flags(&world, INITIATOR, &channel_id),
         CloseFlags::UNCOOPERATIVE_LOCAL
     );
-    let gain = balance(&world, &user_script) - user_before;
+    let gain = world.balance(&user_script) - user_before;
     assert!(gain > (1000 + 99) * CKB - CKB / 100, "{gain}");
 }
 
@@ -507,8 +488,8 @@ fn real_contracts() -> Setup {
 #[test]
 fn with_the_real_contracts_a_cooperative_close_commits_through_the_vm() {
     let (mut world, channel_id, funding) = ready_world(real_contracts());
-    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
-    let user_before = balance(&world, &user_script);
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
     let funding_cycles = world.chain.cycles(&funding.0).expect("the funding tx ran in ckb-vm");
 
     shutdown(&mut world, INITIATOR, &channel_id).unwrap();
@@ -522,7 +503,7 @@ fn with_the_real_contracts_a_cooperative_close_commits_through_the_vm() {
     println!(
         "cooperative close through the chain's VM: funding {funding_cycles} cycles, closing {closing_cycles} cycles"
     );
-    let gain = balance(&world, &user_script) - user_before;
+    let gain = world.balance(&user_script) - user_before;
     assert!(
         gain > (1000 + 99) * CKB - CKB / 1000 && gain < (1000 + 99) * CKB,
         "{gain}"
@@ -536,9 +517,9 @@ fn with_the_real_contracts_a_cooperative_close_commits_through_the_vm() {
 #[test]
 fn with_the_real_contracts_a_unilateral_close_and_both_claims_commit_through_the_vm() {
     let (mut world, channel_id, funding) = ready_world(real_contracts());
-    let user_script = shutdown_script(&world, INITIATOR, &channel_id);
-    let peer_script = shutdown_script(&world, ACCEPTOR, &channel_id);
-    let (user_before, peer_before) = (balance(&world, &user_script), balance(&world, &peer_script));
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let peer_script = world.shutdown_script(ACCEPTOR, &channel_id);
+    let (user_before, peer_before) = (world.balance(&user_script), world.balance(&peer_script));
 
     force_close(&mut world, INITIATOR, &channel_id).unwrap();
     world.run();
@@ -588,8 +569,8 @@ fn with_the_real_contracts_a_unilateral_close_and_both_claims_commit_through_the
     };
     let first_claim = committed_spender_of(&commitment);
     let claims = [first_claim.clone(), committed_spender_of(&first_claim)];
-    let user_gain = balance(&world, &user_script) - user_before;
-    let peer_gain = balance(&world, &peer_script) - peer_before;
+    let user_gain = world.balance(&user_script) - user_before;
+    let peer_gain = world.balance(&peer_script) - peer_before;
     assert!(
         user_gain > (1000 + 99) * CKB - CKB / 100 && user_gain < (1000 + 99) * CKB,
         "{user_gain}"

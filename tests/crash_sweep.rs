@@ -11,12 +11,10 @@
 
 mod common;
 
-use ckb_types::packed;
 use common::*;
 use fiber_funding::flow::state::CloseFlags;
 use fiber_funding::flow::ChannelState;
 use fiber_funding::primitives::ChannelId;
-use fiber_funding::tx::fee::capacity_of;
 
 /// Persists each node makes in an undisturbed flow.
 fn persistence_points() -> [usize; 2] {
@@ -185,26 +183,6 @@ fn ready_world() -> (World, ChannelId) {
     (world, channel_id)
 }
 
-fn close_scripts(world: &World, channel_id: &ChannelId) -> [packed::Script; 2] {
-    [INITIATOR, ACCEPTOR].map(|index| {
-        world.nodes[index]
-            .node
-            .record(channel_id)
-            .unwrap()
-            .local
-            .shutdown_script
-            .clone()
-    })
-}
-
-fn balance(world: &World, lock: &packed::Script) -> u64 {
-    world
-        .live_cells(lock)
-        .iter()
-        .map(|cell| capacity_of(&cell.output))
-        .sum()
-}
-
 /// Drives a close to its end: asks again if the ask was lost with the crash,
 /// lets the delay pass, and runs until quiet.
 fn finish_close(world: &mut World, kind: CloseKind, channel_id: &ChannelId) {
@@ -229,8 +207,8 @@ fn close_points(kind: CloseKind) -> [usize; 2] {
 
 fn run_close_with_crash(kind: CloseKind, plan: CrashPlan) {
     let (mut world, channel_id) = ready_world();
-    let scripts = close_scripts(&world, &channel_id);
-    let before = scripts.clone().map(|script| balance(&world, &script));
+    let scripts = [INITIATOR, ACCEPTOR].map(|index| world.shutdown_script(index, &channel_id));
+    let before = scripts.clone().map(|script| world.balance(&script));
     world.arm_crash(plan);
     kind.start(&mut world, &channel_id);
     finish_close(&mut world, kind, &channel_id);
@@ -251,7 +229,7 @@ fn run_close_with_crash(kind: CloseKind, plan: CrashPlan) {
         );
     }
     // Each side's money back, less at most a hundredth of a CKB in fees.
-    let gains = [0, 1].map(|i| balance(&world, &scripts[i]) - before[i]);
+    let gains = [0, 1].map(|i| world.balance(&scripts[i]) - before[i]);
     let shares = [(1000 + 99) * CKB, 99 * CKB];
     for i in [0, 1] {
         assert!(

@@ -70,3 +70,9 @@ impl PartialEq for CheckedTx {
 }
 
 impl Eq for CheckedTx {}
+
+/// How many blocks confirm a tx committed in `block_number` at `tip`, its
+/// own block counted (0 when the tip is behind it, as a lagging node may say).
+pub fn confirmations(tip: u64, block_number: u64) -> u64 {
+    tip.saturating_add(1).saturating_sub(block_number)
+}

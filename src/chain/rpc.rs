@@ -374,7 +374,9 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
                 Value::Null
             ]);
             let page = client.call(METHOD, params).await?;
-            for (index, object) in page_objects(METHOD, &page)?.iter().enumerate() {
+            // Bounded by what was asked for, however long the page a node sends.
+            let candidates = page_objects(METHOD, &page)?.iter().take(SPENDER_CANDIDATES as usize);
+            for (index, object) in candidates.enumerate() {
                 if object.get("io_type").and_then(Value::as_str) != Some("input") {
                     continue;
                 }

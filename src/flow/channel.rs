@@ -928,12 +928,18 @@ impl Channel {
 
     pub fn broadcast(&mut self, step: &mut Step) -> Result<(), Reject> {
         let tx = self.complete_funding_tx(step.config)?;
+        self.broadcast_tx(step, tx);
+        Ok(())
+    }
+
+    /// Sends one of this channel's txs to the chain, remembering it did in
+    /// this session (a poll finding it unknown is then no reason to resend).
+    pub(crate) fn broadcast_tx(&mut self, step: &mut Step, tx: packed::Transaction) {
         self.broadcast_sent = true;
         step.actions.push(Action::Broadcast {
             channel_id: self.id(),
             tx,
         });
-        Ok(())
     }
 
     /// Our `ChannelReady` went out once confirmed; ready when the peer's came too.

@@ -381,11 +381,7 @@ impl Channel {
             .signed_own_commitment()
             .map_err(|Reject(reason)| FlowError::Internal(reason))?;
         self.close_progress_mut().force_closed_at_ms = Some(step.now_ms);
-        self.broadcast_sent = true;
-        step.actions.push(Action::Broadcast {
-            channel_id,
-            tx: commitment,
-        });
+        self.broadcast_tx(step, commitment);
         Ok(())
     }
 
@@ -490,11 +486,7 @@ impl Channel {
         self.close_progress_mut().peer_closing_signature = Some(signature.to_vec());
         let tx = self.complete_closing_tx()?;
         if self.we_asked_to_close() {
-            self.broadcast_sent = true;
-            step.actions.push(Action::Broadcast {
-                channel_id: self.id(),
-                tx,
-            });
+            self.broadcast_tx(step, tx);
         }
         Ok(())
     }
@@ -644,11 +636,7 @@ impl Channel {
                 {
                     // After a restart we cannot tell whether our broadcast got out.
                     let tx = self.complete_closing_tx()?;
-                    self.broadcast_sent = true;
-                    step.actions.push(Action::Broadcast {
-                        channel_id: self.id(),
-                        tx,
-                    });
+                    self.broadcast_tx(step, tx);
                 }
                 Ok(())
             }
@@ -662,11 +650,7 @@ impl Channel {
                 TxStatus::Unknown if !self.broadcast_sent => {
                     // After a restart we cannot tell whether our broadcast got out.
                     let tx = self.signed_own_commitment()?;
-                    self.broadcast_sent = true;
-                    step.actions.push(Action::Broadcast {
-                        channel_id: self.id(),
-                        tx,
-                    });
+                    self.broadcast_tx(step, tx);
                     Ok(())
                 }
                 _ => Ok(()),
@@ -681,11 +665,7 @@ impl Channel {
                     self.finish_close(side, "closed unilaterally; our share was claimed".into(), step.now_ms);
                 } else if report.status == TxStatus::Unknown && !self.broadcast_sent {
                     if let Some(tx) = self.record.close.as_ref().and_then(|c| c.claim_tx.clone()) {
-                        self.broadcast_sent = true;
-                        step.actions.push(Action::Broadcast {
-                            channel_id: self.id(),
-                            tx,
-                        });
+                        self.broadcast_tx(step, tx);
                     }
                 } else if report.status == TxStatus::Rejected {
                     self.on_claim_refused(step)?;
@@ -780,11 +760,7 @@ impl Channel {
             self.record.terms.commitment_fee_rate,
         )?;
         self.close_progress_mut().claim_tx = Some(claim.clone());
-        self.broadcast_sent = true;
-        step.actions.push(Action::Broadcast {
-            channel_id: self.id(),
-            tx: claim,
-        });
+        self.broadcast_tx(step, claim);
         Ok(())
     }
 
@@ -886,36 +862,87 @@ impl Channel {
 fn confirmed(report: &TxReport, confirmations: u64) -> bool {
     match report.status {
         TxStatus::Committed { block_number } => {
-            report.tip.block_number.saturating_add(1).saturating_sub(block_number) >= confirmations
+            crate::chain::confirmations(report.tip.block_number, block_number) >= confirmations
         }
         _ => false,
     }
 }
 
-/// `a + b` for two `EpochNumberWithFraction` values (a block's epoch and a
-/// relative delay), as CKB compares since values: exact when the fraction
-/// fits, else rounded up to the next whole epoch.
+/// `a + b` for two `EpochNumberWithFraction` values (a block's epoch, as
+/// the chain reports it, and a relative delay), as CKB compares since
+/// values: exact when the fraction fits, else rounded up to the next whole
+/// epoch. Never earlier than the true sum, and never a panic, whatever a
+/// faulty node reports: a fraction CKB would not write counts as the next
+/// whole epoch, and a sum past the 24-bit epoch number is the last one.
 pub(crate) fn add_epochs(a: u64, b: u64) -> u64 {
-    let a = EpochNumberWithFraction::from_full_value(a);
-    let b = EpochNumberWithFraction::from_full_value(b);
-    let number = a.number().saturating_add(b.number());
-    let (la, lb) = (a.length().max(1), b.length().max(1));
-    if b.index() == 0 {
-        return EpochNumberWithFraction::new(number, a.index(), la).full_value();
-    }
-    let length = la.saturating_mul(lb);
-    let index = a
-        .index()
-        .saturating_mul(lb)
-        .saturating_add(b.index().saturating_mul(la));
-    let (number, index) = if index >= length {
-        (number.saturating_add(1), index.saturating_sub(length))
-    } else {
-        (number, index)
+    let parts = |value: u64| {
+        let epoch = EpochNumberWithFraction::from_full_value(value);
+        if epoch.length() == 0 || epoch.index() >= epoch.length() {
+            (epoch.number().saturating_add(1), 0, 1)
+        } else {
+            (epoch.number(), epoch.index(), epoch.length())
+        }
     };
-    if length > 0xffff {
-        let whole = if index > 0 { number.saturating_add(1) } else { number };
-        return EpochNumberWithFraction::new(whole, 0, 1).full_value();
+    let ((a_number, a_index, a_length), (b_number, b_index, b_length)) = (parts(a), parts(b));
+    let mut number = a_number.saturating_add(b_number);
+    // Each length is below 2^16, so these stay far from u64's limits.
+    let (mut index, mut length) = (
+        a_index
+            .saturating_mul(b_length)
+            .saturating_add(b_index.saturating_mul(a_length)),
+        a_length.saturating_mul(b_length),
+    );
+    if index >= length {
+        number = number.saturating_add(1);
+        index = index.saturating_sub(length);
+    }
+    if length >= EpochNumberWithFraction::LENGTH_MAXIMUM_VALUE {
+        if index > 0 {
+            number = number.saturating_add(1);
+        }
+        (index, length) = (0, 1);
+    }
+    if number >= EpochNumberWithFraction::NUMBER_MAXIMUM_VALUE {
+        return EpochNumberWithFraction::new(EpochNumberWithFraction::NUMBER_MAXIMUM_VALUE.saturating_sub(1), 0, 1)
+            .full_value();
     }
     EpochNumberWithFraction::new(number, index, length).full_value()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch(number: u64, index: u64, length: u64) -> u64 {
+        EpochNumberWithFraction::new(number, index, length).full_value()
+    }
+
+    #[test]
+    fn a_delay_adds_to_a_block_epoch_exactly_or_rounds_up() {
+        assert_eq!(add_epochs(epoch(7, 36, 1000), epoch(1, 0, 1)), epoch(8, 36, 1000));
+        let sum = EpochNumberWithFraction::from_full_value(add_epochs(epoch(7, 900, 1000), epoch(0, 1, 2)));
+        assert_eq!(
+            sum.cmp(&EpochNumberWithFraction::new(8, 400, 1000)),
+            std::cmp::Ordering::Equal
+        );
+        // 1000 × 999 does not fit 16 bits: the next whole epoch.
+        assert_eq!(add_epochs(epoch(7, 1, 1000), epoch(0, 1, 999)), epoch(8, 0, 1));
+    }
+
+    #[test]
+    fn an_epoch_a_faulty_node_reports_never_panics_nor_comes_early() {
+        let last = EpochNumberWithFraction::NUMBER_MAXIMUM_VALUE - 1;
+        // Past the 24-bit epoch number: the last one, not a wrapped early one.
+        assert_eq!(add_epochs(epoch(last, 0, 1), epoch(1, 0, 1)), epoch(last, 0, 1));
+        // Length 0 reads as CKB normalizes it (index dropped); an index past
+        // its length, which CKB never writes, as the next whole epoch.
+        let no_length = EpochNumberWithFraction::new_unchecked(5, 3, 0).full_value();
+        assert_eq!(add_epochs(no_length, epoch(1, 0, 1)), epoch(6, 0, 1));
+        let index_past_length = EpochNumberWithFraction::new_unchecked(5, 900, 10).full_value();
+        assert_eq!(add_epochs(index_past_length, epoch(1, 0, 1)), epoch(7, 0, 1));
+        for hostile in [u64::MAX, 0, 1 << 63, 0x00ff_ffff_ffff_ffff] {
+            let due = EpochNumberWithFraction::from_full_value(add_epochs(hostile, epoch(1, 0, 1)));
+            assert!(due.number() >= 1, "{hostile:#x}");
+        }
+    }
 }

@@ -139,7 +139,7 @@ impl Channel {
                 self.broadcast(step)?;
             }
             TxStatus::Committed { block_number } => {
-                let confirmations = tip_block_number.saturating_add(1).saturating_sub(block_number);
+                let confirmations = crate::chain::confirmations(tip_block_number, block_number);
                 if confirmations >= step.config.funding_confirmations {
                     self.record.funding_confirmed = true;
                     step.send(self.record.peer, self.channel_ready_message());
@@ -229,7 +229,7 @@ impl Channel {
     fn on_watched_funding_status(&mut self, step: &mut Step, status: TxStatus, tip: u64) -> Result<(), Reject> {
         match status {
             TxStatus::Committed { block_number } => {
-                let confirmations = tip.saturating_add(1).saturating_sub(block_number);
+                let confirmations = crate::chain::confirmations(tip, block_number);
                 if confirmations < step.config.funding_confirmations {
                     return Ok(());
                 }

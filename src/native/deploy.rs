@@ -7,8 +7,6 @@
 //! cell deps [its code, ckb-auth]: the shape the wallet's options take and
 //! `fiber-counterparty --contracts` reads.
 
-use std::time::{Duration, Instant};
-
 use ckb_types::core::{Capacity, ScriptHashType};
 use ckb_types::packed;
 use ckb_types::prelude::*;
@@ -17,18 +15,14 @@ use serde_json::{json, Value};
 
 use crate::api::options::parse_contracts;
 use crate::chain::client::ChainClient;
-use crate::chain::TxStatus;
 use crate::crypto::blake2b_256;
 use crate::native::contracts::Contract;
+use crate::native::wallet_cells::{plain_cells, wait_committed};
 use crate::primitives::{encode_hex, Hash256};
 use crate::tx::default_lock::{self, placeholder_witness};
 use crate::tx::fee::{capacity_of, fee_for_size, occupied_capacity_of_lock};
-use crate::tx::funding::is_plain_capacity_cell;
 use crate::tx::parts::TxParts;
 use crate::tx::script::ScriptTemplate;
-
-/// How long to wait for the deploy tx to commit (the chain needs blocks).
-const COMMIT_WAIT: Duration = Duration::from_secs(120);
 
 /// The order of the contracts' cells in the deploy tx.
 const CELLS: [Contract; 3] = [Contract::FundingLock, Contract::CommitmentLock, Contract::Auth];
@@ -131,13 +125,7 @@ pub async fn deploy(
     parts.outputs_data.push(Vec::new());
     let min_change = occupied_capacity_of_lock(&lock).map_err(|e| e.to_string())?;
 
-    let mut cells: Vec<_> = chain
-        .live_cells(lock.clone())
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(is_plain_capacity_cell)
-        .collect();
+    let mut cells = plain_cells(chain, &lock).await?;
     // Largest first: the fewest inputs.
     cells.sort_by_key(|cell| std::cmp::Reverse(capacity_of(&cell.output)));
     let mut gathered: u64 = 0;
@@ -161,30 +149,13 @@ pub async fn deploy(
             let group: Vec<usize> = (0..parts.inputs.len()).collect();
             let tx = default_lock::sign_group(&parts.build(), &group, key).map_err(|e| e.to_string())?;
             let hash = chain.send_transaction(tx).await.map_err(|e| e.to_string())?;
-            wait_committed(chain, hash).await?;
+            wait_committed(chain, hash, "deploy").await?;
             return Ok(hash);
         }
     }
     Err(format!(
         "the wallet holds {gathered} shannons in plain cells, too little for the contracts' {needed}"
     ))
-}
-
-async fn wait_committed(chain: &dyn ChainClient, hash: Hash256) -> Result<(), String> {
-    let deadline = Instant::now() + COMMIT_WAIT;
-    loop {
-        let report = chain.transaction_status(hash).await.map_err(|e| e.to_string())?;
-        if let TxStatus::Committed { .. } = report.status {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the deploy tx {hash} did not commit within {} s; is the chain producing blocks?",
-                COMMIT_WAIT.as_secs()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 #[cfg(test)]

@@ -464,14 +464,14 @@ impl SimChainNode {
         }
     }
 
-    fn get_cells(&self, params: &[Value]) -> RpcResult {
+    /// The indexer search key this chain answers: one lock, exact, no filter.
+    fn exact_lock_search(params: &[Value]) -> Result<(packed::Script, &Value), RpcError> {
         let search_key = params
             .first()
             .ok_or_else(|| RpcError::invalid_params("missing search_key"))?;
         let script: JsonScript = field(search_key, "script")?;
         let script_type: String = field(search_key, "script_type")?;
         let mode: Option<String> = optional_field(search_key, "script_search_mode")?;
-        let with_data: Option<bool> = optional_field(search_key, "with_data")?;
         if script_type != "lock" {
             return Err(RpcError::invalid_params(format!(
                 "script_type {script_type} is not supported by fiber-simchain; search by lock"
@@ -485,6 +485,12 @@ impl SimChainNode {
         if search_key.get("filter").is_some_and(|f| !f.is_null()) {
             return Err(RpcError::invalid_params("filter is not supported by fiber-simchain"));
         }
+        Ok((packed::Script::from(script), search_key))
+    }
+
+    fn get_cells(&self, params: &[Value]) -> RpcResult {
+        let (lock, search_key) = Self::exact_lock_search(params)?;
+        let with_data: Option<bool> = optional_field(search_key, "with_data")?;
         let order: String = param(params, 1, "order")?;
         if order != "asc" {
             return Err(RpcError::invalid_params("fiber-simchain only answers order \"asc\""));
@@ -500,7 +506,6 @@ impl SimChainNode {
                     .ok_or_else(|| RpcError::invalid_params("after is not a cursor this node handed out"))?,
             ),
         };
-        let lock = packed::Script::from(script);
         let (cells, next) = self.chain.get_cells(&lock, limit.value() as usize, after);
         let mut last_cursor = next.map(Cursor::to_bytes);
         let mut objects = Vec::with_capacity(cells.len());
@@ -532,24 +537,13 @@ impl SimChainNode {
     /// committed tx with an input or output of that lock, in chain order (or
     /// reversed), `limit` at a time; the cursor is the position reached.
     fn get_transactions(&self, params: &[Value]) -> RpcResult {
-        let search_key = params
-            .first()
-            .ok_or_else(|| RpcError::invalid_params("missing search_key"))?;
-        let script: JsonScript = field(search_key, "script")?;
-        let script_type: String = field(search_key, "script_type")?;
-        let mode: Option<String> = optional_field(search_key, "script_search_mode")?;
-        if script_type != "lock" || mode.as_deref() != Some("exact") {
-            return Err(RpcError::invalid_params(
-                "fiber-simchain only answers get_transactions by lock, script_search_mode \"exact\"",
-            ));
-        }
-        if search_key.get("filter").is_some_and(|f| !f.is_null())
-            || search_key
-                .get("group_by_transaction")
-                .is_some_and(|g| g == &json!(true))
+        let (lock, search_key) = Self::exact_lock_search(params)?;
+        if search_key
+            .get("group_by_transaction")
+            .is_some_and(|g| g == &json!(true))
         {
             return Err(RpcError::invalid_params(
-                "filter and group_by_transaction are not supported by fiber-simchain",
+                "group_by_transaction is not supported by fiber-simchain",
             ));
         }
         let order: String = param(params, 1, "order")?;
@@ -561,7 +555,6 @@ impl SimChainNode {
                 .map(|bytes| u32::from_be_bytes(bytes) as usize)
                 .map_err(|_| RpcError::invalid_params("after is not a cursor this node handed out"))?,
         };
-        let lock = packed::Script::from(script);
         let mut objects = Vec::new();
         for block in &self.blocks {
             for (tx_index, tx) in block.transactions().iter().enumerate() {

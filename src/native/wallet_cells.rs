@@ -9,7 +9,7 @@ use ckb_types::packed;
 use k256::ecdsa::SigningKey;
 
 use crate::chain::client::ChainClient;
-use crate::chain::TxStatus;
+use crate::chain::{LiveCell, TxStatus};
 use crate::primitives::Hash256;
 use crate::tx::default_lock::{self, placeholder_witness};
 use crate::tx::fee::{capacity_of, fee_for_size, occupied_capacity_of_lock};
@@ -17,7 +17,7 @@ use crate::tx::funding::is_plain_capacity_cell;
 use crate::tx::parts::TxParts;
 use ckb_types::prelude::*;
 
-/// How long to wait for the split tx to commit (the chain needs blocks).
+/// How long to wait for a wallet tool's tx to commit (the chain needs blocks).
 const COMMIT_WAIT: Duration = Duration::from_secs(120);
 
 /// Splits the wallet's largest cell so that at least `wanted` plain cells of
@@ -32,13 +32,7 @@ pub async fn ensure_free_cells(
     fee_rate: u64,
 ) -> Result<Option<Hash256>, String> {
     let lock = default_lock::lock_script_for_key(key.verifying_key());
-    let cells: Vec<_> = chain
-        .live_cells(lock.clone())
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(is_plain_capacity_cell)
-        .collect();
+    let cells = plain_cells(chain, &lock).await?;
     if cells.len() >= wanted {
         return Ok(None);
     }
@@ -79,14 +73,31 @@ pub async fn ensure_free_cells(
     parts.outputs[new_cells] = packed::CellOutput::new_builder().capacity(change).lock(lock).build();
     let tx = default_lock::sign_group(&parts.build(), &[0], key).map_err(|e| e.to_string())?;
     let hash = chain.send_transaction(tx).await.map_err(|e| e.to_string())?;
+    wait_committed(chain, hash, "split").await?;
+    Ok(Some(hash))
+}
+
+/// The wallet's cells with no type and no data: capacity to spend freely.
+pub async fn plain_cells(chain: &dyn ChainClient, lock: &packed::Script) -> Result<Vec<LiveCell>, String> {
+    Ok(chain
+        .live_cells(lock.clone())
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(is_plain_capacity_cell)
+        .collect())
+}
+
+/// Waits until `hash` (a wallet tool's `what` tx) is committed; the chain must produce blocks.
+pub async fn wait_committed(chain: &dyn ChainClient, hash: Hash256, what: &str) -> Result<(), String> {
     let deadline = std::time::Instant::now() + COMMIT_WAIT;
     loop {
         if let TxStatus::Committed { .. } = chain.transaction_status(hash).await.map_err(|e| e.to_string())?.status {
-            return Ok(Some(hash));
+            return Ok(());
         }
         if std::time::Instant::now() > deadline {
             return Err(format!(
-                "the split tx {hash} did not commit within {} s; is the chain producing blocks?",
+                "the {what} tx {hash} did not commit within {} s; is the chain producing blocks?",
                 COMMIT_WAIT.as_secs()
             ));
         }

@@ -397,6 +397,20 @@ impl World {
         }
     }
 
+    /// Where a node's share of a channel goes when it closes.
+    pub fn shutdown_script(&self, index: usize, channel_id: &ChannelId) -> packed::Script {
+        let record = self.nodes[index].node.record(channel_id).expect("a channel");
+        record.local.shutdown_script.clone()
+    }
+
+    /// The capacity of the live cells locked by exactly `lock`.
+    pub fn balance(&self, lock: &packed::Script) -> u64 {
+        self.live_cells(lock)
+            .iter()
+            .map(|cell| fiber_funding::tx::fee::capacity_of(&cell.output))
+            .sum()
+    }
+
     /// The funding lock's cell deps the user's node names.
     pub fn initiator_config_funding_deps(&self) -> packed::CellDepVec {
         self.nodes[INITIATOR].config.funding_lock.cell_deps.clone().pack()
