@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod chain;
+pub mod collections;
 pub mod crypto;
 pub mod flow;
 pub mod peer;

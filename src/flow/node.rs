@@ -5,7 +5,9 @@
 //! [`Action::Persist`] of the new record, so nothing leaves before the state
 //! that produced it is durable.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+
+use crate::collections::{VecMap, VecSet};
 
 use ckb_types::packed;
 
@@ -36,14 +38,14 @@ struct PendingOpen {
 pub struct Node {
     config: NodeConfig,
     entropy: Box<dyn EntropySource>,
-    channels: BTreeMap<ChannelId, Channel>,
+    channels: VecMap<ChannelId, Channel>,
     /// Where each channel's record was last stored (its id then).
-    stored_as: BTreeMap<ChannelId, ChannelId>,
-    pending_opens: BTreeMap<ChannelId, PendingOpen>,
+    stored_as: VecMap<ChannelId, ChannelId>,
+    pending_opens: VecMap<ChannelId, PendingOpen>,
     /// Since when each peer we have channels with has been away (not kept:
     /// after a restart every peer counts as away from then).
-    peers_away_since: BTreeMap<NodeId, u64>,
-    connected: std::collections::BTreeSet<NodeId>,
+    peers_away_since: VecMap<NodeId, u64>,
+    connected: VecSet<NodeId>,
     /// When the node was built: the moment peers count as away from.
     started_at_ms: Option<u64>,
 }
@@ -53,11 +55,11 @@ impl Node {
         Self {
             config,
             entropy,
-            channels: BTreeMap::new(),
-            stored_as: BTreeMap::new(),
-            pending_opens: BTreeMap::new(),
-            peers_away_since: BTreeMap::new(),
-            connected: std::collections::BTreeSet::new(),
+            channels: VecMap::new(),
+            stored_as: VecMap::new(),
+            pending_opens: VecMap::new(),
+            peers_away_since: VecMap::new(),
+            connected: VecSet::new(),
             started_at_ms: None,
         }
     }
@@ -77,6 +79,7 @@ impl Node {
         self.started_at_ms.get_or_insert(now_ms);
         let mut errors = Vec::new();
         let mut actions = Vec::new();
+        let mut restored = Vec::with_capacity(records.len());
         for record in records {
             let stored = record.clone();
             let channel = Channel::new(record, &self.config);
@@ -96,9 +99,11 @@ impl Node {
                     replaces: None,
                 });
             }
-            self.stored_as.insert(id, id);
-            self.channels.insert(id, channel);
+            restored.push((id, channel));
         }
+        // One sort for the lot: a boot restores every flow at once.
+        self.stored_as.extend(restored.iter().map(|(id, _)| (*id, *id)));
+        self.channels.extend(restored);
         actions.extend(self.tick(now_ms));
         (actions, errors)
     }

@@ -5,7 +5,7 @@
 //! a [`Platform`] — are all it needs; the browser and the native counterparty
 //! plug in their own.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::collections::{VecMap, VecSet};
 use std::rc::Rc;
 
 use ckb_types::packed;
@@ -186,12 +186,12 @@ pub struct Driver<S> {
     sender: InputSender,
     settings: DriverSettings,
     on_event: Box<dyn FnMut(DriverEvent)>,
-    connected: BTreeSet<NodeId>,
+    connected: VecSet<NodeId>,
     waiting_for_peer: Vec<OpenRequest>,
-    pending_opens: BTreeMap<ChannelId, Reply<(ChannelId, packed::Transaction)>>,
-    status_in_flight: BTreeSet<Hash256>,
+    pending_opens: VecMap<ChannelId, Reply<(ChannelId, packed::Transaction)>>,
+    status_in_flight: VecSet<Hash256>,
     /// Channels whose funding cell's spender is being looked up.
-    spender_in_flight: BTreeSet<ChannelId>,
+    spender_in_flight: VecSet<ChannelId>,
     /// The one timer: when it rings, and which arming it is.
     timer: Option<u64>,
     timer_generation: u64,
@@ -247,11 +247,11 @@ pub async fn start<S: Store + 'static>(
         sender: sender.clone(),
         settings: parts.settings,
         on_event: parts.on_event,
-        connected: BTreeSet::new(),
+        connected: VecSet::new(),
         waiting_for_peer: Vec::new(),
-        pending_opens: BTreeMap::new(),
-        status_in_flight: BTreeSet::new(),
-        spender_in_flight: BTreeSet::new(),
+        pending_opens: VecMap::new(),
+        status_in_flight: VecSet::new(),
+        spender_in_flight: VecSet::new(),
         timer: None,
         timer_generation: 0,
         closed: false,
@@ -672,7 +672,7 @@ struct DriverEffects<'a> {
     chain: &'a Rc<dyn ChainClient>,
     platform: &'a Rc<dyn Platform>,
     sender: &'a InputSender,
-    pending_opens: &'a mut BTreeMap<ChannelId, Reply<(ChannelId, packed::Transaction)>>,
+    pending_opens: &'a mut VecMap<ChannelId, Reply<(ChannelId, packed::Transaction)>>,
     on_event: &'a mut Box<dyn FnMut(DriverEvent)>,
     settings: &'a DriverSettings,
 }

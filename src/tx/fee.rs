@@ -8,6 +8,23 @@ use ckb_types::prelude::*;
 
 pub const SHANNONS_PER_CKB: u64 = 100_000_000;
 
+/// Shannons shown as CKB, exactly: `106200000218` as `1062.00000218`. Integer
+/// digits only: a float would round large amounts (and costs the wasm its
+/// float formatter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ckb(pub u64);
+
+impl std::fmt::Display for Ckb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (whole, fraction) = (self.0 / SHANNONS_PER_CKB, self.0 % SHANNONS_PER_CKB);
+        if fraction == 0 {
+            return write!(f, "{whole}");
+        }
+        let digits = format!("{fraction:08}");
+        write!(f, "{whole}.{}", digits.trim_end_matches('0'))
+    }
+}
+
 /// An amount, size or fee that does not fit in a `u64`; names what overflowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{0} overflows (the amounts involved exceed what CKB can hold)")]
@@ -95,6 +112,17 @@ mod tests {
             add(u64::MAX, 1, "y").unwrap_err().to_string(),
             "y overflows (the amounts involved exceed what CKB can hold)"
         );
+    }
+
+    #[test]
+    fn ckb_amounts_print_every_shannon_and_no_trailing_zeros() {
+        assert_eq!(Ckb(106_200_000_218).to_string(), "1062.00000218");
+        assert_eq!(Ckb(0).to_string(), "0");
+        assert_eq!(Ckb(61 * SHANNONS_PER_CKB).to_string(), "61");
+        assert_eq!(Ckb(150_000_000).to_string(), "1.5");
+        assert_eq!(Ckb(1).to_string(), "0.00000001");
+        // A float would print 184467440737.09552.
+        assert_eq!(Ckb(u64::MAX).to_string(), "184467440737.09551615");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use ckb_types::prelude::*;
 
 use super::default_lock::placeholder_witness;
 use super::fee::{
-    add, capacity_of, fee_for_size, occupied_capacity, occupied_capacity_of_lock, Overflow, SHANNONS_PER_CKB,
+    add, capacity_of, fee_for_size, occupied_capacity, occupied_capacity_of_lock, Ckb, Overflow, SHANNONS_PER_CKB,
 };
 use super::parts::TxParts;
 use crate::chain::LiveCell;
@@ -30,8 +30,8 @@ pub const MAX_ACCEPTOR_INPUTS: usize = 100;
 pub enum FundingError {
     #[error(
         "not enough funds: needed {needed} shannons ({needed_ckb} CKB) but only {available} shannons ({available_ckb} CKB) are available in spendable cells",
-        needed_ckb = *needed as f64 / 1e8,
-        available_ckb = *available as f64 / 1e8
+        needed_ckb = Ckb(*needed),
+        available_ckb = Ckb(*available)
     )]
     InsufficientFunds { needed: u64, available: u64 },
     #[error(
