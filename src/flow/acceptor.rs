@@ -21,6 +21,7 @@ use crate::tx::fee::{add, capacity_of, occupied_capacity_of_lock, outputs_capaci
 use crate::tx::funding::{
     add_acceptor_part, is_plain_capacity_cell, Contribution, MAX_ACCEPTOR_INPUTS, MAX_INITIATOR_INPUTS,
 };
+use crate::wire::{AcceptChannel, FiberMessage};
 use crate::wire::{OpenChannel, CHANNEL_FLAG_PUBLIC};
 
 /// Margin over the exact need when picking candidate cells at accept time,
@@ -167,6 +168,25 @@ pub(crate) fn accept_channel(
 }
 
 impl Channel {
+    pub fn accept_channel_message(&self) -> FiberMessage {
+        let r = &self.record;
+        FiberMessage::AcceptChannel(AcceptChannel {
+            channel_id: r.temporary_channel_id,
+            funding_amount: r.local.funding_amount.into(),
+            shutdown_script: r.local.shutdown_script.clone(),
+            reserved_ckb_amount: r.local.reserved_ckb_amount,
+            max_tlc_value_in_flight: r.local.max_tlc_value_in_flight,
+            max_tlc_number_in_flight: r.local.max_tlc_number_in_flight,
+            funding_pubkey: r.local.funding_pubkey,
+            tlc_basepoint: r.local.tlc_basepoint,
+            first_per_commitment_point: r.local.first_per_commitment_point,
+            second_per_commitment_point: r.local.second_per_commitment_point,
+            channel_announcement_nonce: None,
+            next_commitment_nonce: r.local.next_commitment_nonce,
+            next_revocation_nonce: r.local.next_revocation_nonce,
+        })
+    }
+
     /// A retransmitted `OpenChannel` for a channel we already accepted.
     pub(crate) fn acceptor_matches_open(&self, config: &NodeConfig, message: &OpenChannel) -> bool {
         match check_open_channel(config, message) {

@@ -677,25 +677,6 @@ impl Channel {
         })
     }
 
-    pub fn accept_channel_message(&self) -> FiberMessage {
-        let r = &self.record;
-        FiberMessage::AcceptChannel(AcceptChannel {
-            channel_id: r.temporary_channel_id,
-            funding_amount: r.local.funding_amount.into(),
-            shutdown_script: r.local.shutdown_script.clone(),
-            reserved_ckb_amount: r.local.reserved_ckb_amount,
-            max_tlc_value_in_flight: r.local.max_tlc_value_in_flight,
-            max_tlc_number_in_flight: r.local.max_tlc_number_in_flight,
-            funding_pubkey: r.local.funding_pubkey,
-            tlc_basepoint: r.local.tlc_basepoint,
-            first_per_commitment_point: r.local.first_per_commitment_point,
-            second_per_commitment_point: r.local.second_per_commitment_point,
-            channel_announcement_nonce: None,
-            next_commitment_nonce: r.local.next_commitment_nonce,
-            next_revocation_nonce: r.local.next_revocation_nonce,
-        })
-    }
-
     fn tx_update_message(&self) -> Option<FiberMessage> {
         let tx = self.record.funding_tx.clone()?;
         Some(FiberMessage::TxUpdate(TxUpdate {
@@ -780,6 +761,7 @@ impl Channel {
                     messages.extend(self.tx_update_message());
                 }
             }
+            #[cfg(feature = "acceptor")]
             Role::Acceptor => {
                 messages.push(self.accept_channel_message());
                 if r.peer_inputs_checked {
@@ -787,6 +769,8 @@ impl Channel {
                     messages.push(self.tx_complete_message()?);
                 }
             }
+            #[cfg(not(feature = "acceptor"))]
+            Role::Acceptor => return Err(Reject("this build has no acceptor role".into())),
         }
         if self.tx_final() && self.is_initiator() {
             messages.push(self.tx_complete_message()?);

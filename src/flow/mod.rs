@@ -19,6 +19,7 @@ use crate::chain::{CheckedTx, LiveCell, ResolvedCell, TxReport};
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::wire::FiberMessage;
 
+#[cfg(feature = "acceptor")]
 mod acceptor;
 mod channel;
 mod closing;

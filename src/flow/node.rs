@@ -11,6 +11,7 @@ use crate::collections::{VecMap, VecSet};
 
 use ckb_types::packed;
 
+#[cfg(feature = "acceptor")]
 use super::acceptor::{accept_channel, check_open_channel, select_candidates};
 use super::channel::{Channel, ChannelView, Reject, Step};
 use super::config::{NodeConfig, OpenChannelParams};
@@ -32,6 +33,8 @@ pub trait EntropySource {
 /// An `OpenChannel` the acceptor is looking up its cells for.
 struct PendingOpen {
     peer: NodeId,
+    // Read only by the acceptor role, which a browser build leaves out.
+    #[cfg_attr(not(feature = "acceptor"), allow(dead_code))]
     message: OpenChannel,
 }
 
@@ -343,7 +346,9 @@ impl Node {
             (Role::Initiator, FiberMessage::TxComplete(m)) => {
                 channel.initiator_on_tx_complete(step, m.next_commitment_nonce)
             }
+            #[cfg(feature = "acceptor")]
             (Role::Acceptor, FiberMessage::TxUpdate(m)) => channel.acceptor_on_tx_update(step, m.tx),
+            #[cfg(feature = "acceptor")]
             (Role::Acceptor, FiberMessage::TxComplete(m)) => {
                 channel.acceptor_on_tx_complete(step, m.next_commitment_nonce)
             }
@@ -382,7 +387,12 @@ impl Node {
         }
         if let Some(channel) = known {
             // A retransmission: answer with what we sent for it.
-            if channel.is_closed() || channel.acceptor_matches_open(&self.config, &message) {
+            #[cfg(feature = "acceptor")]
+            let retransmission = channel.is_closed() || channel.acceptor_matches_open(&self.config, &message);
+            // Without the acceptor role no channel here answers an open.
+            #[cfg(not(feature = "acceptor"))]
+            let retransmission = channel.is_closed();
+            if retransmission {
                 return self.retransmit(&channel.id());
             }
             return vec![Action::Emit(Event::PeerMessageRejected {
@@ -404,6 +414,22 @@ impl Node {
                 }),
             }]
         };
+        #[cfg(not(feature = "acceptor"))]
+        return refuse("this node does not accept channels".into());
+        #[cfg(feature = "acceptor")]
+        self.start_accepting(peer, message, refuse)
+    }
+
+    /// Checks an `OpenChannel` of a new channel and looks up the cells to
+    /// answer it with.
+    #[cfg(feature = "acceptor")]
+    fn start_accepting(
+        &mut self,
+        peer: &NodeId,
+        message: OpenChannel,
+        refuse: impl Fn(String) -> Vec<Action>,
+    ) -> Vec<Action> {
+        let temporary_id = message.channel_id;
         let Some(acceptor) = &self.config.acceptor else {
             return refuse("this node does not accept channels".into());
         };
@@ -473,6 +499,7 @@ impl Node {
 
     pub fn chain_event(&mut self, event: ChainEvent, now_ms: u64) -> Vec<Action> {
         let (channel_id, result) = match event {
+            #[cfg(feature = "acceptor")]
             ChainEvent::LiveCells { channel_id, cells } if self.pending_opens.contains_key(&channel_id) => {
                 return self.on_acceptor_cells(&channel_id, &cells, now_ms)
             }
@@ -490,6 +517,8 @@ impl Node {
                 let Some(id) = self.find(&channel_id) else {
                     return Vec::new();
                 };
+                // Cells other flows hold, which the acceptor's part must not take.
+                #[cfg(feature = "acceptor")]
                 let reserved = self.reserved_out_points(Some(&id));
                 let result = self.step(&id, now_ms, |channel, step| {
                     if channel.pending_claim_lookup.is_some() {
@@ -497,7 +526,10 @@ impl Node {
                     }
                     match channel.record.role {
                         Role::Initiator => channel.initiator_on_resolved_inputs(step, &out_points, cells),
+                        #[cfg(feature = "acceptor")]
                         Role::Acceptor => channel.acceptor_on_resolved_inputs(step, &out_points, cells, &reserved),
+                        #[cfg(not(feature = "acceptor"))]
+                        Role::Acceptor => Err(Reject("this build has no acceptor role".into())),
                     }
                 });
                 (channel_id, result)
@@ -565,6 +597,7 @@ impl Node {
         }
     }
 
+    #[cfg(feature = "acceptor")]
     fn on_acceptor_cells(&mut self, temporary_id: &ChannelId, cells: &[LiveCell], now_ms: u64) -> Vec<Action> {
         let Some(pending) = self.pending_opens.remove(temporary_id) else {
             return Vec::new();
