@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ckb_types::packed;
 use ckb_types::prelude::*;
+use fiber_funding::api::options::known_deployments;
 use fiber_funding::chain::client::ChainClient;
 use fiber_funding::chain::rpc::RpcChainClient;
 use fiber_funding::chain::TxStatus;
@@ -111,11 +112,16 @@ impl Drop for SimChain {
     }
 }
 
-/// The contracts both sides name on the simulated chain (it does not run them).
-const FUNDING_LOCK_CODE_HASH: &str = "0x6c67887fe201ee0c7853f1682c0b77c0e6214044c156c7558269390a8afa6d7c";
-const COMMITMENT_LOCK_CODE_HASH: &str = "0x740dee83f87c6f309824d8fd3fbdd3c8380ee6fc9acc90b1a748438afcdf81d8";
+/// The contracts both sides name on the simulated chain: Fiber's testnet
+/// deployment's code hashes (these tests open and confirm channels; nothing
+/// here spends a funding cell, so no lock script of theirs runs).
+fn testnet_contracts() -> (ScriptTemplate, ScriptTemplate) {
+    let [testnet, _] = known_deployments();
+    (testnet.funding_lock, testnet.commitment_lock)
+}
 
 fn counterparty_command(data_dir: &Path, ckb_rpc: &str, listen: &str) -> Command {
+    let (funding_lock, commitment_lock) = testnet_contracts();
     let mut command = Command::new(env!("CARGO_BIN_EXE_fiber-counterparty"));
     command
         .args([
@@ -126,9 +132,9 @@ fn counterparty_command(data_dir: &Path, ckb_rpc: &str, listen: &str) -> Command
             "--confirmations",
             CONFIRMATIONS,
             "--funding-lock-code-hash",
-            FUNDING_LOCK_CODE_HASH,
+            &funding_lock.code_hash.to_string(),
             "--commitment-lock-code-hash",
-            COMMITMENT_LOCK_CODE_HASH,
+            &commitment_lock.code_hash.to_string(),
         ])
         .arg("--data-dir")
         .arg(data_dir)
@@ -224,11 +230,12 @@ impl Initiator {
         let chain_hash = chain.genesis_hash().await.unwrap();
         let dep = genesis_default_lock_dep_group(chain.transport(), 5_000).await.unwrap();
         let secret = generate_node_secret();
+        let (funding_lock, commitment_lock) = testnet_contracts();
         let config = NodeConfig {
             node_secret: secret.clone(),
             chain_hash,
-            funding_lock: ScriptTemplate::type_hash(Hash256::from_hex(FUNDING_LOCK_CODE_HASH).unwrap().0),
-            commitment_lock: ScriptTemplate::type_hash(Hash256::from_hex(COMMITMENT_LOCK_CODE_HASH).unwrap().0),
+            funding_lock,
+            commitment_lock,
             external_funding_timeout_ms: 300_000,
             funding_confirmations: CONFIRMATIONS.parse().unwrap(),
             acceptor: None,

@@ -11,7 +11,7 @@ use super::channel::{Channel, PendingCheck, Reject, Step};
 use super::config::{AcceptorConfig, NodeConfig};
 use super::initiator::{check_party, check_peer_cell, final_channel_id, local_params};
 use super::limits;
-use super::record::{ChannelRecord, ChannelTerms, PartyParams, Role, SCHEMA_VERSION};
+use super::record::{announced_party, party_message, ChannelRecord, ChannelTerms, PartyParams, Role, SCHEMA_VERSION};
 use super::state::CloseFlags;
 use super::{Action, ChainQuery};
 use crate::chain::{LiveCell, ResolvedCell};
@@ -49,19 +49,7 @@ pub(crate) fn check_open_channel(config: &NodeConfig, message: &OpenChannel) -> 
         .ok()
         .filter(|amount| *amount > 0)
         .ok_or_else(|| Reject("funding_amount must be a non-zero CKB capacity".into()))?;
-    let params = PartyParams {
-        funding_amount,
-        reserved_ckb_amount: message.reserved_ckb_amount,
-        shutdown_script: message.shutdown_script.clone(),
-        max_tlc_value_in_flight: message.max_tlc_value_in_flight,
-        max_tlc_number_in_flight: message.max_tlc_number_in_flight,
-        funding_pubkey: message.funding_pubkey,
-        tlc_basepoint: message.tlc_basepoint,
-        first_per_commitment_point: message.first_per_commitment_point,
-        second_per_commitment_point: message.second_per_commitment_point,
-        next_commitment_nonce: message.next_commitment_nonce,
-        next_revocation_nonce: message.next_revocation_nonce,
-    };
+    let params = announced_party!(message, funding_amount);
     check_party(&params)?;
     Ok(params)
 }
@@ -170,21 +158,9 @@ pub(crate) fn accept_channel(
 impl Channel {
     pub fn accept_channel_message(&self) -> FiberMessage {
         let r = &self.record;
-        FiberMessage::AcceptChannel(AcceptChannel {
+        FiberMessage::AcceptChannel(party_message!(AcceptChannel, &r.local, {
             channel_id: r.temporary_channel_id,
-            funding_amount: r.local.funding_amount.into(),
-            shutdown_script: r.local.shutdown_script.clone(),
-            reserved_ckb_amount: r.local.reserved_ckb_amount,
-            max_tlc_value_in_flight: r.local.max_tlc_value_in_flight,
-            max_tlc_number_in_flight: r.local.max_tlc_number_in_flight,
-            funding_pubkey: r.local.funding_pubkey,
-            tlc_basepoint: r.local.tlc_basepoint,
-            first_per_commitment_point: r.local.first_per_commitment_point,
-            second_per_commitment_point: r.local.second_per_commitment_point,
-            channel_announcement_nonce: None,
-            next_commitment_nonce: r.local.next_commitment_nonce,
-            next_revocation_nonce: r.local.next_revocation_nonce,
-        })
+        }))
     }
 
     /// A retransmitted `OpenChannel` for a channel we already accepted.

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::config::NodeConfig;
 use super::limits::bounded_text;
-use super::record::{AbortWatch, ChannelRecord, Closure, Role};
+use super::record::{party_message, AbortWatch, ChannelRecord, Closure, Role};
 use super::state::*;
 use super::{Action, Event};
 use crate::crypto::keys::ChannelKeys;
@@ -654,27 +654,15 @@ impl Channel {
 
     pub fn open_channel_message(&self) -> FiberMessage {
         let r = &self.record;
-        FiberMessage::OpenChannel(OpenChannel {
+        FiberMessage::OpenChannel(party_message!(OpenChannel, &r.local, {
             chain_hash: r.terms.chain_hash,
             channel_id: r.temporary_channel_id,
             funding_udt_type_script: None,
-            funding_amount: r.local.funding_amount.into(),
-            shutdown_script: r.local.shutdown_script.clone(),
-            reserved_ckb_amount: r.local.reserved_ckb_amount,
             funding_fee_rate: r.terms.funding_fee_rate,
             commitment_fee_rate: r.terms.commitment_fee_rate,
-            max_tlc_value_in_flight: r.local.max_tlc_value_in_flight,
-            max_tlc_number_in_flight: r.local.max_tlc_number_in_flight,
             commitment_delay_epoch: r.terms.commitment_delay_epoch,
-            funding_pubkey: r.local.funding_pubkey,
-            tlc_basepoint: r.local.tlc_basepoint,
-            first_per_commitment_point: r.local.first_per_commitment_point,
-            second_per_commitment_point: r.local.second_per_commitment_point,
-            channel_announcement_nonce: None,
-            next_commitment_nonce: r.local.next_commitment_nonce,
-            next_revocation_nonce: r.local.next_revocation_nonce,
             channel_flags: r.terms.channel_flags,
-        })
+        }))
     }
 
     fn tx_update_message(&self) -> Option<FiberMessage> {

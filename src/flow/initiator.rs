@@ -11,7 +11,9 @@ use super::channel::{Channel, PendingCheck, Reject, Step};
 use super::config::{NodeConfig, OpenChannelParams, *};
 use super::error::FlowError;
 use super::limits::{self, LimitError};
-use super::record::{ChannelRecord, ChannelTerms, ExternalFundingPersistState, PartyParams, Role, SCHEMA_VERSION};
+use super::record::{
+    announced_party, ChannelRecord, ChannelTerms, ExternalFundingPersistState, PartyParams, Role, SCHEMA_VERSION,
+};
 use super::Action;
 use crate::chain::{LiveCell, ResolvedCell};
 use crate::crypto::keys::{parse_pubkey, ChannelKeys};
@@ -266,19 +268,7 @@ impl Channel {
     ) -> Result<(), Reject> {
         let funding_amount = u64::try_from(message.funding_amount)
             .map_err(|_| Reject("funding_amount exceeds a CKB capacity".into()))?;
-        let remote = PartyParams {
-            funding_amount,
-            reserved_ckb_amount: message.reserved_ckb_amount,
-            shutdown_script: message.shutdown_script,
-            max_tlc_value_in_flight: message.max_tlc_value_in_flight,
-            max_tlc_number_in_flight: message.max_tlc_number_in_flight,
-            funding_pubkey: message.funding_pubkey,
-            tlc_basepoint: message.tlc_basepoint,
-            first_per_commitment_point: message.first_per_commitment_point,
-            second_per_commitment_point: message.second_per_commitment_point,
-            next_commitment_nonce: message.next_commitment_nonce,
-            next_revocation_nonce: message.next_revocation_nonce,
-        };
+        let remote = announced_party!(&message, funding_amount);
         if let Some(known) = &self.record.remote {
             // A retransmission after a reconnect: fine if identical.
             return if *known == remote {

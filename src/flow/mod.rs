@@ -25,11 +25,11 @@ mod channel;
 mod closing;
 pub mod config;
 pub mod error;
-mod handshake;
 mod initiator;
 pub mod limits;
 mod node;
 pub mod record;
+mod signing;
 pub mod state;
 
 pub use channel::ChannelView;

@@ -62,6 +62,54 @@ impl PartyParams {
     }
 }
 
+/// `OpenChannel` and `AcceptChannel` announce a side's [`PartyParams`] in
+/// fields of the same names; these two macros map them each way, once, so
+/// the two messages cannot drift apart. `announced_party!(message, amount)`
+/// reads them (the amount already narrowed to a CKB capacity);
+/// `party_message!(Message, &party, { other fields })` writes them.
+macro_rules! announced_party {
+    ($message:expr, $funding_amount:expr) => {{
+        let message = $message;
+        $crate::flow::record::PartyParams {
+            funding_amount: $funding_amount,
+            reserved_ckb_amount: message.reserved_ckb_amount,
+            shutdown_script: message.shutdown_script.clone(),
+            max_tlc_value_in_flight: message.max_tlc_value_in_flight,
+            max_tlc_number_in_flight: message.max_tlc_number_in_flight,
+            funding_pubkey: message.funding_pubkey,
+            tlc_basepoint: message.tlc_basepoint,
+            first_per_commitment_point: message.first_per_commitment_point,
+            second_per_commitment_point: message.second_per_commitment_point,
+            next_commitment_nonce: message.next_commitment_nonce,
+            next_revocation_nonce: message.next_revocation_nonce,
+        }
+    }};
+}
+pub(crate) use announced_party;
+
+macro_rules! party_message {
+    ($message:ident, $party:expr, { $($other:tt)* }) => {{
+        let party: &$crate::flow::record::PartyParams = $party;
+        $message {
+            funding_amount: party.funding_amount.into(),
+            reserved_ckb_amount: party.reserved_ckb_amount,
+            shutdown_script: party.shutdown_script.clone(),
+            max_tlc_value_in_flight: party.max_tlc_value_in_flight,
+            max_tlc_number_in_flight: party.max_tlc_number_in_flight,
+            funding_pubkey: party.funding_pubkey,
+            tlc_basepoint: party.tlc_basepoint,
+            first_per_commitment_point: party.first_per_commitment_point,
+            second_per_commitment_point: party.second_per_commitment_point,
+            next_commitment_nonce: party.next_commitment_nonce,
+            next_revocation_nonce: party.next_revocation_nonce,
+            // Fiber's announcement nonce is for public channels, which are refused.
+            channel_announcement_nonce: None,
+            $($other)*
+        }
+    }};
+}
+pub(crate) use party_message;
+
 /// The terms the initiator set in `OpenChannel`, shared by both sides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelTerms {

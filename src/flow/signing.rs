@@ -1,6 +1,7 @@
-//! The steps both roles take once the funding tx is agreed: commitment
-//! signatures, funding signatures, confirmation, `ChannelReady` — and the ways
-//! out before the signatures are released (abort, timeout, abandon).
+//! The signature exchange both roles run once the funding tx is agreed:
+//! commitment signatures, funding signatures, confirmation, `ChannelReady` —
+//! and the ways out before the signatures are released (abort, timeout,
+//! abandon). (The peer handshake, BOLT 8, is `crate::peer`.)
 
 use ckb_types::packed;
 use ckb_types::prelude::*;
