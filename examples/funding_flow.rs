@@ -8,23 +8,20 @@
 use std::collections::VecDeque;
 
 use ckb_types::packed;
-use ckb_types::prelude::*;
 use fiber_funding::chain::client::simulated_cell;
 use fiber_funding::chain::simulated::SimulatedChain;
-use fiber_funding::crypto::keys::NodeSecret;
-use fiber_funding::flow::config::*;
 use fiber_funding::flow::*;
 use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
 use fiber_funding::runtime::{execute, Effects};
 use fiber_funding::store::memory::MemoryStore;
 use fiber_funding::store::Store;
 use fiber_funding::tx::default_lock;
-use fiber_funding::tx::script::ScriptTemplate;
 use fiber_funding::wire::FiberMessage;
 use futures::executor::block_on;
-use k256::ecdsa::SigningKey;
 
-const CKB: u64 = 100_000_000;
+#[path = "../tests/common/two_nodes.rs"]
+mod two_nodes;
+use two_nodes::{fund_wallets, node_config, CKB};
 
 struct Entropy(u64);
 impl EntropySource for Entropy {
@@ -113,40 +110,11 @@ impl Demo {
     }
 }
 
-fn config(secret: u8, acceptor: Option<AcceptorConfig>) -> NodeConfig {
-    NodeConfig {
-        node_secret: NodeSecret::from_bytes([secret; 32]).unwrap(),
-        chain_hash: Hash256([0xcc; 32]),
-        funding_lock: ScriptTemplate::type_hash([0xf1; 32]),
-        commitment_lock: ScriptTemplate::type_hash([0xc1; 32]),
-        external_funding_timeout_ms: DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS,
-        funding_confirmations: 1,
-        acceptor,
-    }
-}
-
 fn main() {
     let mut chain = SimulatedChain::new();
-    let user_key = SigningKey::from_slice(&[0x51; 32]).unwrap();
-    let peer_key = SigningKey::from_slice(&[0x52; 32]).unwrap();
-    let user_lock = default_lock::lock_script_for_key(user_key.verifying_key());
-    let peer_lock = default_lock::lock_script_for_key(peer_key.verifying_key());
-    for (lock, ckb) in [(&user_lock, 2_000), (&peer_lock, 500)] {
-        let output = packed::CellOutput::new_builder()
-            .capacity(ckb * CKB)
-            .lock(lock.clone())
-            .build();
-        chain.genesis_cell(output, Vec::new());
-    }
-    let acceptor = AcceptorConfig {
-        wallet_lock: peer_lock,
-        wallet_cell_deps: vec![chain.default_lock_cell_dep()],
-        wallet_key: peer_key.to_bytes().into(),
-        funding_amount: 0,
-        grace_ms: DEFAULT_ACCEPTOR_GRACE_MS,
-        force_close_after_ms: None,
-    };
-    let configs = [config(0x11, None), config(0x22, Some(acceptor))];
+    let wallets = fund_wallets(&mut chain, 2_000);
+    let (user_key, user_lock) = (wallets.user_key, wallets.user_lock);
+    let configs = [node_config(0x11, None), node_config(0x22, Some(wallets.acceptor))];
     let mut demo = Demo {
         ids: [configs[0].node_secret.node_id(), configs[1].node_secret.node_id()],
         stores: [MemoryStore::new(), MemoryStore::new()],

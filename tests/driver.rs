@@ -10,12 +10,13 @@ use std::rc::Rc;
 
 use ckb_types::packed;
 use ckb_types::prelude::*;
-use common::{config, CKB, GRACE_MS, TIMEOUT_MS};
+use common::two_nodes::fund_wallets;
+use common::{config, CKB, TIMEOUT_MS};
 use fiber_funding::api::ErrorCode;
 use fiber_funding::chain::client::SimulatedChainClient;
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::flow::state::CloseFlags;
-use fiber_funding::flow::{AcceptorConfig, ChannelState, EntropySource, Event, OpenChannelParams};
+use fiber_funding::flow::{ChannelState, EntropySource, Event, OpenChannelParams};
 use fiber_funding::runtime::loopback::LoopbackLink;
 use fiber_funding::runtime::*;
 use fiber_funding::store::memory::MemoryStore;
@@ -94,32 +95,14 @@ impl Harness {
             spawner: pool.spawner(),
         });
         let chain = Rc::new(RefCell::new(SimulatedChain::new()));
-        let user_key = SigningKey::from_slice(&[0x51; 32]).unwrap();
-        let acceptor_key = SigningKey::from_slice(&[0x52; 32]).unwrap();
-        let user_lock = default_lock::lock_script_for_key(user_key.verifying_key());
-        let acceptor_lock = default_lock::lock_script_for_key(acceptor_key.verifying_key());
-        for (lock, ckb) in [(&user_lock, 1_500), (&acceptor_lock, 500)] {
-            let output = packed::CellOutput::new_builder()
-                .capacity(ckb * CKB)
-                .lock(lock.clone())
-                .build();
-            chain.borrow_mut().genesis_cell(output, Vec::new());
-        }
-        let acceptor = AcceptorConfig {
-            wallet_lock: acceptor_lock,
-            wallet_cell_deps: vec![chain.borrow().default_lock_cell_dep()],
-            wallet_key: acceptor_key.to_bytes().into(),
-            funding_amount: 0,
-            grace_ms: GRACE_MS,
-            force_close_after_ms: None,
-        };
+        let wallets = fund_wallets(&mut chain.borrow_mut(), 1_500);
         Self {
             pool,
             platform,
             chain,
-            user_key,
-            user_lock,
-            acceptor_config: config(0x22, Some(acceptor), 1),
+            user_key: wallets.user_key,
+            user_lock: wallets.user_lock,
+            acceptor_config: config(0x22, Some(wallets.acceptor), 1),
             initiator_store: Rc::new(MemoryStore::new()),
             events: Rc::new(RefCell::new(Vec::new())),
             settings: DriverSettings::default(),

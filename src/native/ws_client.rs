@@ -109,29 +109,20 @@ struct ClientSession {
 }
 
 impl ConnectionEvents for ClientSession {
-    fn authenticated(&self, peer: NodeId) -> Option<mpsc::UnboundedReceiver<FiberMessage>> {
+    fn authenticated(&self, peer: NodeId, outbox: mpsc::UnboundedSender<FiberMessage>) -> bool {
         let mut state = self.state.borrow_mut();
         if state.closed {
-            return None;
+            return false;
         }
-        let (outbox, receiver) = mpsc::unbounded_channel();
         state.current = Some((peer, outbox));
-        let _ = state.inbox.unbounded_send(Input::PeerConnected(peer));
-        Some(receiver)
-    }
-
-    fn message(&self, peer: NodeId, message: FiberMessage) {
-        let _ = self
-            .state
-            .borrow()
-            .inbox
-            .unbounded_send(Input::PeerMessage(peer, message));
+        true
     }
 }
 
 async fn reconnect_loop(target: Target, state: Rc<RefCell<ClientState>>, mut shutdown: watch::Receiver<bool>) {
     let url = &target.url;
     let session = ClientSession { state: state.clone() };
+    let inbox = state.borrow().inbox.clone();
     let mut failures: u32 = 0;
     loop {
         let attempt = tokio::select! {
@@ -147,6 +138,7 @@ async fn reconnect_loop(target: Target, state: Rc<RefCell<ClientState>>, mut shu
                             session_keys,
                             Some(act_one),
                             &session,
+                            &inbox,
                             target.settings.timings,
                             shutdown.clone(),
                         )

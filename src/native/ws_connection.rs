@@ -17,6 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 use crate::peer::noise::{NoiseError, MAX_MESSAGE_LEN, PACKET_OVERHEAD};
 use crate::peer::{PeerSession, SessionError, SessionStep, CLOSE_NOT_THIS_NODE};
 use crate::primitives::NodeId;
+use crate::runtime::{Input, InputSender};
 use crate::wire::FiberMessage;
 
 /// Largest WebSocket message accepted: one BOLT 8 packet.
@@ -51,12 +52,11 @@ pub(crate) fn websocket_config() -> WebSocketConfig {
 
 /// What a link does with one connection's events.
 pub(crate) trait ConnectionEvents {
-    /// The peer proved it holds `peer`'s key. Returns where the messages to
-    /// send it will come from, or `None` to hang up. When that sender is
-    /// dropped (a newer connection of the same peer, the link closing), the
-    /// connection ends.
-    fn authenticated(&self, peer: NodeId) -> Option<mpsc::UnboundedReceiver<FiberMessage>>;
-    fn message(&self, peer: NodeId, message: FiberMessage);
+    /// The peer proved it holds `peer`'s key: keep `outbox` as the way to
+    /// send to it, or return false to hang up. When `outbox` is dropped (a
+    /// newer connection of the same peer, the link closing), the connection
+    /// ends.
+    fn authenticated(&self, peer: NodeId, outbox: mpsc::UnboundedSender<FiberMessage>) -> bool;
 }
 
 /// How a connection ended.
@@ -72,12 +72,16 @@ pub(crate) struct Ended {
 }
 
 /// Runs one connection until it closes, fails, or `shutdown` turns true.
-/// `first` is what this side sends first (the initiator's act one).
+/// `first` is what this side sends first (the initiator's act one). The
+/// driver behind `inbox` hears `PeerConnected` and then each message; the
+/// link says `PeerDisconnected` itself, as only it knows whether the
+/// connection still speaks for the peer.
 pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocketStream<S>,
     mut session: PeerSession,
     first: Option<Vec<u8>>,
     events: &impl ConnectionEvents,
+    inbox: &InputSender,
     timings: ConnectionTimings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Ended {
@@ -133,17 +137,19 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     };
                     let reply = match session.on_packet(&bytes) {
                         Ok(SessionStep::Reply(reply)) => Some(reply),
-                        Ok(SessionStep::Authenticated { peer: node, reply }) => match events.authenticated(node) {
-                            Some(receiver) => {
-                                peer = Some(node);
-                                outbox = Some(receiver);
-                                reply
+                        Ok(SessionStep::Authenticated { peer: node, reply }) => {
+                            let (sender, receiver) = mpsc::unbounded_channel();
+                            if !events.authenticated(node, sender) {
+                                break "the link is closed".to_owned();
                             }
-                            None => break "the link is closed".to_owned(),
-                        },
+                            let _ = inbox.unbounded_send(Input::PeerConnected(node));
+                            peer = Some(node);
+                            outbox = Some(receiver);
+                            reply
+                        }
                         Ok(SessionStep::Message(message)) => {
                             if let Some(node) = peer {
-                                events.message(node, message);
+                                let _ = inbox.unbounded_send(Input::PeerMessage(node, message));
                             }
                             None
                         }

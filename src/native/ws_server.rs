@@ -122,12 +122,11 @@ struct ServerSession {
 }
 
 impl ConnectionEvents for ServerSession {
-    fn authenticated(&self, peer: NodeId) -> Option<mpsc::UnboundedReceiver<FiberMessage>> {
+    fn authenticated(&self, peer: NodeId, outbox: mpsc::UnboundedSender<FiberMessage>) -> bool {
         let mut state = self.state.borrow_mut();
         if state.closed {
-            return None;
+            return false;
         }
-        let (outbox, receiver) = mpsc::unbounded_channel();
         let previous = state.peers.insert(
             peer,
             Connection {
@@ -143,16 +142,7 @@ impl ConnectionEvents for ServerSession {
         } else {
             log::info!("peer {peer} connected from {}", self.remote);
         }
-        let _ = state.inbox.unbounded_send(Input::PeerConnected(peer));
-        Some(receiver)
-    }
-
-    fn message(&self, peer: NodeId, message: FiberMessage) {
-        let _ = self
-            .state
-            .borrow()
-            .inbox
-            .unbounded_send(Input::PeerMessage(peer, message));
+        true
     }
 }
 
@@ -162,10 +152,15 @@ async fn serve(
     state: Rc<RefCell<ServerState>>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (secret, timings, connection_id) = {
+    let (secret, inbox, timings, connection_id) = {
         let mut state = state.borrow_mut();
         state.next_connection_id += 1;
-        (state.secret.clone(), state.timings, state.next_connection_id)
+        (
+            state.secret.clone(),
+            state.inbox.clone(),
+            state.timings,
+            state.next_connection_id,
+        )
     };
     let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config()));
     let ws = match tokio::time::timeout(std::time::Duration::from_millis(timings.handshake_timeout_ms), upgrade).await {
@@ -194,7 +189,7 @@ async fn serve(
             return;
         }
     };
-    let ended = drive(ws, handshake, None, &session, timings, shutdown).await;
+    let ended = drive(ws, handshake, None, &session, &inbox, timings, shutdown).await;
 
     let Some(peer) = ended.peer else {
         if ended.handshake_failed {

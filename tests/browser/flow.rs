@@ -11,8 +11,6 @@ use ckb_types::prelude::*;
 use fiber_funding::chain::client::SimulatedChainClient;
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::crypto::keys::NodeSecret;
-use fiber_funding::flow::config::DEFAULT_ACCEPTOR_GRACE_MS;
-use fiber_funding::flow::{AcceptorConfig, NodeConfig};
 use fiber_funding::primitives::{encode_hex, Hash256, NodeId};
 use fiber_funding::runtime::driver::DriverParts;
 use fiber_funding::runtime::loopback::LoopbackLink;
@@ -20,7 +18,6 @@ use fiber_funding::runtime::{inbox, start, DriverHandle, DriverSettings, PeerLin
 use fiber_funding::store::memory::MemoryStore;
 use fiber_funding::tx::default_lock;
 use fiber_funding::tx::json::{parse_transaction, script_to_json, transaction_to_json};
-use fiber_funding::tx::script::ScriptTemplate;
 use fiber_funding::wasm::node::{Adapters, FundingNode};
 use fiber_funding::wasm::platform::{timeout, BrowserEntropy, BrowserPlatform};
 use k256::ecdsa::SigningKey;
@@ -30,9 +27,11 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
-const CKB: u64 = 100_000_000;
+#[path = "../common/two_nodes.rs"]
+mod two_nodes;
+use two_nodes::{fund_wallets, node_config, CHAIN_HASH, CKB, COMMITMENT_LOCK_CODE_HASH, FUNDING_LOCK_CODE_HASH};
+
 const INITIATOR_SECRET: [u8; 32] = [0x11; 32];
-const CHAIN_HASH: [u8; 32] = [0xcc; 32];
 
 fn to_js(value: &Value) -> JsValue {
     value
@@ -63,40 +62,11 @@ struct Page {
     _acceptor: DriverHandle,
 }
 
-fn template(byte: u8) -> ScriptTemplate {
-    ScriptTemplate::type_hash([byte; 32])
-}
-
 impl Page {
     async fn new() -> Page {
         let chain = Rc::new(RefCell::new(SimulatedChain::new()));
-        let user_key = SigningKey::from_slice(&[0x51; 32]).unwrap();
-        let acceptor_key = SigningKey::from_slice(&[0x52; 32]).unwrap();
-        let user_lock = default_lock::lock_script_for_key(user_key.verifying_key());
-        let acceptor_lock = default_lock::lock_script_for_key(acceptor_key.verifying_key());
-        for (lock, ckb) in [(&user_lock, 1_500), (&acceptor_lock, 500)] {
-            let output = packed::CellOutput::new_builder()
-                .capacity(ckb * CKB)
-                .lock(lock.clone())
-                .build();
-            chain.borrow_mut().genesis_cell(output, Vec::new());
-        }
-        let config = NodeConfig {
-            node_secret: NodeSecret::from_bytes([0x22; 32]).unwrap(),
-            chain_hash: Hash256(CHAIN_HASH),
-            funding_lock: template(0xf1),
-            commitment_lock: template(0xc1),
-            external_funding_timeout_ms: 300_000,
-            funding_confirmations: 1,
-            acceptor: Some(AcceptorConfig {
-                wallet_lock: acceptor_lock,
-                wallet_cell_deps: vec![chain.borrow().default_lock_cell_dep()],
-                wallet_key: acceptor_key.to_bytes().into(),
-                funding_amount: 0,
-                grace_ms: DEFAULT_ACCEPTOR_GRACE_MS,
-                force_close_after_ms: None,
-            }),
-        };
+        let wallets = fund_wallets(&mut chain.borrow_mut(), 1_500);
+        let config = node_config(0x22, Some(wallets.acceptor));
         let acceptor_id = config.node_secret.node_id();
         let initiator_id = NodeSecret::from_bytes(INITIATOR_SECRET).unwrap().node_id();
         let (sender, receiver) = inbox();
@@ -125,8 +95,8 @@ impl Page {
         });
         Page {
             chain,
-            user_key,
-            user_lock,
+            user_key: wallets.user_key,
+            user_lock: wallets.user_lock,
             acceptor_id,
             acceptor_link,
             _acceptor: acceptor,
@@ -141,8 +111,8 @@ impl Page {
             "nodeSecretKey": encode_hex(&INITIATOR_SECRET),
             "peerPubkey": self.acceptor_id.to_string(),
             "chainHash": encode_hex(&CHAIN_HASH),
-            "fundingLock": { "code_hash": encode_hex(&[0xf1; 32]), "hash_type": "type" },
-            "commitmentLock": { "code_hash": encode_hex(&[0xc1; 32]), "hash_type": "type" },
+            "fundingLock": { "code_hash": encode_hex(&FUNDING_LOCK_CODE_HASH), "hash_type": "type" },
+            "commitmentLock": { "code_hash": encode_hex(&COMMITMENT_LOCK_CODE_HASH), "hash_type": "type" },
             "fundingConfirmations": 1,
             "pollIntervalMs": 50,
         }))

@@ -17,7 +17,6 @@ use ckb_types::packed;
 use ckb_types::prelude::*;
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::{CheckedTx, LiveCell, ResolvedCell, TxReport, TxStatus};
-use fiber_funding::crypto::keys::NodeSecret;
 use fiber_funding::flow::config::*;
 use fiber_funding::flow::*;
 use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
@@ -25,14 +24,17 @@ use fiber_funding::runtime::{execute, Effects};
 use fiber_funding::store::memory::MemoryStore;
 use fiber_funding::store::{LoadedRecords, Store, StoreError};
 use fiber_funding::tx::default_lock;
-use fiber_funding::tx::fee::SHANNONS_PER_CKB;
 use fiber_funding::tx::script::ScriptTemplate;
 use fiber_funding::wire::FiberMessage;
 use k256::ecdsa::SigningKey;
 
+pub mod two_nodes;
+
+pub use two_nodes::CKB;
+use two_nodes::{node_config, COMMITMENT_LOCK_CODE_HASH, FUNDING_LOCK_CODE_HASH};
+
 pub const INITIATOR: usize = 0;
 pub const ACCEPTOR: usize = 1;
-pub const CKB: u64 = SHANNONS_PER_CKB;
 pub const TIMEOUT_MS: u64 = 300_000;
 pub const GRACE_MS: u64 = 60_000;
 
@@ -292,22 +294,18 @@ pub fn deploy_fiber_contracts(chain: &mut SimulatedChain) -> (ScriptTemplate, Sc
 }
 
 pub fn funding_lock() -> ScriptTemplate {
-    ScriptTemplate::type_hash([0xf1; 32])
+    ScriptTemplate::type_hash(FUNDING_LOCK_CODE_HASH)
 }
 
 pub fn commitment_lock() -> ScriptTemplate {
-    ScriptTemplate::type_hash([0xc1; 32])
+    ScriptTemplate::type_hash(COMMITMENT_LOCK_CODE_HASH)
 }
 
 pub fn config(secret: u8, acceptor: Option<AcceptorConfig>, confirmations: u64) -> NodeConfig {
     NodeConfig {
-        node_secret: NodeSecret::from_bytes([secret; 32]).unwrap(),
-        chain_hash: Hash256([0xcc; 32]),
-        funding_lock: funding_lock(),
-        commitment_lock: commitment_lock(),
         external_funding_timeout_ms: TIMEOUT_MS,
         funding_confirmations: confirmations,
-        acceptor,
+        ..node_config(secret, acceptor)
     }
 }
 
