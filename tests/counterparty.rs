@@ -672,7 +672,7 @@ mod driver_end {
     //! listening with nothing behind it.
 
     use super::*;
-    use fiber_funding::api::ErrorCode;
+    use fiber_funding::api::{ApiError, ErrorCode};
     use fiber_funding::runtime::loopback::LoopbackLink;
     use fiber_funding::runtime::Platform;
     use futures::future::LocalBoxFuture;
@@ -731,7 +731,7 @@ mod driver_end {
             };
             let (handle, _) = start(parts, sender, receiver).await.unwrap();
             let answer = handle.channels().await;
-            assert_eq!(answer.unwrap_err().code, ErrorCode::NodeClosed);
+            assert_eq!(ApiError::from(answer.unwrap_err()).code, ErrorCode::NodeClosed);
             tokio::time::timeout(Duration::from_secs(2), handle.ended())
                 .await
                 .expect("ended() resolves once the driver is gone");
@@ -744,6 +744,7 @@ mod link {
     //! turned away, and what a man in the middle can do (nothing).
 
     use super::*;
+    use fiber_funding::api::error::peer_trouble_code;
     use fiber_funding::api::ErrorCode;
     use fiber_funding::crypto::keys::NodeSecret;
     use fiber_funding::native::platform::random_32;
@@ -943,8 +944,8 @@ mod link {
             };
             let link = WsClientLink::connect_with(&url, generate_node_secret(), expected, sender, settings);
             match next_input(&mut inputs, 2_000).await {
-                Some(Input::PeerUnavailable { code, reason }) => {
-                    assert_eq!(code, ErrorCode::PeerMismatch, "{reason}");
+                Some(Input::PeerUnavailable { trouble, reason }) => {
+                    assert_eq!(peer_trouble_code(trouble), ErrorCode::PeerMismatch, "{reason}");
                     assert!(reason.contains(&url), "{reason}");
                 }
                 _ => panic!("expected PeerUnavailable"),
@@ -974,8 +975,8 @@ mod link {
             let link = WsClientLink::connect_with(&url, generate_node_secret(), peer, sender, settings);
             for _ in 0..2 {
                 match next_input(&mut inputs, 2_000).await {
-                    Some(Input::PeerUnavailable { code, reason }) => {
-                        assert_eq!(code, ErrorCode::PeerUnreachable);
+                    Some(Input::PeerUnavailable { trouble, reason }) => {
+                        assert_eq!(peer_trouble_code(trouble), ErrorCode::PeerUnreachable);
                         assert!(reason.contains(&url), "{reason}");
                     }
                     _ => panic!("expected PeerUnavailable"),

@@ -12,7 +12,7 @@ use ckb_types::packed;
 use ckb_types::prelude::*;
 use common::two_nodes::fund_wallets;
 use common::{config, CKB, TIMEOUT_MS};
-use fiber_funding::api::ErrorCode;
+use fiber_funding::api::{ApiError, ErrorCode};
 use fiber_funding::chain::client::SimulatedChainClient;
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::flow::state::CloseFlags;
@@ -285,7 +285,7 @@ fn an_open_to_a_peer_that_never_connects_fails_with_peer_unreachable() {
         .platform
         .advance(DriverSettings::default().connect_timeout_ms + 1);
     harness.pool.run_until_stalled();
-    let error = futures::executor::block_on(result).unwrap().unwrap_err();
+    let error = ApiError::from(futures::executor::block_on(result).unwrap().unwrap_err());
     assert_eq!(error.code, ErrorCode::PeerUnreachable, "{error}");
     assert!(
         harness.initiator_store.is_empty(),
@@ -309,7 +309,8 @@ fn the_deadline_keeps_running_while_the_page_is_gone() {
     let (initiator, _) = harness.restart_initiator(&a_link);
     assert!(block_on(&mut harness, initiator.pending_fundings()).unwrap().is_empty());
     let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
-    let error = block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap_err();
+    let error =
+        ApiError::from(block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap_err());
     assert_eq!(error.code, ErrorCode::ChannelClosed);
     assert!(error.message.contains("timed out"), "{error}");
     let acceptor_view = block_on(&mut harness, acceptor.channel(channel_id)).unwrap().unwrap();

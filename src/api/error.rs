@@ -3,7 +3,7 @@
 
 use crate::chain::client::{ChainError, ChainErrorKind};
 use crate::flow::FlowError;
-use crate::runtime::PersistFailed;
+use crate::runtime::{DriverError, PeerTrouble, PersistFailed};
 use crate::store::StoreError;
 use crate::tx::funding::FundingError;
 use crate::tx::json::TxJsonError;
@@ -136,6 +136,28 @@ impl From<PersistFailed> for ApiError {
     fn from(error: PersistFailed) -> Self {
         let code = ApiError::from(error.error.clone()).code;
         Self::new(code, error.to_string())
+    }
+}
+
+/// The code a page sees for each way the link can fail to give us the peer.
+pub fn peer_trouble_code(trouble: PeerTrouble) -> ErrorCode {
+    match trouble {
+        PeerTrouble::Unreachable => ErrorCode::PeerUnreachable,
+        PeerTrouble::Mismatch => ErrorCode::PeerMismatch,
+    }
+}
+
+impl From<DriverError> for ApiError {
+    fn from(error: DriverError) -> Self {
+        match error {
+            DriverError::Flow(error) => error.into(),
+            DriverError::Chain(error) => error.into(),
+            DriverError::Persist(error) => error.into(),
+            DriverError::Store(error) => error.into(),
+            DriverError::Peer { trouble, reason } => Self::new(peer_trouble_code(trouble), reason),
+            DriverError::Refused(reason) => Self::new(ErrorCode::PeerRefused, reason),
+            DriverError::NodeClosed(reason) => Self::new(ErrorCode::NodeClosed, reason),
+        }
     }
 }
 

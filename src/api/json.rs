@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 use super::error::ApiError;
 use crate::flow::{ChannelState, ChannelView, CloseView, Event, OpenChannelParams, Role};
 use crate::primitives::{hex_u64, ChannelId, Hash256, Pubkey};
+use crate::runtime::PendingFunding;
 use crate::tx::json::{parse_cell_dep, parse_script, transaction_to_json};
 use ckb_types::packed;
 
@@ -156,13 +157,6 @@ pub fn submitted_json(channel_id: &ChannelId, funding_tx_hash: &Hash256) -> Valu
     json!({ "channel_id": channel_id.to_string(), "funding_tx_hash": funding_tx_hash.to_string() })
 }
 
-/// A flow restored from storage that has not reached a terminal state.
-pub struct PendingFunding {
-    pub view: ChannelView,
-    pub unsigned_funding_tx: Option<packed::Transaction>,
-    pub started_at_ms: u64,
-}
-
 pub fn pending_funding_json(pending: &PendingFunding) -> Value {
     let mut map = Map::new();
     map.insert("channel_id".into(), pending.view.channel_id.to_string().into());
@@ -303,7 +297,8 @@ pub fn driver_event_json(event: &crate::runtime::DriverEvent) -> Value {
         DriverEvent::Flow(event) => event_json(event),
         DriverEvent::PeerConnected(peer) => json!({ "type": "peer_connected", "peer_pubkey": peer.to_string() }),
         DriverEvent::PeerDisconnected(reason) => json!({ "type": "peer_disconnected", "reason": reason }),
-        DriverEvent::PeerUnavailable { reason, code } => {
+        DriverEvent::PeerUnavailable { reason, trouble } => {
+            let code = crate::api::error::peer_trouble_code(*trouble);
             json!({ "type": "peer_unavailable", "code": code.as_str(), "reason": reason })
         }
         DriverEvent::ChainError(error) => json!({ "type": "chain_error", "reason": error.to_string() }),
@@ -419,7 +414,7 @@ mod tests {
         assert_eq!(
             driver_event_json(&DriverEvent::PeerUnavailable {
                 reason: "gone".into(),
-                code: ErrorCode::PeerMismatch
+                trouble: crate::runtime::PeerTrouble::Mismatch
             }),
             json!({ "type": "peer_unavailable", "code": "PEER_MISMATCH", "reason": "gone" })
         );

@@ -596,7 +596,7 @@ pub async fn start_counterparty(config: &CounterpartyConfig) -> Result<Running, 
     };
     let (handle, unreadable) = start(parts, sender, receiver)
         .await
-        .map_err(|e| StartError(format!("cannot restore the channels: {}", e.message)))?;
+        .map_err(|e| StartError(format!("cannot restore the channels: {}", e)))?;
     for record in &unreadable {
         log::warn!("kept but not restored: {record}");
     }

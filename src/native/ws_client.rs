@@ -20,11 +20,10 @@ use tokio::sync::{mpsc, watch};
 
 use super::platform::random_32;
 use super::ws_connection::{drive, websocket_config, ConnectionEvents, ConnectionTimings};
-use crate::api::ErrorCode;
 use crate::crypto::keys::NodeSecret;
 use crate::peer::PeerSession;
 use crate::primitives::NodeId;
-use crate::runtime::{Input, InputSender, PeerLink};
+use crate::runtime::{Input, InputSender, PeerLink, PeerTrouble};
 use crate::wire::FiberMessage;
 
 /// How the client reconnects, and its connection timeouts.
@@ -150,7 +149,7 @@ async fn reconnect_loop(target: Target, state: Rc<RefCell<ClientState>>, mut shu
                         let reason = format!("cannot call {}: {error}", target.peer);
                         let _ = state.borrow().inbox.unbounded_send(Input::PeerUnavailable {
                             reason,
-                            code: ErrorCode::PeerMismatch,
+                            trouble: PeerTrouble::Mismatch,
                         });
                         return;
                     }
@@ -172,30 +171,30 @@ async fn reconnect_loop(target: Target, state: Rc<RefCell<ClientState>>, mut shu
                                 "the node at {url} is not {} (it failed the handshake: {})",
                                 target.peer, ended.reason
                             ),
-                            ErrorCode::PeerMismatch,
+                            PeerTrouble::Mismatch,
                         ))
                     }
                     None if ended.handshake_failed => Some((
                         format!("the peer at {url} failed the handshake: {}", ended.reason),
-                        ErrorCode::PeerUnreachable,
+                        PeerTrouble::Unreachable,
                     )),
                     None => Some((
                         format!("cannot reach the counterparty at {url} ({})", ended.reason),
-                        ErrorCode::PeerUnreachable,
+                        PeerTrouble::Unreachable,
                     )),
                 }
             }
             Err(error) => Some((
                 format!("cannot reach the counterparty at {url} ({error})"),
-                ErrorCode::PeerUnreachable,
+                PeerTrouble::Unreachable,
             )),
         };
         {
             let state = state.borrow();
-            if let Some((reason, code)) = unavailable {
-                if !state.closed || code == ErrorCode::PeerMismatch {
+            if let Some((reason, trouble)) = unavailable {
+                if !state.closed || trouble == PeerTrouble::Mismatch {
                     log::debug!("{reason}");
-                    let _ = state.inbox.unbounded_send(Input::PeerUnavailable { reason, code });
+                    let _ = state.inbox.unbounded_send(Input::PeerUnavailable { reason, trouble });
                 }
             }
             if state.closed {

@@ -14,17 +14,16 @@ use futures::future::LocalBoxFuture;
 use futures::{FutureExt, StreamExt};
 
 use super::{execute, Effects, PersistFailed};
-use crate::api::json::PendingFunding;
-use crate::api::{ApiError, ErrorCode};
 use crate::chain::client::{ChainClient, ChainError};
 use crate::chain::{CheckedTx, LiveCell, TxReport};
+use crate::flow::error::FlowError;
 use crate::flow::record::RecordDecodeError;
 use crate::flow::{
     Action, ChainEvent, ChainQuery, ChannelState, ChannelView, EntropySource, Event, Node, NodeConfig,
     OpenChannelParams,
 };
 use crate::primitives::{ChannelId, Hash256, NodeId};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::wire::FiberMessage;
 
 /// Time and tasks, as the host provides them.
@@ -43,7 +42,44 @@ pub trait PeerLink {
     fn close(&self);
 }
 
-type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+type Reply<T> = oneshot::Sender<Result<T, DriverError>>;
+
+/// Why the link could not give us the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerTrouble {
+    /// Nothing answered, or the connection failed.
+    Unreachable,
+    /// The node there is another one than the channel is opened with.
+    Mismatch,
+}
+
+/// Why a command to the driver failed: domain errors only; the API layer
+/// maps each to the code a page sees (`api::error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Flow(#[from] FlowError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Persist(#[from] PersistFailed),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{reason}")]
+    Peer { trouble: PeerTrouble, reason: String },
+    /// The peer closed the channel before it was opened.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    NodeClosed(&'static str),
+}
+
+/// A flow restored or running that has not reached a terminal state.
+pub struct PendingFunding {
+    pub view: ChannelView,
+    pub unsigned_funding_tx: Option<packed::Transaction>,
+    pub started_at_ms: u64,
+}
 
 /// Something the application asks of the node.
 // Open's parameters dwarf the rest; commands are few, so the size is moot.
@@ -100,7 +136,7 @@ pub enum Input {
     /// The link could not reach or authenticate the peer.
     PeerUnavailable {
         reason: String,
-        code: ErrorCode,
+        trouble: PeerTrouble,
     },
     PeerMessage(NodeId, FiberMessage),
     CellsFetched {
@@ -145,7 +181,7 @@ pub enum DriverEvent {
     Flow(Event),
     PeerConnected(NodeId),
     PeerDisconnected(String),
-    PeerUnavailable { reason: String, code: ErrorCode },
+    PeerUnavailable { reason: String, trouble: PeerTrouble },
     ChainError(ChainError),
     StorageError(String),
 }
@@ -236,7 +272,7 @@ pub async fn start<S: Store + 'static>(
     parts: DriverParts<S>,
     sender: InputSender,
     receiver: InputReceiver,
-) -> Result<(DriverHandle, Vec<RecordDecodeError>), ApiError> {
+) -> Result<(DriverHandle, Vec<RecordDecodeError>), DriverError> {
     let loaded = parts.store.load_all().await?;
     let mut driver = Driver {
         node: Node::new(parts.config, parts.entropy),
@@ -259,7 +295,7 @@ pub async fn start<S: Store + 'static>(
     let now = driver.platform.now_ms();
     let (actions, mut unreadable) = driver.node.restore(loaded.records, now);
     unreadable.extend(loaded.unreadable);
-    driver.run_actions(actions).await.map_err(ApiError::from)?;
+    driver.run_actions(actions).await?;
     let poll_sender = sender.clone();
     let platform = parts.platform.clone();
     let interval = driver.settings.poll_interval_ms;
@@ -312,14 +348,15 @@ impl<S: Store> Driver<S> {
                 self.node.peer_disconnected(&peer, now);
                 (self.on_event)(DriverEvent::PeerDisconnected(reason));
             }
-            Input::PeerUnavailable { reason, code } => {
+            Input::PeerUnavailable { reason, trouble } => {
                 (self.on_event)(DriverEvent::PeerUnavailable {
                     reason: reason.clone(),
-                    code,
+                    trouble,
                 });
-                if code == ErrorCode::PeerMismatch {
+                if trouble == PeerTrouble::Mismatch {
                     for request in std::mem::take(&mut self.waiting_for_peer) {
-                        let _ = request.reply.send(Err(ApiError::new(code, reason.clone())));
+                        let reason = reason.clone();
+                        let _ = request.reply.send(Err(DriverError::Peer { trouble, reason }));
                     }
                 }
             }
@@ -410,14 +447,18 @@ impl<S: Store> Driver<S> {
             }
             Command::Submit { channel_id, tx, reply } => {
                 let result = match self.node.submit_signed_funding_tx(&channel_id, &tx, now) {
-                    Ok((hash, actions)) => self.run_actions(actions).await.map(|()| hash).map_err(ApiError::from),
+                    Ok((hash, actions)) => self
+                        .run_actions(actions)
+                        .await
+                        .map(|()| hash)
+                        .map_err(DriverError::from),
                     Err(error) => Err(error.into()),
                 };
                 let _ = reply.send(result);
             }
             Command::Abandon { channel_id, reply } => {
                 let result = match self.node.abandon_channel(&channel_id, now) {
-                    Ok(actions) => self.run_actions(actions).await.map_err(ApiError::from),
+                    Ok(actions) => self.run_actions(actions).await.map_err(DriverError::from),
                     Err(error) => Err(error.into()),
                 };
                 let _ = reply.send(result);
@@ -429,14 +470,14 @@ impl<S: Store> Driver<S> {
                 reply,
             } => {
                 let result = match self.node.shutdown_channel(&channel_id, close_script, fee_rate, now) {
-                    Ok(actions) => self.run_actions(actions).await.map_err(ApiError::from),
+                    Ok(actions) => self.run_actions(actions).await.map_err(DriverError::from),
                     Err(error) => Err(error.into()),
                 };
                 let _ = reply.send(result);
             }
             Command::ForceClose { channel_id, reply } => {
                 let result = match self.node.force_close_channel(&channel_id, now) {
-                    Ok(actions) => self.run_actions(actions).await.map_err(ApiError::from),
+                    Ok(actions) => self.run_actions(actions).await.map_err(DriverError::from),
                     Err(error) => Err(error.into()),
                 };
                 let _ = reply.send(result);
@@ -492,7 +533,10 @@ impl<S: Store> Driver<S> {
                     "the node at peerUrl is {other}, not {} that the channel is opened with",
                     request.params.pubkey
                 );
-                let _ = request.reply.send(Err(ApiError::new(ErrorCode::PeerMismatch, message)));
+                let _ = request.reply.send(Err(DriverError::Peer {
+                    trouble: PeerTrouble::Mismatch,
+                    reason: message,
+                }));
             } else {
                 self.waiting_for_peer.push(request);
             }
@@ -510,9 +554,10 @@ impl<S: Store> Driver<S> {
                 request.params.pubkey,
                 self.settings.connect_timeout_ms / 1000
             );
-            let _ = request
-                .reply
-                .send(Err(ApiError::new(ErrorCode::PeerUnreachable, message)));
+            let _ = request.reply.send(Err(DriverError::Peer {
+                trouble: PeerTrouble::Unreachable,
+                reason: message,
+            }));
         }
     }
 
@@ -733,10 +778,9 @@ impl Effects for DriverEffects<'_> {
         {
             if let Some(reply) = self.pending_opens.remove(temporary_channel_id) {
                 let reason = close_reason.clone().unwrap_or_default();
-                let _ = reply.send(Err(ApiError::new(
-                    ErrorCode::PeerRefused,
-                    format!("the channel was not opened: {reason}"),
-                )));
+                let _ = reply.send(Err(DriverError::Refused(format!(
+                    "the channel was not opened: {reason}"
+                ))));
             }
         }
         (self.on_event)(DriverEvent::Flow(event));
@@ -759,18 +803,21 @@ impl DriverHandle {
         self.sender.clone()
     }
 
-    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
+    async fn ask<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, DriverError> {
         let (reply, answer) = oneshot::channel();
         self.sender
             .unbounded_send(Input::Command(command(reply)))
-            .map_err(|_| ApiError::new(ErrorCode::NodeClosed, "the node is closed; open it again"))?;
+            .map_err(|_| DriverError::NodeClosed("the node is closed; open it again"))?;
         answer
             .await
-            .map_err(|_| ApiError::new(ErrorCode::NodeClosed, "the node closed before answering"))?
+            .map_err(|_| DriverError::NodeClosed("the node closed before answering"))?
     }
 
     /// Opens a channel; resolves once the unsigned funding tx is final and stored.
-    pub async fn open_channel(&self, params: OpenChannelParams) -> Result<(ChannelId, packed::Transaction), ApiError> {
+    pub async fn open_channel(
+        &self,
+        params: OpenChannelParams,
+    ) -> Result<(ChannelId, packed::Transaction), DriverError> {
         self.ask(|reply| Command::Open { params, reply }).await
     }
 
@@ -778,11 +825,11 @@ impl DriverHandle {
         &self,
         channel_id: ChannelId,
         tx: packed::Transaction,
-    ) -> Result<Hash256, ApiError> {
+    ) -> Result<Hash256, DriverError> {
         self.ask(|reply| Command::Submit { channel_id, tx, reply }).await
     }
 
-    pub async fn abandon_channel(&self, channel_id: ChannelId) -> Result<(), ApiError> {
+    pub async fn abandon_channel(&self, channel_id: ChannelId) -> Result<(), DriverError> {
         self.ask(|reply| Command::Abandon { channel_id, reply }).await
     }
 
@@ -793,7 +840,7 @@ impl DriverHandle {
         channel_id: ChannelId,
         close_script: Option<packed::Script>,
         fee_rate: Option<u64>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), DriverError> {
         self.ask(|reply| Command::Shutdown {
             channel_id,
             close_script,
@@ -804,23 +851,23 @@ impl DriverHandle {
     }
 
     /// A unilateral close; resolves once our commitment is stored as sent.
-    pub async fn force_close_channel(&self, channel_id: ChannelId) -> Result<(), ApiError> {
+    pub async fn force_close_channel(&self, channel_id: ChannelId) -> Result<(), DriverError> {
         self.ask(|reply| Command::ForceClose { channel_id, reply }).await
     }
 
-    pub async fn pending_fundings(&self) -> Result<Vec<PendingFunding>, ApiError> {
+    pub async fn pending_fundings(&self) -> Result<Vec<PendingFunding>, DriverError> {
         self.ask(|reply| Command::Pending { reply }).await
     }
 
-    pub async fn channel(&self, channel_id: ChannelId) -> Result<Option<ChannelView>, ApiError> {
+    pub async fn channel(&self, channel_id: ChannelId) -> Result<Option<ChannelView>, DriverError> {
         self.ask(|reply| Command::Channel { channel_id, reply }).await
     }
 
-    pub async fn channels(&self) -> Result<Vec<ChannelView>, ApiError> {
+    pub async fn channels(&self) -> Result<Vec<ChannelView>, DriverError> {
         self.ask(|reply| Command::List { reply }).await
     }
 
-    pub async fn close(&self) -> Result<(), ApiError> {
+    pub async fn close(&self) -> Result<(), DriverError> {
         self.ask(|reply| Command::Close { reply }).await
     }
 }

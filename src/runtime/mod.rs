@@ -75,6 +75,6 @@ pub mod driver;
 pub mod loopback;
 
 pub use driver::{
-    inbox, start, Command, Driver, DriverEvent, DriverHandle, DriverParts, DriverSettings, Input, InputReceiver,
-    InputSender, PeerLink, Platform,
+    inbox, start, Command, Driver, DriverError, DriverEvent, DriverHandle, DriverParts, DriverSettings, Input,
+    InputReceiver, InputSender, PeerLink, PeerTrouble, PendingFunding, Platform,
 };

@@ -32,7 +32,7 @@ use crate::flow::config::{DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS, DEFAULT_FUNDING_C
 use crate::flow::NodeConfig;
 use crate::primitives::{Hash256, NodeId};
 use crate::runtime::driver::DriverParts;
-use crate::runtime::{inbox, start, DriverEvent, DriverHandle, DriverSettings, InputSender, PeerLink};
+use crate::runtime::{inbox, start, DriverError, DriverEvent, DriverHandle, DriverSettings, InputSender, PeerLink};
 use crate::tx::json::parse_transaction;
 use futures::future::LocalBoxFuture;
 
@@ -148,7 +148,8 @@ export interface FundingError extends Error { code: string }
 "#;
 
 /// A JS `Error` with a stable `code`.
-pub(crate) fn js_error(error: ApiError) -> JsValue {
+pub(crate) fn js_error(error: impl Into<ApiError>) -> JsValue {
+    let error: ApiError = error.into();
     let js = js_sys::Error::new(&error.message);
     let _ = js_sys::Reflect::set(&js, &"code".into(), &error.code.as_str().into());
     js.into()
@@ -377,7 +378,7 @@ impl FundingNode {
         }
         match result {
             Ok(()) => Ok(()),
-            Err(error) if error.code == ErrorCode::NodeClosed => Ok(()),
+            Err(DriverError::NodeClosed(_)) => Ok(()),
             Err(error) => Err(js_error(error)),
         }
     }

@@ -11,11 +11,10 @@ use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use super::platform::{random_32, timeout};
-use crate::api::ErrorCode;
 use crate::crypto::keys::NodeSecret;
 use crate::peer::{PeerSession, SessionError, SessionStep, CLOSE_NOT_THIS_NODE};
 use crate::primitives::NodeId;
-use crate::runtime::{Input, InputSender, PeerLink};
+use crate::runtime::{Input, InputSender, PeerLink, PeerTrouble};
 use crate::wire::FiberMessage;
 
 const FIRST_BACKOFF_MS: u64 = 500;
@@ -73,7 +72,7 @@ fn open_socket(state: &Rc<RefCell<LinkState>>) {
             let reason = format!("cannot open a WebSocket to {}: {}", link.url, describe(&error));
             let _ = link.inbox.unbounded_send(Input::PeerUnavailable {
                 reason,
-                code: ErrorCode::PeerUnreachable,
+                trouble: PeerTrouble::Unreachable,
             });
             link.closed = true;
             return;
@@ -97,7 +96,7 @@ fn open_socket(state: &Rc<RefCell<LinkState>>) {
                 let reason = format!("cannot call {}: {error}", link.expected_peer);
                 let _ = link.inbox.unbounded_send(Input::PeerUnavailable {
                     reason,
-                    code: ErrorCode::PeerMismatch,
+                    trouble: PeerTrouble::Mismatch,
                 });
                 link.closed = true;
                 if let Some(socket) = &link.socket {
@@ -181,10 +180,10 @@ fn on_frame(state: &Rc<RefCell<LinkState>>, bytes: &[u8]) {
         }
         Err(error) => {
             let wrong_node = link.peer.is_none() && error.is_wrong_key();
-            let code = if wrong_node {
-                ErrorCode::PeerMismatch
+            let trouble = if wrong_node {
+                PeerTrouble::Mismatch
             } else {
-                ErrorCode::PeerUnreachable
+                PeerTrouble::Unreachable
             };
             let reason = if wrong_node {
                 format!("the node at {} is not {}: {error}", link.url, link.expected_peer)
@@ -192,7 +191,7 @@ fn on_frame(state: &Rc<RefCell<LinkState>>, bytes: &[u8]) {
                 format!("the session with the counterparty at {} failed: {error}", link.url)
             };
             if link.peer.is_none() {
-                let _ = link.inbox.unbounded_send(Input::PeerUnavailable { reason, code });
+                let _ = link.inbox.unbounded_send(Input::PeerUnavailable { reason, trouble });
             }
             // Another node at this address will not become the right one by retrying.
             if wrong_node {
@@ -223,7 +222,7 @@ fn on_closed(state: &Rc<RefCell<LinkState>>, reason: String, refused_act_one: bo
                 );
                 let _ = link.inbox.unbounded_send(Input::PeerUnavailable {
                     reason,
-                    code: ErrorCode::PeerMismatch,
+                    trouble: PeerTrouble::Mismatch,
                 });
                 // Another node at this address will not become the right one by retrying.
                 link.closed = true;
@@ -232,7 +231,7 @@ fn on_closed(state: &Rc<RefCell<LinkState>>, reason: String, refused_act_one: bo
                 let reason = format!("cannot reach the counterparty at {} ({reason})", link.url);
                 let _ = link.inbox.unbounded_send(Input::PeerUnavailable {
                     reason,
-                    code: ErrorCode::PeerUnreachable,
+                    trouble: PeerTrouble::Unreachable,
                 });
             }
             None => {}
