@@ -28,9 +28,8 @@ use ckb_types::prelude::Entity;
 use crate::primitives::{ChannelId, Hash256, PubNonceBytes, Pubkey};
 
 use self::molecule::{
-    decode_array, decode_byte, decode_bytes, decode_bytes_vec, decode_option, decode_script, decode_script_opt,
-    decode_table, decode_transaction, decode_uint128, decode_uint64, decode_union, encode_bytes, encode_bytes_vec,
-    encode_option, encode_script_opt, encode_table, encode_union, StructFields,
+    decode_array, decode_bytes, decode_bytes_vec, decode_option, decode_script, decode_table, decode_transaction,
+    decode_union, encode_bytes, encode_bytes_vec, encode_option, encode_table, encode_union, StructFields,
 };
 
 /// `OpenChannel.channel_flags` bit: announce the channel to the network.
@@ -193,222 +192,255 @@ trait UnionItem: Sized {
     fn decode_body(bytes: &[u8]) -> Result<Self, WireError>;
 }
 
-/// The opener proposes a channel (`table OpenChannel`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenChannel {
-    pub chain_hash: Hash256,
-    /// Temporary id, derived from the opener's tlc basepoint.
-    pub channel_id: ChannelId,
-    pub funding_udt_type_script: Option<packed::Script>,
-    pub funding_amount: u128,
-    pub shutdown_script: packed::Script,
-    pub reserved_ckb_amount: u64,
-    pub funding_fee_rate: u64,
-    pub commitment_fee_rate: u64,
-    pub max_tlc_value_in_flight: u128,
-    pub max_tlc_number_in_flight: u64,
-    pub commitment_delay_epoch: u64,
-    pub funding_pubkey: Pubkey,
-    pub tlc_basepoint: Pubkey,
-    pub first_per_commitment_point: Pubkey,
-    pub second_per_commitment_point: Pubkey,
-    pub channel_announcement_nonce: Option<PubNonceBytes>,
-    pub next_commitment_nonce: PubNonceBytes,
-    pub next_revocation_nonce: PubNonceBytes,
-    /// [`CHANNEL_FLAG_PUBLIC`], [`CHANNEL_FLAG_EXTERNAL_FUNDING`].
-    pub channel_flags: u8,
-}
+/// Declares one message of the `FiberMessage` union from a single field list
+/// in fiber.mol's order: the struct, its union item id, and the codec of its
+/// body. A `table` is a header of offsets then the fields; a `struct` is its
+/// fixed-size fields back to back. Each field's type says how it is encoded
+/// and checked (see [`Field`]); errors name the field as `Message.field`.
+macro_rules! fiber_message {
+    (
+        $(#[$attr:meta])*
+        pub $layout:tt $name:ident = $id:literal {
+            $($(#[$field_attr:meta])* pub $field:ident: $type:ty,)*
+        }
+    ) => {
+        $(#[$attr])*
+        pub struct $name {
+            $($(#[$field_attr])* pub $field: $type,)*
+        }
 
-impl UnionItem for OpenChannel {
-    const ID: u32 = 1;
-    const NAME: &'static str = "OpenChannel";
+        impl UnionItem for $name {
+            const ID: u32 = $id;
+            const NAME: &'static str = stringify!($name);
 
-    fn encode_body(&self) -> Vec<u8> {
-        encode_table(&[
-            &self.chain_hash.0,
-            &self.channel_id.0,
-            encode_script_opt(&self.funding_udt_type_script),
-            &self.funding_amount.to_le_bytes(),
-            self.shutdown_script.as_slice(),
-            &self.reserved_ckb_amount.to_le_bytes(),
-            &self.funding_fee_rate.to_le_bytes(),
-            &self.commitment_fee_rate.to_le_bytes(),
-            &self.max_tlc_value_in_flight.to_le_bytes(),
-            &self.max_tlc_number_in_flight.to_le_bytes(),
-            &self.commitment_delay_epoch.to_le_bytes(),
-            &self.funding_pubkey.0,
-            &self.tlc_basepoint.0,
-            &self.first_per_commitment_point.0,
-            &self.second_per_commitment_point.0,
-            encode_option(self.channel_announcement_nonce.as_ref().map(|n| &n.0[..])),
-            &self.next_commitment_nonce.0,
-            &self.next_revocation_nonce.0,
-            &[self.channel_flags],
-        ])
-    }
+            fn encode_body(&self) -> Vec<u8> {
+                fiber_message!(@encode $layout [$(Field::encode(&self.$field).as_ref()),*])
+            }
 
-    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
-        // One binding per field, in schema order; rustfmt would put all 19 on one line.
-        #[rustfmt::skip]
-        let [
-            chain_hash,
-            channel_id,
-            funding_udt_type_script,
-            funding_amount,
-            shutdown_script,
-            reserved_ckb_amount,
-            funding_fee_rate,
-            commitment_fee_rate,
-            max_tlc_value_in_flight,
-            max_tlc_number_in_flight,
-            commitment_delay_epoch,
-            funding_pubkey,
-            tlc_basepoint,
-            first_per_commitment_point,
-            second_per_commitment_point,
-            channel_announcement_nonce,
-            next_commitment_nonce,
-            next_revocation_nonce,
-            channel_flags,
-        ] = decode_table::<19>(Self::NAME, bytes)?;
+            fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
+                fiber_message!(@decode $layout $name bytes { $($field: $type,)* })
+            }
+        }
+    };
+
+    (@encode table $fields:expr) => {
+        encode_table(&$fields)
+    };
+    (@encode struct $fields:expr) => {
+        $fields.concat()
+    };
+
+    (@decode table $name:ident $bytes:ident { $($field:ident: $type:ty,)* }) => {{
+        let [$($field),*] = decode_table(Self::NAME, $bytes)?;
         Ok(Self {
-            chain_hash: Hash256(decode_array("OpenChannel.chain_hash", chain_hash)?),
-            channel_id: Hash256(decode_array("OpenChannel.channel_id", channel_id)?),
-            funding_udt_type_script: decode_script_opt("OpenChannel.funding_udt_type_script", funding_udt_type_script)?,
-            funding_amount: decode_uint128("OpenChannel.funding_amount", funding_amount)?,
-            shutdown_script: decode_script("OpenChannel.shutdown_script", shutdown_script)?,
-            reserved_ckb_amount: decode_uint64("OpenChannel.reserved_ckb_amount", reserved_ckb_amount)?,
-            funding_fee_rate: decode_uint64("OpenChannel.funding_fee_rate", funding_fee_rate)?,
-            commitment_fee_rate: decode_uint64("OpenChannel.commitment_fee_rate", commitment_fee_rate)?,
-            max_tlc_value_in_flight: decode_uint128("OpenChannel.max_tlc_value_in_flight", max_tlc_value_in_flight)?,
-            max_tlc_number_in_flight: decode_uint64("OpenChannel.max_tlc_number_in_flight", max_tlc_number_in_flight)?,
-            commitment_delay_epoch: decode_uint64("OpenChannel.commitment_delay_epoch", commitment_delay_epoch)?,
-            funding_pubkey: Pubkey(decode_array("OpenChannel.funding_pubkey", funding_pubkey)?),
-            tlc_basepoint: Pubkey(decode_array("OpenChannel.tlc_basepoint", tlc_basepoint)?),
-            first_per_commitment_point: Pubkey(decode_array(
-                "OpenChannel.first_per_commitment_point",
-                first_per_commitment_point,
-            )?),
-            second_per_commitment_point: Pubkey(decode_array(
-                "OpenChannel.second_per_commitment_point",
-                second_per_commitment_point,
-            )?),
-            channel_announcement_nonce: decode_option(channel_announcement_nonce)
-                .map(|nonce| decode_array("OpenChannel.channel_announcement_nonce", nonce))
-                .transpose()?
-                .map(PubNonceBytes),
-            next_commitment_nonce: PubNonceBytes(decode_array(
-                "OpenChannel.next_commitment_nonce",
-                next_commitment_nonce,
-            )?),
-            next_revocation_nonce: PubNonceBytes(decode_array(
-                "OpenChannel.next_revocation_nonce",
-                next_revocation_nonce,
-            )?),
-            channel_flags: decode_byte("OpenChannel.channel_flags", channel_flags)?,
+            $($field: Field::decode(concat!(stringify!($name), ".", stringify!($field)), $field)?,)*
         })
+    }};
+    (@decode struct $name:ident $bytes:ident { $($field:ident: $type:ty,)* }) => {{
+        // The whole size first, so a short or long struct is reported as such.
+        let mut fields = StructFields::new(Self::NAME, $bytes, 0 $(+ <$type as FixedField>::SIZE)*)?;
+        let message = Self {
+            $($field: FixedField::take(&mut fields)?,)*
+        };
+        fields.finish()?;
+        Ok(message)
+    }};
+}
+
+/// How a field is written in molecule and read back from a peer: the Rust
+/// type of a message field picks its molecule type.
+trait Field: Sized {
+    fn encode(&self) -> impl AsRef<[u8]>;
+    /// Reads the field from exactly its own bytes; `what` names it in errors.
+    fn decode(what: &'static str, bytes: &[u8]) -> Result<Self, WireError>;
+}
+
+/// A field of fixed size, the only kind a molecule `struct` holds.
+trait FixedField: Field {
+    const SIZE: usize;
+    /// Reads the next field of a struct whose whole size is already checked.
+    fn take(fields: &mut StructFields<'_>) -> Result<Self, WireError>;
+}
+
+/// `array`s such as `Byte32`: exactly `N` bytes.
+impl<const N: usize> Field for [u8; N] {
+    fn encode(&self) -> impl AsRef<[u8]> {
+        self
+    }
+
+    fn decode(what: &'static str, bytes: &[u8]) -> Result<Self, WireError> {
+        decode_array(what, bytes)
     }
 }
 
-/// The acceptor agrees to a channel (`table AcceptChannel`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcceptChannel {
-    /// The real channel id, from both parties' tlc basepoints.
-    pub channel_id: ChannelId,
-    pub funding_amount: u128,
-    pub shutdown_script: packed::Script,
-    pub reserved_ckb_amount: u64,
-    pub max_tlc_value_in_flight: u128,
-    pub max_tlc_number_in_flight: u64,
-    pub funding_pubkey: Pubkey,
-    pub tlc_basepoint: Pubkey,
-    pub first_per_commitment_point: Pubkey,
-    pub second_per_commitment_point: Pubkey,
-    pub channel_announcement_nonce: Option<PubNonceBytes>,
-    pub next_commitment_nonce: PubNonceBytes,
-    pub next_revocation_nonce: PubNonceBytes,
-}
+impl<const N: usize> FixedField for [u8; N] {
+    const SIZE: usize = N;
 
-impl UnionItem for AcceptChannel {
-    const ID: u32 = 2;
-    const NAME: &'static str = "AcceptChannel";
-
-    fn encode_body(&self) -> Vec<u8> {
-        encode_table(&[
-            &self.channel_id.0,
-            &self.funding_amount.to_le_bytes(),
-            self.shutdown_script.as_slice(),
-            &self.reserved_ckb_amount.to_le_bytes(),
-            &self.max_tlc_value_in_flight.to_le_bytes(),
-            &self.max_tlc_number_in_flight.to_le_bytes(),
-            &self.funding_pubkey.0,
-            &self.tlc_basepoint.0,
-            &self.first_per_commitment_point.0,
-            &self.second_per_commitment_point.0,
-            encode_option(self.channel_announcement_nonce.as_ref().map(|n| &n.0[..])),
-            &self.next_commitment_nonce.0,
-            &self.next_revocation_nonce.0,
-        ])
-    }
-
-    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
-        #[rustfmt::skip]
-        let [
-            channel_id,
-            funding_amount,
-            shutdown_script,
-            reserved_ckb_amount,
-            max_tlc_value_in_flight,
-            max_tlc_number_in_flight,
-            funding_pubkey,
-            tlc_basepoint,
-            first_per_commitment_point,
-            second_per_commitment_point,
-            channel_announcement_nonce,
-            next_commitment_nonce,
-            next_revocation_nonce,
-        ] = decode_table::<13>(Self::NAME, bytes)?;
-        Ok(Self {
-            channel_id: Hash256(decode_array("AcceptChannel.channel_id", channel_id)?),
-            funding_amount: decode_uint128("AcceptChannel.funding_amount", funding_amount)?,
-            shutdown_script: decode_script("AcceptChannel.shutdown_script", shutdown_script)?,
-            reserved_ckb_amount: decode_uint64("AcceptChannel.reserved_ckb_amount", reserved_ckb_amount)?,
-            max_tlc_value_in_flight: decode_uint128("AcceptChannel.max_tlc_value_in_flight", max_tlc_value_in_flight)?,
-            max_tlc_number_in_flight: decode_uint64(
-                "AcceptChannel.max_tlc_number_in_flight",
-                max_tlc_number_in_flight,
-            )?,
-            funding_pubkey: Pubkey(decode_array("AcceptChannel.funding_pubkey", funding_pubkey)?),
-            tlc_basepoint: Pubkey(decode_array("AcceptChannel.tlc_basepoint", tlc_basepoint)?),
-            first_per_commitment_point: Pubkey(decode_array(
-                "AcceptChannel.first_per_commitment_point",
-                first_per_commitment_point,
-            )?),
-            second_per_commitment_point: Pubkey(decode_array(
-                "AcceptChannel.second_per_commitment_point",
-                second_per_commitment_point,
-            )?),
-            channel_announcement_nonce: decode_option(channel_announcement_nonce)
-                .map(|nonce| decode_array("AcceptChannel.channel_announcement_nonce", nonce))
-                .transpose()?
-                .map(PubNonceBytes),
-            next_commitment_nonce: PubNonceBytes(decode_array(
-                "AcceptChannel.next_commitment_nonce",
-                next_commitment_nonce,
-            )?),
-            next_revocation_nonce: PubNonceBytes(decode_array(
-                "AcceptChannel.next_revocation_nonce",
-                next_revocation_nonce,
-            )?),
-        })
+    fn take(fields: &mut StructFields<'_>) -> Result<Self, WireError> {
+        fields.take()
     }
 }
 
-/// The funding tx as one side proposes it (`table TxUpdate`).
-#[derive(Debug, Clone)]
-pub struct TxUpdate {
-    pub channel_id: ChannelId,
-    pub tx: packed::Transaction,
+/// The byte-array newtypes (`Byte32`, `Pubkey`, `PubNonce` in fiber.mol).
+macro_rules! byte_array_field {
+    ($($newtype:ident),*) => {$(
+        impl Field for $newtype {
+            fn encode(&self) -> impl AsRef<[u8]> {
+                &self.0
+            }
+
+            fn decode(what: &'static str, bytes: &[u8]) -> Result<Self, WireError> {
+                decode_array(what, bytes).map(Self)
+            }
+        }
+
+        impl FixedField for $newtype {
+            const SIZE: usize = Self::LEN;
+
+            fn take(fields: &mut StructFields<'_>) -> Result<Self, WireError> {
+                fields.take().map(Self)
+            }
+        }
+    )*};
+}
+
+byte_array_field!(Hash256, Pubkey, PubNonceBytes);
+
+/// `byte`, `Uint64`, `Uint128`: little-endian, like every molecule integer.
+macro_rules! integer_field {
+    ($($int:ty),*) => {$(
+        impl Field for $int {
+            fn encode(&self) -> impl AsRef<[u8]> {
+                self.to_le_bytes()
+            }
+
+            fn decode(what: &'static str, bytes: &[u8]) -> Result<Self, WireError> {
+                decode_array(what, bytes).map(<$int>::from_le_bytes)
+            }
+        }
+    )*};
+}
+
+integer_field!(u8, u64, u128);
+
+/// `Bytes`.
+impl Field for Vec<u8> {
+    fn encode(&self) -> impl AsRef<[u8]> {
+        encode_bytes(self)
+    }
+
+    fn decode(what: &'static str, bytes: &[u8]) -> Result<Self, WireError> {
+        decode_bytes(what, bytes).map(<[u8]>::to_vec)
+    }
+}
+
+/// `BytesVec`.
+impl Field for Vec<Vec<u8>> {
+    fn encode(&self) -> impl AsRef<[u8]> {
+        encode_bytes_vec(self)
+    }
+
+    fn decode(what: &'static str, bytes: &[u8]) -> Result<Self, WireError> {
+        decode_bytes_vec(what, bytes)
+    }
+}
+
+impl Field for packed::Script {
+    fn encode(&self) -> impl AsRef<[u8]> {
+        self.as_slice()
+    }
+
+    fn decode(what: &'static str, bytes: &[u8]) -> Result<Self, WireError> {
+        decode_script(what, bytes)
+    }
+}
+
+impl Field for packed::Transaction {
+    fn encode(&self) -> impl AsRef<[u8]> {
+        self.as_slice()
+    }
+
+    fn decode(what: &'static str, bytes: &[u8]) -> Result<Self, WireError> {
+        decode_transaction(what, bytes)
+    }
+}
+
+/// `option`s such as `ScriptOpt` and `PubNonceOpt`.
+impl<T: Field> Field for Option<T> {
+    fn encode(&self) -> impl AsRef<[u8]> {
+        OptionBytes(self.as_ref().map(T::encode))
+    }
+
+    fn decode(what: &'static str, bytes: &[u8]) -> Result<Self, WireError> {
+        decode_option(bytes).map(|inner| T::decode(what, inner)).transpose()
+    }
+}
+
+/// The encoding of an `option`, borrowed from its inner value's.
+struct OptionBytes<B>(Option<B>);
+
+impl<B: AsRef<[u8]>> AsRef<[u8]> for OptionBytes<B> {
+    fn as_ref(&self) -> &[u8] {
+        encode_option(self.0.as_ref().map(B::as_ref))
+    }
+}
+
+fiber_message! {
+    /// The opener proposes a channel (`table OpenChannel`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub table OpenChannel = 1 {
+        pub chain_hash: Hash256,
+        /// Temporary id, derived from the opener's tlc basepoint.
+        pub channel_id: ChannelId,
+        pub funding_udt_type_script: Option<packed::Script>,
+        pub funding_amount: u128,
+        pub shutdown_script: packed::Script,
+        pub reserved_ckb_amount: u64,
+        pub funding_fee_rate: u64,
+        pub commitment_fee_rate: u64,
+        pub max_tlc_value_in_flight: u128,
+        pub max_tlc_number_in_flight: u64,
+        pub commitment_delay_epoch: u64,
+        pub funding_pubkey: Pubkey,
+        pub tlc_basepoint: Pubkey,
+        pub first_per_commitment_point: Pubkey,
+        pub second_per_commitment_point: Pubkey,
+        pub channel_announcement_nonce: Option<PubNonceBytes>,
+        pub next_commitment_nonce: PubNonceBytes,
+        pub next_revocation_nonce: PubNonceBytes,
+        /// [`CHANNEL_FLAG_PUBLIC`], [`CHANNEL_FLAG_EXTERNAL_FUNDING`].
+        pub channel_flags: u8,
+    }
+}
+
+fiber_message! {
+    /// The acceptor agrees to a channel (`table AcceptChannel`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub table AcceptChannel = 2 {
+        /// The real channel id, from both parties' tlc basepoints.
+        pub channel_id: ChannelId,
+        pub funding_amount: u128,
+        pub shutdown_script: packed::Script,
+        pub reserved_ckb_amount: u64,
+        pub max_tlc_value_in_flight: u128,
+        pub max_tlc_number_in_flight: u64,
+        pub funding_pubkey: Pubkey,
+        pub tlc_basepoint: Pubkey,
+        pub first_per_commitment_point: Pubkey,
+        pub second_per_commitment_point: Pubkey,
+        pub channel_announcement_nonce: Option<PubNonceBytes>,
+        pub next_commitment_nonce: PubNonceBytes,
+        pub next_revocation_nonce: PubNonceBytes,
+    }
+}
+
+fiber_message! {
+    /// The funding tx as one side proposes it (`table TxUpdate`).
+    #[derive(Debug, Clone)]
+    pub table TxUpdate = 4 {
+        pub channel_id: ChannelId,
+        pub tx: packed::Transaction,
+    }
 }
 
 // `packed::Transaction` has no `PartialEq`; its verified bytes are canonical,
@@ -421,249 +453,83 @@ impl PartialEq for TxUpdate {
 
 impl Eq for TxUpdate {}
 
-impl UnionItem for TxUpdate {
-    const ID: u32 = 4;
-    const NAME: &'static str = "TxUpdate";
-
-    fn encode_body(&self) -> Vec<u8> {
-        encode_table(&[&self.channel_id.0, self.tx.as_slice()])
-    }
-
-    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
-        let [channel_id, tx] = decode_table::<2>(Self::NAME, bytes)?;
-        Ok(Self {
-            channel_id: Hash256(decode_array("TxUpdate.channel_id", channel_id)?),
-            tx: decode_transaction("TxUpdate.tx", tx)?,
-        })
+fiber_message! {
+    /// A side has no more changes to the funding tx (`struct TxComplete`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TxComplete = 5 {
+        pub channel_id: ChannelId,
+        pub next_commitment_nonce: PubNonceBytes,
     }
 }
 
-/// A side has no more changes to the funding tx (`struct TxComplete`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxComplete {
-    pub channel_id: ChannelId,
-    pub next_commitment_nonce: PubNonceBytes,
-}
-
-impl UnionItem for TxComplete {
-    const ID: u32 = 5;
-    const NAME: &'static str = "TxComplete";
-
-    fn encode_body(&self) -> Vec<u8> {
-        [&self.channel_id.0[..], &self.next_commitment_nonce.0].concat()
-    }
-
-    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
-        let mut fields = StructFields::new(Self::NAME, bytes, 32 + 66)?;
-        let message = Self {
-            channel_id: Hash256(fields.take()?),
-            next_commitment_nonce: PubNonceBytes(fields.take()?),
-        };
-        fields.finish()?;
-        Ok(message)
+fiber_message! {
+    /// Partial signature for the first commitment tx (`struct CommitmentSigned`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct CommitmentSigned = 9 {
+        pub channel_id: ChannelId,
+        /// A MuSig2 partial signature, declared as `Byte32` in fiber.mol.
+        pub funding_tx_partial_signature: [u8; 32],
+        pub next_commitment_nonce: PubNonceBytes,
     }
 }
 
-/// Partial signature for the first commitment tx (`struct CommitmentSigned`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitmentSigned {
-    pub channel_id: ChannelId,
-    /// A MuSig2 partial signature, declared as `Byte32` in fiber.mol.
-    pub funding_tx_partial_signature: [u8; 32],
-    pub next_commitment_nonce: PubNonceBytes,
-}
-
-impl UnionItem for CommitmentSigned {
-    const ID: u32 = 9;
-    const NAME: &'static str = "CommitmentSigned";
-
-    fn encode_body(&self) -> Vec<u8> {
-        [
-            &self.channel_id.0[..],
-            &self.funding_tx_partial_signature,
-            &self.next_commitment_nonce.0,
-        ]
-        .concat()
-    }
-
-    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
-        let mut fields = StructFields::new(Self::NAME, bytes, 32 + 32 + 66)?;
-        let message = Self {
-            channel_id: Hash256(fields.take()?),
-            funding_tx_partial_signature: fields.take()?,
-            next_commitment_nonce: PubNonceBytes(fields.take()?),
-        };
-        fields.finish()?;
-        Ok(message)
+fiber_message! {
+    /// Witnesses of one side's funding inputs (`table TxSignatures`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub table TxSignatures = 3 {
+        pub channel_id: ChannelId,
+        pub witnesses: Vec<Vec<u8>>,
     }
 }
 
-/// Witnesses of one side's funding inputs (`table TxSignatures`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxSignatures {
-    pub channel_id: ChannelId,
-    pub witnesses: Vec<Vec<u8>>,
-}
-
-impl UnionItem for TxSignatures {
-    const ID: u32 = 3;
-    const NAME: &'static str = "TxSignatures";
-
-    fn encode_body(&self) -> Vec<u8> {
-        encode_table(&[&self.channel_id.0, &encode_bytes_vec(&self.witnesses)])
-    }
-
-    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
-        let [channel_id, witnesses] = decode_table::<2>(Self::NAME, bytes)?;
-        Ok(Self {
-            channel_id: Hash256(decode_array("TxSignatures.channel_id", channel_id)?),
-            witnesses: decode_bytes_vec("TxSignatures.witnesses", witnesses)?,
-        })
+fiber_message! {
+    /// The funding tx is confirmed and the channel usable (`struct ChannelReady`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ChannelReady = 10 {
+        pub channel_id: ChannelId,
     }
 }
 
-/// The funding tx is confirmed and the channel usable (`struct ChannelReady`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelReady {
-    pub channel_id: ChannelId,
-}
-
-impl UnionItem for ChannelReady {
-    const ID: u32 = 10;
-    const NAME: &'static str = "ChannelReady";
-
-    fn encode_body(&self) -> Vec<u8> {
-        self.channel_id.0.to_vec()
-    }
-
-    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
-        let mut fields = StructFields::new(Self::NAME, bytes, 32)?;
-        let message = Self {
-            channel_id: Hash256(fields.take()?),
-        };
-        fields.finish()?;
-        Ok(message)
+fiber_message! {
+    /// Gives up on the funding negotiation (`table TxAbort`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub table TxAbort = 6 {
+        pub channel_id: ChannelId,
+        /// Free-form reason; Fiber sends UTF-8 text, but nothing enforces it.
+        pub message: Vec<u8>,
     }
 }
 
-/// Gives up on the funding negotiation (`table TxAbort`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxAbort {
-    pub channel_id: ChannelId,
-    /// Free-form reason; Fiber sends UTF-8 text, but nothing enforces it.
-    pub message: Vec<u8>,
-}
-
-impl UnionItem for TxAbort {
-    const ID: u32 = 6;
-    const NAME: &'static str = "TxAbort";
-
-    fn encode_body(&self) -> Vec<u8> {
-        encode_table(&[&self.channel_id.0, &encode_bytes(&self.message)])
-    }
-
-    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
-        let [channel_id, message] = decode_table::<2>(Self::NAME, bytes)?;
-        Ok(Self {
-            channel_id: Hash256(decode_array("TxAbort.channel_id", channel_id)?),
-            message: decode_bytes("TxAbort.message", message)?.to_vec(),
-        })
+fiber_message! {
+    /// Sent on reconnect so both sides agree where they left off (`table ReestablishChannel`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub table ReestablishChannel = 17 {
+        pub channel_id: ChannelId,
+        pub local_commitment_number: u64,
+        pub remote_commitment_number: u64,
     }
 }
 
-/// Sent on reconnect so both sides agree where they left off (`table ReestablishChannel`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReestablishChannel {
-    pub channel_id: ChannelId,
-    pub local_commitment_number: u64,
-    pub remote_commitment_number: u64,
-}
-
-impl UnionItem for ReestablishChannel {
-    const ID: u32 = 17;
-    const NAME: &'static str = "ReestablishChannel";
-
-    fn encode_body(&self) -> Vec<u8> {
-        encode_table(&[
-            &self.channel_id.0,
-            &self.local_commitment_number.to_le_bytes(),
-            &self.remote_commitment_number.to_le_bytes(),
-        ])
-    }
-
-    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
-        let [channel_id, local_commitment_number, remote_commitment_number] = decode_table::<3>(Self::NAME, bytes)?;
-        Ok(Self {
-            channel_id: Hash256(decode_array("ReestablishChannel.channel_id", channel_id)?),
-            local_commitment_number: decode_uint64(
-                "ReestablishChannel.local_commitment_number",
-                local_commitment_number,
-            )?,
-            remote_commitment_number: decode_uint64(
-                "ReestablishChannel.remote_commitment_number",
-                remote_commitment_number,
-            )?,
-        })
+fiber_message! {
+    /// A side wants to close the channel cooperatively (`table Shutdown`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub table Shutdown = 15 {
+        pub channel_id: ChannelId,
+        /// Shannons per 1,000 bytes this side pays its closing fee at (0: the
+        /// responder leaves the fee to the side that asked to close).
+        pub fee_rate: u64,
+        /// Where this side's balance goes.
+        pub close_script: packed::Script,
     }
 }
 
-/// A side wants to close the channel cooperatively (`table Shutdown`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Shutdown {
-    pub channel_id: ChannelId,
-    /// Shannons per 1,000 bytes this side pays its closing fee at (0: the
-    /// responder leaves the fee to the side that asked to close).
-    pub fee_rate: u64,
-    /// Where this side's balance goes.
-    pub close_script: packed::Script,
-}
-
-impl UnionItem for Shutdown {
-    const ID: u32 = 15;
-    const NAME: &'static str = "Shutdown";
-
-    fn encode_body(&self) -> Vec<u8> {
-        encode_table(&[
-            &self.channel_id.0,
-            &self.fee_rate.to_le_bytes(),
-            self.close_script.as_slice(),
-        ])
-    }
-
-    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
-        let [channel_id, fee_rate, close_script] = decode_table::<3>(Self::NAME, bytes)?;
-        Ok(Self {
-            channel_id: Hash256(decode_array("Shutdown.channel_id", channel_id)?),
-            fee_rate: decode_uint64("Shutdown.fee_rate", fee_rate)?,
-            close_script: decode_script("Shutdown.close_script", close_script)?,
-        })
-    }
-}
-
-/// A side's MuSig2 partial signature of the closing tx (`struct ClosingSigned`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClosingSigned {
-    pub channel_id: ChannelId,
-    /// Declared as `Byte32` in fiber.mol.
-    pub partial_signature: [u8; 32],
-}
-
-impl UnionItem for ClosingSigned {
-    const ID: u32 = 16;
-    const NAME: &'static str = "ClosingSigned";
-
-    fn encode_body(&self) -> Vec<u8> {
-        [&self.channel_id.0[..], &self.partial_signature].concat()
-    }
-
-    fn decode_body(bytes: &[u8]) -> Result<Self, WireError> {
-        let mut fields = StructFields::new(Self::NAME, bytes, 32 + 32)?;
-        let message = Self {
-            channel_id: Hash256(fields.take()?),
-            partial_signature: fields.take()?,
-        };
-        fields.finish()?;
-        Ok(message)
+fiber_message! {
+    /// A side's MuSig2 partial signature of the closing tx (`struct ClosingSigned`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ClosingSigned = 16 {
+        pub channel_id: ChannelId,
+        /// Declared as `Byte32` in fiber.mol.
+        pub partial_signature: [u8; 32],
     }
 }
 

@@ -220,20 +220,6 @@ pub(crate) fn decode_array<const N: usize>(what: &'static str, bytes: &[u8]) -> 
     bytes.try_into().map_err(|_| length_mismatch(what, N, bytes.len()))
 }
 
-/// `byte`: a one-byte field of a table.
-pub(crate) fn decode_byte(what: &'static str, bytes: &[u8]) -> Result<u8, WireError> {
-    decode_array::<1>(what, bytes).map(|[byte]| byte)
-}
-
-/// `Uint64`: little-endian, like every molecule integer.
-pub(crate) fn decode_uint64(what: &'static str, bytes: &[u8]) -> Result<u64, WireError> {
-    decode_array(what, bytes).map(u64::from_le_bytes)
-}
-
-pub(crate) fn decode_uint128(what: &'static str, bytes: &[u8]) -> Result<u128, WireError> {
-    decode_array(what, bytes).map(u128::from_le_bytes)
-}
-
 /// Reads a molecule `struct`: fixed-size fields back to back, nothing after.
 pub(crate) struct StructFields<'a> {
     what: &'static str,
@@ -308,16 +294,6 @@ fn invalid(what: &'static str, error: ::molecule::error::VerificationError) -> W
 pub(crate) fn decode_script(what: &'static str, bytes: &[u8]) -> Result<packed::Script, WireError> {
     check_script_layout(bytes)?;
     packed::Script::from_slice(bytes).map_err(|e| invalid(what, e))
-}
-
-pub(crate) fn decode_script_opt(what: &'static str, bytes: &[u8]) -> Result<Option<packed::Script>, WireError> {
-    decode_option(bytes)
-        .map(|script| decode_script(what, script))
-        .transpose()
-}
-
-pub(crate) fn encode_script_opt(script: &Option<packed::Script>) -> &[u8] {
-    encode_option(script.as_ref().map(Entity::as_slice))
 }
 
 pub(crate) fn decode_transaction(what: &'static str, bytes: &[u8]) -> Result<packed::Transaction, WireError> {
