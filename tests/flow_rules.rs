@@ -9,7 +9,7 @@ use ckb_types::prelude::*;
 use common::*;
 use fiber_funding::flow::state::*;
 use fiber_funding::flow::{ChannelState, Event, FlowError, OpenChannelParams};
-use fiber_funding::primitives::ChannelId;
+use fiber_funding::primitives::{ChannelId, Hash256};
 use fiber_funding::tx::default_lock;
 use fiber_funding::tx::funding::FundingError;
 use fiber_funding::tx::parts::TxParts;
@@ -739,4 +739,35 @@ impl fiber_funding::runtime::Effects for NullEffects {
     }
     fn query_chain(&mut self, _: ChannelId, _: fiber_funding::flow::ChainQuery) {}
     fn emit(&mut self, _: Event) {}
+}
+
+#[test]
+fn a_restore_names_each_record_made_under_another_node_key_and_keeps_the_rest() {
+    let (world, channel_id, _) = awaiting_submission();
+    let ours = world.stored_record(INITIATOR, &channel_id).unwrap();
+    // Two records whose funding key this node did not derive: as if the page
+    // had been given another nodeSecretKey when they were written.
+    let foreign = |n: u8| {
+        let mut record = ours.clone();
+        record.channel_id = Hash256([n; 32]);
+        record.temporary_channel_id = Hash256([n; 32]);
+        record.local.funding_pubkey = world.acceptor().node_id();
+        record
+    };
+    let mut node = fiber_funding::flow::Node::new(
+        world.nodes[INITIATOR].config.clone(),
+        Box::new(fiber_funding::native::platform::OsEntropy),
+    );
+    let (_, errors) = node.restore(vec![foreign(0x01), ours.clone(), foreign(0x02)], world.now_ms);
+    let named: Vec<&str> = errors.iter().map(|e| e.channel_id.as_str()).collect();
+    assert_eq!(
+        named,
+        [Hash256([0x01; 32]).to_string(), Hash256([0x02; 32]).to_string()]
+    );
+    assert!(
+        errors.iter().all(|e| e.reason.contains("another node key")),
+        "{errors:?}"
+    );
+    let restored: Vec<ChannelId> = node.channels().iter().map(|view| view.channel_id).collect();
+    assert_eq!(restored, [ours.channel_id]);
 }

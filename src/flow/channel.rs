@@ -123,7 +123,8 @@ pub struct ChannelView {
 
 impl Channel {
     /// A channel from its record; a record of an earlier schema is upgraded
-    /// first (the caller stores it if `record != self.record` afterwards).
+    /// first (a caller that must store the upgrade calls
+    /// [`ChannelRecord::upgrade`] itself first, which says whether it did).
     pub fn new(mut record: ChannelRecord, config: &NodeConfig) -> Self {
         record.upgrade(config);
         let keys = ChannelKeys::derive(&config.node_secret, &record.channel_seed.0);

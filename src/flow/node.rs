@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 
 use crate::collections::{VecMap, VecSet};
+use crate::crypto::keys::funding_keys_all_match;
 
 use ckb_types::packed;
 
@@ -83,11 +84,17 @@ impl Node {
         let mut errors = Vec::new();
         let mut actions = Vec::new();
         let mut restored = Vec::with_capacity(records.len());
-        for record in records {
-            let stored = record.clone();
+        let open_keys: Vec<_> = records
+            .iter()
+            .filter(|r| r.closed.is_none())
+            .map(|r| (&r.channel_seed.0, &r.local.funding_pubkey))
+            .collect();
+        let all_ours = funding_keys_all_match(&self.config.node_secret, &open_keys);
+        for mut record in records {
+            let upgraded = record.upgrade(&self.config);
             let channel = Channel::new(record, &self.config);
             let open = channel.record.closed.is_none();
-            if open && channel.keys.funding_pubkey() != channel.record.local.funding_pubkey {
+            if open && !all_ours && channel.keys.funding_pubkey() != channel.record.local.funding_pubkey {
                 errors.push(RecordDecodeError {
                     channel_id: channel.id().to_string(),
                     reason: "it was made with another node key (a different nodeSecretKey?)".into(),
@@ -95,7 +102,7 @@ impl Node {
                 continue;
             }
             let id = channel.id();
-            if channel.record != stored {
+            if upgraded {
                 // Upgraded from an earlier schema: stored before anything else.
                 actions.push(Action::Persist {
                     record: Box::new(channel.record.clone()),

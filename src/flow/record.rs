@@ -286,11 +286,68 @@ pub struct RecordDecodeError {
     pub reason: String,
 }
 
-// `packed::Transaction` has no `PartialEq`; two records are equal when they
-// serialize the same, which is also what "the record changed" means to a store.
+// `packed::Transaction` has no `PartialEq`; txs compare by their bytes. The
+// impls below destructure every field, so a field added later cannot be
+// left out of "the record changed" (which decides whether a step persists).
+fn same_tx(a: &Option<packed::Transaction>, b: &Option<packed::Transaction>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.as_slice() == b.as_slice(),
+        (a, b) => a.is_none() && b.is_none(),
+    }
+}
+
 impl PartialEq for ChannelRecord {
     fn eq(&self, other: &Self) -> bool {
-        self.encode() == other.encode()
+        let ChannelRecord {
+            schema_version,
+            channel_id,
+            temporary_channel_id,
+            role,
+            peer,
+            created_at_ms,
+            channel_seed,
+            terms,
+            local,
+            remote,
+            own_cells,
+            deadline_ms,
+            funding_tx,
+            peer_inputs_checked,
+            funding_inputs,
+            peer_tx_complete_nonce,
+            peer_commitment_signature,
+            peer_witnesses,
+            funding_confirmed,
+            peer_channel_ready,
+            external_funding,
+            peer_next_commitment_nonce,
+            close,
+            closed,
+        } = self;
+        *schema_version == other.schema_version
+            && *channel_id == other.channel_id
+            && *temporary_channel_id == other.temporary_channel_id
+            && *role == other.role
+            && *peer == other.peer
+            && *created_at_ms == other.created_at_ms
+            && *channel_seed == other.channel_seed
+            && *terms == other.terms
+            && *local == other.local
+            && *remote == other.remote
+            && *own_cells == other.own_cells
+            && *deadline_ms == other.deadline_ms
+            && same_tx(funding_tx, &other.funding_tx)
+            && *peer_inputs_checked == other.peer_inputs_checked
+            && *funding_inputs == other.funding_inputs
+            && *peer_tx_complete_nonce == other.peer_tx_complete_nonce
+            && *peer_commitment_signature == other.peer_commitment_signature
+            && *peer_witnesses == other.peer_witnesses
+            && *funding_confirmed == other.funding_confirmed
+            && *peer_channel_ready == other.peer_channel_ready
+            && *external_funding == other.external_funding
+            && *peer_next_commitment_nonce == other.peer_next_commitment_nonce
+            && *close == other.close
+            && *closed == other.closed
     }
 }
 
@@ -298,7 +355,43 @@ impl Eq for ChannelRecord {}
 
 impl PartialEq for ExternalFundingPersistState {
     fn eq(&self, other: &Self) -> bool {
-        serde_json::to_vec(self).ok() == serde_json::to_vec(other).ok()
+        let ExternalFundingPersistState {
+            funding_lock_script,
+            funding_lock_script_cell_deps,
+            unsigned_funding_tx,
+            started_at_ms,
+            signed_submitted,
+            peer_commitment_signed_received,
+            signed_funding_witnesses,
+        } = self;
+        *funding_lock_script == other.funding_lock_script
+            && *funding_lock_script_cell_deps == other.funding_lock_script_cell_deps
+            && same_tx(unsigned_funding_tx, &other.unsigned_funding_tx)
+            && *started_at_ms == other.started_at_ms
+            && *signed_submitted == other.signed_submitted
+            && *peer_commitment_signed_received == other.peer_commitment_signed_received
+            && *signed_funding_witnesses == other.signed_funding_witnesses
+    }
+}
+
+impl PartialEq for CloseProgress {
+    fn eq(&self, other: &Self) -> bool {
+        let CloseProgress {
+            local_shutdown,
+            remote_shutdown,
+            peer_closing_signature,
+            force_closed_at_ms,
+            commitment_on_chain,
+            closing_on_chain,
+            claim_tx,
+        } = self;
+        *local_shutdown == other.local_shutdown
+            && *remote_shutdown == other.remote_shutdown
+            && *peer_closing_signature == other.peer_closing_signature
+            && *force_closed_at_ms == other.force_closed_at_ms
+            && *commitment_on_chain == other.commitment_on_chain
+            && *closing_on_chain == other.closing_on_chain
+            && same_tx(claim_tx, &other.claim_tx)
     }
 }
 
