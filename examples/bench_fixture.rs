@@ -6,8 +6,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use fiber_funding::chain::client::SimulatedChainClient;
 use fiber_funding::chain::simulated::SimulatedChain;
+use fiber_funding::chain::simulated_client::SimulatedChainClient;
 use fiber_funding::flow::{EntropySource, OpenChannelParams};
 use fiber_funding::primitives::encode_hex;
 use fiber_funding::runtime::driver::DriverParts;

@@ -8,8 +8,8 @@
 use std::collections::VecDeque;
 
 use ckb_types::packed;
-use fiber_funding::chain::client::simulated_cell;
 use fiber_funding::chain::simulated::SimulatedChain;
+use fiber_funding::chain::simulated_client::simulated_cell;
 use fiber_funding::flow::*;
 use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
 use fiber_funding::runtime::{execute, Effects};

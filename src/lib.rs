@@ -18,7 +18,8 @@ pub mod store;
 pub mod tx;
 pub mod wire;
 
-#[cfg(not(target_arch = "wasm32"))]
+/// The counterparty, the simulated chain's server and the deploy tool.
+#[cfg(all(not(target_arch = "wasm32"), feature = "acceptor", feature = "simulator"))]
 pub mod native;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

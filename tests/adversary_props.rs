@@ -389,7 +389,7 @@ fn answer(world: &mut World, victim: usize, lie: &Lie) {
         ChainQuery::ResolveInputs { out_points } => {
             let mut cells: Vec<Option<ResolvedCell>> = out_points
                 .iter()
-                .map(|op| fiber_funding::chain::client::simulated_cell(&world.chain, op))
+                .map(|op| fiber_funding::chain::simulated_client::simulated_cell(&world.chain, op))
                 .collect();
             let mut out_points = out_points;
             let len = cells.len().max(1);

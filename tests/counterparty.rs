@@ -721,7 +721,7 @@ mod driver_end {
                 entropy: Box::new(OsEntropy),
                 store: MemoryStore::new(),
                 link,
-                chain: Rc::new(fiber_funding::chain::client::SimulatedChainClient::default()),
+                chain: Rc::new(fiber_funding::chain::simulated_client::SimulatedChainClient::default()),
                 // Readings for the start; the first command's step breaks it.
                 platform: Rc::new(FailingClock {
                     readings_left: Cell::new(1),

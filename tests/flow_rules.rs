@@ -754,10 +754,13 @@ fn a_restore_names_each_record_made_under_another_node_key_and_keeps_the_rest() 
         record.local.funding_pubkey = world.acceptor().node_id();
         record
     };
-    let mut node = fiber_funding::flow::Node::new(
-        world.nodes[INITIATOR].config.clone(),
-        Box::new(fiber_funding::native::platform::OsEntropy),
-    );
+    struct NoEntropy;
+    impl fiber_funding::flow::EntropySource for NoEntropy {
+        fn random_32(&mut self) -> [u8; 32] {
+            unreachable!("a restore draws no randomness")
+        }
+    }
+    let mut node = fiber_funding::flow::Node::new(world.nodes[INITIATOR].config.clone(), Box::new(NoEntropy));
     let (_, errors) = node.restore(vec![foreign(0x01), ours.clone(), foreign(0x02)], world.now_ms);
     let named: Vec<&str> = errors.iter().map(|e| e.channel_id.as_str()).collect();
     assert_eq!(

@@ -5,7 +5,11 @@ use ckb_types::packed;
 use ckb_types::prelude::*;
 
 pub mod client;
+// Tools, not what a wallet runs: the simulated chain and its client.
+#[cfg(feature = "simulator")]
 pub mod simulated;
+#[cfg(feature = "simulator")]
+pub mod simulated_client;
 
 /// A live cell as CKB's indexer `get_cells` returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]

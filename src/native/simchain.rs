@@ -42,8 +42,8 @@ use ckb_types::H256;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::chain::client::simulated_cell;
 use crate::chain::simulated::{ChainRejection, Cursor, SimulatedChain, DEFAULT_MIN_FEE_RATE};
+use crate::chain::simulated_client::simulated_cell;
 use crate::chain::TxStatus;
 use crate::native::script_vm;
 use crate::primitives::{decode_hex, encode_hex};

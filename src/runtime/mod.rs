@@ -72,6 +72,8 @@ pub async fn execute<S: Store, E: Effects>(
 }
 
 pub mod driver;
+// Two drivers linked in-process: for tests and the in-page harness.
+#[cfg(feature = "simulator")]
 pub mod loopback;
 
 pub use driver::{

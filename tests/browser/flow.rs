@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use ckb_types::packed;
 use ckb_types::prelude::*;
-use fiber_funding::chain::client::SimulatedChainClient;
 use fiber_funding::chain::simulated::SimulatedChain;
+use fiber_funding::chain::simulated_client::SimulatedChainClient;
 use fiber_funding::crypto::keys::NodeSecret;
 use fiber_funding::primitives::{encode_hex, Hash256, NodeId};
 use fiber_funding::runtime::driver::DriverParts;

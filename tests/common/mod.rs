@@ -714,7 +714,7 @@ impl World {
     }
 
     fn resolve(&self, out_point: &packed::OutPoint) -> Option<ResolvedCell> {
-        fiber_funding::chain::client::simulated_cell(&self.chain, out_point)
+        fiber_funding::chain::simulated_client::simulated_cell(&self.chain, out_point)
     }
 
     /// Reports one changed funding tx status to the node watching it, as the
