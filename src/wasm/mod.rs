@@ -7,3 +7,11 @@ pub mod node;
 pub mod platform;
 pub mod tab_lock;
 pub mod websocket;
+
+/// Benchmark only (`scripts/bench`): one MuSig2 partial signature as a submit
+/// makes it, so the benchmark can print the floor under `submitSignedFundingTx`.
+#[doc(hidden)]
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = benchPartialSignature)]
+pub fn bench_partial_signature(seed: u8) -> bool {
+    crate::crypto::musig::partial_signature_for_benchmark(seed).is_ok()
+}

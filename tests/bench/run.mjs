@@ -35,7 +35,7 @@ try {
   await measure("seed", "bench-1", { count: 1 });
   await measure("seed", "bench-1000", { count: 1000 });
   const { ids } = await measure("seed", "bench-write", { count: RUNS });
-  const samples = { one: [], thousand: [], baseline: [], submit: [], put: [] };
+  const samples = { one: [], thousand: [], baseline: [], submit: [], put: [], sign: [] };
   let bytes = 0;
   for (let run = 0; run < RUNS; run++) {
     const one = await measure("load", "bench-1");
@@ -47,6 +47,7 @@ try {
     const write = await measure("write", "bench-write", { channel: ids[run] });
     samples.submit.push(write.submit);
     samples.put.push(write.put);
+    samples.sign.push(write.sign);
     bytes = write.bytes;
   }
   const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
@@ -64,7 +65,9 @@ try {
   console.log(`(c) submitSignedFundingTx: checks, 1 MuSig2 partial sig,`);
   console.log(`    1 strict record write (${bytes} bytes)                ${ms(m.submit)}   ${ratio(m.submit, m.put)} the bare put`);
   console.log(`    bare strict IndexedDB put of the same bytes           ${ms(m.put)}`);
+  console.log(`    MuSig2 partial signature alone (the signing floor)    ${ms(m.sign)}`);
   console.log(`(d) .wasm ${wasm.length.toLocaleString("en")} bytes, ${gzipSync(wasm, { level: 9 }).length.toLocaleString("en")} gzipped`);
+  console.log(`(e) record per flow: ${bytes.toLocaleString("en")} bytes as stored (the flow of (c), tx handed out)`);
 } finally {
   await browser.close();
   await site.close();
