@@ -39,14 +39,27 @@ struct Outbox {
     handed_out: Vec<(ChannelId, packed::Transaction)>,
     broadcasts: Vec<packed::Transaction>,
     queries: Vec<(ChannelId, ChainQuery)>,
+    wallet_cell_lookups: Vec<(OpenId, packed::Script)>,
 }
 
 impl Effects for Outbox {
     fn send(&mut self, peer: NodeId, message: FiberMessage) {
         self.messages.push((peer, message));
     }
-    fn hand_out_unsigned_tx(&mut self, channel_id: ChannelId, _: ChannelId, tx: packed::Transaction) {
+    fn hand_out_unsigned_tx(
+        &mut self,
+        _: Option<OpenId>,
+        channel_id: ChannelId,
+        _: ChannelId,
+        tx: packed::Transaction,
+    ) {
         self.handed_out.push((channel_id, tx));
+    }
+    fn fetch_wallet_cells(&mut self, open: OpenId, lock: packed::Script) {
+        self.wallet_cell_lookups.push((open, lock));
+    }
+    fn open_failed(&mut self, _: OpenId, failure: OpenFailure) {
+        panic!("the open failed: {failure}");
     }
     fn broadcast(&mut self, _: ChannelId, tx: packed::Transaction) {
         self.broadcasts.push(tx);
@@ -96,6 +109,12 @@ impl Demo {
         for (channel_id, query) in outbox.queries {
             self.queries.push_back((index, channel_id, query));
         }
+        for (open, lock) in outbox.wallet_cell_lookups {
+            let cells = self.chain.get_cells(&lock, 100, None).0;
+            let now = self.now;
+            let actions = self.nodes[index].wallet_cells(open, Ok(cells), now);
+            self.run(index, actions);
+        }
         for (channel_id, tx) in outbox.handed_out {
             println!("  {}: unsigned funding tx handed to the wallet", NAMES[index]);
             self.to_sign = Some((channel_id, tx));
@@ -130,14 +149,19 @@ fn main() {
     };
 
     println!("The browser opens a 1,000 CKB channel funded by the user's wallet:");
-    let cells = demo.chain.get_cells(&user_lock, 100, None).0;
+    for index in [0, 1] {
+        let actions = demo.nodes[index].peer_connected(&demo.ids[1 - index]);
+        demo.run(index, actions);
+    }
     let params = OpenChannelParams::new(
         demo.ids[1],
         1_000 * CKB,
         user_lock,
         vec![demo.chain.default_lock_cell_dep()],
     );
-    let (_, actions) = demo.nodes[0].open_channel(&params, &cells, demo.now).expect("open");
+    // The node waits for the peer (connected), asks for the wallet's cells
+    // (answered from the chain in `run`), then sends OpenChannel.
+    let actions = demo.nodes[0].request_open(OpenId(1), params, demo.now + 10_000, demo.now);
     demo.run(0, actions);
 
     let mut reloaded = false;

@@ -279,9 +279,7 @@ fn attack_4_an_rpc_understating_a_cells_capacity_cannot_burn_the_difference() {
         .as_builder()
         .capacity(capacity_of(&cells[0].output) - 100 * CKB)
         .build();
-    let now = world.now_ms;
-    let (_, actions) = world.nodes[INITIATOR].node.open_channel(&params, &cells, now).unwrap();
-    world.execute(INITIATOR, actions);
+    world.open_from_cells(&params, cells).unwrap();
     world.run();
     assert_user_never_overpays(&world);
     assert!(world.handed_out.is_empty(), "a tx built on a lie was handed out");
@@ -322,12 +320,7 @@ fn attack_4_an_rpc_hiding_a_cells_type_and_data_cannot_burn_a_token() {
         output_data: Vec::new(),
         block_number: 0,
     };
-    let now = world.now_ms;
-    let (_, actions) = world.nodes[INITIATOR]
-        .node
-        .open_channel(&params, &[disguised], now)
-        .unwrap();
-    world.execute(INITIATOR, actions);
+    world.open_from_cells(&params, vec![disguised]).unwrap();
     world.run();
     assert!(
         world.handed_out.is_empty(),

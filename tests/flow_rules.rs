@@ -8,7 +8,7 @@ use ckb_types::packed;
 use ckb_types::prelude::*;
 use common::*;
 use fiber_funding::flow::state::*;
-use fiber_funding::flow::{ChannelState, Event, FlowError, OpenChannelParams};
+use fiber_funding::flow::{ChannelState, Event, FlowError, OpenChannelParams, OpenId};
 use fiber_funding::primitives::{ChannelId, Hash256};
 use fiber_funding::tx::default_lock;
 use fiber_funding::tx::funding::FundingError;
@@ -733,7 +733,9 @@ impl fiber_funding::runtime::Effects for NullEffects {
     fn send(&mut self, _: fiber_funding::primitives::NodeId, message: FiberMessage) {
         self.sent.push(message.name().into());
     }
-    fn hand_out_unsigned_tx(&mut self, _: ChannelId, _: ChannelId, _: packed::Transaction) {}
+    fn hand_out_unsigned_tx(&mut self, _: Option<OpenId>, _: ChannelId, _: ChannelId, _: packed::Transaction) {}
+    fn fetch_wallet_cells(&mut self, _: OpenId, _: packed::Script) {}
+    fn open_failed(&mut self, _: OpenId, _: fiber_funding::flow::OpenFailure) {}
     fn broadcast(&mut self, _: ChannelId, _: packed::Transaction) {
         self.sent.push("broadcast".into());
     }

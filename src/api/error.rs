@@ -2,7 +2,7 @@
 //! switch on and a message a person can act on.
 
 use crate::chain::client::{ChainError, ChainErrorKind};
-use crate::flow::FlowError;
+use crate::flow::{FlowError, OpenFailure};
 use crate::runtime::{DriverError, PeerTrouble, PersistFailed};
 use crate::store::StoreError;
 use crate::tx::funding::FundingError;
@@ -51,7 +51,7 @@ codes! {
     NotClosable => "NOT_CLOSABLE", "The channel cannot be closed that way now: it is not funded yet, or already closing unilaterally.";
     PeerUnreachable => "PEER_UNREACHABLE", "The counterparty could not be reached at peerUrl.";
     PeerMismatch => "PEER_MISMATCH", "The node at peerUrl is not the pubkey the channel is opened with (or failed to prove its key).";
-    PeerRefused => "PEER_REFUSED", "The counterparty refused or aborted the channel; the message says why.";
+    PeerRefused => "PEER_REFUSED", "The counterparty refused or aborted the channel before its unsigned tx was final; the message says why.";
     ChainUnreachable => "CHAIN_UNREACHABLE", "The CKB node did not answer (network error or timeout); the message names the RPC.";
     ChainRejected => "CHAIN_REJECTED", "The CKB node refused a request; the message names the RPC and its reason.";
     StorageFull => "STORAGE_FULL", "The browser's storage quota is exhausted; the previous state is intact.";
@@ -154,10 +154,22 @@ impl From<DriverError> for ApiError {
             DriverError::Chain(error) => error.into(),
             DriverError::Persist(error) => error.into(),
             DriverError::Store(error) => error.into(),
-            DriverError::Peer { trouble, reason } => Self::new(peer_trouble_code(trouble), reason),
-            DriverError::Refused(reason) => Self::new(ErrorCode::PeerRefused, reason),
+            DriverError::Open(failure) => failure.into(),
             DriverError::NodeClosed(reason) => Self::new(ErrorCode::NodeClosed, reason),
         }
+    }
+}
+
+impl From<OpenFailure> for ApiError {
+    fn from(failure: OpenFailure) -> Self {
+        let code = match &failure {
+            OpenFailure::Flow(error) => return error.clone().into(),
+            OpenFailure::Chain(error) => return error.clone().into(),
+            OpenFailure::PeerUnreachable { .. } => ErrorCode::PeerUnreachable,
+            OpenFailure::PeerMismatch(_) => ErrorCode::PeerMismatch,
+            OpenFailure::Refused(_) => ErrorCode::PeerRefused,
+        };
+        Self::new(code, failure.to_string())
     }
 }
 

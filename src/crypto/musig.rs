@@ -210,6 +210,24 @@ impl SigningSession<'_> {
     }
 }
 
+/// What a submit spends on MuSig2 alone, for `scripts/bench`: aggregating two
+/// funding keys, deriving both nonces and making one partial signature over a
+/// commitment's sighash. `seed` varies the keys so no work is cached.
+pub fn partial_signature_for_benchmark(seed: u8) -> Result<[u8; 32], MusigError> {
+    use super::keys::NodeSecret;
+    let node = |n: u8| NodeSecret::from_bytes([n; 32]).expect("1 and 2 are valid secret keys");
+    let ours = ChannelKeys::derive(&node(1), &[seed; 32]);
+    let theirs = ChannelKeys::derive(&node(2), &[seed; 32]);
+    let ctx = funding_key_agg(&ours.funding_pubkey(), &theirs.funding_pubkey())?;
+    let session = SigningSession {
+        ctx: &ctx,
+        message: [seed; 32],
+        holder_nonce: public_nonce(&theirs, NonceSlot::OwnCommitment(0), &[]),
+        signer_nonce: public_nonce(&ours, NonceSlot::PeerCommitment(0), &[]),
+    };
+    session.sign_as_counterparty(&ours, NonceSlot::PeerCommitment(0), &[])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,22 +331,4 @@ mod tests {
         assert_ne!(one, two);
         assert_ne!(one, own);
     }
-}
-
-/// What a submit spends on MuSig2 alone, for `scripts/bench`: aggregating two
-/// funding keys, deriving both nonces and making one partial signature over a
-/// commitment's sighash. `seed` varies the keys so no work is cached.
-pub fn partial_signature_for_benchmark(seed: u8) -> Result<[u8; 32], MusigError> {
-    use super::keys::NodeSecret;
-    let node = |n: u8| NodeSecret::from_bytes([n; 32]).expect("1 and 2 are valid secret keys");
-    let ours = ChannelKeys::derive(&node(1), &[seed; 32]);
-    let theirs = ChannelKeys::derive(&node(2), &[seed; 32]);
-    let ctx = funding_key_agg(&ours.funding_pubkey(), &theirs.funding_pubkey())?;
-    let session = SigningSession {
-        ctx: &ctx,
-        message: [seed; 32],
-        holder_nonce: public_nonce(&theirs, NonceSlot::OwnCommitment(0), &[]),
-        signer_nonce: public_nonce(&ours, NonceSlot::PeerCommitment(0), &[]),
-    };
-    session.sign_as_counterparty(&ours, NonceSlot::PeerCommitment(0), &[])
 }

@@ -80,16 +80,18 @@ impl From<LimitError> for FlowError {
     }
 }
 
-/// Checks `open_channel_with_external_funding` parameters and builds the
-/// channel with the user's part of the funding tx.
-pub(crate) fn open_channel(
-    config: &NodeConfig,
-    params: &OpenChannelParams,
-    wallet_cells: &[LiveCell],
-    reserved: &HashSet<packed::OutPoint>,
-    channel_seed: [u8; 32],
-    now_ms: u64,
-) -> Result<Channel, FlowError> {
+/// What [`check_open_params`] read from an open's parameters, defaults applied.
+pub(crate) struct CheckedOpen {
+    funding_amount: u64,
+    funding_fee_rate: u64,
+    commitment_fee_rate: u64,
+    commitment_delay_epoch: u64,
+    max_tlc_number_in_flight: u64,
+}
+
+/// Checks an open's parameters before anything waits on them: an open the
+/// user got wrong fails at once, not after the peer connects.
+pub(crate) fn check_open_params(config: &NodeConfig, params: &OpenChannelParams) -> Result<CheckedOpen, FlowError> {
     if params.funding_udt_type_script.is_some() {
         return Err(FlowError::UdtChannelsUnsupported);
     }
@@ -119,6 +121,32 @@ pub(crate) fn open_channel(
         .max_tlc_number_in_flight
         .unwrap_or(DEFAULT_MAX_TLC_NUMBER_IN_FLIGHT);
     limits::check_tlc_number(max_tlc_number_in_flight)?;
+    Ok(CheckedOpen {
+        funding_amount,
+        funding_fee_rate,
+        commitment_fee_rate,
+        commitment_delay_epoch,
+        max_tlc_number_in_flight,
+    })
+}
+
+/// Checks `open_channel_with_external_funding` parameters and builds the
+/// channel with the user's part of the funding tx.
+pub(crate) fn open_channel(
+    config: &NodeConfig,
+    params: &OpenChannelParams,
+    wallet_cells: &[LiveCell],
+    reserved: &HashSet<packed::OutPoint>,
+    channel_seed: [u8; 32],
+    now_ms: u64,
+) -> Result<Channel, FlowError> {
+    let CheckedOpen {
+        funding_amount,
+        funding_fee_rate,
+        commitment_fee_rate,
+        commitment_delay_epoch,
+        max_tlc_number_in_flight,
+    } = check_open_params(config, params)?;
 
     let keys = ChannelKeys::derive(&config.node_secret, &channel_seed);
     let local = local_params(
@@ -447,6 +475,7 @@ impl Channel {
         self.restart_deadline(step.now_ms);
         step.send(self.record.peer, message);
         step.actions.push(Action::HandOutUnsignedTx {
+            open: None,
             channel_id: self.id(),
             temporary_channel_id: self.record.temporary_channel_id,
             unsigned_funding_tx: unsigned,

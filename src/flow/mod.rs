@@ -36,7 +36,7 @@ pub use channel::ChannelView;
 pub use closing::{CloseView, CommitmentView};
 pub use config::{AcceptorConfig, NodeConfig, OpenChannelParams};
 pub use error::FlowError;
-pub use node::{EntropySource, Node};
+pub use node::{EntropySource, Node, OpenFailure, OpenId};
 pub use record::{ChannelRecord, ExternalFundingPersistState, Role};
 pub use state::ChannelState;
 
@@ -55,12 +55,19 @@ pub enum Action {
     /// Send a message to a peer.
     Send { peer: NodeId, message: FiberMessage },
     /// The unsigned funding tx is final: give it to the caller of
-    /// `open_channel_with_external_funding`.
+    /// `open_channel_with_external_funding`, request `open` (`None` when the
+    /// request is gone, e.g. the flow was restored after a reload).
     HandOutUnsignedTx {
+        open: Option<OpenId>,
         channel_id: ChannelId,
         temporary_channel_id: ChannelId,
         unsigned_funding_tx: packed::Transaction,
     },
+    /// Look up the wallet's live cells with `lock` for open request `open`;
+    /// the answer goes to [`Node::wallet_cells`].
+    FetchWalletCells { open: OpenId, lock: packed::Script },
+    /// Open request `open` ended without an unsigned tx.
+    OpenFailed { open: OpenId, failure: OpenFailure },
     /// Send this fully signed tx to the chain.
     Broadcast {
         channel_id: ChannelId,

@@ -25,6 +25,11 @@ use crate::chain::LiveCell;
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::wire::{FiberMessage, OpenChannel, TxAbort};
 
+mod opening;
+
+use opening::WaitingOpen;
+pub use opening::{OpenFailure, OpenId};
+
 /// Fresh randomness for channel seeds. Passed in so the core stays
 /// deterministic under test.
 pub trait EntropySource {
@@ -52,6 +57,10 @@ pub struct Node {
     connected: VecSet<NodeId>,
     /// When the node was built: the moment peers count as away from.
     started_at_ms: Option<u64>,
+    /// Open requests not yet a channel (see `opening`).
+    waiting_opens: Vec<WaitingOpen>,
+    /// Channels (by temporary id) whose open request waits for the unsigned tx.
+    opens_in_flight: VecMap<ChannelId, OpenId>,
 }
 
 impl Node {
@@ -65,6 +74,8 @@ impl Node {
             peers_away_since: VecMap::new(),
             connected: VecSet::new(),
             started_at_ms: None,
+            waiting_opens: Vec::new(),
+            opens_in_flight: VecMap::new(),
         }
     }
 
@@ -120,11 +131,11 @@ impl Node {
 
     // ---- user commands -----------------------------------------------------------------
 
-    /// Starts opening a channel funded from `wallet_cells` (live cells of
-    /// `params.funding_lock_script`, as the indexer returns them). Returns the
-    /// temporary channel id; the unsigned tx comes later as
-    /// [`Action::HandOutUnsignedTx`].
-    pub fn open_channel(
+    /// Builds the channel of an open request from `wallet_cells` (live cells
+    /// of `params.funding_lock_script`, as the indexer returns them) and
+    /// sends `OpenChannel`. Returns the temporary channel id; the unsigned tx
+    /// comes later as [`Action::HandOutUnsignedTx`].
+    fn open_channel(
         &mut self,
         params: &OpenChannelParams,
         wallet_cells: &[LiveCell],
@@ -198,7 +209,8 @@ impl Node {
     /// Aborts every flow whose deadline has passed; an acceptor configured
     /// to do so force-closes the funded channels of a peer away too long.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
-        let mut actions = self.expire_deadlines(now_ms);
+        let mut actions = self.expire_waiting_opens(now_ms);
+        actions.extend(self.expire_deadlines(now_ms));
         actions.extend(self.force_close_abandoned(now_ms));
         actions
     }
@@ -273,7 +285,11 @@ impl Node {
                     })
                     .min()
             });
-        deadlines.into_iter().chain(force_close).min()
+        deadlines
+            .into_iter()
+            .chain(force_close)
+            .chain(self.next_open_deadline())
+            .min()
     }
 
     // ---- peers -------------------------------------------------------------------------
@@ -295,6 +311,7 @@ impl Node {
             };
             actions.push(Action::Send { peer: *peer, message });
         }
+        actions.extend(self.release_waiting_opens());
         actions
     }
 
@@ -818,6 +835,11 @@ impl Node {
         }
         actions.extend(step_actions);
         let state_changed = before.is_none_or(|b| b.state() != channel.state());
+        let closed_now = (state_changed && channel.is_closed()).then(|| {
+            let reason = channel.record.closed.as_ref().map(|c| c.reason.clone());
+            (channel.record.temporary_channel_id, reason.unwrap_or_default())
+        });
+        self.answer_open_requests(&mut actions, closed_now);
         if state_changed {
             actions.push(Action::Emit(channel.state_event()));
         }

@@ -19,8 +19,8 @@ use crate::chain::{CheckedTx, LiveCell, TxReport};
 use crate::flow::error::FlowError;
 use crate::flow::record::RecordDecodeError;
 use crate::flow::{
-    Action, ChainEvent, ChainQuery, ChannelState, ChannelView, EntropySource, Event, Node, NodeConfig,
-    OpenChannelParams,
+    Action, ChainEvent, ChainQuery, ChannelView, EntropySource, Event, Node, NodeConfig, OpenChannelParams,
+    OpenFailure, OpenId,
 };
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::store::{Store, StoreError};
@@ -65,11 +65,9 @@ pub enum DriverError {
     Persist(#[from] PersistFailed),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{reason}")]
-    Peer { trouble: PeerTrouble, reason: String },
-    /// The peer closed the channel before it was opened.
-    #[error("{0}")]
-    Refused(String),
+    /// An open request that ended without an unsigned tx (the core's answer).
+    #[error(transparent)]
+    Open(#[from] OpenFailure),
     #[error("{0}")]
     NodeClosed(&'static str),
 }
@@ -139,8 +137,9 @@ pub enum Input {
         trouble: PeerTrouble,
     },
     PeerMessage(NodeId, FiberMessage),
-    CellsFetched {
-        request: OpenRequest,
+    /// The wallet's cells for an open request ([`Action::FetchWalletCells`]).
+    WalletCells {
+        open: OpenId,
         cells: Result<Vec<LiveCell>, ChainError>,
     },
     Chain(ChainEvent),
@@ -206,13 +205,6 @@ impl Default for DriverSettings {
     }
 }
 
-/// An open waiting for the peer or for the wallet's cells.
-pub struct OpenRequest {
-    params: OpenChannelParams,
-    reply: Reply<(ChannelId, packed::Transaction)>,
-    give_up_at_ms: u64,
-}
-
 pub struct Driver<S> {
     node: Node,
     store: S,
@@ -222,9 +214,9 @@ pub struct Driver<S> {
     sender: InputSender,
     settings: DriverSettings,
     on_event: Box<dyn FnMut(DriverEvent)>,
-    connected: VecSet<NodeId>,
-    waiting_for_peer: Vec<OpenRequest>,
-    pending_opens: VecMap<ChannelId, Reply<(ChannelId, packed::Transaction)>>,
+    /// The caller of each open request, until the core answers it.
+    pending_opens: VecMap<OpenId, Reply<(ChannelId, packed::Transaction)>>,
+    next_open_id: u64,
     status_in_flight: VecSet<Hash256>,
     /// Channels whose funding cell's spender is being looked up.
     spender_in_flight: VecSet<ChannelId>,
@@ -283,9 +275,8 @@ pub async fn start<S: Store + 'static>(
         sender: sender.clone(),
         settings: parts.settings,
         on_event: parts.on_event,
-        connected: VecSet::new(),
-        waiting_for_peer: Vec::new(),
         pending_opens: VecMap::new(),
+        next_open_id: 0,
         status_in_flight: VecSet::new(),
         spender_in_flight: VecSet::new(),
         timer: None,
@@ -337,14 +328,11 @@ impl<S: Store> Driver<S> {
         match input {
             Input::Command(command) => self.command(command).await,
             Input::PeerConnected(peer) => {
-                self.connected.insert(peer);
                 (self.on_event)(DriverEvent::PeerConnected(peer));
                 let actions = self.node.peer_connected(&peer);
                 self.run_background(actions).await;
-                self.release_waiting_opens();
             }
             Input::PeerDisconnected { peer, reason } => {
-                self.connected.remove(&peer);
                 self.node.peer_disconnected(&peer, now);
                 (self.on_event)(DriverEvent::PeerDisconnected(reason));
             }
@@ -354,17 +342,25 @@ impl<S: Store> Driver<S> {
                     trouble,
                 });
                 if trouble == PeerTrouble::Mismatch {
-                    for request in std::mem::take(&mut self.waiting_for_peer) {
-                        let reason = reason.clone();
-                        let _ = request.reply.send(Err(DriverError::Peer { trouble, reason }));
-                    }
+                    let actions = self.node.peer_mismatch(&reason);
+                    self.run_background(actions).await;
                 }
             }
             Input::PeerMessage(peer, message) => {
                 let actions = self.node.peer_message(&peer, message, now);
                 self.run_background(actions).await;
             }
-            Input::CellsFetched { request, cells } => self.open_with_cells(request, cells).await,
+            Input::WalletCells { open, cells } => {
+                let actions = self.node.wallet_cells(open, cells, now);
+                if let Err(error) = self.run_actions(actions).await {
+                    match self.pending_opens.remove(&open) {
+                        Some(reply) => {
+                            let _ = reply.send(Err(error.into()));
+                        }
+                        None => (self.on_event)(DriverEvent::StorageError(error.to_string())),
+                    }
+                }
+            }
             Input::Chain(event) => {
                 let actions = self.node.chain_event(event, now);
                 self.run_background(actions).await;
@@ -419,7 +415,6 @@ impl<S: Store> Driver<S> {
                 self.timer = None;
                 let actions = self.node.tick(now);
                 self.run_background(actions).await;
-                self.expire_waiting_opens(now);
             }
             Input::Poll => {
                 // Timers of the core (deadlines, an acceptor's force closes) come due here too.
@@ -437,13 +432,12 @@ impl<S: Store> Driver<S> {
         self.run_background(actions).await;
         match command {
             Command::Open { params, reply } => {
-                let request = OpenRequest {
-                    params,
-                    reply,
-                    give_up_at_ms: now + self.settings.connect_timeout_ms,
-                };
-                self.waiting_for_peer.push(request);
-                self.release_waiting_opens();
+                let open = OpenId(self.next_open_id);
+                self.next_open_id = self.next_open_id.wrapping_add(1);
+                self.pending_opens.insert(open, reply);
+                let give_up_at_ms = now.saturating_add(self.settings.connect_timeout_ms);
+                let actions = self.node.request_open(open, params, give_up_at_ms, now);
+                self.run_background(actions).await;
             }
             Command::Submit { channel_id, tx, reply } => {
                 let result = match self.node.submit_signed_funding_tx(&channel_id, &tx, now) {
@@ -516,75 +510,6 @@ impl<S: Store> Driver<S> {
             .collect()
     }
 
-    /// Opens whose peer is connected go on to fetch the wallet's cells; one
-    /// connected to another node fails with a clear error.
-    fn release_waiting_opens(&mut self) {
-        let waiting = std::mem::take(&mut self.waiting_for_peer);
-        for request in waiting {
-            if self.connected.contains(&request.params.pubkey) {
-                let chain = self.chain.clone();
-                let sender = self.sender.clone();
-                self.platform.spawn(Box::pin(async move {
-                    let cells = chain.live_cells(request.params.funding_lock_script.clone()).await;
-                    let _ = sender.unbounded_send(Input::CellsFetched { request, cells });
-                }));
-            } else if let Some(other) = self.connected.iter().next() {
-                let message = format!(
-                    "the node at peerUrl is {other}, not {} that the channel is opened with",
-                    request.params.pubkey
-                );
-                let _ = request.reply.send(Err(DriverError::Peer {
-                    trouble: PeerTrouble::Mismatch,
-                    reason: message,
-                }));
-            } else {
-                self.waiting_for_peer.push(request);
-            }
-        }
-    }
-
-    fn expire_waiting_opens(&mut self, now: u64) {
-        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting_for_peer)
-            .into_iter()
-            .partition(|r| r.give_up_at_ms <= now);
-        self.waiting_for_peer = waiting;
-        for request in expired {
-            let message = format!(
-                "the counterparty {} did not connect within {} s; check peerUrl and that it is running",
-                request.params.pubkey,
-                self.settings.connect_timeout_ms / 1000
-            );
-            let _ = request.reply.send(Err(DriverError::Peer {
-                trouble: PeerTrouble::Unreachable,
-                reason: message,
-            }));
-        }
-    }
-
-    async fn open_with_cells(&mut self, request: OpenRequest, cells: Result<Vec<LiveCell>, ChainError>) {
-        let cells = match cells {
-            Ok(cells) => cells,
-            Err(error) => {
-                let _ = request.reply.send(Err(error.into()));
-                return;
-            }
-        };
-        let now = self.platform.now_ms();
-        match self.node.open_channel(&request.params, &cells, now) {
-            Ok((temporary_id, actions)) => {
-                self.pending_opens.insert(temporary_id, request.reply);
-                if let Err(error) = self.run_actions(actions).await {
-                    if let Some(reply) = self.pending_opens.remove(&temporary_id) {
-                        let _ = reply.send(Err(error.into()));
-                    }
-                }
-            }
-            Err(error) => {
-                let _ = request.reply.send(Err(error.into()));
-            }
-        }
-    }
-
     fn poll_watched_txs(&mut self) {
         for (channel_id, out_point, lock) in self.node.funding_cells_to_watch() {
             if !self.spender_in_flight.insert(channel_id) {
@@ -624,17 +549,12 @@ impl<S: Store> Driver<S> {
         }));
     }
 
-    /// Keeps one timer at the earliest time something is due: the core's
-    /// [`Node::next_deadline`] or an open waiting for the peer. Re-read after
-    /// every input; a timer for a time no longer due rings unheard.
+    /// Keeps one timer at the earliest time something is due, the core's
+    /// [`Node::next_deadline`] (flow deadlines, open requests waiting for
+    /// their peer). Re-read after every input; a timer for a time no longer
+    /// due rings unheard.
     fn rearm_timer(&mut self) {
-        let due = [
-            self.node.next_deadline(),
-            self.waiting_for_peer.iter().map(|r| r.give_up_at_ms).min(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let due = self.node.next_deadline();
         if due == self.timer {
             return;
         }
@@ -717,7 +637,7 @@ struct DriverEffects<'a> {
     chain: &'a Rc<dyn ChainClient>,
     platform: &'a Rc<dyn Platform>,
     sender: &'a InputSender,
-    pending_opens: &'a mut VecMap<ChannelId, Reply<(ChannelId, packed::Transaction)>>,
+    pending_opens: &'a mut VecMap<OpenId, Reply<(ChannelId, packed::Transaction)>>,
     on_event: &'a mut Box<dyn FnMut(DriverEvent)>,
     settings: &'a DriverSettings,
 }
@@ -729,12 +649,28 @@ impl Effects for DriverEffects<'_> {
 
     fn hand_out_unsigned_tx(
         &mut self,
+        open: Option<OpenId>,
         channel_id: ChannelId,
-        temporary_channel_id: ChannelId,
+        _temporary_channel_id: ChannelId,
         tx: packed::Transaction,
     ) {
-        if let Some(reply) = self.pending_opens.remove(&temporary_channel_id) {
+        if let Some(reply) = open.and_then(|open| self.pending_opens.remove(&open)) {
             let _ = reply.send(Ok((channel_id, tx)));
+        }
+    }
+
+    fn fetch_wallet_cells(&mut self, open: OpenId, lock: packed::Script) {
+        let chain = self.chain.clone();
+        let sender = self.sender.clone();
+        self.platform.spawn(Box::pin(async move {
+            let cells = chain.live_cells(lock).await;
+            let _ = sender.unbounded_send(Input::WalletCells { open, cells });
+        }));
+    }
+
+    fn open_failed(&mut self, open: OpenId, failure: OpenFailure) {
+        if let Some(reply) = self.pending_opens.remove(&open) {
+            let _ = reply.send(Err(failure.into()));
         }
     }
 
@@ -769,20 +705,6 @@ impl Effects for DriverEffects<'_> {
     }
 
     fn emit(&mut self, event: Event) {
-        if let Event::StateChanged {
-            temporary_channel_id,
-            state: ChannelState::Closed(_),
-            close_reason,
-            ..
-        } = &event
-        {
-            if let Some(reply) = self.pending_opens.remove(temporary_channel_id) {
-                let reason = close_reason.clone().unwrap_or_default();
-                let _ = reply.send(Err(DriverError::Refused(format!(
-                    "the channel was not opened: {reason}"
-                ))));
-            }
-        }
         (self.on_event)(DriverEvent::Flow(event));
     }
 }

@@ -1,7 +1,7 @@
 //! Carries out the core's actions, in order, never running one before the
 //! persist ahead of it has completed.
 
-use crate::flow::{Action, ChainQuery, Event, Node};
+use crate::flow::{Action, ChainQuery, Event, Node, OpenFailure, OpenId};
 use crate::primitives::{ChannelId, NodeId};
 use crate::store::{Store, StoreError};
 use crate::wire::FiberMessage;
@@ -11,7 +11,19 @@ use ckb_types::packed;
 /// chain client, the JS page) and returns at once.
 pub trait Effects {
     fn send(&mut self, peer: NodeId, message: FiberMessage);
-    fn hand_out_unsigned_tx(&mut self, channel_id: ChannelId, temporary_channel_id: ChannelId, tx: packed::Transaction);
+    /// The unsigned tx of open request `open` (`None`: nobody asked in this
+    /// session, e.g. a flow restored after a reload).
+    fn hand_out_unsigned_tx(
+        &mut self,
+        open: Option<OpenId>,
+        channel_id: ChannelId,
+        temporary_channel_id: ChannelId,
+        tx: packed::Transaction,
+    );
+    /// Looks up the wallet's live cells for open request `open`; the answer
+    /// goes to [`Node::wallet_cells`].
+    fn fetch_wallet_cells(&mut self, open: OpenId, lock: packed::Script);
+    fn open_failed(&mut self, open: OpenId, failure: OpenFailure);
     fn broadcast(&mut self, channel_id: ChannelId, tx: packed::Transaction);
     fn query_chain(&mut self, channel_id: ChannelId, query: ChainQuery);
     fn emit(&mut self, event: Event);
@@ -59,10 +71,13 @@ pub async fn execute<S: Store, E: Effects>(
             }
             Action::Send { peer, message } => effects.send(*peer, message.clone()),
             Action::HandOutUnsignedTx {
+                open,
                 channel_id,
                 temporary_channel_id,
                 unsigned_funding_tx,
-            } => effects.hand_out_unsigned_tx(*channel_id, *temporary_channel_id, unsigned_funding_tx.clone()),
+            } => effects.hand_out_unsigned_tx(*open, *channel_id, *temporary_channel_id, unsigned_funding_tx.clone()),
+            Action::FetchWalletCells { open, lock } => effects.fetch_wallet_cells(*open, lock.clone()),
+            Action::OpenFailed { open, failure } => effects.open_failed(*open, failure.clone()),
             Action::Broadcast { channel_id, tx } => effects.broadcast(*channel_id, tx.clone()),
             Action::QueryChain { channel_id, query } => effects.query_chain(*channel_id, query.clone()),
             Action::Emit(event) => effects.emit(event.clone()),

@@ -37,6 +37,8 @@ pub const INITIATOR: usize = 0;
 pub const ACCEPTOR: usize = 1;
 pub const TIMEOUT_MS: u64 = 300_000;
 pub const GRACE_MS: u64 = 60_000;
+/// How long an open request waits for its peer (both are connected in a World).
+pub const OPEN_WAIT_MS: u64 = 10_000;
 
 /// Counter-based randomness that survives a node's restart (a restarted
 /// node must not draw the seeds it drew before).
@@ -115,6 +117,9 @@ impl Store for CrashingStore {
 struct Outbox {
     sends: Vec<(NodeId, FiberMessage)>,
     handed_out: Vec<(ChannelId, packed::Transaction)>,
+    handed_out_to: Vec<Option<OpenId>>,
+    wallet_cell_lookups: Vec<(OpenId, packed::Script)>,
+    open_failures: Vec<(OpenId, OpenFailure)>,
     broadcasts: Vec<(ChannelId, packed::Transaction)>,
     queries: Vec<(ChannelId, ChainQuery)>,
     events: Vec<Event>,
@@ -124,8 +129,21 @@ impl Effects for Outbox {
     fn send(&mut self, peer: NodeId, message: FiberMessage) {
         self.sends.push((peer, message));
     }
-    fn hand_out_unsigned_tx(&mut self, channel_id: ChannelId, _temporary: ChannelId, tx: packed::Transaction) {
+    fn hand_out_unsigned_tx(
+        &mut self,
+        open: Option<OpenId>,
+        channel_id: ChannelId,
+        _temporary: ChannelId,
+        tx: packed::Transaction,
+    ) {
         self.handed_out.push((channel_id, tx));
+        self.handed_out_to.push(open);
+    }
+    fn fetch_wallet_cells(&mut self, open: OpenId, lock: packed::Script) {
+        self.wallet_cell_lookups.push((open, lock));
+    }
+    fn open_failed(&mut self, open: OpenId, failure: OpenFailure) {
+        self.open_failures.push((open, failure));
     }
     fn broadcast(&mut self, channel_id: ChannelId, tx: packed::Transaction) {
         self.broadcasts.push((channel_id, tx));
@@ -221,6 +239,14 @@ pub struct World {
     pub broadcasts: Vec<(usize, packed::Transaction)>,
     pub crash_plan: Option<CrashPlan>,
     pub crashes: usize,
+    next_open: u64,
+    /// Open requests that failed, until `open_with` reads them.
+    pub open_failures: Vec<(OpenId, OpenFailure)>,
+    /// The open request each hand-out named (`None`: a restored flow's).
+    pub handed_out_to: Vec<Option<OpenId>>,
+    /// The channel each open request made, noted before its actions ran
+    /// (a crash planned at its first write restarts the node).
+    opened: Vec<(OpenId, ChannelId)>,
     pending_submit: bool,
     shuffle_state: u64,
     reported_status: BTreeMap<(usize, ChannelId, Hash256), TxReport>,
@@ -365,7 +391,7 @@ impl World {
         }
         let [initiator_config, acceptor_config] = configs;
         let nodes = [TestNode::new(initiator_config, 0), TestNode::new(acceptor_config, 1)];
-        Self {
+        let mut world = Self {
             chain,
             now_ms: 1_000_000,
             nodes,
@@ -392,7 +418,14 @@ impl World {
             shuffle_state: 0,
             reported_status: BTreeMap::new(),
             confirmations: setup.confirmations,
-        }
+            next_open: 0,
+            open_failures: Vec::new(),
+            opened: Vec::new(),
+            handed_out_to: Vec::new(),
+        };
+        // Both nodes start connected to each other.
+        world.reconnect();
+        world
     }
 
     /// Where a node's share of a channel goes when it closes.
@@ -459,12 +492,64 @@ impl World {
         self.open_with(&params)
     }
 
+    /// The user opens a channel through the core's open request: the node
+    /// asks for the wallet's cells, the chain answers, the channel is built.
     pub fn open_with(&mut self, params: &OpenChannelParams) -> Result<ChannelId, FlowError> {
-        let cells = self.live_cells(&params.funding_lock_script);
+        let open = self.next_open_id();
         let now = self.now_ms;
-        let (id, actions) = self.nodes[INITIATOR].node.open_channel(params, &cells, now)?;
+        let actions = self.nodes[INITIATOR]
+            .node
+            .request_open(open, params.clone(), now + OPEN_WAIT_MS, now);
         self.execute(INITIATOR, actions);
-        Ok(id)
+        self.open_result(open)
+    }
+
+    /// As [`World::open_with`], with the wallet's cells as an indexer that
+    /// may lie reports them.
+    pub fn open_from_cells(
+        &mut self,
+        params: &OpenChannelParams,
+        cells: Vec<LiveCell>,
+    ) -> Result<ChannelId, FlowError> {
+        let open = self.next_open_id();
+        let now = self.now_ms;
+        let node = &mut self.nodes[INITIATOR].node;
+        let asked = node.request_open(open, params.clone(), now + OPEN_WAIT_MS, now);
+        assert!(
+            matches!(asked.as_slice(), [Action::FetchWalletCells { open: asked, .. }] if *asked == open),
+            "a connected node asks for the wallet's cells at once: {asked:?}"
+        );
+        let actions = node.wallet_cells(open, Ok(cells), now);
+        self.note_opened(INITIATOR, open);
+        self.execute(INITIATOR, actions);
+        self.open_result(open)
+    }
+
+    fn next_open_id(&mut self) -> OpenId {
+        self.next_open += 1;
+        OpenId(self.next_open)
+    }
+
+    /// The channel an open request made, or why it failed.
+    fn open_result(&mut self, open: OpenId) -> Result<ChannelId, FlowError> {
+        if let Some(at) = self.open_failures.iter().position(|(id, _)| *id == open) {
+            return match self.open_failures.remove(at).1 {
+                OpenFailure::Flow(error) => Err(error),
+                other => panic!("open {open:?} failed: {other}"),
+            };
+        }
+        let at = self
+            .opened
+            .iter()
+            .position(|(id, _)| *id == open)
+            .expect("an open that did not fail made a channel");
+        Ok(self.opened.remove(at).1)
+    }
+
+    fn note_opened(&mut self, index: usize, open: OpenId) {
+        if let Some(channel_id) = self.nodes[index].node.opened_channel(open) {
+            self.opened.push((open, channel_id));
+        }
     }
 
     /// The wallet signs the user's inputs of a handed-out tx.
@@ -532,6 +617,15 @@ impl World {
             self.sent_log
                 .push((index, FiberMessage::decode(&bytes).expect("what we send decodes")));
             self.link.push_back(Packet { from: index, to, bytes });
+        }
+        self.open_failures.extend(outbox.open_failures);
+        self.handed_out_to.extend(outbox.handed_out_to);
+        for (open, lock) in outbox.wallet_cell_lookups {
+            let cells = self.live_cells(&lock);
+            let now = self.now_ms;
+            let actions = self.nodes[index].node.wallet_cells(open, Ok(cells), now);
+            self.note_opened(index, open);
+            self.execute(index, actions);
         }
         for (channel_id, tx) in outbox.handed_out {
             self.handed_out.push((channel_id, tx.clone()));
