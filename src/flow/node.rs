@@ -48,8 +48,6 @@ pub struct Node {
     config: NodeConfig,
     entropy: Box<dyn EntropySource>,
     channels: VecMap<ChannelId, Channel>,
-    /// Where each channel's record was last stored (its id then).
-    stored_as: VecMap<ChannelId, ChannelId>,
     pending_opens: VecMap<ChannelId, PendingOpen>,
     /// Since when each peer we have channels with has been away (not kept:
     /// after a restart every peer counts as away from then).
@@ -69,7 +67,6 @@ impl Node {
             config,
             entropy,
             channels: VecMap::new(),
-            stored_as: VecMap::new(),
             pending_opens: VecMap::new(),
             peers_away_since: VecMap::new(),
             connected: VecSet::new(),
@@ -123,7 +120,6 @@ impl Node {
             restored.push((id, channel));
         }
         // One sort for the lot: a boot restores every flow at once.
-        self.stored_as.extend(restored.iter().map(|(id, _)| (*id, *id)));
         self.channels.extend(restored);
         actions.extend(self.tick(now_ms));
         (actions, errors)
@@ -732,12 +728,10 @@ impl Node {
         match durable {
             Some(record) => {
                 let channel = Channel::new(record, &self.config);
-                self.stored_as.insert(channel.id(), channel.id());
                 self.channels.insert(channel.id(), channel);
             }
-            None => {
-                self.stored_as.remove(channel_id);
-            }
+            // Never stored: it is gone.
+            None => {}
         }
     }
 
@@ -826,8 +820,9 @@ impl Node {
         let mut actions = Vec::new();
         let record_changed = before.is_none_or(|b| b.record != channel.record);
         if record_changed {
-            let old_key = before.and_then(|b| self.stored_as.get(&b.id()).copied());
-            let replaces = old_key.filter(|key| *key != channel.id());
+            // A channel in memory is stored under its id (a failed write
+            // reloads it from the store), so a new id replaces the old one.
+            let replaces = before.map(Channel::id).filter(|key| *key != channel.id());
             actions.push(Action::Persist {
                 record: Box::new(channel.record.clone()),
                 replaces,
@@ -846,11 +841,7 @@ impl Node {
         if let Some(before) = before {
             if before.id() != channel.id() {
                 self.channels.remove(&before.id());
-                self.stored_as.remove(&before.id());
             }
-        }
-        if record_changed {
-            self.stored_as.insert(channel.id(), channel.id());
         }
         self.channels.insert(channel.id(), channel);
         actions
