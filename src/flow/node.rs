@@ -725,13 +725,10 @@ impl Node {
         if let Some(id) = self.find(channel_id) {
             self.channels.remove(&id);
         }
-        match durable {
-            Some(record) => {
-                let channel = Channel::new(record, &self.config);
-                self.channels.insert(channel.id(), channel);
-            }
-            // Never stored: it is gone.
-            None => {}
+        // A channel never stored is gone.
+        if let Some(record) = durable {
+            let channel = Channel::new(record, &self.config);
+            self.channels.insert(channel.id(), channel);
         }
     }
 
