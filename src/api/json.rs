@@ -1,12 +1,14 @@
 //! Fiber's JSON-RPC shapes: snake_case keys, `0x`-hex numbers and bytes.
 //! Timestamps this module adds (`*_ms`) are plain JSON numbers.
 
-use serde_json::{json, Map, Value};
+#[cfg(test)]
+use serde_json::json;
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use crate::flow::{ChannelState, ChannelView, CloseView, Event, OpenChannelParams, Role};
+use super::shapes::{commitment_holder, Epoch, FundingEvent, OpenChannelResult, SubmitSignedFundingTxResult};
+use crate::flow::{Event, OpenChannelParams};
 use crate::primitives::{hex_u64, ChannelId, Hash256, Pubkey};
-use crate::runtime::PendingFunding;
 use crate::tx::json::{parse_cell_dep, parse_script, transaction_to_json};
 use ckb_types::packed;
 
@@ -139,106 +141,20 @@ fn hex_u128(value: &Value, name: &str) -> Result<u128, ApiError> {
 }
 
 /// `{ state: "NegotiatingFunding", flags: ["AWAITING_EXTERNAL_FUNDING"] }`.
-fn state_fields(state: &ChannelState, into: &mut Map<String, Value>) {
-    into.insert("state".into(), Value::from(state.name()));
-    into.insert("flags".into(), Value::from(state.flag_names()));
+pub fn opened(channel_id: &ChannelId, unsigned_funding_tx: &packed::Transaction) -> OpenChannelResult {
+    OpenChannelResult {
+        channel_id: channel_id.to_string(),
+        unsigned_funding_tx: transaction_to_json(unsigned_funding_tx),
+    }
 }
 
-/// `openChannelWithExternalFunding`'s result.
-pub fn opened_json(channel_id: &ChannelId, unsigned_funding_tx: &packed::Transaction) -> Value {
-    json!({
-        "channel_id": channel_id.to_string(),
-        "unsigned_funding_tx": transaction_to_json(unsigned_funding_tx),
-    })
+pub fn submitted(channel_id: &ChannelId, funding_tx_hash: &Hash256) -> SubmitSignedFundingTxResult {
+    SubmitSignedFundingTxResult {
+        channel_id: channel_id.to_string(),
+        funding_tx_hash: funding_tx_hash.to_string(),
+    }
 }
 
-/// `submitSignedFundingTx`'s result.
-pub fn submitted_json(channel_id: &ChannelId, funding_tx_hash: &Hash256) -> Value {
-    json!({ "channel_id": channel_id.to_string(), "funding_tx_hash": funding_tx_hash.to_string() })
-}
-
-pub fn pending_funding_json(pending: &PendingFunding) -> Value {
-    let mut map = Map::new();
-    map.insert("channel_id".into(), pending.view.channel_id.to_string().into());
-    state_fields(&pending.view.state, &mut map);
-    map.insert(
-        "unsigned_funding_tx".into(),
-        pending
-            .unsigned_funding_tx
-            .as_ref()
-            .map_or(Value::Null, transaction_to_json),
-    );
-    map.insert("started_at_ms".into(), pending.started_at_ms.into());
-    map.insert(
-        "deadline_ms".into(),
-        pending.view.deadline_ms.map_or(Value::Null, Value::from),
-    );
-    map.insert("signed_submitted".into(), pending.view.signed_submitted.into());
-    Value::Object(map)
-}
-
-/// A channel as `getChannel` / `listChannels` return it.
-pub fn channel_json(view: &ChannelView) -> Value {
-    let mut map = Map::new();
-    map.insert("channel_id".into(), view.channel_id.to_string().into());
-    map.insert(
-        "temporary_channel_id".into(),
-        view.temporary_channel_id.to_string().into(),
-    );
-    map.insert(
-        "role".into(),
-        match view.role {
-            Role::Initiator => "initiator",
-            Role::Acceptor => "acceptor",
-        }
-        .into(),
-    );
-    map.insert("peer_pubkey".into(), view.peer.to_string().into());
-    state_fields(&view.state, &mut map);
-    map.insert("created_at_ms".into(), view.created_at_ms.into());
-    map.insert("deadline_ms".into(), view.deadline_ms.map_or(Value::Null, Value::from));
-    map.insert(
-        "funding_tx_hash".into(),
-        view.funding_tx_hash.map_or(Value::Null, |h| h.to_string().into()),
-    );
-    map.insert(
-        "local_funding_amount".into(),
-        format!("{:#x}", view.local_funding_amount).into(),
-    );
-    map.insert(
-        "remote_funding_amount".into(),
-        view.remote_funding_amount
-            .map_or(Value::Null, |a| format!("{a:#x}").into()),
-    );
-    map.insert("signed_submitted".into(), view.signed_submitted.into());
-    map.insert(
-        "close_reason".into(),
-        view.close_reason.clone().map_or(Value::Null, Value::from),
-    );
-    map.insert(
-        "local_balance".into(),
-        view.local_balance.map_or(Value::Null, |a| format!("{a:#x}").into()),
-    );
-    map.insert("close".into(), view.close.as_ref().map_or(Value::Null, close_json));
-    Value::Object(map)
-}
-
-fn close_json(close: &CloseView) -> Value {
-    let hash = |h: &Option<Hash256>| h.map_or(Value::Null, |h| h.to_string().into());
-    json!({
-        "closing_tx_hash": hash(&close.closing_tx_hash),
-        "force_closed_at_ms": close.force_closed_at_ms,
-        "commitment": close.commitment.as_ref().map(|c| json!({
-            "tx_hash": c.tx_hash.to_string(),
-            "by": if c.holder_is_local { "us" } else { "peer" },
-            "block_number": format!("{:#x}", c.block_number),
-            "claimable_at_epoch": epoch_json(c.claimable_at_epoch),
-        })),
-        "claim_tx_hash": hash(&close.claim_tx_hash),
-    })
-}
-
-/// `shutdownChannel`'s params, as Fiber's `shutdown_channel`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownParams {
     pub channel_id: ChannelId,
@@ -283,96 +199,83 @@ pub fn parse_shutdown_params(value: &Value) -> Result<ShutdownParams, ApiError> 
     })
 }
 
-/// An epoch as `{ number, index, length }` (an `EpochNumberWithFraction`).
-pub fn epoch_json(full_value: u64) -> Value {
-    let epoch = ckb_types::core::EpochNumberWithFraction::from_full_value(full_value);
-    json!({ "number": epoch.number(), "index": epoch.index(), "length": epoch.length() })
-}
-
 /// Everything `onEvent` listeners receive: the core's events and the
-/// connection's, in one JSON shape (the one place it is defined).
-pub fn driver_event_json(event: &crate::runtime::DriverEvent) -> Value {
+/// connection's, in one shape (the one place it is defined).
+pub fn driver_event(event: &crate::runtime::DriverEvent) -> FundingEvent {
     use crate::runtime::DriverEvent;
     match event {
-        DriverEvent::Flow(event) => event_json(event),
-        DriverEvent::PeerConnected(peer) => json!({ "type": "peer_connected", "peer_pubkey": peer.to_string() }),
-        DriverEvent::PeerDisconnected(reason) => json!({ "type": "peer_disconnected", "reason": reason }),
-        DriverEvent::PeerUnavailable { reason, trouble } => {
-            let code = crate::api::error::peer_trouble_code(*trouble);
-            json!({ "type": "peer_unavailable", "code": code.as_str(), "reason": reason })
-        }
-        DriverEvent::ChainError(error) => json!({ "type": "chain_error", "reason": error.to_string() }),
-        DriverEvent::StorageError(reason) => json!({ "type": "storage_error", "reason": reason }),
+        DriverEvent::Flow(event) => flow_event(event),
+        DriverEvent::PeerConnected(peer) => FundingEvent::PeerConnected {
+            peer_pubkey: peer.to_string(),
+        },
+        DriverEvent::PeerDisconnected(reason) => FundingEvent::PeerDisconnected { reason: reason.clone() },
+        DriverEvent::PeerUnavailable { reason, trouble } => FundingEvent::PeerUnavailable {
+            code: crate::api::error::peer_trouble_code(*trouble).as_str().to_owned(),
+            reason: reason.clone(),
+        },
+        DriverEvent::ChainError(error) => FundingEvent::ChainError {
+            reason: error.to_string(),
+        },
+        DriverEvent::StorageError(reason) => FundingEvent::StorageError { reason: reason.clone() },
     }
 }
 
-/// An event for `onEvent`: `{ channel_id, state, flags, ... }`.
-pub fn event_json(event: &Event) -> Value {
-    let mut map = Map::new();
+/// A core event for `onEvent`.
+pub fn flow_event(event: &Event) -> FundingEvent {
     match event {
         Event::StateChanged {
             channel_id,
             temporary_channel_id,
             state,
             close_reason,
-        } => {
-            map.insert("type".into(), "state_changed".into());
-            map.insert("channel_id".into(), channel_id.to_string().into());
-            map.insert("temporary_channel_id".into(), temporary_channel_id.to_string().into());
-            state_fields(state, &mut map);
-            map.insert(
-                "close_reason".into(),
-                close_reason.clone().map_or(Value::Null, Value::from),
-            );
-        }
+        } => FundingEvent::StateChanged {
+            channel_id: channel_id.to_string(),
+            temporary_channel_id: temporary_channel_id.to_string(),
+            state: state.name().to_owned(),
+            flags: state.flag_names().into_iter().map(str::to_owned).collect(),
+            close_reason: close_reason.clone(),
+        },
         Event::PeerMessageRejected {
             channel_id,
             peer,
             message,
             reason,
-        } => {
-            map.insert("type".into(), "peer_message_rejected".into());
-            map.insert("channel_id".into(), channel_id.to_string().into());
-            map.insert("peer_pubkey".into(), peer.to_string().into());
-            map.insert("message".into(), (*message).into());
-            map.insert("reason".into(), reason.clone().into());
-        }
+        } => FundingEvent::PeerMessageRejected {
+            channel_id: channel_id.to_string(),
+            peer_pubkey: peer.to_string(),
+            message: (*message).to_owned(),
+            reason: reason.clone(),
+        },
         Event::FundingConfirmedAfterAbort {
             channel_id,
             funding_tx_hash,
-        } => {
-            map.insert("type".into(), "funding_confirmed_after_abort".into());
-            map.insert("channel_id".into(), channel_id.to_string().into());
-            map.insert("funding_tx_hash".into(), funding_tx_hash.to_string().into());
-        }
+        } => FundingEvent::FundingConfirmedAfterAbort {
+            channel_id: channel_id.to_string(),
+            funding_tx_hash: funding_tx_hash.to_string(),
+        },
         Event::CommitmentOnChain {
             channel_id,
             tx_hash,
             holder_is_local,
             claimable_at_epoch,
-        } => {
-            map.insert("type".into(), "commitment_on_chain".into());
-            map.insert("channel_id".into(), channel_id.to_string().into());
-            map.insert("tx_hash".into(), tx_hash.to_string().into());
-            map.insert("by".into(), if *holder_is_local { "us" } else { "peer" }.into());
-            map.insert("claimable_at_epoch".into(), epoch_json(*claimable_at_epoch));
-        }
-        Event::AbortSettled { channel_id } => {
-            map.insert("type".into(), "abort_settled".into());
-            map.insert("channel_id".into(), channel_id.to_string().into());
-        }
-        Event::CloseTxRejected { channel_id, reason } => {
-            map.insert("type".into(), "close_tx_rejected".into());
-            map.insert("channel_id".into(), channel_id.to_string().into());
-            map.insert("reason".into(), reason.clone().into());
-        }
-        Event::FundingTxRejected { channel_id, reason } => {
-            map.insert("type".into(), "funding_tx_rejected".into());
-            map.insert("channel_id".into(), channel_id.to_string().into());
-            map.insert("reason".into(), reason.clone().into());
-        }
+        } => FundingEvent::CommitmentOnChain {
+            channel_id: channel_id.to_string(),
+            tx_hash: tx_hash.to_string(),
+            by: commitment_holder(*holder_is_local),
+            claimable_at_epoch: Epoch::from_full_value(*claimable_at_epoch),
+        },
+        Event::AbortSettled { channel_id } => FundingEvent::AbortSettled {
+            channel_id: channel_id.to_string(),
+        },
+        Event::CloseTxRejected { channel_id, reason } => FundingEvent::CloseTxRejected {
+            channel_id: channel_id.to_string(),
+            reason: reason.clone(),
+        },
+        Event::FundingTxRejected { channel_id, reason } => FundingEvent::FundingTxRejected {
+            channel_id: channel_id.to_string(),
+            reason: reason.clone(),
+        },
     }
-    Value::Object(map)
 }
 
 #[cfg(test)]
@@ -407,6 +310,7 @@ mod tests {
     fn connection_events_have_the_documented_shapes() {
         use crate::runtime::DriverEvent;
         let peer = Pubkey::from_hex("0x02466d7fcae563e5cb09a0d1870bb580344804617879a14949cf22285f1bae3f27").unwrap();
+        let driver_event_json = |event: &DriverEvent| serde_json::to_value(driver_event(event)).unwrap();
         assert_eq!(
             driver_event_json(&DriverEvent::PeerConnected(peer)),
             json!({ "type": "peer_connected", "peer_pubkey": peer.to_string() })

@@ -5,5 +5,6 @@
 pub mod error;
 pub mod json;
 pub mod options;
+pub mod shapes;
 
 pub use error::{ApiError, ErrorCode};

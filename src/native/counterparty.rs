@@ -744,7 +744,7 @@ fn log_event(event: DriverEvent) {
         }) => log::info!(
             "channel={channel_id} commitment {tx_hash} of {} committed; our share is claimable at epoch {}",
             if holder_is_local { "ours" } else { "the peer's" },
-            crate::api::json::epoch_json(claimable_at_epoch)
+            serde_json::to_string(&crate::api::shapes::Epoch::from_full_value(claimable_at_epoch)).unwrap_or_default()
         ),
         DriverEvent::Flow(Event::AbortSettled { channel_id }) => {
             log::info!("channel={channel_id} aborted funding can no longer confirm; keys wiped")

@@ -19,11 +19,9 @@ use super::idb_store::IdbStore;
 use super::platform::{random_32, BrowserEntropy, BrowserPlatform};
 use super::tab_lock::{TabBroadcast, TabLock, TabLockError};
 use super::websocket::WebSocketLink;
-use crate::api::json::{
-    channel_json, driver_event_json, opened_json, parse_channel_id, parse_open_params, parse_shutdown_params,
-    pending_funding_json, submitted_json,
-};
+use crate::api::json::{driver_event, opened, parse_channel_id, parse_open_params, parse_shutdown_params, submitted};
 use crate::api::options::{contracts_for_chain, NodeOptions};
+use crate::api::shapes::{Channel, PendingFunding};
 use crate::api::{ApiError, ErrorCode};
 use crate::chain::client::ChainClient;
 use crate::chain::rpc::RpcChainClient;
@@ -39,6 +37,9 @@ use futures::future::LocalBoxFuture;
 const DEFAULT_DB_NAME: &str = "fiber-funding";
 const NODE_SECRET_KEY: &str = "node_secret";
 
+// The input shapes, parsed and checked by hand (api::options, api::json);
+// what the API returns and emits is declared from its Rust types
+// (api::shapes, tsify). tests/e2e/vite-consumer.test.mjs type-checks both (tsc).
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
 /** Options of `FundingNode.open`. Unknown keys are an error. */
@@ -87,37 +88,10 @@ export interface OpenChannelWithExternalFundingParams {
   tlc_expiry_delta?: string; tlc_min_value?: string; tlc_fee_proportional_millionths?: string;
   max_tlc_value_in_flight?: string; max_tlc_number_in_flight?: string;
 }
-export interface OpenChannelResult { channel_id: string; unsigned_funding_tx: Transaction }
 export interface SubmitSignedFundingTxParams {
   channel_id: string;
   /** Fiber's snake_case shape or JoyID's camelCase shape. */
   signed_funding_tx: Transaction | Record<string, unknown>;
-}
-export interface SubmitSignedFundingTxResult { channel_id: string; funding_tx_hash: string }
-export interface PendingFunding {
-  channel_id: string; state: string; flags: string[]; unsigned_funding_tx: Transaction | null;
-  started_at_ms: number; deadline_ms: number | null; signed_submitted: boolean;
-}
-export interface Channel {
-  channel_id: string; temporary_channel_id: string; role: "initiator" | "acceptor"; peer_pubkey: string;
-  state: string; flags: string[]; created_at_ms: number; deadline_ms: number | null;
-  funding_tx_hash: string | null; local_funding_amount: string; remote_funding_amount: string | null;
-  signed_submitted: boolean; close_reason: string | null;
-  /** What this side gets back at close, before fees (funding amount + reserve); once funded. */
-  local_balance: string | null;
-  /** While a funded channel closes. */
-  close: ChannelClose | null;
-}
-export interface Epoch { number: number; index: number; length: number }
-export interface ChannelClose {
-  /** The cooperative closing tx, once both sides' Shutdown fixed it. */
-  closing_tx_hash: string | null;
-  /** When we broadcast our commitment (a unilateral close). */
-  force_closed_at_ms: number | null;
-  /** A commitment committed on chain: ours or the peer's, and from which epoch our share is claimed. */
-  commitment: { tx_hash: string; by: "us" | "peer"; block_number: string; claimable_at_epoch: Epoch } | null;
-  /** Our claim of our share, once sent. */
-  claim_tx_hash: string | null;
 }
 /** Fiber's `shutdown_channel` params. */
 export interface ShutdownChannelParams {
@@ -129,20 +103,6 @@ export interface ShutdownChannelParams {
   /** Close unilaterally: broadcast our commitment; `close_script` and `fee_rate` are ignored. */
   force?: boolean;
 }
-/** What `onEvent` listeners receive. */
-export type FundingEvent =
-  | { type: "state_changed"; channel_id: string; temporary_channel_id: string; state: string; flags: string[]; close_reason: string | null }
-  | { type: "peer_message_rejected"; channel_id: string; peer_pubkey: string; message: string; reason: string }
-  | { type: "funding_tx_rejected"; channel_id: string; reason: string }
-  | { type: "funding_confirmed_after_abort"; channel_id: string; funding_tx_hash: string }
-  | { type: "abort_settled"; channel_id: string }
-  | { type: "commitment_on_chain"; channel_id: string; tx_hash: string; by: "us" | "peer"; claimable_at_epoch: Epoch }
-  | { type: "close_tx_rejected"; channel_id: string; reason: string }
-  | { type: "peer_connected"; peer_pubkey: string }
-  | { type: "peer_disconnected"; reason: string }
-  | { type: "peer_unavailable"; code: string; reason: string }
-  | { type: "chain_error"; reason: string }
-  | { type: "storage_error"; reason: string };
 /** Thrown errors carry a stable `code`; see docs/api.md. */
 export interface FundingError extends Error { code: string }
 "#;
@@ -155,8 +115,10 @@ pub(crate) fn js_error(error: impl Into<ApiError>) -> JsValue {
     js.into()
 }
 
-fn to_js(value: &Value) -> JsValue {
-    value
+fn to_js(value: &impl Serialize) -> JsValue {
+    // Through a `Value`: one serializer into JS for every shape keeps the wasm smaller.
+    serde_json::to_value(value)
+        .unwrap_or(Value::Null)
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .unwrap_or(JsValue::NULL)
 }
@@ -249,9 +211,7 @@ impl FundingNode {
     #[wasm_bindgen(js_name = pendingFundings, unchecked_return_type = "PendingFunding[]")]
     pub async fn pending_fundings(&self) -> Result<JsValue, JsValue> {
         let pending = self.handle.pending_fundings().await.map_err(js_error)?;
-        Ok(to_js(&Value::from(
-            pending.iter().map(pending_funding_json).collect::<Vec<_>>(),
-        )))
+        Ok(to_js(&pending.iter().map(PendingFunding::from).collect::<Vec<_>>()))
     }
 
     /// Fiber's `open_channel_with_external_funding`. Resolves once the
@@ -265,7 +225,7 @@ impl FundingNode {
             .and_then(|v| parse_open_params(&v))
             .map_err(js_error)?;
         let (channel_id, unsigned) = self.handle.open_channel(params).await.map_err(js_error)?;
-        Ok(to_js(&opened_json(&channel_id, &unsigned)))
+        Ok(to_js(&opened(&channel_id, &unsigned)))
     }
 
     /// Fiber's `submit_signed_funding_tx`; `signed_funding_tx` may be Fiber's
@@ -291,20 +251,20 @@ impl FundingNode {
             .submit_signed_funding_tx(channel_id, tx)
             .await
             .map_err(js_error)?;
-        Ok(to_js(&submitted_json(&channel_id, &hash)))
+        Ok(to_js(&submitted(&channel_id, &hash)))
     }
 
     #[wasm_bindgen(js_name = getChannel, unchecked_return_type = "Channel | null")]
     pub async fn get_channel(&self, channel_id: String) -> Result<JsValue, JsValue> {
         let id = parse_channel_id(&Value::from(channel_id), "channel_id").map_err(js_error)?;
         let view = self.handle.channel(id).await.map_err(js_error)?;
-        Ok(view.map_or(JsValue::NULL, |view| to_js(&channel_json(&view))))
+        Ok(view.map_or(JsValue::NULL, |view| to_js(&Channel::from(&view))))
     }
 
     #[wasm_bindgen(js_name = listChannels, unchecked_return_type = "Channel[]")]
     pub async fn list_channels(&self) -> Result<JsValue, JsValue> {
         let views = self.handle.channels().await.map_err(js_error)?;
-        Ok(to_js(&Value::from(views.iter().map(channel_json).collect::<Vec<_>>())))
+        Ok(to_js(&views.iter().map(Channel::from).collect::<Vec<_>>()))
     }
 
     /// Fiber's `shutdown_channel`: closes a funded channel. Cooperatively by
@@ -542,10 +502,11 @@ impl Listeners {
 /// Every driver event goes to the page's listeners and to other tabs.
 fn event_sink(listeners: Rc<RefCell<Listeners>>, broadcast: Rc<TabBroadcast>) -> impl FnMut(DriverEvent) {
     move |event| {
-        let json = driver_event_json(&event);
+        let value = to_js(&driver_event(&event));
         // A tab that can no longer post still tells its own listeners.
-        let _ = broadcast.post(&json.to_string());
-        let value = to_js(&json);
+        if let Some(text) = js_sys::JSON::stringify(&value).ok().and_then(|text| text.as_string()) {
+            let _ = broadcast.post(&text);
+        }
         // Copied out first: a listener may unsubscribe while being called.
         let callbacks = listeners.borrow_mut().deliver(value.clone());
         for callback in callbacks {

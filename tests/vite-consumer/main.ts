@@ -2,6 +2,7 @@
 // type-checked against the package's declarations by `tsc --noEmit`.
 import init, {
   FundingNode,
+  type Channel,
   type FundingError,
   type FundingEvent,
   type FundingNodeOptions,
@@ -28,6 +29,9 @@ async function main(): Promise<Record<string, unknown>> {
   const events: FundingEvent[] = [];
   const stop = node.onEvent((event) => events.push(event));
   const pending: PendingFunding[] = await node.pendingFundings();
+  const channels: Channel[] = await node.listChannels();
+  // The event union narrows on `type` (declared from the Rust enum).
+  const closes = events.flatMap((event) => (event.type === "state_changed" ? [event.close_reason ?? ""] : []));
   let submitError: string | null = null;
   try {
     await node.submitSignedFundingTx({ channel_id: "0x" + "00".repeat(32), signed_funding_tx: {} });
@@ -36,7 +40,7 @@ async function main(): Promise<Record<string, unknown>> {
   }
   stop();
   await node.close();
-  return { nodeId: node.nodeId, pending: pending.length, submitError };
+  return { nodeId: node.nodeId, pending: pending.length, channels: channels.length, closes: closes.length, submitError };
 }
 
 main()

@@ -1,0 +1,251 @@
+//! What the JS API returns and emits, as Rust types: serde gives the JSON
+//! and `tsify-next` the TypeScript declarations in `fiber_funding.d.ts`, so
+//! the two cannot disagree. Field names are Fiber's (snake_case); amounts and
+//! block numbers are 0x-hex strings as in Fiber's RPC, times are numbers.
+//!
+//! CKB's transaction JSON is built by `tx::json` (its shape is CKB's); here
+//! it is typed as `Transaction`, declared with the input types in
+//! `wasm/node.rs`.
+
+use serde::Serialize;
+use serde_json::Value;
+use tsify_next::Tsify;
+
+use crate::flow::{ChannelState, ChannelView, CloseView, CommitmentView, Role};
+use crate::tx::json::transaction_to_json;
+
+fn hex(amount: u64) -> String {
+    format!("{amount:#x}")
+}
+
+/// `openChannelWithExternalFunding`'s answer.
+#[derive(Debug, Serialize, Tsify)]
+pub struct OpenChannelResult {
+    pub channel_id: String,
+    #[tsify(type = "Transaction")]
+    pub unsigned_funding_tx: Value,
+}
+
+/// `submitSignedFundingTx`'s answer.
+#[derive(Debug, Serialize, Tsify)]
+pub struct SubmitSignedFundingTxResult {
+    pub channel_id: String,
+    pub funding_tx_hash: String,
+}
+
+/// A flow that has not reached a terminal state, as `pendingFundings()` lists it.
+#[derive(Debug, Serialize, Tsify)]
+pub struct PendingFunding {
+    pub channel_id: String,
+    pub state: String,
+    pub flags: Vec<String>,
+    /// The tx to sign, once final (`null` before).
+    #[tsify(type = "Transaction | null")]
+    pub unsigned_funding_tx: Value,
+    pub started_at_ms: u64,
+    pub deadline_ms: Option<u64>,
+    pub signed_submitted: bool,
+}
+
+/// A channel as `getChannel` and `listChannels` show it.
+#[derive(Debug, Serialize, Tsify)]
+pub struct Channel {
+    pub channel_id: String,
+    pub temporary_channel_id: String,
+    #[tsify(type = "\"initiator\" | \"acceptor\"")]
+    pub role: &'static str,
+    pub peer_pubkey: String,
+    pub state: String,
+    pub flags: Vec<String>,
+    pub created_at_ms: u64,
+    pub deadline_ms: Option<u64>,
+    pub funding_tx_hash: Option<String>,
+    pub local_funding_amount: String,
+    pub remote_funding_amount: Option<String>,
+    pub signed_submitted: bool,
+    pub close_reason: Option<String>,
+    /// What this side gets back at close, before fees (funding amount + reserve); once funded.
+    pub local_balance: Option<String>,
+    /// While a funded channel closes.
+    pub close: Option<ChannelClose>,
+}
+
+/// How a funded channel's close stands.
+#[derive(Debug, Serialize, Tsify)]
+pub struct ChannelClose {
+    /// The cooperative closing tx, once both sides' Shutdown fixed it.
+    pub closing_tx_hash: Option<String>,
+    /// When we broadcast our commitment (a unilateral close).
+    pub force_closed_at_ms: Option<u64>,
+    /// A commitment committed on chain: ours or the peer's, and from which epoch our share is claimed.
+    pub commitment: Option<Commitment>,
+    /// Our claim of our share, once sent.
+    pub claim_tx_hash: Option<String>,
+}
+
+#[derive(Debug, Serialize, Tsify)]
+pub struct Commitment {
+    pub tx_hash: String,
+    #[tsify(type = "\"us\" | \"peer\"")]
+    pub by: &'static str,
+    pub block_number: String,
+    pub claimable_at_epoch: Epoch,
+}
+
+/// A CKB epoch with its fraction.
+#[derive(Debug, Serialize, Tsify, PartialEq, Eq)]
+pub struct Epoch {
+    pub number: u64,
+    pub index: u64,
+    pub length: u64,
+}
+
+impl Epoch {
+    pub fn from_full_value(full_value: u64) -> Self {
+        let epoch = ckb_types::core::EpochNumberWithFraction::from_full_value(full_value);
+        Self {
+            number: epoch.number(),
+            index: epoch.index(),
+            length: epoch.length(),
+        }
+    }
+}
+
+/// Who holds a commitment, in the user's words.
+pub fn commitment_holder(holder_is_local: bool) -> &'static str {
+    if holder_is_local {
+        "us"
+    } else {
+        "peer"
+    }
+}
+
+/// What `onEvent` listeners receive.
+#[derive(Debug, Serialize, Tsify)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FundingEvent {
+    StateChanged {
+        channel_id: String,
+        temporary_channel_id: String,
+        state: String,
+        flags: Vec<String>,
+        close_reason: Option<String>,
+    },
+    PeerMessageRejected {
+        channel_id: String,
+        peer_pubkey: String,
+        message: String,
+        reason: String,
+    },
+    FundingTxRejected {
+        channel_id: String,
+        reason: String,
+    },
+    FundingConfirmedAfterAbort {
+        channel_id: String,
+        funding_tx_hash: String,
+    },
+    AbortSettled {
+        channel_id: String,
+    },
+    CommitmentOnChain {
+        channel_id: String,
+        tx_hash: String,
+        #[tsify(type = "\"us\" | \"peer\"")]
+        by: &'static str,
+        claimable_at_epoch: Epoch,
+    },
+    CloseTxRejected {
+        channel_id: String,
+        reason: String,
+    },
+    PeerConnected {
+        peer_pubkey: String,
+    },
+    PeerDisconnected {
+        reason: String,
+    },
+    PeerUnavailable {
+        code: String,
+        reason: String,
+    },
+    ChainError {
+        reason: String,
+    },
+    StorageError {
+        reason: String,
+    },
+}
+
+fn state_name(state: &ChannelState) -> (String, Vec<String>) {
+    (
+        state.name().to_owned(),
+        state.flag_names().into_iter().map(str::to_owned).collect(),
+    )
+}
+
+impl From<&crate::runtime::PendingFunding> for PendingFunding {
+    fn from(pending: &crate::runtime::PendingFunding) -> Self {
+        let (state, flags) = state_name(&pending.view.state);
+        Self {
+            channel_id: pending.view.channel_id.to_string(),
+            state,
+            flags,
+            unsigned_funding_tx: pending
+                .unsigned_funding_tx
+                .as_ref()
+                .map_or(Value::Null, transaction_to_json),
+            started_at_ms: pending.started_at_ms,
+            deadline_ms: pending.view.deadline_ms,
+            signed_submitted: pending.view.signed_submitted,
+        }
+    }
+}
+
+impl From<&ChannelView> for Channel {
+    fn from(view: &ChannelView) -> Self {
+        let (state, flags) = state_name(&view.state);
+        Self {
+            channel_id: view.channel_id.to_string(),
+            temporary_channel_id: view.temporary_channel_id.to_string(),
+            role: match view.role {
+                Role::Initiator => "initiator",
+                Role::Acceptor => "acceptor",
+            },
+            peer_pubkey: view.peer.to_string(),
+            state,
+            flags,
+            created_at_ms: view.created_at_ms,
+            deadline_ms: view.deadline_ms,
+            funding_tx_hash: view.funding_tx_hash.map(|h| h.to_string()),
+            local_funding_amount: hex(view.local_funding_amount),
+            remote_funding_amount: view.remote_funding_amount.map(hex),
+            signed_submitted: view.signed_submitted,
+            close_reason: view.close_reason.clone(),
+            local_balance: view.local_balance.map(hex),
+            close: view.close.as_ref().map(ChannelClose::from),
+        }
+    }
+}
+
+impl From<&CloseView> for ChannelClose {
+    fn from(close: &CloseView) -> Self {
+        Self {
+            closing_tx_hash: close.closing_tx_hash.map(|h| h.to_string()),
+            force_closed_at_ms: close.force_closed_at_ms,
+            commitment: close.commitment.as_ref().map(Commitment::from),
+            claim_tx_hash: close.claim_tx_hash.map(|h| h.to_string()),
+        }
+    }
+}
+
+impl From<&CommitmentView> for Commitment {
+    fn from(commitment: &CommitmentView) -> Self {
+        Self {
+            tx_hash: commitment.tx_hash.to_string(),
+            by: commitment_holder(commitment.holder_is_local),
+            block_number: hex(commitment.block_number),
+            claimable_at_epoch: Epoch::from_full_value(commitment.claimable_at_epoch),
+        }
+    }
+}
