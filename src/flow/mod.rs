@@ -36,7 +36,7 @@ pub use channel::ChannelView;
 pub use closing::{CloseView, CommitmentView};
 pub use config::{AcceptorConfig, NodeConfig, OpenChannelParams};
 pub use error::FlowError;
-pub use node::{EntropySource, Node, OpenFailure, OpenId};
+pub use node::{EntropySource, Node, OpenFailure, OpenId, UpdateId};
 pub use record::{ChannelRecord, ExternalFundingPersistState, Role};
 pub use state::ChannelState;
 
@@ -48,7 +48,11 @@ pub enum Action {
     /// Write this record in one atomic operation (deleting the record filed
     /// under `replaces`, when the channel's id changed). Everything after this
     /// action depends on it being durable.
+    /// The runtime answers with [`Node::persisted`] or
+    /// [`Node::persist_failed`] under `update`; what follows the write is
+    /// held in the core until then.
     Persist {
+        update: UpdateId,
         record: Box<ChannelRecord>,
         replaces: Option<ChannelId>,
     },

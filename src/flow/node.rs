@@ -26,9 +26,12 @@ use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::wire::{FiberMessage, OpenChannel, TxAbort};
 
 mod opening;
+mod persistence;
 
 use opening::WaitingOpen;
 pub use opening::{OpenFailure, OpenId};
+use persistence::Rollback;
+pub use persistence::UpdateId;
 
 /// Fresh randomness for channel seeds. Passed in so the core stays
 /// deterministic under test.
@@ -59,6 +62,11 @@ pub struct Node {
     waiting_opens: Vec<WaitingOpen>,
     /// Channels (by temporary id) whose open request waits for the unsigned tx.
     opens_in_flight: VecMap<ChannelId, OpenId>,
+    /// Record writes not yet confirmed: how to take each back, and what
+    /// waits for it (see `persistence`).
+    next_update: u64,
+    rollbacks: VecMap<UpdateId, Rollback>,
+    held: VecMap<UpdateId, Vec<Action>>,
 }
 
 impl Node {
@@ -73,6 +81,9 @@ impl Node {
             started_at_ms: None,
             waiting_opens: Vec::new(),
             opens_in_flight: VecMap::new(),
+            next_update: 0,
+            rollbacks: VecMap::new(),
+            held: VecMap::new(),
         }
     }
 
@@ -112,17 +123,14 @@ impl Node {
             let id = channel.id();
             if upgraded {
                 // Upgraded from an earlier schema: stored before anything else.
-                actions.push(Action::Persist {
-                    record: Box::new(channel.record.clone()),
-                    replaces: None,
-                });
+                actions.push(self.persist_action(channel.record.clone(), None, Rollback::Keep));
             }
             restored.push((id, channel));
         }
         // One sort for the lot: a boot restores every flow at once.
         self.channels.extend(restored);
         actions.extend(self.tick(now_ms));
-        (actions, errors)
+        (self.hold_after_persist(actions), errors)
     }
 
     // ---- user commands -----------------------------------------------------------------
@@ -208,7 +216,7 @@ impl Node {
         let mut actions = self.expire_waiting_opens(now_ms);
         actions.extend(self.expire_deadlines(now_ms));
         actions.extend(self.force_close_abandoned(now_ms));
-        actions
+        self.hold_after_persist(actions)
     }
 
     /// Force-closes the funded channels of peers away longer than the
@@ -318,6 +326,11 @@ impl Node {
     }
 
     pub fn peer_message(&mut self, peer: &NodeId, message: FiberMessage, now_ms: u64) -> Vec<Action> {
+        let actions = self.on_peer_message(peer, message, now_ms);
+        self.hold_after_persist(actions)
+    }
+
+    fn on_peer_message(&mut self, peer: &NodeId, message: FiberMessage, now_ms: u64) -> Vec<Action> {
         let name = message.name();
         let message_channel = message.channel_id();
         let result = match message {
@@ -518,6 +531,11 @@ impl Node {
     // ---- chain -------------------------------------------------------------------------
 
     pub fn chain_event(&mut self, event: ChainEvent, now_ms: u64) -> Vec<Action> {
+        let actions = self.on_chain_event(event, now_ms);
+        self.hold_after_persist(actions)
+    }
+
+    fn on_chain_event(&mut self, event: ChainEvent, now_ms: u64) -> Vec<Action> {
         let (channel_id, result) = match event {
             #[cfg(feature = "acceptor")]
             ChainEvent::LiveCells { channel_id, cells } if self.pending_opens.contains_key(&channel_id) => {
@@ -719,19 +737,6 @@ impl Node {
         self.find(channel_id).map(|id| &self.channels[&id].record)
     }
 
-    /// Replaces a channel with its durable record after a failed persist, so
-    /// memory never runs ahead of storage.
-    pub fn reload_channel(&mut self, channel_id: &ChannelId, durable: Option<ChannelRecord>) {
-        if let Some(id) = self.find(channel_id) {
-            self.channels.remove(&id);
-        }
-        // A channel never stored is gone.
-        if let Some(record) = durable {
-            let channel = Channel::new(record, &self.config);
-            self.channels.insert(channel.id(), channel);
-        }
-    }
-
     /// Our own commitment 0, signed with the peer's signature and ready to
     /// broadcast: the transaction we could close with. For tests and audits.
     pub fn signed_own_commitment(&self, channel_id: &ChannelId) -> Option<packed::Transaction> {
@@ -820,10 +825,14 @@ impl Node {
             // A channel in memory is stored under its id (a failed write
             // reloads it from the store), so a new id replaces the old one.
             let replaces = before.map(Channel::id).filter(|key| *key != channel.id());
-            actions.push(Action::Persist {
-                record: Box::new(channel.record.clone()),
-                replaces,
-            });
+            let rollback = match before {
+                Some(before) => Rollback::Restore {
+                    current: channel.id(),
+                    previous: Box::new(before.clone()),
+                },
+                None => Rollback::Remove(channel.id()),
+            };
+            actions.push(self.persist_action(channel.record.clone(), replaces, rollback));
         }
         actions.extend(step_actions);
         let state_changed = before.is_none_or(|b| b.state() != channel.state());
@@ -841,7 +850,7 @@ impl Node {
             }
         }
         self.channels.insert(channel.id(), channel);
-        actions
+        self.hold_after_persist(actions)
     }
 }
 

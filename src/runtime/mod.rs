@@ -6,6 +6,7 @@ use crate::primitives::{ChannelId, NodeId};
 use crate::store::{Store, StoreError};
 use crate::wire::FiberMessage;
 use ckb_types::packed;
+use std::collections::VecDeque;
 
 /// The I/O side of a node: each call hands work to an adapter (a socket, a
 /// chain client, the JS page) and returns at once.
@@ -29,8 +30,8 @@ pub trait Effects {
     fn emit(&mut self, event: Event);
 }
 
-/// A persist that did not land; the channels it concerned were reloaded from
-/// the store and the actions after it were dropped.
+/// A persist that did not land; the core took the step back
+/// ([`Node::persist_failed`]) and nothing held behind it ran.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("could not save channel {channel_id}: {error}")]
 pub struct PersistFailed {
@@ -38,49 +39,45 @@ pub struct PersistFailed {
     pub error: StoreError,
 }
 
-/// Runs `actions` against `store` and `effects`.
-///
-/// On a failed persist nothing after it runs, and every channel with a persist
-/// still pending is reloaded from the store, so the node's memory never runs
-/// ahead of what is durable.
+/// Runs `actions` against `store` and `effects`, in order. Each write is
+/// awaited and its outcome told to the core: [`Node::persisted`] hands back
+/// what waited for it, [`Node::persist_failed`] has the core take the step
+/// back, and nothing after the failed write runs.
 pub async fn execute<S: Store, E: Effects>(
     node: &mut Node,
     store: &S,
     effects: &mut E,
     actions: Vec<Action>,
 ) -> Result<(), PersistFailed> {
-    for (index, action) in actions.iter().enumerate() {
+    let mut queue: VecDeque<Action> = actions.into();
+    while let Some(action) = queue.pop_front() {
         match action {
-            Action::Persist { record, replaces } => {
-                if let Err(error) = store.put(record, replaces.as_ref()).await {
-                    let channel_id = record.channel_id;
-                    for pending in &actions[index..] {
-                        if let Action::Persist { record, .. } = pending {
-                            let durable = store.get(&record.channel_id).await.ok().flatten();
-                            let durable = match (durable, &record.temporary_channel_id) {
-                                (None, temporary) if *temporary != record.channel_id => {
-                                    store.get(temporary).await.ok().flatten()
-                                }
-                                (durable, _) => durable,
-                            };
-                            node.reload_channel(&record.channel_id, durable);
-                        }
-                    }
-                    return Err(PersistFailed { channel_id, error });
+            Action::Persist {
+                update,
+                record,
+                replaces,
+            } => match store.put(&record, replaces.as_ref()).await {
+                Ok(()) => queue.extend(node.persisted(update)),
+                Err(error) => {
+                    node.persist_failed(update);
+                    return Err(PersistFailed {
+                        channel_id: record.channel_id,
+                        error,
+                    });
                 }
-            }
-            Action::Send { peer, message } => effects.send(*peer, message.clone()),
+            },
+            Action::Send { peer, message } => effects.send(peer, message),
             Action::HandOutUnsignedTx {
                 open,
                 channel_id,
                 temporary_channel_id,
                 unsigned_funding_tx,
-            } => effects.hand_out_unsigned_tx(*open, *channel_id, *temporary_channel_id, unsigned_funding_tx.clone()),
-            Action::FetchWalletCells { open, lock } => effects.fetch_wallet_cells(*open, lock.clone()),
-            Action::OpenFailed { open, failure } => effects.open_failed(*open, failure.clone()),
-            Action::Broadcast { channel_id, tx } => effects.broadcast(*channel_id, tx.clone()),
-            Action::QueryChain { channel_id, query } => effects.query_chain(*channel_id, query.clone()),
-            Action::Emit(event) => effects.emit(event.clone()),
+            } => effects.hand_out_unsigned_tx(open, channel_id, temporary_channel_id, unsigned_funding_tx),
+            Action::FetchWalletCells { open, lock } => effects.fetch_wallet_cells(open, lock),
+            Action::OpenFailed { open, failure } => effects.open_failed(open, failure),
+            Action::Broadcast { channel_id, tx } => effects.broadcast(channel_id, tx),
+            Action::QueryChain { channel_id, query } => effects.query_chain(channel_id, query),
+            Action::Emit(event) => effects.emit(event),
         }
     }
     Ok(())

@@ -1,0 +1,125 @@
+//! Persistence as LDK does it: every write is an update with an id; the core
+//! holds what follows it until the runtime reports `persisted` or
+//! `persist_failed`, and on a failure takes the step back itself.
+
+mod common;
+
+use common::*;
+use fiber_funding::flow::{Action, ChannelState, Node, OpenId, UpdateId};
+
+fn persist_update(actions: &[Action]) -> UpdateId {
+    match actions {
+        [Action::Persist { update, .. }] => *update,
+        other => panic!("expected exactly one write and nothing after it: {other:?}"),
+    }
+}
+
+fn names(actions: &[Action]) -> Vec<&'static str> {
+    actions
+        .iter()
+        .map(|action| match action {
+            Action::Persist { .. } => "Persist",
+            Action::Send { message, .. } => message.name(),
+            Action::Emit(_) => "Emit",
+            Action::HandOutUnsignedTx { .. } => "HandOut",
+            Action::FetchWalletCells { .. } => "FetchWalletCells",
+            Action::OpenFailed { .. } => "OpenFailed",
+            Action::Broadcast { .. } => "Broadcast",
+            Action::QueryChain { .. } => "QueryChain",
+        })
+        .collect()
+}
+
+/// A lone initiator connected to its peer, its wallet cells at hand.
+fn opening_node(world: &World) -> (Node, OpenId, Vec<Action>) {
+    struct Counter(u8);
+    impl fiber_funding::flow::EntropySource for Counter {
+        fn random_32(&mut self) -> [u8; 32] {
+            self.0 = self.0.wrapping_add(1);
+            [self.0; 32]
+        }
+    }
+    let mut node = Node::new(world.nodes[INITIATOR].config.clone(), Box::new(Counter(0)));
+    let params = world.open_params(1000);
+    let cells = world.live_cells(&params.funding_lock_script);
+    node.peer_connected(&params.pubkey);
+    let open = OpenId(1);
+    let now = world.now_ms;
+    node.request_open(open, params, now + OPEN_WAIT_MS, now);
+    let actions = node.wallet_cells(open, Ok(cells), now);
+    (node, open, actions)
+}
+
+#[test]
+fn what_follows_a_write_waits_for_it_to_be_confirmed() {
+    let world = World::new(Setup::default());
+    let (mut node, _, actions) = opening_node(&world);
+    let update = persist_update(&actions);
+    let released = node.persisted(update);
+    assert_eq!(names(&released), ["OpenChannel", "Emit"]);
+    assert!(node.persisted(update).is_empty(), "released once");
+}
+
+#[test]
+fn a_failed_first_write_leaves_no_channel_behind() {
+    let world = World::new(Setup::default());
+    let (mut node, open, actions) = opening_node(&world);
+    let update = persist_update(&actions);
+    assert_eq!(node.channels().len(), 1);
+    node.persist_failed(update);
+    assert!(node.channels().is_empty(), "a channel never stored is gone");
+    assert_eq!(node.opened_channel(open), None);
+    assert!(node.persisted(update).is_empty(), "nothing held survives the failure");
+}
+
+#[test]
+fn a_failed_write_takes_the_step_back_and_drops_what_it_held() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run();
+    let (channel_id, signed) = world.user.signed_in_url.clone().expect("handed out");
+    let before = world.initiator().channel(&channel_id).unwrap();
+    let now = world.now_ms;
+    let node = &mut world.nodes[INITIATOR].node;
+    let (_, actions) = node.submit_signed_funding_tx(&channel_id, &signed, now).unwrap();
+    let update = persist_update(&actions);
+    assert!(node.channel(&channel_id).unwrap().signed_submitted);
+    node.persist_failed(update);
+    let after = node.channel(&channel_id).unwrap();
+    assert_eq!(after, before, "memory is back to what storage holds");
+    // The same submit again works, as it would after a reload.
+    let (_, actions) = node.submit_signed_funding_tx(&channel_id, &signed, now).unwrap();
+    let released = node.persisted(persist_update(&actions));
+    assert!(names(&released).contains(&"CommitmentSigned"), "{:?}", names(&released));
+}
+
+#[test]
+fn a_failed_write_also_takes_back_the_writes_held_behind_it() {
+    let mut world = World::new(Setup {
+        user_cells_ckb: vec![5_000, 5_000],
+        acceptor_cells_ckb: vec![500, 500],
+        ..Setup::default()
+    });
+    world.user.auto_submit = false;
+    // Two flows handed out, both past their deadline at the same tick.
+    world.open(1000).unwrap();
+    world.run();
+    world.open(1000).unwrap();
+    world.run();
+    let handed_out: Vec<_> = world.handed_out.iter().map(|(id, _)| *id).collect();
+    assert_eq!(handed_out.len(), 2);
+    let states =
+        |node: &Node| -> Vec<ChannelState> { handed_out.iter().map(|id| node.channel(id).unwrap().state).collect() };
+    let before = states(world.initiator());
+    let late = world.now_ms + TIMEOUT_MS + 1;
+    let node = &mut world.nodes[INITIATOR].node;
+    let actions = node.tick(late);
+    let first = persist_update(&actions);
+    assert!(
+        states(node).iter().all(|s| matches!(s, ChannelState::Closed(_))),
+        "both aborted in memory"
+    );
+    node.persist_failed(first);
+    assert_eq!(states(node), before, "neither abort is in memory without its write");
+}
