@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 
-use super::channel::{Channel, PendingCheck, Reject, Step};
+use super::channel::{Acceptor, Channel, PendingCheck, Reject, Step};
 use super::config::{AcceptorConfig, NodeConfig};
 use super::initiator::{check_party, check_peer_cell, final_channel_id, local_params};
 use super::limits;
@@ -164,16 +164,28 @@ impl Channel {
     }
 
     /// A retransmitted `OpenChannel` for a channel we already accepted.
-    pub(crate) fn acceptor_matches_open(&self, config: &NodeConfig, message: &OpenChannel) -> bool {
+    pub(crate) fn answers_open_channel(&self, config: &NodeConfig, message: &OpenChannel) -> bool {
         match check_open_channel(config, message) {
             Ok(params) => self.record.remote.as_ref() == Some(&params),
             Err(_) => false,
         }
     }
+}
+
+impl Acceptor<'_> {
+    /// The acceptor's side of the funding collaboration (its `OpenChannel`
+    /// is the node's: no channel exists before it).
+    pub(crate) fn on_message(&mut self, step: &mut Step, message: FiberMessage) -> Result<(), Reject> {
+        match message {
+            FiberMessage::TxUpdate(m) => self.on_tx_update(step, m.tx),
+            FiberMessage::TxComplete(m) => self.on_tx_complete(step, m.next_commitment_nonce),
+            other => Err(Reject(format!("{} is not expected by the Acceptor", other.name()))),
+        }
+    }
 
     /// The initiator's part: check its shape now, and on chain next every
     /// input it spends together with our own candidate cells.
-    pub(crate) fn acceptor_on_tx_update(&mut self, step: &mut Step, tx: packed::Transaction) -> Result<(), Reject> {
+    pub(crate) fn on_tx_update(&mut self, step: &mut Step, tx: packed::Transaction) -> Result<(), Reject> {
         if self.record.peer_inputs_checked {
             let ours = self.funding_tx()?;
             let initiator_inputs = self.initiator_input_count();
@@ -194,7 +206,7 @@ impl Channel {
             return answer;
         }
         if let Err(reason) = self.check_initiator_part(&tx) {
-            self.acceptor_abort(step, format!("the initiator's funding tx was refused: {reason}"));
+            self.abort(step, format!("the initiator's funding tx was refused: {reason}"));
             return Ok(());
         }
         let candidates: Vec<packed::OutPoint> = self.record.own_cells.iter().map(|c| c.out_point.clone()).collect();
@@ -247,7 +259,7 @@ impl Channel {
 
     /// The initiator's inputs and our candidates as the chain knows them;
     /// then add our part, from the checked cells only.
-    pub(crate) fn acceptor_on_resolved_inputs(
+    pub(crate) fn on_resolved_inputs(
         &mut self,
         step: &mut Step,
         out_points: &[packed::OutPoint],
@@ -292,7 +304,7 @@ impl Channel {
         let initiator_checked = match checked {
             Ok(cells) => cells,
             Err(reason) => {
-                self.acceptor_abort(step, format!("the initiator's funding tx was refused: {reason}"));
+                self.abort(step, format!("the initiator's funding tx was refused: {reason}"));
                 return Ok(());
             }
         };
@@ -328,7 +340,7 @@ impl Channel {
         ) {
             Ok(tx) => tx,
             Err(error) => {
-                self.acceptor_abort(step, format!("the counterparty cannot fund its part: {error}"));
+                self.abort(step, format!("the counterparty cannot fund its part: {error}"));
                 return Ok(());
             }
         };
@@ -354,7 +366,7 @@ impl Channel {
         self.record.peer_inputs_checked = true;
         // What we are about to commit to must take from us exactly our reserve and fee.
         if let Err(reason) = self.check_what_leaves(step.config) {
-            self.acceptor_abort(step, format!("refused to add our part: {reason}"));
+            self.abort(step, format!("refused to add our part: {reason}"));
             return Ok(());
         }
         for message in [self.tx_update_message_now()?, self.tx_complete_message()?] {
@@ -370,7 +382,7 @@ impl Channel {
         }))
     }
 
-    pub(crate) fn acceptor_on_tx_complete(
+    pub(crate) fn on_tx_complete(
         &mut self,
         step: &mut Step,
         nonce: crate::primitives::PubNonceBytes,
@@ -388,7 +400,7 @@ impl Channel {
         self.after_signature_progress(step, before)
     }
 
-    fn acceptor_abort(&mut self, step: &mut Step, reason: String) {
+    fn abort(&mut self, step: &mut Step, reason: String) {
         self.close(CloseFlags::FUNDING_ABORTED, reason, step.now_ms);
         step.send(self.record.peer, self.tx_abort_message());
     }

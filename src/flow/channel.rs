@@ -98,6 +98,44 @@ pub(crate) struct Progress {
     released: bool,
 }
 
+/// The initiator's behaviour over a channel's facts (`flow/initiator.rs`):
+/// one type per role, as rustls gives each state its own. Shared behaviour
+/// is `Channel`'s, reached through `Deref`. Entry points a peer or a user
+/// could aim at the wrong role check it themselves.
+pub(crate) struct Initiator<'a>(pub(crate) &'a mut Channel);
+
+/// The acceptor's behaviour (`flow/acceptor.rs`; the `acceptor` feature).
+#[cfg(feature = "acceptor")]
+pub(crate) struct Acceptor<'a>(pub(crate) &'a mut Channel);
+
+impl std::ops::Deref for Initiator<'_> {
+    type Target = Channel;
+    fn deref(&self) -> &Channel {
+        self.0
+    }
+}
+
+impl std::ops::DerefMut for Initiator<'_> {
+    fn deref_mut(&mut self) -> &mut Channel {
+        self.0
+    }
+}
+
+#[cfg(feature = "acceptor")]
+impl std::ops::Deref for Acceptor<'_> {
+    type Target = Channel;
+    fn deref(&self) -> &Channel {
+        self.0
+    }
+}
+
+#[cfg(feature = "acceptor")]
+impl std::ops::DerefMut for Acceptor<'_> {
+    fn deref_mut(&mut self) -> &mut Channel {
+        self.0
+    }
+}
+
 /// A read-only summary of a channel, for the application.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChannelView {
@@ -774,6 +812,18 @@ impl Channel {
             messages.push(self.channel_ready_message());
         }
         Ok(messages)
+    }
+
+    /// `AcceptChannel`, `TxUpdate` and `TxComplete`: the funding
+    /// collaboration, which each role runs in its own type.
+    pub(crate) fn on_collaboration_message(&mut self, step: &mut Step, message: FiberMessage) -> Result<(), Reject> {
+        match self.record.role {
+            Role::Initiator => Initiator(self).on_message(step, message),
+            #[cfg(feature = "acceptor")]
+            Role::Acceptor => Acceptor(self).on_message(step, message),
+            #[cfg(not(feature = "acceptor"))]
+            Role::Acceptor => Err(Reject(format!("{} is not expected by the Acceptor", message.name()))),
+        }
     }
 
     // ---- transitions shared by both roles ----------------------------------------------

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 
-use super::channel::{Channel, PendingCheck, Reject, Step};
+use super::channel::{Channel, Initiator, PendingCheck, Reject, Step};
 use super::config::{NodeConfig, OpenChannelParams, *};
 use super::error::FlowError;
 use super::limits::{self, LimitError};
@@ -27,7 +27,7 @@ use crate::tx::funding::{
 };
 use crate::tx::parts::{tx_hash, TxParts};
 use crate::tx::validate::{check_signed_tx, witnesses_of, SignedTxError};
-use crate::wire::{AcceptChannel, CHANNEL_FLAG_EXTERNAL_FUNDING};
+use crate::wire::{AcceptChannel, FiberMessage, CHANNEL_FLAG_EXTERNAL_FUNDING};
 
 /// A channel's id once both sides are known: blake2b-256 of both tlc
 /// basepoints, sorted.
@@ -288,12 +288,18 @@ pub(crate) fn check_peer_cell(
     Ok(capacity_of(&cell.output))
 }
 
-impl Channel {
-    pub(crate) fn initiator_on_accept_channel(
-        &mut self,
-        step: &mut Step,
-        message: AcceptChannel,
-    ) -> Result<(), Reject> {
+impl Initiator<'_> {
+    /// The initiator's side of the funding collaboration.
+    pub(crate) fn on_message(&mut self, step: &mut Step, message: FiberMessage) -> Result<(), Reject> {
+        match message {
+            FiberMessage::AcceptChannel(m) => self.on_accept_channel(step, m),
+            FiberMessage::TxUpdate(m) => self.on_tx_update(step, m.tx),
+            FiberMessage::TxComplete(m) => self.on_tx_complete(step, m.next_commitment_nonce),
+            other => Err(Reject(format!("{} is not expected by the Initiator", other.name()))),
+        }
+    }
+
+    pub(crate) fn on_accept_channel(&mut self, step: &mut Step, message: AcceptChannel) -> Result<(), Reject> {
         let funding_amount = u64::try_from(message.funding_amount)
             .map_err(|_| Reject("funding_amount exceeds a CKB capacity".into()))?;
         let remote = announced_party!(&message, funding_amount);
@@ -320,7 +326,7 @@ impl Channel {
     }
 
     /// The acceptor's part arrived: check its shape now, every input on chain next.
-    pub(crate) fn initiator_on_tx_update(&mut self, step: &mut Step, tx: packed::Transaction) -> Result<(), Reject> {
+    pub(crate) fn on_tx_update(&mut self, step: &mut Step, tx: packed::Transaction) -> Result<(), Reject> {
         let own = self.funding_tx()?.clone();
         if self.record.peer_inputs_checked {
             return if tx.as_slice() == own.as_slice() {
@@ -353,7 +359,7 @@ impl Channel {
     /// Every input of the acceptor's tx as the chain knows it: ours must be
     /// exactly the cells we built with, the acceptor's must be plain cells of
     /// its own paying for everything it added.
-    pub(crate) fn initiator_on_resolved_inputs(
+    pub(crate) fn on_resolved_inputs(
         &mut self,
         step: &mut Step,
         out_points: &[packed::OutPoint],
@@ -365,7 +371,7 @@ impl Channel {
                 self.record.funding_inputs = checked;
                 self.record.funding_tx = Some(tx);
                 self.record.peer_inputs_checked = true;
-                self.initiator_finalize(step)
+                self.finalize(step)
             }
             Err(reason) => {
                 self.abort_for_bad_peer_tx(step, &reason);
@@ -437,19 +443,19 @@ impl Channel {
             .collect()
     }
 
-    pub(crate) fn initiator_on_tx_complete(
+    pub(crate) fn on_tx_complete(
         &mut self,
         step: &mut Step,
         nonce: crate::primitives::PubNonceBytes,
     ) -> Result<(), Reject> {
         self.record_peer_tx_complete(nonce)?;
-        self.initiator_finalize(step)
+        self.finalize(step)
     }
 
     /// Once both the acceptor's part is checked and its `TxComplete` is in, the
     /// tx is final: check what it takes from the user, reply `TxComplete`,
     /// hand the unsigned tx out, start the clock.
-    fn initiator_finalize(&mut self, step: &mut Step) -> Result<(), Reject> {
+    fn finalize(&mut self, step: &mut Step) -> Result<(), Reject> {
         // Once handed out, or once ready (the recovery state is gone), done.
         let Some(ext) = &self.record.external_funding else {
             return Ok(());
@@ -484,11 +490,7 @@ impl Channel {
     }
 
     /// The user's signed funding tx. Returns the funding tx hash.
-    pub(crate) fn initiator_submit(
-        &mut self,
-        step: &mut Step,
-        signed: &packed::Transaction,
-    ) -> Result<Hash256, FlowError> {
+    pub(crate) fn submit(&mut self, step: &mut Step, signed: &packed::Transaction) -> Result<Hash256, FlowError> {
         let channel_id = self.id();
         if let Some(closure) = &self.record.closed {
             return Err(FlowError::ChannelClosed {

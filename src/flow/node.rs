@@ -14,7 +14,9 @@ use ckb_types::packed;
 
 #[cfg(feature = "acceptor")]
 use super::acceptor::{accept_channel, check_open_channel, select_candidates};
-use super::channel::{Channel, ChannelView, Reject, Step};
+#[cfg(feature = "acceptor")]
+use super::channel::Acceptor;
+use super::channel::{Channel, ChannelView, Initiator, Reject, Step};
 use super::config::{NodeConfig, OpenChannelParams};
 use super::error::FlowError;
 use super::initiator::open_channel;
@@ -175,7 +177,7 @@ impl Node {
         now_ms: u64,
     ) -> Result<(Hash256, Vec<Action>), FlowError> {
         self.step(channel_id, now_ms, |channel, step| {
-            channel.initiator_submit(step, signed_tx)
+            Initiator(channel).submit(step, signed_tx)
         })
     }
 
@@ -372,28 +374,17 @@ impl Node {
         if channel_peer != *peer {
             return Err(Reject(format!("channel {id} belongs to peer {channel_peer}")));
         }
-        let role = self.channels[&id].record.role;
-        let ((), actions) = self.step(&id, now_ms, |channel, step| match (role, message) {
-            (Role::Initiator, FiberMessage::AcceptChannel(m)) => channel.initiator_on_accept_channel(step, m),
-            (Role::Initiator, FiberMessage::TxUpdate(m)) => channel.initiator_on_tx_update(step, m.tx),
-            (Role::Initiator, FiberMessage::TxComplete(m)) => {
-                channel.initiator_on_tx_complete(step, m.next_commitment_nonce)
-            }
-            #[cfg(feature = "acceptor")]
-            (Role::Acceptor, FiberMessage::TxUpdate(m)) => channel.acceptor_on_tx_update(step, m.tx),
-            #[cfg(feature = "acceptor")]
-            (Role::Acceptor, FiberMessage::TxComplete(m)) => {
-                channel.acceptor_on_tx_complete(step, m.next_commitment_nonce)
-            }
-            (_, FiberMessage::CommitmentSigned(m)) => {
+        let ((), actions) = self.step(&id, now_ms, |channel, step| match message {
+            FiberMessage::CommitmentSigned(m) => {
                 channel.on_commitment_signed(step, m.funding_tx_partial_signature, m.next_commitment_nonce)
             }
-            (_, FiberMessage::TxSignatures(m)) => channel.on_tx_signatures(step, m.witnesses),
-            (_, FiberMessage::ChannelReady(_)) => channel.on_channel_ready(),
-            (_, FiberMessage::TxAbort(m)) => channel.on_tx_abort(step, &m.message),
-            (_, FiberMessage::Shutdown(m)) => channel.on_shutdown(step, m),
-            (_, FiberMessage::ClosingSigned(m)) => channel.on_closing_signed(step, m.partial_signature),
-            (_, other) => Err(Reject(format!("{} is not expected by the {role:?}", other.name()))),
+            FiberMessage::TxSignatures(m) => channel.on_tx_signatures(step, m.witnesses),
+            FiberMessage::ChannelReady(_) => channel.on_channel_ready(),
+            FiberMessage::TxAbort(m) => channel.on_tx_abort(step, &m.message),
+            FiberMessage::Shutdown(m) => channel.on_shutdown(step, m),
+            FiberMessage::ClosingSigned(m) => channel.on_closing_signed(step, m.partial_signature),
+            // The funding collaboration differs by role: each role's own type.
+            other => channel.on_collaboration_message(step, other),
         })?;
         Ok(actions)
     }
@@ -421,7 +412,7 @@ impl Node {
         if let Some(channel) = known {
             // A retransmission: answer with what we sent for it.
             #[cfg(feature = "acceptor")]
-            let retransmission = channel.is_closed() || channel.acceptor_matches_open(&self.config, &message);
+            let retransmission = channel.is_closed() || channel.answers_open_channel(&self.config, &message);
             // Without the acceptor role no channel here answers an open.
             #[cfg(not(feature = "acceptor"))]
             let retransmission = channel.is_closed();
@@ -563,9 +554,9 @@ impl Node {
                         return channel.on_claimable_cell(step, &out_points, cells);
                     }
                     match channel.record.role {
-                        Role::Initiator => channel.initiator_on_resolved_inputs(step, &out_points, cells),
+                        Role::Initiator => Initiator(channel).on_resolved_inputs(step, &out_points, cells),
                         #[cfg(feature = "acceptor")]
-                        Role::Acceptor => channel.acceptor_on_resolved_inputs(step, &out_points, cells, &reserved),
+                        Role::Acceptor => Acceptor(channel).on_resolved_inputs(step, &out_points, cells, &reserved),
                         #[cfg(not(feature = "acceptor"))]
                         Role::Acceptor => Err(Reject("this build has no acceptor role".into())),
                     }
