@@ -100,19 +100,50 @@ pub enum RecordFormatError {
 }
 
 impl RecordFormatError {
-    /// The same error, seen from the field that holds the one it names.
-    fn within(mut self, step: PathStep) -> Self {
-        match &mut self {
+    fn field_mut(&mut self) -> Option<&mut FieldPath> {
+        match self {
             Self::Truncated { field, .. }
             | Self::TooLong { field, .. }
             | Self::TooMany { field, .. }
             | Self::BadTag { field, .. }
-            | Self::Invalid { field, .. } => field.0.insert(0, step),
-            _ => {}
+            | Self::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+/// An error on its way out of the reader: boxed, so that every `Result` the
+/// reader passes up stays two words, and built on the cold path only (the
+/// path of fields is pushed innermost first, and turned round at the top).
+struct Fault(Box<RecordFormatError>);
+
+impl Fault {
+    #[cold]
+    #[inline(never)]
+    fn new(error: RecordFormatError) -> Self {
+        Fault(Box::new(error))
+    }
+
+    /// The same error, seen from the field (or list item) that holds it.
+    #[cold]
+    #[inline(never)]
+    fn within(mut self, step: PathStep) -> Self {
+        if let Some(field) = self.0.field_mut() {
+            field.0.push(step);
         }
         self
     }
+
+    fn into_error(self) -> RecordFormatError {
+        let mut error = *self.0;
+        if let Some(field) = error.field_mut() {
+            field.0.reverse();
+        }
+        error
+    }
 }
+
+type Read<T> = Result<T, Fault>;
 
 /// Where in a record: `external_funding.unsigned_funding_tx`, `own_cells[2].output`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -163,7 +194,9 @@ pub(super) fn encode(record: &ChannelRecord) -> Vec<u8> {
 pub(super) fn decode(bytes: &[u8]) -> Result<ChannelRecord, RecordFormatError> {
     let rest = bytes.strip_prefix(&RECORD_MAGIC).ok_or(RecordFormatError::NotARecord)?;
     let mut reader = Reader { rest, funding_tx: None };
-    match reader.within("schema version", u8::read)? {
+    let version =
+        u8::read(&mut reader).map_err(|fault| fault.within(PathStep::Field("schema version")).into_error())?;
+    match version {
         VERSION => {}
         version if version > VERSION => {
             return Err(RecordFormatError::Newer {
@@ -172,7 +205,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<ChannelRecord, RecordFormatError> {
         }
         version => return Err(RecordFormatError::NoBinarySchema { version }),
     }
-    let record = <ChannelRecord as Field>::read(&mut reader)?;
+    let record = <ChannelRecord as Field>::read(&mut reader).map_err(Fault::into_error)?;
     match reader.rest.len() {
         0 => Ok(record),
         count => Err(RecordFormatError::TrailingBytes { count }),
@@ -182,7 +215,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<ChannelRecord, RecordFormatError> {
 /// How one type is written into a record and read back.
 trait Field: Sized {
     fn write(&self, writer: &mut Writer);
-    fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError>;
+    fn read(reader: &mut Reader<'_>) -> Read<Self>;
 }
 
 struct Writer {
@@ -212,62 +245,62 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn truncated(&self, needed: usize) -> RecordFormatError {
-        RecordFormatError::Truncated {
+    fn truncated(&self, needed: usize) -> Fault {
+        Fault::new(RecordFormatError::Truncated {
             field: FieldPath::default(),
             needed,
             left: self.rest.len(),
-        }
+        })
     }
 
-    fn take(&mut self, len: usize) -> Result<&'a [u8], RecordFormatError> {
+    fn take(&mut self, len: usize) -> Read<&'a [u8]> {
         let (taken, rest) = self.rest.split_at_checked(len).ok_or_else(|| self.truncated(len))?;
         self.rest = rest;
         Ok(taken)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordFormatError> {
+    fn array<const N: usize>(&mut self) -> Read<[u8; N]> {
         let (taken, rest) = self.rest.split_first_chunk::<N>().ok_or_else(|| self.truncated(N))?;
         self.rest = rest;
         Ok(*taken)
     }
 
-    fn tag(&mut self, expected: &'static str, max: u8) -> Result<u8, RecordFormatError> {
+    fn tag(&mut self, expected: &'static str, max: u8) -> Read<u8> {
         match u8::read(self)? {
             tag if tag <= max => Ok(tag),
-            tag => Err(RecordFormatError::BadTag {
+            tag => Err(Fault::new(RecordFormatError::BadTag {
                 field: FieldPath::default(),
                 tag,
                 expected,
-            }),
+            })),
         }
     }
 
     /// A length-prefixed byte string, checked against its bound and the
     /// bytes left before it is taken.
-    fn bytes(&mut self) -> Result<&'a [u8], RecordFormatError> {
+    fn bytes(&mut self) -> Read<&'a [u8]> {
         let len = u32::read(self)?;
         match usize::try_from(len) {
             Ok(size) if size <= MAX_FIELD_BYTES => self.take(size),
-            _ => Err(RecordFormatError::TooLong {
+            _ => Err(Fault::new(RecordFormatError::TooLong {
                 field: FieldPath::default(),
                 len,
                 max: MAX_FIELD_BYTES,
-            }),
+            })),
         }
     }
 
     /// A list's items, the count held to `max` before anything is allocated.
-    fn list<T: Field>(&mut self, max: usize) -> Result<Vec<T>, RecordFormatError> {
+    fn list<T: Field>(&mut self, max: usize) -> Read<Vec<T>> {
         let count = u32::read(self)?;
         let count = match usize::try_from(count) {
             Ok(items) if items <= max => items,
             _ => {
-                return Err(RecordFormatError::TooMany {
+                return Err(Fault::new(RecordFormatError::TooMany {
                     field: FieldPath::default(),
                     count,
                     max,
-                })
+                }))
             }
         };
         // Every item takes at least a byte: never more room than bytes left.
@@ -276,15 +309,6 @@ impl<'a> Reader<'a> {
             items.push(T::read(self).map_err(|e| e.within(PathStep::Item(index)))?);
         }
         Ok(items)
-    }
-
-    /// Reads the field `name`; an error names it.
-    fn within<T>(
-        &mut self,
-        name: &'static str,
-        read: impl FnOnce(&mut Self) -> Result<T, RecordFormatError>,
-    ) -> Result<T, RecordFormatError> {
-        read(self).map_err(|e| e.within(PathStep::Field(name)))
     }
 }
 
@@ -303,9 +327,10 @@ macro_rules! layout {
                 $(layout!(@write writer, $field $(, $codec)?);)*
             }
 
-            fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+            fn read(reader: &mut Reader<'_>) -> Read<Self> {
                 Ok($type {
-                    $($field: reader.within(stringify!($field), layout!(@read $($codec)?))?,)*
+                    $($field: layout!(@read reader $($codec)?)
+                        .map_err(|fault| fault.within(PathStep::Field(stringify!($field))))?,)*
                 })
             }
         }
@@ -316,11 +341,11 @@ macro_rules! layout {
     (@write $writer:ident, $field:ident, $codec:ident) => {
         $codec::write($field, $writer)
     };
-    (@read) => {
-        Field::read
+    (@read $reader:ident) => {
+        Field::read($reader)
     };
-    (@read $codec:ident) => {
-        $codec::read
+    (@read $reader:ident $codec:ident) => {
+        $codec::read($reader)
     };
 }
 
@@ -448,13 +473,13 @@ mod schema_version {
         version.write(writer);
     }
 
-    pub(super) fn read(reader: &mut Reader<'_>) -> Result<u32, RecordFormatError> {
+    pub(super) fn read(reader: &mut Reader<'_>) -> Read<u32> {
         match u32::read(reader)? {
             version if version <= SCHEMA_VERSION => Ok(version),
-            version => Err(RecordFormatError::Invalid {
+            version => Err(Fault::new(RecordFormatError::Invalid {
                 field: FieldPath::default(),
                 reason: format!("{version} is newer than the layout's {VERSION}"),
-            }),
+            })),
         }
     }
 }
@@ -468,7 +493,7 @@ mod funding_tx {
         writer.funding_tx = tx.clone();
     }
 
-    pub(super) fn read(reader: &mut Reader<'_>) -> Result<Option<packed::Transaction>, RecordFormatError> {
+    pub(super) fn read(reader: &mut Reader<'_>) -> Read<Option<packed::Transaction>> {
         let tx = Option::<packed::Transaction>::read(reader)?;
         reader.funding_tx = tx.clone();
         Ok(tx)
@@ -491,16 +516,16 @@ mod unsigned_funding_tx {
         }
     }
 
-    pub(super) fn read(reader: &mut Reader<'_>) -> Result<Option<packed::Transaction>, RecordFormatError> {
+    pub(super) fn read(reader: &mut Reader<'_>) -> Read<Option<packed::Transaction>> {
         match reader.tag("0, 1 or 2 (the funding tx)", SAME_AS_FUNDING_TX)? {
             0 => Ok(None),
             1 => packed::Transaction::read(reader).map(Some),
             _ => match &reader.funding_tx {
                 Some(tx) => Ok(Some(tx.clone())),
-                None => Err(RecordFormatError::Invalid {
+                None => Err(Fault::new(RecordFormatError::Invalid {
                     field: FieldPath::default(),
                     reason: "it is the funding tx, which the record does not hold".into(),
-                }),
+                })),
             },
         }
     }
@@ -515,7 +540,7 @@ macro_rules! integer_field {
                 writer.out.extend_from_slice(&self.to_le_bytes());
             }
 
-            fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+            fn read(reader: &mut Reader<'_>) -> Read<Self> {
                 reader.array().map(<$int>::from_le_bytes)
             }
         }
@@ -529,7 +554,7 @@ impl Field for bool {
         u8::from(*self).write(writer);
     }
 
-    fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+    fn read(reader: &mut Reader<'_>) -> Read<Self> {
         Ok(reader.tag("0 or 1", 1)? == 1)
     }
 }
@@ -545,7 +570,7 @@ impl<T: Field> Field for Option<T> {
         }
     }
 
-    fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+    fn read(reader: &mut Reader<'_>) -> Read<Self> {
         match reader.tag("0 or 1", 1)? {
             0 => Ok(None),
             _ => T::read(reader).map(Some),
@@ -560,7 +585,7 @@ macro_rules! byte_array_field {
                 writer.out.extend_from_slice(&self.0);
             }
 
-            fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+            fn read(reader: &mut Reader<'_>) -> Read<Self> {
                 reader.array().map(Self)
             }
         }
@@ -575,7 +600,7 @@ impl Field for Vec<u8> {
         writer.bytes(self);
     }
 
-    fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+    fn read(reader: &mut Reader<'_>) -> Read<Self> {
         reader.bytes().map(<[u8]>::to_vec)
     }
 }
@@ -585,22 +610,24 @@ impl Field for String {
         writer.bytes(self.as_bytes());
     }
 
-    fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+    fn read(reader: &mut Reader<'_>) -> Read<Self> {
         let bytes = reader.bytes()?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|e| RecordFormatError::Invalid {
+        std::str::from_utf8(bytes).map(str::to_owned).map_err(|e| {
+            Fault::new(RecordFormatError::Invalid {
                 field: FieldPath::default(),
                 reason: format!("not UTF-8: {e}"),
             })
+        })
     }
 }
 
 /// A CKB entity's molecule bytes, checked before `packed` reads them.
-fn molecule<T: CheckedDecode>(bytes: &[u8]) -> Result<T, RecordFormatError> {
-    decode_checked(T::NAME, bytes).map_err(|e| RecordFormatError::Invalid {
-        field: FieldPath::default(),
-        reason: e.to_string(),
+fn molecule<T: CheckedDecode>(bytes: &[u8]) -> Read<T> {
+    decode_checked(T::NAME, bytes).map_err(|e| {
+        Fault::new(RecordFormatError::Invalid {
+            field: FieldPath::default(),
+            reason: e.to_string(),
+        })
     })
 }
 
@@ -612,7 +639,7 @@ macro_rules! molecule_field {
                 writer.bytes(self.as_slice());
             }
 
-            fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+            fn read(reader: &mut Reader<'_>) -> Read<Self> {
                 molecule(reader.bytes()?)
             }
         }
@@ -629,7 +656,7 @@ macro_rules! fixed_molecule_field {
                 writer.out.extend_from_slice(self.as_slice());
             }
 
-            fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+            fn read(reader: &mut Reader<'_>) -> Read<Self> {
                 molecule(reader.take(<$entity>::TOTAL_SIZE)?)
             }
         }
@@ -649,7 +676,7 @@ macro_rules! list_field {
                 }
             }
 
-            fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+            fn read(reader: &mut Reader<'_>) -> Read<Self> {
                 reader.list($max)
             }
         }
@@ -672,7 +699,7 @@ impl Field for Role {
         tag.write(writer);
     }
 
-    fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+    fn read(reader: &mut Reader<'_>) -> Read<Self> {
         match reader.tag("0 (initiator) or 1 (acceptor)", 1)? {
             0 => Ok(Role::Initiator),
             _ => Ok(Role::Acceptor),
@@ -692,17 +719,17 @@ impl Field for HashType {
         byte.write(writer);
     }
 
-    fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+    fn read(reader: &mut Reader<'_>) -> Read<Self> {
         match u8::read(reader)? {
             0 => Ok(HashType::Data),
             1 => Ok(HashType::Type),
             2 => Ok(HashType::Data1),
             4 => Ok(HashType::Data2),
-            tag => Err(RecordFormatError::BadTag {
+            tag => Err(Fault::new(RecordFormatError::BadTag {
                 field: FieldPath::default(),
                 tag,
                 expected: "0 (data), 1 (type), 2 (data1) or 4 (data2)",
-            }),
+            })),
         }
     }
 }
@@ -712,7 +739,7 @@ impl Field for CloseFlags {
         self.0.write(writer);
     }
 
-    fn read(reader: &mut Reader<'_>) -> Result<Self, RecordFormatError> {
+    fn read(reader: &mut Reader<'_>) -> Read<Self> {
         u32::read(reader).map(CloseFlags)
     }
 }
