@@ -1,5 +1,6 @@
 //! Record schema 3: the binary layout of a [`ChannelRecord`], read in one
-//! pass. `docs/storage.md` ("Record, schema 3") is its specification.
+//! pass. `docs/storage.md` ("Record (schema version 3)", "Layout") is its
+//! specification.
 //!
 //! A record is [`RECORD_MAGIC`] and the schema version (one byte, 3), then
 //! the record's fields in the order the [`layout!`] declarations below list
@@ -34,8 +35,8 @@ use crate::tx::script::{HashType, ScriptTemplate};
 use crate::wire::{decode_checked, CheckedDecode};
 
 /// The first bytes of a schema 3 record. Its first byte is neither `{` nor
-/// whitespace (so a record is never mistaken for the JSON of schemas 1 and
-/// 2), nor valid UTF-8 anywhere, so no text is mistaken for it either.
+/// whitespace, so a record is never mistaken for the JSON of schemas 1 and
+/// 2, and no UTF-8 text begins with it, so no text is mistaken for a record.
 pub const RECORD_MAGIC: [u8; 4] = [0x89, b'F', b'F', b'R'];
 
 /// The version byte after the magic: the schema whose layout follows.
@@ -60,7 +61,7 @@ pub const MAX_LIST_ITEMS: usize = MAX_FUNDING_INPUTS;
 /// Why stored bytes are not a record this module can read; names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordFormatError {
-    #[error("not a record: it is neither JSON nor starts with the schema 3 magic")]
+    #[error("not a record: neither JSON nor bytes that start with the schema 3 magic")]
     NotARecord,
     #[error("schema version {version} is newer than this module's {SCHEMA_VERSION}; update the module")]
     Newer { version: u64 },
