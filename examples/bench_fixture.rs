@@ -1,6 +1,8 @@
 //! Prints (as JSON) one real initiator record waiting for the user's
 //! signature, the user's signed funding tx for it, and the options a browser
 //! node needs to load it: the benchmark seeds IndexedDB with copies of it.
+//! The record is its stored bytes (record schema 3) as hex, with where in
+//! them its two ids are, so that each copy gets ids of its own.
 //! Run with `cargo run --example bench_fixture`.
 
 use std::cell::RefCell;
@@ -8,6 +10,7 @@ use std::rc::Rc;
 
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
+use fiber_funding::flow::record::ChannelRecord;
 use fiber_funding::flow::{EntropySource, OpenChannelParams};
 use fiber_funding::primitives::encode_hex;
 use fiber_funding::runtime::driver::DriverParts;
@@ -98,7 +101,17 @@ fn main() {
     );
     let (channel_id, unsigned) = pool.run_until(initiator.open_channel(params)).unwrap();
     pool.run_until_stalled();
-    let record = String::from_utf8(store.raw(&channel_id.to_string()).expect("stored")).unwrap();
+    let record = store.raw(&channel_id.to_string()).expect("stored");
+    let stored = ChannelRecord::decode(&channel_id.to_string(), &record).expect("the stored record reads");
+    let offset_of = |id: &[u8; 32]| {
+        let found: Vec<usize> = (0..record.len()).filter(|&at| record[at..].starts_with(id)).collect();
+        assert_eq!(found.len(), 1, "an id occurs once in the record");
+        found[0]
+    };
+    let id_offsets = serde_json::json!({
+        "channel_id": offset_of(&stored.channel_id.0),
+        "temporary_channel_id": offset_of(&stored.temporary_channel_id.0),
+    });
     let signed = default_lock::sign_group(&unsigned, &[0], &wallets.user_key).unwrap();
     let fixture = serde_json::json!({
         "options": {
@@ -109,7 +122,8 @@ fn main() {
             "commitmentLock": { "code_hash": encode_hex(&COMMITMENT_LOCK_CODE_HASH), "hash_type": "type" },
         },
         "channel_id": channel_id.to_string(),
-        "record": record,
+        "record": encode_hex(&record),
+        "record_id_offsets": id_offsets,
         "signed_funding_tx": transaction_to_json(&signed),
     });
     println!("{fixture}");

@@ -68,6 +68,35 @@ fn a_record_round_trips_through_the_file() {
     assert_eq!(block_on(store.load_all()).unwrap().records, vec![changed]);
 }
 
+/// A record stored as JSON by an earlier module (schemas 1 and 2) still
+/// reads; written again, it is stored in schema 3's binary layout.
+#[test]
+fn a_json_record_from_an_earlier_module_reads_and_is_rewritten_binary() {
+    let dir = temp_dir("legacy");
+    let store = RedbStore::open(dir.join("db.redb")).unwrap();
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/idb-v1.json")).expect("the fixture is JSON");
+    let entry = &fixture["channels"][0];
+    let key = entry["key"].as_str().unwrap();
+    let json = entry["value"].as_str().unwrap();
+    store.insert_raw(key, json.as_bytes()).unwrap();
+
+    let loaded = block_on(store.load_all()).unwrap();
+    assert!(loaded.unreadable.is_empty(), "{:?}", loaded.unreadable);
+    assert_eq!(loaded.records, vec![template()]);
+    let record = loaded.records.into_iter().next().unwrap();
+    block_on(store.put(&record, None)).unwrap();
+    let stored = store.raw(key).unwrap().unwrap();
+    assert_eq!(stored[..4], fiber_funding::flow::record::RECORD_MAGIC);
+    assert!(
+        stored.len() * 2 < json.len(),
+        "{} bytes, {} as JSON",
+        stored.len(),
+        json.len()
+    );
+    assert_eq!(block_on(store.get(&record.channel_id)).unwrap(), Some(record));
+}
+
 #[test]
 fn a_channel_whose_id_changed_moves_in_one_write() {
     let dir = temp_dir("replaces");
@@ -105,10 +134,10 @@ fn an_unreadable_record_is_reported_by_name_and_kept() {
     block_on(store.put(&good, None)).unwrap();
     let truncated = &numbered(2).encode()[..100];
     store.insert_raw("0x7777", truncated).unwrap();
-    let newer = String::from_utf8(numbered(3).encode())
-        .unwrap()
-        .replace("\"schema_version\":1", "\"schema_version\":99");
-    store.insert_raw("0x8888", newer.as_bytes()).unwrap();
+    // A record from a newer module: the version byte after the magic.
+    let mut newer = numbered(3).encode();
+    newer[4] = 99;
+    store.insert_raw("0x8888", &newer).unwrap();
 
     let loaded = block_on(store.load_all()).unwrap();
     assert_eq!(loaded.records, vec![good]);
@@ -117,6 +146,8 @@ fn an_unreadable_record_is_reported_by_name_and_kept() {
     assert_eq!(names, vec!["0x7777", "0x8888"]);
     let newer_error = loaded.unreadable.iter().find(|e| e.channel_id == "0x8888").unwrap();
     assert!(newer_error.reason.contains("newer"), "{newer_error}");
+    let truncated_error = loaded.unreadable.iter().find(|e| e.channel_id == "0x7777").unwrap();
+    assert!(truncated_error.reason.contains("truncated in"), "{truncated_error}");
     // Left in place for inspection, byte for byte.
     assert_eq!(store.raw("0x7777").unwrap().as_deref(), Some(truncated));
     assert!(store.raw("0x8888").unwrap().is_some());

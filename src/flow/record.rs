@@ -9,6 +9,10 @@ use ckb_types::packed;
 use ckb_types::prelude::*;
 use serde::{Deserialize, Serialize};
 
+mod codec;
+
+pub use codec::{FieldPath, PathStep, RecordFormatError, MAX_CELL_DEPS, MAX_FIELD_BYTES, MAX_LIST_ITEMS, RECORD_MAGIC};
+
 use crate::chain::{LiveCell, ResolvedCell};
 use crate::flow::config::{NodeConfig, DEFAULT_ACCEPTOR_GRACE_MS};
 use crate::flow::state::CloseFlags;
@@ -18,10 +22,15 @@ use crate::primitives::{
 use crate::tx::script::ScriptTemplate;
 use crate::wire::{decode_checked, CheckedDecode};
 
-/// Bumped whenever the record's serialized shape changes; see `docs/storage.md`.
+/// Bumped whenever the record's stored shape changes; see `docs/storage.md`.
 /// Version 2 stores the deadline, the contracts and the timeout of the flow,
-/// the hash-checked input cells, and what an abort keeps watching.
-pub const SCHEMA_VERSION: u32 = 2;
+/// the hash-checked input cells, and what an abort keeps watching. Version 3
+/// stores the same facts in a compact binary layout (`record/codec.rs`)
+/// instead of JSON.
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// The last schema stored as JSON; versions 1 and 2 are still read.
+const LAST_JSON_SCHEMA_VERSION: u64 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,7 +42,7 @@ pub enum Role {
 }
 
 /// What one side announced in `OpenChannel` / `AcceptChannel`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PartyParams {
     #[serde(with = "hex_u64")]
     pub funding_amount: u64,
@@ -111,7 +120,7 @@ macro_rules! party_message {
 pub(crate) use party_message;
 
 /// The terms the initiator set in `OpenChannel`, shared by both sides.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ChannelTerms {
     pub chain_hash: Hash256,
     #[serde(with = "hex_u64")]
@@ -135,7 +144,7 @@ pub struct ChannelTerms {
 
 /// Upstream's `ExternalFundingPersistState`: the initiator's view of the
 /// external-funding flow, from open until a terminal path clears it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ExternalFundingPersistState {
     #[serde(with = "molecule_hex")]
     pub funding_lock_script: packed::Script,
@@ -155,7 +164,7 @@ pub struct ExternalFundingPersistState {
 }
 
 /// What one side named in its `Shutdown`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ShutdownTerms {
     #[serde(with = "molecule_hex")]
     pub close_script: packed::Script,
@@ -165,7 +174,7 @@ pub struct ShutdownTerms {
 
 /// A funded channel on its way out, cooperatively or not. Every fact is
 /// stored before the message or broadcast that depends on it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct CloseProgress {
     /// Our `Shutdown`, once sent. With the peer's, it fixes the closing tx
     /// (and so what our closing nonce signs): neither changes after that.
@@ -189,7 +198,7 @@ pub struct CloseProgress {
 }
 
 /// Which commitment went on chain, and when: the delay counts from there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CommitmentOnChain {
     /// Ours (we closed unilaterally) or the peer's.
     pub holder_is_local: bool,
@@ -201,7 +210,7 @@ pub struct CommitmentOnChain {
 }
 
 /// Why and when a channel closed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Closure {
     pub flags: CloseFlags,
     pub reason: String,
@@ -215,7 +224,7 @@ pub struct Closure {
 }
 
 /// What an aborted flow that may still get funded has seen on chain.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct AbortWatch {
     /// The tip at which one of our inputs was first seen spent while the
     /// funding tx was unknown; the keys go once that is buried.
@@ -223,7 +232,7 @@ pub struct AbortWatch {
 }
 
 /// One channel's recovery record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ChannelRecord {
     pub schema_version: u32,
     pub channel_id: ChannelId,
@@ -396,56 +405,89 @@ impl PartialEq for CloseProgress {
 }
 
 impl ChannelRecord {
+    /// The record's stored bytes: schema 3's binary layout.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a record always serializes")
+        let bytes = codec::encode(self);
+        // Every record written must read back as itself; tests run every
+        // flow through this.
+        debug_assert!(
+            codec::decode(&bytes).is_ok_and(|read| read == *self),
+            "record {} does not read back as written",
+            self.key()
+        );
+        bytes
     }
 
-    /// Reads a record written by this or an earlier schema version.
+    /// Reads a record written by this or an earlier schema version; an
+    /// error names the channel (`key`, the key it is filed under).
     pub fn decode(key: &str, bytes: &[u8]) -> Result<Self, RecordDecodeError> {
-        let fail = |reason: String| RecordDecodeError {
+        Self::read(bytes).map_err(|error| RecordDecodeError {
             channel_id: key.to_owned(),
-            reason,
+            reason: error.to_string(),
+        })
+    }
+
+    /// Reads stored bytes: schema 3's binary layout, or the JSON of schemas 1
+    /// and 2 (an object, so `{` after optional whitespace, which no schema 3
+    /// record starts with). A record read from JSON keeps its version until
+    /// [`ChannelRecord::upgrade`] brings it up to date.
+    pub fn read(bytes: &[u8]) -> Result<Self, RecordFormatError> {
+        let first = bytes.iter().find(|byte| !matches!(byte, b' ' | b'\t' | b'\n' | b'\r'));
+        let record = if first == Some(&b'{') {
+            Self::read_json(bytes)?
+        } else {
+            codec::decode(bytes)?
         };
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| fail(format!("not JSON: {e}")))?;
-        let version = value
-            .get("schema_version")
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| fail("no schema_version".into()))?;
-        if version > SCHEMA_VERSION as u64 {
-            return Err(fail(format!(
-                "schema version {version} is newer than this module's {SCHEMA_VERSION}; update the module"
-            )));
-        }
-        let record: ChannelRecord = serde_json::from_value(value).map_err(|e| fail(e.to_string()))?;
-        record.check_consistency().map_err(|reason| fail(reason.into()))?;
+        record.check_consistency().map_err(RecordFormatError::Inconsistent)?;
         Ok(record)
     }
 
-    /// Brings a record of an earlier schema up to this one, with what version
-    /// 1 left to the node's configuration: its contracts and timeout (and so
-    /// the deadline, computed the way version 1 did). Version 1 kept no
-    /// hash-checked input cells, so a flow it left mid-signature is refused
-    /// at the point it would release witnesses (and aborted if it may).
-    /// Returns whether anything changed, so the caller stores it.
+    /// A record of schema 1 or 2, read exactly as those versions' module did.
+    fn read_json(bytes: &[u8]) -> Result<Self, RecordFormatError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| RecordFormatError::NotJson(e.to_string()))?;
+        let version = value
+            .get("schema_version")
+            .and_then(|v| v.as_u64())
+            .ok_or(RecordFormatError::NoSchemaVersion)?;
+        if version > SCHEMA_VERSION as u64 {
+            return Err(RecordFormatError::Newer { version });
+        }
+        if version > LAST_JSON_SCHEMA_VERSION {
+            return Err(RecordFormatError::NoJsonSchema { version });
+        }
+        serde_json::from_value(value).map_err(|e| RecordFormatError::Json(e.to_string()))
+    }
+
+    /// Brings a record of an earlier schema up to this one. Version 1 left
+    /// the contracts and the timeout to the node's configuration, which fills
+    /// them in (and so the deadline, computed the way version 1 did). Version
+    /// 1 kept no hash-checked input cells, so a flow it left mid-signature is
+    /// refused at the point it would release witnesses (and aborted if it
+    /// may). Version 2 holds every fact of version 3, only stored as JSON.
+    /// Returns whether anything changed, so the caller stores it: every
+    /// record read from JSON is written back in schema 3's layout.
     pub fn upgrade(&mut self, config: &NodeConfig) -> bool {
         if self.schema_version >= SCHEMA_VERSION {
             return false;
         }
-        let grace_ms = match self.role {
-            Role::Acceptor => config
-                .acceptor
+        if self.schema_version < 2 {
+            let grace_ms = match self.role {
+                Role::Acceptor => config
+                    .acceptor
+                    .as_ref()
+                    .map_or(DEFAULT_ACCEPTOR_GRACE_MS, |a| a.grace_ms),
+                Role::Initiator => 0,
+            };
+            self.terms.funding_lock = config.funding_lock.clone();
+            self.terms.commitment_lock = config.commitment_lock.clone();
+            self.terms.timeout_ms = config.external_funding_timeout_ms.saturating_add(grace_ms);
+            let started_at_ms = self
+                .external_funding
                 .as_ref()
-                .map_or(DEFAULT_ACCEPTOR_GRACE_MS, |a| a.grace_ms),
-            Role::Initiator => 0,
-        };
-        self.terms.funding_lock = config.funding_lock.clone();
-        self.terms.commitment_lock = config.commitment_lock.clone();
-        self.terms.timeout_ms = config.external_funding_timeout_ms.saturating_add(grace_ms);
-        let started_at_ms = self
-            .external_funding
-            .as_ref()
-            .map_or(self.created_at_ms, |ext| ext.started_at_ms);
-        self.deadline_ms = started_at_ms.saturating_add(self.terms.timeout_ms);
+                .map_or(self.created_at_ms, |ext| ext.started_at_ms);
+            self.deadline_ms = started_at_ms.saturating_add(self.terms.timeout_ms);
+        }
         self.schema_version = SCHEMA_VERSION;
         true
     }
@@ -472,15 +514,12 @@ impl ChannelRecord {
     }
 }
 
-/// Molecule entities (scripts, cell deps, transactions) as hex of their bytes:
-/// exact, compact, and the same bytes that are hashed and signed.
+// How schemas 1 and 2 stored what is not plain JSON, for reading them.
+
+/// Molecule entities (scripts, cell deps, transactions) as hex of their bytes.
 mod molecule_hex {
     use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<T: Entity, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
-        hex_bytes::serialize(value.as_slice(), serializer)
-    }
+    use serde::Deserializer;
 
     pub fn deserialize<'de, T: CheckedDecode, D: Deserializer<'de>>(deserializer: D) -> Result<T, D::Error> {
         let bytes = hex_bytes::deserialize(deserializer)?;
@@ -490,14 +529,7 @@ mod molecule_hex {
 
 mod molecule_hex_option {
     use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<T: Entity, S: Serializer>(value: &Option<T>, serializer: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(value) => serializer.serialize_some(&crate::primitives::encode_hex(value.as_slice())),
-            None => serializer.serialize_none(),
-        }
-    }
+    use serde::Deserializer;
 
     pub fn deserialize<'de, T: CheckedDecode, D: Deserializer<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
         Option::<String>::deserialize(deserializer)?
@@ -511,12 +543,7 @@ mod molecule_hex_option {
 
 mod molecule_hex_list {
     use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<T: Entity, S: Serializer>(values: &[T], serializer: S) -> Result<S::Ok, S::Error> {
-        let list: Vec<Vec<u8>> = values.iter().map(|v| v.as_slice().to_vec()).collect();
-        hex_bytes_list::serialize(&list, serializer)
-    }
+    use serde::Deserializer;
 
     pub fn deserialize<'de, T: CheckedDecode, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
         hex_bytes_list::deserialize(deserializer)?
@@ -528,14 +555,7 @@ mod molecule_hex_list {
 
 mod hex_bytes_option {
     use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Option<Vec<u8>>, serializer: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(bytes) => serializer.serialize_some(&crate::primitives::encode_hex(bytes)),
-            None => serializer.serialize_none(),
-        }
-    }
+    use serde::Deserializer;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<u8>>, D::Error> {
         Option::<String>::deserialize(deserializer)?
@@ -546,17 +566,7 @@ mod hex_bytes_option {
 
 mod hex_bytes_list_option {
     use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Option<Vec<Vec<u8>>>, serializer: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(list) => {
-                let texts: Vec<String> = list.iter().map(|b| crate::primitives::encode_hex(b)).collect();
-                serializer.serialize_some(&texts)
-            }
-            None => serializer.serialize_none(),
-        }
-    }
+    use serde::Deserializer;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Vec<u8>>>, D::Error> {
         Option::<Vec<String>>::deserialize(deserializer)?
@@ -572,25 +582,14 @@ mod hex_bytes_list_option {
 
 mod resolved_cells {
     use super::*;
-    use serde::{Deserializer, Serializer};
+    use serde::Deserializer;
 
-    #[derive(Serialize, Deserialize)]
+    #[derive(Deserialize)]
     struct StoredCell {
         #[serde(with = "molecule_hex")]
         output: packed::CellOutput,
         #[serde(with = "hex_bytes")]
         data: Vec<u8>,
-    }
-
-    pub fn serialize<S: Serializer>(cells: &[ResolvedCell], serializer: S) -> Result<S::Ok, S::Error> {
-        let stored: Vec<StoredCell> = cells
-            .iter()
-            .map(|cell| StoredCell {
-                output: cell.output.clone(),
-                data: cell.data.clone(),
-            })
-            .collect();
-        stored.serialize(serializer)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ResolvedCell>, D::Error> {
@@ -606,9 +605,9 @@ mod resolved_cells {
 
 mod live_cells {
     use super::*;
-    use serde::{Deserializer, Serializer};
+    use serde::Deserializer;
 
-    #[derive(Serialize, Deserialize)]
+    #[derive(Deserialize)]
     struct StoredCell {
         #[serde(with = "molecule_hex")]
         out_point: packed::OutPoint,
@@ -617,19 +616,6 @@ mod live_cells {
         #[serde(with = "hex_bytes")]
         output_data: Vec<u8>,
         block_number: u64,
-    }
-
-    pub fn serialize<S: Serializer>(cells: &[LiveCell], serializer: S) -> Result<S::Ok, S::Error> {
-        let stored: Vec<StoredCell> = cells
-            .iter()
-            .map(|cell| StoredCell {
-                out_point: cell.out_point.clone(),
-                output: cell.output.clone(),
-                output_data: cell.output_data.clone(),
-                block_number: cell.block_number,
-            })
-            .collect();
-        stored.serialize(serializer)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<LiveCell>, D::Error> {
@@ -730,22 +716,15 @@ mod tests {
         assert_eq!(ChannelRecord::decode(&key, &closed.encode()).unwrap(), closed);
     }
 
-    /// A version 1 record (no contracts, timeout, deadline or checked inputs)
-    /// still reads, and takes them from the node's configuration.
-    #[test]
-    fn a_version_1_record_is_read_and_upgraded_with_the_nodes_terms() {
-        let record = sample();
-        let mut v1: serde_json::Value = serde_json::from_slice(&record.encode()).unwrap();
-        v1["schema_version"] = 1.into();
-        for field in ["funding_lock", "commitment_lock", "timeout_ms"] {
-            v1["terms"].as_object_mut().unwrap().remove(field);
-        }
-        for field in ["deadline_ms", "funding_inputs"] {
-            v1.as_object_mut().unwrap().remove(field);
-        }
-        let mut read = ChannelRecord::decode(&record.key(), v1.to_string().as_bytes()).unwrap();
-        assert_eq!(read.schema_version, 1);
-        let config = NodeConfig {
+    /// The schema 2 JSON of the benchmark's real flow (a frozen fixture).
+    fn v2_json() -> serde_json::Value {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/records-legacy.json")).unwrap();
+        serde_json::from_str(fixture["v2"][0]["value"].as_str().unwrap()).unwrap()
+    }
+
+    fn config() -> NodeConfig {
+        NodeConfig {
             node_secret: crate::crypto::keys::NodeSecret::from_bytes([5; 32]).unwrap(),
             chain_hash: Hash256([4; 32]),
             funding_lock: ScriptTemplate::type_hash([0xf2; 32]),
@@ -753,15 +732,86 @@ mod tests {
             external_funding_timeout_ms: 60_000,
             funding_confirmations: 3,
             acceptor: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_record_is_stored_in_the_binary_layout() {
+        let bytes = sample().encode();
+        assert_eq!(bytes[..4], RECORD_MAGIC);
+        assert_eq!(bytes[4], 3);
+        assert_eq!(ChannelRecord::read(&bytes).unwrap(), sample());
+    }
+
+    /// A version 1 record (no contracts, timeout, deadline or checked inputs)
+    /// still reads, and takes them from the node's configuration.
+    #[test]
+    fn a_version_1_record_is_read_and_upgraded_with_the_nodes_terms() {
+        let mut v1 = v2_json();
+        v1["schema_version"] = 1.into();
+        for field in ["funding_lock", "commitment_lock", "timeout_ms"] {
+            v1["terms"].as_object_mut().unwrap().remove(field);
+        }
+        for field in ["deadline_ms", "funding_inputs"] {
+            v1.as_object_mut().unwrap().remove(field);
+        }
+        let key = v1["channel_id"].as_str().unwrap().to_owned();
+        let mut read = ChannelRecord::decode(&key, v1.to_string().as_bytes()).unwrap();
+        assert_eq!(read.schema_version, 1);
+        assert_eq!(read.terms.funding_lock, ScriptTemplate::unset());
+        let config = config();
         assert!(read.upgrade(&config));
         assert_eq!(read.schema_version, SCHEMA_VERSION);
         assert_eq!(read.terms.funding_lock, config.funding_lock);
         assert_eq!(read.terms.commitment_lock, config.commitment_lock);
         assert_eq!(read.terms.timeout_ms, 60_000);
         // Version 1's rule: the initiator's clock from started_at_ms.
-        assert_eq!(read.deadline_ms, 7 + 60_000);
+        let started_at_ms = read.external_funding.as_ref().unwrap().started_at_ms;
+        assert_eq!(read.deadline_ms, started_at_ms + 60_000);
         assert!(!read.upgrade(&config), "a current record is left alone");
+        assert_eq!(ChannelRecord::decode(&key, &read.encode()).unwrap(), read);
+    }
+
+    /// A version 2 record has every fact already: the upgrade changes only its
+    /// version, and says so, so that it is stored again in the binary layout.
+    #[test]
+    fn a_version_2_record_is_upgraded_to_be_stored_again() {
+        let v2 = v2_json();
+        let key = v2["channel_id"].as_str().unwrap().to_owned();
+        let read = ChannelRecord::decode(&key, v2.to_string().as_bytes()).unwrap();
+        assert_eq!(read.schema_version, 2);
+        let mut upgraded = read.clone();
+        assert!(upgraded.upgrade(&config()));
+        assert_eq!(upgraded.schema_version, SCHEMA_VERSION);
+        assert_eq!(
+            ChannelRecord {
+                schema_version: 2,
+                ..upgraded.clone()
+            },
+            read
+        );
+        assert!(!upgraded.upgrade(&config()));
+
+        // Stored before the upgrade ran (as a store may have it), a record
+        // keeps its version in the binary layout, and the upgrade still runs.
+        let mut reread = ChannelRecord::decode(&key, &read.encode()).unwrap();
+        assert_eq!(reread, read);
+        assert!(reread.upgrade(&config()));
+        assert_eq!(reread, upgraded);
+    }
+
+    #[test]
+    fn json_is_told_apart_by_its_first_byte() {
+        let v2 = v2_json().to_string();
+        let key = v2_json()["channel_id"].as_str().unwrap().to_owned();
+        let padded = format!(" \t\r\n{v2}");
+        assert_eq!(
+            ChannelRecord::decode(&key, padded.as_bytes()).unwrap(),
+            ChannelRecord::decode(&key, v2.as_bytes()).unwrap()
+        );
+        assert_eq!(ChannelRecord::read(b""), Err(RecordFormatError::NotARecord));
+        assert_eq!(ChannelRecord::read(b"  "), Err(RecordFormatError::NotARecord));
+        assert_eq!(ChannelRecord::read(b"[1]"), Err(RecordFormatError::NotARecord));
     }
 
     #[test]
@@ -770,13 +820,19 @@ mod tests {
         let key = record.key();
         let error = ChannelRecord::decode(&key, b"{not json").unwrap_err();
         assert_eq!(error.channel_id, key);
+        assert!(error.reason.contains("not JSON"), "{error}");
 
-        let mut newer: serde_json::Value = serde_json::from_slice(&record.encode()).unwrap();
-        newer["schema_version"] = (SCHEMA_VERSION + 1).into();
-        let error = ChannelRecord::decode(&key, newer.to_string().as_bytes()).unwrap_err();
+        let mut json = v2_json();
+        json["schema_version"] = 3.into();
+        assert_eq!(
+            ChannelRecord::read(json.to_string().as_bytes()),
+            Err(RecordFormatError::NoJsonSchema { version: 3 })
+        );
+        json["schema_version"] = (SCHEMA_VERSION + 1).into();
+        let error = ChannelRecord::decode(&key, json.to_string().as_bytes()).unwrap_err();
         assert!(error.to_string().contains("newer"), "{error}");
 
-        let mut damaged: serde_json::Value = serde_json::from_slice(&record.encode()).unwrap();
+        let mut damaged = v2_json();
         damaged["local"]["shutdown_script"] = "0xffffffff".into();
         assert!(ChannelRecord::decode(&key, damaged.to_string().as_bytes()).is_err());
 

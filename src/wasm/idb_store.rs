@@ -2,7 +2,10 @@
 //!
 //! Schema (IndexedDB version [`IDB_SCHEMA_VERSION`]):
 //! * `channels`, key path `channel_id`: `{ channel_id, temporary_channel_id,
-//!   pending, record }`, where `record` is the record's JSON (`docs/storage.md`)
+//!   pending, record }`, where `record` is the record's bytes (record schema
+//!   3, `docs/storage.md`) as a `Uint8Array`, or, written by an earlier
+//!   module, its JSON as a string (record schemas 1 and 2; still read, and
+//!   rewritten as bytes when the channel is restored and its record upgraded),
 //!   and `pending` is `1` while the flow is neither closed nor ready. The
 //!   `pending` index lets a reload find unfinished flows without reading every
 //!   finished one; it is a number because booleans are not IndexedDB keys.
@@ -239,14 +242,9 @@ fn is_pending(record: &ChannelRecord) -> bool {
 }
 
 fn channel_entry(record: &ChannelRecord) -> Object {
-    let json = String::from_utf8(record.encode()).expect("serde_json writes UTF-8");
+    let bytes = Uint8Array::from(&record.encode()[..]);
     let temporary_channel_id = JsValue::from_str(&record.temporary_channel_id.to_string());
-    entry_object(
-        &record.key(),
-        &temporary_channel_id,
-        is_pending(record),
-        &JsValue::from_str(&json),
-    )
+    entry_object(&record.key(), &temporary_channel_id, is_pending(record), &bytes)
 }
 
 fn entry_object(channel_id: &str, temporary_channel_id: &JsValue, pending: bool, record: &JsValue) -> Object {
@@ -303,14 +301,22 @@ fn record_from_entry(entry: &JsValue) -> Result<ChannelRecord, RecordDecodeError
         channel_id: channel_id.clone(),
         reason,
     };
-    let Some(json) = field(entry, "record").as_string() else {
+    let stored = field(entry, "record");
+    let bytes = if let Some(bytes) = stored.dyn_ref::<Uint8Array>() {
+        bytes.to_vec()
+    } else if stored.is_instance_of::<js_sys::ArrayBuffer>() {
+        Uint8Array::new(&stored).to_vec()
+    } else if let Some(json) = stored.as_string() {
+        // Written by a module of record schema 1 or 2.
+        json.into_bytes()
+    } else {
         let reason = match field(entry, "unreadable").as_string() {
             Some(reason) => format!("unreadable since the upgrade from schema 1: {reason}"),
-            None => "the stored entry holds no record JSON".into(),
+            None => "the stored entry holds neither record bytes nor record JSON".into(),
         };
         return Err(fail(reason));
     };
-    let record = ChannelRecord::decode(&channel_id, json.as_bytes())?;
+    let record = ChannelRecord::decode(&channel_id, &bytes)?;
     if record.key() != channel_id {
         return Err(fail(format!("the entry holds the record of channel {}", record.key())));
     }

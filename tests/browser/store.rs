@@ -1,11 +1,18 @@
 //! `IdbStore` on Chromium's real IndexedDB: round trips, the upgrade from
-//! schema 1, unreadable records kept and reported, and the faults a browser
-//! throws at storage (a lost connection, an aborted transaction, a full disk).
+//! schema 1, records stored as schema 3 bytes and JSON entries of earlier
+//! modules rewritten as bytes, unreadable records kept and reported, hostile
+//! record bytes refused on wasm32, and the faults a browser throws at storage
+//! (a lost connection, an aborted transaction, a full disk).
 
-use fiber_funding::flow::record::ChannelRecord;
+use ckb_types::prelude::Entity;
+use fiber_funding::crypto::keys::NodeSecret;
+use fiber_funding::flow::record::{ChannelRecord, FieldPath, RecordFormatError, MAX_FIELD_BYTES, RECORD_MAGIC};
 use fiber_funding::flow::state::CloseFlags;
+use fiber_funding::flow::NodeConfig;
+use fiber_funding::primitives::Hash256;
 use fiber_funding::primitives::{decode_hex, ChannelId};
 use fiber_funding::store::{Store, StoreError};
+use fiber_funding::tx::script::ScriptTemplate;
 use fiber_funding::wasm::idb_store::{store_error_from_dom, IdbStore, IDB_SCHEMA_VERSION};
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use serde::Deserialize;
@@ -54,6 +61,38 @@ fn samples() -> Samples {
         ready: find(|r| r.closed.is_none() && r.funding_confirmed && r.peer_channel_ready),
         aborted: find(|r| r.closed.is_some()),
         pending: find(|r| r.closed.is_none() && !r.peer_channel_ready),
+    }
+}
+
+/// Schema 2 records as the previous module stored them (JSON), frozen.
+const LEGACY_RECORDS: &str = include_str!("../fixtures/records-legacy.json");
+
+#[derive(Deserialize)]
+struct LegacyRecords {
+    v2: Vec<LegacyRecord>,
+}
+
+#[derive(Deserialize)]
+struct LegacyRecord {
+    about: String,
+    key: String,
+    value: String,
+}
+
+fn legacy_v2() -> Vec<LegacyRecord> {
+    serde_json::from_str::<LegacyRecords>(LEGACY_RECORDS).unwrap().v2
+}
+
+/// The node configuration a restore upgrades records with.
+fn node_config() -> NodeConfig {
+    NodeConfig {
+        node_secret: NodeSecret::from_bytes([0x11; 32]).unwrap(),
+        chain_hash: Hash256([0xcc; 32]),
+        funding_lock: ScriptTemplate::type_hash([0xf1; 32]),
+        commitment_lock: ScriptTemplate::type_hash([0xc1; 32]),
+        external_funding_timeout_ms: 300_000,
+        funding_confirmations: 3,
+        acceptor: None,
     }
 }
 
@@ -377,6 +416,109 @@ async fn meta_round_trips_bytes() {
     store.close();
 }
 
+#[wasm_bindgen_test]
+async fn records_are_stored_as_schema_3_bytes() {
+    let Samples { pending, .. } = samples();
+    let name = fresh_db_name("bytes");
+    let store = IdbStore::open(&name).await.unwrap();
+    store.put(&pending, None).await.unwrap();
+
+    let entry = raw_channel_entry(&name, &pending.key()).await;
+    let stored = field(&entry, "record")
+        .dyn_into::<Uint8Array>()
+        .expect("the record is a Uint8Array")
+        .to_vec();
+    assert_eq!(stored[..4], RECORD_MAGIC);
+    assert_eq!(stored, pending.encode());
+    // The entry's other fields are as before.
+    assert_eq!(field(&entry, "channel_id").as_string(), Some(pending.key()));
+    assert_eq!(
+        field(&entry, "temporary_channel_id").as_string(),
+        Some(pending.temporary_channel_id.to_string())
+    );
+    assert_eq!(field(&entry, "pending").as_f64(), Some(1.0));
+    store.close();
+}
+
+/// An entry an earlier module wrote holds the record's JSON as a string: it
+/// is read, and once the restore upgrades the record (as `Node::restore`
+/// does at boot, storing what `upgrade` says changed) the entry holds bytes.
+#[wasm_bindgen_test]
+async fn a_json_entry_is_read_and_stored_again_as_bytes() {
+    let name = fresh_db_name("json-to-bytes");
+    let store = IdbStore::open(&name).await.unwrap();
+    let legacy = legacy_v2();
+    let entries: Vec<Object> = legacy
+        .iter()
+        .map(|record| {
+            object(&[
+                ("channel_id", JsValue::from_str(&record.key)),
+                ("temporary_channel_id", JsValue::NULL),
+                ("pending", JsValue::from(1)),
+                ("record", JsValue::from_str(&record.value)),
+            ])
+        })
+        .collect();
+    raw_put_channel_entries(&name, &entries).await;
+
+    let loaded = store.load_pending().await.unwrap();
+    assert!(loaded.unreadable.is_empty(), "{:?}", loaded.unreadable);
+    assert_eq!(loaded.records.len(), legacy.len());
+    for mut record in loaded.records {
+        let about = &legacy.iter().find(|l| l.key == record.key()).unwrap().about;
+        assert_eq!(record.schema_version, 2, "{about}");
+        assert!(record.upgrade(&node_config()), "{about}: a JSON record is stored again");
+        store.put(&record, None).await.unwrap();
+        let entry = raw_channel_entry(&name, &record.key()).await;
+        let stored = field(&entry, "record");
+        assert!(stored.is_instance_of::<Uint8Array>(), "{about}: {stored:?}");
+        assert_eq!(Uint8Array::new(&stored).to_vec(), record.encode());
+        assert_eq!(store.get(&record.channel_id).await.unwrap(), Some(record.clone()));
+        let mut again = record.clone();
+        assert!(!again.upgrade(&node_config()), "{about}: nothing left to upgrade");
+    }
+    assert!(store.load_all().await.unwrap().unreadable.is_empty());
+    store.close();
+}
+
+/// On wasm32 `usize` is 32 bits: lengths and counts from stored bytes must
+/// not overflow it. Every u32 of a rich record set huge, and every
+/// truncation, gives a typed error or a record, never a panic.
+#[wasm_bindgen_test]
+fn hostile_record_bytes_are_refused_on_wasm32() {
+    let rich = legacy_v2()
+        .into_iter()
+        .find(|r| r.about.contains("every optional part"))
+        .unwrap();
+    let record = ChannelRecord::decode(&rich.key, rich.value.as_bytes()).unwrap();
+    let bytes = record.encode();
+    for offset in 0..bytes.len() - 4 {
+        for huge in [u32::MAX, u32::MAX - 3, MAX_FIELD_BYTES as u32] {
+            let mut hostile = bytes.clone();
+            hostile[offset..offset + 4].copy_from_slice(&huge.to_le_bytes());
+            let _ = ChannelRecord::read(&hostile);
+        }
+    }
+    for len in 4..bytes.len() {
+        assert!(matches!(
+            ChannelRecord::read(&bytes[..len]),
+            Err(RecordFormatError::Truncated { .. })
+        ));
+    }
+    let tx = record.funding_tx.as_ref().unwrap().as_slice();
+    let len_at = bytes.windows(tx.len()).position(|w| w == tx).unwrap() - 4;
+    let mut hostile = bytes.clone();
+    hostile[len_at..len_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(
+        ChannelRecord::read(&hostile),
+        Err(RecordFormatError::TooLong {
+            field: FieldPath::of(&["funding_tx"]),
+            len: u32::MAX,
+            max: MAX_FIELD_BYTES
+        })
+    );
+}
+
 // ---- schema upgrade ----------------------------------------------------------------------
 
 #[wasm_bindgen_test]
@@ -426,10 +568,18 @@ async fn a_schema_1_database_upgrades_keeping_every_entry() {
     let secret = decode_hex(&fixture.meta[0].value).unwrap();
     assert_eq!(store.get_meta(&fixture.meta[0].key).await.unwrap(), Some(secret));
 
-    // The upgraded store takes writes like a fresh one, and a reopen changes nothing.
+    // The entries still hold the JSON the earlier module wrote.
+    let entry = raw_channel_entry(&name, &ready.key()).await;
+    assert!(field(&entry, "record").as_string().is_some());
+
+    // The upgraded store takes writes like a fresh one (a restored record,
+    // upgraded, in schema 3's bytes), and a reopen changes nothing.
     let mut confirmed = pending.clone();
+    assert!(confirmed.upgrade(&node_config()));
     confirmed.funding_confirmed = true;
     store.put(&confirmed, None).await.unwrap();
+    let entry = raw_channel_entry(&name, &pending.key()).await;
+    assert!(field(&entry, "record").is_instance_of::<Uint8Array>());
     store.close();
     let reopened = IdbStore::open(&name).await.unwrap();
     assert_eq!(reopened.get(&pending.channel_id).await.unwrap(), Some(confirmed));

@@ -24,6 +24,10 @@ function request(idbRequest) {
   });
 }
 
+function bytesOfHex(hex) {
+  return Uint8Array.from(hex.slice(2).match(/../g), (byte) => parseInt(byte, 16));
+}
+
 function done(transaction) {
   return new Promise((resolve, reject) => {
     transaction.oncomplete = resolve;
@@ -52,21 +56,24 @@ const modes = {
     return { ms };
   },
 
-  // Copies of one real record under fresh ids, in the module's own layout.
+  // Copies of one real record under fresh ids, in the module's own layout:
+  // its stored bytes (record schema 3) with both ids replaced where the
+  // fixture says they are.
   async seed() {
     await init();
     (await FundingNode.open(nodeOptions())).close();
-    const { record, channel_id } = await (await fetch("/target/bench/fixture.json")).json();
+    const { record, record_id_offsets, channel_id } = await (await fetch("/target/bench/fixture.json")).json();
+    const template = bytesOfHex(record);
     const database = await request(indexedDB.open(db));
     const transaction = database.transaction("channels", "readwrite", { durability: "strict" });
     const ids = [];
     for (let i = 0; i < Number(query.get("count")); i++) {
       const id = "0x" + i.toString(16).padStart(8, "0") + channel_id.slice(10);
       const temporary = "0xffffffff" + id.slice(10);
-      const copy = JSON.parse(record);
-      copy.channel_id = id;
-      copy.temporary_channel_id = temporary;
-      transaction.objectStore("channels").put({ channel_id: id, temporary_channel_id: temporary, pending: 1, record: JSON.stringify(copy) });
+      const copy = template.slice();
+      copy.set(bytesOfHex(id), record_id_offsets.channel_id);
+      copy.set(bytesOfHex(temporary), record_id_offsets.temporary_channel_id);
+      transaction.objectStore("channels").put({ channel_id: id, temporary_channel_id: temporary, pending: 1, record: copy });
       ids.push(id);
     }
     await done(transaction);
