@@ -5,20 +5,8 @@
 mod common;
 
 use common::*;
-use fiber_funding::flow::{Action, FlowError, Node, OpenFailure, OpenId};
+use fiber_funding::flow::{Action, FlowError, OpenFailure, OpenId};
 use fiber_funding::primitives::NodeId;
-
-/// A lone initiator node, connected to nobody.
-fn lone_initiator(world: &World) -> Node {
-    struct Counter(u8);
-    impl fiber_funding::flow::EntropySource for Counter {
-        fn random_32(&mut self) -> [u8; 32] {
-            self.0 = self.0.wrapping_add(1);
-            [self.0; 32]
-        }
-    }
-    Node::new(world.nodes[INITIATOR].config.clone(), Box::new(Counter(0)))
-}
 
 fn failure_of(actions: &[Action], open: OpenId) -> Option<&OpenFailure> {
     actions.iter().find_map(|action| match action {

@@ -32,14 +32,7 @@ fn names(actions: &[Action]) -> Vec<&'static str> {
 
 /// A lone initiator connected to its peer, its wallet cells at hand.
 fn opening_node(world: &World) -> (Node, OpenId, Vec<Action>) {
-    struct Counter(u8);
-    impl fiber_funding::flow::EntropySource for Counter {
-        fn random_32(&mut self) -> [u8; 32] {
-            self.0 = self.0.wrapping_add(1);
-            [self.0; 32]
-        }
-    }
-    let mut node = Node::new(world.nodes[INITIATOR].config.clone(), Box::new(Counter(0)));
+    let mut node = lone_initiator(world);
     let params = world.open_params(1000);
     let cells = world.live_cells(&params.funding_lock_script);
     node.peer_connected(&params.pubkey);

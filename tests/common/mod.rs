@@ -57,6 +57,16 @@ impl EntropySource for CountingEntropy {
     }
 }
 
+/// A fresh node with the world's initiator config, connected to nobody and
+/// outside the world: for tests that drive the core's inputs one by one.
+pub fn lone_initiator(world: &World) -> Node {
+    let entropy = CountingEntropy {
+        node: 0xee,
+        counter: Rc::new(Cell::new(0)),
+    };
+    Node::new(world.nodes[INITIATOR].config.clone(), Box::new(entropy))
+}
+
 /// Where to kill a node: at its `at_put`-th store write (counting from 1),
 /// with the write landing first (`lands`) or not.
 #[derive(Debug, Clone, Copy)]
