@@ -57,11 +57,17 @@ fn before_the_user_signs_the_flow_waits_with_its_unsigned_tx_stored() {
         ChannelState::SigningCommitment(SigningCommitmentFlags::THEIR_COMMITMENT_SIGNED_SENT)
     );
     let record = world.stored_record(INITIATOR, &view.channel_id).unwrap();
-    let ext = record.external_funding.unwrap();
+    let ext = record.external_funding.clone().unwrap();
     let (_, handed_out) = world.handed_out.last().unwrap();
-    assert_eq!(ext.unsigned_funding_tx.unwrap().as_slice(), handed_out.as_slice());
-    assert!(!ext.signed_submitted);
-    assert!(ext.peer_commitment_signed_received);
+    assert_eq!(
+        ext.unsigned_funding_tx.as_ref().unwrap().as_slice(),
+        handed_out.as_slice()
+    );
+    assert!(!ext.signed_submitted());
+    assert!(
+        record.peer_commitment_signature.is_some(),
+        "the peer's commitment signature is stored"
+    );
     assert!(
         world.stored_record(INITIATOR, &temporary).is_none(),
         "the temporary record was replaced"

@@ -450,10 +450,11 @@ fn entities_and_text_are_checked() {
 
 #[test]
 fn the_consistency_rules_still_apply() {
+    // Only an initiator has external funding state.
     let mut record = rich();
-    record.external_funding.as_mut().unwrap().signed_submitted = false;
+    record.role = Role::Acceptor;
     let error = read(&record.encode()).unwrap_err();
-    assert!(matches!(error, RecordFormatError::Inconsistent(reason) if reason.contains("signed_submitted")));
+    assert!(matches!(error, RecordFormatError::Inconsistent(reason) if reason.contains("only the initiator")));
 }
 
 // ---- generated records -------------------------------------------------------------------
@@ -700,8 +701,6 @@ fn external() -> impl Strategy<Value = (ExternalFundingPersistState, Unsigned)> 
                 funding_lock_script_cell_deps: deps,
                 unsigned_funding_tx: None,
                 started_at_ms,
-                signed_submitted: witnesses.is_some(),
-                peer_commitment_signed_received: false,
                 signed_funding_witnesses: witnesses,
             };
             (state, unsigned)
@@ -734,7 +733,6 @@ prop_compose! {
                 Unsigned::FundingTx => funding_tx.clone(),
                 Unsigned::Own(tx) => Some(tx),
             };
-            state.peer_commitment_signed_received = peer_commitment_signature.is_some();
             state
         });
         let role = if acceptor && external_funding.is_none() { Role::Acceptor } else { Role::Initiator };

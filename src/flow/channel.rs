@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::config::NodeConfig;
 use super::limits::bounded_text;
-use super::record::{party_message, AbortWatch, ChannelRecord, Closure, Role};
+use super::record::{party_message, AbortWatch, ChannelRecord, Closure, ExternalFundingPersistState, Role};
 use super::state::*;
 use super::{Action, Event};
 use crate::crypto::keys::ChannelKeys;
@@ -203,7 +203,7 @@ impl Channel {
         self.record
             .external_funding
             .as_ref()
-            .is_some_and(|ext| ext.signed_submitted)
+            .is_some_and(ExternalFundingPersistState::signed_submitted)
     }
 
     /// We have sent our `CommitmentSigned` (it is due once the facts below are

@@ -226,8 +226,6 @@ pub(crate) fn open_channel(
             funding_lock_script_cell_deps: params.funding_lock_script_cell_deps.clone(),
             unsigned_funding_tx: None,
             started_at_ms: now_ms,
-            signed_submitted: false,
-            peer_commitment_signed_received: false,
             signed_funding_witnesses: None,
         }),
         peer_next_commitment_nonce: None,
@@ -561,7 +559,6 @@ impl Initiator<'_> {
             .external_funding
             .as_mut()
             .ok_or_else(|| FlowError::Internal("the external funding state vanished".into()))?;
-        ext.signed_submitted = true;
         ext.signed_funding_witnesses = Some(witnesses);
         self.after_signature_progress(step, before)
             .map_err(|Reject(reason)| FlowError::Internal(reason))?;

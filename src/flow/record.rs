@@ -143,7 +143,8 @@ pub struct ChannelTerms {
 }
 
 /// Upstream's `ExternalFundingPersistState`: the initiator's view of the
-/// external-funding flow, from open until a terminal path clears it.
+/// external-funding flow, from open until a terminal path clears it. Facts
+/// only: what upstream stores twice is derived (`signed_submitted`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ExternalFundingPersistState {
     #[serde(with = "molecule_hex")]
@@ -156,11 +157,36 @@ pub struct ExternalFundingPersistState {
     /// When the unsigned tx was produced (when the flow began, until then);
     /// the deadline is this plus the external-funding timeout.
     pub started_at_ms: u64,
-    pub signed_submitted: bool,
-    pub peer_commitment_signed_received: bool,
-    /// The user's signed witnesses (the whole list, as the wallet returned it).
+    /// The user's signed witnesses (the whole list, as the wallet returned
+    /// it): their presence is upstream's `signed_submitted`. (Upstream's
+    /// `peer_commitment_signed_received` is the record's
+    /// `peer_commitment_signature`; schemas 1 and 2 stored both copies.)
     #[serde(with = "hex_bytes_list_option")]
     pub signed_funding_witnesses: Option<Vec<Vec<u8>>>,
+}
+
+impl ExternalFundingPersistState {
+    /// Upstream's `signed_submitted`: the user's signed tx was taken.
+    pub fn signed_submitted(&self) -> bool {
+        self.signed_funding_witnesses.is_some()
+    }
+}
+
+/// Schemas 1 and 2 stored two facts twice; a record whose copies disagree
+/// is damaged and refused, as those versions refused it.
+fn legacy_copies_agree(value: &serde_json::Value) -> Result<(), &'static str> {
+    let Some(ext) = value.get("external_funding").filter(|ext| !ext.is_null()) else {
+        return Ok(());
+    };
+    let present = |v: Option<&serde_json::Value>| v.is_some_and(|v| !v.is_null());
+    let copy = |name: &str| ext.get(name).and_then(serde_json::Value::as_bool).unwrap_or(false);
+    if copy("signed_submitted") != present(ext.get("signed_funding_witnesses")) {
+        return Err("signed_submitted disagrees with the stored witnesses");
+    }
+    if copy("peer_commitment_signed_received") != present(value.get("peer_commitment_signature")) {
+        return Err("peer_commitment_signed_received disagrees with the stored signature");
+    }
+    Ok(())
 }
 
 /// What one side named in its `Shutdown`.
@@ -369,16 +395,12 @@ impl PartialEq for ExternalFundingPersistState {
             funding_lock_script_cell_deps,
             unsigned_funding_tx,
             started_at_ms,
-            signed_submitted,
-            peer_commitment_signed_received,
             signed_funding_witnesses,
         } = self;
         *funding_lock_script == other.funding_lock_script
             && *funding_lock_script_cell_deps == other.funding_lock_script_cell_deps
             && same_tx(unsigned_funding_tx, &other.unsigned_funding_tx)
             && *started_at_ms == other.started_at_ms
-            && *signed_submitted == other.signed_submitted
-            && *peer_commitment_signed_received == other.peer_commitment_signed_received
             && *signed_funding_witnesses == other.signed_funding_witnesses
     }
 }
@@ -456,6 +478,7 @@ impl ChannelRecord {
         if version > LAST_JSON_SCHEMA_VERSION {
             return Err(RecordFormatError::NoJsonSchema { version });
         }
+        legacy_copies_agree(&value).map_err(RecordFormatError::Inconsistent)?;
         serde_json::from_value(value).map_err(|e| RecordFormatError::Json(e.to_string()))
     }
 
@@ -494,16 +517,8 @@ impl ChannelRecord {
 
     /// Cross-field rules the types cannot express.
     fn check_consistency(&self) -> Result<(), &'static str> {
-        if let Some(ext) = &self.external_funding {
-            if self.role != Role::Initiator {
-                return Err("only the initiator has external funding state");
-            }
-            if ext.signed_submitted != ext.signed_funding_witnesses.is_some() {
-                return Err("signed_submitted disagrees with the stored witnesses");
-            }
-            if ext.peer_commitment_signed_received != self.peer_commitment_signature.is_some() {
-                return Err("peer_commitment_signed_received disagrees with the stored signature");
-            }
+        if self.external_funding.is_some() && self.role != Role::Initiator {
+            return Err("only the initiator has external funding state");
         }
         Ok(())
     }
@@ -688,8 +703,6 @@ mod tests {
                 funding_lock_script_cell_deps: Vec::new(),
                 unsigned_funding_tx: None,
                 started_at_ms: 7,
-                signed_submitted: false,
-                peer_commitment_signed_received: false,
                 signed_funding_witnesses: None,
             }),
             closed: None,
@@ -836,9 +849,10 @@ mod tests {
         damaged["local"]["shutdown_script"] = "0xffffffff".into();
         assert!(ChannelRecord::decode(&key, damaged.to_string().as_bytes()).is_err());
 
-        let mut inconsistent = record;
-        inconsistent.external_funding.as_mut().unwrap().signed_submitted = true;
-        let error = ChannelRecord::decode(&key, &inconsistent.encode()).unwrap_err();
+        // A legacy record whose two copies of a fact disagree is refused.
+        let mut inconsistent = v2_json();
+        inconsistent["external_funding"]["signed_submitted"] = true.into();
+        let error = ChannelRecord::decode(&key, inconsistent.to_string().as_bytes()).unwrap_err();
         assert!(error.reason.contains("signed_submitted"), "{error}");
     }
 }

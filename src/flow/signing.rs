@@ -56,9 +56,6 @@ impl Channel {
         let before = self.progress();
         self.record.peer_commitment_signature = Some(signature.to_vec());
         self.record.peer_next_commitment_nonce = Some(next_nonce);
-        if let Some(ext) = &mut self.record.external_funding {
-            ext.peer_commitment_signed_received = true;
-        }
         self.after_signature_progress(step, before)
     }
 

@@ -704,7 +704,7 @@ impl World {
             let unsigned_waiting = self.nodes[INITIATOR].node.channels().into_iter().find_map(|view| {
                 let record = self.nodes[INITIATOR].node.record(&view.channel_id)?;
                 let ext = record.external_funding.as_ref()?;
-                (!ext.signed_submitted).then(|| (view.channel_id, ext.unsigned_funding_tx.clone()))
+                (!ext.signed_submitted()).then(|| (view.channel_id, ext.unsigned_funding_tx.clone()))
             });
             if let Some((channel_id, Some(unsigned))) = unsigned_waiting {
                 if self.user.signed_in_url.as_ref().is_none_or(|(id, _)| *id != channel_id) {

@@ -426,8 +426,6 @@ layout! {
         funding_lock_script_cell_deps,
         unsigned_funding_tx with unsigned_funding_tx,
         started_at_ms,
-        signed_submitted,
-        peer_commitment_signed_received,
         signed_funding_witnesses,
     }
 
