@@ -249,3 +249,41 @@ impl From<&CommitmentView> for Commitment {
         }
     }
 }
+
+/// What a stored record says, read from its bytes (any schema): for support
+/// tools and the end-to-end tests, which check what storage holds.
+#[derive(Debug, Serialize, Tsify)]
+pub struct StoredRecordFacts {
+    pub schema_version: u32,
+    pub channel_id: String,
+    pub temporary_channel_id: String,
+    #[tsify(type = "\"initiator\" | \"acceptor\"")]
+    pub role: &'static str,
+    /// The initiator's recovery state is still kept.
+    pub external_funding: bool,
+    /// A close is in progress (its txs and signatures are kept).
+    pub close_in_progress: bool,
+    /// The flow ended; the record is a tombstone (or, after an abort that
+    /// handed a tx out, watched until that tx can no longer confirm).
+    pub closed: bool,
+    /// The channel seed (and so every key) is wiped.
+    pub seed_wiped: bool,
+}
+
+impl From<&crate::flow::ChannelRecord> for StoredRecordFacts {
+    fn from(record: &crate::flow::ChannelRecord) -> Self {
+        Self {
+            schema_version: record.schema_version,
+            channel_id: record.channel_id.to_string(),
+            temporary_channel_id: record.temporary_channel_id.to_string(),
+            role: match record.role {
+                Role::Initiator => "initiator",
+                Role::Acceptor => "acceptor",
+            },
+            external_funding: record.external_funding.is_some(),
+            close_in_progress: record.close.is_some(),
+            closed: record.closed.is_some(),
+            seed_wiped: record.channel_seed.0 == [0; 32],
+        }
+    }
+}

@@ -15,3 +15,14 @@ pub mod websocket;
 pub fn bench_partial_signature(seed: u8) -> bool {
     crate::crypto::musig::partial_signature_for_benchmark(seed).is_ok()
 }
+
+/// Diagnostics: the facts of a stored record, from the bytes IndexedDB holds
+/// for it (the entry's `record`: schema 3 bytes, or the JSON text of schemas
+/// 1 and 2). Throws `INVALID_PARAMS` naming the problem for bytes that are
+/// not a record.
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = inspectStoredRecord, unchecked_return_type = "StoredRecordFacts")]
+pub fn inspect_stored_record(bytes: &[u8]) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+    let record = crate::flow::ChannelRecord::read(bytes)
+        .map_err(|error| node::js_error(crate::api::ApiError::invalid("record", error.to_string())))?;
+    Ok(node::to_js(&crate::api::shapes::StoredRecordFacts::from(&record)))
+}

@@ -115,7 +115,7 @@ pub(crate) fn js_error(error: impl Into<ApiError>) -> JsValue {
     js.into()
 }
 
-fn to_js(value: &impl Serialize) -> JsValue {
+pub(crate) fn to_js(value: &impl Serialize) -> JsValue {
     // Through a `Value`: one serializer into JS for every shape keeps the wasm smaller.
     serde_json::to_value(value)
         .unwrap_or(Value::Null)

@@ -11,11 +11,15 @@
 // the default is the simulated chain served over the same JSON-RPC.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEV_ACCOUNTS, SIGHASH_ALL, launch, rpc } from "../../www/launch.mjs";
 import { launchKillable, launchPersistent } from "./support.mjs";
+import { initSync, inspectStoredRecord } from "../../pkg/fiber_funding.js";
+
+// The package decodes stored records here in Node, as in the page.
+initSync({ module: readFileSync(new URL("../../pkg/fiber_funding_bg.wasm", import.meta.url)) });
 
 const CHAIN = process.env.E2E_CHAIN ?? "simulated";
 const PORTS = { rpc: 18114, p2p: 18115, peer: 18230, wallet: 18240, signer: 18241 };
@@ -98,9 +102,10 @@ async function waitForState(page, channelId, states, timeout = READY_TIMEOUT) {
   await page.locator(selector).first().waitFor({ timeout });
 }
 
-/** Reads the module's record of a channel straight from IndexedDB. */
-function storedRecord(page, channelId) {
-  return page.evaluate(
+/** The module's record of a channel, read straight from IndexedDB and
+ * decoded by the package itself (`inspectStoredRecord`). */
+async function storedRecord(page, channelId) {
+  const bytes = await page.evaluate(
     (id) =>
       new Promise((resolve, reject) => {
         const open = indexedDB.open("fiber-funding");
@@ -109,13 +114,16 @@ function storedRecord(page, channelId) {
           const get = open.result.transaction("channels").objectStore("channels").get(id);
           get.onsuccess = () => {
             open.result.close();
-            resolve(get.result ? JSON.parse(get.result.record) : null);
+            const record = get.result?.record;
+            // Schema 3 stores bytes; schemas 1 and 2 stored JSON text.
+            resolve(record == null ? null : Array.from(typeof record === "string" ? new TextEncoder().encode(record) : record));
           };
           get.onerror = () => reject(get.error);
         };
       }),
     channelId,
   );
+  return bytes && inspectStoredRecord(Uint8Array.from(bytes));
 }
 
 /** ChannelReady, the funding tx committed on chain, the recovery record gone. */
@@ -127,7 +135,7 @@ async function assertOpened(page, channelId) {
   assert.equal(tx.tx_status.status, "committed", `funding tx ${hash}`);
   const record = await storedRecord(page, channelId);
   assert.ok(record, "the channel's record exists");
-  assert.equal(record.external_funding, null, "the recovery state was cleared");
+  assert.equal(record.external_funding, false, "the recovery state was cleared");
   assert.equal(await page.locator(`${testid("pending-item")}[data-channel-id="${channelId}"]`).count(), 0);
 }
 
@@ -431,8 +439,8 @@ async function assertClosed(page, channelId, flags) {
   await waitForFlags(page, channelId, "Closed", flags);
   const record = await storedRecord(page, channelId);
   assert.ok(record.closed, "a tombstone");
-  assert.equal(record.close, null, "the close progress is wiped");
-  assert.equal(record.channel_seed, `0x${"00".repeat(32)}`, "the seed is wiped");
+  assert.equal(record.close_in_progress, false, "the close progress is wiped");
+  assert.ok(record.seed_wiped, "the seed is wiped");
 }
 
 /** Past the commitment's delay (one epoch): the dev node's generate_epochs. */
