@@ -28,7 +28,7 @@ use super::state::{CloseFlags, ShuttingDownFlags};
 use super::{Action, ChainQuery, ChannelState, Event};
 use crate::chain::{ResolvedCell, TxReport, TxStatus};
 use crate::crypto::musig::{self, NonceSlot, SigningSession};
-use crate::primitives::{Hash256, PubNonceBytes};
+use crate::primitives::Hash256;
 use crate::tx::closing::{Closing, ClosingParty};
 use crate::tx::commitment::{self, SLOT_LEN};
 use crate::tx::fee::{capacity_of, occupied_capacity_of_lock};
@@ -194,28 +194,32 @@ impl Channel {
         })
     }
 
-    fn closing_session_parts(&self) -> Result<(musig2::KeyAggContext, [u8; 32], PubNonceBytes, PubNonceBytes), Reject> {
+    /// The fixed closing tx and the MuSig2 session that signs it (we hold,
+    /// the peer's closing nonce signs), handed to `use_session`: built once
+    /// for signing, verifying and completing alike.
+    fn with_closing_session<T>(
+        &self,
+        use_session: impl FnOnce(&SigningSession, &packed::Transaction) -> Result<T, Reject>,
+    ) -> Result<T, Reject> {
         let remote = self.remote()?;
         let ctx = musig::funding_key_agg(&self.record.local.funding_pubkey, &remote.funding_pubkey)?;
         let tx = self.closing()?.build_tx()?;
-        let ours = musig::public_nonce(&self.keys, CLOSING_NONCE, &[]);
-        let theirs = self
+        let signer_nonce = self
             .record
             .peer_next_commitment_nonce
             .ok_or_else(|| Reject("the peer's closing nonce is unknown".into()))?;
-        Ok((ctx, commitment::signing_message(&tx), ours, theirs))
+        let session = SigningSession {
+            ctx: &ctx,
+            message: commitment::signing_message(&tx),
+            holder_nonce: musig::public_nonce(&self.keys, CLOSING_NONCE, &[]),
+            signer_nonce,
+        };
+        use_session(&session, &tx)
     }
 
     /// Our partial signature over the fixed closing tx.
     fn our_closing_signature(&self) -> Result<[u8; 32], Reject> {
-        let (ctx, message, ours, theirs) = self.closing_session_parts()?;
-        let session = SigningSession {
-            ctx: &ctx,
-            message,
-            holder_nonce: ours,
-            signer_nonce: theirs,
-        };
-        Ok(session.sign_as_holder(&self.keys, 1)?)
+        self.with_closing_session(|session, _| Ok(session.sign_as_holder(&self.keys, 1)?))
     }
 
     /// The closing tx with both signatures, ready to broadcast.
@@ -227,21 +231,16 @@ impl Channel {
             .and_then(|c| c.peer_closing_signature.as_deref())
             .and_then(|s| s.try_into().ok())
             .ok_or_else(|| Reject("no closing signature from the peer".into()))?;
-        let (ctx, message, ours_nonce, theirs_nonce) = self.closing_session_parts()?;
-        let session = SigningSession {
-            ctx: &ctx,
-            message,
-            holder_nonce: ours_nonce,
-            signer_nonce: theirs_nonce,
-        };
-        let ours = session.sign_as_holder(&self.keys, 1)?;
-        let signature = session.aggregate(&ours, &peer)?;
-        Ok(commitment::complete_funding_spend(
-            &self.closing()?.build_tx()?,
-            &self.record.terms.funding_lock.cell_deps,
-            &musig::xonly_key(&ctx),
-            &signature,
-        ))
+        self.with_closing_session(|session, tx| {
+            let ours = session.sign_as_holder(&self.keys, 1)?;
+            let signature = session.aggregate(&ours, &peer)?;
+            Ok(commitment::complete_funding_spend(
+                tx,
+                &self.record.terms.funding_lock.cell_deps,
+                &musig::xonly_key(session.ctx),
+                &signature,
+            ))
+        })
     }
 
     fn shutdown_message(&self) -> Option<FiberMessage> {
@@ -474,15 +473,8 @@ impl Channel {
                 Err(Reject("ClosingSigned differs from the first".into()))
             };
         }
-        let (ctx, message, ours, theirs) = self.closing_session_parts()?;
-        let remote = self.remote()?;
-        SigningSession {
-            ctx: &ctx,
-            message,
-            holder_nonce: ours,
-            signer_nonce: theirs,
-        }
-        .verify(&signature, &remote.funding_pubkey, false)?;
+        let signer = self.remote()?.funding_pubkey;
+        self.with_closing_session(|session, _| Ok(session.verify(&signature, &signer, false)?))?;
         self.close_progress_mut().peer_closing_signature = Some(signature.to_vec());
         let tx = self.complete_closing_tx()?;
         if self.we_asked_to_close() {
