@@ -9,7 +9,7 @@ use super::error::ApiError;
 use super::shapes::{commitment_holder, Epoch, FundingEvent, OpenChannelResult, SubmitSignedFundingTxResult};
 use crate::flow::{Event, OpenChannelParams};
 use crate::primitives::{hex_u64, ChannelId, Hash256, Pubkey};
-use crate::tx::json::{parse_cell_dep, parse_script, transaction_to_json};
+use crate::tx::json::{parse_cell_dep, parse_script, TransactionJson};
 use ckb_types::packed;
 
 const OPEN_FIELDS: &[&str] = &[
@@ -144,7 +144,7 @@ fn hex_u128(value: &Value, name: &str) -> Result<u128, ApiError> {
 pub fn opened(channel_id: &ChannelId, unsigned_funding_tx: &packed::Transaction) -> OpenChannelResult {
     OpenChannelResult {
         channel_id: channel_id.to_string(),
-        unsigned_funding_tx: transaction_to_json(unsigned_funding_tx),
+        unsigned_funding_tx: TransactionJson(unsigned_funding_tx.clone()),
     }
 }
 

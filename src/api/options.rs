@@ -1,7 +1,7 @@
 //! `FundingNode.open` options, read from JSON and checked key by key: an
 //! unknown key or a value out of range is `INVALID_PARAMS` naming the key,
-//! never a silent default. (serde-wasm-bindgen's struct deserializer ignores
-//! `deny_unknown_fields`, so the options are read from a JSON object here.)
+//! never a silent default. (The JS object arrives as JSON text and is read key
+//! by key here, not through a derived struct deserializer.)
 //!
 //! ```
 //! use fiber_funding::api::options::NodeOptions;

@@ -8,11 +8,10 @@
 //! `wasm/node.rs`.
 
 use serde::Serialize;
-use serde_json::Value;
 use tsify_next::Tsify;
 
 use crate::flow::{ChannelState, ChannelView, CloseView, CommitmentView, Role};
-use crate::tx::json::transaction_to_json;
+use crate::tx::json::TransactionJson;
 
 fn hex(amount: u64) -> String {
     format!("{amount:#x}")
@@ -23,7 +22,7 @@ fn hex(amount: u64) -> String {
 pub struct OpenChannelResult {
     pub channel_id: String,
     #[tsify(type = "Transaction")]
-    pub unsigned_funding_tx: Value,
+    pub unsigned_funding_tx: TransactionJson,
 }
 
 /// `submitSignedFundingTx`'s answer.
@@ -41,7 +40,7 @@ pub struct PendingFunding {
     pub flags: Vec<String>,
     /// The tx to sign, once final (`null` before).
     #[tsify(type = "Transaction | null")]
-    pub unsigned_funding_tx: Value,
+    pub unsigned_funding_tx: Option<TransactionJson>,
     pub started_at_ms: u64,
     pub deadline_ms: Option<u64>,
     pub signed_submitted: bool,
@@ -191,10 +190,7 @@ impl From<&crate::runtime::PendingFunding> for PendingFunding {
             channel_id: pending.view.channel_id.to_string(),
             state,
             flags,
-            unsigned_funding_tx: pending
-                .unsigned_funding_tx
-                .as_ref()
-                .map_or(Value::Null, transaction_to_json),
+            unsigned_funding_tx: pending.unsigned_funding_tx.clone().map(TransactionJson),
             started_at_ms: pending.started_at_ms,
             deadline_ms: pending.view.deadline_ms,
             signed_submitted: pending.view.signed_submitted,

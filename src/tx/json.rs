@@ -7,7 +7,8 @@
 use ckb_types::core::{DepType, ScriptHashType};
 use ckb_types::packed;
 use ckb_types::prelude::*;
-use serde_json::{json, Map, Value};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+use serde_json::{Map, Value};
 
 use crate::primitives::{decode_hex, encode_hex};
 
@@ -70,68 +71,125 @@ pub fn parse_transaction(value: &Value) -> Result<packed::Transaction, TxJsonErr
         .build())
 }
 
-/// The transaction in Fiber's JSON-RPC shape (CKB's `Transaction` JSON).
-/// Written by hand rather than through `ckb-jsonrpc-types`, which is large
-/// in the wasm; `tests/tx_json.rs` checks it against that crate.
+/// The transaction in Fiber's JSON-RPC shape (CKB's `Transaction` JSON), as
+/// a `Value`. Written by hand rather than through `ckb-jsonrpc-types`, which
+/// is large in the wasm; `tests/tx_json.rs` checks it against that crate.
 pub fn transaction_to_json(tx: &packed::Transaction) -> Value {
-    let raw = tx.raw();
-    let list = |items: Vec<Value>| Value::Array(items);
-    json!({
-        "version": hex_number(Unpack::<u32>::unpack(&raw.version()).into()),
-        "cell_deps": list(raw.cell_deps().into_iter().map(|dep| {
-            json!({
-                "out_point": out_point_to_json(&dep.out_point()),
-                "dep_type": if dep.dep_type() == DepType::DepGroup.into() { "dep_group" } else { "code" },
-            })
-        }).collect()),
-        "header_deps": list(raw.header_deps().into_iter().map(|hash| Value::from(encode_hex(hash.as_slice()))).collect()),
-        "inputs": list(raw.inputs().into_iter().map(|input| {
-            json!({
-                "since": hex_number(input.since().unpack()),
-                "previous_output": out_point_to_json(&input.previous_output()),
-            })
-        }).collect()),
-        "outputs": list(raw.outputs().into_iter().map(|output| {
-            json!({
-                "capacity": hex_number(output.capacity().unpack()),
-                "lock": script_to_json(&output.lock()),
-                "type": output.type_().to_opt().map_or(Value::Null, |script| script_to_json(&script)),
-            })
-        }).collect()),
-        "outputs_data": list(raw.outputs_data().into_iter().map(|data| Value::from(encode_hex(&data.raw_data()))).collect()),
-        "witnesses": list(tx.witnesses().into_iter().map(|witness| Value::from(encode_hex(&witness.raw_data()))).collect()),
-    })
+    serde_json::to_value(TransactionJson(tx.clone())).expect("strings and lists always make a JSON value")
 }
 
 /// A script in Fiber's JSON-RPC shape.
 pub fn script_to_json(script: &packed::Script) -> Value {
-    let hash_type = match ScriptHashType::try_from(script.hash_type()) {
-        Ok(ScriptHashType::Data) => "data",
-        Ok(ScriptHashType::Type) => "type",
-        Ok(ScriptHashType::Data1) => "data1",
-        Ok(ScriptHashType::Data2) => "data2",
-        // Not one CKB knows: shown as its byte, which no reader will take.
-        _ => {
-            return json!({ "code_hash": encode_hex(script.code_hash().as_slice()), "hash_type": format!("{:#04x}", u8::from(script.hash_type())), "args": encode_hex(&script.args().raw_data()) })
-        }
-    };
-    json!({
-        "code_hash": encode_hex(script.code_hash().as_slice()),
-        "hash_type": hash_type,
-        "args": encode_hex(&script.args().raw_data()),
-    })
+    serde_json::to_value(ScriptJson(script.clone())).expect("strings always make a JSON value")
 }
 
-fn out_point_to_json(out_point: &packed::OutPoint) -> Value {
-    json!({
-        "tx_hash": encode_hex(out_point.tx_hash().as_slice()),
-        "index": hex_number(Unpack::<u32>::unpack(&out_point.index()).into()),
-    })
+/// The transaction in Fiber's JSON-RPC shape, serialized straight from the
+/// molecule bytes: a list of many pending flows is written as JSON text
+/// without building a map per field first.
+#[derive(Debug, Clone)]
+pub struct TransactionJson(pub packed::Transaction);
+
+impl Serialize for TransactionJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = self.0.raw();
+        let mut tx = serializer.serialize_struct("Transaction", 7)?;
+        tx.serialize_field("version", &hex_number(Unpack::<u32>::unpack(&raw.version()).into()))?;
+        let cell_deps: Vec<_> = raw.cell_deps().into_iter().map(CellDepJson).collect();
+        tx.serialize_field("cell_deps", &cell_deps)?;
+        let header_deps: Vec<_> = raw
+            .header_deps()
+            .into_iter()
+            .map(|h| encode_hex(h.as_slice()))
+            .collect();
+        tx.serialize_field("header_deps", &header_deps)?;
+        let inputs: Vec<_> = raw.inputs().into_iter().map(CellInputJson).collect();
+        tx.serialize_field("inputs", &inputs)?;
+        let outputs: Vec<_> = raw.outputs().into_iter().map(CellOutputJson).collect();
+        tx.serialize_field("outputs", &outputs)?;
+        let bytes_list =
+            |list: packed::BytesVec| list.into_iter().map(|b| encode_hex(&b.raw_data())).collect::<Vec<_>>();
+        tx.serialize_field("outputs_data", &bytes_list(raw.outputs_data()))?;
+        tx.serialize_field("witnesses", &bytes_list(self.0.witnesses()))?;
+        tx.end()
+    }
+}
+
+struct CellDepJson(packed::CellDep);
+
+impl Serialize for CellDepJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut dep = serializer.serialize_struct("CellDep", 2)?;
+        dep.serialize_field("out_point", &OutPointJson(self.0.out_point()))?;
+        let dep_type = if self.0.dep_type() == DepType::DepGroup.into() {
+            "dep_group"
+        } else {
+            "code"
+        };
+        dep.serialize_field("dep_type", dep_type)?;
+        dep.end()
+    }
+}
+
+struct CellInputJson(packed::CellInput);
+
+impl Serialize for CellInputJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut input = serializer.serialize_struct("CellInput", 2)?;
+        input.serialize_field("since", &hex_number(self.0.since().unpack()))?;
+        input.serialize_field("previous_output", &OutPointJson(self.0.previous_output()))?;
+        input.end()
+    }
+}
+
+struct CellOutputJson(packed::CellOutput);
+
+impl Serialize for CellOutputJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut output = serializer.serialize_struct("CellOutput", 3)?;
+        output.serialize_field("capacity", &hex_number(self.0.capacity().unpack()))?;
+        output.serialize_field("lock", &ScriptJson(self.0.lock()))?;
+        output.serialize_field("type", &self.0.type_().to_opt().map(ScriptJson))?;
+        output.end()
+    }
+}
+
+/// A script in Fiber's JSON-RPC shape.
+#[derive(Debug, Clone)]
+pub struct ScriptJson(pub packed::Script);
+
+impl Serialize for ScriptJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let script = &self.0;
+        let hash_type = match ScriptHashType::try_from(script.hash_type()) {
+            Ok(ScriptHashType::Data) => "data".to_owned(),
+            Ok(ScriptHashType::Type) => "type".to_owned(),
+            Ok(ScriptHashType::Data1) => "data1".to_owned(),
+            Ok(ScriptHashType::Data2) => "data2".to_owned(),
+            // Not one CKB knows: shown as its byte, which no reader will take.
+            _ => format!("{:#04x}", u8::from(script.hash_type())),
+        };
+        let mut json = serializer.serialize_struct("Script", 3)?;
+        json.serialize_field("code_hash", &encode_hex(script.code_hash().as_slice()))?;
+        json.serialize_field("hash_type", &hash_type)?;
+        json.serialize_field("args", &encode_hex(&script.args().raw_data()))?;
+        json.end()
+    }
+}
+
+struct OutPointJson(packed::OutPoint);
+
+impl Serialize for OutPointJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out_point = serializer.serialize_struct("OutPoint", 2)?;
+        out_point.serialize_field("tx_hash", &encode_hex(self.0.tx_hash().as_slice()))?;
+        out_point.serialize_field("index", &hex_number(Unpack::<u32>::unpack(&self.0.index()).into()))?;
+        out_point.end()
+    }
 }
 
 /// A number as CKB's JSON writes it: `0x`-hex, no leading zeros.
-fn hex_number(value: u64) -> Value {
-    Value::from(format!("{value:#x}"))
+fn hex_number(value: u64) -> String {
+    format!("{value:#x}")
 }
 
 /// Reads a cell output (`capacity`, `lock`, `type`), as chain answers carry it.

@@ -285,9 +285,8 @@ async fn a_second_open_on_the_same_database_is_refused_until_the_first_closes() 
     third.unwrap().close().await.unwrap();
 }
 
-/// Options arrive through serde-wasm-bindgen, whose struct deserializer
-/// ignores `deny_unknown_fields`: a typo or an out-of-range value must still
-/// be `INVALID_PARAMS` naming the key, from `FundingNode.open` itself.
+/// Options arrive as a JS object: a typo or an out-of-range value must be
+/// `INVALID_PARAMS` naming the key, from `FundingNode.open` itself.
 #[wasm_bindgen_test]
 async fn open_refuses_unknown_and_out_of_range_options_by_name() {
     let cases = [
@@ -320,4 +319,35 @@ async fn open_refuses_unknown_and_out_of_range_options_by_name() {
         assert_eq!(code.as_deref(), Some("INVALID_PARAMS"), "{key} = {value}: {message}");
         assert!(message.contains(key), "{key} = {value}: {message}");
     }
+}
+
+/// Arguments are read as JSON: a value `JSON.stringify` cannot write (here a
+/// `BigInt`, which a page may well pass for an amount) is `INVALID_PARAMS`
+/// naming the argument, not a panic or a silently dropped field.
+#[wasm_bindgen_test]
+async fn open_refuses_options_that_are_not_json_data() {
+    let options = to_js(&json!({
+        "ckbRpcUrl": "http://127.0.0.1:9/",
+        "peerUrl": "ws://127.0.0.1:9/",
+        "peerPubkey": NodeSecret::from_bytes([0x22; 32]).unwrap().node_id().to_string(),
+        "dbName": db_name("options-bigint"),
+        "chainHash": encode_hex(&CHAIN_HASH),
+    }));
+    js_sys::Reflect::set(
+        &options,
+        &"pollIntervalMs".into(),
+        &js_sys::BigInt::from(5000u32).into(),
+    )
+    .unwrap();
+    let error = match FundingNode::open(options).await {
+        Ok(_) => panic!("options holding a BigInt were taken"),
+        Err(error) => error,
+    };
+    let code = js_sys::Reflect::get(&error, &"code".into()).unwrap().as_string();
+    let message = js_sys::Reflect::get(&error, &"message".into())
+        .unwrap()
+        .as_string()
+        .unwrap();
+    assert_eq!(code.as_deref(), Some("INVALID_PARAMS"), "{message}");
+    assert!(message.contains("options") && message.contains("BigInt"), "{message}");
 }
