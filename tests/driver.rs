@@ -154,6 +154,15 @@ impl Harness {
 
     /// A new initiator on the same storage, wired to the running acceptor.
     fn restart_initiator(&mut self, acceptor_link: &LoopbackLink) -> (DriverHandle, Rc<LoopbackLink>) {
+        let (handle, link) = self.restart_initiator_offline(acceptor_link);
+        link.connect();
+        self.pool.run_until_stalled();
+        (handle, link)
+    }
+
+    /// As [`Harness::restart_initiator`], with the counterparty unreachable
+    /// until the test connects the returned link.
+    fn restart_initiator_offline(&mut self, acceptor_link: &LoopbackLink) -> (DriverHandle, Rc<LoopbackLink>) {
         let (sender, receiver) = inbox();
         let link = LoopbackLink::replace_peer(acceptor_link, sender.clone());
         let events = self.events.clone();
@@ -169,7 +178,6 @@ impl Harness {
         };
         let (handle, unreadable) = block_on(self, start(parts, sender, receiver)).unwrap();
         assert!(unreadable.is_empty());
-        link.connect();
         self.pool.run_until_stalled();
         (handle, link)
     }
@@ -232,9 +240,12 @@ fn open_drop_everything_reopen_and_submit_reaches_channel_ready() {
         &mut harness,
         initiator.submit_signed_funding_tx(channel_id, signed.clone()),
     )
-    .unwrap();
+    .unwrap()
+    .funding_tx_hash;
     assert_eq!(
-        block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap(),
+        block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed))
+            .unwrap()
+            .funding_tx_hash,
         hash
     );
     harness.pool.run_until_stalled();
@@ -250,6 +261,58 @@ fn open_drop_everything_reopen_and_submit_reaches_channel_ready() {
         .unwrap();
     assert!(stored.external_funding.is_none());
     assert_eq!(harness.chain.borrow().submissions(&hash.0), 1);
+}
+
+#[test]
+fn a_submit_while_the_peer_is_away_is_queued_and_goes_on_when_it_is_back() {
+    let mut harness = Harness::new();
+    let (initiator, acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
+    let params = harness.params();
+    let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
+    let reload = |harness: &mut Harness, initiator: DriverHandle, link: Rc<LoopbackLink>| {
+        block_on(harness, initiator.close()).unwrap();
+        drop(initiator);
+        link.disconnect();
+        harness.pool.run_until_stalled();
+    };
+    reload(&mut harness, initiator, i_link);
+    let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
+
+    // The page boots while the counterparty is unreachable: the flow is
+    // listed at once, shown as waiting for its peer.
+    let (initiator, link) = harness.restart_initiator_offline(&a_link);
+    let pending = block_on(&mut harness, initiator.pending_fundings()).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(!pending[0].view.peer_connected);
+    let submitted = block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap();
+    assert!(submitted.queued, "{submitted:?}");
+
+    // A reload while queued keeps it queued: the signed tx is stored.
+    reload(&mut harness, initiator, link);
+    let (initiator, link) = harness.restart_initiator_offline(&a_link);
+    let pending = block_on(&mut harness, initiator.pending_fundings()).unwrap();
+    assert!(pending[0].view.signed_submitted && !pending[0].view.peer_connected);
+
+    // The counterparty is back: the flow goes on to the end by itself.
+    link.connect();
+    harness.pool.run_until_stalled();
+    harness.mine_and_poll(3);
+    let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
+    assert_eq!(view.state, ChannelState::ChannelReady);
+    assert!(view.peer_connected);
+    let acceptor_view = block_on(&mut harness, acceptor.channel(channel_id)).unwrap().unwrap();
+    assert_eq!(acceptor_view.state, ChannelState::ChannelReady);
+}
+
+#[test]
+fn a_submit_with_the_peer_connected_is_sent() {
+    let mut harness = Harness::new();
+    let (initiator, _acceptor, _i_link, _a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
+    let params = harness.params();
+    let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
+    let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
+    let submitted = block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap();
+    assert!(!submitted.queued, "{submitted:?}");
 }
 
 #[test]

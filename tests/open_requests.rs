@@ -5,8 +5,9 @@
 mod common;
 
 use common::*;
-use fiber_funding::flow::{Action, FlowError, OpenFailure, OpenId};
+use fiber_funding::flow::{Action, FlowError, Node, OpenFailure, OpenId};
 use fiber_funding::primitives::NodeId;
+use fiber_funding::wire::FiberMessage;
 
 fn failure_of(actions: &[Action], open: OpenId) -> Option<&OpenFailure> {
     actions.iter().find_map(|action| match action {
@@ -150,4 +151,103 @@ fn a_channel_the_peer_refuses_fails_its_open_as_refused() {
         [(OpenId(1), OpenFailure::Refused(reason))] => assert!(!reason.is_empty()),
         other => panic!("expected the open refused: {other:?}"),
     }
+}
+
+/// A lone initiator whose open sent `OpenChannel` to a connected peer that
+/// never answers.
+fn open_to_a_silent_peer(world: &World, open: OpenId) -> (Node, NodeId) {
+    let mut node = lone_initiator(world);
+    let params = world.open_params(1000);
+    let peer = params.pubkey;
+    let cells = world.live_cells(&params.funding_lock_script);
+    let now = world.now_ms;
+    node.peer_connected(&peer);
+    node.request_open(open, params, now + OPEN_WAIT_MS, now);
+    let actions = node.wallet_cells(open, Ok(cells), now);
+    let write = actions
+        .iter()
+        .find_map(|action| match action {
+            Action::Persist { update, .. } => Some(*update),
+            _ => None,
+        })
+        .expect("the new channel is stored first");
+    let sent = node.persisted(write);
+    assert!(
+        sent.iter().any(|a| matches!(
+            a,
+            Action::Send {
+                message: FiberMessage::OpenChannel(_),
+                ..
+            }
+        )),
+        "{sent:?}"
+    );
+    (node, peer)
+}
+
+#[test]
+fn an_open_whose_connected_peer_stays_silent_fails_as_unreachable_and_aborts() {
+    let world = World::new(Setup::default());
+    let open = OpenId(5);
+    let (mut node, peer) = open_to_a_silent_peer(&world, open);
+    let now = world.now_ms;
+    assert_eq!(
+        node.next_deadline(),
+        Some(now + OPEN_WAIT_MS),
+        "the core wakes up to give up"
+    );
+    assert!(failure_of(&node.tick(now + OPEN_WAIT_MS - 1), open).is_none());
+
+    // The abort is stored before anyone hears of it: the peer's TxAbort and
+    // the request's failure both wait for the write.
+    let actions = node.tick(now + OPEN_WAIT_MS);
+    let write = match actions.as_slice() {
+        [Action::Persist { update, .. }] => *update,
+        other => panic!("expected the abort's write alone first: {other:?}"),
+    };
+    let released = node.persisted(write);
+    assert_eq!(
+        failure_of(&released, open),
+        Some(&OpenFailure::PeerSilent {
+            peer,
+            waited_s: OPEN_WAIT_MS / 1000
+        })
+    );
+    assert!(
+        released.iter().any(|a| matches!(
+            a,
+            Action::Send {
+                message: FiberMessage::TxAbort(_),
+                ..
+            }
+        )),
+        "{released:?}"
+    );
+    let channels = node.channels();
+    assert!(
+        matches!(channels.as_slice(), [c] if c.close_reason.as_deref().is_some_and(|r| r.contains("did not answer"))),
+        "{channels:?}"
+    );
+    assert!(
+        failure_of(&node.tick(now + 2 * OPEN_WAIT_MS), open).is_none(),
+        "it fails once"
+    );
+}
+
+#[test]
+fn a_message_from_the_peer_restarts_the_silence_clock() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    // The acceptor answers late, but inside the window ...
+    world.advance(OPEN_WAIT_MS - 1);
+    while world.only_channel(INITIATOR).remote_funding_amount.is_none() {
+        assert!(world.step(), "the AcceptChannel never came");
+    }
+    // ... and its next message takes as long again: more than one window
+    // since the open, each gap inside one. The open goes on.
+    world.advance(OPEN_WAIT_MS - 1);
+    world.run();
+    assert!(world.open_failures.is_empty(), "{:?}", world.open_failures);
+    assert_eq!(world.handed_out_to, [Some(OpenId(1))]);
 }

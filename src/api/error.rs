@@ -49,7 +49,7 @@ codes! {
     AlreadySubmitted => "ALREADY_SUBMITTED", "A different signed tx was already submitted for this channel.";
     TooLateToAbandon => "TOO_LATE_TO_ABANDON", "The funding signatures were released; the channel can no longer be abandoned.";
     NotClosable => "NOT_CLOSABLE", "The channel cannot be closed that way now: it is not funded yet, or already closing unilaterally.";
-    PeerUnreachable => "PEER_UNREACHABLE", "The counterparty could not be reached at peerUrl.";
+    PeerUnreachable => "PEER_UNREACHABLE", "The counterparty could not be reached at peerUrl, or was connected but did not answer an open for 10 s.";
     PeerMismatch => "PEER_MISMATCH", "The node at peerUrl is not the pubkey the channel is opened with (or failed to prove its key).";
     PeerRefused => "PEER_REFUSED", "The counterparty refused or aborted the channel before its unsigned tx was final; the message says why.";
     ChainUnreachable => "CHAIN_UNREACHABLE", "The CKB node did not answer (network error or timeout); the message names the RPC.";
@@ -165,7 +165,7 @@ impl From<OpenFailure> for ApiError {
         let code = match &failure {
             OpenFailure::Flow(error) => return error.clone().into(),
             OpenFailure::Chain(error) => return error.clone().into(),
-            OpenFailure::PeerUnreachable { .. } => ErrorCode::PeerUnreachable,
+            OpenFailure::PeerUnreachable { .. } | OpenFailure::PeerSilent { .. } => ErrorCode::PeerUnreachable,
             OpenFailure::PeerMismatch(_) => ErrorCode::PeerMismatch,
             OpenFailure::Refused(_) => ErrorCode::PeerRefused,
         };

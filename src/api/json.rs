@@ -9,6 +9,7 @@ use super::error::ApiError;
 use super::shapes::{commitment_holder, Epoch, FundingEvent, OpenChannelResult, SubmitSignedFundingTxResult};
 use crate::flow::{Event, OpenChannelParams};
 use crate::primitives::{hex_u64, ChannelId, Hash256, Pubkey};
+use crate::runtime::Submitted;
 use crate::tx::json::{parse_cell_dep, parse_script, TransactionJson};
 use ckb_types::packed;
 
@@ -148,10 +149,11 @@ pub fn opened(channel_id: &ChannelId, unsigned_funding_tx: &packed::Transaction)
     }
 }
 
-pub fn submitted(channel_id: &ChannelId, funding_tx_hash: &Hash256) -> SubmitSignedFundingTxResult {
+pub fn submitted(channel_id: &ChannelId, outcome: &Submitted) -> SubmitSignedFundingTxResult {
     SubmitSignedFundingTxResult {
         channel_id: channel_id.to_string(),
-        funding_tx_hash: funding_tx_hash.to_string(),
+        funding_tx_hash: outcome.funding_tx_hash.to_string(),
+        status: if outcome.queued { "queued" } else { "sent" },
     }
 }
 

@@ -30,6 +30,11 @@ pub struct OpenChannelResult {
 pub struct SubmitSignedFundingTxResult {
     pub channel_id: String,
     pub funding_tx_hash: String,
+    /// `"sent"`: our commitment signature went to the counterparty.
+    /// `"queued"`: the counterparty is away; the tx is stored and the flow
+    /// goes on when it is back, before the deadline.
+    #[tsify(type = "\"sent\" | \"queued\"")]
+    pub status: &'static str,
 }
 
 /// A flow that has not reached a terminal state, as `pendingFundings()` lists it.
@@ -44,6 +49,9 @@ pub struct PendingFunding {
     pub started_at_ms: u64,
     pub deadline_ms: Option<u64>,
     pub signed_submitted: bool,
+    /// Whether the counterparty is connected now; while it is not, the flow
+    /// waits (listed all the same) and goes on when it is back.
+    pub peer_connected: bool,
 }
 
 /// A channel as `getChannel` and `listChannels` show it.
@@ -62,6 +70,8 @@ pub struct Channel {
     pub local_funding_amount: String,
     pub remote_funding_amount: Option<String>,
     pub signed_submitted: bool,
+    /// Whether the counterparty is connected now.
+    pub peer_connected: bool,
     pub close_reason: Option<String>,
     /// What this side gets back at close, before fees (funding amount + reserve); once funded.
     pub local_balance: Option<String>,
@@ -194,6 +204,7 @@ impl From<&crate::runtime::PendingFunding> for PendingFunding {
             started_at_ms: pending.started_at_ms,
             deadline_ms: pending.view.deadline_ms,
             signed_submitted: pending.view.signed_submitted,
+            peer_connected: pending.view.peer_connected,
         }
     }
 }
@@ -217,6 +228,7 @@ impl From<&ChannelView> for Channel {
             local_funding_amount: hex(view.local_funding_amount),
             remote_funding_amount: view.remote_funding_amount.map(hex),
             signed_submitted: view.signed_submitted,
+            peer_connected: view.peer_connected,
             close_reason: view.close_reason.clone(),
             local_balance: view.local_balance.map(hex),
             close: view.close.as_ref().map(ChannelClose::from),

@@ -157,6 +157,9 @@ pub struct ChannelView {
     pub local_balance: Option<u64>,
     /// How a funded channel's close stands, while it closes.
     pub close: Option<super::closing::CloseView>,
+    /// Whether the link to the peer is up now. A flow waits while it is not:
+    /// what it has to send goes out when the peer is back.
+    pub peer_connected: bool,
 }
 
 impl Channel {
@@ -408,7 +411,7 @@ impl Channel {
         self.record.deadline_ms = now_ms.saturating_add(self.record.terms.timeout_ms);
     }
 
-    pub fn view(&self) -> ChannelView {
+    pub fn view(&self, peer_connected: bool) -> ChannelView {
         let r = &self.record;
         ChannelView {
             channel_id: r.channel_id,
@@ -425,6 +428,7 @@ impl Channel {
             close_reason: r.closed.as_ref().map(|c| c.reason.clone()),
             local_balance: self.funded().then(|| r.local.contribution().ok()).flatten(),
             close: self.close_view(),
+            peer_connected,
         }
     }
 

@@ -139,6 +139,20 @@ pub enum ChainEvent {
     BroadcastFailed { channel_id: ChannelId, reason: String },
 }
 
+impl ChainEvent {
+    /// The channel whose question this answers.
+    pub fn channel_id(&self) -> &ChannelId {
+        match self {
+            Self::LiveCells { channel_id, .. }
+            | Self::ResolvedInputs { channel_id, .. }
+            | Self::InputsLive { channel_id, .. }
+            | Self::TxStatus { channel_id, .. }
+            | Self::FundingSpent { channel_id, .. }
+            | Self::BroadcastFailed { channel_id, .. } => channel_id,
+        }
+    }
+}
+
 /// What the application hears about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

@@ -30,8 +30,8 @@ use crate::wire::{FiberMessage, OpenChannel, TxAbort};
 mod opening;
 mod persistence;
 
-use opening::WaitingOpen;
 pub use opening::{OpenFailure, OpenId};
+use opening::{OpenInFlight, WaitingOpen};
 use persistence::Rollback;
 pub use persistence::UpdateId;
 
@@ -63,7 +63,7 @@ pub struct Node {
     /// Open requests not yet a channel (see `opening`).
     waiting_opens: Vec<WaitingOpen>,
     /// Channels (by temporary id) whose open request waits for the unsigned tx.
-    opens_in_flight: VecMap<ChannelId, OpenId>,
+    opens_in_flight: VecMap<ChannelId, OpenInFlight>,
     /// Record writes not yet confirmed: how to take each back, and what
     /// waits for it (see `persistence`).
     next_update: u64,
@@ -216,6 +216,7 @@ impl Node {
     /// to do so force-closes the funded channels of a peer away too long.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
         let mut actions = self.expire_waiting_opens(now_ms);
+        actions.extend(self.expire_silent_opens(now_ms));
         actions.extend(self.expire_deadlines(now_ms));
         actions.extend(self.force_close_abandoned(now_ms));
         self.hold_after_persist(actions)
@@ -374,6 +375,8 @@ impl Node {
         if channel_peer != *peer {
             return Err(Reject(format!("channel {id} belongs to peer {channel_peer}")));
         }
+        let temporary_id = self.channels[&id].record.temporary_channel_id;
+        self.heard_about_open(&temporary_id, now_ms);
         let ((), actions) = self.step(&id, now_ms, |channel, step| match message {
             FiberMessage::CommitmentSigned(m) => {
                 channel.on_commitment_signed(step, m.funding_tx_partial_signature, m.next_commitment_nonce)
@@ -522,6 +525,10 @@ impl Node {
     // ---- chain -------------------------------------------------------------------------
 
     pub fn chain_event(&mut self, event: ChainEvent, now_ms: u64) -> Vec<Action> {
+        if let Some(id) = self.find(event.channel_id()) {
+            let temporary_id = self.channels[&id].record.temporary_channel_id;
+            self.chain_answered_open(&temporary_id, now_ms);
+        }
         let actions = self.on_chain_event(event, now_ms);
         self.hold_after_persist(actions)
     }
@@ -716,11 +723,21 @@ impl Node {
     // ---- queries -----------------------------------------------------------------------
 
     pub fn channel(&self, channel_id: &ChannelId) -> Option<ChannelView> {
-        self.find(channel_id).map(|id| self.channels[&id].view())
+        self.find(channel_id).map(|id| self.view_of(&self.channels[&id]))
     }
 
     pub fn channels(&self) -> Vec<ChannelView> {
-        self.channels.values().map(Channel::view).collect()
+        self.channels.values().map(|channel| self.view_of(channel)).collect()
+    }
+
+    fn view_of(&self, channel: &Channel) -> ChannelView {
+        channel.view(self.connected.contains(&channel.record.peer))
+    }
+
+    /// Whether the peer of `channel_id` is connected now.
+    pub fn peer_is_connected(&self, channel_id: &ChannelId) -> Option<bool> {
+        let id = self.find(channel_id)?;
+        Some(self.connected.contains(&self.channels[&id].record.peer))
     }
 
     /// The record of a channel, as last produced (for tests and diagnostics).
@@ -831,6 +848,9 @@ impl Node {
             let reason = channel.record.closed.as_ref().map(|c| c.reason.clone());
             (channel.record.temporary_channel_id, reason.unwrap_or_default())
         });
+        if actions.iter().any(|action| matches!(action, Action::QueryChain { .. })) {
+            self.open_awaits_chain(&channel.record.temporary_channel_id);
+        }
         self.answer_open_requests(&mut actions, closed_now);
         if state_changed {
             actions.push(Action::Emit(channel.state_event()));

@@ -204,6 +204,16 @@ impl Channel {
         step.send(self.record.peer, self.tx_abort_message());
     }
 
+    /// The peer stayed silent while the open waited for it (before anything
+    /// was handed out): abort and tell the peer, should it come back.
+    pub(crate) fn abort_silent_open(&mut self, step: &mut Step, reason: String) {
+        if self.is_closed() {
+            return;
+        }
+        self.close(CloseFlags::FUNDING_ABORTED, reason, step.now_ms);
+        step.send(self.record.peer, self.tx_abort_message());
+    }
+
     /// The user (or the node operator) gives up on the channel.
     pub(crate) fn abandon(&mut self, step: &mut Step) -> Result<(), FlowError> {
         if self.is_closed() {

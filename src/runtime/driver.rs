@@ -79,6 +79,15 @@ pub struct PendingFunding {
     pub started_at_ms: u64,
 }
 
+/// A signed funding tx taken: checked and durably stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitted {
+    pub funding_tx_hash: Hash256,
+    /// The peer was away: our commitment signature goes out when it is back
+    /// (before the deadline, or the flow aborts as any other).
+    pub queued: bool,
+}
+
 /// Something the application asks of the node.
 // Open's parameters dwarf the rest; commands are few, so the size is moot.
 #[allow(clippy::large_enum_variant)]
@@ -90,7 +99,7 @@ pub enum Command {
     Submit {
         channel_id: ChannelId,
         tx: packed::Transaction,
-        reply: Reply<Hash256>,
+        reply: Reply<Submitted>,
     },
     Abandon {
         channel_id: ChannelId,
@@ -441,10 +450,13 @@ impl<S: Store> Driver<S> {
             }
             Command::Submit { channel_id, tx, reply } => {
                 let result = match self.node.submit_signed_funding_tx(&channel_id, &tx, now) {
-                    Ok((hash, actions)) => self
+                    Ok((funding_tx_hash, actions)) => self
                         .run_actions(actions)
                         .await
-                        .map(|()| hash)
+                        .map(|()| Submitted {
+                            funding_tx_hash,
+                            queued: self.node.peer_is_connected(&channel_id) != Some(true),
+                        })
                         .map_err(DriverError::from),
                     Err(error) => Err(error.into()),
                 };
@@ -747,7 +759,7 @@ impl DriverHandle {
         &self,
         channel_id: ChannelId,
         tx: packed::Transaction,
-    ) -> Result<Hash256, DriverError> {
+    ) -> Result<Submitted, DriverError> {
         self.ask(|reply| Command::Submit { channel_id, tx, reply }).await
     }
 

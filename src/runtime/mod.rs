@@ -90,5 +90,5 @@ pub mod loopback;
 
 pub use driver::{
     inbox, start, Command, Driver, DriverError, DriverEvent, DriverHandle, DriverParts, DriverSettings, Input,
-    InputReceiver, InputSender, PeerLink, PeerTrouble, PendingFunding, Platform,
+    InputReceiver, InputSender, PeerLink, PeerTrouble, PendingFunding, Platform, Submitted,
 };

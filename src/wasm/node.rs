@@ -257,12 +257,12 @@ impl FundingNode {
             .ok_or_else(|| ApiError::invalid("signed_funding_tx", "required"))
             .and_then(|v| parse_transaction(v).map_err(ApiError::from))
             .map_err(js_error)?;
-        let hash = self
+        let outcome = self
             .handle
             .submit_signed_funding_tx(channel_id, tx)
             .await
             .map_err(js_error)?;
-        Ok(to_js(&submitted(&channel_id, &hash)))
+        Ok(to_js(&submitted(&channel_id, &outcome)))
     }
 
     #[wasm_bindgen(js_name = getChannel, unchecked_return_type = "Channel | null")]

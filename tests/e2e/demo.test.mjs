@@ -22,7 +22,11 @@ import { initSync, inspectStoredRecord } from "../../pkg/fiber_funding.js";
 initSync({ module: readFileSync(new URL("../../pkg/fiber_funding_bg.wasm", import.meta.url)) });
 
 const CHAIN = process.env.E2E_CHAIN ?? "simulated";
-const PORTS = { rpc: 18114, p2p: 18115, peer: 18230, wallet: 18240, signer: 18241 };
+// E2E_PORT_OFFSET moves every port, so two checkouts can run the suite at once.
+const OFFSET = Number(process.env.E2E_PORT_OFFSET ?? 0);
+const PORTS = Object.fromEntries(
+  Object.entries({ rpc: 18114, p2p: 18115, peer: 18230, wallet: 18240, signer: 18241 }).map(([k, port]) => [k, port + OFFSET]),
+);
 // A test run leaves the tracked tree as it was: screenshots go under target/,
 // and refresh the committed ones in docs/ only when asked
 // (UPDATE_SCREENSHOTS=1 scripts/test).
@@ -601,5 +605,56 @@ test("two tabs: one owns the node, the other follows read-only and takes over wh
     await first.close();
     await second.locator(testid("readonly-banner")).waitFor({ state: "hidden", timeout: 30_000 });
     await signAndOpen(second, channelId);
+  });
+});
+
+describe("the counterparty is down when the page comes back from the signer", () => {
+  for (const how of ["stopped (SIGSTOP)", "killed (kill -9)"]) {
+    test(`${how}: the flow is listed at once, the submit is queued and survives a reload, ChannelReady once it is back`, async () => {
+      const stopped = how.includes("SIGSTOP");
+      await withBrowser(async (context) => {
+        const page = await openWallet(await context.newPage());
+        const channelId = await openChannel(page);
+        await goToSigner(page, channelId);
+        if (stopped) env.counterparty.pause();
+        else await env.counterparty.kill();
+        try {
+          await approve(page);
+          await submitted(page);
+          // The page booted and submitted without waiting for the counterparty.
+          await page.locator(`${testid("status")}[data-submit="queued"]`).waitFor({ timeout: 15_000 });
+          assert.equal(await page.locator(`${testid("pending-item")}[data-channel-id="${channelId}"]`).count(), 1);
+          // A reload while queued: the signed tx comes back from storage (the
+          // redirect's copy is gone from the URL and the tab's memory).
+          await page.reload();
+          await page.locator(`${testid("pending-item")}[data-channel-id="${channelId}"]`).waitFor({ timeout: 15_000 });
+          assert.equal((await storedRecord(page, channelId)).external_funding, true);
+        } finally {
+          if (stopped) env.counterparty.resume();
+          else await env.counterparty.restart();
+        }
+        await assertOpened(page, channelId);
+      });
+    });
+  }
+
+  test("an open to a counterparty that is connected but silent fails with PEER_UNREACHABLE; the next one opens", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      env.counterparty.pause();
+      try {
+        await page.fill(testid("amount-input"), "1000");
+        await page.click(testid("open-button"));
+        const error = page.locator(testid("error"));
+        await error.waitFor({ state: "visible", timeout: 30_000 });
+        assert.equal(await error.getAttribute("data-code"), "PEER_UNREACHABLE");
+      } finally {
+        env.counterparty.resume();
+      }
+      // The aborted channel reserved nothing: the same cells fund the next open.
+      await openWallet(page);
+      const channelId = await openChannel(page);
+      await signAndOpen(page, channelId);
+    });
   });
 });

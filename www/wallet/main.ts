@@ -646,8 +646,16 @@ async function submitSigned(redirect: Extract<Redirect, { kind: "signed" }>): Pr
     });
     forgetSentRequest();
     log(`Signed funding transaction ${short(result.funding_tx_hash)} accepted.`);
+    ui.status.dataset.submit = result.status;
     const channel = await node.getChannel(sent.channelId);
-    if (channel && channel.state !== "SigningCommitment" && channel.state !== "NegotiatingFunding") {
+    if (result.status === "queued") {
+      // Stored; the module finishes the exchange by itself once the counterparty is back.
+      setStatus(
+        `Signed funding transaction saved (${short(result.funding_tx_hash)}). The counterparty is offline: the channel opens by itself when it is back, before the deadline. You can close this page meanwhile.`,
+        sent.channelId,
+        channel?.state ?? null,
+      );
+    } else if (channel && channel.state !== "SigningCommitment" && channel.state !== "NegotiatingFunding") {
       showProgress(channel.channel_id, channel.state, channel.flags, channel.close_reason, true);
     } else {
       setStatus(

@@ -23,6 +23,13 @@ pub enum OpenFailure {
     /// The peer did not connect before the request gave up.
     #[error("the counterparty {peer} did not connect within {waited_s} s; check peerUrl and that it is running")]
     PeerUnreachable { peer: NodeId, waited_s: u64 },
+    /// The peer was connected but sent nothing for the channel for as long
+    /// as the request waits for a connection; the channel was aborted
+    /// (nothing had been signed or handed out).
+    #[error(
+        "the counterparty {peer} did not answer the open for {waited_s} s; the channel was aborted, nothing was signed"
+    )]
+    PeerSilent { peer: NodeId, waited_s: u64 },
     /// The connection reached another node than the one asked for.
     #[error("{0}")]
     PeerMismatch(String),
@@ -35,6 +42,24 @@ pub enum OpenFailure {
     /// The channel closed before its unsigned tx was final.
     #[error("the channel was not opened: {0}")]
     Refused(String),
+}
+
+/// A request whose channel exists and waits for its unsigned tx.
+pub(super) struct OpenInFlight {
+    id: OpenId,
+    /// How long the peer may stay silent: the request's wait for a connection.
+    patience_ms: u64,
+    /// When the peer last sent a message for the channel, or the chain last
+    /// answered for it (or the channel was made).
+    heard_at_ms: u64,
+    /// The open waits for our own chain lookup, not for the peer: no clock.
+    awaits_chain: bool,
+}
+
+impl OpenInFlight {
+    fn gives_up_at_ms(&self) -> Option<u64> {
+        (!self.awaits_chain).then(|| self.heard_at_ms.saturating_add(self.patience_ms))
+    }
 }
 
 /// A request not yet turned into a channel.
@@ -90,7 +115,14 @@ impl Node {
         };
         match self.open_channel(&request.params, &cells, now_ms) {
             Ok((temporary_id, actions)) => {
-                self.opens_in_flight.insert(temporary_id, id);
+                let patience_ms = request.give_up_at_ms.saturating_sub(request.asked_at_ms);
+                let in_flight = OpenInFlight {
+                    id,
+                    patience_ms,
+                    heard_at_ms: now_ms,
+                    awaits_chain: false,
+                };
+                self.opens_in_flight.insert(temporary_id, in_flight);
                 actions
             }
             Err(error) => failed(error.into()),
@@ -117,7 +149,7 @@ impl Node {
     pub fn opened_channel(&self, id: OpenId) -> Option<ChannelId> {
         self.opens_in_flight
             .iter()
-            .find(|(_, open)| **open == id)
+            .find(|(_, open)| open.id == id)
             .map(|(temporary_id, _)| *temporary_id)
     }
 
@@ -172,13 +204,73 @@ impl Node {
             .collect()
     }
 
-    /// When the first waiting request gives up.
+    /// The peer sent a message for the channel of temporary id `temporary_id`.
+    pub(super) fn heard_about_open(&mut self, temporary_id: &ChannelId, now_ms: u64) {
+        if let Some(open) = self.opens_in_flight.get_mut(temporary_id) {
+            open.heard_at_ms = now_ms;
+        }
+    }
+
+    /// The open of `temporary_id` asked the chain something: until the
+    /// answer it waits for us, not for the peer.
+    pub(super) fn open_awaits_chain(&mut self, temporary_id: &ChannelId) {
+        if let Some(open) = self.opens_in_flight.get_mut(temporary_id) {
+            open.awaits_chain = true;
+        }
+    }
+
+    /// The chain answered for the open of `temporary_id`: the peer's turn may
+    /// come next, so its clock starts again from now.
+    pub(super) fn chain_answered_open(&mut self, temporary_id: &ChannelId, now_ms: u64) {
+        if let Some(open) = self.opens_in_flight.get_mut(temporary_id) {
+            open.awaits_chain = false;
+            open.heard_at_ms = now_ms;
+        }
+    }
+
+    /// Opens whose peer stayed silent past their patience at `now_ms`: each
+    /// channel is aborted (its `TxAbort` sent) and its request fails.
+    pub(super) fn expire_silent_opens(&mut self, now_ms: u64) -> Vec<Action> {
+        let silent: Vec<(ChannelId, OpenId, u64)> = self
+            .opens_in_flight
+            .iter()
+            .filter(|(_, open)| open.gives_up_at_ms().is_some_and(|at| at <= now_ms))
+            .map(|(temporary_id, open)| (*temporary_id, open.id, open.patience_ms / 1000))
+            .collect();
+        let mut actions = Vec::new();
+        for (temporary_id, open, waited_s) in silent {
+            // Out of the table first: the close below must not also answer
+            // the request as refused.
+            self.opens_in_flight.remove(&temporary_id);
+            let Some(id) = self.find(&temporary_id) else {
+                continue;
+            };
+            let peer = self.channels[&id].record.peer;
+            let reason = format!("the counterparty did not answer the open for {waited_s} s");
+            if let Ok(((), more)) = self.step::<(), FlowError>(&id, now_ms, |channel, step| {
+                channel.abort_silent_open(step, reason);
+                Ok(())
+            }) {
+                actions.extend(more);
+            }
+            actions.push(Action::OpenFailed {
+                open,
+                failure: OpenFailure::PeerSilent { peer, waited_s },
+            });
+        }
+        actions
+    }
+
+    /// When the first waiting request gives up, or the first open in flight
+    /// stops waiting for its silent peer.
     pub(super) fn next_open_deadline(&self) -> Option<u64> {
-        self.waiting_opens
+        let waiting = self
+            .waiting_opens
             .iter()
             .filter(|w| !w.fetching)
-            .map(|w| w.give_up_at_ms)
-            .min()
+            .map(|w| w.give_up_at_ms);
+        let in_flight = self.opens_in_flight.values().filter_map(OpenInFlight::gives_up_at_ms);
+        waiting.chain(in_flight).min()
     }
 
     /// Ties a step's actions to the open request that is waiting for them:
@@ -192,13 +284,13 @@ impl Node {
                 ..
             } = action
             {
-                *open = self.opens_in_flight.remove(temporary_channel_id);
+                *open = self.opens_in_flight.remove(temporary_channel_id).map(|open| open.id);
             }
         }
         if let Some((temporary_id, reason)) = closed {
             if let Some(open) = self.opens_in_flight.remove(&temporary_id) {
                 actions.push(Action::OpenFailed {
-                    open,
+                    open: open.id,
                     failure: OpenFailure::Refused(reason),
                 });
             }
