@@ -658,3 +658,33 @@ describe("the counterparty is down when the page comes back from the signer", ()
     });
   });
 });
+
+test("the node in a Web Worker on a page without cross-origin isolation: open, reload, sign through the redirect, ChannelReady", async () => {
+  env.walletConfig({ worker: true });
+  try {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      // No COOP/COEP: JoyID's popup flow needs a page that is not isolated.
+      assert.equal(await page.evaluate(() => crossOriginIsolated), false);
+      assert.equal(await page.evaluate(() => typeof SharedArrayBuffer), "undefined");
+      const inWorker = async () => {
+        const workers = page.workers();
+        assert.equal(workers.length, 1, "one worker runs the node");
+        return workers[0].evaluate(() => self.constructor.name);
+      };
+      assert.equal(await inWorker(), "DedicatedWorkerGlobalScope");
+      const channelId = await openChannel(page);
+      // The page reloads: its worker dies with it, and a new one resumes
+      // the flow from IndexedDB.
+      await page.reload();
+      await page.locator(`${testid("peer-status")}[data-status="ok"]`).waitFor({ timeout: 30_000 });
+      await page.locator(`${testid("pending-item")}[data-channel-id="${channelId}"]`).waitFor({ timeout: 15_000 });
+      assert.equal(await inWorker(), "DedicatedWorkerGlobalScope");
+      // The redirect to the signer and back: another page load, another worker.
+      await signAndOpen(page, channelId);
+      assert.equal(await inWorker(), "DedicatedWorkerGlobalScope");
+    });
+  } finally {
+    env.walletConfig();
+  }
+});

@@ -10,6 +10,7 @@ import init, {
   type PendingFunding,
   type Script,
 } from "fiber-funding";
+import { WorkerFundingNode } from "fiber-funding/worker";
 import { Address } from "@ckb-ccc/core";
 import { liveCells, outPointKey, RpcError } from "./ckb";
 import {
@@ -43,6 +44,15 @@ interface WalletConfig {
   /** `address` may be null: it is then derived from `lockScript` (prefix ckb on mainnet, else ckt). */
   wallet: { lockScript: Script; cellDeps: CellDep[]; address: string | null };
   fundingAmountCkb?: number | string;
+  /** Run the channel node in a Web Worker (fiber-funding/worker) instead of on the page's thread. */
+  worker?: boolean;
+}
+
+/** The node on this page's thread, or in a Web Worker: the same API. */
+type ChannelNode = FundingNode | WorkerFundingNode;
+
+function openNode(options: FundingNodeOptions): Promise<ChannelNode> {
+  return config.worker ? WorkerFundingNode.open(options) : FundingNode.open(options);
 }
 
 async function loadConfig(): Promise<WalletConfig> {
@@ -111,7 +121,7 @@ const ui = {
 };
 
 let config: WalletConfig;
-let node: FundingNode | null = null;
+let node: ChannelNode | null = null;
 let mode: "starting" | "owner" | "follower" = "starting";
 /** The channel the status line follows (the one being opened or signed). */
 let activeChannelId: string | null = null;
@@ -699,7 +709,7 @@ function handleUnsignedRedirect(redirect: Exclude<Redirect, { kind: "signed" }>)
 
 // ---- Start-up: own the database, or follow the tab that does.
 
-async function followThenTakeOver(): Promise<FundingNode> {
+async function followThenTakeOver(): Promise<ChannelNode> {
   mode = "follower";
   setControlsEnabled(false);
   ui.banner.textContent =
@@ -712,7 +722,7 @@ async function followThenTakeOver(): Promise<FundingNode> {
   log("This wallet is open in another tab: following it read-only.");
   const stop = FundingNode.follow(undefined, onEvent);
   try {
-    return await FundingNode.open(nodeOptions(config, true));
+    return await openNode(nodeOptions(config, true));
   } finally {
     stop();
     ui.banner.hidden = true;
@@ -720,7 +730,7 @@ async function followThenTakeOver(): Promise<FundingNode> {
   }
 }
 
-async function becomeOwner(opened: FundingNode, redirect: Redirect | null, tookOver: boolean): Promise<void> {
+async function becomeOwner(opened: ChannelNode, redirect: Redirect | null, tookOver: boolean): Promise<void> {
   node = opened;
   mode = "owner";
   followed.clear();
@@ -769,7 +779,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 async function startNode(redirect: Redirect | null): Promise<void> {
   for (;;) {
     try {
-      await becomeOwner(await FundingNode.open(nodeOptions(config, false)), redirect, false);
+      await becomeOwner(await openNode(nodeOptions(config, false)), redirect, false);
       return;
     } catch (error) {
       const code = codeOf(error);

@@ -11,7 +11,14 @@ export default defineConfig({
   root: import.meta.dirname,
   base: "./",
   publicDir: false,
-  resolve: { alias: { "fiber-funding": fileURLToPath(new URL("../../pkg", import.meta.url)) } },
+  resolve: {
+    alias: {
+      "fiber-funding/worker": fileURLToPath(new URL("../../pkg/worker_client.js", import.meta.url)),
+      "fiber-funding": fileURLToPath(new URL("../../pkg", import.meta.url)),
+    },
+  },
   build: { outDir: "../../target/www/wallet", emptyOutDir: true, target: "es2022" },
+  // fiber-funding/worker starts its worker as an ES module (it imports the package).
+  worker: { format: "es" },
   logLevel: "warn",
 });

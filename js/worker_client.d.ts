@@ -1,0 +1,32 @@
+import type {
+  Channel,
+  FundingEvent,
+  FundingNodeOptions,
+  OpenChannelResult,
+  OpenChannelWithExternalFundingParams,
+  PendingFunding,
+  ShutdownChannelParams,
+  SubmitSignedFundingTxParams,
+  SubmitSignedFundingTxResult,
+} from "./fiber_funding.js";
+
+/** A FundingNode running in a dedicated Web Worker, driven over postMessage. */
+export declare class WorkerFundingNode {
+  /** Starts a worker (or uses `worker`) and opens the node in it. */
+  static open(options: FundingNodeOptions, init?: { worker?: Worker }): Promise<WorkerFundingNode>;
+  readonly nodeId: string;
+  readonly persistenceGranted: boolean | undefined;
+  readonly unreadableRecords: { channel_id: string; reason: string }[];
+  pendingFundings(): Promise<PendingFunding[]>;
+  openChannelWithExternalFunding(params: OpenChannelWithExternalFundingParams): Promise<OpenChannelResult>;
+  submitSignedFundingTx(params: SubmitSignedFundingTxParams): Promise<SubmitSignedFundingTxResult>;
+  getChannel(channelId: string): Promise<Channel | null>;
+  listChannels(): Promise<Channel[]>;
+  abandonChannel(channelId: string): Promise<void>;
+  shutdownChannel(params: ShutdownChannelParams): Promise<void>;
+  forceCloseChannel(channelId: string): Promise<void>;
+  /** The first listener also gets what happened since open. Returns an unsubscribe function. */
+  onEvent(callback: (event: FundingEvent) => void): () => void;
+  /** Closes the node (releasing the database to other tabs) and ends the worker. */
+  close(): Promise<void>;
+}

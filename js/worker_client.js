@@ -1,0 +1,126 @@
+// `fiber-funding/worker`: drive a FundingNode that runs in a dedicated Web
+// Worker, with the same API as FundingNode (every call returns a promise;
+// events arrive through onEvent). The node's work (signatures, IndexedDB,
+// the peer link) stays off the page's main thread.
+
+/** A FundingNode in a Web Worker. */
+export class WorkerFundingNode {
+  #worker;
+  #calls = new Map();
+  #nextId = 1;
+  #listeners = new Set();
+  #backlog = [];
+  #closed = false;
+
+  /**
+   * Starts a worker, opens the node in it (the same options as
+   * FundingNode.open) and resolves once it is open. Pass `worker` to use
+   * one you made (e.g. with your bundler's worker syntax).
+   */
+  static async open(options, { worker } = {}) {
+    const node = new WorkerFundingNode(
+      worker ?? new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "fiber-funding" }),
+    );
+    try {
+      const opened = await node.#call("open", [options]);
+      node.nodeId = opened.nodeId;
+      node.persistenceGranted = opened.persistenceGranted;
+      node.unreadableRecords = opened.unreadableRecords;
+      return node;
+    } catch (error) {
+      node.#worker.terminate();
+      throw error;
+    }
+  }
+
+  constructor(worker) {
+    this.#worker = worker;
+    worker.onmessage = ({ data }) => this.#receive(data);
+    // A worker that fails to load or throws at top level fails every call.
+    worker.onerror = (event) => {
+      event.preventDefault?.();
+      this.#failAll(new Error(`the fiber-funding worker failed: ${event.message ?? "it could not start"}`));
+    };
+  }
+
+  pendingFundings() {
+    return this.#call("pendingFundings", []);
+  }
+  openChannelWithExternalFunding(params) {
+    return this.#call("openChannelWithExternalFunding", [params]);
+  }
+  submitSignedFundingTx(params) {
+    return this.#call("submitSignedFundingTx", [params]);
+  }
+  getChannel(channelId) {
+    return this.#call("getChannel", [channelId]);
+  }
+  listChannels() {
+    return this.#call("listChannels", []);
+  }
+  abandonChannel(channelId) {
+    return this.#call("abandonChannel", [channelId]);
+  }
+  shutdownChannel(params) {
+    return this.#call("shutdownChannel", [params]);
+  }
+  forceCloseChannel(channelId) {
+    return this.#call("forceCloseChannel", [channelId]);
+  }
+
+  /** As FundingNode.onEvent: the first listener also gets what happened since open. */
+  onEvent(callback) {
+    this.#listeners.add(callback);
+    const backlog = this.#backlog;
+    this.#backlog = null;
+    for (const event of backlog ?? []) callback(event);
+    return () => this.#listeners.delete(callback);
+  }
+
+  /** Closes the node (releasing the database to other tabs) and ends the worker. */
+  async close() {
+    if (this.#closed) return;
+    try {
+      await this.#call("close", []);
+    } finally {
+      this.#closed = true;
+      this.#worker.terminate();
+      this.#failAll(Object.assign(new Error("the node was closed; open it again"), { code: "NODE_CLOSED" }));
+    }
+  }
+
+  #call(method, args) {
+    if (this.#closed) {
+      return Promise.reject(Object.assign(new Error("the node was closed; open it again"), { code: "NODE_CLOSED" }));
+    }
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#calls.set(id, { resolve, reject });
+      this.#worker.postMessage({ id, method, args });
+    });
+  }
+
+  #receive(data) {
+    if (data && "event" in data) {
+      if (this.#backlog) this.#backlog.push(data.event);
+      else for (const listener of this.#listeners) listener(data.event);
+      return;
+    }
+    const call = this.#calls.get(data?.id);
+    if (!call) return;
+    this.#calls.delete(data.id);
+    if (data.error) {
+      const error = new Error(data.error.message);
+      error.name = data.error.name;
+      if (data.error.code !== undefined) error.code = data.error.code;
+      call.reject(error);
+    } else {
+      call.resolve(data.result);
+    }
+  }
+
+  #failAll(error) {
+    for (const { reject } of this.#calls.values()) reject(error);
+    this.#calls.clear();
+  }
+}
