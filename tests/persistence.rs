@@ -5,7 +5,12 @@
 mod common;
 
 use common::*;
-use fiber_funding::flow::{Action, ChannelState, Node, OpenId, UpdateId};
+use fiber_funding::flow::{Action, ChannelState, Node, OpenFailure, OpenId, UpdateId};
+use fiber_funding::store::StoreError;
+
+fn unavailable() -> StoreError {
+    StoreError::Unavailable("the disk went away".into())
+}
 
 fn persist_update(actions: &[Action]) -> UpdateId {
     match actions {
@@ -59,7 +64,17 @@ fn a_failed_first_write_leaves_no_channel_behind() {
     let (mut node, open, actions) = opening_node(&world);
     let update = persist_update(&actions);
     assert_eq!(node.channels().len(), 1);
-    node.persist_failed(update);
+    let full = StoreError::QuotaExceeded("no room".into());
+    let answers = node.persist_failed(update, &full);
+    // The core answers the open itself: the runtime only forwards it.
+    assert!(
+        matches!(
+            answers.as_slice(),
+            [Action::OpenFailed { open: answered, failure: OpenFailure::Storage(error) }]
+                if *answered == open && *error == full
+        ),
+        "{answers:?}"
+    );
     assert!(node.channels().is_empty(), "a channel never stored is gone");
     assert_eq!(node.opened_channel(open), None);
     assert!(node.persisted(update).is_empty(), "nothing held survives the failure");
@@ -78,7 +93,7 @@ fn a_failed_write_takes_the_step_back_and_drops_what_it_held() {
     let (_, actions) = node.submit_signed_funding_tx(&channel_id, &signed, now).unwrap();
     let update = persist_update(&actions);
     assert!(node.channel(&channel_id).unwrap().signed_submitted);
-    node.persist_failed(update);
+    assert!(node.persist_failed(update, &unavailable()).is_empty());
     let after = node.channel(&channel_id).unwrap();
     assert_eq!(after, before, "memory is back to what storage holds");
     // The same submit again works, as it would after a reload.
@@ -113,6 +128,6 @@ fn a_failed_write_also_takes_back_the_writes_held_behind_it() {
         states(node).iter().all(|s| matches!(s, ChannelState::Closed(_))),
         "both aborted in memory"
     );
-    node.persist_failed(first);
+    assert!(node.persist_failed(first, &unavailable()).is_empty());
     assert_eq!(states(node), before, "neither abort is in memory without its write");
 }

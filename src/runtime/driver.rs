@@ -360,15 +360,10 @@ impl<S: Store> Driver<S> {
                 self.run_background(actions).await;
             }
             Input::WalletCells { open, cells } => {
+                // A new channel that cannot be stored fails its request in
+                // the core (OpenFailure::Storage); the page hears of it there.
                 let actions = self.node.wallet_cells(open, cells, now);
-                if let Err(error) = self.run_actions(actions).await {
-                    match self.pending_opens.remove(&open) {
-                        Some(reply) => {
-                            let _ = reply.send(Err(error.into()));
-                        }
-                        None => (self.on_event)(DriverEvent::StorageError(error.to_string())),
-                    }
-                }
+                self.run_background(actions).await;
             }
             Input::Chain(event) => {
                 let actions = self.node.chain_event(event, now);

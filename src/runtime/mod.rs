@@ -59,7 +59,12 @@ pub async fn execute<S: Store, E: Effects>(
             } => match store.put(&record, replaces.as_ref()).await {
                 Ok(()) => queue.extend(node.persisted(update)),
                 Err(error) => {
-                    node.persist_failed(update);
+                    // Only the core's answers to open requests run now.
+                    for answer in node.persist_failed(update, &error) {
+                        if let Action::OpenFailed { open, failure } = answer {
+                            effects.open_failed(open, failure);
+                        }
+                    }
                     return Err(PersistFailed {
                         channel_id: record.channel_id,
                         error,

@@ -11,6 +11,7 @@ use crate::flow::error::FlowError;
 use crate::flow::initiator::check_open_params;
 use crate::flow::Action;
 use crate::primitives::{ChannelId, NodeId};
+use crate::store::StoreError;
 
 /// Names one open request; the caller picks it (a counter) and hears back
 /// under it. Requests live in memory only: after a reload nobody is waiting.
@@ -42,11 +43,14 @@ pub enum OpenFailure {
     /// The channel closed before its unsigned tx was final.
     #[error("the channel was not opened: {0}")]
     Refused(String),
+    /// The new channel could not be stored, so nothing was sent to the peer.
+    #[error("the channel could not be saved, so nothing was sent: {0}")]
+    Storage(StoreError),
 }
 
 /// A request whose channel exists and waits for its unsigned tx.
 pub(super) struct OpenInFlight {
-    id: OpenId,
+    pub(super) id: OpenId,
     /// How long the peer may stay silent: the request's wait for a connection.
     patience_ms: u64,
     /// When the peer last sent a message for the channel, or the chain last

@@ -9,6 +9,9 @@ use crate::flow::channel::Channel;
 use crate::flow::record::ChannelRecord;
 use crate::flow::Action;
 use crate::primitives::ChannelId;
+use crate::store::StoreError;
+
+use super::OpenFailure;
 
 /// Names one record write ([`Action::Persist`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,10 +73,13 @@ impl Node {
         self.hold_after_persist(held)
     }
 
-    /// The write `update` did not land: nothing it held runs, and every
-    /// channel it or a held write concerned is back as storage has it, so
-    /// memory never runs ahead of what is durable.
-    pub fn persist_failed(&mut self, update: UpdateId) {
+    /// The write `update` did not land (`error`): nothing it held runs, and
+    /// every channel it or a held write concerned is back as storage has it,
+    /// so memory never runs ahead of what is durable. A new channel that was
+    /// never stored fails its open request: the answer is its
+    /// [`Action::OpenFailed`], the only kind of action returned.
+    pub fn persist_failed(&mut self, update: UpdateId, error: &StoreError) -> Vec<Action> {
+        let mut answers = Vec::new();
         let held = self.held.remove(&update).unwrap_or_default();
         let later = held.iter().filter_map(|action| match action {
             Action::Persist { update, .. } => Some(*update),
@@ -85,8 +91,15 @@ impl Node {
             match self.rollbacks.remove(&update) {
                 Some(Rollback::Keep) | None => {}
                 Some(Rollback::Remove(id)) => {
-                    if let Some(channel) = self.channels.remove(&id) {
-                        self.opens_in_flight.remove(&channel.record.temporary_channel_id);
+                    let in_flight = self
+                        .channels
+                        .remove(&id)
+                        .and_then(|channel| self.opens_in_flight.remove(&channel.record.temporary_channel_id));
+                    if let Some(open) = in_flight {
+                        answers.push(Action::OpenFailed {
+                            open: open.id,
+                            failure: OpenFailure::Storage(error.clone()),
+                        });
                     }
                 }
                 Some(Rollback::Restore { current, previous }) => {
@@ -95,5 +108,6 @@ impl Node {
                 }
             }
         }
+        answers
     }
 }
