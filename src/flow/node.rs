@@ -58,6 +58,11 @@ pub struct Node {
     /// after a restart every peer counts as away from then).
     peers_away_since: VecMap<NodeId, u64>,
     connected: VecSet<NodeId>,
+    /// Channels we sent `ReestablishChannel` for on the current connection
+    /// to their peer: a peer's own `ReestablishChannel` is answered with ours
+    /// only once, so a side with nothing in flight still hears what the
+    /// other side has in flight.
+    reestablish_sent: VecMap<ChannelId, NodeId>,
     /// When the node was built: the moment peers count as away from.
     started_at_ms: Option<u64>,
     /// Open requests not yet a channel (see `opening`).
@@ -80,6 +85,7 @@ impl Node {
             pending_opens: VecMap::new(),
             peers_away_since: VecMap::new(),
             connected: VecSet::new(),
+            reestablish_sent: VecMap::new(),
             started_at_ms: None,
             waiting_opens: Vec::new(),
             opens_in_flight: VecMap::new(),
@@ -304,15 +310,20 @@ impl Node {
     pub fn peer_connected(&mut self, peer: &NodeId) -> Vec<Action> {
         self.connected.insert(*peer);
         self.peers_away_since.remove(peer);
+        self.reestablish_sent.retain(|_, sent_to| sent_to != peer);
         let mut actions = Vec::new();
+        // Only what is in flight: a channel ready on both sides with no close
+        // under way has nothing to resend (no TLCs here), and answering a
+        // reestablish for it would only echo messages of phases long done.
         for channel in self
             .channels
             .values()
-            .filter(|c| c.record.peer == *peer && !c.is_closed())
+            .filter(|c| c.record.peer == *peer && c.needs_reestablish())
         {
             let message = if channel.record.remote.is_none() {
                 channel.open_channel_message()
             } else {
+                self.reestablish_sent.insert(channel.id(), *peer);
                 channel.reestablish_message()
             };
             actions.push(Action::Send { peer: *peer, message });
@@ -324,6 +335,7 @@ impl Node {
     /// The connection to `peer` went away at `now_ms`.
     pub fn peer_disconnected(&mut self, peer: &NodeId, now_ms: u64) {
         self.connected.remove(peer);
+        self.reestablish_sent.retain(|_, sent_to| sent_to != peer);
         self.peers_away_since.insert(*peer, now_ms);
     }
 
@@ -479,7 +491,20 @@ impl Node {
 
     fn on_reestablish(&mut self, peer: &NodeId, channel_id: &ChannelId) -> Vec<Action> {
         match self.find(channel_id) {
-            Some(id) if self.channels[&id].record.peer == *peer => self.retransmit(&id),
+            Some(id) if self.channels[&id].record.peer == *peer => {
+                let mut actions = Vec::new();
+                // The peer has something in flight; we had nothing to ask for
+                // on this connection, but may have sent what it is missing.
+                let channel = &self.channels[&id];
+                if !channel.is_closed() && self.reestablish_sent.insert(id, *peer).is_none() {
+                    actions.push(Action::Send {
+                        peer: *peer,
+                        message: channel.reestablish_message(),
+                    });
+                }
+                actions.extend(self.retransmit(&id));
+                actions
+            }
             _ => self.unknown_channel(peer, *channel_id),
         }
     }
