@@ -18,13 +18,15 @@ use super::acceptor::{accept_channel, check_open_channel, select_candidates};
 use super::channel::Acceptor;
 use super::channel::{Channel, ChannelView, Initiator, Reject, Step};
 use super::config::{NodeConfig, OpenChannelParams};
-use super::error::FlowError;
+use super::error::{FlowError, Shortfall};
 use super::initiator::open_channel;
 use super::limits;
 use super::record::{ChannelRecord, RecordDecodeError, Role};
 use super::{Action, ChainEvent, Event};
 use crate::chain::LiveCell;
 use crate::primitives::{ChannelId, Hash256, NodeId};
+use crate::tx::fee::capacity_of;
+use crate::tx::funding::{is_plain_capacity_cell, reserved_ckb_amount, FundingError};
 use crate::wire::{FiberMessage, OpenChannel, TxAbort};
 
 mod opening;
@@ -161,7 +163,8 @@ impl Node {
             &self.reserved_out_points(None),
             seed,
             now_ms,
-        )?;
+        )
+        .map_err(|error| self.explain_shortfall(error, params, wallet_cells))?;
         let id = channel.id();
         let mut step = Step {
             config: &self.config,
@@ -795,6 +798,42 @@ impl Node {
             .values()
             .find(|c| c.record.temporary_channel_id == *channel_id)
             .map(|c| c.id())
+    }
+
+    /// Turns the funding builder's shortfall into one a person can act on:
+    /// what the amount is made of, and which pending fundings hold the
+    /// wallet's other cells.
+    fn explain_shortfall(&self, error: FlowError, params: &OpenChannelParams, wallet_cells: &[LiveCell]) -> FlowError {
+        let FlowError::Funding(FundingError::InsufficientFunds { needed, available }) = error else {
+            return error;
+        };
+        let mut held = 0u64;
+        let mut held_by = Vec::new();
+        for channel in self.channels.values().filter(|c| !c.is_closed() && !c.is_ready()) {
+            let mut holds = false;
+            for cell in wallet_cells.iter().filter(|cell| is_plain_capacity_cell(cell)) {
+                if channel
+                    .record
+                    .own_cells
+                    .iter()
+                    .any(|own| own.out_point == cell.out_point)
+                {
+                    held = held.saturating_add(capacity_of(&cell.output));
+                    holds = true;
+                }
+            }
+            if holds {
+                held_by.push(channel.id());
+            }
+        }
+        FlowError::InsufficientFunds(Shortfall {
+            needed,
+            amount: u64::try_from(params.funding_amount).unwrap_or(u64::MAX),
+            reserve: reserved_ckb_amount(&params.shutdown_script).unwrap_or(0),
+            available,
+            held,
+            held_by,
+        })
     }
 
     /// Out points that pending flows (other than `except`) are funding with.
