@@ -141,6 +141,12 @@ pub enum FundingEvent {
         channel_id: String,
         reason: String,
     },
+    /// The funding tx has `confirmations` of the `required` ones; sent when the count changes.
+    FundingConfirmations {
+        channel_id: String,
+        confirmations: u64,
+        required: u64,
+    },
     FundingConfirmedAfterAbort {
         channel_id: String,
         funding_tx_hash: String,

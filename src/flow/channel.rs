@@ -56,6 +56,9 @@ pub(crate) struct Channel {
     /// A broadcast went out in this session, so the chain not knowing the tx
     /// yet is no reason to send it again.
     pub broadcast_sent: bool,
+    /// The confirmation count of the funding tx last reported to the app
+    /// (not kept: after a restart the count is reported again).
+    pub confirmations_reported: Option<u64>,
     /// The cell a claim is being built from, while the chain is asked for it.
     pub pending_claim_lookup: Option<packed::OutPoint>,
     /// A claim of the commitment cell was refused: the other side claimed
@@ -171,6 +174,7 @@ impl Channel {
             keys,
             pending_check: None,
             broadcast_sent: false,
+            confirmations_reported: None,
             pending_claim_lookup: None,
             commitment_cell_spent: false,
         }

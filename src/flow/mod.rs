@@ -159,6 +159,13 @@ pub enum Event {
     },
     /// The chain refused the funding tx.
     FundingTxRejected { channel_id: ChannelId, reason: String },
+    /// The funding tx has `confirmations` of the `required` ones (reported
+    /// when the count changes; `required` of them make the channel ready).
+    FundingConfirmations {
+        channel_id: ChannelId,
+        confirmations: u64,
+        required: u64,
+    },
     /// The chain refused a closing, commitment or claim tx; it is sent again
     /// on the next status poll that finds it unknown.
     CloseTxRejected { channel_id: ChannelId, reason: String },
