@@ -12,7 +12,7 @@ use serde_json::Value;
 use tsify_next::Tsify;
 
 use crate::flow::{ChannelState, ChannelView, CloseView, CommitmentView, Role};
-use crate::tx::json::transaction_to_json;
+use crate::tx::json::{out_point_to_json, transaction_to_json};
 
 fn hex(amount: u64) -> String {
     format!("{amount:#x}")
@@ -45,6 +45,11 @@ pub struct PendingFunding {
     pub started_at_ms: u64,
     pub deadline_ms: Option<u64>,
     pub signed_submitted: bool,
+    /// The wallet's cells this funding holds until it completes or is
+    /// aborted: no other open spends them (what is left is what a new
+    /// channel can use).
+    #[tsify(type = "{ tx_hash: string; index: string }[]")]
+    pub reserved_cells: Vec<Value>,
 }
 
 /// A channel as `getChannel` and `listChannels` show it.
@@ -204,6 +209,7 @@ impl From<&crate::runtime::PendingFunding> for PendingFunding {
             started_at_ms: pending.started_at_ms,
             deadline_ms: pending.view.deadline_ms,
             signed_submitted: pending.view.signed_submitted,
+            reserved_cells: pending.reserved_cells.iter().map(out_point_to_json).collect(),
         }
     }
 }

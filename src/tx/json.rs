@@ -122,7 +122,7 @@ pub fn script_to_json(script: &packed::Script) -> Value {
     })
 }
 
-fn out_point_to_json(out_point: &packed::OutPoint) -> Value {
+pub fn out_point_to_json(out_point: &packed::OutPoint) -> Value {
     json!({
         "tx_hash": encode_hex(out_point.tx_hash().as_slice()),
         "index": hex_number(Unpack::<u32>::unpack(&out_point.index()).into()),

@@ -321,3 +321,18 @@ async fn open_refuses_unknown_and_out_of_range_options_by_name() {
         assert!(message.contains(key), "{key} = {value}: {message}");
     }
 }
+
+#[wasm_bindgen_test]
+fn channel_reserve_is_what_the_open_keeps_on_top_of_the_amount() {
+    let lock = default_lock::lock_script_for_key(SigningKey::from_slice(&[0x51; 32]).unwrap().verifying_key());
+    let script = serde_wasm_bindgen::to_value(&script_to_json(&lock)).unwrap();
+    let reserve = fiber_funding::wasm::channel_reserve(script).unwrap();
+    // A default-lock wallet: the 57-byte-args shutdown cell (98 CKB) plus 1 CKB for the fee.
+    assert_eq!(reserve, format!("{:#x}", 99 * CKB));
+    let expected = fiber_funding::tx::funding::reserved_ckb_amount(&lock).unwrap();
+    assert_eq!(reserve, format!("{expected:#x}"));
+
+    let error = fiber_funding::wasm::channel_reserve(JsValue::from_str("not a script")).unwrap_err();
+    let code = js_sys::Reflect::get(&error, &JsValue::from_str("code")).unwrap();
+    assert_eq!(code.as_string().as_deref(), Some("INVALID_PARAMS"));
+}
