@@ -235,6 +235,15 @@ fn open_drop_everything_reopen_and_submit_reaches_channel_ready() {
         pending[0].unsigned_funding_tx.as_ref().unwrap().as_slice(),
         unsigned.as_slice()
     );
+    // The wallet cells it holds are the tx's first inputs (the user's come first).
+    let user_inputs: Vec<_> = unsigned
+        .raw()
+        .inputs()
+        .into_iter()
+        .map(|input| input.previous_output())
+        .take(1)
+        .collect();
+    assert_eq!(pending[0].reserved_cells, user_inputs);
 
     let hash = block_on(
         &mut harness,

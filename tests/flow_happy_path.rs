@@ -5,7 +5,7 @@ mod common;
 use ckb_types::prelude::*;
 use common::*;
 use fiber_funding::flow::state::*;
-use fiber_funding::flow::ChannelState;
+use fiber_funding::flow::{Action, ChainEvent, ChannelState, Event};
 use fiber_funding::tx::default_lock;
 use fiber_funding::tx::fee::capacity_of;
 
@@ -81,4 +81,87 @@ fn before_the_user_signs_the_flow_waits_with_its_unsigned_tx_stored() {
     world.submit(&channel_id, &signed).unwrap();
     world.run();
     assert_channel_ready(&world);
+}
+
+/// The `FundingConfirmations` events node `index` emitted: (confirmations, required).
+fn confirmation_events(world: &World, index: usize) -> Vec<(u64, u64)> {
+    world
+        .events
+        .iter()
+        .filter(|(node, _)| *node == index)
+        .filter_map(|(_, event)| match event {
+            Event::FundingConfirmations {
+                confirmations,
+                required,
+                ..
+            } => Some((*confirmations, *required)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn confirmations_are_reported_as_they_accrue_then_the_channel_is_ready() {
+    let mut world = World::new(Setup {
+        confirmations: 3,
+        ..Setup::default()
+    });
+    world.open(1000).unwrap();
+    world.run();
+    assert_channel_ready(&world);
+    for index in [INITIATOR, ACCEPTOR] {
+        assert_eq!(
+            confirmation_events(&world, index),
+            vec![(1, 3), (2, 3), (3, 3)],
+            "node {index}"
+        );
+        let position = |wanted: &dyn Fn(&Event) -> bool| {
+            world
+                .events
+                .iter()
+                .position(|(node, event)| *node == index && wanted(event))
+                .unwrap()
+        };
+        let last_count = position(&|e| matches!(e, Event::FundingConfirmations { confirmations: 3, .. }));
+        let ready =
+            position(&|e| matches!(e, Event::StateChanged { state, .. } if *state == ChannelState::ChannelReady));
+        assert!(last_count < ready, "node {index}: the count comes before the state");
+    }
+}
+
+#[test]
+fn the_same_confirmation_count_polled_again_is_not_reported_again() {
+    let mut world = World::new(Setup {
+        confirmations: 3,
+        ..Setup::default()
+    });
+    world.open(1000).unwrap();
+    while confirmation_events(&world, INITIATOR).is_empty() {
+        assert!(world.step(), "settled before any confirmation");
+    }
+    let view = world.only_channel(INITIATOR);
+    let hash = view.funding_tx_hash.unwrap();
+    // The runtime polls every few seconds: the same tip comes back again and again.
+    for _ in 0..3 {
+        let report = world.chain.report(&hash.0);
+        let now = world.now_ms;
+        let actions = world.nodes[INITIATOR].node.chain_event(
+            ChainEvent::TxStatus {
+                channel_id: view.channel_id,
+                tx_hash: hash,
+                report,
+            },
+            now,
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Emit(Event::FundingConfirmations { .. }))),
+            "{actions:?}"
+        );
+        world.execute(INITIATOR, actions);
+    }
+    assert_eq!(confirmation_events(&world, INITIATOR), vec![(1, 3)]);
+    world.run();
+    assert_eq!(confirmation_events(&world, INITIATOR), vec![(1, 3), (2, 3), (3, 3)]);
 }

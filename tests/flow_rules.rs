@@ -11,7 +11,6 @@ use fiber_funding::flow::state::*;
 use fiber_funding::flow::{ChannelState, Event, FlowError, OpenChannelParams, OpenId};
 use fiber_funding::primitives::{ChannelId, Hash256};
 use fiber_funding::tx::default_lock;
-use fiber_funding::tx::funding::FundingError;
 use fiber_funding::tx::parts::TxParts;
 use fiber_funding::tx::validate::SignedTxError;
 use fiber_funding::wire::FiberMessage;
@@ -584,15 +583,59 @@ fn not_enough_funds_names_needed_and_available_and_stores_nothing() {
     });
     let error = world.open(1000).unwrap_err();
     match &error {
-        FlowError::Funding(FundingError::InsufficientFunds { needed, available }) => {
-            assert!(*needed > (1000 + 99) * CKB);
-            assert_eq!(*available, 300 * CKB);
+        FlowError::InsufficientFunds(shortfall) => {
+            assert!(shortfall.needed > (1000 + 99) * CKB);
+            assert_eq!(shortfall.amount, 1000 * CKB);
+            assert_eq!(shortfall.reserve, 99 * CKB);
+            assert_eq!(shortfall.available, 300 * CKB);
+            assert_eq!((shortfall.held, shortfall.held_by.len()), (0, 0));
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(error.to_string().contains("needed") && error.to_string().contains("available"));
+    let text = error.to_string();
+    // CKB first, shannons after; the reserve explained; no pending funding blamed.
+    assert!(text.starts_with("not enough CKB: this channel needs 1099.0"), "{text}");
+    assert!(
+        text.contains("1000 CKB for the channel, 99 CKB reserve returned at close"),
+        "{text}"
+    );
+    assert!(
+        text.contains("but only 300 CKB (30000000000 shannons) in this wallet is free"),
+        "{text}"
+    );
+    assert!(!text.contains("reserved by"), "{text}");
     assert!(world.nodes[INITIATOR].store.inner.is_empty());
     assert!(world.link.is_empty());
+}
+
+#[test]
+fn an_open_short_of_funds_names_the_pending_funding_that_holds_the_cells() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run();
+    let pending = world.only_channel(INITIATOR).channel_id;
+
+    // The first funding holds both cells (700 + 800 CKB) until it completes.
+    let error = world.open(100).unwrap_err();
+    let FlowError::InsufficientFunds(shortfall) = &error else {
+        panic!("unexpected {error:?}");
+    };
+    assert_eq!(shortfall.available, 0);
+    assert_eq!(shortfall.held, 1500 * CKB);
+    assert_eq!(shortfall.held_by, vec![pending]);
+    let text = error.to_string();
+    assert!(text.starts_with("not enough CKB: this channel needs 199.0"), "{text}");
+    assert!(
+        text.contains("but only 0 CKB (0 shannons) in this wallet is free"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "1500 CKB (150000000000 shannons) more is in cells reserved by the pending funding of channel {pending}"
+        )),
+        "{text}"
+    );
 }
 
 #[test]

@@ -37,7 +37,7 @@ codes! {
     InvalidTxJson => "INVALID_TX_JSON", "A transaction JSON could not be read; the message names the field.";
     UdtUnsupported => "UDT_UNSUPPORTED", "UDT channels are not supported yet.";
     PublicUnsupported => "PUBLIC_UNSUPPORTED", "Public channels are not supported (announcements are out of scope).";
-    InsufficientFunds => "INSUFFICIENT_FUNDS", "The wallet's cells cannot pay for the channel and fee; the message says needed vs available.";
+    InsufficientFunds => "INSUFFICIENT_FUNDS", "The wallet's cells cannot pay for the channel, reserve and fee; the message says needed vs free in CKB, and names the pending fundings holding the other cells.";
     UnspendableChange => "UNSPENDABLE_CHANGE", "The funding would leave change too small for a change cell.";
     UnknownChannel => "UNKNOWN_CHANNEL", "No channel with that id on this node.";
     NotInitiator => "NOT_INITIATOR", "Only the side that opened the channel submits its signed funding tx.";
@@ -89,7 +89,9 @@ impl From<FlowError> for ApiError {
             FlowError::InvalidParams { .. } => ErrorCode::InvalidParams,
             FlowError::UdtChannelsUnsupported => ErrorCode::UdtUnsupported,
             FlowError::PublicChannelsUnsupported => ErrorCode::PublicUnsupported,
-            FlowError::Funding(FundingError::InsufficientFunds { .. }) => ErrorCode::InsufficientFunds,
+            FlowError::Funding(FundingError::InsufficientFunds { .. }) | FlowError::InsufficientFunds(_) => {
+                ErrorCode::InsufficientFunds
+            }
             FlowError::Funding(FundingError::UnspendableChange { .. }) => ErrorCode::UnspendableChange,
             FlowError::Funding(FundingError::Overflow(_) | FundingError::TooManyInputs { .. }) => {
                 ErrorCode::InvalidParams

@@ -277,6 +277,15 @@ pub fn flow_event(event: &Event) -> FundingEvent {
             channel_id: channel_id.to_string(),
             reason: reason.clone(),
         },
+        Event::FundingConfirmations {
+            channel_id,
+            confirmations,
+            required,
+        } => FundingEvent::FundingConfirmations {
+            channel_id: channel_id.to_string(),
+            confirmations: *confirmations,
+            required: *required,
+        },
     }
 }
 

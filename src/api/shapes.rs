@@ -11,7 +11,7 @@ use serde::Serialize;
 use tsify_next::Tsify;
 
 use crate::flow::{ChannelState, ChannelView, CloseView, CommitmentView, Role};
-use crate::tx::json::TransactionJson;
+use crate::tx::json::{OutPointJson, TransactionJson};
 
 fn hex(amount: u64) -> String {
     format!("{amount:#x}")
@@ -52,6 +52,11 @@ pub struct PendingFunding {
     /// Whether the counterparty is connected now; while it is not, the flow
     /// waits (listed all the same) and goes on when it is back.
     pub peer_connected: bool,
+    /// The wallet's cells this funding holds until it completes or is
+    /// aborted: no other open spends them (what is left is what a new
+    /// channel can use).
+    #[tsify(type = "{ tx_hash: string; index: string }[]")]
+    pub reserved_cells: Vec<OutPointJson>,
 }
 
 /// A channel as `getChannel` and `listChannels` show it.
@@ -150,6 +155,12 @@ pub enum FundingEvent {
         channel_id: String,
         reason: String,
     },
+    /// The funding tx has `confirmations` of the `required` ones; sent when the count changes.
+    FundingConfirmations {
+        channel_id: String,
+        confirmations: u64,
+        required: u64,
+    },
     FundingConfirmedAfterAbort {
         channel_id: String,
         funding_tx_hash: String,
@@ -205,6 +216,7 @@ impl From<&crate::runtime::PendingFunding> for PendingFunding {
             deadline_ms: pending.view.deadline_ms,
             signed_submitted: pending.view.signed_submitted,
             peer_connected: pending.view.peer_connected,
+            reserved_cells: pending.reserved_cells.iter().cloned().map(OutPointJson).collect(),
         }
     }
 }

@@ -56,6 +56,9 @@ pub(crate) struct Channel {
     /// A broadcast went out in this session, so the chain not knowing the tx
     /// yet is no reason to send it again.
     pub broadcast_sent: bool,
+    /// The confirmation count of the funding tx last reported to the app
+    /// (not kept: after a restart the count is reported again).
+    pub confirmations_reported: Option<u64>,
     /// The cell a claim is being built from, while the chain is asked for it.
     pub pending_claim_lookup: Option<packed::OutPoint>,
     /// A claim of the commitment cell was refused: the other side claimed
@@ -174,6 +177,7 @@ impl Channel {
             keys,
             pending_check: None,
             broadcast_sent: false,
+            confirmations_reported: None,
             pending_claim_lookup: None,
             commitment_cell_spent: false,
         }
@@ -762,9 +766,22 @@ impl Channel {
         })
     }
 
+    /// Whether a (re)connection must bring the peer up to date on this
+    /// channel: its funding is not ready on both sides yet, or a cooperative
+    /// close is being negotiated. A ready channel with nothing in flight is
+    /// left alone; a peer that still misses our `ChannelReady` asks for it
+    /// with its own `ReestablishChannel`.
+    pub fn needs_reestablish(&self) -> bool {
+        !self.is_closed() && (!self.is_ready() || self.close_messages_to_retransmit().is_ok_and(|m| !m.is_empty()))
+    }
+
     /// Every message of the current phase we have sent, rebuilt from the
     /// record: what a reconnecting peer may have missed. Receivers ignore the
-    /// ones they already have.
+    /// ones they already have. Messages of a phase the peer has visibly
+    /// finished are not resent: once the acceptor holds the initiator's
+    /// `TxComplete` (the tx is final for it), the initiator had its
+    /// `AcceptChannel`, `TxUpdate` and `TxComplete`; once the initiator holds
+    /// the acceptor's commitment signature, the acceptor had its `TxComplete`.
     pub fn messages_to_retransmit(&self, config: &NodeConfig) -> Result<Vec<FiberMessage>, Reject> {
         let r = &self.record;
         if let Some(closure) = &r.closed {
@@ -791,20 +808,22 @@ impl Channel {
                 } else if !r.peer_inputs_checked {
                     messages.extend(self.tx_update_message());
                 }
+                if self.tx_final() && r.peer_commitment_signature.is_none() {
+                    messages.push(self.tx_complete_message()?);
+                }
             }
             #[cfg(feature = "acceptor")]
-            Role::Acceptor => {
+            Role::Acceptor if !self.tx_final() => {
                 messages.push(self.accept_channel_message());
                 if r.peer_inputs_checked {
                     messages.extend(self.tx_update_message());
                     messages.push(self.tx_complete_message()?);
                 }
             }
+            #[cfg(feature = "acceptor")]
+            Role::Acceptor => {}
             #[cfg(not(feature = "acceptor"))]
             Role::Acceptor => return Err(Reject("this build has no acceptor role".into())),
-        }
-        if self.tx_final() && self.is_initiator() {
-            messages.push(self.tx_complete_message()?);
         }
         if self.our_commitment_signed_sent() {
             messages.push(self.commitment_signed_message()?);

@@ -2,6 +2,7 @@
 
 use crate::flow::state::ChannelState;
 use crate::primitives::{ChannelId, Hash256, NodeId};
+use crate::tx::fee::Ckb;
 use crate::tx::funding::FundingError;
 use crate::tx::validate::SignedTxError;
 
@@ -17,6 +18,10 @@ pub enum FlowError {
     PublicChannelsUnsupported,
     #[error("{0}")]
     Funding(#[from] FundingError),
+    /// The wallet cannot fund a new channel: how much it needs, how much is
+    /// free, and which pending fundings hold the rest.
+    #[error("{0}")]
+    InsufficientFunds(Shortfall),
     #[error("this node does not accept channels (no acceptor configuration)")]
     NotAnAcceptor,
     #[error("channel {channel_id} was opened by the peer: only the opener submits a signed funding tx")]
@@ -46,4 +51,63 @@ pub enum FlowError {
     WrongPeer { expected: NodeId, actual: NodeId },
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),
+}
+
+/// Why the wallet's cells cannot fund a new channel, in the user's terms:
+/// CKB first (shannons after), what the amount is made of, and the cells
+/// other fundings hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    /// What the channel takes from the wallet: amount, reserve and fee.
+    pub needed: u64,
+    /// The channel amount asked for.
+    pub amount: u64,
+    /// The reserve the channel keeps (upstream's `reserved_ckb_amount`): it
+    /// comes back at close.
+    pub reserve: u64,
+    /// The capacity of the wallet's spendable cells no other flow holds.
+    pub available: u64,
+    /// The capacity of the wallet's cells held by pending fundings.
+    pub held: u64,
+    /// Those pending fundings.
+    pub held_by: Vec<ChannelId>,
+}
+
+impl std::fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fee = self.needed.saturating_sub(self.amount).saturating_sub(self.reserve);
+        write!(
+            f,
+            "not enough CKB: this channel needs {} CKB ({} CKB for the channel, {} CKB reserve returned at close, {} CKB fee; {} shannons) but only {} CKB ({} shannons) in this wallet is free",
+            Ckb(self.needed),
+            Ckb(self.amount),
+            Ckb(self.reserve),
+            Ckb(fee),
+            self.needed,
+            Ckb(self.available),
+            self.available,
+        )?;
+        if self.held > 0 {
+            let ids: Vec<String> = self.held_by.iter().map(ToString::to_string).collect();
+            let (whose, it) = if ids.len() == 1 {
+                (
+                    "the pending funding of channel",
+                    "that funding completes (its change comes back) or is abandoned",
+                )
+            } else {
+                (
+                    "the pending fundings of channels",
+                    "those fundings complete (their change comes back) or are abandoned",
+                )
+            };
+            write!(
+                f,
+                "; {} CKB ({} shannons) more is in cells reserved by {whose} {} until {it}",
+                Ckb(self.held),
+                self.held,
+                ids.join(", "),
+            )?;
+        }
+        Ok(())
+    }
 }

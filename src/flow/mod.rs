@@ -35,7 +35,7 @@ pub mod state;
 pub use channel::ChannelView;
 pub use closing::{CloseView, CommitmentView};
 pub use config::{AcceptorConfig, NodeConfig, OpenChannelParams};
-pub use error::FlowError;
+pub use error::{FlowError, Shortfall};
 pub use node::{EntropySource, Node, OpenFailure, OpenId, UpdateId};
 pub use record::{ChannelRecord, ExternalFundingPersistState, Role};
 pub use state::ChannelState;
@@ -173,6 +173,13 @@ pub enum Event {
     },
     /// The chain refused the funding tx.
     FundingTxRejected { channel_id: ChannelId, reason: String },
+    /// The funding tx has `confirmations` of the `required` ones (reported
+    /// when the count changes; `required` of them make the channel ready).
+    FundingConfirmations {
+        channel_id: ChannelId,
+        confirmations: u64,
+        required: u64,
+    },
     /// The chain refused a closing, commitment or claim tx; it is sent again
     /// on the next status poll that finds it unknown.
     CloseTxRejected { channel_id: ChannelId, reason: String },

@@ -18,13 +18,15 @@ use super::acceptor::{accept_channel, check_open_channel, select_candidates};
 use super::channel::Acceptor;
 use super::channel::{Channel, ChannelView, Initiator, Reject, Step};
 use super::config::{NodeConfig, OpenChannelParams};
-use super::error::FlowError;
+use super::error::{FlowError, Shortfall};
 use super::initiator::open_channel;
 use super::limits;
 use super::record::{ChannelRecord, RecordDecodeError, Role};
 use super::{Action, ChainEvent, Event};
 use crate::chain::LiveCell;
 use crate::primitives::{ChannelId, Hash256, NodeId};
+use crate::tx::fee::capacity_of;
+use crate::tx::funding::{is_plain_capacity_cell, reserved_ckb_amount, FundingError};
 use crate::wire::{FiberMessage, OpenChannel, TxAbort};
 
 mod opening;
@@ -58,6 +60,11 @@ pub struct Node {
     /// after a restart every peer counts as away from then).
     peers_away_since: VecMap<NodeId, u64>,
     connected: VecSet<NodeId>,
+    /// Channels we sent `ReestablishChannel` for on the current connection
+    /// to their peer: a peer's own `ReestablishChannel` is answered with ours
+    /// only once, so a side with nothing in flight still hears what the
+    /// other side has in flight.
+    reestablish_sent: VecMap<ChannelId, NodeId>,
     /// When the node was built: the moment peers count as away from.
     started_at_ms: Option<u64>,
     /// Open requests not yet a channel (see `opening`).
@@ -80,6 +87,7 @@ impl Node {
             pending_opens: VecMap::new(),
             peers_away_since: VecMap::new(),
             connected: VecSet::new(),
+            reestablish_sent: VecMap::new(),
             started_at_ms: None,
             waiting_opens: Vec::new(),
             opens_in_flight: VecMap::new(),
@@ -155,7 +163,8 @@ impl Node {
             &self.reserved_out_points(None),
             seed,
             now_ms,
-        )?;
+        )
+        .map_err(|error| self.explain_shortfall(error, params, wallet_cells))?;
         let id = channel.id();
         let mut step = Step {
             config: &self.config,
@@ -305,15 +314,20 @@ impl Node {
     pub fn peer_connected(&mut self, peer: &NodeId) -> Vec<Action> {
         self.connected.insert(*peer);
         self.peers_away_since.remove(peer);
+        self.reestablish_sent.retain(|_, sent_to| sent_to != peer);
         let mut actions = Vec::new();
+        // Only what is in flight: a channel ready on both sides with no close
+        // under way has nothing to resend (no TLCs here), and answering a
+        // reestablish for it would only echo messages of phases long done.
         for channel in self
             .channels
             .values()
-            .filter(|c| c.record.peer == *peer && !c.is_closed())
+            .filter(|c| c.record.peer == *peer && c.needs_reestablish())
         {
             let message = if channel.record.remote.is_none() {
                 channel.open_channel_message()
             } else {
+                self.reestablish_sent.insert(channel.id(), *peer);
                 channel.reestablish_message()
             };
             actions.push(Action::Send { peer: *peer, message });
@@ -325,6 +339,7 @@ impl Node {
     /// The connection to `peer` went away at `now_ms`.
     pub fn peer_disconnected(&mut self, peer: &NodeId, now_ms: u64) {
         self.connected.remove(peer);
+        self.reestablish_sent.retain(|_, sent_to| sent_to != peer);
         self.peers_away_since.insert(*peer, now_ms);
     }
 
@@ -482,7 +497,20 @@ impl Node {
 
     fn on_reestablish(&mut self, peer: &NodeId, channel_id: &ChannelId) -> Vec<Action> {
         match self.find(channel_id) {
-            Some(id) if self.channels[&id].record.peer == *peer => self.retransmit(&id),
+            Some(id) if self.channels[&id].record.peer == *peer => {
+                let mut actions = Vec::new();
+                // The peer has something in flight; we had nothing to ask for
+                // on this connection, but may have sent what it is missing.
+                let channel = &self.channels[&id];
+                if !channel.is_closed() && self.reestablish_sent.insert(id, *peer).is_none() {
+                    actions.push(Action::Send {
+                        peer: *peer,
+                        message: channel.reestablish_message(),
+                    });
+                }
+                actions.extend(self.retransmit(&id));
+                actions
+            }
             _ => self.unknown_channel(peer, *channel_id),
         }
     }
@@ -787,6 +815,42 @@ impl Node {
             .values()
             .find(|c| c.record.temporary_channel_id == *channel_id)
             .map(|c| c.id())
+    }
+
+    /// Turns the funding builder's shortfall into one a person can act on:
+    /// what the amount is made of, and which pending fundings hold the
+    /// wallet's other cells.
+    fn explain_shortfall(&self, error: FlowError, params: &OpenChannelParams, wallet_cells: &[LiveCell]) -> FlowError {
+        let FlowError::Funding(FundingError::InsufficientFunds { needed, available }) = error else {
+            return error;
+        };
+        let mut held = 0u64;
+        let mut held_by = Vec::new();
+        for channel in self.channels.values().filter(|c| !c.is_closed() && !c.is_ready()) {
+            let mut holds = false;
+            for cell in wallet_cells.iter().filter(|cell| is_plain_capacity_cell(cell)) {
+                if channel
+                    .record
+                    .own_cells
+                    .iter()
+                    .any(|own| own.out_point == cell.out_point)
+                {
+                    held = held.saturating_add(capacity_of(&cell.output));
+                    holds = true;
+                }
+            }
+            if holds {
+                held_by.push(channel.id());
+            }
+        }
+        FlowError::InsufficientFunds(Shortfall {
+            needed,
+            amount: u64::try_from(params.funding_amount).unwrap_or(u64::MAX),
+            reserve: reserved_ckb_amount(&params.shutdown_script).unwrap_or(0),
+            available,
+            held,
+            held_by,
+        })
     }
 
     /// Out points that pending flows (other than `except`) are funding with.

@@ -138,7 +138,18 @@ impl Channel {
             }
             TxStatus::Committed { block_number } => {
                 let confirmations = crate::chain::confirmations(tip_block_number, block_number);
-                if confirmations >= step.config.funding_confirmations {
+                let required = step.config.funding_confirmations;
+                // Progress for the app, once per new count (polls repeat them).
+                let shown = confirmations.min(required);
+                if self.confirmations_reported != Some(shown) {
+                    self.confirmations_reported = Some(shown);
+                    step.actions.push(super::Action::Emit(Event::FundingConfirmations {
+                        channel_id: self.id(),
+                        confirmations: shown,
+                        required,
+                    }));
+                }
+                if confirmations >= required {
                     self.record.funding_confirmed = true;
                     step.send(self.record.peer, self.channel_ready_message());
                     self.on_ready_progress();

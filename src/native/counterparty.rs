@@ -746,6 +746,11 @@ fn log_event(event: DriverEvent) {
             if holder_is_local { "ours" } else { "the peer's" },
             serde_json::to_string(&crate::api::shapes::Epoch::from_full_value(claimable_at_epoch)).unwrap_or_default()
         ),
+        DriverEvent::Flow(Event::FundingConfirmations {
+            channel_id,
+            confirmations,
+            required,
+        }) => log::debug!("channel={channel_id} funding tx confirmations={confirmations}/{required}"),
         DriverEvent::Flow(Event::AbortSettled { channel_id }) => {
             log::info!("channel={channel_id} aborted funding can no longer confirm; keys wiped")
         }

@@ -77,6 +77,8 @@ pub struct PendingFunding {
     pub view: ChannelView,
     pub unsigned_funding_tx: Option<packed::Transaction>,
     pub started_at_ms: u64,
+    /// The wallet cells this funding holds: no other open spends them.
+    pub reserved_cells: Vec<packed::OutPoint>,
 }
 
 /// A signed funding tx taken: checked and durably stored.
@@ -507,10 +509,13 @@ impl<S: Store> Driver<S> {
             .into_iter()
             .filter(|view| !view.state.is_terminal())
             .filter_map(|view| {
-                let ext = self.node.record(&view.channel_id)?.external_funding.clone()?;
+                let record = self.node.record(&view.channel_id)?;
+                let ext = record.external_funding.clone()?;
+                let reserved_cells = record.own_cells.iter().map(|cell| cell.out_point.clone()).collect();
                 Some(PendingFunding {
                     unsigned_funding_tx: ext.unsigned_funding_tx,
                     started_at_ms: ext.started_at_ms,
+                    reserved_cells,
                     view,
                 })
             })

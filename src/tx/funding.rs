@@ -29,7 +29,7 @@ pub const MAX_ACCEPTOR_INPUTS: usize = 100;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FundingError {
     #[error(
-        "not enough funds: needed {needed} shannons ({needed_ckb} CKB) but only {available} shannons ({available_ckb} CKB) are available in spendable cells",
+        "not enough funds: needed {needed_ckb} CKB ({needed} shannons) but only {available_ckb} CKB ({available} shannons) are available in spendable cells",
         needed_ckb = Ckb(*needed),
         available_ckb = Ckb(*available)
     )]

@@ -176,7 +176,9 @@ impl Serialize for ScriptJson {
     }
 }
 
-struct OutPointJson(packed::OutPoint);
+/// An out point in Fiber's JSON-RPC shape.
+#[derive(Debug, Clone)]
+pub struct OutPointJson(pub packed::OutPoint);
 
 impl Serialize for OutPointJson {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -127,7 +127,7 @@ pub(crate) fn to_js(value: &impl Serialize) -> JsValue {
 
 /// Reads a JS argument as JSON: what `JSON.stringify` keeps of it (so
 /// `undefined` members count as absent, and a `BigInt` or a cycle is refused).
-fn from_js(value: JsValue, what: &str) -> Result<Value, ApiError> {
+pub(crate) fn from_js(value: JsValue, what: &str) -> Result<Value, ApiError> {
     if value.is_undefined() {
         return Ok(Value::Null);
     }

@@ -351,3 +351,18 @@ async fn open_refuses_options_that_are_not_json_data() {
     assert_eq!(code.as_deref(), Some("INVALID_PARAMS"), "{message}");
     assert!(message.contains("options") && message.contains("BigInt"), "{message}");
 }
+
+#[wasm_bindgen_test]
+fn channel_reserve_is_what_the_open_keeps_on_top_of_the_amount() {
+    let lock = default_lock::lock_script_for_key(SigningKey::from_slice(&[0x51; 32]).unwrap().verifying_key());
+    let script = to_js(&script_to_json(&lock));
+    let reserve = fiber_funding::wasm::channel_reserve(script).unwrap();
+    // A default-lock wallet: the 57-byte-args shutdown cell (98 CKB) plus 1 CKB for the fee.
+    assert_eq!(reserve, format!("{:#x}", 99 * CKB));
+    let expected = fiber_funding::tx::funding::reserved_ckb_amount(&lock).unwrap();
+    assert_eq!(reserve, format!("{expected:#x}"));
+
+    let error = fiber_funding::wasm::channel_reserve(JsValue::from_str("not a script")).unwrap_err();
+    let code = js_sys::Reflect::get(&error, &JsValue::from_str("code")).unwrap();
+    assert_eq!(code.as_string().as_deref(), Some("INVALID_PARAMS"));
+}

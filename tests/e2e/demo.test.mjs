@@ -593,6 +593,98 @@ test("a tampered signed tx is refused with the error shown; the genuine one is t
   });
 });
 
+describe("what the person at the wallet sees", () => {
+  const CKB = 100_000_000n;
+  const activity = (page) => page.locator(testid("activity-log")).textContent();
+  const shortId = (id) => `${id.slice(0, 8)}…${id.slice(-4)}`;
+  const shannonsOf = async (page, id) => BigInt((await page.locator(testid(id)).getAttribute("data-shannons")) ?? "-1");
+
+  test("words, not Fiber's states; one name per channel; confirmations; a reload after ready refuses nothing", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      // Where the amount is chosen: what the channel keeps on top of it.
+      assert.match(await page.locator(testid("reserve-note")).textContent(), /reserve of 99 CKB .*comes back when the channel closes/);
+      await page.locator(`${testid("wallet-balance")}[data-shannons]`).waitFor();
+      const balanceBefore = await shannonsOf(page, "wallet-balance");
+
+      const channelId = await openChannel(page);
+      const status = row(page, channelId).locator(testid("channel-status"));
+      await status.filter({ hasText: "waiting for your signature" }).waitFor();
+      assert.match(
+        await row(page, channelId).locator(`${testid("fiber-state")} code`).textContent(),
+        /^(NegotiatingFunding \(AWAITING_EXTERNAL_FUNDING\)|SigningCommitment \(THEIR_COMMITMENT_SIGNED_SENT\))$/,
+      );
+      // Nothing above the pending funding says there is none.
+      assert.doesNotMatch(await page.locator(testid("restored")).textContent(), /no funding was in progress/);
+      // The temporary id is not a second channel in the activity log.
+      const { temporary_channel_id: temporaryId } = await storedRecord(page, channelId);
+      assert.notEqual(temporaryId, channelId);
+      const log = await activity(page);
+      assert.ok(!log.includes(shortId(temporaryId)), `the log names the temporary id ${temporaryId}:\n${log}`);
+      assert.ok(log.includes(shortId(channelId)), log);
+
+      await signAndOpen(page, channelId);
+      // The line about the page load (back from the signer) no longer says
+      // the channel, ready now, waits for a signature.
+      await page.locator(testid("restored")).filter({ hasText: "waiting for your signature" }).waitFor({ state: "detached", timeout: 5_000 });
+      // The confirmations as they came, then ready in words.
+      assert.match(await activity(page), /funding transaction confirmed [12] of 2 times/);
+      await status.filter({ hasText: "ready" }).waitFor();
+      // The balance is refreshed once the channel is ready: the funding left the wallet.
+      await page.waitForFunction(
+        (before) => BigInt(document.querySelector('[data-testid="wallet-balance"]').dataset.shannons ?? before) < BigInt(before),
+        balanceBefore.toString(),
+        { timeout: 3_000 },
+      );
+
+      // A reload after ChannelReady: nothing is re-sent, so nothing is refused.
+      await page.reload();
+      await openWallet(page);
+      await waitForState(page, channelId, "ChannelReady");
+      await page.waitForTimeout(3_000);
+      assert.doesNotMatch(await activity(page), /Ignored a message/);
+    });
+  });
+
+  test("an open short of funds says why, in CKB, naming the funding that holds the cells; the wallet shows what is free", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      await page.locator(`${testid("wallet-available")}[data-shannons]`).waitFor();
+      const available = await shannonsOf(page, "wallet-available");
+      // A channel that needs every cell of the wallet.
+      const amount = available - 500n * CKB;
+      await page.fill(testid("amount-input"), `${amount / CKB}.${(amount % CKB).toString().padStart(8, "0")}`);
+      await page.click(testid("open-button"));
+      const sign = page.locator(testid("sign-button")).first();
+      await sign.waitFor({ timeout: 30_000 });
+      const bigId = await sign.getAttribute("data-channel-id");
+      // What is left for a new channel, next to the total, and who holds the rest.
+      assert.ok((await shannonsOf(page, "wallet-available")) < 500n * CKB);
+      assert.ok((await shannonsOf(page, "wallet-balance")) >= available);
+      assert.match(await page.locator(testid("wallet-held")).textContent(), new RegExp(`held by the funding in progress of channel ${shortId(bigId)}`));
+
+      await page.fill(testid("amount-input"), "1000");
+      await page.click(testid("open-button"));
+      const error = page.locator(`${testid("error")}[data-code="INSUFFICIENT_FUNDS"]`);
+      await error.waitFor({ timeout: 30_000 });
+      const text = await error.textContent();
+      assert.match(text, /^Not enough CKB: this channel needs 1099\.\d+ CKB \(1000 CKB for the channel, 99 CKB reserve returned at close, 0\.\d+ CKB fee; \d+ shannons\)/);
+      assert.match(text, /but only \d+(\.\d+)? CKB \(\d+ shannons\) in this wallet is free/);
+      assert.ok(text.includes(`reserved by the pending funding of channel ${bigId}`), text);
+
+      // Abandoning it frees the cells for the next channel.
+      page.once("dialog", (dialog) => void dialog.accept());
+      await page.click(`${testid("abandon-button")}[data-channel-id="${bigId}"]`);
+      await waitForState(page, bigId, "Closed");
+      await page.waitForFunction(
+        (wanted) => BigInt(document.querySelector('[data-testid="wallet-available"]').dataset.shannons ?? "0") >= BigInt(wanted),
+        (available - CKB).toString(),
+        { timeout: 10_000 },
+      );
+    });
+  });
+});
+
 test("two tabs: one owns the node, the other follows read-only and takes over when the first closes", async () => {
   await withBrowser(async (context) => {
     const first = await openWallet(await context.newPage());

@@ -2,6 +2,7 @@
 // signs the funding transaction with JoyID by full-page redirect, and picks
 // up where it left off after the reload the redirect causes.
 import init, {
+  channelReserve,
   FundingNode,
   type CellDep,
   type Channel,
@@ -22,7 +23,18 @@ import {
   walletInputIndexes,
   type Redirect,
 } from "./joyid";
-import { describeClose, describeError, describeState, formatCkb, needsSignature, parseCkb, short, timeLeft, type ErrorTopic } from "./text";
+import {
+  describeClose,
+  describeConfirmations,
+  describeError,
+  describeState,
+  formatCkb,
+  needsSignature,
+  parseCkb,
+  short,
+  timeLeft,
+  type ErrorTopic,
+} from "./text";
 
 // ---- Configuration (config.json next to the page, written by the launcher).
 
@@ -106,6 +118,9 @@ const ui = {
   banner: byTestId("readonly-banner"),
   address: byTestId("wallet-address"),
   balance: byTestId("wallet-balance"),
+  available: byTestId("wallet-available"),
+  held: byTestId("wallet-held"),
+  reserveNote: byTestId("reserve-note"),
   peer: byTestId("peer-status"),
   chain: byTestId("chain-status"),
   form: byTestId<HTMLFormElement>("open-form"),
@@ -128,6 +143,10 @@ let activeChannelId: string | null = null;
 let errorTopic: ErrorTopic | null = null;
 /** Keys of the wallet's live cells, from the last balance refresh. */
 let walletOutPoints: Set<string> | null = null;
+/** The wallet's live cells (key, capacity), from the last balance refresh. */
+let walletCells: { key: string; capacity: bigint }[] | null = null;
+/** The funding tx's confirmations so far, by channel (from `funding_confirmations`). */
+const confirmations = new Map<string, { confirmations: number; required: number }>();
 let pending: PendingFunding[] = [];
 /** Channels as seen through another tab's events (read-only mode). */
 const followed = new Map<string, Row>();
@@ -176,7 +195,9 @@ function reportError(error: unknown): void {
   log(`Error${code ? ` ${code}` : ""}: ${message}`);
 }
 
-function log(text: string): void {
+/** Adds a line to the activity log; `channelId` tags it, so a channel's
+ * lines follow it when its temporary id gives way to its final one. */
+function log(text: string, channelId?: string): void {
   const now = new Date();
   const time = document.createElement("time");
   time.dateTime = now.toISOString();
@@ -191,9 +212,21 @@ function log(text: string): void {
   }
   const item = document.createElement("li");
   item.dataset.text = text;
+  if (channelId) item.dataset.channelId = channelId;
   item.append(time, text);
   ui.activity.prepend(item);
   while (ui.activity.children.length > 60) ui.activity.lastElementChild?.remove();
+}
+
+/** The lines of a channel logged under its temporary id now name its final id. */
+function renameInLog(temporaryId: string, channelId: string): void {
+  for (const item of ui.activity.querySelectorAll<HTMLElement>(`li[data-channel-id="${temporaryId}"]`)) {
+    item.dataset.channelId = channelId;
+    const text = (item.dataset.text ?? "").split(short(temporaryId)).join(short(channelId));
+    item.dataset.text = text;
+    const count = Number(item.dataset.count ?? "1");
+    item.replaceChildren(item.querySelector("time") ?? "", count > 1 ? `${text} (×${count})` : text);
+  }
 }
 
 function setField(element: HTMLElement, text: string, status: "ok" | "warn" | "bad" | "unknown"): void {
@@ -211,13 +244,38 @@ function setControlsEnabled(enabled: boolean): void {
 
 // ---- Balance (CKB's indexer, every few seconds).
 
+/**
+ * What a new channel can use: the wallet's live cells less those pending
+ * fundings hold (their `reserved_cells`), which no other open spends.
+ */
+function renderAvailable(): void {
+  if (walletCells === null) return;
+  const held = new Set(pending.flatMap((flow) => flow.reserved_cells.map(outPointKey)));
+  let available = 0n;
+  let heldCkb = 0n;
+  for (const cell of walletCells) {
+    if (held.has(cell.key)) heldCkb += cell.capacity;
+    else available += cell.capacity;
+  }
+  ui.available.textContent = formatCkb(available);
+  ui.available.dataset.shannons = available.toString();
+  const holders = pending.filter((flow) => flow.reserved_cells.some((c) => walletOutPoints?.has(outPointKey(c))));
+  ui.held.textContent =
+    heldCkb > 0n
+      ? `(${formatCkb(heldCkb)} held by the funding in progress of ${holders.map((flow) => `channel ${short(flow.channel_id)}`).join(", ")})`
+      : "";
+  ui.held.dataset.shannons = heldCkb.toString();
+}
+
 async function refreshBalance(): Promise<void> {
   try {
     const cells = await liveCells(config.ckbRpcUrl, config.wallet.lockScript);
     walletOutPoints = new Set(cells.map((cell) => outPointKey(cell.out_point)));
+    walletCells = cells.map((cell) => ({ key: outPointKey(cell.out_point), capacity: BigInt(cell.output.capacity) }));
     const total = cells.reduce((sum, cell) => sum + BigInt(cell.output.capacity), 0n);
     ui.balance.textContent = `${formatCkb(total)} (${cells.length} cell${cells.length === 1 ? "" : "s"})`;
     ui.balance.dataset.shannons = total.toString();
+    renderAvailable();
     if (ui.chain.dataset.status !== "ok") log("The CKB node answers.");
     setChain(`reachable (${config.ckbRpcUrl})`, "ok");
     clearError("chain");
@@ -227,6 +285,10 @@ async function refreshBalance(): Promise<void> {
     const code = unreachable ? "CHAIN_UNREACHABLE" : "CHAIN_REJECTED";
     ui.balance.textContent = unreachable ? "unknown: CKB node unreachable" : "unknown: the CKB node refused the query";
     delete ui.balance.dataset.shannons;
+    walletCells = null;
+    ui.available.textContent = "unknown";
+    ui.held.textContent = "";
+    delete ui.available.dataset.shannons;
     if (ui.chain.dataset.status !== "bad") log(`CKB node ${unreachable ? "unreachable" : "error"}: ${message}`);
     setChain(`${unreachable ? "unreachable" : "error"}: ${message}`, "bad");
     showError(describeError(code, message).text, code, "chain", true);
@@ -245,6 +307,8 @@ interface Row {
   funding_tx_hash: string | null;
   close_reason: string | null;
   close: Channel["close"];
+  /** Whether the user's signed funding tx was submitted (null: not known, as when following another tab). */
+  signed_submitted: boolean | null;
 }
 
 function rowFromChannel(channel: Channel): Row {
@@ -257,7 +321,34 @@ function rowFromChannel(channel: Channel): Row {
     funding_tx_hash: channel.funding_tx_hash,
     close_reason: channel.close_reason,
     close: channel.close,
+    signed_submitted: channel.signed_submitted,
   };
+}
+
+/** Where a channel stands, in words; with its confirmations while they accrue. */
+function statusWords(row: Pick<Row, "channel_id" | "state" | "flags" | "close_reason" | "signed_submitted">): string {
+  const words = describeState(row.state, row.flags, row.signed_submitted ?? undefined, row.close_reason);
+  const seen = confirmations.get(row.channel_id);
+  if (row.state === "AwaitingChannelReady" && seen) return `${words} (${describeConfirmations(seen.confirmations, seen.required)})`;
+  return words;
+}
+
+/** The status cell: the user's words, Fiber's state and flags one click away. */
+function statusCell(row: Row): HTMLTableCellElement {
+  const td = document.createElement("td");
+  td.dataset.testid = "channel-status";
+  const words = document.createElement("span");
+  words.textContent = statusWords(row);
+  const details = document.createElement("details");
+  details.className = "fiber-state";
+  details.dataset.testid = "fiber-state";
+  const summary = document.createElement("summary");
+  summary.textContent = "details";
+  const code = document.createElement("code");
+  code.textContent = row.flags.length ? `${row.state} (${row.flags.join(", ")})` : row.state;
+  details.append(summary, "Fiber state: ", code);
+  td.append(words, details);
+  return td;
 }
 
 /** The close actions a row offers: a funded channel can always be force-closed. */
@@ -322,8 +413,7 @@ function renderRows(rows: Row[]): void {
       fundingTx.dataset.testid = "funding-tx";
       tr.append(
         cell(short(row.channel_id), row.channel_id, true),
-        cell(row.state),
-        cell(row.flags.length ? row.flags.join(", ") : "—"),
+        statusCell(row),
         cell(row.amount ? formatCkb(row.amount) : "—"),
         cell(row.balance ? formatCkb(row.balance) : "—"),
         fundingTx,
@@ -346,7 +436,7 @@ function renderPending(): void {
       item.dataset.channelId = flow.channel_id;
       item.dataset.state = flow.state;
       const text = document.createElement("span");
-      text.textContent = `Channel ${short(flow.channel_id)}: ${describeState(flow.state, flow.flags, flow.signed_submitted)}`;
+      text.textContent = `Channel ${short(flow.channel_id)}: ${statusWords({ ...flow, close_reason: null })}`;
       text.title = flow.channel_id;
       item.append(text);
       if (flow.deadline_ms !== null && !flow.signed_submitted) {
@@ -403,9 +493,27 @@ async function refresh(): Promise<void> {
     renderRows(channels.map(rowFromChannel));
     pending = flows;
     renderPending();
+    renderAvailable();
+    updateRestored();
   } catch (error) {
     reportError(error);
   }
+}
+
+/** Ids of the flows the restored-flows line names (as the page loaded). */
+let restoredIds: string[] = [];
+
+/**
+ * The restored-flows line describes the page load; it says nothing once it
+ * would contradict the list below it: a new funding after "none was in
+ * progress", or flows it names that have since moved on.
+ */
+function updateRestored(): void {
+  const stale =
+    restoredIds.length === 0
+      ? pending.length > 0
+      : restoredIds.some((id) => !pending.some((flow) => flow.channel_id === id));
+  if (stale) ui.restored.textContent = "";
 }
 
 function describeRestored(flows: PendingFunding[]): string {
@@ -437,9 +545,14 @@ function showProgress(channelId: string, state: string, flags: readonly string[]
     case "exchanging signatures":
       text = `${name}: exchanging signatures with the counterparty…`;
       break;
-    case "waiting for the funding transaction to confirm":
-      text = `${name}: funding transaction sent, waiting for ${config.fundingConfirmations ?? 3} confirmation(s)…`;
+    case "waiting for the funding transaction to confirm": {
+      const seen = confirmations.get(channelId);
+      const required = seen?.required ?? config.fundingConfirmations ?? 3;
+      text = seen
+        ? `${name}: funding transaction ${describeConfirmations(seen.confirmations, required)}…`
+        : `${name}: funding transaction sent, waiting for ${required} confirmation${required === 1 ? "" : "s"}…`;
       break;
+    }
     case "ready":
       text = `${name} is ready.`;
       break;
@@ -458,7 +571,12 @@ function showProgress(channelId: string, state: string, flags: readonly string[]
 function onEvent(event: FundingEvent): void {
   switch (event.type) {
     case "state_changed": {
-      log(`Channel ${short(event.channel_id)}: ${describeState(event.state, event.flags, undefined, event.close_reason)}.`);
+      // A channel has one name: once its final id is known, earlier lines
+      // under its temporary id are shown under the final one too.
+      if (event.temporary_channel_id !== event.channel_id) renameInLog(event.temporary_channel_id, event.channel_id);
+      log(`Channel ${short(event.channel_id)}: ${describeState(event.state, event.flags, undefined, event.close_reason)}.`, event.channel_id);
+      // Ready: the funding tx spent the wallet's cells and returned the change.
+      if (event.state === "ChannelReady" || event.state === "Closed") void refreshBalance();
       if (mode === "follower") {
         if (event.temporary_channel_id !== event.channel_id) followed.delete(event.temporary_channel_id);
         const known = followed.get(event.channel_id);
@@ -471,6 +589,7 @@ function onEvent(event: FundingEvent): void {
           funding_tx_hash: known?.funding_tx_hash ?? null,
           close_reason: event.close_reason,
           close: known?.close ?? null,
+          signed_submitted: known?.signed_submitted ?? null,
         });
         renderRows([...followed.values()]);
       }
@@ -514,6 +633,15 @@ function onEvent(event: FundingEvent): void {
     case "close_tx_rejected":
       log(`A closing transaction of ${short(event.channel_id)} was refused by the CKB node (it is sent again): ${event.reason}`);
       break;
+    case "funding_confirmations": {
+      confirmations.set(event.channel_id, { confirmations: event.confirmations, required: event.required });
+      log(`Channel ${short(event.channel_id)}: funding transaction ${describeConfirmations(event.confirmations, event.required)}.`, event.channel_id);
+      if (mode === "follower" || isActive(event.channel_id)) {
+        showProgress(event.channel_id, "AwaitingChannelReady", [], null, true);
+      }
+      scheduleRefresh();
+      break;
+    }
     case "funding_tx_rejected":
       showError(`The funding transaction was rejected: ${event.reason}`, "FUNDING_TX_REJECTED", "funding");
       log(`Funding transaction of ${short(event.channel_id)} rejected: ${event.reason}`);
@@ -554,7 +682,7 @@ async function openChannel(): Promise<void> {
       funding_lock_script_cell_deps: config.wallet.cellDeps,
     });
     activeChannelId = result.channel_id;
-    log(`Channel ${short(result.channel_id)} opened; its funding transaction awaits your signature.`);
+    log(`Channel ${short(result.channel_id)} opened; its funding transaction awaits your signature.`, result.channel_id);
     await refresh();
     const flow = pending.find((p) => p.channel_id === result.channel_id);
     showProgress(result.channel_id, flow?.state ?? "NegotiatingFunding", flow?.flags ?? ["AWAITING_EXTERNAL_FUNDING"], null, false);
@@ -760,6 +888,7 @@ async function becomeOwner(opened: ChannelNode, redirect: Redirect | null, tookO
   }
   ui.restored.textContent = restored;
   ui.restored.dataset.count = String(pending.length);
+  restoredIds = pending.map((flow) => flow.channel_id);
   if (pending.length > 0) log(restored);
   await refresh();
   setControlsEnabled(true);
@@ -771,6 +900,19 @@ async function becomeOwner(opened: ChannelNode, redirect: Redirect | null, tookO
     else setStatus("Ready.");
   } else {
     setStatus(pending.length > 0 ? "Ready. Fundings in progress are listed below." : "Ready.");
+  }
+}
+
+/** Where the amount is chosen: what a channel takes on top of it. */
+function showReserve(): void {
+  try {
+    const reserve = formatCkb(channelReserve(config.wallet.lockScript));
+    ui.reserveNote.textContent =
+      `On top of the amount, the channel keeps a reserve of ${reserve} from this wallet ` +
+      `(it comes back when the channel closes) and the funding transaction pays a small fee.`;
+    ui.reserveNote.dataset.reserve = reserve;
+  } catch (error) {
+    ui.reserveNote.textContent = `The channel also keeps a reserve from this wallet (it could not be computed: ${(error as Error).message}).`;
   }
 }
 
@@ -814,6 +956,7 @@ async function main(): Promise<void> {
     return;
   }
   ui.address.textContent = config.wallet.address ?? "";
+  ui.reserveNote.textContent = "";
   if (config.fundingAmountCkb !== undefined) ui.amount.value = String(config.fundingAmountCkb);
   setPeer(`connecting to ${config.peerUrl}…`, "unknown");
   setChain(`checking ${config.ckbRpcUrl}…`, "unknown");
@@ -838,6 +981,7 @@ async function main(): Promise<void> {
     setStatus("The wallet could not start.");
     return;
   }
+  showReserve();
   await startNode(redirect);
 }
 

@@ -58,6 +58,11 @@ export function describeState(state: string, flags: readonly string[], signedSub
   }
 }
 
+/** "confirmed 1 of 3 times" */
+export function describeConfirmations(confirmations: number, required: number): string {
+  return `confirmed ${confirmations} of ${required} time${required === 1 ? "" : "s"}`;
+}
+
 /** Where a funded channel's close stands, in words; null when it is not closing. */
 export function describeClose(close: {
   closing_tx_hash: string | null;
@@ -118,7 +123,8 @@ export function describeError(code: string | undefined, message: string): { text
     case "CHAIN_REJECTED":
       return { topic: "chain", text: `The CKB node refused a request: ${message}` };
     case "INSUFFICIENT_FUNDS":
-      return { topic: "funding", text: `Not enough CKB in this wallet: ${message}` };
+      // The module's message says it all, in CKB: what the channel needs, what is free, who holds the rest.
+      return { topic: "funding", text: `${message.charAt(0).toUpperCase()}${message.slice(1)}.` };
     case "UNSPENDABLE_CHANGE":
       return { topic: "funding", text: `That amount would leave change too small to keep: ${message}. Try a slightly different amount.` };
     case "NOT_CLOSABLE":

@@ -1,0 +1,155 @@
+//! What a (re)connection resends: only what is in flight. A page reload after
+//! `ChannelReady` must not replay the funding collaboration at the initiator,
+//! whose recovery state is gone, nor make either side refuse anything; a
+//! close under way must still be brought up to date.
+
+mod common;
+
+use common::*;
+use fiber_funding::flow::state::*;
+use fiber_funding::flow::ChannelState;
+use fiber_funding::primitives::ChannelId;
+
+/// Names of the messages node `from` sent since `mark` (an index into the sent log).
+fn sent_since(world: &World, mark: usize, from: usize) -> Vec<&'static str> {
+    world.sent_log[mark..]
+        .iter()
+        .filter(|(index, _)| *index == from)
+        .map(|(_, message)| message.name())
+        .collect()
+}
+
+fn ready_world() -> (World, ChannelId) {
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    world.run();
+    assert_channel_ready(&world);
+    let channel_id = world.only_channel(INITIATOR).channel_id;
+    (world, channel_id)
+}
+
+#[test]
+fn a_reload_after_channel_ready_resends_nothing_and_rejects_nothing() {
+    let (mut world, channel_id) = ready_world();
+
+    // A reconnection, then a reload of the page (the initiator rebuilt from
+    // its store), then a restart of the counterparty.
+    for index in [None, Some(INITIATOR), Some(ACCEPTOR)] {
+        let mark = world.sent_log.len();
+        match index {
+            None => world.reconnect(),
+            Some(index) => world.restart(index),
+        }
+        world.run();
+        for node in [INITIATOR, ACCEPTOR] {
+            assert_eq!(
+                sent_since(&world, mark, node),
+                Vec::<&str>::new(),
+                "node {node} resent messages for a ready channel (after {index:?})"
+            );
+        }
+        assert_eq!(world.rejections(INITIATOR), Vec::<String>::new());
+        assert_eq!(world.rejections(ACCEPTOR), Vec::<String>::new());
+        assert_channel_ready(&world);
+    }
+
+    // A peer that still asks (upstream Fiber sends ReestablishChannel for
+    // every channel) hears ChannelReady, nothing of the funding phases.
+    let mark = world.sent_log.len();
+    let ask = world.initiator().channel(&channel_id).unwrap();
+    assert_eq!(ask.state, ChannelState::ChannelReady);
+    world.inject(
+        INITIATOR,
+        fiber_funding::wire::FiberMessage::ReestablishChannel(fiber_funding::wire::ReestablishChannel {
+            channel_id,
+            local_commitment_number: 1,
+            remote_commitment_number: 1,
+        }),
+    );
+    world.run();
+    // It asks back once (it had nothing in flight to ask about itself).
+    assert_eq!(
+        sent_since(&world, mark, ACCEPTOR)[..2],
+        ["ReestablishChannel", "ChannelReady"]
+    );
+    for index in [INITIATOR, ACCEPTOR] {
+        let sent = sent_since(&world, mark, index);
+        assert!(
+            sent.iter()
+                .all(|name| ["ReestablishChannel", "ChannelReady"].contains(name)),
+            "node {index} sent {sent:?}"
+        );
+    }
+    assert_eq!(world.rejections(INITIATOR), Vec::<String>::new());
+    assert_eq!(world.rejections(ACCEPTOR), Vec::<String>::new());
+}
+
+#[test]
+fn a_cooperative_close_under_way_is_still_resent_on_reconnection() {
+    let (mut world, channel_id) = ready_world();
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR]
+        .node
+        .shutdown_channel(&channel_id, None, None, now)
+        .unwrap();
+    world.execute(INITIATOR, actions);
+    // The Shutdown is lost with the connection.
+    assert_eq!(world.drop_queued("Shutdown"), 1);
+
+    let mark = world.sent_log.len();
+    world.reconnect();
+    world.run();
+    assert!(
+        sent_since(&world, mark, INITIATOR).contains(&"Shutdown"),
+        "{:?}",
+        sent_since(&world, mark, INITIATOR)
+    );
+    for index in [INITIATOR, ACCEPTOR] {
+        match world.state(index, &channel_id) {
+            Some(ChannelState::Closed(flags)) => assert!(flags.contains(CloseFlags::COOPERATIVE), "{flags:?}"),
+            other => panic!("node {index}: {other:?}"),
+        }
+    }
+    assert_eq!(world.rejections(INITIATOR), Vec::<String>::new());
+    assert_eq!(world.rejections(ACCEPTOR), Vec::<String>::new());
+}
+
+#[test]
+fn once_the_funding_tx_is_final_only_the_signing_phase_is_resent() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run();
+    let channel_id = world.only_channel(INITIATOR).channel_id;
+    assert_eq!(
+        world.state(INITIATOR, &channel_id),
+        Some(ChannelState::SigningCommitment(
+            SigningCommitmentFlags::THEIR_COMMITMENT_SIGNED_SENT
+        ))
+    );
+
+    let mark = world.sent_log.len();
+    world.reconnect();
+    world.run();
+    // Both sides hold the final tx: neither replays the collaboration.
+    let collaboration = ["OpenChannel", "AcceptChannel", "TxUpdate", "TxComplete"];
+    for index in [INITIATOR, ACCEPTOR] {
+        let sent = sent_since(&world, mark, index);
+        assert!(
+            !sent.iter().any(|name| collaboration.contains(name)),
+            "node {index} resent {sent:?}"
+        );
+    }
+    // The acceptor's commitment signature is what the initiator may lack.
+    assert_eq!(
+        sent_since(&world, mark, ACCEPTOR),
+        vec!["ReestablishChannel", "CommitmentSigned"]
+    );
+    assert_eq!(world.rejections(INITIATOR), Vec::<String>::new());
+    assert_eq!(world.rejections(ACCEPTOR), Vec::<String>::new());
+
+    let (channel_id, signed) = world.user.signed_in_url.clone().unwrap();
+    world.submit(&channel_id, &signed).unwrap();
+    world.run();
+    assert_channel_ready(&world);
+}
