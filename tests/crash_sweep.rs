@@ -174,15 +174,6 @@ impl CloseKind {
     }
 }
 
-fn ready_world() -> (World, ChannelId) {
-    let mut world = World::new(Setup::default());
-    world.open(1000).unwrap();
-    world.run();
-    assert_channel_ready(&world);
-    let channel_id = world.only_channel(INITIATOR).channel_id;
-    (world, channel_id)
-}
-
 /// Drives a close to its end: asks again if the ask was lost with the crash,
 /// lets the delay pass, and runs until quiet.
 fn finish_close(world: &mut World, kind: CloseKind, channel_id: &ChannelId) {

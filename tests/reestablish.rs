@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use fiber_funding::flow::state::*;
 use fiber_funding::flow::ChannelState;
-use fiber_funding::primitives::ChannelId;
 
 /// Names of the messages node `from` sent since `mark` (an index into the sent log).
 fn sent_since(world: &World, mark: usize, from: usize) -> Vec<&'static str> {
@@ -17,15 +16,6 @@ fn sent_since(world: &World, mark: usize, from: usize) -> Vec<&'static str> {
         .filter(|(index, _)| *index == from)
         .map(|(_, message)| message.name())
         .collect()
-}
-
-fn ready_world() -> (World, ChannelId) {
-    let mut world = World::new(Setup::default());
-    world.open(1000).unwrap();
-    world.run();
-    assert_channel_ready(&world);
-    let channel_id = world.only_channel(INITIATOR).channel_id;
-    (world, channel_id)
 }
 
 #[test]

@@ -39,6 +39,12 @@ fn to_js(value: &Value) -> JsValue {
         .unwrap()
 }
 
+/// A thrown `FundingError`'s `code` and `message`.
+fn code_and_message(error: &JsValue) -> (Option<String>, String) {
+    let field = |name: &str| js_sys::Reflect::get(error, &name.into()).unwrap().as_string();
+    (field("code"), field("message").unwrap())
+}
+
 fn from_js(value: JsValue) -> Value {
     serde_wasm_bindgen::from_value(value).unwrap()
 }
@@ -311,11 +317,7 @@ async fn open_refuses_unknown_and_out_of_range_options_by_name() {
             Ok(_) => panic!("{key} = {value} was taken"),
             Err(error) => error,
         };
-        let code = js_sys::Reflect::get(&error, &"code".into()).unwrap().as_string();
-        let message = js_sys::Reflect::get(&error, &"message".into())
-            .unwrap()
-            .as_string()
-            .unwrap();
+        let (code, message) = code_and_message(&error);
         assert_eq!(code.as_deref(), Some("INVALID_PARAMS"), "{key} = {value}: {message}");
         assert!(message.contains(key), "{key} = {value}: {message}");
     }
@@ -343,11 +345,7 @@ async fn open_refuses_options_that_are_not_json_data() {
         Ok(_) => panic!("options holding a BigInt were taken"),
         Err(error) => error,
     };
-    let code = js_sys::Reflect::get(&error, &"code".into()).unwrap().as_string();
-    let message = js_sys::Reflect::get(&error, &"message".into())
-        .unwrap()
-        .as_string()
-        .unwrap();
+    let (code, message) = code_and_message(&error);
     assert_eq!(code.as_deref(), Some("INVALID_PARAMS"), "{message}");
     assert!(message.contains("options") && message.contains("BigInt"), "{message}");
 }
