@@ -313,6 +313,41 @@ fn a_submit_while_the_peer_is_away_is_queued_and_goes_on_when_it_is_back() {
     assert_eq!(acceptor_view.state, ChannelState::ChannelReady);
 }
 
+/// Queued after the counterparty had signed our commitment (it signs first:
+/// it adds only its reserve), and it stays away past the deadline: our own
+/// commitment signature and witnesses are committed to, so the flow does not
+/// give up (docs/protocol.md, rule 5). It waits, and completes when the
+/// counterparty is back.
+#[test]
+fn a_queued_submit_past_the_deadline_waits_for_the_peer_that_signed_first() {
+    let mut harness = Harness::new();
+    let (initiator, acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
+    let params = harness.params();
+    let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
+    block_on(&mut harness, initiator.close()).unwrap();
+    drop(initiator);
+    i_link.disconnect();
+    harness.pool.run_until_stalled();
+    let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
+    let (initiator, link) = harness.restart_initiator_offline(&a_link);
+    let submitted = block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap();
+    assert!(submitted.queued);
+
+    harness.platform.advance(TIMEOUT_MS + 1);
+    harness.pool.run_until_stalled();
+    let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
+    assert_eq!(view.state.name(), "AwaitingTxSignatures", "{view:?}");
+    assert_eq!(view.deadline_ms, None, "past the point of no return");
+
+    link.connect();
+    harness.pool.run_until_stalled();
+    harness.mine_and_poll(3);
+    let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
+    assert_eq!(view.state, ChannelState::ChannelReady);
+    let acceptor_view = block_on(&mut harness, acceptor.channel(channel_id)).unwrap().unwrap();
+    assert_eq!(acceptor_view.state, ChannelState::ChannelReady);
+}
+
 #[test]
 fn a_submit_with_the_peer_connected_is_sent() {
     let mut harness = Harness::new();
