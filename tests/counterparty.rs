@@ -8,334 +8,35 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use ckb_types::packed;
-use ckb_types::prelude::*;
-use fiber_funding::api::options::known_deployments;
 use fiber_funding::chain::client::ChainClient;
 use fiber_funding::chain::rpc::RpcChainClient;
 use fiber_funding::chain::TxStatus;
-use fiber_funding::flow::{ChannelState, NodeConfig, OpenChannelParams};
+use fiber_funding::flow::{ChannelState, NodeConfig};
 use fiber_funding::native::http_rpc::{genesis_default_lock_dep_group, HttpTransport};
 use fiber_funding::native::platform::{generate_node_secret, OsEntropy, TokioPlatform};
 use fiber_funding::native::redb_store::RedbStore;
 use fiber_funding::native::simchain::DEV_ACCOUNTS;
 use fiber_funding::native::ws_client::{ClientSettings, WsClientLink};
-use fiber_funding::primitives::{decode_hex, encode_hex, ChannelId, Hash256, NodeId, Pubkey};
-use fiber_funding::runtime::{inbox, start, DriverHandle, DriverParts, DriverSettings};
+use fiber_funding::primitives::{encode_hex, Hash256};
+use fiber_funding::runtime::{inbox, start, DriverParts, DriverSettings};
 use fiber_funding::store::memory::MemoryStore;
 use fiber_funding::tx::default_lock;
 use fiber_funding::tx::script::ScriptTemplate;
 use k256::ecdsa::SigningKey;
 
-const CKB: u64 = 100_000_000;
-const CONFIRMATIONS: &str = "2";
-const POLL_MS: u64 = 100;
-/// The user funds with dev account 0; the counterparty's wallet is dev account 1.
-const USER: usize = 0;
-const COUNTERPARTY_WALLET: usize = 1;
+#[path = "common/processes.rs"]
+mod processes;
+use processes::*;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    std::env::temp_dir().join(format!("fiber-counterparty-{name}-{}-{nanos}", std::process::id()))
-}
-
-fn dev_key(index: usize) -> SigningKey {
-    SigningKey::from_slice(&decode_hex(DEV_ACCOUNTS[index].secret_key).unwrap()).unwrap()
-}
-
-/// Output lines of a child, gathered by a thread.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
-
-impl Lines {
-    fn gather(self, stream: impl std::io::Read + Send + 'static) -> Self {
-        let lines = self.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                lines.0.lock().unwrap().push(line);
-            }
-        });
-        self
+fn bins() -> Binaries {
+    Binaries {
+        simchain: env!("CARGO_BIN_EXE_fiber-simchain").into(),
+        counterparty: env!("CARGO_BIN_EXE_fiber-counterparty").into(),
     }
-
-    fn all(&self) -> String {
-        self.0.lock().unwrap().join("\n")
-    }
-
-    fn wait_for(&self, needle: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.0.lock().unwrap().iter().any(|line| line.contains(needle)) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-}
-
-/// A running `fiber-simchain`, killed when dropped.
-struct SimChain {
-    child: Child,
-    rpc: String,
-}
-
-impl SimChain {
-    fn start() -> SimChain {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fiber-simchain"))
-            .args(["--listen", "127.0.0.1:0", "--log", "warn", "--cells-per-account", "10"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start fiber-simchain");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let rpc = lines.next().unwrap().unwrap();
-        let rpc = rpc.strip_prefix("rpc=").expect("rpc=…").to_owned();
-        SimChain { child, rpc }
-    }
-
-    fn client(&self) -> RpcChainClient<HttpTransport> {
-        RpcChainClient::new(HttpTransport::new(self.rpc.clone()))
-    }
-}
-
-impl Drop for SimChain {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The contracts both sides name on the simulated chain: Fiber's testnet
-/// deployment's code hashes (these tests open and confirm channels; nothing
-/// here spends a funding cell, so no lock script of theirs runs).
-fn testnet_contracts() -> (ScriptTemplate, ScriptTemplate) {
-    let [testnet, _] = known_deployments();
-    (testnet.funding_lock, testnet.commitment_lock)
-}
-
-fn counterparty_command(data_dir: &Path, ckb_rpc: &str, listen: &str) -> Command {
-    let (funding_lock, commitment_lock) = testnet_contracts();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fiber-counterparty"));
-    command
-        .args([
-            "--listen",
-            listen,
-            "--ckb-rpc",
-            ckb_rpc,
-            "--confirmations",
-            CONFIRMATIONS,
-            "--funding-lock-code-hash",
-            &funding_lock.code_hash.to_string(),
-            "--commitment-lock-code-hash",
-            &commitment_lock.code_hash.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--poll-interval-ms", &POLL_MS.to_string(), "--log", "info"])
-        // The key from the environment, as an operator would keep it out of `ps`.
-        .env(
-            "FIBER_COUNTERPARTY_WALLET_KEY",
-            DEV_ACCOUNTS[COUNTERPARTY_WALLET].secret_key,
-        )
-        .env_remove("RUST_LOG");
-    command
-}
-
-/// A running `fiber-counterparty`, killed when dropped.
-struct Counterparty {
-    child: Child,
-    node_id: NodeId,
-    url: String,
-    log: Lines,
-}
-
-impl Counterparty {
-    fn start(data_dir: &Path, ckb_rpc: &str, listen: &str) -> Counterparty {
-        let mut child = counterparty_command(data_dir, ckb_rpc, listen)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start fiber-counterparty");
-        let log = Lines::default().gather(child.stderr.take().unwrap());
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut value = |key: &str| match stdout.next() {
-            Some(Ok(line)) => line
-                .strip_prefix(&format!("{key}="))
-                .unwrap_or_else(|| panic!("expected {key}=…, got {line:?}"))
-                .to_owned(),
-            _ => panic!("the counterparty printed no {key}=…; its log:\n{}", log.all()),
-        };
-        let node_id = Pubkey::from_hex(&value("node_id")).unwrap();
-        let url = value("listening");
-        Counterparty {
-            child,
-            node_id,
-            url,
-            log,
-        }
-    }
-
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "no exit within 5 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Counterparty {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The browser's side, natively: the same driver over the WebSocket client.
-struct Initiator {
-    handle: DriverHandle,
-    chain: RpcChainClient<HttpTransport>,
-    user_key: SigningKey,
-    user_lock: packed::Script,
-    dep: packed::CellDep,
-}
-
-impl Initiator {
-    async fn start(sim: &SimChain, counterparty: &Counterparty) -> Initiator {
-        Self::start_for(sim, counterparty, dev_key(USER)).await
-    }
-
-    async fn start_for(sim: &SimChain, counterparty: &Counterparty, user_key: SigningKey) -> Initiator {
-        let chain = sim.client();
-        let chain_hash = chain.genesis_hash().await.unwrap();
-        let dep = genesis_default_lock_dep_group(chain.transport(), 5_000).await.unwrap();
-        let secret = generate_node_secret();
-        let (funding_lock, commitment_lock) = testnet_contracts();
-        let config = NodeConfig {
-            node_secret: secret.clone(),
-            chain_hash,
-            funding_lock,
-            commitment_lock,
-            external_funding_timeout_ms: 300_000,
-            funding_confirmations: CONFIRMATIONS.parse().unwrap(),
-            acceptor: None,
-        };
-        let (sender, receiver) = inbox();
-        let settings = ClientSettings {
-            first_backoff_ms: 100,
-            max_backoff_ms: 500,
-            ..ClientSettings::default()
-        };
-        let link = WsClientLink::connect_with(
-            &counterparty.url,
-            secret,
-            counterparty.node_id,
-            sender.clone(),
-            settings,
-        );
-        let parts = DriverParts {
-            config,
-            entropy: Box::new(OsEntropy),
-            store: Rc::new(MemoryStore::new()),
-            link,
-            chain: Rc::new(chain.clone()),
-            platform: Rc::new(TokioPlatform),
-            settings: DriverSettings {
-                poll_interval_ms: POLL_MS,
-                chain_retry_ms: 200,
-                ..DriverSettings::default()
-            },
-            on_event: Box::new(|_| {}),
-        };
-        let (handle, unreadable) = start(parts, sender, receiver).await.unwrap();
-        assert!(unreadable.is_empty());
-        Initiator {
-            handle,
-            chain,
-            user_lock: default_lock::lock_script_for_key(user_key.verifying_key()),
-            user_key,
-            dep,
-        }
-    }
-
-    async fn open(&self, counterparty: NodeId) -> (ChannelId, packed::Transaction) {
-        let params = OpenChannelParams::new(
-            counterparty,
-            1_000 * CKB,
-            self.user_lock.clone(),
-            vec![self.dep.clone()],
-        );
-        self.handle.open_channel(params).await.expect("open")
-    }
-
-    /// What the user's wallet does: signs every input that is the user's.
-    async fn sign(&self, unsigned: &packed::Transaction) -> packed::Transaction {
-        let own: Vec<Vec<u8>> = self
-            .chain
-            .live_cells(self.user_lock.clone())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|cell| cell.out_point.as_slice().to_vec())
-            .collect();
-        let group: Vec<usize> = unsigned
-            .raw()
-            .inputs()
-            .into_iter()
-            .enumerate()
-            .filter(|(_, input)| own.contains(&input.previous_output().as_slice().to_vec()))
-            .map(|(index, _)| index)
-            .collect();
-        assert!(!group.is_empty(), "the funding tx spends none of the user's cells");
-        default_lock::sign_group(unsigned, &group, &self.user_key).unwrap()
-    }
-
-    /// Mines blocks until the channel is ready here; returns the funding tx hash.
-    async fn mine_until_ready(&self, channel_id: ChannelId) -> Hash256 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let view = self.handle.channel(channel_id).await.unwrap().unwrap();
-            if view.state == ChannelState::ChannelReady {
-                return view.funding_tx_hash.unwrap();
-            }
-            assert!(
-                !matches!(view.state, ChannelState::Closed(_)),
-                "the channel closed: {:?}",
-                view.close_reason
-            );
-            assert!(Instant::now() < deadline, "not ready within 30 s: {}", view.state);
-            self.chain.generate_block().await.unwrap();
-            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
-        }
-    }
-}
-
-fn run_local<F: std::future::Future>(future: F) -> F::Output {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, future)
 }
 
 fn assert_committed(sim: &SimChain, funding_tx: Hash256) {
@@ -346,9 +47,9 @@ fn assert_committed(sim: &SimChain, funding_tx: Hash256) {
 
 #[test]
 fn a_browser_opens_a_channel_and_both_sides_reach_channel_ready() {
-    let sim = SimChain::start();
+    let sim = SimChain::start(&bins(), 10);
     let data_dir = temp_dir("happy");
-    let mut counterparty = Counterparty::start(&data_dir, &sim.rpc, "127.0.0.1:0");
+    let mut counterparty = Counterparty::start(&bins(), &data_dir, &sim.rpc, "127.0.0.1:0");
     assert!(counterparty.url.starts_with("ws://127.0.0.1:"), "{}", counterparty.url);
     let node_id_file = std::fs::read_to_string(data_dir.join("node_id")).unwrap();
     assert_eq!(node_id_file.trim(), counterparty.node_id.to_string());
@@ -398,9 +99,9 @@ fn a_browser_opens_a_channel_and_both_sides_reach_channel_ready() {
 
 #[test]
 fn a_counterparty_killed_between_open_and_submit_restarts_and_the_flow_completes() {
-    let sim = SimChain::start();
+    let sim = SimChain::start(&bins(), 10);
     let data_dir = temp_dir("kill9");
-    let mut counterparty = Counterparty::start(&data_dir, &sim.rpc, "127.0.0.1:0");
+    let mut counterparty = Counterparty::start(&bins(), &data_dir, &sim.rpc, "127.0.0.1:0");
     let first_node_id = counterparty.node_id;
 
     run_local(async {
@@ -417,7 +118,7 @@ fn a_counterparty_killed_between_open_and_submit_restarts_and_the_flow_completes
         // Gone without a chance to flush anything: only what redb committed survives.
         counterparty.kill_9();
         let listen = counterparty.url.trim_start_matches("ws://").to_owned();
-        let restarted = Counterparty::start(&data_dir, &sim.rpc, &listen);
+        let restarted = Counterparty::start(&bins(), &data_dir, &sim.rpc, &listen);
         assert_eq!(restarted.node_id, first_node_id, "the node key survived");
         assert_eq!(restarted.url, counterparty.url);
 
@@ -492,7 +193,7 @@ fn refused(command: &mut Command) -> String {
 
 #[test]
 fn bad_configuration_exits_2_with_one_clear_line() {
-    let sim = SimChain::start();
+    let sim = SimChain::start(&bins(), 10);
     let data_dir = temp_dir("bad-config");
 
     let mut no_data_dir = Command::new(env!("CARGO_BIN_EXE_fiber-counterparty"));
@@ -506,7 +207,7 @@ fn bad_configuration_exits_2_with_one_clear_line() {
     let message = refused(&mut no_data_dir);
     assert!(message.contains("--data-dir"), "{message}");
 
-    let mut bad_key = counterparty_command(&data_dir, &sim.rpc, "127.0.0.1:0");
+    let mut bad_key = counterparty_command(&bins(), &data_dir, &sim.rpc, "127.0.0.1:0");
     bad_key.args(["--wallet-key", "0x1234abcd"]);
     let message = refused(&mut bad_key);
     assert!(
@@ -515,7 +216,7 @@ fn bad_configuration_exits_2_with_one_clear_line() {
     );
     assert!(!message.contains("1234abcd"), "the key text was echoed: {message}");
 
-    let mut no_key = counterparty_command(&data_dir, &sim.rpc, "127.0.0.1:0");
+    let mut no_key = counterparty_command(&bins(), &data_dir, &sim.rpc, "127.0.0.1:0");
     no_key.env_remove("FIBER_COUNTERPARTY_WALLET_KEY");
     let message = refused(&mut no_key);
     assert!(message.contains("--wallet-key"), "{message}");
@@ -527,83 +228,40 @@ fn bad_configuration_exits_2_with_one_clear_line() {
         .port();
     let dead_rpc = format!("http://127.0.0.1:{closed_port}");
     let untouched = temp_dir("dead-rpc");
-    let message = refused(&mut counterparty_command(&untouched, &dead_rpc, "127.0.0.1:0"));
+    let message = refused(&mut counterparty_command(&bins(), &untouched, &dead_rpc, "127.0.0.1:0"));
     assert!(message.contains(&dead_rpc), "{message}");
     assert!(!untouched.exists(), "nothing is written before the chain answers");
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap().to_string();
-    let message = refused(&mut counterparty_command(&data_dir, &sim.rpc, &taken_addr));
+    let message = refused(&mut counterparty_command(&bins(), &data_dir, &sim.rpc, &taken_addr));
     assert!(
         message.contains("cannot listen on") && message.contains(&taken_addr),
         "{message}"
     );
 
-    let mut bad_number = counterparty_command(&data_dir, &sim.rpc, "127.0.0.1:0");
+    let mut bad_number = counterparty_command(&bins(), &data_dir, &sim.rpc, "127.0.0.1:0");
     bad_number.args(["--confirmations", "three"]);
     let message = refused(&mut bad_number);
     assert!(message.contains("--confirmations"), "{message}");
 
-    let mut unknown = counterparty_command(&data_dir, &sim.rpc, "127.0.0.1:0");
+    let mut unknown = counterparty_command(&bins(), &data_dir, &sim.rpc, "127.0.0.1:0");
     unknown.arg("--frobnicate");
     let message = refused(&mut unknown);
     assert!(message.contains("--frobnicate"), "{message}");
 
     // A second counterparty on a data dir in use.
-    let _running = Counterparty::start(&data_dir, &sim.rpc, "127.0.0.1:0");
-    let message = refused(&mut counterparty_command(&data_dir, &sim.rpc, "127.0.0.1:0"));
+    let _running = Counterparty::start(&bins(), &data_dir, &sim.rpc, "127.0.0.1:0");
+    let message = refused(&mut counterparty_command(&bins(), &data_dir, &sim.rpc, "127.0.0.1:0"));
     assert!(message.contains("in use"), "{message}");
-}
-
-/// Pays `CKB 2,000` from a dev account 0 cell to each of `users`, mined.
-async fn fund_users(chain: &RpcChainClient<HttpTransport>, dep: &packed::CellDep, users: &[packed::Script]) {
-    let source = chain.live_cells(default_lock::lock_script_for_key(dev_key(USER).verifying_key()));
-    let source = source.await.unwrap().remove(0);
-    let capacity: u64 = source.output.capacity().unpack();
-    let each = 2_000 * CKB;
-    let mut outputs: Vec<packed::CellOutput> = users
-        .iter()
-        .map(|lock| {
-            packed::CellOutput::new_builder()
-                .capacity(each)
-                .lock(lock.clone())
-                .build()
-        })
-        .collect();
-    let change = capacity - each * users.len() as u64 - CKB;
-    outputs.push(
-        packed::CellOutput::new_builder()
-            .capacity(change)
-            .lock(source.output.lock())
-            .build(),
-    );
-    let tx = packed::Transaction::new_builder()
-        .raw(
-            packed::RawTransaction::new_builder()
-                .cell_deps(vec![dep.clone()].pack())
-                .inputs(
-                    vec![packed::CellInput::new_builder()
-                        .previous_output(source.out_point)
-                        .build()]
-                    .pack(),
-                )
-                .outputs_data(vec![packed::Bytes::default(); outputs.len()].pack())
-                .outputs(outputs.pack())
-                .build(),
-        )
-        .witnesses(vec![default_lock::placeholder_witness().as_bytes().pack()].pack())
-        .build();
-    let tx = default_lock::sign_group(&tx, &[0], &dev_key(USER)).unwrap();
-    chain.send_transaction(tx).await.unwrap();
-    chain.generate_block().await.unwrap();
 }
 
 #[test]
 fn several_browsers_fund_channels_with_the_counterparty_at_once() {
     const BROWSERS: usize = 3;
-    let sim = SimChain::start();
+    let sim = SimChain::start(&bins(), 10);
     let data_dir = temp_dir("several");
-    let counterparty = Counterparty::start(&data_dir, &sim.rpc, "127.0.0.1:0");
+    let counterparty = Counterparty::start(&bins(), &data_dir, &sim.rpc, "127.0.0.1:0");
     run_local(async {
         let chain = sim.client();
         let dep = genesis_default_lock_dep_group(chain.transport(), 5_000).await.unwrap();
@@ -614,7 +272,7 @@ fn several_browsers_fund_channels_with_the_counterparty_at_once() {
             .iter()
             .map(|key| default_lock::lock_script_for_key(key.verifying_key()))
             .collect();
-        fund_users(&chain, &dep, &locks).await;
+        fund_users(&chain, &dep, &locks, 2_000 * CKB).await;
 
         let mut initiators = Vec::new();
         for key in keys {
@@ -989,7 +647,7 @@ mod link {
 
 #[test]
 fn min_free_cells_splits_the_wallet_before_listening() {
-    let sim = SimChain::start();
+    let sim = SimChain::start(&bins(), 10);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The chain keeps producing blocks, as the demo's miner does.
     let miner = {
@@ -1006,7 +664,7 @@ fn min_free_cells_splits_the_wallet_before_listening() {
     let data_dir = temp_dir("min-free-cells");
     let wallet = default_lock::lock_script_for_key(dev_key(COUNTERPARTY_WALLET).verifying_key());
     let before = run_local(sim.client().live_cells(wallet.clone())).unwrap().len();
-    let mut child = counterparty_command(&data_dir, &sim.rpc, "127.0.0.1:0")
+    let mut child = counterparty_command(&bins(), &data_dir, &sim.rpc, "127.0.0.1:0")
         .args(["--min-free-cells", &(before + 5).to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
