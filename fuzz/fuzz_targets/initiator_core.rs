@@ -14,9 +14,10 @@
 //!
 //! After every step (and `World::execute` before every list of actions runs):
 //! * nothing panics, and nothing is acted on before the write it depends on;
-//! * what was handed to the wallet, and every tx whose witnesses left, takes
-//!   from the user exactly the contribution and at most a small fee,
-//!   computed from the chain's own cells (the outflow invariant);
+//! * what was handed to the wallet, every tx whose witnesses left and every
+//!   tx broadcast that spends the user's cells takes from the user exactly
+//!   the contribution and at most a small fee, computed from the chain's own
+//!   cells (the outflow invariant);
 //! * no MuSig2 nonce signs two different messages;
 //! * every channel in memory equals its stored record;
 //! * once its tx was handed out, a channel keeps its funding key (seed)
@@ -248,8 +249,20 @@ fn check(world: &World) {
             let record = world
                 .stored_record(INITIATOR, &signatures.channel_id)
                 .expect("a channel whose witnesses left is kept");
-            let tx = record.funding_tx.as_ref().expect("a released channel keeps its tx");
-            assert_takes_only_the_contribution(world, tx, "a tx whose witnesses left");
+            match &record.funding_tx {
+                Some(tx) => assert_takes_only_the_contribution(world, tx, "a tx whose witnesses left"),
+                // A closed channel's tombstone keeps no tx; what it broadcast is checked below.
+                None => assert!(
+                    record.closed.is_some(),
+                    "an open channel whose witnesses left lost its tx"
+                ),
+            }
+        }
+    }
+    // Every tx the initiator broadcast that spends the user's cells.
+    for (from, tx) in &world.broadcasts {
+        if *from == INITIATOR && user_outflow(world, tx) > 0 {
+            assert_takes_only_the_contribution(world, tx, "a broadcast tx");
         }
     }
     world.assert_no_nonce_reuse();
