@@ -15,7 +15,6 @@
 #![no_main]
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::collections::BTreeSet;
