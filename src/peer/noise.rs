@@ -189,6 +189,9 @@ fn read_act(act: u8, bytes: &[u8], expected: usize) -> Result<(Point, &[u8]), No
 }
 
 /// The initiator between sending act one and reading act two.
+// Fuzzing only (fuzz/fuzz_targets/peer_frames.rs): one handshake, cloned per input.
+// Never in a real build: a cloned transport would reuse its nonces.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct InitiatorHandshake {
     state: SymmetricState,
     local_static: Scalar,
@@ -256,6 +259,7 @@ impl InitiatorHandshake {
 }
 
 /// The responder from before act one until act three is read.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct ResponderHandshake {
     state: SymmetricState,
     local_static: Scalar,
@@ -336,6 +340,7 @@ impl ResponderHandshake {
 }
 
 /// One direction's key, its nonce and its chaining key for rotation.
+#[cfg_attr(fuzzing, derive(Clone))]
 struct CipherState {
     key: [u8; 32],
     nonce: u64,
@@ -368,6 +373,7 @@ impl CipherState {
 }
 
 /// An authenticated, encrypted session after the handshake.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Transport {
     sender: CipherState,
     receiver: CipherState,

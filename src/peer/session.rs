@@ -53,6 +53,7 @@ pub enum SessionStep {
     Message(FiberMessage),
 }
 
+#[cfg_attr(fuzzing, derive(Clone))]
 enum State {
     InitiatorAwaitingActTwo(InitiatorHandshake),
     ResponderAwaitingActOne(ResponderHandshake),
@@ -81,6 +82,7 @@ enum State {
 /// let packet = a.seal(&ready).unwrap();
 /// assert_eq!(b.on_packet(&packet).unwrap(), SessionStep::Message(ready));
 /// ```
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct PeerSession {
     state: State,
     peer: Option<NodeId>,

@@ -568,17 +568,23 @@ impl World {
         default_lock::sign_group(unsigned, &user_inputs, &self.user.key).unwrap()
     }
 
+    /// The inputs the wallet signs: every input spending a cell of its lock,
+    /// spent or not (after the user double-spends one from the wallet, a
+    /// handed-out tx still names it, and the wallet still signs it).
     pub fn user_input_indices(&self, tx: &packed::Transaction) -> Vec<usize> {
-        let user_cells: Vec<_> = self
-            .live_cells(&self.user.lock)
-            .into_iter()
-            .map(|c| c.out_point)
-            .collect();
         tx.raw()
             .inputs()
             .into_iter()
             .enumerate()
-            .filter(|(_, input)| user_cells.contains(&input.previous_output()))
+            .filter(|(_, input)| {
+                let out_point = input.previous_output();
+                let hash: [u8; 32] = out_point.tx_hash().unpack();
+                let index: u32 = out_point.index().unpack();
+                self.chain
+                    .transaction(&hash)
+                    .and_then(|t| t.raw().outputs().get(index as usize))
+                    .is_some_and(|cell| cell.lock() == self.user.lock)
+            })
             .map(|(index, _)| index)
             .collect()
     }
