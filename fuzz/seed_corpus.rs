@@ -17,6 +17,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+#[path = "../tests/common/camel.rs"]
+mod camel;
+use camel::camelize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -57,38 +60,6 @@ fn fixture(name: &str) -> String {
             .join(name),
     )
     .expect("read a fixture")
-}
-
-/// camelCase keys (and `depGroup`), as JoyID and CCC write them.
-fn camelize(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(key, value)| {
-                    let mut camel = String::new();
-                    let mut upper = false;
-                    for c in key.chars() {
-                        if c == '_' {
-                            upper = true;
-                        } else if upper {
-                            camel.extend(c.to_uppercase());
-                            upper = false;
-                        } else {
-                            camel.push(c);
-                        }
-                    }
-                    let value = if value == "dep_group" {
-                        Value::from("depGroup")
-                    } else {
-                        camelize(value)
-                    };
-                    (camel, value)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(camelize).collect()),
-        other => other.clone(),
-    }
 }
 
 /// What a world's flows leave behind: records, messages, handed-out txs.

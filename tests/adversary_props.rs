@@ -19,13 +19,12 @@ mod common;
 
 use ckb_types::packed;
 use ckb_types::prelude::*;
+use common::lies::{lying_answer, lying_indexer, mutate_packet, Lie, Liveness, Mutation};
 use common::*;
-use fiber_funding::chain::ResolvedCell;
-use fiber_funding::flow::{ChainEvent, ChainQuery};
 use fiber_funding::tx::default_lock;
 use fiber_funding::tx::fee::capacity_of;
 use fiber_funding::tx::parts::TxParts;
-use fiber_funding::wire::{FiberMessage, TxAbort};
+use fiber_funding::wire::FiberMessage;
 use proptest::prelude::*;
 
 /// How many generated cases each role gets.
@@ -57,41 +56,11 @@ enum Op {
     },
 }
 
-#[derive(Debug, Clone)]
-enum Mutation {
-    /// Bytes flipped: the message no longer decodes (or decodes as another).
-    FlipByte(usize),
-    /// In a funding tx: a capacity moved by `delta` shannons.
-    Capacity { output: usize, delta: i64 },
-    /// In a funding tx: one of the victim's spare cells added as an input,
-    /// with an output to the attacker taking some of it.
-    StealSpareCell,
-    /// In a funding tx: the funding output under another code hash.
-    ForeignFundingLock,
-    /// An abort with an oversized reason.
-    HugeAbort,
-}
-
 /// A chain node's lie, where one is possible. The indexer (`get_cells`) is
 /// trusted for nothing: it may misstate a cell's capacity, hide its type
 /// script and data. Resolved inputs come through the hash-checked path, so
 /// their content cannot be forged; the node may still claim a tx does not
 /// exist, and a broken runtime could deliver a stale or short answer.
-#[derive(Debug, Clone)]
-enum Lie {
-    Honest,
-    /// An indexer cell's capacity moved by `delta` shannons.
-    Capacity(usize, i64),
-    /// An indexer cell's type script and data hidden, or made up.
-    FlipTypeAndData(usize),
-    /// A resolved cell said not to exist.
-    Missing(usize),
-    /// One answer fewer than asked.
-    Truncate,
-    /// The answer names other out points (a stale answer).
-    WrongOutPoints,
-}
-
 fn lie() -> impl Strategy<Value = Lie> {
     prop_oneof![
         6 => Just(Lie::Honest),
@@ -214,51 +183,6 @@ fn check(world: &World, victim: usize) {
     }
 }
 
-fn mutate_tx(world: &World, victim: usize, tx: &packed::Transaction, mutation: &Mutation) -> packed::Transaction {
-    let mut parts = TxParts::from_tx(tx);
-    match mutation {
-        Mutation::Capacity { output, delta } => {
-            let index = output % parts.outputs.len().max(1);
-            if let Some(out) = parts.outputs.get_mut(index) {
-                let capacity = capacity_of(out).saturating_add_signed(*delta);
-                *out = out.clone().as_builder().capacity(capacity).build();
-            }
-        }
-        Mutation::StealSpareCell => {
-            let lock = victim_lock(world, victim);
-            let used: Vec<_> = parts.inputs.iter().map(|i| i.previous_output()).collect();
-            if let Some(spare) = world
-                .live_cells(&lock)
-                .into_iter()
-                .find(|c| !used.contains(&c.out_point))
-            {
-                parts.inputs.push(
-                    packed::CellInput::new_builder()
-                        .previous_output(spare.out_point)
-                        .build(),
-                );
-                parts.witnesses.push(Vec::new());
-                let thief = victim_lock(world, 1 - victim);
-                parts.outputs.push(
-                    packed::CellOutput::new_builder()
-                        .capacity(capacity_of(&spare.output) / 2)
-                        .lock(thief)
-                        .build(),
-                );
-                parts.outputs_data.push(Vec::new());
-            }
-        }
-        Mutation::ForeignFundingLock => {
-            if let Some(funding) = parts.outputs.first_mut() {
-                let lock = funding.lock().as_builder().code_hash([0x66; 32].pack()).build();
-                *funding = funding.clone().as_builder().lock(lock).build();
-            }
-        }
-        Mutation::FlipByte(_) | Mutation::HugeAbort => {}
-    }
-    parts.build()
-}
-
 fn apply(world: &mut World, victim: usize, op: &Op) {
     let attacker = 1 - victim;
     match op {
@@ -301,34 +225,8 @@ fn apply(world: &mut World, victim: usize, op: &Op) {
                 return;
             }
             let index = targets[i % targets.len()];
-            let bytes = world.link[index].bytes.clone();
-            let changed = match (FiberMessage::decode(&bytes), mutation) {
-                (_, Mutation::FlipByte(at)) => {
-                    let mut bytes = bytes;
-                    let at = at % bytes.len();
-                    bytes[at] ^= 0x5a;
-                    bytes
-                }
-                (Ok(message), Mutation::HugeAbort) => FiberMessage::TxAbort(TxAbort {
-                    channel_id: message.channel_id(),
-                    message: vec![b'!'; 5_000],
-                })
-                .encode(),
-                (Ok(FiberMessage::TxUpdate(mut update)), mutation) => {
-                    update.tx = mutate_tx(world, victim, &update.tx, mutation);
-                    FiberMessage::TxUpdate(update).encode()
-                }
-                (Ok(FiberMessage::AcceptChannel(mut accept)), Mutation::Capacity { delta, .. }) => {
-                    accept.reserved_ckb_amount = accept.reserved_ckb_amount.saturating_add_signed(*delta);
-                    FiberMessage::AcceptChannel(accept).encode()
-                }
-                (Ok(FiberMessage::OpenChannel(mut open)), Mutation::Capacity { delta, .. }) => {
-                    open.funding_fee_rate = open.funding_fee_rate.saturating_add_signed(*delta);
-                    FiberMessage::OpenChannel(open).encode()
-                }
-                (_, _) => bytes,
-            };
-            world.link[index].bytes = changed;
+            let (victim_lock, thief_lock) = (victim_lock(world, victim), victim_lock(world, attacker));
+            mutate_packet(world, index, mutation, &victim_lock, &thief_lock);
         }
         Op::Answer(lie) => answer(world, victim, lie),
         Op::Tick(ms) => world.advance(*ms),
@@ -381,82 +279,10 @@ fn answer(world: &mut World, victim: usize, lie: &Lie) {
         return;
     };
     let lie = if index == victim { lie.clone() } else { Lie::Honest };
-    let event = match query {
-        ChainQuery::LiveCells { lock } => ChainEvent::LiveCells {
-            channel_id,
-            cells: lying_indexer(world.live_cells(&lock), &lie),
-        },
-        ChainQuery::ResolveInputs { out_points } => {
-            let mut cells: Vec<Option<ResolvedCell>> = out_points
-                .iter()
-                .map(|op| fiber_funding::chain::simulated_client::simulated_cell(&world.chain, op))
-                .collect();
-            let mut out_points = out_points;
-            let len = cells.len().max(1);
-            match lie {
-                Lie::Honest | Lie::Capacity(..) | Lie::FlipTypeAndData(_) => {}
-                Lie::Missing(i) => {
-                    if let Some(cell) = cells.get_mut(i % len) {
-                        *cell = None;
-                    }
-                }
-                Lie::Truncate => {
-                    cells.pop();
-                }
-                Lie::WrongOutPoints => {
-                    out_points.reverse();
-                    if out_points.len() < 2 {
-                        out_points.clear();
-                    }
-                }
-            }
-            ChainEvent::ResolvedInputs {
-                channel_id,
-                out_points,
-                cells,
-            }
-        }
-        ChainQuery::InputsLive { out_points, at_tip } => ChainEvent::InputsLive {
-            channel_id,
-            live: out_points.iter().map(|op| world.chain.is_live(op)).collect(),
-            out_points,
-            at_tip,
-        },
-    };
+    let event = lying_answer(world, channel_id, query, &lie, Liveness::Honest);
     let now = world.now_ms;
     let actions = world.nodes[index].node.chain_event(event, now);
     world.execute(index, actions);
-}
-
-/// The indexer's answer, as a lying node would give it.
-fn lying_indexer(mut cells: Vec<fiber_funding::chain::LiveCell>, lie: &Lie) -> Vec<fiber_funding::chain::LiveCell> {
-    let len = cells.len().max(1);
-    match lie {
-        Lie::Capacity(i, delta) => {
-            if let Some(cell) = cells.get_mut(i % len) {
-                let capacity = capacity_of(&cell.output).saturating_add_signed(*delta);
-                cell.output = cell.output.clone().as_builder().capacity(capacity).build();
-            }
-        }
-        Lie::FlipTypeAndData(i) => {
-            if let Some(cell) = cells.get_mut(i % len) {
-                if cell.output.type_().is_some() {
-                    cell.output = cell
-                        .output
-                        .clone()
-                        .as_builder()
-                        .type_(None::<packed::Script>.pack())
-                        .build();
-                    cell.output_data.clear();
-                } else {
-                    let type_script = default_lock::lock_script([0x77; 20]);
-                    cell.output = cell.output.clone().as_builder().type_(Some(type_script).pack()).build();
-                }
-            }
-        }
-        _ => {}
-    }
-    cells
 }
 
 fn run_case(victim: usize, open_lie: &Lie, ops: &[Op]) {

@@ -16,7 +16,8 @@ use fiber_funding::api::{ApiError, ErrorCode};
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
 use fiber_funding::flow::state::CloseFlags;
-use fiber_funding::flow::{ChannelState, EntropySource, Event, OpenChannelParams};
+use fiber_funding::flow::{ChannelState, ChannelView, EntropySource, Event, OpenChannelParams};
+use fiber_funding::primitives::ChannelId;
 use fiber_funding::runtime::loopback::LoopbackLink;
 use fiber_funding::runtime::*;
 use fiber_funding::store::memory::MemoryStore;
@@ -182,6 +183,33 @@ impl Harness {
         (handle, link)
     }
 
+    /// The redirect: every Rust object of the initiator goes away, and its link.
+    fn drop_initiator(&mut self, initiator: DriverHandle, link: &LoopbackLink) {
+        block_on(self, initiator.close()).unwrap();
+        drop(initiator);
+        link.disconnect();
+        self.pool.run_until_stalled();
+    }
+
+    /// The counterparty is reachable again: the flow goes on by itself, the
+    /// funding tx is mined, and both sides end ready. Returns the initiator's view.
+    fn reconnect_until_ready(
+        &mut self,
+        link: &LoopbackLink,
+        initiator: &DriverHandle,
+        acceptor: &DriverHandle,
+        channel_id: ChannelId,
+    ) -> ChannelView {
+        link.connect();
+        self.pool.run_until_stalled();
+        self.mine_and_poll(3);
+        let view = block_on(self, initiator.channel(channel_id)).unwrap().unwrap();
+        assert_eq!(view.state, ChannelState::ChannelReady);
+        let acceptor_view = block_on(self, acceptor.channel(channel_id)).unwrap().unwrap();
+        assert_eq!(acceptor_view.state, ChannelState::ChannelReady);
+        view
+    }
+
     fn params(&self) -> OpenChannelParams {
         OpenChannelParams::new(
             self.acceptor_config.node_secret.node_id(),
@@ -218,10 +246,7 @@ fn open_drop_everything_reopen_and_submit_reaches_channel_ready() {
     );
 
     // The redirect: every Rust object of the initiator goes away.
-    block_on(&mut harness, initiator.close()).unwrap();
-    drop(initiator);
-    i_link.disconnect();
-    harness.pool.run_until_stalled();
+    harness.drop_initiator(initiator, &i_link);
     let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
     harness.platform.advance(30_000);
 
@@ -278,13 +303,7 @@ fn a_submit_while_the_peer_is_away_is_queued_and_goes_on_when_it_is_back() {
     let (initiator, acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
     let params = harness.params();
     let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
-    let reload = |harness: &mut Harness, initiator: DriverHandle, link: Rc<LoopbackLink>| {
-        block_on(harness, initiator.close()).unwrap();
-        drop(initiator);
-        link.disconnect();
-        harness.pool.run_until_stalled();
-    };
-    reload(&mut harness, initiator, i_link);
+    harness.drop_initiator(initiator, &i_link);
     let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
 
     // The page boots while the counterparty is unreachable: the flow is
@@ -297,20 +316,14 @@ fn a_submit_while_the_peer_is_away_is_queued_and_goes_on_when_it_is_back() {
     assert!(submitted.queued, "{submitted:?}");
 
     // A reload while queued keeps it queued: the signed tx is stored.
-    reload(&mut harness, initiator, link);
+    harness.drop_initiator(initiator, &link);
     let (initiator, link) = harness.restart_initiator_offline(&a_link);
     let pending = block_on(&mut harness, initiator.pending_fundings()).unwrap();
     assert!(pending[0].view.signed_submitted && !pending[0].view.peer_connected);
 
     // The counterparty is back: the flow goes on to the end by itself.
-    link.connect();
-    harness.pool.run_until_stalled();
-    harness.mine_and_poll(3);
-    let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
-    assert_eq!(view.state, ChannelState::ChannelReady);
+    let view = harness.reconnect_until_ready(&link, &initiator, &acceptor, channel_id);
     assert!(view.peer_connected);
-    let acceptor_view = block_on(&mut harness, acceptor.channel(channel_id)).unwrap().unwrap();
-    assert_eq!(acceptor_view.state, ChannelState::ChannelReady);
 }
 
 /// Queued after the counterparty had signed our commitment (it signs first:
@@ -324,10 +337,7 @@ fn a_queued_submit_past_the_deadline_waits_for_the_peer_that_signed_first() {
     let (initiator, acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
     let params = harness.params();
     let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
-    block_on(&mut harness, initiator.close()).unwrap();
-    drop(initiator);
-    i_link.disconnect();
-    harness.pool.run_until_stalled();
+    harness.drop_initiator(initiator, &i_link);
     let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
     let (initiator, link) = harness.restart_initiator_offline(&a_link);
     let submitted = block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap();
@@ -339,13 +349,7 @@ fn a_queued_submit_past_the_deadline_waits_for_the_peer_that_signed_first() {
     assert_eq!(view.state.name(), "AwaitingTxSignatures", "{view:?}");
     assert_eq!(view.deadline_ms, None, "past the point of no return");
 
-    link.connect();
-    harness.pool.run_until_stalled();
-    harness.mine_and_poll(3);
-    let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
-    assert_eq!(view.state, ChannelState::ChannelReady);
-    let acceptor_view = block_on(&mut harness, acceptor.channel(channel_id)).unwrap().unwrap();
-    assert_eq!(acceptor_view.state, ChannelState::ChannelReady);
+    harness.reconnect_until_ready(&link, &initiator, &acceptor, channel_id);
 }
 
 #[test]
@@ -406,10 +410,7 @@ fn the_deadline_keeps_running_while_the_page_is_gone() {
     let (initiator, acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
     let params = harness.params();
     let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
-    block_on(&mut harness, initiator.close()).unwrap();
-    drop(initiator);
-    i_link.disconnect();
-    harness.pool.run_until_stalled();
+    harness.drop_initiator(initiator, &i_link);
     harness.platform.advance(TIMEOUT_MS + 1);
     harness.pool.run_until_stalled();
 

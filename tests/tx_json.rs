@@ -1,6 +1,9 @@
 //! Transactions in both JSON shapes a wallet may hand us: Fiber's snake_case
 //! (`unsigned_funding_tx` as the RPC returns it) and JoyID's camelCase.
 
+#[path = "common/camel.rs"]
+mod camel;
+use camel::camelize;
 use ckb_types::prelude::*;
 use fiber_funding::tx::json::{parse_transaction, transaction_to_json};
 use fiber_funding::tx::parts::tx_hash;
@@ -28,38 +31,6 @@ fn joyid_camel_case_is_the_same_raw_tx_with_signed_witnesses() {
     assert_eq!(first_raw_difference(&unsigned.raw(), &signed.raw()), None);
     assert_eq!(tx_hash(&unsigned), tx_hash(&signed));
     assert_ne!(unsigned.witnesses().as_slice(), signed.witnesses().as_slice());
-}
-
-/// camelCase keys as JoyID and CCC write them.
-fn camelize(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(key, value)| {
-                    let mut camel = String::new();
-                    let mut upper = false;
-                    for c in key.chars() {
-                        if c == '_' {
-                            upper = true;
-                        } else if upper {
-                            camel.extend(c.to_uppercase());
-                            upper = false;
-                        } else {
-                            camel.push(c);
-                        }
-                    }
-                    let value = if value == "dep_group" {
-                        Value::from("depGroup")
-                    } else {
-                        camelize(value)
-                    };
-                    (camel, value)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(camelize).collect()),
-        other => other.clone(),
-    }
 }
 
 #[test]

@@ -32,14 +32,14 @@ mod common;
 use arbitrary::{Result, Unstructured};
 use ckb_types::packed;
 use ckb_types::prelude::*;
+use common::lies::{lying_answer, lying_indexer, mutate_packet, Lie, Liveness, Mutation};
 use common::*;
-use fiber_funding::chain::{ResolvedCell, TxStatus};
-use fiber_funding::flow::{ChainEvent, ChainQuery};
+use fiber_funding::chain::TxStatus;
 use fiber_funding::primitives::Hash256;
 use fiber_funding::tx::default_lock;
 use fiber_funding::tx::fee::capacity_of;
 use fiber_funding::tx::parts::{tx_hash, TxParts};
-use fiber_funding::wire::{FiberMessage, TxAbort};
+use fiber_funding::wire::FiberMessage;
 use libfuzzer_sys::fuzz_target;
 
 /// The user's contribution (1,000 CKB and a 99 CKB reserve) and the most
@@ -92,26 +92,7 @@ enum Op {
     OpenAnother,
 }
 
-#[derive(Debug)]
-enum Mutation {
-    FlipByte(usize),
-    Capacity { output: usize, delta: i64 },
-    StealSpareCell,
-    ForeignFundingLock,
-    HugeAbort,
-}
-
 /// A chain node's lie, where one is possible (tests/adversary_props.rs).
-#[derive(Debug, Clone)]
-enum Lie {
-    Honest,
-    Capacity(usize, i64),
-    FlipTypeAndData(usize),
-    Missing(usize),
-    Truncate,
-    WrongOutPoints,
-}
-
 fn lie(u: &mut Unstructured) -> Result<Lie> {
     Ok(match u.arbitrary::<u8>()? % 12 {
         0..=6 => Lie::Honest,
@@ -278,51 +259,6 @@ fn check(world: &World) {
     }
 }
 
-fn mutate_tx(world: &World, tx: &packed::Transaction, mutation: &Mutation) -> packed::Transaction {
-    let mut parts = TxParts::from_tx(tx);
-    match mutation {
-        Mutation::Capacity { output, delta } => {
-            let index = output % parts.outputs.len().max(1);
-            if let Some(out) = parts.outputs.get_mut(index) {
-                let capacity = capacity_of(out).saturating_add_signed(*delta);
-                *out = out.clone().as_builder().capacity(capacity).build();
-            }
-        }
-        Mutation::StealSpareCell => {
-            let lock = world.user.lock.clone();
-            let used: Vec<_> = parts.inputs.iter().map(|i| i.previous_output()).collect();
-            if let Some(spare) = world
-                .live_cells(&lock)
-                .into_iter()
-                .find(|c| !used.contains(&c.out_point))
-            {
-                parts.inputs.push(
-                    packed::CellInput::new_builder()
-                        .previous_output(spare.out_point)
-                        .build(),
-                );
-                parts.witnesses.push(Vec::new());
-                let thief = default_lock::lock_script_for_key(world.acceptor_key.verifying_key());
-                parts.outputs.push(
-                    packed::CellOutput::new_builder()
-                        .capacity(capacity_of(&spare.output) / 2)
-                        .lock(thief)
-                        .build(),
-                );
-                parts.outputs_data.push(Vec::new());
-            }
-        }
-        Mutation::ForeignFundingLock => {
-            if let Some(funding) = parts.outputs.first_mut() {
-                let lock = funding.lock().as_builder().code_hash([0x66; 32].pack()).build();
-                *funding = funding.clone().as_builder().lock(lock).build();
-            }
-        }
-        Mutation::FlipByte(_) | Mutation::HugeAbort => {}
-    }
-    parts.build()
-}
-
 /// Indices of queued packets from the counterparty to the initiator.
 fn attacker_packets(world: &World) -> Vec<usize> {
     (0..world.link.len())
@@ -394,32 +330,9 @@ fn apply(world: &mut World, op: &Op) {
                 return;
             }
             let index = targets[i % targets.len()];
-            let bytes = world.link[index].bytes.clone();
-            let changed = match (FiberMessage::decode(&bytes), mutation) {
-                (_, Mutation::FlipByte(at)) => {
-                    let mut bytes = bytes;
-                    let at = at % bytes.len().max(1);
-                    if let Some(byte) = bytes.get_mut(at) {
-                        *byte ^= 0x5a;
-                    }
-                    bytes
-                }
-                (Ok(message), Mutation::HugeAbort) => FiberMessage::TxAbort(TxAbort {
-                    channel_id: message.channel_id(),
-                    message: vec![b'!'; 5_000],
-                })
-                .encode(),
-                (Ok(FiberMessage::TxUpdate(mut update)), mutation) => {
-                    update.tx = mutate_tx(world, &update.tx, mutation);
-                    FiberMessage::TxUpdate(update).encode()
-                }
-                (Ok(FiberMessage::AcceptChannel(mut accept)), Mutation::Capacity { delta, .. }) => {
-                    accept.reserved_ckb_amount = accept.reserved_ckb_amount.saturating_add_signed(*delta);
-                    FiberMessage::AcceptChannel(accept).encode()
-                }
-                (_, _) => bytes,
-            };
-            world.link[index].bytes = changed;
+            let thief = default_lock::lock_script_for_key(world.acceptor_key.verifying_key());
+            let victim = world.user.lock.clone();
+            mutate_packet(world, index, mutation, &victim, &thief);
         }
         Op::Splice { index, at, bytes } => {
             let targets = attacker_packets(world);
@@ -562,100 +475,10 @@ fn answer(world: &mut World, lie: &Lie) {
     };
     // Only the initiator's chain node lies; the counterparty's is its own affair.
     let lie = if index == INITIATOR { lie.clone() } else { Lie::Honest };
-    let event = match query {
-        ChainQuery::LiveCells { lock } => ChainEvent::LiveCells {
-            channel_id,
-            cells: lying_indexer(world.live_cells(&lock), &lie),
-        },
-        ChainQuery::ResolveInputs { out_points } => {
-            let mut cells: Vec<Option<ResolvedCell>> = out_points
-                .iter()
-                .map(|op| fiber_funding::chain::simulated_client::simulated_cell(&world.chain, op))
-                .collect();
-            let mut out_points = out_points;
-            let len = cells.len().max(1);
-            match lie {
-                Lie::Honest | Lie::Capacity(..) | Lie::FlipTypeAndData(_) => {}
-                Lie::Missing(i) => {
-                    if let Some(cell) = cells.get_mut(i % len) {
-                        *cell = None;
-                    }
-                }
-                Lie::Truncate => {
-                    cells.pop();
-                }
-                Lie::WrongOutPoints => {
-                    out_points.reverse();
-                    if out_points.len() < 2 {
-                        out_points.clear();
-                    }
-                }
-            }
-            ChainEvent::ResolvedInputs {
-                channel_id,
-                out_points,
-                cells,
-            }
-        }
-        ChainQuery::InputsLive { out_points, at_tip } => {
-            let mut live: Vec<bool> = out_points.iter().map(|op| world.chain.is_live(op)).collect();
-            let mut out_points = out_points;
-            // Liveness itself is taken on the node's word (docs/protocol.md);
-            // a stale or short answer must still be caught.
-            match lie {
-                Lie::Truncate => {
-                    live.pop();
-                }
-                Lie::WrongOutPoints => {
-                    out_points.reverse();
-                    if out_points.len() < 2 {
-                        out_points.clear();
-                    }
-                }
-                _ => {}
-            }
-            ChainEvent::InputsLive {
-                channel_id,
-                live,
-                out_points,
-                at_tip,
-            }
-        }
-    };
+    let event = lying_answer(world, channel_id, query, &lie, Liveness::Lied);
     let now = world.now_ms;
     let actions = world.nodes[index].node.chain_event(event, now);
     world.execute(index, actions);
-}
-
-/// The indexer's answer, as a lying node would give it.
-fn lying_indexer(mut cells: Vec<fiber_funding::chain::LiveCell>, lie: &Lie) -> Vec<fiber_funding::chain::LiveCell> {
-    let len = cells.len().max(1);
-    match lie {
-        Lie::Capacity(i, delta) => {
-            if let Some(cell) = cells.get_mut(i % len) {
-                let capacity = capacity_of(&cell.output).saturating_add_signed(*delta);
-                cell.output = cell.output.clone().as_builder().capacity(capacity).build();
-            }
-        }
-        Lie::FlipTypeAndData(i) => {
-            if let Some(cell) = cells.get_mut(i % len) {
-                if cell.output.type_().is_some() {
-                    cell.output = cell
-                        .output
-                        .clone()
-                        .as_builder()
-                        .type_(None::<packed::Script>.pack())
-                        .build();
-                    cell.output_data.clear();
-                } else {
-                    let type_script = default_lock::lock_script([0x77; 20]);
-                    cell.output = cell.output.clone().as_builder().type_(Some(type_script).pack()).build();
-                }
-            }
-        }
-        _ => {}
-    }
-    cells
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -13,6 +13,9 @@
 
 #![no_main]
 
+#[path = "../../tests/common/camel.rs"]
+mod camel;
+use camel::camelize;
 use ckb_types::prelude::Entity;
 use fiber_funding::tx::json::{
     parse_bytes, parse_cell_dep, parse_cell_output, parse_hash, parse_number, parse_out_point, parse_script,
@@ -20,38 +23,6 @@ use fiber_funding::tx::json::{
 };
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-
-/// camelCase keys (and `depGroup`), as JoyID and CCC write them.
-fn camelize(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(key, value)| {
-                    let mut camel = String::new();
-                    let mut upper = false;
-                    for c in key.chars() {
-                        if c == '_' {
-                            upper = true;
-                        } else if upper {
-                            camel.extend(c.to_uppercase());
-                            upper = false;
-                        } else {
-                            camel.push(c);
-                        }
-                    }
-                    let value = if value == "dep_group" {
-                        Value::from("depGroup")
-                    } else {
-                        camelize(value)
-                    };
-                    (camel, value)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(camelize).collect()),
-        other => other.clone(),
-    }
-}
 
 fn refused(error: TxJsonError) {
     assert!(

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod lies;
+
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
