@@ -598,18 +598,22 @@ impl Channel {
         Ok(musig::public_nonce(&self.keys, NonceSlot::PeerCommitment(0), &binding))
     }
 
-    /// Our partial signature over the peer's commitment 0.
+    /// Our partial signature over the peer's commitment 0: its tx built once,
+    /// our `TxComplete` nonce derived once (a submit's cost is this signature
+    /// and one write).
     fn our_commitment_signature(&self) -> Result<[u8; 32], Reject> {
         let remote = self.remote()?;
         let ctx = self.funding_key_agg()?;
-        let binding = self.peer_commitment_binding()?;
-        let session = SigningSession {
-            ctx: &ctx,
-            message: self.peer_commitment_message()?,
-            holder_nonce: remote.next_commitment_nonce,
-            signer_nonce: self.our_tx_complete_nonce()?,
-        };
-        Ok(session.sign_as_counterparty(&self.keys, NonceSlot::PeerCommitment(0), &binding)?)
+        let message = self.peer_commitment_message()?;
+        let binding = musig::peer_commitment_binding(&message, &remote.next_commitment_nonce);
+        Ok(musig::sign_as_counterparty(
+            &ctx,
+            &self.keys,
+            message,
+            &remote.next_commitment_nonce,
+            NonceSlot::PeerCommitment(0),
+            &binding,
+        )?)
     }
 
     /// Checks the peer's partial signature over our commitment 0.
