@@ -142,9 +142,30 @@ fn the_hand_written_json_is_ckbs_own() {
         .build();
     let ckbs = serde_json::to_value(ckb_jsonrpc_types::Transaction::from(tx.clone())).unwrap();
     assert_eq!(transaction_to_json(&tx), ckbs);
+    assert_same_text(&tx);
     for fixture_name in ["fiber_unsigned_funding_tx.json", "joyid_signed_funding_tx.json"] {
         let tx = parse_transaction(&fixture(fixture_name)).unwrap();
         let ckbs = serde_json::to_value(ckb_jsonrpc_types::Transaction::from(tx.clone())).unwrap();
         assert_eq!(transaction_to_json(&tx), ckbs, "{fixture_name}");
+        assert_same_text(&tx);
     }
+    // A hash type CKB does not know is written as its byte, by both.
+    let odd = tx
+        .as_advanced_builder()
+        .set_outputs(vec![packed::CellOutput::new_builder()
+            .lock(script(ScriptHashType::Type, &[]).as_builder().hash_type(5u8).build())
+            .build()])
+        .build()
+        .data();
+    assert_same_text(&odd);
+    assert!(fiber_funding::tx::json::transaction_json_text(&odd).contains(r#""hash_type":"0x05""#));
+    assert_same_text(&packed::Transaction::default());
+}
+
+/// The one-pass text writer writes what serde writes, byte for byte.
+#[cfg(not(target_arch = "wasm32"))]
+fn assert_same_text(tx: &ckb_types::packed::Transaction) {
+    use fiber_funding::tx::json::{transaction_json_text, TransactionJson};
+    let by_serde = serde_json::to_string(&TransactionJson(tx.clone())).unwrap();
+    assert_eq!(transaction_json_text(tx), by_serde);
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tsify_next::Tsify;
 
 use crate::flow::{ChannelState, ChannelView, CloseView, CommitmentView, Role};
-use crate::tx::json::{OutPointJson, TransactionJson};
+use crate::tx::json::{write_transaction_json, OutPointJson, TransactionJson};
 
 fn hex(amount: u64) -> String {
     format!("{amount:#x}")
@@ -204,6 +204,66 @@ fn state_name(state: &ChannelState) -> (String, Vec<String>) {
     )
 }
 
+impl PendingFunding {
+    /// The JSON text of `list`, exactly as `serde_json::to_string(list)`
+    /// writes it, but each tx written in one pass
+    /// ([`write_transaction_json`]): `pendingFundings()` lists every pending
+    /// flow at boot, and through serde the txs' hex strings were most of it.
+    pub fn list_json(list: &[PendingFunding]) -> String {
+        let mut out = Vec::with_capacity(list.len().saturating_mul(4096));
+        out.push(b'[');
+        for (index, item) in list.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            let mut field = |name: &str, value: &dyn JsonField| {
+                out.extend_from_slice(if name == "channel_id" { b"{\"" } else { b",\"" });
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\":");
+                value.write_json(&mut out);
+            };
+            field("channel_id", &item.channel_id);
+            field("state", &item.state);
+            field("flags", &item.flags);
+            field("unsigned_funding_tx", &item.unsigned_funding_tx);
+            field("started_at_ms", &item.started_at_ms);
+            field("deadline_ms", &item.deadline_ms);
+            field("signed_submitted", &item.signed_submitted);
+            field("peer_connected", &item.peer_connected);
+            field("reserved_cells", &item.reserved_cells);
+            out.push(b'}');
+        }
+        out.push(b']');
+        String::from_utf8(out).expect("serde_json and the tx writer write UTF-8")
+    }
+}
+
+/// A field of [`PendingFunding::list_json`], written as JSON into a buffer.
+trait JsonField {
+    fn write_json(&self, out: &mut Vec<u8>);
+}
+
+impl JsonField for Option<TransactionJson> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Some(tx) => write_transaction_json(&tx.0, out),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+}
+
+macro_rules! json_field_by_serde {
+    ($($type:ty),*) => {$(
+        impl JsonField for $type {
+            fn write_json(&self, out: &mut Vec<u8>) {
+                serde_json::to_writer(out, self).expect("plain values always serialize");
+            }
+        }
+    )*};
+}
+
+json_field_by_serde!(String, Vec<String>, u64, Option<u64>, bool, Vec<OutPointJson>);
+
 impl From<&crate::runtime::PendingFunding> for PendingFunding {
     fn from(pending: &crate::runtime::PendingFunding) -> Self {
         let (state, flags) = state_name(&pending.view.state);
@@ -305,5 +365,63 @@ impl From<&crate::flow::ChannelRecord> for StoredRecordFacts {
             closed: record.closed.is_some(),
             seed_wiped: record.channel_seed.0 == [0; 32],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ckb_types::packed;
+    use ckb_types::prelude::*;
+
+    #[test]
+    fn the_pending_list_is_written_as_serde_writes_it() {
+        let out_point = |n: u8| {
+            OutPointJson(
+                packed::OutPoint::new_builder()
+                    .tx_hash([n; 32].pack())
+                    .index(u32::from(n))
+                    .build(),
+            )
+        };
+        let output = packed::CellOutput::new_builder()
+            .capacity(61_00000000u64)
+            .lock(packed::Script::new_builder().args([7u8; 20].to_vec().pack()).build())
+            .build();
+        let raw = packed::RawTransaction::new_builder()
+            .inputs(vec![packed::CellInput::new_builder().previous_output(out_point(3).0).build()].pack())
+            .outputs(vec![output].pack())
+            .outputs_data(vec![Vec::<u8>::new().pack()].pack())
+            .build();
+        let tx = packed::Transaction::new_builder()
+            .raw(raw)
+            .witnesses(vec![[0x55u8; 65].to_vec().pack()].pack())
+            .build();
+        let item = |tx: Option<packed::Transaction>, deadline_ms, flags: &[&str], cells| PendingFunding {
+            channel_id: format!("0x{}", "ab".repeat(32)),
+            state: "AWAITING_TX_SIGNATURES".into(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            unsigned_funding_tx: tx.map(TransactionJson),
+            started_at_ms: 1_700_000_000_000,
+            deadline_ms,
+            signed_submitted: deadline_ms.is_some(),
+            peer_connected: deadline_ms.is_none(),
+            reserved_cells: cells,
+        };
+        let list = vec![
+            item(
+                Some(tx),
+                Some(u64::MAX),
+                &["OUR_TX_SIGNATURES_SENT", "odd \"flag\"\n"],
+                vec![out_point(1), out_point(2)],
+            ),
+            item(None, None, &[], vec![]),
+        ];
+        assert_eq!(PendingFunding::list_json(&list), serde_json::to_string(&list).unwrap());
+        assert_eq!(
+            PendingFunding::list_json(&list[..1]),
+            serde_json::to_string(&list[..1]).unwrap()
+        );
+        assert_eq!(PendingFunding::list_json(&[]), "[]");
     }
 }

@@ -160,19 +160,24 @@ pub struct ScriptJson(pub packed::Script);
 impl Serialize for ScriptJson {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let script = &self.0;
-        let hash_type = match ScriptHashType::try_from(script.hash_type()) {
-            Ok(ScriptHashType::Data) => "data".to_owned(),
-            Ok(ScriptHashType::Type) => "type".to_owned(),
-            Ok(ScriptHashType::Data1) => "data1".to_owned(),
-            Ok(ScriptHashType::Data2) => "data2".to_owned(),
-            // Not one CKB knows: shown as its byte, which no reader will take.
-            _ => format!("{:#04x}", u8::from(script.hash_type())),
-        };
+        let hash_type = hash_type_name(script.hash_type());
         let mut json = serializer.serialize_struct("Script", 3)?;
         json.serialize_field("code_hash", &encode_hex(script.code_hash().as_slice()))?;
         json.serialize_field("hash_type", &hash_type)?;
         json.serialize_field("args", &encode_hex(&script.args().raw_data()))?;
         json.end()
+    }
+}
+
+/// A script's hash type as CKB's JSON names it.
+fn hash_type_name(hash_type: packed::Byte) -> std::borrow::Cow<'static, str> {
+    match ScriptHashType::try_from(hash_type) {
+        Ok(ScriptHashType::Data) => "data".into(),
+        Ok(ScriptHashType::Type) => "type".into(),
+        Ok(ScriptHashType::Data1) => "data1".into(),
+        Ok(ScriptHashType::Data2) => "data2".into(),
+        // Not one CKB knows: shown as its byte, which no reader will take.
+        _ => format!("{:#04x}", u8::from(hash_type)).into(),
     }
 }
 
@@ -192,6 +197,131 @@ impl Serialize for OutPointJson {
 /// A number as CKB's JSON writes it: `0x`-hex, no leading zeros.
 fn hex_number(value: u64) -> String {
     format!("{value:#x}")
+}
+
+/// The JSON text `serde_json::to_string(&TransactionJson(tx))` writes, byte
+/// for byte, written straight into one buffer: no `String` per field and no
+/// escape scan (hex digits and the fixed names need none). A boot lists every
+/// pending flow's tx, and through serde this was most of `pendingFundings()`
+/// for a thousand flows.
+pub fn transaction_json_text(tx: &packed::Transaction) -> String {
+    let mut out = Vec::new();
+    write_transaction_json(tx, &mut out);
+    String::from_utf8(out).expect("the writer writes ASCII only")
+}
+
+/// [`transaction_json_text`], appended to `buffer` (ASCII only, so a buffer
+/// of UTF-8 stays UTF-8).
+pub fn write_transaction_json(tx: &packed::Transaction, buffer: &mut Vec<u8>) {
+    let raw = tx.raw();
+    buffer.reserve(tx.as_slice().len().saturating_mul(2).saturating_add(1024));
+    let mut out = JsonText(std::mem::take(buffer));
+    out.push(b"{\"version\":");
+    out.number(Unpack::<u32>::unpack(&raw.version()).into());
+    out.push(b",\"cell_deps\":[");
+    for (i, dep) in raw.cell_deps().into_iter().enumerate() {
+        out.comma(i);
+        out.push(b"{\"out_point\":");
+        out.out_point(&dep.out_point());
+        out.push(if dep.dep_type() == DepType::DepGroup.into() {
+            b",\"dep_type\":\"dep_group\"}"
+        } else {
+            b",\"dep_type\":\"code\"}"
+        });
+    }
+    out.push(b"],\"header_deps\":[");
+    for (i, hash) in raw.header_deps().into_iter().enumerate() {
+        out.comma(i);
+        out.hex(hash.as_slice());
+    }
+    out.push(b"],\"inputs\":[");
+    for (i, input) in raw.inputs().into_iter().enumerate() {
+        out.comma(i);
+        out.push(b"{\"since\":");
+        out.number(input.since().unpack());
+        out.push(b",\"previous_output\":");
+        out.out_point(&input.previous_output());
+        out.push(b"}");
+    }
+    out.push(b"],\"outputs\":[");
+    for (i, output) in raw.outputs().into_iter().enumerate() {
+        out.comma(i);
+        out.push(b"{\"capacity\":");
+        out.number(output.capacity().unpack());
+        out.push(b",\"lock\":");
+        out.script(&output.lock());
+        out.push(b",\"type\":");
+        match output.type_().to_opt() {
+            Some(script) => out.script(&script),
+            None => out.push(b"null"),
+        }
+        out.push(b"}");
+    }
+    out.push(b"],\"outputs_data\":[");
+    for (i, data) in raw.outputs_data().into_iter().enumerate() {
+        out.comma(i);
+        out.hex(&data.raw_data());
+    }
+    out.push(b"],\"witnesses\":[");
+    for (i, witness) in tx.witnesses().into_iter().enumerate() {
+        out.comma(i);
+        out.hex(&witness.raw_data());
+    }
+    out.push(b"]}");
+    *buffer = out.0;
+}
+
+/// A buffer of JSON text that only ever holds ASCII.
+struct JsonText(Vec<u8>);
+
+impl JsonText {
+    fn push(&mut self, text: &[u8]) {
+        self.0.extend_from_slice(text);
+    }
+
+    fn comma(&mut self, index: usize) {
+        if index > 0 {
+            self.0.push(b',');
+        }
+    }
+
+    /// `"0x…"`, two digits a byte.
+    fn hex(&mut self, bytes: &[u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        self.0.extend_from_slice(b"\"0x");
+        let start = self.0.len();
+        self.0.resize(start.saturating_add(bytes.len().saturating_mul(2)), 0);
+        for (pair, byte) in self.0[start..].chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        }
+        self.0.push(b'"');
+    }
+
+    /// `"0x…"` as [`hex_number`] writes it.
+    fn number(&mut self, value: u64) {
+        self.0.push(b'"');
+        self.0.extend_from_slice(hex_number(value).as_bytes());
+        self.0.push(b'"');
+    }
+
+    fn out_point(&mut self, out_point: &packed::OutPoint) {
+        self.push(b"{\"tx_hash\":");
+        self.hex(out_point.tx_hash().as_slice());
+        self.push(b",\"index\":");
+        self.number(Unpack::<u32>::unpack(&out_point.index()).into());
+        self.push(b"}");
+    }
+
+    fn script(&mut self, script: &packed::Script) {
+        self.push(b"{\"code_hash\":");
+        self.hex(script.code_hash().as_slice());
+        self.push(b",\"hash_type\":\"");
+        self.push(hash_type_name(script.hash_type()).as_bytes());
+        self.push(b"\",\"args\":");
+        self.hex(&script.args().raw_data());
+        self.push(b"}");
+    }
 }
 
 /// Reads a cell output (`capacity`, `lock`, `type`), as chain answers carry it.

@@ -222,7 +222,8 @@ impl FundingNode {
     #[wasm_bindgen(js_name = pendingFundings, unchecked_return_type = "PendingFunding[]")]
     pub async fn pending_fundings(&self) -> Result<JsValue, JsValue> {
         let pending = self.handle.pending_fundings().await.map_err(js_error)?;
-        Ok(to_js(&pending.iter().map(PendingFunding::from).collect::<Vec<_>>()))
+        let list: Vec<PendingFunding> = pending.iter().map(PendingFunding::from).collect();
+        Ok(js_sys::JSON::parse(&PendingFunding::list_json(&list)).unwrap_or(JsValue::NULL))
     }
 
     /// Fiber's `open_channel_with_external_funding`. Resolves once the
