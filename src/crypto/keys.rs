@@ -38,18 +38,15 @@ fn funding_secret(node_secret: &[u8; 32], channel_seed: &[u8; 32]) -> Scalar {
     derive_scalar("funding", &[node_secret, channel_seed])
 }
 
-/// Whether every `(channel_seed, funding_pubkey)` pair was derived from
-/// `node`: the sum of the funding secrets times G against the sum of the
-/// pubkeys, one base-point multiplication for a whole boot instead of one per
-/// channel (a thousand flows took 160 ms of a page load in Chromium). The
-/// records checked are the node's own writes, and this catches a changed node
-/// key; a caller told `false` checks each to say which.
-pub fn funding_keys_all_match(node: &NodeSecret, channels: &[(&[u8; 32], &Pubkey)]) -> bool {
-    let node_secret = node.to_bytes();
-    let secrets: MaybeScalar = channels
-        .iter()
-        .map(|(seed, _)| funding_secret(&node_secret, seed))
-        .sum();
+/// Whether every `(keys, funding_pubkey)` pair has `keys`' funding key: the
+/// sum of the funding secrets times G against the sum of the pubkeys, one
+/// base-point multiplication for a whole boot instead of one per channel (a
+/// thousand flows took 160 ms of a page load in Chromium). The keys are
+/// derived from this node's secret, the records checked are the node's own
+/// writes, and this catches a changed node key; a caller told `false` checks
+/// each to say which.
+pub fn funding_keys_all_match(channels: &[(&ChannelKeys, &Pubkey)]) -> bool {
+    let secrets: MaybeScalar = channels.iter().map(|(keys, _)| keys.funding_secret).sum();
     let Some(points) = channels
         .iter()
         .map(|(_, key)| parse_pubkey(key))
@@ -86,11 +83,12 @@ impl std::fmt::Debug for NodeSecret {
     }
 }
 
-/// The keys of one channel, derived from the node secret and the channel seed.
+/// The keys of one channel, derived from the node secret and the channel
+/// seed. Only the funding secret is derived up front (a boot checks every
+/// restored channel's funding key); the others when used.
 #[derive(Clone)]
 pub struct ChannelKeys {
     pub(crate) funding_secret: Scalar,
-    tlc_base_secret: Scalar,
     node_secret: [u8; 32],
     channel_seed: [u8; 32],
 }
@@ -100,10 +98,13 @@ impl ChannelKeys {
         let node_secret = node.to_bytes();
         Self {
             funding_secret: funding_secret(&node_secret, channel_seed),
-            tlc_base_secret: derive_scalar("tlc-base", &[&node_secret, channel_seed]),
             node_secret,
             channel_seed: *channel_seed,
         }
+    }
+
+    fn tlc_base_secret(&self) -> Scalar {
+        derive_scalar("tlc-base", &[&self.node_secret, &self.channel_seed])
     }
 
     pub fn funding_pubkey(&self) -> Pubkey {
@@ -111,13 +112,13 @@ impl ChannelKeys {
     }
 
     pub fn tlc_basepoint(&self) -> Pubkey {
-        pubkey_of(&self.tlc_base_secret)
+        pubkey_of(&self.tlc_base_secret())
     }
 
     /// The secret of our settlement slot in commitment locks (the tlc
     /// basepoint's): it alone signs our claim after a unilateral close.
     pub fn settlement_key(&self) -> k256::ecdsa::SigningKey {
-        k256::ecdsa::SigningKey::from_bytes(&self.tlc_base_secret.serialize().into())
+        k256::ecdsa::SigningKey::from_bytes(&self.tlc_base_secret().serialize().into())
             .expect("a non-zero scalar is a valid signing key")
     }
 
@@ -155,19 +156,17 @@ mod tests {
             .iter()
             .map(|seed| ChannelKeys::derive(&node, seed).funding_pubkey())
             .collect();
-        fn pairs<'a>(seeds: &'a [[u8; 32]], keys: &'a [Pubkey]) -> Vec<(&'a [u8; 32], &'a Pubkey)> {
-            seeds.iter().zip(keys).collect()
+        fn pairs(node: &NodeSecret, seeds: &[[u8; 32]], keys: &[Pubkey]) -> bool {
+            let derived: Vec<ChannelKeys> = seeds.iter().map(|seed| ChannelKeys::derive(node, seed)).collect();
+            funding_keys_all_match(&derived.iter().zip(keys).collect::<Vec<_>>())
         }
-        assert!(funding_keys_all_match(&node, &pairs(&seeds, &keys)));
-        assert!(funding_keys_all_match(&node, &[]));
-        assert!(!funding_keys_all_match(&other, &pairs(&seeds, &keys)));
+        assert!(pairs(&node, &seeds, &keys));
+        assert!(funding_keys_all_match(&[]));
+        assert!(!pairs(&other, &seeds, &keys));
         keys[3] = ChannelKeys::derive(&other, &seeds[3]).funding_pubkey();
-        assert!(!funding_keys_all_match(&node, &pairs(&seeds, &keys)));
+        assert!(!pairs(&node, &seeds, &keys));
         keys[3] = Pubkey([9; 33]);
-        assert!(
-            !funding_keys_all_match(&node, &pairs(&seeds, &keys)),
-            "not a curve point"
-        );
+        assert!(!pairs(&node, &seeds, &keys), "not a curve point");
     }
 
     #[test]

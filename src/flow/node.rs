@@ -113,15 +113,21 @@ impl Node {
         let mut errors = Vec::new();
         let mut actions = Vec::new();
         let mut restored = Vec::with_capacity(records.len());
-        let open_keys: Vec<_> = records
-            .iter()
-            .filter(|r| r.closed.is_none())
-            .map(|r| (&r.channel_seed.0, &r.local.funding_pubkey))
+        // Each channel's keys derived once, for the check and for the channel.
+        let channels: Vec<(Channel, bool)> = records
+            .into_iter()
+            .map(|mut record| {
+                let upgraded = record.upgrade(&self.config);
+                (Channel::new(record, &self.config), upgraded)
+            })
             .collect();
-        let all_ours = funding_keys_all_match(&self.config.node_secret, &open_keys);
-        for mut record in records {
-            let upgraded = record.upgrade(&self.config);
-            let channel = Channel::new(record, &self.config);
+        let open_keys: Vec<_> = channels
+            .iter()
+            .filter(|(c, _)| c.record.closed.is_none())
+            .map(|(c, _)| (&c.keys, &c.record.local.funding_pubkey))
+            .collect();
+        let all_ours = funding_keys_all_match(&open_keys);
+        for (channel, upgraded) in channels {
             let open = channel.record.closed.is_none();
             if open && !all_ours && channel.keys.funding_pubkey() != channel.record.local.funding_pubkey {
                 errors.push(RecordDecodeError {
