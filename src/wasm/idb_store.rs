@@ -11,6 +11,9 @@
 //!   finished one; it is a number because booleans are not IndexedDB keys.
 //! * `meta`, out-of-line string keys, `Uint8Array` values (the node's secret key).
 //!
+//! A boot reads every channel in runs of [`LOAD_CHUNK`] entries, each asked
+//! for before the one before it is decoded (`docs/storage.md`).
+//!
 //! Version 1 filed the bare record JSON under out-of-line keys. Opening a
 //! version 1 database rewrites every entry inside the upgrade transaction; an
 //! entry that is not a readable record is carried over as it is, flagged, and
@@ -36,7 +39,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    DomException, Event, EventTarget, IdbDatabase, IdbFactory, IdbIndexParameters, IdbObjectStore,
+    DomException, Event, EventTarget, IdbDatabase, IdbFactory, IdbIndexParameters, IdbKeyRange, IdbObjectStore,
     IdbObjectStoreParameters, IdbRequest, IdbTransaction, IdbTransactionDurability, IdbTransactionMode,
     IdbTransactionOptions, IdbVersionChangeEvent,
 };
@@ -217,14 +220,13 @@ impl Store for IdbStore {
         if entry.is_undefined() {
             return Ok(None);
         }
-        record_from_entry(&entry)
+        record_from_entry(&entry, &EntryFields::new())
             .map(Some)
             .map_err(|error| StoreError::Unavailable(error.to_string()))
     }
 
     async fn load_all(&self) -> Result<LoadedRecords, StoreError> {
-        let entries = self.with_reconnect("loading all records", read_all_channels).await?;
-        Ok(loaded_records(&entries))
+        self.with_reconnect("loading all records", load_all_channels).await
     }
 }
 
@@ -295,13 +297,33 @@ fn entry_from_v1(key: &JsValue, value: &JsValue) -> Object {
     }
 }
 
-fn record_from_entry(entry: &JsValue) -> Result<ChannelRecord, RecordDecodeError> {
-    let channel_id = key_text(&field(entry, "channel_id"));
+/// The names of the entry fields read from every entry, as JS strings made
+/// once per read rather than once per entry (a boot reads a thousand).
+struct EntryFields {
+    channel_id: JsValue,
+    record: JsValue,
+}
+
+impl EntryFields {
+    fn new() -> Self {
+        Self {
+            channel_id: JsValue::from_str("channel_id"),
+            record: JsValue::from_str("record"),
+        }
+    }
+
+    fn get(entry: &JsValue, name: &JsValue) -> JsValue {
+        Reflect::get(entry, name).unwrap_or(JsValue::UNDEFINED)
+    }
+}
+
+fn record_from_entry(entry: &JsValue, fields: &EntryFields) -> Result<ChannelRecord, RecordDecodeError> {
+    let channel_id = key_text(&EntryFields::get(entry, &fields.channel_id));
     let fail = |reason: String| RecordDecodeError {
         channel_id: channel_id.clone(),
         reason,
     };
-    let stored = field(entry, "record");
+    let stored = EntryFields::get(entry, &fields.record);
     let bytes = if let Some(bytes) = stored.dyn_ref::<Uint8Array>() {
         bytes.to_vec()
     } else if stored.is_instance_of::<js_sys::ArrayBuffer>() {
@@ -325,8 +347,9 @@ fn record_from_entry(entry: &JsValue) -> Result<ChannelRecord, RecordDecodeError
 
 fn loaded_records(entries: &Array) -> LoadedRecords {
     let mut loaded = LoadedRecords::default();
+    let fields = EntryFields::new();
     for entry in entries.iter() {
-        match record_from_entry(&entry) {
+        match record_from_entry(&entry, &fields) {
             Ok(record) => loaded.records.push(record),
             Err(error) => loaded.unreadable.push(error),
         }
@@ -387,11 +410,36 @@ async fn read_channel(db: IdbDatabase, key: &str) -> Result<JsValue, IdbFault> {
     request_result(&request).await
 }
 
-async fn read_all_channels(db: IdbDatabase) -> Result<Array, IdbFault> {
-    let request = read_only(&db, CHANNELS)?
-        .get_all()
-        .map_err(|error| IdbFault::from_js(&error))?;
-    Ok(request_result(&request).await?.unchecked_into())
+/// Entries per request when a boot reads every channel.
+pub const LOAD_CHUNK: u32 = 128;
+
+/// Every channel entry, decoded. In one transaction: the keys first, then
+/// every run of [`LOAD_CHUNK`] entries asked for at once, so that the browser
+/// reads the next run from disk while the page decodes the one that arrived
+/// (a single `getAll` of a thousand 2.5 KB records left the page idle for the
+/// whole read, then busy).
+async fn load_all_channels(db: IdbDatabase) -> Result<LoadedRecords, IdbFault> {
+    let fault = |error: JsValue| IdbFault::from_js(&error);
+    let channels = read_only(&db, CHANNELS)?;
+    let keys: Array = request_result(&channels.get_all_keys().map_err(fault)?)
+        .await?
+        .unchecked_into();
+    let mut requests = Vec::new();
+    let mut first = 0;
+    while first < keys.length() {
+        let end = keys.length().min(first.saturating_add(LOAD_CHUNK));
+        let range = IdbKeyRange::bound(&keys.get(first), &keys.get(end.saturating_sub(1))).map_err(fault)?;
+        requests.push(channels.get_all_with_key(&range).map_err(fault)?);
+        first = end;
+    }
+    let mut loaded = LoadedRecords::default();
+    for request in &requests {
+        let entries: Array = request_result(request).await?.unchecked_into();
+        let more = loaded_records(&entries);
+        loaded.records.extend(more.records);
+        loaded.unreadable.extend(more.unreadable);
+    }
+    Ok(loaded)
 }
 
 async fn read_pending_channels(db: IdbDatabase) -> Result<Array, IdbFault> {

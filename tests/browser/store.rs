@@ -13,7 +13,7 @@ use fiber_funding::primitives::Hash256;
 use fiber_funding::primitives::{decode_hex, ChannelId};
 use fiber_funding::store::{Store, StoreError};
 use fiber_funding::tx::script::ScriptTemplate;
-use fiber_funding::wasm::idb_store::{store_error_from_dom, IdbStore, IDB_SCHEMA_VERSION};
+use fiber_funding::wasm::idb_store::{store_error_from_dom, IdbStore, IDB_SCHEMA_VERSION, LOAD_CHUNK};
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
@@ -630,6 +630,55 @@ async fn an_unreadable_record_is_reported_by_name_and_left_in_place() {
         field(&entry, "record").as_string().unwrap().contains("tru"),
         "still there"
     );
+    store.close();
+}
+
+/// A boot reads the channels in runs of `LOAD_CHUNK`: every entry arrives once
+/// and in key order, runs' edges included, and an unreadable entry at an
+/// edge is reported as ever.
+#[wasm_bindgen_test]
+async fn load_all_reads_every_entry_across_its_runs() {
+    let Samples { pending, .. } = samples();
+    let name = fresh_db_name("many");
+    let store = IdbStore::open(&name).await.unwrap();
+    let count = 2 * LOAD_CHUNK + 3;
+    let id = |n: u32, last: u8| {
+        let mut bytes = [0u8; 32];
+        bytes[..4].copy_from_slice(&n.to_be_bytes());
+        bytes[31] = last;
+        Hash256(bytes)
+    };
+    let mut expected = Vec::new();
+    let mut entries = Vec::new();
+    for n in 0..count {
+        let mut record = pending.clone();
+        record.channel_id = id(n, 0);
+        entries.push(object(&[
+            ("channel_id", JsValue::from_str(&record.key())),
+            ("temporary_channel_id", JsValue::from_str(&id(n, 0xff).to_string())),
+            ("pending", JsValue::from(1)),
+            ("record", Uint8Array::from(&record.encode()[..]).into()),
+        ]));
+        expected.push(record);
+    }
+    // Sorts right after the last entry of the first run.
+    let garbage_key = id(LOAD_CHUNK - 1, 1).to_string();
+    entries.push(object(&[
+        ("channel_id", JsValue::from_str(&garbage_key)),
+        ("temporary_channel_id", JsValue::NULL),
+        ("pending", JsValue::from(1)),
+        (
+            "record",
+            JsValue::from_str("{\"schema_version\": 1, \"channel_id\": tru"),
+        ),
+    ]));
+    raw_put_channel_entries(&name, &entries).await;
+
+    let loaded = store.load_all().await.unwrap();
+    assert_eq!(loaded.records.len(), expected.len());
+    assert!(loaded.records == expected, "every record once, in key order");
+    assert_eq!(loaded.unreadable.len(), 1);
+    assert_eq!(loaded.unreadable[0].channel_id, garbage_key);
     store.close();
 }
 
