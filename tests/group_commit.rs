@@ -15,11 +15,13 @@ use ckb_types::packed;
 use ckb_types::prelude::*;
 use common::two_nodes::fund_wallets;
 use common::{config, CKB};
+use fiber_funding::chain::client::{ChainClient, ChainResult};
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
+use fiber_funding::chain::{LiveCell, ResolvedCell, TxReport};
 use fiber_funding::flow::record::{ChannelRecord, RecordDecodeError};
 use fiber_funding::flow::{ChannelState, EntropySource, OpenChannelParams};
-use fiber_funding::primitives::{ChannelId, NodeId};
+use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
 use fiber_funding::runtime::*;
 use fiber_funding::store::memory::MemoryStore;
 use fiber_funding::store::{LoadedRecords, Store, StoreError};
@@ -153,6 +155,48 @@ impl Store for GroupLog {
 /// A channel id and its unsigned funding tx, as an open answers.
 type Opened = (ChannelId, packed::Transaction);
 
+/// The simulated chain, noting which txs' status each caller asked about.
+struct CountingChain {
+    inner: SimulatedChainClient,
+    asked: Rc<RefCell<Vec<Hash256>>>,
+}
+
+impl ChainClient for CountingChain {
+    fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>> {
+        self.inner.live_cells(lock)
+    }
+    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
+        self.inner.resolve_out_points(out_points)
+    }
+    fn cells_live(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>> {
+        self.inner.cells_live(out_points)
+    }
+    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport> {
+        self.asked.borrow_mut().push(tx_hash);
+        self.inner.transaction_status(tx_hash)
+    }
+    fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256> {
+        self.inner.send_transaction(tx)
+    }
+    fn spender(
+        &self,
+        out_point: packed::OutPoint,
+        lock: packed::Script,
+    ) -> ChainResult<Option<(packed::Transaction, TxReport)>> {
+        self.inner.spender(out_point, lock)
+    }
+}
+
+/// What a run leaves to check: the acceptor's store, and the txs whose
+/// status each of two polls made right after the submits asked about.
+struct Run {
+    store: Rc<GroupLog>,
+    first_polls: [Vec<Hash256>; 2],
+}
+
+/// The acceptor's cap on polls in flight in these runs.
+const MAX_POLLS: usize = 2;
+
 struct User {
     key: SigningKey,
     lock: packed::Script,
@@ -168,8 +212,8 @@ fn cell(lock: &packed::Script, ckb: u64) -> packed::CellOutput {
 
 /// Opens a channel from every user at once and takes each to ChannelReady,
 /// delivering the switch's messages in bulk (each message to the acceptor
-/// twice when `retransmitting`); returns the acceptor's store.
-fn open_all_at_once(retransmitting: bool) -> Rc<GroupLog> {
+/// twice when `retransmitting`).
+fn open_all_at_once(retransmitting: bool) -> Run {
     let mut pool = LocalPool::new();
     let platform = Rc::new(StillPlatform {
         spawner: pool.spawner(),
@@ -191,6 +235,7 @@ fn open_all_at_once(retransmitting: bool) -> Rc<GroupLog> {
         switch.doubled_to.set(Some(acceptor_id));
     }
     let acceptor_store = Rc::new(GroupLog::default());
+    let asked = Rc::new(RefCell::new(Vec::new()));
     let (sender, receiver) = inbox();
     switch.inboxes.borrow_mut().push((acceptor_id, sender.clone()));
     let parts = DriverParts {
@@ -201,9 +246,15 @@ fn open_all_at_once(retransmitting: bool) -> Rc<GroupLog> {
             own: acceptor_id,
             switch: switch.clone(),
         }),
-        chain: client.clone(),
+        chain: Rc::new(CountingChain {
+            inner: SimulatedChainClient::new(chain.clone()),
+            asked: asked.clone(),
+        }),
         platform: platform.clone(),
-        settings: DriverSettings::default(),
+        settings: DriverSettings {
+            max_polls_in_flight: MAX_POLLS,
+            ..DriverSettings::default()
+        },
         on_event: Box::new(|_| {}),
     };
     let (acceptor, _) = pool.run_until(start(parts, sender, receiver)).unwrap();
@@ -276,13 +327,23 @@ fn open_all_at_once(retransmitting: bool) -> Rc<GroupLog> {
             .unwrap();
     }
     settle(&mut pool);
+    // Two polls of the acceptor while every funding tx waits for a block.
+    let first_polls = [(); 2].map(|()| {
+        asked.borrow_mut().clear();
+        let _ = acceptor.sender().unbounded_send(Input::Poll);
+        settle(&mut pool);
+        asked.borrow().clone()
+    });
+
     chain.borrow_mut().mine_block();
-    for user in &users {
-        // A poll, as the timer would send one.
-        let _ = user.driver.sender().unbounded_send(Input::Poll);
+    // Polls, as the timers would send them, until nothing is left to learn.
+    for _ in 0..openers.len() {
+        for user in &users {
+            let _ = user.driver.sender().unbounded_send(Input::Poll);
+        }
+        let _ = acceptor.sender().unbounded_send(Input::Poll);
+        settle(&mut pool);
     }
-    let _ = acceptor.sender().unbounded_send(Input::Poll);
-    settle(&mut pool);
 
     for (&user, opened) in openers.iter().zip(opened.borrow().iter()) {
         let user = &users[user];
@@ -292,12 +353,15 @@ fn open_all_at_once(retransmitting: bool) -> Rc<GroupLog> {
             assert_eq!(view.state, ChannelState::ChannelReady, "{side} of {channel_id}");
         }
     }
-    acceptor_store
+    Run {
+        store: acceptor_store,
+        first_polls,
+    }
 }
 
 #[test]
 fn writes_for_different_peers_queued_together_share_one_commit() {
-    let store = open_all_at_once(false);
+    let store = open_all_at_once(false).store;
     let groups = store.groups.borrow();
     let largest = groups.iter().map(Vec::len).max().unwrap_or(0);
     assert_eq!(
@@ -314,7 +378,7 @@ fn writes_for_different_peers_queued_together_share_one_commit() {
 #[test]
 fn a_peer_never_has_two_writes_in_one_commit() {
     for retransmitting in [false, true] {
-        let store = open_all_at_once(retransmitting);
+        let store = open_all_at_once(retransmitting).store;
         for group in store.groups.borrow().iter() {
             let mut peers: Vec<NodeId> = group.iter().map(|(_, peer)| *peer).collect();
             peers.sort();
@@ -332,7 +396,7 @@ fn a_peer_never_has_two_writes_in_one_commit() {
 /// channel, ready.
 #[test]
 fn every_grouped_write_is_stored() {
-    let store = open_all_at_once(false);
+    let store = open_all_at_once(false).store;
     let loaded = futures::executor::block_on(store.load_all()).unwrap();
     let unreadable: &[RecordDecodeError] = &loaded.unreadable;
     assert!(unreadable.is_empty());
@@ -341,4 +405,21 @@ fn every_grouped_write_is_stored() {
         .records
         .iter()
         .all(|record| record.funding_confirmed && record.peer_channel_ready));
+}
+
+/// A hub watching many txs asks about a bounded number per poll, and the
+/// next poll goes on where the last one stopped, so each is asked in turn.
+#[test]
+fn polls_are_bounded_and_take_turns() {
+    let [first, second] = open_all_at_once(false).first_polls;
+    assert_eq!(first.len(), MAX_POLLS, "{first:?}");
+    assert_eq!(second.len(), MAX_POLLS, "{second:?}");
+    let mut both: Vec<Hash256> = first.iter().chain(&second).copied().collect();
+    both.sort();
+    both.dedup();
+    assert_eq!(
+        both.len(),
+        2 * MAX_POLLS,
+        "the second poll asked again: {first:?} then {second:?}"
+    );
 }

@@ -206,6 +206,11 @@ pub struct DriverSettings {
     pub connect_timeout_ms: u64,
     /// Pause before a failed chain query is tried again.
     pub chain_retry_ms: u64,
+    /// The most status and spender polls in flight at once. A hub watches
+    /// hundreds of txs: unbounded, its polls crowd out the chain queries an
+    /// open waits on (and its CKB node). Each poll serves the next ones in
+    /// turn, so every watched tx is asked about.
+    pub max_polls_in_flight: usize,
 }
 
 impl Default for DriverSettings {
@@ -214,6 +219,7 @@ impl Default for DriverSettings {
             poll_interval_ms: 2_000,
             connect_timeout_ms: 10_000,
             chain_retry_ms: 2_000,
+            max_polls_in_flight: 32,
         }
     }
 }
@@ -233,6 +239,8 @@ pub struct Driver<S> {
     status_in_flight: VecSet<Hash256>,
     /// Channels whose funding cell's spender is being looked up.
     spender_in_flight: VecSet<ChannelId>,
+    /// Where the next poll starts in the list of what is watched.
+    poll_cursor: usize,
     /// The one timer: when it rings, and which arming it is.
     timer: Option<u64>,
     timer_generation: u64,
@@ -294,6 +302,7 @@ pub async fn start<S: Store + 'static>(
         next_open_id: 0,
         status_in_flight: VecSet::new(),
         spender_in_flight: VecSet::new(),
+        poll_cursor: 0,
         timer: None,
         timer_generation: 0,
         closed: false,
@@ -609,33 +618,65 @@ impl<S: Store> Driver<S> {
             .collect()
     }
 
+    /// Asks about watched funding cells and txs, at most
+    /// [`DriverSettings::max_polls_in_flight`] at a time, starting where the
+    /// last poll stopped.
     fn poll_watched_txs(&mut self) {
-        for (channel_id, out_point, lock) in self.node.funding_cells_to_watch() {
-            if !self.spender_in_flight.insert(channel_id) {
-                continue;
+        enum Watch {
+            Spender(ChannelId, packed::OutPoint, packed::Script),
+            Status(ChannelId, Hash256),
+        }
+        let mut watched: Vec<Watch> = (self.node.funding_cells_to_watch().into_iter())
+            .map(|(channel_id, out_point, lock)| Watch::Spender(channel_id, out_point, lock))
+            .chain(
+                self.node
+                    .txs_to_watch()
+                    .into_iter()
+                    .map(|(channel_id, tx_hash)| Watch::Status(channel_id, tx_hash)),
+            )
+            .collect();
+        if watched.is_empty() {
+            return;
+        }
+        let start = self.poll_cursor % watched.len();
+        watched.rotate_left(start);
+        let in_flight = self.status_in_flight.len().saturating_add(self.spender_in_flight.len());
+        let mut room = self.settings.max_polls_in_flight.saturating_sub(in_flight);
+        let mut passed = 0usize;
+        for watch in watched {
+            if room == 0 {
+                break;
             }
+            passed = passed.saturating_add(1);
             let chain = self.chain.clone();
             let sender = self.sender.clone();
-            self.platform.spawn(Box::pin(async move {
-                let result = chain.spender(out_point, lock).await;
-                let _ = sender.unbounded_send(Input::SpenderChecked { channel_id, result });
-            }));
-        }
-        for (channel_id, tx_hash) in self.node.txs_to_watch() {
-            if !self.status_in_flight.insert(tx_hash) {
-                continue;
+            match watch {
+                Watch::Spender(channel_id, out_point, lock) => {
+                    if !self.spender_in_flight.insert(channel_id) {
+                        continue;
+                    }
+                    self.platform.spawn(Box::pin(async move {
+                        let result = chain.spender(out_point, lock).await;
+                        let _ = sender.unbounded_send(Input::SpenderChecked { channel_id, result });
+                    }));
+                }
+                Watch::Status(channel_id, tx_hash) => {
+                    if !self.status_in_flight.insert(tx_hash) {
+                        continue;
+                    }
+                    self.platform.spawn(Box::pin(async move {
+                        let result = chain.transaction_status(tx_hash).await;
+                        let _ = sender.unbounded_send(Input::StatusChecked {
+                            channel_id,
+                            tx_hash,
+                            result,
+                        });
+                    }));
+                }
             }
-            let chain = self.chain.clone();
-            let sender = self.sender.clone();
-            self.platform.spawn(Box::pin(async move {
-                let result = chain.transaction_status(tx_hash).await;
-                let _ = sender.unbounded_send(Input::StatusChecked {
-                    channel_id,
-                    tx_hash,
-                    result,
-                });
-            }));
+            room -= 1;
         }
+        self.poll_cursor = start.wrapping_add(passed);
     }
 
     fn retry_query(&self, channel_id: ChannelId, query: ChainQuery) {
