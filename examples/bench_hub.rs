@@ -12,8 +12,15 @@
 //!
 //! ```text
 //! bench_hub --simchain PATH --counterparty PATH --browsers N [--kill]
-//!           [--block-ms 200] [--poll-ms 500]
+//!           [--block-ms 200] [--poll-ms 500] [--ramp-ms 0] [--sign-ms 0]
 //! ```
+//!
+//! `--ramp-ms R` starts the browsers evenly over R ms instead of all at once
+//! (a hub's steady load rather than a burst), and `--sign-ms S` has each
+//! user take S ms at the wallet between the unsigned tx and signing it (the
+//! JoyID redirect and a person; not counted in the "sign" column). The
+//! table's "peak in flight" says how many browsers were between their start
+//! and their end at once.
 //!
 //! Every browser is a task on one current-thread runtime (its driver is
 //! `!Send`): the browsers are the load generator, the counterparty process is
@@ -54,6 +61,8 @@ struct Options {
     kill: bool,
     block_ms: u64,
     poll_ms: u64,
+    ramp_ms: u64,
+    sign_ms: u64,
 }
 
 fn options() -> Options {
@@ -68,6 +77,8 @@ fn options() -> Options {
         kill: false,
         block_ms: 200,
         poll_ms: 500,
+        ramp_ms: 0,
+        sign_ms: 0,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -77,6 +88,8 @@ fn options() -> Options {
             "--browsers" => options.browsers = value().parse().expect("--browsers N"),
             "--block-ms" => options.block_ms = value().parse().expect("--block-ms MS"),
             "--poll-ms" => options.poll_ms = value().parse().expect("--poll-ms MS"),
+            "--ramp-ms" => options.ramp_ms = value().parse().expect("--ramp-ms MS"),
+            "--sign-ms" => options.sign_ms = value().parse().expect("--sign-ms MS"),
             "--kill" => options.kill = true,
             other => panic!("unknown flag {other}; see examples/bench_hub.rs"),
         }
@@ -97,6 +110,7 @@ struct Progress {
 /// One browser's step latencies in ms, and how it ended.
 #[derive(Default, Clone)]
 struct Timings {
+    start: Option<Instant>,
     connect: Option<f64>,
     open: Option<f64>,
     open_done: Option<Instant>,
@@ -176,10 +190,13 @@ struct Hub {
     peer_url: String,
     peer: NodeId,
     settings: InitiatorSettings,
+    /// How long each user takes at the wallet.
+    user_ms: u64,
 }
 
 /// One browser: boot and connect, open, sign, submit, wait for ready.
-async fn browser(hub: Rc<Hub>, key: SigningKey, opens_done: Rc<Cell<usize>>) -> (Initiator, Timings) {
+async fn browser(hub: Rc<Hub>, key: SigningKey, opens_done: Rc<Cell<usize>>, delay: Duration) -> (Initiator, Timings) {
+    tokio::time::sleep(delay).await;
     let progress = Rc::new(RefCell::new(Progress::default()));
     let notify = Rc::new(Notify::new());
     let on_event = {
@@ -217,7 +234,10 @@ async fn browser(hub: Rc<Hub>, key: SigningKey, opens_done: Rc<Cell<usize>>) -> 
         on_event,
     )
     .await;
-    let mut timings = Timings::default();
+    let mut timings = Timings {
+        start: Some(started),
+        ..Timings::default()
+    };
 
     let before = Instant::now();
     let opened = initiator.handle.open_channel(initiator.open_params(hub.peer)).await;
@@ -235,6 +255,7 @@ async fn browser(hub: Rc<Hub>, key: SigningKey, opens_done: Rc<Cell<usize>>) -> 
     timings.open_done = Some(after);
     opens_done.set(opens_done.get() + 1);
 
+    tokio::time::sleep(Duration::from_millis(hub.user_ms)).await;
     let before = Instant::now();
     let signed = initiator.sign(&unsigned).await;
     timings.sign = Some(ms(before, Instant::now()));
@@ -353,10 +374,15 @@ fn main() {
             settings: InitiatorSettings {
                 poll_interval_ms: options.poll_ms,
             },
+            user_ms: options.sign_ms,
         });
         let tasks: Vec<_> = keys
             .into_iter()
-            .map(|key| tokio::task::spawn_local(browser(hub.clone(), key, opens_done.clone())))
+            .enumerate()
+            .map(|(i, key)| {
+                let delay = Duration::from_millis(options.ramp_ms * i as u64 / n.max(1) as u64);
+                tokio::task::spawn_local(browser(hub.clone(), key, opens_done.clone(), delay))
+            })
             .collect();
         let mut initiators = Vec::new();
         let mut timings = Vec::new();
@@ -449,6 +475,21 @@ fn main() {
         .collect();
 
     let end = timings.iter().filter_map(|t| t.end).max().unwrap_or(t0);
+    // Browsers between their start and their end at the same time.
+    let mut edges: Vec<(Instant, i32)> = timings
+        .iter()
+        .flat_map(|t| [(t.start, 1), (t.end.or(Some(end)), -1)])
+        .filter_map(|(at, step)| at.map(|at| (at, step)))
+        .collect();
+    edges.sort_by_key(|&(at, step)| (at, step));
+    let peak_in_flight = edges
+        .iter()
+        .scan(0i32, |in_flight, &(_, step)| {
+            *in_flight += step;
+            Some(*in_flight)
+        })
+        .max()
+        .unwrap_or(0);
     let last_open = timings.iter().filter_map(|t| t.open_done).max().unwrap_or(t0);
     let wall = end.duration_since(t0).as_secs_f64();
     let opened = timings.iter().filter(|t| t.open.is_some()).count();
@@ -460,12 +501,14 @@ fn main() {
     };
 
     println!(
-        "| N | wall s | opens/s | ready/s | connect p50/p99 ms | open | sign | submit | submit→ready | hub peak RSS MB | bench peak RSS MB | ready both | aborted both | aborted before reaching hub | no channel | lost |"
+        "| N | ramp ms | user ms | peak in flight | wall s | opens/s | ready/s | connect p50/p99 ms | open | sign | submit | submit→ready | hub peak RSS MB | bench peak RSS MB | ready both | aborted both | aborted before reaching hub | no channel | lost |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {n}{} | {wall:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {peaks} | {:.0} | {both_ready} | {both_closed} | {never_reached} | {no_channel} | {} |",
+        "| {n}{} | {} | {} | {peak_in_flight} | {wall:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {peaks} | {:.0} | {both_ready} | {both_closed} | {never_reached} | {no_channel} | {} |",
         if options.kill { " (kill -9)" } else { "" },
+        options.ramp_ms,
+        options.sign_ms,
         opened as f64 / last_open.duration_since(t0).as_secs_f64().max(1e-9),
         both_ready as f64 / wall.max(1e-9),
         cell(step(|t| t.connect)),

@@ -252,13 +252,12 @@ impl Moments {
 /// Starts the child, kills it after `delay_ms`, and returns the last number
 /// it reported as written (if any) and whether it got to write at all.
 fn run_child_and_kill(path: &Path, delay_ms: u64) -> Option<u64> {
+    run_named_child_and_kill("crash_child_rotates_a_record_until_killed", path, delay_ms)
+}
+
+fn run_named_child_and_kill(child: &str, path: &Path, delay_ms: u64) -> Option<u64> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash_child_rotates_a_record_until_killed",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args([child, "--exact", "--nocapture", "--test-threads=1"])
         .env(CRASH_CHILD_ENV, path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -330,5 +329,109 @@ fn a_writer_killed_at_random_moments_always_leaves_a_whole_store() {
         acked = seq;
     }
     println!("{kills_after_writes} of {ROUNDS} kills landed while writing; {acked} records written in all");
+    assert!(kills_after_writes > ROUNDS / 3, "too few kills landed mid-writing");
+}
+
+/// Channel `seq` of the second series (the group-commit tests write two).
+fn second(seq: u64) -> ChannelRecord {
+    let mut record = numbered(seq);
+    record.channel_id = id(seq + (1 << 40));
+    record
+}
+
+#[test]
+fn a_group_commit_writes_every_record_and_moves_every_replaced_one() {
+    let dir = temp_dir("group");
+    let store = RedbStore::open(dir.join("db.redb")).unwrap();
+    let (temporary, kept) = (numbered(1), numbered(7));
+    block_on(store.put(&temporary, None)).unwrap();
+    block_on(store.put(&kept, None)).unwrap();
+    let mut accepted = temporary.clone();
+    accepted.channel_id = id(2);
+    let (new, other) = (numbered(3), second(3));
+    let outcomes = block_on(store.put_all(&[(&accepted, Some(&temporary.channel_id)), (&new, None), (&other, None)]));
+    assert_eq!(outcomes, vec![Ok(()), Ok(()), Ok(())]);
+    drop(store);
+
+    let store = RedbStore::open(dir.join("db.redb")).unwrap();
+    let mut ids: Vec<_> = block_on(store.load_all())
+        .unwrap()
+        .records
+        .into_iter()
+        .map(|r| r.channel_id)
+        .collect();
+    ids.sort();
+    let mut expected = vec![accepted.channel_id, kept.channel_id, new.channel_id, other.channel_id];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(block_on(store.get(&temporary.channel_id)).unwrap(), None);
+}
+
+#[test]
+fn crash_child_rotates_two_records_in_one_group_until_killed() {
+    let Ok(path) = std::env::var(CRASH_CHILD_ENV) else {
+        return; // Only meaningful as the crash test's child.
+    };
+    let store = RedbStore::open(&path).expect("the child opens the store");
+    let loaded = block_on(store.load_all()).expect("the child loads the store");
+    let mut seq = loaded.records.iter().map(|r| r.created_at_ms).max().unwrap_or(0);
+    println!("ready {seq}");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        let (a, b) = (numbered(seq + 1), second(seq + 1));
+        let outcomes = block_on(store.put_all(&[(&a, Some(&id(seq))), (&b, Some(&second(seq).channel_id))]));
+        assert_eq!(outcomes, vec![Ok(()), Ok(())]);
+        seq += 1;
+        println!("acked {seq}");
+    }
+}
+
+/// A group commit lands whole or not at all, even when the process is
+/// killed in the middle of it: both series always stand at the same number.
+#[test]
+fn a_writer_killed_during_group_commits_never_leaves_half_a_group() {
+    const ROUNDS: usize = 15;
+    let dir = temp_dir("group-crash");
+    let path = dir.join("db.redb");
+    {
+        let store = RedbStore::open(&path).unwrap();
+        let outcomes = block_on(store.put_all(&[(&numbered(0), None), (&second(0), None)]));
+        assert_eq!(outcomes, vec![Ok(()), Ok(())]);
+    }
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    println!("kill moments seed {seed}");
+    let mut moments = Moments(seed);
+    let mut acked = 0u64;
+    let mut kills_after_writes = 0;
+    for round in 0..ROUNDS {
+        let delay_ms = moments.next_below(120);
+        if let Some(last) = run_named_child_and_kill(
+            "crash_child_rotates_two_records_in_one_group_until_killed",
+            &path,
+            delay_ms,
+        ) {
+            assert!(
+                last >= acked,
+                "round {round}: the child went back from {acked} to {last}"
+            );
+            acked = last;
+            kills_after_writes += 1;
+        }
+        let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("round {round} (seed {seed}): reopen: {e}"));
+        let loaded = block_on(store.load_all()).unwrap();
+        assert!(loaded.unreadable.is_empty(), "round {round} (seed {seed})");
+        let mut records = loaded.records;
+        records.sort_by_key(|r| r.channel_id);
+        let mut expected = vec![numbered(records[0].created_at_ms), second(records[0].created_at_ms)];
+        expected.sort_by_key(|r| r.channel_id);
+        assert_eq!(records, expected, "round {round} (seed {seed}): half a group landed");
+        let seq = records[0].created_at_ms;
+        assert!(
+            seq == acked || seq == acked + 1,
+            "round {round} (seed {seed}): store holds {seq}, the child had finished {acked}"
+        );
+        acked = seq;
+    }
+    println!("{kills_after_writes} of {ROUNDS} kills landed while writing; {acked} groups written in all");
     assert!(kills_after_writes > ROUNDS / 3, "too few kills landed mid-writing");
 }

@@ -18,11 +18,14 @@
 //! Signing the same slot again after a restart therefore yields the same
 //! partial signature, which reveals nothing new.
 
+use std::cell::RefCell;
+
 use musig2::{AggNonce, KeyAggContext, PartialSignature, PubNonce, SecNonce};
 use secp::{MaybeScalar, Point};
 
 use super::blake160;
 use super::keys::{parse_pubkey, ChannelKeys};
+use crate::collections::VecMap;
 use crate::primitives::{PubNonceBytes, Pubkey};
 
 /// Why a MuSig2 operation failed; names the bad input.
@@ -71,12 +74,38 @@ pub fn funding_key_agg(a: &Pubkey, b: &Pubkey) -> Result<KeyAggContext, MusigErr
 }
 
 /// Aggregates keys in the given order (commitment locks order them per holder).
+///
+/// The same few key lists are aggregated over and over (every commitment
+/// tx, its fee and its lock, every signature check), and an aggregation is
+/// a multi-scalar multiplication: at a hub it was a quarter of all CPU. So
+/// the answers are remembered, per thread, for up to [`KEY_AGG_MEMO`] lists;
+/// an aggregation depends on nothing but the keys.
 pub fn key_agg(keys: &[Pubkey]) -> Result<KeyAggContext, MusigError> {
+    if let Some(ctx) = KEY_AGG.with(|memo| memo.borrow().get(keys).cloned()) {
+        return Ok(ctx);
+    }
     let points = keys
         .iter()
         .map(|key| parse_pubkey(key).ok_or(MusigError::InvalidPubkey("funding pubkey")))
         .collect::<Result<Vec<Point>, _>>()?;
-    KeyAggContext::new(points).map_err(|e| MusigError::Signing(e.to_string()))
+    let ctx = KeyAggContext::new(points).map_err(|e| MusigError::Signing(e.to_string()))?;
+    KEY_AGG.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        // Bounded: a full memo starts over (a hub holds about two lists per
+        // channel in flight).
+        if memo.len() >= KEY_AGG_MEMO {
+            *memo = VecMap::new();
+        }
+        memo.insert(keys.to_vec(), ctx.clone());
+    });
+    Ok(ctx)
+}
+
+/// How many key lists [`key_agg`] remembers.
+pub const KEY_AGG_MEMO: usize = 2_048;
+
+thread_local! {
+    static KEY_AGG: RefCell<VecMap<Vec<Pubkey>, KeyAggContext>> = RefCell::new(VecMap::new());
 }
 
 /// The x-only aggregated key (what a BIP340 signature verifies against).
@@ -277,6 +306,33 @@ mod tests {
         let a = ChannelKeys::derive(&NodeSecret::from_bytes([1; 32]).unwrap(), &[10; 32]);
         let b = ChannelKeys::derive(&NodeSecret::from_bytes([2; 32]).unwrap(), &[20; 32]);
         (a, b)
+    }
+
+    /// The memo answers what a fresh aggregation would, for each order of
+    /// the keys (order matters to MuSig2), and stays bounded.
+    #[test]
+    fn remembered_aggregations_are_the_fresh_ones_and_bounded() {
+        let (a, b) = two_parties();
+        let keys = [a.funding_pubkey(), b.funding_pubkey()];
+        let fresh = |keys: &[Pubkey]| {
+            let points: Vec<Point> = keys.iter().map(|key| parse_pubkey(key).unwrap()).collect();
+            xonly_key(&KeyAggContext::new(points).unwrap())
+        };
+        let reversed = [keys[1], keys[0]];
+        for _ in 0..2 {
+            assert_eq!(xonly_key(&key_agg(&keys).unwrap()), fresh(&keys));
+            assert_eq!(xonly_key(&key_agg(&reversed).unwrap()), fresh(&reversed));
+        }
+        assert_ne!(fresh(&keys), fresh(&reversed));
+
+        let node = NodeSecret::from_bytes([3; 32]).unwrap();
+        for seed in 0..=KEY_AGG_MEMO as u16 {
+            let mut bytes = [0; 32];
+            bytes[..2].copy_from_slice(&seed.to_le_bytes());
+            key_agg(&[ChannelKeys::derive(&node, &bytes).funding_pubkey()]).unwrap();
+        }
+        assert!(KEY_AGG.with(|memo| memo.borrow().len()) <= KEY_AGG_MEMO);
+        assert_eq!(xonly_key(&key_agg(&keys).unwrap()), fresh(&keys));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A durable [`Store`] in one redb file, for the native counterparty.
 //!
-//! Every `put` is one redb write transaction committed with
+//! Every `put` (and every `put_all`, a group commit) is one redb write
+//! transaction committed with
 //! [`Durability::Immediate`] (fsync before the commit returns), so a record the
 //! driver was told is stored survives `kill -9` and power loss, and a write cut
 //! short leaves the previous record in place. Records are the bytes of
@@ -126,6 +127,20 @@ impl RedbStore {
         })
     }
 
+    /// All of `writes` in one transaction: one fsync for the lot.
+    fn put_all_blocking(&self, writes: &[(String, Vec<u8>, Option<String>)]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut table = tx.open_table(CHANNELS)?;
+            for (key, bytes, replaces) in writes {
+                if let Some(old) = replaces.as_deref().filter(|old| old != key) {
+                    table.remove(old)?;
+                }
+                table.insert(key.as_str(), bytes.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
     fn get_blocking(&self, key: &str) -> Result<Option<ChannelRecord>, StoreError> {
         match self.raw(key)? {
             Some(bytes) => ChannelRecord::decode(key, &bytes)
@@ -189,6 +204,17 @@ impl Store for RedbStore {
         let (store, key, bytes) = (self.clone(), record.key(), record.encode());
         let replaces = replaces.map(ChannelId::to_string);
         off_loop(move || store.put_blocking(&key, &bytes, replaces.as_deref())).await
+    }
+
+    /// A group commit: one transaction, so the writes land or fail together.
+    async fn put_all(&self, writes: &[(&ChannelRecord, Option<&ChannelId>)]) -> Vec<Result<(), StoreError>> {
+        let store = self.clone();
+        let encoded: Vec<(String, Vec<u8>, Option<String>)> = writes
+            .iter()
+            .map(|(record, replaces)| (record.key(), record.encode(), replaces.map(ChannelId::to_string)))
+            .collect();
+        let outcome = off_loop(move || store.put_all_blocking(&encoded)).await;
+        vec![outcome; writes.len()]
     }
 
     async fn get(&self, channel_id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {

@@ -1,7 +1,9 @@
 //! The event loop around a [`Node`]: one task owns the node and processes
 //! inputs one at a time (commands, peer messages, chain answers, timers), so
-//! no two steps interleave and every step's persist completes before its
-//! actions run. Adapters — a [`PeerLink`], a [`ChainClient`], a [`Store`] and
+//! no two steps interleave, and nothing a step's write holds back runs
+//! before that write is durable. Writes of steps for different peers are
+//! committed together at the end of a round (a group commit, see
+//! [`Driver::run`]). Adapters — a [`PeerLink`], a [`ChainClient`], a [`Store`] and
 //! a [`Platform`] — are all it needs; the browser and the native counterparty
 //! plug in their own.
 
@@ -13,7 +15,7 @@ use futures::channel::{mpsc, oneshot};
 use futures::future::LocalBoxFuture;
 use futures::{FutureExt, StreamExt};
 
-use super::{execute, Effects, PersistFailed};
+use super::{commit_writes, execute, run_until_write, Effects, PendingWrite, PersistFailed};
 use crate::chain::client::{ChainClient, ChainError};
 use crate::chain::{CheckedTx, LiveCell, TxReport};
 use crate::flow::error::FlowError;
@@ -204,6 +206,11 @@ pub struct DriverSettings {
     pub connect_timeout_ms: u64,
     /// Pause before a failed chain query is tried again.
     pub chain_retry_ms: u64,
+    /// The most status and spender polls in flight at once. A hub watches
+    /// hundreds of txs: unbounded, its polls crowd out the chain queries an
+    /// open waits on (and its CKB node). Each poll serves the next ones in
+    /// turn, so every watched tx is asked about.
+    pub max_polls_in_flight: usize,
 }
 
 impl Default for DriverSettings {
@@ -212,6 +219,7 @@ impl Default for DriverSettings {
             poll_interval_ms: 2_000,
             connect_timeout_ms: 10_000,
             chain_retry_ms: 2_000,
+            max_polls_in_flight: 32,
         }
     }
 }
@@ -231,10 +239,14 @@ pub struct Driver<S> {
     status_in_flight: VecSet<Hash256>,
     /// Channels whose funding cell's spender is being looked up.
     spender_in_flight: VecSet<ChannelId>,
+    /// Where the next poll starts in the list of what is watched.
+    poll_cursor: usize,
     /// The one timer: when it rings, and which arming it is.
     timer: Option<u64>,
     timer_generation: u64,
     closed: bool,
+    /// Writes this round's steps asked for, committed together at its end.
+    writes: Vec<PendingWrite>,
 }
 
 /// The application's side of a running driver.
@@ -290,9 +302,11 @@ pub async fn start<S: Store + 'static>(
         next_open_id: 0,
         status_in_flight: VecSet::new(),
         spender_in_flight: VecSet::new(),
+        poll_cursor: 0,
         timer: None,
         timer_generation: 0,
         closed: false,
+        writes: Vec::new(),
     };
     let now = driver.platform.now_ms();
     let (actions, mut unreadable) = driver.node.restore(loaded.records, now);
@@ -321,17 +335,99 @@ pub async fn start<S: Store + 'static>(
     Ok((handle, unreadable))
 }
 
+/// The adapters as [`Effects`], borrowed field by field so the node and
+/// the round's writes stay free to borrow alongside.
+macro_rules! driver_effects {
+    ($driver:ident) => {
+        DriverEffects {
+            link: &$driver.link,
+            chain: &$driver.chain,
+            platform: &$driver.platform,
+            sender: &$driver.sender,
+            pending_opens: &mut $driver.pending_opens,
+            on_event: &mut $driver.on_event,
+            settings: &$driver.settings,
+        }
+    };
+}
+
 impl<S: Store> Driver<S> {
+    /// Takes inputs in rounds. A round starts with the next input; when that
+    /// one concerns a single peer, every input already queued for other
+    /// peers joins it. The round's writes are then committed together (one
+    /// fsync where the store can: a group commit) before anything the core
+    /// held behind them runs. No step sees a channel whose write is still
+    /// in flight: a second input for a peer in the round, or an input that
+    /// may touch any channel (a command, a timer), waits for the next round.
     async fn run(mut self, mut receiver: InputReceiver, _end_signal: EndSignal) {
         self.rearm_timer();
-        while let Some(input) = receiver.next().await {
-            self.handle(input).await;
+        let mut waiting: Option<Input> = None;
+        loop {
+            let input = match waiting.take() {
+                Some(input) => input,
+                None => match receiver.next().await {
+                    Some(input) => input,
+                    None => break,
+                },
+            };
+            if let Some(peer) = self.lane(&input) {
+                let mut peers = VecSet::new();
+                peers.insert(peer);
+                self.handle(input).await;
+                while !self.closed {
+                    // `Err`: nothing queued now (or the queue is gone).
+                    let Ok(next) = receiver.try_recv() else { break };
+                    match self.lane(&next) {
+                        Some(peer) if peers.insert(peer) => self.handle(next).await,
+                        _ => {
+                            waiting = Some(next);
+                            break;
+                        }
+                    }
+                }
+            } else {
+                self.handle(input).await;
+            }
+            self.commit_round().await;
             if self.closed {
                 break;
             }
             self.rearm_timer();
         }
         self.link.close();
+    }
+
+    /// The peer whose channels an input concerns, if it is one peer only.
+    fn lane(&self, input: &Input) -> Option<NodeId> {
+        let peer_of = |channel_id: &ChannelId| self.node.record(channel_id).map(|record| record.peer);
+        match input {
+            Input::PeerConnected(peer) | Input::PeerMessage(peer, _) | Input::PeerDisconnected { peer, .. } => {
+                Some(*peer)
+            }
+            Input::Chain(event) => peer_of(event.channel_id()),
+            Input::ChainQueryFailed { channel_id, .. }
+            | Input::StatusChecked { channel_id, .. }
+            | Input::SpenderChecked { channel_id, .. } => peer_of(channel_id),
+            Input::Command(_)
+            | Input::PeerUnavailable { .. }
+            | Input::WalletCells { .. }
+            | Input::Timer { .. }
+            | Input::Poll => None,
+        }
+    }
+
+    /// Commits the round's writes, runs what each released, and commits
+    /// again while released work writes; a failed write is reported.
+    async fn commit_round(&mut self) {
+        while !self.writes.is_empty() {
+            let writes = std::mem::take(&mut self.writes);
+            let mut effects = driver_effects!(self);
+            let (next, failures) = commit_writes(&mut self.node, &self.store, &mut effects, writes).await;
+            self.writes = next;
+            for failure in failures {
+                (self.on_event)(DriverEvent::StorageError(failure.to_string()));
+            }
+        }
     }
 
     async fn handle(&mut self, input: Input) {
@@ -341,7 +437,7 @@ impl<S: Store> Driver<S> {
             Input::PeerConnected(peer) => {
                 (self.on_event)(DriverEvent::PeerConnected(peer));
                 let actions = self.node.peer_connected(&peer);
-                self.run_background(actions).await;
+                self.run_background(actions);
             }
             Input::PeerDisconnected { peer, reason } => {
                 self.node.peer_disconnected(&peer, now);
@@ -354,22 +450,22 @@ impl<S: Store> Driver<S> {
                 });
                 if trouble == PeerTrouble::Mismatch {
                     let actions = self.node.peer_mismatch(&reason);
-                    self.run_background(actions).await;
+                    self.run_background(actions);
                 }
             }
             Input::PeerMessage(peer, message) => {
                 let actions = self.node.peer_message(&peer, message, now);
-                self.run_background(actions).await;
+                self.run_background(actions);
             }
             Input::WalletCells { open, cells } => {
                 // A new channel that cannot be stored fails its request in
                 // the core (OpenFailure::Storage); the page hears of it there.
                 let actions = self.node.wallet_cells(open, cells, now);
-                self.run_background(actions).await;
+                self.run_background(actions);
             }
             Input::Chain(event) => {
                 let actions = self.node.chain_event(event, now);
-                self.run_background(actions).await;
+                self.run_background(actions);
             }
             Input::ChainQueryFailed {
                 channel_id,
@@ -393,7 +489,7 @@ impl<S: Store> Driver<S> {
                             report,
                         };
                         let actions = self.node.chain_event(event, now);
-                        self.run_background(actions).await;
+                        self.run_background(actions);
                     }
                     Err(error) => (self.on_event)(DriverEvent::ChainError(error)),
                 }
@@ -408,7 +504,7 @@ impl<S: Store> Driver<S> {
                             report,
                         };
                         let actions = self.node.chain_event(event, now);
-                        self.run_background(actions).await;
+                        self.run_background(actions);
                     }
                     Ok(None) => {}
                     Err(error) => (self.on_event)(DriverEvent::ChainError(error)),
@@ -420,12 +516,12 @@ impl<S: Store> Driver<S> {
                 }
                 self.timer = None;
                 let actions = self.node.tick(now);
-                self.run_background(actions).await;
+                self.run_background(actions);
             }
             Input::Poll => {
                 // Timers of the core (deadlines, an acceptor's force closes) come due here too.
                 let actions = self.node.tick(now);
-                self.run_background(actions).await;
+                self.run_background(actions);
                 self.poll_watched_txs();
             }
         }
@@ -435,7 +531,7 @@ impl<S: Store> Driver<S> {
         let now = self.platform.now_ms();
         // Deadlines first, so a late command meets an already aborted flow.
         let actions = self.node.tick(now);
-        self.run_background(actions).await;
+        self.run_background(actions);
         match command {
             Command::Open { params, reply } => {
                 let open = OpenId(self.next_open_id);
@@ -443,7 +539,7 @@ impl<S: Store> Driver<S> {
                 self.pending_opens.insert(open, reply);
                 let give_up_at_ms = now.saturating_add(self.settings.connect_timeout_ms);
                 let actions = self.node.request_open(open, params, give_up_at_ms, now);
-                self.run_background(actions).await;
+                self.run_background(actions);
             }
             Command::Submit { channel_id, tx, reply } => {
                 let result = match self.node.submit_signed_funding_tx(&channel_id, &tx, now) {
@@ -522,33 +618,65 @@ impl<S: Store> Driver<S> {
             .collect()
     }
 
+    /// Asks about watched funding cells and txs, at most
+    /// [`DriverSettings::max_polls_in_flight`] at a time, starting where the
+    /// last poll stopped.
     fn poll_watched_txs(&mut self) {
-        for (channel_id, out_point, lock) in self.node.funding_cells_to_watch() {
-            if !self.spender_in_flight.insert(channel_id) {
-                continue;
+        enum Watch {
+            Spender(ChannelId, packed::OutPoint, packed::Script),
+            Status(ChannelId, Hash256),
+        }
+        let mut watched: Vec<Watch> = (self.node.funding_cells_to_watch().into_iter())
+            .map(|(channel_id, out_point, lock)| Watch::Spender(channel_id, out_point, lock))
+            .chain(
+                self.node
+                    .txs_to_watch()
+                    .into_iter()
+                    .map(|(channel_id, tx_hash)| Watch::Status(channel_id, tx_hash)),
+            )
+            .collect();
+        if watched.is_empty() {
+            return;
+        }
+        let start = self.poll_cursor % watched.len();
+        watched.rotate_left(start);
+        let in_flight = self.status_in_flight.len().saturating_add(self.spender_in_flight.len());
+        let mut room = self.settings.max_polls_in_flight.saturating_sub(in_flight);
+        let mut passed = 0usize;
+        for watch in watched {
+            if room == 0 {
+                break;
             }
+            passed = passed.saturating_add(1);
             let chain = self.chain.clone();
             let sender = self.sender.clone();
-            self.platform.spawn(Box::pin(async move {
-                let result = chain.spender(out_point, lock).await;
-                let _ = sender.unbounded_send(Input::SpenderChecked { channel_id, result });
-            }));
-        }
-        for (channel_id, tx_hash) in self.node.txs_to_watch() {
-            if !self.status_in_flight.insert(tx_hash) {
-                continue;
+            match watch {
+                Watch::Spender(channel_id, out_point, lock) => {
+                    if !self.spender_in_flight.insert(channel_id) {
+                        continue;
+                    }
+                    self.platform.spawn(Box::pin(async move {
+                        let result = chain.spender(out_point, lock).await;
+                        let _ = sender.unbounded_send(Input::SpenderChecked { channel_id, result });
+                    }));
+                }
+                Watch::Status(channel_id, tx_hash) => {
+                    if !self.status_in_flight.insert(tx_hash) {
+                        continue;
+                    }
+                    self.platform.spawn(Box::pin(async move {
+                        let result = chain.transaction_status(tx_hash).await;
+                        let _ = sender.unbounded_send(Input::StatusChecked {
+                            channel_id,
+                            tx_hash,
+                            result,
+                        });
+                    }));
+                }
             }
-            let chain = self.chain.clone();
-            let sender = self.sender.clone();
-            self.platform.spawn(Box::pin(async move {
-                let result = chain.transaction_status(tx_hash).await;
-                let _ = sender.unbounded_send(Input::StatusChecked {
-                    channel_id,
-                    tx_hash,
-                    result,
-                });
-            }));
+            room -= 1;
         }
+        self.poll_cursor = start.wrapping_add(passed);
     }
 
     fn retry_query(&self, channel_id: ChannelId, query: ChainQuery) {
@@ -584,23 +712,18 @@ impl<S: Store> Driver<S> {
         }));
     }
 
-    /// Runs actions nobody is waiting on; a failed write is reported.
-    async fn run_background(&mut self, actions: Vec<Action>) {
-        if let Err(error) = self.run_actions(actions).await {
-            (self.on_event)(DriverEvent::StorageError(error.to_string()));
-        }
+    /// Runs actions nobody is waiting on; their write joins the round's
+    /// ([`Driver::commit_round`]), where a failure is reported.
+    fn run_background(&mut self, actions: Vec<Action>) {
+        let mut effects = driver_effects!(self);
+        run_until_write(&mut effects, actions, &mut self.writes);
     }
 
+    /// Runs actions a caller waits on: what earlier steps wrote lands
+    /// first, then these, each write awaited.
     async fn run_actions(&mut self, actions: Vec<Action>) -> Result<(), PersistFailed> {
-        let mut effects = DriverEffects {
-            link: &self.link,
-            chain: &self.chain,
-            platform: &self.platform,
-            sender: &self.sender,
-            pending_opens: &mut self.pending_opens,
-            on_event: &mut self.on_event,
-            settings: &self.settings,
-        };
+        self.commit_round().await;
+        let mut effects = driver_effects!(self);
         execute(&mut self.node, &self.store, &mut effects, actions).await
     }
 }

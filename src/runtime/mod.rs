@@ -1,12 +1,13 @@
 //! Carries out the core's actions, in order, never running one before the
-//! persist ahead of it has completed.
+//! persist ahead of it has completed. Writes of different steps may be
+//! committed together (a group commit, [`commit_writes`]).
 
-use crate::flow::{Action, ChainQuery, Event, Node, OpenFailure, OpenId};
+use crate::flow::record::ChannelRecord;
+use crate::flow::{Action, ChainQuery, Event, Node, OpenFailure, OpenId, UpdateId};
 use crate::primitives::{ChannelId, NodeId};
 use crate::store::{Store, StoreError};
 use crate::wire::FiberMessage;
 use ckb_types::packed;
-use std::collections::VecDeque;
 
 /// The I/O side of a node: each call hands work to an adapter (a socket, a
 /// chain client, the JS page) and returns at once.
@@ -49,28 +50,47 @@ pub async fn execute<S: Store, E: Effects>(
     effects: &mut E,
     actions: Vec<Action>,
 ) -> Result<(), PersistFailed> {
-    let mut queue: VecDeque<Action> = actions.into();
-    while let Some(action) = queue.pop_front() {
+    let mut writes = Vec::new();
+    run_until_write(effects, actions, &mut writes);
+    // One list holds at most one write at a time (the core holds the rest).
+    while !writes.is_empty() {
+        let (next, failures) = commit_writes(node, store, effects, writes).await;
+        if let Some(failure) = failures.into_iter().next() {
+            return Err(failure);
+        }
+        writes = next;
+    }
+    Ok(())
+}
+
+/// A write the core asked for ([`Action::Persist`]), waiting to be
+/// committed, with the actions that followed it in its list.
+pub struct PendingWrite {
+    update: UpdateId,
+    record: Box<ChannelRecord>,
+    replaces: Option<ChannelId>,
+    then: Vec<Action>,
+}
+
+/// Runs `actions` in order up to their first write, which joins `writes`
+/// with everything after it: none of that runs before the write is durable.
+pub fn run_until_write<E: Effects>(effects: &mut E, actions: Vec<Action>, writes: &mut Vec<PendingWrite>) {
+    let mut actions = actions.into_iter();
+    while let Some(action) = actions.next() {
         match action {
             Action::Persist {
                 update,
                 record,
                 replaces,
-            } => match store.put(&record, replaces.as_ref()).await {
-                Ok(()) => queue.extend(node.persisted(update)),
-                Err(error) => {
-                    // Only the core's answers to open requests run now.
-                    for answer in node.persist_failed(update, &error) {
-                        if let Action::OpenFailed { open, failure } = answer {
-                            effects.open_failed(open, failure);
-                        }
-                    }
-                    return Err(PersistFailed {
-                        channel_id: record.channel_id,
-                        error,
-                    });
-                }
-            },
+            } => {
+                writes.push(PendingWrite {
+                    update,
+                    record,
+                    replaces,
+                    then: actions.collect(),
+                });
+                return;
+            }
             Action::Send { peer, message } => effects.send(peer, message),
             Action::HandOutUnsignedTx {
                 open,
@@ -85,7 +105,50 @@ pub async fn execute<S: Store, E: Effects>(
             Action::Emit(event) => effects.emit(event),
         }
     }
-    Ok(())
+}
+
+/// Commits `writes` in one store operation ([`Store::put_all`]: a group
+/// commit where the store can), then tells the core how each went, in
+/// order. A durable write releases what waited for it; the writes that
+/// released work asks for are returned, to be committed next. A failed
+/// write is taken back by the core ([`Node::persist_failed`]: only its
+/// answers to open requests run) and returned as a failure.
+pub async fn commit_writes<S: Store, E: Effects>(
+    node: &mut Node,
+    store: &S,
+    effects: &mut E,
+    writes: Vec<PendingWrite>,
+) -> (Vec<PendingWrite>, Vec<PersistFailed>) {
+    let records: Vec<(&ChannelRecord, Option<&ChannelId>)> =
+        writes.iter().map(|w| (&*w.record, w.replaces.as_ref())).collect();
+    let mut outcomes = store.put_all(&records).await.into_iter();
+    let (mut next, mut failures) = (Vec::new(), Vec::new());
+    for write in writes {
+        // A store that answers fewer writes than it was given has not made
+        // the rest durable.
+        let outcome = outcomes
+            .next()
+            .unwrap_or_else(|| Err(StoreError::Aborted("the store did not answer this write".into())));
+        match outcome {
+            Ok(()) => {
+                let mut released = write.then;
+                released.extend(node.persisted(write.update));
+                run_until_write(effects, released, &mut next);
+            }
+            Err(error) => {
+                for answer in node.persist_failed(write.update, &error) {
+                    if let Action::OpenFailed { open, failure } = answer {
+                        effects.open_failed(open, failure);
+                    }
+                }
+                failures.push(PersistFailed {
+                    channel_id: write.record.channel_id,
+                    error,
+                });
+            }
+        }
+    }
+    (next, failures)
 }
 
 pub mod driver;

@@ -1,6 +1,6 @@
 //! Where recovery records live. The core never touches storage itself: the
 //! runtime writes each [`crate::flow::Action::Persist`] through a [`Store`]
-//! and waits for it before doing anything else.
+//! and runs nothing the core held behind a write before it is durable.
 
 use crate::flow::record::{ChannelRecord, RecordDecodeError};
 use crate::primitives::ChannelId;
@@ -35,6 +35,18 @@ pub trait Store {
     /// the record filed under `replaces` (a channel whose id changed).
     async fn put(&self, record: &ChannelRecord, replaces: Option<&ChannelId>) -> Result<(), StoreError>;
 
+    /// Writes several records, each as [`Store::put`] would, and says how
+    /// each went, in order. A store that can make them durable together (one
+    /// transaction, one fsync: a group commit) does so, and then they land or
+    /// fail together; the default writes them one after another.
+    async fn put_all(&self, writes: &[(&ChannelRecord, Option<&ChannelId>)]) -> Vec<Result<(), StoreError>> {
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for (record, replaces) in writes {
+            outcomes.push(self.put(record, *replaces).await);
+        }
+        outcomes
+    }
+
     async fn get(&self, channel_id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError>;
 
     /// All records. One that fails to decode is reported by name and left in
@@ -47,6 +59,10 @@ pub trait Store {
 impl<T: Store> Store for std::rc::Rc<T> {
     async fn put(&self, record: &ChannelRecord, replaces: Option<&ChannelId>) -> Result<(), StoreError> {
         (**self).put(record, replaces).await
+    }
+
+    async fn put_all(&self, writes: &[(&ChannelRecord, Option<&ChannelId>)]) -> Vec<Result<(), StoreError>> {
+        (**self).put_all(writes).await
     }
 
     async fn get(&self, channel_id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
