@@ -10,13 +10,14 @@ use std::rc::Rc;
 
 use ckb_types::packed;
 use ckb_types::prelude::*;
+use common::pool::Counter;
 use common::two_nodes::fund_wallets;
 use common::{config, CKB, TIMEOUT_MS};
 use fiber_funding::api::{ApiError, ErrorCode};
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
 use fiber_funding::flow::state::CloseFlags;
-use fiber_funding::flow::{ChannelState, ChannelView, EntropySource, Event, OpenChannelParams};
+use fiber_funding::flow::{ChannelState, ChannelView, Event, OpenChannelParams};
 use fiber_funding::primitives::ChannelId;
 use fiber_funding::runtime::loopback::LoopbackLink;
 use fiber_funding::runtime::*;
@@ -60,14 +61,6 @@ impl ManualPlatform {
         for (_, fire) in due {
             let _ = fire.send(());
         }
-    }
-}
-
-struct Counter(u64);
-impl EntropySource for Counter {
-    fn random_32(&mut self) -> [u8; 32] {
-        self.0 += 1;
-        fiber_funding::crypto::blake2b_256(&self.0.to_le_bytes())
     }
 }
 

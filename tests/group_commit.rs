@@ -13,6 +13,7 @@ use std::rc::Rc;
 
 use ckb_types::packed;
 use ckb_types::prelude::*;
+use common::pool::{Counter, PoolPlatform};
 use common::two_nodes::fund_wallets;
 use common::{config, CKB};
 use fiber_funding::chain::client::{ChainClient, ChainResult};
@@ -20,44 +21,18 @@ use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
 use fiber_funding::chain::{LiveCell, ResolvedCell, TxReport};
 use fiber_funding::flow::record::{ChannelRecord, RecordDecodeError};
-use fiber_funding::flow::{ChannelState, EntropySource, OpenChannelParams};
+use fiber_funding::flow::{ChannelState, OpenChannelParams};
 use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
 use fiber_funding::runtime::*;
 use fiber_funding::store::memory::MemoryStore;
 use fiber_funding::store::{LoadedRecords, Store, StoreError};
 use fiber_funding::tx::default_lock;
 use fiber_funding::wire::FiberMessage;
-use futures::executor::{LocalPool, LocalSpawner};
-use futures::future::LocalBoxFuture;
+use futures::executor::LocalPool;
 use futures::task::LocalSpawnExt;
 use k256::ecdsa::SigningKey;
 
 const INITIATORS: usize = 3;
-
-/// A clock that stands still: no deadline comes due in these tests.
-struct StillPlatform {
-    spawner: LocalSpawner,
-}
-
-impl Platform for StillPlatform {
-    fn now_ms(&self) -> u64 {
-        1_000_000
-    }
-    fn spawn(&self, task: LocalBoxFuture<'static, ()>) {
-        self.spawner.spawn_local(task).expect("spawn");
-    }
-    fn sleep(&self, _ms: u64) -> LocalBoxFuture<'static, ()> {
-        Box::pin(futures::future::pending())
-    }
-}
-
-struct Counter(u64);
-impl EntropySource for Counter {
-    fn random_32(&mut self) -> [u8; 32] {
-        self.0 += 1;
-        fiber_funding::crypto::blake2b_256(&self.0.to_le_bytes())
-    }
-}
 
 /// Every node's inbox, and the messages in transit, held until delivered.
 #[derive(Default)]
@@ -215,8 +190,10 @@ fn cell(lock: &packed::Script, ckb: u64) -> packed::CellOutput {
 /// twice when `retransmitting`).
 fn open_all_at_once(retransmitting: bool) -> Run {
     let mut pool = LocalPool::new();
-    let platform = Rc::new(StillPlatform {
+    // The clock stands still: no deadline comes due here.
+    let platform = Rc::new(PoolPlatform {
         spawner: pool.spawner(),
+        now_ms: 1_000_000,
     });
     let chain = Rc::new(RefCell::new(SimulatedChain::new()));
     let wallets = fund_wallets(&mut chain.borrow_mut(), 1_500);

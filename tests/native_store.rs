@@ -251,11 +251,7 @@ impl Moments {
 
 /// Starts the child, kills it after `delay_ms`, and returns the last number
 /// it reported as written (if any) and whether it got to write at all.
-fn run_child_and_kill(path: &Path, delay_ms: u64) -> Option<u64> {
-    run_named_child_and_kill("crash_child_rotates_a_record_until_killed", path, delay_ms)
-}
-
-fn run_named_child_and_kill(child: &str, path: &Path, delay_ms: u64) -> Option<u64> {
+fn run_child_and_kill(child: &str, path: &Path, delay_ms: u64) -> Option<u64> {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([child, "--exact", "--nocapture", "--test-threads=1"])
         .env(CRASH_CHILD_ENV, path)
@@ -282,22 +278,45 @@ fn run_named_child_and_kill(child: &str, path: &Path, delay_ms: u64) -> Option<u
 
 #[test]
 fn a_writer_killed_at_random_moments_always_leaves_a_whole_store() {
-    const ROUNDS: usize = 25;
+    kill_at_random_moments(
+        "crash_child_rotates_a_record_until_killed",
+        &[numbered(0)],
+        25,
+        |records, round| {
+            assert_eq!(records.len(), 1, "{round}: a rotation was half applied");
+            let seq = records[0].created_at_ms;
+            assert_eq!(records[0], numbered(seq), "{round}");
+            seq
+        },
+    );
+}
+
+/// Starts `child` on a store holding `first`, `rounds` times, each time
+/// killing it at a random moment (from before it opened the file to deep in
+/// its writing); after each kill the store must read whole, and the number
+/// `stands_at` finds in it must be the last one the child reported written
+/// or the one it was writing.
+fn kill_at_random_moments(
+    child: &str,
+    first: &[ChannelRecord],
+    rounds: usize,
+    stands_at: impl Fn(&[ChannelRecord], &str) -> u64,
+) {
     let dir = temp_dir("crash");
     let path = dir.join("db.redb");
     {
         let store = RedbStore::open(&path).unwrap();
-        block_on(store.put(&numbered(0), None)).unwrap();
+        let writes: Vec<_> = first.iter().map(|record| (record, None)).collect();
+        assert!(block_on(store.put_all(&writes)).iter().all(Result::is_ok));
     }
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     println!("kill moments seed {seed}");
     let mut moments = Moments(seed);
     let mut acked = 0u64;
     let mut kills_after_writes = 0;
-    for round in 0..ROUNDS {
-        // From before the child has even opened the file to deep in its writing.
+    for round in 0..rounds {
         let delay_ms = moments.next_below(120);
-        if let Some(last) = run_child_and_kill(&path, delay_ms) {
+        if let Some(last) = run_child_and_kill(child, &path, delay_ms) {
             assert!(
                 last >= acked,
                 "round {round}: the child went back from {acked} to {last}"
@@ -305,31 +324,24 @@ fn a_writer_killed_at_random_moments_always_leaves_a_whole_store() {
             acked = last;
             kills_after_writes += 1;
         }
-        let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("round {round} (seed {seed}): reopen: {e}"));
+        let round = format!("round {round} (seed {seed})");
+        let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("{round}: reopen: {e}"));
         let loaded = block_on(store.load_all()).unwrap();
         assert!(
             loaded.unreadable.is_empty(),
-            "round {round} (seed {seed}): torn record {:?}",
+            "{round}: torn record {:?}",
             loaded.unreadable
         );
-        assert_eq!(
-            loaded.records.len(),
-            1,
-            "round {round} (seed {seed}): a rotation was half applied"
-        );
-        let record = &loaded.records[0];
-        let seq = record.created_at_ms;
+        let seq = stands_at(&loaded.records, &round);
         // Every reported write is there; at most the one in flight is too.
         assert!(
             seq == acked || seq == acked + 1,
-            "round {round} (seed {seed}): store holds {seq}, the child had finished {acked}"
+            "{round}: store holds {seq}, the child had finished {acked}"
         );
-        assert_eq!(record.channel_id, id(seq));
-        assert_eq!(record, &numbered(seq));
         acked = seq;
     }
-    println!("{kills_after_writes} of {ROUNDS} kills landed while writing; {acked} records written in all");
-    assert!(kills_after_writes > ROUNDS / 3, "too few kills landed mid-writing");
+    println!("{kills_after_writes} of {rounds} kills landed while writing; {acked} written in all");
+    assert!(kills_after_writes > rounds / 3, "too few kills landed mid-writing");
 }
 
 /// Channel `seq` of the second series (the group-commit tests write two).
@@ -390,48 +402,18 @@ fn crash_child_rotates_two_records_in_one_group_until_killed() {
 /// killed in the middle of it: both series always stand at the same number.
 #[test]
 fn a_writer_killed_during_group_commits_never_leaves_half_a_group() {
-    const ROUNDS: usize = 15;
-    let dir = temp_dir("group-crash");
-    let path = dir.join("db.redb");
-    {
-        let store = RedbStore::open(&path).unwrap();
-        let outcomes = block_on(store.put_all(&[(&numbered(0), None), (&second(0), None)]));
-        assert_eq!(outcomes, vec![Ok(()), Ok(())]);
-    }
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    println!("kill moments seed {seed}");
-    let mut moments = Moments(seed);
-    let mut acked = 0u64;
-    let mut kills_after_writes = 0;
-    for round in 0..ROUNDS {
-        let delay_ms = moments.next_below(120);
-        if let Some(last) = run_named_child_and_kill(
-            "crash_child_rotates_two_records_in_one_group_until_killed",
-            &path,
-            delay_ms,
-        ) {
-            assert!(
-                last >= acked,
-                "round {round}: the child went back from {acked} to {last}"
-            );
-            acked = last;
-            kills_after_writes += 1;
-        }
-        let store = RedbStore::open(&path).unwrap_or_else(|e| panic!("round {round} (seed {seed}): reopen: {e}"));
-        let loaded = block_on(store.load_all()).unwrap();
-        assert!(loaded.unreadable.is_empty(), "round {round} (seed {seed})");
-        let mut records = loaded.records;
-        records.sort_by_key(|r| r.channel_id);
-        let mut expected = vec![numbered(records[0].created_at_ms), second(records[0].created_at_ms)];
-        expected.sort_by_key(|r| r.channel_id);
-        assert_eq!(records, expected, "round {round} (seed {seed}): half a group landed");
-        let seq = records[0].created_at_ms;
-        assert!(
-            seq == acked || seq == acked + 1,
-            "round {round} (seed {seed}): store holds {seq}, the child had finished {acked}"
-        );
-        acked = seq;
-    }
-    println!("{kills_after_writes} of {ROUNDS} kills landed while writing; {acked} groups written in all");
-    assert!(kills_after_writes > ROUNDS / 3, "too few kills landed mid-writing");
+    kill_at_random_moments(
+        "crash_child_rotates_two_records_in_one_group_until_killed",
+        &[numbered(0), second(0)],
+        15,
+        |records, round| {
+            let mut records = records.to_vec();
+            records.sort_by_key(|r| r.channel_id);
+            let seq = records[0].created_at_ms;
+            let mut expected = vec![numbered(seq), second(seq)];
+            expected.sort_by_key(|r| r.channel_id);
+            assert_eq!(records, expected, "{round}: half a group landed");
+            seq
+        },
+    );
 }

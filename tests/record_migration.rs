@@ -10,48 +10,23 @@ use std::rc::Rc;
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
 use fiber_funding::flow::record::{ChannelRecord, RECORD_MAGIC, SCHEMA_VERSION};
-use fiber_funding::flow::EntropySource;
 use fiber_funding::runtime::driver::DriverParts;
 use fiber_funding::runtime::loopback::LoopbackLink;
-use fiber_funding::runtime::{inbox, start, DriverSettings, Platform};
+use fiber_funding::runtime::{inbox, start, DriverSettings};
 use fiber_funding::store::memory::MemoryStore;
-use futures::executor::{LocalPool, LocalSpawner};
-use futures::future::LocalBoxFuture;
-use futures::task::LocalSpawnExt;
+use futures::executor::LocalPool;
 use serde::Deserialize;
 
+#[path = "common/pool.rs"]
+mod pool;
 #[path = "common/two_nodes.rs"]
 mod two_nodes;
+use pool::{Counter, PoolPlatform};
 
 /// The benchmark's records were made by the node of this secret.
 const INITIATOR_SECRET: u8 = 0x11;
 
 /// A stopped clock (the records' own time) and tasks on a local pool.
-struct PoolPlatform {
-    spawner: LocalSpawner,
-    now_ms: u64,
-}
-
-impl Platform for PoolPlatform {
-    fn now_ms(&self) -> u64 {
-        self.now_ms
-    }
-    fn spawn(&self, task: LocalBoxFuture<'static, ()>) {
-        self.spawner.spawn_local(task).expect("spawn");
-    }
-    fn sleep(&self, _ms: u64) -> LocalBoxFuture<'static, ()> {
-        Box::pin(futures::future::pending())
-    }
-}
-
-struct Counter(u64);
-impl EntropySource for Counter {
-    fn random_32(&mut self) -> [u8; 32] {
-        self.0 = self.0.wrapping_add(1);
-        fiber_funding::crypto::blake2b_256(&self.0.to_le_bytes())
-    }
-}
-
 #[derive(Deserialize)]
 struct Legacy {
     v2: Vec<Stored>,

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod lies;
+pub mod pool;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
