@@ -788,7 +788,12 @@ pub struct SimChainServer {
 impl SimChainServer {
     /// Listens on `addr` (port 0 picks a free one).
     pub fn bind(addr: &str, node: SimChainNode, block_interval: Option<Duration>) -> Result<Self, String> {
-        let server = tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        socket2::SockRef::from(&listener)
+            .set_tcp_nodelay(true)
+            .map_err(|e| format!("cannot set TCP_NODELAY on {addr}: {e}"))?;
+        let server =
+            tiny_http::Server::from_listener(listener, None).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local_addr = server
             .server_addr()
             .to_ip()
