@@ -208,8 +208,9 @@ pub struct DriverSettings {
     pub chain_retry_ms: u64,
     /// The most status and spender polls in flight at once. A hub watches
     /// hundreds of txs: unbounded, its polls crowd out the chain queries an
-    /// open waits on (and its CKB node). Each poll serves the next ones in
-    /// turn, so every watched tx is asked about.
+    /// open waits on (and its CKB node). The cap bounds concurrency, not
+    /// rate: each poll interval starts a round over every watched tx, and
+    /// the next lookup starts as soon as one is answered.
     pub max_polls_in_flight: usize,
 }
 
@@ -241,6 +242,8 @@ pub struct Driver<S> {
     spender_in_flight: VecSet<ChannelId>,
     /// Where the next poll starts in the list of what is watched.
     poll_cursor: usize,
+    /// Watched txs and cells the current poll round has yet to ask about.
+    poll_round_left: usize,
     /// The one timer: when it rings, and which arming it is.
     timer: Option<u64>,
     timer_generation: u64,
@@ -303,6 +306,7 @@ pub async fn start<S: Store + 'static>(
         status_in_flight: VecSet::new(),
         spender_in_flight: VecSet::new(),
         poll_cursor: 0,
+        poll_round_left: 0,
         timer: None,
         timer_generation: 0,
         closed: false,
@@ -493,6 +497,7 @@ impl<S: Store> Driver<S> {
                     }
                     Err(error) => (self.on_event)(DriverEvent::ChainError(error)),
                 }
+                self.poll_watched_txs();
             }
             Input::SpenderChecked { channel_id, result } => {
                 self.spender_in_flight.remove(&channel_id);
@@ -509,6 +514,7 @@ impl<S: Store> Driver<S> {
                     Ok(None) => {}
                     Err(error) => (self.on_event)(DriverEvent::ChainError(error)),
                 }
+                self.poll_watched_txs();
             }
             Input::Timer { generation } => {
                 if generation != self.timer_generation {
@@ -522,6 +528,10 @@ impl<S: Store> Driver<S> {
                 // Timers of the core (deadlines, an acceptor's force closes) come due here too.
                 let actions = self.node.tick(now);
                 self.run_background(actions);
+                // A round still under way (a slow chain) is not restarted.
+                if self.poll_round_left == 0 {
+                    self.poll_round_left = usize::MAX;
+                }
                 self.poll_watched_txs();
             }
         }
@@ -618,9 +628,11 @@ impl<S: Store> Driver<S> {
             .collect()
     }
 
-    /// Asks about watched funding cells and txs, at most
-    /// [`DriverSettings::max_polls_in_flight`] at a time, starting where the
-    /// last poll stopped.
+    /// Asks about the watched funding cells and txs the current round has
+    /// not reached yet, while fewer than
+    /// [`DriverSettings::max_polls_in_flight`] are in flight, starting where
+    /// the last lookup stopped. Called at each poll interval and after each
+    /// answer.
     fn poll_watched_txs(&mut self) {
         enum Watch {
             Spender(ChannelId, packed::OutPoint, packed::Script),
@@ -635,6 +647,8 @@ impl<S: Store> Driver<S> {
                     .map(|(channel_id, tx_hash)| Watch::Status(channel_id, tx_hash)),
             )
             .collect();
+        // A round covers what is watched now, each once.
+        self.poll_round_left = self.poll_round_left.min(watched.len());
         if watched.is_empty() {
             return;
         }
@@ -644,10 +658,11 @@ impl<S: Store> Driver<S> {
         let mut room = self.settings.max_polls_in_flight.saturating_sub(in_flight);
         let mut passed = 0usize;
         for watch in watched {
-            if room == 0 {
+            if room == 0 || self.poll_round_left == 0 {
                 break;
             }
             passed = passed.saturating_add(1);
+            self.poll_round_left -= 1;
             let chain = self.chain.clone();
             let sender = self.sender.clone();
             match watch {
