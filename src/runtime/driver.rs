@@ -8,6 +8,7 @@
 //! plug in their own.
 
 use crate::collections::{VecMap, VecSet};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use ckb_types::packed;
@@ -225,6 +226,14 @@ impl Default for DriverSettings {
     }
 }
 
+/// One lookup of a poll round.
+enum Watch {
+    /// Which committed tx spent a funded channel's funding cell, if any.
+    Spender(ChannelId, packed::OutPoint, packed::Script),
+    /// The status of a tx.
+    Status(ChannelId, Hash256),
+}
+
 pub struct Driver<S> {
     node: Node,
     store: S,
@@ -240,10 +249,10 @@ pub struct Driver<S> {
     status_in_flight: VecSet<Hash256>,
     /// Channels whose funding cell's spender is being looked up.
     spender_in_flight: VecSet<ChannelId>,
-    /// Where the next poll starts in the list of what is watched.
-    poll_cursor: usize,
-    /// Watched txs and cells the current poll round has yet to ask about.
-    poll_round_left: usize,
+    /// What the current poll round has yet to ask about, in turn: taken
+    /// from the core once per round, so a round costs one pass however
+    /// many answers it waits for.
+    poll_round: VecDeque<Watch>,
     /// The one timer: when it rings, and which arming it is.
     timer: Option<u64>,
     timer_generation: u64,
@@ -305,8 +314,7 @@ pub async fn start<S: Store + 'static>(
         next_open_id: 0,
         status_in_flight: VecSet::new(),
         spender_in_flight: VecSet::new(),
-        poll_cursor: 0,
-        poll_round_left: 0,
+        poll_round: VecDeque::new(),
         timer: None,
         timer_generation: 0,
         closed: false,
@@ -529,8 +537,8 @@ impl<S: Store> Driver<S> {
                 let actions = self.node.tick(now);
                 self.run_background(actions);
                 // A round still under way (a slow chain) is not restarted.
-                if self.poll_round_left == 0 {
-                    self.poll_round_left = usize::MAX;
+                if self.poll_round.is_empty() {
+                    self.poll_round = self.watched().collect();
                 }
                 self.poll_watched_txs();
             }
@@ -628,41 +636,27 @@ impl<S: Store> Driver<S> {
             .collect()
     }
 
-    /// Asks about the watched funding cells and txs the current round has
-    /// not reached yet, while fewer than
-    /// [`DriverSettings::max_polls_in_flight`] are in flight, starting where
-    /// the last lookup stopped. Called at each poll interval and after each
-    /// answer.
-    fn poll_watched_txs(&mut self) {
-        enum Watch {
-            Spender(ChannelId, packed::OutPoint, packed::Script),
-            Status(ChannelId, Hash256),
-        }
-        let mut watched: Vec<Watch> = (self.node.funding_cells_to_watch().into_iter())
+    /// The funding cells and txs the chain is asked about at each poll.
+    fn watched(&self) -> impl Iterator<Item = Watch> {
+        let cells = self.node.funding_cells_to_watch().into_iter();
+        let txs = self.node.txs_to_watch().into_iter();
+        cells
             .map(|(channel_id, out_point, lock)| Watch::Spender(channel_id, out_point, lock))
-            .chain(
-                self.node
-                    .txs_to_watch()
-                    .into_iter()
-                    .map(|(channel_id, tx_hash)| Watch::Status(channel_id, tx_hash)),
-            )
-            .collect();
-        // A round covers what is watched now, each once.
-        self.poll_round_left = self.poll_round_left.min(watched.len());
-        if watched.is_empty() {
-            return;
-        }
-        let start = self.poll_cursor % watched.len();
-        watched.rotate_left(start);
+            .chain(txs.map(|(channel_id, tx_hash)| Watch::Status(channel_id, tx_hash)))
+    }
+
+    /// Asks about what the current round has not reached yet, while fewer
+    /// than [`DriverSettings::max_polls_in_flight`] lookups are in flight.
+    /// Called at each poll interval and after each answer. An item no longer
+    /// watched by the time its turn comes is asked about anyway: the core
+    /// ignores an answer it no longer needs, as it does a late one.
+    fn poll_watched_txs(&mut self) {
         let in_flight = self.status_in_flight.len().saturating_add(self.spender_in_flight.len());
         let mut room = self.settings.max_polls_in_flight.saturating_sub(in_flight);
-        let mut passed = 0usize;
-        for watch in watched {
-            if room == 0 || self.poll_round_left == 0 {
-                break;
-            }
-            passed = passed.saturating_add(1);
-            self.poll_round_left -= 1;
+        while room > 0 {
+            let Some(watch) = self.poll_round.pop_front() else {
+                return;
+            };
             let chain = self.chain.clone();
             let sender = self.sender.clone();
             match watch {
@@ -691,7 +685,6 @@ impl<S: Store> Driver<S> {
             }
             room -= 1;
         }
-        self.poll_cursor = start.wrapping_add(passed);
     }
 
     fn retry_query(&self, channel_id: ChannelId, query: ChainQuery) {
