@@ -320,12 +320,13 @@ fn a_submit_while_the_peer_is_away_is_queued_and_goes_on_when_it_is_back() {
 }
 
 /// Queued after the counterparty had signed our commitment (it signs first:
-/// it adds only its reserve), and it stays away past the deadline: our own
-/// commitment signature and witnesses are committed to, so the flow does not
-/// give up (docs/protocol.md, rule 5). It waits, and completes when the
-/// counterparty is back.
+/// it adds only its reserve), and it stays away past the deadline. Our own
+/// commitment signature never left (it was held, and that is stored), so
+/// the flow may still give up, and does at the deadline: the user is never
+/// left waiting for a counterparty that may not come back. When it does
+/// come back, it has released nothing either and aborts too.
 #[test]
-fn a_queued_submit_past_the_deadline_waits_for_the_peer_that_signed_first() {
+fn a_queued_submit_past_the_deadline_aborts_since_our_signature_never_left() {
     let mut harness = Harness::new();
     let (initiator, acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
     let params = harness.params();
@@ -336,13 +337,82 @@ fn a_queued_submit_past_the_deadline_waits_for_the_peer_that_signed_first() {
     let submitted = block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap();
     assert!(submitted.queued);
 
+    // A reload while queued: the held signature is a stored fact.
+    harness.drop_initiator(initiator, &link);
+    let (initiator, link) = harness.restart_initiator_offline(&a_link);
+    let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
+    assert!(view.deadline_ms.is_some(), "it may still give up: {view:?}");
+
     harness.platform.advance(TIMEOUT_MS + 1);
     harness.pool.run_until_stalled();
     let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
-    assert_eq!(view.state.name(), "AwaitingTxSignatures", "{view:?}");
-    assert_eq!(view.deadline_ms, None, "past the point of no return");
+    assert_eq!(
+        view.state,
+        ChannelState::Closed(CloseFlags::FUNDING_ABORTED),
+        "{view:?}"
+    );
 
-    harness.reconnect_until_ready(&link, &initiator, &acceptor, channel_id);
+    // The counterparty is back after its own deadline: both sides agree.
+    harness
+        .platform
+        .advance(fiber_funding::flow::config::DEFAULT_ACCEPTOR_GRACE_MS + 1);
+    link.connect();
+    harness.pool.run_until_stalled();
+    harness.mine_and_poll(3);
+    let acceptor_view = block_on(&mut harness, acceptor.channel(channel_id)).unwrap().unwrap();
+    assert!(
+        matches!(acceptor_view.state, ChannelState::Closed(_)),
+        "{acceptor_view:?}"
+    );
+    let hash: [u8; 32] = unsigned.calc_tx_hash().unpack();
+    assert_eq!(
+        harness.chain.borrow().submissions(&hash),
+        0,
+        "nobody could complete the tx"
+    );
+}
+
+/// While our signature is held the user has a way out: abandoning works.
+#[test]
+fn a_queued_submit_can_be_abandoned_while_our_signature_is_held() {
+    let mut harness = Harness::new();
+    let (initiator, _acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
+    let params = harness.params();
+    let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
+    harness.drop_initiator(initiator, &i_link);
+    let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
+    let (initiator, _link) = harness.restart_initiator_offline(&a_link);
+    let submitted = block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap();
+    assert!(submitted.queued);
+    block_on(&mut harness, initiator.abandon_channel(channel_id)).unwrap();
+    let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
+    assert_eq!(view.state, ChannelState::Closed(CloseFlags::ABANDONED), "{view:?}");
+}
+
+/// A held signature goes out when the counterparty is back, and from then
+/// on the flow is committed (rule 5): the write that says so lands first.
+#[test]
+fn a_held_commitment_signature_is_recorded_as_sent_before_it_leaves() {
+    let mut harness = Harness::new();
+    let (initiator, acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
+    let params = harness.params();
+    let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
+    harness.drop_initiator(initiator, &i_link);
+    let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
+    let (initiator, link) = harness.restart_initiator_offline(&a_link);
+    let submitted = block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap();
+    assert!(submitted.queued);
+    let stored = futures::executor::block_on(fiber_funding::store::Store::get(&*harness.initiator_store, &channel_id))
+        .unwrap()
+        .unwrap();
+    assert!(stored.commitment_signed_held, "the queued submit holds our signature");
+
+    let view = harness.reconnect_until_ready(&link, &initiator, &acceptor, channel_id);
+    assert_eq!(view.deadline_ms, None);
+    let stored = futures::executor::block_on(fiber_funding::store::Store::get(&*harness.initiator_store, &channel_id))
+        .unwrap()
+        .unwrap();
+    assert!(!stored.commitment_signed_held);
 }
 
 #[test]

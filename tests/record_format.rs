@@ -139,9 +139,9 @@ fn path(names: &[&'static str]) -> FieldPath {
 #[test]
 fn the_prefix_is_the_magic_then_the_version() {
     let bytes = rich().encode();
-    assert_eq!(bytes[..5], [0x89, b'F', b'F', b'R', 3]);
+    assert_eq!(bytes[..5], [0x89, b'F', b'F', b'R', 4]);
     assert_eq!(RECORD_MAGIC, [0x89, b'F', b'F', b'R']);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
 
     for wrong in [0u8, b'{', b' ', b'\n', 0x88] {
         let mut bad = bytes.clone();
@@ -155,7 +155,7 @@ fn the_prefix_is_the_magic_then_the_version() {
     assert_eq!(read(&bad), Err(RecordFormatError::NotARecord));
 
     let mut newer = bytes.clone();
-    for version in [4u8, 255] {
+    for version in [5u8, 255] {
         newer[4] = version;
         let error = read(&newer).unwrap_err();
         assert_eq!(
@@ -164,7 +164,7 @@ fn the_prefix_is_the_magic_then_the_version() {
                 version: version.into()
             }
         );
-        assert!(error.to_string().contains("newer than this module's 3"), "{error}");
+        assert!(error.to_string().contains("newer than this module's 4"), "{error}");
     }
     let mut older = bytes.clone();
     older[4] = 2;
@@ -172,7 +172,7 @@ fn the_prefix_is_the_magic_then_the_version() {
 
     // The record's own schema_version, right after: at most this schema's.
     let mut future = bytes.clone();
-    put_u32(&mut future, 5, 4);
+    put_u32(&mut future, 5, 5);
     assert!(matches!(
         read(&future),
         Err(RecordFormatError::Invalid { field, .. }) if field == path(&["schema_version"])
@@ -351,13 +351,14 @@ fn tags_outside_their_values_are_refused() {
         Err(RecordFormatError::BadTag { field, tag: 3, .. }) if field == path(&["terms", "funding_lock", "hash_type"])
     ));
 
-    // `close` and `closed` are the last two fields: both absent, two 0 tags.
+    // `close` and `closed` come last but one: both absent, two 0 tags, then
+    // schema 4's `commitment_signed_held`.
     let mut record = rich();
     record.close = None;
     record.closed = None;
     let bytes = record.encode();
-    let close_at = bytes.len() - 2;
-    assert_eq!(bytes[close_at..], [0, 0]);
+    let close_at = bytes.len() - 3;
+    assert_eq!(bytes[close_at..], [0, 0, 0]);
     let mut hostile = bytes.clone();
     hostile[close_at] = 7;
     assert!(matches!(
@@ -366,9 +367,17 @@ fn tags_outside_their_values_are_refused() {
     ));
     let mut hostile = bytes.clone();
     hostile[close_at + 1] = 1;
+    hostile.pop();
     assert!(matches!(
         read(&hostile),
         Err(RecordFormatError::Truncated { field, .. }) if field == path(&["closed", "flags"])
+    ));
+    // The last byte, `commitment_signed_held`, is a bool.
+    let mut hostile = bytes.clone();
+    *hostile.last_mut().unwrap() = 2;
+    assert!(matches!(
+        read(&hostile),
+        Err(RecordFormatError::BadTag { field, tag: 2, .. }) if field == path(&["commitment_signed_held"])
     ));
 }
 
@@ -716,7 +725,7 @@ prop_compose! {
             proptest::option::of(nonce()),
             proptest::option::of(bytes(40)),
             proptest::option::of(vec(bytes(90), 0..3)),
-            any::<[bool; 2]>(),
+            any::<[bool; 3]>(),
             proptest::option::of(nonce()),
         ),
         ending in (proptest::option::of(external()), proptest::option::of(close()), proptest::option::of(closure())),
@@ -724,7 +733,7 @@ prop_compose! {
         let (schema_version, channel_id, temporary_channel_id, acceptor, peer_id, created_at_ms, channel_seed, deadline_ms) = head;
         let (terms, local, remote) = parties;
         let (own_cells, funding_tx, peer_inputs_checked, funding_inputs) = cells;
-        let (peer_tx_complete_nonce, peer_commitment_signature, peer_witnesses, [funding_confirmed, peer_channel_ready], peer_next_commitment_nonce) = peer;
+        let (peer_tx_complete_nonce, peer_commitment_signature, peer_witnesses, [funding_confirmed, peer_channel_ready, commitment_signed_held], peer_next_commitment_nonce) = peer;
         let (external, close, closed) = ending;
         // What `check_consistency` asks of a stored record.
         let external_funding = external.map(|(mut state, unsigned)| {
@@ -761,6 +770,7 @@ prop_compose! {
             peer_next_commitment_nonce,
             close,
             closed,
+            commitment_signed_held,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The stored record (`ChannelRecord::read`): schema 3's binary layout and
+//! The stored record (`ChannelRecord::read`): schemas 3 and 4 (binary) and
 //! the JSON of schemas 1 and 2, read from storage a page (or another tab, or
 //! a damaged disk) may have written anything to. A record that reads is then
 //! restored into a node, as a boot does.
@@ -6,7 +6,7 @@
 //! Checked on every input:
 //! * nothing panics (overflow checks and debug assertions are on), and a
 //!   refusal is a message naming what is wrong;
-//! * a record that reads writes back (schema 3) to bytes that read as the
+//! * a record that reads writes back (schema 4) to bytes that read as the
 //!   same record, and so does the record once upgraded with a node's terms;
 //! * restoring it into the node whose key made the corpus' records (the
 //!   initiator's, and the acceptor's with its wallet), then letting time pass

@@ -151,6 +151,7 @@ pub(crate) fn accept_channel(
         peer_next_commitment_nonce: None,
         close: None,
         closed: None,
+        commitment_signed_held: false,
     };
     Ok(Channel::new(record, config))
 }

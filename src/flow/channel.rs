@@ -38,6 +38,8 @@ pub(crate) struct Step<'a> {
     pub config: &'a NodeConfig,
     pub now_ms: u64,
     pub actions: Vec<Action>,
+    /// The channel's peer is connected: what is sent now can reach it.
+    pub peer_connected: bool,
 }
 
 impl Step<'_> {
@@ -257,13 +259,14 @@ impl Channel {
     /// The first signer releases its witnesses as soon as it holds the second
     /// signer's commitment signature. So the second signer must never abort
     /// once it has sent that signature, and the first never once it released:
-    /// then an honest peer can never receive `TxAbort` after releasing.
+    /// then an honest peer can never receive `TxAbort` after releasing. A
+    /// signature held while the peer was away provably never left.
     pub fn may_abort(&self) -> bool {
         !self.is_closed()
             && !self.is_ready()
             && !self.record.funding_confirmed
             && !self.released()
-            && (self.we_sign_first() || !self.our_commitment_signed_sent())
+            && (self.we_sign_first() || !self.our_commitment_signed_sent() || self.record.commitment_signed_held)
     }
 
     /// Our funding signatures may exist outside this node although the flow
@@ -766,7 +769,9 @@ impl Channel {
         FiberMessage::ReestablishChannel(ReestablishChannel {
             channel_id: self.id(),
             local_commitment_number: u64::from(self.record.peer_commitment_signature.is_some()),
-            remote_commitment_number: u64::from(self.our_commitment_signed_sent()),
+            remote_commitment_number: u64::from(
+                self.our_commitment_signed_sent() && !self.record.commitment_signed_held,
+            ),
         })
     }
 
@@ -899,7 +904,14 @@ impl Channel {
     pub fn after_signature_progress(&mut self, step: &mut Step, before: Progress) -> Result<(), Reject> {
         let now = self.progress();
         if now.commitment_signed_sent && !before.commitment_signed_sent {
-            step.send(self.record.peer, self.commitment_signed_message()?);
+            if step.peer_connected || !self.is_initiator() {
+                step.send(self.record.peer, self.commitment_signed_message()?);
+            } else {
+                // Held, and stored as held: it goes out with the reestablish
+                // once the peer is back (`Node::retransmit`), and until then
+                // the flow may still give up.
+                self.record.commitment_signed_held = true;
+            }
         }
         if now.released && !before.released {
             // Last look before our witnesses leave: whatever built the tx,

@@ -231,6 +231,7 @@ pub(crate) fn open_channel(
         peer_next_commitment_nonce: None,
         close: None,
         closed: None,
+        commitment_signed_held: false,
     };
     Ok(Channel::new(record, config))
 }

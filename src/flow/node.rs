@@ -176,6 +176,7 @@ impl Node {
             config: &self.config,
             now_ms,
             actions: Vec::new(),
+            peer_connected: self.connected.contains(&channel.record.peer),
         };
         step.send(channel.record.peer, channel.open_channel_message());
         let actions = self.commit(None, channel, step.actions);
@@ -358,8 +359,8 @@ impl Node {
         let name = message.name();
         let message_channel = message.channel_id();
         let result = match message {
-            FiberMessage::OpenChannel(open) => return self.on_open_channel(peer, open),
-            FiberMessage::ReestablishChannel(_) => return self.on_reestablish(peer, &message_channel),
+            FiberMessage::OpenChannel(open) => return self.on_open_channel(peer, open, now_ms),
+            FiberMessage::ReestablishChannel(_) => return self.on_reestablish(peer, &message_channel, now_ms),
             other => self.route(peer, other, now_ms),
         };
         result.unwrap_or_else(|Reject(reason)| {
@@ -413,7 +414,7 @@ impl Node {
         Ok(actions)
     }
 
-    fn on_open_channel(&mut self, peer: &NodeId, message: OpenChannel) -> Vec<Action> {
+    fn on_open_channel(&mut self, peer: &NodeId, message: OpenChannel, now_ms: u64) -> Vec<Action> {
         let temporary_id = message.channel_id;
         let known = self
             .channels
@@ -441,7 +442,7 @@ impl Node {
             #[cfg(not(feature = "acceptor"))]
             let retransmission = channel.is_closed();
             if retransmission {
-                return self.retransmit(&channel.id());
+                return self.retransmit(&channel.id(), now_ms);
             }
             return vec![Action::Emit(Event::PeerMessageRejected {
                 channel_id: temporary_id,
@@ -501,7 +502,7 @@ impl Node {
         }]
     }
 
-    fn on_reestablish(&mut self, peer: &NodeId, channel_id: &ChannelId) -> Vec<Action> {
+    fn on_reestablish(&mut self, peer: &NodeId, channel_id: &ChannelId, now_ms: u64) -> Vec<Action> {
         match self.find(channel_id) {
             Some(id) if self.channels[&id].record.peer == *peer => {
                 let mut actions = Vec::new();
@@ -514,7 +515,7 @@ impl Node {
                         message: channel.reestablish_message(),
                     });
                 }
-                actions.extend(self.retransmit(&id));
+                actions.extend(self.retransmit(&id, now_ms));
                 actions
             }
             _ => self.unknown_channel(peer, *channel_id),
@@ -537,22 +538,38 @@ impl Node {
         }
     }
 
-    fn retransmit(&self, id: &ChannelId) -> Vec<Action> {
+    fn retransmit(&mut self, id: &ChannelId, now_ms: u64) -> Vec<Action> {
         let channel = &self.channels[id];
+        let peer = channel.record.peer;
+        let rejected = |reason| {
+            vec![Action::Emit(Event::PeerMessageRejected {
+                channel_id: *id,
+                peer,
+                message: "ReestablishChannel",
+                reason,
+            })]
+        };
+        if channel.record.commitment_signed_held && !channel.is_closed() {
+            // The first send of a signature held while the peer was away:
+            // from the write that records it, the flow is committed (rule 5).
+            let sent = self.step(id, now_ms, |channel, step| {
+                channel.record.commitment_signed_held = false;
+                for message in channel.messages_to_retransmit(step.config)? {
+                    step.send(peer, message);
+                }
+                Ok::<(), Reject>(())
+            });
+            return match sent {
+                Ok(((), actions)) => actions,
+                Err(Reject(reason)) => rejected(reason),
+            };
+        }
         match channel.messages_to_retransmit(&self.config) {
             Ok(messages) => messages
                 .into_iter()
-                .map(|message| Action::Send {
-                    peer: channel.record.peer,
-                    message,
-                })
+                .map(|message| Action::Send { peer, message })
                 .collect(),
-            Err(Reject(reason)) => vec![Action::Emit(Event::PeerMessageRejected {
-                channel_id: *id,
-                peer: channel.record.peer,
-                message: "ReestablishChannel",
-                reason,
-            })],
+            Err(Reject(reason)) => rejected(reason),
         }
     }
 
@@ -887,6 +904,7 @@ impl Node {
             config: &self.config,
             now_ms,
             actions: Vec::new(),
+            peer_connected: self.connected.contains(&before.record.peer),
         };
         let value = f(&mut next, &mut step)?;
         let actions = step.actions;

@@ -26,8 +26,8 @@ use crate::wire::{decode_checked, CheckedDecode};
 /// Version 2 stores the deadline, the contracts and the timeout of the flow,
 /// the hash-checked input cells, and what an abort keeps watching. Version 3
 /// stores the same facts in a compact binary layout (`record/codec.rs`)
-/// instead of JSON.
-pub const SCHEMA_VERSION: u32 = 3;
+/// instead of JSON. Version 4 adds `commitment_signed_held` at the end.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The last schema stored as JSON; versions 1 and 2 are still read.
 const LAST_JSON_SCHEMA_VERSION: u64 = 2;
@@ -310,6 +310,12 @@ pub struct ChannelRecord {
     #[serde(default)]
     pub close: Option<CloseProgress>,
     pub closed: Option<Closure>,
+    /// Our `CommitmentSigned` came due while the peer was away and has not
+    /// been sent since: it provably never left, so a second signer may still
+    /// give up (rule 5 binds it only once the signature may have left).
+    /// Cleared in the step that first sends it. Schema 4; false before.
+    #[serde(default)]
+    pub commitment_signed_held: bool,
 }
 
 /// A stored record that could not be read. Names the channel so the others
@@ -358,6 +364,7 @@ impl PartialEq for ChannelRecord {
             peer_next_commitment_nonce,
             close,
             closed,
+            commitment_signed_held,
         } = self;
         *schema_version == other.schema_version
             && *channel_id == other.channel_id
@@ -383,6 +390,7 @@ impl PartialEq for ChannelRecord {
             && *peer_next_commitment_nonce == other.peer_next_commitment_nonce
             && *close == other.close
             && *closed == other.closed
+            && *commitment_signed_held == other.commitment_signed_held
     }
 }
 
@@ -427,7 +435,7 @@ impl PartialEq for CloseProgress {
 }
 
 impl ChannelRecord {
-    /// The record's stored bytes: schema 3's binary layout.
+    /// The record's stored bytes: schema 4's binary layout.
     pub fn encode(&self) -> Vec<u8> {
         let bytes = codec::encode(self);
         // Every record written must read back as itself; tests run every
@@ -449,8 +457,8 @@ impl ChannelRecord {
         })
     }
 
-    /// Reads stored bytes: schema 3's binary layout, or the JSON of schemas 1
-    /// and 2 (an object, so `{` after optional whitespace, which no schema 3
+    /// Reads stored bytes: the binary layout of schemas 3 and 4, or the JSON of schemas 1
+    /// and 2 (an object, so `{` after optional whitespace, which no binary
     /// record starts with). A record read from JSON keeps its version until
     /// [`ChannelRecord::upgrade`] brings it up to date.
     pub fn read(bytes: &[u8]) -> Result<Self, RecordFormatError> {
@@ -489,7 +497,7 @@ impl ChannelRecord {
     /// refused at the point it would release witnesses (and aborted if it
     /// may). Version 2 holds every fact of version 3, only stored as JSON.
     /// Returns whether anything changed, so the caller stores it: every
-    /// record read from JSON is written back in schema 3's layout.
+    /// record read from JSON is written back in the current layout, and so is a schema 3 record.
     pub fn upgrade(&mut self, config: &NodeConfig) -> bool {
         if self.schema_version >= SCHEMA_VERSION {
             return false;
@@ -706,6 +714,7 @@ mod tests {
                 signed_funding_witnesses: None,
             }),
             closed: None,
+            commitment_signed_held: false,
         }
     }
 
@@ -752,8 +761,30 @@ mod tests {
     fn a_record_is_stored_in_the_binary_layout() {
         let bytes = sample().encode();
         assert_eq!(bytes[..4], RECORD_MAGIC);
-        assert_eq!(bytes[4], 3);
+        assert_eq!(bytes[4], 4);
         assert_eq!(ChannelRecord::read(&bytes).unwrap(), sample());
+    }
+
+    /// Schema 3 is schema 4 without its last byte: it still reads, with no
+    /// signature held, and the upgrade writes it back as schema 4.
+    #[test]
+    fn a_schema_3_record_reads_with_no_signature_held() {
+        let schema_3 = ChannelRecord {
+            schema_version: 3,
+            ..sample()
+        };
+        let mut bytes = ChannelRecord {
+            commitment_signed_held: true,
+            ..schema_3.clone()
+        }
+        .encode();
+        assert_eq!(bytes.pop(), Some(1), "the held flag is the last byte");
+        bytes[4] = 3;
+        let mut read = ChannelRecord::read(&bytes).unwrap();
+        assert_eq!(read, schema_3);
+        assert!(!read.commitment_signed_held);
+        assert!(read.upgrade(&config()));
+        assert_eq!(read.schema_version, SCHEMA_VERSION);
     }
 
     /// A version 1 record (no contracts, timeout, deadline or checked inputs)

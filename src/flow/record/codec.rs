@@ -1,8 +1,9 @@
-//! Record schema 3: the binary layout of a [`ChannelRecord`], read in one
-//! pass. `docs/storage.md` ("Record (schema version 3)", "Layout") is its
-//! specification.
+//! Record schemas 3 and 4: the binary layout of a [`ChannelRecord`], read in
+//! one pass. `docs/storage.md` ("Record (schema version 4)", "Layout") is its
+//! specification. Schema 4 is schema 3 with one field more at the end
+//! (`commitment_signed_held`); schema 3 bytes are still read.
 //!
-//! A record is [`RECORD_MAGIC`] and the schema version (one byte, 3), then
+//! A record is [`RECORD_MAGIC`] and the schema version (one byte, 4), then
 //! the record's fields in the order the [`layout!`] declarations below list
 //! them, each written as its type says ([`Field`]):
 //! * integers: little-endian, fixed width; `bool`: one byte, 0 or 1;
@@ -40,7 +41,9 @@ use crate::wire::{decode_checked, CheckedDecode};
 pub const RECORD_MAGIC: [u8; 4] = [0x89, b'F', b'F', b'R'];
 
 /// The version byte after the magic: the schema whose layout follows.
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
+/// The earliest binary layout still read: schema 4 without its last field.
+const FIRST_BINARY_VERSION: u8 = 3;
 const _: () = assert!(VERSION as u32 == SCHEMA_VERSION, "a new schema defines its layout here");
 
 /// Every byte string in a record (a script, a cell, its data, a witness, a
@@ -179,7 +182,7 @@ impl fmt::Display for FieldPath {
     }
 }
 
-/// The record's schema 3 bytes.
+/// The record's schema 4 bytes.
 pub(super) fn encode(record: &ChannelRecord) -> Vec<u8> {
     let mut writer = Writer {
         out: Vec::with_capacity(4096),
@@ -191,14 +194,18 @@ pub(super) fn encode(record: &ChannelRecord) -> Vec<u8> {
     writer.out
 }
 
-/// Reads a schema 3 record: the prefix, every field, and nothing after.
+/// Reads a schema 3 or 4 record: the prefix, every field, and nothing after.
 pub(super) fn decode(bytes: &[u8]) -> Result<ChannelRecord, RecordFormatError> {
     let rest = bytes.strip_prefix(&RECORD_MAGIC).ok_or(RecordFormatError::NotARecord)?;
-    let mut reader = Reader { rest, funding_tx: None };
+    let mut reader = Reader {
+        rest,
+        funding_tx: None,
+        version: VERSION,
+    };
     let version =
         u8::read(&mut reader).map_err(|fault| fault.within(PathStep::Field("schema version")).into_error())?;
     match version {
-        VERSION => {}
+        FIRST_BINARY_VERSION..=VERSION => reader.version = version,
         version if version > VERSION => {
             return Err(RecordFormatError::Newer {
                 version: version.into(),
@@ -243,6 +250,8 @@ struct Reader<'a> {
     rest: &'a [u8],
     /// The record's funding tx, once read: `unsigned_funding_tx` may name it.
     funding_tx: Option<packed::Transaction>,
+    /// The layout being read (the version byte): 3 lacks the last field.
+    version: u8,
 }
 
 impl<'a> Reader<'a> {
@@ -376,6 +385,7 @@ layout! {
         peer_next_commitment_nonce,
         close,
         closed,
+        commitment_signed_held with since_schema_4,
     }
 
     ChannelTerms {
@@ -480,6 +490,22 @@ mod schema_version {
                 reason: format!("{version} is newer than the layout's {VERSION}"),
             })),
         }
+    }
+}
+
+/// A `bool` that schema 3 did not store: false there.
+mod since_schema_4 {
+    use super::*;
+
+    pub(super) fn write(value: &bool, writer: &mut Writer) {
+        value.write(writer);
+    }
+
+    pub(super) fn read(reader: &mut Reader<'_>) -> Read<bool> {
+        if reader.version < 4 {
+            return Ok(false);
+        }
+        bool::read(reader)
     }
 }
 
