@@ -16,6 +16,7 @@ use common::{config, CKB, TIMEOUT_MS};
 use fiber_funding::api::{ApiError, ErrorCode};
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
+use fiber_funding::flow::record::ChannelRecord;
 use fiber_funding::flow::state::CloseFlags;
 use fiber_funding::flow::{ChannelState, ChannelView, Event, OpenChannelParams};
 use fiber_funding::primitives::ChannelId;
@@ -203,6 +204,35 @@ impl Harness {
         view
     }
 
+    /// Opens a channel, reloads with the counterparty unreachable, and
+    /// submits the user's signed tx: queued, after the counterparty had
+    /// signed our commitment (it signs first).
+    fn open_and_queue_a_submit(&mut self) -> Queued {
+        let (initiator, acceptor, i_link, a_link) = self.start_pair(Rc::new(MemoryStore::new()));
+        let params = self.params();
+        let (channel_id, unsigned) = block_on(self, initiator.open_channel(params)).unwrap();
+        self.drop_initiator(initiator, &i_link);
+        let signed = default_lock::sign_group(&unsigned, &[0], &self.user_key).unwrap();
+        let (initiator, link) = self.restart_initiator_offline(&a_link);
+        let submitted = block_on(self, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap();
+        assert!(submitted.queued);
+        Queued {
+            initiator,
+            acceptor,
+            link,
+            a_link,
+            channel_id,
+            unsigned,
+        }
+    }
+
+    /// The initiator's record as stored.
+    fn stored_initiator_record(&self, channel_id: ChannelId) -> ChannelRecord {
+        futures::executor::block_on(fiber_funding::store::Store::get(&*self.initiator_store, &channel_id))
+            .unwrap()
+            .expect("stored")
+    }
+
     fn params(&self) -> OpenChannelParams {
         OpenChannelParams::new(
             self.acceptor_config.node_secret.node_id(),
@@ -283,9 +313,7 @@ fn open_drop_everything_reopen_and_submit_reaches_channel_ready() {
     let acceptor_view = block_on(&mut harness, acceptor.channel(channel_id)).unwrap().unwrap();
     assert_eq!(acceptor_view.state, ChannelState::ChannelReady);
     assert!(block_on(&mut harness, initiator.pending_fundings()).unwrap().is_empty());
-    let stored = futures::executor::block_on(fiber_funding::store::Store::get(&*harness.initiator_store, &channel_id))
-        .unwrap()
-        .unwrap();
+    let stored = harness.stored_initiator_record(channel_id);
     assert!(stored.external_funding.is_none());
     assert_eq!(harness.chain.borrow().submissions(&hash.0), 1);
 }
@@ -319,6 +347,16 @@ fn a_submit_while_the_peer_is_away_is_queued_and_goes_on_when_it_is_back() {
     assert!(view.peer_connected);
 }
 
+/// What `Harness::open_and_queue_a_submit` leaves.
+struct Queued {
+    initiator: DriverHandle,
+    acceptor: DriverHandle,
+    link: Rc<LoopbackLink>,
+    a_link: Rc<LoopbackLink>,
+    channel_id: ChannelId,
+    unsigned: packed::Transaction,
+}
+
 /// Queued after the counterparty had signed our commitment (it signs first:
 /// it adds only its reserve), and it stays away past the deadline. Our own
 /// commitment signature never left (it was held, and that is stored), so
@@ -328,14 +366,14 @@ fn a_submit_while_the_peer_is_away_is_queued_and_goes_on_when_it_is_back() {
 #[test]
 fn a_queued_submit_past_the_deadline_aborts_since_our_signature_never_left() {
     let mut harness = Harness::new();
-    let (initiator, acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
-    let params = harness.params();
-    let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
-    harness.drop_initiator(initiator, &i_link);
-    let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
-    let (initiator, link) = harness.restart_initiator_offline(&a_link);
-    let submitted = block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap();
-    assert!(submitted.queued);
+    let Queued {
+        initiator,
+        acceptor,
+        link,
+        a_link,
+        channel_id,
+        unsigned,
+    } = harness.open_and_queue_a_submit();
 
     // A reload while queued: the held signature is a stored fact.
     harness.drop_initiator(initiator, &link);
@@ -376,14 +414,8 @@ fn a_queued_submit_past_the_deadline_aborts_since_our_signature_never_left() {
 #[test]
 fn a_queued_submit_can_be_abandoned_while_our_signature_is_held() {
     let mut harness = Harness::new();
-    let (initiator, _acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
-    let params = harness.params();
-    let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
-    harness.drop_initiator(initiator, &i_link);
-    let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
-    let (initiator, _link) = harness.restart_initiator_offline(&a_link);
-    let submitted = block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap();
-    assert!(submitted.queued);
+    let queued = harness.open_and_queue_a_submit();
+    let (initiator, channel_id) = (queued.initiator, queued.channel_id);
     block_on(&mut harness, initiator.abandon_channel(channel_id)).unwrap();
     let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
     assert_eq!(view.state, ChannelState::Closed(CloseFlags::ABANDONED), "{view:?}");
@@ -394,24 +426,19 @@ fn a_queued_submit_can_be_abandoned_while_our_signature_is_held() {
 #[test]
 fn a_held_commitment_signature_is_recorded_as_sent_before_it_leaves() {
     let mut harness = Harness::new();
-    let (initiator, acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
-    let params = harness.params();
-    let (channel_id, unsigned) = block_on(&mut harness, initiator.open_channel(params)).unwrap();
-    harness.drop_initiator(initiator, &i_link);
-    let signed = default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap();
-    let (initiator, link) = harness.restart_initiator_offline(&a_link);
-    let submitted = block_on(&mut harness, initiator.submit_signed_funding_tx(channel_id, signed)).unwrap();
-    assert!(submitted.queued);
-    let stored = futures::executor::block_on(fiber_funding::store::Store::get(&*harness.initiator_store, &channel_id))
-        .unwrap()
-        .unwrap();
+    let Queued {
+        initiator,
+        acceptor,
+        link,
+        channel_id,
+        ..
+    } = harness.open_and_queue_a_submit();
+    let stored = harness.stored_initiator_record(channel_id);
     assert!(stored.commitment_signed_held, "the queued submit holds our signature");
 
     let view = harness.reconnect_until_ready(&link, &initiator, &acceptor, channel_id);
     assert_eq!(view.deadline_ms, None);
-    let stored = futures::executor::block_on(fiber_funding::store::Store::get(&*harness.initiator_store, &channel_id))
-        .unwrap()
-        .unwrap();
+    let stored = harness.stored_initiator_record(channel_id);
     assert!(!stored.commitment_signed_held);
 }
 
