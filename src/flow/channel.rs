@@ -904,7 +904,7 @@ impl Channel {
     pub fn after_signature_progress(&mut self, step: &mut Step, before: Progress) -> Result<(), Reject> {
         let now = self.progress();
         if now.commitment_signed_sent && !before.commitment_signed_sent {
-            if step.peer_connected || !self.is_initiator() {
+            if step.peer_connected {
                 step.send(self.record.peer, self.commitment_signed_message()?);
             } else {
                 // Held, and stored as held: it goes out with the reestablish

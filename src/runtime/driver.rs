@@ -566,7 +566,9 @@ impl<S: Store> Driver<S> {
                         .await
                         .map(|()| Submitted {
                             funding_tx_hash,
-                            queued: self.node.peer_is_connected(&channel_id) != Some(true),
+                            // Held by the core, or sent to a peer that is gone.
+                            queued: self.node.record(&channel_id).is_some_and(|r| r.commitment_signed_held)
+                                || self.node.peer_is_connected(&channel_id) != Some(true),
                         })
                         .map_err(DriverError::from),
                     Err(error) => Err(error.into()),
