@@ -96,7 +96,7 @@ pub enum RecordFormatError {
     NotJson(String),
     #[error("no schema_version")]
     NoSchemaVersion,
-    /// A legacy JSON record whose fields do not read (serde's message).
+    /// A legacy JSON record whose fields do not read: the field, and why.
     #[error("{0}")]
     Json(String),
     #[error("{0}")]
