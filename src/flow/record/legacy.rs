@@ -90,13 +90,13 @@ impl<'a> Fields<'a> {
     }
 
     /// A field that must be there, with a value.
-    fn required<T>(&self, name: &str, read: impl FnOnce(&'a Value) -> Read<T>) -> Read<T> {
+    fn required<T>(&self, name: &str, read: fn(&'a Value) -> Read<T>) -> Read<T> {
         let value = self.0.get(name).ok_or_else(|| format!("missing field {name}"))?;
         read(value).map_err(|reason| format!("{name}: {reason}"))
     }
 
     /// An `Option` field: missing or `null` is `None`.
-    fn optional<T>(&self, name: &str, read: impl FnOnce(&'a Value) -> Read<T>) -> Read<Option<T>> {
+    fn optional<T>(&self, name: &str, read: fn(&'a Value) -> Read<T>) -> Read<Option<T>> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(value) => read(value).map(Some).map_err(|reason| format!("{name}: {reason}")),
@@ -104,25 +104,20 @@ impl<'a> Fields<'a> {
     }
 
     /// An `Option` field that must be there: `null` is `None`.
-    fn present<T>(&self, name: &str, read: impl FnOnce(&'a Value) -> Read<T>) -> Read<Option<T>> {
-        self.required(name, |value| match value {
+    fn present<T>(&self, name: &str, read: fn(&'a Value) -> Read<T>) -> Read<Option<T>> {
+        match self.0.get(name).ok_or_else(|| format!("missing field {name}"))? {
             Value::Null => Ok(None),
-            value => read(value).map(Some),
-        })
+            value => read(value).map(Some).map_err(|reason| format!("{name}: {reason}")),
+        }
     }
 
     /// A field read as its type's default when missing.
-    fn defaulted<T: Default>(&self, name: &str, read: impl FnOnce(&'a Value) -> Read<T>) -> Read<T> {
+    fn defaulted<T: Default>(&self, name: &str, read: fn(&'a Value) -> Read<T>) -> Read<T> {
         self.or_else(name, read, T::default)
     }
 
     /// A field read as `otherwise()` when missing.
-    fn or_else<T>(
-        &self,
-        name: &str,
-        read: impl FnOnce(&'a Value) -> Read<T>,
-        otherwise: impl FnOnce() -> T,
-    ) -> Read<T> {
+    fn or_else<T>(&self, name: &str, read: fn(&'a Value) -> Read<T>, otherwise: fn() -> T) -> Read<T> {
         match self.0.get(name) {
             None => Ok(otherwise()),
             Some(_) => self.required(name, read),
@@ -258,7 +253,7 @@ fn role(value: &Value) -> Read<Role> {
     }
 }
 
-fn list<T>(value: &Value, item: impl Fn(&Value) -> Read<T>) -> Read<Vec<T>> {
+fn list<T>(value: &Value, item: fn(&Value) -> Read<T>) -> Read<Vec<T>> {
     let items = value.as_array().ok_or("not a list")?;
     items
         .iter()
