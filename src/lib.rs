@@ -11,6 +11,7 @@ pub mod chain;
 pub mod collections;
 pub mod crypto;
 pub mod flow;
+pub mod json;
 pub mod peer;
 pub mod primitives;
 pub mod runtime;

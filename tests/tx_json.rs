@@ -5,14 +5,14 @@
 mod camel;
 use camel::camelize;
 use ckb_types::prelude::*;
+use fiber_funding::json::Value;
 use fiber_funding::tx::json::{parse_transaction, transaction_to_json};
 use fiber_funding::tx::parts::tx_hash;
 use fiber_funding::tx::validate::first_raw_difference;
-use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    fiber_funding::json::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
@@ -141,12 +141,12 @@ fn the_hand_written_json_is_ckbs_own() {
         .witnesses(vec![bytes(&[]), bytes(&[0x55; 85])].pack())
         .build();
     let ckbs = serde_json::to_value(ckb_jsonrpc_types::Transaction::from(tx.clone())).unwrap();
-    assert_eq!(transaction_to_json(&tx), ckbs);
+    assert_eq!(transaction_to_json(&tx), Value::from(ckbs));
     assert_same_text(&tx);
     for fixture_name in ["fiber_unsigned_funding_tx.json", "joyid_signed_funding_tx.json"] {
         let tx = parse_transaction(&fixture(fixture_name)).unwrap();
         let ckbs = serde_json::to_value(ckb_jsonrpc_types::Transaction::from(tx.clone())).unwrap();
-        assert_eq!(transaction_to_json(&tx), ckbs, "{fixture_name}");
+        assert_eq!(transaction_to_json(&tx), Value::from(ckbs), "{fixture_name}");
         assert_same_text(&tx);
     }
     // A hash type CKB does not know is written as its byte, by both.

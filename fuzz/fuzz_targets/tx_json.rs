@@ -1,9 +1,13 @@
 //! The transaction JSON readers (`src/tx/json.rs`): what a wallet returns
 //! (JoyID's camelCase, Fiber's snake_case), what a chain node answers
 //! (transactions, cell outputs, out points) and what a page passes (scripts,
-//! cell deps). The input is JSON text; anything serde_json reads is tried.
+//! cell deps). The input is JSON text, read by the module's own parser
+//! (`src/json`), which must take exactly what serde_json takes.
 //!
 //! Checked on every input:
+//! * the module's parser takes the text exactly when serde_json does (but
+//!   for numbers beyond a double's range, which it keeps as written), and
+//!   writes what it read as serde_json writes it;
 //! * nothing panics, and every refusal names a path and a reason;
 //! * a transaction read from either casing is written back as Fiber's JSON,
 //!   which reads back to the same molecule bytes, in snake_case and again
@@ -17,12 +21,12 @@
 mod camel;
 use camel::camelize;
 use ckb_types::prelude::Entity;
+use fiber_funding::json::Value;
 use fiber_funding::tx::json::{
     parse_bytes, parse_cell_dep, parse_cell_output, parse_hash, parse_number, parse_out_point, parse_script,
     parse_transaction, script_to_json, transaction_to_json, TxJsonError,
 };
 use libfuzzer_sys::fuzz_target;
-use serde_json::Value;
 
 fn refused(error: TxJsonError) {
     assert!(
@@ -80,8 +84,44 @@ fn check_parts(value: &Value) {
     }
 }
 
+/// The module's parser against serde_json's: the same verdict, the same value.
+fn parse_as_serde_json_does(data: &[u8]) -> Option<Value> {
+    let ours = fiber_funding::json::parse_bytes(data);
+    let theirs = serde_json::from_slice::<serde_json::Value>(data);
+    match (ours, theirs) {
+        (Ok(ours), Ok(theirs)) => {
+            assert!(same(&ours, &theirs), "read differently: {ours} and {theirs}");
+            Some(ours)
+        }
+        (Err(_), Err(_)) => None,
+        (Ok(ours), Err(error)) if error.to_string().starts_with("number out of range") => Some(ours),
+        (ours, theirs) => panic!("the verdicts differ: ours {ours:?}, serde_json's {theirs:?}"),
+    }
+}
+
+/// The same JSON value. A number that is not a 64-bit integer is kept as
+/// written here and as an `f64` by serde_json: only that it is one is compared.
+fn same(ours: &Value, theirs: &serde_json::Value) -> bool {
+    use serde_json::Value as Theirs;
+    match (ours, theirs) {
+        (Value::Null, Theirs::Null) => true,
+        (Value::Bool(a), Theirs::Bool(b)) => a == b,
+        (Value::String(a), Theirs::String(b)) => a == b,
+        (Value::Number(a), Theirs::Number(b)) => match (a.as_u64(), a.as_i64()) {
+            (Some(n), _) => b.as_u64() == Some(n),
+            (None, Some(n)) => b.as_i64() == Some(n),
+            (None, None) => b.is_f64(),
+        },
+        (Value::Array(a), Theirs::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same(a, b)),
+        (Value::Object(a), Theirs::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(key, a)| b.get(key).is_some_and(|b| same(a, b)))
+        }
+        _ => false,
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+    let Some(value) = parse_as_serde_json_does(data) else {
         return;
     };
     check_transaction(&value);

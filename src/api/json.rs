@@ -1,9 +1,7 @@
 //! Fiber's JSON-RPC shapes: snake_case keys, `0x`-hex numbers and bytes.
 //! Timestamps this module adds (`*_ms`) are plain JSON numbers.
 
-#[cfg(test)]
-use serde_json::json;
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 use super::error::ApiError;
 use super::shapes::{commitment_holder, Epoch, FundingEvent, OpenChannelResult, SubmitSignedFundingTxResult};
@@ -293,8 +291,9 @@ pub fn flow_event(event: &Event) -> FundingEvent {
 mod tests {
     use super::*;
     use crate::api::ErrorCode;
+    use serde_json::json;
 
-    fn params() -> Value {
+    fn params() -> serde_json::Value {
         json!({
             "pubkey": "0x02466d7fcae563e5cb09a0d1870bb580344804617879a14949cf22285f1bae3f27",
             "funding_amount": "0x174876e800",
@@ -321,7 +320,9 @@ mod tests {
     fn connection_events_have_the_documented_shapes() {
         use crate::runtime::DriverEvent;
         let peer = Pubkey::from_hex("0x02466d7fcae563e5cb09a0d1870bb580344804617879a14949cf22285f1bae3f27").unwrap();
-        let driver_event_json = |event: &DriverEvent| serde_json::to_value(driver_event(event)).unwrap();
+        let driver_event_json = |event: &DriverEvent| {
+            serde_json::from_str::<serde_json::Value>(&crate::json::to_string(&driver_event(event)).unwrap()).unwrap()
+        };
         assert_eq!(
             driver_event_json(&DriverEvent::PeerConnected(peer)),
             json!({ "type": "peer_connected", "peer_pubkey": peer.to_string() })
@@ -342,7 +343,7 @@ mod tests {
     #[test]
     fn shutdown_params_read_as_fibers_and_refuse_what_they_do_not_know() {
         let id = format!("0x{}", "ab".repeat(32));
-        let read = |v: Value| parse_shutdown_params(&v);
+        let read = |v: serde_json::Value| parse_shutdown_params(&v.into());
         let plain = read(json!({ "channel_id": id })).unwrap();
         assert_eq!((plain.close_script, plain.fee_rate, plain.force), (None, None, false));
         let full = read(json!({
@@ -386,7 +387,7 @@ mod tests {
 
     #[test]
     fn fiber_rpc_params_are_read() {
-        let parsed = parse_open_params(&params()).unwrap();
+        let parsed = parse_open_params(&params().into()).unwrap();
         assert_eq!(parsed.funding_amount, 100_000_000_000);
         assert_eq!(parsed.funding_fee_rate, Some(1000));
         assert_eq!(parsed.funding_lock_script_cell_deps.len(), 1);
@@ -403,13 +404,13 @@ mod tests {
         ] {
             let mut params = params();
             params[field] = value;
-            let error = parse_open_params(&params).unwrap_err();
+            let error = parse_open_params(&params.into()).unwrap_err();
             assert_eq!(error.code, ErrorCode::InvalidParams);
             assert!(error.message.contains(word), "{error}");
         }
         let mut params = params();
         params.as_object_mut().unwrap().remove("shutdown_script");
-        assert!(parse_open_params(&params)
+        assert!(parse_open_params(&params.into())
             .unwrap_err()
             .message
             .contains("shutdown_script"));

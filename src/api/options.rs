@@ -11,17 +11,17 @@
 //!     "peerPubkey": "0x0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798",
 //!     "externalFundingTimeoutSeconds": 300,
 //! });
-//! let options = NodeOptions::from_json(&options).unwrap();
+//! let options = NodeOptions::from_json(&options.into()).unwrap();
 //! assert_eq!(options.external_funding_timeout_ms, Some(300_000));
 //!
 //! let typo = serde_json::json!({ "ckbRpcUrl": "http://x", "peerUrl": "ws://x",
 //!     "peerPubkey": "0x0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798",
 //!     "externalFundingTimeoutSecond": 5 });
-//! let error = NodeOptions::from_json(&typo).unwrap_err();
+//! let error = NodeOptions::from_json(&typo.into()).unwrap_err();
 //! assert!(error.message.contains("externalFundingTimeoutSecond"));
 //! ```
 
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 use super::error::ApiError;
 use crate::crypto::keys::{parse_pubkey, NodeSecret};
@@ -248,15 +248,17 @@ fn node_id(map: &Map<String, Value>, name: &str) -> Result<NodeId, ApiError> {
     Ok(key)
 }
 
-/// A JSON number that is a whole number within `range`.
+/// A JSON number that is a whole number within `range`, however it is
+/// written (`300`, `300.0`, `3e2`).
 fn whole_number(value: &Value, name: &str, (min, max): (u64, u64)) -> Result<u64, ApiError> {
     let out_of_range = || ApiError::invalid(name, format!("must be a whole number from {min} to {max}"));
-    let number = value.as_f64().ok_or_else(out_of_range)?;
-    if !number.is_finite() || number.fract() != 0.0 || number < min as f64 || number > max as f64 {
-        return Err(out_of_range());
+    match value {
+        Value::Number(number) => number
+            .as_whole_u64()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(out_of_range),
+        _ => Err(out_of_range()),
     }
-    // In range of u64 and whole, so the cast is exact.
-    Ok(number as u64)
 }
 
 /// A deployment file: `{ "fundingLock": {…}, "commitmentLock": {…} }`, each
@@ -325,7 +327,7 @@ fn script_template(value: &Value, name: &str) -> Result<ScriptTemplate, ApiError
 mod tests {
     use super::*;
     use crate::api::ErrorCode;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const PEER: &str = "0x0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
 
@@ -336,7 +338,7 @@ mod tests {
     fn with(key: &str, value: Value) -> Result<NodeOptions, ApiError> {
         let mut options = base();
         options[key] = value;
-        NodeOptions::from_json(&options)
+        NodeOptions::from_json(&options.into())
     }
 
     /// The option is refused with INVALID_PARAMS and a message naming it.
@@ -348,7 +350,7 @@ mod tests {
 
     #[test]
     fn a_minimal_set_of_options_is_read() {
-        let options = NodeOptions::from_json(&base()).unwrap();
+        let options = NodeOptions::from_json(&base().into()).unwrap();
         assert_eq!(options.peer_pubkey, Pubkey::from_hex(PEER).unwrap());
         assert!(options.external_funding_timeout_ms.is_none() && !options.wait_for_lock);
     }
@@ -357,7 +359,7 @@ mod tests {
     fn unknown_keys_are_refused_by_name() {
         refused("externalFundingTimeoutSecond", json!(5));
         refused("peerPubKey", json!(PEER));
-        let error = NodeOptions::from_json(&json!("ws://x")).unwrap_err();
+        let error = NodeOptions::from_json(&json!("ws://x").into()).unwrap_err();
         assert_eq!(error.code, ErrorCode::InvalidParams);
     }
 
@@ -374,7 +376,7 @@ mod tests {
     fn ckb_rpc_url_is_required_and_http() {
         let mut options = base();
         options.as_object_mut().unwrap().remove("ckbRpcUrl");
-        assert!(NodeOptions::from_json(&options)
+        assert!(NodeOptions::from_json(&options.into())
             .unwrap_err()
             .message
             .contains("ckbRpcUrl"));

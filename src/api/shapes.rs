@@ -1,5 +1,6 @@
-//! What the JS API returns and emits, as Rust types: serde gives the JSON
-//! and `tsify-next` the TypeScript declarations in `fiber_funding.d.ts`, so
+//! What the JS API returns and emits, as Rust types: their serde derive,
+//! written by `json::to_string`, gives the JSON and `tsify-next` the
+//! TypeScript declarations in `fiber_funding.d.ts`, so
 //! the two cannot disagree. Field names are Fiber's (snake_case); amounts and
 //! block numbers are 0x-hex strings as in Fiber's RPC, times are numbers.
 //!
@@ -234,7 +235,7 @@ impl PendingFunding {
             out.push(b'}');
         }
         out.push(b']');
-        String::from_utf8(out).expect("serde_json and the tx writer write UTF-8")
+        String::from_utf8(out).expect("the JSON and tx writers write UTF-8")
     }
 }
 
@@ -256,7 +257,8 @@ macro_rules! json_field_by_serde {
     ($($type:ty),*) => {$(
         impl JsonField for $type {
             fn write_json(&self, out: &mut Vec<u8>) {
-                serde_json::to_writer(out, self).expect("plain values always serialize");
+                let text = crate::json::to_string(self).expect("plain values always serialize");
+                out.extend_from_slice(text.as_bytes());
             }
         }
     )*};
@@ -423,5 +425,67 @@ mod tests {
             serde_json::to_string(&list[..1]).unwrap()
         );
         assert_eq!(PendingFunding::list_json(&[]), "[]");
+        assert_eq!(
+            crate::json::to_string(&list).unwrap(),
+            serde_json::to_string(&list).unwrap()
+        );
+    }
+
+    /// `json::to_string` writes each shape as serde_json does (the text
+    /// serializer's own tests cover every serde form; these are the API's).
+    #[test]
+    fn every_shape_is_written_as_serde_json_writes_it() {
+        fn same<T: Serialize>(value: &T) {
+            assert_eq!(
+                crate::json::to_string(value).unwrap(),
+                serde_json::to_string(value).unwrap()
+            );
+        }
+        let epoch = Epoch::from_full_value(0x0708_0005_0000_0c8a);
+        same(&Channel {
+            channel_id: "0x01".into(),
+            temporary_channel_id: "0x02".into(),
+            role: "initiator",
+            peer_pubkey: "0x03".into(),
+            state: "ShuttingDown".into(),
+            flags: vec!["OUR_SHUTDOWN_SENT".into()],
+            created_at_ms: 5,
+            deadline_ms: None,
+            funding_tx_hash: Some("0x04".into()),
+            local_funding_amount: "0x174876e800".into(),
+            remote_funding_amount: None,
+            signed_submitted: true,
+            peer_connected: false,
+            close_reason: Some("the user asked".into()),
+            local_balance: Some("0x1".into()),
+            close: Some(ChannelClose {
+                closing_tx_hash: None,
+                force_closed_at_ms: Some(9),
+                commitment: Some(Commitment {
+                    tx_hash: "0x05".into(),
+                    by: "us",
+                    block_number: "0x10".into(),
+                    claimable_at_epoch: Epoch::from_full_value(0x0708_0005_0000_0c8a),
+                }),
+                claim_tx_hash: None,
+            }),
+        });
+        same(&SubmitSignedFundingTxResult {
+            channel_id: "0x01".into(),
+            funding_tx_hash: "0x02".into(),
+            status: "queued",
+        });
+        same(&FundingEvent::FundingConfirmations {
+            channel_id: "0x01".into(),
+            confirmations: 1,
+            required: 3,
+        });
+        same(&FundingEvent::CommitmentOnChain {
+            channel_id: "0x01".into(),
+            tx_hash: "0x02".into(),
+            by: "peer",
+            claimable_at_epoch: epoch,
+        });
+        same(&FundingEvent::PeerDisconnected { reason: "gone".into() });
     }
 }

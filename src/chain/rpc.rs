@@ -24,11 +24,11 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use crate::json::{json, Value};
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
-use serde_json::{json, Value};
 
 use super::client::{ChainClient, ChainError, ChainErrorKind, ChainResult};
 use super::{ChainTip, LiveCell, ResolvedCell, TxReport, TxStatus};
@@ -248,7 +248,7 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
             let mut cells = Vec::new();
             let mut after: Option<String> = None;
             loop {
-                let params = json!([search_key, "asc", format!("{limit:#x}"), after]);
+                let params = json!([search_key.clone(), "asc", format!("{limit:#x}"), after.clone()]);
                 let page = client.call(METHOD, params).await?;
                 let objects = page_objects(METHOD, &page)?;
                 // The indexer fills a page unless it ran out of cells.
@@ -512,7 +512,7 @@ impl NodeError {
 
 /// Reads a JSON-RPC answer to request `id`: its `result`.
 fn decode_answer(method: &'static str, id: u64, body: &str) -> Result<Value, ChainError> {
-    let answer: Value = serde_json::from_str(body)
+    let answer: Value = crate::json::parse(body)
         .map_err(|e| bad_response(method, format!("answer is not JSON ({e}): {}", quote(body))))?;
     let Value::Object(mut answer) = answer else {
         return Err(bad_response(

@@ -458,8 +458,7 @@ impl ChannelRecord {
 
     /// A record of schema 1 or 2, read exactly as those versions' module did.
     fn read_json(bytes: &[u8]) -> Result<Self, RecordFormatError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| RecordFormatError::NotJson(e.to_string()))?;
+        let value = crate::json::parse_bytes(bytes).map_err(|e| RecordFormatError::NotJson(e.to_string()))?;
         let version = value
             .get("schema_version")
             .and_then(|v| v.as_u64())

@@ -326,7 +326,7 @@ impl CounterpartyConfig {
                     .map_err(|e| StartError(format!("cannot read the contracts file {path} ({source}): {e}")))?;
                 let value: serde_json::Value = serde_json::from_str(&text)
                     .map_err(|e| StartError(format!("the contracts file {path} is not JSON: {e}")))?;
-                let (funding, commitment) = crate::api::options::parse_contracts(&value)
+                let (funding, commitment) = crate::api::options::parse_contracts(&value.into())
                     .map_err(|e| StartError(format!("the contracts file {path}: {e}")))?;
                 (Some(funding), Some(commitment))
             }

@@ -66,7 +66,7 @@ pub fn contracts_json(tx_hash: Hash256) -> Value {
 /// Whether the deployment a contracts file names is on this chain: each
 /// cell dep live and holding the binary its code hash names.
 pub async fn still_deployed(chain: &dyn ChainClient, contracts: &Value) -> Result<bool, String> {
-    let (funding, commitment) = parse_contracts(contracts).map_err(|e| e.to_string())?;
+    let (funding, commitment) = parse_contracts(&contracts.into()).map_err(|e| e.to_string())?;
     for template in [&funding, &commitment] {
         if !deps_hold_code(chain, template).await? {
             return Ok(false);
@@ -165,7 +165,7 @@ mod tests {
     #[test]
     fn the_contracts_file_reads_back_as_the_wallets_options_do() {
         let value = contracts_json(Hash256([0xab; 32]));
-        let (funding, commitment) = parse_contracts(&value).unwrap();
+        let (funding, commitment) = parse_contracts(&value.into()).unwrap();
         assert_eq!(funding.code_hash.0, blake2b_256(&Contract::FundingLock.binary()));
         assert_eq!(commitment.code_hash.0, blake2b_256(&Contract::CommitmentLock.binary()));
         // Each lock's own code, then ckb-auth.

@@ -4,11 +4,11 @@
 //! Parsing walks the value by hand so an error names the exact place, e.g.
 //! `inputs[0].previous_output.tx_hash: expected 32 bytes, got 31`.
 
+use crate::json::{Map, Value};
 use ckb_types::core::{DepType, ScriptHashType};
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
-use serde_json::{Map, Value};
 
 use crate::primitives::{decode_hex, encode_hex};
 
@@ -75,12 +75,19 @@ pub fn parse_transaction(value: &Value) -> Result<packed::Transaction, TxJsonErr
 /// a `Value`. Written by hand rather than through `ckb-jsonrpc-types`, which
 /// is large in the wasm; `tests/tx_json.rs` checks it against that crate.
 pub fn transaction_to_json(tx: &packed::Transaction) -> Value {
-    serde_json::to_value(TransactionJson(tx.clone())).expect("strings and lists always make a JSON value")
+    value_of(&TransactionJson(tx.clone()))
 }
 
 /// A script in Fiber's JSON-RPC shape.
 pub fn script_to_json(script: &packed::Script) -> Value {
-    serde_json::to_value(ScriptJson(script.clone())).expect("strings always make a JSON value")
+    value_of(&ScriptJson(script.clone()))
+}
+
+/// A value as JSON text read back: these are built for a request body, once
+/// per request, so one writer serves both the text and the value.
+fn value_of(value: &impl Serialize) -> Value {
+    let text = crate::json::to_string(value).expect("strings and lists always make JSON");
+    crate::json::parse(&text).expect("the writer writes JSON")
 }
 
 /// The transaction in Fiber's JSON-RPC shape, serialized straight from the

@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde_json::Value;
+use crate::json::Value;
 use wasm_bindgen::prelude::*;
 
 use super::fetch_rpc::FetchTransport;
@@ -118,8 +118,8 @@ pub(crate) fn js_error(error: impl Into<ApiError>) -> JsValue {
 pub(crate) fn to_js(value: &impl Serialize) -> JsValue {
     // As JSON text, parsed by the engine: `JSON.parse` builds the objects far
     // faster than one JS call per field would, and the wasm carries no second
-    // (JsValue) serializer next to serde_json's.
-    serde_json::to_string(value)
+    // (JsValue) serializer next to the JSON one.
+    crate::json::to_string(value)
         .ok()
         .and_then(|text| js_sys::JSON::parse(&text).ok())
         .unwrap_or(JsValue::NULL)
@@ -135,7 +135,7 @@ pub(crate) fn from_js(value: JsValue, what: &str) -> Result<Value, ApiError> {
         .ok()
         .and_then(|text| text.as_string())
         .ok_or_else(|| ApiError::invalid(what, "not JSON data (a BigInt, a cycle or a function?)"))?;
-    serde_json::from_str(&text).map_err(|e| ApiError::invalid(what, e))
+    crate::json::parse(&text).map_err(|e| ApiError::invalid(what, e))
 }
 
 use serde::Serialize;
@@ -213,7 +213,7 @@ impl FundingNode {
         let list: Vec<Value> = self
             .unreadable
             .iter()
-            .map(|(channel_id, reason)| serde_json::json!({ "channel_id": channel_id, "reason": reason }))
+            .map(|(channel_id, reason)| crate::json::json!({ "channel_id": channel_id, "reason": reason }))
             .collect();
         to_js(&Value::from(list))
     }

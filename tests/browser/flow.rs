@@ -24,6 +24,16 @@ use k256::ecdsa::SigningKey;
 use serde::Serialize;
 use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
+
+/// The module's JSON values (what its readers take and writers give) and
+/// serde_json's (what these tests build), as each other.
+fn ours(value: &Value) -> fiber_funding::json::Value {
+    fiber_funding::json::parse(&value.to_string()).unwrap()
+}
+
+fn theirs(value: &fiber_funding::json::Value) -> Value {
+    serde_json::to_value(value).unwrap()
+}
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
@@ -203,7 +213,7 @@ async fn open_drop_every_rust_object_reopen_and_submit_ends_in_channel_ready() {
             .unwrap(),
     );
     let channel_id = opened["channel_id"].as_str().unwrap().to_owned();
-    let unsigned = parse_transaction(&opened["unsigned_funding_tx"]).unwrap();
+    let unsigned = parse_transaction(&ours(&opened["unsigned_funding_tx"])).unwrap();
 
     // The redirect: the node and everything it owns are gone.
     node.close().await.unwrap();
@@ -230,11 +240,15 @@ async fn open_drop_every_rust_object_reopen_and_submit_ends_in_channel_ready() {
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(pending[0]["channel_id"], channel_id.as_str());
     assert_eq!(pending[0]["signed_submitted"], false);
-    assert_eq!(pending[0]["unsigned_funding_tx"], transaction_to_json(&unsigned));
+    assert_eq!(
+        pending[0]["unsigned_funding_tx"],
+        theirs(&transaction_to_json(&unsigned))
+    );
     assert!(pending[0]["deadline_ms"].as_f64().unwrap() > js_sys::Date::now());
 
     let signed = default_lock::sign_group(&unsigned, &[0], &page.user_key).unwrap();
-    let submit = json!({ "channel_id": channel_id, "signed_funding_tx": joyid_shape(&transaction_to_json(&signed)) });
+    let submit =
+        json!({ "channel_id": channel_id, "signed_funding_tx": joyid_shape(&theirs(&transaction_to_json(&signed))) });
     let submitted = from_js(node.submit_signed_funding_tx(to_js(&submit)).await.unwrap());
     let funding_tx_hash = submitted["funding_tx_hash"].as_str().unwrap().to_owned();
 
@@ -353,7 +367,7 @@ async fn open_refuses_options_that_are_not_json_data() {
 #[wasm_bindgen_test]
 fn channel_reserve_is_what_the_open_keeps_on_top_of_the_amount() {
     let lock = default_lock::lock_script_for_key(SigningKey::from_slice(&[0x51; 32]).unwrap().verifying_key());
-    let script = to_js(&script_to_json(&lock));
+    let script = to_js(&theirs(&script_to_json(&lock)));
     let reserve = fiber_funding::wasm::channel_reserve(script).unwrap();
     // A default-lock wallet: the 57-byte-args shutdown cell (98 CKB) plus 1 CKB for the fee.
     assert_eq!(reserve, format!("{:#x}", 99 * CKB));

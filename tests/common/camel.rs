@@ -1,6 +1,6 @@
 //! Fiber's snake_case transaction JSON rewritten as JoyID and CCC write it.
 
-use serde_json::Value;
+use fiber_funding::json::Value;
 
 /// camelCase keys (and `depGroup`), as JoyID and CCC write them.
 pub fn camelize(value: &Value) -> Value {
@@ -20,7 +20,7 @@ pub fn camelize(value: &Value) -> Value {
                             camel.push(c);
                         }
                     }
-                    let value = if value == "dep_group" {
+                    let value = if value.as_str() == Some("dep_group") {
                         Value::from("depGroup")
                     } else {
                         camelize(value)

@@ -13,8 +13,8 @@
 //! * a `default` field reads missing as its default;
 //! * unknown fields are ignored.
 
+use crate::json::{Map, Value};
 use ckb_types::packed;
-use serde_json::{Map, Value};
 
 use super::{
     AbortWatch, ChannelRecord, ChannelTerms, CloseProgress, Closure, CommitmentOnChain, ExternalFundingPersistState,
@@ -322,8 +322,10 @@ fn nonce(value: &Value) -> Read<PubNonceBytes> {
 mod tests {
     //! The walk against the derive it replaces: every legacy fixture, and
     //! every way of damaging one field of it, read the same by both (`Ok`
-    //! with the same record, or `Err`).
+    //! with the same record, or `Err`). The damage is done to `serde_json`
+    //! values, which the walk reads through `crate::json`.
     use super::*;
+    use serde_json::{Map, Value};
 
     fn fixtures() -> Vec<Value> {
         let fixture: Value = serde_json::from_str(include_str!("../../../tests/fixtures/records-legacy.json")).unwrap();
@@ -347,7 +349,7 @@ mod tests {
     }
 
     fn by_walk(value: &Value) -> Result<String, ()> {
-        read(value).map(|record| format!("{record:?}")).map_err(|_| ())
+        read(&value.into()).map(|record| format!("{record:?}")).map_err(|_| ())
     }
 
     /// Every path to a value in `value`, as keys and indices.
