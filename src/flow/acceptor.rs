@@ -157,6 +157,20 @@ pub(crate) fn accept_channel(
 }
 
 impl Channel {
+    /// Our wallet's signatures of our inputs, made on demand (they are deterministic).
+    pub(crate) fn wallet_witnesses(&self, config: &NodeConfig) -> Result<Vec<Vec<u8>>, Reject> {
+        let acceptor = config
+            .acceptor
+            .as_ref()
+            .ok_or_else(|| Reject("not an acceptor".into()))?;
+        let unsigned = self.funding_tx()?;
+        let key = k256::ecdsa::SigningKey::from_bytes(&acceptor.wallet_key.into())
+            .map_err(|_| Reject("invalid acceptor wallet key".into()))?;
+        let group: Vec<usize> = self.own_input_range().collect();
+        let signed = crate::tx::default_lock::sign_group(unsigned, &group, &key)?;
+        Ok(crate::tx::validate::witnesses_of(&signed))
+    }
+
     pub fn accept_channel_message(&self) -> FiberMessage {
         let r = &self.record;
         FiberMessage::AcceptChannel(party_message!(AcceptChannel, &r.local, {

@@ -15,7 +15,6 @@ use crate::crypto::keys::ChannelKeys;
 use crate::crypto::musig::{self, NonceSlot, SigningSession};
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::tx::commitment::{self, Commitment, CommitmentParty};
-use crate::tx::default_lock;
 use crate::tx::fee::{add, capacity_of};
 use crate::tx::outflow::{check_what_leaves, ExpectedFundingOutput, OurSide, Outflow};
 use crate::tx::parts::tx_hash;
@@ -680,16 +679,17 @@ impl Channel {
                 .clone()
                 .ok_or_else(|| Reject("the user has not signed yet".into()));
         }
-        let acceptor = config
-            .acceptor
-            .as_ref()
-            .ok_or_else(|| Reject("not an acceptor".into()))?;
-        let unsigned = self.funding_tx()?;
-        let key = k256::ecdsa::SigningKey::from_bytes(&acceptor.wallet_key.into())
-            .map_err(|_| Reject("invalid acceptor wallet key".into()))?;
-        let group: Vec<usize> = self.own_input_range().collect();
-        let signed = default_lock::sign_group(unsigned, &group, &key)?;
-        Ok(crate::tx::validate::witnesses_of(&signed))
+        match self.record.role {
+            Role::Initiator => Err(Reject("the initiator's record has no external funding state".into())),
+            #[cfg(feature = "acceptor")]
+            Role::Acceptor => self.wallet_witnesses(config),
+            // The browser build signs nothing with a wallet key of its own.
+            #[cfg(not(feature = "acceptor"))]
+            Role::Acceptor => {
+                let _ = config;
+                Err(Reject("this build has no acceptor role".into()))
+            }
+        }
     }
 
     /// The funding tx with every witness, once both sides have signed.
