@@ -91,24 +91,27 @@ impl<'a> Fields<'a> {
 
     /// A field that must be there, with a value.
     fn required<T>(&self, name: &str, read: fn(&'a Value) -> Read<T>) -> Read<T> {
-        let value = self.0.get(name).ok_or_else(|| format!("missing field {name}"))?;
-        read(value).map_err(|reason| format!("{name}: {reason}"))
+        read(self.value(name)?).map_err(|reason| within(name, reason))
     }
 
     /// An `Option` field: missing or `null` is `None`.
     fn optional<T>(&self, name: &str, read: fn(&'a Value) -> Read<T>) -> Read<Option<T>> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => read(value).map(Some).map_err(|reason| format!("{name}: {reason}")),
+            Some(value) => read(value).map(Some).map_err(|reason| within(name, reason)),
         }
     }
 
     /// An `Option` field that must be there: `null` is `None`.
     fn present<T>(&self, name: &str, read: fn(&'a Value) -> Read<T>) -> Read<Option<T>> {
-        match self.0.get(name).ok_or_else(|| format!("missing field {name}"))? {
+        match self.value(name)? {
             Value::Null => Ok(None),
-            value => read(value).map(Some).map_err(|reason| format!("{name}: {reason}")),
+            value => read(value).map(Some).map_err(|reason| within(name, reason)),
         }
+    }
+
+    fn value(&self, name: &str) -> Read<&'a Value> {
+        self.0.get(name).ok_or_else(|| format!("missing field {name}"))
     }
 
     /// A field read as its type's default when missing.
@@ -123,6 +126,14 @@ impl<'a> Fields<'a> {
             Some(_) => self.required(name, read),
         }
     }
+}
+
+/// A field's error, seen from the object that holds it (the error path is
+/// out of line: each typed read above is its own instance).
+#[cold]
+#[inline(never)]
+fn within(name: &str, reason: String) -> String {
+    format!("{name}: {reason}")
 }
 
 fn terms(value: &Value) -> Read<ChannelTerms> {
