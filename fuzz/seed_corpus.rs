@@ -97,10 +97,12 @@ impl Harvest {
             self.messages.insert(message.encode());
         }
         for (_, tx) in &world.handed_out {
-            self.txs.push(transaction_to_json(tx));
+            self.txs
+                .push(serde_json::to_value(transaction_to_json(tx)).expect("JSON"));
         }
         for (_, tx) in &world.broadcasts {
-            self.txs.push(transaction_to_json(tx));
+            self.txs
+                .push(serde_json::to_value(transaction_to_json(tx)).expect("JSON"));
         }
     }
 }
@@ -244,7 +246,7 @@ fn write_seeds() {
     }
     for tx in &txs {
         json.add(serde_json::to_vec_pretty(tx).unwrap());
-        json.add(serde_json::to_vec(&camelize(tx)).unwrap());
+        json.add(serde_json::to_vec(&camelize(&tx.into())).unwrap());
         for part in ["cell_deps", "inputs", "outputs"] {
             if let Some(first) = tx[part].get(0) {
                 json.add(serde_json::to_vec(first).unwrap());
