@@ -87,6 +87,15 @@ fn no_floats() -> WriteError {
     WriteError("a float cannot be written (no API shape has one)".into())
 }
 
+/// Integer methods that write their value as the widest of their sign does.
+macro_rules! widened_to {
+    ($wide:ident: $($method:ident($int:ty)),*) => {$(
+        fn $method(self, v: $int) -> Result<(), WriteError> {
+            self.$wide(v.into())
+        }
+    )*};
+}
+
 impl<'a> ser::Serializer for Writer<'a> {
     type Ok = ();
     type Error = WriteError;
@@ -103,33 +112,12 @@ impl<'a> ser::Serializer for Writer<'a> {
         Ok(())
     }
 
-    fn serialize_i8(self, v: i8) -> Result<(), WriteError> {
-        self.serialize_i64(v.into())
-    }
-
-    fn serialize_i16(self, v: i16) -> Result<(), WriteError> {
-        self.serialize_i64(v.into())
-    }
-
-    fn serialize_i32(self, v: i32) -> Result<(), WriteError> {
-        self.serialize_i64(v.into())
-    }
+    widened_to!(serialize_i64: serialize_i8(i8), serialize_i16(i16), serialize_i32(i32));
+    widened_to!(serialize_u64: serialize_u8(u8), serialize_u16(u16), serialize_u32(u32));
 
     fn serialize_i64(self, v: i64) -> Result<(), WriteError> {
         self.out.push_str(&v.to_string());
         Ok(())
-    }
-
-    fn serialize_u8(self, v: u8) -> Result<(), WriteError> {
-        self.serialize_u64(v.into())
-    }
-
-    fn serialize_u16(self, v: u16) -> Result<(), WriteError> {
-        self.serialize_u64(v.into())
-    }
-
-    fn serialize_u32(self, v: u32) -> Result<(), WriteError> {
-        self.serialize_u64(v.into())
     }
 
     fn serialize_u64(self, v: u64) -> Result<(), WriteError> {
