@@ -143,3 +143,38 @@ fn once_the_funding_tx_is_final_only_the_signing_phase_is_resent() {
     world.run();
     assert_channel_ready(&world);
 }
+
+#[test]
+fn a_submit_while_the_link_is_down_holds_our_signature_until_the_reconnection() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run();
+    let (channel_id, signed) = world.user.signed_in_url.clone().unwrap();
+
+    world.disconnect();
+    let mark = world.sent_log.len();
+    world.submit(&channel_id, &signed).unwrap();
+    world.run();
+    assert_eq!(
+        sent_since(&world, mark, INITIATOR),
+        Vec::<&str>::new(),
+        "nothing leaves for a peer that is away"
+    );
+    let stored = world.stored_record(INITIATOR, &channel_id).unwrap();
+    assert!(stored.commitment_signed_held, "held, and stored as held");
+
+    // A reload keeps it held; the reconnection that comes with it releases it.
+    world.restart(INITIATOR);
+    world.run();
+    let stored = world.stored_record(INITIATOR, &channel_id).unwrap();
+    assert!(!stored.commitment_signed_held);
+    assert!(
+        sent_since(&world, mark, INITIATOR).contains(&"CommitmentSigned"),
+        "{:?}",
+        sent_since(&world, mark, INITIATOR)
+    );
+    assert_eq!(world.rejections(INITIATOR), Vec::<String>::new());
+    assert_eq!(world.rejections(ACCEPTOR), Vec::<String>::new());
+    assert_channel_ready(&world);
+}

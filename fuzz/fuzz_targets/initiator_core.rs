@@ -7,7 +7,8 @@
 //! a loopback link of encoded bytes and a simulated chain. The input is a
 //! sequence of steps: deliver, reorder, drop, replay, rewrite, splice or forge
 //! what the counterparty sends; answer the initiator's chain queries honestly
-//! or with a lie; mine; let time pass; reconnect; reload the page (crash at a
+//! or with a lie; mine; let time pass; break the connection (a submit then
+//! holds our commitment signature) or reconnect; reload the page (crash at a
 //! chosen write, or between steps); submit the wallet's signed tx (or junk);
 //! double-spend an input from the wallet; ask to close or abandon. Then the
 //! honest parties finish what is left.
@@ -68,6 +69,8 @@ enum Op {
     Forge(Vec<u8>),
     Answer(Lie),
     Tick(u64),
+    /// The connection breaks (until a `Reconnect`, a reload or the end).
+    Disconnect,
     Reconnect,
     Mine,
     /// The wallet returns the handed-out tx, signed, or with a witness bit flipped.
@@ -152,7 +155,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
             _ => Op::Abandon,
         },
         38 => Op::OpenAnother,
-        _ => Op::Answer(Lie::Honest),
+        _ => Op::Disconnect,
     })
 }
 
@@ -270,7 +273,8 @@ fn attacker_packets(world: &World) -> Vec<usize> {
 /// transport drops an unreadable message.
 fn deliver(world: &mut World, packet: Packet) {
     world.now_ms += 5;
-    if !world.nodes[packet.to].up {
+    // Forged or replayed bytes cross a broken link no more than honest ones.
+    if !world.nodes[packet.to].up || world.link_down {
         return;
     }
     let Ok(message) = FiberMessage::decode(&packet.bytes) else {
@@ -355,6 +359,7 @@ fn apply(world: &mut World, op: &Op) {
         }),
         Op::Answer(lie) => answer(world, lie),
         Op::Tick(ms) => world.advance(*ms),
+        Op::Disconnect => world.disconnect(),
         Op::Reconnect => world.reconnect(),
         Op::Mine => {
             world.chain.mine_block();
@@ -411,6 +416,9 @@ fn apply(world: &mut World, op: &Op) {
                 }
             }
         }
+        // The world's open is a connected node's (an open waiting for its
+        // peer is the driver's, tested in tests/driver.rs).
+        Op::OpenAnother if world.link_down => {}
         Op::OpenAnother => {
             let params = world.open_params(1000);
             let _ = world.open_with(&params);
@@ -512,6 +520,9 @@ fuzz_target!(|data: &[u8]| {
     }
     // Then let everything honest finish: still no invariant may break.
     world.user.auto_submit = true;
+    if world.link_down {
+        world.reconnect();
+    }
     world.run();
     check(&world);
 });

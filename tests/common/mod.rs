@@ -261,6 +261,9 @@ pub struct World {
     /// (a crash planned at its first write restarts the node).
     opened: Vec<(OpenId, ChannelId)>,
     pending_submit: bool,
+    /// The connection between the two nodes broke ([`World::disconnect`])
+    /// and is not back: nothing crosses until [`World::reconnect`].
+    pub link_down: bool,
     shuffle_state: u64,
     reported_status: BTreeMap<(usize, ChannelId, Hash256), TxReport>,
     confirmations: u64,
@@ -428,6 +431,7 @@ impl World {
             crash_plan: None,
             crashes: 0,
             pending_submit: false,
+            link_down: false,
             shuffle_state: 0,
             reported_status: BTreeMap::new(),
             confirmations: setup.confirmations,
@@ -640,9 +644,13 @@ impl World {
             };
             assert_ne!(to, index, "a node sent a message to itself");
             let bytes = message.encode();
+            // Logged even on a broken link: it left the node, and the peer
+            // may have read it before the break was noticed.
             self.sent_log
                 .push((index, FiberMessage::decode(&bytes).expect("what we send decodes")));
-            self.link.push_back(Packet { from: index, to, bytes });
+            if !self.link_down {
+                self.link.push_back(Packet { from: index, to, bytes });
+            }
         }
         self.open_failures.extend(outbox.open_failures);
         self.handed_out_to.extend(outbox.handed_out_to);
@@ -732,7 +740,25 @@ impl World {
         self.reconnect();
     }
 
+    /// The connection breaks: what is in flight is lost, both nodes hear of
+    /// it, and what either sends before [`World::reconnect`] goes nowhere.
+    pub fn disconnect(&mut self) {
+        if self.link_down {
+            return;
+        }
+        self.link_down = true;
+        self.link.clear();
+        let now = self.now_ms;
+        for index in [INITIATOR, ACCEPTOR] {
+            if self.nodes[index].up {
+                let peer = self.nodes[1 - index].id();
+                self.nodes[index].node.peer_disconnected(&peer, now);
+            }
+        }
+    }
+
     pub fn reconnect(&mut self) {
+        self.link_down = false;
         for index in [INITIATOR, ACCEPTOR] {
             let peer = self.nodes[1 - index].id();
             let actions = self.nodes[index].node.peer_connected(&peer);
