@@ -48,6 +48,8 @@ enum Op {
     /// The next chain query answered, honestly or not.
     Answer(Lie),
     Tick(u64),
+    /// The connection breaks, until a `Reconnect` or the end.
+    Disconnect,
     Reconnect,
     Mine,
     /// The wallet returns the handed-out tx, signed or with junk.
@@ -91,6 +93,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => ((0usize..8), mutation).prop_map(|(i, m)| Op::Mutate(i, m)),
         8 => lie().prop_map(Op::Answer),
         1 => (0u64..400_000).prop_map(Op::Tick),
+        1 => Just(Op::Disconnect),
         1 => Just(Op::Reconnect),
         2 => Just(Op::Mine),
         2 => any::<bool>().prop_map(|junk| Op::Submit { junk }),
@@ -230,6 +233,7 @@ fn apply(world: &mut World, victim: usize, op: &Op) {
         }
         Op::Answer(lie) => answer(world, victim, lie),
         Op::Tick(ms) => world.advance(*ms),
+        Op::Disconnect => world.disconnect(),
         Op::Reconnect => world.reconnect(),
         Op::Mine => {
             world.chain.mine_block();
@@ -262,7 +266,8 @@ fn apply(world: &mut World, victim: usize, op: &Op) {
 /// transport drops an unreadable message.
 fn deliver(world: &mut World, packet: Packet) {
     world.now_ms += 5;
-    if !world.nodes[packet.to].up {
+    // Replayed bytes cross a broken link no more than honest ones.
+    if !world.nodes[packet.to].up || world.link_down {
         return;
     }
     let Ok(message) = FiberMessage::decode(&packet.bytes) else {
@@ -312,6 +317,9 @@ fn run_case(victim: usize, open_lie: &Lie, ops: &[Op]) {
     }
     // Then let everything honest finish: still no invariant may break.
     world.user.auto_submit = true;
+    if world.link_down {
+        world.reconnect();
+    }
     world.run();
     check(&world, victim);
 }
