@@ -85,10 +85,7 @@ fn assert_user_never_overpays(world: &World) {
 
 /// A flow whose unsigned tx the wallet got and signed; not submitted yet.
 fn handed_out_and_signed() -> (World, ChannelId, packed::Transaction) {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run();
+    let world = world_at_the_signer();
     let (channel_id, signed) = world.user.signed_in_url.clone().expect("handed out");
     (world, channel_id, signed)
 }
@@ -680,10 +677,7 @@ fn acceptor_attack_8_junk_user_witnesses_are_refused_by_the_acceptor() {
 /// another timeout.
 #[test]
 fn acceptor_attack_9_a_restart_with_another_timeout_keeps_the_stored_deadline() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run();
+    let mut world = world_at_the_signer();
     let channel_id = world.acceptor().channels()[0].channel_id;
     let deadline = world.acceptor().channel(&channel_id).unwrap().deadline_ms;
     world.nodes[ACCEPTOR].config.external_funding_timeout_ms = 10 * TIMEOUT_MS;

@@ -385,10 +385,7 @@ fn a_counterparty_that_never_signs_the_closing_tx_leaves_the_unilateral_way_open
 
 #[test]
 fn closing_a_channel_that_is_not_funded_is_a_typed_error_that_changes_nothing() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run();
+    let mut world = world_at_the_signer();
     let channel_id = world.only_channel(INITIATOR).channel_id;
     let before = world.stored_record(INITIATOR, &channel_id).unwrap();
 

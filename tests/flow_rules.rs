@@ -17,10 +17,7 @@ use fiber_funding::wire::FiberMessage;
 
 /// A world where the tx has been handed out and signed, but not submitted.
 fn awaiting_submission() -> (World, ChannelId, packed::Transaction) {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run();
+    let world = world_at_the_signer();
     let (channel_id, signed) = world
         .user
         .signed_in_url
@@ -610,10 +607,7 @@ fn not_enough_funds_names_needed_and_available_and_stores_nothing() {
 
 #[test]
 fn an_open_short_of_funds_names_the_pending_funding_that_holds_the_cells() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run();
+    let mut world = world_at_the_signer();
     let pending = world.only_channel(INITIATOR).channel_id;
 
     // The first funding holds both cells (700 + 800 CKB) until it completes.

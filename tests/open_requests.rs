@@ -117,10 +117,7 @@ fn parameters_the_user_got_wrong_fail_at_once_without_waiting() {
 
 #[test]
 fn the_hand_out_names_its_request() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run();
+    let world = world_at_the_signer();
     assert_eq!(world.handed_out_to, [Some(OpenId(1))]);
     assert_eq!(world.initiator().opened_channel(OpenId(1)), None, "answered once");
 }

@@ -82,10 +82,7 @@ fn a_failed_first_write_leaves_no_channel_behind() {
 
 #[test]
 fn a_failed_write_takes_the_step_back_and_drops_what_it_held() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run();
+    let mut world = world_at_the_signer();
     let (channel_id, signed) = world.user.signed_in_url.clone().expect("handed out");
     let before = world.initiator().channel(&channel_id).unwrap();
     let now = world.now_ms;

@@ -106,10 +106,7 @@ fn a_cooperative_close_under_way_is_still_resent_on_reconnection() {
 
 #[test]
 fn once_the_funding_tx_is_final_only_the_signing_phase_is_resent() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run();
+    let mut world = world_at_the_signer();
     let channel_id = world.only_channel(INITIATOR).channel_id;
     assert_eq!(
         world.state(INITIATOR, &channel_id),
@@ -146,10 +143,7 @@ fn once_the_funding_tx_is_final_only_the_signing_phase_is_resent() {
 
 #[test]
 fn a_submit_while_the_link_is_down_holds_our_signature_until_the_reconnection() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run();
+    let mut world = world_at_the_signer();
     let (channel_id, signed) = world.user.signed_in_url.clone().unwrap();
 
     world.disconnect();

@@ -1138,7 +1138,16 @@ pub fn assert_persist_comes_first(actions: &[Action]) {
     }
 }
 
-/// Shared assertions for a flow that ended well.
+/// A world whose one flow waits at the wallet: the unsigned tx handed out
+/// (the signed one in `user.signed_in_url`), the user not back yet.
+pub fn world_at_the_signer() -> World {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run();
+    world
+}
+
 /// A world whose one channel opened and is ready on both sides.
 pub fn ready_world() -> (World, ChannelId) {
     let mut world = World::new(Setup::default());
@@ -1149,6 +1158,7 @@ pub fn ready_world() -> (World, ChannelId) {
     (world, channel_id)
 }
 
+/// Shared assertions for a flow that ended well.
 pub fn assert_channel_ready(world: &World) -> Hash256 {
     let initiator = world.open_channel_view(INITIATOR);
     let acceptor = world.open_channel_view(ACCEPTOR);
