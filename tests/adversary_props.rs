@@ -191,14 +191,14 @@ fn apply(world: &mut World, victim: usize, op: &Op) {
     match op {
         Op::Deliver => {
             if let Some(packet) = world.link.pop_front() {
-                deliver(world, packet);
+                world.deliver(packet);
             }
         }
         Op::DeliverAt(i) => {
             if !world.link.is_empty() {
                 let index = i % world.link.len();
                 if let Some(packet) = world.link.remove(index) {
-                    deliver(world, packet);
+                    world.deliver(packet);
                 }
             }
         }
@@ -262,23 +262,6 @@ fn apply(world: &mut World, victim: usize, op: &Op) {
     }
 }
 
-/// A packet reaches its node; one that no longer decodes is dropped, as the
-/// transport drops an unreadable message.
-fn deliver(world: &mut World, packet: Packet) {
-    world.now_ms += 5;
-    // Replayed bytes cross a broken link no more than honest ones.
-    if !world.nodes[packet.to].up || world.link_down {
-        return;
-    }
-    let Ok(message) = FiberMessage::decode(&packet.bytes) else {
-        return;
-    };
-    let from = world.nodes[packet.from].id();
-    let now = world.now_ms;
-    let actions = world.nodes[packet.to].node.peer_message(&from, message, now);
-    world.execute(packet.to, actions);
-}
-
 fn answer(world: &mut World, victim: usize, lie: &Lie) {
     let Some((index, channel_id, query)) = world.queries.pop_front() else {
         return;
@@ -316,11 +299,7 @@ fn run_case(victim: usize, open_lie: &Lie, ops: &[Op]) {
         check(&world, victim);
     }
     // Then let everything honest finish: still no invariant may break.
-    world.user.auto_submit = true;
-    if world.link_down {
-        world.reconnect();
-    }
-    world.run();
+    world.let_the_honest_finish();
     check(&world, victim);
 }
 

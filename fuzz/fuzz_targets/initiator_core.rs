@@ -269,23 +269,6 @@ fn attacker_packets(world: &World) -> Vec<usize> {
         .collect()
 }
 
-/// A packet reaches its node; one that no longer decodes is dropped, as the
-/// transport drops an unreadable message.
-fn deliver(world: &mut World, packet: Packet) {
-    world.now_ms += 5;
-    // Forged or replayed bytes cross a broken link no more than honest ones.
-    if !world.nodes[packet.to].up || world.link_down {
-        return;
-    }
-    let Ok(message) = FiberMessage::decode(&packet.bytes) else {
-        return;
-    };
-    let from = world.nodes[packet.from].id();
-    let now = world.now_ms;
-    let actions = world.nodes[packet.to].node.peer_message(&from, message, now);
-    world.execute(packet.to, actions);
-}
-
 /// The newest channel of the initiator, if any.
 fn newest_channel(world: &World) -> Option<fiber_funding::primitives::ChannelId> {
     world.nodes[INITIATOR]
@@ -300,14 +283,14 @@ fn apply(world: &mut World, op: &Op) {
     match op {
         Op::Deliver => {
             if let Some(packet) = world.link.pop_front() {
-                deliver(world, packet);
+                world.deliver(packet);
             }
         }
         Op::DeliverAt(i) => {
             if !world.link.is_empty() {
                 let index = i % world.link.len();
                 if let Some(packet) = world.link.remove(index) {
-                    deliver(world, packet);
+                    world.deliver(packet);
                 }
             }
         }
@@ -519,10 +502,6 @@ fuzz_target!(|data: &[u8]| {
         check(&world);
     }
     // Then let everything honest finish: still no invariant may break.
-    world.user.auto_submit = true;
-    if world.link_down {
-        world.reconnect();
-    }
-    world.run();
+    world.let_the_honest_finish();
     check(&world);
 });

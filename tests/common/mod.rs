@@ -797,6 +797,33 @@ impl World {
     }
 
     /// Processes one pending thing; false when the world is quiet.
+    /// A packet reaches its node, 5 ms on. Nothing crosses a broken link,
+    /// forged or replayed bytes included, and one that no longer decodes is
+    /// dropped, as the transport drops an unreadable message.
+    pub fn deliver(&mut self, packet: Packet) {
+        self.now_ms += 5;
+        if !self.nodes[packet.to].up || self.link_down {
+            return;
+        }
+        let Ok(message) = FiberMessage::decode(&packet.bytes) else {
+            return;
+        };
+        let from = self.nodes[packet.from].id();
+        let now = self.now_ms;
+        let actions = self.nodes[packet.to].node.peer_message(&from, message, now);
+        self.execute(packet.to, actions);
+    }
+
+    /// The adversary stops: the user submits again whenever asked, a broken
+    /// link comes back, and everything left runs to its end.
+    pub fn let_the_honest_finish(&mut self) {
+        self.user.auto_submit = true;
+        if self.link_down {
+            self.reconnect();
+        }
+        self.run();
+    }
+
     pub fn step(&mut self) -> bool {
         if self.pending_submit {
             self.pending_submit = false;
@@ -807,23 +834,13 @@ impl World {
             return true;
         }
         if let Some(packet) = self.next_packet() {
-            self.now_ms += 5;
             if self.drop_next > 0 {
+                self.now_ms += 5;
                 self.drop_next -= 1;
                 self.dropped += 1;
                 return true;
             }
-            if !self.nodes[packet.to].up {
-                return true;
-            }
-            // One that no longer decodes is dropped, as the transport does.
-            let Ok(message) = FiberMessage::decode(&packet.bytes) else {
-                return true;
-            };
-            let from = self.nodes[packet.from].id();
-            let now = self.now_ms;
-            let actions = self.nodes[packet.to].node.peer_message(&from, message, now);
-            self.execute(packet.to, actions);
+            self.deliver(packet);
             return true;
         }
         if let Some((index, channel_id, query)) = self.queries.pop_front() {
