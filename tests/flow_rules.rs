@@ -8,7 +8,7 @@ use ckb_types::packed;
 use ckb_types::prelude::*;
 use common::*;
 use fiber_funding::flow::state::*;
-use fiber_funding::flow::{ChannelState, Event, FlowError, OpenChannelParams, OpenId};
+use fiber_funding::flow::{Action, ChannelRecord, ChannelState, Event, FlowError, OpenChannelParams, OpenId};
 use fiber_funding::primitives::{ChannelId, Hash256};
 use fiber_funding::tx::default_lock;
 use fiber_funding::tx::parts::TxParts;
@@ -780,6 +780,17 @@ impl fiber_funding::runtime::Effects for NullEffects {
     fn emit(&mut self, _: Event) {}
 }
 
+/// A fresh initiator node with the world's configuration, to restore records into.
+fn restoring_node(world: &World) -> fiber_funding::flow::Node {
+    struct NoEntropy;
+    impl fiber_funding::flow::EntropySource for NoEntropy {
+        fn random_32(&mut self) -> [u8; 32] {
+            unreachable!("a restore draws no randomness")
+        }
+    }
+    fiber_funding::flow::Node::new(world.nodes[INITIATOR].config.clone(), Box::new(NoEntropy))
+}
+
 #[test]
 fn a_restore_names_each_record_made_under_another_node_key_and_keeps_the_rest() {
     let (world, channel_id, _) = awaiting_submission();
@@ -793,13 +804,7 @@ fn a_restore_names_each_record_made_under_another_node_key_and_keeps_the_rest() 
         record.local.funding_pubkey = world.acceptor().node_id();
         record
     };
-    struct NoEntropy;
-    impl fiber_funding::flow::EntropySource for NoEntropy {
-        fn random_32(&mut self) -> [u8; 32] {
-            unreachable!("a restore draws no randomness")
-        }
-    }
-    let mut node = fiber_funding::flow::Node::new(world.nodes[INITIATOR].config.clone(), Box::new(NoEntropy));
+    let mut node = restoring_node(&world);
     let (_, errors) = node.restore(vec![foreign(0x01), ours.clone(), foreign(0x02)], world.now_ms);
     let named: Vec<&str> = errors.iter().map(|e| e.channel_id.as_str()).collect();
     assert_eq!(
@@ -812,4 +817,56 @@ fn a_restore_names_each_record_made_under_another_node_key_and_keeps_the_rest() 
     );
     let restored: Vec<ChannelId> = node.channels().iter().map(|view| view.channel_id).collect();
     assert_eq!(restored, [ours.channel_id]);
+}
+
+/// A record of schema 4 or earlier has no key check: its funding key is read
+/// as a curve point (all such keys in one sum), and once it is found to be
+/// this node's the record is stored again with its key check. A foreign one
+/// is still refused by name, and not stored.
+#[test]
+fn a_record_without_a_key_check_is_checked_by_its_key_and_stored_with_one() {
+    let (world, channel_id, _) = awaiting_submission();
+    let ours = world.stored_record(INITIATOR, &channel_id).unwrap();
+    let key_check = ours.key_check.expect("a record made now has its key check");
+    let schema_4 = ChannelRecord {
+        schema_version: 4,
+        key_check: None,
+        ..ours.clone()
+    };
+    let mut foreign = schema_4.clone();
+    foreign.channel_id = Hash256([0x01; 32]);
+    foreign.temporary_channel_id = Hash256([0x01; 32]);
+    foreign.local.funding_pubkey = world.acceptor().node_id();
+
+    let mut node = restoring_node(&world);
+    let (actions, errors) = node.restore(vec![foreign, schema_4], world.now_ms);
+    let named: Vec<&str> = errors.iter().map(|e| e.channel_id.as_str()).collect();
+    assert_eq!(named, [Hash256([0x01; 32]).to_string()]);
+    assert!(errors[0].reason.contains("another node key"), "{errors:?}");
+    let stored: Vec<&ChannelRecord> = actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Persist { record, .. } => Some(&**record),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored.len(), 1, "{actions:?}");
+    assert_eq!(stored[0].channel_id, ours.channel_id);
+    assert_eq!(stored[0].schema_version, ours.schema_version);
+    assert_eq!(stored[0].key_check, Some(key_check));
+}
+
+/// A key check that is not this node's for the record's key refuses the
+/// record, whatever its funding key.
+#[test]
+fn a_record_whose_key_check_does_not_match_is_refused() {
+    let (world, channel_id, _) = awaiting_submission();
+    let ours = world.stored_record(INITIATOR, &channel_id).unwrap();
+    let mut forged = ours.clone();
+    forged.key_check = Some(Hash256([0; 32]));
+    let mut node = restoring_node(&world);
+    let (_, errors) = node.restore(vec![forged], world.now_ms);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].reason.contains("another node key"), "{errors:?}");
+    assert!(node.channels().is_empty());
 }

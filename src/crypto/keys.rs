@@ -3,7 +3,7 @@
 use secp::{MaybeScalar, Point, Scalar};
 
 use super::hash_parts;
-use crate::primitives::Pubkey;
+use crate::primitives::{Hash256, Pubkey};
 
 /// Domain tag mixed into every derivation, so these keys never collide with
 /// keys some other protocol derives from the same secret.
@@ -109,6 +109,19 @@ impl ChannelKeys {
 
     pub fn funding_pubkey(&self) -> Pubkey {
         pubkey_of(&self.funding_secret)
+    }
+
+    /// What a record stores to say its funding key is this channel's under
+    /// this node secret: a hash of the funding secret (itself a hash of the
+    /// node secret and the seed) and the key. A restore compares it instead
+    /// of reading every key as a curve point, the most expensive step of a
+    /// boot with many flows; only a holder of the node secret can make it.
+    pub fn key_check(&self, funding_pubkey: &Pubkey) -> Hash256 {
+        Hash256(hash_parts(&[
+            b"record-key-check",
+            &self.funding_secret.serialize(),
+            &funding_pubkey.0,
+        ]))
     }
 
     pub fn tlc_basepoint(&self) -> Pubkey {

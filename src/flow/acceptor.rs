@@ -125,6 +125,7 @@ pub(crate) fn accept_channel(
         peer,
         created_at_ms: now_ms,
         channel_seed: Hash256(channel_seed),
+        key_check: Some(keys.key_check(&local.funding_pubkey)),
         terms: ChannelTerms {
             chain_hash: message.chain_hash,
             funding_fee_rate: message.funding_fee_rate,

@@ -889,6 +889,7 @@ impl Channel {
         }
         r.external_funding = None;
         r.channel_seed = Hash256([0; 32]);
+        r.key_check = None;
         r.own_cells.clear();
         r.funding_tx = None;
         r.funding_inputs.clear();

@@ -199,6 +199,7 @@ pub(crate) fn open_channel(
         peer: params.pubkey,
         created_at_ms: now_ms,
         channel_seed: Hash256(channel_seed),
+        key_check: Some(keys.key_check(&local.funding_pubkey)),
         terms: ChannelTerms {
             chain_hash: config.chain_hash,
             funding_fee_rate,

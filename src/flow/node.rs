@@ -121,20 +121,34 @@ impl Node {
                 (Channel::new(record, &self.config), upgraded)
             })
             .collect();
-        let open_keys: Vec<_> = channels
+        // An open record since schema 5 says by its key check whether it is
+        // this node's; an earlier one has its key read as a curve point, all
+        // such keys in one sum, and gets its key check once it passes.
+        let points_needed: Vec<_> = channels
             .iter()
-            .filter(|(c, _)| c.record.closed.is_none())
+            .filter(|(c, _)| c.record.closed.is_none() && c.record.key_check.is_none())
             .map(|(c, _)| (&c.keys, &c.record.local.funding_pubkey))
             .collect();
-        let all_ours = funding_keys_all_match(&open_keys);
-        for (channel, upgraded) in channels {
-            let open = channel.record.closed.is_none();
-            if open && !all_ours && channel.keys.funding_pubkey() != channel.record.local.funding_pubkey {
-                errors.push(RecordDecodeError {
-                    channel_id: channel.id().to_string(),
-                    reason: "it was made with another node key (a different nodeSecretKey?)".into(),
-                });
-                continue;
+        let all_points_ours = funding_keys_all_match(&points_needed);
+        for (mut channel, mut upgraded) in channels {
+            if channel.record.closed.is_none() {
+                let record = &channel.record;
+                let key_check = channel.keys.key_check(&record.local.funding_pubkey);
+                let ours = match record.key_check {
+                    Some(stored) => stored == key_check,
+                    None => all_points_ours || channel.keys.funding_pubkey() == record.local.funding_pubkey,
+                };
+                if !ours {
+                    errors.push(RecordDecodeError {
+                        channel_id: channel.id().to_string(),
+                        reason: "it was made with another node key (a different nodeSecretKey?)".into(),
+                    });
+                    continue;
+                }
+                if record.key_check.is_none() {
+                    channel.record.key_check = Some(key_check);
+                    upgraded = true;
+                }
             }
             let id = channel.id();
             if upgraded {

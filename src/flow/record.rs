@@ -27,8 +27,9 @@ use crate::wire::{decode_checked, CheckedDecode};
 /// Version 2 stores the deadline, the contracts and the timeout of the flow,
 /// the hash-checked input cells, and what an abort keeps watching. Version 3
 /// stores the same facts in a compact binary layout (`record/codec.rs`)
-/// instead of JSON. Version 4 adds `commitment_signed_held` at the end.
-pub const SCHEMA_VERSION: u32 = 4;
+/// instead of JSON. Version 4 adds `commitment_signed_held` at the end,
+/// version 5 `key_check` after it.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The last schema stored as JSON; versions 1 and 2 are still read.
 const LAST_JSON_SCHEMA_VERSION: u64 = 2;
@@ -253,6 +254,13 @@ pub struct ChannelRecord {
     /// With the node secret, derives every key and nonce of the channel.
     /// Zeroed when the channel closes before its funding was signed.
     pub channel_seed: Hash256,
+    /// [`ChannelKeys::key_check`](crate::crypto::keys::ChannelKeys::key_check)
+    /// of `local.funding_pubkey`: a restore tells a record made under another
+    /// node key by it. Schema 5; absent before (a restore checks those
+    /// records' keys as curve points, then fills it in) and once the seed
+    /// is wiped.
+    #[serde(skip)]
+    pub key_check: Option<Hash256>,
     pub terms: ChannelTerms,
     pub local: PartyParams,
     pub remote: Option<PartyParams>,
@@ -331,6 +339,7 @@ impl PartialEq for ChannelRecord {
             peer,
             created_at_ms,
             channel_seed,
+            key_check,
             terms,
             local,
             remote,
@@ -357,6 +366,7 @@ impl PartialEq for ChannelRecord {
             && *peer == other.peer
             && *created_at_ms == other.created_at_ms
             && *channel_seed == other.channel_seed
+            && *key_check == other.key_check
             && *terms == other.terms
             && *local == other.local
             && *remote == other.remote
@@ -419,7 +429,7 @@ impl PartialEq for CloseProgress {
 }
 
 impl ChannelRecord {
-    /// The record's stored bytes: schema 4's binary layout.
+    /// The record's stored bytes: schema 5's binary layout.
     pub fn encode(&self) -> Vec<u8> {
         let bytes = codec::encode(self);
         // Every record written must read back as itself; tests run every
@@ -441,7 +451,7 @@ impl ChannelRecord {
         })
     }
 
-    /// Reads stored bytes: the binary layout of schemas 3 and 4, or the JSON of schemas 1
+    /// Reads stored bytes: the binary layout of schemas 3 to 5, or the JSON of schemas 1
     /// and 2 (an object, so `{` after optional whitespace, which no binary
     /// record starts with). A record read from JSON keeps its version until
     /// [`ChannelRecord::upgrade`] brings it up to date.
@@ -480,7 +490,7 @@ impl ChannelRecord {
     /// refused at the point it would release witnesses (and aborted if it
     /// may). Version 2 holds every fact of version 3, only stored as JSON.
     /// Returns whether anything changed, so the caller stores it: every
-    /// record read from JSON is written back in the current layout, and so is a schema 3 record.
+    /// record read from JSON is written back in the current layout, and so is a schema 3 or 4 record.
     pub fn upgrade(&mut self, config: &NodeConfig) -> bool {
         if self.schema_version >= SCHEMA_VERSION {
             return false;
@@ -655,6 +665,7 @@ mod tests {
             peer: Pubkey([2; 33]),
             created_at_ms: 7,
             channel_seed: Hash256([9; 32]),
+            key_check: Some(Hash256([6; 32])),
             terms: ChannelTerms {
                 chain_hash: Hash256([4; 32]),
                 funding_fee_rate: 1000,
@@ -746,16 +757,36 @@ mod tests {
     fn a_record_is_stored_in_the_binary_layout() {
         let bytes = sample().encode();
         assert_eq!(bytes[..4], RECORD_MAGIC);
-        assert_eq!(bytes[4], 4);
+        assert_eq!(bytes[4], 5);
         assert_eq!(ChannelRecord::read(&bytes).unwrap(), sample());
     }
 
+    /// Schema 4 is schema 5 without its last field: it still reads, with no
+    /// key check (a restore checks its key as a curve point, then fills it in).
+    #[test]
+    fn a_schema_4_record_reads_with_no_key_check() {
+        let schema_4 = ChannelRecord {
+            schema_version: 4,
+            key_check: None,
+            ..sample()
+        };
+        let mut bytes = schema_4.encode();
+        assert_eq!(bytes.pop(), Some(0), "the absent key check is the last byte");
+        bytes[4] = 4;
+        let mut read = ChannelRecord::read(&bytes).unwrap();
+        assert_eq!(read, schema_4);
+        assert!(read.upgrade(&config()));
+        assert_eq!(read.schema_version, SCHEMA_VERSION);
+        assert_eq!(read.key_check, None, "only a restore, after the key check, fills it in");
+    }
+
     /// Schema 3 is schema 4 without its last byte: it still reads, with no
-    /// signature held, and the upgrade writes it back as schema 4.
+    /// signature held, and the upgrade writes it back as schema 5.
     #[test]
     fn a_schema_3_record_reads_with_no_signature_held() {
         let schema_3 = ChannelRecord {
             schema_version: 3,
+            key_check: None,
             ..sample()
         };
         let mut bytes = ChannelRecord {
@@ -763,7 +794,8 @@ mod tests {
             ..schema_3.clone()
         }
         .encode();
-        assert_eq!(bytes.pop(), Some(1), "the held flag is the last byte");
+        assert_eq!(bytes.pop(), Some(0), "the absent key check is the last byte");
+        assert_eq!(bytes.pop(), Some(1), "the held flag is the one before");
         bytes[4] = 3;
         let mut read = ChannelRecord::read(&bytes).unwrap();
         assert_eq!(read, schema_3);

@@ -30,7 +30,7 @@ use crate::flow::record::ChannelRecord;
 use crate::primitives::ChannelId;
 use crate::store::{LoadedRecords, Store, StoreError};
 
-/// Channel records: channel id (`0x`-hex) to the record's bytes (schema 3,
+/// Channel records: channel id (`0x`-hex) to the record's bytes (schemas 3 to 5,
 /// or the JSON of schemas 1 and 2 from an earlier module).
 const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
 /// Node-level values (the node key), by name.

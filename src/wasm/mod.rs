@@ -34,7 +34,7 @@ pub fn channel_reserve(
 }
 
 /// Diagnostics: the facts of a stored record, from the bytes IndexedDB holds
-/// for it (the entry's `record`: schema 3 bytes, or the JSON text of schemas
+/// for it (the entry's `record`: binary, schemas 3 to 5, or the JSON text of schemas
 /// 1 and 2). Throws `INVALID_PARAMS` naming the problem for bytes that are
 /// not a record.
 #[wasm_bindgen::prelude::wasm_bindgen(js_name = inspectStoredRecord, unchecked_return_type = "StoredRecordFacts")]

@@ -1,9 +1,10 @@
-//! Record schemas 3 and 4: the binary layout of a [`ChannelRecord`], read in
-//! one pass. `docs/storage.md` ("Record (schema version 4)", "Layout") is its
+//! Record schemas 3 to 5: the binary layout of a [`ChannelRecord`], read in
+//! one pass. `docs/storage.md` ("Record (schema version 5)", "Layout") is its
 //! specification. Schema 4 is schema 3 with one field more at the end
-//! (`commitment_signed_held`); schema 3 bytes are still read.
+//! (`commitment_signed_held`), schema 5 schema 4 with `key_check` after it;
+//! schema 3 and 4 bytes are still read.
 //!
-//! A record is [`RECORD_MAGIC`] and the schema version (one byte, 4), then
+//! A record is [`RECORD_MAGIC`] and the schema version (one byte, 5), then
 //! the record's fields in the order the [`layout!`] declarations below list
 //! them, each written as its type says ([`Field`]):
 //! * integers: little-endian, fixed width; `bool`: one byte, 0 or 1;
@@ -41,8 +42,8 @@ use crate::wire::{decode_checked, CheckedDecode};
 pub const RECORD_MAGIC: [u8; 4] = [0x89, b'F', b'F', b'R'];
 
 /// The version byte after the magic: the schema whose layout follows.
-const VERSION: u8 = 4;
-/// The earliest binary layout still read: schema 4 without its last field.
+const VERSION: u8 = 5;
+/// The earliest binary layout still read: schema 5 without its last two fields.
 const FIRST_BINARY_VERSION: u8 = 3;
 const _: () = assert!(VERSION as u32 == SCHEMA_VERSION, "a new schema defines its layout here");
 
@@ -182,7 +183,7 @@ impl fmt::Display for FieldPath {
     }
 }
 
-/// The record's schema 4 bytes.
+/// The record's schema 5 bytes.
 pub(super) fn encode(record: &ChannelRecord) -> Vec<u8> {
     let mut writer = Writer {
         out: Vec::with_capacity(4096),
@@ -194,7 +195,7 @@ pub(super) fn encode(record: &ChannelRecord) -> Vec<u8> {
     writer.out
 }
 
-/// Reads a schema 3 or 4 record: the prefix, every field, and nothing after.
+/// Reads a schema 3, 4 or 5 record: the prefix, every field, and nothing after.
 pub(super) fn decode(bytes: &[u8]) -> Result<ChannelRecord, RecordFormatError> {
     let rest = bytes.strip_prefix(&RECORD_MAGIC).ok_or(RecordFormatError::NotARecord)?;
     let mut reader = Reader {
@@ -250,7 +251,8 @@ struct Reader<'a> {
     rest: &'a [u8],
     /// The record's funding tx, once read: `unsigned_funding_tx` may name it.
     funding_tx: Option<packed::Transaction>,
-    /// The layout being read (the version byte): 3 lacks the last field.
+    /// The layout being read (the version byte): 3 lacks the last two
+    /// fields, 4 the last one.
     version: u8,
 }
 
@@ -386,6 +388,7 @@ layout! {
         close,
         closed,
         commitment_signed_held with since_schema_4,
+        key_check with since_schema_5,
     }
 
     ChannelTerms {
@@ -506,6 +509,22 @@ mod since_schema_4 {
             return Ok(false);
         }
         bool::read(reader)
+    }
+}
+
+/// The key check, which schemas 3 and 4 did not store: absent there.
+mod since_schema_5 {
+    use super::*;
+
+    pub(super) fn write(value: &Option<Hash256>, writer: &mut Writer) {
+        value.write(writer);
+    }
+
+    pub(super) fn read(reader: &mut Reader<'_>) -> Read<Option<Hash256>> {
+        if reader.version < 5 {
+            return Ok(None);
+        }
+        Option::read(reader)
     }
 }
 

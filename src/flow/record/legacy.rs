@@ -40,6 +40,8 @@ pub(super) fn read(value: &Value) -> Read<ChannelRecord> {
         peer: record.required("peer", pubkey)?,
         created_at_ms: record.required("created_at_ms", number)?,
         channel_seed: record.required("channel_seed", hash)?,
+        // No JSON schema stored one (the derive skips it too).
+        key_check: None,
         terms: record.required("terms", terms)?,
         local: record.required("local", party)?,
         remote: record.optional("remote", party)?,
