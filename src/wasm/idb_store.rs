@@ -121,7 +121,7 @@ impl IdbStore {
         let entries = self
             .with_reconnect("loading the pending records", read_pending_channels)
             .await?;
-        Ok(loaded_records(&entries))
+        Ok(loaded_records(&entries, &EntryFields::new()))
     }
 
     /// A value from `meta`, such as the node's secret key.
@@ -345,11 +345,10 @@ fn record_from_entry(entry: &JsValue, fields: &EntryFields) -> Result<ChannelRec
     Ok(record)
 }
 
-fn loaded_records(entries: &Array) -> LoadedRecords {
+fn loaded_records(entries: &Array, fields: &EntryFields) -> LoadedRecords {
     let mut loaded = LoadedRecords::default();
-    let fields = EntryFields::new();
     for entry in entries.iter() {
-        match record_from_entry(&entry, &fields) {
+        match record_from_entry(&entry, fields) {
             Ok(record) => loaded.records.push(record),
             Err(error) => loaded.unreadable.push(error),
         }
@@ -413,33 +412,36 @@ async fn read_channel(db: IdbDatabase, key: &str) -> Result<JsValue, IdbFault> {
 /// Entries per request when a boot reads every channel.
 pub const LOAD_CHUNK: u32 = 128;
 
-/// Every channel entry, decoded. In one transaction: the keys first, then
-/// every run of [`LOAD_CHUNK`] entries asked for at once, so that the browser
-/// reads the next run from disk while the page decodes the one that arrived
-/// (a single `getAll` of a thousand 2.5 KB records left the page idle for the
-/// whole read, then busy).
+/// Every channel entry, decoded, in one transaction and in runs of
+/// [`LOAD_CHUNK`] entries in key order: each run is asked for as soon as the
+/// one before it arrives, before that one is decoded, so the browser reads
+/// the next run from disk while the page decodes (a single `getAll` of a
+/// thousand 2.5 KB records left the page idle for the whole read, then
+/// busy). A run shorter than [`LOAD_CHUNK`] is the last.
 async fn load_all_channels(db: IdbDatabase) -> Result<LoadedRecords, IdbFault> {
     let fault = |error: JsValue| IdbFault::from_js(&error);
     let channels = read_only(&db, CHANNELS)?;
-    let keys: Array = request_result(&channels.get_all_keys().map_err(fault)?)
-        .await?
-        .unchecked_into();
-    let mut requests = Vec::new();
-    let mut first = 0;
-    while first < keys.length() {
-        let end = keys.length().min(first.saturating_add(LOAD_CHUNK));
-        let range = IdbKeyRange::bound(&keys.get(first), &keys.get(end.saturating_sub(1))).map_err(fault)?;
-        requests.push(channels.get_all_with_key(&range).map_err(fault)?);
-        first = end;
-    }
+    let fields = EntryFields::new();
+    let mut request = channels
+        .get_all_with_key_and_limit(&JsValue::UNDEFINED, LOAD_CHUNK)
+        .map_err(fault)?;
     let mut loaded = LoadedRecords::default();
-    for request in &requests {
-        let entries: Array = request_result(request).await?.unchecked_into();
-        let more = loaded_records(&entries);
+    loop {
+        let entries: Array = request_result(&request).await?.unchecked_into();
+        let full = entries.length() == LOAD_CHUNK;
+        if full {
+            // The run after the last key read (the key path is `channel_id`).
+            let last = EntryFields::get(&entries.get(LOAD_CHUNK - 1), &fields.channel_id);
+            let after = IdbKeyRange::lower_bound_with_open(&last, true).map_err(fault)?;
+            request = channels.get_all_with_key_and_limit(&after, LOAD_CHUNK).map_err(fault)?;
+        }
+        let more = loaded_records(&entries, &fields);
         loaded.records.extend(more.records);
         loaded.unreadable.extend(more.unreadable);
+        if !full {
+            return Ok(loaded);
+        }
     }
-    Ok(loaded)
 }
 
 async fn read_pending_channels(db: IdbDatabase) -> Result<Array, IdbFault> {

@@ -633,6 +633,35 @@ async fn an_unreadable_record_is_reported_by_name_and_left_in_place() {
     store.close();
 }
 
+/// `count` entries of `record` under ids that sort by `n`, as `load_all`
+/// should return them.
+fn numbered_entries(record: &ChannelRecord, count: u32) -> (Vec<Object>, Vec<ChannelRecord>) {
+    let mut expected = Vec::new();
+    let mut entries = Vec::new();
+    for n in 0..count {
+        let mut record = record.clone();
+        record.channel_id = numbered_id(n, 0);
+        entries.push(object(&[
+            ("channel_id", JsValue::from_str(&record.key())),
+            (
+                "temporary_channel_id",
+                JsValue::from_str(&numbered_id(n, 0xff).to_string()),
+            ),
+            ("pending", JsValue::from(1)),
+            ("record", Uint8Array::from(&record.encode()[..]).into()),
+        ]));
+        expected.push(record);
+    }
+    (entries, expected)
+}
+
+fn numbered_id(n: u32, last: u8) -> Hash256 {
+    let mut bytes = [0u8; 32];
+    bytes[..4].copy_from_slice(&n.to_be_bytes());
+    bytes[31] = last;
+    Hash256(bytes)
+}
+
 /// A boot reads the channels in runs of `LOAD_CHUNK`: every entry arrives once
 /// and in key order, runs' edges included, and an unreadable entry at an
 /// edge is reported as ever.
@@ -641,28 +670,9 @@ async fn load_all_reads_every_entry_across_its_runs() {
     let Samples { pending, .. } = samples();
     let name = fresh_db_name("many");
     let store = IdbStore::open(&name).await.unwrap();
-    let count = 2 * LOAD_CHUNK + 3;
-    let id = |n: u32, last: u8| {
-        let mut bytes = [0u8; 32];
-        bytes[..4].copy_from_slice(&n.to_be_bytes());
-        bytes[31] = last;
-        Hash256(bytes)
-    };
-    let mut expected = Vec::new();
-    let mut entries = Vec::new();
-    for n in 0..count {
-        let mut record = pending.clone();
-        record.channel_id = id(n, 0);
-        entries.push(object(&[
-            ("channel_id", JsValue::from_str(&record.key())),
-            ("temporary_channel_id", JsValue::from_str(&id(n, 0xff).to_string())),
-            ("pending", JsValue::from(1)),
-            ("record", Uint8Array::from(&record.encode()[..]).into()),
-        ]));
-        expected.push(record);
-    }
+    let (mut entries, expected) = numbered_entries(&pending, 2 * LOAD_CHUNK + 3);
     // Sorts right after the last entry of the first run.
-    let garbage_key = id(LOAD_CHUNK - 1, 1).to_string();
+    let garbage_key = numbered_id(LOAD_CHUNK - 1, 1).to_string();
     entries.push(object(&[
         ("channel_id", JsValue::from_str(&garbage_key)),
         ("temporary_channel_id", JsValue::NULL),
@@ -679,6 +689,21 @@ async fn load_all_reads_every_entry_across_its_runs() {
     assert!(loaded.records == expected, "every record once, in key order");
     assert_eq!(loaded.unreadable.len(), 1);
     assert_eq!(loaded.unreadable[0].channel_id, garbage_key);
+    store.close();
+}
+
+/// A run is asked for after each full one, so entries that fill their runs
+/// exactly end with an empty run: nothing lost, nothing read twice.
+#[wasm_bindgen_test]
+async fn load_all_reads_runs_filled_exactly() {
+    let Samples { pending, .. } = samples();
+    let name = fresh_db_name("exact-runs");
+    let store = IdbStore::open(&name).await.unwrap();
+    let (entries, expected) = numbered_entries(&pending, 2 * LOAD_CHUNK);
+    raw_put_channel_entries(&name, &entries).await;
+    let loaded = store.load_all().await.unwrap();
+    assert!(loaded.records == expected, "every record once, in key order");
+    assert!(loaded.unreadable.is_empty());
     store.close();
 }
 
