@@ -1,7 +1,8 @@
 //! Prints (as JSON) one real initiator record waiting for the user's
-//! signature, the user's signed funding tx for it, and the options a browser
-//! node needs to load it: the benchmark seeds IndexedDB with copies of it.
-//! The record is its stored bytes (record schema 3) as hex, with where in
+//! signature, the tombstone the same flow leaves once it closed unfunded, the
+//! user's signed funding tx for it, and the options a browser node needs to
+//! load them: the benchmark seeds IndexedDB with copies of both.
+//! Each record is its stored bytes (record schema 5) as hex, with where in
 //! them its two ids are, so that each copy gets ids of its own.
 //! Run with `cargo run --example bench_fixture`.
 
@@ -10,7 +11,8 @@ use std::rc::Rc;
 
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
-use fiber_funding::flow::record::ChannelRecord;
+use fiber_funding::flow::record::{ChannelRecord, Closure};
+use fiber_funding::flow::state::CloseFlags;
 use fiber_funding::flow::{EntropySource, OpenChannelParams};
 use fiber_funding::primitives::encode_hex;
 use fiber_funding::runtime::driver::DriverParts;
@@ -103,14 +105,29 @@ fn main() {
     pool.run_until_stalled();
     let record = store.raw(&channel_id.to_string()).expect("stored");
     let stored = ChannelRecord::decode(&channel_id.to_string(), &record).expect("the stored record reads");
-    let offset_of = |id: &[u8; 32]| {
+    let offset_of = |record: &[u8], id: &[u8; 32]| {
         let found: Vec<usize> = (0..record.len()).filter(|&at| record[at..].starts_with(id)).collect();
         assert_eq!(found.len(), 1, "an id occurs once in the record");
         found[0]
     };
     let id_offsets = serde_json::json!({
-        "channel_id": offset_of(&stored.channel_id.0),
-        "temporary_channel_id": offset_of(&stored.temporary_channel_id.0),
+        "channel_id": offset_of(&record, &stored.channel_id.0),
+        "temporary_channel_id": offset_of(&record, &stored.temporary_channel_id.0),
+    });
+    // What the same flow leaves behind once it closed unfunded: a tombstone,
+    // as the core wipes it (a boot with many closed flows reads these).
+    let mut tombstone = stored.clone();
+    tombstone.closed = Some(Closure {
+        flags: CloseFlags::FUNDING_ABORTED,
+        reason: "the external funding timed out".into(),
+        closed_at_ms: stored.deadline_ms,
+        watch: None,
+    });
+    tombstone.wipe();
+    let tombstone = tombstone.encode();
+    let tombstone_id_offsets = serde_json::json!({
+        "channel_id": offset_of(&tombstone, &stored.channel_id.0),
+        "temporary_channel_id": offset_of(&tombstone, &stored.temporary_channel_id.0),
     });
     let signed = default_lock::sign_group(&unsigned, &[0], &wallets.user_key).unwrap();
     let fixture = serde_json::json!({
@@ -124,6 +141,8 @@ fn main() {
         "channel_id": channel_id.to_string(),
         "record": encode_hex(&record),
         "record_id_offsets": id_offsets,
+        "tombstone": encode_hex(&tombstone),
+        "tombstone_id_offsets": tombstone_id_offsets,
         "signed_funding_tx": transaction_to_json(&signed),
     });
     println!("{fixture}");

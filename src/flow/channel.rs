@@ -877,26 +877,8 @@ impl Channel {
         });
         self.pending_check = None;
         if !keep {
-            self.wipe();
+            self.record.wipe();
         }
-    }
-
-    /// Leaves only the tombstone: ids, terms and why it closed.
-    pub fn wipe(&mut self) {
-        let r = &mut self.record;
-        if let Some(closure) = &mut r.closed {
-            closure.watch = None;
-        }
-        r.external_funding = None;
-        r.channel_seed = Hash256([0; 32]);
-        r.key_check = None;
-        r.own_cells.clear();
-        r.funding_tx = None;
-        r.funding_inputs.clear();
-        r.peer_witnesses = None;
-        r.peer_commitment_signature = None;
-        r.peer_next_commitment_nonce = None;
-        r.close = None;
     }
 
     /// After a fact changed: send whatever it made due — our commitment

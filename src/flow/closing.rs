@@ -846,7 +846,7 @@ impl Channel {
             closed_at_ms: now_ms,
             watch: None,
         });
-        self.wipe();
+        self.record.wipe();
     }
 }
 

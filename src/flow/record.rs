@@ -516,6 +516,24 @@ impl ChannelRecord {
         true
     }
 
+    /// Leaves only the tombstone: ids, peer, terms, what each side announced
+    /// and why it closed. The seed goes, and with it every key.
+    pub fn wipe(&mut self) {
+        if let Some(closure) = &mut self.closed {
+            closure.watch = None;
+        }
+        self.external_funding = None;
+        self.channel_seed = Hash256([0; 32]);
+        self.key_check = None;
+        self.own_cells.clear();
+        self.funding_tx = None;
+        self.funding_inputs.clear();
+        self.peer_witnesses = None;
+        self.peer_commitment_signature = None;
+        self.peer_next_commitment_nonce = None;
+        self.close = None;
+    }
+
     /// Cross-field rules the types cannot express.
     fn check_consistency(&self) -> Result<(), &'static str> {
         if self.external_funding.is_some() && self.role != Role::Initiator {

@@ -294,7 +294,7 @@ impl Channel {
         match watch.conflict_seen_at_tip {
             None => watch.conflict_seen_at_tip = Some(at_tip),
             Some(seen) if at_tip >= seen.saturating_add(confirmations) => {
-                self.wipe();
+                self.record.wipe();
                 step.actions
                     .push(Action::Emit(Event::AbortSettled { channel_id: self.id() }));
             }

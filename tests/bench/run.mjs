@@ -37,15 +37,20 @@ const median = (values) => {
 try {
   await measure("seed", "bench-1", { count: 1 });
   await measure("seed", "bench-1000", { count: 1000 });
+  await measure("seed", "bench-1-closed-1000", { count: 1, tombstones: 1000 });
   const { ids } = await measure("seed", "bench-write", { count: RUNS });
-  const samples = { one: [], thousand: [], baseline: [], submit: [], put: [], sign: [] };
+  const samples = { one: [], thousand: [], closed: [], baseline: [], submit: [], put: [], sign: [] };
   let bytes = 0;
   for (let run = 0; run < RUNS; run++) {
     const one = await measure("load", "bench-1");
     const thousand = await measure("load", "bench-1000");
-    if (one.count !== 1 || thousand.count !== 1000) throw new Error(`restored ${one.count} and ${thousand.count} flows`);
+    const closed = await measure("load", "bench-1-closed-1000");
+    if (one.count !== 1 || thousand.count !== 1000 || closed.count !== 1) {
+      throw new Error(`restored ${one.count}, ${thousand.count} and ${closed.count} flows`);
+    }
     samples.one.push(one.ms);
     samples.thousand.push(thousand.ms);
+    samples.closed.push(closed.ms);
     samples.baseline.push((await measure("baseline", "bench-1")).ms);
     const write = await measure("write", "bench-write", { channel: ids[run] });
     samples.submit.push(write.submit);
@@ -64,6 +69,7 @@ try {
   console.log(`fiber-funding benchmark — ${chromium}, headless, persistent profile, cacheable files, median of ${RUNS} page loads`);
   console.log(`(a) page load → pendingFundings() resolved, 1 flow       ${ms(m.one)}   ${ratio(m.one, m.baseline)} the baseline`);
   console.log(`(a) page load → pendingFundings() resolved, 1,000 flows  ${ms(m.thousand)}   ${ratio(m.thousand, m.baseline)} the baseline, ${ratio(m.thousand, m.one)} one flow`);
+  console.log(`(a) the same, 1 flow and 1,000 closed flows' tombstones ${ms(m.closed)}   ${ratio(m.closed, m.one)} one flow alone`);
   console.log(`(b) baseline: empty wasm module + IndexedDB open + get   ${ms(m.baseline)}`);
   // The bench's counterparty is unreachable, so the submit is queued: our
   // commitment signature is held (record schema 4) and made on reconnection.

@@ -57,24 +57,31 @@ const modes = {
   },
 
   // Copies of one real record under fresh ids, in the module's own layout:
-  // its stored bytes (record schema 3) with both ids replaced where the
-  // fixture says they are.
+  // its stored bytes (record schema 5) with both ids replaced where the
+  // fixture says they are: `count` flows waiting for the user's signature,
+  // and `tombstones` closed flows (the same flow once it closed unfunded),
+  // filed as the module files them (`pending` 1 and 0).
   async seed() {
     await init();
     (await FundingNode.open(nodeOptions())).close();
-    const { record, record_id_offsets, channel_id } = await (await fetch("/target/bench/fixture.json")).json();
-    const template = bytesOfHex(record);
+    const fixture = await (await fetch("/target/bench/fixture.json")).json();
     const database = await request(indexedDB.open(db));
     const transaction = database.transaction("channels", "readwrite", { durability: "strict" });
+    const put = (hex, offsets, prefix, i, pending) => {
+      const id = "0x" + (prefix + i).toString(16).padStart(8, "0") + fixture.channel_id.slice(10);
+      const temporary = "0xffffffff" + id.slice(10);
+      const copy = bytesOfHex(hex);
+      copy.set(bytesOfHex(id), offsets.channel_id);
+      copy.set(bytesOfHex(temporary), offsets.temporary_channel_id);
+      transaction.objectStore("channels").put({ channel_id: id, temporary_channel_id: temporary, pending, record: copy });
+      return id;
+    };
     const ids = [];
     for (let i = 0; i < Number(query.get("count")); i++) {
-      const id = "0x" + i.toString(16).padStart(8, "0") + channel_id.slice(10);
-      const temporary = "0xffffffff" + id.slice(10);
-      const copy = template.slice();
-      copy.set(bytesOfHex(id), record_id_offsets.channel_id);
-      copy.set(bytesOfHex(temporary), record_id_offsets.temporary_channel_id);
-      transaction.objectStore("channels").put({ channel_id: id, temporary_channel_id: temporary, pending: 1, record: copy });
-      ids.push(id);
+      ids.push(put(fixture.record, fixture.record_id_offsets, 0, i, 1));
+    }
+    for (let i = 0; i < Number(query.get("tombstones") ?? 0); i++) {
+      put(fixture.tombstone, fixture.tombstone_id_offsets, 0x80000000, i, 0);
     }
     await done(transaction);
     database.close();
