@@ -44,7 +44,8 @@ fn funding_secret(node_secret: &[u8; 32], channel_seed: &[u8; 32]) -> Scalar {
 /// thousand flows took 160 ms of a page load in Chromium). The keys are
 /// derived from this node's secret, the records checked are the node's own
 /// writes, and this catches a changed node key; a caller told `false` checks
-/// each to say which.
+/// each to say which. A restore uses it only for records from before schema
+/// 5: later ones carry [`ChannelKeys::key_check`], which needs no point.
 pub fn funding_keys_all_match(channels: &[(&ChannelKeys, &Pubkey)]) -> bool {
     let secrets: MaybeScalar = channels.iter().map(|(keys, _)| keys.funding_secret).sum();
     let Some(points) = channels
