@@ -796,7 +796,6 @@ impl World {
         }
     }
 
-    /// Processes one pending thing; false when the world is quiet.
     /// A packet reaches its node, 5 ms on. Nothing crosses a broken link,
     /// forged or replayed bytes included, and one that no longer decodes is
     /// dropped, as the transport drops an unreadable message.
@@ -824,6 +823,7 @@ impl World {
         self.run();
     }
 
+    /// Processes one pending thing; false when the world is quiet.
     pub fn step(&mut self) -> bool {
         if self.pending_submit {
             self.pending_submit = false;
