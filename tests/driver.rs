@@ -16,14 +16,16 @@ use common::{config, CKB, TIMEOUT_MS};
 use fiber_funding::api::{ApiError, ErrorCode};
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
-use fiber_funding::flow::record::ChannelRecord;
+use fiber_funding::flow::record::{ChannelRecord, Closure, RecordDecodeError};
 use fiber_funding::flow::state::CloseFlags;
 use fiber_funding::flow::{ChannelState, ChannelView, Event, OpenChannelParams};
-use fiber_funding::primitives::ChannelId;
+use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
 use fiber_funding::runtime::loopback::LoopbackLink;
 use fiber_funding::runtime::*;
 use fiber_funding::store::memory::MemoryStore;
+use fiber_funding::store::{LoadedRecords, Store, StoreError};
 use fiber_funding::tx::default_lock;
+use fiber_funding::wire::{FiberMessage, ReestablishChannel};
 use futures::channel::oneshot;
 use futures::executor::{LocalPool, LocalSpawner};
 use futures::future::LocalBoxFuture;
@@ -546,4 +548,272 @@ fn deadlines_ring_on_the_drivers_own_timer_with_no_polling_at_all() {
     harness.platform.advance(1);
     harness.pool.run_until_stalled();
     assert!(aborted(&harness), "the deadline rang on its own");
+}
+
+// ---- the closed flows' tombstones, restored after the boot ----------------------------
+
+/// The initiator's store, whose tombstones come only once the test opens the
+/// gate (with what the gate says: a failure, or unreadable records besides).
+struct GatedTombstones {
+    inner: Rc<MemoryStore>,
+    gate: RefCell<Option<oneshot::Receiver<Result<LoadedRecords, StoreError>>>>,
+}
+
+impl Store for GatedTombstones {
+    async fn put(&self, record: &ChannelRecord, replaces: Option<&ChannelId>) -> Result<(), StoreError> {
+        self.inner.put(record, replaces).await
+    }
+
+    async fn get(&self, channel_id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
+        self.inner.get(channel_id).await
+    }
+
+    async fn load_all(&self) -> Result<LoadedRecords, StoreError> {
+        self.inner.load_all().await
+    }
+
+    async fn load_live(&self) -> Result<LoadedRecords, StoreError> {
+        self.inner.load_live().await
+    }
+
+    async fn load_tombstones(&self) -> Result<LoadedRecords, StoreError> {
+        let gate = self.gate.borrow_mut().take().expect("the tombstones are read once");
+        let besides = gate.await.expect("the test opens the gate")?;
+        let mut loaded = self.inner.load_tombstones().await?;
+        loaded.unreadable.extend(besides.unreadable);
+        Ok(loaded)
+    }
+}
+
+/// Every message the node sends; no peer behind it.
+#[derive(Default)]
+struct RecordingLink {
+    sent: RefCell<Vec<(NodeId, FiberMessage)>>,
+}
+
+impl PeerLink for RecordingLink {
+    fn send(&self, peer: &NodeId, message: &FiberMessage) {
+        self.sent.borrow_mut().push((*peer, message.clone()));
+    }
+    fn close(&self) {}
+}
+
+struct BootedBesideATombstone {
+    initiator: DriverHandle,
+    link: Rc<RecordingLink>,
+    gate: oneshot::Sender<Result<LoadedRecords, StoreError>>,
+    live_id: ChannelId,
+    signed: packed::Transaction,
+    tombstone: ChannelRecord,
+}
+
+/// A flow waiting for the user's signature and, stored beside it, the
+/// tombstone of a flow the user abandoned; then a page load on them whose
+/// tombstones wait for the test.
+fn boot_beside_a_tombstone(harness: &mut Harness) -> BootedBesideATombstone {
+    let (initiator, _acceptor, i_link, _a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
+    let params = harness.params();
+    let (live_id, unsigned) = block_on(harness, initiator.open_channel(params)).unwrap();
+    harness.drop_initiator(initiator, &i_link);
+    let mut tombstone = harness.stored_initiator_record(live_id);
+    tombstone.channel_id = Hash256([0x0d; 32]);
+    tombstone.temporary_channel_id = Hash256([0x0e; 32]);
+    tombstone.closed = Some(Closure {
+        flags: CloseFlags::ABANDONED,
+        reason: "abandoned by the user".into(),
+        closed_at_ms: harness.platform.now_ms(),
+        watch: None,
+    });
+    tombstone.wipe();
+    assert!(tombstone.is_tombstone());
+    futures::executor::block_on(harness.initiator_store.put(&tombstone, None)).unwrap();
+
+    let (gate, gated) = oneshot::channel();
+    let link = Rc::new(RecordingLink::default());
+    let (sender, receiver) = inbox();
+    let events = harness.events.clone();
+    let parts = DriverParts {
+        config: config(0x11, None, 1),
+        entropy: Box::new(Counter(harness.platform.now_ms())),
+        store: GatedTombstones {
+            inner: harness.initiator_store.clone(),
+            gate: RefCell::new(Some(gated)),
+        },
+        link: link.clone(),
+        chain: Rc::new(SimulatedChainClient::new(harness.chain.clone())),
+        platform: harness.platform.clone(),
+        settings: DriverSettings::default(),
+        on_event: Box::new(move |event| events.borrow_mut().push(event)),
+    };
+    let (initiator, unreadable) = block_on(harness, start(parts, sender, receiver)).unwrap();
+    assert!(unreadable.is_empty());
+    harness.pool.run_until_stalled();
+    BootedBesideATombstone {
+        initiator,
+        link,
+        gate,
+        live_id,
+        signed: default_lock::sign_group(&unsigned, &[0], &harness.user_key).unwrap(),
+        tombstone,
+    }
+}
+
+/// Runs `call` on the pool; its answer, once there is one.
+fn in_background<T: 'static>(
+    harness: &Harness,
+    call: impl std::future::Future<Output = T> + 'static,
+) -> oneshot::Receiver<T> {
+    let (answer, answered) = oneshot::channel();
+    harness
+        .pool
+        .spawner()
+        .spawn_local(async move {
+            let _ = answer.send(call.await);
+        })
+        .unwrap();
+    answered
+}
+
+/// A boot answers for the live flows before the tombstones are read; what
+/// names a closed flow (a call, the peer's reestablish) or lists every
+/// channel waits for them and is answered from them, in order.
+#[test]
+fn what_needs_the_tombstones_waits_for_them_and_the_live_flows_do_not() {
+    let mut harness = Harness::new();
+    let booted = boot_beside_a_tombstone(&mut harness);
+    let (initiator, tombstone_id) = (booted.initiator.clone(), booted.tombstone.channel_id);
+    let peer = harness.acceptor_config.node_secret.node_id();
+
+    let closed_view = in_background(&harness, {
+        let initiator = initiator.clone();
+        async move { initiator.channel(tombstone_id).await }
+    });
+    let listed = in_background(&harness, {
+        let initiator = initiator.clone();
+        async move { initiator.channels().await }
+    });
+    let reestablish = FiberMessage::ReestablishChannel(ReestablishChannel {
+        channel_id: tombstone_id,
+        local_commitment_number: 0,
+        remote_commitment_number: 0,
+    });
+    initiator
+        .sender()
+        .unbounded_send(Input::PeerMessage(peer, reestablish))
+        .unwrap();
+    harness.pool.run_until_stalled();
+
+    // The live flow: listed, looked up and submitted while the tombstones wait.
+    let pending = block_on(&mut harness, initiator.pending_fundings()).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].view.channel_id, booted.live_id);
+    assert!(block_on(&mut harness, initiator.channel(booted.live_id))
+        .unwrap()
+        .is_some());
+    let submitted = block_on(
+        &mut harness,
+        initiator.submit_signed_funding_tx(booted.live_id, booted.signed.clone()),
+    )
+    .unwrap();
+    assert!(submitted.queued);
+    // What needs the tombstones: not answered, nothing said to the peer.
+    harness.pool.run_until_stalled();
+    let mut closed_view = closed_view;
+    let mut listed = listed;
+    assert_eq!(
+        closed_view.try_recv().unwrap(),
+        None,
+        "answered before the tombstones were in"
+    );
+    assert!(
+        listed.try_recv().unwrap().is_none(),
+        "listed before the tombstones were in"
+    );
+    assert!(booted.link.sent.borrow().is_empty(), "{:?}", booted.link.sent.borrow());
+
+    booted.gate.send(Ok(LoadedRecords::default())).unwrap();
+    harness.pool.run_until_stalled();
+    let view = closed_view
+        .try_recv()
+        .unwrap()
+        .expect("answered")
+        .unwrap()
+        .expect("known");
+    assert_eq!(view.state, ChannelState::Closed(CloseFlags::ABANDONED));
+    let ids: Vec<ChannelId> = listed
+        .try_recv()
+        .unwrap()
+        .expect("answered")
+        .unwrap()
+        .iter()
+        .map(|view| view.channel_id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&booted.live_id) && ids.contains(&tombstone_id), "{ids:?}");
+    // The peer hears why the flow closed, not that it is unknown.
+    let sent = booted.link.sent.borrow();
+    let aborts: Vec<&[u8]> = sent
+        .iter()
+        .filter_map(|(_, message)| match message {
+            FiberMessage::TxAbort(abort) if abort.channel_id == tombstone_id => Some(&abort.message[..]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(aborts, [&b"abandoned by the user"[..]], "{sent:?}");
+}
+
+/// Tombstones that cannot be read are reported, and what waited for them is
+/// answered anyway: a closed flow then reads as unknown, never as a hang.
+#[test]
+fn tombstones_that_cannot_be_read_are_reported_and_nothing_waits_forever() {
+    let mut harness = Harness::new();
+    let booted = boot_beside_a_tombstone(&mut harness);
+    let tombstone_id = booted.tombstone.channel_id;
+    let closed_view = in_background(&harness, {
+        let initiator = booted.initiator.clone();
+        async move { initiator.channel(tombstone_id).await }
+    });
+    harness.pool.run_until_stalled();
+    let mut closed_view = closed_view;
+    assert!(closed_view.try_recv().unwrap().is_none(), "waits for the tombstones");
+    booted
+        .gate
+        .send(Err(StoreError::Unavailable("the disk went away".into())))
+        .unwrap();
+    harness.pool.run_until_stalled();
+    assert_eq!(closed_view.try_recv().unwrap().expect("answered").unwrap(), None);
+    let events = harness.events.borrow();
+    assert!(
+        events.iter().any(|event| matches!(event,
+            DriverEvent::StorageError(reason) if reason.contains("closed flows") && reason.contains("the disk went away"))),
+        "{events:?}"
+    );
+}
+
+/// An unreadable tombstone is named in an event; the others are restored.
+#[test]
+fn an_unreadable_tombstone_is_named_in_an_event() {
+    let mut harness = Harness::new();
+    let booted = boot_beside_a_tombstone(&mut harness);
+    let unreadable = RecordDecodeError {
+        channel_id: Hash256([0x0f; 32]).to_string(),
+        reason: "damaged".into(),
+    };
+    let besides = LoadedRecords {
+        records: Vec::new(),
+        unreadable: vec![unreadable.clone()],
+    };
+    booted.gate.send(Ok(besides)).unwrap();
+    harness.pool.run_until_stalled();
+    let view = block_on(&mut harness, booted.initiator.channel(booted.tombstone.channel_id)).unwrap();
+    assert!(view.is_some(), "the readable tombstone is restored");
+    let events = harness.events.borrow();
+    let named: Vec<&Vec<RecordDecodeError>> = events
+        .iter()
+        .filter_map(|event| match event {
+            DriverEvent::UnreadableRecords(records) => Some(records),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(named, [&vec![unreadable]]);
 }

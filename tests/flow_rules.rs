@@ -7,6 +7,7 @@ use ckb_types::core::{DepType, ScriptHashType};
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use common::*;
+use fiber_funding::flow::record::Closure;
 use fiber_funding::flow::state::*;
 use fiber_funding::flow::{Action, ChannelRecord, ChannelState, Event, FlowError, OpenChannelParams, OpenId};
 use fiber_funding::primitives::{ChannelId, Hash256};
@@ -869,4 +870,55 @@ fn a_record_whose_key_check_does_not_match_is_refused() {
     assert_eq!(errors.len(), 1);
     assert!(errors[0].reason.contains("another node key"), "{errors:?}");
     assert!(node.channels().is_empty());
+}
+
+/// The tombstones a boot reads after the live flows: a channel the node
+/// already holds keeps its state in memory (it may have closed, or moved on,
+/// since the boot), and until they are in, an id the node does not know may
+/// be one of theirs.
+#[test]
+fn tombstones_restored_after_the_boot_never_overwrite_a_channel_the_node_holds() {
+    let (world, channel_id, _) = awaiting_submission();
+    let ours = world.stored_record(INITIATOR, &channel_id).unwrap();
+    let tombstone_of = |record: &ChannelRecord| {
+        let mut tombstone = record.clone();
+        tombstone.closed = Some(Closure {
+            flags: CloseFlags::ABANDONED,
+            reason: "abandoned by the user".into(),
+            closed_at_ms: world.now_ms,
+            watch: None,
+        });
+        tombstone.wipe();
+        assert!(tombstone.is_tombstone());
+        tombstone
+    };
+    let stale = tombstone_of(&ours);
+    let mut other = ours.clone();
+    other.channel_id = Hash256([0x0d; 32]);
+    other.temporary_channel_id = Hash256([0x0e; 32]);
+    let other = tombstone_of(&other);
+
+    let mut node = restoring_node(&world);
+    let (_, errors) = node.restore(vec![ours.clone()], world.now_ms);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(!node.tombstones_restored());
+    assert!(!node.awaits_tombstones(&channel_id), "a live flow never waits");
+    assert!(node.awaits_tombstones(&other.channel_id));
+    assert!(node.awaits_tombstones(&other.temporary_channel_id));
+
+    let (actions, errors) = node.restore_tombstones(vec![stale, other.clone()], world.now_ms);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(actions.is_empty(), "{actions:?}");
+    assert!(node.tombstones_restored());
+    assert!(
+        !node.awaits_tombstones(&Hash256([0x0f; 32])),
+        "nothing waits once they are in"
+    );
+    assert_eq!(
+        node.record(&channel_id).unwrap().closed,
+        None,
+        "the live flow stays live"
+    );
+    assert!(node.record(&channel_id).unwrap().funding_tx.is_some());
+    assert_eq!(node.record(&other.channel_id), Some(&other));
 }

@@ -217,6 +217,9 @@ pub fn driver_event(event: &crate::runtime::DriverEvent) -> FundingEvent {
             reason: error.to_string(),
         },
         DriverEvent::StorageError(reason) => FundingEvent::StorageError { reason: reason.clone() },
+        DriverEvent::UnreadableRecords(records) => FundingEvent::UnreadableRecords {
+            records: records.iter().map(Into::into).collect(),
+        },
     }
 }
 

@@ -196,6 +196,27 @@ pub enum FundingEvent {
     StorageError {
         reason: String,
     },
+    /// Stored records found unreadable after `open` resolved (closed flows'
+    /// records are read then); also added to `unreadableRecords`.
+    UnreadableRecords {
+        records: Vec<UnreadableRecord>,
+    },
+}
+
+/// A stored record that could not be read; it is kept in the database.
+#[derive(Debug, Clone, Serialize, Tsify)]
+pub struct UnreadableRecord {
+    pub channel_id: String,
+    pub reason: String,
+}
+
+impl From<&crate::flow::record::RecordDecodeError> for UnreadableRecord {
+    fn from(error: &crate::flow::record::RecordDecodeError) -> Self {
+        Self {
+            channel_id: error.channel_id.clone(),
+            reason: error.reason.clone(),
+        }
+    }
 }
 
 fn state_name(state: &ChannelState) -> (String, Vec<String>) {

@@ -76,6 +76,10 @@ pub struct Node {
     next_update: u64,
     rollbacks: VecMap<UpdateId, Rollback>,
     held: VecMap<UpdateId, Vec<Action>>,
+    /// Whether the closed flows' tombstones are in (see
+    /// [`Node::restore_tombstones`]); until then an unknown channel id may
+    /// be one of theirs.
+    tombstones_restored: bool,
 }
 
 impl Node {
@@ -94,6 +98,7 @@ impl Node {
             next_update: 0,
             rollbacks: VecMap::new(),
             held: VecMap::new(),
+            tombstones_restored: false,
         }
     }
 
@@ -161,6 +166,36 @@ impl Node {
         self.channels.extend(restored);
         actions.extend(self.tick(now_ms));
         (self.hold_after_persist(actions), errors)
+    }
+
+    /// Restores the closed flows' tombstones, which a boot reads after the
+    /// live records so that they never slow it ([`Node::restore`] for the
+    /// rest). A channel the node already holds (one that closed since the
+    /// boot) keeps its state in memory; its stored copy is not read over it.
+    pub fn restore_tombstones(
+        &mut self,
+        records: Vec<ChannelRecord>,
+        now_ms: u64,
+    ) -> (Vec<Action>, Vec<RecordDecodeError>) {
+        self.tombstones_restored = true;
+        let unknown = records
+            .into_iter()
+            .filter(|record| !self.channels.contains_key(&record.channel_id))
+            .collect();
+        self.restore(unknown, now_ms)
+    }
+
+    /// Whether what names `channel_id` must wait for the tombstones: the node
+    /// does not know the id, and it may be a closed flow's. Answered before
+    /// they are in, a call would say "unknown channel" and a peer would be
+    /// told to forget a channel the node remembers closing.
+    pub fn awaits_tombstones(&self, channel_id: &ChannelId) -> bool {
+        !self.tombstones_restored && self.find(channel_id).is_none()
+    }
+
+    /// Whether the tombstones are in: a list of every channel needs them.
+    pub fn tombstones_restored(&self) -> bool {
+        self.tombstones_restored
     }
 
     // ---- user commands -----------------------------------------------------------------

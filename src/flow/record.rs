@@ -516,6 +516,14 @@ impl ChannelRecord {
         true
     }
 
+    /// Closed, with nothing left to watch on chain: a record nothing at boot
+    /// needs. Only the answers about closed channels read it, so a store
+    /// files it apart and a boot restores it after the live flows
+    /// ([`crate::store::Store::load_tombstones`]).
+    pub fn is_tombstone(&self) -> bool {
+        self.closed.as_ref().is_some_and(|closure| closure.watch.is_none())
+    }
+
     /// Leaves only the tombstone: ids, peer, terms, what each side announced
     /// and why it closed. The seed goes, and with it every key.
     pub fn wipe(&mut self) {

@@ -758,6 +758,11 @@ fn log_event(event: DriverEvent) {
         DriverEvent::PeerUnavailable { reason, .. } => log::debug!("{reason}"),
         DriverEvent::ChainError(error) => log::warn!("{error}"),
         DriverEvent::StorageError(reason) => log::error!("storage: {reason}"),
+        DriverEvent::UnreadableRecords(records) => {
+            for record in records {
+                log::warn!("kept but not restored: {record}");
+            }
+        }
     }
 }
 

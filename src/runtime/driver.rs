@@ -26,7 +26,7 @@ use crate::flow::{
     OpenFailure, OpenId,
 };
 use crate::primitives::{ChannelId, Hash256, NodeId};
-use crate::store::{Store, StoreError};
+use crate::store::{LoadedRecords, Store, StoreError};
 use crate::wire::FiberMessage;
 
 /// Time and tasks, as the host provides them.
@@ -178,6 +178,8 @@ pub enum Input {
         generation: u64,
     },
     Poll,
+    /// The closed flows' tombstones, read after the boot ([`start`]).
+    Tombstones(Result<LoadedRecords, StoreError>),
 }
 
 pub type InputSender = mpsc::UnboundedSender<Input>;
@@ -194,9 +196,15 @@ pub enum DriverEvent {
     Flow(Event),
     PeerConnected(NodeId),
     PeerDisconnected(String),
-    PeerUnavailable { reason: String, trouble: PeerTrouble },
+    PeerUnavailable {
+        reason: String,
+        trouble: PeerTrouble,
+    },
     ChainError(ChainError),
     StorageError(String),
+    /// Stored records found unreadable after the boot (closed flows'
+    /// tombstones, read once the live flows are restored); kept in the store.
+    UnreadableRecords(Vec<RecordDecodeError>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -236,7 +244,7 @@ enum Watch {
 
 pub struct Driver<S> {
     node: Node,
-    store: S,
+    store: Rc<S>,
     link: Rc<dyn PeerLink>,
     chain: Rc<dyn ChainClient>,
     platform: Rc<dyn Platform>,
@@ -259,6 +267,13 @@ pub struct Driver<S> {
     closed: bool,
     /// Writes this round's steps asked for, committed together at its end.
     writes: Vec<PendingWrite>,
+    /// Inputs that wait for the tombstones ([`Node::awaits_tombstones`]),
+    /// in the order they came.
+    parked: Vec<Input>,
+    /// Inputs to take before the queue's: the parked ones once the
+    /// tombstones are in, or one a round took but could not join.
+    /// A `Vec`, taken from the front: it is almost always empty.
+    replay: Vec<Input>,
 }
 
 /// The application's side of a running driver.
@@ -292,18 +307,22 @@ pub struct DriverParts<S> {
     pub on_event: Box<dyn FnMut(DriverEvent)>,
 }
 
-/// Restores every channel from the store (aborting expired
-/// flows), then runs the loop as a task. Returns the records it could not
-/// read; the others are restored.
+/// Restores every live channel from the store (aborting expired flows),
+/// then runs the loop as a task. Returns the records it could not read; the
+/// others are restored. The closed flows' tombstones are read after this
+/// returns, so however many there are they never slow a boot; what needs
+/// them waits for them (see [`Driver::needs_tombstones`]), and an unreadable
+/// one is reported as [`DriverEvent::UnreadableRecords`].
 pub async fn start<S: Store + 'static>(
     parts: DriverParts<S>,
     sender: InputSender,
     receiver: InputReceiver,
 ) -> Result<(DriverHandle, Vec<RecordDecodeError>), DriverError> {
-    let loaded = parts.store.load_all().await?;
+    let store = Rc::new(parts.store);
+    let loaded = store.load_live().await?;
     let mut driver = Driver {
         node: Node::new(parts.config, parts.entropy),
-        store: parts.store,
+        store: store.clone(),
         link: parts.link,
         chain: parts.chain,
         platform: parts.platform.clone(),
@@ -319,6 +338,8 @@ pub async fn start<S: Store + 'static>(
         timer_generation: 0,
         closed: false,
         writes: Vec::new(),
+        parked: Vec::new(),
+        replay: Vec::new(),
     };
     let now = driver.platform.now_ms();
     let (actions, mut unreadable) = driver.node.restore(loaded.records, now);
@@ -340,6 +361,11 @@ pub async fn start<S: Store + 'static>(
     parts
         .platform
         .spawn(Box::pin(driver.run(receiver, EndSignal(Some(end_signal)))));
+    let tombstone_sender = sender.clone();
+    parts.platform.spawn(Box::pin(async move {
+        let loaded = store.load_tombstones().await;
+        let _ = tombstone_sender.unbounded_send(Input::Tombstones(loaded));
+    }));
     let handle = DriverHandle {
         sender,
         ended: ended.shared(),
@@ -373,26 +399,27 @@ impl<S: Store> Driver<S> {
     /// may touch any channel (a command, a timer), waits for the next round.
     async fn run(mut self, mut receiver: InputReceiver, _end_signal: EndSignal) {
         self.rearm_timer();
-        let mut waiting: Option<Input> = None;
         loop {
-            let input = match waiting.take() {
-                Some(input) => input,
-                None => match receiver.next().await {
+            let input = if !self.replay.is_empty() {
+                self.replay.remove(0)
+            } else {
+                match receiver.next().await {
                     Some(input) => input,
                     None => break,
-                },
+                }
             };
             if let Some(peer) = self.lane(&input) {
                 let mut peers = VecSet::new();
                 peers.insert(peer);
                 self.handle(input).await;
-                while !self.closed {
+                // Inputs still to replay came before any queued one.
+                while !self.closed && self.replay.is_empty() {
                     // `Err`: nothing queued now (or the queue is gone).
                     let Ok(next) = receiver.try_recv() else { break };
                     match self.lane(&next) {
                         Some(peer) if peers.insert(peer) => self.handle(next).await,
                         _ => {
-                            waiting = Some(next);
+                            self.replay.push(next);
                             break;
                         }
                     }
@@ -424,8 +451,57 @@ impl<S: Store> Driver<S> {
             | Input::PeerUnavailable { .. }
             | Input::WalletCells { .. }
             | Input::Timer { .. }
-            | Input::Poll => None,
+            | Input::Poll
+            | Input::Tombstones(_) => None,
         }
+    }
+
+    /// Whether `input`'s answer depends on the closed flows' tombstones while
+    /// they are not in yet: a call or a peer message naming a channel the
+    /// node does not know (the core's [`Node::awaits_tombstones`]), or a list
+    /// of every channel. Anything about a live flow — `pendingFundings()`, a
+    /// submit after the wallet's redirect — goes ahead.
+    fn needs_tombstones(&self, input: &Input) -> bool {
+        if self.node.tombstones_restored() {
+            return false;
+        }
+        let channel_id = match input {
+            Input::Command(Command::List { .. }) => return true,
+            Input::Command(
+                Command::Submit { channel_id, .. }
+                | Command::Abandon { channel_id, .. }
+                | Command::Shutdown { channel_id, .. }
+                | Command::ForceClose { channel_id, .. }
+                | Command::Channel { channel_id, .. },
+            ) => *channel_id,
+            Input::PeerMessage(_, message) => message.channel_id(),
+            _ => return false,
+        };
+        self.node.awaits_tombstones(&channel_id)
+    }
+
+    /// Restores the tombstones and replays what waited for them, in order,
+    /// each in a round of its own after this one's writes. If they cannot be
+    /// read, that is reported and the node goes on without them: a call about
+    /// a closed flow then answers as for an unknown channel, which is better
+    /// than never answering.
+    fn restore_tombstones(&mut self, loaded: Result<LoadedRecords, StoreError>, now: u64) {
+        let (records, mut unreadable) = match loaded {
+            Ok(loaded) => (loaded.records, loaded.unreadable),
+            Err(error) => {
+                (self.on_event)(DriverEvent::StorageError(format!(
+                    "reading the closed flows' records: {error}; calls about them answer as for unknown channels"
+                )));
+                (Vec::new(), Vec::new())
+            }
+        };
+        let (actions, refused) = self.node.restore_tombstones(records, now);
+        unreadable.extend(refused);
+        if !unreadable.is_empty() {
+            (self.on_event)(DriverEvent::UnreadableRecords(unreadable));
+        }
+        self.run_background(actions);
+        self.replay.append(&mut self.parked);
     }
 
     /// Commits the round's writes, runs what each released, and commits
@@ -434,7 +510,7 @@ impl<S: Store> Driver<S> {
         while !self.writes.is_empty() {
             let writes = std::mem::take(&mut self.writes);
             let mut effects = driver_effects!(self);
-            let (next, failures) = commit_writes(&mut self.node, &self.store, &mut effects, writes).await;
+            let (next, failures) = commit_writes(&mut self.node, &*self.store, &mut effects, writes).await;
             self.writes = next;
             for failure in failures {
                 (self.on_event)(DriverEvent::StorageError(failure.to_string()));
@@ -443,8 +519,13 @@ impl<S: Store> Driver<S> {
     }
 
     async fn handle(&mut self, input: Input) {
+        if self.needs_tombstones(&input) {
+            self.parked.push(input);
+            return;
+        }
         let now = self.platform.now_ms();
         match input {
+            Input::Tombstones(loaded) => self.restore_tombstones(loaded, now),
             Input::Command(command) => self.command(command).await,
             Input::PeerConnected(peer) => {
                 (self.on_event)(DriverEvent::PeerConnected(peer));
@@ -734,7 +815,7 @@ impl<S: Store> Driver<S> {
     async fn run_actions(&mut self, actions: Vec<Action>) -> Result<(), PersistFailed> {
         self.commit_round().await;
         let mut effects = driver_effects!(self);
-        execute(&mut self.node, &self.store, &mut effects, actions).await
+        execute(&mut self.node, &*self.store, &mut effects, actions).await
     }
 }
 

@@ -52,6 +52,26 @@ pub trait Store {
     /// All records. One that fails to decode is reported by name and left in
     /// place; the others still load.
     async fn load_all(&self) -> Result<LoadedRecords, StoreError>;
+
+    /// What a boot restores before it answers: every record but the
+    /// tombstones ([`ChannelRecord::is_tombstone`]), and every unreadable one.
+    /// A store that files tombstones apart (IndexedDB) does not read them
+    /// here; the default reads everything and leaves them out.
+    async fn load_live(&self) -> Result<LoadedRecords, StoreError> {
+        let mut loaded = self.load_all().await?;
+        loaded.records.retain(|record| !record.is_tombstone());
+        Ok(loaded)
+    }
+
+    /// The tombstones, which a boot restores after it has answered. The
+    /// default reports unreadable records in [`Store::load_live`] only.
+    async fn load_tombstones(&self) -> Result<LoadedRecords, StoreError> {
+        let records = self.load_all().await?.records;
+        Ok(LoadedRecords {
+            records: records.into_iter().filter(ChannelRecord::is_tombstone).collect(),
+            unreadable: Vec::new(),
+        })
+    }
 }
 
 /// A shared store is a store: several owners (say, a node that is dropped and
@@ -71,5 +91,13 @@ impl<T: Store> Store for std::rc::Rc<T> {
 
     async fn load_all(&self) -> Result<LoadedRecords, StoreError> {
         (**self).load_all().await
+    }
+
+    async fn load_live(&self) -> Result<LoadedRecords, StoreError> {
+        (**self).load_live().await
+    }
+
+    async fn load_tombstones(&self) -> Result<LoadedRecords, StoreError> {
+        (**self).load_tombstones().await
     }
 }

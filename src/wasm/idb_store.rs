@@ -9,15 +9,24 @@
 //!   and `pending` is `1` while the flow is neither closed nor ready. The
 //!   `pending` index lets a reload find unfinished flows without reading every
 //!   finished one; it is a number because booleans are not IndexedDB keys.
+//! * `tombstones`, the same entries for the records of closed flows with
+//!   nothing left to watch ([`ChannelRecord::is_tombstone`]). A record moves
+//!   here in the write that makes it one, and never back.
 //! * `meta`, out-of-line string keys, `Uint8Array` values (the node's secret key).
 //!
-//! A boot reads every channel in runs of [`LOAD_CHUNK`] entries, each asked
-//! for before the one before it is decoded (`docs/storage.md`).
+//! A boot reads `channels` in runs of [`LOAD_CHUNK`] entries, each asked for
+//! before the one before it is decoded (`docs/storage.md`), and `tombstones`
+//! the same way once the live flows are restored
+//! ([`Store::load_live`], [`Store::load_tombstones`]): however many flows a
+//! wallet has closed, a boot reads none of them.
 //!
 //! Version 1 filed the bare record JSON under out-of-line keys. Opening a
 //! version 1 database rewrites every entry inside the upgrade transaction; an
 //! entry that is not a readable record is carried over as it is, flagged, and
-//! reported by [`Store::load_all`] like any other unreadable record.
+//! reported by [`Store::load_all`] like any other unreadable record. Opening
+//! a version 2 database moves the entries of tombstones to `tombstones`
+//! there (each finished entry is decoded once to tell); one that cannot be
+//! read stays in `channels`.
 //!
 //! Every write is one `readwrite` transaction with `durability: "strict"`, so
 //! it is on disk before the runtime acts on it. A connection the browser lost
@@ -49,9 +58,10 @@ use crate::primitives::ChannelId;
 use crate::store::{LoadedRecords, Store, StoreError};
 
 /// The IndexedDB version of the current schema.
-pub const IDB_SCHEMA_VERSION: u32 = 2;
+pub const IDB_SCHEMA_VERSION: u32 = 3;
 
 const CHANNELS: &str = "channels";
+const TOMBSTONES: &str = "tombstones";
 const META: &str = "meta";
 const PENDING_INDEX: &str = "pending";
 
@@ -209,8 +219,11 @@ impl Store for IdbStore {
         let key = record.key();
         let replaced = replaces.map(ChannelId::to_string).filter(|old| *old != key);
         let doing = format!("writing the record of channel {key}");
-        self.with_reconnect(&doing, |db| write_channel(db, &entry, replaced.as_deref()))
-            .await
+        let tombstone = record.is_tombstone();
+        self.with_reconnect(&doing, |db| {
+            write_channel(db, &entry, &key, tombstone, replaced.as_deref())
+        })
+        .await
     }
 
     async fn get(&self, channel_id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
@@ -226,7 +239,21 @@ impl Store for IdbStore {
     }
 
     async fn load_all(&self) -> Result<LoadedRecords, StoreError> {
-        self.with_reconnect("loading all records", load_all_channels).await
+        let mut loaded = self.load_live().await?;
+        let tombstones = self.load_tombstones().await?;
+        loaded.records.extend(tombstones.records);
+        loaded.unreadable.extend(tombstones.unreadable);
+        Ok(loaded)
+    }
+
+    async fn load_live(&self) -> Result<LoadedRecords, StoreError> {
+        self.with_reconnect("loading the records", |db| load_entries(db, CHANNELS))
+            .await
+    }
+
+    async fn load_tombstones(&self) -> Result<LoadedRecords, StoreError> {
+        self.with_reconnect("loading the closed flows' records", |db| load_entries(db, TOMBSTONES))
+            .await
     }
 }
 
@@ -273,9 +300,10 @@ fn key_text(key: &JsValue) -> String {
         .unwrap_or_else(|| format!("{key:?}"))
 }
 
-/// A schema 1 entry rewritten for schema 2. One that cannot be read keeps its
-/// value as it was, counts as pending, and says why it is unreadable.
-fn entry_from_v1(key: &JsValue, value: &JsValue) -> Object {
+/// A schema 1 entry rewritten for schema 2, and whether it is a tombstone's.
+/// One that cannot be read keeps its value as it was, counts as pending, and
+/// says why it is unreadable.
+fn entry_from_v1(key: &JsValue, value: &JsValue) -> (Object, bool) {
     let channel_id = key_text(key);
     let decoded = match value.as_string() {
         Some(json) => ChannelRecord::decode(&channel_id, json.as_bytes()),
@@ -287,12 +315,13 @@ fn entry_from_v1(key: &JsValue, value: &JsValue) -> Object {
     match decoded {
         Ok(record) => {
             let temporary_channel_id = JsValue::from_str(&record.temporary_channel_id.to_string());
-            entry_object(&channel_id, &temporary_channel_id, is_pending(&record), value)
+            let entry = entry_object(&channel_id, &temporary_channel_id, is_pending(&record), value);
+            (entry, record.is_tombstone())
         }
         Err(error) => {
             let entry = entry_object(&channel_id, &JsValue::NULL, true, value);
             set_field(&entry, "unreadable", &JsValue::from_str(&error.reason));
-            entry
+            (entry, false)
         }
     }
 }
@@ -358,15 +387,14 @@ fn loaded_records(entries: &Array, fields: &EntryFields) -> LoadedRecords {
 
 // ---- operations, one transaction each ------------------------------------------------
 
-/// A `readwrite` transaction that commits only once the OS has flushed it.
-fn strict_write(db: &IdbDatabase, store: &str) -> Result<(IdbTransaction, IdbObjectStore), IdbFault> {
+/// A `readwrite` transaction over `stores` that commits only once the OS
+/// has flushed it.
+fn strict_write(db: &IdbDatabase, stores: &[&str]) -> Result<IdbTransaction, IdbFault> {
     let options = IdbTransactionOptions::new();
     options.set_durability(IdbTransactionDurability::Strict);
-    let tx = db
-        .transaction_with_str_and_mode_and_options(store, IdbTransactionMode::Readwrite, &options)
-        .map_err(|error| IdbFault::from_js(&error))?;
-    let object_store = tx.object_store(store).map_err(|error| IdbFault::from_js(&error))?;
-    Ok((tx, object_store))
+    let stores: Vec<js_sys::JsString> = stores.iter().map(|store| (*store).into()).collect();
+    db.transaction_with_str_sequence_and_mode_and_options(&stores, IdbTransactionMode::Readwrite, &options)
+        .map_err(|error| IdbFault::from_js(&error))
 }
 
 fn read_only(db: &IdbDatabase, store: &str) -> Result<IdbObjectStore, IdbFault> {
@@ -384,10 +412,32 @@ fn issue_all(tx: &IdbTransaction, issue: impl FnOnce() -> Result<(), JsValue>) -
     })
 }
 
-async fn write_channel(db: IdbDatabase, entry: &Object, replaced: Option<&str>) -> Result<(), IdbFault> {
-    let (tx, channels) = strict_write(&db, CHANNELS)?;
+/// Files the entry of channel `key` in `channels`, or, a `tombstone`'s, in
+/// `tombstones` and out of `channels`; deletes the entry under `replaced`
+/// from `channels`. One transaction: all of it lands, or none.
+async fn write_channel(
+    db: IdbDatabase,
+    entry: &Object,
+    key: &str,
+    tombstone: bool,
+    replaced: Option<&str>,
+) -> Result<(), IdbFault> {
+    let tx = strict_write(
+        &db,
+        if tombstone {
+            &[CHANNELS, TOMBSTONES]
+        } else {
+            &[CHANNELS]
+        },
+    )?;
     issue_all(&tx, || {
-        channels.put(entry)?;
+        let channels = tx.object_store(CHANNELS)?;
+        if tombstone {
+            tx.object_store(TOMBSTONES)?.put(entry)?;
+            channels.delete(&JsValue::from_str(key))?;
+        } else {
+            channels.put(entry)?;
+        }
         if let Some(old) = replaced {
             channels.delete(&JsValue::from_str(old))?;
         }
@@ -397,30 +447,51 @@ async fn write_channel(db: IdbDatabase, entry: &Object, replaced: Option<&str>) 
 }
 
 async fn write_meta(db: IdbDatabase, key: &str, value: &Uint8Array) -> Result<(), IdbFault> {
-    let (tx, meta) = strict_write(&db, META)?;
-    issue_all(&tx, || meta.put_with_key(value, &JsValue::from_str(key)).map(drop))?;
+    let tx = strict_write(&db, &[META])?;
+    issue_all(&tx, || {
+        tx.object_store(META)?
+            .put_with_key(value, &JsValue::from_str(key))
+            .map(drop)
+    })?;
     committed(&tx).await
 }
 
+/// The entry filed under `key`, live or a tombstone; `undefined` if none.
 async fn read_channel(db: IdbDatabase, key: &str) -> Result<JsValue, IdbFault> {
-    let request = read_only(&db, CHANNELS)?
-        .get(&JsValue::from_str(key))
-        .map_err(|error| IdbFault::from_js(&error))?;
-    request_result(&request).await
+    let fault = |error: JsValue| IdbFault::from_js(&error);
+    let stores = Array::of2(&JsValue::from_str(CHANNELS), &JsValue::from_str(TOMBSTONES));
+    let tx = db
+        .transaction_with_str_sequence_and_mode(&stores, IdbTransactionMode::Readonly)
+        .map_err(fault)?;
+    let key = JsValue::from_str(key);
+    let live = tx
+        .object_store(CHANNELS)
+        .and_then(|store| store.get(&key))
+        .map_err(fault)?;
+    let tombstone = tx
+        .object_store(TOMBSTONES)
+        .and_then(|store| store.get(&key))
+        .map_err(fault)?;
+    let entry = request_result(&live).await?;
+    if !entry.is_undefined() {
+        return Ok(entry);
+    }
+    request_result(&tombstone).await
 }
 
 /// Entries per request when a boot reads every channel.
 pub const LOAD_CHUNK: u32 = 128;
 
-/// Every channel entry, decoded, in one transaction and in runs of
-/// [`LOAD_CHUNK`] entries in key order: each run is asked for as soon as the
-/// one before it arrives, before that one is decoded, so the browser reads
-/// the next run from disk while the page decodes (a single `getAll` of a
-/// thousand 2.5 KB records left the page idle for the whole read, then
-/// busy). A run shorter than [`LOAD_CHUNK`] is the last.
-async fn load_all_channels(db: IdbDatabase) -> Result<LoadedRecords, IdbFault> {
+/// Every entry of `store` (`channels` or `tombstones`), decoded, in one
+/// transaction and in runs of [`LOAD_CHUNK`] entries in key order: each run
+/// is asked for as soon as the one before it arrives, before that one is
+/// decoded, so the browser reads the next run from disk while the page
+/// decodes (a single `getAll` of a thousand 2.5 KB records left the page
+/// idle for the whole read, then busy). A run shorter than [`LOAD_CHUNK`] is
+/// the last.
+async fn load_entries(db: IdbDatabase, store: &str) -> Result<LoadedRecords, IdbFault> {
     let fault = |error: JsValue| IdbFault::from_js(&error);
-    let channels = read_only(&db, CHANNELS)?;
+    let channels = read_only(&db, store)?;
     let fields = EntryFields::new();
     let mut request = channels
         .get_all_with_key_and_limit(&JsValue::UNDEFINED, LOAD_CHUNK)
@@ -580,13 +651,52 @@ impl Upgrade {
                 .create_object_store(META)
                 .map_err(|error| IdbFault::from_js(&error))?;
         }
+        if old_version < 3 {
+            self.db
+                .create_object_store_with_optional_parameters(TOMBSTONES, &keyed_by_channel_id())
+                .map_err(|error| IdbFault::from_js(&error))?;
+        }
         match old_version {
             0 => create_channels_store(&self.db)
                 .map(drop)
                 .map_err(|error| IdbFault::from_js(&error)),
             1 => self.migrate_channels_from_v1(listeners),
+            2 => self.move_tombstones_from_v2(listeners),
             _ => Ok(()),
         }
+    }
+
+    /// Moves the tombstones out of `channels`: only finished entries
+    /// (`pending` 0) can be one, so only those are read and decoded.
+    fn move_tombstones_from_v2(self, listeners: &mut Vec<EventListeners>) -> Result<(), IdbFault> {
+        let finished = self
+            .tx
+            .object_store(CHANNELS)
+            .and_then(|channels| channels.index(PENDING_INDEX))
+            .and_then(|index| index.get_all_with_key(&JsValue::from(0u8)))
+            .map_err(|error| IdbFault::from_js(&error))?;
+        let mut on_finished = EventListeners::new(&finished);
+        let request = finished.clone();
+        on_finished.on("success", move |_| {
+            let moved = (|| {
+                let entries: Array = request.result()?.unchecked_into();
+                let channels = self.tx.object_store(CHANNELS)?;
+                let tombstones = self.tx.object_store(TOMBSTONES)?;
+                let fields = EntryFields::new();
+                for entry in entries.iter() {
+                    if record_from_entry(&entry, &fields).is_ok_and(|record| record.is_tombstone()) {
+                        tombstones.put(&entry)?;
+                        channels.delete(&EntryFields::get(&entry, &fields.channel_id))?;
+                    }
+                }
+                Ok::<_, JsValue>(())
+            })();
+            if let Err(error) = moved {
+                abort_upgrade(&self.tx, &self.fault, IdbFault::from_js(&error));
+            }
+        });
+        listeners.push(on_finished);
+        Ok(())
     }
 
     /// Reads every schema 1 entry, replaces the store (its key path changes)
@@ -606,8 +716,14 @@ impl Upgrade {
                 let values: Array = values_request.result()?.unchecked_into();
                 self.db.delete_object_store(CHANNELS)?;
                 let channels = create_channels_store(&self.db)?;
+                let tombstones = self.tx.object_store(TOMBSTONES)?;
                 for (key, value) in keys.iter().zip(values.iter()) {
-                    channels.put(&entry_from_v1(&key, &value))?;
+                    let (entry, is_tombstone) = entry_from_v1(&key, &value);
+                    if is_tombstone {
+                        tombstones.put(&entry)?;
+                    } else {
+                        channels.put(&entry)?;
+                    }
                 }
                 Ok::<_, JsValue>(())
             })();
@@ -620,10 +736,14 @@ impl Upgrade {
     }
 }
 
-fn create_channels_store(db: &IdbDatabase) -> Result<IdbObjectStore, JsValue> {
+fn keyed_by_channel_id() -> IdbObjectStoreParameters {
     let parameters = IdbObjectStoreParameters::new();
     parameters.set_key_path(&JsValue::from_str("channel_id"));
-    let channels = db.create_object_store_with_optional_parameters(CHANNELS, &parameters)?;
+    parameters
+}
+
+fn create_channels_store(db: &IdbDatabase) -> Result<IdbObjectStore, JsValue> {
+    let channels = db.create_object_store_with_optional_parameters(CHANNELS, &keyed_by_channel_id())?;
     let index = IdbIndexParameters::new();
     index.set_unique(false);
     channels.create_index_with_str_and_optional_parameters(PENDING_INDEX, "pending", &index)?;

@@ -21,7 +21,7 @@ use super::tab_lock::{TabBroadcast, TabLock, TabLockError};
 use super::websocket::WebSocketLink;
 use crate::api::json::{driver_event, opened, parse_channel_id, parse_open_params, parse_shutdown_params, submitted};
 use crate::api::options::{contracts_for_chain, NodeOptions};
-use crate::api::shapes::{Channel, PendingFunding};
+use crate::api::shapes::{Channel, PendingFunding, UnreadableRecord};
 use crate::api::{ApiError, ErrorCode};
 use crate::chain::client::ChainClient;
 use crate::chain::rpc::RpcChainClient;
@@ -163,7 +163,8 @@ pub struct FundingNode {
     listeners: Rc<RefCell<Listeners>>,
     node_id: NodeId,
     persistence_granted: Option<bool>,
-    unreadable: Vec<(String, String)>,
+    /// Found at boot, and added to when the closed flows' records are read.
+    unreadable: Rc<RefCell<Vec<UnreadableRecord>>>,
 }
 
 #[wasm_bindgen]
@@ -207,15 +208,12 @@ impl FundingNode {
     }
 
     /// Stored records that could not be read: `[{ channel_id, reason }]`. They
-    /// are kept in the database; every other channel was restored.
-    #[wasm_bindgen(getter, js_name = unreadableRecords, unchecked_return_type = "{ channel_id: string; reason: string }[]")]
+    /// are kept in the database; every other channel was restored. Closed
+    /// flows' records are read just after `open` resolves: one of them found
+    /// unreadable joins the list then, with an `unreadable_records` event.
+    #[wasm_bindgen(getter, js_name = unreadableRecords, unchecked_return_type = "UnreadableRecord[]")]
     pub fn unreadable_records(&self) -> JsValue {
-        let list: Vec<Value> = self
-            .unreadable
-            .iter()
-            .map(|(channel_id, reason)| crate::json::json!({ "channel_id": channel_id, "reason": reason }))
-            .collect();
-        to_js(&Value::from(list))
+        to_js(&*self.unreadable.borrow())
     }
 
     /// Flows restored from storage (or running) that have not ended.
@@ -434,6 +432,7 @@ impl FundingNode {
                 .map_err(|e| ApiError::new(ErrorCode::StorageUnavailable, e.to_string()))?,
         );
         let listeners = Rc::new(RefCell::new(Listeners::default()));
+        let unreadable = Rc::new(RefCell::new(Vec::new()));
         let (sender, receiver) = inbox();
         let link = (adapters.link)(sender.clone(), secret.clone(), options.peer_pubkey);
         let parts = DriverParts {
@@ -444,9 +443,13 @@ impl FundingNode {
             chain: adapters.chain,
             platform: Rc::new(BrowserPlatform),
             settings,
-            on_event: Box::new(event_sink(listeners.clone(), broadcast.clone())),
+            on_event: Box::new(event_sink(listeners.clone(), broadcast.clone(), unreadable.clone())),
         };
-        let (handle, unreadable) = start(parts, sender, receiver).await?;
+        let (handle, at_boot) = start(parts, sender, receiver).await?;
+        // Those found at boot first, whenever the later ones come.
+        unreadable
+            .borrow_mut()
+            .splice(0..0, at_boot.iter().map(UnreadableRecord::from));
         Ok(FundingNode {
             handle,
             persistence_granted: store.persistence_granted(),
@@ -455,7 +458,7 @@ impl FundingNode {
             broadcast,
             listeners,
             node_id: secret.node_id(),
-            unreadable: unreadable.into_iter().map(|e| (e.channel_id, e.reason)).collect(),
+            unreadable,
         })
     }
 }
@@ -512,8 +515,17 @@ impl Listeners {
 }
 
 /// Every driver event goes to the page's listeners and to other tabs.
-fn event_sink(listeners: Rc<RefCell<Listeners>>, broadcast: Rc<TabBroadcast>) -> impl FnMut(DriverEvent) {
+fn event_sink(
+    listeners: Rc<RefCell<Listeners>>,
+    broadcast: Rc<TabBroadcast>,
+    unreadable: Rc<RefCell<Vec<UnreadableRecord>>>,
+) -> impl FnMut(DriverEvent) {
     move |event| {
+        if let DriverEvent::UnreadableRecords(records) = &event {
+            unreadable
+                .borrow_mut()
+                .extend(records.iter().map(UnreadableRecord::from));
+        }
         let value = to_js(&driver_event(&event));
         // A tab that can no longer post still tells its own listeners.
         if let Some(text) = js_sys::JSON::stringify(&value).ok().and_then(|text| text.as_string()) {

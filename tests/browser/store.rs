@@ -539,10 +539,12 @@ async fn a_schema_1_database_upgrades_keeping_every_entry() {
     let loaded = store.load_all().await.unwrap();
     assert_eq!(
         by_key(loaded.records),
-        by_key(vec![ready.clone(), aborted, pending.clone()])
+        by_key(vec![ready.clone(), aborted.clone(), pending.clone()])
     );
     assert_eq!(loaded.unreadable.len(), 1, "{:?}", loaded.unreadable);
     assert_eq!(loaded.unreadable[0].channel_id, UNREADABLE_V1_KEY);
+    // The closed flow's record went straight to the tombstones.
+    assert_eq!(store.load_tombstones().await.unwrap().records, vec![aborted]);
     assert!(
         loaded.unreadable[0].reason.contains("not JSON"),
         "{}",
@@ -864,4 +866,184 @@ async fn a_database_from_a_newer_module_is_refused_not_downgraded() {
     let db = open_raw(&name).await;
     assert_eq!(db.version(), f64::from(IDB_SCHEMA_VERSION + 1));
     db.close();
+}
+
+// ---- closed flows' tombstones, filed apart -----------------------------------------------
+
+async fn raw_entry(name: &str, store: &str, key: &str) -> JsValue {
+    let db = open_raw(name).await;
+    let object_store = db
+        .transaction_with_str_and_mode(store, IdbTransactionMode::Readonly)
+        .unwrap()
+        .object_store(store)
+        .unwrap();
+    let value = request_settled(&object_store.get(&JsValue::from_str(key)).unwrap())
+        .await
+        .unwrap();
+    db.close();
+    value
+}
+
+/// `record` closed by the user with nothing to watch, its keys wiped.
+fn tombstone_of(record: &ChannelRecord) -> ChannelRecord {
+    let mut tombstone = record.clone();
+    tombstone.closed = Some(fiber_funding::flow::record::Closure {
+        flags: CloseFlags::ABANDONED,
+        reason: "abandoned by the user".into(),
+        closed_at_ms: 9,
+        watch: None,
+    });
+    tombstone.wipe();
+    tombstone
+}
+
+/// A tombstone is filed in `tombstones`, out of `channels`, by the write that
+/// makes it one; a boot's read of the live records never sees it.
+#[wasm_bindgen_test]
+async fn a_tombstone_is_filed_apart_and_the_live_load_never_reads_it() {
+    let Samples {
+        ready,
+        aborted,
+        pending,
+    } = samples();
+    assert!(aborted.is_tombstone());
+    let name = fresh_db_name("tombstones");
+    let store = std::rc::Rc::new(IdbStore::open(&name).await.unwrap());
+    for record in [&ready, &aborted, &pending] {
+        store.put(record, None).await.unwrap();
+    }
+    assert!(raw_entry(&name, "channels", &aborted.key()).await.is_undefined());
+    assert!(!raw_entry(&name, "tombstones", &aborted.key()).await.is_undefined());
+    assert_eq!(
+        by_key(store.load_live().await.unwrap().records),
+        by_key(vec![ready.clone(), pending.clone()])
+    );
+    assert_eq!(store.load_tombstones().await.unwrap().records, vec![aborted.clone()]);
+    assert_eq!(store.get(&aborted.channel_id).await.unwrap(), Some(aborted.clone()));
+
+    // A live flow that closes moves, in the write that closes it.
+    let closed = tombstone_of(&pending);
+    store.put(&closed, None).await.unwrap();
+    assert!(raw_entry(&name, "channels", &pending.key()).await.is_undefined());
+    assert_eq!(store.get(&pending.channel_id).await.unwrap(), Some(closed.clone()));
+    assert_eq!(store.load_live().await.unwrap().records, vec![ready.clone()]);
+    assert_eq!(
+        by_key(store.load_tombstones().await.unwrap().records),
+        by_key(vec![aborted.clone(), closed.clone()])
+    );
+    assert_eq!(
+        by_key(store.load_all().await.unwrap().records),
+        by_key(vec![ready, aborted, closed])
+    );
+
+    // An unreadable tombstone is reported by the tombstones' load, not the boot's.
+    let garbage = object(&[
+        ("channel_id", JsValue::from_str(UNREADABLE_V1_KEY)),
+        ("temporary_channel_id", JsValue::NULL),
+        ("pending", JsValue::from(0)),
+        ("record", Uint8Array::from(&b"not a record"[..]).into()),
+    ]);
+    let db = open_raw(&name).await;
+    let tx = db
+        .transaction_with_str_and_mode("tombstones", IdbTransactionMode::Readwrite)
+        .unwrap();
+    tx.object_store("tombstones").unwrap().put(&garbage).unwrap();
+    transaction_settled(&tx).await.unwrap();
+    db.close();
+    assert!(store.load_live().await.unwrap().unreadable.is_empty());
+    let tombstones = store.load_tombstones().await.unwrap();
+    assert_eq!(tombstones.records.len(), 2);
+    assert_eq!(tombstones.unreadable.len(), 1);
+    assert_eq!(tombstones.unreadable[0].channel_id, UNREADABLE_V1_KEY);
+    store.close();
+}
+
+/// Builds the schema 2 layout (IndexedDB version 2) with `entries`, as the
+/// module before tombstones were filed apart did.
+async fn create_v2_database(name: &str, entries: Vec<Object>) {
+    let request = factory().open_with_u32(name, 2).unwrap();
+    let upgrading = request.clone();
+    let on_upgrade = Closure::once_into_js(move |_: Event| {
+        let db: IdbDatabase = upgrading.result().unwrap().unchecked_into();
+        db.create_object_store("meta").unwrap();
+        let parameters = web_sys::IdbObjectStoreParameters::new();
+        parameters.set_key_path(&JsValue::from_str("channel_id"));
+        let channels = db
+            .create_object_store_with_optional_parameters("channels", &parameters)
+            .unwrap();
+        channels.create_index_with_str("pending", "pending").unwrap();
+        for entry in &entries {
+            channels.put(entry).unwrap();
+        }
+    });
+    request.set_onupgradeneeded(Some(on_upgrade.unchecked_ref()));
+    let db: IdbDatabase = request_settled(&request).await.unwrap().unchecked_into();
+    db.close();
+}
+
+fn v2_entry(record: &ChannelRecord, pending: bool, stored: JsValue) -> Object {
+    object(&[
+        ("channel_id", JsValue::from_str(&record.key())),
+        (
+            "temporary_channel_id",
+            JsValue::from_str(&record.temporary_channel_id.to_string()),
+        ),
+        ("pending", JsValue::from(u8::from(pending))),
+        ("record", stored),
+    ])
+}
+
+/// Opening a version 2 database moves its tombstones (bytes or an earlier
+/// module's JSON alike) to `tombstones`; live records, finished or not, and
+/// an unreadable entry stay where they were.
+#[wasm_bindgen_test]
+async fn a_schema_2_database_upgrades_moving_its_tombstones() {
+    let Samples {
+        ready,
+        aborted,
+        pending,
+    } = samples();
+    let mut closed = tombstone_of(&ready);
+    closed.channel_id = numbered_id(1, 0xcc);
+    let aborted_json = v1_fixture()
+        .channels
+        .into_iter()
+        .find(|entry| entry.key == aborted.key())
+        .unwrap()
+        .value;
+    let bytes = |record: &ChannelRecord| JsValue::from(Uint8Array::from(&record.encode()[..]));
+    let name = fresh_db_name("upgrade-v2");
+    let mut entries = vec![
+        v2_entry(&pending, true, bytes(&pending)),
+        v2_entry(&aborted, false, JsValue::from_str(&aborted_json)),
+        v2_entry(&closed, false, bytes(&closed)),
+    ];
+    let unreadable = v2_entry(&ready, false, JsValue::from_str("not a record"));
+    Reflect::set(
+        &unreadable,
+        &JsValue::from_str("channel_id"),
+        &JsValue::from_str(UNREADABLE_V1_KEY),
+    )
+    .unwrap();
+    entries.push(unreadable);
+    let mut ready_other = ready.clone();
+    ready_other.channel_id = numbered_id(2, 0xcc);
+    entries.push(v2_entry(&ready_other, false, bytes(&ready_other)));
+    create_v2_database(&name, entries).await;
+
+    let store = IdbStore::open(&name).await.unwrap();
+    assert_eq!(store.connection().unwrap().version(), f64::from(IDB_SCHEMA_VERSION));
+    let live = store.load_live().await.unwrap();
+    assert_eq!(by_key(live.records), by_key(vec![pending.clone(), ready_other]));
+    assert_eq!(live.unreadable.len(), 1, "{:?}", live.unreadable);
+    assert_eq!(live.unreadable[0].channel_id, UNREADABLE_V1_KEY);
+    let tombstones = store.load_tombstones().await.unwrap();
+    assert_eq!(by_key(tombstones.records), by_key(vec![aborted.clone(), closed]));
+    assert!(tombstones.unreadable.is_empty());
+    // Moved as they were: the earlier module's JSON is still JSON.
+    let moved = raw_entry(&name, "tombstones", &aborted.key()).await;
+    assert_eq!(field(&moved, "record").as_string(), Some(aborted_json));
+    assert!(raw_entry(&name, "channels", &aborted.key()).await.is_undefined());
+    assert_eq!(store.load_pending().await.unwrap().records, vec![pending]);
+    store.close();
 }

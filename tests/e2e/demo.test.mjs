@@ -115,14 +115,17 @@ async function storedRecord(page, channelId) {
         const open = indexedDB.open("fiber-funding");
         open.onerror = () => reject(open.error);
         open.onsuccess = () => {
-          const get = open.result.transaction("channels").objectStore("channels").get(id);
-          get.onsuccess = () => {
+          // A closed flow's record is filed in `tombstones` (IndexedDB schema 3).
+          const transaction = open.result.transaction(["channels", "tombstones"]);
+          const live = transaction.objectStore("channels").get(id);
+          const tombstone = transaction.objectStore("tombstones").get(id);
+          transaction.oncomplete = () => {
             open.result.close();
-            const record = get.result?.record;
+            const record = (live.result ?? tombstone.result)?.record;
             // Schema 3 stores bytes; schemas 1 and 2 stored JSON text.
             resolve(record == null ? null : Array.from(typeof record === "string" ? new TextEncoder().encode(record) : record));
           };
-          get.onerror = () => reject(get.error);
+          transaction.onerror = () => reject(transaction.error);
         };
       }),
     channelId,
