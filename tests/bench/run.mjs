@@ -45,8 +45,8 @@ try {
     const one = await measure("load", "bench-1");
     const thousand = await measure("load", "bench-1000");
     const closed = await measure("load", "bench-1-closed-1000");
-    if (one.count !== 1 || thousand.count !== 1000 || closed.count !== 1) {
-      throw new Error(`restored ${one.count}, ${thousand.count} and ${closed.count} flows`);
+    if (one.count !== 1 || thousand.count !== 1000 || closed.count !== 1 || closed.known !== 1001) {
+      throw new Error(`restored ${one.count}, ${thousand.count} and ${closed.count} flows (${closed.known} channels)`);
     }
     samples.one.push(one.ms);
     samples.thousand.push(thousand.ms);
