@@ -264,17 +264,42 @@ pub fn sign_message(key: &SigningKey, message: &[u8; 32]) -> Result<[u8; 65], De
     Ok(out)
 }
 
-/// Like libsecp256k1's recovery used on chain, this accepts a high-s signature:
-/// it is normalised and the recovery id's parity flipped, which recovers the
-/// same key.
+/// The key whose signature `signature` (r ‖ s ‖ recovery id) is over
+/// `message`, as libsecp256k1's `secp256k1_ecdsa_recover` in the on-chain
+/// script finds it: Q = r⁻¹(s·R − z·G), where R is the point of x
+/// coordinate r (plus the group order, if the id says so) and the id's y
+/// parity. A high s recovers as well as its low twin. The `ecdsa` crate's
+/// recovery then also verifies the signature against Q, which holds by
+/// construction; that second multiplication and inversion were half the
+/// time of a submit's check (`docs/bench.md`). Everything here is public,
+/// so the inversion may take variable time.
+// Field and scalar arithmetic is modular: it cannot overflow.
+#[allow(clippy::arithmetic_side_effects)]
 fn recover_signer(message: &[u8; 32], signature: &[u8]) -> Option<VerifyingKey> {
-    let mut compact = Signature::from_slice(&signature[..64]).ok()?;
-    let mut recovery_id = RecoveryId::from_byte(signature[64])?;
-    if let Some(low_s) = compact.normalize_s() {
-        compact = low_s;
-        recovery_id = RecoveryId::new(!recovery_id.is_y_odd(), recovery_id.is_x_reduced());
+    use k256::elliptic_curve::bigint::{CheckedAdd, Encoding, U256};
+    use k256::elliptic_curve::ops::{Invert, LinearCombination, Reduce};
+    use k256::elliptic_curve::point::DecompressPoint;
+    use k256::elliptic_curve::Curve;
+    use k256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, Secp256k1};
+
+    // Both scalars in [1, n).
+    let compact = Signature::from_slice(&signature[..64]).ok()?;
+    let recovery_id = RecoveryId::from_byte(signature[64])?;
+    let (r, s) = compact.split_scalars();
+    let mut x = r.to_bytes();
+    if recovery_id.is_x_reduced() {
+        let restored = Option::<U256>::from(U256::from_be_slice(&x).checked_add(&Secp256k1::ORDER))?;
+        x = FieldBytes::from(restored.to_be_bytes());
     }
-    VerifyingKey::recover_from_prehash(message, &compact, recovery_id).ok()
+    // `None` for an x of the field's size or more, or off the curve.
+    let big_r = Option::<AffinePoint>::from(AffinePoint::decompress(&x, u8::from(recovery_id.is_y_odd()).into()))?;
+    let z = <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(*message));
+    let r_inv = *r.invert_vartime();
+    let u1 = -(r_inv * z);
+    let u2 = r_inv * *s;
+    let q = ProjectivePoint::lincomb(&ProjectivePoint::GENERATOR, &u1, &ProjectivePoint::from(big_r), &u2);
+    // Refuses the point at infinity.
+    VerifyingKey::from_affine(q.to_affine()).ok()
 }
 
 #[cfg(test)]
@@ -698,5 +723,55 @@ mod tests {
 
     fn out_point_bytes(tx_byte: u8, index: u32) -> Vec<u8> {
         out_point(tx_byte, index).as_slice().to_vec()
+    }
+
+    /// The recovery as the `ecdsa` crate does it, verifying what it finds;
+    /// a high s normalised first, as that verification refuses one.
+    fn recovered_by_the_ecdsa_crate(message: &[u8; 32], signature: &[u8]) -> Option<VerifyingKey> {
+        let mut compact = Signature::from_slice(&signature[..64]).ok()?;
+        let mut recovery_id = RecoveryId::from_byte(signature[64])?;
+        if let Some(low_s) = compact.normalize_s() {
+            compact = low_s;
+            recovery_id = RecoveryId::new(!recovery_id.is_y_odd(), recovery_id.is_x_reduced());
+        }
+        VerifyingKey::recover_from_prehash(message, &compact, recovery_id).ok()
+    }
+
+    /// Our recovery finds what the `ecdsa` crate's finds, key or none: for
+    /// signatures keys made, their high-s twins and either recovery id, and
+    /// for arbitrary bytes, an r just under the group order among them.
+    #[test]
+    fn recovery_agrees_with_the_ecdsa_crates_which_verifies_what_it_finds() {
+        let mut found = 0;
+        for n in 0u32..200 {
+            let message = crate::crypto::blake2b_256(&n.to_le_bytes());
+            let key = SigningKey::from_slice(&crate::crypto::hash_parts(&[b"key", &n.to_le_bytes()])).unwrap();
+            let (signature, id) = key.sign_prehash_recoverable(&message).unwrap();
+            let (r, s) = signature.split_scalars();
+            let high = Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+            let noise = crate::crypto::hash_parts(&[b"noise", &n.to_le_bytes()]);
+            let mut near_order = [0xff; 32];
+            near_order[..4].copy_from_slice(&noise[..4]);
+            let mut candidates: Vec<Vec<u8>> = Vec::new();
+            for (body, ids) in [(signature.to_bytes(), 0..4u8), (high.to_bytes(), 0..4u8)] {
+                for id in ids {
+                    candidates.push([&body[..], &[id]].concat());
+                }
+            }
+            candidates.push([&noise[..], &noise[..], &[id.to_byte()]].concat());
+            candidates.push([&near_order[..], &noise[..], &[(n % 4) as u8]].concat());
+            candidates.push([&noise[..], &noise[..], &[4 + (n % 250) as u8]].concat());
+            for candidate in &candidates {
+                let ours = recover_signer(&message, candidate);
+                assert_eq!(
+                    ours,
+                    recovered_by_the_ecdsa_crate(&message, candidate),
+                    "{n}: {candidate:02x?}"
+                );
+                found += usize::from(ours.as_ref() == Some(key.verifying_key()));
+            }
+        }
+        // Each signature and its high-s twin with the flipped id recover the key.
+        assert_eq!(found, 400);
     }
 }
