@@ -186,18 +186,23 @@ async fn open_raw(name: &str) -> IdbDatabase {
     request_settled(&request).await.unwrap().unchecked_into()
 }
 
-async fn raw_channel_entry(name: &str, key: &str) -> JsValue {
+/// The entry under `key` in object store `store`, as IndexedDB holds it.
+async fn raw_entry(name: &str, store: &str, key: &str) -> JsValue {
     let db = open_raw(name).await;
-    let store = db
-        .transaction_with_str_and_mode("channels", IdbTransactionMode::Readonly)
+    let object_store = db
+        .transaction_with_str_and_mode(store, IdbTransactionMode::Readonly)
         .unwrap()
-        .object_store("channels")
+        .object_store(store)
         .unwrap();
-    let value = request_settled(&store.get(&JsValue::from_str(key)).unwrap())
+    let value = request_settled(&object_store.get(&JsValue::from_str(key)).unwrap())
         .await
         .unwrap();
     db.close();
     value
+}
+
+async fn raw_channel_entry(name: &str, key: &str) -> JsValue {
+    raw_entry(name, "channels", key).await
 }
 
 async fn raw_put_channel_entries(name: &str, entries: &[Object]) {
@@ -869,20 +874,6 @@ async fn a_database_from_a_newer_module_is_refused_not_downgraded() {
 }
 
 // ---- closed flows' tombstones, filed apart -----------------------------------------------
-
-async fn raw_entry(name: &str, store: &str, key: &str) -> JsValue {
-    let db = open_raw(name).await;
-    let object_store = db
-        .transaction_with_str_and_mode(store, IdbTransactionMode::Readonly)
-        .unwrap()
-        .object_store(store)
-        .unwrap();
-    let value = request_settled(&object_store.get(&JsValue::from_str(key)).unwrap())
-        .await
-        .unwrap();
-    db.close();
-    value
-}
 
 /// `record` closed by the user with nothing to watch, its keys wiped.
 fn tombstone_of(record: &ChannelRecord) -> ChannelRecord {
