@@ -491,9 +491,9 @@ pub const LOAD_CHUNK: u32 = 128;
 /// the last.
 async fn load_entries(db: IdbDatabase, store: &str) -> Result<LoadedRecords, IdbFault> {
     let fault = |error: JsValue| IdbFault::from_js(&error);
-    let channels = read_only(&db, store)?;
+    let object_store = read_only(&db, store)?;
     let fields = EntryFields::new();
-    let mut request = channels
+    let mut request = object_store
         .get_all_with_key_and_limit(&JsValue::UNDEFINED, LOAD_CHUNK)
         .map_err(fault)?;
     let mut loaded = LoadedRecords::default();
@@ -504,7 +504,9 @@ async fn load_entries(db: IdbDatabase, store: &str) -> Result<LoadedRecords, Idb
             // The run after the last key read (the key path is `channel_id`).
             let last = EntryFields::get(&entries.get(LOAD_CHUNK - 1), &fields.channel_id);
             let after = IdbKeyRange::lower_bound_with_open(&last, true).map_err(fault)?;
-            request = channels.get_all_with_key_and_limit(&after, LOAD_CHUNK).map_err(fault)?;
+            request = object_store
+                .get_all_with_key_and_limit(&after, LOAD_CHUNK)
+                .map_err(fault)?;
         }
         let more = loaded_records(&entries, &fields);
         loaded.records.extend(more.records);
