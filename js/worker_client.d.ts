@@ -16,6 +16,7 @@ export declare class WorkerFundingNode {
   static open(options: FundingNodeOptions, init?: { worker?: Worker }): Promise<WorkerFundingNode>;
   readonly nodeId: string;
   readonly persistenceGranted: boolean | undefined;
+  /** As FundingNode's: found at open, then closed flows' records found unreadable just after. */
   readonly unreadableRecords: { channel_id: string; reason: string }[];
   pendingFundings(): Promise<PendingFunding[]>;
   openChannelWithExternalFunding(params: OpenChannelWithExternalFundingParams): Promise<OpenChannelResult>;

@@ -11,6 +11,9 @@ export class WorkerFundingNode {
   #listeners = new Set();
   #backlog = [];
   #closed = false;
+  #unreadableAtOpen = [];
+  /** Found after open (closed flows' records are read then), from `unreadable_records` events. */
+  #unreadableLater = [];
 
   /**
    * Starts a worker, opens the node in it (the same options as
@@ -25,7 +28,7 @@ export class WorkerFundingNode {
       const opened = await node.#call("open", [options]);
       node.nodeId = opened.nodeId;
       node.persistenceGranted = opened.persistenceGranted;
-      node.unreadableRecords = opened.unreadableRecords;
+      node.#unreadableAtOpen = opened.unreadableRecords;
       return node;
     } catch (error) {
       node.#worker.terminate();
@@ -41,6 +44,11 @@ export class WorkerFundingNode {
       event.preventDefault?.();
       this.#failAll(new Error(`the fiber-funding worker failed: ${event.message ?? "it could not start"}`));
     };
+  }
+
+  /** As FundingNode.unreadableRecords: found at open, then as they are found. */
+  get unreadableRecords() {
+    return [...this.#unreadableAtOpen, ...this.#unreadableLater];
   }
 
   pendingFundings() {
@@ -102,6 +110,7 @@ export class WorkerFundingNode {
 
   #receive(data) {
     if (data && "event" in data) {
+      if (data.event?.type === "unreadable_records") this.#unreadableLater.push(...data.event.records);
       if (this.#backlog) this.#backlog.push(data.event);
       else for (const listener of this.#listeners) listener(data.event);
       return;

@@ -23,7 +23,8 @@ use fiber_funding::wasm::platform::{timeout, BrowserEntropy, BrowserPlatform};
 use k256::ecdsa::SigningKey;
 use serde::Serialize;
 use serde_json::{json, Value};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
 
 /// The module's JSON values (what its readers take and writers give) and
 /// serde_json's (what these tests build), as each other.
@@ -377,4 +378,74 @@ fn channel_reserve_is_what_the_open_keeps_on_top_of_the_amount() {
     let error = fiber_funding::wasm::channel_reserve(JsValue::from_str("not a script")).unwrap_err();
     let code = js_sys::Reflect::get(&error, &JsValue::from_str("code")).unwrap();
     assert_eq!(code.as_string().as_deref(), Some("INVALID_PARAMS"));
+}
+
+#[wasm_bindgen(inline_js = r#"
+export function put_raw_entry(db, store, channel_id) {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open(db);
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const tx = open.result.transaction(store, "readwrite");
+      tx.objectStore(store).put({ channel_id, temporary_channel_id: null, pending: store === "channels" ? 1 : 0, record: new Uint8Array([1, 2, 3]) });
+      tx.oncomplete = () => { open.result.close(); resolve(); };
+      tx.onabort = () => reject(tx.error);
+    };
+  });
+}
+"#)]
+extern "C" {
+    /// Files an entry that is no record under `channel_id` in `store`.
+    fn put_raw_entry(db: &str, store: &str, channel_id: &str) -> js_sys::Promise;
+}
+
+/// A closed flow's record is read after `open` resolves: one found
+/// unreadable then joins `unreadableRecords` and comes as an
+/// `unreadable_records` event; one found at boot is listed from the start.
+#[wasm_bindgen_test]
+async fn an_unreadable_record_found_after_open_joins_the_list_with_an_event() {
+    let page = Page::new().await;
+    let db = db_name("unreadable-later");
+    fiber_funding::wasm::idb_store::IdbStore::open(&db)
+        .await
+        .unwrap()
+        .close();
+    let live = Hash256([0x0a; 32]).to_string();
+    let tombstone = Hash256([0x0b; 32]).to_string();
+    JsFuture::from(put_raw_entry(&db, "channels", &live)).await.unwrap();
+    JsFuture::from(put_raw_entry(&db, "tombstones", &tombstone))
+        .await
+        .unwrap();
+
+    let node = page.open_node(&db).await;
+    let events = Rc::new(RefCell::new(Vec::new()));
+    let heard = events.clone();
+    let listener = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |event| {
+        heard.borrow_mut().push(from_js(event));
+    });
+    node.on_event(listener.as_ref().unchecked_ref::<js_sys::Function>().clone());
+    let named = |list: Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|record| record["channel_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // listChannels waits for the tombstones: once it answers, they are in.
+    let at_open = named(from_js(node.unreadable_records()));
+    node.list_channels().await.unwrap();
+    assert!(
+        at_open == [live.clone()] || at_open == [live.clone(), tombstone.clone()],
+        "{at_open:?}"
+    );
+    assert_eq!(named(from_js(node.unreadable_records())), [live, tombstone.clone()]);
+    let later: Vec<Value> = events
+        .borrow()
+        .iter()
+        .filter(|event| event["type"] == "unreadable_records")
+        .cloned()
+        .collect();
+    assert_eq!(later.len(), 1, "{:?}", events.borrow());
+    assert_eq!(named(later[0]["records"].clone()), [tombstone]);
+    node.close().await.unwrap();
 }

@@ -778,6 +778,27 @@ test("the node in a Web Worker on a page without cross-origin isolation: open, r
       // The redirect to the signer and back: another page load, another worker.
       await signAndOpen(page, channelId);
       assert.equal(await inWorker(), "DedicatedWorkerGlobalScope");
+      // A closed flow's record that cannot be read is found after open (the
+      // closed flows' records are read then): the page hears of it, and the
+      // worker's node lists it with those found at open.
+      await page.evaluate(
+        () =>
+          new Promise((resolve, reject) => {
+            const open = indexedDB.open("fiber-funding");
+            open.onsuccess = () => {
+              const tx = open.result.transaction("tombstones", "readwrite");
+              tx.objectStore("tombstones").put({ channel_id: "0x" + "0b".repeat(32), temporary_channel_id: null, pending: 0, record: new Uint8Array([1]) });
+              tx.oncomplete = () => {
+                open.result.close();
+                resolve();
+              };
+              tx.onabort = () => reject(tx.error);
+            };
+            open.onerror = () => reject(open.error);
+          }),
+      );
+      await page.reload();
+      await page.locator(testid("activity-log")).getByText(/1 stored record could not be read \(kept\).*; 1 unreadable in all\./).waitFor({ timeout: 15_000 });
     });
   } finally {
     env.walletConfig();

@@ -653,6 +653,14 @@ function onEvent(event: FundingEvent): void {
       showError(`The browser's storage failed: ${event.reason}`, "STORAGE_ERROR", "storage");
       log(`Storage error: ${event.reason}`);
       break;
+    case "unreadable_records":
+      // Closed flows' records are read just after open: one found unreadable then.
+      log(
+        `${event.records.length} stored record${event.records.length === 1 ? "" : "s"} could not be read (kept): ${event.records
+          .map((r) => `${short(r.channel_id)} (${r.reason})`)
+          .join(", ")}; ${node?.unreadableRecords.length ?? 0} unreadable in all.`,
+      );
+      break;
   }
 }
 
