@@ -2,13 +2,10 @@
 //!
 //! Schema (IndexedDB version [`IDB_SCHEMA_VERSION`]):
 //! * `channels`, key path `channel_id`: `{ channel_id, temporary_channel_id,
-//!   pending, record }`, where `record` is the record's bytes (record schema
-//!   3, `docs/storage.md`) as a `Uint8Array`, or, written by an earlier
-//!   module, its JSON as a string (record schemas 1 and 2; still read, and
-//!   rewritten as bytes when the channel is restored and its record upgraded),
-//!   and `pending` is `1` while the flow is neither closed nor ready. The
-//!   `pending` index lets a reload find unfinished flows without reading every
-//!   finished one; it is a number because booleans are not IndexedDB keys.
+//!   record }`, where `record` is the record's bytes (record schema 5,
+//!   `docs/storage.md`) as a `Uint8Array`, or, written by an earlier module,
+//!   its JSON as a string (record schemas 1 and 2; still read, and rewritten
+//!   as bytes when the channel is restored and its record upgraded). No index.
 //! * `tombstones`, the same entries for the records of closed flows with
 //!   nothing left to watch ([`ChannelRecord::is_tombstone`]). A record moves
 //!   here in the write that makes it one, and never back.
@@ -25,8 +22,10 @@
 //! entry that is not a readable record is carried over as it is, flagged, and
 //! reported by [`Store::load_all`] like any other unreadable record. Opening
 //! a version 2 database moves the entries of tombstones to `tombstones`
-//! there (each finished entry is decoded once to tell); one that cannot be
-//! read stays in `channels`.
+//! there (each finished entry, found through version 2's `pending` index, is
+//! decoded once to tell; one that cannot be read stays in `channels`), then
+//! drops the index: nothing reads it since tombstones are filed apart. Its
+//! field stays on the entries version 2 wrote until each is written again.
 //!
 //! Every write is one `readwrite` transaction with `durability: "strict"`, so
 //! it is on disk before the runtime acts on it. A connection the browser lost
@@ -48,9 +47,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    DomException, Event, EventTarget, IdbDatabase, IdbFactory, IdbIndexParameters, IdbKeyRange, IdbObjectStore,
-    IdbObjectStoreParameters, IdbRequest, IdbTransaction, IdbTransactionDurability, IdbTransactionMode,
-    IdbTransactionOptions, IdbVersionChangeEvent,
+    DomException, Event, EventTarget, IdbDatabase, IdbFactory, IdbKeyRange, IdbObjectStore, IdbObjectStoreParameters,
+    IdbRequest, IdbTransaction, IdbTransactionDurability, IdbTransactionMode, IdbTransactionOptions,
+    IdbVersionChangeEvent,
 };
 
 use crate::flow::record::{ChannelRecord, RecordDecodeError};
@@ -63,13 +62,14 @@ pub const IDB_SCHEMA_VERSION: u32 = 3;
 const CHANNELS: &str = "channels";
 const TOMBSTONES: &str = "tombstones";
 const META: &str = "meta";
+/// Version 2's index of unfinished flows, read once by the upgrade to 3.
 const PENDING_INDEX: &str = "pending";
 
 /// Recovery records in IndexedDB, one database per wallet.
 ///
 /// ```ignore
 /// let store = IdbStore::open("fiber-funding").await?;
-/// let LoadedRecords { records, unreadable } = store.load_pending().await?;
+/// let LoadedRecords { records, unreadable } = store.load_live().await?;
 /// ```
 pub struct IdbStore {
     name: String,
@@ -121,17 +121,6 @@ impl IdbStore {
     /// browser may evict the records under storage pressure.
     pub fn persistence_granted(&self) -> Option<bool> {
         self.persistence_granted
-    }
-
-    /// The records of flows that are neither closed nor ready, read through
-    /// the `pending` index. Unreadable records are reported as in
-    /// [`Store::load_all`] (an entry carried over unreadable from schema 1
-    /// counts as pending: nothing says it is finished).
-    pub async fn load_pending(&self) -> Result<LoadedRecords, StoreError> {
-        let entries = self
-            .with_reconnect("loading the pending records", read_pending_channels)
-            .await?;
-        Ok(loaded_records(&entries, &EntryFields::new()))
     }
 
     /// A value from `meta`, such as the node's secret key.
@@ -266,21 +255,16 @@ pub fn store_error_from_dom(doing: &str, exception: &DomException) -> StoreError
 
 // ---- the stored entries ----------------------------------------------------------------
 
-fn is_pending(record: &ChannelRecord) -> bool {
-    record.closed.is_none() && !(record.funding_confirmed && record.peer_channel_ready)
-}
-
 fn channel_entry(record: &ChannelRecord) -> Object {
     let bytes = Uint8Array::from(&record.encode()[..]);
     let temporary_channel_id = JsValue::from_str(&record.temporary_channel_id.to_string());
-    entry_object(&record.key(), &temporary_channel_id, is_pending(record), &bytes)
+    entry_object(&record.key(), &temporary_channel_id, &bytes)
 }
 
-fn entry_object(channel_id: &str, temporary_channel_id: &JsValue, pending: bool, record: &JsValue) -> Object {
+fn entry_object(channel_id: &str, temporary_channel_id: &JsValue, record: &JsValue) -> Object {
     let entry = Object::new();
     set_field(&entry, "channel_id", &JsValue::from_str(channel_id));
     set_field(&entry, "temporary_channel_id", temporary_channel_id);
-    set_field(&entry, "pending", &JsValue::from(u8::from(pending)));
     set_field(&entry, "record", record);
     entry
 }
@@ -300,9 +284,10 @@ fn key_text(key: &JsValue) -> String {
         .unwrap_or_else(|| format!("{key:?}"))
 }
 
-/// A schema 1 entry rewritten for schema 2, and whether it is a tombstone's.
-/// One that cannot be read keeps its value as it was, counts as pending, and
-/// says why it is unreadable.
+/// A schema 1 entry rewritten in today's shape, and whether it is a
+/// tombstone's. One that cannot be read keeps its value as it was, stays
+/// with the live entries (nothing says it is closed), and says why it is
+/// unreadable.
 fn entry_from_v1(key: &JsValue, value: &JsValue) -> (Object, bool) {
     let channel_id = key_text(key);
     let decoded = match value.as_string() {
@@ -315,11 +300,11 @@ fn entry_from_v1(key: &JsValue, value: &JsValue) -> (Object, bool) {
     match decoded {
         Ok(record) => {
             let temporary_channel_id = JsValue::from_str(&record.temporary_channel_id.to_string());
-            let entry = entry_object(&channel_id, &temporary_channel_id, is_pending(&record), value);
+            let entry = entry_object(&channel_id, &temporary_channel_id, value);
             (entry, record.is_tombstone())
         }
         Err(error) => {
-            let entry = entry_object(&channel_id, &JsValue::NULL, true, value);
+            let entry = entry_object(&channel_id, &JsValue::NULL, value);
             set_field(&entry, "unreadable", &JsValue::from_str(&error.reason));
             (entry, false)
         }
@@ -517,14 +502,6 @@ async fn load_entries(db: IdbDatabase, store: &str) -> Result<LoadedRecords, Idb
     }
 }
 
-async fn read_pending_channels(db: IdbDatabase) -> Result<Array, IdbFault> {
-    let request = read_only(&db, CHANNELS)?
-        .index(PENDING_INDEX)
-        .and_then(|index| index.get_all_with_key(&JsValue::from(1u8)))
-        .map_err(|error| IdbFault::from_js(&error))?;
-    Ok(request_result(&request).await?.unchecked_into())
-}
-
 async fn read_meta(db: IdbDatabase, key: &str) -> Result<JsValue, IdbFault> {
     let request = read_only(&db, META)?
         .get(&JsValue::from_str(key))
@@ -668,8 +645,9 @@ impl Upgrade {
         }
     }
 
-    /// Moves the tombstones out of `channels`: only finished entries
-    /// (`pending` 0) can be one, so only those are read and decoded.
+    /// Moves the tombstones out of `channels` and drops the `pending` index:
+    /// only finished entries (`pending` 0) can be a tombstone, so only those
+    /// are read, through the index, and decoded.
     fn move_tombstones_from_v2(self, listeners: &mut Vec<EventListeners>) -> Result<(), IdbFault> {
         let finished = self
             .tx
@@ -691,6 +669,7 @@ impl Upgrade {
                         channels.delete(&EntryFields::get(&entry, &fields.channel_id))?;
                     }
                 }
+                channels.delete_index(PENDING_INDEX)?;
                 Ok::<_, JsValue>(())
             })();
             if let Err(error) = moved {
@@ -745,11 +724,7 @@ fn keyed_by_channel_id() -> IdbObjectStoreParameters {
 }
 
 fn create_channels_store(db: &IdbDatabase) -> Result<IdbObjectStore, JsValue> {
-    let channels = db.create_object_store_with_optional_parameters(CHANNELS, &keyed_by_channel_id())?;
-    let index = IdbIndexParameters::new();
-    index.set_unique(false);
-    channels.create_index_with_str_and_optional_parameters(PENDING_INDEX, "pending", &index)?;
-    Ok(channels)
+    db.create_object_store_with_optional_parameters(CHANNELS, &keyed_by_channel_id())
 }
 
 /// Asks the browser not to evict this site's storage. Only a window can ask

@@ -387,7 +387,7 @@ export function put_raw_entry(db, store, channel_id) {
     open.onerror = () => reject(open.error);
     open.onsuccess = () => {
       const tx = open.result.transaction(store, "readwrite");
-      tx.objectStore(store).put({ channel_id, temporary_channel_id: null, pending: store === "channels" ? 1 : 0, record: new Uint8Array([1, 2, 3]) });
+      tx.objectStore(store).put({ channel_id, temporary_channel_id: null, record: new Uint8Array([1, 2, 3]) });
       tx.oncomplete = () => { open.result.close(); resolve(); };
       tx.onabort = () => reject(tx.error);
     };

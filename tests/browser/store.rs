@@ -351,66 +351,6 @@ async fn put_with_replaces_moves_the_record_in_one_transaction() {
 }
 
 #[wasm_bindgen_test]
-async fn load_pending_skips_closed_and_ready_channels() {
-    let Samples {
-        ready,
-        aborted,
-        pending,
-    } = samples();
-    let store = IdbStore::open(&fresh_db_name("pending")).await.unwrap();
-    for record in [&ready, &aborted, &pending] {
-        store.put(record, None).await.unwrap();
-    }
-    let loaded = store.load_pending().await.unwrap();
-    assert_eq!(loaded.records, vec![pending.clone()]);
-    assert!(loaded.unreadable.is_empty());
-
-    // Half ready is still pending; closing takes it out of the index.
-    let mut confirmed = pending.clone();
-    confirmed.funding_confirmed = true;
-    store.put(&confirmed, None).await.unwrap();
-    assert_eq!(store.load_pending().await.unwrap().records, vec![confirmed.clone()]);
-    let mut closed = confirmed;
-    closed.closed = Some(fiber_funding::flow::record::Closure {
-        flags: CloseFlags::FUNDING_ABORTED,
-        reason: "timed out".into(),
-        closed_at_ms: 9,
-        watch: None,
-    });
-    store.put(&closed, None).await.unwrap();
-    assert!(store.load_pending().await.unwrap().records.is_empty());
-    assert_eq!(store.load_all().await.unwrap().records.len(), 3);
-    store.close();
-}
-
-#[wasm_bindgen_test]
-async fn load_pending_reads_only_the_pending_index() {
-    let Samples { pending, .. } = samples();
-    let name = fresh_db_name("pending-index");
-    let store = IdbStore::open(&name).await.unwrap();
-    store.put(&pending, None).await.unwrap();
-    // A thousand finished flows whose records would not even decode: if
-    // load_pending looked at them, it would report them.
-    let finished: Vec<Object> = (0..1000u32)
-        .map(|n| {
-            object(&[
-                ("channel_id", JsValue::from_str(&format!("0x{n:064x}"))),
-                ("temporary_channel_id", JsValue::NULL),
-                ("pending", JsValue::from(0)),
-                ("record", JsValue::from_str("never read")),
-            ])
-        })
-        .collect();
-    raw_put_channel_entries(&name, &finished).await;
-
-    let loaded = store.load_pending().await.unwrap();
-    assert_eq!(loaded.records, vec![pending]);
-    assert!(loaded.unreadable.is_empty(), "{} unreadable", loaded.unreadable.len());
-    assert_eq!(store.load_all().await.unwrap().unreadable.len(), 1000);
-    store.close();
-}
-
-#[wasm_bindgen_test]
 async fn meta_round_trips_bytes() {
     let store = IdbStore::open(&fresh_db_name("meta")).await.unwrap();
     assert_eq!(store.get_meta("node_secret_key").await.unwrap(), None);
@@ -441,7 +381,8 @@ async fn records_are_stored_as_schema_3_bytes() {
         field(&entry, "temporary_channel_id").as_string(),
         Some(pending.temporary_channel_id.to_string())
     );
-    assert_eq!(field(&entry, "pending").as_f64(), Some(1.0));
+    // IndexedDB schema 3 has no `pending` field (nor index).
+    assert!(field(&entry, "pending").is_undefined());
     store.close();
 }
 
@@ -466,7 +407,7 @@ async fn a_json_entry_is_read_and_stored_again_as_bytes() {
         .collect();
     raw_put_channel_entries(&name, &entries).await;
 
-    let loaded = store.load_pending().await.unwrap();
+    let loaded = store.load_live().await.unwrap();
     assert!(loaded.unreadable.is_empty(), "{:?}", loaded.unreadable);
     assert_eq!(loaded.records.len(), legacy.len());
     for mut record in loaded.records {
@@ -565,12 +506,13 @@ async fn a_schema_1_database_upgrades_keeping_every_entry() {
     );
     assert!(field(&entry, "unreadable").as_string().is_some());
 
-    // The pending index was built: the pending flow, and the damaged entry
-    // (nothing says it is finished).
-    let pending_loaded = store.load_pending().await.unwrap();
-    assert_eq!(pending_loaded.records, vec![pending.clone()]);
-    assert_eq!(pending_loaded.unreadable.len(), 1);
-    assert_eq!(pending_loaded.unreadable[0].channel_id, UNREADABLE_V1_KEY);
+    // The live flows are read at boot, and the damaged entry with them
+    // (nothing says it is closed).
+    let live = store.load_live().await.unwrap();
+    assert_eq!(by_key(live.records), by_key(vec![ready.clone(), pending.clone()]));
+    assert_eq!(live.unreadable.len(), 1);
+    assert_eq!(live.unreadable[0].channel_id, UNREADABLE_V1_KEY);
+    assert_eq!(channel_index_count(&store), 0);
 
     let secret = decode_hex(&fixture.meta[0].value).unwrap();
     assert_eq!(store.get_meta(&fixture.meta[0].key).await.unwrap(), Some(secret));
@@ -623,9 +565,9 @@ async fn an_unreadable_record_is_reported_by_name_and_left_in_place() {
     assert_eq!(loaded.unreadable[0].channel_id, garbage_key);
     assert!(loaded.unreadable[0].to_string().contains(garbage_key));
 
-    let pending_loaded = store.load_pending().await.unwrap();
-    assert_eq!(pending_loaded.records, vec![pending]);
-    assert_eq!(pending_loaded.unreadable[0].channel_id, garbage_key);
+    let live = store.load_live().await.unwrap();
+    assert_eq!(by_key(live.records), by_key(vec![ready, pending]));
+    assert_eq!(live.unreadable[0].channel_id, garbage_key);
 
     let garbage_id = ChannelId::from_hex(garbage_key).unwrap();
     match store.get(&garbage_id).await {
@@ -654,7 +596,6 @@ fn numbered_entries(record: &ChannelRecord, count: u32) -> (Vec<Object>, Vec<Cha
                 "temporary_channel_id",
                 JsValue::from_str(&numbered_id(n, 0xff).to_string()),
             ),
-            ("pending", JsValue::from(1)),
             ("record", Uint8Array::from(&record.encode()[..]).into()),
         ]));
         expected.push(record);
@@ -683,7 +624,6 @@ async fn load_all_reads_every_entry_across_its_runs() {
     entries.push(object(&[
         ("channel_id", JsValue::from_str(&garbage_key)),
         ("temporary_channel_id", JsValue::NULL),
-        ("pending", JsValue::from(1)),
         (
             "record",
             JsValue::from_str("{\"schema_version\": 1, \"channel_id\": tru"),
@@ -743,7 +683,7 @@ async fn a_lost_connection_is_reopened_and_the_operation_retried() {
     store.connection().unwrap().close();
     assert_eq!(store.get_meta("node_secret_key").await.unwrap(), Some(vec![1; 32]));
     store.connection().unwrap().close();
-    assert_eq!(store.load_pending().await.unwrap().records, vec![pending]);
+    assert!(store.load_live().await.unwrap().records.contains(&pending));
 
     // A store closed on purpose stays closed.
     store.close();
@@ -931,7 +871,6 @@ async fn a_tombstone_is_filed_apart_and_the_live_load_never_reads_it() {
     let garbage = object(&[
         ("channel_id", JsValue::from_str(UNREADABLE_V1_KEY)),
         ("temporary_channel_id", JsValue::NULL),
-        ("pending", JsValue::from(0)),
         ("record", Uint8Array::from(&b"not a record"[..]).into()),
     ]);
     let db = open_raw(&name).await;
@@ -1035,6 +974,20 @@ async fn a_schema_2_database_upgrades_moving_its_tombstones() {
     let moved = raw_entry(&name, "tombstones", &aborted.key()).await;
     assert_eq!(field(&moved, "record").as_string(), Some(aborted_json));
     assert!(raw_entry(&name, "channels", &aborted.key()).await.is_undefined());
-    assert_eq!(store.load_pending().await.unwrap().records, vec![pending]);
+    // Version 2's `pending` index is gone: nothing reads it since.
+    assert_eq!(channel_index_count(&store), 0);
     store.close();
+}
+
+/// How many indexes `channels` has.
+fn channel_index_count(store: &IdbStore) -> u32 {
+    let channels = store
+        .connection()
+        .unwrap()
+        .transaction_with_str("channels")
+        .unwrap()
+        .object_store("channels")
+        .unwrap();
+    let names = field(&channels, "indexNames");
+    field(&names, "length").as_f64().unwrap() as u32
 }

@@ -787,7 +787,7 @@ test("the node in a Web Worker on a page without cross-origin isolation: open, r
             const open = indexedDB.open("fiber-funding");
             open.onsuccess = () => {
               const tx = open.result.transaction("tombstones", "readwrite");
-              tx.objectStore("tombstones").put({ channel_id: "0x" + "0b".repeat(32), temporary_channel_id: null, pending: 0, record: new Uint8Array([1]) });
+              tx.objectStore("tombstones").put({ channel_id: "0x" + "0b".repeat(32), temporary_channel_id: null, record: new Uint8Array([1]) });
               tx.oncomplete = () => {
                 open.result.close();
                 resolve();

@@ -62,30 +62,28 @@ const modes = {
   // its stored bytes (record schema 5) with both ids replaced where the
   // fixture says they are: `count` flows waiting for the user's signature,
   // and `tombstones` closed flows (the same flow once it closed unfunded),
-  // filed as the module files them (`pending` 1 in `channels`, and the
-  // tombstones in their own store).
+  // filed as the module files them (the tombstones in their own store).
   async seed() {
     await init();
     (await FundingNode.open(nodeOptions())).close();
     const fixture = await (await fetch("/target/bench/fixture.json")).json();
     const database = await request(indexedDB.open(db));
     const transaction = database.transaction(["channels", "tombstones"], "readwrite", { durability: "strict" });
-    const put = (hex, offsets, prefix, i, pending) => {
+    const put = (hex, offsets, prefix, i, store) => {
       const id = "0x" + (prefix + i).toString(16).padStart(8, "0") + fixture.channel_id.slice(10);
       const temporary = "0xffffffff" + id.slice(10);
       const copy = bytesOfHex(hex);
       copy.set(bytesOfHex(id), offsets.channel_id);
       copy.set(bytesOfHex(temporary), offsets.temporary_channel_id);
-      const store = pending ? "channels" : "tombstones";
-      transaction.objectStore(store).put({ channel_id: id, temporary_channel_id: temporary, pending, record: copy });
+      transaction.objectStore(store).put({ channel_id: id, temporary_channel_id: temporary, record: copy });
       return id;
     };
     const ids = [];
     for (let i = 0; i < Number(query.get("count")); i++) {
-      ids.push(put(fixture.record, fixture.record_id_offsets, 0, i, 1));
+      ids.push(put(fixture.record, fixture.record_id_offsets, 0, i, "channels"));
     }
     for (let i = 0; i < Number(query.get("tombstones") ?? 0); i++) {
-      put(fixture.tombstone, fixture.tombstone_id_offsets, 0x80000000, i, 0);
+      put(fixture.tombstone, fixture.tombstone_id_offsets, 0x80000000, i, "tombstones");
     }
     await done(transaction);
     database.close();
