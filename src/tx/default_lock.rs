@@ -282,9 +282,12 @@ fn recover_signer(message: &[u8; 32], signature: &[u8]) -> Option<VerifyingKey> 
     use k256::elliptic_curve::Curve;
     use k256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, Secp256k1};
 
+    let (compact, &[id]) = signature.split_first_chunk::<64>()? else {
+        return None;
+    };
     // Both scalars in [1, n).
-    let compact = Signature::from_slice(&signature[..64]).ok()?;
-    let recovery_id = RecoveryId::from_byte(signature[64])?;
+    let compact = Signature::from_slice(compact).ok()?;
+    let recovery_id = RecoveryId::from_byte(id)?;
     let (r, s) = compact.split_scalars();
     let mut x = r.to_bytes();
     if recovery_id.is_x_reduced() {
