@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
-use fiber_funding::flow::record::{ChannelRecord, Closure};
+use fiber_funding::flow::record::ChannelRecord;
 use fiber_funding::flow::state::CloseFlags;
 use fiber_funding::flow::{EntropySource, OpenChannelParams};
 use fiber_funding::primitives::encode_hex;
@@ -117,13 +117,11 @@ fn main() {
     // What the same flow leaves behind once it closed unfunded: a tombstone,
     // as the core wipes it (a boot with many closed flows reads these).
     let mut tombstone = stored.clone();
-    tombstone.closed = Some(Closure {
-        flags: CloseFlags::FUNDING_ABORTED,
-        reason: "the external funding timed out".into(),
-        closed_at_ms: stored.deadline_ms,
-        watch: None,
-    });
-    tombstone.wipe();
+    tombstone.close_as_tombstone(
+        CloseFlags::FUNDING_ABORTED,
+        "the external funding timed out".into(),
+        stored.deadline_ms,
+    );
     let tombstone = tombstone.encode();
     let tombstone_id_offsets = serde_json::json!({
         "channel_id": offset_of(&tombstone, &stored.channel_id.0),

@@ -16,7 +16,7 @@ use common::{config, CKB, TIMEOUT_MS};
 use fiber_funding::api::{ApiError, ErrorCode};
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
-use fiber_funding::flow::record::{ChannelRecord, Closure, RecordDecodeError};
+use fiber_funding::flow::record::{ChannelRecord, RecordDecodeError};
 use fiber_funding::flow::state::CloseFlags;
 use fiber_funding::flow::{ChannelState, ChannelView, Event, OpenChannelParams};
 use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
@@ -162,12 +162,24 @@ impl Harness {
     fn restart_initiator_offline(&mut self, acceptor_link: &LoopbackLink) -> (DriverHandle, Rc<LoopbackLink>) {
         let (sender, receiver) = inbox();
         let link = LoopbackLink::replace_peer(acceptor_link, sender.clone());
+        let handle = self.start_initiator(self.initiator_store.clone(), link.clone(), (sender, receiver));
+        (handle, link)
+    }
+
+    /// A new initiator on `store` and `link`, its events recorded; every
+    /// record it reads at boot readable.
+    fn start_initiator<S: Store + 'static>(
+        &mut self,
+        store: S,
+        link: Rc<dyn PeerLink>,
+        (sender, receiver): (InputSender, InputReceiver),
+    ) -> DriverHandle {
         let events = self.events.clone();
         let parts = DriverParts {
             config: config(0x11, None, 1),
             entropy: Box::new(Counter(self.platform.now_ms())),
-            store: self.initiator_store.clone(),
-            link: link.clone(),
+            store,
+            link,
             chain: Rc::new(SimulatedChainClient::new(self.chain.clone())),
             platform: self.platform.clone(),
             settings: DriverSettings::default(),
@@ -176,7 +188,7 @@ impl Harness {
         let (handle, unreadable) = block_on(self, start(parts, sender, receiver)).unwrap();
         assert!(unreadable.is_empty());
         self.pool.run_until_stalled();
-        (handle, link)
+        handle
     }
 
     /// The redirect: every Rust object of the initiator goes away, and its link.
@@ -618,36 +630,21 @@ fn boot_beside_a_tombstone(harness: &mut Harness) -> BootedBesideATombstone {
     let mut tombstone = harness.stored_initiator_record(live_id);
     tombstone.channel_id = Hash256([0x0d; 32]);
     tombstone.temporary_channel_id = Hash256([0x0e; 32]);
-    tombstone.closed = Some(Closure {
-        flags: CloseFlags::ABANDONED,
-        reason: "abandoned by the user".into(),
-        closed_at_ms: harness.platform.now_ms(),
-        watch: None,
-    });
-    tombstone.wipe();
+    tombstone.close_as_tombstone(
+        CloseFlags::ABANDONED,
+        "abandoned by the user".into(),
+        harness.platform.now_ms(),
+    );
     assert!(tombstone.is_tombstone());
     futures::executor::block_on(harness.initiator_store.put(&tombstone, None)).unwrap();
 
     let (gate, gated) = oneshot::channel();
     let link = Rc::new(RecordingLink::default());
-    let (sender, receiver) = inbox();
-    let events = harness.events.clone();
-    let parts = DriverParts {
-        config: config(0x11, None, 1),
-        entropy: Box::new(Counter(harness.platform.now_ms())),
-        store: GatedTombstones {
-            inner: harness.initiator_store.clone(),
-            gate: RefCell::new(Some(gated)),
-        },
-        link: link.clone(),
-        chain: Rc::new(SimulatedChainClient::new(harness.chain.clone())),
-        platform: harness.platform.clone(),
-        settings: DriverSettings::default(),
-        on_event: Box::new(move |event| events.borrow_mut().push(event)),
+    let store = GatedTombstones {
+        inner: harness.initiator_store.clone(),
+        gate: RefCell::new(Some(gated)),
     };
-    let (initiator, unreadable) = block_on(harness, start(parts, sender, receiver)).unwrap();
-    assert!(unreadable.is_empty());
-    harness.pool.run_until_stalled();
+    let initiator = harness.start_initiator(store, link.clone(), inbox());
     BootedBesideATombstone {
         initiator,
         link,

@@ -7,7 +7,6 @@ use ckb_types::core::{DepType, ScriptHashType};
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use common::*;
-use fiber_funding::flow::record::Closure;
 use fiber_funding::flow::state::*;
 use fiber_funding::flow::{Action, ChannelRecord, ChannelState, Event, FlowError, OpenChannelParams, OpenId};
 use fiber_funding::primitives::{ChannelId, Hash256};
@@ -882,13 +881,7 @@ fn tombstones_restored_after_the_boot_never_overwrite_a_channel_the_node_holds()
     let ours = world.stored_record(INITIATOR, &channel_id).unwrap();
     let tombstone_of = |record: &ChannelRecord| {
         let mut tombstone = record.clone();
-        tombstone.closed = Some(Closure {
-            flags: CloseFlags::ABANDONED,
-            reason: "abandoned by the user".into(),
-            closed_at_ms: world.now_ms,
-            watch: None,
-        });
-        tombstone.wipe();
+        tombstone.close_as_tombstone(CloseFlags::ABANDONED, "abandoned by the user".into(), world.now_ms);
         assert!(tombstone.is_tombstone());
         tombstone
     };

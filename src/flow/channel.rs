@@ -867,18 +867,17 @@ impl Channel {
     /// signature stay, watched, until that tx can no longer confirm;
     /// otherwise only a tombstone is left.
     pub fn close(&mut self, flags: CloseFlags, reason: String, now_ms: u64) {
-        let watch = self.signatures_may_be_out().then(AbortWatch::default);
-        let keep = watch.is_some();
+        self.pending_check = None;
+        if !self.signatures_may_be_out() {
+            self.record.close_as_tombstone(flags, reason, now_ms);
+            return;
+        }
         self.record.closed = Some(Closure {
             flags,
             reason,
             closed_at_ms: now_ms,
-            watch,
+            watch: Some(AbortWatch::default()),
         });
-        self.pending_check = None;
-        if !keep {
-            self.record.wipe();
-        }
     }
 
     /// After a fact changed: send whatever it made due — our commitment

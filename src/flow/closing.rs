@@ -23,7 +23,7 @@ use ckb_types::prelude::*;
 use super::channel::{Channel, Reject, Step};
 use super::error::FlowError;
 use super::limits;
-use super::record::{CloseProgress, Closure, CommitmentOnChain, ShutdownTerms};
+use super::record::{CloseProgress, CommitmentOnChain, ShutdownTerms};
 use super::state::{CloseFlags, ShuttingDownFlags};
 use super::{Action, ChainQuery, ChannelState, Event};
 use crate::chain::{ResolvedCell, TxReport, TxStatus};
@@ -568,7 +568,8 @@ impl Channel {
         let is = |candidate: Result<packed::Transaction, Reject>| candidate.is_ok_and(|c| without_deps(&c) == seen);
         if self.closing_fixed() && is(self.closing().and_then(|c| Ok(c.build_tx()?))) {
             self.close_progress_mut().closing_on_chain = Some(hash);
-            self.finish_close(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
+            self.record
+                .close_as_tombstone(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
             return Ok(());
         }
         for holder_is_local in [true, false] {
@@ -621,7 +622,8 @@ impl Channel {
         match watched {
             Watched::Closing => {
                 if confirmed(&report, confirmations) {
-                    self.finish_close(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
+                    self.record
+                        .close_as_tombstone(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
                 } else if report.status == TxStatus::Unknown
                     && !self.broadcast_sent
                     && self.has_peer_closing_signature()
@@ -654,7 +656,11 @@ impl Channel {
                         Some(on_chain) if !on_chain.holder_is_local => CloseFlags::UNCOOPERATIVE_REMOTE,
                         _ => CloseFlags::UNCOOPERATIVE_LOCAL,
                     };
-                    self.finish_close(side, "closed unilaterally; our share was claimed".into(), step.now_ms);
+                    self.record.close_as_tombstone(
+                        side,
+                        "closed unilaterally; our share was claimed".into(),
+                        step.now_ms,
+                    );
                 } else if report.status == TxStatus::Unknown && !self.broadcast_sent {
                     if let Some(tx) = self.record.close.as_ref().and_then(|c| c.claim_tx.clone()) {
                         self.broadcast_tx(step, tx);
@@ -836,17 +842,6 @@ impl Channel {
         new_args.extend_from_slice(&crate::crypto::blake160(&script));
         new_args.push(1);
         Ok(lock.as_builder().args(new_args.pack()).build())
-    }
-
-    /// The close is over: only a tombstone with why stays.
-    fn finish_close(&mut self, flags: CloseFlags, reason: String, now_ms: u64) {
-        self.record.closed = Some(Closure {
-            flags,
-            reason,
-            closed_at_ms: now_ms,
-            watch: None,
-        });
-        self.record.wipe();
     }
 }
 

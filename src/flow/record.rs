@@ -524,6 +524,19 @@ impl ChannelRecord {
         self.closed.as_ref().is_some_and(|closure| closure.watch.is_none())
     }
 
+    /// Closes the record with nothing left to watch and wipes it: the
+    /// tombstone a finished close, or an abort whose signatures never went
+    /// out, leaves behind.
+    pub fn close_as_tombstone(&mut self, flags: CloseFlags, reason: String, closed_at_ms: u64) {
+        self.closed = Some(Closure {
+            flags,
+            reason,
+            closed_at_ms,
+            watch: None,
+        });
+        self.wipe();
+    }
+
     /// Leaves only the tombstone: ids, peer, terms, what each side announced
     /// and why it closed. The seed goes, and with it every key.
     pub fn wipe(&mut self) {

@@ -818,13 +818,7 @@ async fn a_database_from_a_newer_module_is_refused_not_downgraded() {
 /// `record` closed by the user with nothing to watch, its keys wiped.
 fn tombstone_of(record: &ChannelRecord) -> ChannelRecord {
     let mut tombstone = record.clone();
-    tombstone.closed = Some(fiber_funding::flow::record::Closure {
-        flags: CloseFlags::ABANDONED,
-        reason: "abandoned by the user".into(),
-        closed_at_ms: 9,
-        watch: None,
-    });
-    tombstone.wipe();
+    tombstone.close_as_tombstone(CloseFlags::ABANDONED, "abandoned by the user".into(), 9);
     tombstone
 }
 
