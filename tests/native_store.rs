@@ -1,5 +1,7 @@
 //! The counterparty's redb store: records round-trip, a changed id moves
-//! its record in one write, an unreadable record is reported and kept, and
+//! its record in one write, an unreadable record is reported and kept,
+//! closed flows' tombstones are filed apart (and moved there in a file from
+//! before), and
 //! a process killed at random moments while writing always leaves a store
 //! that reopens whole, holding the last record it finished writing or the
 //! one it was writing, never a torn one.
@@ -12,7 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fiber_funding::flow::record::ChannelRecord;
-use fiber_funding::native::redb_store::RedbStore;
+use fiber_funding::flow::state::CloseFlags;
+use fiber_funding::native::redb_store::{Filed, RedbStore};
 use fiber_funding::primitives::Hash256;
 use fiber_funding::store::{Store, StoreError};
 use futures::executor::block_on;
@@ -415,5 +418,120 @@ fn a_writer_killed_during_group_commits_never_leaves_half_a_group() {
             assert_eq!(records, expected, "{round}: half a group landed");
             seq
         },
+    );
+}
+
+/// Channel `seq`, closed unfunded: a tombstone.
+fn tombstone(seq: u64) -> ChannelRecord {
+    let mut record = numbered(seq);
+    record.close_as_tombstone(CloseFlags::ABANDONED, "abandoned by the user".into(), 9);
+    assert!(record.is_tombstone());
+    record
+}
+
+/// Writes entries straight into a table of a closed store's file, as an
+/// earlier module (or damage) left them.
+fn write_into(path: &Path, table: &str, entries: &[(&str, &[u8])]) {
+    let db = redb::Database::create(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut table = tx.open_table(redb::TableDefinition::<&str, &[u8]>::new(table)).unwrap();
+        for (key, bytes) in entries {
+            table.insert(*key, *bytes).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+/// A boot's read ([`Store::load_live`]) decodes no tombstone, however many
+/// closed flows there are: the write that makes a record a tombstone files
+/// it in a table of its own. A damaged tombstone shows it: the boot does not
+/// see it, the read of the tombstones reports it.
+#[test]
+fn a_tombstone_is_filed_apart_and_a_boot_never_reads_it() {
+    let dir = temp_dir("tombstones");
+    let path = dir.join("db.redb");
+    let (live, closed) = (numbered(1), tombstone(2));
+    {
+        let store = RedbStore::open(&path).unwrap();
+        block_on(store.put(&live, None)).unwrap();
+        block_on(store.put(&numbered(2), None)).unwrap();
+        assert_eq!(store.filed(&closed.key()).unwrap(), Some(Filed::Channels));
+        // The close moves it, in one write.
+        assert_eq!(block_on(store.put_all(&[(&closed, None)])), vec![Ok(())]);
+        assert_eq!(store.filed(&closed.key()).unwrap(), Some(Filed::Tombstones));
+        assert_eq!(store.filed(&live.key()).unwrap(), Some(Filed::Channels));
+        assert_eq!(block_on(store.get(&closed.channel_id)).unwrap(), Some(closed.clone()));
+    }
+    write_into(&path, "tombstones", &[("0x7777", b"not a record")]);
+
+    let store = RedbStore::open(&path).unwrap();
+    let live_load = block_on(store.load_live()).unwrap();
+    assert_eq!(live_load.records, vec![live.clone()]);
+    assert!(live_load.unreadable.is_empty(), "{:?}", live_load.unreadable);
+    let tombstones = block_on(store.load_tombstones()).unwrap();
+    assert_eq!(tombstones.records, vec![closed.clone()]);
+    let names: Vec<_> = tombstones.unreadable.iter().map(|e| e.channel_id.as_str()).collect();
+    assert_eq!(names, ["0x7777"]);
+    let all = block_on(store.load_all()).unwrap();
+    assert_eq!(all.records.len(), 2);
+    assert_eq!(all.unreadable.len(), 1);
+}
+
+/// A file from before tombstones were filed apart has them moved when it
+/// is opened, as they are; live records, an earlier module's JSON record,
+/// a damaged entry and the node key stay where they were.
+#[test]
+fn a_file_of_the_first_filing_has_its_tombstones_moved_when_opened() {
+    let dir = temp_dir("first-filing");
+    let path = dir.join("db.redb");
+    let (live, closed) = (numbered(1), tombstone(2));
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/idb-v1.json")).expect("the fixture is JSON");
+    let json_key = fixture["channels"][0]["key"].as_str().unwrap();
+    let json = fixture["channels"][0]["value"].as_str().unwrap();
+    let (live_bytes, closed_bytes) = (live.encode(), closed.encode());
+    // The layout of the first filing: `channels` and `meta`, nothing else.
+    write_into(
+        &path,
+        "channels",
+        &[
+            (&live.key(), &live_bytes),
+            (&closed.key(), &closed_bytes),
+            (json_key, json.as_bytes()),
+            ("0x7777", b"not a record"),
+        ],
+    );
+    write_into(&path, "meta", &[("node_secret", &[0x42; 32])]);
+
+    for _ in 0..2 {
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.filed(&closed.key()).unwrap(), Some(Filed::Tombstones));
+        assert_eq!(store.raw(&closed.key()).unwrap(), Some(closed_bytes.clone()));
+        for key in [live.key().as_str(), json_key, "0x7777"] {
+            assert_eq!(store.filed(key).unwrap(), Some(Filed::Channels), "{key}");
+        }
+        assert_eq!(store.raw(json_key).unwrap().as_deref(), Some(json.as_bytes()));
+        let live_load = block_on(store.load_live()).unwrap();
+        assert_eq!(live_load.records.len(), 2);
+        assert!(!live_load.records.iter().any(ChannelRecord::is_tombstone));
+        assert_eq!(live_load.unreadable.len(), 1);
+        assert_eq!(block_on(store.load_tombstones()).unwrap().records, vec![closed.clone()]);
+        assert_eq!(store.get_meta("node_secret").unwrap(), Some(vec![0x42; 32]));
+    }
+}
+
+/// A file whose records a newer module filed in a layout this one does not
+/// know is refused by name, not read as if it were the layout it knows.
+#[test]
+fn a_file_filed_by_a_newer_module_is_refused() {
+    let dir = temp_dir("newer-filing");
+    let path = dir.join("db.redb");
+    drop(RedbStore::open(&path).unwrap());
+    write_into(&path, "meta", &[("records_filing", &[3])]);
+    let error = RedbStore::open(&path).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Unavailable(m) if m.contains("newer module")),
+        "{error}"
     );
 }

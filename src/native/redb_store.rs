@@ -8,6 +8,11 @@
 //! [`ChannelRecord::encode`] filed under [`ChannelRecord::key`]; a small `meta`
 //! table holds node-level values such as the node key.
 //!
+//! As in the browser's IndexedDB store, closed flows' tombstones
+//! ([`ChannelRecord::is_tombstone`]) are filed in a table of their own, so a
+//! boot ([`Store::load_live`]) never reads them, however many there are. A
+//! file from before that layout has its tombstones moved when it is opened.
+//!
 //! ```no_run
 //! use fiber_funding::native::redb_store::RedbStore;
 //! use fiber_funding::store::Store;
@@ -30,11 +35,20 @@ use crate::flow::record::ChannelRecord;
 use crate::primitives::ChannelId;
 use crate::store::{LoadedRecords, Store, StoreError};
 
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
 /// Channel records: channel id (`0x`-hex) to the record's bytes (schemas 3 to 5,
 /// or the JSON of schemas 1 and 2 from an earlier module).
-const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
+const CHANNELS: Table = TableDefinition::new("channels");
+/// Closed flows' tombstones, filed like `channels`: read after a boot, never by it.
+const TOMBSTONES: Table = TableDefinition::new("tombstones");
 /// Node-level values (the node key), by name.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The `meta` entry holding the records' filing ([`FILING`]); a file without
+/// it has every record in `channels`.
+const FILING_KEY: &str = "records_filing";
+/// Version 2 of the filing: tombstones in `tombstones`.
+const FILING: &[u8] = &[2];
 
 /// Channel records in a redb database file. Clones share the database.
 #[derive(Clone)]
@@ -66,13 +80,26 @@ impl RedbStore {
             .create_file(file)
             .map_err(|e| failure(&path, "open", e))?;
         let store = RedbStore { db: Arc::new(db), path };
-        // Both tables exist from the start, so readers never meet a missing table.
+        // Every table exists from the start, so readers never meet a missing table.
+        let mut filing = None;
         store.write(|tx| {
             tx.open_table(CHANNELS)?;
-            tx.open_table(META)?;
+            tx.open_table(TOMBSTONES)?;
+            let mut meta = tx.open_table(META)?;
+            filing = meta.get(FILING_KEY)?.map(|value| value.value().to_vec());
+            if filing.is_none() {
+                file_tombstones_apart(tx)?;
+                meta.insert(FILING_KEY, FILING)?;
+            }
             Ok(())
         })?;
-        Ok(store)
+        match filing {
+            Some(newer) if newer != FILING => Err(StoreError::Unavailable(format!(
+                "{} files its records in a layout this module does not know ({newer:?}): written by a newer module",
+                store.path.display()
+            ))),
+            _ => Ok(store),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -97,10 +124,23 @@ impl RedbStore {
 
     /// The stored bytes under `key`, decodable or not (for inspection and tests).
     pub fn raw(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lookup(key)?.map(|(bytes, _)| bytes))
+    }
+
+    /// The table that holds the record under `key` (for inspection and tests).
+    pub fn filed(&self, key: &str) -> Result<Option<Filed>, StoreError> {
+        Ok(self.lookup(key)?.map(|(_, filed)| filed))
+    }
+
+    fn lookup(&self, key: &str) -> Result<Option<(Vec<u8>, Filed)>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| failure(&self.path, "read", e))?;
-        let table = tx.open_table(CHANNELS).map_err(|e| failure(&self.path, "read", e))?;
-        let value = table.get(key).map_err(|e| failure(&self.path, "read", e))?;
-        Ok(value.map(|v| v.value().to_vec()))
+        for (table, filed) in [(CHANNELS, Filed::Channels), (TOMBSTONES, Filed::Tombstones)] {
+            let table = tx.open_table(table).map_err(|e| failure(&self.path, "read", e))?;
+            if let Some(value) = table.get(key).map_err(|e| failure(&self.path, "read", e))? {
+                return Ok(Some((value.value().to_vec(), filed)));
+            }
+        }
+        Ok(None)
     }
 
     /// Stores raw bytes under a key, as a damaged or foreign record would be.
@@ -116,26 +156,24 @@ impl RedbStore {
         write_durably(&self.db, &self.path, body)
     }
 
-    fn put_blocking(&self, key: &str, bytes: &[u8], replaces: Option<&str>) -> Result<(), StoreError> {
+    /// All of `writes` in one transaction: one fsync for the lot. Each is
+    /// filed in `channels`, or, a tombstone's, in `tombstones` and out of
+    /// `channels`; the record under the id it replaces leaves `channels`.
+    fn put_all_blocking(&self, writes: &[EncodedWrite]) -> Result<(), StoreError> {
         self.write(|tx| {
-            let mut table = tx.open_table(CHANNELS)?;
-            if let Some(old) = replaces.filter(|old| *old != key) {
-                table.remove(old)?;
-            }
-            table.insert(key, bytes)?;
-            Ok(())
-        })
-    }
-
-    /// All of `writes` in one transaction: one fsync for the lot.
-    fn put_all_blocking(&self, writes: &[(String, Vec<u8>, Option<String>)]) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let mut table = tx.open_table(CHANNELS)?;
-            for (key, bytes, replaces) in writes {
-                if let Some(old) = replaces.as_deref().filter(|old| old != key) {
-                    table.remove(old)?;
+            let mut channels = tx.open_table(CHANNELS)?;
+            let mut tombstones = tx.open_table(TOMBSTONES)?;
+            for write in writes {
+                let key = write.key.as_str();
+                if let Some(old) = write.replaces.as_deref().filter(|old| *old != key) {
+                    channels.remove(old)?;
                 }
-                table.insert(key.as_str(), bytes.as_slice())?;
+                if write.tombstone {
+                    channels.remove(key)?;
+                    tombstones.insert(key, write.bytes.as_slice())?;
+                } else {
+                    channels.insert(key, write.bytes.as_slice())?;
+                }
             }
             Ok(())
         })
@@ -150,20 +188,75 @@ impl RedbStore {
         }
     }
 
-    fn load_all_blocking(&self) -> Result<LoadedRecords, StoreError> {
+    /// Decodes every record of `tables`; one that does not decode is
+    /// reported by name and left where it is, for inspection.
+    fn load_blocking(&self, tables: &[Table]) -> Result<LoadedRecords, StoreError> {
         let tx = self.db.begin_read().map_err(|e| failure(&self.path, "read", e))?;
-        let table = tx.open_table(CHANNELS).map_err(|e| failure(&self.path, "read", e))?;
         let mut loaded = LoadedRecords::default();
-        for entry in table.iter().map_err(|e| failure(&self.path, "read", e))? {
-            let (key, bytes) = entry.map_err(|e| failure(&self.path, "read", e))?;
-            match ChannelRecord::decode(key.value(), bytes.value()) {
-                Ok(record) => loaded.records.push(record),
-                // Reported by name and left where it is, for inspection.
-                Err(error) => loaded.unreadable.push(error),
+        for table in tables {
+            let table = tx.open_table(*table).map_err(|e| failure(&self.path, "read", e))?;
+            for entry in table.iter().map_err(|e| failure(&self.path, "read", e))? {
+                let (key, bytes) = entry.map_err(|e| failure(&self.path, "read", e))?;
+                match ChannelRecord::decode(key.value(), bytes.value()) {
+                    Ok(record) => loaded.records.push(record),
+                    Err(error) => loaded.unreadable.push(error),
+                }
             }
         }
         Ok(loaded)
     }
+
+    async fn load(&self, tables: &'static [Table]) -> Result<LoadedRecords, StoreError> {
+        let store = self.clone();
+        off_loop(move || store.load_blocking(tables)).await
+    }
+}
+
+/// Which table holds a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filed {
+    Channels,
+    Tombstones,
+}
+
+/// A record's write, encoded before it goes off the event loop.
+struct EncodedWrite {
+    key: String,
+    bytes: Vec<u8>,
+    replaces: Option<String>,
+    tombstone: bool,
+}
+
+impl EncodedWrite {
+    fn of(record: &ChannelRecord, replaces: Option<&ChannelId>) -> Self {
+        EncodedWrite {
+            key: record.key(),
+            bytes: record.encode(),
+            replaces: replaces.map(ChannelId::to_string),
+            tombstone: record.is_tombstone(),
+        }
+    }
+}
+
+/// Moves the tombstones a file of the first filing keeps in `channels` to
+/// `tombstones`, as they are (an earlier module's JSON stays JSON until the
+/// record is written again). A record that does not decode stays where it
+/// is, and the boot reports it.
+fn file_tombstones_apart(tx: &redb::WriteTransaction) -> Result<(), WriteFailure> {
+    let mut channels = tx.open_table(CHANNELS)?;
+    let mut tombstones = tx.open_table(TOMBSTONES)?;
+    let mut moving = Vec::new();
+    for entry in channels.iter()? {
+        let (key, bytes) = entry?;
+        if ChannelRecord::decode(key.value(), bytes.value()).is_ok_and(|record| record.is_tombstone()) {
+            moving.push((key.value().to_owned(), bytes.value().to_vec()));
+        }
+    }
+    for (key, bytes) in moving {
+        tombstones.insert(key.as_str(), bytes.as_slice())?;
+        channels.remove(key.as_str())?;
+    }
+    Ok(())
 }
 
 /// Any redb failure inside a write transaction (boxed: redb's error is large).
@@ -201,17 +294,16 @@ async fn off_loop<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 
 impl Store for RedbStore {
     async fn put(&self, record: &ChannelRecord, replaces: Option<&ChannelId>) -> Result<(), StoreError> {
-        let (store, key, bytes) = (self.clone(), record.key(), record.encode());
-        let replaces = replaces.map(ChannelId::to_string);
-        off_loop(move || store.put_blocking(&key, &bytes, replaces.as_deref())).await
+        let (store, write) = (self.clone(), EncodedWrite::of(record, replaces));
+        off_loop(move || store.put_all_blocking(&[write])).await
     }
 
     /// A group commit: one transaction, so the writes land or fail together.
     async fn put_all(&self, writes: &[(&ChannelRecord, Option<&ChannelId>)]) -> Vec<Result<(), StoreError>> {
         let store = self.clone();
-        let encoded: Vec<(String, Vec<u8>, Option<String>)> = writes
+        let encoded: Vec<EncodedWrite> = writes
             .iter()
-            .map(|(record, replaces)| (record.key(), record.encode(), replaces.map(ChannelId::to_string)))
+            .map(|(record, replaces)| EncodedWrite::of(record, *replaces))
             .collect();
         let outcome = off_loop(move || store.put_all_blocking(&encoded)).await;
         vec![outcome; writes.len()]
@@ -223,8 +315,16 @@ impl Store for RedbStore {
     }
 
     async fn load_all(&self) -> Result<LoadedRecords, StoreError> {
-        let store = self.clone();
-        off_loop(move || store.load_all_blocking()).await
+        self.load(&[CHANNELS, TOMBSTONES]).await
+    }
+
+    /// `channels` only: the tombstones are never decoded at a boot.
+    async fn load_live(&self) -> Result<LoadedRecords, StoreError> {
+        self.load(&[CHANNELS]).await
+    }
+
+    async fn load_tombstones(&self) -> Result<LoadedRecords, StoreError> {
+        self.load(&[TOMBSTONES]).await
     }
 }
 
