@@ -685,3 +685,66 @@ fn acceptor_attack_9_a_restart_with_another_timeout_keeps_the_stored_deadline() 
     world.run();
     assert_eq!(world.acceptor().channel(&channel_id).unwrap().deadline_ms, deadline);
 }
+
+// ---- a final channel id another channel already has -------------------------------------
+
+/// A final channel id is the hash of both sides' basepoints, sorted. A peer
+/// that answers two of our opens with each other's basepoints gives both the
+/// same id; the second must not take the first one's place. Had it, the
+/// first channel's record (its keys, the peer's commitment signature) would
+/// be replaced in memory and in storage while its funding tx might confirm.
+#[test]
+fn attack_an_accept_giving_another_channels_id_is_refused_and_replaces_nothing() {
+    let mut world = World::new(Setup {
+        user_cells_ckb: vec![1_500, 1_500],
+        ..Setup::default()
+    });
+    world.user.auto_submit = false;
+    let first = world.open(1000).unwrap();
+    let second = world.open(1000).unwrap();
+    let basepoint = |world: &World, id: &ChannelId| world.initiator().record(id).unwrap().local.tlc_basepoint;
+    let (ours_first, ours_second) = (basepoint(&world, &first), basepoint(&world, &second));
+    // Each open is answered with the basepoint of our other one, as the
+    // answers go out.
+    let mut tampered = Vec::new();
+    while tampered.len() < 2 {
+        for packet in world.link.iter_mut().filter(|p| p.from == ACCEPTOR) {
+            if let Ok(FiberMessage::AcceptChannel(mut accept)) = FiberMessage::decode(&packet.bytes) {
+                if !tampered.contains(&accept.channel_id) {
+                    tampered.push(accept.channel_id);
+                    accept.tlc_basepoint = if accept.channel_id == first {
+                        ours_second
+                    } else {
+                        ours_first
+                    };
+                    packet.bytes = FiberMessage::AcceptChannel(accept).encode();
+                }
+            }
+        }
+        if tampered.len() < 2 {
+            assert!(world.step(), "the acceptor answered fewer than two opens");
+        }
+    }
+    world.run();
+
+    let first_record = world
+        .initiator()
+        .channels()
+        .into_iter()
+        .filter_map(|view| world.initiator().record(&view.channel_id).cloned())
+        .collect::<Vec<_>>();
+    assert_eq!(first_record.len(), 2, "both channels are still there");
+    let taken = first_record
+        .iter()
+        .find(|r| r.channel_id != r.temporary_channel_id)
+        .unwrap();
+    assert_eq!(taken.temporary_channel_id, first, "the id went to the first accept");
+    let refused = first_record.iter().find(|r| r.temporary_channel_id == second).unwrap();
+    assert_eq!(refused.channel_id, second, "the second keeps its temporary id");
+    let stored = world.stored_record(INITIATOR, &taken.channel_id).unwrap();
+    assert_eq!(
+        stored.temporary_channel_id, first,
+        "the stored record is the first channel's"
+    );
+    assert_rejected(&world, INITIATOR, "already has");
+}

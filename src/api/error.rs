@@ -108,6 +108,8 @@ impl From<FlowError> for ApiError {
             FlowError::NotClosable { .. } => ErrorCode::NotClosable,
             FlowError::Expired { .. } => ErrorCode::FundingExpired,
             FlowError::WrongPeer { .. } => ErrorCode::PeerMismatch,
+            // Only a peer's message can change a channel's id; no call does.
+            FlowError::ChannelIdTaken { .. } => ErrorCode::Internal,
             FlowError::Internal(_) => ErrorCode::Internal,
         };
         Self::new(code, error.to_string())

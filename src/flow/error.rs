@@ -49,6 +49,10 @@ pub enum FlowError {
     NotClosable { channel_id: ChannelId, state: ChannelState },
     #[error("the channel's peer {expected} is not {actual}")]
     WrongPeer { expected: NodeId, actual: NodeId },
+    /// A step would give a channel the id another channel already has (a
+    /// peer steers a final id through its basepoint).
+    #[error("another channel already has channel id {channel_id}")]
+    ChannelIdTaken { channel_id: ChannelId },
     #[error("internal error (a bug, please report it): {0}")]
     Internal(String),
 }

@@ -956,6 +956,12 @@ impl Node {
             peer_connected: self.connected.contains(&before.record.peer),
         };
         let value = f(&mut next, &mut step)?;
+        // The final id hashes both sides' basepoints, so a peer can give one
+        // channel another's id (answering two opens with each other's
+        // basepoints); the other channel, keys and all, is never replaced.
+        if next.id() != id && self.channels.contains_key(&next.id()) {
+            return Err(E::from(FlowError::ChannelIdTaken { channel_id: next.id() }));
+        }
         let actions = step.actions;
         let actions = self.commit(Some(&before), next, actions);
         Ok((value, actions))
