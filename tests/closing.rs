@@ -624,3 +624,52 @@ fn a_close_broadcast_with_the_peers_own_cell_deps_is_seen_by_the_user() {
         CloseFlags::UNCOOPERATIVE_LOCAL
     );
 }
+
+/// The lock of the cell our share is re-created in once the other side
+/// claims first is public: anyone can make cells under it. A decoy made
+/// before the peer's claim (so an indexer lists it first) is not ours to
+/// settle: claiming it would end the channel with our share left behind in
+/// the real cell. Real contracts, so the chain runs every claim in ckb-vm.
+#[test]
+fn a_decoy_under_the_recreated_lock_is_never_claimed_for_our_share() {
+    let (mut world, channel_id, funding) = ready_world(real_contracts());
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    let commitment = funding_spender(&world, &funding);
+    // The counterparty's first claim, built but not sent, shows the lock it
+    // will re-create our share under; the decoy takes that lock first.
+    let (cell, output) = first_output(&commitment);
+    let peer_claim = world
+        .acceptor()
+        .claim_commitment_share(&channel_id, false, cell, output, None, 1_000)
+        .unwrap();
+    let recreated_lock = peer_claim.raw().outputs().get(0).unwrap().lock();
+    let decoy = packed::CellOutput::new_builder()
+        .capacity(98 * CKB)
+        .lock(recreated_lock.clone())
+        .build();
+    world.chain.genesis_cell(decoy, Vec::new());
+    world.chain.mine_epochs(1);
+
+    // The counterparty claims first, alone; then the user's node comes back.
+    world.nodes[INITIATOR].up = false;
+    world.run();
+    assert_eq!(
+        closed_flags(&world, ACCEPTOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_REMOTE
+    );
+    world.restart(INITIATOR);
+    world.run();
+
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
+    let gain = world.balance(&user_script) - user_before;
+    assert!(gain > (1000 + 99) * CKB - CKB / 100, "{gain}");
+    let left = world.live_cells(&recreated_lock);
+    assert_eq!(left.len(), 1, "only the decoy is left: {left:?}");
+    assert_eq!(capacity_of(&left[0].output), 98 * CKB);
+}

@@ -746,6 +746,13 @@ impl Channel {
             None
         } else if cell.output.lock().as_slice() == self.recreated_commitment_lock(on_chain.holder_is_local)?.as_slice()
         {
+            let floor = self.recreated_cell_floor(on_chain.holder_is_local)?;
+            if capacity_of(&cell.output) < floor {
+                return Err(Reject(format!(
+                    "the cell found under our re-created lock holds {} shannons, less than the {floor} our share left",
+                    capacity_of(&cell.output)
+                )));
+            }
             Some(self.settlement_script_after_other_claim(on_chain.holder_is_local)?)
         } else {
             return Err(Reject("the cell found is not this channel's commitment cell".into()));
@@ -796,7 +803,10 @@ impl Channel {
     }
 
     /// The indexer's answer for the re-created cell (only a hint): read the
-    /// first one through the hash-checked path before claiming it.
+    /// first that holds at least what our share left through the
+    /// hash-checked path before claiming it. Anyone can make a cell under
+    /// the re-created lock; a smaller one is a decoy (and none: ask again
+    /// at the next poll).
     pub(crate) fn on_recreated_cells(
         &mut self,
         step: &mut Step,
@@ -805,10 +815,27 @@ impl Channel {
         if self.pending_claim_lookup.is_some() || self.record.close.as_ref().is_some_and(|c| c.claim_tx.is_some()) {
             return Ok(());
         }
-        if let Some(cell) = cells.first() {
+        let Some(on_chain) = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone()) else {
+            return Ok(());
+        };
+        let floor = self.recreated_cell_floor(on_chain.holder_is_local)?;
+        if let Some(cell) = cells.iter().find(|cell| capacity_of(&cell.output) >= floor) {
             self.look_up_claimable_cell(step, cell.out_point.clone());
         }
         Ok(())
+    }
+
+    /// The least the cell the other side's claim re-creates holds: the
+    /// commitment cell less the other side's full amount, which is all the
+    /// commitment lock lets its claim take.
+    fn recreated_cell_floor(&self, holder_is_local: bool) -> Result<u64, Reject> {
+        let original = self
+            .commitment_tx(holder_is_local)?
+            .raw()
+            .outputs()
+            .get(0)
+            .ok_or_else(|| Reject("a commitment without its output".into()))?;
+        Ok(capacity_of(&original).saturating_sub(self.remote()?.contribution()?))
     }
 
     /// The settlement script of a commitment once the other side claimed its share.
