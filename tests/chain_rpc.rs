@@ -11,7 +11,7 @@ use ckb_jsonrpc_types as node;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use fiber_funding::chain::client::{ChainClient, ChainError, ChainErrorKind};
-use fiber_funding::chain::rpc::{RpcChainClient, RpcTransport, TransportError, DEFAULT_TIMEOUT_MS};
+use fiber_funding::chain::rpc::{RpcChainClient, RpcTransport, TransportError, DEFAULT_TIMEOUT_MS, MAX_LIVE_CELLS};
 use fiber_funding::chain::{ChainTip, ResolvedCell, TxReport, TxStatus};
 use fiber_funding::primitives::Hash256;
 use futures::executor::block_on;
@@ -845,5 +845,38 @@ fn a_node_listing_endless_candidates_gets_no_more_lookups_than_were_asked_for() 
         );
     }
     assert!(block_on(client(&node).spender(cell, wallet_lock())).unwrap().is_none());
+    node.assert_all_asked();
+}
+
+/// A node whose full pages never end (its cursors cycle, each page longer
+/// than asked) is read up to a bound, not until memory runs out.
+#[test]
+fn a_node_paging_forever_is_read_up_to_a_bound() {
+    let node = ScriptedNode::default();
+    let page = |cursor: &str| {
+        let mut page = fixture("get_cells_page1.json");
+        let extra = page["result"]["objects"][0].clone();
+        page["result"]["objects"].as_array_mut().unwrap().push(extra);
+        page["result"]["last_cursor"] = json!(cursor);
+        page
+    };
+    let cursors = ["0x01", "0x02"];
+    let pages = MAX_LIVE_CELLS / 2;
+    for at in 0..pages {
+        let after = if at == 0 {
+            Value::Null
+        } else {
+            json!(cursors[(at - 1) % 2])
+        };
+        node.expect(
+            "get_cells",
+            get_cells_params("0x2", after),
+            Answer::Json(page(cursors[at % 2])),
+        );
+    }
+
+    let cells = block_on(client(&node).with_page_size(2).live_cells(wallet_lock())).unwrap();
+
+    assert_eq!(cells.len(), MAX_LIVE_CELLS);
     node.assert_all_asked();
 }

@@ -251,12 +251,16 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
                 let params = json!([search_key.clone(), "asc", format!("{limit:#x}"), after.clone()]);
                 let page = client.call(METHOD, params).await?;
                 let objects = page_objects(METHOD, &page)?;
-                // The indexer fills a page unless it ran out of cells.
+                // The indexer fills a page unless it ran out of cells; what a
+                // node sends past the page asked for is not read.
                 let full = objects.len() >= limit as usize;
-                for (index, object) in objects.iter().enumerate() {
+                for (index, object) in objects.iter().take(limit as usize).enumerate() {
                     cells.push(read(METHOD, indexed_cell(object, &format!("objects[{index}]")))?);
                 }
-                if !full {
+                // However many pages a node sends (or however its cursors
+                // cycle), what is kept stays bounded.
+                if !full || cells.len() >= MAX_LIVE_CELLS {
+                    cells.truncate(MAX_LIVE_CELLS);
                     return Ok(cells);
                 }
                 let cursor = page
@@ -466,6 +470,11 @@ fn number_and_epoch(method: &'static str, header: &Value) -> Result<(u64, u64), 
     let epoch = read(method, parse_number(field("epoch"), "epoch"))?;
     Ok((number, epoch))
 }
+
+/// The most cells [`ChainClient::live_cells`] collects for one lock: a
+/// wallet needs far fewer to fund a channel, and a node that pages on and on
+/// (cursors cycling, or a lock someone filled with cells) stops there.
+pub const MAX_LIVE_CELLS: usize = 10_000;
 
 /// How many txs of a lock `spender` looks through (a funding lock has two).
 const SPENDER_CANDIDATES: u32 = 16;
