@@ -748,3 +748,58 @@ fn attack_an_accept_giving_another_channels_id_is_refused_and_replaces_nothing()
     );
     assert_rejected(&world, INITIATOR, "already has");
 }
+
+// ---- witnesses the fee cannot carry ------------------------------------------------------
+
+/// The peer signs first, validly, with a witness far larger than the
+/// placeholder the fee was sized for: the completed tx would be below a
+/// node's minimum relay fee and never confirm, while the peer could later
+/// send a smaller copy of the same tx whenever it liked. Our witnesses must
+/// not leave for it: the flow aborts before release.
+#[test]
+fn attack_peer_witnesses_the_fee_cannot_carry_keep_ours_from_leaving() {
+    let mut world = World::new(Setup::default());
+    let channel_id = world.open(1000).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "TxSignatures");
+    let unsigned = world.handed_out.last().unwrap().1.clone();
+    let peer_lock = default_lock::lock_script_for_key(world.acceptor_key.verifying_key());
+    let peer_inputs: Vec<usize> = (0..unsigned.raw().inputs().len())
+        .filter(|&index| {
+            let out_point = unsigned.raw().inputs().get(index).unwrap().previous_output();
+            let hash: [u8; 32] = out_point.tx_hash().unpack();
+            let at: u32 = out_point.index().unpack();
+            world
+                .chain
+                .transaction(&hash)
+                .and_then(|tx| tx.raw().outputs().get(at as usize))
+                .is_some_and(|cell| cell.lock() == peer_lock)
+        })
+        .collect();
+    assert!(!peer_inputs.is_empty(), "the acceptor funds its reserve");
+    let bloated = with_parts(&unsigned, |p| {
+        let witness = packed::WitnessArgs::new_builder()
+            .lock(Some(ckb_types::bytes::Bytes::from(vec![0u8; 65])).pack())
+            .input_type(Some(ckb_types::bytes::Bytes::from(vec![7u8; 2_000])).pack())
+            .build();
+        p.witnesses[peer_inputs[0]] = witness.as_bytes().to_vec();
+    });
+    let bloated = default_lock::sign_group(&bloated, &peer_inputs, &world.acceptor_key).unwrap();
+    world.tamper_next("TxSignatures", |m| {
+        if let FiberMessage::TxSignatures(m) = m {
+            m.witnesses = bloated.witnesses().into_iter().map(|w| w.raw_data().to_vec()).collect();
+        }
+    });
+    world.run();
+
+    assert!(
+        !world
+            .sent_log
+            .iter()
+            .any(|(from, m)| *from == INITIATOR && m.name() == "TxSignatures"),
+        "the user's witnesses never left"
+    );
+    let record = world.initiator().record(&channel_id).unwrap();
+    let closed = record.closed.as_ref().expect("the flow was aborted");
+    assert_eq!(closed.flags, CloseFlags::FUNDING_ABORTED);
+    assert!(closed.reason.contains("minimum relay fee"), "{}", closed.reason);
+}

@@ -215,10 +215,23 @@ fn double_submit_returns_the_same_hash_and_broadcasts_once() {
 
 /// Witnesses do not change the tx hash: until the user's witnesses leave,
 /// a wallet may send another valid signature (a junk one is refused at once,
-/// the first stays); once they left, another one is refused.
+/// the first stays); once they left, another one is refused. The flow pays
+/// twice the minimum fee rate, so the larger second signature still pays a
+/// node's minimum relay fee (at the minimum rate it would be refused:
+/// `a_signature_the_fee_cannot_carry_is_refused_and_the_flow_stays_as_it_was`).
 #[test]
 fn a_different_signed_tx_is_taken_until_the_witnesses_leave_and_refused_after() {
-    let (mut world, channel_id, signed) = awaiting_submission();
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let mut params = world.open_params(1000);
+    params.funding_fee_rate = Some(2_000);
+    world.open_with(&params).unwrap();
+    world.run();
+    let (channel_id, signed) = world
+        .user
+        .signed_in_url
+        .clone()
+        .expect("the tx was handed out and signed");
     let hash = world.submit(&channel_id, &signed).unwrap();
     let stored = world.stored_record(INITIATOR, &channel_id).unwrap();
 
@@ -914,4 +927,46 @@ fn tombstones_restored_after_the_boot_never_overwrite_a_channel_the_node_holds()
     );
     assert!(node.record(&channel_id).unwrap().funding_tx.is_some());
     assert_eq!(node.record(&other.channel_id), Some(&other));
+}
+
+/// A valid signature larger than the placeholder the fee was sized with (a
+/// passkey wallet's is) makes a tx below a node's minimum relay fee: it would
+/// never confirm, and once our witnesses left the flow could no longer be
+/// abandoned. It is refused at submit, nothing stored, and the flow goes on
+/// with a signature the fee carries.
+#[test]
+fn a_signature_the_fee_cannot_carry_is_refused_and_the_flow_stays_as_it_was() {
+    let (mut world, channel_id, signed) = awaiting_submission();
+    let stored = world.stored_record(INITIATOR, &channel_id).unwrap();
+    let state = world.state(INITIATOR, &channel_id).unwrap();
+    let unsigned = world.handed_out.last().unwrap().1.clone();
+    let user_inputs = world.user_input_indices(&unsigned);
+    let larger = with_parts(&unsigned, |p| {
+        let witness = packed::WitnessArgs::new_builder()
+            .lock(Some(ckb_types::bytes::Bytes::from(vec![0u8; 65])).pack())
+            .input_type(Some(ckb_types::bytes::Bytes::from(vec![7u8; 300])).pack())
+            .build();
+        p.witnesses[user_inputs[0]] = witness.as_bytes().to_vec();
+    });
+    let larger = default_lock::sign_group(&larger, &user_inputs, &world.user.key).unwrap();
+
+    match world.submit(&channel_id, &larger) {
+        Err(FlowError::SignedTx(SignedTxError::CannotConfirm { reason })) => {
+            assert!(reason.contains("minimum relay fee"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(world.stored_record(INITIATOR, &channel_id).unwrap(), stored);
+    assert_eq!(world.state(INITIATOR, &channel_id).unwrap(), state);
+    let released = |world: &World| {
+        world
+            .sent_log
+            .iter()
+            .any(|(from, m)| *from == INITIATOR && m.name() == "TxSignatures")
+    };
+    assert!(!released(&world), "the user's witnesses never left");
+
+    world.submit(&channel_id, &signed).unwrap();
+    world.run();
+    assert_channel_ready(&world);
 }

@@ -7,7 +7,7 @@ use ckb_types::prelude::*;
 use serde::Serialize;
 
 use super::config::NodeConfig;
-use super::limits::bounded_text;
+use super::limits::{self, bounded_text};
 use super::record::{party_message, AbortWatch, ChannelRecord, Closure, ExternalFundingPersistState, Role};
 use super::state::*;
 use super::{Action, Event};
@@ -16,7 +16,7 @@ use crate::crypto::musig::{self, NonceSlot, SigningSession};
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::tx::commitment::{self, Commitment, CommitmentParty};
 use crate::tx::fee::{add, capacity_of};
-use crate::tx::outflow::{check_what_leaves, ExpectedFundingOutput, OurSide, Outflow};
+use crate::tx::outflow::{check_relay_fee, check_what_leaves, ExpectedFundingOutput, OurSide, Outflow};
 use crate::tx::parts::tx_hash;
 use crate::tx::settlement::{Settlement, Slot};
 use crate::tx::validate::merge_witnesses;
@@ -898,7 +898,11 @@ impl Channel {
         if now.released && !before.released {
             // Last look before our witnesses leave: whatever built the tx,
             // it must take from us exactly what we agreed to.
-            if let Err(reason) = self.check_what_leaves(step.config) {
+            let checked = self
+                .check_what_leaves(step.config)
+                .map(drop)
+                .and_then(|()| self.check_final_tx(&self.our_witnesses(step.config).map_err(|Reject(r)| r)?));
+            if let Err(reason) = checked {
                 self.abort_before_release(step, &reason);
                 return Ok(());
             }
@@ -968,6 +972,20 @@ impl Channel {
         };
         let funding = self.expected_funding_output().map_err(|Reject(r)| r)?;
         check_what_leaves(tx, &self.record.funding_inputs, &ours, &funding).map_err(|e| e.to_string())
+    }
+
+    /// Whether the funding tx completed with `our_witnesses` (and the peer's,
+    /// once in; its placeholders until then) could confirm: small enough to
+    /// send in one message, and paying a node's minimum relay fee for the
+    /// size its real witnesses give it, not only for the placeholders' size.
+    pub fn check_final_tx(&self, our_witnesses: &[Vec<u8>]) -> Result<(), String> {
+        let unsigned = self.funding_tx().map_err(|Reject(r)| r)?;
+        let mut tx = merge_witnesses(unsigned, our_witnesses, self.own_input_range());
+        if let Some(peer) = &self.record.peer_witnesses {
+            tx = merge_witnesses(&tx, peer, self.peer_input_range());
+        }
+        limits::check_funding_tx_size(&tx).map_err(|e| e.to_string())?;
+        check_relay_fee(&tx, &self.record.funding_inputs, limits::MIN_FEE_RATE).map_err(|e| e.to_string())
     }
 
     pub fn broadcast(&mut self, step: &mut Step) -> Result<(), Reject> {

@@ -543,6 +543,10 @@ impl Initiator<'_> {
                 .map_err(|e| SignedTxError::BadSignature(e.to_string()))?;
         }
         let witnesses = witnesses_of(signed);
+        // Valid is not enough: the tx it completes must be able to confirm.
+        // Refused here, the flow is as it was and the user can still abandon.
+        self.check_final_tx(&witnesses)
+            .map_err(|reason| SignedTxError::CannotConfirm { reason })?;
         if let Some(previous) = &ext.signed_funding_witnesses {
             if *previous == witnesses {
                 return Ok(funding_tx_hash);

@@ -75,6 +75,8 @@ pub enum OutflowError {
     Overpays { fee: u64, max: u64 },
     #[error("the tx pays {fee} shannons of fee, less than the {needed} its size needs")]
     FeeTooLow { fee: u64, needed: u64 },
+    #[error("as signed, the tx is {size} bytes and pays {fee} shannons of fee, less than the {needed} a node's minimum relay fee asks: a signature larger than the placeholder the fee was sized for needs a higher funding fee rate")]
+    BelowRelayFee { size: usize, fee: u64, needed: u64 },
     #[error("{0}")]
     Overflow(#[from] Overflow),
 }
@@ -172,6 +174,38 @@ pub fn check_what_leaves(
         return Err(OutflowError::FeeTooLow { fee: total_fee, needed });
     }
     Ok(Outflow { paid: outflow, fee })
+}
+
+/// Checks the tx as it will be broadcast, with the witnesses it will carry
+/// rather than the placeholders its fee was sized with, against `spent`
+/// (the hash-checked cell of each input, in order): it must still pay
+/// `min_fee_rate`, a node's minimum relay fee, for its size, or it never
+/// confirms. A wallet's lock may sign with a witness larger than the
+/// placeholder (a passkey signature does), and a peer may send larger ones.
+pub fn check_relay_fee(
+    tx: &packed::Transaction,
+    spent: &[ResolvedCell],
+    min_fee_rate: u64,
+) -> Result<(), OutflowError> {
+    let inputs = tx.raw().inputs().len();
+    if spent.len() != inputs {
+        return Err(OutflowError::InputCount {
+            inputs,
+            cells: spent.len(),
+        });
+    }
+    let total_in = sum(spent.iter().map(|c| capacity_of(&c.output)), "the inputs' capacity")?;
+    let total_out = sum(
+        tx.raw().outputs().into_iter().map(|o| capacity_of(&o)),
+        "the outputs' capacity",
+    )?;
+    let fee = total_in.saturating_sub(total_out);
+    let size = tx.as_slice().len();
+    let needed = fee_for_size(size, min_fee_rate)?;
+    if fee < needed {
+        return Err(OutflowError::BelowRelayFee { size, fee, needed });
+    }
+    Ok(())
 }
 
 /// The bytes of the tx that are ours to pay for: our cell deps, inputs,

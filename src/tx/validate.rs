@@ -27,6 +27,10 @@ pub enum SignedTxError {
     NotSigned { index: usize },
     #[error("the wallet's signature does not unlock its inputs: {0}")]
     BadSignature(String),
+    /// Valid, but the tx it completes could never confirm (too large to
+    /// send, or below a node's minimum relay fee for its size).
+    #[error("the signed transaction could never confirm: {reason}")]
+    CannotConfirm { reason: String },
 }
 
 /// The first field (in molecule order) where two raw transactions differ.
