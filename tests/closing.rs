@@ -673,3 +673,39 @@ fn a_decoy_under_the_recreated_lock_is_never_claimed_for_our_share() {
     assert_eq!(left.len(), 1, "only the decoy is left: {left:?}");
     assert_eq!(capacity_of(&left[0].output), 98 * CKB);
 }
+
+/// A fee rate of 0 only answers a Shutdown (the fee is the asker's). A peer
+/// that asks to close with 0 would have us answer with 0 and sign a closing
+/// tx that pays no fee and never confirms, and then refuse the user's own
+/// shutdown as "other terms". It is refused; the user's close still works.
+#[test]
+fn a_peer_asking_to_close_at_fee_rate_0_is_refused_and_the_users_close_still_works() {
+    let (mut world, channel_id, funding) = ready_world(Setup::default());
+    let peer_script = world.shutdown_script(ACCEPTOR, &channel_id);
+    world.inject(
+        ACCEPTOR,
+        FiberMessage::Shutdown(fiber_funding::wire::Shutdown {
+            channel_id,
+            fee_rate: 0,
+            close_script: peer_script,
+        }),
+    );
+    world.run();
+    assert!(
+        world.rejections(INITIATOR).iter().any(|r| r.contains("fee rate")),
+        "{:?}",
+        world.rejections(INITIATOR)
+    );
+    assert!(
+        !world
+            .sent_log
+            .iter()
+            .any(|(from, m)| *from == INITIATOR && m.name() == "ClosingSigned"),
+        "nothing was signed"
+    );
+
+    shutdown(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    assert_eq!(closed_flags(&world, INITIATOR, &channel_id), CloseFlags::COOPERATIVE);
+    funding_spender(&world, &funding);
+}

@@ -393,6 +393,10 @@ impl Channel {
         limits::check_shutdown_script(&message.close_script)?;
         if message.fee_rate != 0 {
             limits::check_fee_rate("fee_rate", message.fee_rate)?;
+        } else if self.record.close.as_ref().is_none_or(|c| c.local_shutdown.is_none()) {
+            // 0 leaves the fee to the side that asked; asking with it, both
+            // sides would sign a closing tx that pays no fee.
+            return Err(Reject("a Shutdown asking to close must name a fee rate, not 0".into()));
         }
         let terms = ShutdownTerms {
             close_script: message.close_script,
