@@ -803,3 +803,20 @@ fn attack_peer_witnesses_the_fee_cannot_carry_keep_ours_from_leaving() {
     assert_eq!(closed.flags, CloseFlags::FUNDING_ABORTED);
     assert!(closed.reason.contains("minimum relay fee"), "{}", closed.reason);
 }
+
+/// An indexer listing one cell twice: built on that, the tx would spend the
+/// cell twice (a tx no node takes, so the flow would stall after the user
+/// signed) while the checks counted its capacity twice. The cell is spent
+/// once, so the wallet is short, and the open says so.
+#[test]
+fn an_indexer_listing_a_cell_twice_never_gets_it_spent_twice() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let params = world.open_params(1000);
+    let cells = world.live_cells(&world.user.lock.clone());
+    let larger = cells.into_iter().max_by_key(|cell| capacity_of(&cell.output)).unwrap();
+    let result = world.open_from_cells(&params, vec![larger.clone(), larger]);
+    assert!(matches!(result, Err(FlowError::InsufficientFunds(_))), "{result:?}");
+    world.run();
+    assert!(world.handed_out.is_empty(), "a tx spending a cell twice was handed out");
+}

@@ -124,10 +124,13 @@ fn add_contribution(
     let mut input_total = 0u64;
     let mut best_shortfall = None;
 
+    // An indexer listing a cell twice must not get it spent twice.
+    let mut listed = HashSet::new();
     let candidates = contribution
         .cells
         .iter()
-        .filter(|cell| is_plain_capacity_cell(cell) && !contribution.excluded.contains(&cell.out_point));
+        .filter(|cell| is_plain_capacity_cell(cell) && !contribution.excluded.contains(&cell.out_point))
+        .filter(|cell| listed.insert(cell.out_point.clone()));
     for (taken, cell) in candidates.enumerate() {
         if taken >= contribution.max_inputs {
             return Err(FundingError::TooManyInputs {
@@ -207,9 +210,11 @@ pub fn with_funding_lock(tx: &packed::Transaction, funding_lock: packed::Script)
 /// Capacity of the plain cells that could fund a channel, for error messages
 /// (saturating: it is only shown).
 pub fn spendable_capacity(cells: &[LiveCell], excluded: &HashSet<packed::OutPoint>) -> u64 {
+    let mut listed = HashSet::new();
     cells
         .iter()
         .filter(|cell| is_plain_capacity_cell(cell) && !excluded.contains(&cell.out_point))
+        .filter(|cell| listed.insert(cell.out_point.clone()))
         .fold(0u64, |total, cell| total.saturating_add(capacity_of(&cell.output)))
 }
 

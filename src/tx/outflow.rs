@@ -59,6 +59,8 @@ pub struct Outflow {
 pub enum OutflowError {
     #[error("the tx has {inputs} inputs but {cells} checked cells")]
     InputCount { inputs: usize, cells: usize },
+    #[error("input {index} spends the same cell as input {first}: a node refuses the tx")]
+    DuplicateInput { index: usize, first: usize },
     #[error("input {index} is in our part but does not spend a cell of ours")]
     NotOurs { index: usize },
     #[error("input {index} spends a cell of ours outside our part of the tx")]
@@ -96,6 +98,17 @@ pub fn check_what_leaves(
             inputs,
             cells: spent.len(),
         });
+    }
+    // A cell listed twice would be counted twice below, and no node takes
+    // such a tx: it could never confirm.
+    let out_points: Vec<packed::OutPoint> = raw.inputs().into_iter().map(|i| i.previous_output()).collect();
+    for (index, out_point) in out_points.iter().enumerate() {
+        if let Some(first) = out_points[..index]
+            .iter()
+            .position(|o| o.as_slice() == out_point.as_slice())
+        {
+            return Err(OutflowError::DuplicateInput { index, first });
+        }
     }
     let is_ours = |lock: &packed::Script| ours.locks.iter().any(|l| l.as_slice() == lock.as_slice());
 
@@ -411,6 +424,15 @@ mod tests {
                     c.parts.outputs[1] = typed;
                 },
                 |e| matches!(e, OutflowError::OutputToUsNotPlain { index: 1 }),
+            ),
+            (
+                "one of our cells spent twice, counted twice",
+                |c| {
+                    c.parts.inputs[1] = c.parts.inputs[0].clone();
+                    c.spent[1] = c.spent[0].clone();
+                    c.parts.outputs[1] = output(&c.user, 338 * CKB - 1_000);
+                },
+                |e| matches!(e, OutflowError::DuplicateInput { index: 1, first: 0 }),
             ),
             (
                 "fewer checked cells than inputs",
