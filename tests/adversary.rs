@@ -820,3 +820,88 @@ fn an_indexer_listing_a_cell_twice_never_gets_it_spent_twice() {
     world.run();
     assert!(world.handed_out.is_empty(), "a tx spending a cell twice was handed out");
 }
+
+// ---- a funding tx that can never confirm, after the point of no abandon -------------------
+
+/// The peer spends one of its own inputs elsewhere right after it signed:
+/// the funding tx the user's node completes and broadcasts can never
+/// confirm. Our witnesses left, so the flow can no longer be abandoned; it
+/// must not stay pending (its cells held) forever. Once the conflict is
+/// buried the flow is aborted, and the usual watch of an aborted flow takes
+/// over (it keeps the keys until that settles too).
+#[test]
+fn a_funding_tx_that_can_never_confirm_does_not_hold_the_flow_forever() {
+    let mut world = World::new(Setup::default());
+    let channel_id = world.open(1000).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "TxSignatures");
+    let unsigned = world.handed_out.last().unwrap().1.clone();
+    let peer_lock = default_lock::lock_script_for_key(world.acceptor_key.verifying_key());
+    let peer_cell = unsigned
+        .raw()
+        .inputs()
+        .into_iter()
+        .map(|input| input.previous_output())
+        .find(|out_point| {
+            let hash: [u8; 32] = out_point.tx_hash().unpack();
+            let at: u32 = out_point.index().unpack();
+            world
+                .chain
+                .transaction(&hash)
+                .and_then(|tx| tx.raw().outputs().get(at as usize))
+                .is_some_and(|cell| cell.lock() == peer_lock)
+        })
+        .expect("the acceptor funds its reserve");
+    let hash: [u8; 32] = peer_cell.tx_hash().unpack();
+    let at: u32 = peer_cell.index().unpack();
+    let spent = world
+        .chain
+        .transaction(&hash)
+        .unwrap()
+        .raw()
+        .outputs()
+        .get(at as usize)
+        .unwrap();
+    let elsewhere = TxParts {
+        cell_deps: vec![world.chain.default_lock_cell_dep()],
+        inputs: vec![packed::CellInput::new_builder().previous_output(peer_cell).build()],
+        outputs: vec![spent
+            .clone()
+            .as_builder()
+            .capacity(capacity_of(&spent) - CKB / 100)
+            .build()],
+        outputs_data: vec![Vec::new()],
+        witnesses: vec![default_lock::placeholder_witness().as_slice().to_vec()],
+        ..TxParts::default()
+    }
+    .build();
+    let elsewhere = default_lock::sign_group(&elsewhere, &[0], &world.acceptor_key).unwrap();
+    world.chain.mine_foreign_transaction(elsewhere).unwrap();
+    world.run();
+    assert!(
+        world
+            .sent_log
+            .iter()
+            .any(|(from, m)| *from == INITIATOR && m.name() == "TxSignatures"),
+        "the user's witnesses left"
+    );
+    let now = world.now_ms;
+    assert!(matches!(
+        world.nodes[INITIATOR].node.abandon_channel(&channel_id, now),
+        Err(FlowError::TooLateToAbandon { .. })
+    ));
+
+    // Seen, not yet buried: the flow waits (the spend could still be undone).
+    world.chain.mine_block();
+    world.run();
+    assert!(world.initiator().record(&channel_id).unwrap().closed.is_none());
+    for _ in 0..8 {
+        world.chain.mine_block();
+        world.run();
+    }
+    let record = world.initiator().record(&channel_id).unwrap();
+    let closed = record.closed.as_ref().expect("the flow was aborted");
+    assert_eq!(closed.flags, CloseFlags::FUNDING_ABORTED);
+    assert!(closed.reason.contains("never confirm"), "{}", closed.reason);
+    let state = world.initiator().channel(&channel_id).unwrap().state;
+    assert!(state.is_terminal(), "no longer pending, its cells free: {state:?}");
+}

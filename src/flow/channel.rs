@@ -65,6 +65,10 @@ pub(crate) struct Channel {
     /// A claim of the commitment cell was refused: the other side claimed
     /// first, so the next claim looks for the cell its claim re-created.
     pub commitment_cell_spent: bool,
+    /// The tip at which an input of a funding tx that can no longer be
+    /// abandoned was first seen spent while the tx itself was not on chain
+    /// (not kept: after a restart the count starts again).
+    pub unfunded_conflict_at: Option<u64>,
 }
 
 /// A funding tx from the peer whose inputs are being resolved on chain: the
@@ -181,6 +185,7 @@ impl Channel {
             confirmations_reported: None,
             pending_claim_lookup: None,
             commitment_cell_spent: false,
+            unfunded_conflict_at: None,
         }
     }
 
@@ -278,6 +283,26 @@ impl Channel {
                 .external_funding
                 .as_ref()
                 .is_some_and(|ext| ext.unsigned_funding_tx.is_some())
+    }
+
+    /// A flow that can no longer give up (our witnesses left, or we owe the
+    /// peer its signatures' answer) whose funding tx is not confirmed: if
+    /// that tx can never confirm, only the chain can tell, so it is watched.
+    pub fn cannot_abandon_unfunded(&self) -> bool {
+        !self.is_closed()
+            && self.record.close.is_none()
+            && self.tx_final()
+            && !self.record.funding_confirmed
+            && !self.may_abort()
+    }
+
+    /// The out points of every input of the funding tx, ours and the peer's.
+    pub fn funding_inputs_out_points(&self) -> Vec<packed::OutPoint> {
+        self.record
+            .funding_tx
+            .as_ref()
+            .map(|tx| tx.raw().inputs().into_iter().map(|i| i.previous_output()).collect())
+            .unwrap_or_default()
     }
 
     /// An aborted flow kept watching whether its funding tx confirms.

@@ -677,7 +677,13 @@ impl Node {
                 at_tip,
             } => {
                 let result = self.step(&channel_id, now_ms, |channel, step| {
-                    let asked: Vec<_> = channel.record.own_cells.iter().map(|c| c.out_point.clone()).collect();
+                    // An aborted flow asks about its own inputs; a flow that
+                    // can no longer give up, about every input.
+                    let asked: Vec<_> = if channel.watching_after_abort() {
+                        channel.record.own_cells.iter().map(|c| c.out_point.clone()).collect()
+                    } else {
+                        channel.funding_inputs_out_points()
+                    };
                     if asked != out_points || live.len() != asked.len() {
                         return Err(Reject("the chain's answer is not about our inputs".into()));
                     }
@@ -807,7 +813,9 @@ impl Node {
     pub fn txs_to_watch(&self) -> Vec<(ChannelId, Hash256)> {
         let mut watched = Vec::new();
         for channel in self.channels.values() {
-            if (channel.released() || channel.watching_after_abort()) && !channel.record.funding_confirmed {
+            if (channel.released() || channel.watching_after_abort() || channel.cannot_abandon_unfunded())
+                && !channel.record.funding_confirmed
+            {
                 watched.extend(channel.funding_tx_hash().map(|hash| (channel.id(), hash)));
             }
             watched.extend(

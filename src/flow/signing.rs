@@ -121,7 +121,9 @@ impl Channel {
         status: TxStatus,
         tip_block_number: u64,
     ) -> Result<(), Reject> {
-        if (!self.released() && !self.watching_after_abort()) || self.record.funding_confirmed {
+        if (!self.released() && !self.watching_after_abort() && !self.cannot_abandon_unfunded())
+            || self.record.funding_confirmed
+        {
             return Ok(());
         }
         if self.watching_after_abort() {
@@ -129,6 +131,16 @@ impl Channel {
         }
         if self.record.close.is_some() {
             return Ok(());
+        }
+        if matches!(status, TxStatus::Unknown | TxStatus::Rejected) && self.cannot_abandon_unfunded() {
+            // Not on chain: if an input is spent elsewhere, it never will be.
+            step.actions.push(Action::QueryChain {
+                channel_id: self.id(),
+                query: ChainQuery::InputsLive {
+                    out_points: self.funding_inputs_out_points(),
+                    at_tip: tip_block_number,
+                },
+            });
         }
         match status {
             TxStatus::Unknown if self.is_broadcaster() && self.complete() && !self.broadcast_sent => {
@@ -279,11 +291,41 @@ impl Channel {
         Ok(())
     }
 
+    /// Whether the inputs of a funding tx that can no longer be abandoned are
+    /// still live, while the tx is not on chain. One spent elsewhere, and
+    /// buried under `funding_confirmations` blocks, means the tx can never
+    /// confirm: the flow is aborted (the flow's way out), and the watch of
+    /// an aborted flow keeps the keys until that settles as well.
+    fn on_unfunded_inputs_live(&mut self, step: &mut Step, live: &[bool], at_tip: u64) -> Result<(), Reject> {
+        if !self.cannot_abandon_unfunded() {
+            return Ok(());
+        }
+        if live.iter().all(|l| *l) {
+            self.unfunded_conflict_at = None;
+            return Ok(());
+        }
+        match self.unfunded_conflict_at {
+            None => self.unfunded_conflict_at = Some(at_tip),
+            Some(seen) if at_tip >= seen.saturating_add(step.config.funding_confirmations) => {
+                self.close(
+                    CloseFlags::FUNDING_ABORTED,
+                    "the funding tx can never confirm: one of its inputs was spent by another transaction".into(),
+                    step.now_ms,
+                );
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
     /// Whether our inputs of an aborted funding tx are still live. One spent
     /// (while the tx itself is unknown) means it can never confirm; once that
     /// is buried under `funding_confirmations` blocks the keys are wiped.
     pub(crate) fn on_inputs_live(&mut self, step: &mut Step, live: &[bool], at_tip: u64) -> Result<(), Reject> {
         let confirmations = step.config.funding_confirmations;
+        if !self.is_closed() {
+            return self.on_unfunded_inputs_live(step, live, at_tip);
+        }
         let Some(watch) = self.record.closed.as_mut().and_then(|c| c.watch.as_mut()) else {
             return Ok(());
         };
