@@ -751,6 +751,17 @@ fn attack_an_accept_giving_another_channels_id_is_refused_and_replaces_nothing()
 
 // ---- witnesses the fee cannot carry ------------------------------------------------------
 
+/// One flow, the user's tx signed and submitted, the acceptor's
+/// `TxSignatures` (it signs first) queued, not delivered yet: the channel's
+/// temporary id and the unsigned tx.
+fn at_the_peers_signatures() -> (World, ChannelId, packed::Transaction) {
+    let mut world = World::new(Setup::default());
+    let channel_id = world.open(1000).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "TxSignatures");
+    let unsigned = world.handed_out.last().unwrap().1.clone();
+    (world, channel_id, unsigned)
+}
+
 /// The peer signs first, validly, with a witness far larger than the
 /// placeholder the fee was sized for: the completed tx would be below a
 /// node's minimum relay fee and never confirm, while the peer could later
@@ -758,30 +769,11 @@ fn attack_an_accept_giving_another_channels_id_is_refused_and_replaces_nothing()
 /// not leave for it: the flow aborts before release.
 #[test]
 fn attack_peer_witnesses_the_fee_cannot_carry_keep_ours_from_leaving() {
-    let mut world = World::new(Setup::default());
-    let channel_id = world.open(1000).unwrap();
-    world.run_until_queued_from(ACCEPTOR, "TxSignatures");
-    let unsigned = world.handed_out.last().unwrap().1.clone();
-    let peer_lock = default_lock::lock_script_for_key(world.acceptor_key.verifying_key());
-    let peer_inputs: Vec<usize> = (0..unsigned.raw().inputs().len())
-        .filter(|&index| {
-            let out_point = unsigned.raw().inputs().get(index).unwrap().previous_output();
-            let hash: [u8; 32] = out_point.tx_hash().unpack();
-            let at: u32 = out_point.index().unpack();
-            world
-                .chain
-                .transaction(&hash)
-                .and_then(|tx| tx.raw().outputs().get(at as usize))
-                .is_some_and(|cell| cell.lock() == peer_lock)
-        })
-        .collect();
+    let (mut world, channel_id, unsigned) = at_the_peers_signatures();
+    let peer_inputs = world.acceptor_input_indices(&unsigned);
     assert!(!peer_inputs.is_empty(), "the acceptor funds its reserve");
     let bloated = with_parts(&unsigned, |p| {
-        let witness = packed::WitnessArgs::new_builder()
-            .lock(Some(ckb_types::bytes::Bytes::from(vec![0u8; 65])).pack())
-            .input_type(Some(ckb_types::bytes::Bytes::from(vec![7u8; 2_000])).pack())
-            .build();
-        p.witnesses[peer_inputs[0]] = witness.as_bytes().to_vec();
+        p.witnesses[peer_inputs[0]] = witness_with_input_type(vec![7; 2_000]);
     });
     let bloated = default_lock::sign_group(&bloated, &peer_inputs, &world.acceptor_key).unwrap();
     world.tamper_next("TxSignatures", |m| {
@@ -791,11 +783,9 @@ fn attack_peer_witnesses_the_fee_cannot_carry_keep_ours_from_leaving() {
     });
     world.run();
 
-    assert!(
-        !world
-            .sent_log
-            .iter()
-            .any(|(from, m)| *from == INITIATOR && m.name() == "TxSignatures"),
+    assert_eq!(
+        sent_by(&world, INITIATOR, "TxSignatures"),
+        0,
         "the user's witnesses never left"
     );
     let record = world.initiator().record(&channel_id).unwrap();
@@ -831,26 +821,12 @@ fn an_indexer_listing_a_cell_twice_never_gets_it_spent_twice() {
 /// over (it keeps the keys until that settles too).
 #[test]
 fn a_funding_tx_that_can_never_confirm_does_not_hold_the_flow_forever() {
-    let mut world = World::new(Setup::default());
-    let channel_id = world.open(1000).unwrap();
-    world.run_until_queued_from(ACCEPTOR, "TxSignatures");
-    let unsigned = world.handed_out.last().unwrap().1.clone();
-    let peer_lock = default_lock::lock_script_for_key(world.acceptor_key.verifying_key());
-    let peer_cell = unsigned
-        .raw()
-        .inputs()
-        .into_iter()
-        .map(|input| input.previous_output())
-        .find(|out_point| {
-            let hash: [u8; 32] = out_point.tx_hash().unpack();
-            let at: u32 = out_point.index().unpack();
-            world
-                .chain
-                .transaction(&hash)
-                .and_then(|tx| tx.raw().outputs().get(at as usize))
-                .is_some_and(|cell| cell.lock() == peer_lock)
-        })
+    let (mut world, channel_id, unsigned) = at_the_peers_signatures();
+    let peer_input = *world
+        .acceptor_input_indices(&unsigned)
+        .first()
         .expect("the acceptor funds its reserve");
+    let peer_cell = unsigned.raw().inputs().get(peer_input).unwrap().previous_output();
     let hash: [u8; 32] = peer_cell.tx_hash().unpack();
     let at: u32 = peer_cell.index().unpack();
     let spent = world
@@ -877,11 +853,9 @@ fn a_funding_tx_that_can_never_confirm_does_not_hold_the_flow_forever() {
     let elsewhere = default_lock::sign_group(&elsewhere, &[0], &world.acceptor_key).unwrap();
     world.chain.mine_foreign_transaction(elsewhere).unwrap();
     world.run();
-    assert!(
-        world
-            .sent_log
-            .iter()
-            .any(|(from, m)| *from == INITIATOR && m.name() == "TxSignatures"),
+    assert_eq!(
+        sent_by(&world, INITIATOR, "TxSignatures"),
+        1,
         "the user's witnesses left"
     );
     let now = world.now_ms;

@@ -59,6 +59,24 @@ fn funding_spender(world: &World, funding: &Hash256) -> packed::Transaction {
         .expect("a committed tx spends the funding cell")
 }
 
+/// After the user's unilateral close and its delay: the counterparty claims
+/// first, alone (its claim committed); then the user's node comes back and
+/// claims what is left.
+fn the_peer_claims_first_then_the_user_returns(world: &mut World, channel_id: &ChannelId) {
+    world.nodes[INITIATOR].up = false;
+    world.run();
+    assert_eq!(
+        closed_flags(world, ACCEPTOR, channel_id),
+        CloseFlags::UNCOOPERATIVE_REMOTE
+    );
+    world.restart(INITIATOR);
+    world.run();
+    assert_eq!(
+        closed_flags(world, INITIATOR, channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
+}
+
 fn closed_flags(world: &World, index: usize, channel_id: &ChannelId) -> CloseFlags {
     match world.state(index, channel_id) {
         Some(ChannelState::Closed(flags)) => flags,
@@ -276,22 +294,8 @@ fn the_second_claim_finds_the_cell_the_first_one_recreated() {
     world.run();
     world.chain.mine_epochs(1);
 
-    // The counterparty claims first, alone; its claim is committed.
-    world.nodes[INITIATOR].up = false;
-    world.run();
-    assert_eq!(
-        closed_flags(&world, ACCEPTOR, &channel_id),
-        CloseFlags::UNCOOPERATIVE_REMOTE
-    );
+    the_peer_claims_first_then_the_user_returns(&mut world, &channel_id);
     assert!(world.balance(&peer_script) > 0);
-
-    world.restart(INITIATOR);
-    world.run();
-
-    assert_eq!(
-        closed_flags(&world, INITIATOR, &channel_id),
-        CloseFlags::UNCOOPERATIVE_LOCAL
-    );
     let gain = world.balance(&user_script) - user_before;
     assert!(gain > (1000 + 99) * CKB - CKB / 100, "{gain}");
 }
@@ -653,20 +657,7 @@ fn a_decoy_under_the_recreated_lock_is_never_claimed_for_our_share() {
     world.chain.genesis_cell(decoy, Vec::new());
     world.chain.mine_epochs(1);
 
-    // The counterparty claims first, alone; then the user's node comes back.
-    world.nodes[INITIATOR].up = false;
-    world.run();
-    assert_eq!(
-        closed_flags(&world, ACCEPTOR, &channel_id),
-        CloseFlags::UNCOOPERATIVE_REMOTE
-    );
-    world.restart(INITIATOR);
-    world.run();
-
-    assert_eq!(
-        closed_flags(&world, INITIATOR, &channel_id),
-        CloseFlags::UNCOOPERATIVE_LOCAL
-    );
+    the_peer_claims_first_then_the_user_returns(&mut world, &channel_id);
     let gain = world.balance(&user_script) - user_before;
     assert!(gain > (1000 + 99) * CKB - CKB / 100, "{gain}");
     let left = world.live_cells(&recreated_lock);

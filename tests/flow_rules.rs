@@ -253,11 +253,7 @@ fn a_different_signed_tx_is_taken_until_the_witnesses_leave_and_refused_after() 
     let unsigned = world.handed_out.last().unwrap().1.clone();
     let user_inputs = world.user_input_indices(&unsigned);
     let richer = with_parts(&unsigned, |p| {
-        let witness = packed::WitnessArgs::new_builder()
-            .lock(Some(ckb_types::bytes::Bytes::from(vec![0u8; 65])).pack())
-            .input_type(Some(ckb_types::bytes::Bytes::from(vec![7u8; 3])).pack())
-            .build();
-        p.witnesses[user_inputs[0]] = witness.as_bytes().to_vec();
+        p.witnesses[user_inputs[0]] = witness_with_input_type(vec![7; 3]);
     });
     let resigned = default_lock::sign_group(&richer, &user_inputs, &world.user.key).unwrap();
     assert_eq!(world.submit(&channel_id, &resigned).unwrap(), hash);
@@ -942,11 +938,7 @@ fn a_signature_the_fee_cannot_carry_is_refused_and_the_flow_stays_as_it_was() {
     let unsigned = world.handed_out.last().unwrap().1.clone();
     let user_inputs = world.user_input_indices(&unsigned);
     let larger = with_parts(&unsigned, |p| {
-        let witness = packed::WitnessArgs::new_builder()
-            .lock(Some(ckb_types::bytes::Bytes::from(vec![0u8; 65])).pack())
-            .input_type(Some(ckb_types::bytes::Bytes::from(vec![7u8; 300])).pack())
-            .build();
-        p.witnesses[user_inputs[0]] = witness.as_bytes().to_vec();
+        p.witnesses[user_inputs[0]] = witness_with_input_type(vec![7; 300]);
     });
     let larger = default_lock::sign_group(&larger, &user_inputs, &world.user.key).unwrap();
 

@@ -579,6 +579,19 @@ impl World {
     /// spent or not (after the user double-spends one from the wallet, a
     /// handed-out tx still names it, and the wallet still signs it).
     pub fn user_input_indices(&self, tx: &packed::Transaction) -> Vec<usize> {
+        self.input_indices_of(tx, &self.user.lock)
+    }
+
+    /// The acceptor's inputs of a tx: those spending a cell of its wallet lock.
+    pub fn acceptor_input_indices(&self, tx: &packed::Transaction) -> Vec<usize> {
+        self.input_indices_of(
+            tx,
+            &default_lock::lock_script_for_key(self.acceptor_key.verifying_key()),
+        )
+    }
+
+    /// Every input of `tx` spending a cell of `lock`, spent or not.
+    fn input_indices_of(&self, tx: &packed::Transaction, lock: &packed::Script) -> Vec<usize> {
         tx.raw()
             .inputs()
             .into_iter()
@@ -590,7 +603,7 @@ impl World {
                 self.chain
                     .transaction(&hash)
                     .and_then(|t| t.raw().outputs().get(index as usize))
-                    .is_some_and(|cell| cell.lock() == self.user.lock)
+                    .is_some_and(|cell| cell.lock() == *lock)
             })
             .map(|(index, _)| index)
             .collect()
@@ -1153,6 +1166,17 @@ pub fn assert_persist_comes_first(actions: &[Action]) {
             "{action:?} runs before the persist it depends on: {actions:?}"
         );
     }
+}
+
+/// A default-lock witness with `input_type` bytes besides its lock (zeros
+/// to sign over), as a wallet or a peer may put more in its `WitnessArgs`.
+pub fn witness_with_input_type(input_type: Vec<u8>) -> Vec<u8> {
+    packed::WitnessArgs::new_builder()
+        .lock(Some(ckb_types::bytes::Bytes::from(vec![0u8; 65])).pack())
+        .input_type(Some(ckb_types::bytes::Bytes::from(input_type)).pack())
+        .build()
+        .as_bytes()
+        .to_vec()
 }
 
 /// A world whose one flow waits at the wallet: the unsigned tx handed out
