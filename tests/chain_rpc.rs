@@ -11,7 +11,9 @@ use ckb_jsonrpc_types as node;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use fiber_funding::chain::client::{ChainClient, ChainError, ChainErrorKind};
-use fiber_funding::chain::rpc::{RpcChainClient, RpcTransport, TransportError, DEFAULT_TIMEOUT_MS, MAX_LIVE_CELLS};
+use fiber_funding::chain::rpc::{
+    RpcChainClient, RpcTransport, TransportError, DEFAULT_TIMEOUT_MS, MAX_LIVE_CELLS, MAX_SPENDER_ENTRIES,
+};
 use fiber_funding::chain::{ChainTip, ResolvedCell, TxReport, TxStatus};
 use fiber_funding::primitives::Hash256;
 use futures::executor::block_on;
@@ -717,13 +719,18 @@ fn requests_carry_increasing_ids_and_the_configured_timeout() {
 
 /// `get_transactions`' answer naming `(tx_hash, io_type)` pairs.
 fn indexed_txs(entries: &[(&str, &str)]) -> Value {
+    indexed_page(entries, "0x")
+}
+
+/// A page of `get_transactions`' answer, with the cursor of its last entry.
+fn indexed_page(entries: &[(&str, &str)], last_cursor: &str) -> Value {
     let objects: Vec<Value> = entries
         .iter()
         .map(|(hash, io_type)| {
             json!({ "tx_hash": hash, "block_number": "0x5b1002", "tx_index": "0x2", "io_index": "0x0", "io_type": io_type })
         })
         .collect();
-    json!({ "jsonrpc": "2.0", "result": { "objects": objects, "last_cursor": "0x" } })
+    json!({ "jsonrpc": "2.0", "result": { "objects": objects, "last_cursor": last_cursor } })
 }
 
 fn live_cell_status(status: &str) -> Value {
@@ -731,11 +738,15 @@ fn live_cell_status(status: &str) -> Value {
 }
 
 fn spender_search() -> Value {
+    spender_search_after(Value::Null)
+}
+
+fn spender_search_after(cursor: Value) -> Value {
     json!([
         { "script": wallet_lock_json(), "script_type": "lock", "script_search_mode": "exact" },
         "desc",
         "0x10",
-        null
+        cursor
     ])
 }
 
@@ -878,5 +889,78 @@ fn a_node_paging_forever_is_read_up_to_a_bound() {
     let cells = block_on(client(&node).with_page_size(2).live_cells(wallet_lock())).unwrap();
 
     assert_eq!(cells.len(), MAX_LIVE_CELLS);
+    node.assert_all_asked();
+}
+
+/// Anyone can make cells under a funding lock (61 CKB each): a page of them
+/// made after the spend comes first, newest first. The spend is found on
+/// the page after.
+#[test]
+fn a_spend_buried_under_a_page_of_new_cells_is_found_on_the_next() {
+    let node = ScriptedNode::default();
+    let spent = out_point(SOURCE_TX, 0);
+    let decoys: Vec<(&str, &str)> = (0..16).map(|_| (SOURCE_TX, "output")).collect();
+    node.expect(
+        "get_live_cell",
+        json!([node::OutPoint::from(spent.clone()), false]),
+        Answer::Json(live_cell_status("dead")),
+    )
+    .expect(
+        "get_transactions",
+        spender_search(),
+        Answer::Json(indexed_page(&decoys, "0x01")),
+    )
+    .expect(
+        "get_transactions",
+        spender_search_after(json!("0x01")),
+        Answer::Json(indexed_txs(&[(FUNDING_TX, "input")])),
+    )
+    .expect(
+        "get_transaction",
+        json!([FUNDING_TX, "0x2"]),
+        Answer::Json(funding_tx_answer()),
+    )
+    .expect(
+        "get_transaction",
+        status_params(FUNDING_TX),
+        Answer::Fixture("get_transaction_committed.json"),
+    )
+    .expect("get_header", json!([COMMIT_BLOCK]), Answer::Fixture("get_header.json"))
+    .expect("get_tip_header", json!([]), Answer::Fixture("get_tip_header.json"));
+
+    let (tx, _) = block_on(client(&node).spender(spent, wallet_lock()))
+        .unwrap()
+        .expect("the spend under the decoys");
+
+    assert_eq!(tx.as_slice(), funding_tx().as_slice());
+    node.assert_all_asked();
+}
+
+/// A node whose pages of a lock's entries never end is read up to a bound.
+#[test]
+fn a_spender_search_that_pages_forever_stops_at_a_bound() {
+    let node = ScriptedNode::default();
+    let cell = out_point(SOURCE_TX, 1);
+    let decoys: Vec<(&str, &str)> = (0..16).map(|_| (SOURCE_TX, "output")).collect();
+    node.expect(
+        "get_live_cell",
+        json!([node::OutPoint::from(cell.clone()), false]),
+        Answer::Json(live_cell_status("dead")),
+    );
+    let cursors = ["0x01", "0x02"];
+    for page in 0..MAX_SPENDER_ENTRIES / 16 {
+        let after = if page == 0 {
+            Value::Null
+        } else {
+            json!(cursors[(page - 1) % 2])
+        };
+        node.expect(
+            "get_transactions",
+            spender_search_after(after),
+            Answer::Json(indexed_page(&decoys, cursors[page % 2])),
+        );
+    }
+
+    assert!(block_on(client(&node).spender(cell, wallet_lock())).unwrap().is_none());
     node.assert_all_asked();
 }

@@ -368,36 +368,56 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
             if live {
                 return Ok(None);
             }
-            // The indexer lists the txs touching the lock (a channel's funding
-            // lock is its own: two txs); each candidate is read through the
-            // hash-checked path and must really spend the cell.
-            let params = json!([
-                lock_search_key(&lock),
-                "desc",
-                format!("{SPENDER_CANDIDATES:#x}"),
-                Value::Null
-            ]);
-            let page = client.call(METHOD, params).await?;
-            // Bounded by what was asked for, however long the page a node sends.
-            let candidates = page_objects(METHOD, &page)?.iter().take(SPENDER_CANDIDATES as usize);
-            for (index, object) in candidates.enumerate() {
-                if object.get("io_type").and_then(Value::as_str) != Some("input") {
-                    continue;
+            // The indexer lists the txs touching the lock, newest first. Only
+            // a spend of a cell under the lock is an `input` entry, and a
+            // funding lock's cells need both sides' keys to spend; anyone can
+            // make `output` entries under it, though, to bury the spend. So
+            // pages are read past outputs, up to a bound, and each `input`
+            // candidate (a bounded number) is read through the hash-checked
+            // path and must really spend the cell.
+            let mut after = Value::Null;
+            let (mut listed, mut candidates_read) = (0usize, 0usize);
+            while listed < MAX_SPENDER_ENTRIES {
+                let params = json!([
+                    lock_search_key(&lock),
+                    "desc",
+                    format!("{SPENDER_PAGE:#x}"),
+                    after.clone()
+                ]);
+                let page = client.call(METHOD, params).await?;
+                // Bounded by what was asked for, however long the page a node sends.
+                let objects = page_objects(METHOD, &page)?;
+                let full = objects.len() >= SPENDER_PAGE as usize;
+                for (index, object) in objects.iter().take(SPENDER_PAGE as usize).enumerate() {
+                    listed = listed.saturating_add(1);
+                    if object.get("io_type").and_then(Value::as_str) != Some("input") {
+                        continue;
+                    }
+                    if candidates_read >= SPENDER_CANDIDATES {
+                        return Ok(None);
+                    }
+                    candidates_read = candidates_read.saturating_add(1);
+                    let tx_hash = object.get("tx_hash").unwrap_or(&Value::Null);
+                    let hash = read(METHOD, parse_hash(tx_hash, &format!("objects[{index}].tx_hash")))?;
+                    let Some(tx) = client.transaction(hash).await? else {
+                        continue;
+                    };
+                    let spends = tx
+                        .raw()
+                        .inputs()
+                        .into_iter()
+                        .any(|input| input.previous_output().as_slice() == out_point.as_slice());
+                    if spends {
+                        let report = client.transaction_status(Hash256(hash)).await?;
+                        return Ok(Some((tx, report)));
+                    }
                 }
-                let tx_hash = object.get("tx_hash").unwrap_or(&Value::Null);
-                let hash = read(METHOD, parse_hash(tx_hash, &format!("objects[{index}].tx_hash")))?;
-                let Some(tx) = client.transaction(hash).await? else {
-                    continue;
-                };
-                let spends = tx
-                    .raw()
-                    .inputs()
-                    .into_iter()
-                    .any(|input| input.previous_output().as_slice() == out_point.as_slice());
-                if spends {
-                    let report = client.transaction_status(Hash256(hash)).await?;
-                    return Ok(Some((tx, report)));
+                let cursor = page.get("last_cursor").cloned().unwrap_or(Value::Null);
+                let empty = cursor.as_str().is_none_or(|c| c.is_empty() || c == "0x");
+                if !full || empty || cursor == after {
+                    break;
                 }
+                after = cursor;
             }
             Ok(None)
         }
@@ -476,8 +496,14 @@ fn number_and_epoch(method: &'static str, header: &Value) -> Result<(u64, u64), 
 /// (cursors cycling, or a lock someone filled with cells) stops there.
 pub const MAX_LIVE_CELLS: usize = 10_000;
 
-/// How many txs of a lock `spender` looks through (a funding lock has two).
-const SPENDER_CANDIDATES: u32 = 16;
+/// How many `input` candidates `spender` reads (a funding lock's only
+/// spend is the tx that closes the channel; only a lying node lists more).
+const SPENDER_CANDIDATES: usize = 16;
+/// The page size of `spender`'s search.
+const SPENDER_PAGE: u32 = 16;
+/// How many of a lock's entries `spender` looks through: making one costs
+/// whoever buries the spend 61 CKB, locked under the funding lock for good.
+pub const MAX_SPENDER_ENTRIES: usize = 1_024;
 
 /// A field of an answer that is not what CKB sends.
 fn read<T>(method: &'static str, result: Result<T, TxJsonError>) -> Result<T, ChainError> {
