@@ -764,21 +764,19 @@ fn funding_tx_answer() -> Value {
     })
 }
 
-#[test]
-fn the_spender_of_a_dead_cell_is_found_through_the_indexer_and_its_hash_checked() {
-    let node = ScriptedNode::default();
-    let spent = out_point(SOURCE_TX, 0);
+/// `get_live_cell` of `cell`: dead.
+fn expect_dead_cell(node: &ScriptedNode, cell: &packed::OutPoint) {
     node.expect(
         "get_live_cell",
-        json!([node::OutPoint::from(spent.clone()), false]),
+        json!([node::OutPoint::from(cell.clone()), false]),
         Answer::Json(live_cell_status("dead")),
-    )
-    .expect(
-        "get_transactions",
-        spender_search(),
-        Answer::Json(indexed_txs(&[(FUNDING_TX, "input"), (SOURCE_TX, "output")])),
-    )
-    .expect(
+    );
+}
+
+/// The spender's reads once the indexer named it: the tx (hash-checked),
+/// its status (committed), its block's header and the tip.
+fn expect_the_committed_spender(node: &ScriptedNode) {
+    node.expect(
         "get_transaction",
         json!([FUNDING_TX, "0x2"]),
         Answer::Json(funding_tx_answer()),
@@ -790,6 +788,19 @@ fn the_spender_of_a_dead_cell_is_found_through_the_indexer_and_its_hash_checked(
     )
     .expect("get_header", json!([COMMIT_BLOCK]), Answer::Fixture("get_header.json"))
     .expect("get_tip_header", json!([]), Answer::Fixture("get_tip_header.json"));
+}
+
+#[test]
+fn the_spender_of_a_dead_cell_is_found_through_the_indexer_and_its_hash_checked() {
+    let node = ScriptedNode::default();
+    let spent = out_point(SOURCE_TX, 0);
+    expect_dead_cell(&node, &spent);
+    node.expect(
+        "get_transactions",
+        spender_search(),
+        Answer::Json(indexed_txs(&[(FUNDING_TX, "input"), (SOURCE_TX, "output")])),
+    );
+    expect_the_committed_spender(&node);
 
     let (tx, report) = block_on(client(&node).spender(spent, wallet_lock()))
         .unwrap()
@@ -816,12 +827,8 @@ fn a_live_cell_has_no_spender_and_an_indexer_naming_a_tx_that_does_not_spend_it_
 
     // Dead, but the only tx the indexer names spends SOURCE_TX:0, not :1.
     let node = ScriptedNode::default();
+    expect_dead_cell(&node, &cell);
     node.expect(
-        "get_live_cell",
-        json!([node::OutPoint::from(cell.clone()), false]),
-        Answer::Json(live_cell_status("dead")),
-    )
-    .expect(
         "get_transactions",
         spender_search(),
         Answer::Json(indexed_txs(&[(FUNDING_TX, "input")])),
@@ -840,12 +847,8 @@ fn a_node_listing_endless_candidates_gets_no_more_lookups_than_were_asked_for() 
     let node = ScriptedNode::default();
     let cell = out_point(SOURCE_TX, 1);
     let flood: Vec<(&str, &str)> = (0..40).map(|_| (FUNDING_TX, "input")).collect();
-    node.expect(
-        "get_live_cell",
-        json!([node::OutPoint::from(cell.clone()), false]),
-        Answer::Json(live_cell_status("dead")),
-    )
-    .expect("get_transactions", spender_search(), Answer::Json(indexed_txs(&flood)));
+    expect_dead_cell(&node, &cell);
+    node.expect("get_transactions", spender_search(), Answer::Json(indexed_txs(&flood)));
     // 16 candidates asked for, 16 read (none spends the cell); a 17th read
     // would be an unexpected request.
     for _ in 0..16 {
@@ -900,12 +903,8 @@ fn a_spend_buried_under_a_page_of_new_cells_is_found_on_the_next() {
     let node = ScriptedNode::default();
     let spent = out_point(SOURCE_TX, 0);
     let decoys: Vec<(&str, &str)> = (0..16).map(|_| (SOURCE_TX, "output")).collect();
+    expect_dead_cell(&node, &spent);
     node.expect(
-        "get_live_cell",
-        json!([node::OutPoint::from(spent.clone()), false]),
-        Answer::Json(live_cell_status("dead")),
-    )
-    .expect(
         "get_transactions",
         spender_search(),
         Answer::Json(indexed_page(&decoys, "0x01")),
@@ -914,19 +913,8 @@ fn a_spend_buried_under_a_page_of_new_cells_is_found_on_the_next() {
         "get_transactions",
         spender_search_after(json!("0x01")),
         Answer::Json(indexed_txs(&[(FUNDING_TX, "input")])),
-    )
-    .expect(
-        "get_transaction",
-        json!([FUNDING_TX, "0x2"]),
-        Answer::Json(funding_tx_answer()),
-    )
-    .expect(
-        "get_transaction",
-        status_params(FUNDING_TX),
-        Answer::Fixture("get_transaction_committed.json"),
-    )
-    .expect("get_header", json!([COMMIT_BLOCK]), Answer::Fixture("get_header.json"))
-    .expect("get_tip_header", json!([]), Answer::Fixture("get_tip_header.json"));
+    );
+    expect_the_committed_spender(&node);
 
     let (tx, _) = block_on(client(&node).spender(spent, wallet_lock()))
         .unwrap()
@@ -942,11 +930,7 @@ fn a_spender_search_that_pages_forever_stops_at_a_bound() {
     let node = ScriptedNode::default();
     let cell = out_point(SOURCE_TX, 1);
     let decoys: Vec<(&str, &str)> = (0..16).map(|_| (SOURCE_TX, "output")).collect();
-    node.expect(
-        "get_live_cell",
-        json!([node::OutPoint::from(cell.clone()), false]),
-        Answer::Json(live_cell_status("dead")),
-    );
+    expect_dead_cell(&node, &cell);
     let cursors = ["0x01", "0x02"];
     for page in 0..MAX_SPENDER_ENTRIES / 16 {
         let after = if page == 0 {
