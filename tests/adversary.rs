@@ -29,12 +29,6 @@ const USER_CONTRIBUTION: u64 = 1_099 * CKB;
 /// generously. Anything beyond it is money taken.
 const MAX_USER_FEE: u64 = CKB;
 
-fn with_parts(tx: &packed::Transaction, change: impl FnOnce(&mut TxParts)) -> packed::Transaction {
-    let mut parts = TxParts::from_tx(tx);
-    change(&mut parts);
-    parts.build()
-}
-
 fn input(out_point: &packed::OutPoint) -> packed::CellInput {
     packed::CellInput::new_builder()
         .previous_output(out_point.clone())
@@ -755,8 +749,16 @@ fn attack_an_accept_giving_another_channels_id_is_refused_and_replaces_nothing()
 /// `TxSignatures` (it signs first) queued, not delivered yet: the channel's
 /// temporary id and the unsigned tx.
 fn at_the_peers_signatures() -> (World, ChannelId, packed::Transaction) {
+    at_the_peers_signatures_paying(None)
+}
+
+/// As [`at_the_peers_signatures`], the funding tx paying `fee_rate`
+/// shannons/KB (the default when `None`).
+fn at_the_peers_signatures_paying(fee_rate: Option<u64>) -> (World, ChannelId, packed::Transaction) {
     let mut world = World::new(Setup::default());
-    let channel_id = world.open(1000).unwrap();
+    let mut params = world.open_params(1000);
+    params.funding_fee_rate = fee_rate.or(params.funding_fee_rate);
+    let channel_id = world.open_with(&params).unwrap();
     world.run_until_queued_from(ACCEPTOR, "TxSignatures");
     let unsigned = world.handed_out.last().unwrap().1.clone();
     (world, channel_id, unsigned)
@@ -792,6 +794,43 @@ fn attack_peer_witnesses_the_fee_cannot_carry_keep_ours_from_leaving() {
     let closed = record.closed.as_ref().expect("the flow was aborted");
     assert_eq!(closed.flags, CloseFlags::FUNDING_ABORTED);
     assert!(closed.reason.contains("minimum relay fee"), "{}", closed.reason);
+}
+
+/// The peer signs first, validly, with a witness the default lock cannot
+/// read: CKB's secp256k1 lock loads each witness it hashes into a 32 KiB
+/// buffer and fails on a larger one (`contracts_verify` runs the real
+/// binary on it). A fee rate high enough to carry the size passes the relay
+/// fee check, so only that rule stands between our witnesses and a tx that
+/// never confirms as sent, while the peer could swap in a small witness and
+/// broadcast whenever it liked. The signatures are refused as a junk
+/// signature is, and ours never leave.
+#[test]
+fn attack_peer_witness_larger_than_the_default_lock_reads_keeps_ours_from_leaving() {
+    let (mut world, channel_id, unsigned) = at_the_peers_signatures_paying(Some(200_000));
+    let peer_inputs = world.acceptor_input_indices(&unsigned);
+    let unreadable = with_parts(&unsigned, |p| {
+        p.witnesses[peer_inputs[0]] = witness_with_input_type(vec![7; 33_000]);
+    });
+    let unreadable = default_lock::sign_group(&unreadable, &peer_inputs, &world.acceptor_key).unwrap();
+    world.tamper_next("TxSignatures", |m| {
+        if let FiberMessage::TxSignatures(m) = m {
+            m.witnesses = unreadable
+                .witnesses()
+                .into_iter()
+                .map(|w| w.raw_data().to_vec())
+                .collect();
+        }
+    });
+    world.run();
+
+    assert_eq!(
+        sent_by(&world, INITIATOR, "TxSignatures"),
+        0,
+        "the user's witnesses never left"
+    );
+    assert_rejected(&world, INITIATOR, "the default lock reads at most 32768");
+    let record = world.initiator().record(&channel_id).unwrap();
+    assert!(record.peer_witnesses.is_none(), "the peer's witnesses were not taken");
 }
 
 /// An indexer listing one cell twice: built on that, the tx would spend the

@@ -16,7 +16,7 @@ use fiber_funding::chain::simulated::ScriptRunner;
 use fiber_funding::chain::simulated_client::simulated_cell;
 use fiber_funding::native::script_vm::{self, CkbVm};
 use fiber_funding::primitives::ChannelId;
-use fiber_funding::tx::default_lock::SIGHASH_ALL_TYPE_HASH;
+use fiber_funding::tx::default_lock::{self, SIGHASH_ALL_TYPE_HASH};
 use fiber_funding::tx::fee::capacity_of;
 use fiber_funding::tx::parts::TxParts;
 
@@ -95,6 +95,32 @@ fn the_funding_tx_passes_both_default_locks_and_a_changed_signature_is_refused()
             error.contains("ValidationFailure") || error.contains("error code"),
             "{error}"
         );
+    }
+}
+
+/// CKB's secp256k1 lock reads each witness it hashes into a 32 KiB buffer:
+/// a witness of 32,768 bytes passes, one byte more is refused. The module's
+/// own check of a default-lock group (`verify_group`, run on the peer's and
+/// the wallet's signatures before ours leave) must agree on both.
+#[test]
+fn the_default_lock_reads_witnesses_up_to_32_kib_and_verify_group_agrees() {
+    let (world, _, funding_tx) = ready_channel();
+    let peer_inputs = world.acceptor_input_indices(&funding_tx);
+    let peer_lock = default_lock::lock_script_for_key(world.acceptor_key.verifying_key());
+    // A WitnessArgs of a 65-byte lock and an input_type of n bytes is 89 + n bytes.
+    for (witness_len, accepted) in [(32_768, true), (32_769, false)] {
+        let padded = with_parts(&funding_tx, |p| {
+            p.witnesses[peer_inputs[0]] = witness_with_input_type(vec![7; witness_len - 89]);
+        });
+        let signed = default_lock::sign_group(&padded, &peer_inputs, &world.acceptor_key).unwrap();
+        assert_eq!(
+            signed.witnesses().get(peer_inputs[0]).unwrap().raw_data().len(),
+            witness_len
+        );
+        let on_chain = verify(&world, &signed, &[]);
+        let ours = default_lock::verify_group(&signed, &peer_inputs, &peer_lock.args().raw_data());
+        assert_eq!(on_chain.is_ok(), accepted, "{witness_len} bytes: {on_chain:?}");
+        assert_eq!(ours.is_ok(), accepted, "{witness_len} bytes: {ours:?}");
     }
 }
 

@@ -26,12 +26,6 @@ fn awaiting_submission() -> (World, ChannelId, packed::Transaction) {
     (world, channel_id, signed)
 }
 
-fn with_parts(tx: &packed::Transaction, change: impl FnOnce(&mut TxParts)) -> packed::Transaction {
-    let mut parts = TxParts::from_tx(tx);
-    change(&mut parts);
-    parts.build()
-}
-
 #[test]
 fn each_raw_tx_field_changed_alone_is_rejected_naming_the_field() {
     let (mut world, channel_id, signed) = awaiting_submission();

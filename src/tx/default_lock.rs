@@ -37,6 +37,10 @@ pub const SIGNATURE_LEN: usize = 65;
 /// Serialized length of [`placeholder_witness`], for fee estimation.
 pub const PLACEHOLDER_WITNESS_LEN: usize = 85;
 
+/// The most bytes of one witness the script reads (its `MAX_WITNESS_SIZE`):
+/// it fails on any larger witness it hashes, however the group is signed.
+pub const MAX_WITNESS_LEN: usize = 32_768;
+
 /// Why a default-lock input group could not be signed or did not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DefaultLockError {
@@ -60,6 +64,8 @@ pub enum DefaultLockError {
     ArgsNotBlake160 { len: usize },
     #[error("input {input_index}: the signer's key hash does not match the lock args")]
     PubkeyHashMismatch { input_index: usize },
+    #[error("witness {index} is {len} bytes; the default lock reads at most {MAX_WITNESS_LEN}")]
+    WitnessTooLarge { index: usize, len: usize },
     #[error("the key could not sign the message")]
     SigningFailed,
 }
@@ -171,6 +177,7 @@ pub fn verify_group(tx: &packed::Transaction, group: &[usize], expected_args: &[
         });
     }
     let indices = ascending_group(tx, group)?;
+    check_witness_lens(tx, &indices)?;
     let first_index = indices[0];
     let first = first_witness_args(tx, first_index)?;
     let lock = first
@@ -232,6 +239,20 @@ fn covered_witnesses(tx: &packed::Transaction, indices: &[usize]) -> Vec<Bytes> 
         .map_while(|&index| witnesses.get(index).map(|w| w.raw_data()));
     let past_inputs = (tx.raw().inputs().len()..witnesses.len()).filter_map(|index| witnesses.get(index));
     group_rest.chain(past_inputs.map(|w| w.raw_data())).collect()
+}
+
+/// Every witness the script loads for the group (its own, then those with
+/// no input of their own) fits the buffer it loads them into.
+fn check_witness_lens(tx: &packed::Transaction, indices: &[usize]) -> Result<(), DefaultLockError> {
+    let witnesses = tx.witnesses();
+    let past_inputs = tx.raw().inputs().len()..witnesses.len();
+    for index in indices.iter().copied().chain(past_inputs) {
+        let len = witnesses.get(index).map_or(0, |w| w.raw_data().len());
+        if len > MAX_WITNESS_LEN {
+            return Err(DefaultLockError::WitnessTooLarge { index, len });
+        }
+    }
+    Ok(())
 }
 
 fn sighash_all_message(tx_hash: &[u8; 32], first_witness: &packed::WitnessArgs, covered: &[Bytes]) -> [u8; 32] {
@@ -520,6 +541,32 @@ mod tests {
         verify_group(&tx, &[1], &bob_args()).unwrap();
         // Group order given by the caller does not matter.
         verify_group(&tx, &[2, 0], &alice_args()).unwrap();
+    }
+
+    /// The script fails on any witness it hashes past its 32 KiB buffer:
+    /// the group's own (first or not) and those with no input of their
+    /// own, which every group hashes. Another group's witness is not read.
+    #[test]
+    fn a_witness_the_script_cannot_read_fails_every_group_that_hashes_it() {
+        let too_large = vec![0u8; MAX_WITNESS_LEN + 1];
+        let at_limit = vec![0u8; MAX_WITNESS_LEN];
+        let tx = sign_group(&with_witness(&two_group_tx(), 2, &at_limit), &[0, 2], &alice()).unwrap();
+        let tx = sign_group(&tx, &[1], &bob()).unwrap();
+        verify_group(&tx, &[0, 2], &alice_args()).unwrap();
+
+        let too_large_at = |index| {
+            Err(DefaultLockError::WitnessTooLarge {
+                index,
+                len: MAX_WITNESS_LEN + 1,
+            })
+        };
+        let in_group = with_witness(&tx, 2, &too_large);
+        assert_eq!(verify_group(&in_group, &[0, 2], &alice_args()), too_large_at(2));
+        verify_group(&in_group, &[1], &bob_args()).unwrap();
+
+        let past_inputs = with_witness(&tx, 3, &too_large);
+        assert_eq!(verify_group(&past_inputs, &[0, 2], &alice_args()), too_large_at(3));
+        assert_eq!(verify_group(&past_inputs, &[1], &bob_args()), too_large_at(3));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use fiber_funding::runtime::{execute, Effects};
 use fiber_funding::store::memory::MemoryStore;
 use fiber_funding::store::{LoadedRecords, Store, StoreError};
 use fiber_funding::tx::default_lock;
+use fiber_funding::tx::parts::TxParts;
 use fiber_funding::tx::script::ScriptTemplate;
 use fiber_funding::wire::FiberMessage;
 use k256::ecdsa::SigningKey;
@@ -1170,6 +1171,13 @@ pub fn assert_persist_comes_first(actions: &[Action]) {
 
 /// A default-lock witness with `input_type` bytes besides its lock (zeros
 /// to sign over), as a wallet or a peer may put more in its `WitnessArgs`.
+/// `tx` with `change` made to its parts.
+pub fn with_parts(tx: &packed::Transaction, change: impl FnOnce(&mut TxParts)) -> packed::Transaction {
+    let mut parts = TxParts::from_tx(tx);
+    change(&mut parts);
+    parts.build()
+}
+
 pub fn witness_with_input_type(input_type: Vec<u8>) -> Vec<u8> {
     packed::WitnessArgs::new_builder()
         .lock(Some(ckb_types::bytes::Bytes::from(vec![0u8; 65])).pack())
