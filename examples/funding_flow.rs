@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use ckb_types::packed;
-use fiber_funding::chain::simulated::SimulatedChain;
+use fiber_funding::chain::simulated::{CellFilter, SimulatedChain};
 use fiber_funding::chain::simulated_client::simulated_cell;
 use fiber_funding::flow::*;
 use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
@@ -110,7 +110,7 @@ impl Demo {
             self.queries.push_back((index, channel_id, query));
         }
         for (open, lock) in outbox.wallet_cell_lookups {
-            let cells = self.chain.get_cells(&lock, 100, None).0;
+            let cells = self.chain.get_cells(&lock, &CellFilter::plain(), 100, None).0;
             let now = self.now;
             let actions = self.nodes[index].wallet_cells(open, Ok(cells), now);
             self.run(index, actions);
@@ -176,7 +176,7 @@ fn main() {
             let event = match query {
                 ChainQuery::LiveCells { lock } => ChainEvent::LiveCells {
                     channel_id,
-                    cells: demo.chain.get_cells(&lock, 100, None).0,
+                    cells: demo.chain.get_cells(&lock, &CellFilter::plain(), 100, None).0,
                 },
                 ChainQuery::ResolveInputs { out_points } => ChainEvent::ResolvedInputs {
                     channel_id,

@@ -216,9 +216,16 @@ fn client(node: &ScriptedNode) -> RpcChainClient<ScriptedNode> {
     RpcChainClient::new(node.clone())
 }
 
+/// `get_cells` asks for plain cells only (no type script, no data): a
+/// wallet's NFTs and tokens never fill the answer.
 fn get_cells_params(limit: &str, after: Value) -> Value {
     json!([
-        { "script": wallet_lock_json(), "script_type": "lock", "script_search_mode": "exact" },
+        {
+            "script": wallet_lock_json(),
+            "script_type": "lock",
+            "script_search_mode": "exact",
+            "filter": { "script_len_range": ["0x0", "0x1"], "output_data_len_range": ["0x0", "0x1"] }
+        },
         "asc",
         limit,
         after
@@ -609,6 +616,11 @@ fn transport_failures_and_odd_answers_map_to_kinds_naming_the_method() {
             "HTTP 502",
         ),
         (http(408, ""), ChainErrorKind::Timeout, "HTTP 408"),
+        (
+            Answer::Fail(TransportError::TooLarge { limit: 4_194_304 }),
+            ChainErrorKind::BadResponse,
+            "answer longer than 4194304 bytes",
+        ),
         (
             http(405, "Used HTTP Method is not allowed. POST or OPTIONS is required"),
             ChainErrorKind::BadResponse,

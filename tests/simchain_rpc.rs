@@ -14,7 +14,9 @@ use ckb_types::prelude::*;
 use fiber_funding::chain::client::{ChainClient, ChainErrorKind};
 use fiber_funding::chain::rpc::{RpcChainClient, RpcTransport, TransportError};
 use fiber_funding::chain::TxStatus;
-use fiber_funding::native::http_rpc::{call_json, genesis_default_lock_dep_group, HttpTransport};
+use fiber_funding::native::http_rpc::{
+    call_json, genesis_default_lock_dep_group, HttpTransport, MAX_NATIVE_ANSWER_BYTES,
+};
 use fiber_funding::native::simchain::DEV_ACCOUNTS;
 use fiber_funding::primitives::{decode_hex, encode_hex, Hash256};
 use fiber_funding::tx::default_lock;
@@ -239,6 +241,72 @@ fn a_signed_transfer_is_accepted_mined_and_committed() {
     });
 }
 
+/// The client asks the indexer for plain cells only: a cell holding data
+/// (an NFT, a token) is never listed, however large. Other filters are
+/// refused by name rather than ignored.
+#[test]
+fn live_cells_lists_plain_cells_only() {
+    let sim = SimChain::start(&[]);
+    let client = sim.client();
+    run(async {
+        let dep = genesis_default_lock_dep_group(client.transport(), 5_000).await.unwrap();
+        let input = client.live_cells(dev_lock(0)).await.unwrap()[0].clone();
+        let capacity: u64 = input.output.capacity().unpack();
+        let to_dev_1 = |capacity: u64| {
+            packed::CellOutput::new_builder()
+                .capacity(capacity)
+                .lock(dev_lock(1))
+                .build()
+        };
+        let tx = transfer(input.out_point.clone(), capacity, dep);
+        let raw = tx
+            .raw()
+            .as_builder()
+            .outputs(vec![to_dev_1(capacity - 2_000 * CKB), to_dev_1(1_000 * CKB)].pack())
+            .outputs_data(vec![packed::Bytes::default(), vec![7u8; 500].pack()].pack())
+            .build();
+        let tx = tx.as_builder().raw(raw).build();
+        let tx = default_lock::sign_group(&tx, &[0], &dev_key(0)).unwrap();
+        let hash = client.send_transaction(tx).await.unwrap();
+        client.generate_block().await.unwrap();
+
+        let cells = client.live_cells(dev_lock(1)).await.unwrap();
+        let from_tx: Vec<_> = cells
+            .iter()
+            .filter(|c| c.out_point.tx_hash().as_slice() == hash.0)
+            .collect();
+        assert_eq!(from_tx.len(), 1, "only the plain output is listed");
+        assert_eq!(Unpack::<u32>::unpack(&from_tx[0].out_point.index()), 0);
+        assert!(cells
+            .iter()
+            .all(|c| c.output_data.is_empty() && c.output.type_().is_none()));
+
+        let search_key = |filter: serde_json::Value| json!([{ "script": dev_lock_json(1), "script_type": "lock", "script_search_mode": "exact", "filter": filter }, "asc", "0x64"]);
+        let unfiltered = call_json(client.transport(), "get_cells", search_key(json!(null)), 5_000)
+            .await
+            .unwrap();
+        let with_data = unfiltered["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["output_data"] != json!("0x"));
+        assert_eq!(with_data.count(), 1, "the data cell is there, unfiltered");
+        let refused = call_json(
+            client.transport(),
+            "get_cells",
+            search_key(json!({ "output_capacity_range": ["0x0", "0x1"] })),
+            5_000,
+        )
+        .await
+        .unwrap_err();
+        assert!(refused.reason.contains("filter.output_capacity_range"), "{refused}");
+    });
+}
+
+fn dev_lock_json(index: usize) -> serde_json::Value {
+    json!(ckb_jsonrpc_types::Script::from(dev_lock(index)))
+}
+
 fn input_json(out_point: &packed::OutPoint) -> serde_json::Value {
     json!(ckb_jsonrpc_types::OutPoint::from(out_point.clone()))
 }
@@ -448,6 +516,30 @@ fn a_node_that_never_answers_times_out_on_time() {
     let error = run(HttpTransport::new(url).post("{}".into(), 300)).unwrap_err();
     assert_eq!(error, TransportError::Timeout);
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+/// A node that streams an answer without end is cut off at the limit, with
+/// an error that says so (not held until memory runs out).
+#[test]
+fn an_answer_streaming_without_end_is_cut_off_at_the_limit() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let _endless = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request);
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n");
+        let chunk = format!("{:x}\r\n{}\r\n", 1 << 20, " ".repeat(1 << 20));
+        while stream.write_all(chunk.as_bytes()).is_ok() {}
+    });
+    let error = run(HttpTransport::new(url).post("{}".into(), 30_000)).unwrap_err();
+    assert_eq!(
+        error,
+        TransportError::TooLarge {
+            limit: MAX_NATIVE_ANSWER_BYTES as usize
+        }
+    );
 }
 
 #[test]

@@ -47,7 +47,8 @@ pub type ChainResult<T> = LocalBoxFuture<'static, Result<T, ChainError>>;
 
 /// The chain operations the funding flow needs.
 pub trait ChainClient {
-    /// Every live cell locked by `lock` (all pages of the indexer's `get_cells`),
+    /// Every live plain cell (no type script, no data) locked by `lock`: all
+    /// a funding or a claim spends. All pages of the indexer's `get_cells`,
     /// up to a bound (the RPC client's `MAX_LIVE_CELLS`).
     fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>>;
     /// The cells these out points name, one answer per out point in order,

@@ -43,6 +43,12 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// How long one RPC call may take unless set otherwise.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
+/// The longest answer a browser client reads. The largest one it needs is a
+/// tx as large as a block holds, in hex (`get_transaction` at verbosity 0,
+/// about 1.2 MB); the cell pages ask only for plain cells. A node sending
+/// more is cut off, not buffered.
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+
 /// How much of an unexpected answer an error message quotes.
 const QUOTED_ANSWER_CHARS: usize = 200;
 
@@ -58,6 +64,9 @@ pub enum TransportError {
     /// An answer with a non-2xx HTTP status.
     #[error("HTTP {status}")]
     Http { status: u16, body: String },
+    /// An answer longer than the transport reads.
+    #[error("answer longer than {limit} bytes")]
+    TooLarge { limit: usize },
 }
 
 /// Carries one JSON-RPC request body to the node and brings back the answer body.
@@ -242,7 +251,7 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
     fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>> {
         const METHOD: &str = "get_cells";
         let client = self.clone();
-        let search_key = lock_search_key(&lock);
+        let search_key = plain_cells_search_key(&lock);
         let limit = client.page_size;
         async move {
             let mut cells = Vec::new();
@@ -456,6 +465,15 @@ fn lock_search_key(lock: &packed::Script) -> Value {
     json!({ "script": script_to_json(lock), "script_type": "lock", "script_search_mode": "exact" })
 }
 
+/// [`lock_search_key`] narrowed to plain cells (no type script, no data):
+/// all a funding or a claim spends, and a wallet's NFTs and tokens (data of
+/// any size) never fill the answer.
+fn plain_cells_search_key(lock: &packed::Script) -> Value {
+    let nothing = || json!(["0x0", "0x1"]);
+    let filter = json!({ "script_len_range": nothing(), "output_data_len_range": nothing() });
+    json!({ "script": script_to_json(lock), "script_type": "lock", "script_search_mode": "exact", "filter": filter })
+}
+
 fn out_point_json(out_point: &packed::OutPoint) -> Value {
     json!({ "tx_hash": encode_hex(out_point.tx_hash().as_slice()), "index": format!("{:#x}", Unpack::<u32>::unpack(&out_point.index())) })
 }
@@ -575,7 +593,8 @@ fn decode_answer(method: &'static str, id: u64, body: &str) -> Result<Value, Cha
         .ok_or_else(|| bad_response(method, "answer has neither result nor error"))
 }
 
-fn transport_failure(method: &'static str, error: TransportError, timeout_ms: u64) -> ChainError {
+/// A request that got no answer body, as the chain error a caller sees.
+pub(crate) fn transport_failure(method: &'static str, error: TransportError, timeout_ms: u64) -> ChainError {
     match error {
         TransportError::Unreachable(reason) => ChainError::new(method, ChainErrorKind::Unreachable, reason),
         TransportError::Timeout => ChainError::new(
@@ -583,6 +602,7 @@ fn transport_failure(method: &'static str, error: TransportError, timeout_ms: u6
             ChainErrorKind::Timeout,
             format!("no answer within {timeout_ms} ms"),
         ),
+        TransportError::TooLarge { limit } => bad_response(method, format!("answer longer than {limit} bytes")),
         TransportError::Http { status, body } => {
             let kind = match status {
                 // CKB's own 30 s request limit.

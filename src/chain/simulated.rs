@@ -195,6 +195,35 @@ struct CommittedTx {
     block_number: u64,
 }
 
+/// What `get_cells` narrows a lock's cells to, as the indexer's `filter`
+/// does: half-open ranges of the type script's length (code hash, hash type
+/// and args; 0 for none) and of the data's length.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CellFilter {
+    pub type_script_len: Option<std::ops::Range<u64>>,
+    pub output_data_len: Option<std::ops::Range<u64>>,
+}
+
+impl CellFilter {
+    /// Cells with no type script and no data: all a wallet can fund with.
+    pub fn plain() -> Self {
+        Self {
+            type_script_len: Some(0..1),
+            output_data_len: Some(0..1),
+        }
+    }
+
+    pub fn admits(&self, output: &packed::CellOutput, data: &[u8]) -> bool {
+        let type_len = output.type_().to_opt().map_or(0, |script| {
+            script.code_hash().as_slice().len() + script.hash_type().as_slice().len() + script.args().raw_data().len()
+        });
+        let within = |range: &Option<std::ops::Range<u64>>, len: usize| {
+            range.as_ref().is_none_or(|range| range.contains(&(len as u64)))
+        };
+        within(&self.type_script_len, type_len) && within(&self.output_data_len, data.len())
+    }
+}
+
 /// An in-memory CKB chain, its transaction pool and an indexer over its live
 /// cells.
 ///
@@ -367,14 +396,16 @@ impl SimulatedChain {
         tx_hash
     }
 
-    /// Live cells locked by exactly `lock`, in (block number, tx index, output
-    /// index) order, at most `limit` of them, starting after `after`. The
-    /// cursor is `None` once no further cell matches; a `limit` of 0 returns
-    /// nothing and hands `after` back. Like CKB's indexer, this sees committed
-    /// cells only: a cell a pool transaction spends is still listed.
+    /// Live cells locked by exactly `lock` that `filter` admits, in (block
+    /// number, tx index, output index) order, at most `limit` of them,
+    /// starting after `after`. The cursor is `None` once no further cell
+    /// matches; a `limit` of 0 returns nothing and hands `after` back. Like
+    /// CKB's indexer, this sees committed cells only: a cell a pool
+    /// transaction spends is still listed.
     pub fn get_cells(
         &self,
         lock: &packed::Script,
+        filter: &CellFilter,
         limit: usize,
         after: Option<Cursor>,
     ) -> (Vec<LiveCell>, Option<Cursor>) {
@@ -384,7 +415,7 @@ impl SimulatedChain {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut matching = self.live.range((start, Bound::Unbounded)).filter_map(|(cursor, key)| {
             let (output, data) = self.committed_output(key)?;
-            (output.lock().as_slice() == lock.as_slice()).then(|| {
+            (output.lock().as_slice() == lock.as_slice() && filter.admits(&output, &data)).then(|| {
                 let cell = LiveCell {
                     out_point: out_point(&key.0, key.1),
                     output,
@@ -900,7 +931,7 @@ mod tests {
     }
 
     fn cells_of(chain: &SimulatedChain, key: &SigningKey) -> Vec<LiveCell> {
-        chain.get_cells(&lock_of(key), 100, None).0
+        chain.get_cells(&lock_of(key), &CellFilter::default(), 100, None).0
     }
 
     #[test]
@@ -1529,7 +1560,7 @@ mod tests {
         let mut pages = Vec::new();
         let mut cursor = None;
         loop {
-            let (cells, next) = chain.get_cells(&lock_of(&alice()), 2, cursor);
+            let (cells, next) = chain.get_cells(&lock_of(&alice()), &CellFilter::default(), 2, cursor);
             pages.push(cells.len());
             for cell in &cells {
                 assert_eq!(cell.output.lock().as_slice(), lock_of(&alice()).as_slice());
@@ -1547,10 +1578,35 @@ mod tests {
         }
         assert_eq!(pages, vec![2, 2, 1]);
 
-        let all = chain.get_cells(&lock_of(&alice()), 100, None).0;
+        let all = chain.get_cells(&lock_of(&alice()), &CellFilter::default(), 100, None).0;
         let blocks: Vec<u64> = all.iter().map(|cell| cell.block_number).collect();
         assert_eq!(blocks, vec![0, 0, 1, 1, 2]);
-        assert_eq!(chain.get_cells(&lock_of(&alice()), 0, None), (Vec::new(), None));
+        assert_eq!(
+            chain.get_cells(&lock_of(&alice()), &CellFilter::default(), 0, None),
+            (Vec::new(), None)
+        );
+    }
+
+    /// The indexer's length ranges: a type script counts its code hash,
+    /// hash type and args (none counts 0), data its bytes; the end is excluded.
+    #[test]
+    fn a_cell_filter_admits_by_type_script_and_data_length() {
+        let typed = packed::CellOutput::new_builder()
+            .type_(Some(lock_of(&alice())).pack())
+            .build();
+        let untyped = packed::CellOutput::default();
+        let plain = CellFilter::plain();
+        assert!(plain.admits(&untyped, &[]));
+        assert!(!plain.admits(&untyped, &[0]));
+        assert!(!plain.admits(&typed, &[]));
+        // 32 + 1 + 20 bytes of args.
+        let exactly = |range| CellFilter {
+            type_script_len: Some(range),
+            output_data_len: None,
+        };
+        assert!(exactly(53..54).admits(&typed, &[1; 9]));
+        assert!(!exactly(0..53).admits(&typed, &[]));
+        assert!(CellFilter::default().admits(&typed, &[1; 9]));
     }
 
     #[test]
@@ -1558,7 +1614,7 @@ mod tests {
         let mut chain = SimulatedChain::new();
         fund(&mut chain, &alice(), 100 * CKB);
         fund(&mut chain, &alice(), 100 * CKB);
-        let (cells, next) = chain.get_cells(&lock_of(&alice()), 2, None);
+        let (cells, next) = chain.get_cells(&lock_of(&alice()), &CellFilter::default(), 2, None);
         assert_eq!(cells.len(), 2);
         assert_eq!(next, None);
     }

@@ -9,7 +9,7 @@ use ckb_types::prelude::*;
 use futures::FutureExt;
 
 use super::client::{ChainClient, ChainError, ChainErrorKind, ChainResult};
-use super::simulated::SimulatedChain;
+use super::simulated::{CellFilter, SimulatedChain};
 use super::{LiveCell, ResolvedCell, TxReport};
 use crate::primitives::Hash256;
 
@@ -43,7 +43,7 @@ impl ChainClient for SimulatedChainClient {
         let mut cells = Vec::new();
         let mut cursor = None;
         loop {
-            let (page, next) = chain.get_cells(&lock, 100, cursor);
+            let (page, next) = chain.get_cells(&lock, &CellFilter::plain(), 100, cursor);
             cells.extend(page);
             match next {
                 Some(next) => cursor = Some(next),

@@ -28,12 +28,13 @@ use futures::FutureExt;
 use serde_json::{json, Value};
 
 use crate::chain::client::{ChainError, ChainErrorKind};
-use crate::chain::rpc::{RpcTransport, TransportError};
+use crate::chain::rpc::{transport_failure, RpcTransport, TransportError};
 use crate::primitives::Hash256;
 
-/// Largest answer read: CKB's genesis block, with the system scripts' code in
-/// hex, is a few MB.
-const MAX_ANSWER_BYTES: u64 = 64 << 20;
+/// Largest answer read natively: more than the browser's
+/// [`crate::chain::rpc::MAX_ANSWER_BYTES`], since the counterparty reads
+/// CKB's genesis block, the system scripts' code in hex (a few MB).
+pub const MAX_NATIVE_ANSWER_BYTES: u64 = 64 << 20;
 
 /// [`RpcTransport`] over HTTP/1.1 (plain `http://`), keeping connections alive.
 #[derive(Clone)]
@@ -84,7 +85,7 @@ impl HttpTransport {
         let text = answer
             .body_mut()
             .with_config()
-            .limit(MAX_ANSWER_BYTES)
+            .limit(MAX_NATIVE_ANSWER_BYTES)
             .read_to_string()
             .map_err(|error| self.describe(error))?;
         if (200..300).contains(&status) {
@@ -98,6 +99,9 @@ impl HttpTransport {
         let url = &self.url;
         match error {
             ureq::Error::Timeout(_) => TransportError::Timeout,
+            ureq::Error::BodyExceedsLimit(limit) => TransportError::TooLarge {
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            },
             ureq::Error::Io(io) if matches!(io.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
                 TransportError::Timeout
             }
@@ -150,19 +154,10 @@ pub async fn call_json<T: RpcTransport>(
     timeout_ms: u64,
 ) -> Result<Value, ChainError> {
     let body = json!({ "id": 1, "jsonrpc": "2.0", "method": method, "params": params }).to_string();
-    let answer = transport.post(body, timeout_ms).await.map_err(|error| match error {
-        TransportError::Unreachable(reason) => ChainError::new(method, ChainErrorKind::Unreachable, reason),
-        TransportError::Timeout => ChainError::new(
-            method,
-            ChainErrorKind::Timeout,
-            format!("no answer within {timeout_ms} ms"),
-        ),
-        TransportError::Http { status, body } => ChainError::new(
-            method,
-            ChainErrorKind::BadResponse,
-            format!("HTTP {status}: {}", body.chars().take(200).collect::<String>()),
-        ),
-    })?;
+    let answer = transport
+        .post(body, timeout_ms)
+        .await
+        .map_err(|error| transport_failure(method, error, timeout_ms))?;
     let mut answer: Value = serde_json::from_str(&answer)
         .map_err(|e| ChainError::new(method, ChainErrorKind::BadResponse, format!("answer is not JSON: {e}")))?;
     if let Some(error) = answer.get("error").filter(|e| !e.is_null()) {

@@ -42,7 +42,7 @@ use ckb_types::H256;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-use crate::chain::simulated::{ChainRejection, Cursor, SimulatedChain, DEFAULT_MIN_FEE_RATE};
+use crate::chain::simulated::{CellFilter, ChainRejection, Cursor, SimulatedChain, DEFAULT_MIN_FEE_RATE};
 use crate::chain::simulated_client::simulated_cell;
 use crate::chain::TxStatus;
 use crate::native::script_vm;
@@ -482,14 +482,37 @@ impl SimChainNode {
                 "fiber-simchain only answers script_search_mode \"exact\"",
             ));
         }
-        if search_key.get("filter").is_some_and(|f| !f.is_null()) {
-            return Err(RpcError::invalid_params("filter is not supported by fiber-simchain"));
-        }
         Ok((packed::Script::from(script), search_key))
+    }
+
+    /// The search key's `filter`, of which fiber-simchain answers the two
+    /// length ranges (the type script's, the data's).
+    fn cell_filter(search_key: &Value) -> Result<CellFilter, RpcError> {
+        let Some(filter) = search_key.get("filter").filter(|f| !f.is_null()) else {
+            return Ok(CellFilter::default());
+        };
+        let known = ["script_len_range", "output_data_len_range"];
+        if let Some(other) = filter
+            .as_object()
+            .and_then(|f| f.keys().find(|k| !known.contains(&k.as_str())))
+        {
+            return Err(RpcError::invalid_params(format!(
+                "filter.{other} is not supported by fiber-simchain"
+            )));
+        }
+        let range = |name: &str| -> Result<Option<std::ops::Range<u64>>, RpcError> {
+            let range: Option<[Uint64; 2]> = optional_field(filter, name)?;
+            Ok(range.map(|[start, end]| start.value()..end.value()))
+        };
+        Ok(CellFilter {
+            type_script_len: range("script_len_range")?,
+            output_data_len: range("output_data_len_range")?,
+        })
     }
 
     fn get_cells(&self, params: &[Value]) -> RpcResult {
         let (lock, search_key) = Self::exact_lock_search(params)?;
+        let filter = Self::cell_filter(search_key)?;
         let with_data: Option<bool> = optional_field(search_key, "with_data")?;
         let order: String = param(params, 1, "order")?;
         if order != "asc" {
@@ -506,7 +529,7 @@ impl SimChainNode {
                     .ok_or_else(|| RpcError::invalid_params("after is not a cursor this node handed out"))?,
             ),
         };
-        let (cells, next) = self.chain.get_cells(&lock, limit.value() as usize, after);
+        let (cells, next) = self.chain.get_cells(&lock, &filter, limit.value() as usize, after);
         let mut last_cursor = next.map(Cursor::to_bytes);
         let mut objects = Vec::with_capacity(cells.len());
         for cell in &cells {
@@ -538,6 +561,11 @@ impl SimChainNode {
     /// reversed), `limit` at a time; the cursor is the position reached.
     fn get_transactions(&self, params: &[Value]) -> RpcResult {
         let (lock, search_key) = Self::exact_lock_search(params)?;
+        if search_key.get("filter").is_some_and(|f| !f.is_null()) {
+            return Err(RpcError::invalid_params(
+                "filter is not supported by fiber-simchain's get_transactions",
+            ));
+        }
         if search_key
             .get("group_by_transaction")
             .is_some_and(|g| g == &json!(true))

@@ -13,38 +13,58 @@ use std::rc::Rc;
 
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
+use js_sys::Uint8Array;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, Headers, Request, RequestInit, RequestMode, Response, Window, WorkerGlobalScope};
+use web_sys::{
+    AbortController, Headers, ReadableStreamDefaultReader, Request, RequestInit, RequestMode, Response, Window,
+    WorkerGlobalScope,
+};
 
-use crate::chain::rpc::{RpcTransport, TransportError};
+use crate::chain::rpc::{RpcTransport, TransportError, MAX_ANSWER_BYTES};
 
 /// POSTs JSON-RPC requests to one CKB node URL with `fetch`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchTransport {
     url: String,
+    answer_limit: usize,
 }
 
 impl FetchTransport {
     /// `url` is the node's JSON-RPC endpoint, e.g. `http://127.0.0.1:8114/`.
+    /// Answers are read up to [`MAX_ANSWER_BYTES`].
     pub fn new(url: &str) -> Self {
-        Self { url: url.to_owned() }
+        Self {
+            url: url.to_owned(),
+            answer_limit: MAX_ANSWER_BYTES,
+        }
+    }
+
+    /// Reads answers up to `bytes`; a longer one is [`TransportError::TooLarge`].
+    pub fn with_answer_limit(mut self, bytes: usize) -> Self {
+        self.answer_limit = bytes;
+        self
     }
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    pub fn answer_limit(&self) -> usize {
+        self.answer_limit
     }
 }
 
 impl RpcTransport for FetchTransport {
     fn post(&self, body: String, timeout_ms: u64) -> LocalBoxFuture<'static, Result<String, TransportError>> {
         let url = self.url.clone();
-        async move { post_json(&url, &body, timeout_ms).await }.boxed_local()
+        let limit = self.answer_limit;
+        async move { post_json(&url, &body, timeout_ms, limit).await }.boxed_local()
     }
 }
 
-async fn post_json(url: &str, body: &str, timeout_ms: u64) -> Result<String, TransportError> {
+async fn post_json(url: &str, body: &str, timeout_ms: u64, limit: usize) -> Result<String, TransportError> {
     let unreachable = |error: JsValue| TransportError::Unreachable(format!("{url}: {}", describe(&error)));
     let scope = GlobalScope::current()?;
     let controller = AbortController::new().map_err(unreachable)?;
@@ -73,19 +93,61 @@ async fn post_json(url: &str, body: &str, timeout_ms: u64) -> Result<String, Tra
         .await
         .map_err(failed)?
         .unchecked_into();
-    let text = match response.text() {
-        Ok(reading) => JsFuture::from(reading)
-            .await
-            .map(|text| text.as_string().unwrap_or_default()),
-        Err(error) => Err(error),
-    };
+    let text = read_body(&response, limit).await.map_err(|error| match error {
+        BodyError::TooLarge => TransportError::TooLarge { limit },
+        BodyError::Failed(error) => failed(error),
+    });
     if !response.ok() {
         return Err(TransportError::Http {
             status: response.status(),
             body: text.unwrap_or_default(),
         });
     }
-    text.map_err(failed)
+    text
+}
+
+enum BodyError {
+    TooLarge,
+    Failed(JsValue),
+}
+
+impl From<JsValue> for BodyError {
+    fn from(error: JsValue) -> Self {
+        Self::Failed(error)
+    }
+}
+
+/// The answer's body, read as it arrives and never past `limit` bytes: a
+/// node streaming without end is cut off, not buffered until the tab dies.
+async fn read_body(response: &Response, limit: usize) -> Result<String, BodyError> {
+    let declared = response.headers().get("content-length").ok().flatten();
+    if declared
+        .and_then(|len| len.trim().parse::<u64>().ok())
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let Some(stream) = response.body() else {
+        return Ok(String::new());
+    };
+    let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let mut body = Vec::new();
+    loop {
+        let chunk = JsFuture::from(reader.read()).await?;
+        if js_sys::Reflect::get(&chunk, &JsValue::from_str("done"))?.is_truthy() {
+            break;
+        }
+        let bytes: Uint8Array = js_sys::Reflect::get(&chunk, &JsValue::from_str("value"))?.dyn_into()?;
+        let start = body.len();
+        let end = start.saturating_add(bytes.length() as usize);
+        if end > limit {
+            let _ = reader.cancel();
+            return Err(BodyError::TooLarge);
+        }
+        body.resize(end, 0);
+        bytes.copy_to(&mut body[start..]);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The page's `window` or a worker's `self`: both have `fetch` and `setTimeout`.

@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use ckb_types::packed;
 use ckb_types::prelude::*;
-use fiber_funding::chain::simulated::SimulatedChain;
+use fiber_funding::chain::simulated::{CellFilter, SimulatedChain};
 use fiber_funding::chain::{CheckedTx, LiveCell, ResolvedCell, TxReport, TxStatus};
 use fiber_funding::flow::config::*;
 use fiber_funding::flow::*;
@@ -481,12 +481,12 @@ impl World {
         self.crash_plan = Some(plan);
     }
 
-    /// Live cells of `lock`, all pages, as a runtime would collect them.
+    /// Plain live cells of `lock`, all pages, as a runtime would collect them.
     pub fn live_cells(&self, lock: &packed::Script) -> Vec<LiveCell> {
         let mut cells = Vec::new();
         let mut cursor = None;
         loop {
-            let (page, next) = self.chain.get_cells(lock, 2, cursor);
+            let (page, next) = self.chain.get_cells(lock, &CellFilter::plain(), 2, cursor);
             cells.extend(page);
             match next {
                 Some(next) => cursor = Some(next),
