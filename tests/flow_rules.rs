@@ -919,6 +919,110 @@ fn tombstones_restored_after_the_boot_never_overwrite_a_channel_the_node_holds()
     assert_eq!(node.record(&other.channel_id), Some(&other));
 }
 
+/// JoyID's lock on testnet (CCC's `KnownScript.JoyId`), for a made-up account.
+fn joyid_lock() -> packed::Script {
+    let code_hash: [u8; 32] =
+        fiber_funding::primitives::decode_hex("0xd23761b364210735c19c60561d213fb3beae2fd6172743719eff6920e020baac")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    packed::Script::new_builder()
+        .code_hash(code_hash.pack())
+        .hash_type(ScriptHashType::Type)
+        .args([&[0u8, 1][..], &[0x42; 20]].concat().pack())
+        .build()
+}
+
+/// A flow opened at the default fee rate from a JoyID wallet (its cells
+/// under [`joyid_lock`]), the unsigned tx handed out.
+fn joyid_flow_awaiting_submission() -> (World, ChannelId, packed::Transaction) {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let joyid = joyid_lock();
+    for ckb in [700u64, 800] {
+        let output = packed::CellOutput::new_builder()
+            .capacity(ckb * CKB)
+            .lock(joyid.clone())
+            .build();
+        world.chain.genesis_cell(output, Vec::new());
+    }
+    world.user.lock = joyid.clone();
+    let mut params = world.open_params(1000);
+    params.funding_lock_script = joyid.clone();
+    params.shutdown_script = joyid;
+    world.open_with(&params).unwrap();
+    world.run();
+    let (channel_id, unsigned) = world.handed_out.last().unwrap().clone();
+    (world, channel_id, unsigned)
+}
+
+/// A JoyID wallet signs with a passkey: WebAuthn's signature, key,
+/// authenticator data and client data JSON in `WitnessArgs.lock`, up to the
+/// 1,000 bytes CCC's JoyID signer reserves. Opened at the default fee rate
+/// with a JoyID lock, the tx handed out carries a placeholder that large, so
+/// the fee covers the real signature: the signed tx is taken, and the chain
+/// (which checks the minimum fee rate) commits it.
+#[test]
+fn a_joyid_signature_at_the_default_fee_rate_is_paid_for_and_the_channel_opens() {
+    let (mut world, channel_id, unsigned) = joyid_flow_awaiting_submission();
+    let user_inputs = world.user_input_indices(&unsigned);
+    let passkey_witness = packed::WitnessArgs::new_builder()
+        .lock(Some(ckb_types::bytes::Bytes::from(vec![0x5a; 1_000])).pack())
+        .build();
+    let signed = with_parts(&unsigned, |p| {
+        p.witnesses[user_inputs[0]] = passkey_witness.as_slice().to_vec();
+    });
+
+    world.submit(&channel_id, &signed).unwrap();
+    world.run();
+    assert_channel_ready(&world);
+}
+
+/// The room can be named for any wallet, within bounds: the tx handed out
+/// then carries a placeholder of that many bytes where the wallet signs.
+#[test]
+fn the_room_for_the_wallets_signature_can_be_named_within_bounds() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let mut params = world.open_params(1000);
+    for outside in [64, 8_193] {
+        params.funding_witness_lock_len = Some(outside);
+        match world.open_with(&params) {
+            Err(FlowError::InvalidParams { field, .. }) => assert_eq!(field, "funding_witness_lock_len"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(world.handed_out.is_empty());
+
+    params.funding_witness_lock_len = Some(300);
+    world.open_with(&params).unwrap();
+    world.run();
+    let unsigned = world.handed_out.last().unwrap().1.clone();
+    let first = world.user_input_indices(&unsigned)[0];
+    let witness = packed::WitnessArgs::from_slice(&unsigned.witnesses().get(first).unwrap().raw_data()).unwrap();
+    assert_eq!(witness.lock().to_opt().unwrap().raw_data().len(), 300);
+}
+
+/// JoyID's placeholder (a lock of 1,000 zero bytes) handed back unsigned,
+/// or replaced by the default lock's 65 zero bytes, is no signature: a
+/// lock the module cannot verify itself must still never pass as signed.
+#[test]
+fn an_unsigned_joyid_tx_is_refused_whatever_placeholder_it_holds() {
+    let (mut world, channel_id, unsigned) = joyid_flow_awaiting_submission();
+    let user_inputs = world.user_input_indices(&unsigned);
+    let stored = world.stored_record(INITIATOR, &channel_id).unwrap();
+    let with_default_placeholder = with_parts(&unsigned, |p| {
+        p.witnesses[user_inputs[0]] = default_lock::placeholder_witness().as_slice().to_vec();
+    });
+    for unsigned in [unsigned, with_default_placeholder] {
+        match world.submit(&channel_id, &unsigned) {
+            Err(FlowError::SignedTx(SignedTxError::NotSigned { index })) => assert_eq!(index, user_inputs[0]),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(world.stored_record(INITIATOR, &channel_id).unwrap(), stored);
+}
+
 /// A valid signature larger than the placeholder the fee was sized with (a
 /// passkey wallet's is) makes a tx below a node's minimum relay fee: it would
 /// never confirm, and once our witnesses left the flow could no longer be

@@ -22,6 +22,7 @@ const OPEN_FIELDS: &[&str] = &[
     "commitment_delay_epoch",
     "commitment_fee_rate",
     "funding_fee_rate",
+    "funding_witness_lock_len",
     "tlc_expiry_delta",
     "tlc_min_value",
     "tlc_fee_proportional_millionths",
@@ -82,6 +83,9 @@ pub fn parse_open_params(value: &Value) -> Result<OpenChannelParams, ApiError> {
         })?,
         commitment_fee_rate: optional(map, "commitment_fee_rate", |v| hex_u64_field(v, "commitment_fee_rate"))?,
         funding_fee_rate: optional(map, "funding_fee_rate", |v| hex_u64_field(v, "funding_fee_rate"))?,
+        funding_witness_lock_len: optional(map, "funding_witness_lock_len", |v| {
+            hex_u64_field(v, "funding_witness_lock_len")
+        })?,
         max_tlc_value_in_flight: optional(map, "max_tlc_value_in_flight", |v| {
             hex_u128(v, "max_tlc_value_in_flight")
         })?,
@@ -393,6 +397,11 @@ mod tests {
         let parsed = parse_open_params(&params().into()).unwrap();
         assert_eq!(parsed.funding_amount, 100_000_000_000);
         assert_eq!(parsed.funding_fee_rate, Some(1000));
+        assert_eq!(parsed.funding_witness_lock_len, None);
+        let mut with_room = params();
+        with_room["funding_witness_lock_len"] = json!("0x3e8");
+        let parsed_room = parse_open_params(&with_room.into()).unwrap();
+        assert_eq!(parsed_room.funding_witness_lock_len, Some(1000));
         assert_eq!(parsed.funding_lock_script_cell_deps.len(), 1);
         assert!(!parsed.public);
     }
@@ -403,6 +412,7 @@ mod tests {
             ("funding_amount", json!(1000), "funding_amount"),
             ("pubkey", json!("0x02"), "pubkey"),
             ("funding_fee_rate", json!("1000"), "funding_fee_rate"),
+            ("funding_witness_lock_len", json!(1000), "funding_witness_lock_len"),
             ("fundingAmount", json!("0x1"), "fundingAmount"),
         ] {
             let mut params = params();

@@ -17,6 +17,7 @@ use super::{Action, ChainQuery};
 use crate::chain::{LiveCell, ResolvedCell};
 use crate::crypto::keys::ChannelKeys;
 use crate::primitives::Hash256;
+use crate::tx::default_lock::SIGNATURE_LEN;
 use crate::tx::fee::{add, capacity_of, occupied_capacity_of_lock, outputs_capacity, sum, tx_fee, Overflow};
 use crate::tx::funding::{
     add_acceptor_part, is_plain_capacity_cell, Contribution, MAX_ACCEPTOR_INPUTS, MAX_INITIATOR_INPUTS,
@@ -352,6 +353,8 @@ impl Acceptor<'_> {
                 amount: self.record.local.contribution()?,
                 fee_rate,
                 max_inputs: MAX_ACCEPTOR_INPUTS,
+                // The counterparty's wallet is the default lock.
+                witness_lock_len: SIGNATURE_LEN,
             },
         ) {
             Ok(tx) => tx,

@@ -67,6 +67,11 @@ pub struct OpenChannelParams {
     pub commitment_delay_epoch: Option<u64>,
     pub commitment_fee_rate: Option<u64>,
     pub funding_fee_rate: Option<u64>,
+    /// Bytes the user's wallet puts in the first witness's
+    /// `WitnessArgs.lock` when it signs; the fee pays for that many. This
+    /// module's own parameter (Fiber's node knows its wallet). Default:
+    /// 1,000 for JoyID's lock, 65 otherwise ([`crate::tx::witness_room`]).
+    pub funding_witness_lock_len: Option<u64>,
     pub max_tlc_value_in_flight: Option<u128>,
     pub max_tlc_number_in_flight: Option<u64>,
 }
@@ -91,6 +96,7 @@ impl OpenChannelParams {
             commitment_delay_epoch: None,
             commitment_fee_rate: None,
             funding_fee_rate: None,
+            funding_witness_lock_len: None,
             max_tlc_value_in_flight: None,
             max_tlc_number_in_flight: None,
         }

@@ -19,7 +19,6 @@ use crate::chain::{LiveCell, ResolvedCell};
 use crate::crypto::keys::{parse_pubkey, ChannelKeys};
 use crate::crypto::{blake2b_256, musig};
 use crate::primitives::{ChannelId, Hash256};
-use crate::tx::default_lock;
 use crate::tx::fee::{add, capacity_of, fee_for_size, outputs_capacity, sum, Overflow};
 use crate::tx::funding::{
     build_initiator_part, min_reserved_ckb_amount, reserved_ckb_amount, with_funding_lock, Contribution,
@@ -27,6 +26,7 @@ use crate::tx::funding::{
 };
 use crate::tx::parts::{tx_hash, TxParts};
 use crate::tx::validate::{check_signed_tx, witnesses_of, SignedTxError};
+use crate::tx::{default_lock, witness_room};
 use crate::wire::{AcceptChannel, FiberMessage, CHANNEL_FLAG_EXTERNAL_FUNDING};
 
 /// A channel's id once both sides are known: blake2b-256 of both tlc
@@ -87,6 +87,7 @@ pub(crate) struct CheckedOpen {
     commitment_fee_rate: u64,
     commitment_delay_epoch: u64,
     max_tlc_number_in_flight: u64,
+    witness_lock_len: usize,
 }
 
 /// Checks an open's parameters before anything waits on them: an open the
@@ -121,12 +122,20 @@ pub(crate) fn check_open_params(config: &NodeConfig, params: &OpenChannelParams)
         .max_tlc_number_in_flight
         .unwrap_or(DEFAULT_MAX_TLC_NUMBER_IN_FLIGHT);
     limits::check_tlc_number(max_tlc_number_in_flight)?;
+    let witness_lock_len = match params.funding_witness_lock_len {
+        Some(len) => {
+            limits::check_witness_lock_len(len)?;
+            usize::try_from(len).map_err(|_| invalid("funding_witness_lock_len", "too large"))?
+        }
+        None => witness_room::default_lock_len(&params.funding_lock_script),
+    };
     Ok(CheckedOpen {
         funding_amount,
         funding_fee_rate,
         commitment_fee_rate,
         commitment_delay_epoch,
         max_tlc_number_in_flight,
+        witness_lock_len,
     })
 }
 
@@ -146,6 +155,7 @@ pub(crate) fn open_channel(
         commitment_fee_rate,
         commitment_delay_epoch,
         max_tlc_number_in_flight,
+        witness_lock_len,
     } = check_open_params(config, params)?;
 
     let keys = ChannelKeys::derive(&config.node_secret, &channel_seed);
@@ -173,6 +183,7 @@ pub(crate) fn open_channel(
             amount: contribution,
             fee_rate: funding_fee_rate,
             max_inputs: MAX_INITIATOR_INPUTS,
+            witness_lock_len,
         },
     )?;
     let inputs: HashSet<packed::OutPoint> = part.raw().inputs().into_iter().map(|i| i.previous_output()).collect();

@@ -36,6 +36,12 @@ pub const MAX_MESSAGE_TEXT: usize = 1_024;
 pub const MAX_FUNDING_INPUTS: usize = 500;
 pub const MAX_FUNDING_TX_BYTES: usize = 60_000;
 
+/// The room left for the user's signature in its first witness
+/// (`WitnessArgs.lock`): at least a secp256k1 signature, at most what keeps
+/// the witness well inside the default lock's 32 KiB and the tx one message.
+pub const MIN_WITNESS_LOCK_LEN: u64 = 65;
+pub const MAX_WITNESS_LOCK_LEN: u64 = 8_192;
+
 /// Why a peer's announcement or message is refused; names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field} {reason}")]
@@ -66,6 +72,16 @@ pub fn check_fee_rate(field: &'static str, rate: u64) -> Result<(), LimitError> 
         return Err(refuse(
             field,
             format!("{rate} is outside {MIN_FEE_RATE} to {MAX_FEE_RATE} shannons/KB"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_witness_lock_len(len: u64) -> Result<(), LimitError> {
+    if !(MIN_WITNESS_LOCK_LEN..=MAX_WITNESS_LOCK_LEN).contains(&len) {
+        return Err(refuse(
+            "funding_witness_lock_len",
+            format!("{len} is outside {MIN_WITNESS_LOCK_LEN} to {MAX_WITNESS_LOCK_LEN} bytes"),
         ));
     }
     Ok(())
@@ -202,6 +218,13 @@ mod tests {
         assert!(check_fee_rate("r", MIN_FEE_RATE - 1).is_err() && check_fee_rate("r", MAX_FEE_RATE + 1).is_err());
         assert!(check_capacity("c", MAX_CAPACITY).is_ok() && check_capacity("c", MAX_CAPACITY + 1).is_err());
         assert!(MAX_CAPACITY.checked_add(MAX_CAPACITY).is_some());
+        assert!(
+            check_witness_lock_len(MIN_WITNESS_LOCK_LEN).is_ok()
+                && check_witness_lock_len(MAX_WITNESS_LOCK_LEN).is_ok()
+        );
+        let below = check_witness_lock_len(MIN_WITNESS_LOCK_LEN - 1).unwrap_err();
+        assert!(below.to_string().contains("funding_witness_lock_len"), "{below}");
+        assert!(check_witness_lock_len(MAX_WITNESS_LOCK_LEN + 1).is_err());
     }
 
     #[test]

@@ -103,8 +103,15 @@ pub fn is_default_lock(script: &packed::Script) -> bool {
 /// before signing: a `WitnessArgs` whose lock is 65 zero bytes, so the signed
 /// message already covers the final witness length.
 pub fn placeholder_witness() -> packed::WitnessArgs {
+    placeholder_witness_with_lock_len(SIGNATURE_LEN)
+}
+
+/// A `WitnessArgs` whose lock is `lock_len` zero bytes: the room another
+/// lock's signature takes (JoyID's passkey signature, say), so the fee
+/// sized with it carries the signed tx.
+pub fn placeholder_witness_with_lock_len(lock_len: usize) -> packed::WitnessArgs {
     packed::WitnessArgs::new_builder()
-        .lock(Some(Bytes::from(vec![0u8; SIGNATURE_LEN])).pack())
+        .lock(Some(Bytes::from(vec![0u8; lock_len])).pack())
         .build()
 }
 

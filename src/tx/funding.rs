@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 
-use super::default_lock::placeholder_witness;
+use super::default_lock::placeholder_witness_with_lock_len;
 use super::fee::{
     add, capacity_of, fee_for_size, occupied_capacity, occupied_capacity_of_lock, Ckb, Overflow, SHANNONS_PER_CKB,
 };
@@ -59,6 +59,10 @@ pub struct Contribution<'a> {
     pub fee_rate: u64,
     /// At most this many inputs of this side.
     pub max_inputs: usize,
+    /// Bytes of the signature the owner's wallet puts in the first input's
+    /// `WitnessArgs.lock`; the placeholder holds as many, so the fee pays
+    /// for them.
+    pub witness_lock_len: usize,
 }
 
 /// A funding output with `capacity`, locked by `funding_lock`.
@@ -145,7 +149,9 @@ fn add_contribution(
                 .build(),
         );
         parts.witnesses.push(if is_first {
-            placeholder_witness().as_slice().to_vec()
+            placeholder_witness_with_lock_len(contribution.witness_lock_len)
+                .as_slice()
+                .to_vec()
         } else {
             Vec::new()
         });
@@ -250,7 +256,7 @@ pub fn min_reserved_ckb_amount(shutdown_script: &packed::Script) -> Result<u64, 
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
-    use crate::tx::default_lock::lock_script;
+    use crate::tx::default_lock::{lock_script, placeholder_witness, SIGNATURE_LEN};
     use crate::tx::fee::tx_fee;
 
     fn cell(lock: &packed::Script, index: u32, ckb: u64) -> LiveCell {
@@ -304,6 +310,7 @@ mod tests {
                 amount: 1000 * SHANNONS_PER_CKB,
                 fee_rate: 1000,
                 max_inputs: MAX_INITIATOR_INPUTS,
+                witness_lock_len: SIGNATURE_LEN,
             },
         )
         .unwrap();
@@ -318,6 +325,7 @@ mod tests {
                 amount: 99 * SHANNONS_PER_CKB,
                 fee_rate: 1000,
                 max_inputs: MAX_ACCEPTOR_INPUTS,
+                witness_lock_len: SIGNATURE_LEN,
             },
         )
         .unwrap();
@@ -356,6 +364,7 @@ mod tests {
                 amount: 500 * SHANNONS_PER_CKB,
                 fee_rate: 1000,
                 max_inputs: MAX_INITIATOR_INPUTS,
+                witness_lock_len: SIGNATURE_LEN,
             },
         )
         .unwrap_err();
@@ -388,6 +397,7 @@ mod tests {
                 amount: 100 * SHANNONS_PER_CKB,
                 fee_rate: 1000,
                 max_inputs: MAX_INITIATOR_INPUTS,
+                witness_lock_len: SIGNATURE_LEN,
             },
         )
         .unwrap();
@@ -409,6 +419,7 @@ mod tests {
             amount,
             fee_rate: 1000,
             max_inputs: MAX_INITIATOR_INPUTS,
+            witness_lock_len: SIGNATURE_LEN,
         };
         let tx = build_initiator_part(
             funding_lock(),
@@ -435,6 +446,7 @@ mod tests {
                 amount: 450 * SHANNONS_PER_CKB,
                 fee_rate: 1000,
                 max_inputs: 3,
+                witness_lock_len: SIGNATURE_LEN,
             },
         )
         .unwrap_err();

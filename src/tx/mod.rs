@@ -15,3 +15,4 @@ pub mod parts;
 pub mod script;
 pub mod settlement;
 pub mod validate;
+pub mod witness_room;

@@ -9,8 +9,6 @@ use std::ops::Range;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 
-use super::default_lock::placeholder_witness;
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignedTxError {
     #[error("the signed transaction changed {field}; only witnesses may change")]
@@ -200,10 +198,13 @@ pub fn check_witnesses(
     let first = signer_inputs.start;
     let witness_args: packed::WitnessArgs = crate::wire::decode_checked("witness", &witnesses[first])
         .map_err(|_| SignedTxError::WitnessNotWitnessArgs { index: first })?;
-    if witness_args.lock().is_none() {
-        return Err(SignedTxError::WitnessNotWitnessArgs { index: first });
-    }
-    if witnesses[first] == placeholder_witness().as_slice() {
+    let lock = witness_args
+        .lock()
+        .to_opt()
+        .ok_or(SignedTxError::WitnessNotWitnessArgs { index: first })?;
+    // A placeholder of any size (the one handed out, or another signer's
+    // own) is zeros; no signature of any lock is.
+    if lock.raw_data().iter().all(|byte| *byte == 0) {
         return Err(SignedTxError::NotSigned { index: first });
     }
     Ok(())

@@ -85,6 +85,8 @@ export interface OpenChannelWithExternalFundingParams {
   pubkey: string; funding_amount: string; public?: boolean; funding_udt_type_script?: Script | null;
   shutdown_script: Script; funding_lock_script: Script; funding_lock_script_cell_deps?: CellDep[];
   commitment_delay_epoch?: string; commitment_fee_rate?: string; funding_fee_rate?: string;
+  /** This module's own: bytes the wallet's signature takes in WitnessArgs.lock (default 1,000 for JoyID's lock, else 65). */
+  funding_witness_lock_len?: string;
   tlc_expiry_delta?: string; tlc_min_value?: string; tlc_fee_proportional_millionths?: string;
   max_tlc_value_in_flight?: string; max_tlc_number_in_flight?: string;
 }
