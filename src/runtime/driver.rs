@@ -1015,7 +1015,11 @@ impl DriverHandle {
         self.ask(|reply| Command::List { reply }).await
     }
 
+    /// Stops the loop and resolves once it has ended: whatever the round
+    /// under way wrote has landed, and nothing of this driver runs after.
     pub async fn close(&self) -> Result<(), DriverError> {
-        self.ask(|reply| Command::Close { reply }).await
+        self.ask(|reply| Command::Close { reply }).await?;
+        self.ended().await;
+        Ok(())
     }
 }

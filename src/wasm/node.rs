@@ -341,13 +341,8 @@ impl FundingNode {
 
     /// Stops the node, closes the database and releases it to other tabs.
     pub async fn close(&self) -> Result<(), JsValue> {
-        let result = self.handle.close().await;
-        self.store.close();
-        self.broadcast.close();
         let lock = self.lock.borrow_mut().take();
-        if let Some(lock) = lock {
-            lock.release().await;
-        }
+        let result = shut_down(self.handle.clone(), self.store.clone(), self.broadcast.clone(), lock).await;
         match result {
             Ok(()) => Ok(()),
             Err(DriverError::NodeClosed(_)) => Ok(()),
@@ -463,6 +458,43 @@ impl FundingNode {
             unreadable,
         })
     }
+}
+
+/// A node dropped without `close()` (`free()`, `using`, the garbage
+/// collector) still stops its driver before it lets go of the database: a
+/// driver left running would write beside the next open's, over its records.
+impl Drop for FundingNode {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.get_mut().take() {
+            let closing = shut_down(
+                self.handle.clone(),
+                self.store.clone(),
+                self.broadcast.clone(),
+                Some(lock),
+            );
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = closing.await;
+            });
+        }
+    }
+}
+
+/// Ends the driver, then closes the database and releases it to other tabs
+/// (`lock`, `None` once released): what the last round wrote has landed
+/// before another open can read it.
+async fn shut_down(
+    handle: DriverHandle,
+    store: Rc<IdbStore>,
+    broadcast: Rc<TabBroadcast>,
+    lock: Option<TabLock>,
+) -> Result<(), DriverError> {
+    let result = handle.close().await;
+    store.close();
+    broadcast.close();
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    result
 }
 
 /// Reads the node key: given, stored, or generated and stored (never logged).

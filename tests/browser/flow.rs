@@ -76,7 +76,7 @@ struct Page {
     acceptor_id: NodeId,
     /// The acceptor's end of the link; each new initiator is wired to it.
     acceptor_link: Rc<LoopbackLink>,
-    _acceptor: DriverHandle,
+    acceptor: DriverHandle,
 }
 
 impl Page {
@@ -116,7 +116,7 @@ impl Page {
             user_lock: wallets.user_lock,
             acceptor_id,
             acceptor_link,
-            _acceptor: acceptor,
+            acceptor,
         }
     }
 
@@ -304,6 +304,66 @@ async fn a_second_open_on_the_same_database_is_refused_until_the_first_closes() 
     };
     let (third, ()) = futures::join!(waiting, closing);
     third.unwrap().close().await.unwrap();
+}
+
+/// A page that drops its node without `close()` (`free()`, `using`, or the
+/// garbage collector) must not leave the node running behind the next open:
+/// two drivers on one database overwrite each other's records, and the old
+/// one's deadline aborts a flow the new one finished.
+#[wasm_bindgen_test]
+async fn a_node_dropped_without_close_stops_before_the_next_open_takes_its_database() {
+    let page = Page::new().await;
+    let db = db_name("dropped");
+    let mut options = from_js(page.options(&db));
+    options["externalFundingTimeoutSeconds"] = Value::from(3);
+    options["waitForLock"] = Value::from(true);
+    let dropped = FundingNode::open_with(to_js(&options), page.adapters()).await.unwrap();
+    let opened = from_js(
+        dropped
+            .open_channel_with_external_funding(to_js(&page.open_params()))
+            .await
+            .unwrap(),
+    );
+    let channel_id = opened["channel_id"].as_str().unwrap().to_owned();
+    let unsigned = parse_transaction(&ours(&opened["unsigned_funding_tx"])).unwrap();
+    // Started now: the flow's deadline is 3 s from the open.
+    let deadline_passed = JsFuture::from(timeout(4_000));
+    drop(dropped);
+
+    let node = FundingNode::open_with(to_js(&options), page.adapters()).await.unwrap();
+    let signed = default_lock::sign_group(&unsigned, &[0], &page.user_key).unwrap();
+    let submit = json!({ "channel_id": channel_id, "signed_funding_tx": theirs(&transaction_to_json(&signed)) });
+    node.submit_signed_funding_tx(to_js(&submit)).await.unwrap();
+    let state = |channel: JsValue| from_js(channel)["state"].as_str().unwrap().to_owned();
+    let id = Hash256::from_hex(&channel_id).unwrap();
+    let mut states = (String::new(), "");
+    for _ in 0..100 {
+        let at_acceptor = page.acceptor.channel(id).await.unwrap().unwrap();
+        states = (
+            state(node.get_channel(channel_id.clone()).await.unwrap()),
+            at_acceptor.state.name(),
+        );
+        if states == ("ChannelReady".into(), "ChannelReady") {
+            break;
+        }
+        sleep(50).await;
+    }
+    assert_eq!(states, ("ChannelReady".into(), "ChannelReady"));
+    node.close().await.unwrap();
+
+    // The first node's deadline passes: nothing of it may act any more, so
+    // the funded channel stays ready in storage and at the next boot.
+    let _ = deadline_passed.await;
+    let store = fiber_funding::wasm::idb_store::IdbStore::open(&db).await.unwrap();
+    let record = fiber_funding::store::Store::get(&store, &id).await.unwrap().unwrap();
+    store.close();
+    assert!(record.closed.is_none(), "{:?}", record.closed);
+    let node = FundingNode::open_with(to_js(&options), page.adapters()).await.unwrap();
+    assert_eq!(
+        state(node.get_channel(channel_id.clone()).await.unwrap()),
+        "ChannelReady"
+    );
+    node.close().await.unwrap();
 }
 
 /// Options arrive as a JS object: a typo or an out-of-range value must be
