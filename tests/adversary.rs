@@ -918,3 +918,50 @@ fn a_funding_tx_that_can_never_confirm_does_not_hold_the_flow_forever() {
     let state = world.initiator().channel(&channel_id).unwrap().state;
     assert!(state.is_terminal(), "no longer pending, its cells free: {state:?}");
 }
+
+/// The acceptor funds its part from a cell under a lock other than CKB's
+/// default one. We can check its signatures only for the default lock, so
+/// a junk witness there would pass until the chain refused the tx, after
+/// our own had left: a tx that never confirms, which the acceptor could
+/// still complete with a real signature whenever it liked. Such a part is
+/// refused before the wallet is ever asked to sign.
+#[test]
+fn attack_an_acceptor_input_under_a_lock_we_cannot_check_never_reaches_the_wallet() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let stranger_lock = packed::Script::new_builder()
+        .code_hash([0x77; 32].pack())
+        .hash_type(ScriptHashType::Type)
+        .args(acceptor_lock(&world).args())
+        .build();
+    let stranger = world.chain.genesis_cell(
+        packed::CellOutput::new_builder()
+            .capacity(500 * CKB)
+            .lock(stranger_lock)
+            .build(),
+        Vec::new(),
+    );
+    world.open(1000).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "TxUpdate");
+    let FiberMessage::TxUpdate(update) = world.queued_from(ACCEPTOR, "TxUpdate") else {
+        unreachable!()
+    };
+    let acceptor_inputs = world.acceptor_input_indices(&update.tx);
+    assert_eq!(acceptor_inputs.len(), 1, "the acceptor adds one 500 CKB cell");
+    let swapped = with_parts(&update.tx, |p| {
+        p.inputs[acceptor_inputs[0]] = input(&stranger);
+    });
+    world.tamper_next("TxUpdate", |m| {
+        if let FiberMessage::TxUpdate(m) = m {
+            m.tx = swapped;
+        }
+    });
+    world.run();
+
+    assert!(world.handed_out.is_empty(), "the wallet was asked to sign");
+    let reasons = tx_abort_reasons(&world, INITIATOR);
+    assert!(
+        reasons.iter().any(|r| r.contains("not under CKB's default lock")),
+        "{reasons:?}"
+    );
+}

@@ -423,6 +423,16 @@ impl Initiator<'_> {
         let mut peer_total = 0u64;
         for (index, cell) in cells.iter().enumerate().skip(our_inputs) {
             let capacity = check_peer_cell(index, cell.as_ref(), &our_locks)?;
+            // Its signature must be checkable before the user's witnesses
+            // leave, and the default lock's is the only one this module checks.
+            if cell
+                .as_ref()
+                .is_some_and(|c| !default_lock::is_default_lock(&c.output.lock()))
+            {
+                return Err(format!(
+                    "input {index} is not under CKB's default lock, so its signature cannot be checked before the user's leaves"
+                ));
+            }
             peer_total = add(peer_total, capacity, "the peer's inputs").map_err(|e| e.to_string())?;
         }
         // The acceptor pays for everything it added: its outputs, its

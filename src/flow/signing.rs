@@ -81,7 +81,9 @@ impl Channel {
     /// Checks the peer's signatures where its inputs are locked by the
     /// default lock (known from the hash-checked cells), as the chain will:
     /// a junk signature would leave the tx unbroadcastable after our own
-    /// witnesses went out. Other locks are left to the chain.
+    /// witnesses went out. An initiator takes no acceptor input under
+    /// another lock (its check of the resolved inputs); an acceptor leaves
+    /// the user's other locks (JoyID's) to the chain.
     fn verify_peer_default_lock_witnesses(&self, witnesses: &[Vec<u8>]) -> Result<(), Reject> {
         let unsigned = self.funding_tx()?;
         let signed = merge_witnesses(unsigned, witnesses, self.peer_input_range());
