@@ -700,3 +700,102 @@ fn a_peer_asking_to_close_at_fee_rate_0_is_refused_and_the_users_close_still_wor
     assert_eq!(closed_flags(&world, INITIATOR, &channel_id), CloseFlags::COOPERATIVE);
     funding_spender(&world, &funding);
 }
+
+/// A CKB node lagging behind (or lying once) answers our claim lookup with
+/// "transaction unknown". The answer is refused, and the lookup must end
+/// with it: left waiting, no later poll asked again and our share stayed
+/// unclaimed for the rest of the session.
+#[test]
+fn a_claim_lookup_answered_unknown_once_is_asked_again_and_the_share_claimed() {
+    use fiber_funding::flow::{ChainEvent, ChainQuery};
+    let (mut world, channel_id, _) = ready_world(Setup::default());
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    world.chain.mine_epochs(1);
+    let (_, asked_for, ChainQuery::ResolveInputs { out_points }) = take_our_claim_lookup(&mut world) else {
+        unreachable!()
+    };
+    let unknown = ChainEvent::ResolvedInputs {
+        channel_id: asked_for,
+        cells: vec![None; out_points.len()],
+        out_points,
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(unknown, now);
+    world.execute(INITIATOR, actions);
+    assert_rejected_answer(&world);
+
+    // The node catches up; the next polls ask again.
+    for _ in 0..3 {
+        world.chain.mine_block();
+        world.run();
+    }
+    let gain = world.balance(&user_script) - user_before;
+    assert!(
+        gain > (1000 + 99) * CKB - CKB / 100,
+        "our share was never claimed: {gain}"
+    );
+}
+
+/// The claim lookup is answered, but the write of the claim fails: the
+/// step is taken back, and the lookup it answered must not be left
+/// waiting, or no later poll would ask again.
+#[test]
+fn a_claim_whose_write_fails_is_looked_up_again_and_made() {
+    use fiber_funding::chain::simulated_client::simulated_cell;
+    use fiber_funding::flow::{ChainEvent, ChainQuery};
+    let (mut world, channel_id, _) = ready_world(Setup::default());
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    world.chain.mine_epochs(1);
+    let at = take_our_claim_lookup(&mut world);
+    let (_, asked_for, ChainQuery::ResolveInputs { out_points }) = at else {
+        unreachable!()
+    };
+    let answer = ChainEvent::ResolvedInputs {
+        channel_id: asked_for,
+        cells: out_points.iter().map(|op| simulated_cell(&world.chain, op)).collect(),
+        out_points,
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
+    let (result, _) = world.execute_with_the_write_failing(INITIATOR, actions);
+    assert!(result.is_err(), "the write was made to fail");
+
+    for _ in 0..3 {
+        world.chain.mine_block();
+        world.run();
+    }
+    let gain = world.balance(&user_script) - user_before;
+    assert!(
+        gain > (1000 + 99) * CKB - CKB / 100,
+        "our share was never claimed: {gain}"
+    );
+}
+
+/// Steps until the user's node asks for the cell to claim, and takes that question.
+fn take_our_claim_lookup(world: &mut World) -> (usize, ChannelId, fiber_funding::flow::ChainQuery) {
+    use fiber_funding::flow::ChainQuery;
+    let is_our_lookup = |(index, _, query): &(usize, ChannelId, ChainQuery)| {
+        *index == INITIATOR && matches!(query, ChainQuery::ResolveInputs { .. })
+    };
+    let mut steps = 0;
+    while !world.queries.iter().any(is_our_lookup) {
+        assert!(world.step() && steps < 10_000, "the claim lookup was never asked");
+        steps += 1;
+    }
+    let at = world.queries.iter().position(is_our_lookup).unwrap();
+    world.queries.remove(at).unwrap()
+}
+
+fn assert_rejected_answer(world: &World) {
+    assert!(
+        world.events.iter().any(|(index, event)| *index == INITIATOR
+            && matches!(event, Event::FundingTxRejected { reason, .. } if reason.contains("unknown"))),
+        "the unknown cell was not reported"
+    );
+}

@@ -8,7 +8,7 @@ use ckb_types::packed;
 use ckb_types::prelude::*;
 use common::*;
 use fiber_funding::flow::state::*;
-use fiber_funding::flow::{Action, ChannelRecord, ChannelState, Event, FlowError, OpenChannelParams, OpenId};
+use fiber_funding::flow::{Action, ChannelRecord, ChannelState, FlowError, OpenChannelParams};
 use fiber_funding::primitives::{ChannelId, Hash256};
 use fiber_funding::tx::default_lock;
 use fiber_funding::tx::parts::TxParts;
@@ -737,21 +737,13 @@ fn held_messages_past_the_deadline_end_in_an_agreed_abort() {
 fn a_failed_write_leaves_memory_and_storage_in_step() {
     let (mut world, channel_id, signed) = awaiting_submission();
     let before = world.stored_record(INITIATOR, &channel_id).unwrap();
-    world.nodes[INITIATOR].store.inner.fail_next_puts(1);
     let now = world.now_ms;
     let (_, actions) = world.nodes[INITIATOR]
         .node
         .submit_signed_funding_tx(&channel_id, &signed, now)
         .unwrap();
-    let mut sink = NullEffects::default();
-    let node = &mut world.nodes[INITIATOR];
-    let error = futures::executor::block_on(fiber_funding::runtime::execute(
-        &mut node.node,
-        &node.store,
-        &mut sink,
-        actions,
-    ))
-    .unwrap_err();
+    let (result, sink) = world.execute_with_the_write_failing(INITIATOR, actions);
+    let error = result.unwrap_err();
     assert!(error.to_string().contains("storage is full"), "{error}");
     assert!(sink.sent.is_empty(), "nothing may leave after a failed persist");
     assert_eq!(world.stored_record(INITIATOR, &channel_id).unwrap(), before);
@@ -764,23 +756,44 @@ fn a_failed_write_leaves_memory_and_storage_in_step() {
     assert_channel_ready(&world);
 }
 
-#[derive(Default)]
-struct NullEffects {
-    sent: Vec<String>,
-}
+/// The write after the chain answered our check of the acceptor's part
+/// fails. The step is taken back, and with it the answer: nobody answers
+/// an unasked question, so the check must be asked again (at the next
+/// tick) or the open sits until its deadline with the same `TxUpdate`
+/// taken as "already being checked".
+#[test]
+fn a_failed_write_after_the_chains_answer_asks_the_chain_again() {
+    use fiber_funding::chain::simulated_client::simulated_cell;
+    use fiber_funding::flow::{ChainEvent, ChainQuery};
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    let is_our_check = |(index, _, query): &(usize, ChannelId, ChainQuery)| {
+        *index == INITIATOR && matches!(query, ChainQuery::ResolveInputs { .. })
+    };
+    let mut steps = 0;
+    while !world.queries.iter().any(is_our_check) {
+        assert!(world.step() && steps < 10_000, "the acceptor's part was never checked");
+        steps += 1;
+    }
+    let at = world.queries.iter().position(is_our_check).unwrap();
+    let (_, channel_id, ChainQuery::ResolveInputs { out_points }) = world.queries.remove(at).unwrap() else {
+        unreachable!()
+    };
+    let answer = ChainEvent::ResolvedInputs {
+        channel_id,
+        cells: out_points.iter().map(|op| simulated_cell(&world.chain, op)).collect(),
+        out_points,
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
+    let (result, sink) = world.execute_with_the_write_failing(INITIATOR, actions);
+    assert!(result.is_err(), "the write was made to fail");
+    assert!(sink.sent.is_empty(), "nothing may leave after a failed persist");
 
-impl fiber_funding::runtime::Effects for NullEffects {
-    fn send(&mut self, _: fiber_funding::primitives::NodeId, message: FiberMessage) {
-        self.sent.push(message.name().into());
-    }
-    fn hand_out_unsigned_tx(&mut self, _: Option<OpenId>, _: ChannelId, _: ChannelId, _: packed::Transaction) {}
-    fn fetch_wallet_cells(&mut self, _: OpenId, _: packed::Script) {}
-    fn open_failed(&mut self, _: OpenId, _: fiber_funding::flow::OpenFailure) {}
-    fn broadcast(&mut self, _: ChannelId, _: packed::Transaction) {
-        self.sent.push("broadcast".into());
-    }
-    fn query_chain(&mut self, _: ChannelId, _: fiber_funding::flow::ChainQuery) {}
-    fn emit(&mut self, _: Event) {}
+    world.advance(1_000);
+    world.run();
+    assert_eq!(world.handed_out.len(), 1, "the open went on");
+    assert_channel_ready(&world);
 }
 
 /// A fresh initiator node with the world's configuration, to restore records into.

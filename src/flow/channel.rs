@@ -10,7 +10,7 @@ use super::config::NodeConfig;
 use super::limits::{self, bounded_text};
 use super::record::{party_message, AbortWatch, ChannelRecord, Closure, ExternalFundingPersistState, Role};
 use super::state::*;
-use super::{Action, Event};
+use super::{Action, ChainQuery, Event};
 use crate::crypto::keys::ChannelKeys;
 use crate::crypto::musig::{self, NonceSlot, SigningSession};
 use crate::primitives::{ChannelId, Hash256, NodeId};
@@ -77,6 +77,8 @@ pub(crate) struct Channel {
 pub(crate) struct PendingCheck {
     pub tx: packed::Transaction,
     pub out_points: Vec<packed::OutPoint>,
+    /// The answer came, but the write after it failed: ask at the next tick.
+    pub ask_again: bool,
 }
 
 impl PendingCheck {
@@ -85,7 +87,11 @@ impl PendingCheck {
         let mut out_points: Vec<packed::OutPoint> =
             tx.raw().inputs().into_iter().map(|i| i.previous_output()).collect();
         out_points.extend(extra);
-        Self { tx, out_points }
+        Self {
+            tx,
+            out_points,
+            ask_again: false,
+        }
     }
 
     /// Whether `out_points` and `cells` answer this check.
@@ -396,6 +402,34 @@ impl Channel {
     /// stored deadline, while the side may still give up.
     pub fn deadline_ms(&self) -> Option<u64> {
         self.may_abort().then_some(self.record.deadline_ms)
+    }
+
+    /// Restored after the write of `failed` (this channel's next state)
+    /// failed: a chain answer that step took is gone with it, and no answer
+    /// comes unasked. The check is asked again at the next tick; a claim
+    /// lookup, at the next poll that finds the claim due.
+    pub(crate) fn restored_after_failed_write(&mut self, failed: &Channel) {
+        if failed.pending_check.is_none() {
+            if let Some(check) = &mut self.pending_check {
+                check.ask_again = true;
+            }
+        }
+        if failed.pending_claim_lookup.is_none() {
+            self.pending_claim_lookup = None;
+        }
+    }
+
+    /// The chain question of a check whose answer could not be stored.
+    pub(crate) fn ask_check_again(&mut self) -> Option<Action> {
+        let channel_id = self.id();
+        let check = self.pending_check.as_mut().filter(|check| check.ask_again)?;
+        check.ask_again = false;
+        Some(Action::QueryChain {
+            channel_id,
+            query: ChainQuery::ResolveInputs {
+                out_points: check.out_points.clone(),
+            },
+        })
     }
 
     /// A `TxUpdate` while an earlier one is being checked on chain: the same

@@ -719,6 +719,9 @@ impl Channel {
 
     /// The answer to a claim lookup: the commitment cell, or the cell the
     /// other side's claim re-created, as its transaction holds it.
+    /// Any answer ends the lookup, even one refused: a refusal undoes the
+    /// step, and a lookup left waiting would never be asked again, so it is
+    /// reported here and the next poll asks afresh.
     pub(crate) fn on_claimable_cell(
         &mut self,
         step: &mut Step,
@@ -728,6 +731,22 @@ impl Channel {
         let Some(asked) = self.pending_claim_lookup.take() else {
             return Err(Reject("no claim lookup is waiting for this answer".into()));
         };
+        if let Err(Reject(reason)) = self.claim_from_answer(step, asked, out_points, cells) {
+            step.actions.push(Action::Emit(Event::FundingTxRejected {
+                channel_id: self.id(),
+                reason,
+            }));
+        }
+        Ok(())
+    }
+
+    fn claim_from_answer(
+        &mut self,
+        step: &mut Step,
+        asked: packed::OutPoint,
+        out_points: &[packed::OutPoint],
+        cells: Vec<Option<ResolvedCell>>,
+    ) -> Result<(), Reject> {
         let [cell] =
             <[Option<ResolvedCell>; 1]>::try_from(cells).map_err(|_| Reject("one cell was asked for".into()))?;
         if out_points.len() != 1 || out_points[0].as_slice() != asked.as_slice() {

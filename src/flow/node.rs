@@ -278,12 +278,14 @@ impl Node {
     // ---- clock -------------------------------------------------------------------------
 
     /// Aborts every flow whose deadline has passed; an acceptor configured
-    /// to do so force-closes the funded channels of a peer away too long.
+    /// to do so force-closes the funded channels of a peer away too long;
+    /// asks again the chain checks whose answer could not be stored.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
         let mut actions = self.expire_waiting_opens(now_ms);
         actions.extend(self.expire_silent_opens(now_ms));
         actions.extend(self.expire_deadlines(now_ms));
         actions.extend(self.force_close_abandoned(now_ms));
+        actions.extend(self.channels.values_mut().filter_map(Channel::ask_check_again));
         self.hold_after_persist(actions)
     }
 

@@ -649,6 +649,20 @@ impl World {
         }
     }
 
+    /// Runs `actions` on node `index` with its next store write failing;
+    /// what they let out is caught in the sink, not delivered.
+    pub fn execute_with_the_write_failing(
+        &mut self,
+        index: usize,
+        actions: Vec<Action>,
+    ) -> (Result<(), fiber_funding::runtime::PersistFailed>, NullEffects) {
+        let node = &mut self.nodes[index];
+        node.store.inner.fail_next_puts(1);
+        let mut sink = NullEffects::default();
+        let result = futures::executor::block_on(execute(&mut node.node, &node.store, &mut sink, actions));
+        (result, sink)
+    }
+
     fn absorb(&mut self, index: usize, outbox: Outbox) {
         for (peer, message) in outbox.sends {
             let to = if peer == self.nodes[INITIATOR].id() {
@@ -1268,4 +1282,24 @@ pub fn assert_aborted_on_both_sides(world: &World) {
 
 pub fn shared<T>(value: T) -> Rc<RefCell<T>> {
     Rc::new(RefCell::new(value))
+}
+
+/// Effects that go nowhere: what left is only named (messages, broadcasts).
+#[derive(Default)]
+pub struct NullEffects {
+    pub sent: Vec<String>,
+}
+
+impl Effects for NullEffects {
+    fn send(&mut self, _: NodeId, message: FiberMessage) {
+        self.sent.push(message.name().into());
+    }
+    fn hand_out_unsigned_tx(&mut self, _: Option<OpenId>, _: ChannelId, _: ChannelId, _: packed::Transaction) {}
+    fn fetch_wallet_cells(&mut self, _: OpenId, _: packed::Script) {}
+    fn open_failed(&mut self, _: OpenId, _: OpenFailure) {}
+    fn broadcast(&mut self, _: ChannelId, _: packed::Transaction) {
+        self.sent.push("broadcast".into());
+    }
+    fn query_chain(&mut self, _: ChannelId, _: ChainQuery) {}
+    fn emit(&mut self, _: Event) {}
 }

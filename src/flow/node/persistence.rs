@@ -103,8 +103,11 @@ impl Node {
                     }
                 }
                 Some(Rollback::Restore { current, previous }) => {
-                    self.channels.remove(&current);
-                    self.channels.insert(previous.id(), *previous);
+                    let mut previous = *previous;
+                    if let Some(failed) = self.channels.remove(&current) {
+                        previous.restored_after_failed_write(&failed);
+                    }
+                    self.channels.insert(previous.id(), previous);
                 }
             }
         }
