@@ -195,6 +195,18 @@ pub fn check_witnesses(
             return Err(SignedTxError::OtherWitnessChanged { index });
         }
     }
+    if signer_inputs.is_empty() {
+        // Nothing of the signer's to sign, and the rest is unchanged.
+        return Ok(());
+    }
+    // Each input has its witness; a tx that lost them (a damaged record)
+    // is refused by count, never indexed past its end.
+    if signer_inputs.end > witnesses.len() {
+        return Err(SignedTxError::WitnessCount {
+            expected: signer_inputs.end,
+            got: witnesses.len(),
+        });
+    }
     let first = signer_inputs.start;
     let witness_args: packed::WitnessArgs = crate::wire::decode_checked("witness", &witnesses[first])
         .map_err(|_| SignedTxError::WitnessNotWitnessArgs { index: first })?;
@@ -234,4 +246,45 @@ pub fn merge_witnesses(
 /// The witnesses of a transaction as byte vectors.
 pub fn witnesses_of(tx: &packed::Transaction) -> Vec<Vec<u8>> {
     tx.witnesses().into_iter().map(|w| w.raw_data().to_vec()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx_with(inputs: usize, witnesses: usize) -> packed::Transaction {
+        let inputs = packed::CellInputVec::new_builder()
+            .extend((0..inputs).map(|_| packed::CellInput::default()))
+            .build();
+        let witnesses = packed::BytesVec::new_builder()
+            .extend((0..witnesses).map(|_| Vec::<u8>::new().pack()))
+            .build();
+        packed::Transaction::new_builder()
+            .raw(packed::RawTransaction::new_builder().inputs(inputs).build())
+            .witnesses(witnesses)
+            .build()
+    }
+
+    /// A stored tx that lost its witnesses (a damaged or foreign record)
+    /// and a submit with none: refused by count, not a panic.
+    #[test]
+    fn a_signer_range_past_the_witnesses_is_refused_without_a_panic() {
+        let bare = tx_with(1, 0);
+        assert_eq!(
+            check_witnesses(&bare, &[], 0..1),
+            Err(SignedTxError::WitnessCount { expected: 1, got: 0 })
+        );
+    }
+
+    /// A signer with no inputs has nothing to sign: its list passes when
+    /// everything else is unchanged, and only then.
+    #[test]
+    fn a_signer_without_inputs_only_keeps_the_other_witnesses() {
+        let tx = tx_with(2, 2);
+        assert_eq!(check_witnesses(&tx, &witnesses_of(&tx), 2..2), Ok(()));
+        assert_eq!(
+            check_witnesses(&tx, &[vec![], vec![1]], 2..2),
+            Err(SignedTxError::OtherWitnessChanged { index: 1 })
+        );
+    }
 }
