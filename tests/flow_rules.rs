@@ -1073,3 +1073,28 @@ fn a_signature_the_fee_cannot_carry_is_refused_and_the_flow_stays_as_it_was() {
     world.run();
     assert_channel_ready(&world);
 }
+
+/// A page naming more cell deps for the wallet's lock than a record can
+/// hold: stored as given, the record could not be read back after the
+/// wallet's redirect, and the flow would be lost with the user's signature
+/// in the URL. Refused at open, by name, with nothing stored.
+#[test]
+fn more_wallet_cell_deps_than_a_record_holds_are_refused_at_open() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let mut params = world.open_params(1000);
+    let dep = params.funding_lock_script_cell_deps[0].clone();
+    for count in [
+        fiber_funding::flow::record::MAX_CELL_DEPS + 1,
+        fiber_funding::flow::limits::MAX_WALLET_CELL_DEPS + 1,
+    ] {
+        params.funding_lock_script_cell_deps = vec![dep.clone(); count];
+        match world.open_with(&params) {
+            Err(FlowError::InvalidParams { field, .. }) => assert_eq!(field, "funding_lock_script_cell_deps"),
+            other => panic!("{other:?}"),
+        }
+    }
+    world.run();
+    assert!(world.handed_out.is_empty());
+    assert!(world.initiator().channels().is_empty(), "nothing was stored");
+}

@@ -118,6 +118,7 @@ pub(crate) fn check_open_params(config: &NodeConfig, params: &OpenChannelParams)
     let commitment_delay_epoch = params.commitment_delay_epoch.unwrap_or(DEFAULT_COMMITMENT_DELAY_EPOCH);
     limits::check_commitment_delay(commitment_delay_epoch)?;
     limits::check_shutdown_script(&params.shutdown_script)?;
+    limits::check_wallet_cell_deps(params.funding_lock_script_cell_deps.len())?;
     let max_tlc_number_in_flight = params
         .max_tlc_number_in_flight
         .unwrap_or(DEFAULT_MAX_TLC_NUMBER_IN_FLIGHT);

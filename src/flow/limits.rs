@@ -36,6 +36,11 @@ pub const MAX_MESSAGE_TEXT: usize = 1_024;
 pub const MAX_FUNDING_INPUTS: usize = 500;
 pub const MAX_FUNDING_TX_BYTES: usize = 60_000;
 
+/// Cell deps the wallet's lock may name (`funding_lock_script_cell_deps`):
+/// a wallet lock needs a few (secp256k1 one, JoyID and Omnilock two or
+/// three); far below what a record holds and a tx can carry.
+pub const MAX_WALLET_CELL_DEPS: usize = 16;
+
 /// The room left for the user's signature in its first witness
 /// (`WitnessArgs.lock`): at least a secp256k1 signature, at most what keeps
 /// the witness well inside the default lock's 32 KiB and the tx one message.
@@ -118,6 +123,16 @@ pub fn check_commitment_delay(delay: u64) -> Result<(), LimitError> {
                 epoch.index(),
                 epoch.length()
             ),
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_wallet_cell_deps(count: usize) -> Result<(), LimitError> {
+    if count > MAX_WALLET_CELL_DEPS {
+        return Err(refuse(
+            "funding_lock_script_cell_deps",
+            format!("{count} cell deps exceed {MAX_WALLET_CELL_DEPS}"),
         ));
     }
     Ok(())
