@@ -591,7 +591,7 @@ mod link {
     }
 
     #[test]
-    fn a_client_refuses_a_counterparty_with_another_key_and_stops() {
+    fn a_client_refuses_a_counterparty_with_another_key_and_waits_long_before_calling_again() {
         run_local(async {
             let (_server, url, _inputs, _) = server().await;
             let (sender, mut inputs) = inbox();
@@ -608,8 +608,72 @@ mod link {
                 }
                 _ => panic!("expected PeerUnavailable"),
             }
-            // Not retried: another try would find the same node.
+            // Not retried soon: another try would most likely find the same node.
             assert!(next_input(&mut inputs, 400).await.is_none());
+            link.close();
+        });
+    }
+
+    /// One act two that fails its tag (what another node's answer looks
+    /// like, and what anyone on the path can forge) is reported as the
+    /// wrong node, but must not end the link for good: with funds in a
+    /// channel, the next try at the right node has to happen, later.
+    #[test]
+    fn one_forged_act_two_delays_the_client_and_the_right_node_is_reached_after() {
+        run_local(async {
+            let forger = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = forger.local_addr().unwrap();
+            let url = format!("ws://{address}");
+            let (sender, mut inputs) = inbox();
+            let secret = generate_node_secret();
+            let (server_sender, _server_inputs) = inbox();
+            let server_secret = generate_node_secret();
+            let server_id = server_secret.node_id();
+            let settings = ClientSettings {
+                first_backoff_ms: 50,
+                wrong_node_retry_ms: 300,
+                ..ClientSettings::default()
+            };
+            let link = WsClientLink::connect_with(&url, secret, server_id, sender, settings);
+
+            // The forger answers act one with a well-formed act two under a bad tag.
+            let (tcp, _) = forger.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let Some(Ok(Message::Binary(_act_one))) = ws.next().await else {
+                panic!("expected act one")
+            };
+            let mut act_two = vec![0u8];
+            act_two.extend_from_slice(generate_node_secret().node_id().as_bytes());
+            act_two.extend_from_slice(&[0u8; 16]);
+            ws.send(Message::Binary(act_two.into())).await.unwrap();
+            match next_input(&mut inputs, 2_000).await {
+                Some(Input::PeerUnavailable { trouble, .. }) => {
+                    assert_eq!(peer_trouble_code(trouble), ErrorCode::PeerMismatch)
+                }
+                _ => panic!("expected PeerUnavailable"),
+            }
+            drop(ws);
+            drop(forger);
+
+            // The right node now answers at the same address.
+            let _server = WsServer::bind(
+                &address.to_string(),
+                server_secret,
+                server_sender,
+                ConnectionTimings::default(),
+            )
+            .await
+            .unwrap();
+            loop {
+                match next_input(&mut inputs, 3_000).await {
+                    Some(Input::PeerConnected(peer)) => {
+                        assert_eq!(peer, server_id);
+                        break;
+                    }
+                    Some(Input::PeerUnavailable { .. }) => continue,
+                    _ => panic!("the client never tried again"),
+                }
+            }
             link.close();
         });
     }

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use super::platform::random_32;
 use super::ws_connection::{drive, websocket_config, ConnectionEvents, ConnectionTimings};
 use crate::crypto::keys::NodeSecret;
-use crate::peer::PeerSession;
+use crate::peer::{PeerSession, WRONG_NODE_RETRY_MS};
 use crate::primitives::NodeId;
 use crate::runtime::{Input, InputSender, PeerLink, PeerTrouble};
 use crate::wire::FiberMessage;
@@ -32,6 +32,9 @@ pub struct ClientSettings {
     /// Pause after the first failure; doubles on each further one.
     pub first_backoff_ms: u64,
     pub max_backoff_ms: u64,
+    /// Pause after the node at the URL proved to be another one. Not
+    /// forever: a bad act two is also what a forger on the path sends.
+    pub wrong_node_retry_ms: u64,
     pub timings: ConnectionTimings,
 }
 
@@ -41,6 +44,7 @@ impl Default for ClientSettings {
         Self {
             first_backoff_ms: 500,
             max_backoff_ms: 15_000,
+            wrong_node_retry_ms: WRONG_NODE_RETRY_MS,
             timings: ConnectionTimings::default(),
         }
     }
@@ -124,6 +128,7 @@ async fn reconnect_loop(target: Target, state: Rc<RefCell<ClientState>>, mut shu
     let inbox = state.borrow().inbox.clone();
     let mut failures: u32 = 0;
     loop {
+        let mut wrong_node = false;
         let attempt = tokio::select! {
             attempt = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(websocket_config()), true) => attempt,
             _ = shutdown.changed() => return,
@@ -164,8 +169,9 @@ async fn reconnect_loop(target: Target, state: Rc<RefCell<ClientState>>, mut shu
                         None
                     }
                     None if ended.wrong_node => {
-                        // Another node at this address will not become the right one by retrying.
-                        state.closed = true;
+                        // Another node answered, or someone forged its
+                        // answer: try again, but only after a long pause.
+                        wrong_node = true;
                         Some((
                             format!(
                                 "the node at {url} is not {} (it failed the handshake: {})",
@@ -202,7 +208,11 @@ async fn reconnect_loop(target: Target, state: Rc<RefCell<ClientState>>, mut shu
             }
         }
         failures += 1;
-        let delay = (target.settings.first_backoff_ms << (failures - 1).min(5)).min(target.settings.max_backoff_ms);
+        let delay = if wrong_node {
+            target.settings.wrong_node_retry_ms
+        } else {
+            (target.settings.first_backoff_ms << (failures - 1).min(5)).min(target.settings.max_backoff_ms)
+        };
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(delay)) => {}
             _ = shutdown.changed() => return,

@@ -27,3 +27,10 @@ pub use session::{PeerSession, SessionError, SessionStep};
 /// disconnect; the code lets the caller report `PEER_MISMATCH` rather than
 /// "unreachable".
 pub const CLOSE_NOT_THIS_NODE: u16 = 4001;
+
+/// How long a client waits before calling again after the node at the URL
+/// proved to be another one (act two under a bad tag, or the close code
+/// above). A minute, not forever: both are also what anyone on the path can
+/// send, and a link given up for good would hold a funded channel's
+/// handshake or close until the page reloads.
+pub const WRONG_NODE_RETRY_MS: u64 = 60_000;

@@ -12,7 +12,7 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use super::platform::{random_32, timeout};
 use crate::crypto::keys::NodeSecret;
-use crate::peer::{PeerSession, SessionError, SessionStep, CLOSE_NOT_THIS_NODE};
+use crate::peer::{PeerSession, SessionError, SessionStep, CLOSE_NOT_THIS_NODE, WRONG_NODE_RETRY_MS};
 use crate::primitives::NodeId;
 use crate::runtime::{Input, InputSender, PeerLink, PeerTrouble};
 use crate::wire::FiberMessage;
@@ -35,6 +35,9 @@ struct LinkState {
     /// Set once the session is authenticated.
     peer: Option<NodeId>,
     closed: bool,
+    /// This attempt met another node (or a forger): reported already, and
+    /// the next call waits [`WRONG_NODE_RETRY_MS`].
+    wrong_node: bool,
     failures: u32,
     // Kept alive as long as the socket they are attached to.
     handlers: Vec<Closure<dyn FnMut(JsValue)>>,
@@ -53,6 +56,7 @@ impl WebSocketLink {
             session: None,
             peer: None,
             closed: false,
+            wrong_node: false,
             failures: 0,
             handlers: Vec::new(),
         }));
@@ -80,6 +84,7 @@ fn open_socket(state: &Rc<RefCell<LinkState>>) {
     };
     socket.set_binary_type(BinaryType::Arraybuffer);
     link.session = None;
+    link.wrong_node = false;
     let weak = Rc::downgrade(state);
 
     let on_open = handler(&weak, |state, _| {
@@ -193,9 +198,8 @@ fn on_frame(state: &Rc<RefCell<LinkState>>, bytes: &[u8]) {
             if link.peer.is_none() {
                 let _ = link.inbox.unbounded_send(Input::PeerUnavailable { reason, trouble });
             }
-            // Another node at this address will not become the right one by retrying.
             if wrong_node {
-                link.closed = true;
+                link.wrong_node = true;
             }
             if let Some(socket) = &link.socket {
                 let _ = socket.close();
@@ -224,9 +228,10 @@ fn on_closed(state: &Rc<RefCell<LinkState>>, reason: String, refused_act_one: bo
                     reason,
                     trouble: PeerTrouble::Mismatch,
                 });
-                // Another node at this address will not become the right one by retrying.
-                link.closed = true;
+                link.wrong_node = true;
             }
+            // Reported when act two failed.
+            None if link.wrong_node => {}
             None if !link.closed => {
                 let reason = format!("cannot reach the counterparty at {} ({reason})", link.url);
                 let _ = link.inbox.unbounded_send(Input::PeerUnavailable {
@@ -240,7 +245,12 @@ fn on_closed(state: &Rc<RefCell<LinkState>>, reason: String, refused_act_one: bo
             return;
         }
         link.failures += 1;
-        (FIRST_BACKOFF_MS << link.failures.min(5)).min(MAX_BACKOFF_MS)
+        // Another node, or a forger on the path: call again, much later.
+        if link.wrong_node {
+            WRONG_NODE_RETRY_MS
+        } else {
+            (FIRST_BACKOFF_MS << link.failures.min(5)).min(MAX_BACKOFF_MS)
+        }
     };
     let weak = Rc::downgrade(state);
     wasm_bindgen_futures::spawn_local(async move {
