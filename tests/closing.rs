@@ -707,16 +707,8 @@ fn a_peer_asking_to_close_at_fee_rate_0_is_refused_and_the_users_close_still_wor
 /// unclaimed for the rest of the session.
 #[test]
 fn a_claim_lookup_answered_unknown_once_is_asked_again_and_the_share_claimed() {
-    use fiber_funding::flow::{ChainEvent, ChainQuery};
-    let (mut world, channel_id, _) = ready_world(Setup::default());
-    let user_script = world.shutdown_script(INITIATOR, &channel_id);
-    let user_before = world.balance(&user_script);
-    force_close(&mut world, INITIATOR, &channel_id).unwrap();
-    world.run();
-    world.chain.mine_epochs(1);
-    let (_, asked_for, ChainQuery::ResolveInputs { out_points }) = take_our_claim_lookup(&mut world) else {
-        unreachable!()
-    };
+    use fiber_funding::flow::ChainEvent;
+    let (mut world, user_script, user_before, (asked_for, out_points)) = at_our_claim_lookup();
     let unknown = ChainEvent::ResolvedInputs {
         channel_id: asked_for,
         cells: vec![None; out_points.len()],
@@ -728,15 +720,7 @@ fn a_claim_lookup_answered_unknown_once_is_asked_again_and_the_share_claimed() {
     assert_rejected_answer(&world);
 
     // The node catches up; the next polls ask again.
-    for _ in 0..3 {
-        world.chain.mine_block();
-        world.run();
-    }
-    let gain = world.balance(&user_script) - user_before;
-    assert!(
-        gain > (1000 + 99) * CKB - CKB / 100,
-        "our share was never claimed: {gain}"
-    );
+    assert_claimed_within_three_blocks(&mut world, &user_script, user_before);
 }
 
 /// The claim lookup is answered, but the write of the claim fails: the
@@ -745,17 +729,8 @@ fn a_claim_lookup_answered_unknown_once_is_asked_again_and_the_share_claimed() {
 #[test]
 fn a_claim_whose_write_fails_is_looked_up_again_and_made() {
     use fiber_funding::chain::simulated_client::simulated_cell;
-    use fiber_funding::flow::{ChainEvent, ChainQuery};
-    let (mut world, channel_id, _) = ready_world(Setup::default());
-    let user_script = world.shutdown_script(INITIATOR, &channel_id);
-    let user_before = world.balance(&user_script);
-    force_close(&mut world, INITIATOR, &channel_id).unwrap();
-    world.run();
-    world.chain.mine_epochs(1);
-    let at = take_our_claim_lookup(&mut world);
-    let (_, asked_for, ChainQuery::ResolveInputs { out_points }) = at else {
-        unreachable!()
-    };
+    use fiber_funding::flow::ChainEvent;
+    let (mut world, user_script, user_before, (asked_for, out_points)) = at_our_claim_lookup();
     let answer = ChainEvent::ResolvedInputs {
         channel_id: asked_for,
         cells: out_points.iter().map(|op| simulated_cell(&world.chain, op)).collect(),
@@ -765,31 +740,33 @@ fn a_claim_whose_write_fails_is_looked_up_again_and_made() {
     let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
     let (result, _) = world.execute_with_the_write_failing(INITIATOR, actions);
     assert!(result.is_err(), "the write was made to fail");
+    assert_claimed_within_three_blocks(&mut world, &user_script, user_before);
+}
 
+fn assert_claimed_within_three_blocks(world: &mut World, user_script: &packed::Script, user_before: u64) {
     for _ in 0..3 {
         world.chain.mine_block();
         world.run();
     }
-    let gain = world.balance(&user_script) - user_before;
+    let gain = world.balance(user_script) - user_before;
     assert!(
         gain > (1000 + 99) * CKB - CKB / 100,
         "our share was never claimed: {gain}"
     );
 }
 
-/// Steps until the user's node asks for the cell to claim, and takes that question.
-fn take_our_claim_lookup(world: &mut World) -> (usize, ChannelId, fiber_funding::flow::ChainQuery) {
-    use fiber_funding::flow::ChainQuery;
-    let is_our_lookup = |(index, _, query): &(usize, ChannelId, ChainQuery)| {
-        *index == INITIATOR && matches!(query, ChainQuery::ResolveInputs { .. })
-    };
-    let mut steps = 0;
-    while !world.queries.iter().any(is_our_lookup) {
-        assert!(world.step() && steps < 10_000, "the claim lookup was never asked");
-        steps += 1;
-    }
-    let at = world.queries.iter().position(is_our_lookup).unwrap();
-    world.queries.remove(at).unwrap()
+/// The user force-closed and the delay has passed: the world with the
+/// user's claim lookup taken off the queue (the channel and the cell
+/// asked), the user's shutdown script and its balance before the close.
+fn at_our_claim_lookup() -> (World, packed::Script, u64, (ChannelId, Vec<packed::OutPoint>)) {
+    let (mut world, channel_id, _) = ready_world(Setup::default());
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    world.chain.mine_epochs(1);
+    let lookup = world.take_resolve_inputs(INITIATOR);
+    (world, user_script, user_before, lookup)
 }
 
 fn assert_rejected_answer(world: &World) {

@@ -764,21 +764,10 @@ fn a_failed_write_leaves_memory_and_storage_in_step() {
 #[test]
 fn a_failed_write_after_the_chains_answer_asks_the_chain_again() {
     use fiber_funding::chain::simulated_client::simulated_cell;
-    use fiber_funding::flow::{ChainEvent, ChainQuery};
+    use fiber_funding::flow::ChainEvent;
     let mut world = World::new(Setup::default());
     world.open(1000).unwrap();
-    let is_our_check = |(index, _, query): &(usize, ChannelId, ChainQuery)| {
-        *index == INITIATOR && matches!(query, ChainQuery::ResolveInputs { .. })
-    };
-    let mut steps = 0;
-    while !world.queries.iter().any(is_our_check) {
-        assert!(world.step() && steps < 10_000, "the acceptor's part was never checked");
-        steps += 1;
-    }
-    let at = world.queries.iter().position(is_our_check).unwrap();
-    let (_, channel_id, ChainQuery::ResolveInputs { out_points }) = world.queries.remove(at).unwrap() else {
-        unreachable!()
-    };
+    let (channel_id, out_points) = world.take_resolve_inputs(INITIATOR);
     let answer = ChainEvent::ResolvedInputs {
         channel_id,
         cells: out_points.iter().map(|op| simulated_cell(&world.chain, op)).collect(),

@@ -649,6 +649,27 @@ impl World {
         }
     }
 
+    /// Steps until node `index` asks the chain to resolve inputs, and takes
+    /// that question off the queue: the channel and the out points asked.
+    pub fn take_resolve_inputs(&mut self, index: usize) -> (ChannelId, Vec<packed::OutPoint>) {
+        let asks = |(from, _, query): &(usize, ChannelId, ChainQuery)| {
+            *from == index && matches!(query, ChainQuery::ResolveInputs { .. })
+        };
+        let mut steps = 0;
+        while !self.queries.iter().any(asks) {
+            assert!(
+                self.step() && steps < 10_000,
+                "node {index} never asked to resolve inputs"
+            );
+            steps += 1;
+        }
+        let at = self.queries.iter().position(asks).expect("found above");
+        match self.queries.remove(at) {
+            Some((_, channel_id, ChainQuery::ResolveInputs { out_points })) => (channel_id, out_points),
+            _ => unreachable!("matched above"),
+        }
+    }
+
     /// Runs `actions` on node `index` with its next store write failing;
     /// what they let out is caught in the sink, not delivered.
     pub fn execute_with_the_write_failing(
