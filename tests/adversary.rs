@@ -965,3 +965,24 @@ fn attack_an_acceptor_input_under_a_lock_we_cannot_check_never_reaches_the_walle
         "{reasons:?}"
     );
 }
+
+/// A hub announcing the bare floor reserve (the padded shutdown cell, 98
+/// CKB) leaves the user no first claim in a unilateral close: the cell our
+/// claim re-creates for the hub holds its reserve less the commitment fee,
+/// below what that cell occupies, so CKB refuses our claim and the user's
+/// share waits on the hub claiming first. The reserve must cover the fee.
+#[test]
+fn attack_a_reserve_that_leaves_us_no_first_claim_is_refused_before_anything_is_signed() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "AcceptChannel");
+    world.tamper_next("AcceptChannel", |m| {
+        if let FiberMessage::AcceptChannel(m) = m {
+            m.reserved_ckb_amount = 98 * CKB;
+        }
+    });
+    world.run();
+    assert!(world.handed_out.is_empty(), "nothing may be handed out");
+    assert_rejected(&world, INITIATOR, "cannot pay for the cell left to it after our claim");
+}

@@ -51,7 +51,10 @@ pub(crate) fn check_open_channel(config: &NodeConfig, message: &OpenChannel) -> 
         .filter(|amount| *amount > 0)
         .ok_or_else(|| Reject("funding_amount must be a non-zero CKB capacity".into()))?;
     let params = announced_party!(message, funding_amount);
-    check_party(&params)?;
+    check_party(
+        &params,
+        crate::tx::commitment::commitment_fee(&config.commitment_lock, message.commitment_fee_rate)?,
+    )?;
     Ok(params)
 }
 

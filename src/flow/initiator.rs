@@ -19,6 +19,7 @@ use crate::chain::{LiveCell, ResolvedCell};
 use crate::crypto::keys::{parse_pubkey, ChannelKeys};
 use crate::crypto::{blake2b_256, musig};
 use crate::primitives::{ChannelId, Hash256};
+use crate::tx::commitment::commitment_fee;
 use crate::tx::fee::{add, capacity_of, fee_for_size, outputs_capacity, sum, Overflow};
 use crate::tx::funding::{
     build_initiator_part, min_reserved_ckb_amount, reserved_ckb_amount, with_funding_lock, Contribution,
@@ -249,8 +250,9 @@ pub(crate) fn open_channel(
     Ok(Channel::new(record, config))
 }
 
-/// Checks what a peer announced (in `OpenChannel` or `AcceptChannel`).
-pub(crate) fn check_party(params: &PartyParams) -> Result<(), Reject> {
+/// Checks what a peer announced (in `OpenChannel` or `AcceptChannel`), on
+/// a channel whose commitments pay `commitment_fee`.
+pub(crate) fn check_party(params: &PartyParams, commitment_fee: u64) -> Result<(), Reject> {
     for (key, what) in [
         (&params.funding_pubkey, "funding_pubkey"),
         (&params.tlc_basepoint, "tlc_basepoint"),
@@ -267,10 +269,19 @@ pub(crate) fn check_party(params: &PartyParams) -> Result<(), Reject> {
     limits::check_capacity("reserved_ckb_amount", params.reserved_ckb_amount)?;
     limits::check_shutdown_script(&params.shutdown_script)?;
     limits::check_tlc_number(params.max_tlc_number_in_flight)?;
-    let needed = min_reserved_ckb_amount(&params.shutdown_script)?;
+    // The commitment fee comes out of the share settled second: when we
+    // claim first, the cell re-created for the peer holds its amount less
+    // that fee, and CKB refuses our claim if that is below the cell's
+    // occupied capacity (no more than the padded shutdown cell's).
+    let needed = add(
+        min_reserved_ckb_amount(&params.shutdown_script)?,
+        commitment_fee,
+        "the least reserve",
+    )?;
     if params.reserved_ckb_amount < needed {
         return Err(Reject(format!(
-            "reserved_ckb_amount {} cannot pay for the shutdown cell ({needed} shannons, args padded to 57 bytes)",
+            "reserved_ckb_amount {} cannot pay for the cell left to it after our claim ({needed} shannons: \
+             the shutdown cell with args padded to 57 bytes, and the commitment fee of {commitment_fee})",
             params.reserved_ckb_amount
         )));
     }
@@ -323,7 +334,13 @@ impl Initiator<'_> {
                 Err(Reject("AcceptChannel differs from the one already accepted".into()))
             };
         }
-        check_party(&remote)?;
+        check_party(
+            &remote,
+            commitment_fee(
+                &self.record.terms.commitment_lock,
+                self.record.terms.commitment_fee_rate,
+            )?,
+        )?;
         let ctx = musig::funding_key_agg(&self.record.local.funding_pubkey, &remote.funding_pubkey)?;
         let funding_lock = self.record.terms.funding_lock.script(&musig::funding_lock_args(&ctx));
         let part = self.funding_tx()?;

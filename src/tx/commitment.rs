@@ -84,10 +84,7 @@ impl Commitment<'_> {
     /// broadcast, with the funding lock's two cell deps and its 112-byte
     /// witness (and CKB's 4 bytes per tx in a block).
     pub fn fee(&self) -> Result<u64, CommitmentError> {
-        let mut sized = TxParts::from_tx(&self.tx_with_capacity(0)?);
-        sized.cell_deps = vec![packed::CellDep::default(); FUNDING_LOCK_DEPS];
-        sized.witnesses = vec![vec![0; FUNDING_UNLOCK_WITNESS_LEN]];
-        Ok(fee_for_size(sized.build().as_slice().len(), self.fee_rate)?)
+        Ok(commitment_fee(self.lock, self.fee_rate)?)
     }
 
     /// The settlement script: no TLCs, the holder's slot, the counterparty's.
@@ -143,6 +140,24 @@ impl Commitment<'_> {
         };
         Ok(parts.build())
     }
+}
+
+/// The fee of every commitment of a channel whose commitment lock is `lock`:
+/// the tx always has one input, one output under `lock` with 57 bytes of
+/// args, the funding lock's two cell deps and its 112-byte witness, so its
+/// size does not depend on keys or amounts.
+pub fn commitment_fee(lock: &ScriptTemplate, fee_rate: u64) -> Result<u64, Overflow> {
+    let sized = TxParts {
+        cell_deps: vec![packed::CellDep::default(); FUNDING_LOCK_DEPS],
+        inputs: vec![packed::CellInput::default()],
+        outputs: vec![packed::CellOutput::new_builder()
+            .lock(lock.script(&[0; COMMITMENT_LOCK_ARGS_LEN]))
+            .build()],
+        outputs_data: vec![Vec::new()],
+        witnesses: vec![vec![0; FUNDING_UNLOCK_WITNESS_LEN]],
+        ..TxParts::default()
+    };
+    fee_for_size(sized.build().as_slice().len(), fee_rate)
 }
 
 /// What MuSig2 signs for a tx spending the funding output (commitment or
@@ -220,6 +235,54 @@ mod tests {
         let signed = complete_funding_spend(&tx, &vec![packed::CellDep::default(); 2], &[1; 32], &[2; 64]);
         assert_eq!(signed.as_slice().len() + 4, 456);
         assert_eq!(signing_message(&signed), signing_message(&tx));
+    }
+
+    /// Why a peer's reserve must cover the commitment fee too: the holder
+    /// claiming first re-creates a cell for the other side holding its
+    /// amount less the fee, and that cell must pay for its own bytes.
+    #[test]
+    fn a_first_claim_leaves_the_other_side_a_valid_cell_only_if_its_reserve_covers_the_fee() {
+        use crate::tx::default_lock::lock_script;
+        use crate::tx::fee::occupied_capacity;
+        use crate::tx::funding::min_reserved_ckb_amount;
+        use crate::tx::settlement::{Settlement, Slot};
+
+        let lock = ScriptTemplate::type_hash([7; 32]);
+        let shutdown = lock_script([9; 20]);
+        let floor = min_reserved_ckb_amount(&shutdown).unwrap();
+        let fee = commitment_fee(&lock, 1_000).unwrap();
+        let left_to_the_peer = |peer_amount: u64| {
+            let holder_amount = 500 * crate::tx::fee::SHANNONS_PER_CKB;
+            let mut c = commitment(&lock);
+            c.funding_capacity = holder_amount + peer_amount;
+            c.holder.amount = holder_amount;
+            c.counterparty.amount = peer_amount;
+            let tx = c.build_tx().unwrap();
+            let script = c.settlement_script();
+            let claim = Settlement {
+                cell_out_point: packed::OutPoint::new_builder().tx_hash(tx_hash(&tx).pack()).build(),
+                cell: tx.raw().outputs().get(0).unwrap(),
+                script: &script,
+                slot: Slot::Holder,
+                to: shutdown.clone(),
+                fee_rate: 1_000,
+                cell_deps: &[],
+            }
+            .build_unsigned()
+            .unwrap();
+            let left = claim.raw().outputs().get(0).unwrap();
+            (capacity_of(&left), occupied_capacity(&left, 0).unwrap())
+        };
+        let (held, needed) = left_to_the_peer(floor);
+        assert!(
+            held < needed,
+            "at the bare floor the cell left ({held}) is below its {needed}"
+        );
+        let (held, needed) = left_to_the_peer(floor + fee);
+        assert!(
+            held >= needed,
+            "with the fee on top the cell left ({held}) pays for its {needed}"
+        );
     }
 
     #[test]
