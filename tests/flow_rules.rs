@@ -1087,3 +1087,36 @@ fn more_wallet_cell_deps_than_a_record_holds_are_refused_at_open() {
     assert!(world.handed_out.is_empty());
     assert!(world.initiator().channels().is_empty(), "nothing was stored");
 }
+
+/// A node whose contracts name more than the funding lock's two cell deps:
+/// the commitment and closing fees are sized for two, so with three the
+/// user's way out pays less than its rate (maybe less than a node relays),
+/// and past what a record holds the flow could not be read back at all.
+/// Refused at open, by name, with nothing stored.
+#[test]
+fn a_lock_with_more_cell_deps_than_its_fees_are_sized_for_is_refused_at_open() {
+    let dep = packed::CellDep::new_builder()
+        .out_point(packed::OutPoint::new_builder().tx_hash([0x22; 32].pack()).build())
+        .build();
+    for (field, count) in [
+        ("fundingLock.cell_deps", 3),
+        ("fundingLock.cell_deps", fiber_funding::flow::record::MAX_CELL_DEPS + 1),
+        ("commitmentLock.cell_deps", 3),
+    ] {
+        let mut world = World::new(Setup::default());
+        world.user.auto_submit = false;
+        let config = &mut world.nodes[INITIATOR].config;
+        match field {
+            "fundingLock.cell_deps" => config.funding_lock.cell_deps = vec![dep.clone(); count],
+            _ => config.commitment_lock.cell_deps = vec![dep.clone(); count],
+        }
+        world.restart(INITIATOR);
+        match world.open(1000) {
+            Err(FlowError::InvalidParams { field: refused, .. }) => assert_eq!(refused, field),
+            other => panic!("{field} with {count}: {other:?}"),
+        }
+        world.run();
+        assert!(world.handed_out.is_empty());
+        assert!(world.initiator().channels().is_empty(), "nothing was stored");
+    }
+}

@@ -307,13 +307,16 @@ fn script_template(value: &Value, name: &str) -> Result<ScriptTemplate, ApiError
     };
     let cell_deps = match map.get("cell_deps") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(deps)) => deps
-            .iter()
-            .enumerate()
-            .map(|(i, dep)| {
-                crate::tx::json::parse_cell_dep(dep, &format!("{name}.cell_deps[{i}]")).map_err(ApiError::from)
-            })
-            .collect::<Result<_, _>>()?,
+        Some(Value::Array(deps)) => {
+            crate::flow::limits::check_lock_cell_deps("cell_deps", deps.len())
+                .map_err(|e| ApiError::invalid(&format!("{name}.cell_deps"), e.reason))?;
+            deps.iter()
+                .enumerate()
+                .map(|(i, dep)| {
+                    crate::tx::json::parse_cell_dep(dep, &format!("{name}.cell_deps[{i}]")).map_err(ApiError::from)
+                })
+                .collect::<Result<_, _>>()?
+        }
         Some(_) => return Err(ApiError::invalid(&format!("{name}.cell_deps"), "expected an array")),
     };
     Ok(ScriptTemplate {
@@ -477,6 +480,21 @@ mod tests {
                 json!({ "code_hash": format!("0x{}", "11".repeat(32)), "hash_type": "data1" })
             )
             .is_ok());
+        }
+    }
+
+    /// A third dep would make the commitment and closing txs pay less than
+    /// their fee rate; two (the lock's code and ckb-auth) are taken.
+    #[test]
+    fn a_lock_names_at_most_two_cell_deps() {
+        let dep =
+            json!({ "out_point": { "tx_hash": format!("0x{}", "22".repeat(32)), "index": "0x0" }, "dep_type": "code" });
+        for key in ["fundingLock", "commitmentLock"] {
+            let lock = |deps: usize| json!({ "code_hash": format!("0x{}", "11".repeat(32)), "hash_type": "type", "cell_deps": vec![dep.clone(); deps] });
+            let error = with(key, lock(3)).expect_err("three deps were taken");
+            assert_eq!(error.code, ErrorCode::InvalidParams);
+            assert!(error.message.contains(&format!("{key}.cell_deps")), "{error}");
+            assert_eq!(with(key, lock(2)).unwrap_or_else(|e| panic!("{e}")).db_name, None);
         }
     }
 

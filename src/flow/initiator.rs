@@ -120,6 +120,8 @@ pub(crate) fn check_open_params(config: &NodeConfig, params: &OpenChannelParams)
     limits::check_commitment_delay(commitment_delay_epoch)?;
     limits::check_shutdown_script(&params.shutdown_script)?;
     limits::check_wallet_cell_deps(params.funding_lock_script_cell_deps.len())?;
+    limits::check_lock_cell_deps("fundingLock.cell_deps", config.funding_lock.cell_deps.len())?;
+    limits::check_lock_cell_deps("commitmentLock.cell_deps", config.commitment_lock.cell_deps.len())?;
     let max_tlc_number_in_flight = params
         .max_tlc_number_in_flight
         .unwrap_or(DEFAULT_MAX_TLC_NUMBER_IN_FLIGHT);

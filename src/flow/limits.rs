@@ -128,6 +128,26 @@ pub fn check_commitment_delay(delay: u64) -> Result<(), LimitError> {
     Ok(())
 }
 
+/// Cell deps a Fiber lock may name (`fundingLock.cell_deps`,
+/// `commitmentLock.cell_deps`): its code and ckb-auth. The fees of the
+/// commitment and closing txs are sized for the funding lock's two, so a
+/// third would make them pay less than their rate, maybe less than a node
+/// relays; and the record that copies them must read back.
+pub const MAX_LOCK_CELL_DEPS: usize = crate::tx::commitment::FUNDING_LOCK_DEPS;
+
+pub fn check_lock_cell_deps(field: &'static str, count: usize) -> Result<(), LimitError> {
+    if count > MAX_LOCK_CELL_DEPS {
+        return Err(refuse(
+            field,
+            format!(
+                "{count} cell deps exceed {MAX_LOCK_CELL_DEPS} (the lock's code and ckb-auth), \
+                 which the commitment and closing fees are sized for"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub fn check_wallet_cell_deps(count: usize) -> Result<(), LimitError> {
     if count > MAX_WALLET_CELL_DEPS {
         return Err(refuse(
