@@ -986,3 +986,90 @@ fn attack_a_reserve_that_leaves_us_no_first_claim_is_refused_before_anything_is_
     assert!(world.handed_out.is_empty(), "nothing may be handed out");
     assert_rejected(&world, INITIATOR, "cannot pay for the cell left to it after our claim");
 }
+
+/// The acceptor's TxUpdate, changed by `change` before the initiator reads
+/// it; the acceptor's change gives up 1 CKB so the bytes added are paid for.
+fn with_acceptor_part_changed(world: &mut World, change: impl FnOnce(&mut TxParts)) {
+    world.open(1000).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "TxUpdate");
+    let FiberMessage::TxUpdate(update) = world.queued_from(ACCEPTOR, "TxUpdate") else {
+        unreachable!()
+    };
+    let changed = with_parts(&update.tx, |p| {
+        let change_output = p.outputs.last().unwrap().clone();
+        let less = capacity_of(&change_output) - CKB;
+        *p.outputs.last_mut().unwrap() = change_output.as_builder().capacity(less).build();
+        change(p);
+    });
+    world.tamper_next("TxUpdate", |m| {
+        if let FiberMessage::TxUpdate(m) = m {
+            m.tx = changed;
+        }
+    });
+    world.run();
+}
+
+fn assert_refused_before_the_wallet(world: &World, needle: &str) {
+    assert!(world.handed_out.is_empty(), "the wallet was asked to sign");
+    let reasons = tx_abort_reasons(world, INITIATOR);
+    assert!(reasons.iter().any(|r| r.contains(needle)), "{reasons:?}");
+}
+
+/// The acceptor names a cell dep on an output of a tx it has not published:
+/// the funding tx fails on chain while every input stays live, so with our
+/// witnesses out no deadline and no spent input would ever end the flow,
+/// and publishing that tx later would let the acceptor confirm the funding
+/// when it chose. Only its lock's dep group may be added.
+#[test]
+fn attack_an_acceptor_dep_on_a_cell_it_controls_never_reaches_the_wallet() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let unpublished = packed::CellDep::new_builder()
+        .out_point(packed::OutPoint::new_builder().tx_hash([0xd0; 32].pack()).build())
+        .build();
+    with_acceptor_part_changed(&mut world, |p| p.cell_deps.push(unpublished));
+    assert_refused_before_the_wallet(&world, "is not the default lock's dep group");
+}
+
+/// A type script on the acceptor's change can fail the funding tx on chain
+/// whatever the inputs do (a script that always fails, or one whose code
+/// is missing): refused like the dep above.
+#[test]
+fn attack_a_type_script_on_the_acceptors_change_never_reaches_the_wallet() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let failing = packed::Script::new_builder()
+        .code_hash([0xfa; 32].pack())
+        .hash_type(ScriptHashType::Data1)
+        .build();
+    with_acceptor_part_changed(&mut world, |p| {
+        let change_output = p.outputs.last().unwrap().clone();
+        *p.outputs.last_mut().unwrap() = change_output.as_builder().type_(Some(failing).pack()).build();
+    });
+    assert_refused_before_the_wallet(&world, "an added output carries a type script");
+}
+
+/// On a network this module knows, the acceptor may add its lock's dep
+/// group (a JoyID wallet's deps do not name it), but not twice: CKB refuses
+/// a tx naming a dep twice.
+#[test]
+fn on_testnet_the_acceptor_may_add_the_default_lock_dep_group_once() {
+    let testnet = fiber_funding::tx::networks::chain_hash(fiber_funding::tx::networks::TESTNET_CHAIN_HASH);
+    let group = fiber_funding::tx::networks::default_lock_dep_group(&testnet).unwrap();
+    for times in [1, 2] {
+        let mut world = World::new(Setup::default());
+        world.user.auto_submit = false;
+        for node in [INITIATOR, ACCEPTOR] {
+            world.nodes[node].config.chain_hash = testnet;
+            world.restart(node);
+        }
+        with_acceptor_part_changed(&mut world, |p| {
+            p.cell_deps.extend(std::iter::repeat_n(group.clone(), times));
+        });
+        if times == 1 {
+            assert_eq!(world.handed_out.len(), 1, "{:?}", tx_abort_reasons(&world, INITIATOR));
+        } else {
+            assert_refused_before_the_wallet(&world, "is named twice");
+        }
+    }
+}

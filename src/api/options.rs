@@ -140,19 +140,18 @@ pub struct KnownDeployment {
 
 /// Fiber's public deployments: the defaults apply only on their own chain.
 pub fn known_deployments() -> [KnownDeployment; 2] {
+    use crate::tx::networks;
     let template = |hex: &str| ScriptTemplate::type_hash(Hash256::from_hex(hex).expect("a valid constant").0);
     [
         KnownDeployment {
             network: "testnet",
-            chain_hash: Hash256::from_hex("0x10639e0895502b5688a6be8cf69460d76541bfa4821629d86d62ba0aae3f9606")
-                .expect("a valid constant"),
+            chain_hash: networks::chain_hash(networks::TESTNET_CHAIN_HASH),
             funding_lock: template("0x6c67887fe201ee0c7853f1682c0b77c0e6214044c156c7558269390a8afa6d7c"),
             commitment_lock: template("0x740dee83f87c6f309824d8fd3fbdd3c8380ee6fc9acc90b1a748438afcdf81d8"),
         },
         KnownDeployment {
             network: "mainnet",
-            chain_hash: Hash256::from_hex("0x92b197aa1fba0f63633922c61c92375c9c074a93e85963554f5499fe1450d0e5")
-                .expect("a valid constant"),
+            chain_hash: networks::chain_hash(networks::MAINNET_CHAIN_HASH),
             funding_lock: template("0xe45b1f8f21bff23137035a3ab751d75b36a981deec3e7820194b9c042967f4f1"),
             commitment_lock: template("0x2d45c4d3ed3e942f1945386ee82a5d1b7e4bb16d7fe1ab015421174ab747406c"),
         },

@@ -372,7 +372,10 @@ impl Initiator<'_> {
             return answer;
         }
         let expected_funding = self.expected_funding_output()?;
-        if let Err(reason) = check_acceptor_part(&own, &tx, &expected_funding) {
+        let addable_deps: Vec<packed::CellDep> = crate::tx::networks::default_lock_dep_group(&step.config.chain_hash)
+            .into_iter()
+            .collect();
+        if let Err(reason) = check_acceptor_part(&own, &tx, &expected_funding, &addable_deps) {
             self.abort_for_bad_peer_tx(step, &reason);
             return Ok(());
         }
@@ -633,12 +636,20 @@ fn plainness(has_type: bool, data: &[u8]) -> String {
 
 /// The acceptor may only add: its inputs after ours, exactly its announced
 /// contribution more in the funding output (whose lock must be exactly the
-/// channel's), its change after our outputs, its witnesses after ours.
-/// Everything of ours stays byte for byte.
+/// channel's), plain change cells after our outputs, its witnesses after
+/// ours, and of cell deps only `addable_deps` (its default lock's dep group,
+/// where this module knows it). Everything of ours stays byte for byte.
+///
+/// Whatever could make the tx fail on chain while every input stays live is
+/// refused here: a dep on a cell not yet (or no longer) on chain, a dep
+/// named twice, a type script on its change. With our witnesses out, such a
+/// tx would hold the user's cells with no deadline, and a dep the acceptor
+/// publishes later would let it confirm the tx when it chose.
 pub(crate) fn check_acceptor_part(
     own: &packed::Transaction,
     theirs: &packed::Transaction,
     expected_funding: &crate::tx::outflow::ExpectedFundingOutput,
+    addable_deps: &[packed::CellDep],
 ) -> Result<(), String> {
     limits::check_funding_tx_size(theirs).map_err(|e| e.to_string())?;
     let ours = TxParts::from_tx(own);
@@ -648,6 +659,16 @@ pub(crate) fn check_acceptor_part(
     }
     if !them.cell_deps.starts_with(&ours.cell_deps) {
         return Err("our cell deps were changed".into());
+    }
+    for (index, dep) in them.cell_deps.iter().enumerate().skip(ours.cell_deps.len()) {
+        if !addable_deps.contains(dep) {
+            return Err(format!(
+                "cell dep {index} was added and is not the default lock's dep group of this chain"
+            ));
+        }
+        if them.cell_deps.get(..index).unwrap_or_default().contains(dep) {
+            return Err(format!("cell dep {index} is named twice"));
+        }
     }
     if them.inputs.len() <= ours.inputs.len() || !them.inputs.starts_with(&ours.inputs) {
         return Err("our inputs were changed, or no input was added".into());
@@ -679,6 +700,15 @@ pub(crate) fn check_acceptor_part(
         .any(|d| !d.is_empty())
     {
         return Err("an added output carries data".into());
+    }
+    if them
+        .outputs
+        .get(ours.outputs.len()..)
+        .unwrap_or_default()
+        .iter()
+        .any(|output| output.type_().is_some())
+    {
+        return Err("an added output carries a type script".into());
     }
     let funding_theirs = them.outputs.first().ok_or("no funding output")?;
     if funding_theirs.lock().as_slice() != expected_funding.lock.as_slice() || funding_theirs.type_().is_some() {

@@ -10,6 +10,7 @@ pub mod default_lock;
 pub mod fee;
 pub mod funding;
 pub mod json;
+pub mod networks;
 pub mod outflow;
 pub mod parts;
 pub mod script;
