@@ -1059,8 +1059,14 @@ fn on_testnet_the_acceptor_may_add_the_default_lock_dep_group_once() {
     for times in [1, 2] {
         let mut world = World::new(Setup::default());
         world.user.auto_submit = false;
+        // On a network it knows, a node opens only with its locks' cell
+        // deps; any live cell stands in for them on the simulated chain.
+        let stand_in = world.chain.default_lock_cell_dep();
         for node in [INITIATOR, ACCEPTOR] {
-            world.nodes[node].config.chain_hash = testnet;
+            let config = &mut world.nodes[node].config;
+            config.chain_hash = testnet;
+            config.funding_lock.cell_deps = vec![stand_in.clone()];
+            config.commitment_lock.cell_deps = vec![stand_in.clone()];
             world.restart(node);
         }
         with_acceptor_part_changed(&mut world, |p| {

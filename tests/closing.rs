@@ -776,3 +776,57 @@ fn assert_rejected_answer(world: &World) {
         "the unknown cell was not reported"
     );
 }
+
+/// A channel opened while the node named no cell deps for Fiber's locks
+/// (a wallet on the published defaults, which carry none): its record holds
+/// none, and a commitment without the funding lock's code can never be
+/// broadcast, so the user had no way out without the peer. Given the deps
+/// later, the node fills them into the record at boot, and the user's
+/// unilateral close and claim commit through the VM.
+#[test]
+fn a_channel_opened_without_cell_deps_takes_the_nodes_at_boot_and_can_be_force_closed() {
+    let mut world = World::new(real_contracts());
+    let config = &mut world.nodes[INITIATOR].config;
+    let deps = (
+        config.funding_lock.cell_deps.clone(),
+        config.commitment_lock.cell_deps.clone(),
+    );
+    config.funding_lock.cell_deps.clear();
+    config.commitment_lock.cell_deps.clear();
+    world.restart(INITIATOR);
+    world.open(1000).unwrap();
+    world.run();
+    let funding = assert_channel_ready(&world);
+    let channel_id = world.only_channel(INITIATOR).channel_id;
+    let terms = |world: &World| world.initiator().record(&channel_id).unwrap().terms.clone();
+    assert!(terms(&world).funding_lock.cell_deps.is_empty());
+
+    let config = &mut world.nodes[INITIATOR].config;
+    config.funding_lock.cell_deps = deps.0.clone();
+    config.commitment_lock.cell_deps = deps.1.clone();
+    world.restart(INITIATOR);
+    world.run();
+    assert_eq!(terms(&world).funding_lock.cell_deps, deps.0);
+    assert_eq!(terms(&world).commitment_lock.cell_deps, deps.1);
+    // Stored, not only filled in memory: a boot with no deps keeps them.
+    let config = &mut world.nodes[INITIATOR].config;
+    config.funding_lock.cell_deps.clear();
+    config.commitment_lock.cell_deps.clear();
+    world.restart(INITIATOR);
+    assert_eq!(terms(&world).funding_lock.cell_deps, deps.0);
+
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
+    // The peer is gone: the way out must not need it.
+    world.nodes[ACCEPTOR].up = false;
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    funding_spender(&world, &funding);
+    world.chain.mine_epochs(1);
+    world.run();
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
+    assert!(world.balance(&user_script) - user_before > (1000 + 99) * CKB - CKB / 100);
+}

@@ -1120,3 +1120,29 @@ fn a_lock_with_more_cell_deps_than_its_fees_are_sized_for_is_refused_at_open() {
         assert!(world.initiator().channels().is_empty(), "nothing was stored");
     }
 }
+
+/// On testnet or mainnet, a node whose locks name no cell deps (Fiber's
+/// published defaults carry none) would open a channel whose commitment can
+/// never be broadcast: the user could not leave without the peer. Such an
+/// open is refused by name, with nothing stored.
+#[test]
+fn on_a_known_network_an_open_without_the_locks_cell_deps_is_refused() {
+    use fiber_funding::tx::networks;
+    for network in [networks::TESTNET_CHAIN_HASH, networks::MAINNET_CHAIN_HASH] {
+        let mut world = World::new(Setup::default());
+        world.user.auto_submit = false;
+        for node in [INITIATOR, ACCEPTOR] {
+            world.nodes[node].config.chain_hash = networks::chain_hash(network);
+            world.restart(node);
+        }
+        match world.open(1000) {
+            Err(FlowError::InvalidParams { field, reason }) => {
+                assert_eq!(field, "fundingLock.cell_deps");
+                assert!(reason.contains("net"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        world.run();
+        assert!(world.initiator().channels().is_empty(), "nothing was stored");
+    }
+}

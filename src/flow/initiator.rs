@@ -122,6 +122,22 @@ pub(crate) fn check_open_params(config: &NodeConfig, params: &OpenChannelParams)
     limits::check_wallet_cell_deps(params.funding_lock_script_cell_deps.len())?;
     limits::check_lock_cell_deps("fundingLock.cell_deps", config.funding_lock.cell_deps.len())?;
     limits::check_lock_cell_deps("commitmentLock.cell_deps", config.commitment_lock.cell_deps.len())?;
+    if let Some(network) = crate::tx::networks::network_name(&config.chain_hash) {
+        for (field, lock) in [
+            ("fundingLock.cell_deps", &config.funding_lock),
+            ("commitmentLock.cell_deps", &config.commitment_lock),
+        ] {
+            if lock.cell_deps.is_empty() {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "required on {network}: without the lock's code cell and ckb-auth no commitment \
+                         could be broadcast, so the channel could never be closed without the peer"
+                    ),
+                ));
+            }
+        }
+    }
     let max_tlc_number_in_flight = params
         .max_tlc_number_in_flight
         .unwrap_or(DEFAULT_MAX_TLC_NUMBER_IN_FLIGHT);

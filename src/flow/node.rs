@@ -122,7 +122,8 @@ impl Node {
         let channels: Vec<(Channel, bool)> = records
             .into_iter()
             .map(|mut record| {
-                let upgraded = record.upgrade(&self.config);
+                // Both run: `|`, not `||`.
+                let upgraded = record.upgrade(&self.config) | record.fill_missing_cell_deps(&self.config);
                 (Channel::new(record, &self.config), upgraded)
             })
             .collect();

@@ -516,6 +516,28 @@ impl ChannelRecord {
         true
     }
 
+    /// A lock this record names without cell deps (opened before the node
+    /// knew them) takes the node's, when they are for the same code: deps
+    /// are not signed, and without them no commitment, closing or claim tx
+    /// of the channel could be broadcast. Deps the record names stay.
+    pub fn fill_missing_cell_deps(&mut self, config: &NodeConfig) -> bool {
+        if self.is_tombstone() {
+            return false;
+        }
+        let mut filled = false;
+        for (ours, node) in [
+            (&mut self.terms.funding_lock, &config.funding_lock),
+            (&mut self.terms.commitment_lock, &config.commitment_lock),
+        ] {
+            let same_code = ours.code_hash == node.code_hash && ours.hash_type == node.hash_type;
+            if ours.cell_deps.is_empty() && same_code && !node.cell_deps.is_empty() {
+                ours.cell_deps = node.cell_deps.clone();
+                filled = true;
+            }
+        }
+        filled
+    }
+
     /// Closed, with nothing left to watch on chain: a record nothing at boot
     /// needs. Only the answers about closed channels read it, so a store
     /// files it apart and a boot restores it after the live flows

@@ -23,6 +23,14 @@ const DEFAULT_LOCK_DEP_GROUPS: [(&str, &str); 2] = [
     ),
 ];
 
+/// "testnet" or "mainnet", for a chain this module knows.
+pub fn network_name(chain: &Hash256) -> Option<&'static str> {
+    [("testnet", TESTNET_CHAIN_HASH), ("mainnet", MAINNET_CHAIN_HASH)]
+        .into_iter()
+        .find(|(_, hash)| chain_hash(hash) == *chain)
+        .map(|(name, _)| name)
+}
+
 pub fn chain_hash(hex: &str) -> Hash256 {
     Hash256::from_hex(hex).expect("a valid constant")
 }
