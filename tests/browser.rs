@@ -22,6 +22,8 @@ mod flow;
 mod store;
 #[path = "browser/tab_lock.rs"]
 mod tab_lock;
+#[path = "browser/websocket.rs"]
+mod websocket;
 
 #[path = "vectors/bolt8.rs"]
 mod bolt8;

@@ -14,14 +14,14 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::peer::noise::{NoiseError, MAX_MESSAGE_LEN, PACKET_OVERHEAD};
+use crate::peer::noise::{NoiseError, MAX_PACKET_LEN};
 use crate::peer::{PeerSession, SessionError, SessionStep, CLOSE_NOT_THIS_NODE};
 use crate::primitives::NodeId;
 use crate::runtime::{Input, InputSender};
 use crate::wire::FiberMessage;
 
 /// Largest WebSocket message accepted: one BOLT 8 packet.
-pub(crate) const MAX_MESSAGE_BYTES: usize = MAX_MESSAGE_LEN + PACKET_OVERHEAD;
+pub(crate) const MAX_MESSAGE_BYTES: usize = MAX_PACKET_LEN;
 
 /// Timeouts of a connection.
 #[derive(Debug, Clone, Copy)]

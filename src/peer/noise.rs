@@ -48,6 +48,8 @@ pub const ACT_THREE_LEN: usize = 1 + PUBKEY_LEN + TAG_LEN + TAG_LEN;
 pub const MAX_MESSAGE_LEN: usize = u16::MAX as usize;
 /// Bytes a packet adds around its message: encrypted length, two MACs.
 pub const PACKET_OVERHEAD: usize = 2 + TAG_LEN + TAG_LEN;
+/// The longest WebSocket message a peer may send: one packet (acts are shorter).
+pub const MAX_PACKET_LEN: usize = MAX_MESSAGE_LEN + PACKET_OVERHEAD;
 /// A key is replaced after this many encryptions or decryptions.
 const KEY_ROTATION_INTERVAL: u64 = 1000;
 

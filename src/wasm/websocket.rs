@@ -12,6 +12,7 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use super::platform::{random_32, timeout};
 use crate::crypto::keys::NodeSecret;
+use crate::peer::noise::MAX_PACKET_LEN;
 use crate::peer::{PeerSession, SessionError, SessionStep, CLOSE_NOT_THIS_NODE, WRONG_NODE_RETRY_MS};
 use crate::primitives::NodeId;
 use crate::runtime::{Input, InputSender, PeerLink, PeerTrouble};
@@ -114,8 +115,13 @@ fn open_socket(state: &Rc<RefCell<LinkState>>) {
         let Ok(event) = event.dyn_into::<MessageEvent>() else {
             return;
         };
-        let bytes = js_sys::Uint8Array::new(&event.data()).to_vec();
-        on_frame(state, &bytes);
+        match read_frame(&event.data()) {
+            Ok(bytes) => on_frame(state, &bytes),
+            Err(reason) => {
+                let url = state.borrow().url.clone();
+                fail_session(state, format!("the counterparty at {url} sent {reason}"));
+            }
+        }
     });
     let on_close = handler(&weak, |state, event| {
         let close = event.dyn_into::<CloseEvent>().ok();
@@ -205,6 +211,39 @@ fn on_frame(state: &Rc<RefCell<LinkState>>, bytes: &[u8]) {
                 let _ = socket.close();
             }
         }
+    }
+}
+
+/// A WebSocket message's bytes, its size checked before they are copied
+/// into wasm memory (which never shrinks): at most one BOLT 8 packet, and
+/// binary (a text message is no packet).
+pub fn read_frame(data: &JsValue) -> Result<Vec<u8>, String> {
+    let buffer = data
+        .dyn_ref::<js_sys::ArrayBuffer>()
+        .ok_or_else(|| "a message that is not binary".to_owned())?;
+    let len = usize::try_from(buffer.byte_length()).unwrap_or(usize::MAX);
+    if len > MAX_PACKET_LEN {
+        return Err(format!(
+            "a message of {len} bytes, more than the {MAX_PACKET_LEN} of a packet"
+        ));
+    }
+    Ok(js_sys::Uint8Array::new(buffer).to_vec())
+}
+
+/// Ends this connection as a failed session: reported unless the peer was
+/// authenticated (then closing reports it), called again after the usual delay.
+fn fail_session(state: &Rc<RefCell<LinkState>>, reason: String) {
+    let link = state.borrow();
+    if link.peer.is_none() {
+        let _ = link.inbox.unbounded_send(Input::PeerUnavailable {
+            reason,
+            trouble: PeerTrouble::Unreachable,
+        });
+    } else {
+        web_sys::console::warn_1(&reason.into());
+    }
+    if let Some(socket) = &link.socket {
+        let _ = socket.close();
     }
 }
 
