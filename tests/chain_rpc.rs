@@ -572,16 +572,40 @@ fn a_node_refusing_the_tx_is_rejected_with_its_message() {
     node.expect(
         "send_transaction",
         json!([fixture("funding_tx.json"), "passthrough"]),
-        Answer::Fixture("send_transaction_duplicated.json"),
+        Answer::Json(json!({
+            "jsonrpc": "2.0",
+            "error": {
+                "code": -301,
+                "message": "TransactionFailedToResolve: Resolve failed Dead(OutPoint(0x8975a80de73e56270f3c81883b03f2c83ddee83808099591e70694e46dcb871f00000000))"
+            }
+        })),
     );
 
     let error = block_on(client(&node).send_transaction(funding_tx())).unwrap_err();
 
     assert_error(&error, ChainErrorKind::Rejected, "send_transaction");
     let message = error.to_string();
-    assert!(message.contains("PoolRejectedDuplicatedTransaction"), "{message}");
-    assert!(message.contains("already exists in transaction_pool"), "{message}");
-    assert!(message.contains("-1107"), "{message}");
+    assert!(message.contains("TransactionFailedToResolve"), "{message}");
+    assert!(message.contains("-301"), "{message}");
+}
+
+/// A send that timed out may still have reached the node; sent again, CKB
+/// answers -1107, "already exists in transaction_pool". That is the tx
+/// sent, not refused: taken as a refusal, a claim of ours in the pool was
+/// dropped as if the other side had spent its cell first.
+#[test]
+fn a_node_answering_the_tx_is_already_in_its_pool_counts_as_sent() {
+    let node = ScriptedNode::default();
+    node.expect(
+        "send_transaction",
+        json!([fixture("funding_tx.json"), "passthrough"]),
+        Answer::Fixture("send_transaction_duplicated.json"),
+    );
+
+    let sent = block_on(client(&node).send_transaction(funding_tx())).unwrap();
+
+    assert_eq!(sent, hash(FUNDING_TX));
+    node.assert_all_asked();
 }
 
 #[test]

@@ -830,3 +830,36 @@ fn a_channel_opened_without_cell_deps_takes_the_nodes_at_boot_and_can_be_force_c
     );
     assert!(world.balance(&user_script) - user_before > (1000 + 99) * CKB - CKB / 100);
 }
+
+/// While our claim is out, a refusal of another of the channel's txs comes
+/// back (a stale rebroadcast of the commitment, say). It said nothing about
+/// the claim, yet it was taken as the claim refused: the claim was dropped
+/// from the record and the node went looking for a cell the other side
+/// never re-created, so the close never ended though the claim confirmed.
+#[test]
+fn a_refusal_of_another_tx_while_our_claim_is_out_leaves_the_claim_watched() {
+    use fiber_funding::chain::simulated_client::simulated_cell;
+    use fiber_funding::flow::ChainEvent;
+    let (mut world, user_script, user_before, (channel_id, out_points)) = at_our_claim_lookup();
+    let answer = ChainEvent::ResolvedInputs {
+        channel_id,
+        cells: out_points.iter().map(|op| simulated_cell(&world.chain, op)).collect(),
+        out_points,
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
+    world.execute(INITIATOR, actions);
+    let refused = ChainEvent::BroadcastFailed {
+        channel_id,
+        tx_hash: Hash256([0x99; 32]),
+        reason: "another tx of the channel".into(),
+    };
+    let actions = world.nodes[INITIATOR].node.chain_event(refused, now);
+    world.execute(INITIATOR, actions);
+
+    assert_claimed_within_three_blocks(&mut world, &user_script, user_before);
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
+}

@@ -120,7 +120,9 @@ impl From<ChainError> for ApiError {
     fn from(error: ChainError) -> Self {
         let code = match error.kind {
             ChainErrorKind::Unreachable | ChainErrorKind::Timeout => ErrorCode::ChainUnreachable,
-            ChainErrorKind::Rejected | ChainErrorKind::BadResponse => ErrorCode::ChainRejected,
+            ChainErrorKind::Rejected | ChainErrorKind::AlreadyInPool | ChainErrorKind::BadResponse => {
+                ErrorCode::ChainRejected
+            }
         };
         Self::new(code, error.to_string())
     }

@@ -24,6 +24,9 @@ pub enum ChainErrorKind {
     Timeout,
     /// The node answered with an error (e.g. it rejected a transaction).
     Rejected,
+    /// `send_transaction` answered that the tx is already in its pool
+    /// (CKB's -1107, `PoolRejectedDuplicatedTransaction`): sent, not refused.
+    AlreadyInPool,
     /// The answer did not have the expected shape.
     BadResponse,
 }

@@ -441,7 +441,13 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
             // Passthrough said outright: a node defaulting to the well-known-scripts
             // validator would refuse the funding output's lock.
             let params = json!([transaction_to_json(&tx), "passthrough"]);
-            let hash = read(METHOD, parse_hash(&client.call(METHOD, params).await?, "result"))?;
+            let answer = match client.call(METHOD, params).await {
+                // A send that timed out may have reached the node: sent again,
+                // it is in the pool already, which is what was asked.
+                Err(error) if error.kind == ChainErrorKind::AlreadyInPool => return Ok(Hash256(expected)),
+                other => other?,
+            };
+            let hash = read(METHOD, parse_hash(&answer, "result"))?;
             if hash != expected {
                 return Err(bad_response(
                     METHOD,
@@ -533,6 +539,9 @@ fn unexpected(method: &'static str, what: impl std::fmt::Display) -> ChainError 
 }
 
 /// A JSON-RPC error object as CKB fills it.
+/// CKB's error code for a tx already in the pool.
+const POOL_REJECTED_DUPLICATED_TRANSACTION: i64 = -1107;
+
 struct NodeError {
     code: i64,
     message: String,
@@ -586,7 +595,12 @@ fn decode_answer(method: &'static str, id: u64, body: &str) -> Result<Value, Cha
     if let Some(error) = error {
         let error =
             NodeError::read(&error).ok_or_else(|| bad_response(method, format!("malformed error object: {error}")))?;
-        return Err(ChainError::new(method, ChainErrorKind::Rejected, error.describe()));
+        let kind = if error.code == POOL_REJECTED_DUPLICATED_TRANSACTION {
+            ChainErrorKind::AlreadyInPool
+        } else {
+            ChainErrorKind::Rejected
+        };
+        return Err(ChainError::new(method, kind, error.describe()));
     }
     answer
         .remove("result")

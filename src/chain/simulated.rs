@@ -1193,6 +1193,28 @@ mod tests {
         );
     }
 
+    /// The client answers a second send of a pooled tx as CKB's RPC does
+    /// (-1107, which `chain::rpc` takes as sent): the tx's hash, not a refusal.
+    #[test]
+    fn the_client_takes_a_second_send_of_a_pooled_tx_as_sent() {
+        use crate::chain::client::ChainClient;
+        use crate::chain::simulated_client::SimulatedChainClient;
+        use futures::FutureExt;
+        let chain = std::rc::Rc::new(std::cell::RefCell::new(SimulatedChain::new()));
+        let funded = fund(&mut chain.borrow_mut(), &alice(), 1_000 * CKB);
+        let tx = transfer(
+            &chain.borrow(),
+            &alice(),
+            vec![funded],
+            vec![cell(900 * CKB, lock_of(&bob()))],
+        );
+        let client = SimulatedChainClient::new(chain.clone());
+        let sent = |tx: &packed::Transaction| client.send_transaction(tx.clone()).now_or_never().unwrap();
+        let first = sent(&tx).unwrap();
+        assert_eq!(sent(&tx).unwrap(), first);
+        assert_eq!(chain.borrow().submissions(&first.0), 2);
+    }
+
     #[test]
     fn rejected_transaction_can_be_resent_once_fixed() {
         let mut chain = SimulatedChain::new();

@@ -9,7 +9,7 @@ use ckb_types::prelude::*;
 use futures::FutureExt;
 
 use super::client::{ChainClient, ChainError, ChainErrorKind, ChainResult};
-use super::simulated::{CellFilter, SimulatedChain};
+use super::simulated::{CellFilter, ChainRejection, SimulatedChain};
 use super::{LiveCell, ResolvedCell, TxReport};
 use crate::primitives::Hash256;
 
@@ -83,12 +83,16 @@ impl ChainClient for SimulatedChainClient {
     }
 
     fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256> {
-        let result = self
-            .chain
-            .borrow_mut()
-            .send_transaction(tx)
-            .map(Hash256)
-            .map_err(|rejection| ChainError::new("send_transaction", ChainErrorKind::Rejected, rejection.to_string()));
+        let tx_hash = Hash256(tx.calc_tx_hash().unpack());
+        // As a CKB node's -1107: the tx is already in, which is what was asked.
+        let result = match self.chain.borrow_mut().send_transaction(tx) {
+            Ok(_) | Err(ChainRejection::Duplicated { .. }) => Ok(tx_hash),
+            Err(rejection) => Err(ChainError::new(
+                "send_transaction",
+                ChainErrorKind::Rejected,
+                rejection.to_string(),
+            )),
+        };
         futures::future::ready(result).boxed_local()
     }
 }

@@ -136,7 +136,12 @@ pub enum ChainEvent {
         report: TxReport,
     },
     /// A [`Action::Broadcast`] failed for good.
-    BroadcastFailed { channel_id: ChannelId, reason: String },
+    BroadcastFailed {
+        channel_id: ChannelId,
+        /// The tx refused: a channel may have sent more than one.
+        tx_hash: Hash256,
+        reason: String,
+    },
 }
 
 impl ChainEvent {

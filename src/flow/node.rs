@@ -720,9 +720,15 @@ impl Node {
                 });
                 (channel_id, result)
             }
-            ChainEvent::BroadcastFailed { channel_id, reason } => {
+            ChainEvent::BroadcastFailed {
+                channel_id,
+                tx_hash,
+                reason,
+            } => {
                 let result = self.step(&channel_id, now_ms, |channel, step| {
-                    if channel.record.close.as_ref().is_some_and(|c| c.claim_tx.is_some()) {
+                    // Only a refusal of the claim itself says the cell it spends is gone.
+                    let claim = channel.record.close.as_ref().and_then(|c| c.claim_tx.as_ref());
+                    if claim.is_some_and(|claim| crate::tx::parts::tx_hash(claim) == tx_hash.0) {
                         return channel.on_claim_refused(step);
                     }
                     if channel.funded() {

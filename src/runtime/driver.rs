@@ -913,6 +913,7 @@ impl Effects for DriverEffects<'_> {
                     Err(error) => {
                         let event = ChainEvent::BroadcastFailed {
                             channel_id,
+                            tx_hash: Hash256(crate::tx::parts::tx_hash(&tx)),
                             reason: error.to_string(),
                         };
                         let _ = sender.unbounded_send(Input::Chain(event));

@@ -720,16 +720,22 @@ impl World {
         }
         for (channel_id, tx) in outbox.broadcasts {
             self.broadcasts.push((index, tx.clone()));
-            if let Err(rejection) = self.chain.send_transaction(tx) {
-                let now = self.now_ms;
-                let actions = self.nodes[index].node.chain_event(
-                    ChainEvent::BroadcastFailed {
-                        channel_id,
-                        reason: rejection.to_string(),
-                    },
-                    now,
-                );
-                self.execute(index, actions);
+            let tx_hash = Hash256(tx.calc_tx_hash().unpack());
+            // As the chain clients take it: a tx already sent is no refusal.
+            match self.chain.send_transaction(tx) {
+                Ok(_) | Err(fiber_funding::chain::simulated::ChainRejection::Duplicated { .. }) => {}
+                Err(rejection) => {
+                    let now = self.now_ms;
+                    let actions = self.nodes[index].node.chain_event(
+                        ChainEvent::BroadcastFailed {
+                            channel_id,
+                            tx_hash,
+                            reason: rejection.to_string(),
+                        },
+                        now,
+                    );
+                    self.execute(index, actions);
+                }
             }
         }
         for (channel_id, query) in outbox.queries {
