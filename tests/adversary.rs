@@ -191,20 +191,26 @@ fn attack_1_swapped_tx_update_cannot_make_the_wallet_sign_another_user_cell() {
 
 // ---- hole 2: capacity arithmetic that wraps -------------------------------------------------
 
-/// The acceptor announces a contribution of 2^64 − D: `ours + contribution`
-/// wraps to ours − D in a release build. It must be refused outright.
-#[test]
-fn attack_2_a_contribution_near_2_pow_64_is_refused_without_wrapping_or_panicking() {
+/// An open whose `AcceptChannel` announces `reserve`, run as far as it goes.
+fn with_the_acceptor_announcing_a_reserve_of(reserve: u64) -> World {
     let mut world = World::new(Setup::default());
     world.user.auto_submit = false;
     world.open(1000).unwrap();
     world.run_until_queued_from(ACCEPTOR, "AcceptChannel");
     world.tamper_next("AcceptChannel", |m| {
         if let FiberMessage::AcceptChannel(m) = m {
-            m.reserved_ckb_amount = u64::MAX - 500 * CKB;
+            m.reserved_ckb_amount = reserve;
         }
     });
     world.run();
+    world
+}
+
+/// The acceptor announces a contribution of 2^64 − D: `ours + contribution`
+/// wraps to ours − D in a release build. It must be refused outright.
+#[test]
+fn attack_2_a_contribution_near_2_pow_64_is_refused_without_wrapping_or_panicking() {
+    let world = with_the_acceptor_announcing_a_reserve_of(u64::MAX - 500 * CKB);
     assert!(world.handed_out.is_empty(), "nothing may be handed out");
     assert_rejected(&world, INITIATOR, "reserved_ckb_amount");
 }
@@ -973,16 +979,7 @@ fn attack_an_acceptor_input_under_a_lock_we_cannot_check_never_reaches_the_walle
 /// share waits on the hub claiming first. The reserve must cover the fee.
 #[test]
 fn attack_a_reserve_that_leaves_us_no_first_claim_is_refused_before_anything_is_signed() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run_until_queued_from(ACCEPTOR, "AcceptChannel");
-    world.tamper_next("AcceptChannel", |m| {
-        if let FiberMessage::AcceptChannel(m) = m {
-            m.reserved_ckb_amount = 98 * CKB;
-        }
-    });
-    world.run();
+    let world = with_the_acceptor_announcing_a_reserve_of(98 * CKB);
     assert!(world.handed_out.is_empty(), "nothing may be handed out");
     assert_rejected(&world, INITIATOR, "cannot pay for the cell left to it after our claim");
 }

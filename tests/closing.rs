@@ -728,14 +728,8 @@ fn a_claim_lookup_answered_unknown_once_is_asked_again_and_the_share_claimed() {
 /// waiting, or no later poll would ask again.
 #[test]
 fn a_claim_whose_write_fails_is_looked_up_again_and_made() {
-    use fiber_funding::chain::simulated_client::simulated_cell;
-    use fiber_funding::flow::ChainEvent;
-    let (mut world, user_script, user_before, (asked_for, out_points)) = at_our_claim_lookup();
-    let answer = ChainEvent::ResolvedInputs {
-        channel_id: asked_for,
-        cells: out_points.iter().map(|op| simulated_cell(&world.chain, op)).collect(),
-        out_points,
-    };
+    let (mut world, user_script, user_before, lookup) = at_our_claim_lookup();
+    let answer = world.resolved_inputs(lookup);
     let now = world.now_ms;
     let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
     let (result, _) = world.execute_with_the_write_failing(INITIATOR, actions);
@@ -838,14 +832,10 @@ fn a_channel_opened_without_cell_deps_takes_the_nodes_at_boot_and_can_be_force_c
 /// never re-created, so the close never ended though the claim confirmed.
 #[test]
 fn a_refusal_of_another_tx_while_our_claim_is_out_leaves_the_claim_watched() {
-    use fiber_funding::chain::simulated_client::simulated_cell;
     use fiber_funding::flow::ChainEvent;
-    let (mut world, user_script, user_before, (channel_id, out_points)) = at_our_claim_lookup();
-    let answer = ChainEvent::ResolvedInputs {
-        channel_id,
-        cells: out_points.iter().map(|op| simulated_cell(&world.chain, op)).collect(),
-        out_points,
-    };
+    let (mut world, user_script, user_before, lookup) = at_our_claim_lookup();
+    let channel_id = lookup.0;
+    let answer = world.resolved_inputs(lookup);
     let now = world.now_ms;
     let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
     world.execute(INITIATOR, actions);

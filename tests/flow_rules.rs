@@ -763,16 +763,10 @@ fn a_failed_write_leaves_memory_and_storage_in_step() {
 /// taken as "already being checked".
 #[test]
 fn a_failed_write_after_the_chains_answer_asks_the_chain_again() {
-    use fiber_funding::chain::simulated_client::simulated_cell;
-    use fiber_funding::flow::ChainEvent;
     let mut world = World::new(Setup::default());
     world.open(1000).unwrap();
-    let (channel_id, out_points) = world.take_resolve_inputs(INITIATOR);
-    let answer = ChainEvent::ResolvedInputs {
-        channel_id,
-        cells: out_points.iter().map(|op| simulated_cell(&world.chain, op)).collect(),
-        out_points,
-    };
+    let lookup = world.take_resolve_inputs(INITIATOR);
+    let answer = world.resolved_inputs(lookup);
     let now = world.now_ms;
     let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
     let (result, sink) = world.execute_with_the_write_failing(INITIATOR, actions);

@@ -670,6 +670,16 @@ impl World {
         }
     }
 
+    /// The chain's true answer to a resolve-inputs question.
+    pub fn resolved_inputs(&self, (channel_id, out_points): (ChannelId, Vec<packed::OutPoint>)) -> ChainEvent {
+        use fiber_funding::chain::simulated_client::simulated_cell;
+        ChainEvent::ResolvedInputs {
+            channel_id,
+            cells: out_points.iter().map(|op| simulated_cell(&self.chain, op)).collect(),
+            out_points,
+        }
+    }
+
     /// Runs `actions` on node `index` with its next store write failing;
     /// what they let out is caught in the sink, not delivered.
     pub fn execute_with_the_write_failing(
