@@ -984,3 +984,49 @@ fn a_spender_search_that_pages_forever_stops_at_a_bound() {
     assert!(block_on(client(&node).spender(cell, wallet_lock())).unwrap().is_none());
     node.assert_all_asked();
 }
+
+/// A published code cell is asked for by its type script alone, without
+/// its data (the contract binary), in one page of two: one cell is what a
+/// type id allows, a second says the answer cannot be trusted.
+#[test]
+fn cells_with_a_type_are_asked_for_exactly_and_without_data() {
+    let type_script = json!({
+        "code_hash": "0x00000000000000000000000000000000000000000000000000545950455f4944",
+        "hash_type": "type",
+        "args": "0x3cb7c0304fe53f75bb5727e2484d0beae4bd99d979813c6fc97c3cca569f10f6"
+    });
+    let node = ScriptedNode::default();
+    node.expect(
+        "get_cells",
+        json!([
+            { "script": type_script, "script_type": "type", "script_search_mode": "exact", "with_data": false },
+            "asc",
+            "0x2",
+            null
+        ]),
+        Answer::Json(json!({
+            "jsonrpc": "2.0",
+            "result": {
+                "last_cursor": "0x01",
+                "objects": [{
+                    "block_number": "0x10",
+                    "out_point": { "tx_hash": SOURCE_TX, "index": "0x0" },
+                    "output": { "capacity": "0x174876e800", "lock": wallet_lock_json(), "type": type_script },
+                    "output_data": null,
+                    "tx_index": "0x1"
+                }]
+            }
+        })),
+    );
+    let script: packed::Script = serde_json::from_value::<node::Script>(type_script.clone())
+        .unwrap()
+        .into();
+
+    let cells = block_on(client(&node).cells_with_type(script.clone(), 2)).unwrap();
+
+    assert_eq!(cells.len(), 1);
+    assert_eq!(cells[0].out_point, out_point(SOURCE_TX, 0));
+    assert_eq!(cells[0].output.type_().to_opt(), Some(script));
+    assert!(cells[0].output_data.is_empty());
+    node.assert_all_asked();
+}

@@ -775,8 +775,9 @@ fn assert_rejected_answer(world: &World) {
 /// (a wallet on the published defaults, which carry none): its record holds
 /// none, and a commitment without the funding lock's code can never be
 /// broadcast, so the user had no way out without the peer. Given the deps
-/// later, the node fills them into the record at boot, and the user's
-/// unilateral close and claim commit through the VM.
+/// later, the node takes them into the record at boot (and deps that moved
+/// replace stale ones), and the user's unilateral close and claim commit
+/// through the VM.
 #[test]
 fn a_channel_opened_without_cell_deps_takes_the_nodes_at_boot_and_can_be_force_closed() {
     let mut world = World::new(real_contracts());
@@ -808,6 +809,12 @@ fn a_channel_opened_without_cell_deps_takes_the_nodes_at_boot_and_can_be_force_c
     config.commitment_lock.cell_deps.clear();
     world.restart(INITIATOR);
     assert_eq!(terms(&world).funding_lock.cell_deps, deps.0);
+    // Deps that moved (a contract's code cell re-published; here the same
+    // cells named in the other order) replace the record's at the next boot.
+    let moved: Vec<_> = deps.0.iter().rev().cloned().collect();
+    world.nodes[INITIATOR].config.funding_lock.cell_deps = moved.clone();
+    world.restart(INITIATOR);
+    assert_eq!(terms(&world).funding_lock.cell_deps, moved);
 
     let user_script = world.shutdown_script(INITIATOR, &channel_id);
     let user_before = world.balance(&user_script);

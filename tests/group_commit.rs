@@ -163,6 +163,9 @@ impl ChainClient for CountingChain {
     fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
         self.inner.resolve_out_points(out_points)
     }
+    fn cells_with_type(&self, type_script: packed::Script, limit: u32) -> ChainResult<Vec<LiveCell>> {
+        self.inner.cells_with_type(type_script, limit)
+    }
     fn cells_live(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>> {
         self.inner.cells_live(out_points)
     }

@@ -28,6 +28,8 @@ use crate::crypto::keys::{parse_pubkey, NodeSecret};
 use crate::primitives::{decode_hex, Hash256, NodeId, Pubkey};
 use crate::tx::script::{HashType, ScriptTemplate};
 
+pub use super::deployment::{contracts_for_chain, known_deployments, KnownDeployment};
+
 /// Every key `FundingNode.open` takes.
 pub const OPTION_KEYS: &[&str] = &[
     "ckbRpcUrl",
@@ -127,63 +129,6 @@ impl NodeOptions {
         check_scheme("ckbRpcUrl", &self.ckb_rpc_url, &["http://", "https://"])?;
         check_scheme("peerUrl", &self.peer_url, &["ws://", "wss://"])
     }
-}
-
-/// A Fiber deployment this module knows: on `chain_hash`, the funding and
-/// commitment locks are these (upstream Fiber v0.8.0, `config/*/config.yml`).
-pub struct KnownDeployment {
-    pub network: &'static str,
-    pub chain_hash: Hash256,
-    pub funding_lock: ScriptTemplate,
-    pub commitment_lock: ScriptTemplate,
-}
-
-/// Fiber's public deployments: the defaults apply only on their own chain.
-pub fn known_deployments() -> [KnownDeployment; 2] {
-    use crate::tx::networks;
-    let template = |hex: &str| ScriptTemplate::type_hash(Hash256::from_hex(hex).expect("a valid constant").0);
-    [
-        KnownDeployment {
-            network: "testnet",
-            chain_hash: networks::chain_hash(networks::TESTNET_CHAIN_HASH),
-            funding_lock: template("0x6c67887fe201ee0c7853f1682c0b77c0e6214044c156c7558269390a8afa6d7c"),
-            commitment_lock: template("0x740dee83f87c6f309824d8fd3fbdd3c8380ee6fc9acc90b1a748438afcdf81d8"),
-        },
-        KnownDeployment {
-            network: "mainnet",
-            chain_hash: networks::chain_hash(networks::MAINNET_CHAIN_HASH),
-            funding_lock: template("0xe45b1f8f21bff23137035a3ab751d75b36a981deec3e7820194b9c042967f4f1"),
-            commitment_lock: template("0x2d45c4d3ed3e942f1945386ee82a5d1b7e4bb16d7fe1ab015421174ab747406c"),
-        },
-    ]
-}
-
-/// The contracts to use on `chain_hash`: the ones given, or the known
-/// deployment of that chain. On a chain without one, both must be given —
-/// another chain's code hashes would lock the funds into scripts that do not
-/// exist there.
-pub fn contracts_for_chain(
-    chain_hash: &Hash256,
-    funding_lock: Option<ScriptTemplate>,
-    commitment_lock: Option<ScriptTemplate>,
-) -> Result<(ScriptTemplate, ScriptTemplate), ApiError> {
-    let known = known_deployments().into_iter().find(|d| d.chain_hash == *chain_hash);
-    let pick = |given: Option<ScriptTemplate>, name: &str, default: Option<ScriptTemplate>| {
-        given.or(default).ok_or_else(|| {
-            ApiError::invalid(
-                name,
-                format!("required on chain {chain_hash}: Fiber's published contracts are only for testnet and mainnet"),
-            )
-        })
-    };
-    Ok((
-        pick(
-            funding_lock,
-            "fundingLock",
-            known.as_ref().map(|d| d.funding_lock.clone()),
-        )?,
-        pick(commitment_lock, "commitmentLock", known.map(|d| d.commitment_lock))?,
-    ))
 }
 
 /// Refuses any key not in `known`, naming it.

@@ -58,6 +58,10 @@ pub trait ChainClient {
     /// `None` where there is none; read through a path that checks the
     /// creating transaction's hash, so the node cannot misreport them.
     fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>>;
+    /// Live cells whose type script is exactly `type_script`, at most
+    /// `limit`, read without their data: how a contract's code cell,
+    /// published under a type id, is found.
+    fn cells_with_type(&self, type_script: packed::Script, limit: u32) -> ChainResult<Vec<LiveCell>>;
     /// Whether each out point is a live cell now (`false`: spent or unknown).
     fn cells_live(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>>;
     /// A transaction's status (with its block's epoch when committed) and the tip.

@@ -290,6 +290,29 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
         .boxed_local()
     }
 
+    fn cells_with_type(&self, type_script: packed::Script, limit: u32) -> ChainResult<Vec<LiveCell>> {
+        const METHOD: &str = "get_cells";
+        let client = self.clone();
+        // A code cell's data is the contract itself: not asked for.
+        let search_key = json!({
+            "script": script_to_json(&type_script),
+            "script_type": "type",
+            "script_search_mode": "exact",
+            "with_data": false,
+        });
+        async move {
+            let params = json!([search_key, "asc", format!("{limit:#x}"), Value::Null]);
+            let page = client.call(METHOD, params).await?;
+            page_objects(METHOD, &page)?
+                .iter()
+                .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                .enumerate()
+                .map(|(index, object)| read(METHOD, indexed_cell(object, &format!("objects[{index}]"))))
+                .collect()
+        }
+        .boxed_local()
+    }
+
     fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
         let client = self.clone();
         async move {

@@ -402,6 +402,28 @@ impl SimulatedChain {
     /// matches; a `limit` of 0 returns nothing and hands `after` back. Like
     /// CKB's indexer, this sees committed cells only: a cell a pool
     /// transaction spends is still listed.
+    /// Live cells whose type script is exactly `type_script`, in chain
+    /// order, at most `limit`, without their data (as the indexer is asked).
+    pub fn cells_with_type(&self, type_script: &packed::Script, limit: usize) -> Vec<LiveCell> {
+        self.live
+            .iter()
+            .filter_map(|(cursor, key)| {
+                let (output, _) = self.committed_output(key)?;
+                let typed = output
+                    .type_()
+                    .to_opt()
+                    .is_some_and(|t| t.as_slice() == type_script.as_slice());
+                typed.then(|| LiveCell {
+                    out_point: out_point(&key.0, key.1),
+                    output,
+                    output_data: Vec::new(),
+                    block_number: cursor.block_number,
+                })
+            })
+            .take(limit)
+            .collect()
+    }
+
     pub fn get_cells(
         &self,
         lock: &packed::Script,

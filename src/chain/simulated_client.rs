@@ -53,6 +53,14 @@ impl ChainClient for SimulatedChainClient {
         futures::future::ready(Ok(cells)).boxed_local()
     }
 
+    fn cells_with_type(&self, type_script: packed::Script, limit: u32) -> ChainResult<Vec<LiveCell>> {
+        let cells = self
+            .chain
+            .borrow()
+            .cells_with_type(&type_script, usize::try_from(limit).unwrap_or(usize::MAX));
+        futures::future::ready(Ok(cells)).boxed_local()
+    }
+
     fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
         let chain = self.chain.borrow();
         let cells = out_points.iter().map(|op| simulated_cell(&chain, op)).collect();

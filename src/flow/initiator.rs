@@ -132,7 +132,8 @@ pub(crate) fn check_open_params(config: &NodeConfig, params: &OpenChannelParams)
                     field,
                     format!(
                         "required on {network}: without the lock's code cell and ckb-auth no commitment \
-                         could be broadcast, so the channel could never be closed without the peer"
+                         could be broadcast, so the channel could never be closed without the peer \
+                         (the node looks Fiber's published code up when it starts; it did not find it)"
                     ),
                 ));
             }

@@ -123,7 +123,7 @@ impl Node {
             .into_iter()
             .map(|mut record| {
                 // Both run: `|`, not `||`.
-                let upgraded = record.upgrade(&self.config) | record.fill_missing_cell_deps(&self.config);
+                let upgraded = record.upgrade(&self.config) | record.take_node_cell_deps(&self.config);
                 (Channel::new(record, &self.config), upgraded)
             })
             .collect();

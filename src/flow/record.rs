@@ -516,26 +516,28 @@ impl ChannelRecord {
         true
     }
 
-    /// A lock this record names without cell deps (opened before the node
-    /// knew them) takes the node's, when they are for the same code: deps
-    /// are not signed, and without them no commitment, closing or claim tx
-    /// of the channel could be broadcast. Deps the record names stay.
-    pub fn fill_missing_cell_deps(&mut self, config: &NodeConfig) -> bool {
+    /// The node's cell deps for a lock of the same code replace the
+    /// record's: deps are not signed, a record opened before the node knew
+    /// them names none (no commitment, closing or claim tx could then be
+    /// broadcast), and those it names go stale when the contract's code cell
+    /// moves (Fiber publishes it under a type id, found anew at each start).
+    /// A node that names none leaves the record's.
+    pub fn take_node_cell_deps(&mut self, config: &NodeConfig) -> bool {
         if self.is_tombstone() {
             return false;
         }
-        let mut filled = false;
+        let mut taken = false;
         for (ours, node) in [
             (&mut self.terms.funding_lock, &config.funding_lock),
             (&mut self.terms.commitment_lock, &config.commitment_lock),
         ] {
             let same_code = ours.code_hash == node.code_hash && ours.hash_type == node.hash_type;
-            if ours.cell_deps.is_empty() && same_code && !node.cell_deps.is_empty() {
+            if same_code && !node.cell_deps.is_empty() && ours.cell_deps != node.cell_deps {
                 ours.cell_deps = node.cell_deps.clone();
-                filled = true;
+                taken = true;
             }
         }
-        filled
+        taken
     }
 
     /// Closed, with nothing left to watch on chain: a record nothing at boot

@@ -514,6 +514,11 @@ pub async fn start_counterparty(config: &CounterpartyConfig) -> Result<Running, 
                 "chain {chain_hash} has no published Fiber deployment: give --funding-lock-code-hash and --commitment-lock-code-hash"
             ))
         })?;
+    let (funding_lock, commitment_lock, unplaced) =
+        crate::api::deployment::with_published_cell_deps(&client, &chain_hash, funding_lock, commitment_lock).await;
+    for reason in unplaced {
+        log::warn!("{reason}");
+    }
     let wallet_cell_dep = match &config.wallet_cell_dep {
         Some(dep) => dep.clone(),
         None => genesis_default_lock_dep_group(client.transport(), STARTUP_RPC_TIMEOUT_MS)

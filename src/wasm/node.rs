@@ -19,6 +19,7 @@ use super::idb_store::IdbStore;
 use super::platform::{random_32, BrowserEntropy, BrowserPlatform};
 use super::tab_lock::{TabBroadcast, TabLock, TabLockError};
 use super::websocket::WebSocketLink;
+use crate::api::deployment::with_published_cell_deps;
 use crate::api::json::{driver_event, opened, parse_channel_id, parse_open_params, parse_shutdown_params, submitted};
 use crate::api::options::{contracts_for_chain, NodeOptions};
 use crate::api::shapes::{Channel, PendingFunding, UnreadableRecord};
@@ -407,6 +408,14 @@ impl FundingNode {
             options.funding_lock.clone(),
             options.commitment_lock.clone(),
         )?;
+        // On testnet and mainnet, where Fiber's code cells are now. A boot
+        // goes on without them (its flows must restore); an open is then
+        // refused by name.
+        let (funding_lock, commitment_lock, unplaced) =
+            with_published_cell_deps(&*adapters.chain, &chain_hash, funding_lock, commitment_lock).await;
+        for reason in unplaced {
+            web_sys::console::warn_1(&reason.into());
+        }
         let config = NodeConfig {
             node_secret: secret.clone(),
             chain_hash,
