@@ -189,6 +189,14 @@ fn main() {
                     out_points,
                     at_tip,
                 },
+                ChainQuery::SpenderOf { out_point, .. } => ChainEvent::SpenderOf {
+                    channel_id,
+                    spender: demo
+                        .chain
+                        .spender_of(&out_point)
+                        .map(|hash| (Hash256(hash), demo.chain.report(&hash))),
+                    out_point,
+                },
             };
             let actions = demo.nodes[index].chain_event(event, now);
             demo.run(index, actions);

@@ -457,31 +457,107 @@ fn attack_6_a_signed_tx_confirming_after_an_abort_does_not_lose_the_funding_key(
         world.state(INITIATOR, &channel_id),
         Some(ChannelState::Closed(_))
     ));
-    // The acceptor's wallet signs its inputs of the leaked tx and broadcasts it.
-    let acceptor_lock = acceptor_lock(&world);
-    let acceptor_inputs: Vec<usize> = signed
-        .raw()
-        .inputs()
-        .into_iter()
-        .enumerate()
-        .filter(|(_, i)| spent_cell(&world, &i.previous_output()).is_some_and(|c| c.lock() == acceptor_lock))
-        .map(|(index, _)| index)
-        .collect();
-    let complete = default_lock::sign_group(&signed, &acceptor_inputs, &world.acceptor_key).unwrap();
+    let complete = completed_by_the_acceptor(&world, &signed);
     world.chain.send_transaction(complete).unwrap();
     for _ in 0..4 {
         world.chain.mine_block();
         world.run();
     }
+    assert_funded_after_the_abort(&world, &channel_id);
+}
+
+/// The leaked signed tx with the acceptor's wallet signatures added.
+fn completed_by_the_acceptor(world: &World, signed: &packed::Transaction) -> packed::Transaction {
+    let acceptor_lock = acceptor_lock(world);
+    let acceptor_inputs: Vec<usize> = signed
+        .raw()
+        .inputs()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, i)| spent_cell(world, &i.previous_output()).is_some_and(|c| c.lock() == acceptor_lock))
+        .map(|(index, _)| index)
+        .collect();
+    default_lock::sign_group(signed, &acceptor_inputs, &world.acceptor_key).unwrap()
+}
+
+fn assert_funded_after_the_abort(world: &World, channel_id: &ChannelId) {
     assert!(
-        world.initiator().signed_own_commitment(&channel_id).is_some(),
+        world.initiator().signed_own_commitment(channel_id).is_some(),
         "the user lost the key to a confirmed 2-of-2 output"
     );
     let told = world.events.iter().any(|(node, event)| {
         *node == INITIATOR
-            && matches!(event, Event::FundingConfirmedAfterAbort { channel_id: id, .. } if *id == channel_id)
+            && matches!(event, Event::FundingConfirmedAfterAbort { channel_id: id, .. } if id == channel_id)
     });
     assert!(told, "the app was not told the aborted channel got funded");
+}
+
+/// The same leak, read through a CKB node that missed the funding tx (a
+/// load-balanced endpoint lagging, a node on another fork): its status
+/// polls answer "unknown" while our inputs read dead, spent by that very
+/// tx. Taken on its word once that was buried, the aborted flow's keys were
+/// wiped with the 2-of-2 output on chain. Our input's spender is now read
+/// (hash-checked) before anything is wiped: the funding tx, so funded.
+#[test]
+fn attack_6_a_node_that_missed_the_funding_tx_does_not_get_the_keys_wiped() {
+    let (mut world, channel_id, signed) = handed_out_and_signed();
+    world.advance(TIMEOUT_MS + GRACE_MS + 1);
+    world.run();
+    let complete = completed_by_the_acceptor(&world, &signed);
+    world.status_hidden.push(Hash256(complete.calc_tx_hash().unpack()));
+    world.chain.send_transaction(complete).unwrap();
+    for _ in 0..8 {
+        world.chain.mine_block();
+        world.run();
+    }
+    let settled = world
+        .events
+        .iter()
+        .any(|(node, event)| *node == INITIATOR && matches!(event, Event::AbortSettled { .. }));
+    assert!(!settled, "the abort was taken as settled");
+    assert_funded_after_the_abort(&world, &channel_id);
+}
+
+/// The honest end of the same watch: the flow aborted after the hand-out,
+/// and the user spends one of its cells from the wallet (the way out).
+/// Once that is buried and read back as spent by a tx other than the
+/// funding tx, the keys go and the app hears `abort_settled`.
+#[test]
+fn an_aborted_flow_whose_input_the_user_spent_elsewhere_settles_and_wipes_its_keys() {
+    let (mut world, channel_id, signed) = handed_out_and_signed();
+    world.advance(TIMEOUT_MS + GRACE_MS + 1);
+    world.run();
+    let input = signed.raw().inputs().get(world.user_input_indices(&signed)[0]).unwrap();
+    let spent = spent_cell(&world, &input.previous_output()).unwrap();
+    let elsewhere = TxParts {
+        cell_deps: vec![world.chain.default_lock_cell_dep()],
+        inputs: vec![packed::CellInput::new_builder()
+            .previous_output(input.previous_output())
+            .build()],
+        outputs: vec![spent
+            .clone()
+            .as_builder()
+            .capacity(capacity_of(&spent) - CKB / 100)
+            .build()],
+        outputs_data: vec![Vec::new()],
+        witnesses: vec![default_lock::placeholder_witness().as_slice().to_vec()],
+        ..TxParts::default()
+    }
+    .build();
+    let elsewhere = default_lock::sign_group(&elsewhere, &[0], &world.user.key).unwrap();
+    world.chain.mine_foreign_transaction(elsewhere).unwrap();
+    for _ in 0..8 {
+        world.chain.mine_block();
+        world.run();
+    }
+    let settled = world.events.iter().any(|(node, event)| {
+        *node == INITIATOR && matches!(event, Event::AbortSettled { channel_id: id } if *id == channel_id)
+    });
+    assert!(settled, "the abort never settled");
+    assert!(
+        world.initiator().signed_own_commitment(&channel_id).is_none(),
+        "the keys of a tx that can never confirm were kept"
+    );
 }
 
 // ---- hole 7: one peer's TxAbort cancels another peer's pending open ------------------------

@@ -98,6 +98,14 @@ pub enum ChainQuery {
         out_points: Vec<packed::OutPoint>,
         at_tip: u64,
     },
+    /// The committed tx that spent `out_point` (a cell locked by `lock`),
+    /// found through the hash-checked path: asked before an aborted flow's
+    /// keys are wiped, since a dead input of ours may be dead because the
+    /// funding tx itself spent it.
+    SpenderOf {
+        out_point: packed::OutPoint,
+        lock: packed::Script,
+    },
 }
 
 /// A chain observation fed back to the core.
@@ -120,6 +128,13 @@ pub enum ChainEvent {
         out_points: Vec<packed::OutPoint>,
         live: Vec<bool>,
         at_tip: u64,
+    },
+    /// The answer to [`ChainQuery::SpenderOf`]: the spending tx's hash and
+    /// report, `None` while none is found.
+    SpenderOf {
+        channel_id: ChannelId,
+        out_point: packed::OutPoint,
+        spender: Option<(Hash256, TxReport)>,
     },
     /// Where a tx of [`Node::txs_to_watch`] stands, with the tip (the
     /// runtime polls them).
@@ -151,6 +166,7 @@ impl ChainEvent {
             Self::LiveCells { channel_id, .. }
             | Self::ResolvedInputs { channel_id, .. }
             | Self::InputsLive { channel_id, .. }
+            | Self::SpenderOf { channel_id, .. }
             | Self::TxStatus { channel_id, .. }
             | Self::FundingSpent { channel_id, .. }
             | Self::BroadcastFailed { channel_id, .. } => channel_id,

@@ -694,6 +694,16 @@ impl Node {
                 });
                 (channel_id, result)
             }
+            ChainEvent::SpenderOf {
+                channel_id,
+                out_point,
+                spender,
+            } => {
+                let result = self.step(&channel_id, now_ms, |channel, step| {
+                    channel.on_spender_of(step, &out_point, spender)
+                });
+                (channel_id, result)
+            }
             ChainEvent::TxStatus {
                 channel_id,
                 tx_hash,

@@ -12,7 +12,7 @@ use super::limits;
 use super::record::AbortWatch;
 use super::state::CloseFlags;
 use super::{Action, ChainQuery, Event};
-use crate::chain::TxStatus;
+use crate::chain::{TxReport, TxStatus};
 use crate::crypto::musig;
 use crate::primitives::{Hash256, PubNonceBytes};
 use crate::tx::default_lock;
@@ -338,12 +338,53 @@ impl Channel {
         match watch.conflict_seen_at_tip {
             None => watch.conflict_seen_at_tip = Some(at_tip),
             Some(seen) if at_tip >= seen.saturating_add(confirmations) => {
-                self.record.wipe();
-                step.actions
-                    .push(Action::Emit(Event::AbortSettled { channel_id: self.id() }));
+                // The node says the funding tx is unknown and an input dead;
+                // before the keys go for good, who spent it: the funding tx
+                // itself (a node that missed it) must not cost the 2-of-2 key.
+                let dead = live.iter().position(|l| !*l);
+                if let Some(cell) = dead.and_then(|index| self.record.own_cells.get(index)) {
+                    step.actions.push(Action::QueryChain {
+                        channel_id: self.id(),
+                        query: ChainQuery::SpenderOf {
+                            out_point: cell.out_point.clone(),
+                            lock: cell.output.lock(),
+                        },
+                    });
+                }
             }
             Some(_) => {}
         }
+        Ok(())
+    }
+
+    /// Who spent an input of an aborted flow whose conflict is buried:
+    /// another tx settles the abort (the keys are wiped); the funding tx
+    /// means the channel was funded after all; none found yet, nothing.
+    pub(crate) fn on_spender_of(
+        &mut self,
+        step: &mut Step,
+        out_point: &packed::OutPoint,
+        spender: Option<(Hash256, TxReport)>,
+    ) -> Result<(), Reject> {
+        let ours = self
+            .record
+            .own_cells
+            .iter()
+            .any(|c| c.out_point.as_slice() == out_point.as_slice());
+        if !self.watching_after_abort() || !ours {
+            return Err(Reject(
+                "a spender answer for no input of an aborted flow of ours".into(),
+            ));
+        }
+        let Some((spender, report)) = spender else {
+            return Ok(());
+        };
+        if Some(spender) == self.funding_tx_hash() {
+            return self.on_watched_funding_status(step, report.status, report.tip.block_number);
+        }
+        self.record.wipe();
+        step.actions
+            .push(Action::Emit(Event::AbortSettled { channel_id: self.id() }));
         Ok(())
     }
 }

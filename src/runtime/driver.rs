@@ -841,6 +841,18 @@ async fn run_query(chain: Rc<dyn ChainClient>, sender: InputSender, channel_id: 
                 error,
             },
         },
+        ChainQuery::SpenderOf { out_point, lock } => match chain.spender(out_point.clone(), lock.clone()).await {
+            Ok(found) => Input::Chain(ChainEvent::SpenderOf {
+                channel_id,
+                out_point: out_point.clone(),
+                spender: found.map(|(tx, report)| (Hash256(crate::tx::parts::tx_hash(&tx)), report)),
+            }),
+            Err(error) => Input::ChainQueryFailed {
+                channel_id,
+                query,
+                error,
+            },
+        },
         ChainQuery::InputsLive { out_points, at_tip } => match chain.cells_live(out_points.clone()).await {
             Ok(live) => Input::Chain(ChainEvent::InputsLive {
                 channel_id,

@@ -181,6 +181,14 @@ pub fn lying_answer(
                 cells,
             }
         }
+        ChainQuery::SpenderOf { out_point, .. } => ChainEvent::SpenderOf {
+            channel_id,
+            spender: world
+                .chain
+                .spender_of(&out_point)
+                .map(|hash| (fiber_funding::primitives::Hash256(hash), world.chain.report(&hash))),
+            out_point,
+        },
         ChainQuery::InputsLive { out_points, at_tip } => {
             let mut live: Vec<bool> = out_points.iter().map(|op| world.chain.is_live(op)).collect();
             let mut out_points = out_points;

@@ -265,6 +265,9 @@ pub struct World {
     /// The connection between the two nodes broke ([`World::disconnect`])
     /// and is not back: nothing crosses until [`World::reconnect`].
     pub link_down: bool,
+    /// Txs whose status polls answer "unknown" though the chain has them (a
+    /// node that missed them); other reads still find them.
+    pub status_hidden: Vec<Hash256>,
     shuffle_state: u64,
     reported_status: BTreeMap<(usize, ChannelId, Hash256), TxReport>,
     confirmations: u64,
@@ -433,6 +436,7 @@ impl World {
             crashes: 0,
             pending_submit: false,
             link_down: false,
+            status_hidden: Vec::new(),
             shuffle_state: 0,
             reported_status: BTreeMap::new(),
             confirmations: setup.confirmations,
@@ -925,6 +929,14 @@ impl World {
                     out_points,
                     at_tip,
                 },
+                ChainQuery::SpenderOf { out_point, .. } => ChainEvent::SpenderOf {
+                    channel_id,
+                    spender: self
+                        .chain
+                        .spender_of(&out_point)
+                        .map(|hash| (Hash256(hash), self.chain.report(&hash))),
+                    out_point,
+                },
             };
             let now = self.now_ms;
             let actions = self.nodes[index].node.chain_event(event, now);
@@ -977,7 +989,11 @@ impl World {
                 return true;
             }
             for (channel_id, tx_hash) in self.nodes[index].node.txs_to_watch() {
-                let report = self.chain.report(&tx_hash.0);
+                let mut report = self.chain.report(&tx_hash.0);
+                if self.status_hidden.contains(&tx_hash) {
+                    report.status = TxStatus::Unknown;
+                    report.block_epoch = None;
+                }
                 let key = (index, channel_id, tx_hash);
                 if self.reported_status.get(&key) == Some(&report) {
                     continue;
