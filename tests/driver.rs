@@ -14,8 +14,10 @@ use common::pool::Counter;
 use common::two_nodes::fund_wallets;
 use common::{config, CKB, TIMEOUT_MS};
 use fiber_funding::api::{ApiError, ErrorCode};
+use fiber_funding::chain::client::{ChainClient, ChainError, ChainErrorKind, ChainResult};
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
+use fiber_funding::chain::{LiveCell, ResolvedCell, TxReport};
 use fiber_funding::flow::record::{ChannelRecord, RecordDecodeError};
 use fiber_funding::flow::state::CloseFlags;
 use fiber_funding::flow::{ChannelState, ChannelView, Event, OpenChannelParams};
@@ -187,6 +189,26 @@ impl Harness {
         };
         let (handle, unreadable) = block_on(self, start(parts, sender, receiver)).unwrap();
         assert!(unreadable.is_empty());
+        self.pool.run_until_stalled();
+        handle
+    }
+
+    /// As [`Harness::start_initiator`] on the initiator's storage, reading
+    /// the chain through `chain`.
+    fn start_initiator_on(&mut self, link: Rc<dyn PeerLink>, chain: Rc<dyn ChainClient>) -> DriverHandle {
+        let (sender, receiver) = inbox();
+        let events = self.events.clone();
+        let parts = DriverParts {
+            config: config(0x11, None, 1),
+            entropy: Box::new(Counter(self.platform.now_ms())),
+            store: self.initiator_store.clone(),
+            link,
+            chain,
+            platform: self.platform.clone(),
+            settings: DriverSettings::default(),
+            on_event: Box::new(move |event| events.borrow_mut().push(event)),
+        };
+        let (handle, _) = block_on(self, start(parts, sender, receiver)).unwrap();
         self.pool.run_until_stalled();
         handle
     }
@@ -813,4 +835,75 @@ fn an_unreadable_tombstone_is_named_in_an_event() {
         })
         .collect();
     assert_eq!(named, [&vec![unreadable]]);
+}
+
+/// A CKB node whose liveness reads always fail (a rate-limited endpoint);
+/// every other read is the simulated chain's.
+struct LivenessAlwaysFails {
+    inner: SimulatedChainClient,
+    asked: Rc<Cell<usize>>,
+}
+
+impl ChainClient for LivenessAlwaysFails {
+    fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>> {
+        self.inner.live_cells(lock)
+    }
+    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
+        self.inner.resolve_out_points(out_points)
+    }
+    fn cells_with_type(&self, type_script: packed::Script, limit: u32) -> ChainResult<Vec<LiveCell>> {
+        self.inner.cells_with_type(type_script, limit)
+    }
+    fn cells_live(&self, _: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>> {
+        self.asked.set(self.asked.get() + 1);
+        let error = ChainError::new("get_live_cell", ChainErrorKind::Unreachable, "429 Too Many Requests");
+        Box::pin(futures::future::ready(Err(error)))
+    }
+    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport> {
+        self.inner.transaction_status(tx_hash)
+    }
+    fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256> {
+        self.inner.send_transaction(tx)
+    }
+    fn spender(
+        &self,
+        out_point: packed::OutPoint,
+        lock: packed::Script,
+    ) -> ChainResult<Option<(packed::Transaction, TxReport)>> {
+        self.inner.spender(out_point, lock)
+    }
+}
+
+/// An aborted flow's watch asks at each poll whether its inputs are live.
+/// Against a node that keeps failing, each failed ask started a retry loop
+/// of its own, so the asks grew with every poll for as long as the page
+/// stayed open; a poll-driven question is now simply asked at the next poll.
+#[test]
+fn failing_liveness_reads_are_asked_once_per_poll_not_once_more_per_poll() {
+    let mut harness = Harness::new();
+    let (initiator, _acceptor, i_link, a_link) = harness.start_pair(Rc::new(MemoryStore::new()));
+    let params = harness.params();
+    block_on(&mut harness, initiator.open_channel(params)).unwrap();
+    harness.drop_initiator(initiator, &i_link);
+    harness.platform.advance(TIMEOUT_MS + 1);
+    harness.pool.run_until_stalled();
+
+    let asked = Rc::new(Cell::new(0));
+    let chain = Rc::new(LivenessAlwaysFails {
+        inner: SimulatedChainClient::new(harness.chain.clone()),
+        asked: asked.clone(),
+    });
+    let link = LoopbackLink::replace_peer(&a_link, inbox().0);
+    let _initiator = harness.start_initiator_on(link, chain);
+    let polls = 30;
+    for _ in 0..polls {
+        harness.platform.advance(DriverSettings::default().poll_interval_ms);
+        harness.pool.run_until_stalled();
+    }
+    assert!(asked.get() > 0, "the watch never asked");
+    assert!(
+        asked.get() <= polls + 1,
+        "{} liveness reads in {polls} polls",
+        asked.get()
+    );
 }

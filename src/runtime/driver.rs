@@ -566,7 +566,9 @@ impl<S: Store> Driver<S> {
                 error,
             } => {
                 (self.on_event)(DriverEvent::ChainError(error));
-                self.retry_query(channel_id, query);
+                if !query.asked_at_each_poll() {
+                    self.retry_query(channel_id, query);
+                }
             }
             Input::StatusChecked {
                 channel_id,
