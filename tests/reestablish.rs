@@ -172,3 +172,35 @@ fn a_submit_while_the_link_is_down_holds_our_signature_until_the_reconnection() 
     assert_eq!(world.rejections(ACCEPTOR), Vec::<String>::new());
     assert_channel_ready(&world);
 }
+
+/// A record the page's module cannot read (written by a newer module the
+/// wallet rolled back from, or damaged) is still a channel this node has.
+/// The counterparty's `ReestablishChannel` for it was answered as for an
+/// unknown channel, `TxAbort`, and the counterparty aborted a flow the newer
+/// module could have resumed. It is now left unanswered.
+#[test]
+fn a_channel_whose_record_cannot_be_read_is_not_aborted_on_reconnection() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let temporary = world.open(1000).unwrap();
+    world.run();
+    let channel_id = world.only_channel(INITIATOR).channel_id;
+    assert_ne!(channel_id, temporary);
+    world.nodes[INITIATOR]
+        .store
+        .inner
+        .insert_raw(&channel_id.to_string(), b"{\"schema_version\": 99}".to_vec());
+    let mark = world.sent_log.len();
+    world.restart(INITIATOR);
+    world.run();
+    assert_eq!(world.nodes[INITIATOR].restore_errors.len(), 1);
+    assert!(
+        !sent_since(&world, mark, INITIATOR).contains(&"TxAbort"),
+        "{:?}",
+        sent_since(&world, mark, INITIATOR)
+    );
+    assert!(
+        !matches!(world.state(ACCEPTOR, &channel_id), Some(ChannelState::Closed(_))),
+        "the counterparty aborted it"
+    );
+}

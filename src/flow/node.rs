@@ -80,6 +80,10 @@ pub struct Node {
     /// [`Node::restore_tombstones`]); until then an unknown channel id may
     /// be one of theirs.
     tombstones_restored: bool,
+    /// Channels whose stored records could not be read (damaged, or written
+    /// by a newer module): this node has them, so a peer message about one
+    /// is not answered as about a channel it does not know.
+    unreadable: VecSet<ChannelId>,
 }
 
 impl Node {
@@ -99,6 +103,7 @@ impl Node {
             rollbacks: VecMap::new(),
             held: VecMap::new(),
             tombstones_restored: false,
+            unreadable: VecSet::new(),
         }
     }
 
@@ -192,6 +197,15 @@ impl Node {
     /// told to forget a channel the node remembers closing.
     pub fn awaits_tombstones(&self, channel_id: &ChannelId) -> bool {
         !self.tombstones_restored && self.find(channel_id).is_none()
+    }
+
+    /// Notes the stored records a boot could not read (see `unreadable`).
+    pub fn note_unreadable(&mut self, errors: &[RecordDecodeError]) {
+        for error in errors {
+            if let Ok(id) = Hash256::from_hex(&error.channel_id) {
+                self.unreadable.insert(id);
+            }
+        }
     }
 
     /// Whether the tombstones are in: a list of every channel needs them.
@@ -583,7 +597,9 @@ impl Node {
             .channels
             .values()
             .any(|c| c.record.peer == *peer && c.record.remote.is_none() && !c.is_closed());
-        if awaiting_accept {
+        // A record we could not read is a channel we have: telling the peer
+        // to forget it would abort a flow a later module could resume.
+        if awaiting_accept || self.unreadable.contains(&channel_id) {
             Vec::new()
         } else {
             vec![unknown_channel_abort(*peer, channel_id)]

@@ -344,6 +344,7 @@ pub async fn start<S: Store + 'static>(
     let now = driver.platform.now_ms();
     let (actions, mut unreadable) = driver.node.restore(loaded.records, now);
     unreadable.extend(loaded.unreadable);
+    driver.node.note_unreadable(&unreadable);
     driver.run_actions(actions).await?;
     let poll_sender = sender.clone();
     let platform = parts.platform.clone();
@@ -497,6 +498,7 @@ impl<S: Store> Driver<S> {
         };
         let (actions, refused) = self.node.restore_tombstones(records, now);
         unreadable.extend(refused);
+        self.node.note_unreadable(&unreadable);
         if !unreadable.is_empty() {
             (self.on_event)(DriverEvent::UnreadableRecords(unreadable));
         }

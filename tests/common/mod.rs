@@ -789,6 +789,9 @@ impl World {
         let now = self.now_ms;
         let (actions, errors) = test_node.node.restore(loaded.records, now);
         test_node.restore_errors.extend(errors.iter().map(|e| e.to_string()));
+        // As the runtime does.
+        test_node.node.note_unreadable(&loaded.unreadable);
+        test_node.node.note_unreadable(&errors);
         self.execute(index, actions);
         if index == INITIATOR && self.user.auto_submit {
             // The page boots. A flow whose unsigned tx never reached the wallet
