@@ -598,8 +598,13 @@ impl Node {
             .values()
             .any(|c| c.record.peer == *peer && c.record.remote.is_none() && !c.is_closed());
         // A record we could not read is a channel we have: telling the peer
-        // to forget it would abort a flow a later module could resume.
-        if awaiting_accept || self.unreadable.contains(&channel_id) {
+        // to forget it would abort a flow a later module could resume. And a
+        // wallet's node stays quiet: the same node key may be in use on
+        // another device (a key derived from the wallet), whose flows the
+        // counterparty would abort; one lost for good ends at the peer's
+        // own deadline.
+        let wallet = self.config.acceptor.is_none();
+        if awaiting_accept || wallet || self.unreadable.contains(&channel_id) {
             Vec::new()
         } else {
             vec![unknown_channel_abort(*peer, channel_id)]
