@@ -43,6 +43,27 @@ fn spent_cell(world: &World, out_point: &packed::OutPoint) -> Option<packed::Cel
     world.chain.transaction(&hash)?.raw().outputs().get(index as usize)
 }
 
+/// `cell` (a default-lock cell of `key`) spent by a tx of its own, mined:
+/// how a side cancels a funding tx that names it.
+fn spend_elsewhere(world: &mut World, cell: packed::OutPoint, key: &k256::ecdsa::SigningKey) {
+    let spent = spent_cell(world, &cell).expect("a cell the chain has");
+    let elsewhere = TxParts {
+        cell_deps: vec![world.chain.default_lock_cell_dep()],
+        inputs: vec![packed::CellInput::new_builder().previous_output(cell).build()],
+        outputs: vec![spent
+            .clone()
+            .as_builder()
+            .capacity(capacity_of(&spent) - CKB / 100)
+            .build()],
+        outputs_data: vec![Vec::new()],
+        witnesses: vec![default_lock::placeholder_witness().as_slice().to_vec()],
+        ..TxParts::default()
+    }
+    .build();
+    let elsewhere = default_lock::sign_group(&elsewhere, &[0], key).unwrap();
+    world.chain.mine_foreign_transaction(elsewhere).unwrap();
+}
+
 /// What leaves the user's wallet in `tx`, from the chain alone: the user's
 /// inputs minus the outputs back to the user's lock.
 fn user_outflow(world: &World, tx: &packed::Transaction) -> i128 {
@@ -528,24 +549,8 @@ fn an_aborted_flow_whose_input_the_user_spent_elsewhere_settles_and_wipes_its_ke
     world.advance(TIMEOUT_MS + GRACE_MS + 1);
     world.run();
     let input = signed.raw().inputs().get(world.user_input_indices(&signed)[0]).unwrap();
-    let spent = spent_cell(&world, &input.previous_output()).unwrap();
-    let elsewhere = TxParts {
-        cell_deps: vec![world.chain.default_lock_cell_dep()],
-        inputs: vec![packed::CellInput::new_builder()
-            .previous_output(input.previous_output())
-            .build()],
-        outputs: vec![spent
-            .clone()
-            .as_builder()
-            .capacity(capacity_of(&spent) - CKB / 100)
-            .build()],
-        outputs_data: vec![Vec::new()],
-        witnesses: vec![default_lock::placeholder_witness().as_slice().to_vec()],
-        ..TxParts::default()
-    }
-    .build();
-    let elsewhere = default_lock::sign_group(&elsewhere, &[0], &world.user.key).unwrap();
-    world.chain.mine_foreign_transaction(elsewhere).unwrap();
+    let user_key = world.user.key.clone();
+    spend_elsewhere(&mut world, input.previous_output(), &user_key);
     for _ in 0..8 {
         world.chain.mine_block();
         world.run();
@@ -948,31 +953,8 @@ fn a_funding_tx_that_can_never_confirm_does_not_hold_the_flow_forever() {
         .first()
         .expect("the acceptor funds its reserve");
     let peer_cell = unsigned.raw().inputs().get(peer_input).unwrap().previous_output();
-    let hash: [u8; 32] = peer_cell.tx_hash().unpack();
-    let at: u32 = peer_cell.index().unpack();
-    let spent = world
-        .chain
-        .transaction(&hash)
-        .unwrap()
-        .raw()
-        .outputs()
-        .get(at as usize)
-        .unwrap();
-    let elsewhere = TxParts {
-        cell_deps: vec![world.chain.default_lock_cell_dep()],
-        inputs: vec![packed::CellInput::new_builder().previous_output(peer_cell).build()],
-        outputs: vec![spent
-            .clone()
-            .as_builder()
-            .capacity(capacity_of(&spent) - CKB / 100)
-            .build()],
-        outputs_data: vec![Vec::new()],
-        witnesses: vec![default_lock::placeholder_witness().as_slice().to_vec()],
-        ..TxParts::default()
-    }
-    .build();
-    let elsewhere = default_lock::sign_group(&elsewhere, &[0], &world.acceptor_key).unwrap();
-    world.chain.mine_foreign_transaction(elsewhere).unwrap();
+    let acceptor_key = world.acceptor_key.clone();
+    spend_elsewhere(&mut world, peer_cell, &acceptor_key);
     world.run();
     assert_eq!(
         sent_by(&world, INITIATOR, "TxSignatures"),
