@@ -565,6 +565,34 @@ fn an_aborted_flow_whose_input_the_user_spent_elsewhere_settles_and_wipes_its_ke
     );
 }
 
+/// A spender answer must be about an input of this flow: one about any
+/// other cell (a stale or made-up answer) wipes nothing.
+#[test]
+fn a_spender_answer_about_another_cell_wipes_nothing() {
+    use fiber_funding::flow::ChainEvent;
+    let (mut world, channel_id, _) = handed_out_and_signed();
+    world.advance(TIMEOUT_MS + GRACE_MS + 1);
+    world.run();
+    let report = world.chain.report(&[0x99; 32]);
+    let answer = ChainEvent::SpenderOf {
+        channel_id,
+        out_point: packed::OutPoint::new_builder().tx_hash([0x98; 32].pack()).build(),
+        spender: Some((Hash256([0x99; 32]), report)),
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
+    world.execute(INITIATOR, actions);
+    assert!(
+        world.initiator().signed_own_commitment(&channel_id).is_some(),
+        "the keys were wiped on an answer about another cell"
+    );
+    let refused = world.events.iter().any(|(node, event)| {
+        *node == INITIATOR
+            && matches!(event, Event::FundingTxRejected { reason, .. } if reason.contains("no input of ours"))
+    });
+    assert!(refused, "the answer was not refused");
+}
+
 // ---- hole 7: one peer's TxAbort cancels another peer's pending open ------------------------
 
 #[test]

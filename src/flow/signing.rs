@@ -366,15 +366,17 @@ impl Channel {
         out_point: &packed::OutPoint,
         spender: Option<(Hash256, TxReport)>,
     ) -> Result<(), Reject> {
+        if !self.watching_after_abort() {
+            // The watch ended while the question was out: nothing to settle.
+            return Ok(());
+        }
         let ours = self
             .record
             .own_cells
             .iter()
             .any(|c| c.out_point.as_slice() == out_point.as_slice());
-        if !self.watching_after_abort() || !ours {
-            return Err(Reject(
-                "a spender answer for no input of an aborted flow of ours".into(),
-            ));
+        if !ours {
+            return Err(Reject("a spender answer for no input of ours".into()));
         }
         let Some((spender, report)) = spender else {
             return Ok(());
