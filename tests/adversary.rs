@@ -1137,7 +1137,7 @@ fn attack_a_type_script_on_the_acceptors_change_never_reaches_the_wallet() {
 /// a tx naming a dep twice.
 #[test]
 fn on_testnet_the_acceptor_may_add_the_default_lock_dep_group_once() {
-    let testnet = fiber_funding::tx::networks::chain_hash(fiber_funding::tx::networks::TESTNET_CHAIN_HASH);
+    let testnet = fiber_funding::tx::networks::known_hash(fiber_funding::tx::networks::TESTNET_CHAIN_HASH);
     let group = fiber_funding::tx::networks::default_lock_dep_group(&testnet).unwrap();
     for times in [1, 2] {
         let mut world = World::new(Setup::default());

@@ -1126,7 +1126,7 @@ fn on_a_known_network_an_open_without_the_locks_cell_deps_is_refused() {
         let mut world = World::new(Setup::default());
         world.user.auto_submit = false;
         for node in [INITIATOR, ACCEPTOR] {
-            world.nodes[node].config.chain_hash = networks::chain_hash(network);
+            world.nodes[node].config.chain_hash = networks::known_hash(network);
             world.restart(node);
         }
         match world.open(1000) {

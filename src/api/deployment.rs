@@ -29,16 +29,16 @@ impl PublishedCode {
     /// The code cell's type script; its hash is the lock's code hash.
     pub fn type_script(&self) -> packed::Script {
         packed::Script::new_builder()
-            .code_hash(networks::chain_hash(TYPE_ID_CODE_HASH).0.pack())
+            .code_hash(networks::known_hash(TYPE_ID_CODE_HASH).0.pack())
             .hash_type(ScriptHashType::Type)
-            .args(networks::chain_hash(self.type_id_args).0.to_vec().pack())
+            .args(networks::known_hash(self.type_id_args).0.to_vec().pack())
             .build()
     }
 
     fn ckb_auth_dep(&self) -> packed::CellDep {
         code_dep(
             packed::OutPoint::new_builder()
-                .tx_hash(networks::chain_hash(self.ckb_auth_tx_hash).0.pack())
+                .tx_hash(networks::known_hash(self.ckb_auth_tx_hash).0.pack())
                 .index(0u32)
                 .build(),
         )
@@ -65,13 +65,13 @@ pub struct KnownDeployment {
 
 /// Fiber's public deployments: the defaults apply only on their own chain.
 pub fn known_deployments() -> [KnownDeployment; 2] {
-    let template = |hex: &str| ScriptTemplate::type_hash(Hash256::from_hex(hex).expect("a valid constant").0);
+    let template = |hex: &str| ScriptTemplate::type_hash(networks::known_hash(hex).0);
     const TESTNET_CKB_AUTH: &str = "0x12c569a258dd9c5bd99f632bb8314b1263b90921ba31496467580d6b79dd14a7";
     const MAINNET_CKB_AUTH: &str = "0x95006eee7b4c0c8ad66e0514c88ed0ae43fc8db27793427de86a348ec720b9d6";
     [
         KnownDeployment {
             network: "testnet",
-            chain_hash: networks::chain_hash(networks::TESTNET_CHAIN_HASH),
+            chain_hash: networks::known_hash(networks::TESTNET_CHAIN_HASH),
             funding_lock: template("0x6c67887fe201ee0c7853f1682c0b77c0e6214044c156c7558269390a8afa6d7c"),
             commitment_lock: template("0x740dee83f87c6f309824d8fd3fbdd3c8380ee6fc9acc90b1a748438afcdf81d8"),
             funding_code: PublishedCode {
@@ -85,7 +85,7 @@ pub fn known_deployments() -> [KnownDeployment; 2] {
         },
         KnownDeployment {
             network: "mainnet",
-            chain_hash: networks::chain_hash(networks::MAINNET_CHAIN_HASH),
+            chain_hash: networks::known_hash(networks::MAINNET_CHAIN_HASH),
             funding_lock: template("0xe45b1f8f21bff23137035a3ab751d75b36a981deec3e7820194b9c042967f4f1"),
             commitment_lock: template("0x2d45c4d3ed3e942f1945386ee82a5d1b7e4bb16d7fe1ab015421174ab747406c"),
             funding_code: PublishedCode {
@@ -202,8 +202,7 @@ pub async fn with_published_cell_deps(
             "commitmentLock",
         ),
     ] {
-        let same_code = lock.code_hash == default.code_hash && lock.hash_type == default.hash_type;
-        if !same_code || !lock.cell_deps.is_empty() {
+        if !lock.same_code(default) || !lock.cell_deps.is_empty() {
             continue;
         }
         match published_cell_deps(chain, lock, code).await {

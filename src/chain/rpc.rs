@@ -561,10 +561,10 @@ fn unexpected(method: &'static str, what: impl std::fmt::Display) -> ChainError 
     bad_response(method, format!("unexpected result: {what}"))
 }
 
-/// A JSON-RPC error object as CKB fills it.
 /// CKB's error code for a tx already in the pool.
 const POOL_REJECTED_DUPLICATED_TRANSACTION: i64 = -1107;
 
+/// A JSON-RPC error object as CKB fills it.
 struct NodeError {
     code: i64,
     message: String,

@@ -396,12 +396,6 @@ impl SimulatedChain {
         tx_hash
     }
 
-    /// Live cells locked by exactly `lock` that `filter` admits, in (block
-    /// number, tx index, output index) order, at most `limit` of them,
-    /// starting after `after`. The cursor is `None` once no further cell
-    /// matches; a `limit` of 0 returns nothing and hands `after` back. Like
-    /// CKB's indexer, this sees committed cells only: a cell a pool
-    /// transaction spends is still listed.
     /// Live cells whose type script is exactly `type_script`, in chain
     /// order, at most `limit`, without their data (as the indexer is asked).
     pub fn cells_with_type(&self, type_script: &packed::Script, limit: usize) -> Vec<LiveCell> {
@@ -424,6 +418,12 @@ impl SimulatedChain {
             .collect()
     }
 
+    /// Live cells locked by exactly `lock` that `filter` admits, in (block
+    /// number, tx index, output index) order, at most `limit` of them,
+    /// starting after `after`. The cursor is `None` once no further cell
+    /// matches; a `limit` of 0 returns nothing and hands `after` back. Like
+    /// CKB's indexer, this sees committed cells only: a cell a pool
+    /// transaction spends is still listed.
     pub fn get_cells(
         &self,
         lock: &packed::Script,

@@ -120,23 +120,21 @@ pub(crate) fn check_open_params(config: &NodeConfig, params: &OpenChannelParams)
     limits::check_commitment_delay(commitment_delay_epoch)?;
     limits::check_shutdown_script(&params.shutdown_script)?;
     limits::check_wallet_cell_deps(params.funding_lock_script_cell_deps.len())?;
-    limits::check_lock_cell_deps("fundingLock.cell_deps", config.funding_lock.cell_deps.len())?;
-    limits::check_lock_cell_deps("commitmentLock.cell_deps", config.commitment_lock.cell_deps.len())?;
-    if let Some(network) = crate::tx::networks::network_name(&config.chain_hash) {
-        for (field, lock) in [
-            ("fundingLock.cell_deps", &config.funding_lock),
-            ("commitmentLock.cell_deps", &config.commitment_lock),
-        ] {
-            if lock.cell_deps.is_empty() {
-                return Err(invalid(
-                    field,
-                    format!(
-                        "required on {network}: without the lock's code cell and ckb-auth no commitment \
-                         could be broadcast, so the channel could never be closed without the peer \
-                         (the node looks Fiber's published code up when it starts; it did not find it)"
-                    ),
-                ));
-            }
+    let network = crate::tx::networks::network_name(&config.chain_hash);
+    for (field, lock) in [
+        ("fundingLock.cell_deps", &config.funding_lock),
+        ("commitmentLock.cell_deps", &config.commitment_lock),
+    ] {
+        limits::check_lock_cell_deps(field, lock.cell_deps.len())?;
+        if let (Some(network), true) = (network, lock.cell_deps.is_empty()) {
+            return Err(invalid(
+                field,
+                format!(
+                    "required on {network}: without the lock's code cell and ckb-auth no commitment \
+                     could be broadcast, so the channel could never be closed without the peer \
+                     (the node looks Fiber's published code up when it starts; it did not find it)"
+                ),
+            ));
         }
     }
     let max_tlc_number_in_flight = params

@@ -531,8 +531,7 @@ impl ChannelRecord {
             (&mut self.terms.funding_lock, &config.funding_lock),
             (&mut self.terms.commitment_lock, &config.commitment_lock),
         ] {
-            let same_code = ours.code_hash == node.code_hash && ours.hash_type == node.hash_type;
-            if same_code && !node.cell_deps.is_empty() && ours.cell_deps != node.cell_deps {
+            if ours.same_code(node) && !node.cell_deps.is_empty() && ours.cell_deps != node.cell_deps {
                 ours.cell_deps = node.cell_deps.clone();
                 taken = true;
             }

@@ -27,11 +27,12 @@ const DEFAULT_LOCK_DEP_GROUPS: [(&str, &str); 2] = [
 pub fn network_name(chain: &Hash256) -> Option<&'static str> {
     [("testnet", TESTNET_CHAIN_HASH), ("mainnet", MAINNET_CHAIN_HASH)]
         .into_iter()
-        .find(|(_, hash)| chain_hash(hash) == *chain)
+        .find(|(_, hash)| known_hash(hash) == *chain)
         .map(|(name, _)| name)
 }
 
-pub fn chain_hash(hex: &str) -> Hash256 {
+/// A 32-byte hash written as a constant in this module's source.
+pub fn known_hash(hex: &str) -> Hash256 {
     Hash256::from_hex(hex).expect("a valid constant")
 }
 
@@ -40,12 +41,12 @@ pub fn chain_hash(hex: &str) -> Hash256 {
 pub fn default_lock_dep_group(chain: &Hash256) -> Option<packed::CellDep> {
     let (_, tx_hash) = DEFAULT_LOCK_DEP_GROUPS
         .iter()
-        .find(|(hash, _)| chain_hash(hash) == *chain)?;
+        .find(|(hash, _)| known_hash(hash) == *chain)?;
     Some(
         packed::CellDep::new_builder()
             .out_point(
                 packed::OutPoint::new_builder()
-                    .tx_hash(chain_hash(tx_hash).0.pack())
+                    .tx_hash(known_hash(tx_hash).0.pack())
                     .index(0u32)
                     .build(),
             )

@@ -73,6 +73,12 @@ impl ScriptTemplate {
         }
     }
 
+    /// Whether `other` names the same contract (code hash and hash type),
+    /// whatever cell deps each carries.
+    pub fn same_code(&self, other: &ScriptTemplate) -> bool {
+        self.code_hash == other.code_hash && self.hash_type == other.hash_type
+    }
+
     /// The same contract, with the cell deps a spend needs.
     pub fn with_cell_deps(self, cell_deps: Vec<packed::CellDep>) -> Self {
         Self { cell_deps, ..self }
