@@ -1132,6 +1132,44 @@ fn attack_a_type_script_on_the_acceptors_change_never_reaches_the_wallet() {
     assert_refused_before_the_wallet(&world, "an added output carries a type script");
 }
 
+/// A change cell below what its own bytes occupy makes CKB refuse the
+/// funding tx while every input stays live: with our witnesses out, the
+/// user's cells would be held with no deadline, at no cost to the acceptor.
+#[test]
+fn attack_acceptor_change_below_its_occupied_capacity_never_reaches_the_wallet() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    with_acceptor_part_changed(&mut world, |p| {
+        let change_output = p.outputs.last().unwrap().clone();
+        let dust = change_output.clone().as_builder().capacity(60 * CKB).build();
+        *p.outputs.last_mut().unwrap() = change_output
+            .as_builder()
+            .capacity(capacity_of(&dust) - 60 * CKB)
+            .build();
+        p.outputs.push(dust);
+        p.outputs_data.push(Vec::new());
+    });
+    assert_refused_before_the_wallet(&world, "occupies");
+}
+
+/// A lock whose hash type byte is none of CKB's is refused by every node:
+/// the same stuck tx as above.
+#[test]
+fn attack_acceptor_change_under_an_unknown_hash_type_never_reaches_the_wallet() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    with_acceptor_part_changed(&mut world, |p| {
+        let change_output = p.outputs.last().unwrap().clone();
+        let lock = change_output
+            .lock()
+            .as_builder()
+            .hash_type(packed::Byte::new(3))
+            .build();
+        *p.outputs.last_mut().unwrap() = change_output.as_builder().lock(lock).build();
+    });
+    assert_refused_before_the_wallet(&world, "hash type");
+}
+
 /// On a network this module knows, the acceptor may add its lock's dep
 /// group (a JoyID wallet's deps do not name it), but not twice: CKB refuses
 /// a tx naming a dep twice.

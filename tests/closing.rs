@@ -701,6 +701,62 @@ fn a_peer_asking_to_close_at_fee_rate_0_is_refused_and_the_users_close_still_wor
     funding_spender(&world, &funding);
 }
 
+/// The peer answers our `Shutdown` with a close script whose hash type no
+/// CKB node knows: a closing tx paying it is refused by every node, and
+/// the user would see a close that never happens. Refused before we sign.
+#[test]
+fn a_peer_close_script_under_an_unknown_hash_type_is_refused_before_we_sign() {
+    let (mut world, channel_id, _funding) = ready_world(Setup::default());
+    shutdown(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "Shutdown");
+    world.tamper_next("Shutdown", |m| {
+        if let FiberMessage::Shutdown(m) = m {
+            m.close_script = m
+                .close_script
+                .clone()
+                .as_builder()
+                .hash_type(packed::Byte::new(3))
+                .build();
+        }
+    });
+    world.run();
+    assert!(
+        world.rejections(INITIATOR).iter().any(|r| r.contains("hash type 3")),
+        "{:?}",
+        world.rejections(INITIATOR)
+    );
+    assert!(
+        !world
+            .sent_log
+            .iter()
+            .any(|(from, m)| *from == INITIATOR && m.name() == "ClosingSigned"),
+        "nothing was signed"
+    );
+}
+
+/// The user's own close script is held to the same rule: a typed error
+/// naming the field, and nothing stored or sent (its terms would be fixed).
+#[test]
+fn a_users_close_script_under_an_unknown_hash_type_is_a_typed_error_that_changes_nothing() {
+    let (mut world, channel_id, _funding) = ready_world(Setup::default());
+    let before = world.stored_record(INITIATOR, &channel_id).unwrap();
+    let sent = world.sent_log.len();
+    let script = world.shutdown_script(INITIATOR, &channel_id);
+    let unknown = script.as_builder().hash_type(packed::Byte::new(6)).build();
+    let now = world.now_ms;
+    let refused = world.nodes[INITIATOR]
+        .node
+        .shutdown_channel(&channel_id, Some(unknown), None, now)
+        .unwrap_err();
+    assert!(
+        matches!(&refused, FlowError::InvalidParams { field: "close_script", reason } if reason.contains("hash type 6")),
+        "{refused:?}"
+    );
+    world.run();
+    assert_eq!(world.stored_record(INITIATOR, &channel_id).unwrap(), before);
+    assert_eq!(world.sent_log.len(), sent);
+}
+
 /// A CKB node lagging behind (or lying once) answers our claim lookup with
 /// "transaction unknown". The answer is refused, and the lookup must end
 /// with it: left waiting, no later poll asked again and our share stayed

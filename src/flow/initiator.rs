@@ -20,7 +20,7 @@ use crate::crypto::keys::{parse_pubkey, ChannelKeys};
 use crate::crypto::{blake2b_256, musig};
 use crate::primitives::{ChannelId, Hash256};
 use crate::tx::commitment::commitment_fee;
-use crate::tx::fee::{add, capacity_of, fee_for_size, outputs_capacity, sum, Overflow};
+use crate::tx::fee::{add, capacity_of, fee_for_size, occupied_capacity, outputs_capacity, sum, Overflow};
 use crate::tx::funding::{
     build_initiator_part, min_reserved_ckb_amount, reserved_ckb_amount, with_funding_lock, Contribution,
     MAX_ACCEPTOR_INPUTS, MAX_INITIATOR_INPUTS,
@@ -716,14 +716,18 @@ pub(crate) fn check_acceptor_part(
     {
         return Err("an added output carries data".into());
     }
-    if them
-        .outputs
-        .get(ours.outputs.len()..)
-        .unwrap_or_default()
-        .iter()
-        .any(|output| output.type_().is_some())
-    {
-        return Err("an added output carries a type script".into());
+    for (index, output) in them.outputs.iter().enumerate().skip(ours.outputs.len()) {
+        if output.type_().is_some() {
+            return Err("an added output carries a type script".into());
+        }
+        limits::check_hash_type("an added output's lock", &output.lock()).map_err(|e| e.to_string())?;
+        let occupied = occupied_capacity(output, 0).map_err(|e| e.to_string())?;
+        if capacity_of(output) < occupied {
+            return Err(format!(
+                "added output {index} holds {} shannons but occupies {occupied}",
+                capacity_of(output)
+            ));
+        }
     }
     let funding_theirs = them.outputs.first().ok_or("no funding output")?;
     if funding_theirs.lock().as_slice() != expected_funding.lock.as_slice() || funding_theirs.type_().is_some() {

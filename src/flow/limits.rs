@@ -158,7 +158,22 @@ pub fn check_wallet_cell_deps(count: usize) -> Result<(), LimitError> {
     Ok(())
 }
 
+/// CKB's hash types today: `data` 0, `type` 1, `data1` 2, `data2` 4. Every
+/// node refuses a tx with an output locked under any other byte, so such a
+/// script could never be paid to.
+pub fn check_hash_type(field: &'static str, script: &packed::Script) -> Result<(), LimitError> {
+    let hash_type: u8 = script.hash_type().into();
+    if !matches!(hash_type, 0 | 1 | 2 | 4) {
+        return Err(refuse(
+            field,
+            format!("has hash type {hash_type}, which CKB does not know"),
+        ));
+    }
+    Ok(())
+}
+
 pub fn check_shutdown_script(script: &packed::Script) -> Result<(), LimitError> {
+    check_hash_type("shutdown_script", script)?;
     let args = script.args().raw_data().len();
     if args > MAX_SCRIPT_ARGS {
         return Err(refuse(
