@@ -281,6 +281,67 @@ fn attack_3_a_funding_output_under_another_code_hash_is_refused_by_the_acceptor(
     assert!(reasons.contains("funding output"), "{reasons}");
 }
 
+/// A browser adds an output carrying a type script and data, paid from its
+/// own change. The acceptor's default-lock signature covers the whole tx,
+/// and a type script that grants its owner a right when the owner's lock
+/// is among the inputs (sUDT's owner mode: mint any amount) would take
+/// that right from the hub's input. The initiator's outputs must be plain
+/// cells, as the ones this module builds are; and none below what it occupies.
+#[test]
+fn acceptor_attack_an_initiator_output_with_a_type_script_is_refused() {
+    let typed = packed::Script::new_builder()
+        .code_hash([0x5d; 32].pack())
+        .hash_type(ScriptHashType::Type)
+        .build();
+    let cases: [(&str, Box<dyn Fn(packed::CellOutput) -> (packed::CellOutput, Vec<u8>)>); 3] = [
+        (
+            "type script",
+            Box::new(move |out| {
+                (
+                    out.as_builder().type_(Some(typed.clone()).pack()).build(),
+                    vec![0xff; 16],
+                )
+            }),
+        ),
+        (
+            "occupies",
+            Box::new(|out| (out.as_builder().capacity(60 * CKB).build(), Vec::new())),
+        ),
+        (
+            "hash type",
+            Box::new(|out| {
+                let lock = out.lock().as_builder().hash_type(packed::Byte::new(5)).build();
+                (out.as_builder().lock(lock).build(), Vec::new())
+            }),
+        ),
+    ];
+    for (needle, make) in cases {
+        let mut world = World::new(Setup::default());
+        world.open(1000).unwrap();
+        world.run_until_queued_from(INITIATOR, "TxUpdate");
+        world.tamper_next("TxUpdate", |m| {
+            if let FiberMessage::TxUpdate(m) = m {
+                m.tx = with_parts(&m.tx, |p| {
+                    let change = p.outputs.len() - 1;
+                    let (added, data) = make(p.outputs[change].clone().as_builder().capacity(200 * CKB).build());
+                    let left = capacity_of(&p.outputs[change]) - capacity_of(&added) - CKB / 100;
+                    p.outputs[change] = p.outputs[change].clone().as_builder().capacity(left).build();
+                    p.outputs.push(added);
+                    p.outputs_data.push(data);
+                });
+            }
+        });
+        world.run();
+        assert_eq!(
+            sent_by(&world, ACCEPTOR, "TxUpdate"),
+            0,
+            "{needle}: the acceptor added its part"
+        );
+        let reasons = tx_abort_reasons(&world, ACCEPTOR).join(" | ");
+        assert!(reasons.contains(needle), "{needle}: {reasons}");
+    }
+}
+
 // ---- hole 4: a CKB RPC trusted for the user's own cells -------------------------------------
 
 /// The indexer understates a cell's capacity by 100 CKB: built on that, the

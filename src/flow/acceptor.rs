@@ -18,7 +18,9 @@ use crate::chain::{LiveCell, ResolvedCell};
 use crate::crypto::keys::ChannelKeys;
 use crate::primitives::Hash256;
 use crate::tx::default_lock::SIGNATURE_LEN;
-use crate::tx::fee::{add, capacity_of, occupied_capacity_of_lock, outputs_capacity, sum, tx_fee, Overflow};
+use crate::tx::fee::{
+    add, capacity_of, occupied_capacity, occupied_capacity_of_lock, outputs_capacity, sum, tx_fee, Overflow,
+};
 use crate::tx::funding::{
     add_acceptor_part, is_plain_capacity_cell, Contribution, MAX_ACCEPTOR_INPUTS, MAX_INITIATOR_INPUTS,
 };
@@ -261,6 +263,23 @@ impl Acceptor<'_> {
         }
         if raw.outputs_data().len() != raw.outputs().len() || !raw.outputs_data().get(0).is_some_and(|d| d.is_empty()) {
             return Err("outputs_data do not match the outputs".into());
+        }
+        // Plain cells only, as this module's initiator builds them: our
+        // signature covers the whole tx, and a type script may grant a right
+        // to whoever's lock is among the inputs (sUDT's owner mode mints).
+        // And none CKB would refuse, which would leave our cells held.
+        for (index, (output, data)) in raw.outputs().into_iter().zip(raw.outputs_data()).enumerate().skip(1) {
+            if output.type_().is_some() || !data.is_empty() {
+                return Err(format!("output {index} carries a type script or data"));
+            }
+            limits::check_hash_type("an output's lock", &output.lock()).map_err(|e| e.to_string())?;
+            let occupied = occupied_capacity(&output, 0).map_err(|e| e.to_string())?;
+            if capacity_of(&output) < occupied {
+                return Err(format!(
+                    "output {index} holds {} shannons but occupies {occupied}",
+                    capacity_of(&output)
+                ));
+            }
         }
         if raw.inputs().is_empty() || tx.witnesses().len() != raw.inputs().len() {
             return Err("no inputs, or the witness count does not match the inputs".into());
