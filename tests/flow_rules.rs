@@ -870,6 +870,32 @@ fn a_record_whose_key_check_does_not_match_is_refused() {
     assert!(node.channels().is_empty());
 }
 
+/// A flow aborted after its tx was handed out keeps its keys and is
+/// watched: should its funding tx confirm, it is a channel again. Restored
+/// under another node key, it is refused by name like an open one, not
+/// restored with keys that can sign nothing.
+#[test]
+fn a_watched_aborted_flow_made_under_another_node_key_is_refused() {
+    let (mut world, channel_id, _) = awaiting_submission();
+    world.advance(world.nodes[INITIATOR].config.external_funding_timeout_ms + 1);
+    let watched = world.stored_record(INITIATOR, &channel_id).unwrap();
+    assert!(
+        watched.closed.as_ref().is_some_and(|c| c.watch.is_some()),
+        "{:?}",
+        watched.closed
+    );
+    let mut forged = watched.clone();
+    forged.key_check = Some(Hash256([0; 32]));
+    let mut node = restoring_node(&world);
+    let (_, errors) = node.restore(vec![forged], world.now_ms);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].reason.contains("another node key"), "{errors:?}");
+    assert!(node.channels().is_empty());
+
+    let (_, errors) = restoring_node(&world).restore(vec![watched], world.now_ms);
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
 /// The tombstones a boot reads after the live flows: a channel the node
 /// already holds keeps its state in memory (it may have closed, or moved on,
 /// since the boot), and until they are in, an id the node does not know may

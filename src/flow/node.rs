@@ -132,17 +132,18 @@ impl Node {
                 (Channel::new(record, &self.config), upgraded)
             })
             .collect();
-        // An open record since schema 5 says by its key check whether it is
+        // A record holding keys (open, or closed and watched: it may be a
+        // channel again) since schema 5 says by its key check whether it is
         // this node's; an earlier one has its key read as a curve point, all
         // such keys in one sum, and gets its key check once it passes.
         let points_needed: Vec<_> = channels
             .iter()
-            .filter(|(c, _)| c.record.closed.is_none() && c.record.key_check.is_none())
+            .filter(|(c, _)| !c.record.is_tombstone() && c.record.key_check.is_none())
             .map(|(c, _)| (&c.keys, &c.record.local.funding_pubkey))
             .collect();
         let all_points_ours = funding_keys_all_match(&points_needed);
         for (mut channel, mut upgraded) in channels {
-            if channel.record.closed.is_none() {
+            if !channel.record.is_tombstone() {
                 let record = &channel.record;
                 let key_check = channel.keys.key_check(&record.local.funding_pubkey);
                 let ours = match record.key_check {
