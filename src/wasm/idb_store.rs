@@ -96,7 +96,7 @@ impl IdbStore {
     /// [`IdbStore::persistence_granted`]. Works in a window and in a worker.
     pub async fn open(db_name: &str) -> Result<IdbStore, StoreError> {
         let doing = format!("opening IndexedDB database {db_name}");
-        let opened = open_database(db_name)
+        let opened = open_database(db_name, IfMissing::Create)
             .await
             .map_err(|fault| fault.into_store_error(&doing))?;
         let persistence_granted = if opened.created {
@@ -184,10 +184,18 @@ impl IdbStore {
         }
     }
 
+    /// Reopens the database, never creating it: one deleted behind the
+    /// store closes the store for good.
     async fn reconnect(&self, doing: &str) -> Result<IdbDatabase, StoreError> {
-        let opened = open_database(&self.name)
-            .await
-            .map_err(|fault| fault.into_store_error(doing))?;
+        let opened = match open_database(&self.name, IfMissing::Refuse).await {
+            Ok(opened) => opened,
+            Err(fault) => {
+                if fault.name == DATABASE_DELETED {
+                    self.close();
+                }
+                return Err(fault.into_store_error(doing));
+            }
+        };
         let mut slot = self.connection.borrow_mut();
         if slot.is_none() {
             // Closed while reopening: stay closed.
@@ -554,7 +562,17 @@ fn idb_factory() -> Result<IdbFactory, IdbFault> {
     Ok(factory.unchecked_into())
 }
 
-async fn open_database(name: &str) -> Result<Opened, IdbFault> {
+/// Whether opening may create the database: a boot may; a reconnect may not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IfMissing {
+    Create,
+    Refuse,
+}
+
+/// The name of the fault a reconnect meets when the database is gone.
+const DATABASE_DELETED: &str = "DatabaseDeleted";
+
+async fn open_database(name: &str, if_missing: IfMissing) -> Result<Opened, IdbFault> {
     let request = idb_factory()?
         .open_with_u32(name, IDB_SCHEMA_VERSION)
         .map_err(|error| IdbFault::from_js(&error))?;
@@ -574,6 +592,18 @@ async fn open_database(name: &str) -> Result<Opened, IdbFault> {
             let Some(tx) = request.transaction() else {
                 return;
             };
+            if old_version == 0 && if_missing == IfMissing::Refuse {
+                // Created again, it would be empty: no node secret, no
+                // record, and a node writing on into it would commit funds
+                // whose keys no reload could find.
+                let deleted = IdbFault::new(
+                    DATABASE_DELETED,
+                    "the database was deleted while this page ran (site data cleared?); \
+                     its node key and records are gone, so nothing more is written",
+                );
+                abort_upgrade(&tx, &upgrade_fault, deleted);
+                return;
+            }
             let upgraded = request
                 .result()
                 .map_err(|error| IdbFault::from_js(&error))

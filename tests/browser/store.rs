@@ -694,6 +694,44 @@ async fn a_lost_connection_is_reopened_and_the_operation_retried() {
     ));
 }
 
+/// The database deleted while the page runs (site data cleared, another
+/// tab's reset): the node secret and every record are gone. Reopening would
+/// create an empty database and let the node go on committing funds whose
+/// keys no reload can find; the store fails closed instead.
+#[wasm_bindgen_test]
+async fn a_database_deleted_behind_the_store_is_not_created_again() {
+    let Samples { ready, pending, .. } = samples();
+    let name = fresh_db_name("deleted");
+    let store = IdbStore::open(&name).await.unwrap();
+    store.put_meta("node_secret_key", &[1; 32]).await.unwrap();
+    store.put(&ready, None).await.unwrap();
+
+    // The store's own versionchange handler gives way to the delete.
+    request_settled(&factory().delete_database(&name).unwrap())
+        .await
+        .unwrap();
+    let refused = store.put(&pending, None).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Unavailable(reason) if reason.contains("deleted")),
+        "{refused:?}"
+    );
+    assert!(store.connection().is_none(), "the store stays closed");
+    assert!(matches!(
+        store.get_meta("node_secret_key").await,
+        Err(StoreError::Unavailable(_))
+    ));
+    // No empty database was left behind: the next boot starts afresh.
+    let databases: js_sys::Function = Reflect::get(&factory(), &"databases".into()).unwrap().unchecked_into();
+    let listed = JsFuture::from(databases.call0(&factory()).unwrap().unchecked_into::<Promise>())
+        .await
+        .unwrap();
+    let names: Vec<String> = js_sys::Array::from(&listed)
+        .iter()
+        .filter_map(|db| Reflect::get(&db, &"name".into()).ok()?.as_string())
+        .collect();
+    assert!(!names.contains(&name), "{names:?}");
+}
+
 #[wasm_bindgen_test]
 async fn an_aborted_write_fails_and_leaves_the_previous_record() {
     let Samples { pending, .. } = samples();
