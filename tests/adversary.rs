@@ -293,7 +293,8 @@ fn acceptor_attack_an_initiator_output_with_a_type_script_is_refused() {
         .code_hash([0x5d; 32].pack())
         .hash_type(ScriptHashType::Type)
         .build();
-    let cases: [(&str, Box<dyn Fn(packed::CellOutput) -> (packed::CellOutput, Vec<u8>)>); 3] = [
+    type MakeOutput = Box<dyn Fn(packed::CellOutput) -> (packed::CellOutput, Vec<u8>)>;
+    let cases: [(&str, MakeOutput); 3] = [
         (
             "type script",
             Box::new(move |out| {
