@@ -128,3 +128,31 @@ fn a_failed_write_also_takes_back_the_writes_held_behind_it() {
     assert!(node.persist_failed(first, &unavailable()).is_empty());
     assert_eq!(states(node), before, "neither abort is in memory without its write");
 }
+
+/// The write of the step that hands the unsigned tx out fails. The step is
+/// taken back and its hand-out dropped, and with it the answer to the
+/// user's open request: left so, `openChannelWithExternalFunding` would
+/// never settle. The request is answered with the storage failure.
+#[test]
+fn an_open_whose_hand_out_write_fails_is_answered_with_the_failure() {
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    let open = OpenId(1);
+    // The tx is final, and handed out, once the acceptor's part is checked
+    // and its `TxComplete` is in: fail the write of the step taking it.
+    world.run_until_queued_from(ACCEPTOR, "TxComplete");
+    let complete = world.queued_from(ACCEPTOR, "TxComplete");
+    assert_eq!(world.drop_queued("TxComplete"), 1);
+    world.run();
+    assert!(world.handed_out.is_empty());
+    let acceptor = world.nodes[ACCEPTOR].id();
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.peer_message(&acceptor, complete, now);
+    let (result, sink) = world.execute_with_the_write_failing(INITIATOR, actions);
+    assert!(result.is_err(), "the write was made to fail");
+    assert!(
+        matches!(sink.open_answers.as_slice(), [(answered, Some(OpenFailure::Storage(_)))] if *answered == open),
+        "{:?}",
+        sink.open_answers
+    );
+}

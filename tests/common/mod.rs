@@ -1344,15 +1344,21 @@ pub fn shared<T>(value: T) -> Rc<RefCell<T>> {
 #[derive(Default)]
 pub struct NullEffects {
     pub sent: Vec<String>,
+    /// Open requests answered: handed out (`None`) or failed.
+    pub open_answers: Vec<(OpenId, Option<OpenFailure>)>,
 }
 
 impl Effects for NullEffects {
     fn send(&mut self, _: NodeId, message: FiberMessage) {
         self.sent.push(message.name().into());
     }
-    fn hand_out_unsigned_tx(&mut self, _: Option<OpenId>, _: ChannelId, _: ChannelId, _: packed::Transaction) {}
+    fn hand_out_unsigned_tx(&mut self, open: Option<OpenId>, _: ChannelId, _: ChannelId, _: packed::Transaction) {
+        self.open_answers.extend(open.map(|open| (open, None)));
+    }
     fn fetch_wallet_cells(&mut self, _: OpenId, _: packed::Script) {}
-    fn open_failed(&mut self, _: OpenId, _: OpenFailure) {}
+    fn open_failed(&mut self, open: OpenId, failure: OpenFailure) {
+        self.open_answers.push((open, Some(failure)));
+    }
     fn broadcast(&mut self, _: ChannelId, _: packed::Transaction) {
         self.sent.push("broadcast".into());
     }

@@ -75,12 +75,27 @@ impl Node {
 
     /// The write `update` did not land (`error`): nothing it held runs, and
     /// every channel it or a held write concerned is back as storage has it,
-    /// so memory never runs ahead of what is durable. A new channel that was
-    /// never stored fails its open request: the answer is its
+    /// so memory never runs ahead of what is durable. An open request whose
+    /// answer was held (a new channel never stored, a hand-out, a failure)
+    /// fails with the storage error instead: the answer is its
     /// [`Action::OpenFailed`], the only kind of action returned.
     pub fn persist_failed(&mut self, update: UpdateId, error: &StoreError) -> Vec<Action> {
-        let mut answers = Vec::new();
         let held = self.held.remove(&update).unwrap_or_default();
+        // The answers the dropped actions carried: the step that gave them
+        // took the request out of `opens_in_flight`, and nothing would
+        // answer it again.
+        let mut answers: Vec<Action> = held
+            .iter()
+            .filter_map(|action| match action {
+                Action::HandOutUnsignedTx { open: Some(open), .. } | Action::OpenFailed { open, .. } => {
+                    Some(Action::OpenFailed {
+                        open: *open,
+                        failure: OpenFailure::Storage(error.clone()),
+                    })
+                }
+                _ => None,
+            })
+            .collect();
         let later = held.iter().filter_map(|action| match action {
             Action::Persist { update, .. } => Some(*update),
             _ => None,
