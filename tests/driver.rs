@@ -58,6 +58,12 @@ impl Platform for ManualPlatform {
 }
 
 impl ManualPlatform {
+    /// Moves the clock without ringing the timers now due: what a command
+    /// arriving before a timer meets.
+    fn jump(&self, ms: u64) {
+        self.now.set(self.now.get() + ms);
+    }
+
     fn advance(&self, ms: u64) {
         self.now.set(self.now.get() + ms);
         let now = self.now.get();
@@ -443,6 +449,37 @@ fn a_queued_submit_past_the_deadline_aborts_since_our_signature_never_left() {
         harness.chain.borrow().submissions(&hash),
         0,
         "nobody could complete the tx"
+    );
+}
+
+/// A command first runs the core's due deadlines. Their writes must land
+/// before the command's own step and reply: answered from memory the write
+/// later takes back, the reply said the flow was closed while storage (and,
+/// after the failure, memory) held it open, and a command's write could
+/// land on top of a state storage never had.
+#[test]
+fn a_command_meets_the_deadlines_writes_landed_not_only_computed() {
+    let mut harness = Harness::new();
+    let Queued {
+        initiator, channel_id, ..
+    } = harness.open_and_queue_a_submit();
+    harness.initiator_store.fail_next_puts(1);
+    // The deadline passes; the command reaches the driver before its timer.
+    harness.platform.jump(TIMEOUT_MS + 1);
+    let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
+    let stored = harness.stored_initiator_record(channel_id);
+    assert!(stored.closed.is_none(), "the abort's write was made to fail");
+    assert!(
+        !matches!(view.state, ChannelState::Closed(_)),
+        "the reply shows what storage does not hold: {view:?}"
+    );
+    assert!(
+        harness
+            .events
+            .borrow()
+            .iter()
+            .any(|event| matches!(event, DriverEvent::StorageError(_))),
+        "the failed write is reported"
     );
 }
 

@@ -632,9 +632,12 @@ impl<S: Store> Driver<S> {
 
     async fn command(&mut self, command: Command) {
         let now = self.platform.now_ms();
-        // Deadlines first, so a late command meets an already aborted flow.
+        // Deadlines first, so a late command meets an already aborted flow,
+        // and their writes landed: a write that fails takes the abort back,
+        // and the command must meet (and answer from) what storage holds.
         let actions = self.node.tick(now);
         self.run_background(actions);
+        self.commit_round().await;
         match command {
             Command::Open { params, reply } => {
                 let open = OpenId(self.next_open_id);
