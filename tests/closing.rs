@@ -793,6 +793,52 @@ fn a_claim_whose_write_fails_is_looked_up_again_and_made() {
     assert_claimed_within_three_blocks(&mut world, &user_script, user_before);
 }
 
+/// Our claim goes to a node one block behind (or a load-balanced twin),
+/// which refuses it as immature, while the commitment cell is live. Taken
+/// as "the cell is gone", the node only looked for the cell the peer's
+/// claim re-creates, so with the peer away our share stayed unclaimed
+/// until a reload. The cell's liveness is read first: live, the claim is
+/// made again at the next poll.
+#[test]
+fn a_claim_refused_while_the_commitment_cell_is_live_is_made_again() {
+    use fiber_funding::flow::ChainEvent;
+    let (mut world, user_script, user_before, lookup) = at_our_claim_lookup();
+    let channel_id = lookup.0;
+    world.nodes[ACCEPTOR].up = false;
+    let answer = world.resolved_inputs(lookup);
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
+    let mut nowhere = NullEffects::default();
+    let node = &mut world.nodes[INITIATOR];
+    futures::executor::block_on(fiber_funding::runtime::execute(
+        &mut node.node,
+        &node.store,
+        &mut nowhere,
+        actions,
+    ))
+    .unwrap();
+    assert_eq!(nowhere.sent, ["broadcast"]);
+    let claim = node
+        .node
+        .record(&channel_id)
+        .unwrap()
+        .close
+        .as_ref()
+        .unwrap()
+        .claim_tx
+        .clone()
+        .unwrap();
+    let refused = ChainEvent::BroadcastFailed {
+        channel_id,
+        tx_hash: Hash256(claim.calc_tx_hash().unpack()),
+        reason: "Immature: the since of input 0 is not met yet".into(),
+    };
+    let actions = world.nodes[INITIATOR].node.chain_event(refused, now);
+    world.execute(INITIATOR, actions);
+
+    assert_claimed_within_three_blocks(&mut world, &user_script, user_before);
+}
+
 fn assert_claimed_within_three_blocks(world: &mut World, user_script: &packed::Script, user_before: u64) {
     for _ in 0..3 {
         world.chain.mine_block();

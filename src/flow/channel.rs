@@ -62,8 +62,9 @@ pub(crate) struct Channel {
     pub confirmations_reported: Option<u64>,
     /// The cell a claim is being built from, while the chain is asked for it.
     pub pending_claim_lookup: Option<packed::OutPoint>,
-    /// A claim of the commitment cell was refused: the other side claimed
-    /// first, so the next claim looks for the cell its claim re-created.
+    /// The commitment cell was found spent after our claim of it was
+    /// refused: the other side claimed first, so the next claim looks for
+    /// the cell its claim re-created.
     pub commitment_cell_spent: bool,
     /// The tip at which an input of a funding tx that can no longer be
     /// abandoned was first seen spent while the tx itself was not on chain

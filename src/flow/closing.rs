@@ -699,12 +699,22 @@ impl Channel {
         if self.commitment_cell_spent {
             return self.look_up_recreated_cell(step, on_chain.holder_is_local);
         }
-        let out_point = packed::OutPoint::new_builder()
-            .tx_hash(on_chain.tx_hash.0.pack())
-            .index(0u32)
-            .build();
+        let Some(out_point) = self.commitment_cell() else {
+            return Ok(());
+        };
         self.look_up_claimable_cell(step, out_point);
         Ok(())
+    }
+
+    /// The commitment-lock cell of the commitment tx on chain (its one output).
+    pub(crate) fn commitment_cell(&self) -> Option<packed::OutPoint> {
+        let on_chain = self.record.close.as_ref()?.commitment_on_chain.as_ref()?;
+        Some(
+            packed::OutPoint::new_builder()
+                .tx_hash(on_chain.tx_hash.0.pack())
+                .index(0u32)
+                .build(),
+        )
     }
 
     fn look_up_claimable_cell(&mut self, step: &mut Step, out_point: packed::OutPoint) {
@@ -792,14 +802,42 @@ impl Channel {
         Ok(())
     }
 
-    /// Our claim was refused: the cell it spent is gone, so the other side
-    /// claimed first and re-created a cell for our share. Find it.
+    /// Our claim was refused. A node refuses it when the cell it spends is
+    /// gone (the other side claimed first and re-created a cell for our
+    /// share), but also when it is a block behind (immature) or its pool is
+    /// full: the commitment cell's liveness says which. A refused claim of
+    /// the re-created cell is looked up afresh.
     pub(crate) fn on_claim_refused(&mut self, step: &mut Step) -> Result<(), Reject> {
         let Some(on_chain) = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone()) else {
             return Ok(());
         };
         self.close_progress_mut().claim_tx = None;
         self.broadcast_sent = false;
+        if self.commitment_cell_spent {
+            return self.look_up_recreated_cell(step, on_chain.holder_is_local);
+        }
+        if let Some(cell) = self.commitment_cell() {
+            step.actions.push(Action::QueryChain {
+                channel_id: self.id(),
+                query: ChainQuery::InputsLive {
+                    out_points: vec![cell],
+                    at_tip: 0,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the commitment cell our refused claim spent is live: then the
+    /// next poll claims it again; spent, the other side claimed first, and
+    /// the cell it re-created for our share is looked for.
+    pub(crate) fn on_commitment_cell_live(&mut self, step: &mut Step, live: bool) -> Result<(), Reject> {
+        let Some(on_chain) = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone()) else {
+            return Ok(());
+        };
+        if live || self.commitment_cell_spent {
+            return Ok(());
+        }
         self.commitment_cell_spent = true;
         self.look_up_recreated_cell(step, on_chain.holder_is_local)
     }

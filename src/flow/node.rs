@@ -702,6 +702,14 @@ impl Node {
                 at_tip,
             } => {
                 let result = self.step(&channel_id, now_ms, |channel, step| {
+                    // A channel whose commitment is on chain asks about its
+                    // commitment cell (after a refused claim).
+                    if let Some(cell) = channel.commitment_cell() {
+                        return match (out_points.as_slice(), live.as_slice()) {
+                            ([asked], [live]) if *asked == cell => channel.on_commitment_cell_live(step, *live),
+                            _ => Err(Reject("the chain's answer is not about our commitment cell".into())),
+                        };
+                    }
                     // An aborted flow asks about its own inputs; a flow that
                     // can no longer give up, about every input.
                     let asked: Vec<_> = if channel.watching_after_abort() {
