@@ -92,8 +92,10 @@ pub enum ChainQuery {
     /// The cells these out points refer to, through the hash-checked path:
     /// every input of the funding tx, ours and the peer's.
     ResolveInputs { out_points: Vec<packed::OutPoint> },
-    /// Whether these out points (our inputs of an aborted funding tx) are
-    /// still live; asked at tip `at_tip`.
+    /// Whether these out points are still live, asked at tip `at_tip`: the
+    /// inputs of a funding tx that is not on chain (ours after an abort,
+    /// every one while the flow can no longer give up), or the commitment
+    /// cell after our claim of it was refused.
     InputsLive {
         out_points: Vec<packed::OutPoint>,
         at_tip: u64,
