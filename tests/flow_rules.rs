@@ -779,6 +779,36 @@ fn a_failed_write_after_the_chains_answer_asks_the_chain_again() {
     assert_channel_ready(&world);
 }
 
+/// The write of the step taking the acceptor's `CommitmentSigned` fails.
+/// The step is taken back, and with it the peer's signature, which nobody
+/// sends unasked on a connection that stays up: our witnesses wait for it,
+/// so the user's signature was wasted and the flow sat until its deadline.
+/// At the next tick the node asks the peer to bring it up to date
+/// (`ReestablishChannel`), as a reconnection would.
+#[test]
+fn a_failed_write_of_a_peer_message_asks_the_peer_again() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "CommitmentSigned");
+    let signed = world.queued_from(ACCEPTOR, "CommitmentSigned");
+    assert_eq!(world.drop_queued("CommitmentSigned"), 1);
+    let acceptor = world.nodes[ACCEPTOR].id();
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.peer_message(&acceptor, signed, now);
+    let (result, sink) = world.execute_with_the_write_failing(INITIATOR, actions);
+    assert!(result.is_err(), "the write was made to fail");
+    assert!(sink.sent.is_empty(), "nothing may leave after a failed persist");
+    world.run();
+
+    world.advance(1_000);
+    world.run();
+    let (channel_id, tx) = world.user.signed_in_url.clone().expect("handed out and signed");
+    world.submit(&channel_id, &tx).unwrap();
+    world.run();
+    assert_channel_ready(&world);
+}
+
 /// A fresh initiator node with the world's configuration, to restore records into.
 fn restoring_node(world: &World) -> fiber_funding::flow::Node {
     struct NoEntropy;

@@ -70,6 +70,10 @@ pub(crate) struct Channel {
     /// abandoned was first seen spent while the tx itself was not on chain
     /// (not kept: after a restart the count starts again).
     pub unfunded_conflict_at: Option<u64>,
+    /// A step was taken back after its write failed: a peer message it took
+    /// is lost to us, and a connection that stays up never brings it again.
+    /// The next tick asks the peer to bring us up to date.
+    pub ask_peer_again: bool,
 }
 
 /// A funding tx from the peer whose inputs are being resolved on chain: the
@@ -193,6 +197,7 @@ impl Channel {
             pending_claim_lookup: None,
             commitment_cell_spent: false,
             unfunded_conflict_at: None,
+            ask_peer_again: false,
         }
     }
 
@@ -418,6 +423,9 @@ impl Channel {
         if failed.pending_claim_lookup.is_none() {
             self.pending_claim_lookup = None;
         }
+        // Which input the step took is not known here; asking a peer that
+        // has nothing for us costs it one resend of what we already hold.
+        self.ask_peer_again = self.needs_reestablish();
     }
 
     /// The chain question of a check whose answer could not be stored.

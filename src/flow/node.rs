@@ -302,7 +302,28 @@ impl Node {
         actions.extend(self.expire_deadlines(now_ms));
         actions.extend(self.force_close_abandoned(now_ms));
         actions.extend(self.channels.values_mut().filter_map(Channel::ask_check_again));
+        actions.extend(self.ask_peers_again());
         self.hold_after_persist(actions)
+    }
+
+    /// A `ReestablishChannel` for each channel whose step was taken back
+    /// after a failed write, as a reconnection would send it: the peer
+    /// resends what we may lack. A peer away needs none; its reconnection
+    /// brings everyone up to date.
+    fn ask_peers_again(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for channel in self.channels.values_mut().filter(|c| c.ask_peer_again) {
+            channel.ask_peer_again = false;
+            let peer = channel.record.peer;
+            if self.connected.contains(&peer) && channel.needs_reestablish() {
+                self.reestablish_sent.insert(channel.id(), peer);
+                actions.push(Action::Send {
+                    peer,
+                    message: channel.reestablish_message(),
+                });
+            }
+        }
+        actions
     }
 
     /// Force-closes the funded channels of peers away longer than the
