@@ -18,8 +18,11 @@ use crate::primitives::NodeId;
 use crate::runtime::{Input, InputSender, PeerLink, PeerTrouble};
 use crate::wire::FiberMessage;
 
-const FIRST_BACKOFF_MS: u64 = 500;
-const MAX_BACKOFF_MS: u64 = 15_000;
+/// The wait before the first call again after a failure, doubled after
+/// each failure in a row up to [`MAX_BACKOFF_MS`] (the first wait is twice
+/// this: one failure already counted).
+pub const FIRST_BACKOFF_MS: u64 = 500;
+pub const MAX_BACKOFF_MS: u64 = 15_000;
 
 pub struct WebSocketLink {
     state: Rc<RefCell<LinkState>>,
