@@ -809,6 +809,58 @@ fn a_failed_write_of_a_peer_message_asks_the_peer_again() {
     assert_channel_ready(&world);
 }
 
+/// The re-ask of a peer message must not wait behind another channel's
+/// write in the same tick: held behind it, it was dropped when that write
+/// failed, and with the flag already cleared nothing asked again.
+#[test]
+fn a_peer_asked_again_is_asked_even_when_another_channels_write_fails_in_that_tick() {
+    let mut world = World::new(Setup {
+        user_cells_ckb: vec![5_000, 5_000],
+        acceptor_cells_ckb: vec![500, 500],
+        ..Setup::default()
+    });
+    world.user.auto_submit = false;
+    // Flow X: handed out, its deadline first.
+    world.open(1000).unwrap();
+    world.run();
+    let x = world.handed_out[0].0;
+    world.advance(10_000);
+    // Flow Y: the write of the step taking the acceptor's signature fails.
+    world.open(1000).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "CommitmentSigned");
+    let signed = world.queued_from(ACCEPTOR, "CommitmentSigned");
+    assert_eq!(world.drop_queued("CommitmentSigned"), 1);
+    let acceptor = world.nodes[ACCEPTOR].id();
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.peer_message(&acceptor, signed, now);
+    let (result, _) = world.execute_with_the_write_failing(INITIATOR, actions);
+    assert!(result.is_err());
+    world.run();
+    let (y, tx) = world.user.signed_in_url.clone().expect("Y handed out and signed");
+    assert_ne!(x, y);
+
+    // X's deadline: its abort is this tick's first write, and it fails.
+    let deadline = world.initiator().channel(&x).unwrap().deadline_ms.unwrap();
+    world.now_ms = deadline;
+    let actions = world.nodes[INITIATOR].node.tick(deadline);
+    let (result, sink) = world.execute_with_the_write_failing(INITIATOR, actions);
+    assert!(result.is_err());
+    assert_eq!(sink.sent, ["ReestablishChannel"], "Y's peer asked again all the same");
+    for message in sink.messages {
+        world.inject(INITIATOR, message);
+    }
+    world.run();
+
+    world.submit(&y, &tx).unwrap();
+    world.run();
+    for _ in 0..3 {
+        world.chain.mine_block();
+        world.advance(1_000);
+        world.run();
+    }
+    assert_eq!(world.state(INITIATOR, &y), Some(ChannelState::ChannelReady));
+}
+
 /// A fresh initiator node with the world's configuration, to restore records into.
 fn restoring_node(world: &World) -> fiber_funding::flow::Node {
     struct NoEntropy;

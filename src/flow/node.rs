@@ -297,12 +297,39 @@ impl Node {
     /// to do so force-closes the funded channels of a peer away too long;
     /// asks again the chain checks whose answer could not be stored.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
-        let mut actions = self.expire_waiting_opens(now_ms);
-        actions.extend(self.expire_silent_opens(now_ms));
-        actions.extend(self.expire_deadlines(now_ms));
-        actions.extend(self.force_close_abandoned(now_ms));
-        actions.extend(self.channels.values_mut().filter_map(Channel::ask_check_again));
-        actions.extend(self.ask_peers_again());
+        let mut steps = self.expire_waiting_opens(now_ms);
+        steps.extend(self.expire_silent_opens(now_ms));
+        steps.extend(self.expire_deadlines(now_ms));
+        steps.extend(self.force_close_abandoned(now_ms));
+        // The questions asked again (their flags cleared now; a step above
+        // that fails restores its channel with them set). One about a
+        // channel this tick writes waits for that write; the others go
+        // first: held behind another channel's write, they would be
+        // dropped with it should it fail.
+        let mut asks: Vec<Action> = self
+            .channels
+            .values_mut()
+            .filter_map(Channel::ask_check_again)
+            .collect();
+        asks.extend(self.ask_peers_again());
+        let written: Vec<ChannelId> = steps
+            .iter()
+            .filter_map(|action| match action {
+                Action::Persist { record, .. } => Some([record.channel_id, record.temporary_channel_id]),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let (after, mut actions): (Vec<Action>, Vec<Action>) = asks.into_iter().partition(|ask| {
+            let about = match ask {
+                Action::Send { message, .. } => Some(message.channel_id()),
+                Action::QueryChain { channel_id, .. } => Some(*channel_id),
+                _ => None,
+            };
+            about.is_some_and(|id| written.contains(&id))
+        });
+        actions.extend(steps);
+        actions.extend(after);
         self.hold_after_persist(actions)
     }
 
@@ -316,11 +343,8 @@ impl Node {
             channel.ask_peer_again = false;
             let peer = channel.record.peer;
             if self.connected.contains(&peer) && channel.needs_reestablish() {
-                self.reestablish_sent.insert(channel.id(), peer);
-                actions.push(Action::Send {
-                    peer,
-                    message: channel.reestablish_message(),
-                });
+                let message = catch_up_message(channel, peer, &mut self.reestablish_sent);
+                actions.push(Action::Send { peer, message });
             }
         }
         actions
@@ -419,12 +443,7 @@ impl Node {
             .values()
             .filter(|c| c.record.peer == *peer && c.needs_reestablish())
         {
-            let message = if channel.record.remote.is_none() {
-                channel.open_channel_message()
-            } else {
-                self.reestablish_sent.insert(channel.id(), *peer);
-                channel.reestablish_message()
-            };
+            let message = catch_up_message(channel, *peer, &mut self.reestablish_sent);
             actions.push(Action::Send { peer: *peer, message });
         }
         actions.extend(self.release_waiting_opens());
@@ -1084,6 +1103,17 @@ impl Node {
         self.channels.insert(channel.id(), channel);
         self.hold_after_persist(actions)
     }
+}
+
+/// What brings `peer` up to date on `channel`: our `OpenChannel` again while
+/// its `AcceptChannel` has not come (it knows the channel by no other id),
+/// else our `ReestablishChannel`, noted as sent on this connection.
+fn catch_up_message(channel: &Channel, peer: NodeId, reestablish_sent: &mut VecMap<ChannelId, NodeId>) -> FiberMessage {
+    if channel.record.remote.is_none() {
+        return channel.open_channel_message();
+    }
+    reestablish_sent.insert(channel.id(), peer);
+    channel.reestablish_message()
 }
 
 fn unknown_channel_abort(peer: NodeId, channel_id: ChannelId) -> Action {

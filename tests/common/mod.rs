@@ -1344,6 +1344,8 @@ pub fn shared<T>(value: T) -> Rc<RefCell<T>> {
 #[derive(Default)]
 pub struct NullEffects {
     pub sent: Vec<String>,
+    /// The messages named in `sent`, to deliver by hand.
+    pub messages: Vec<FiberMessage>,
     /// Open requests answered: handed out (`None`) or failed.
     pub open_answers: Vec<(OpenId, Option<OpenFailure>)>,
 }
@@ -1351,6 +1353,7 @@ pub struct NullEffects {
 impl Effects for NullEffects {
     fn send(&mut self, _: NodeId, message: FiberMessage) {
         self.sent.push(message.name().into());
+        self.messages.push(message);
     }
     fn hand_out_unsigned_tx(&mut self, open: Option<OpenId>, _: ChannelId, _: ChannelId, _: packed::Transaction) {
         self.open_answers.extend(open.map(|open| (open, None)));
