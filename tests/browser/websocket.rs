@@ -48,15 +48,16 @@ async fn an_unreachable_counterparty_is_reported_and_called_again_after_the_back
     let secret = NodeSecret::from_bytes([7; 32]).unwrap();
     let peer = NodeSecret::from_bytes([8; 32]).unwrap().node_id();
     let started = js_sys::Date::now();
-    // Port 9 (discard): nothing answers a WebSocket there.
-    let link = WebSocketLink::connect("ws://127.0.0.1:9", secret, peer, sender);
+    // Nothing listens on port 1023 here (a privileged port, and not one of
+    // the ports browsers refuse to dial, so the refusal is the network's).
+    let link = WebSocketLink::connect("ws://127.0.0.1:1023", secret, peer, sender);
     let mut reported_at = Vec::new();
     for _ in 0..2 {
         match inputs.next().await {
             Some(Input::PeerUnavailable { reason, trouble }) => {
                 assert_eq!(trouble, PeerTrouble::Unreachable, "{reason}");
                 assert!(
-                    reason.contains("cannot reach the counterparty at ws://127.0.0.1:9"),
+                    reason.contains("cannot reach the counterparty at ws://127.0.0.1:1023"),
                     "{reason}"
                 );
             }
