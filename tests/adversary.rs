@@ -1181,17 +1181,26 @@ fn attack_an_acceptor_dep_on_a_cell_it_controls_never_reaches_the_wallet() {
 /// is missing): refused like the dep above.
 #[test]
 fn attack_a_type_script_on_the_acceptors_change_never_reaches_the_wallet() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
     let failing = packed::Script::new_builder()
         .code_hash([0xfa; 32].pack())
         .hash_type(ScriptHashType::Data1)
         .build();
+    refused_with_the_acceptors_change(
+        |p, change| *p.outputs.last_mut().unwrap() = change.as_builder().type_(Some(failing).pack()).build(),
+        "an added output carries a type script",
+    );
+}
+
+/// Opens with the acceptor's part changed through its change cell (the
+/// last output, given apart), and checks the wallet never sees the tx.
+fn refused_with_the_acceptors_change(change: impl FnOnce(&mut TxParts, packed::CellOutput), needle: &str) {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
     with_acceptor_part_changed(&mut world, |p| {
         let change_output = p.outputs.last().unwrap().clone();
-        *p.outputs.last_mut().unwrap() = change_output.as_builder().type_(Some(failing).pack()).build();
+        change(p, change_output);
     });
-    assert_refused_before_the_wallet(&world, "an added output carries a type script");
+    assert_refused_before_the_wallet(&world, needle);
 }
 
 /// A change cell below what its own bytes occupy makes CKB refuse the
@@ -1199,37 +1208,28 @@ fn attack_a_type_script_on_the_acceptors_change_never_reaches_the_wallet() {
 /// user's cells would be held with no deadline, at no cost to the acceptor.
 #[test]
 fn attack_acceptor_change_below_its_occupied_capacity_never_reaches_the_wallet() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    with_acceptor_part_changed(&mut world, |p| {
-        let change_output = p.outputs.last().unwrap().clone();
-        let dust = change_output.clone().as_builder().capacity(60 * CKB).build();
-        *p.outputs.last_mut().unwrap() = change_output
-            .as_builder()
-            .capacity(capacity_of(&dust) - 60 * CKB)
-            .build();
-        p.outputs.push(dust);
-        p.outputs_data.push(Vec::new());
-    });
-    assert_refused_before_the_wallet(&world, "occupies");
+    refused_with_the_acceptors_change(
+        |p, change| {
+            let dust = change.clone().as_builder().capacity(60 * CKB).build();
+            *p.outputs.last_mut().unwrap() = change.as_builder().capacity(capacity_of(&dust) - 60 * CKB).build();
+            p.outputs.push(dust);
+            p.outputs_data.push(Vec::new());
+        },
+        "occupies",
+    );
 }
 
 /// A lock whose hash type byte is none of CKB's is refused by every node:
 /// the same stuck tx as above.
 #[test]
 fn attack_acceptor_change_under_an_unknown_hash_type_never_reaches_the_wallet() {
-    let mut world = World::new(Setup::default());
-    world.user.auto_submit = false;
-    with_acceptor_part_changed(&mut world, |p| {
-        let change_output = p.outputs.last().unwrap().clone();
-        let lock = change_output
-            .lock()
-            .as_builder()
-            .hash_type(packed::Byte::new(3))
-            .build();
-        *p.outputs.last_mut().unwrap() = change_output.as_builder().lock(lock).build();
-    });
-    assert_refused_before_the_wallet(&world, "hash type");
+    refused_with_the_acceptors_change(
+        |p, change| {
+            let lock = change.lock().as_builder().hash_type(packed::Byte::new(3)).build();
+            *p.outputs.last_mut().unwrap() = change.as_builder().lock(lock).build();
+        },
+        "hash type",
+    );
 }
 
 /// On a network this module knows, the acceptor may add its lock's dep

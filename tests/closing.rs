@@ -77,6 +77,20 @@ fn the_peer_claims_first_then_the_user_returns(world: &mut World, channel_id: &C
     );
 }
 
+/// The user's node refused the peer's close message (naming `needle`) and
+/// signed no closing tx.
+fn assert_refused_unsigned(world: &World, needle: &str) {
+    let rejections = world.rejections(INITIATOR);
+    assert!(rejections.iter().any(|r| r.contains(needle)), "{rejections:?}");
+    assert!(
+        !world
+            .sent_log
+            .iter()
+            .any(|(from, m)| *from == INITIATOR && m.name() == "ClosingSigned"),
+        "nothing was signed"
+    );
+}
+
 fn closed_flags(world: &World, index: usize, channel_id: &ChannelId) -> CloseFlags {
     match world.state(index, channel_id) {
         Some(ChannelState::Closed(flags)) => flags,
@@ -682,18 +696,7 @@ fn a_peer_asking_to_close_at_fee_rate_0_is_refused_and_the_users_close_still_wor
         }),
     );
     world.run();
-    assert!(
-        world.rejections(INITIATOR).iter().any(|r| r.contains("fee rate")),
-        "{:?}",
-        world.rejections(INITIATOR)
-    );
-    assert!(
-        !world
-            .sent_log
-            .iter()
-            .any(|(from, m)| *from == INITIATOR && m.name() == "ClosingSigned"),
-        "nothing was signed"
-    );
+    assert_refused_unsigned(&world, "fee rate");
 
     shutdown(&mut world, INITIATOR, &channel_id).unwrap();
     world.run();
@@ -720,18 +723,7 @@ fn a_peer_close_script_under_an_unknown_hash_type_is_refused_before_we_sign() {
         }
     });
     world.run();
-    assert!(
-        world.rejections(INITIATOR).iter().any(|r| r.contains("hash type 3")),
-        "{:?}",
-        world.rejections(INITIATOR)
-    );
-    assert!(
-        !world
-            .sent_log
-            .iter()
-            .any(|(from, m)| *from == INITIATOR && m.name() == "ClosingSigned"),
-        "nothing was signed"
-    );
+    assert_refused_unsigned(&world, "hash type 3");
 }
 
 /// The user's own close script is held to the same rule: a typed error

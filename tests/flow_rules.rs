@@ -791,13 +791,7 @@ fn a_failed_write_of_a_peer_message_asks_the_peer_again() {
     world.user.auto_submit = false;
     world.open(1000).unwrap();
     world.run_until_queued_from(ACCEPTOR, "CommitmentSigned");
-    let signed = world.queued_from(ACCEPTOR, "CommitmentSigned");
-    assert_eq!(world.drop_queued("CommitmentSigned"), 1);
-    let acceptor = world.nodes[ACCEPTOR].id();
-    let now = world.now_ms;
-    let actions = world.nodes[INITIATOR].node.peer_message(&acceptor, signed, now);
-    let (result, sink) = world.execute_with_the_write_failing(INITIATOR, actions);
-    assert!(result.is_err(), "the write was made to fail");
+    let sink = world.deliver_with_the_write_failing(ACCEPTOR, "CommitmentSigned");
     assert!(sink.sent.is_empty(), "nothing may leave after a failed persist");
     world.run();
 
@@ -814,11 +808,7 @@ fn a_failed_write_of_a_peer_message_asks_the_peer_again() {
 /// failed, and with the flag already cleared nothing asked again.
 #[test]
 fn a_peer_asked_again_is_asked_even_when_another_channels_write_fails_in_that_tick() {
-    let mut world = World::new(Setup {
-        user_cells_ckb: vec![5_000, 5_000],
-        acceptor_cells_ckb: vec![500, 500],
-        ..Setup::default()
-    });
+    let mut world = World::new(Setup::two_flows());
     world.user.auto_submit = false;
     // Flow X: handed out, its deadline first.
     world.open(1000).unwrap();
@@ -828,13 +818,7 @@ fn a_peer_asked_again_is_asked_even_when_another_channels_write_fails_in_that_ti
     // Flow Y: the write of the step taking the acceptor's signature fails.
     world.open(1000).unwrap();
     world.run_until_queued_from(ACCEPTOR, "CommitmentSigned");
-    let signed = world.queued_from(ACCEPTOR, "CommitmentSigned");
-    assert_eq!(world.drop_queued("CommitmentSigned"), 1);
-    let acceptor = world.nodes[ACCEPTOR].id();
-    let now = world.now_ms;
-    let actions = world.nodes[INITIATOR].node.peer_message(&acceptor, signed, now);
-    let (result, _) = world.execute_with_the_write_failing(INITIATOR, actions);
-    assert!(result.is_err());
+    world.deliver_with_the_write_failing(ACCEPTOR, "CommitmentSigned");
     world.run();
     let (y, tx) = world.user.signed_in_url.clone().expect("Y handed out and signed");
     assert_ne!(x, y);

@@ -101,11 +101,7 @@ fn a_failed_write_takes_the_step_back_and_drops_what_it_held() {
 
 #[test]
 fn a_failed_write_also_takes_back_the_writes_held_behind_it() {
-    let mut world = World::new(Setup {
-        user_cells_ckb: vec![5_000, 5_000],
-        acceptor_cells_ckb: vec![500, 500],
-        ..Setup::default()
-    });
+    let mut world = World::new(Setup::two_flows());
     world.user.auto_submit = false;
     // Two flows handed out, both past their deadline at the same tick.
     world.open(1000).unwrap();
@@ -145,11 +141,8 @@ fn an_open_whose_hand_out_write_fails_is_answered_with_the_failure() {
     assert_eq!(world.drop_queued("TxComplete"), 1);
     world.run();
     assert!(world.handed_out.is_empty());
-    let acceptor = world.nodes[ACCEPTOR].id();
-    let now = world.now_ms;
-    let actions = world.nodes[INITIATOR].node.peer_message(&acceptor, complete, now);
-    let (result, sink) = world.execute_with_the_write_failing(INITIATOR, actions);
-    assert!(result.is_err(), "the write was made to fail");
+    world.inject(ACCEPTOR, complete);
+    let sink = world.deliver_with_the_write_failing(ACCEPTOR, "TxComplete");
     assert!(
         matches!(sink.open_answers.as_slice(), [(answered, Some(OpenFailure::Storage(_)))] if *answered == open),
         "{:?}",

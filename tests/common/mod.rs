@@ -291,6 +291,17 @@ pub struct Setup {
     pub acceptor_reorders_contract_deps: bool,
 }
 
+impl Setup {
+    /// Cells for two flows at once: two of the user's, two of the acceptor's.
+    pub fn two_flows() -> Self {
+        Self {
+            user_cells_ckb: vec![5_000, 5_000],
+            acceptor_cells_ckb: vec![500, 500],
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for Setup {
     fn default() -> Self {
         Self {
@@ -696,6 +707,20 @@ impl World {
         let mut sink = NullEffects::default();
         let result = futures::executor::block_on(execute(&mut node.node, &node.store, &mut sink, actions));
         (result, sink)
+    }
+
+    /// Takes the message `name` queued from node `from` off the link and
+    /// delivers it to the other node with that node's next write failing;
+    /// what the step let out is caught in the sink, not delivered.
+    pub fn deliver_with_the_write_failing(&mut self, from: usize, name: &str) -> NullEffects {
+        let message = self.queued_from(from, name);
+        assert_eq!(self.drop_queued(name), 1, "one {name} queued");
+        let (to, peer) = (1 - from, self.nodes[from].id());
+        let now = self.now_ms;
+        let actions = self.nodes[to].node.peer_message(&peer, message, now);
+        let (result, sink) = self.execute_with_the_write_failing(to, actions);
+        assert!(result.is_err(), "the write was made to fail");
+        sink
     }
 
     fn absorb(&mut self, index: usize, outbox: Outbox) {
