@@ -831,6 +831,58 @@ fn a_claim_refused_while_the_commitment_cell_is_live_is_made_again() {
     assert_claimed_within_three_blocks(&mut world, &user_script, user_before);
 }
 
+/// Our claim reached the chain through another node, and the node we asked
+/// refused it (behind, or load-balanced). Taken as "the other side claimed
+/// first", the node looked for a re-created cell that never comes, our
+/// claim was no longer watched, and the close never ended. The spender of
+/// the commitment cell is read: it is our claim, watched again to the end.
+#[test]
+fn a_claim_refused_by_our_node_but_committed_through_another_ends_the_close() {
+    use fiber_funding::flow::ChainEvent;
+    let (mut world, user_script, user_before, lookup) = at_our_claim_lookup();
+    let channel_id = lookup.0;
+    world.nodes[ACCEPTOR].up = false;
+    let answer = world.resolved_inputs(lookup);
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
+    let mut nowhere = NullEffects::default();
+    let node = &mut world.nodes[INITIATOR];
+    futures::executor::block_on(fiber_funding::runtime::execute(
+        &mut node.node,
+        &node.store,
+        &mut nowhere,
+        actions,
+    ))
+    .unwrap();
+    let claim = node
+        .node
+        .record(&channel_id)
+        .unwrap()
+        .close
+        .as_ref()
+        .unwrap()
+        .claim_tx
+        .clone()
+        .unwrap();
+    // Another node took it, and it is mined.
+    world.chain.send_transaction(claim.clone()).unwrap();
+    world.chain.mine_block();
+    let refused = ChainEvent::BroadcastFailed {
+        channel_id,
+        tx_hash: Hash256(claim.calc_tx_hash().unpack()),
+        reason: "TransactionFailedToResolve: Dead(OutPoint)".into(),
+    };
+    let actions = world.nodes[INITIATOR].node.chain_event(refused, now);
+    world.execute(INITIATOR, actions);
+
+    assert_claimed_within_three_blocks(&mut world, &user_script, user_before);
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL,
+        "the close ended"
+    );
+}
+
 fn assert_claimed_within_three_blocks(world: &mut World, user_script: &packed::Script, user_before: u64) {
     for _ in 0..3 {
         world.chain.mine_block();

@@ -70,6 +70,10 @@ pub(crate) struct Channel {
     /// abandoned was first seen spent while the tx itself was not on chain
     /// (not kept: after a restart the count starts again).
     pub unfunded_conflict_at: Option<u64>,
+    /// Our claim the node refused last, until the commitment cell's fate is
+    /// read: if it is what spent the cell (another node took it), the
+    /// claim is watched again.
+    pub refused_claim: Option<packed::Transaction>,
     /// A step was taken back after its write failed: a peer message it took
     /// is lost to us, and a connection that stays up never brings it again.
     /// The next tick asks the peer to bring us up to date.
@@ -197,6 +201,7 @@ impl Channel {
             pending_claim_lookup: None,
             commitment_cell_spent: false,
             unfunded_conflict_at: None,
+            refused_claim: None,
             ask_peer_again: false,
         }
     }

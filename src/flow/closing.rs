@@ -811,11 +811,12 @@ impl Channel {
         let Some(on_chain) = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone()) else {
             return Ok(());
         };
-        self.close_progress_mut().claim_tx = None;
+        let refused = self.close_progress_mut().claim_tx.take();
         self.broadcast_sent = false;
         if self.commitment_cell_spent {
             return self.look_up_recreated_cell(step, on_chain.holder_is_local);
         }
+        self.refused_claim = refused;
         if let Some(cell) = self.commitment_cell() {
             step.actions.push(Action::QueryChain {
                 channel_id: self.id(),
@@ -829,8 +830,8 @@ impl Channel {
     }
 
     /// Whether the commitment cell our refused claim spent is live: then the
-    /// next poll claims it again; spent, the other side claimed first, and
-    /// the cell it re-created for our share is looked for.
+    /// next poll claims it again. Not live (spent, or unknown to a node
+    /// behind), the tx that spent it is read through the hash-checked path.
     pub(crate) fn on_commitment_cell_live(&mut self, step: &mut Step, live: bool) -> Result<(), Reject> {
         let Some(on_chain) = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone()) else {
             return Ok(());
@@ -838,8 +839,54 @@ impl Channel {
         if live || self.commitment_cell_spent {
             return Ok(());
         }
-        self.commitment_cell_spent = true;
-        self.look_up_recreated_cell(step, on_chain.holder_is_local)
+        let Some(out_point) = self.commitment_cell() else {
+            return Ok(());
+        };
+        let lock = self
+            .commitment_tx(on_chain.holder_is_local)?
+            .raw()
+            .outputs()
+            .get(0)
+            .ok_or_else(|| Reject("a commitment without its output".into()))?
+            .lock();
+        step.actions.push(Action::QueryChain {
+            channel_id: self.id(),
+            query: ChainQuery::SpenderOf { out_point, lock },
+        });
+        Ok(())
+    }
+
+    /// The tx that spent the commitment cell after our claim was refused:
+    /// that claim itself (another node took it) is watched again until it
+    /// confirms; another tx is the other side's claim, and the cell it
+    /// re-created for our share is looked for. None found (a node behind):
+    /// the next poll claims again and asks again.
+    pub(crate) fn on_commitment_cell_spender(
+        &mut self,
+        step: &mut Step,
+        spender: Option<(Hash256, TxReport)>,
+    ) -> Result<(), Reject> {
+        let Some((spender, _)) = spender else {
+            return Ok(());
+        };
+        let Some(on_chain) = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone()) else {
+            return Ok(());
+        };
+        if self.commitment_cell_spent || self.record.close.as_ref().is_some_and(|c| c.claim_tx.is_some()) {
+            // A claim is out again, or the answer came before: a late answer.
+            return Ok(());
+        }
+        match self.refused_claim.take() {
+            Some(claim) if tx_hash(&claim) == spender.0 => {
+                self.close_progress_mut().claim_tx = Some(claim);
+                self.broadcast_sent = true;
+                Ok(())
+            }
+            _ => {
+                self.commitment_cell_spent = true;
+                self.look_up_recreated_cell(step, on_chain.holder_is_local)
+            }
+        }
     }
 
     /// Asks the indexer for the cell the other side's claim re-created

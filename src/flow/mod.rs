@@ -103,7 +103,8 @@ pub enum ChainQuery {
     /// The committed tx that spent `out_point` (a cell locked by `lock`),
     /// found through the hash-checked path: asked before an aborted flow's
     /// keys are wiped, since a dead input of ours may be dead because the
-    /// funding tx itself spent it.
+    /// funding tx itself spent it; and about the commitment cell after our
+    /// claim of it was refused (our claim, or the other side's?).
     SpenderOf {
         out_point: packed::OutPoint,
         lock: packed::Script,

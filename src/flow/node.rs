@@ -770,6 +770,14 @@ impl Node {
                 spender,
             } => {
                 let result = self.step(&channel_id, now_ms, |channel, step| {
+                    // A channel whose commitment is on chain asks who spent
+                    // its commitment cell (after a refused claim).
+                    if let Some(cell) = channel.commitment_cell() {
+                        if out_point != cell {
+                            return Err(Reject("a spender answer for no cell of ours".into()));
+                        }
+                        return channel.on_commitment_cell_spender(step, spender);
+                    }
                     channel.on_spender_of(step, &out_point, spender)
                 });
                 (channel_id, result)
