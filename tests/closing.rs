@@ -793,7 +793,46 @@ fn a_claim_whose_write_fails_is_looked_up_again_and_made() {
 /// made again at the next poll.
 #[test]
 fn a_claim_refused_while_the_commitment_cell_is_live_is_made_again() {
-    use fiber_funding::flow::ChainEvent;
+    let (mut world, user_script, user_before, channel_id, claim) = our_claim_sent_nowhere();
+    our_node_refuses(
+        &mut world,
+        channel_id,
+        &claim,
+        "Immature: the since of input 0 is not met yet",
+    );
+
+    assert_claimed_within_three_blocks(&mut world, &user_script, user_before);
+}
+
+/// Our claim reached the chain through another node, and the node we asked
+/// refused it (behind, or load-balanced). Taken as "the other side claimed
+/// first", the node looked for a re-created cell that never comes, our
+/// claim was no longer watched, and the close never ended. The spender of
+/// the commitment cell is read: it is our claim, watched again to the end.
+#[test]
+fn a_claim_refused_by_our_node_but_committed_through_another_ends_the_close() {
+    let (mut world, user_script, user_before, channel_id, claim) = our_claim_sent_nowhere();
+    // Another node took it, and it is mined.
+    world.chain.send_transaction(claim.clone()).unwrap();
+    world.chain.mine_block();
+    our_node_refuses(
+        &mut world,
+        channel_id,
+        &claim,
+        "TransactionFailedToResolve: Dead(OutPoint)",
+    );
+
+    assert_claimed_within_three_blocks(&mut world, &user_script, user_before);
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL,
+        "the close ended"
+    );
+}
+
+/// At our claim lookup with the peer away: the lookup answered, and the
+/// claim it makes broadcast to nowhere (the test says what the node heard).
+fn our_claim_sent_nowhere() -> (World, packed::Script, u64, ChannelId, packed::Transaction) {
     let (mut world, user_script, user_before, lookup) = at_our_claim_lookup();
     let channel_id = lookup.0;
     world.nodes[ACCEPTOR].up = false;
@@ -810,77 +849,21 @@ fn a_claim_refused_while_the_commitment_cell_is_live_is_made_again() {
     ))
     .unwrap();
     assert_eq!(nowhere.sent, ["broadcast"]);
-    let claim = node
-        .node
-        .record(&channel_id)
-        .unwrap()
-        .close
-        .as_ref()
-        .unwrap()
-        .claim_tx
-        .clone()
-        .unwrap();
-    let refused = ChainEvent::BroadcastFailed {
-        channel_id,
-        tx_hash: Hash256(claim.calc_tx_hash().unpack()),
-        reason: "Immature: the since of input 0 is not met yet".into(),
-    };
-    let actions = world.nodes[INITIATOR].node.chain_event(refused, now);
-    world.execute(INITIATOR, actions);
-
-    assert_claimed_within_three_blocks(&mut world, &user_script, user_before);
+    let close = node.node.record(&channel_id).unwrap().close.as_ref();
+    let claim = close.and_then(|c| c.claim_tx.clone()).expect("the claim is out");
+    (world, user_script, user_before, channel_id, claim)
 }
 
-/// Our claim reached the chain through another node, and the node we asked
-/// refused it (behind, or load-balanced). Taken as "the other side claimed
-/// first", the node looked for a re-created cell that never comes, our
-/// claim was no longer watched, and the close never ended. The spender of
-/// the commitment cell is read: it is our claim, watched again to the end.
-#[test]
-fn a_claim_refused_by_our_node_but_committed_through_another_ends_the_close() {
-    use fiber_funding::flow::ChainEvent;
-    let (mut world, user_script, user_before, lookup) = at_our_claim_lookup();
-    let channel_id = lookup.0;
-    world.nodes[ACCEPTOR].up = false;
-    let answer = world.resolved_inputs(lookup);
-    let now = world.now_ms;
-    let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
-    let mut nowhere = NullEffects::default();
-    let node = &mut world.nodes[INITIATOR];
-    futures::executor::block_on(fiber_funding::runtime::execute(
-        &mut node.node,
-        &node.store,
-        &mut nowhere,
-        actions,
-    ))
-    .unwrap();
-    let claim = node
-        .node
-        .record(&channel_id)
-        .unwrap()
-        .close
-        .as_ref()
-        .unwrap()
-        .claim_tx
-        .clone()
-        .unwrap();
-    // Another node took it, and it is mined.
-    world.chain.send_transaction(claim.clone()).unwrap();
-    world.chain.mine_block();
-    let refused = ChainEvent::BroadcastFailed {
+/// The node we asked refuses `claim`, with `reason`.
+fn our_node_refuses(world: &mut World, channel_id: ChannelId, claim: &packed::Transaction, reason: &str) {
+    let refused = fiber_funding::flow::ChainEvent::BroadcastFailed {
         channel_id,
         tx_hash: Hash256(claim.calc_tx_hash().unpack()),
-        reason: "TransactionFailedToResolve: Dead(OutPoint)".into(),
+        reason: reason.into(),
     };
+    let now = world.now_ms;
     let actions = world.nodes[INITIATOR].node.chain_event(refused, now);
     world.execute(INITIATOR, actions);
-
-    assert_claimed_within_three_blocks(&mut world, &user_script, user_before);
-    assert_eq!(
-        closed_flags(&world, INITIATOR, &channel_id),
-        CloseFlags::UNCOOPERATIVE_LOCAL,
-        "the close ended"
-    );
 }
 
 fn assert_claimed_within_three_blocks(world: &mut World, user_script: &packed::Script, user_before: u64) {
@@ -997,6 +980,7 @@ fn a_refusal_of_another_tx_while_our_claim_is_out_leaves_the_claim_watched() {
         tx_hash: Hash256([0x99; 32]),
         reason: "another tx of the channel".into(),
     };
+    let now = world.now_ms;
     let actions = world.nodes[INITIATOR].node.chain_event(refused, now);
     world.execute(INITIATOR, actions);
 
