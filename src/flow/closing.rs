@@ -717,6 +717,15 @@ impl Channel {
         )
     }
 
+    /// The commitment-lock output as the commitment tx on chain made it.
+    fn commitment_cell_output(&self, holder_is_local: bool) -> Result<packed::CellOutput, Reject> {
+        self.commitment_tx(holder_is_local)?
+            .raw()
+            .outputs()
+            .get(0)
+            .ok_or_else(|| Reject("a commitment without its output".into()))
+    }
+
     fn look_up_claimable_cell(&mut self, step: &mut Step, out_point: packed::OutPoint) {
         self.pending_claim_lookup = Some(out_point.clone());
         step.actions.push(Action::QueryChain {
@@ -769,12 +778,7 @@ impl Channel {
         if cell.output.type_().is_some() || !cell.data.is_empty() {
             return Err(Reject("the commitment cell carries a type or data".into()));
         }
-        let original = self
-            .commitment_tx(on_chain.holder_is_local)?
-            .raw()
-            .outputs()
-            .get(0)
-            .ok_or_else(|| Reject("a commitment without its output".into()))?;
+        let original = self.commitment_cell_output(on_chain.holder_is_local)?;
         let script = if cell.output.lock().as_slice() == original.lock().as_slice() {
             None
         } else if cell.output.lock().as_slice() == self.recreated_commitment_lock(on_chain.holder_is_local)?.as_slice()
@@ -842,13 +846,7 @@ impl Channel {
         let Some(out_point) = self.commitment_cell() else {
             return Ok(());
         };
-        let lock = self
-            .commitment_tx(on_chain.holder_is_local)?
-            .raw()
-            .outputs()
-            .get(0)
-            .ok_or_else(|| Reject("a commitment without its output".into()))?
-            .lock();
+        let lock = self.commitment_cell_output(on_chain.holder_is_local)?.lock();
         step.actions.push(Action::QueryChain {
             channel_id: self.id(),
             query: ChainQuery::SpenderOf { out_point, lock },
@@ -937,12 +935,7 @@ impl Channel {
     /// commitment cell less the other side's full amount, which is all the
     /// commitment lock lets its claim take.
     fn recreated_cell_floor(&self, holder_is_local: bool) -> Result<u64, Reject> {
-        let original = self
-            .commitment_tx(holder_is_local)?
-            .raw()
-            .outputs()
-            .get(0)
-            .ok_or_else(|| Reject("a commitment without its output".into()))?;
+        let original = self.commitment_cell_output(holder_is_local)?;
         Ok(capacity_of(&original).saturating_sub(self.remote()?.contribution()?))
     }
 
@@ -961,13 +954,7 @@ impl Channel {
     /// The lock of the cell left after the other side claims its share of
     /// the commitment `holder_is_local` says whose.
     fn recreated_commitment_lock(&self, holder_is_local: bool) -> Result<packed::Script, Reject> {
-        let commitment = self.commitment_tx(holder_is_local)?;
-        let lock = commitment
-            .raw()
-            .outputs()
-            .get(0)
-            .ok_or_else(|| Reject("a commitment without its output".into()))?
-            .lock();
+        let lock = self.commitment_cell_output(holder_is_local)?.lock();
         let script = self.settlement_script_after_other_claim(holder_is_local)?;
         let args = lock.args().raw_data();
         let mut new_args = args
