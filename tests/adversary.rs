@@ -18,6 +18,7 @@ use fiber_funding::chain::LiveCell;
 use fiber_funding::flow::state::CloseFlags;
 use fiber_funding::flow::{ChannelState, Event, FlowError};
 use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
+use fiber_funding::store::Store;
 use fiber_funding::tx::default_lock;
 use fiber_funding::tx::fee::capacity_of;
 use fiber_funding::tx::parts::TxParts;
@@ -1008,6 +1009,40 @@ fn attack_peer_witness_larger_than_the_default_lock_reads_keeps_ours_from_leavin
     assert_rejected(&world, INITIATOR, "the default lock reads at most 32768");
     let record = world.initiator().record(&channel_id).unwrap();
     assert!(record.peer_witnesses.is_none(), "the peer's witnesses were not taken");
+}
+
+/// A record whose resolved inputs are missing (schema 1 and 2 records are
+/// read with an empty list where the field is absent) must not let the
+/// peer's signatures pass unchecked: a junk signature taken there would
+/// leave the tx unbroadcastable once ours went out.
+#[test]
+fn attack_junk_peer_witnesses_are_refused_when_the_resolved_inputs_are_missing() {
+    let (mut world, _, unsigned) = at_the_peers_signatures();
+    let channel_id = world.initiator().channels()[0].channel_id;
+    let mut record = world.stored_record(INITIATOR, &channel_id).unwrap();
+    assert!(record.funding_tx.is_some(), "the funding tx is agreed");
+    record.funding_inputs.clear();
+    futures::executor::block_on(world.nodes[INITIATOR].store.put(&record, None)).unwrap();
+    // The peer's queued signatures are lost with the page; it sends them again.
+    world.crash(INITIATOR);
+    world.run_until_queued_from(ACCEPTOR, "TxSignatures");
+    let peer_inputs = world.acceptor_input_indices(&unsigned);
+    world.tamper_next("TxSignatures", |m| {
+        if let FiberMessage::TxSignatures(m) = m {
+            let witness = packed::WitnessArgs::new_builder()
+                .lock(Some(ckb_types::bytes::Bytes::from(vec![0x42u8; 65])).pack())
+                .build();
+            m.witnesses[peer_inputs[0]] = witness.as_bytes().to_vec();
+        }
+    });
+    world.run();
+
+    assert_rejected(&world, INITIATOR, "TxSignatures do not sign");
+    assert_eq!(
+        sent_by(&world, INITIATOR, "TxSignatures"),
+        0,
+        "the user's witnesses never left"
+    );
 }
 
 /// An indexer listing one cell twice: built on that, the tx would spend the

@@ -90,7 +90,10 @@ impl Channel {
         let mut groups: Vec<(packed::Script, Vec<usize>)> = Vec::new();
         for index in self.peer_input_range() {
             let Some(cell) = self.record.funding_inputs.get(index) else {
-                return Ok(());
+                // Unknown lock: refused, as a signature we cannot check would be.
+                return Err(Reject(format!(
+                    "TxSignatures do not sign the peer's inputs: input {index} was never resolved"
+                )));
             };
             let lock = cell.output.lock();
             if !default_lock::is_default_lock(&lock) {
