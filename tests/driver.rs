@@ -483,6 +483,59 @@ fn a_command_meets_the_deadlines_writes_landed_not_only_computed() {
     );
 }
 
+/// A boot whose write fails (here, the abort of a flow whose deadline
+/// passed while the page was away; a full quota fails every write) must
+/// still boot: failing it left the user no way to see or act on any flow,
+/// on every reload, while storage still read. The step is taken back, the
+/// failure reported, and the abort made again when next due (at once: the
+/// deadline is past).
+#[test]
+fn a_boot_whose_write_fails_still_boots_and_makes_the_write_again() {
+    let mut harness = Harness::new();
+    let Queued {
+        initiator,
+        a_link,
+        link,
+        channel_id,
+        ..
+    } = harness.open_and_queue_a_submit();
+    harness.drop_initiator(initiator, &link);
+    harness.platform.jump(TIMEOUT_MS + 1);
+    harness.initiator_store.fail_next_puts(1);
+    let (sender, receiver) = inbox();
+    let link = LoopbackLink::replace_peer(&a_link, sender.clone());
+    let events = harness.events.clone();
+    let parts = DriverParts {
+        config: config(0x11, None, 1),
+        entropy: Box::new(Counter(harness.platform.now_ms())),
+        store: harness.initiator_store.clone(),
+        link,
+        chain: Rc::new(SimulatedChainClient::new(harness.chain.clone())),
+        platform: harness.platform.clone(),
+        settings: DriverSettings::default(),
+        on_event: Box::new(move |event| events.borrow_mut().push(event)),
+    };
+    let booted = block_on(&mut harness, start(parts, sender, receiver));
+    let (initiator, _) = booted.expect("the boot survives a failed write");
+    let failures = harness
+        .events
+        .borrow()
+        .iter()
+        .filter(|event| matches!(event, DriverEvent::StorageError(_)))
+        .count();
+    assert_eq!(failures, 1, "the boot's failed write is reported");
+
+    // The deadline is still past: the abort is made again, and lands.
+    harness.pool.run_until_stalled();
+    let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
+    assert_eq!(
+        view.state,
+        ChannelState::Closed(CloseFlags::FUNDING_ABORTED),
+        "{view:?}"
+    );
+    assert!(harness.stored_initiator_record(channel_id).closed.is_some());
+}
+
 /// While our signature is held the user has a way out: abandoning works.
 #[test]
 fn a_queued_submit_can_be_abandoned_while_our_signature_is_held() {

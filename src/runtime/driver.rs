@@ -345,7 +345,12 @@ pub async fn start<S: Store + 'static>(
     let (actions, mut unreadable) = driver.node.restore(loaded.records, now);
     unreadable.extend(loaded.unreadable);
     driver.node.note_unreadable(&unreadable);
-    driver.run_actions(actions).await?;
+    // A failed write at boot (a full quota fails them all) is taken back by
+    // the core and reported; the boot goes on, so the user still sees and
+    // can act on every flow, and the step is made again when next due.
+    if let Err(failure) = driver.run_actions(actions).await {
+        (driver.on_event)(DriverEvent::StorageError(failure.to_string()));
+    }
     let poll_sender = sender.clone();
     let platform = parts.platform.clone();
     let interval = driver.settings.poll_interval_ms;
