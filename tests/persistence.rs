@@ -128,7 +128,9 @@ fn a_failed_write_also_takes_back_the_writes_held_behind_it() {
 /// The write of the step that hands the unsigned tx out fails. The step is
 /// taken back and its hand-out dropped, and with it the answer to the
 /// user's open request: left so, `openChannelWithExternalFunding` would
-/// never settle. The request is answered with the storage failure.
+/// never settle. The request is answered with the storage failure, naming
+/// the channel: it was opened with the peer and stays stored (it shows in
+/// `pendingFundings()` once its tx is final again).
 #[test]
 fn an_open_whose_hand_out_write_fails_is_answered_with_the_failure() {
     let mut world = World::new(Setup::default());
@@ -143,9 +145,20 @@ fn an_open_whose_hand_out_write_fails_is_answered_with_the_failure() {
     assert!(world.handed_out.is_empty());
     world.inject(ACCEPTOR, complete);
     let sink = world.deliver_with_the_write_failing(ACCEPTOR, "TxComplete");
+    // The channel was opened with the peer and is stored: the answer names
+    // it, and does not say that nothing was sent.
+    let [(answered, Some(failure))] = sink.open_answers.as_slice() else {
+        panic!("one answer: {:?}", sink.open_answers);
+    };
+    assert_eq!(*answered, open);
+    let OpenFailure::NotSaved { channel_id, .. } = failure else {
+        panic!("{failure:?}");
+    };
     assert!(
-        matches!(sink.open_answers.as_slice(), [(answered, Some(OpenFailure::Storage(_)))] if *answered == open),
-        "{:?}",
-        sink.open_answers
+        world.stored_record(INITIATOR, channel_id).is_some(),
+        "the flow named is stored"
     );
+    let message = failure.to_string();
+    assert!(message.contains(&channel_id.to_string()), "{message}");
+    assert!(!message.contains("nothing was sent"), "{message}");
 }

@@ -174,7 +174,7 @@ impl From<OpenFailure> for ApiError {
             OpenFailure::PeerUnreachable { .. } | OpenFailure::PeerSilent { .. } => ErrorCode::PeerUnreachable,
             OpenFailure::PeerMismatch(_) => ErrorCode::PeerMismatch,
             OpenFailure::Refused(_) => ErrorCode::PeerRefused,
-            OpenFailure::Storage(error) => ApiError::from(error.clone()).code,
+            OpenFailure::Storage(error) | OpenFailure::NotSaved { error, .. } => ApiError::from(error.clone()).code,
         };
         Self::new(code, failure.to_string())
     }

@@ -654,7 +654,7 @@ impl World {
             // it: the core's answer to the failed write reaches nobody.
             outbox
                 .open_failures
-                .retain(|(_, failure)| !matches!(failure, OpenFailure::Storage(_)));
+                .retain(|(_, failure)| failure.storage_error().is_none());
         }
         self.absorb(index, outbox);
         if crashed {

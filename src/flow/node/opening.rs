@@ -46,6 +46,23 @@ pub enum OpenFailure {
     /// The new channel could not be stored, so nothing was sent to the peer.
     #[error("the channel could not be saved, so nothing was sent: {0}")]
     Storage(StoreError),
+    /// A later step of a channel already opened with the peer could not be
+    /// stored; the channel stays as stored, and goes on.
+    #[error(
+        "channel {channel_id} was opened with the counterparty, but its next step could not be saved: {error}; \
+         it stays as stored and goes on (pendingFundings() lists it once its funding tx is final; abandonChannel ends it)"
+    )]
+    NotSaved { channel_id: ChannelId, error: StoreError },
+}
+
+impl OpenFailure {
+    /// A write failed (the store's error).
+    pub fn storage_error(&self) -> Option<&StoreError> {
+        match self {
+            Self::Storage(error) | Self::NotSaved { error, .. } => Some(error),
+            _ => None,
+        }
+    }
 }
 
 /// A request whose channel exists and waits for its unsigned tx.

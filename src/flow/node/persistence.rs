@@ -65,6 +65,14 @@ impl Node {
         actions
     }
 
+    /// The channel write `update` concerns, if it was stored before it.
+    fn stored_channel(&self, update: UpdateId) -> Option<ChannelId> {
+        match self.rollbacks.get(&update)? {
+            Rollback::Restore { previous, .. } => Some(previous.id()),
+            Rollback::Keep | Rollback::Remove(_) => None,
+        }
+    }
+
     /// The write `update` is durable: what it held may run now (up to the
     /// next write, which is held for in turn).
     pub fn persisted(&mut self, update: UpdateId) -> Vec<Action> {
@@ -83,19 +91,28 @@ impl Node {
         let held = self.held.remove(&update).unwrap_or_default();
         // The answers the dropped actions carried: the step that gave them
         // took the request out of `opens_in_flight`, and nothing would
-        // answer it again.
-        let mut answers: Vec<Action> = held
-            .iter()
-            .filter_map(|action| match action {
-                Action::HandOutUnsignedTx { open: Some(open), .. } | Action::OpenFailed { open, .. } => {
-                    Some(Action::OpenFailed {
-                        open: *open,
-                        failure: OpenFailure::Storage(error.clone()),
-                    })
+        // answer it again. Each follows the write of its channel's step; a
+        // channel stored before that step stays, and the answer names it.
+        let mut stored = self.stored_channel(update);
+        let mut answers = Vec::new();
+        for action in &held {
+            let open = match action {
+                Action::Persist { update, .. } => {
+                    stored = self.stored_channel(*update);
+                    continue;
                 }
-                _ => None,
-            })
-            .collect();
+                Action::HandOutUnsignedTx { open: Some(open), .. } | Action::OpenFailed { open, .. } => *open,
+                _ => continue,
+            };
+            let failure = match stored {
+                Some(channel_id) => OpenFailure::NotSaved {
+                    channel_id,
+                    error: error.clone(),
+                },
+                None => OpenFailure::Storage(error.clone()),
+            };
+            answers.push(Action::OpenFailed { open, failure });
+        }
         let later = held.iter().filter_map(|action| match action {
             Action::Persist { update, .. } => Some(*update),
             _ => None,
