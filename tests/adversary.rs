@@ -845,6 +845,43 @@ fn acceptor_attack_8_junk_user_witnesses_are_refused_by_the_acceptor() {
     assert_rejected(&world, ACCEPTOR, "TxSignatures do not sign");
 }
 
+/// A peer opening channel after channel and funding none: each open
+/// reserves a cell of the hub's wallet until its deadline, so one peer
+/// could hold every cell and keep the hub from anyone else. As LDK does,
+/// the acceptor takes at most four unfunded channels per peer; the fifth
+/// open is refused by name although a cell is free for it, and once one of
+/// the four ends, an open is taken again.
+#[test]
+fn acceptor_attack_a_peer_cannot_hold_more_than_four_unfunded_channels() {
+    let mut world = World::new(Setup {
+        user_cells_ckb: vec![1_500; 6],
+        acceptor_cells_ckb: vec![500; 6],
+        ..Setup::default()
+    });
+    world.user.auto_submit = false;
+    let mut opened = Vec::new();
+    for _ in 0..5 {
+        opened.push(world.open(1000).unwrap());
+        world.run();
+    }
+    assert_eq!(sent_by(&world, ACCEPTOR, "AcceptChannel"), 4);
+    assert_eq!(world.handed_out.len(), 4);
+    assert_eq!(world.acceptor().channels().len(), 4);
+    let reasons = tx_abort_reasons(&world, ACCEPTOR).join(" | ");
+    assert!(reasons.contains("4 unfunded channels"), "{reasons}");
+    assert_rejected(&world, ACCEPTOR, "4 unfunded channels");
+
+    let now = world.now_ms;
+    let first = world.handed_out[0].0;
+    let actions = world.nodes[INITIATOR].node.abandon_channel(&first, now).unwrap();
+    world.execute(INITIATOR, actions);
+    world.run();
+    world.open(1000).unwrap();
+    world.run();
+    assert_eq!(sent_by(&world, ACCEPTOR, "AcceptChannel"), 5);
+    assert_eq!(world.handed_out.len(), 5);
+}
+
 /// Hole 9 on the acceptor: its stored deadline holds when it restarts with
 /// another timeout.
 #[test]

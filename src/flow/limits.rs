@@ -31,6 +31,10 @@ pub const MAX_TLC_NUMBER_IN_FLIGHT: u64 = 253;
 pub const MAX_SCRIPT_ARGS: usize = 256;
 /// A `TxAbort` reason (or any text from a peer that is stored or shown).
 pub const MAX_MESSAGE_TEXT: usize = 1_024;
+/// Channels one peer may have open with an acceptor before any is funded
+/// (LDK's `MAX_UNFUNDED_CHANS_PER_PEER`): each reserves the acceptor's
+/// cells until its deadline, so one peer could otherwise hold them all.
+pub const MAX_UNFUNDED_CHANNELS_PER_PEER: usize = 4;
 /// Inputs of a funding tx, both sides together, and its serialized size:
 /// it must fit one transport message (65,535 bytes) with room to spare.
 pub const MAX_FUNDING_INPUTS: usize = 500;

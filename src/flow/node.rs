@@ -589,7 +589,8 @@ impl Node {
         let Some(acceptor) = &self.config.acceptor else {
             return refuse("this node does not accept channels".into());
         };
-        if let Err(Reject(reason)) = check_open_channel(&self.config, &message) {
+        if let Err(Reject(reason)) = check_open_channel(&self.config, &message).and_then(|_| self.check_unfunded(peer))
+        {
             // The peer hears why; the operator sees the refusal too.
             let mut actions = refuse(reason.clone());
             actions.push(Action::Emit(Event::PeerMessageRejected {
@@ -607,6 +608,24 @@ impl Node {
             channel_id: temporary_id,
             query: super::ChainQuery::LiveCells { lock },
         }]
+    }
+
+    /// A new open from `peer` stays within the unfunded channels it may hold.
+    #[cfg(feature = "acceptor")]
+    fn check_unfunded(&self, peer: &NodeId) -> Result<(), Reject> {
+        let channels = self
+            .channels
+            .values()
+            .filter(|c| c.record.peer == *peer && !c.is_closed() && !c.record.funding_confirmed)
+            .count();
+        let asked = self.pending_opens.values().filter(|p| p.peer == *peer).count();
+        let limit = limits::MAX_UNFUNDED_CHANNELS_PER_PEER;
+        if channels.saturating_add(asked) >= limit {
+            return Err(Reject(format!(
+                "this peer already has {limit} unfunded channels with us; fund or close one first"
+            )));
+        }
+        Ok(())
     }
 
     fn on_reestablish(&mut self, peer: &NodeId, channel_id: &ChannelId, now_ms: u64) -> Vec<Action> {
