@@ -182,17 +182,8 @@ impl Harness {
         link: Rc<dyn PeerLink>,
         (sender, receiver): (InputSender, InputReceiver),
     ) -> DriverHandle {
-        let events = self.events.clone();
-        let parts = DriverParts {
-            config: config(0x11, None, 1),
-            entropy: Box::new(Counter(self.platform.now_ms())),
-            store,
-            link,
-            chain: Rc::new(SimulatedChainClient::new(self.chain.clone())),
-            platform: self.platform.clone(),
-            settings: DriverSettings::default(),
-            on_event: Box::new(move |event| events.borrow_mut().push(event)),
-        };
+        let chain = Rc::new(SimulatedChainClient::new(self.chain.clone()));
+        let parts = self.initiator_parts(store, link, chain);
         let (handle, unreadable) = block_on(self, start(parts, sender, receiver)).unwrap();
         assert!(unreadable.is_empty());
         self.pool.run_until_stalled();
@@ -203,20 +194,31 @@ impl Harness {
     /// the chain through `chain`.
     fn start_initiator_on(&mut self, link: Rc<dyn PeerLink>, chain: Rc<dyn ChainClient>) -> DriverHandle {
         let (sender, receiver) = inbox();
+        let parts = self.initiator_parts(self.initiator_store.clone(), link, chain);
+        let (handle, _) = block_on(self, start(parts, sender, receiver)).unwrap();
+        self.pool.run_until_stalled();
+        handle
+    }
+
+    /// The initiator's driver parts on `store`, `link` and `chain`, its
+    /// events recorded.
+    fn initiator_parts<S: Store>(
+        &self,
+        store: S,
+        link: Rc<dyn PeerLink>,
+        chain: Rc<dyn ChainClient>,
+    ) -> DriverParts<S> {
         let events = self.events.clone();
-        let parts = DriverParts {
+        DriverParts {
             config: config(0x11, None, 1),
             entropy: Box::new(Counter(self.platform.now_ms())),
-            store: self.initiator_store.clone(),
+            store,
             link,
             chain,
             platform: self.platform.clone(),
             settings: DriverSettings::default(),
             on_event: Box::new(move |event| events.borrow_mut().push(event)),
-        };
-        let (handle, _) = block_on(self, start(parts, sender, receiver)).unwrap();
-        self.pool.run_until_stalled();
-        handle
+        }
     }
 
     /// The redirect: every Rust object of the initiator goes away, and its link.
@@ -504,17 +506,8 @@ fn a_boot_whose_write_fails_still_boots_and_makes_the_write_again() {
     harness.initiator_store.fail_next_puts(1);
     let (sender, receiver) = inbox();
     let link = LoopbackLink::replace_peer(&a_link, sender.clone());
-    let events = harness.events.clone();
-    let parts = DriverParts {
-        config: config(0x11, None, 1),
-        entropy: Box::new(Counter(harness.platform.now_ms())),
-        store: harness.initiator_store.clone(),
-        link,
-        chain: Rc::new(SimulatedChainClient::new(harness.chain.clone())),
-        platform: harness.platform.clone(),
-        settings: DriverSettings::default(),
-        on_event: Box::new(move |event| events.borrow_mut().push(event)),
-    };
+    let chain = Rc::new(SimulatedChainClient::new(harness.chain.clone()));
+    let parts = harness.initiator_parts(harness.initiator_store.clone(), link, chain);
     let booted = block_on(&mut harness, start(parts, sender, receiver));
     let (initiator, _) = booted.expect("the boot survives a failed write");
     let failures = harness
