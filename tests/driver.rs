@@ -529,6 +529,38 @@ fn a_boot_whose_write_fails_still_boots_and_makes_the_write_again() {
     assert!(harness.stored_initiator_record(channel_id).closed.is_some());
 }
 
+/// The database deleted while the page runs (site data cleared, the
+/// browser evicting the site): the page's memory holds the only copy of
+/// each flow's keys, a funded channel's among them. The write that finds
+/// it gone fails and is taken back; the store is then made again with
+/// every record the node holds (memory is back to what was durable), so a
+/// reload finds the flows, and the next write goes through.
+#[test]
+fn a_database_deleted_while_the_page_runs_is_made_again_with_every_flow() {
+    let mut harness = Harness::new();
+    let Queued {
+        initiator, channel_id, ..
+    } = harness.open_and_queue_a_submit();
+    let before = harness.stored_initiator_record(channel_id);
+    harness.initiator_store.delete_database();
+
+    let refused = ApiError::from(block_on(&mut harness, initiator.abandon_channel(channel_id)).unwrap_err());
+    assert_eq!(refused.code, ErrorCode::StorageUnavailable, "{refused:?}");
+    assert!(
+        refused.message.contains("deleted") && refused.message.contains("created again with 1 flow"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(
+        harness.stored_initiator_record(channel_id),
+        before,
+        "the flow is stored again as it was before the failed write"
+    );
+
+    block_on(&mut harness, initiator.abandon_channel(channel_id)).unwrap();
+    assert!(harness.stored_initiator_record(channel_id).closed.is_some());
+}
+
 /// While our signature is held the user has a way out: abandoning works.
 #[test]
 fn a_queued_submit_can_be_abandoned_while_our_signature_is_held() {

@@ -132,7 +132,9 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         let code = match error {
             StoreError::QuotaExceeded(_) => ErrorCode::StorageFull,
-            StoreError::Aborted(_) | StoreError::Unavailable(_) => ErrorCode::StorageUnavailable,
+            StoreError::Aborted(_) | StoreError::Unavailable(_) | StoreError::Deleted(_) => {
+                ErrorCode::StorageUnavailable
+            }
         };
         Self::new(code, error.to_string())
     }

@@ -965,6 +965,11 @@ impl Node {
     }
 
     /// The record of a channel, as last produced (for tests and diagnostics).
+    /// Every channel's record, as memory holds it.
+    pub fn records(&self) -> Vec<&ChannelRecord> {
+        self.channels.values().map(|channel| &channel.record).collect()
+    }
+
     pub fn record(&self, channel_id: &ChannelId) -> Option<&ChannelRecord> {
         self.find(channel_id).map(|id| &self.channels[&id].record)
     }

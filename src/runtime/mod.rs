@@ -148,7 +148,31 @@ pub async fn commit_writes<S: Store, E: Effects>(
             }
         }
     }
+    if failures.iter().any(|f| matches!(f.error, StoreError::Deleted(_))) {
+        let outcome = recreate_deleted(node, store).await;
+        for failure in &mut failures {
+            if let StoreError::Deleted(reason) = &mut failure.error {
+                reason.push_str(&outcome);
+            }
+        }
+    }
     (next, failures)
+}
+
+/// The storage was deleted behind the store: it is made again with every
+/// record the node holds, which the failed writes just took back to what
+/// was durable. The page's memory may hold the only copy of a funded
+/// channel's keys. Says how that went, to end the failures' reason.
+async fn recreate_deleted<S: Store>(node: &Node, store: &S) -> String {
+    let records = node.records();
+    match store.recreate(&records).await {
+        Ok(()) => format!(
+            "; it was created again with {} flow{} this page held",
+            records.len(),
+            if records.len() == 1 { "" } else { "s" }
+        ),
+        Err(error) => format!("; creating it again failed: {error}"),
+    }
 }
 
 pub mod driver;

@@ -14,6 +14,9 @@ pub struct MemoryStore {
     records: RefCell<BTreeMap<String, Vec<u8>>>,
     fail_next_puts: Cell<usize>,
     puts: Cell<usize>,
+    /// Deleted behind the store ([`MemoryStore::delete_database`]) and not
+    /// made again: every operation fails with [`StoreError::Deleted`].
+    deleted: Cell<bool>,
 }
 
 impl MemoryStore {
@@ -24,6 +27,20 @@ impl MemoryStore {
     /// Makes the next `count` puts fail with [`StoreError::QuotaExceeded`].
     pub fn fail_next_puts(&self, count: usize) {
         self.fail_next_puts.set(count);
+    }
+
+    /// Plays the database deleted behind the store: the records are gone
+    /// and every operation fails until [`Store::recreate`].
+    pub fn delete_database(&self) {
+        self.records.borrow_mut().clear();
+        self.deleted.set(true);
+    }
+
+    fn check_not_deleted(&self) -> Result<(), StoreError> {
+        if self.deleted.get() {
+            return Err(StoreError::Deleted("deleted by MemoryStore::delete_database".into()));
+        }
+        Ok(())
     }
 
     /// How many puts have succeeded.
@@ -51,6 +68,7 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     async fn put(&self, record: &ChannelRecord, replaces: Option<&ChannelId>) -> Result<(), StoreError> {
+        self.check_not_deleted()?;
         if self.fail_next_puts.get() > 0 {
             self.fail_next_puts.set(self.fail_next_puts.get() - 1);
             return Err(StoreError::QuotaExceeded(
@@ -67,6 +85,7 @@ impl Store for MemoryStore {
     }
 
     async fn get(&self, channel_id: &ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
+        self.check_not_deleted()?;
         let key = channel_id.to_string();
         match self.records.borrow().get(&key) {
             Some(bytes) => ChannelRecord::decode(&key, bytes)
@@ -77,6 +96,7 @@ impl Store for MemoryStore {
     }
 
     async fn load_all(&self) -> Result<LoadedRecords, StoreError> {
+        self.check_not_deleted()?;
         let mut loaded = LoadedRecords::default();
         for (key, bytes) in self.records.borrow().iter() {
             match ChannelRecord::decode(key, bytes) {
@@ -85,5 +105,14 @@ impl Store for MemoryStore {
             }
         }
         Ok(loaded)
+    }
+
+    async fn recreate(&self, records: &[&ChannelRecord]) -> Result<(), StoreError> {
+        let mut stored = self.records.borrow_mut();
+        for record in records {
+            stored.insert(record.key(), record.encode());
+        }
+        self.deleted.set(false);
+        Ok(())
     }
 }

@@ -16,6 +16,10 @@ pub enum StoreError {
     Aborted(String),
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
+    /// The database was deleted behind the store (site data cleared, or
+    /// evicted by the browser): see [`Store::recreate`].
+    #[error("the database was deleted: {0}")]
+    Deleted(String),
 }
 
 /// Every record a store holds; the unreadable ones reported by channel.
@@ -72,6 +76,16 @@ pub trait Store {
             unreadable: Vec::new(),
         })
     }
+
+    /// Makes the storage again after [`StoreError::Deleted`], holding
+    /// `records` and what the store itself wrote besides (the node key), in
+    /// one durable operation: the page's memory may hold the only copy of a
+    /// funded channel's keys. A store whose storage cannot vanish so says
+    /// it cannot.
+    async fn recreate(&self, records: &[&ChannelRecord]) -> Result<(), StoreError> {
+        let _ = records;
+        Err(StoreError::Unavailable("this store cannot be made again".into()))
+    }
 }
 
 /// A shared store is a store: several owners (say, a node that is dropped and
@@ -99,5 +113,9 @@ impl<T: Store> Store for std::rc::Rc<T> {
 
     async fn load_tombstones(&self) -> Result<LoadedRecords, StoreError> {
         (**self).load_tombstones().await
+    }
+
+    async fn recreate(&self, records: &[&ChannelRecord]) -> Result<(), StoreError> {
+        (**self).recreate(records).await
     }
 }

@@ -76,6 +76,12 @@ pub struct IdbStore {
     /// `None` once [`IdbStore::close`] was called.
     connection: RefCell<Option<Connection>>,
     persistence_granted: Option<bool>,
+    /// The `meta` entries this store read or wrote (the node key), written
+    /// back by [`Store::recreate`].
+    meta_seen: RefCell<Vec<(String, Vec<u8>)>>,
+    /// Closed because the database was found deleted; every operation says
+    /// so until [`Store::recreate`].
+    deleted: Cell<bool>,
 }
 
 impl fmt::Debug for IdbStore {
@@ -108,6 +114,8 @@ impl IdbStore {
             name: db_name.to_owned(),
             connection: RefCell::new(Some(Connection::new(opened.db))),
             persistence_granted,
+            meta_seen: RefCell::new(Vec::new()),
+            deleted: Cell::new(false),
         })
     }
 
@@ -130,22 +138,32 @@ impl IdbStore {
         if value.is_undefined() {
             return Ok(None);
         }
-        if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
-            return Ok(Some(bytes.to_vec()));
-        }
-        if value.is_instance_of::<js_sys::ArrayBuffer>() {
-            return Ok(Some(Uint8Array::new(&value).to_vec()));
-        }
-        Err(StoreError::Unavailable(format!(
-            "{doing}: the stored value is not bytes"
-        )))
+        let bytes = if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
+            bytes.to_vec()
+        } else if value.is_instance_of::<js_sys::ArrayBuffer>() {
+            Uint8Array::new(&value).to_vec()
+        } else {
+            return Err(StoreError::Unavailable(format!(
+                "{doing}: the stored value is not bytes"
+            )));
+        };
+        self.note_meta(key, &bytes);
+        Ok(Some(bytes))
     }
 
     /// Writes a value to `meta` in one strict-durability transaction.
     pub async fn put_meta(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let value = Uint8Array::from(bytes);
         let doing = format!("writing meta entry {key}");
-        self.with_reconnect(&doing, |db| write_meta(db, key, &value)).await
+        self.with_reconnect(&doing, |db| write_meta(db, key, &value)).await?;
+        self.note_meta(key, bytes);
+        Ok(())
+    }
+
+    fn note_meta(&self, key: &str, bytes: &[u8]) {
+        let mut seen = self.meta_seen.borrow_mut();
+        seen.retain(|(seen_key, _)| seen_key != key);
+        seen.push((key.to_owned(), bytes.to_vec()));
     }
 
     /// The live connection, `None` after [`IdbStore::close`]. Closing it behind
@@ -171,9 +189,13 @@ impl IdbStore {
         F: Fn(IdbDatabase) -> Fut,
         Fut: Future<Output = Result<T, IdbFault>>,
     {
-        let db = self
-            .connection()
-            .ok_or_else(|| StoreError::Unavailable(format!("{doing}: the store was closed")))?;
+        let db = self.connection().ok_or_else(|| {
+            if self.deleted.get() {
+                StoreError::Deleted(format!("{doing}: the store closed when it found the database deleted"))
+            } else {
+                StoreError::Unavailable(format!("{doing}: the store was closed"))
+            }
+        })?;
         match operation(db).await {
             Err(fault) if fault.is_connection_lost() => {
                 web_sys::console::warn_1(&format!("IndexedDB {}: {fault}; reopening the database", self.name).into());
@@ -185,13 +207,16 @@ impl IdbStore {
     }
 
     /// Reopens the database, never creating it: one deleted behind the
-    /// store closes the store for good.
+    /// store closes the store, and every operation fails with
+    /// [`StoreError::Deleted`] until the runtime, which holds the records,
+    /// has it made again ([`Store::recreate`]).
     async fn reconnect(&self, doing: &str) -> Result<IdbDatabase, StoreError> {
         let opened = match open_database(&self.name, IfMissing::Refuse).await {
             Ok(opened) => opened,
             Err(fault) => {
                 if fault.name == DATABASE_DELETED {
                     self.close();
+                    self.deleted.set(true);
                 }
                 return Err(fault.into_store_error(doing));
             }
@@ -251,6 +276,32 @@ impl Store for IdbStore {
     async fn load_tombstones(&self) -> Result<LoadedRecords, StoreError> {
         self.with_reconnect("loading the closed flows' records", |db| load_entries(db, TOMBSTONES))
             .await
+    }
+
+    /// Creates the deleted database again and writes `records` and the
+    /// `meta` entries this store saw into it, in one strict transaction;
+    /// the store is open again once that is durable.
+    async fn recreate(&self, records: &[&ChannelRecord]) -> Result<(), StoreError> {
+        let doing = "creating the deleted database again";
+        let entries: Vec<(Object, bool)> = records
+            .iter()
+            .map(|record| (channel_entry(record), record.is_tombstone()))
+            .collect();
+        let meta: Vec<(String, Uint8Array)> = self
+            .meta_seen
+            .borrow()
+            .iter()
+            .map(|(key, bytes)| (key.clone(), Uint8Array::from(bytes.as_slice())))
+            .collect();
+        let opened = open_database(&self.name, IfMissing::Create)
+            .await
+            .map_err(|fault| fault.into_store_error(doing))?;
+        write_everything(opened.db.clone(), &entries, &meta)
+            .await
+            .map_err(|fault| fault.into_store_error(doing))?;
+        *self.connection.borrow_mut() = Some(Connection::new(opened.db));
+        self.deleted.set(false);
+        Ok(())
     }
 }
 
@@ -439,6 +490,32 @@ async fn write_channel(
     committed(&tx).await
 }
 
+/// Files every entry (each `(entry, is a tombstone)`) and every `meta`
+/// value in one transaction.
+async fn write_everything(
+    db: IdbDatabase,
+    entries: &[(Object, bool)],
+    meta: &[(String, Uint8Array)],
+) -> Result<(), IdbFault> {
+    let tx = strict_write(&db, &[CHANNELS, TOMBSTONES, META])?;
+    issue_all(&tx, || {
+        let (channels, tombstones) = (tx.object_store(CHANNELS)?, tx.object_store(TOMBSTONES)?);
+        for (entry, tombstone) in entries {
+            if *tombstone {
+                tombstones.put(entry)?;
+            } else {
+                channels.put(entry)?;
+            }
+        }
+        let meta_store = tx.object_store(META)?;
+        for (key, value) in meta {
+            meta_store.put_with_key(value, &JsValue::from_str(key))?;
+        }
+        Ok(())
+    })?;
+    committed(&tx).await
+}
+
 async fn write_meta(db: IdbDatabase, key: &str, value: &Uint8Array) -> Result<(), IdbFault> {
     let tx = strict_write(&db, &[META])?;
     issue_all(&tx, || {
@@ -593,13 +670,14 @@ async fn open_database(name: &str, if_missing: IfMissing) -> Result<Opened, IdbF
                 return;
             };
             if old_version == 0 && if_missing == IfMissing::Refuse {
-                // Created again, it would be empty: no node secret, no
+                // Created again here, it would be empty: no node secret, no
                 // record, and a node writing on into it would commit funds
-                // whose keys no reload could find.
+                // whose keys no reload could find. Only `Store::recreate`,
+                // given every record, makes it again.
                 let deleted = IdbFault::new(
                     DATABASE_DELETED,
-                    "the database was deleted while this page ran (site data cleared?); \
-                     its node key and records are gone, so nothing more is written",
+                    "the database was deleted while this page ran (site data cleared, or evicted); \
+                     nothing is written until it is made again with the node key and every record",
                 );
                 abort_upgrade(&tx, &upgrade_fault, deleted);
                 return;
@@ -824,6 +902,7 @@ impl IdbFault {
             | "ReadOnlyError" => StoreError::Aborted(format!(
                 "{doing}: {self}; nothing was written and the previous record is intact"
             )),
+            DATABASE_DELETED => StoreError::Deleted(format!("{doing}: {self}")),
             _ => StoreError::Unavailable(format!("{doing}: {self}")),
         }
     }

@@ -697,7 +697,8 @@ async fn a_lost_connection_is_reopened_and_the_operation_retried() {
 /// The database deleted while the page runs (site data cleared, another
 /// tab's reset): the node secret and every record are gone. Reopening would
 /// create an empty database and let the node go on committing funds whose
-/// keys no reload can find; the store fails closed instead.
+/// keys no reload can find; the store fails closed instead, until the
+/// runtime, which holds the records, has it made again (the next test).
 #[wasm_bindgen_test]
 async fn a_database_deleted_behind_the_store_is_not_created_again() {
     let Samples { ready, pending, .. } = samples();
@@ -711,14 +712,11 @@ async fn a_database_deleted_behind_the_store_is_not_created_again() {
         .await
         .unwrap();
     let refused = store.put(&pending, None).await.unwrap_err();
-    assert!(
-        matches!(&refused, StoreError::Unavailable(reason) if reason.contains("deleted")),
-        "{refused:?}"
-    );
+    assert!(matches!(&refused, StoreError::Deleted(_)), "{refused:?}");
     assert!(store.connection().is_none(), "the store stays closed");
     assert!(matches!(
         store.get_meta("node_secret_key").await,
-        Err(StoreError::Unavailable(_))
+        Err(StoreError::Deleted(_))
     ));
     // No empty database was left behind: the next boot starts afresh.
     let databases: js_sys::Function = Reflect::get(&factory(), &"databases".into()).unwrap().unchecked_into();
@@ -730,6 +728,62 @@ async fn a_database_deleted_behind_the_store_is_not_created_again() {
         .filter_map(|db| Reflect::get(&db, &"name".into()).ok()?.as_string())
         .collect();
     assert!(!names.contains(&name), "{names:?}");
+}
+
+/// The runtime has the deleted database made again with the records the
+/// node holds (the page's memory may hold the only copy of a funded
+/// channel's keys): the node key this store read or wrote comes back with
+/// them, tombstones where they belong, and the store is open again.
+#[wasm_bindgen_test]
+async fn a_deleted_database_is_made_again_with_the_records_and_the_node_key() {
+    let Samples {
+        ready,
+        aborted,
+        pending,
+    } = samples();
+    let name = fresh_db_name("recreated");
+    let store = IdbStore::open(&name).await.unwrap();
+    store.put_meta("node_secret_key", &[7; 32]).await.unwrap();
+    store.put(&ready, None).await.unwrap();
+    request_settled(&factory().delete_database(&name).unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(store.put(&pending, None).await, Err(StoreError::Deleted(_))));
+
+    store.recreate(&[&ready, &aborted, &pending]).await.unwrap();
+    assert!(store.connection().is_some(), "open again");
+    let records = [&ready, &aborted, &pending];
+    let store = holds_after_recreate(store, &records).await;
+    let mut confirmed = pending.clone();
+    confirmed.funding_confirmed = true;
+    store.put(&confirmed, None).await.unwrap();
+    store.close();
+    // A reload finds it all.
+    holds_after_recreate(IdbStore::open(&name).await.unwrap(), &records)
+        .await
+        .close();
+}
+
+/// `store` holds the node key and exactly `records`, tombstones apart.
+async fn holds_after_recreate(store: IdbStore, records: &[&ChannelRecord]) -> IdbStore {
+    assert_eq!(store.get_meta("node_secret_key").await.unwrap(), Some(vec![7; 32]));
+    let mut loaded: Vec<ChannelId> = store
+        .load_all()
+        .await
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.channel_id)
+        .collect();
+    loaded.sort();
+    let mut expected: Vec<ChannelId> = records.iter().map(|r| r.channel_id).collect();
+    expected.sort();
+    assert_eq!(loaded, expected);
+    let live = store.load_live().await.unwrap().records.len();
+    let tombstones = store.load_tombstones().await.unwrap().records.len();
+    let filed_apart = records.iter().filter(|r| r.is_tombstone()).count();
+    assert_eq!((live, tombstones), (records.len() - filed_apart, filed_apart));
+    store
 }
 
 #[wasm_bindgen_test]
