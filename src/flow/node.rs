@@ -964,12 +964,12 @@ impl Node {
         Some(self.connected.contains(&self.channels[&id].record.peer))
     }
 
-    /// The record of a channel, as last produced (for tests and diagnostics).
     /// Every channel's record, as memory holds it.
     pub fn records(&self) -> Vec<&ChannelRecord> {
         self.channels.values().map(|channel| &channel.record).collect()
     }
 
+    /// The record of a channel, as last produced (for tests and diagnostics).
     pub fn record(&self, channel_id: &ChannelId) -> Option<&ChannelRecord> {
         self.find(channel_id).map(|id| &self.channels[&id].record)
     }

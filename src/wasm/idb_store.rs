@@ -283,6 +283,12 @@ impl Store for IdbStore {
     /// the store is open again once that is durable.
     async fn recreate(&self, records: &[&ChannelRecord]) -> Result<(), StoreError> {
         let doing = "creating the deleted database again";
+        if !self.deleted.get() {
+            // Only a database found deleted: a store closed on purpose stays closed.
+            return Err(StoreError::Unavailable(format!(
+                "{doing}: the store was not found deleted"
+            )));
+        }
         let entries: Vec<(Object, bool)> = records
             .iter()
             .map(|record| (channel_entry(record), record.is_tombstone()))
