@@ -561,6 +561,36 @@ fn a_database_deleted_while_the_page_runs_is_made_again_with_every_flow() {
     assert!(harness.stored_initiator_record(channel_id).closed.is_some());
 }
 
+/// A record the page could not read (a newer module's) may hold a funded
+/// channel's keys: the database made again holds it too, as it was.
+#[test]
+fn a_database_deleted_while_the_page_runs_is_made_again_with_the_records_it_could_not_read() {
+    let mut harness = Harness::new();
+    let foreign = format!("0x{}", "6c".repeat(32));
+    let foreign_bytes = b"{\"schema_version\": 99}".to_vec();
+    let Queued {
+        initiator,
+        a_link,
+        link,
+        channel_id,
+        ..
+    } = harness.open_and_queue_a_submit();
+    harness.drop_initiator(initiator, &link);
+    harness.initiator_store.insert_raw(&foreign, foreign_bytes.clone());
+    let (sender, receiver) = inbox();
+    let link = LoopbackLink::replace_peer(&a_link, sender.clone());
+    let chain = Rc::new(SimulatedChainClient::new(harness.chain.clone()));
+    let parts = harness.initiator_parts(harness.initiator_store.clone(), link, chain);
+    let (initiator, unreadable) = block_on(&mut harness, start(parts, sender, receiver)).unwrap();
+    assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+    harness.initiator_store.delete_database();
+
+    let refused = ApiError::from(block_on(&mut harness, initiator.abandon_channel(channel_id)).unwrap_err());
+    assert!(refused.message.contains("created again"), "{}", refused.message);
+    assert_eq!(harness.initiator_store.raw(&foreign), Some(foreign_bytes));
+    harness.stored_initiator_record(channel_id);
+}
+
 /// While our signature is held the user has a way out: abandoning works.
 #[test]
 fn a_queued_submit_can_be_abandoned_while_our_signature_is_held() {

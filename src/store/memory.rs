@@ -17,6 +17,9 @@ pub struct MemoryStore {
     /// Deleted behind the store ([`MemoryStore::delete_database`]) and not
     /// made again: every operation fails with [`StoreError::Deleted`].
     deleted: Cell<bool>,
+    /// The entries a load could not decode, as they were: written back by
+    /// [`Store::recreate`], as `IdbStore` does.
+    unreadable_seen: RefCell<BTreeMap<String, Vec<u8>>>,
 }
 
 impl MemoryStore {
@@ -101,7 +104,10 @@ impl Store for MemoryStore {
         for (key, bytes) in self.records.borrow().iter() {
             match ChannelRecord::decode(key, bytes) {
                 Ok(record) => loaded.records.push(record),
-                Err(error) => loaded.unreadable.push(error),
+                Err(error) => {
+                    loaded.unreadable.push(error);
+                    self.unreadable_seen.borrow_mut().insert(key.clone(), bytes.clone());
+                }
             }
         }
         Ok(loaded)
@@ -109,6 +115,7 @@ impl Store for MemoryStore {
 
     async fn recreate(&self, records: &[&ChannelRecord]) -> Result<(), StoreError> {
         let mut stored = self.records.borrow_mut();
+        stored.extend(self.unreadable_seen.borrow().clone());
         for record in records {
             stored.insert(record.key(), record.encode());
         }

@@ -78,7 +78,8 @@ pub trait Store {
     }
 
     /// Makes the storage again after [`StoreError::Deleted`], holding
-    /// `records` and what the store itself wrote besides (the node key), in
+    /// `records` and what the store itself holds besides (the node key, the
+    /// entries it read but could not decode, as they were), in
     /// one durable operation: the page's memory may hold the only copy of a
     /// funded channel's keys. A store whose storage cannot vanish so says
     /// it cannot.

@@ -79,6 +79,10 @@ pub struct IdbStore {
     /// The `meta` entries this store read or wrote (the node key), written
     /// back by [`Store::recreate`].
     meta_seen: RefCell<Vec<(String, Vec<u8>)>>,
+    /// The entries of each object store this store could not read, as they
+    /// were: also written back by [`Store::recreate`], since a record a newer
+    /// module wrote may hold a funded channel's keys.
+    unreadable_seen: RefCell<Vec<(&'static str, Vec<JsValue>)>>,
     /// Closed because the database was found deleted; every operation says
     /// so until [`Store::recreate`].
     deleted: Cell<bool>,
@@ -115,6 +119,7 @@ impl IdbStore {
             connection: RefCell::new(Some(Connection::new(opened.db))),
             persistence_granted,
             meta_seen: RefCell::new(Vec::new()),
+            unreadable_seen: RefCell::new(Vec::new()),
             deleted: Cell::new(false),
         })
     }
@@ -206,6 +211,18 @@ impl IdbStore {
         }
     }
 
+    /// Reads every entry of `store`, remembering the unreadable ones as they
+    /// are for [`Store::recreate`].
+    async fn load_store(&self, doing: &str, store: &'static str) -> Result<LoadedRecords, StoreError> {
+        let (loaded, unreadable) = self.with_reconnect(doing, |db| load_entries(db, store)).await?;
+        let mut seen = self.unreadable_seen.borrow_mut();
+        seen.retain(|(seen_in, _)| *seen_in != store);
+        if !unreadable.is_empty() {
+            seen.push((store, unreadable));
+        }
+        Ok(loaded)
+    }
+
     /// Reopens the database, never creating it: one deleted behind the
     /// store closes the store, and every operation fails with
     /// [`StoreError::Deleted`] until the runtime, which holds the records,
@@ -269,13 +286,11 @@ impl Store for IdbStore {
     }
 
     async fn load_live(&self) -> Result<LoadedRecords, StoreError> {
-        self.with_reconnect("loading the records", |db| load_entries(db, CHANNELS))
-            .await
+        self.load_store("loading the records", CHANNELS).await
     }
 
     async fn load_tombstones(&self) -> Result<LoadedRecords, StoreError> {
-        self.with_reconnect("loading the closed flows' records", |db| load_entries(db, TOMBSTONES))
-            .await
+        self.load_store("loading the closed flows' records", TOMBSTONES).await
     }
 
     /// Creates the deleted database again and writes `records` and the
@@ -289,9 +304,20 @@ impl Store for IdbStore {
                 "{doing}: the store was not found deleted"
             )));
         }
-        let entries: Vec<(Object, bool)> = records
+        // Unreadable first: a record the node holds under the same key wins.
+        let entries: Vec<(Object, bool)> = self
+            .unreadable_seen
+            .borrow()
             .iter()
-            .map(|record| (channel_entry(record), record.is_tombstone()))
+            .flat_map(|(store, raw)| {
+                raw.iter()
+                    .map(|entry| (entry.clone().unchecked_into(), *store == TOMBSTONES))
+            })
+            .chain(
+                records
+                    .iter()
+                    .map(|record| (channel_entry(record), record.is_tombstone())),
+            )
             .collect();
         let meta: Vec<(String, Uint8Array)> = self
             .meta_seen
@@ -302,9 +328,10 @@ impl Store for IdbStore {
         let opened = open_database(&self.name, IfMissing::Create)
             .await
             .map_err(|fault| fault.into_store_error(doing))?;
-        write_everything(opened.db.clone(), &entries, &meta)
-            .await
-            .map_err(|fault| fault.into_store_error(doing))?;
+        if let Err(fault) = write_everything(opened.db.clone(), &entries, &meta).await {
+            opened.db.close();
+            return Err(fault.into_store_error(doing));
+        }
         *self.connection.borrow_mut() = Some(Connection::new(opened.db));
         self.deleted.set(false);
         Ok(())
@@ -422,17 +449,6 @@ fn record_from_entry(entry: &JsValue, fields: &EntryFields) -> Result<ChannelRec
         return Err(fail(format!("the entry holds the record of channel {}", record.key())));
     }
     Ok(record)
-}
-
-fn loaded_records(entries: &Array, fields: &EntryFields) -> LoadedRecords {
-    let mut loaded = LoadedRecords::default();
-    for entry in entries.iter() {
-        match record_from_entry(&entry, fields) {
-            Ok(record) => loaded.records.push(record),
-            Err(error) => loaded.unreadable.push(error),
-        }
-    }
-    loaded
 }
 
 // ---- operations, one transaction each ------------------------------------------------
@@ -565,14 +581,15 @@ pub const LOAD_CHUNK: u32 = 128;
 /// decodes (a single `getAll` of a thousand 2.5 KB records left the page
 /// idle for the whole read, then busy). A run shorter than [`LOAD_CHUNK`] is
 /// the last.
-async fn load_entries(db: IdbDatabase, store: &str) -> Result<LoadedRecords, IdbFault> {
+/// Every record in `store`, and the entries that could not be read, as they are.
+async fn load_entries(db: IdbDatabase, store: &str) -> Result<(LoadedRecords, Vec<JsValue>), IdbFault> {
     let fault = |error: JsValue| IdbFault::from_js(&error);
     let object_store = read_only(&db, store)?;
     let fields = EntryFields::new();
     let mut request = object_store
         .get_all_with_key_and_limit(&JsValue::UNDEFINED, LOAD_CHUNK)
         .map_err(fault)?;
-    let mut loaded = LoadedRecords::default();
+    let (mut loaded, mut unreadable) = (LoadedRecords::default(), Vec::new());
     loop {
         let entries: Array = request_result(&request).await?.unchecked_into();
         let full = entries.length() == LOAD_CHUNK;
@@ -584,11 +601,17 @@ async fn load_entries(db: IdbDatabase, store: &str) -> Result<LoadedRecords, Idb
                 .get_all_with_key_and_limit(&after, LOAD_CHUNK)
                 .map_err(fault)?;
         }
-        let more = loaded_records(&entries, &fields);
-        loaded.records.extend(more.records);
-        loaded.unreadable.extend(more.unreadable);
+        for entry in entries.iter() {
+            match record_from_entry(&entry, &fields) {
+                Ok(record) => loaded.records.push(record),
+                Err(error) => {
+                    loaded.unreadable.push(error);
+                    unreadable.push(entry);
+                }
+            }
+        }
         if !full {
-            return Ok(loaded);
+            return Ok((loaded, unreadable));
         }
     }
 }

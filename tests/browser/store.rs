@@ -764,6 +764,42 @@ async fn a_deleted_database_is_made_again_with_the_records_and_the_node_key() {
         .close();
 }
 
+/// A record this module cannot read (a newer module wrote it, say) may hold
+/// a funded channel's keys as surely as a readable one: a database made
+/// again after a deletion gets its entry back, byte for byte, in the store
+/// it was read from.
+#[wasm_bindgen_test]
+async fn a_deleted_database_is_made_again_with_the_records_it_could_not_read() {
+    let Samples { ready, .. } = samples();
+    let name = fresh_db_name("recreated-unreadable");
+    let store = IdbStore::open(&name).await.unwrap();
+    store.put(&ready, None).await.unwrap();
+    let garbage_key = "0x6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
+    let garbage = object(&[
+        ("channel_id", JsValue::from_str(garbage_key)),
+        ("temporary_channel_id", JsValue::from_str(garbage_key)),
+        ("record", Uint8Array::from(&[0xfe_u8, 0x01, 0x02][..]).into()),
+    ]);
+    raw_put_channel_entries(&name, &[garbage]).await;
+    let loaded = store.load_all().await.unwrap();
+    assert_eq!(loaded.unreadable.len(), 1, "{:?}", loaded.unreadable);
+
+    request_settled(&factory().delete_database(&name).unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(store.put(&ready, None).await, Err(StoreError::Deleted(_))));
+    store.recreate(&[&ready]).await.unwrap();
+
+    let entry = raw_channel_entry(&name, garbage_key).await;
+    let bytes = Uint8Array::new(&field(&entry, "record")).to_vec();
+    assert_eq!(bytes, [0xfe, 0x01, 0x02], "the unreadable entry is back as it was");
+    let reloaded = store.load_all().await.unwrap();
+    assert_eq!(reloaded.records.len(), 1);
+    assert_eq!(reloaded.unreadable.len(), 1);
+    assert_eq!(reloaded.unreadable[0].channel_id, garbage_key);
+    store.close();
+}
+
 /// `store` holds the node key and exactly `records`, tombstones apart.
 async fn holds_after_recreate(store: IdbStore, records: &[&ChannelRecord]) -> IdbStore {
     assert_eq!(store.get_meta("node_secret_key").await.unwrap(), Some(vec![7; 32]));
