@@ -174,6 +174,20 @@ impl Harness {
         (handle, link)
     }
 
+    /// A new initiator on the initiator's storage, wired to the running
+    /// acceptor but offline, and what its `start` returned, for the test to
+    /// judge (nothing run after it).
+    fn boot_initiator_offline(
+        &mut self,
+        acceptor_link: &LoopbackLink,
+    ) -> Result<(DriverHandle, Vec<RecordDecodeError>), DriverError> {
+        let (sender, receiver) = inbox();
+        let link = LoopbackLink::replace_peer(acceptor_link, sender.clone());
+        let chain = Rc::new(SimulatedChainClient::new(self.chain.clone()));
+        let parts = self.initiator_parts(self.initiator_store.clone(), link, chain);
+        block_on(self, start(parts, sender, receiver))
+    }
+
     /// A new initiator on `store` and `link`, its events recorded; every
     /// record it reads at boot readable.
     fn start_initiator<S: Store + 'static>(
@@ -504,11 +518,7 @@ fn a_boot_whose_write_fails_still_boots_and_makes_the_write_again() {
     harness.drop_initiator(initiator, &link);
     harness.platform.jump(TIMEOUT_MS + 1);
     harness.initiator_store.fail_next_puts(1);
-    let (sender, receiver) = inbox();
-    let link = LoopbackLink::replace_peer(&a_link, sender.clone());
-    let chain = Rc::new(SimulatedChainClient::new(harness.chain.clone()));
-    let parts = harness.initiator_parts(harness.initiator_store.clone(), link, chain);
-    let booted = block_on(&mut harness, start(parts, sender, receiver));
+    let booted = harness.boot_initiator_offline(&a_link);
     let (initiator, _) = booted.expect("the boot survives a failed write");
     let failures = harness
         .events
@@ -577,11 +587,7 @@ fn a_database_deleted_while_the_page_runs_is_made_again_with_the_records_it_coul
     } = harness.open_and_queue_a_submit();
     harness.drop_initiator(initiator, &link);
     harness.initiator_store.insert_raw(&foreign, foreign_bytes.clone());
-    let (sender, receiver) = inbox();
-    let link = LoopbackLink::replace_peer(&a_link, sender.clone());
-    let chain = Rc::new(SimulatedChainClient::new(harness.chain.clone()));
-    let parts = harness.initiator_parts(harness.initiator_store.clone(), link, chain);
-    let (initiator, unreadable) = block_on(&mut harness, start(parts, sender, receiver)).unwrap();
+    let (initiator, unreadable) = harness.boot_initiator_offline(&a_link).unwrap();
     assert_eq!(unreadable.len(), 1, "{unreadable:?}");
     harness.initiator_store.delete_database();
 
