@@ -285,6 +285,20 @@ impl Harness {
     }
 
     /// The initiator's record as stored.
+    /// [`Harness::open_and_queue_a_submit`], then the page closes: the
+    /// acceptor's link and the channel, for a boot of the test's own.
+    fn queue_a_submit_and_close_the_page(&mut self) -> (Rc<LoopbackLink>, ChannelId) {
+        let Queued {
+            initiator,
+            a_link,
+            link,
+            channel_id,
+            ..
+        } = self.open_and_queue_a_submit();
+        self.drop_initiator(initiator, &link);
+        (a_link, channel_id)
+    }
+
     fn stored_initiator_record(&self, channel_id: ChannelId) -> ChannelRecord {
         futures::executor::block_on(fiber_funding::store::Store::get(&*self.initiator_store, &channel_id))
             .unwrap()
@@ -508,14 +522,7 @@ fn a_command_meets_the_deadlines_writes_landed_not_only_computed() {
 #[test]
 fn a_boot_whose_write_fails_still_boots_and_makes_the_write_again() {
     let mut harness = Harness::new();
-    let Queued {
-        initiator,
-        a_link,
-        link,
-        channel_id,
-        ..
-    } = harness.open_and_queue_a_submit();
-    harness.drop_initiator(initiator, &link);
+    let (a_link, channel_id) = harness.queue_a_submit_and_close_the_page();
     harness.platform.jump(TIMEOUT_MS + 1);
     harness.initiator_store.fail_next_puts(1);
     let booted = harness.boot_initiator_offline(&a_link);
@@ -578,14 +585,7 @@ fn a_database_deleted_while_the_page_runs_is_made_again_with_the_records_it_coul
     let mut harness = Harness::new();
     let foreign = format!("0x{}", "6c".repeat(32));
     let foreign_bytes = b"{\"schema_version\": 99}".to_vec();
-    let Queued {
-        initiator,
-        a_link,
-        link,
-        channel_id,
-        ..
-    } = harness.open_and_queue_a_submit();
-    harness.drop_initiator(initiator, &link);
+    let (a_link, channel_id) = harness.queue_a_submit_and_close_the_page();
     harness.initiator_store.insert_raw(&foreign, foreign_bytes.clone());
     let (initiator, unreadable) = harness.boot_initiator_offline(&a_link).unwrap();
     assert_eq!(unreadable.len(), 1, "{unreadable:?}");
