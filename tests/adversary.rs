@@ -656,6 +656,54 @@ fn a_spender_answer_about_another_cell_wipes_nothing() {
     assert!(refused, "the answer was not refused");
 }
 
+/// The tx a node names as our input's spender is only its word until it is
+/// committed and buried: a node can make up a tx that spends the input (the
+/// hash check passes on a hash it computed itself) and call it pending.
+/// Wiping the 2-of-2 key on that would leave the funding tx, which the peer
+/// holds signed, free to confirm later with no way to close the channel.
+#[test]
+fn attack_a_made_up_spender_that_is_not_buried_wipes_no_keys() {
+    use fiber_funding::chain::{TxReport, TxStatus};
+    use fiber_funding::flow::ChainEvent;
+    let (mut world, channel_id, _) = handed_out_and_signed();
+    world.advance(TIMEOUT_MS + GRACE_MS + 1);
+    world.run();
+    let input = world.initiator().record(&channel_id).unwrap().own_cells[0]
+        .out_point
+        .clone();
+    let tip = world.chain.report(&[0x99; 32]).tip;
+    let confirmations = world.nodes[INITIATOR].node.config().funding_confirmations;
+    let not_buried = [
+        TxStatus::Pending,
+        TxStatus::Unknown,
+        TxStatus::Committed {
+            block_number: tip.block_number.saturating_add(2).saturating_sub(confirmations),
+        },
+    ];
+    for status in not_buried {
+        let answer = ChainEvent::SpenderOf {
+            channel_id,
+            out_point: input.clone(),
+            spender: Some((
+                Hash256([0x99; 32]),
+                TxReport {
+                    status,
+                    block_epoch: None,
+                    tip,
+                },
+            )),
+        };
+        let now = world.now_ms;
+        let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
+        world.execute(INITIATOR, actions);
+        assert!(
+            world.initiator().signed_own_commitment(&channel_id).is_some(),
+            "the keys were wiped on a spender {status:?} at tip {}",
+            tip.block_number
+        );
+    }
+}
+
 // ---- hole 7: one peer's TxAbort cancels another peer's pending open ------------------------
 
 #[test]

@@ -830,6 +830,61 @@ fn a_claim_refused_by_our_node_but_committed_through_another_ends_the_close() {
     );
 }
 
+/// After our claim is refused, a node says the commitment cell is dead and
+/// names as its spender a tx it made up (its hash is the node's to
+/// compute), pending. Taken as the other side's claim, our claims stopped
+/// for the session and the node looked for a re-created cell that never
+/// comes. Only a committed spender counts: the next poll claims again.
+#[test]
+fn a_made_up_pending_spender_of_the_commitment_cell_does_not_stop_our_claim() {
+    use fiber_funding::chain::{TxReport, TxStatus};
+    use fiber_funding::flow::{ChainEvent, ChainQuery};
+    let (mut world, user_script, user_before, channel_id, claim) = our_claim_sent_nowhere();
+    our_node_refuses(
+        &mut world,
+        channel_id,
+        &claim,
+        "TransactionFailedToResolve: Dead(OutPoint)",
+    );
+    let asked = world
+        .queries
+        .iter()
+        .position(|(node, _, q)| *node == INITIATOR && matches!(q, ChainQuery::InputsLive { .. }))
+        .expect("the commitment cell's liveness is asked");
+    let Some((_, _, ChainQuery::InputsLive { out_points, at_tip })) = world.queries.remove(asked) else {
+        unreachable!("matched above")
+    };
+    let cell = out_points[0].clone();
+    let dead = ChainEvent::InputsLive {
+        channel_id,
+        live: vec![false; out_points.len()],
+        out_points,
+        at_tip,
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(dead, now);
+    world.execute(INITIATOR, actions);
+    world
+        .queries
+        .retain(|(node, _, q)| !(*node == INITIATOR && matches!(q, ChainQuery::SpenderOf { .. })));
+    let made_up = ChainEvent::SpenderOf {
+        channel_id,
+        out_point: cell,
+        spender: Some((
+            Hash256([0x77; 32]),
+            TxReport {
+                status: TxStatus::Pending,
+                block_epoch: None,
+                tip: world.chain.tip(),
+            },
+        )),
+    };
+    let actions = world.nodes[INITIATOR].node.chain_event(made_up, now);
+    world.execute(INITIATOR, actions);
+
+    assert_claimed_within_three_blocks(&mut world, &user_script, user_before);
+}
+
 /// At our claim lookup with the peer away: the lookup answered, and the
 /// claim it makes broadcast to nowhere (the test says what the node heard).
 fn our_claim_sent_nowhere() -> (World, packed::Script, u64, ChannelId, packed::Transaction) {

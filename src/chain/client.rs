@@ -67,9 +67,11 @@ pub trait ChainClient {
     /// A transaction's status (with its block's epoch when committed) and the tip.
     fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport>;
     fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256>;
-    /// The committed transaction that spent `out_point` (a cell locked by
-    /// `lock`), read through the hash-checked path, with its report; `None`
-    /// while the cell is live. A tx that spends a channel's funding cell is
+    /// The transaction that spent `out_point` (a cell locked by `lock`),
+    /// read through the hash-checked path, with its report; `None` while
+    /// the cell is live. The hash check only ties the tx to a hash the node
+    /// chose: the caller trusts it as a spender once the report says it is
+    /// committed and buried. A tx that spends a channel's funding cell is
     /// found this way rather than by a hash we predict: its cell deps are
     /// the broadcaster's choice, and they are part of its hash.
     fn spender(

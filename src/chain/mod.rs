@@ -47,6 +47,19 @@ pub struct TxReport {
     pub tip: ChainTip,
 }
 
+impl TxReport {
+    /// Committed with at least `confirmations` blocks on it (its own
+    /// included), as far as this report goes.
+    pub fn buried(&self, confirmations: u64) -> bool {
+        match self.status {
+            TxStatus::Committed { block_number } => {
+                self::confirmations(self.tip.block_number, block_number) >= confirmations
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Where a transaction stands, as `get_transaction` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]

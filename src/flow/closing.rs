@@ -556,7 +556,7 @@ impl Channel {
         let TxStatus::Committed { block_number } = report.status else {
             return Ok(());
         };
-        if !confirmed(&report, step.config.funding_confirmations) {
+        if !report.buried(step.config.funding_confirmations) {
             return Ok(());
         }
         let without_deps = |tx: &packed::Transaction| {
@@ -625,7 +625,7 @@ impl Channel {
         let confirmations = step.config.funding_confirmations;
         match watched {
             Watched::Closing => {
-                if confirmed(&report, confirmations) {
+                if report.buried(confirmations) {
                     self.record
                         .close_as_tombstone(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
                 } else if report.status == TxStatus::Unknown
@@ -639,7 +639,7 @@ impl Channel {
                 Ok(())
             }
             Watched::OwnCommitment => match report.status {
-                TxStatus::Committed { block_number } if confirmed(&report, confirmations) => {
+                TxStatus::Committed { block_number } if report.buried(confirmations) => {
                     let epoch = report
                         .block_epoch
                         .ok_or_else(|| Reject("a committed tx without its block's epoch".into()))?;
@@ -655,7 +655,7 @@ impl Channel {
             },
             Watched::Commitment => self.claim_when_due(step, report),
             Watched::Claim => {
-                if confirmed(&report, confirmations) {
+                if report.buried(confirmations) {
                     let side = match self.record.close.as_ref().and_then(|c| c.commitment_on_chain.as_ref()) {
                         Some(on_chain) if !on_chain.holder_is_local => CloseFlags::UNCOOPERATIVE_REMOTE,
                         _ => CloseFlags::UNCOOPERATIVE_LOCAL,
@@ -857,16 +857,21 @@ impl Channel {
     /// The tx that spent the commitment cell after our claim was refused:
     /// that claim itself (another node took it) is watched again until it
     /// confirms; another tx is the other side's claim, and the cell it
-    /// re-created for our share is looked for. None found (a node behind):
-    /// the next poll claims again and asks again.
+    /// re-created for our share is looked for. None found (a node behind),
+    /// or one not committed: the next poll claims again and asks again.
     pub(crate) fn on_commitment_cell_spender(
         &mut self,
         step: &mut Step,
         spender: Option<(Hash256, TxReport)>,
     ) -> Result<(), Reject> {
-        let Some((spender, _)) = spender else {
+        let Some((spender, report)) = spender else {
             return Ok(());
         };
+        // A node can make up a tx that spends the cell (its hash is the
+        // node's to compute): one not committed is no spender yet.
+        if !report.buried(1) {
+            return Ok(());
+        }
         let Some(on_chain) = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone()) else {
             return Ok(());
         };
@@ -964,16 +969,6 @@ impl Channel {
         new_args.extend_from_slice(&crate::crypto::blake160(&script));
         new_args.push(1);
         Ok(lock.as_builder().args(new_args.pack()).build())
-    }
-}
-
-/// Committed, with at least `confirmations` blocks on top counting its own.
-fn confirmed(report: &TxReport, confirmations: u64) -> bool {
-    match report.status {
-        TxStatus::Committed { block_number } => {
-            crate::chain::confirmations(report.tip.block_number, block_number) >= confirmations
-        }
-        _ => false,
     }
 }
 

@@ -387,6 +387,11 @@ impl Channel {
         if Some(spender) == self.funding_tx_hash() {
             return self.on_watched_funding_status(step, report.status, report.tip.block_number);
         }
+        // A node can make up a tx that spends the input (its hash is the
+        // node's to compute): only one committed and buried settles it.
+        if !report.buried(step.config.funding_confirmations) {
+            return Ok(());
+        }
         self.record.wipe();
         step.actions
             .push(Action::Emit(Event::AbortSettled { channel_id: self.id() }));
