@@ -550,6 +550,38 @@ fn attack_6_a_signed_tx_confirming_after_an_abort_does_not_lose_the_funding_key(
     assert_funded_after_the_abort(&world, &channel_id);
 }
 
+/// The acceptor keeps its `CommitmentSigned` back. Had the unsigned tx gone
+/// to the wallet anyway, the user's signed copy (in the redirect URL) could
+/// leak, and the acceptor complete and broadcast it: the user's money in a
+/// 2-of-2 output with no commitment to close it, at the acceptor's mercy.
+/// The wallet sees the tx only once the peer's commitment signature is
+/// verified; without it the flow ends at its deadline, nothing signed.
+#[test]
+fn attack_a_peer_keeping_its_commitment_signature_back_never_gets_the_tx_signed() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run_until_queued_from(ACCEPTOR, "CommitmentSigned");
+    assert_eq!(world.drop_queued("CommitmentSigned"), 1);
+    world.run();
+    assert!(
+        world.user.signed_in_url.is_none(),
+        "the wallet was asked to sign before the peer signed our commitment"
+    );
+    let channel_id = world.only_channel(INITIATOR).channel_id;
+    assert_eq!(
+        world.state(INITIATOR, &channel_id),
+        Some(ChannelState::SigningCommitment(Default::default()))
+    );
+
+    world.advance(TIMEOUT_MS + GRACE_MS + 1);
+    world.run();
+    assert!(world.user.signed_in_url.is_none());
+    let record = world.stored_record(INITIATOR, &channel_id).unwrap();
+    let closed = record.closed.as_ref().expect("aborted at its deadline");
+    assert!(closed.watch.is_none(), "no signed tx can exist: nothing to watch");
+}
+
 /// The leaked signed tx with the acceptor's wallet signatures added.
 fn completed_by_the_acceptor(world: &World, signed: &packed::Transaction) -> packed::Transaction {
     let acceptor_lock = acceptor_lock(world);
@@ -1376,7 +1408,12 @@ fn on_testnet_the_acceptor_may_add_the_default_lock_dep_group_once() {
             p.cell_deps.extend(std::iter::repeat_n(group.clone(), times));
         });
         if times == 1 {
-            assert_eq!(world.handed_out.len(), 1, "{:?}", tx_abort_reasons(&world, INITIATOR));
+            // Accepted: our `TxComplete` went out. (The acceptor, which never
+            // made this change, signs another commitment, so the tx is not
+            // handed out: see `attack_a_peer_keeping_its_commitment_…`.)
+            let refused = tx_abort_reasons(&world, INITIATOR);
+            assert!(refused.is_empty(), "{refused:?}");
+            assert_eq!(sent_by(&world, INITIATOR, "TxComplete"), 1);
         } else {
             assert_refused_before_the_wallet(&world, "is named twice");
         }

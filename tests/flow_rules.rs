@@ -332,10 +332,13 @@ fn a_bad_commitment_signature_is_rejected_and_the_genuine_one_still_counts() {
         "{rejections:?}"
     );
     let view = world.open_channel_view(INITIATOR);
+    // Not handed out: the wallet sees the tx once the peer's signature of
+    // our commitment is verified (`tests/adversary.rs`, `attack_a_peer_keeping_…`).
     assert_eq!(
         view.state,
-        ChannelState::NegotiatingFunding(NegotiatingFundingFlags::AWAITING_EXTERNAL_FUNDING)
+        ChannelState::SigningCommitment(SigningCommitmentFlags::default())
     );
+    assert!(world.handed_out.is_empty());
     assert!(world
         .stored_record(INITIATOR, &view.channel_id)
         .unwrap()
@@ -348,6 +351,7 @@ fn a_bad_commitment_signature_is_rejected_and_the_genuine_one_still_counts() {
         world.state(INITIATOR, &view.channel_id).unwrap(),
         ChannelState::SigningCommitment(SigningCommitmentFlags::THEIR_COMMITMENT_SIGNED_SENT)
     );
+    assert_eq!(world.handed_out.len(), 1);
 }
 
 /// Every byte string the initiator sent to the acceptor.
@@ -370,25 +374,28 @@ fn the_users_witnesses_stay_home_until_the_peers_commitment_signature_is_verifie
     world.user.auto_submit = false;
     world.open(1000).unwrap();
     world.run_until_queued("CommitmentSigned");
-    // A peer that never signs our commitment (here: its signature is lost).
+    // A peer that never signs our commitment (here: its signature is lost):
+    // the wallet is not even asked to sign, so no witness of the user's
+    // exists to leave.
     assert_eq!(world.drop_queued("CommitmentSigned"), 1);
     world.run();
-    let (channel_id, signed) = world.user.signed_in_url.clone().unwrap();
-    world.submit(&channel_id, &signed).unwrap();
-    world.run();
-
-    let user_witness = signed.witnesses().get(0).unwrap().raw_data().to_vec();
-    assert!(initiator_payloads(&world)
-        .iter()
-        .all(|bytes| !contains(bytes, &user_witness)));
+    assert!(world.user.signed_in_url.is_none(), "handed out before the peer signed");
     assert!(!world
         .sent_log
         .iter()
         .any(|(from, m)| *from == INITIATOR && m.name() == "CommitmentSigned"));
     assert!(world.broadcasts.is_empty());
 
-    // Once the acceptor's signature arrives (it resends on reconnect) the flow completes.
+    // Once the acceptor's signature arrives (it resends on reconnect) the tx
+    // is handed out; the user's witnesses leave only after the submit.
     world.reconnect();
+    world.run();
+    let (channel_id, signed) = world.user.signed_in_url.clone().expect("handed out");
+    let user_witness = signed.witnesses().get(0).unwrap().raw_data().to_vec();
+    assert!(initiator_payloads(&world)
+        .iter()
+        .all(|bytes| !contains(bytes, &user_witness)));
+    world.submit(&channel_id, &signed).unwrap();
     world.run();
     assert_channel_ready(&world);
 }
@@ -820,8 +827,14 @@ fn a_peer_asked_again_is_asked_even_when_another_channels_write_fails_in_that_ti
     world.run_until_queued_from(ACCEPTOR, "CommitmentSigned");
     world.deliver_with_the_write_failing(ACCEPTOR, "CommitmentSigned");
     world.run();
-    let (y, tx) = world.user.signed_in_url.clone().expect("Y handed out and signed");
-    assert_ne!(x, y);
+    // Y is handed out once that signature is in again.
+    let y = world.nodes[INITIATOR]
+        .node
+        .channels()
+        .into_iter()
+        .map(|view| view.channel_id)
+        .find(|id| *id != x)
+        .expect("Y");
 
     // X's deadline: its abort is this tick's first write, and it fails.
     let deadline = world.initiator().channel(&x).unwrap().deadline_ms.unwrap();
@@ -835,6 +848,8 @@ fn a_peer_asked_again_is_asked_even_when_another_channels_write_fails_in_that_ti
     }
     world.run();
 
+    let (handed_out, tx) = world.user.signed_in_url.clone().expect("Y handed out and signed");
+    assert_eq!(handed_out, y);
     world.submit(&y, &tx).unwrap();
     world.run();
     for _ in 0..3 {

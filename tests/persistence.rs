@@ -136,15 +136,11 @@ fn an_open_whose_hand_out_write_fails_is_answered_with_the_failure() {
     let mut world = World::new(Setup::default());
     world.open(1000).unwrap();
     let open = OpenId(1);
-    // The tx is final, and handed out, once the acceptor's part is checked
-    // and its `TxComplete` is in: fail the write of the step taking it.
-    world.run_until_queued_from(ACCEPTOR, "TxComplete");
-    let complete = world.queued_from(ACCEPTOR, "TxComplete");
-    assert_eq!(world.drop_queued("TxComplete"), 1);
-    world.run();
+    // The tx is handed out once it is final and the acceptor's signature of
+    // our commitment is verified: fail the write of the step taking it.
+    world.run_until_queued_from(ACCEPTOR, "CommitmentSigned");
     assert!(world.handed_out.is_empty());
-    world.inject(ACCEPTOR, complete);
-    let sink = world.deliver_with_the_write_failing(ACCEPTOR, "TxComplete");
+    let sink = world.deliver_with_the_write_failing(ACCEPTOR, "CommitmentSigned");
     // The channel was opened with the peer and is stored: the answer names
     // it, and does not say that nothing was sent.
     let [(answered, Some(failure))] = sink.open_answers.as_slice() else {

@@ -379,7 +379,11 @@ impl Channel {
                 }
                 return ChannelState::AwaitingTxSignatures(flags);
             }
-            if awaiting_user && !theirs {
+            let handed_out = r
+                .external_funding
+                .as_ref()
+                .is_some_and(|ext| ext.unsigned_funding_tx.is_some());
+            if awaiting_user && !theirs && handed_out {
                 return ChannelState::NegotiatingFunding(NegotiatingFundingFlags::AWAITING_EXTERNAL_FUNDING);
             }
             let mut flags = SigningCommitmentFlags::default();

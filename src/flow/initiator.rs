@@ -513,7 +513,7 @@ impl Initiator<'_> {
 
     /// Once both the acceptor's part is checked and its `TxComplete` is in, the
     /// tx is final: check what it takes from the user, reply `TxComplete`,
-    /// hand the unsigned tx out, start the clock.
+    /// and hand the unsigned tx out when that is safe ([`Initiator::hand_out`]).
     fn finalize(&mut self, step: &mut Step) -> Result<(), Reject> {
         // Once handed out, or once ready (the recovery state is gone), done.
         let Some(ext) = &self.record.external_funding else {
@@ -528,17 +528,36 @@ impl Initiator<'_> {
             self.abort_for_bad_peer_tx(step, &reason);
             return Ok(());
         }
+        step.send(self.record.peer, self.tx_complete_message()?);
+        self.hand_out(step)
+    }
+
+    /// Hands the final unsigned tx to the wallet and starts the clock, once
+    /// a signed copy can no longer lock the user's money without a way out:
+    /// when the peer signs the funding tx first (it adds less), once its
+    /// signature on our commitment is verified. A signed copy may leak (a
+    /// redirect URL carries it) and the peer complete and broadcast it; with
+    /// that signature the user can close alone. A peer that adds more signs
+    /// after us and signs our commitment only after we sign its, which the
+    /// initiator does once the user has signed (as upstream): then the
+    /// hand-out cannot wait.
+    pub(crate) fn hand_out(&mut self, step: &mut Step) -> Result<(), Reject> {
+        if self.is_closed() || !self.tx_final() {
+            return Ok(());
+        }
+        if !self.we_sign_first() && self.record.peer_commitment_signature.is_none() {
+            return Ok(());
+        }
         let unsigned = self.funding_tx()?.clone();
-        let message = self.tx_complete_message()?;
-        let ext = self
-            .record
-            .external_funding
-            .as_mut()
-            .ok_or_else(|| Reject("no external funding state".into()))?;
+        let Some(ext) = self.record.external_funding.as_mut() else {
+            return Ok(());
+        };
+        if ext.unsigned_funding_tx.is_some() {
+            return Ok(());
+        }
         ext.unsigned_funding_tx = Some(unsigned.clone());
         ext.started_at_ms = step.now_ms;
         self.restart_deadline(step.now_ms);
-        step.send(self.record.peer, message);
         step.actions.push(Action::HandOutUnsignedTx {
             open: None,
             channel_id: self.id(),

@@ -6,7 +6,7 @@
 use ckb_types::packed;
 use ckb_types::prelude::*;
 
-use super::channel::{Channel, Reject, Step};
+use super::channel::{Channel, Initiator, Reject, Step};
 use super::error::FlowError;
 use super::limits;
 use super::record::AbortWatch;
@@ -56,6 +56,9 @@ impl Channel {
         let before = self.progress();
         self.record.peer_commitment_signature = Some(signature.to_vec());
         self.record.peer_next_commitment_nonce = Some(next_nonce);
+        if self.is_initiator() {
+            Initiator(self).hand_out(step)?;
+        }
         self.after_signature_progress(step, before)
     }
 

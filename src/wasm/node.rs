@@ -228,7 +228,9 @@ impl FundingNode {
     }
 
     /// Fiber's `open_channel_with_external_funding`. Resolves once the
-    /// unsigned funding tx is final and durably stored.
+    /// unsigned funding tx is final and durably stored, and the
+    /// counterparty's signature of our commitment is verified (when it
+    /// signs the funding tx first).
     #[wasm_bindgen(js_name = openChannelWithExternalFunding, unchecked_return_type = "OpenChannelResult")]
     pub async fn open_channel_with_external_funding(
         &self,

@@ -35,6 +35,11 @@ export function describeState(state: string, flags: readonly string[], signedSub
     case "CollaboratingFundingTx":
       return "building the funding transaction with the counterparty";
     case "SigningCommitment":
+      // Neither commitment signed yet: the counterparty signs ours before
+      // the wallet is asked to sign the funding tx.
+      if (!flags.includes("THEIR_COMMITMENT_SIGNED_SENT") && !flags.includes("OUR_COMMITMENT_SIGNED_SENT")) {
+        return "waiting for the counterparty's signature";
+      }
       if (signedSubmitted === false || (signedSubmitted === undefined && !flags.includes("OUR_COMMITMENT_SIGNED_SENT"))) {
         return "waiting for your signature";
       }
