@@ -411,6 +411,49 @@ fn attack_4_an_rpc_hiding_a_cells_type_and_data_cannot_burn_a_token() {
     assert_eq!(view.state, ChannelState::Closed(CloseFlags::FUNDING_ABORTED));
 }
 
+/// The indexer lists, among the user's cells, a real cell under another
+/// lock (a stranger's; a peer colluding with the node could own it). The
+/// hash-checked path confirms it exists, but the wallet can never sign it:
+/// a tx spending it never confirms, every input stays live, and once our
+/// witnesses left the flow could no longer give up, while the cell's owner
+/// could complete the tx whenever it chose. Only the wallet's cells are spent.
+#[test]
+fn attack_4_an_rpc_listing_another_locks_cell_as_the_users_gets_it_never_spent() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let user_lock = world.user.lock.clone();
+    let stranger_lock = user_lock
+        .clone()
+        .as_builder()
+        .args([0x55u8; 20].to_vec().pack())
+        .build();
+    let stranger = world.chain.genesis_cell(
+        packed::CellOutput::new_builder()
+            .capacity(5_000 * CKB)
+            .lock(stranger_lock.clone())
+            .build(),
+        Vec::new(),
+    );
+    let params = world.open_params(1000);
+    let mut cells = vec![LiveCell {
+        out_point: stranger.clone(),
+        output: packed::CellOutput::new_builder()
+            .capacity(5_000 * CKB)
+            .lock(stranger_lock)
+            .build(),
+        output_data: Vec::new(),
+        block_number: 0,
+    }];
+    cells.extend(world.live_cells(&user_lock));
+    world.open_from_cells(&params, cells).unwrap();
+    world.run();
+    let (_, unsigned) = world.handed_out.first().expect("built from the user's own cells");
+    for input in unsigned.raw().inputs() {
+        let out_point = input.previous_output();
+        assert_ne!(out_point, stranger, "the stranger's cell was spent");
+    }
+}
+
 // ---- hole 5: peer-chosen terms without bounds -----------------------------------------------
 
 /// A browser's OpenChannel with one term changed; the acceptor must refuse

@@ -14,7 +14,7 @@ use fiber_funding::chain::client::{ChainClient, ChainError, ChainErrorKind};
 use fiber_funding::chain::rpc::{
     RpcChainClient, RpcTransport, TransportError, DEFAULT_TIMEOUT_MS, MAX_LIVE_CELLS, MAX_SPENDER_ENTRIES,
 };
-use fiber_funding::chain::{ChainTip, ResolvedCell, TxReport, TxStatus};
+use fiber_funding::chain::{ChainTip, LiveCell, ResolvedCell, TxReport, TxStatus};
 use fiber_funding::primitives::Hash256;
 use futures::executor::block_on;
 use futures::future::LocalBoxFuture;
@@ -275,12 +275,13 @@ fn live_cells_follow_the_cursor_across_three_pages() {
             (c.out_point.clone(), capacity, c.block_number, c.output_data.clone())
         })
         .collect();
-    let udt_amount = vec![0x00, 0x40, 0xd2, 0x08, 0x53, 0xd7, 0x46, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    // The first page's second cell is a token (type script and data), which
+    // a node honouring the plain-cells filter would not list: not kept.
+    assert!(fixture("get_cells_page1.json")["result"]["objects"][1]["output"]["type"].is_object());
     assert_eq!(
         summary,
         vec![
             (out_point(SOURCE_TX, 0), 0x174876e800, 0x5b0e6d, vec![]),
-            (out_point(SOURCE_TX, 1), 0x436d81500, 0x5b0e6d, udt_amount),
             (
                 out_point("0xece3a27409bde2914fb7a1555d6bfca453ee46af73e665149ef549fd46ec1fc6", 0),
                 0x189640200,
@@ -302,13 +303,9 @@ fn live_cells_follow_the_cursor_across_three_pages() {
         ]
     );
     assert!(cells.iter().all(|c| c.output.lock() == wallet_lock()));
-    assert!(
-        cells[1].output.type_().to_opt().is_some(),
-        "the UDT cell keeps its type script"
-    );
-    // The same outputs as the transaction that made them.
+    // The same output as the transaction that made it.
     let outputs: Vec<packed::CellOutput> = source_tx().raw().outputs().into_iter().collect();
-    assert_eq!(vec![cells[0].output.clone(), cells[1].output.clone()], outputs);
+    assert_eq!(cells[0].output, outputs[0]);
 }
 
 #[test]
@@ -364,6 +361,50 @@ fn a_full_page_that_does_not_move_the_cursor_is_a_bad_response() {
 
     assert_error(&error, ChainErrorKind::BadResponse, "get_cells");
     assert!(error.reason.contains("cursor"), "{error}");
+}
+
+/// `get_cells` for the wallet's lock, answered with one page whose second
+/// cell is changed by `change` (the page fixture's own cells are the
+/// wallet's plain cells).
+fn live_cells_with_the_second_changed(change: impl FnOnce(&mut Value)) -> Result<Vec<LiveCell>, ChainError> {
+    let mut page = fixture("get_cells_page2.json");
+    change(&mut page["result"]["objects"][1]);
+    let node = ScriptedNode::default();
+    node.expect("get_cells", get_cells_params("0x3", Value::Null), Answer::Json(page));
+    block_on(client(&node).with_page_size(3).live_cells(wallet_lock()))
+}
+
+/// A cell under another lock answers another question: spent, it is one
+/// the wallet cannot sign (and its owner, perhaps the peer, could complete
+/// the funding tx whenever it chose). The answer is refused.
+#[test]
+fn a_get_cells_answer_with_a_cell_under_another_lock_is_a_bad_response() {
+    let error = live_cells_with_the_second_changed(|cell| {
+        cell["output"]["lock"]["args"] = json!("0x5555555555555555555555555555555555555555");
+    })
+    .unwrap_err();
+    assert_error(&error, ChainErrorKind::BadResponse, "get_cells");
+    assert!(error.reason.contains("another lock"), "{error}");
+}
+
+/// Asked for plain cells only, a node sends cells with data: they could
+/// never fund a channel, and kept, 10,000 of them with up to 4 MiB of data
+/// per page would fill the tab's memory. They are not kept.
+#[test]
+fn cells_with_data_or_a_type_script_in_a_get_cells_answer_are_not_kept() {
+    let cells = live_cells_with_the_second_changed(|cell| {
+        cell["output_data"] = json!(format!("0x{}", "ab".repeat(1_000)));
+    })
+    .unwrap();
+    assert_eq!(cells.len(), 1);
+    assert!(cells.iter().all(|c| c.output_data.is_empty()));
+    let cells = live_cells_with_the_second_changed(|cell| {
+        cell["output"]["type"] =
+            json!({ "code_hash": format!("0x{}", "77".repeat(32)), "hash_type": "type", "args": "0x" });
+    })
+    .unwrap();
+    assert_eq!(cells.len(), 1);
+    assert!(cells.iter().all(|c| c.output.type_().is_none()));
 }
 
 #[test]
@@ -905,7 +946,9 @@ fn a_node_paging_forever_is_read_up_to_a_bound() {
     let node = ScriptedNode::default();
     let page = |cursor: &str| {
         let mut page = fixture("get_cells_page1.json");
+        // Plain cells only (the fixture's second is a token, not kept).
         let extra = page["result"]["objects"][0].clone();
+        page["result"]["objects"][1] = extra.clone();
         page["result"]["objects"].as_array_mut().unwrap().push(extra);
         page["result"]["last_cursor"] = json!(cursor);
         page

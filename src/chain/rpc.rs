@@ -254,7 +254,7 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
         let search_key = plain_cells_search_key(&lock);
         let limit = client.page_size;
         async move {
-            let mut cells = Vec::new();
+            let (mut cells, mut listed) = (Vec::new(), 0usize);
             let mut after: Option<String> = None;
             loop {
                 let params = json!([search_key.clone(), "asc", format!("{limit:#x}"), after.clone()]);
@@ -264,11 +264,24 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
                 // node sends past the page asked for is not read.
                 let full = objects.len() >= limit as usize;
                 for (index, object) in objects.iter().take(limit as usize).enumerate() {
-                    cells.push(read(METHOD, indexed_cell(object, &format!("objects[{index}]")))?);
+                    let path = format!("objects[{index}]");
+                    let cell = read(METHOD, indexed_cell(object, &path))?;
+                    if cell.output.lock().as_slice() != lock.as_slice() {
+                        return Err(bad_response(
+                            METHOD,
+                            format!("{path} is a cell under another lock than the one asked for"),
+                        ));
+                    }
+                    // Asked for plain cells only: one with a type or data
+                    // could fund nothing, and its data is not kept.
+                    if cell.output.type_().is_none() && cell.output_data.is_empty() {
+                        cells.push(cell);
+                    }
+                    listed = listed.saturating_add(1);
                 }
                 // However many pages a node sends (or however its cursors
-                // cycle), what is kept stays bounded.
-                if !full || cells.len() >= MAX_LIVE_CELLS {
+                // cycle), what is read stays bounded.
+                if !full || listed >= MAX_LIVE_CELLS {
                     cells.truncate(MAX_LIVE_CELLS);
                     return Ok(cells);
                 }
@@ -538,7 +551,7 @@ fn number_and_epoch(method: &'static str, header: &Value) -> Result<(u64, u64), 
     Ok((number, epoch))
 }
 
-/// The most cells [`ChainClient::live_cells`] collects for one lock: a
+/// The most cells [`ChainClient::live_cells`] reads for one lock: a
 /// wallet needs far fewer to fund a channel, and a node that pages on and on
 /// (cursors cycling, or a lock someone filled with cells) stops there.
 pub const MAX_LIVE_CELLS: usize = 10_000;

@@ -133,6 +133,9 @@ fn add_contribution(
     let candidates = contribution
         .cells
         .iter()
+        // Only the owner's cells: one under another lock (an indexer's
+        // lie) is a cell the owner's wallet cannot sign.
+        .filter(|cell| cell.output.lock().as_slice() == contribution.owner_lock.as_slice())
         .filter(|cell| is_plain_capacity_cell(cell) && !contribution.excluded.contains(&cell.out_point))
         .filter(|cell| listed.insert(cell.out_point.clone()));
     for (taken, cell) in candidates.enumerate() {
