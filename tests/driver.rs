@@ -17,7 +17,7 @@ use fiber_funding::api::{ApiError, ErrorCode};
 use fiber_funding::chain::client::{ChainClient, ChainError, ChainErrorKind, ChainResult};
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
-use fiber_funding::chain::{LiveCell, ResolvedCell, TxReport};
+use fiber_funding::chain::{LiveCell, ResolvedCell, TxReport, TxStatus};
 use fiber_funding::flow::record::{ChannelRecord, RecordDecodeError};
 use fiber_funding::flow::state::CloseFlags;
 use fiber_funding::flow::{ChannelState, ChannelView, Event, OpenChannelParams};
@@ -177,15 +177,22 @@ impl Harness {
     /// A new initiator on the initiator's storage, wired to the running
     /// acceptor but offline, and what its `start` returned, for the test to
     /// judge (nothing run after it).
-    fn boot_initiator_offline(
+    fn boot_initiator_offline(&mut self, acceptor_link: &LoopbackLink) -> Booted {
+        let chain = Rc::new(SimulatedChainClient::new(self.chain.clone()));
+        self.boot_initiator_reading(acceptor_link, chain).0
+    }
+
+    /// As [`Harness::boot_initiator_offline`], reading the chain through
+    /// `chain`; also the link, for the test to connect.
+    fn boot_initiator_reading(
         &mut self,
         acceptor_link: &LoopbackLink,
-    ) -> Result<(DriverHandle, Vec<RecordDecodeError>), DriverError> {
+        chain: Rc<dyn ChainClient>,
+    ) -> (Booted, Rc<LoopbackLink>) {
         let (sender, receiver) = inbox();
         let link = LoopbackLink::replace_peer(acceptor_link, sender.clone());
-        let chain = Rc::new(SimulatedChainClient::new(self.chain.clone()));
-        let parts = self.initiator_parts(self.initiator_store.clone(), link, chain);
-        block_on(self, start(parts, sender, receiver))
+        let parts = self.initiator_parts(self.initiator_store.clone(), link.clone(), chain);
+        (block_on(self, start(parts, sender, receiver)), link)
     }
 
     /// A new initiator on `store` and `link`, its events recorded; every
@@ -420,6 +427,9 @@ fn a_submit_while_the_peer_is_away_is_queued_and_goes_on_when_it_is_back() {
 }
 
 /// What `Harness::open_and_queue_a_submit` leaves.
+/// What `start` returned: the node and the records it could not read.
+type Booted = Result<(DriverHandle, Vec<RecordDecodeError>), DriverError>;
+
 struct Queued {
     initiator: DriverHandle,
     acceptor: DriverHandle,
@@ -1023,6 +1033,96 @@ impl ChainClient for LivenessAlwaysFails {
     ) -> ChainResult<Option<(packed::Transaction, TxReport)>> {
         self.inner.spender(out_point, lock)
     }
+}
+
+/// A CKB node that never takes a tx (unreachable for sends) and answers
+/// the funding tx's status "rejected" and "unknown" by turns; every other
+/// read is the simulated chain's.
+struct SendsNeverLand {
+    inner: SimulatedChainClient,
+    sends: Rc<Cell<usize>>,
+    statuses: Cell<usize>,
+}
+
+impl ChainClient for SendsNeverLand {
+    fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>> {
+        self.inner.live_cells(lock)
+    }
+    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
+        self.inner.resolve_out_points(out_points)
+    }
+    fn cells_with_type(&self, type_script: packed::Script, limit: u32) -> ChainResult<Vec<LiveCell>> {
+        self.inner.cells_with_type(type_script, limit)
+    }
+    fn cells_live(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>> {
+        self.inner.cells_live(out_points)
+    }
+    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport> {
+        let turn = self.statuses.get();
+        self.statuses.set(turn + 1);
+        let inner = self.inner.transaction_status(tx_hash);
+        Box::pin(async move {
+            let mut report = inner.await?;
+            report.status = if turn % 2 == 0 {
+                TxStatus::Rejected
+            } else {
+                TxStatus::Unknown
+            };
+            Ok(report)
+        })
+    }
+    fn send_transaction(&self, _: packed::Transaction) -> ChainResult<Hash256> {
+        self.sends.set(self.sends.get() + 1);
+        let error = ChainError::new("send_transaction", ChainErrorKind::Unreachable, "connection refused");
+        Box::pin(futures::future::ready(Err(error)))
+    }
+    fn spender(
+        &self,
+        out_point: packed::OutPoint,
+        lock: packed::Script,
+    ) -> ChainResult<Option<(packed::Transaction, TxReport)>> {
+        self.inner.spender(out_point, lock)
+    }
+}
+
+/// A send that fails for a passing reason is retried every
+/// `chain_retry_ms` until it lands. The core asks for the funding tx to be
+/// sent again each time a status poll finds it dropped, and each ask
+/// started one more retry loop, every one sending for as long as the page
+/// stayed open: one loop per tx.
+#[test]
+fn a_tx_the_node_never_takes_is_sent_by_one_retry_loop_however_often_it_is_asked() {
+    let mut harness = Harness::new();
+    let (a_link, channel_id) = harness.queue_a_submit_and_close_the_page();
+    let sends = Rc::new(Cell::new(0));
+    let chain = Rc::new(SendsNeverLand {
+        inner: SimulatedChainClient::new(harness.chain.clone()),
+        sends: sends.clone(),
+        statuses: Cell::new(0),
+    });
+    let (booted, link) = harness.boot_initiator_reading(&a_link, chain);
+    let (initiator, _) = booted.unwrap();
+    link.connect();
+    harness.pool.run_until_stalled();
+    let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
+    assert!(view.funding_tx_hash.is_some(), "{view:?}");
+    assert!(sends.get() >= 1, "the complete funding tx was sent");
+
+    let settings = DriverSettings::default();
+    let polls = 30;
+    let before = sends.get();
+    for _ in 0..polls {
+        harness.platform.advance(settings.poll_interval_ms);
+        harness.pool.run_until_stalled();
+    }
+    let elapsed = polls * settings.poll_interval_ms;
+    let one_loop = usize::try_from(elapsed / settings.chain_retry_ms).unwrap();
+    let sent = sends.get() - before;
+    assert!(
+        sent <= one_loop + 1,
+        "{sent} sends in {elapsed} ms: more than one loop ({one_loop})"
+    );
+    drop(initiator);
 }
 
 /// An aborted flow's watch asks at each poll whether its inputs are live.

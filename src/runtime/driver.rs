@@ -8,6 +8,7 @@
 //! plug in their own.
 
 use crate::collections::{VecMap, VecSet};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
@@ -257,6 +258,8 @@ pub struct Driver<S> {
     status_in_flight: VecSet<Hash256>,
     /// Channels whose funding cell's spender is being looked up.
     spender_in_flight: VecSet<ChannelId>,
+    /// Txs a send loop is sending (retrying while the node is unreachable).
+    sending: Rc<RefCell<VecSet<Hash256>>>,
     /// What the current poll round has yet to ask about, in turn: taken
     /// from the core once per round, so a round costs one pass however
     /// many answers it waits for.
@@ -333,6 +336,7 @@ pub async fn start<S: Store + 'static>(
         next_open_id: 0,
         status_in_flight: VecSet::new(),
         spender_in_flight: VecSet::new(),
+        sending: Rc::new(RefCell::new(VecSet::new())),
         poll_round: VecDeque::new(),
         timer: None,
         timer_generation: 0,
@@ -391,6 +395,7 @@ macro_rules! driver_effects {
             pending_opens: &mut $driver.pending_opens,
             on_event: &mut $driver.on_event,
             settings: &$driver.settings,
+            sending: &$driver.sending,
         }
     };
 }
@@ -890,6 +895,7 @@ struct DriverEffects<'a> {
     pending_opens: &'a mut VecMap<OpenId, Reply<(ChannelId, packed::Transaction)>>,
     on_event: &'a mut Box<dyn FnMut(DriverEvent)>,
     settings: &'a DriverSettings,
+    sending: &'a Rc<RefCell<VecSet<Hash256>>>,
 }
 
 impl Effects for DriverEffects<'_> {
@@ -924,26 +930,36 @@ impl Effects for DriverEffects<'_> {
         }
     }
 
+    /// Sends `tx`, again every `chain_retry_ms` while the failure is a
+    /// passing one, until it lands or is refused. One loop per tx: the core
+    /// asks again each time a poll finds the tx dropped, and a loop per ask
+    /// would multiply the sends for as long as the page stays open.
     fn broadcast(&mut self, channel_id: ChannelId, tx: packed::Transaction) {
+        let tx_hash = Hash256(crate::tx::parts::tx_hash(&tx));
+        if !self.sending.borrow_mut().insert(tx_hash) {
+            return;
+        }
         let chain = self.chain.clone();
         let sender = self.sender.clone();
         let platform = self.platform.clone();
+        let sending = self.sending.clone();
         let retry_ms = self.settings.chain_retry_ms;
         self.platform.spawn(Box::pin(async move {
-            loop {
+            let refused = loop {
                 match chain.send_transaction(tx.clone()).await {
-                    Ok(_) => return,
+                    Ok(_) => break None,
                     Err(error) if error.is_transient() => platform.sleep(retry_ms).await,
-                    Err(error) => {
-                        let event = ChainEvent::BroadcastFailed {
-                            channel_id,
-                            tx_hash: Hash256(crate::tx::parts::tx_hash(&tx)),
-                            reason: error.to_string(),
-                        };
-                        let _ = sender.unbounded_send(Input::Chain(event));
-                        return;
-                    }
+                    Err(error) => break Some(error),
                 }
+            };
+            sending.borrow_mut().remove(&tx_hash);
+            if let Some(error) = refused {
+                let event = ChainEvent::BroadcastFailed {
+                    channel_id,
+                    tx_hash,
+                    reason: error.to_string(),
+                };
+                let _ = sender.unbounded_send(Input::Chain(event));
             }
         }));
     }
