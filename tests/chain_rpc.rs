@@ -919,23 +919,73 @@ fn a_live_cell_has_no_spender_and_an_indexer_naming_a_tx_that_does_not_spend_it_
     node.assert_all_asked();
 }
 
+/// Another committed tx than the funding tx, `n` apart (its version), that
+/// spends `SOURCE_TX:7`: its hash and its answer at verbosity 2.
+fn another_spend(n: u32) -> (String, Value) {
+    let mut tx = fixture("funding_tx.json");
+    tx["version"] = json!(format!("{n:#x}"));
+    tx["inputs"][0]["previous_output"]["index"] = json!("0x7");
+    let packed: packed::Transaction = serde_json::from_value::<node::Transaction>(tx.clone()).unwrap().into();
+    let hash = Hash256(packed.calc_tx_hash().unpack()).to_string();
+    tx["hash"] = json!(hash);
+    let answer = json!({
+        "jsonrpc": "2.0",
+        "result": {
+            "transaction": tx,
+            "cycles": null,
+            "tx_status": { "status": "committed", "block_number": "0x5b1002", "block_hash": COMMIT_BLOCK, "reason": null }
+        }
+    });
+    (hash, answer)
+}
+
 #[test]
 fn a_node_listing_endless_candidates_gets_no_more_lookups_than_were_asked_for() {
     let node = ScriptedNode::default();
     let cell = out_point(SOURCE_TX, 1);
-    let flood: Vec<(&str, &str)> = (0..40).map(|_| (FUNDING_TX, "input")).collect();
+    let spends: Vec<(String, Value)> = (0..40).map(another_spend).collect();
+    let flood: Vec<(&str, &str)> = spends.iter().map(|(hash, _)| (hash.as_str(), "input")).collect();
     expect_dead_cell(&node, &cell);
     node.expect("get_transactions", spender_search(), Answer::Json(indexed_txs(&flood)));
     // 16 candidates asked for, 16 read (none spends the cell); a 17th read
     // would be an unexpected request.
-    for _ in 0..16 {
-        node.expect(
-            "get_transaction",
-            json!([FUNDING_TX, "0x2"]),
-            Answer::Json(funding_tx_answer()),
-        );
+    for (hash, answer) in &spends[..16] {
+        node.expect("get_transaction", json!([hash, "0x2"]), Answer::Json(answer.clone()));
     }
     assert!(block_on(client(&node).spender(cell, wallet_lock())).unwrap().is_none());
+    node.assert_all_asked();
+}
+
+/// A wallet's lock lists an `input` entry per cell a tx spends: one tx
+/// gathering 20 of the wallet's cells is 20 entries. Counted as 20
+/// candidates, it used up the search (16) before the spender, on an honest
+/// node, and an aborted flow's watch never settled. A tx already read is
+/// not read again, nor counted.
+#[test]
+fn a_tx_listed_once_per_input_it_spends_is_one_candidate() {
+    let node = ScriptedNode::default();
+    let cell = out_point(SOURCE_TX, 0);
+    let (gathering, answer) = another_spend(1);
+    let first: Vec<(&str, &str)> = (0..16).map(|_| (gathering.as_str(), "input")).collect();
+    let mut second: Vec<(&str, &str)> = (0..4).map(|_| (gathering.as_str(), "input")).collect();
+    second.push((FUNDING_TX, "input"));
+    expect_dead_cell(&node, &cell);
+    node.expect(
+        "get_transactions",
+        spender_search(),
+        Answer::Json(indexed_page(&first, "0x01")),
+    )
+    .expect("get_transaction", json!([gathering, "0x2"]), Answer::Json(answer))
+    .expect(
+        "get_transactions",
+        spender_search_after(json!("0x01")),
+        Answer::Json(indexed_txs(&second)),
+    );
+    expect_the_committed_spender(&node);
+    let (spender, _) = block_on(client(&node).spender(cell, wallet_lock()))
+        .unwrap()
+        .expect("found");
+    assert_eq!(Hash256(spender.calc_tx_hash().unpack()).to_string(), FUNDING_TX);
     node.assert_all_asked();
 }
 

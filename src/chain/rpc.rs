@@ -422,6 +422,8 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
             // path and must really spend the cell.
             let mut after = Value::Null;
             let (mut listed, mut candidates_read) = (0usize, 0usize);
+            // A tx is listed once per cell of the lock it spends: read once.
+            let mut read_already: Vec<[u8; 32]> = Vec::new();
             while listed < MAX_SPENDER_ENTRIES {
                 let params = json!([
                     lock_search_key(&lock),
@@ -438,12 +440,16 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
                     if object.get("io_type").and_then(Value::as_str) != Some("input") {
                         continue;
                     }
+                    let tx_hash = object.get("tx_hash").unwrap_or(&Value::Null);
+                    let hash = read(METHOD, parse_hash(tx_hash, &format!("objects[{index}].tx_hash")))?;
+                    if read_already.contains(&hash) {
+                        continue;
+                    }
                     if candidates_read >= SPENDER_CANDIDATES {
                         return Ok(None);
                     }
                     candidates_read = candidates_read.saturating_add(1);
-                    let tx_hash = object.get("tx_hash").unwrap_or(&Value::Null);
-                    let hash = read(METHOD, parse_hash(tx_hash, &format!("objects[{index}].tx_hash")))?;
+                    read_already.push(hash);
                     let Some(tx) = client.transaction(hash).await? else {
                         continue;
                     };
@@ -556,8 +562,9 @@ fn number_and_epoch(method: &'static str, header: &Value) -> Result<(u64, u64), 
 /// (cursors cycling, or a lock someone filled with cells) stops there.
 pub const MAX_LIVE_CELLS: usize = 10_000;
 
-/// How many `input` candidates `spender` reads (a funding lock's only
-/// spend is the tx that closes the channel; only a lying node lists more).
+/// How many `input` candidates (distinct txs) `spender` reads: a funding
+/// lock's only spend is the tx that closes the channel, and a wallet's
+/// input is wanted among its few latest spends.
 const SPENDER_CANDIDATES: usize = 16;
 /// The page size of `spender`'s search.
 const SPENDER_PAGE: u32 = 16;
