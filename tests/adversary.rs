@@ -282,6 +282,46 @@ fn attack_3_a_funding_output_under_another_code_hash_is_refused_by_the_acceptor(
     assert!(reasons.contains("funding output"), "{reasons}");
 }
 
+/// The acceptor aborted a channel (a refused `TxUpdate`); its tombstone
+/// still holds the terms. A well-formed `TxUpdate` for it then made the
+/// acceptor look its inputs up on chain (up to 400 reads), fail to add its
+/// part (its cells were freed), close the channel again (one more durable
+/// write) and send one more `TxAbort`, as often as the peer liked, outside
+/// the per-peer limit of unfunded channels. An ended channel takes no
+/// funding message.
+#[test]
+fn acceptor_attack_funding_messages_for_an_aborted_channel_cost_nothing() {
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    world.run_until_queued_from(INITIATOR, "TxUpdate");
+    let genuine = world.queued_from(INITIATOR, "TxUpdate");
+    world.tamper_next("TxUpdate", |m| {
+        if let FiberMessage::TxUpdate(m) = m {
+            m.tx = with_parts(&m.tx, |p| {
+                let lock = p.outputs[0].lock();
+                let foreign = lock.as_builder().code_hash([0x66; 32].pack()).build();
+                p.outputs[0] = p.outputs[0].clone().as_builder().lock(foreign).build();
+            });
+        }
+    });
+    world.run();
+    assert_eq!(tx_abort_reasons(&world, ACCEPTOR).len(), 1);
+    let channel_id = world.only_channel(ACCEPTOR).channel_id;
+    let before = world.stored_record(ACCEPTOR, &channel_id).unwrap();
+    assert!(before.closed.is_some());
+
+    for _ in 0..3 {
+        world.inject(INITIATOR, genuine.clone());
+        world.run();
+    }
+    assert_eq!(tx_abort_reasons(&world, ACCEPTOR).len(), 1, "a TxAbort per TxUpdate");
+    assert_eq!(
+        world.stored_record(ACCEPTOR, &channel_id).unwrap(),
+        before,
+        "the ended channel was written again"
+    );
+}
+
 /// A browser adds an output carrying a type script and data, paid from its
 /// own change. The acceptor's default-lock signature covers the whole tx,
 /// and a type script that grants its owner a right when the owner's lock

@@ -926,6 +926,11 @@ impl Channel {
     /// `AcceptChannel`, `TxUpdate` and `TxComplete`: the funding
     /// collaboration, which each role runs in its own type.
     pub(crate) fn on_collaboration_message(&mut self, step: &mut Step, message: FiberMessage) -> Result<(), Reject> {
+        // An ended channel's tombstone still holds the terms: taking one of
+        // these started the collaboration's chain reads and writes again.
+        if self.is_closed() {
+            return Err(Reject(format!("{} for a channel that has ended", message.name())));
+        }
         match self.record.role {
             Role::Initiator => Initiator(self).on_message(step, message),
             #[cfg(feature = "acceptor")]
