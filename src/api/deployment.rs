@@ -130,7 +130,7 @@ pub fn contracts_for_chain(
 
 /// The cell deps of a lock published as `code`: its code cell as the chain
 /// holds it now (the one live cell under its type id, read back through the
-/// hash-checked path), then ckb-auth's.
+/// hash-checked path, and live), then ckb-auth's.
 pub async fn published_cell_deps(
     chain: &dyn ChainClient,
     lock: &ScriptTemplate,
@@ -167,6 +167,19 @@ pub async fn published_cell_deps(
     if !under_the_type_id {
         return Err(format!(
             "the cell the indexer named for the type id {} ({}) is not under it",
+            code.type_id_args, cell.out_point
+        ));
+    }
+    // Its transaction holds it for good: a code cell since upgraded (an
+    // indexer behind names it still) is a dead dep every tx would be
+    // refused for.
+    let live = chain
+        .cells_live(vec![cell.out_point.clone()])
+        .await
+        .map_err(|e| e.to_string())?;
+    if live != [true] {
+        return Err(format!(
+            "the cell the indexer named for the type id {} ({}) is not live",
             code.type_id_args, cell.out_point
         ));
     }
