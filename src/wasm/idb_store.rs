@@ -574,14 +574,14 @@ async fn read_channel(db: IdbDatabase, key: &str) -> Result<JsValue, IdbFault> {
 /// Entries per request when a boot reads every channel.
 pub const LOAD_CHUNK: u32 = 128;
 
-/// Every entry of `store` (`channels` or `tombstones`), decoded, in one
+/// Every entry of `store` (`channels` or `tombstones`), decoded (with the
+/// entries that could not be, as they are), in one
 /// transaction and in runs of [`LOAD_CHUNK`] entries in key order: each run
 /// is asked for as soon as the one before it arrives, before that one is
 /// decoded, so the browser reads the next run from disk while the page
 /// decodes (a single `getAll` of a thousand 2.5 KB records left the page
 /// idle for the whole read, then busy). A run shorter than [`LOAD_CHUNK`] is
 /// the last.
-/// Every record in `store`, and the entries that could not be read, as they are.
 async fn load_entries(db: IdbDatabase, store: &str) -> Result<(LoadedRecords, Vec<JsValue>), IdbFault> {
     let fault = |error: JsValue| IdbFault::from_js(&error);
     let object_store = read_only(&db, store)?;
