@@ -259,13 +259,9 @@ fn attack_2_initiator_outputs_summing_past_2_pow_64_are_refused() {
 
 // ---- hole 3: the acceptor checked only the funding output's args ----------------------------
 
-/// A browser funds "the channel" into a lock of its own that ignores the
-/// args. The acceptor must compare the whole script.
-#[test]
-fn attack_3_a_funding_output_under_another_code_hash_is_refused_by_the_acceptor() {
-    let mut world = World::new(Setup::default());
-    world.open(1000).unwrap();
-    world.run_until_queued_from(INITIATOR, "TxUpdate");
+/// The initiator's next `TxUpdate` funds "the channel" into a lock under
+/// another code hash, one of its own that ignores the args.
+fn fund_into_a_lock_of_its_own(world: &mut World) {
     world.tamper_next("TxUpdate", |m| {
         if let FiberMessage::TxUpdate(m) = m {
             m.tx = with_parts(&m.tx, |p| {
@@ -275,6 +271,16 @@ fn attack_3_a_funding_output_under_another_code_hash_is_refused_by_the_acceptor(
             });
         }
     });
+}
+
+/// A browser funds "the channel" into a lock of its own that ignores the
+/// args. The acceptor must compare the whole script.
+#[test]
+fn attack_3_a_funding_output_under_another_code_hash_is_refused_by_the_acceptor() {
+    let mut world = World::new(Setup::default());
+    world.open(1000).unwrap();
+    world.run_until_queued_from(INITIATOR, "TxUpdate");
+    fund_into_a_lock_of_its_own(&mut world);
     world.run();
     assert_eq!(sent_by(&world, ACCEPTOR, "TxUpdate"), 0, "the acceptor added its part");
     assert_eq!(sent_by(&world, ACCEPTOR, "CommitmentSigned"), 0);
@@ -295,15 +301,7 @@ fn acceptor_attack_funding_messages_for_an_aborted_channel_cost_nothing() {
     world.open(1000).unwrap();
     world.run_until_queued_from(INITIATOR, "TxUpdate");
     let genuine = world.queued_from(INITIATOR, "TxUpdate");
-    world.tamper_next("TxUpdate", |m| {
-        if let FiberMessage::TxUpdate(m) = m {
-            m.tx = with_parts(&m.tx, |p| {
-                let lock = p.outputs[0].lock();
-                let foreign = lock.as_builder().code_hash([0x66; 32].pack()).build();
-                p.outputs[0] = p.outputs[0].clone().as_builder().lock(foreign).build();
-            });
-        }
-    });
+    fund_into_a_lock_of_its_own(&mut world);
     world.run();
     assert_eq!(tx_abort_reasons(&world, ACCEPTOR).len(), 1);
     let channel_id = world.only_channel(ACCEPTOR).channel_id;

@@ -9,13 +9,16 @@ use std::rc::Rc;
 use ckb_types::core::DepType;
 use ckb_types::{packed, prelude::*};
 use fiber_funding::api::deployment::{known_deployments, published_cell_deps, with_published_cell_deps};
-use fiber_funding::chain::client::{ChainClient, ChainResult};
+use fiber_funding::chain::client::ChainClient;
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
-use fiber_funding::chain::{LiveCell, ResolvedCell, TxReport};
 use fiber_funding::primitives::Hash256;
 use fiber_funding::tx::script::ScriptTemplate;
 use futures::executor::block_on;
+
+#[path = "common/chain_double.rs"]
+mod chain_double;
+use chain_double::ChainWith;
 
 const CKB: u64 = 100_000_000;
 
@@ -128,41 +131,6 @@ fn a_node_starting_on_testnet_fills_the_default_locks_deps_and_leaves_given_ones
     assert!(funding.cell_deps.is_empty() && failures.is_empty());
 }
 
-/// An indexer that answers with the cells it held some blocks ago (a
-/// lagging or lying node); every other read is the chain's as it is now.
-struct StaleIndexer {
-    inner: SimulatedChainClient,
-    listed: Vec<LiveCell>,
-}
-
-impl ChainClient for StaleIndexer {
-    fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>> {
-        self.inner.live_cells(lock)
-    }
-    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
-        self.inner.resolve_out_points(out_points)
-    }
-    fn cells_with_type(&self, _: packed::Script, _: u32) -> ChainResult<Vec<LiveCell>> {
-        Box::pin(futures::future::ready(Ok(self.listed.clone())))
-    }
-    fn cells_live(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>> {
-        self.inner.cells_live(out_points)
-    }
-    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport> {
-        self.inner.transaction_status(tx_hash)
-    }
-    fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256> {
-        self.inner.send_transaction(tx)
-    }
-    fn spender(
-        &self,
-        out_point: packed::OutPoint,
-        lock: packed::Script,
-    ) -> ChainResult<Option<(packed::Transaction, TxReport)>> {
-        self.inner.spender(out_point, lock)
-    }
-}
-
 /// The code cell was upgraded (its type id moved to a new cell) and the
 /// node's indexer still names the old one, which its transaction still
 /// holds: taken, every commitment, closing and claim tx would name a dead
@@ -190,9 +158,13 @@ fn a_code_cell_no_longer_live_places_no_code() {
         .build();
     chain.borrow_mut().send_transaction(upgrade).unwrap();
     chain.borrow_mut().mine_block();
-    let stale = StaleIndexer {
-        inner: SimulatedChainClient::new(chain),
-        listed,
+    // An indexer that answers with the cells it held before (a lagging
+    // or lying node); every other read is the chain's as it is now.
+    let stale = ChainWith {
+        cells_with_type: Some(Box::new(move |_, _| {
+            Box::pin(futures::future::ready(Ok(listed.clone())))
+        })),
+        ..ChainWith::new(SimulatedChainClient::new(chain))
     };
     let error = block_on(published_cell_deps(
         &stale,

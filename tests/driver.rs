@@ -10,14 +10,15 @@ use std::rc::Rc;
 
 use ckb_types::packed;
 use ckb_types::prelude::*;
+use common::chain_double::ChainWith;
 use common::pool::Counter;
 use common::two_nodes::fund_wallets;
 use common::{config, CKB, TIMEOUT_MS};
 use fiber_funding::api::{ApiError, ErrorCode};
-use fiber_funding::chain::client::{ChainClient, ChainError, ChainErrorKind, ChainResult};
+use fiber_funding::chain::client::{ChainClient, ChainError, ChainErrorKind};
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
-use fiber_funding::chain::{LiveCell, ResolvedCell, TxReport, TxStatus};
+use fiber_funding::chain::TxStatus;
 use fiber_funding::flow::record::{ChannelRecord, RecordDecodeError};
 use fiber_funding::flow::state::CloseFlags;
 use fiber_funding::flow::{ChannelState, ChannelView, Event, OpenChannelParams};
@@ -998,90 +999,45 @@ fn an_unreadable_tombstone_is_named_in_an_event() {
     assert_eq!(named, [&vec![unreadable]]);
 }
 
-/// A CKB node whose liveness reads always fail (a rate-limited endpoint);
-/// every other read is the simulated chain's.
-struct LivenessAlwaysFails {
-    inner: SimulatedChainClient,
-    asked: Rc<Cell<usize>>,
-}
-
-impl ChainClient for LivenessAlwaysFails {
-    fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>> {
-        self.inner.live_cells(lock)
-    }
-    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
-        self.inner.resolve_out_points(out_points)
-    }
-    fn cells_with_type(&self, type_script: packed::Script, limit: u32) -> ChainResult<Vec<LiveCell>> {
-        self.inner.cells_with_type(type_script, limit)
-    }
-    fn cells_live(&self, _: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>> {
-        self.asked.set(self.asked.get() + 1);
-        let error = ChainError::new("get_live_cell", ChainErrorKind::Unreachable, "429 Too Many Requests");
-        Box::pin(futures::future::ready(Err(error)))
-    }
-    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport> {
-        self.inner.transaction_status(tx_hash)
-    }
-    fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256> {
-        self.inner.send_transaction(tx)
-    }
-    fn spender(
-        &self,
-        out_point: packed::OutPoint,
-        lock: packed::Script,
-    ) -> ChainResult<Option<(packed::Transaction, TxReport)>> {
-        self.inner.spender(out_point, lock)
+/// A CKB node whose liveness reads always fail (a rate-limited endpoint),
+/// counted; every other read is the simulated chain's.
+fn liveness_always_fails(chain: SimulatedChainClient, asked: Rc<Cell<usize>>) -> ChainWith {
+    ChainWith {
+        cells_live: Some(Box::new(move |_, _| {
+            asked.set(asked.get() + 1);
+            let error = ChainError::new("get_live_cell", ChainErrorKind::Unreachable, "429 Too Many Requests");
+            Box::pin(futures::future::ready(Err(error)))
+        })),
+        ..ChainWith::new(chain)
     }
 }
 
-/// A CKB node that never takes a tx (unreachable for sends) and answers
-/// the funding tx's status "rejected" and "unknown" by turns; every other
+/// A CKB node that never takes a tx (unreachable for sends, counted) and
+/// answers every status "rejected" and "unknown" by turns; every other
 /// read is the simulated chain's.
-struct SendsNeverLand {
-    inner: SimulatedChainClient,
-    sends: Rc<Cell<usize>>,
-    statuses: Cell<usize>,
-}
-
-impl ChainClient for SendsNeverLand {
-    fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>> {
-        self.inner.live_cells(lock)
-    }
-    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
-        self.inner.resolve_out_points(out_points)
-    }
-    fn cells_with_type(&self, type_script: packed::Script, limit: u32) -> ChainResult<Vec<LiveCell>> {
-        self.inner.cells_with_type(type_script, limit)
-    }
-    fn cells_live(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>> {
-        self.inner.cells_live(out_points)
-    }
-    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport> {
-        let turn = self.statuses.get();
-        self.statuses.set(turn + 1);
-        let inner = self.inner.transaction_status(tx_hash);
-        Box::pin(async move {
-            let mut report = inner.await?;
-            report.status = if turn % 2 == 0 {
-                TxStatus::Rejected
-            } else {
-                TxStatus::Unknown
-            };
-            Ok(report)
-        })
-    }
-    fn send_transaction(&self, _: packed::Transaction) -> ChainResult<Hash256> {
-        self.sends.set(self.sends.get() + 1);
-        let error = ChainError::new("send_transaction", ChainErrorKind::Unreachable, "connection refused");
-        Box::pin(futures::future::ready(Err(error)))
-    }
-    fn spender(
-        &self,
-        out_point: packed::OutPoint,
-        lock: packed::Script,
-    ) -> ChainResult<Option<(packed::Transaction, TxReport)>> {
-        self.inner.spender(out_point, lock)
+fn sends_never_land(chain: SimulatedChainClient, sends: Rc<Cell<usize>>) -> ChainWith {
+    let turns = Cell::new(0usize);
+    ChainWith {
+        transaction_status: Some(Box::new(move |inner, tx_hash| {
+            let turn = turns.get();
+            turns.set(turn + 1);
+            let answer = inner.transaction_status(tx_hash);
+            Box::pin(async move {
+                let mut report = answer.await?;
+                report.status = if turn % 2 == 0 {
+                    TxStatus::Rejected
+                } else {
+                    TxStatus::Unknown
+                };
+                Ok(report)
+            })
+        })),
+        send_transaction: Some(Box::new(move |_, _| {
+            sends.set(sends.get() + 1);
+            let error = ChainError::new("send_transaction", ChainErrorKind::Unreachable, "connection refused");
+            Box::pin(futures::future::ready(Err(error)))
+        })),
+        ..ChainWith::new(chain)
     }
 }
 
@@ -1095,11 +1051,10 @@ fn a_tx_the_node_never_takes_is_sent_by_one_retry_loop_however_often_it_is_asked
     let mut harness = Harness::new();
     let (a_link, channel_id) = harness.queue_a_submit_and_close_the_page();
     let sends = Rc::new(Cell::new(0));
-    let chain = Rc::new(SendsNeverLand {
-        inner: SimulatedChainClient::new(harness.chain.clone()),
-        sends: sends.clone(),
-        statuses: Cell::new(0),
-    });
+    let chain = Rc::new(sends_never_land(
+        SimulatedChainClient::new(harness.chain.clone()),
+        sends.clone(),
+    ));
     let (booted, link) = harness.boot_initiator_reading(&a_link, chain);
     let (initiator, _) = booted.unwrap();
     link.connect();
@@ -1140,10 +1095,10 @@ fn failing_liveness_reads_are_asked_once_per_poll_not_once_more_per_poll() {
     harness.pool.run_until_stalled();
 
     let asked = Rc::new(Cell::new(0));
-    let chain = Rc::new(LivenessAlwaysFails {
-        inner: SimulatedChainClient::new(harness.chain.clone()),
-        asked: asked.clone(),
-    });
+    let chain = Rc::new(liveness_always_fails(
+        SimulatedChainClient::new(harness.chain.clone()),
+        asked.clone(),
+    ));
     let link = LoopbackLink::replace_peer(&a_link, inbox().0);
     let _initiator = harness.start_initiator_on(link, chain);
     let polls = 30;

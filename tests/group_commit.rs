@@ -13,13 +13,13 @@ use std::rc::Rc;
 
 use ckb_types::packed;
 use ckb_types::prelude::*;
+use common::chain_double::ChainWith;
 use common::pool::{Counter, PoolPlatform};
 use common::two_nodes::fund_wallets;
 use common::{config, CKB};
-use fiber_funding::chain::client::{ChainClient, ChainResult};
+use fiber_funding::chain::client::ChainClient;
 use fiber_funding::chain::simulated::SimulatedChain;
 use fiber_funding::chain::simulated_client::SimulatedChainClient;
-use fiber_funding::chain::{LiveCell, ResolvedCell, TxReport};
 use fiber_funding::flow::record::{ChannelRecord, RecordDecodeError};
 use fiber_funding::flow::{ChannelState, OpenChannelParams};
 use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
@@ -130,15 +130,6 @@ impl Store for GroupLog {
 /// A channel id and its unsigned funding tx, as an open answers.
 type Opened = (ChannelId, packed::Transaction);
 
-/// The simulated chain, noting which txs' status each caller asked about.
-struct CountingChain {
-    inner: SimulatedChainClient,
-    asked: Rc<RefCell<Vec<Hash256>>>,
-    /// Status lookups started and not yet answered, and the most at once.
-    in_flight: Rc<Cell<usize>>,
-    most_in_flight: Rc<Cell<usize>>,
-}
-
 /// Pending once, then ready: a status lookup stays in flight while the
 /// pool runs the other tasks, as an HTTP request would.
 #[derive(Default)]
@@ -156,40 +147,29 @@ impl std::future::Future for YieldOnce {
     }
 }
 
-impl ChainClient for CountingChain {
-    fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>> {
-        self.inner.live_cells(lock)
-    }
-    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
-        self.inner.resolve_out_points(out_points)
-    }
-    fn cells_with_type(&self, type_script: packed::Script, limit: u32) -> ChainResult<Vec<LiveCell>> {
-        self.inner.cells_with_type(type_script, limit)
-    }
-    fn cells_live(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>> {
-        self.inner.cells_live(out_points)
-    }
-    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport> {
-        self.asked.borrow_mut().push(tx_hash);
-        let answer = self.inner.transaction_status(tx_hash);
-        let (in_flight, most) = (self.in_flight.clone(), self.most_in_flight.clone());
-        in_flight.set(in_flight.get() + 1);
-        most.set(most.get().max(in_flight.get()));
-        Box::pin(async move {
-            YieldOnce::default().await;
-            in_flight.set(in_flight.get() - 1);
-            answer.await
-        })
-    }
-    fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256> {
-        self.inner.send_transaction(tx)
-    }
-    fn spender(
-        &self,
-        out_point: packed::OutPoint,
-        lock: packed::Script,
-    ) -> ChainResult<Option<(packed::Transaction, TxReport)>> {
-        self.inner.spender(out_point, lock)
+/// The simulated chain, noting which txs' status each caller asked about,
+/// and how many status lookups were in flight at most (each stays in
+/// flight while the pool runs the other tasks, as an HTTP request would).
+fn counting_chain(
+    inner: SimulatedChainClient,
+    asked: Rc<RefCell<Vec<Hash256>>>,
+    most_in_flight: Rc<Cell<usize>>,
+) -> ChainWith {
+    let in_flight = Rc::new(Cell::new(0));
+    ChainWith {
+        transaction_status: Some(Box::new(move |inner, tx_hash| {
+            asked.borrow_mut().push(tx_hash);
+            let answer = inner.transaction_status(tx_hash);
+            let (in_flight, most) = (in_flight.clone(), most_in_flight.clone());
+            in_flight.set(in_flight.get() + 1);
+            most.set(most.get().max(in_flight.get()));
+            Box::pin(async move {
+                YieldOnce::default().await;
+                in_flight.set(in_flight.get() - 1);
+                answer.await
+            })
+        })),
+        ..ChainWith::new(inner)
     }
 }
 
@@ -258,12 +238,11 @@ fn open_all_at_once(retransmitting: bool) -> Run {
             own: acceptor_id,
             switch: switch.clone(),
         }),
-        chain: Rc::new(CountingChain {
-            inner: SimulatedChainClient::new(chain.clone()),
-            asked: asked.clone(),
-            in_flight: Rc::default(),
-            most_in_flight: most_in_flight.clone(),
-        }),
+        chain: Rc::new(counting_chain(
+            SimulatedChainClient::new(chain.clone()),
+            asked.clone(),
+            most_in_flight.clone(),
+        )),
         platform: platform.clone(),
         settings: DriverSettings {
             max_polls_in_flight: MAX_POLLS,

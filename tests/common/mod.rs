@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod chain_double;
 pub mod lies;
 pub mod pool;
 
