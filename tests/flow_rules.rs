@@ -1189,6 +1189,35 @@ fn more_wallet_cell_deps_than_a_record_holds_are_refused_at_open() {
     assert!(world.initiator().channels().is_empty(), "nothing was stored");
 }
 
+/// A page opening for a wallet lock other than CKB's default one (JoyID's,
+/// say) without its cell deps (optional in the API's types): no node
+/// accepts a funding tx without the lock's code, which shows only at the
+/// broadcast, after the user's signature left and the flow can no longer
+/// be abandoned. Refused at open, by name, with nothing stored.
+#[test]
+fn a_wallet_lock_other_than_the_default_without_cell_deps_is_refused_at_open() {
+    let mut world = World::new(Setup::default());
+    world.user.auto_submit = false;
+    let mut params = world.open_params(1000);
+    params.funding_lock_script = params
+        .funding_lock_script
+        .clone()
+        .as_builder()
+        .code_hash([0x4a; 32].pack())
+        .build();
+    params.funding_lock_script_cell_deps = Vec::new();
+    match world.open_with(&params) {
+        Err(FlowError::InvalidParams { field, reason }) => {
+            assert_eq!(field, "funding_lock_script_cell_deps");
+            assert!(reason.contains("lock's code"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    world.run();
+    assert!(world.handed_out.is_empty());
+    assert!(world.initiator().channels().is_empty(), "nothing was stored");
+}
+
 /// A node whose contracts name more than the funding lock's two cell deps:
 /// the commitment and closing fees are sized for two, so with three the
 /// user's way out pays less than its rate (maybe less than a node relays),

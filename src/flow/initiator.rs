@@ -120,6 +120,19 @@ pub(crate) fn check_open_params(config: &NodeConfig, params: &OpenChannelParams)
     limits::check_commitment_delay(commitment_delay_epoch)?;
     limits::check_shutdown_script(&params.shutdown_script)?;
     limits::check_wallet_cell_deps(params.funding_lock_script_cell_deps.len())?;
+    // CKB's default lock may go without (the counterparty names its dep
+    // group for its own inputs); any other lock's code must be named, or
+    // no node accepts the tx, which shows only after the user's signature
+    // left and the flow can no longer be abandoned.
+    if params.funding_lock_script_cell_deps.is_empty()
+        && !crate::tx::default_lock::is_default_lock(&params.funding_lock_script)
+    {
+        return Err(invalid(
+            "funding_lock_script_cell_deps",
+            "required for a lock other than CKB's default one: without the lock's code no node \
+             would accept the funding tx",
+        ));
+    }
     let network = crate::tx::networks::network_name(&config.chain_hash);
     for (field, lock) in [
         ("fundingLock.cell_deps", &config.funding_lock),
