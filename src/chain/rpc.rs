@@ -274,7 +274,7 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
                     }
                     // Asked for plain cells only: one with a type or data
                     // could fund nothing, and its data is not kept.
-                    if cell.output.type_().is_none() && cell.output_data.is_empty() {
+                    if crate::tx::funding::is_plain_capacity_cell(&cell) {
                         cells.push(cell);
                     }
                     listed = listed.saturating_add(1);

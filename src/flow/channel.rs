@@ -294,12 +294,15 @@ impl Channel {
     /// never released them: the initiator handed the unsigned tx to a wallet,
     /// whose signed copy (in a redirect URL, say) could still be broadcast.
     pub fn signatures_may_be_out(&self) -> bool {
-        self.released()
-            || self
-                .record
-                .external_funding
-                .as_ref()
-                .is_some_and(|ext| ext.unsigned_funding_tx.is_some())
+        self.released() || self.handed_out()
+    }
+
+    /// The initiator handed the final unsigned tx to the wallet.
+    pub fn handed_out(&self) -> bool {
+        self.record
+            .external_funding
+            .as_ref()
+            .is_some_and(|ext| ext.unsigned_funding_tx.is_some())
     }
 
     /// A flow that can no longer give up (our witnesses left, or we owe the
@@ -379,11 +382,7 @@ impl Channel {
                 }
                 return ChannelState::AwaitingTxSignatures(flags);
             }
-            let handed_out = r
-                .external_funding
-                .as_ref()
-                .is_some_and(|ext| ext.unsigned_funding_tx.is_some());
-            if awaiting_user && !theirs && handed_out {
+            if awaiting_user && !theirs && self.handed_out() {
                 return ChannelState::NegotiatingFunding(NegotiatingFundingFlags::AWAITING_EXTERNAL_FUNDING);
             }
             let mut flags = SigningCommitmentFlags::default();

@@ -529,10 +529,7 @@ impl Initiator<'_> {
     /// and hand the unsigned tx out when that is safe ([`Initiator::hand_out`]).
     fn finalize(&mut self, step: &mut Step) -> Result<(), Reject> {
         // Once handed out, or once ready (the recovery state is gone), done.
-        let Some(ext) = &self.record.external_funding else {
-            return Ok(());
-        };
-        if !self.tx_final() || ext.unsigned_funding_tx.is_some() {
+        if self.record.external_funding.is_none() || !self.tx_final() || self.handed_out() {
             return Ok(());
         }
         // The hardware-wallet rule: before the wallet sees the tx, compute
@@ -555,7 +552,7 @@ impl Initiator<'_> {
     /// initiator does once the user has signed (as upstream): then the
     /// hand-out cannot wait.
     pub(crate) fn hand_out(&mut self, step: &mut Step) -> Result<(), Reject> {
-        if self.is_closed() || !self.tx_final() {
+        if self.is_closed() || !self.tx_final() || self.handed_out() {
             return Ok(());
         }
         if !self.we_sign_first() && self.record.peer_commitment_signature.is_none() {
@@ -565,9 +562,6 @@ impl Initiator<'_> {
         let Some(ext) = self.record.external_funding.as_mut() else {
             return Ok(());
         };
-        if ext.unsigned_funding_tx.is_some() {
-            return Ok(());
-        }
         ext.unsigned_funding_tx = Some(unsigned.clone());
         ext.started_at_ms = step.now_ms;
         self.restart_deadline(step.now_ms);
