@@ -1045,3 +1045,50 @@ fn a_refusal_of_another_tx_while_our_claim_is_out_leaves_the_claim_watched() {
         CloseFlags::UNCOOPERATIVE_LOCAL
     );
 }
+
+/// A node that refuses our close tx once (here its minimum fee rate was
+/// above the channel's for a while) records the refusal, and
+/// `get_transaction` then answers "rejected" for it, as CKB's recent-reject
+/// store does. Only "unknown" sent it again, so the user's way out stalled
+/// for as long as the node remembered the refusal, a reload included.
+fn a_close_tx_refused_once_is_sent_again(close: fn(&mut World, usize, &ChannelId) -> Result<(), FlowError>) -> World {
+    let (mut world, channel_id, _) = ready_world(Setup::default());
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
+    world.chain.set_min_fee_rate(1_000_000);
+    close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    assert!(
+        world
+            .events
+            .iter()
+            .any(|(node, e)| *node == INITIATOR && matches!(e, Event::CloseTxRejected { .. })),
+        "the node refused the close tx"
+    );
+    world
+        .chain
+        .set_min_fee_rate(fiber_funding::chain::simulated::DEFAULT_MIN_FEE_RATE);
+    for _ in 0..5 {
+        world.chain.mine_block();
+        world.run();
+    }
+    world.chain.mine_epochs(1);
+    world.run();
+    assert!(
+        world.balance(&user_script) > user_before,
+        "the user's share came back: {:?}",
+        world.state(INITIATOR, &channel_id)
+    );
+    world
+}
+
+#[test]
+fn a_commitment_the_node_refused_once_is_sent_again() {
+    let world = a_close_tx_refused_once_is_sent_again(force_close);
+    assert_eq!(commitments_on_chain(&world, INITIATOR), [true]);
+}
+
+#[test]
+fn a_closing_tx_the_node_refused_once_is_sent_again() {
+    a_close_tx_refused_once_is_sent_again(shutdown);
+}

@@ -628,11 +628,7 @@ impl Channel {
                 if report.buried(confirmations) {
                     self.record
                         .close_as_tombstone(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
-                } else if report.status == TxStatus::Unknown
-                    && !self.broadcast_sent
-                    && self.has_peer_closing_signature()
-                {
-                    // After a restart we cannot tell whether our broadcast got out.
+                } else if not_in_the_nodes_hands(&report) && self.has_peer_closing_signature() {
                     let tx = self.complete_closing_tx()?;
                     self.broadcast_tx(step, tx);
                 }
@@ -645,8 +641,7 @@ impl Channel {
                         .ok_or_else(|| Reject("a committed tx without its block's epoch".into()))?;
                     self.commitment_seen(step, true, tx_hash, block_number, epoch, report)
                 }
-                TxStatus::Unknown if !self.broadcast_sent => {
-                    // After a restart we cannot tell whether our broadcast got out.
+                _ if not_in_the_nodes_hands(&report) => {
                     let tx = self.signed_own_commitment()?;
                     self.broadcast_tx(step, tx);
                     Ok(())
@@ -1011,6 +1006,16 @@ pub(crate) fn add_epochs(a: u64, b: u64) -> u64 {
             .full_value();
     }
     EpochNumberWithFraction::new(number, index, length).full_value()
+}
+
+/// A close tx the node does not hold: it never got it (a restart cut the
+/// send short), dropped it, or refused it. CKB remembers a refusal and
+/// answers "rejected" for days, even once the cause passed (a pool full, a
+/// minimum fee rate above ours for a while), so both are sent again at each
+/// poll: the user's way out must not wait on the node's memory. The driver
+/// runs one send loop per tx, and a tx already held is "sent", not refused.
+fn not_in_the_nodes_hands(report: &TxReport) -> bool {
+    matches!(report.status, TxStatus::Unknown | TxStatus::Rejected)
 }
 
 #[cfg(test)]
