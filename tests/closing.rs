@@ -1092,3 +1092,66 @@ fn a_commitment_the_node_refused_once_is_sent_again() {
 fn a_closing_tx_the_node_refused_once_is_sent_again() {
     a_close_tx_refused_once_is_sent_again(shutdown);
 }
+
+/// The other side claimed first and re-created our share's cell; then it
+/// spent 16 decoy cells it had made under the commitment lock, each in a
+/// tx of its own, newer than its claim. The indexer lists those first and
+/// the spender search gives up after 16 candidates: every answer is "none
+/// found". Only a found spender used to start the look-up of the
+/// re-created cell, so our claim of the dead original was made again at
+/// each poll and our share never claimed. A re-created cell is looked for
+/// on "none found" too (read, as ever, through the hash-checked path).
+#[test]
+fn a_spender_hidden_behind_decoys_still_lets_us_claim_the_recreated_cell() {
+    use fiber_funding::flow::{ChainEvent, ChainQuery};
+    let (mut world, channel_id, _) = ready_world(Setup::default());
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    world.chain.mine_epochs(1);
+    world.nodes[INITIATOR].up = false;
+    world.run();
+    assert_eq!(
+        closed_flags(&world, ACCEPTOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_REMOTE,
+        "the peer claimed first"
+    );
+    world.restart(INITIATOR);
+
+    let mut hidden = 0;
+    for _ in 0..2_000 {
+        while let Some(at) = world
+            .queries
+            .iter()
+            .position(|(node, _, q)| *node == INITIATOR && matches!(q, ChainQuery::SpenderOf { .. }))
+        {
+            let Some((_, channel_id, ChainQuery::SpenderOf { out_point, .. })) = world.queries.remove(at) else {
+                unreachable!("matched above")
+            };
+            hidden += 1;
+            let none_found = ChainEvent::SpenderOf {
+                channel_id,
+                out_point,
+                spender: None,
+            };
+            let now = world.now_ms;
+            let actions = world.nodes[INITIATOR].node.chain_event(none_found, now);
+            world.execute(INITIATOR, actions);
+        }
+        if !world.step() {
+            world.chain.mine_block();
+        }
+        if matches!(world.state(INITIATOR, &channel_id), Some(ChannelState::Closed(flags)) if flags == CloseFlags::UNCOOPERATIVE_LOCAL)
+        {
+            break;
+        }
+    }
+    assert!(hidden > 0, "the spender was asked for, and hidden");
+    let gain = world.balance(&user_script) - user_before;
+    assert!(
+        gain > (1000 + 99) * CKB - CKB / 100,
+        "our share was never claimed: {gain}, {:?}",
+        world.state(INITIATOR, &channel_id)
+    );
+}

@@ -564,7 +564,9 @@ pub const MAX_LIVE_CELLS: usize = 10_000;
 
 /// How many `input` candidates (distinct txs) `spender` reads: a funding
 /// lock's only spend is the tx that closes the channel, and a wallet's
-/// input is wanted among its few latest spends.
+/// input is wanted among its few latest spends. A commitment lock's cells
+/// can be spent by the other side alone, so there a decoy spend can hide
+/// the one asked for: the core does not rely on the answer there.
 const SPENDER_CANDIDATES: usize = 16;
 /// The page size of `spender`'s search.
 const SPENDER_PAGE: u32 = 16;

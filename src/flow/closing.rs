@@ -852,15 +852,27 @@ impl Channel {
     /// The tx that spent the commitment cell after our claim was refused:
     /// that claim itself (another node took it) is watched again until it
     /// confirms; another tx is the other side's claim, and the cell it
-    /// re-created for our share is looked for. None found (a node behind),
-    /// or one not committed: the next poll claims again and asks again.
+    /// re-created for our share is looked for. None found (a node behind,
+    /// or decoy spends hiding it): the re-created cell is looked for too,
+    /// and the next poll claims again and asks again. One not committed:
+    /// the next poll does.
     pub(crate) fn on_commitment_cell_spender(
         &mut self,
         step: &mut Step,
         spender: Option<(Hash256, TxReport)>,
     ) -> Result<(), Reject> {
         let Some((spender, report)) = spender else {
-            return Ok(());
+            // None found: a node behind, or a spend buried under decoys the
+            // other side made under the commitment lock and spent after its
+            // claim, past what the search reads. The re-created cell is looked
+            // for all the same (it exists only once the other side claimed;
+            // the next poll still tries the original cell too).
+            return match self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone()) {
+                Some(on_chain) if !self.commitment_cell_spent => {
+                    self.look_up_recreated_cell(step, on_chain.holder_is_local)
+                }
+                _ => Ok(()),
+            };
         };
         // A node can make up a tx that spends the cell (its hash is the
         // node's to compute): one not committed is no spender yet.
