@@ -120,6 +120,17 @@ impl Harness {
         &mut self,
         acceptor_store: Rc<MemoryStore>,
     ) -> (DriverHandle, DriverHandle, Rc<LoopbackLink>, Rc<LoopbackLink>) {
+        let client = Rc::new(SimulatedChainClient::new(self.chain.clone()));
+        self.start_pair_reading(acceptor_store, client)
+    }
+
+    /// As [`Harness::start_pair`], the initiator reading the chain through
+    /// `initiator_chain`.
+    fn start_pair_reading(
+        &mut self,
+        acceptor_store: Rc<MemoryStore>,
+        initiator_chain: Rc<dyn ChainClient>,
+    ) -> (DriverHandle, DriverHandle, Rc<LoopbackLink>, Rc<LoopbackLink>) {
         let initiator_config = config(0x11, None, 1);
         let ids = (
             initiator_config.node_secret.node_id(),
@@ -135,7 +146,7 @@ impl Harness {
             entropy: Box::new(Counter(self.platform.now_ms())),
             store: self.initiator_store.clone(),
             link: i_link.clone(),
-            chain: client.clone(),
+            chain: initiator_chain,
             platform: self.platform.clone(),
             settings: self.settings,
             on_event: Box::new(move |event| events.borrow_mut().push(event)),
@@ -1111,5 +1122,56 @@ fn failing_liveness_reads_are_asked_once_per_poll_not_once_more_per_poll() {
         asked.get() <= polls + 1,
         "{} liveness reads in {polls} polls",
         asked.get()
+    );
+}
+
+/// The peer's part of the funding tx is read on chain; a node failing every
+/// such read was asked again every `chain_retry_ms`, and on after the flow
+/// had ended and no longer wanted the answer, for the rest of the page's
+/// life (and one more loop for each open a hostile peer made). A failed
+/// read is asked again only while the core still waits for its answer.
+#[test]
+fn a_failing_read_of_the_peers_inputs_is_not_asked_again_once_the_flow_ended() {
+    let mut harness = Harness::new();
+    let asked = Rc::new(Cell::new(0));
+    let mut chain = ChainWith::new(SimulatedChainClient::new(harness.chain.clone()));
+    chain.resolve_out_points = Some(Box::new({
+        let asked = asked.clone();
+        move |_, _| {
+            asked.set(asked.get() + 1);
+            Box::pin(futures::future::ready(Err(ChainError::new(
+                "get_transaction",
+                ChainErrorKind::Timeout,
+                "no answer",
+            ))))
+        }
+    }));
+    let (initiator, _acceptor, _i_link, _a_link) =
+        harness.start_pair_reading(Rc::new(MemoryStore::new()), Rc::new(chain));
+    let open = in_background(&harness, {
+        let initiator = initiator.clone();
+        let params = harness.params();
+        async move { initiator.open_channel(params).await }
+    });
+    harness.pool.run_until_stalled();
+    assert!(asked.get() > 0, "the peer's inputs were read");
+    harness.platform.advance(TIMEOUT_MS + 1);
+    harness.pool.run_until_stalled();
+    drop(open);
+    let channels = block_on(&mut harness, initiator.channels()).unwrap();
+    assert!(
+        channels.iter().all(|c| matches!(c.state, ChannelState::Closed(_))),
+        "the flow ended: {channels:?}"
+    );
+    let after_the_end = asked.get();
+    let retry_ms = DriverSettings::default().chain_retry_ms;
+    for _ in 0..30 {
+        harness.platform.advance(retry_ms);
+        harness.pool.run_until_stalled();
+    }
+    assert!(
+        asked.get() <= after_the_end + 1,
+        "{} reads after the flow ended",
+        asked.get() - after_the_end
     );
 }

@@ -436,6 +436,31 @@ impl Channel {
         self.ask_peer_again = self.needs_reestablish();
     }
 
+    /// Whether this channel still waits for the answer to `query`: the
+    /// inputs of the check under way, the cell a claim looks up, or the
+    /// cells under the re-created commitment lock while no claim is out.
+    pub(crate) fn wants_answer(&self, query: &ChainQuery) -> bool {
+        match query {
+            ChainQuery::ResolveInputs { out_points } => {
+                let asked = |ours: &[packed::OutPoint]| {
+                    ours.len() == out_points.len()
+                        && ours.iter().zip(out_points).all(|(a, b)| a.as_slice() == b.as_slice())
+                };
+                self.pending_check
+                    .as_ref()
+                    .is_some_and(|check| asked(&check.out_points))
+                    || self
+                        .pending_claim_lookup
+                        .as_ref()
+                        .is_some_and(|cell| asked(std::slice::from_ref(cell)))
+            }
+            ChainQuery::LiveCells { .. } => self.record.close.as_ref().is_some_and(|close| {
+                close.commitment_on_chain.is_some() && close.claim_tx.is_none() && self.pending_claim_lookup.is_none()
+            }),
+            ChainQuery::InputsLive { .. } | ChainQuery::SpenderOf { .. } => false,
+        }
+    }
+
     /// The chain question of a check whose answer could not be stored.
     pub(crate) fn ask_check_again(&mut self) -> Option<Action> {
         let channel_id = self.id();

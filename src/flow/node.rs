@@ -395,6 +395,20 @@ impl Node {
         actions
     }
 
+    /// Whether the core still waits for the answer to `query` about
+    /// `channel_id`: a read that failed is asked again only then (a flow that
+    /// ended, or a check a newer one replaced, no longer wants it).
+    pub fn wants_answer(&self, channel_id: &ChannelId, query: &super::ChainQuery) -> bool {
+        #[cfg(feature = "acceptor")]
+        if self.pending_opens.contains_key(channel_id) {
+            return matches!(query, super::ChainQuery::LiveCells { .. });
+        }
+        let Some(channel) = self.channels.get(channel_id) else {
+            return false;
+        };
+        channel.wants_answer(query)
+    }
+
     /// When [`Node::tick`] must next be called: the earliest deadline of any
     /// open flow, or an acceptor's next force close. The runtime keeps one
     /// timer at this time and re-reads it after every step (timers are

@@ -14,6 +14,7 @@ pub type Read<A, T> = Box<dyn Fn(&SimulatedChainClient, A) -> ChainResult<T>>;
 /// The simulated chain's client, with the reads set here replaced.
 pub struct ChainWith {
     pub inner: SimulatedChainClient,
+    pub resolve_out_points: Option<Read<Vec<packed::OutPoint>, Vec<Option<ResolvedCell>>>>,
     pub cells_with_type: Option<Read<(packed::Script, u32), Vec<LiveCell>>>,
     pub cells_live: Option<Read<Vec<packed::OutPoint>, Vec<bool>>>,
     pub transaction_status: Option<Read<Hash256, TxReport>>,
@@ -25,6 +26,7 @@ impl ChainWith {
     pub fn new(inner: SimulatedChainClient) -> Self {
         ChainWith {
             inner,
+            resolve_out_points: None,
             cells_with_type: None,
             cells_live: None,
             transaction_status: None,
@@ -38,7 +40,10 @@ impl ChainClient for ChainWith {
         self.inner.live_cells(lock)
     }
     fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
-        self.inner.resolve_out_points(out_points)
+        match &self.resolve_out_points {
+            Some(read) => read(&self.inner, out_points),
+            None => self.inner.resolve_out_points(out_points),
+        }
     }
     fn cells_with_type(&self, type_script: packed::Script, limit: u32) -> ChainResult<Vec<LiveCell>> {
         match &self.cells_with_type {
