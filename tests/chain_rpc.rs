@@ -1123,3 +1123,54 @@ fn cells_with_a_type_are_asked_for_exactly_and_without_data() {
     assert!(cells[0].output_data.is_empty());
     node.assert_all_asked();
 }
+
+/// A node that answers nothing at once: each request stays in flight for
+/// one turn of the executor, then fails. It keeps the most requests it
+/// ever had in flight together.
+#[derive(Clone, Default)]
+struct SlowNode {
+    in_flight: Rc<std::cell::Cell<usize>>,
+    most_in_flight: Rc<std::cell::Cell<usize>>,
+}
+
+impl RpcTransport for SlowNode {
+    fn post(&self, _body: String, _timeout_ms: u64) -> LocalBoxFuture<'static, Result<String, TransportError>> {
+        let (in_flight, most) = (self.in_flight.clone(), self.most_in_flight.clone());
+        let mut started = false;
+        futures::future::poll_fn(move |cx| {
+            if !started {
+                started = true;
+                in_flight.set(in_flight.get() + 1);
+                most.set(most.get().max(in_flight.get()));
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            in_flight.set(in_flight.get() - 1);
+            std::task::Poll::Ready(Err(TransportError::Timeout))
+        })
+        .boxed_local()
+    }
+}
+
+/// The peer picks the inputs it adds (up to 100), each in another large tx:
+/// their lookups all went out at once, with every answer (up to 4 MiB each)
+/// held together in the page's memory, and on a slow link or a rate-limited
+/// node the batch timed out every time. A few are in flight at a time.
+#[test]
+fn the_txs_of_a_hundred_inputs_are_looked_up_a_few_at_a_time() {
+    let node = SlowNode::default();
+    let out_points: Vec<packed::OutPoint> = (0..100u8)
+        .map(|i| {
+            packed::OutPoint::new_builder()
+                .tx_hash([i; 32].pack())
+                .index(0u32)
+                .build()
+        })
+        .collect();
+    let _ = block_on(RpcChainClient::new(node.clone()).resolve_out_points(out_points));
+    assert!(
+        (1..=fiber_funding::chain::rpc::MAX_LOOKUPS_IN_FLIGHT).contains(&node.most_in_flight.get()),
+        "{} lookups in flight together",
+        node.most_in_flight.get()
+    );
+}

@@ -28,7 +28,7 @@ use crate::json::{json, Value};
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use futures::future::LocalBoxFuture;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 
 use super::client::{ChainClient, ChainError, ChainErrorKind, ChainResult};
 use super::{ChainTip, LiveCell, ResolvedCell, TxReport, TxStatus};
@@ -337,7 +337,10 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
                 }
             }
             let lookups = tx_hashes.iter().map(|hash| client.transaction_outputs(*hash));
-            let outputs = futures::future::try_join_all(lookups).await?;
+            let outputs: Vec<_> = futures::stream::iter(lookups)
+                .buffered(MAX_LOOKUPS_IN_FLIGHT)
+                .try_collect()
+                .await?;
             let outputs_by_tx: HashMap<[u8; 32], Option<Vec<ResolvedCell>>> =
                 tx_hashes.into_iter().zip(outputs).collect();
             Ok(out_points
@@ -556,6 +559,12 @@ fn number_and_epoch(method: &'static str, header: &Value) -> Result<(u64, u64), 
     let epoch = read(method, parse_number(field("epoch"), "epoch"))?;
     Ok((number, epoch))
 }
+
+/// The most `get_transaction` lookups one [`ChainClient::resolve_out_points`]
+/// has in flight together: the peer picks its inputs, each maybe in a large
+/// tx, and all at once held every answer in memory together and timed out
+/// as a batch on a slow link or a rate-limited node.
+pub const MAX_LOOKUPS_IN_FLIGHT: usize = 4;
 
 /// The most cells [`ChainClient::live_cells`] reads for one lock: a
 /// wallet needs far fewer to fund a channel, and a node that pages on and on
