@@ -1155,3 +1155,101 @@ fn a_spender_hidden_behind_decoys_still_lets_us_claim_the_recreated_cell() {
         world.state(INITIATOR, &channel_id)
     );
 }
+
+/// One report of our commitment with a wrong epoch (a faulty or lying
+/// node: here far in the future) was stored as the commitment's and never
+/// read again, so the claim was never due, even once honest nodes answered.
+/// Each committed report of the commitment now sets where it stands.
+#[test]
+fn a_commitment_reported_once_with_a_wrong_epoch_is_still_claimed() {
+    use fiber_funding::chain::TxReport;
+    use fiber_funding::flow::ChainEvent;
+    let (mut world, channel_id, _) = ready_world(Setup::default());
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
+    let commitment = world.initiator().signed_own_commitment(&channel_id).unwrap();
+    let commitment_hash: [u8; 32] = commitment.calc_tx_hash().unpack();
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    for _ in 0..3 {
+        world.chain.mine_block();
+    }
+    let TxStatus::Committed { block_number } = world.chain.transaction_status(&commitment_hash) else {
+        panic!("the commitment is committed")
+    };
+    let far = ckb_types::core::EpochNumberWithFraction::new(0xFF_FFF0, 0, 1).full_value();
+    let lie = ChainEvent::TxStatus {
+        channel_id,
+        tx_hash: Hash256(commitment_hash),
+        report: TxReport {
+            status: TxStatus::Committed { block_number },
+            block_epoch: Some(far),
+            tip: world.chain.tip(),
+        },
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(lie, now);
+    world.execute(INITIATOR, actions);
+    assert_eq!(commitments_on_chain(&world, INITIATOR), [true]);
+
+    world.run();
+    world.chain.mine_epochs(2);
+    world.run();
+    let gain = world.balance(&user_script) - user_before;
+    assert!(
+        gain > (1000 + 99) * CKB - CKB / 100,
+        "our share was never claimed: {gain}"
+    );
+}
+
+/// A commitment seen on chain and then reported unknown (a reorganisation
+/// deeper than the confirmations, maybe with the peer's commitment in its
+/// place) was watched by its hash for ever, the funding cell no longer, so
+/// a commitment that replaced it was never claimed from. The funding cell
+/// is watched again, and whichever tx spends it found.
+#[test]
+fn a_commitment_that_leaves_the_chain_has_the_funding_cell_watched_again() {
+    use fiber_funding::chain::TxReport;
+    use fiber_funding::flow::ChainEvent;
+    let (mut world, channel_id, _) = ready_world(Setup::default());
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    world.run();
+    assert_eq!(commitments_on_chain(&world, INITIATOR), [true]);
+    let commitment_hash: [u8; 32] = world
+        .initiator()
+        .signed_own_commitment(&channel_id)
+        .unwrap()
+        .calc_tx_hash()
+        .unpack();
+    let gone = ChainEvent::TxStatus {
+        channel_id,
+        tx_hash: Hash256(commitment_hash),
+        report: TxReport {
+            status: TxStatus::Unknown,
+            block_epoch: None,
+            tip: world.chain.tip(),
+        },
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(gone, now);
+    world.execute(INITIATOR, actions);
+    assert!(
+        world
+            .initiator()
+            .funding_cells_to_watch()
+            .iter()
+            .any(|(id, _, _)| *id == channel_id),
+        "the funding cell is watched again"
+    );
+
+    world.run();
+    world.chain.mine_epochs(1);
+    world.run();
+    assert_eq!(commitments_on_chain(&world, INITIATOR), [true, true], "seen again");
+    let gain = world.balance(&user_script) - user_before;
+    assert!(
+        gain > (1000 + 99) * CKB - CKB / 100,
+        "our share was never claimed: {gain}"
+    );
+}

@@ -648,7 +648,34 @@ impl Channel {
                 }
                 _ => Ok(()),
             },
-            Watched::Commitment => self.claim_when_due(step, report),
+            Watched::Commitment => match report.status {
+                TxStatus::Committed { block_number } => {
+                    // Each committed report says where it stands: one wrong
+                    // epoch, stored for good, put the claim off for ever.
+                    if let Some(epoch) = report.block_epoch {
+                        let on_chain = self.record.close.as_mut().and_then(|c| c.commitment_on_chain.as_mut());
+                        if let Some(on_chain) = on_chain.filter(|c| (c.block_number, c.epoch) != (block_number, epoch))
+                        {
+                            on_chain.block_number = block_number;
+                            on_chain.epoch = epoch;
+                        }
+                    }
+                    self.claim_when_due(step, report)
+                }
+                TxStatus::Unknown | TxStatus::Rejected if self.pending_claim_lookup.is_none() => {
+                    // Gone from the chain (a reorganisation deeper than the
+                    // confirmations, maybe with the other commitment in its
+                    // place, or a node that had lied): watch the funding cell
+                    // again, which finds whichever tx spends it now.
+                    if let Some(close) = self.record.close.as_mut() {
+                        close.commitment_on_chain = None;
+                    }
+                    self.commitment_cell_spent = false;
+                    self.refused_claim = None;
+                    Ok(())
+                }
+                _ => Ok(()),
+            },
             Watched::Claim => {
                 if report.buried(confirmations) {
                     let side = match self.record.close.as_ref().and_then(|c| c.commitment_on_chain.as_ref()) {
