@@ -1175,3 +1175,31 @@ fn a_failing_read_of_the_peers_inputs_is_not_asked_again_once_the_flow_ended() {
         asked.get() - after_the_end
     );
 }
+
+/// A flow whose record the page could not read (a newer module's, or made
+/// under another node key) is still stored: a call naming it, say the
+/// wallet's redirect submitting its signed tx, was answered
+/// `UNKNOWN_CHANNEL`, and a wallet might tell the user the flow never
+/// existed and open again from the same cells. It is `RECORD_UNREADABLE`,
+/// and the record is left as it was.
+#[test]
+fn a_call_naming_a_record_the_page_could_not_read_says_so() {
+    let mut harness = Harness::new();
+    let (a_link, _) = harness.queue_a_submit_and_close_the_page();
+    let unreadable_id = Hash256([0x6c; 32]);
+    let bytes = b"{\"schema_version\": 99}".to_vec();
+    harness
+        .initiator_store
+        .insert_raw(&unreadable_id.to_string(), bytes.clone());
+    let (initiator, unreadable) = harness.boot_initiator_offline(&a_link).unwrap();
+    assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+
+    let refused = ApiError::from(block_on(&mut harness, initiator.abandon_channel(unreadable_id)).unwrap_err());
+    assert_eq!(refused.code, ErrorCode::RecordUnreadable, "{}", refused.message);
+    assert!(
+        refused.message.contains(&unreadable_id.to_string()),
+        "{}",
+        refused.message
+    );
+    assert_eq!(harness.initiator_store.raw(&unreadable_id.to_string()), Some(bytes));
+}

@@ -86,6 +86,7 @@ impl From<FlowError> for ApiError {
     fn from(error: FlowError) -> Self {
         let code = match &error {
             FlowError::UnknownChannel(_) => ErrorCode::UnknownChannel,
+            FlowError::RecordUnreadable(_) => ErrorCode::RecordUnreadable,
             FlowError::InvalidParams { .. } => ErrorCode::InvalidParams,
             FlowError::UdtChannelsUnsupported => ErrorCode::UdtUnsupported,
             FlowError::PublicChannelsUnsupported => ErrorCode::PublicUnsupported,

@@ -10,6 +10,8 @@ use crate::tx::validate::SignedTxError;
 pub enum FlowError {
     #[error("no channel {0} on this node")]
     UnknownChannel(ChannelId),
+    #[error("the stored record of channel {0} could not be read at boot (see the unreadable_records event); it is kept as it was")]
+    RecordUnreadable(ChannelId),
     #[error("invalid {field}: {reason}")]
     InvalidParams { field: &'static str, reason: String },
     #[error("UDT channels are not supported yet: open a CKB channel (no funding_udt_type_script)")]

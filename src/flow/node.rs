@@ -200,6 +200,16 @@ impl Node {
         !self.tombstones_restored && self.find(channel_id).is_none()
     }
 
+    /// Why a call names a channel this node does not hold: its stored record
+    /// could not be read at boot, or there is none.
+    fn not_found(&self, channel_id: &ChannelId) -> FlowError {
+        if self.unreadable.contains(channel_id) {
+            FlowError::RecordUnreadable(*channel_id)
+        } else {
+            FlowError::UnknownChannel(*channel_id)
+        }
+    }
+
     /// Notes the stored records a boot could not read (see `unreadable`).
     pub fn note_unreadable(&mut self, errors: &[RecordDecodeError]) {
         for error in errors {
@@ -1089,7 +1099,7 @@ impl Node {
     {
         let id = self
             .find(channel_id)
-            .ok_or_else(|| E::from(FlowError::UnknownChannel(*channel_id)))?;
+            .ok_or_else(|| E::from(self.not_found(channel_id)))?;
         let before = self.channels[&id].clone();
         let mut next = before.clone();
         let mut step = Step {
