@@ -84,6 +84,8 @@ struct Harness {
     user_lock: packed::Script,
     acceptor_config: fiber_funding::flow::NodeConfig,
     initiator_store: Rc<MemoryStore>,
+    /// The byte the initiator's node key is made of (`config`).
+    initiator_key: u8,
     events: Rc<RefCell<Vec<DriverEvent>>>,
     settings: DriverSettings,
 }
@@ -110,6 +112,7 @@ impl Harness {
             user_lock: wallets.user_lock,
             acceptor_config: config(0x22, Some(wallets.acceptor), 1),
             initiator_store: Rc::new(MemoryStore::new()),
+            initiator_key: 0x11,
             events: Rc::new(RefCell::new(Vec::new())),
             settings: DriverSettings::default(),
         }
@@ -243,7 +246,7 @@ impl Harness {
     ) -> DriverParts<S> {
         let events = self.events.clone();
         DriverParts {
-            config: config(0x11, None, 1),
+            config: config(self.initiator_key, None, 1),
             entropy: Box::new(Counter(self.platform.now_ms())),
             store,
             link,
@@ -1202,4 +1205,43 @@ fn a_call_naming_a_record_the_page_could_not_read_says_so() {
         refused.message
     );
     assert_eq!(harness.initiator_store.raw(&unreadable_id.to_string()), Some(bytes));
+}
+
+/// A flow refused at boot as another node key's (the page now passes
+/// another `nodeSecretKey`) is still that key's, maybe a funded channel:
+/// the database made again after a deletion holds it too. It was left out,
+/// since only records that failed to decode were written back.
+#[test]
+fn a_database_deleted_while_the_page_runs_is_made_again_with_another_keys_records() {
+    let mut harness = Harness::new();
+    let (a_link, channel_id) = harness.queue_a_submit_and_close_the_page();
+    let stored = harness
+        .initiator_store
+        .raw(&channel_id.to_string())
+        .expect("the flow is stored");
+    harness.initiator_key = 0x33;
+    let (booted, link) =
+        harness.boot_initiator_reading(&a_link, Rc::new(SimulatedChainClient::new(harness.chain.clone())));
+    let (initiator, unreadable) = booted.unwrap();
+    assert_eq!(unreadable.len(), 1, "refused as another key's: {unreadable:?}");
+    harness.initiator_store.delete_database();
+
+    link.connect();
+    let open = in_background(&harness, {
+        let params = harness.params();
+        async move { initiator.open_channel(params).await }
+    });
+    harness.pool.run_until_stalled();
+    drop(open);
+    assert!(
+        harness
+            .initiator_store
+            .raw(&channel_id.to_string())
+            .is_some_and(|bytes| !bytes.is_empty()),
+        "the other key's flow is stored again"
+    );
+    let again = ChannelRecord::read(&harness.initiator_store.raw(&channel_id.to_string()).unwrap()).unwrap();
+    let first = ChannelRecord::read(&stored).unwrap();
+    assert_eq!(again.channel_id, first.channel_id);
+    assert_eq!(again.channel_seed, first.channel_seed, "its keys with it");
 }

@@ -84,6 +84,9 @@ pub struct Node {
     /// by a newer module): this node has them, so a peer message about one
     /// is not answered as about a channel it does not know.
     unreadable: VecSet<ChannelId>,
+    /// Records refused at boot as another node key's, kept as read: they
+    /// are still that key's flows, and a database made again holds them too.
+    other_keys_records: Vec<ChannelRecord>,
 }
 
 impl Node {
@@ -104,6 +107,7 @@ impl Node {
             held: VecMap::new(),
             tombstones_restored: false,
             unreadable: VecSet::new(),
+            other_keys_records: Vec::new(),
         }
     }
 
@@ -155,6 +159,7 @@ impl Node {
                         channel_id: channel.id().to_string(),
                         reason: "it was made with another node key (a different nodeSecretKey?)".into(),
                     });
+                    self.other_keys_records.push(channel.record);
                     continue;
                 }
                 if record.key_check.is_none() {
@@ -991,6 +996,14 @@ impl Node {
     /// Every channel's record, as memory holds it.
     pub fn records(&self) -> Vec<&ChannelRecord> {
         self.channels.values().map(|channel| &channel.record).collect()
+    }
+
+    /// What a deleted database is made again with: every record this node
+    /// holds, and those it refused at boot as another node key's.
+    pub fn records_to_recreate(&self) -> Vec<&ChannelRecord> {
+        let mut records = self.records();
+        records.extend(&self.other_keys_records);
+        records
     }
 
     /// The record of a channel, as last produced (for tests and diagnostics).
