@@ -1245,3 +1245,47 @@ fn a_database_deleted_while_the_page_runs_is_made_again_with_another_keys_record
     assert_eq!(again.channel_id, first.channel_id);
     assert_eq!(again.channel_seed, first.channel_seed, "its keys with it");
 }
+
+/// The database deleted while the page runs, and no write before the page
+/// closes (nothing was due: polls do not write, a redirect does not): the
+/// deletion was only found by a write, so the page's copy of every flow,
+/// keys and all, went with the page. Closing checks the store first.
+#[test]
+fn a_database_deleted_while_the_page_runs_is_made_again_when_the_page_closes() {
+    let mut harness = Harness::new();
+    let Queued {
+        initiator,
+        link,
+        channel_id,
+        ..
+    } = harness.open_and_queue_a_submit();
+    harness.initiator_store.delete_database();
+    harness.drop_initiator(initiator, &link);
+    assert!(
+        harness.initiator_store.raw(&channel_id.to_string()).is_some(),
+        "the flow is stored again"
+    );
+}
+
+/// As above, the page left open: the next poll finds the deletion and the
+/// database is made again, with the flow, before any write is due.
+#[test]
+fn a_database_deleted_while_the_page_runs_is_made_again_at_the_next_poll() {
+    let mut harness = Harness::new();
+    let Queued { channel_id, .. } = harness.open_and_queue_a_submit();
+    harness.initiator_store.delete_database();
+    harness.platform.advance(DriverSettings::default().poll_interval_ms);
+    harness.pool.run_until_stalled();
+    assert!(
+        harness.initiator_store.raw(&channel_id.to_string()).is_some(),
+        "the flow is stored again"
+    );
+    assert!(
+        harness
+            .events
+            .borrow()
+            .iter()
+            .any(|e| matches!(e, DriverEvent::StorageError(reason) if reason.contains("created again with 1 flow"))),
+        "the page is told"
+    );
+}

@@ -631,6 +631,7 @@ impl<S: Store> Driver<S> {
                 // Timers of the core (deadlines, an acceptor's force closes) come due here too.
                 let actions = self.node.tick(now);
                 self.run_background(actions);
+                self.recreate_if_deleted().await;
                 // A round still under way (a slow chain) is not restarted.
                 if self.poll_round.is_empty() {
                     self.poll_round = self.watched().collect();
@@ -709,10 +710,27 @@ impl<S: Store> Driver<S> {
                 let _ = reply.send(Ok(self.node.channels()));
             }
             Command::Close { reply } => {
+                self.recreate_if_deleted().await;
                 self.closed = true;
                 self.link.close();
                 let _ = reply.send(Ok(()));
             }
+        }
+    }
+
+    /// A database deleted behind the store is found by the next storage
+    /// call, and a page with nothing to write makes none: its copy of every
+    /// flow, keys and all, went with the page. One read at each poll, and
+    /// at close, finds it; the database is made again at once.
+    async fn recreate_if_deleted(&mut self) {
+        if self.node.records_to_recreate().is_empty() {
+            return;
+        }
+        if let Err(StoreError::Deleted(_)) = self.store.get(&Hash256([0; 32])).await {
+            let outcome = super::recreate_deleted(&self.node, &*self.store).await;
+            (self.on_event)(DriverEvent::StorageError(format!(
+                "the database was deleted while this page ran{outcome}"
+            )));
         }
     }
 

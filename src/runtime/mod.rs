@@ -163,7 +163,7 @@ pub async fn commit_writes<S: Store, E: Effects>(
 /// record the node holds, which the failed writes just took back to what
 /// was durable, and those it refused as another node key's. The page's memory may hold the only copy of a funded
 /// channel's keys. Says how that went, to end the failures' reason.
-async fn recreate_deleted<S: Store>(node: &Node, store: &S) -> String {
+pub(crate) async fn recreate_deleted<S: Store>(node: &Node, store: &S) -> String {
     let records = node.records_to_recreate();
     match store.recreate(&records).await {
         Ok(()) => format!(
