@@ -161,8 +161,9 @@ pub async fn commit_writes<S: Store, E: Effects>(
 
 /// The storage was deleted behind the store: it is made again with every
 /// record the node holds, which the failed writes just took back to what
-/// was durable, and those it refused as another node key's. The page's memory may hold the only copy of a funded
-/// channel's keys. Says how that went, to end the failures' reason.
+/// was durable, and those it refused as another node key's. The page's
+/// memory may hold the only copy of a funded channel's keys. Says how that
+/// went, to end the failures' reason.
 pub(crate) async fn recreate_deleted<S: Store>(node: &Node, store: &S) -> String {
     let records = node.records_to_recreate();
     match store.recreate(&records).await {
