@@ -294,8 +294,7 @@ fn the_counterparty_force_closes_a_channel_whose_user_went_away() {
         closed_flags(&world, ACCEPTOR, &channel_id),
         CloseFlags::UNCOOPERATIVE_LOCAL
     );
-    let gain = world.balance(&user_script) - user_before;
-    assert!(gain > (1000 + 99) * CKB - CKB / 100, "{gain}");
+    assert_our_share_claimed(&world, &user_script, user_before);
 }
 
 #[test]
@@ -310,8 +309,7 @@ fn the_second_claim_finds_the_cell_the_first_one_recreated() {
 
     the_peer_claims_first_then_the_user_returns(&mut world, &channel_id);
     assert!(world.balance(&peer_script) > 0);
-    let gain = world.balance(&user_script) - user_before;
-    assert!(gain > (1000 + 99) * CKB - CKB / 100, "{gain}");
+    assert_our_share_claimed(&world, &user_script, user_before);
 }
 
 #[test]
@@ -672,8 +670,7 @@ fn a_decoy_under_the_recreated_lock_is_never_claimed_for_our_share() {
     world.chain.mine_epochs(1);
 
     the_peer_claims_first_then_the_user_returns(&mut world, &channel_id);
-    let gain = world.balance(&user_script) - user_before;
-    assert!(gain > (1000 + 99) * CKB - CKB / 100, "{gain}");
+    assert_our_share_claimed(&world, &user_script, user_before);
     let left = world.live_cells(&recreated_lock);
     assert_eq!(left.len(), 1, "only the decoy is left: {left:?}");
     assert_eq!(capacity_of(&left[0].output), 98 * CKB);
@@ -926,6 +923,12 @@ fn assert_claimed_within_three_blocks(world: &mut World, user_script: &packed::S
         world.chain.mine_block();
         world.run();
     }
+    assert_our_share_claimed(world, user_script, user_before);
+}
+
+/// The user's shutdown script got its share of the channel (1000 CKB and
+/// its 99 reserve) less at most the claim's and commitment's fees.
+fn assert_our_share_claimed(world: &World, user_script: &packed::Script, user_before: u64) {
     let gain = world.balance(user_script) - user_before;
     assert!(
         gain > (1000 + 99) * CKB - CKB / 100,
@@ -933,13 +936,19 @@ fn assert_claimed_within_three_blocks(world: &mut World, user_script: &packed::S
     );
 }
 
+/// [`ready_world`] with the user's shutdown script and its balance before the close.
+fn ready_world_and_the_users_balance() -> (World, ChannelId, packed::Script, u64) {
+    let (world, channel_id, _) = ready_world(Setup::default());
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let user_before = world.balance(&user_script);
+    (world, channel_id, user_script, user_before)
+}
+
 /// The user force-closed and the delay has passed: the world with the
 /// user's claim lookup taken off the queue (the channel and the cell
 /// asked), the user's shutdown script and its balance before the close.
 fn at_our_claim_lookup() -> (World, packed::Script, u64, (ChannelId, Vec<packed::OutPoint>)) {
-    let (mut world, channel_id, _) = ready_world(Setup::default());
-    let user_script = world.shutdown_script(INITIATOR, &channel_id);
-    let user_before = world.balance(&user_script);
+    let (mut world, channel_id, user_script, user_before) = ready_world_and_the_users_balance();
     force_close(&mut world, INITIATOR, &channel_id).unwrap();
     world.run();
     world.chain.mine_epochs(1);
@@ -1013,7 +1022,7 @@ fn a_channel_opened_without_cell_deps_takes_the_nodes_at_boot_and_can_be_force_c
         closed_flags(&world, INITIATOR, &channel_id),
         CloseFlags::UNCOOPERATIVE_LOCAL
     );
-    assert!(world.balance(&user_script) - user_before > (1000 + 99) * CKB - CKB / 100);
+    assert_our_share_claimed(&world, &user_script, user_before);
 }
 
 /// While our claim is out, a refusal of another of the channel's txs comes
@@ -1052,9 +1061,7 @@ fn a_refusal_of_another_tx_while_our_claim_is_out_leaves_the_claim_watched() {
 /// store does. Only "unknown" sent it again, so the user's way out stalled
 /// for as long as the node remembered the refusal, a reload included.
 fn a_close_tx_refused_once_is_sent_again(close: fn(&mut World, usize, &ChannelId) -> Result<(), FlowError>) -> World {
-    let (mut world, channel_id, _) = ready_world(Setup::default());
-    let user_script = world.shutdown_script(INITIATOR, &channel_id);
-    let user_before = world.balance(&user_script);
+    let (mut world, channel_id, user_script, user_before) = ready_world_and_the_users_balance();
     world.chain.set_min_fee_rate(1_000_000);
     close(&mut world, INITIATOR, &channel_id).unwrap();
     world.run();
@@ -1104,9 +1111,7 @@ fn a_closing_tx_the_node_refused_once_is_sent_again() {
 #[test]
 fn a_spender_hidden_behind_decoys_still_lets_us_claim_the_recreated_cell() {
     use fiber_funding::flow::{ChainEvent, ChainQuery};
-    let (mut world, channel_id, _) = ready_world(Setup::default());
-    let user_script = world.shutdown_script(INITIATOR, &channel_id);
-    let user_before = world.balance(&user_script);
+    let (mut world, channel_id, user_script, user_before) = ready_world_and_the_users_balance();
     force_close(&mut world, INITIATOR, &channel_id).unwrap();
     world.run();
     world.chain.mine_epochs(1);
@@ -1148,12 +1153,7 @@ fn a_spender_hidden_behind_decoys_still_lets_us_claim_the_recreated_cell() {
         }
     }
     assert!(hidden > 0, "the spender was asked for, and hidden");
-    let gain = world.balance(&user_script) - user_before;
-    assert!(
-        gain > (1000 + 99) * CKB - CKB / 100,
-        "our share was never claimed: {gain}, {:?}",
-        world.state(INITIATOR, &channel_id)
-    );
+    assert_our_share_claimed(&world, &user_script, user_before);
 }
 
 /// One report of our commitment with a wrong epoch (a faulty or lying
@@ -1164,9 +1164,7 @@ fn a_spender_hidden_behind_decoys_still_lets_us_claim_the_recreated_cell() {
 fn a_commitment_reported_once_with_a_wrong_epoch_is_still_claimed() {
     use fiber_funding::chain::TxReport;
     use fiber_funding::flow::ChainEvent;
-    let (mut world, channel_id, _) = ready_world(Setup::default());
-    let user_script = world.shutdown_script(INITIATOR, &channel_id);
-    let user_before = world.balance(&user_script);
+    let (mut world, channel_id, user_script, user_before) = ready_world_and_the_users_balance();
     let commitment = world.initiator().signed_own_commitment(&channel_id).unwrap();
     let commitment_hash: [u8; 32] = commitment.calc_tx_hash().unpack();
     force_close(&mut world, INITIATOR, &channel_id).unwrap();
@@ -1194,11 +1192,7 @@ fn a_commitment_reported_once_with_a_wrong_epoch_is_still_claimed() {
     world.run();
     world.chain.mine_epochs(2);
     world.run();
-    let gain = world.balance(&user_script) - user_before;
-    assert!(
-        gain > (1000 + 99) * CKB - CKB / 100,
-        "our share was never claimed: {gain}"
-    );
+    assert_our_share_claimed(&world, &user_script, user_before);
 }
 
 /// A commitment seen on chain and then reported unknown (a reorganisation
@@ -1210,9 +1204,7 @@ fn a_commitment_reported_once_with_a_wrong_epoch_is_still_claimed() {
 fn a_commitment_that_leaves_the_chain_has_the_funding_cell_watched_again() {
     use fiber_funding::chain::TxReport;
     use fiber_funding::flow::ChainEvent;
-    let (mut world, channel_id, _) = ready_world(Setup::default());
-    let user_script = world.shutdown_script(INITIATOR, &channel_id);
-    let user_before = world.balance(&user_script);
+    let (mut world, channel_id, user_script, user_before) = ready_world_and_the_users_balance();
     force_close(&mut world, INITIATOR, &channel_id).unwrap();
     world.run();
     assert_eq!(commitments_on_chain(&world, INITIATOR), [true]);
@@ -1247,9 +1239,5 @@ fn a_commitment_that_leaves_the_chain_has_the_funding_cell_watched_again() {
     world.chain.mine_epochs(1);
     world.run();
     assert_eq!(commitments_on_chain(&world, INITIATOR), [true, true], "seen again");
-    let gain = world.balance(&user_script) - user_before;
-    assert!(
-        gain > (1000 + 99) * CKB - CKB / 100,
-        "our share was never claimed: {gain}"
-    );
+    assert_our_share_claimed(&world, &user_script, user_before);
 }
