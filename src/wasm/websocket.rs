@@ -23,6 +23,11 @@ use crate::wire::FiberMessage;
 /// this: one failure already counted).
 pub const FIRST_BACKOFF_MS: u64 = 500;
 pub const MAX_BACKOFF_MS: u64 = 15_000;
+/// How long a call may take from opening the socket to an authenticated
+/// session (TCP, the WebSocket upgrade and BOLT 8's three acts). A node or
+/// proxy that stalls on the way is left for a new call: otherwise the link
+/// waits on it for ever and never calls again.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 15_000;
 
 pub struct WebSocketLink {
     state: Rc<RefCell<LinkState>>,
@@ -43,6 +48,11 @@ struct LinkState {
     /// the next call waits [`WRONG_NODE_RETRY_MS`].
     wrong_node: bool,
     failures: u32,
+    /// Counts calls, so a handshake timer knows whether its call is the current one.
+    attempt: u64,
+    /// Why this call was given up before its socket closed (the close
+    /// event's code then says less).
+    gave_up: Option<String>,
     // Kept alive as long as the socket they are attached to.
     handlers: Vec<Closure<dyn FnMut(JsValue)>>,
 }
@@ -62,6 +72,8 @@ impl WebSocketLink {
             closed: false,
             wrong_node: false,
             failures: 0,
+            attempt: 0,
+            gave_up: None,
             handlers: Vec::new(),
         }));
         open_socket(&state);
@@ -89,7 +101,10 @@ fn open_socket(state: &Rc<RefCell<LinkState>>) {
     socket.set_binary_type(BinaryType::Arraybuffer);
     link.session = None;
     link.wrong_node = false;
+    link.gave_up = None;
+    link.attempt += 1;
     let weak = Rc::downgrade(state);
+    give_up_unless_authenticated(weak.clone(), link.attempt);
 
     let on_open = handler(&weak, |state, _| {
         let mut link = state.borrow_mut();
@@ -149,6 +164,37 @@ fn open_socket(state: &Rc<RefCell<LinkState>>) {
     socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
     link.handlers = vec![on_open, on_message, on_close];
     link.socket = Some(socket);
+}
+
+/// Ends call `attempt` if it has no authenticated session within
+/// [`HANDSHAKE_TIMEOUT_MS`], and calls again after the backoff. The socket
+/// is let go at once: an open one's close waits for the other side's close
+/// frame (up to a minute in Chromium), which a stalled node never sends.
+fn give_up_unless_authenticated(weak: Weak<RefCell<LinkState>>, attempt: u64) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let _ = wasm_bindgen_futures::JsFuture::from(timeout(HANDSHAKE_TIMEOUT_MS)).await;
+        let Some(state) = weak.upgrade() else { return };
+        let socket = {
+            let mut link = state.borrow_mut();
+            if link.closed || link.attempt != attempt || link.peer.is_some() {
+                return;
+            }
+            link.gave_up = Some(format!("no handshake within {HANDSHAKE_TIMEOUT_MS} ms"));
+            link.socket.take()
+        };
+        if let Some(socket) = socket {
+            detach_and_close(&socket);
+        }
+        on_closed(&state, String::new(), false);
+    });
+}
+
+/// Closes `socket` with none of its events reaching the link any more.
+fn detach_and_close(socket: &WebSocket) {
+    socket.set_onopen(None);
+    socket.set_onmessage(None);
+    socket.set_onclose(None);
+    let _ = socket.close();
 }
 
 /// A socket event handler that does nothing once the link is gone.
@@ -275,6 +321,7 @@ fn on_closed(state: &Rc<RefCell<LinkState>>, reason: String, refused_act_one: bo
             // Reported when act two failed.
             None if link.wrong_node => {}
             None if !link.closed => {
+                let reason = link.gave_up.take().unwrap_or(reason);
                 let reason = format!("cannot reach the counterparty at {} ({reason})", link.url);
                 let _ = link.inbox.unbounded_send(Input::PeerUnavailable {
                     reason,
@@ -334,10 +381,7 @@ impl PeerLink for WebSocketLink {
         let mut link = self.state.borrow_mut();
         link.closed = true;
         if let Some(socket) = link.socket.take() {
-            socket.set_onopen(None);
-            socket.set_onmessage(None);
-            socket.set_onclose(None);
-            let _ = socket.close();
+            detach_and_close(&socket);
         }
         link.handlers.clear();
         link.peer = None;

@@ -754,6 +754,63 @@ describe("the counterparty is down when the page comes back from the signer", ()
   });
 });
 
+/**
+ * A TCP front for the counterparty at `target` (a ws:// URL): the first
+ * connection is answered with the WebSocket upgrade and then nothing (a
+ * node that hangs mid-handshake, or a proxy whose backend is gone); every
+ * later one is piped to the counterparty. Resolves to { url, connections, close }.
+ */
+async function stallFirstHandshake(target) {
+  const { createServer, connect } = await import("node:net");
+  const { createHash } = await import("node:crypto");
+  const { port: targetPort } = new URL(target);
+  const sockets = new Set();
+  const front = { connections: 0 };
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    if (++front.connections > 1) {
+      const upstream = connect(Number(targetPort), "127.0.0.1");
+      upstream.on("error", () => socket.destroy());
+      socket.pipe(upstream).pipe(socket);
+      return;
+    }
+    let head = "";
+    socket.on("data", (chunk) => {
+      if (head.includes("\r\n\r\n")) return; // act one and anything after: never answered
+      head += chunk.toString("latin1");
+      const key = head.match(/sec-websocket-key:\s*(\S+)/i)?.[1];
+      if (!head.includes("\r\n\r\n") || !key) return;
+      const accept = createHash("sha1").update(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64");
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    });
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  front.url = `ws://127.0.0.1:${server.address().port}`;
+  front.close = () => {
+    for (const socket of sockets) socket.destroy();
+    return new Promise((ok) => server.close(ok));
+  };
+  return front;
+}
+
+test("a counterparty that opens the WebSocket but never answers the handshake is called again", async () => {
+  const front = await stallFirstHandshake(env.peerUrl);
+  env.walletConfig({ peerUrl: front.url });
+  try {
+    await withBrowser(async (context) => {
+      // The first call hangs after the upgrade; the page gives up on it and
+      // calls again, and the second call reaches the counterparty.
+      await openWallet(await context.newPage());
+      assert.equal(front.connections, 2, "one stalled call, one that connected");
+    });
+  } finally {
+    env.walletConfig();
+    await front.close();
+  }
+});
+
 test("the node in a Web Worker on a page without cross-origin isolation: open, reload, sign through the redirect, ChannelReady", async () => {
   env.walletConfig({ worker: true });
   try {
