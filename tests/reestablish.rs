@@ -238,3 +238,59 @@ fn a_second_device_with_the_same_node_key_does_not_abort_the_firsts_flow() {
     world.run();
     assert_channel_ready(&world);
 }
+
+fn reestablish(channel_id: fiber_funding::primitives::ChannelId) -> fiber_funding::wire::FiberMessage {
+    fiber_funding::wire::FiberMessage::ReestablishChannel(fiber_funding::wire::ReestablishChannel {
+        channel_id,
+        local_commitment_number: 0,
+        remote_commitment_number: 0,
+    })
+}
+
+/// A peer may ask for what is in flight again and again on one connection
+/// (a failed write makes an honest one ask again). Each answer was built
+/// from the record anew, our MuSig2 partial signature made again each time:
+/// 50 asks, 50 signatures, a cheap way for a peer to keep a page's CPU busy.
+/// The answer is now kept until the record changes or the peer leaves.
+#[test]
+fn a_peer_asking_again_and_again_is_answered_without_signing_again() {
+    let mut world = world_at_the_signer();
+    let channel_id = world.only_channel(INITIATOR).channel_id;
+    let built_before = world.nodes[ACCEPTOR].node.retransmits_built();
+
+    let mark = world.sent_log.len();
+    for _ in 0..50 {
+        world.inject(INITIATOR, reestablish(channel_id));
+    }
+    world.run();
+    let built = world.nodes[ACCEPTOR].node.retransmits_built() - built_before;
+    assert_eq!(built, 1, "{built} answers built from the record for 50 asks");
+    // Each ask is still answered as before: the 50, and the one the
+    // initiator makes back (it had nothing in flight to ask about).
+    let answers = sent_since(&world, mark, ACCEPTOR);
+    assert_eq!(
+        answers.iter().filter(|name| **name == "CommitmentSigned").count(),
+        51,
+        "{answers:?}"
+    );
+    assert_eq!(world.rejections(INITIATOR), Vec::<String>::new());
+
+    // Once the record changes, the next ask is answered from the new record.
+    let (channel_id, signed) = world.user.signed_in_url.clone().unwrap();
+    world.submit(&channel_id, &signed).unwrap();
+    world.run();
+    assert_channel_ready(&world);
+    let mark = world.sent_log.len();
+    world.inject(INITIATOR, reestablish(channel_id));
+    world.run();
+    assert_eq!(sent_since(&world, mark, ACCEPTOR), vec!["ChannelReady"]);
+    // And a new connection starts afresh.
+    let built_before = world.nodes[ACCEPTOR].node.retransmits_built();
+    world.reconnect();
+    world.run();
+    world.inject(INITIATOR, reestablish(channel_id));
+    world.inject(INITIATOR, reestablish(channel_id));
+    world.run();
+    assert_eq!(world.nodes[ACCEPTOR].node.retransmits_built() - built_before, 1);
+    assert_channel_ready(&world);
+}

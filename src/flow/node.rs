@@ -87,6 +87,20 @@ pub struct Node {
     /// Records refused at boot as another node key's, kept as read: they
     /// are still that key's flows, and a database made again holds them too.
     other_keys_records: Vec<ChannelRecord>,
+    /// The last answer to a peer's `ReestablishChannel` for each channel,
+    /// kept for the connection while the record stays as it was: a peer
+    /// asking again and again is answered without our signing again.
+    answers_kept: VecMap<ChannelId, KeptAnswer>,
+    /// How many times a peer's `ReestablishChannel` had its answer built
+    /// from the record (signatures and all): see [`Node::retransmits_built`].
+    retransmits_built: u64,
+}
+
+struct KeptAnswer {
+    peer: NodeId,
+    /// The record the answer was built from, encoded.
+    record: Vec<u8>,
+    messages: Vec<FiberMessage>,
 }
 
 impl Node {
@@ -108,7 +122,16 @@ impl Node {
             tombstones_restored: false,
             unreadable: VecSet::new(),
             other_keys_records: Vec::new(),
+            answers_kept: VecMap::new(),
+            retransmits_built: 0,
         }
+    }
+
+    /// How many answers to a peer's `ReestablishChannel` were built from
+    /// a record, our partial signatures made again each time: the work a
+    /// peer asking again and again makes this node do.
+    pub fn retransmits_built(&self) -> u64 {
+        self.retransmits_built
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -463,6 +486,7 @@ impl Node {
         self.connected.insert(*peer);
         self.peers_away_since.remove(peer);
         self.reestablish_sent.retain(|_, sent_to| sent_to != peer);
+        self.answers_kept.retain(|_, kept| kept.peer != *peer);
         let mut actions = Vec::new();
         // Only what is in flight: a channel ready on both sides with no close
         // under way has nothing to resend (no TLCs here), and answering a
@@ -483,6 +507,7 @@ impl Node {
     pub fn peer_disconnected(&mut self, peer: &NodeId, now_ms: u64) {
         self.connected.remove(peer);
         self.reestablish_sent.retain(|_, sent_to| sent_to != peer);
+        self.answers_kept.retain(|_, kept| kept.peer != *peer);
         self.peers_away_since.insert(*peer, now_ms);
     }
 
@@ -726,11 +751,28 @@ impl Node {
                 Err(Reject(reason)) => rejected(reason),
             };
         }
+        let record = channel.record.encode();
+        let send = |messages: &[FiberMessage]| {
+            messages
+                .iter()
+                .map(|message| Action::Send {
+                    peer,
+                    message: message.clone(),
+                })
+                .collect()
+        };
+        if let Some(kept) = self.answers_kept.get(id) {
+            if kept.peer == peer && kept.record == record {
+                return send(&kept.messages);
+            }
+        }
+        self.retransmits_built = self.retransmits_built.saturating_add(1);
         match channel.messages_to_retransmit(&self.config) {
-            Ok(messages) => messages
-                .into_iter()
-                .map(|message| Action::Send { peer, message })
-                .collect(),
+            Ok(messages) => {
+                let actions = send(&messages);
+                self.answers_kept.insert(*id, KeptAnswer { peer, record, messages });
+                actions
+            }
             Err(Reject(reason)) => rejected(reason),
         }
     }
