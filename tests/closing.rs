@@ -1100,17 +1100,10 @@ fn a_closing_tx_the_node_refused_once_is_sent_again() {
     a_close_tx_refused_once_is_sent_again(shutdown);
 }
 
-/// The other side claimed first and re-created our share's cell; then it
-/// spent 16 decoy cells it had made under the commitment lock, each in a
-/// tx of its own, newer than its claim. The indexer lists those first and
-/// the spender search gives up after 16 candidates: every answer is "none
-/// found". Only a found spender used to start the look-up of the
-/// re-created cell, so our claim of the dead original was made again at
-/// each poll and our share never claimed. A re-created cell is looked for
-/// on "none found" too (read, as ever, through the hash-checked path).
-#[test]
-fn a_spender_hidden_behind_decoys_still_lets_us_claim_the_recreated_cell() {
-    use fiber_funding::flow::{ChainEvent, ChainQuery};
+/// Our force close, then the page away while the delay passes: the other
+/// side claims first, which re-creates our share's cell under the
+/// re-created lock. The page is back, its claim not yet made.
+fn the_peer_claimed_first_while_we_were_away() -> (World, ChannelId, packed::Script, u64) {
     let (mut world, channel_id, user_script, user_before) = ready_world_and_the_users_balance();
     force_close(&mut world, INITIATOR, &channel_id).unwrap();
     world.run();
@@ -1123,6 +1116,64 @@ fn a_spender_hidden_behind_decoys_still_lets_us_claim_the_recreated_cell() {
         "the peer claimed first"
     );
     world.restart(INITIATOR);
+    (world, channel_id, user_script, user_before)
+}
+
+/// The look-up of the re-created cell is made at each poll. Against a node
+/// failing every indexer read, each failure was also asked again every
+/// `chain_retry_ms` for as long as the cell was wanted: one more endless
+/// retry loop per poll, until the page flooded the node (and a node that
+/// limits its callers then failed the reads that would find the cell). A
+/// failed poll-driven read is left to the next poll.
+#[test]
+fn a_failed_look_up_of_the_recreated_cell_is_left_to_the_next_poll() {
+    use fiber_funding::flow::ChainQuery;
+    let (mut world, _, user_script, user_before) = the_peer_claimed_first_while_we_were_away();
+    let mut looked_up = 0;
+    for _ in 0..2_000 {
+        if let Some(at) = world
+            .queries
+            .iter()
+            .position(|(node, _, q)| *node == INITIATOR && matches!(q, ChainQuery::LiveCells { .. }))
+        {
+            // The read fails: it is not answered.
+            let (_, id, query) = world.queries.remove(at).unwrap();
+            let node = &world.nodes[INITIATOR].node;
+            assert!(
+                !node.retries_failed_query(&id, &query),
+                "a failed look-up of the re-created cell is asked again apart from the polls"
+            );
+            looked_up += 1;
+            if looked_up == 3 {
+                break;
+            }
+        }
+        if !world.step() {
+            world.chain.mine_block();
+            world.advance(2_000);
+        }
+    }
+    assert_eq!(looked_up, 3, "each poll looks the cell up again");
+    // Once the node answers, our share is claimed.
+    for _ in 0..5 {
+        world.chain.mine_block();
+        world.run();
+    }
+    assert_our_share_claimed(&world, &user_script, user_before);
+}
+
+/// The other side claimed first and re-created our share's cell; then it
+/// spent 16 decoy cells it had made under the commitment lock, each in a
+/// tx of its own, newer than its claim. The indexer lists those first and
+/// the spender search gives up after 16 candidates: every answer is "none
+/// found". Only a found spender used to start the look-up of the
+/// re-created cell, so our claim of the dead original was made again at
+/// each poll and our share never claimed. A re-created cell is looked for
+/// on "none found" too (read, as ever, through the hash-checked path).
+#[test]
+fn a_spender_hidden_behind_decoys_still_lets_us_claim_the_recreated_cell() {
+    use fiber_funding::flow::{ChainEvent, ChainQuery};
+    let (mut world, channel_id, user_script, user_before) = the_peer_claimed_first_while_we_were_away();
 
     let mut hidden = 0;
     for _ in 0..2_000 {

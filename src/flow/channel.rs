@@ -436,10 +436,13 @@ impl Channel {
         self.ask_peer_again = self.needs_reestablish();
     }
 
-    /// Whether this channel still waits for the answer to `query`: the
-    /// inputs of the check under way, the cell a claim looks up, or the
-    /// cells under the re-created commitment lock while no claim is out.
-    pub(crate) fn wants_answer(&self, query: &ChainQuery) -> bool {
+    /// Whether a failed read of `query` is to be asked again: only one
+    /// asked once whose answer this channel still waits for (the inputs of
+    /// the check under way, the cell a claim looks up). The reads a status
+    /// poll asks afresh while it still needs them (inputs' liveness, an
+    /// input's spender, the re-created commitment cell) wait for that poll:
+    /// retried too, each failing poll would start one more endless loop.
+    pub(crate) fn retries_failed_query(&self, query: &ChainQuery) -> bool {
         match query {
             ChainQuery::ResolveInputs { out_points } => {
                 let asked = |ours: &[packed::OutPoint]| {

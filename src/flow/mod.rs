@@ -111,16 +111,6 @@ pub enum ChainQuery {
     },
 }
 
-impl ChainQuery {
-    /// Asked afresh at each status poll while still needed (liveness, a
-    /// spender): a failed one is not retried, or every poll of a node that
-    /// keeps failing would start one more retry loop, each asking on after
-    /// its flow no longer wants the answer.
-    pub fn asked_at_each_poll(&self) -> bool {
-        matches!(self, Self::InputsLive { .. } | Self::SpenderOf { .. })
-    }
-}
-
 /// A chain observation fed back to the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainEvent {

@@ -433,18 +433,19 @@ impl Node {
         actions
     }
 
-    /// Whether the core still waits for the answer to `query` about
-    /// `channel_id`: a read that failed is asked again only then (a flow that
+    /// Whether a read of `query` about `channel_id` that failed is asked
+    /// again after `chain_retry_ms`: only one no status poll asks afresh,
+    /// and only while the core still waits for its answer (a flow that
     /// ended, or a check a newer one replaced, no longer wants it).
-    pub fn wants_answer(&self, channel_id: &ChannelId, query: &super::ChainQuery) -> bool {
+    pub fn retries_failed_query(&self, channel_id: &ChannelId, query: &super::ChainQuery) -> bool {
         #[cfg(feature = "acceptor")]
         if self.pending_opens.contains_key(channel_id) {
+            // An open's wallet cells, asked once.
             return matches!(query, super::ChainQuery::LiveCells { .. });
         }
-        let Some(channel) = self.channels.get(channel_id) else {
-            return false;
-        };
-        channel.wants_answer(query)
+        self.channels
+            .get(channel_id)
+            .is_some_and(|channel| channel.retries_failed_query(query))
     }
 
     /// When [`Node::tick`] must next be called: the earliest deadline of any

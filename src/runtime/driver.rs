@@ -578,7 +578,7 @@ impl<S: Store> Driver<S> {
                 error,
             } => {
                 (self.on_event)(DriverEvent::ChainError(error));
-                if !query.asked_at_each_poll() && self.node.wants_answer(&channel_id, &query) {
+                if self.node.retries_failed_query(&channel_id, &query) {
                     self.retry_query(channel_id, query);
                 }
             }
