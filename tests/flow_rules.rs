@@ -1276,3 +1276,67 @@ fn on_a_known_network_an_open_without_the_locks_cell_deps_is_refused() {
         assert!(world.initiator().channels().is_empty(), "nothing was stored");
     }
 }
+
+/// A node that refuses the funding tx once (its minimum fee rate above the
+/// tx's for a while) remembers the refusal, and `get_transaction` answers
+/// "rejected" for it from then on, as CKB's recent-reject store does. Only
+/// "unknown" sent it again: the flow could no longer give up (the tx was
+/// released) and never aborted (its inputs stayed live), so both sides'
+/// cells were held for as long as the node remembered.
+#[test]
+fn a_funding_tx_the_node_refused_once_is_sent_again() {
+    let mut world = World::new(Setup::default());
+    world.chain.set_min_fee_rate(1_000_000);
+    world.open(1000).unwrap();
+    world.run();
+    assert!(
+        world
+            .events
+            .iter()
+            .any(|(node, e)| *node == INITIATOR && matches!(e, fiber_funding::flow::Event::FundingTxRejected { .. })),
+        "the node refused the funding tx"
+    );
+    world
+        .chain
+        .set_min_fee_rate(fiber_funding::chain::simulated::DEFAULT_MIN_FEE_RATE);
+    for _ in 0..5 {
+        world.chain.mine_block();
+        world.advance(2_000);
+        world.run();
+    }
+    // Sent once per poll that found it refused (`assert_channel_ready`
+    // would count those sends as broadcasts too many).
+    for node in [INITIATOR, ACCEPTOR] {
+        let view = world.open_channel_view(node);
+        assert_eq!(view.state, ChannelState::ChannelReady, "node {node}: {view:?}");
+    }
+}
+
+/// When the user signs first (the counterparty puts in more), the
+/// counterparty completes the funding tx and broadcasts it. One that took
+/// the user's signatures, sent its own and never broadcast left the flow
+/// pending for ever: the page held the complete tx yet never sent it, and
+/// could neither give up (the tx was released) nor abort (its inputs stayed
+/// live). Whichever side holds the complete tx sends it when the node does
+/// not know it.
+#[test]
+fn a_complete_funding_tx_the_peer_sits_on_is_sent_by_the_page() {
+    let mut world = World::new(Setup {
+        acceptor_cells_ckb: vec![5_000],
+        acceptor_funding_ckb: 2_000,
+        ..Setup::default()
+    });
+    world.nodes[ACCEPTOR].broadcasts_withheld = true;
+    world.open(1000).unwrap();
+    world.run();
+    assert!(
+        world.broadcasts.iter().any(|(node, _)| *node == ACCEPTOR),
+        "the counterparty completed the tx (and kept it)"
+    );
+    for _ in 0..5 {
+        world.chain.mine_block();
+        world.advance(2_000);
+        world.run();
+    }
+    assert_channel_ready(&world);
+}

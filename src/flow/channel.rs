@@ -342,7 +342,9 @@ impl Channel {
         self.released() && self.record.peer_witnesses.is_some()
     }
 
-    /// The side that sends its signatures second completes the tx and broadcasts it.
+    /// The side that sends its signatures second completes the tx and
+    /// broadcasts it at once. The other sends it too once it holds it whole
+    /// and a poll finds the node does not know it.
     pub fn is_broadcaster(&self) -> bool {
         !self.we_sign_first()
     }
@@ -457,10 +459,7 @@ impl Channel {
                         .as_ref()
                         .is_some_and(|cell| asked(std::slice::from_ref(cell)))
             }
-            ChainQuery::LiveCells { .. } => self.record.close.as_ref().is_some_and(|close| {
-                close.commitment_on_chain.is_some() && close.claim_tx.is_none() && self.pending_claim_lookup.is_none()
-            }),
-            ChainQuery::InputsLive { .. } | ChainQuery::SpenderOf { .. } => false,
+            ChainQuery::LiveCells { .. } | ChainQuery::InputsLive { .. } | ChainQuery::SpenderOf { .. } => false,
         }
     }
 

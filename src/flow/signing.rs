@@ -151,7 +151,9 @@ impl Channel {
             });
         }
         match status {
-            TxStatus::Unknown if self.is_broadcaster() && self.complete() && !self.broadcast_sent => {
+            // Whichever side holds the complete tx sends it, not only the
+            // one whose turn it was: the other may sit on it.
+            TxStatus::Unknown if self.complete() && !self.broadcast_sent => {
                 // After a restart we cannot know whether the broadcast before it
                 // reached the node; the node not knowing the tx settles it.
                 self.broadcast(step)?;
@@ -181,6 +183,12 @@ impl Channel {
                     channel_id: self.id(),
                     reason: "the chain rejected or dropped the funding tx".into(),
                 }));
+                // A node answers "rejected" long after the refusal's cause
+                // passed (a full pool, a raised minimum fee rate): sent again
+                // at each poll that says so, as a close tx is.
+                if self.complete() {
+                    self.broadcast(step)?;
+                }
             }
             TxStatus::Unknown | TxStatus::Pending => {}
         }

@@ -179,6 +179,9 @@ pub struct TestNode {
     entropy_counter: Rc<Cell<u64>>,
     index: u8,
     pub up: bool,
+    /// Its broadcasts never reach the chain (a peer that takes the other
+    /// side's signatures and sits on the complete tx).
+    pub broadcasts_withheld: bool,
     pub restarts: usize,
     pub restore_errors: Vec<String>,
 }
@@ -200,6 +203,7 @@ impl TestNode {
             entropy_counter,
             index,
             up: true,
+            broadcasts_withheld: false,
             restarts: 0,
             restore_errors: Vec::new(),
         }
@@ -760,6 +764,9 @@ impl World {
         }
         for (channel_id, tx) in outbox.broadcasts {
             self.broadcasts.push((index, tx.clone()));
+            if self.nodes[index].broadcasts_withheld {
+                continue;
+            }
             let tx_hash = Hash256(tx.calc_tx_hash().unpack());
             // As the chain clients take it: a tx already sent is no refusal.
             match self.chain.send_transaction(tx) {
