@@ -1500,3 +1500,43 @@ fn on_testnet_the_acceptor_may_add_the_default_lock_dep_group_once() {
         }
     }
 }
+
+/// A peer's `OpenChannel` whose temporary id is the id of a channel the
+/// acceptor already has (here the peer's own funded channel). It became a
+/// pending open under that id: the chain's answers about the channel (the
+/// look-up of a re-created cell) went to the open and the open's wallet
+/// cells to the channel, and while the open was pending a failed claim read
+/// for the channel was not asked again. An open under an id in use is now
+/// refused, and nothing is asked about it.
+#[test]
+fn an_open_under_the_id_of_a_channel_the_acceptor_has_is_refused() {
+    use fiber_funding::flow::ChainQuery;
+    let (mut world, channel_id) = ready_world();
+    let Some(FiberMessage::OpenChannel(mut forged)) = world
+        .sent_log
+        .iter()
+        .find(|(from, m)| *from == INITIATOR && m.name() == "OpenChannel")
+        .map(|(_, m)| m.clone())
+    else {
+        panic!("the browser's OpenChannel")
+    };
+    forged.channel_id = channel_id;
+    let mark = world.sent_log.len();
+    world.inject(INITIATOR, FiberMessage::OpenChannel(forged));
+    while world.step() {
+        assert!(
+            !world.queries.iter().any(|(node, id, q)| *node == ACCEPTOR
+                && *id == channel_id
+                && matches!(q, ChainQuery::LiveCells { .. })),
+            "the acceptor looked up its wallet cells for an open under the channel's id"
+        );
+    }
+    assert_rejected(&world, ACCEPTOR, "temporary channel id");
+    assert!(
+        world.sent_log[mark..].iter().all(|(from, _)| *from != ACCEPTOR),
+        "the acceptor answered: {:?}",
+        world.sent_log[mark..].iter().map(|(_, m)| m.name()).collect::<Vec<_>>()
+    );
+    assert_eq!(world.acceptor().channels().len(), 1);
+    assert_channel_ready(&world);
+}

@@ -616,6 +616,17 @@ impl Node {
         if self.pending_opens.contains_key(&temporary_id) {
             return Vec::new();
         }
+        // An id this node already knows a channel by: as an open's, it would
+        // take that channel's chain answers (and its retries) for its own.
+        // Refused quietly: an abort under that id would speak of the channel.
+        if self.find(&temporary_id).is_some() {
+            return vec![Action::Emit(Event::PeerMessageRejected {
+                channel_id: temporary_id,
+                peer: *peer,
+                message: "OpenChannel",
+                reason: "the temporary channel id is the id of a channel this node has".into(),
+            })];
+        }
         let refuse = |reason: String| {
             vec![Action::Send {
                 peer: *peer,
