@@ -158,23 +158,31 @@ impl<T: RpcTransport> RpcChainClient<T> {
         Ok(Hash256(read(METHOD, parse_hash(&hash, "result"))?))
     }
 
-    /// The outputs and their data of transaction `tx_hash`, or `None` when the
-    /// node has no content for it; the hash is recomputed from what came back.
-    async fn transaction_outputs(&self, tx_hash: [u8; 32]) -> Result<Option<Vec<ResolvedCell>>, ChainError> {
+    /// The outputs at `indexes` of transaction `tx_hash` with their data
+    /// (`None` for an index it does not have), or `None` when the node has
+    /// no content for it; the hash is recomputed from what came back. Only
+    /// those are kept: the rest of a large tx stayed in memory until every
+    /// lookup was done, and in the browser that memory is never given back.
+    async fn transaction_cells(
+        &self,
+        tx_hash: [u8; 32],
+        indexes: &[u32],
+    ) -> Result<Option<Vec<Option<ResolvedCell>>>, ChainError> {
         let Some(tx) = self.transaction(tx_hash).await? else {
             return Ok(None);
         };
         let raw = tx.raw();
-        let cells = raw
-            .outputs()
-            .into_iter()
-            .zip(raw.outputs_data())
-            .map(|(output, data)| ResolvedCell {
-                output,
-                data: data.raw_data().to_vec(),
+        let (outputs, outputs_data) = (raw.outputs(), raw.outputs_data());
+        let cell = |index: u32| {
+            let index = usize::try_from(index).ok()?;
+            // Copied out: a molecule view shares the whole tx's buffer.
+            let output = outputs.get(index)?.as_slice().to_vec();
+            Some(ResolvedCell {
+                output: packed::CellOutput::new_unchecked(output.into()),
+                data: outputs_data.get(index)?.raw_data().to_vec(),
             })
-            .collect();
-        Ok(Some(cells))
+        };
+        Ok(Some(indexes.iter().map(|index| cell(*index)).collect()))
     }
 
     /// A transaction by hash, its hash recomputed; `None` when unknown.
@@ -329,26 +337,37 @@ impl<T: RpcTransport + 'static> ChainClient for RpcChainClient<T> {
     fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
         let client = self.clone();
         async move {
-            let mut tx_hashes: Vec<[u8; 32]> = Vec::new();
+            // Each tx once, with the indexes asked of it.
+            let mut asked: Vec<([u8; 32], Vec<u32>)> = Vec::new();
             for out_point in &out_points {
                 let tx_hash: [u8; 32] = out_point.tx_hash().unpack();
-                if !tx_hashes.contains(&tx_hash) {
-                    tx_hashes.push(tx_hash);
+                let index: u32 = out_point.index().unpack();
+                match asked.iter_mut().find(|(hash, _)| *hash == tx_hash) {
+                    Some((_, indexes)) if !indexes.contains(&index) => indexes.push(index),
+                    Some(_) => {}
+                    None => asked.push((tx_hash, vec![index])),
                 }
             }
-            let lookups = tx_hashes.iter().map(|hash| client.transaction_outputs(*hash));
-            let outputs: Vec<_> = futures::stream::iter(lookups)
+            let lookups = asked
+                .iter()
+                .map(|(hash, indexes)| client.transaction_cells(*hash, indexes));
+            let cells: Vec<_> = futures::stream::iter(lookups)
                 .buffered(MAX_LOOKUPS_IN_FLIGHT)
                 .try_collect()
                 .await?;
-            let outputs_by_tx: HashMap<[u8; 32], Option<Vec<ResolvedCell>>> =
-                tx_hashes.into_iter().zip(outputs).collect();
+            let found: HashMap<([u8; 32], u32), Option<ResolvedCell>> = asked
+                .iter()
+                .zip(cells)
+                .flat_map(|((hash, indexes), cells)| {
+                    let cells = cells.unwrap_or_else(|| vec![None; indexes.len()]);
+                    indexes.iter().map(move |index| (*hash, *index)).zip(cells)
+                })
+                .collect();
             Ok(out_points
                 .iter()
                 .map(|out_point| {
-                    let tx_hash: [u8; 32] = out_point.tx_hash().unpack();
-                    let index = usize::try_from(Unpack::<u32>::unpack(&out_point.index())).ok()?;
-                    outputs_by_tx.get(&tx_hash)?.as_ref()?.get(index).cloned()
+                    let key = (out_point.tx_hash().unpack(), out_point.index().unpack());
+                    found.get(&key).cloned().flatten()
                 })
                 .collect())
         }
