@@ -1340,3 +1340,71 @@ fn a_complete_funding_tx_the_peer_sits_on_is_sent_by_the_page() {
     }
     assert_channel_ready(&world);
 }
+
+/// Fails every tx whose witnesses carry the marker: the chain's verdict on a
+/// wallet signature this module cannot check (JoyID's).
+struct RefusesMarkedSignatures;
+
+const BAD_SIGNATURE: u8 = 0x66;
+
+impl fiber_funding::chain::simulated::ScriptRunner for RefusesMarkedSignatures {
+    fn run(
+        &self,
+        tx: &packed::Transaction,
+        _cell: &dyn Fn(&packed::OutPoint) -> Option<(packed::CellOutput, ckb_types::bytes::Bytes)>,
+    ) -> Result<u64, String> {
+        let marked = tx.witnesses().into_iter().any(|w| {
+            w.raw_data()
+                .windows(64)
+                .any(|run| run.iter().all(|b| *b == BAD_SIGNATURE))
+        });
+        if marked {
+            return Err(
+                "Script(TransactionScriptError { source: Inputs[0].Lock, cause: ValidationFailure(-31) })".into(),
+            );
+        }
+        Ok(1)
+    }
+}
+
+/// A JoyID signature is checked only by the chain (this module cannot
+/// verify a passkey signature). One the chain refuses, once released, was
+/// final: the tx was sent again at each poll and refused each time, the
+/// wallet's correct signature of the same tx was refused with
+/// `ALREADY_SUBMITTED`, and the flow could neither give up nor abort, its
+/// inputs live. Once the chain has refused the tx, the page may hand in
+/// other witnesses for it: the raw tx is the same, so whichever set the
+/// chain takes funds the same channel.
+#[test]
+fn a_joyid_signature_the_chain_refuses_can_be_replaced_by_one_it_takes() {
+    let (mut world, channel_id, unsigned) = joyid_flow_awaiting_submission();
+    world.chain.set_script_runner(Box::new(RefusesMarkedSignatures));
+    let user_inputs = world.user_input_indices(&unsigned);
+    let signed_with = |byte: u8| {
+        let witness = packed::WitnessArgs::new_builder()
+            .lock(Some(ckb_types::bytes::Bytes::from(vec![byte; 1_000])).pack())
+            .build();
+        with_parts(&unsigned, |p| p.witnesses[user_inputs[0]] = witness.as_slice().to_vec())
+    };
+
+    world.submit(&channel_id, &signed_with(BAD_SIGNATURE)).unwrap();
+    world.run();
+    assert!(
+        world
+            .events
+            .iter()
+            .any(|(node, e)| *node == INITIATOR && matches!(e, fiber_funding::flow::Event::FundingTxRejected { .. })),
+        "the chain refused the first signature"
+    );
+
+    let corrected = world.submit(&channel_id, &signed_with(0x5a));
+    assert!(corrected.is_ok(), "{corrected:?}");
+    for _ in 0..5 {
+        world.chain.mine_block();
+        world.run();
+    }
+    for node in [INITIATOR, ACCEPTOR] {
+        let view = world.open_channel_view(node);
+        assert_eq!(view.state, ChannelState::ChannelReady, "node {node}: {view:?}");
+    }
+}

@@ -57,6 +57,10 @@ pub(crate) struct Channel {
     /// A broadcast went out in this session, so the chain not knowing the tx
     /// yet is no reason to send it again.
     pub broadcast_sent: bool,
+    /// The node refused the funding tx (a failed send, or "rejected") and
+    /// has not taken it since: the user may hand in other witnesses for it
+    /// (not kept: the next poll finds it refused again).
+    pub funding_refused: bool,
     /// The confirmation count of the funding tx last reported to the app
     /// (not kept: after a restart the count is reported again).
     pub confirmations_reported: Option<u64>,
@@ -197,6 +201,7 @@ impl Channel {
             keys,
             pending_check: None,
             broadcast_sent: false,
+            funding_refused: false,
             confirmations_reported: None,
             pending_claim_lookup: None,
             commitment_cell_spent: false,

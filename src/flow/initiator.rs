@@ -637,20 +637,32 @@ impl Initiator<'_> {
                 return Ok(funding_tx_hash);
             }
             // Until our witnesses leave, a wallet may correct what it sent.
-            if self.released() {
+            // After, only once the node refused the tx we hold whole: a
+            // signature only the chain checks (JoyID's) was wrong, or
+            // nothing would ever fund the channel. The raw tx is the same,
+            // so whichever witnesses the chain takes fund the same channel.
+            if self.released() && !(self.funding_refused && self.complete()) {
                 return Err(FlowError::DifferentTxAlreadySubmitted {
                     channel_id,
                     funding_tx_hash,
                 });
             }
         }
-        let before = self.progress();
+        let (before, released) = (self.progress(), self.released());
         let ext = self
             .record
             .external_funding
             .as_mut()
             .ok_or_else(|| FlowError::Internal("the external funding state vanished".into()))?;
         ext.signed_funding_witnesses = Some(witnesses);
+        if released {
+            // Sent at once; the peer keeps the witnesses it had (it refuses
+            // others), which changes nothing: the tx hash is the same.
+            self.funding_refused = false;
+            self.broadcast(step)
+                .map_err(|Reject(reason)| FlowError::Internal(reason))?;
+            return Ok(funding_tx_hash);
+        }
         self.after_signature_progress(step, before)
             .map_err(|Reject(reason)| FlowError::Internal(reason))?;
         Ok(funding_tx_hash)

@@ -179,6 +179,7 @@ impl Channel {
             }
             TxStatus::Rejected => {
                 self.broadcast_sent = false;
+                self.funding_refused = true;
                 step.actions.push(super::Action::Emit(Event::FundingTxRejected {
                     channel_id: self.id(),
                     reason: "the chain rejected or dropped the funding tx".into(),
@@ -197,6 +198,7 @@ impl Channel {
 
     pub(crate) fn on_broadcast_failed(&mut self, step: &mut Step, reason: String) {
         self.broadcast_sent = false;
+        self.funding_refused = true;
         step.actions.push(super::Action::Emit(Event::FundingTxRejected {
             channel_id: self.id(),
             reason,
