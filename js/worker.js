@@ -18,6 +18,8 @@ const METHODS = new Set([
 ]);
 
 let node = null;
+/** The close under way: a second "close" waits for it, not answers at once. */
+let closing = null;
 
 async function call(method, args) {
   if (method === "open") {
@@ -34,9 +36,10 @@ async function call(method, args) {
     };
   }
   if (method === "close") {
-    const closing = node;
+    const open = node;
     node = null;
-    if (closing) await closing.close();
+    if (open) closing = open.close();
+    await closing;
     return null;
   }
   if (!METHODS.has(method)) throw Object.assign(new Error(`no method ${method}`), { code: "INVALID_PARAMS" });

@@ -11,6 +11,8 @@ export class WorkerFundingNode {
   #listeners = new Set();
   #backlog = [];
   #closed = false;
+  /** The one close under way: a second close() waits for it. */
+  #closing = null;
   #unreadableAtOpen = [];
   /** Found after open (closed flows' records are read then), from `unreadable_records` events. */
   #unreadableLater = [];
@@ -39,10 +41,18 @@ export class WorkerFundingNode {
   constructor(worker) {
     this.#worker = worker;
     worker.onmessage = ({ data }) => this.#receive(data);
-    // A worker that fails to load or throws at top level fails every call.
+    // A worker that fails to load, or throws where nothing catches it, is
+    // not trusted further: every call fails, and the page opens a node again
+    // (what was stored is what pendingFundings() then lists).
     worker.onerror = (event) => {
       event.preventDefault?.();
-      this.#failAll(new Error(`the fiber-funding worker failed: ${event.message ?? "it could not start"}`));
+      this.#closed = true;
+      this.#worker.terminate();
+      this.#failAll(
+        Object.assign(new Error(`the fiber-funding worker failed: ${event.message ?? "it could not start"}`), {
+          code: "INTERNAL",
+        }),
+      );
     };
   }
 
@@ -81,12 +91,17 @@ export class WorkerFundingNode {
     this.#listeners.add(callback);
     const backlog = this.#backlog;
     this.#backlog = null;
-    for (const event of backlog ?? []) callback(event);
+    for (const event of backlog ?? []) deliver(callback, event);
     return () => this.#listeners.delete(callback);
   }
 
   /** Closes the node (releasing the database to other tabs) and ends the worker. */
-  async close() {
+  close() {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close() {
     if (this.#closed) return;
     try {
       await this.#call("close", []);
@@ -112,7 +127,7 @@ export class WorkerFundingNode {
     if (data && "event" in data) {
       if (data.event?.type === "unreadable_records") this.#unreadableLater.push(...data.event.records);
       if (this.#backlog) this.#backlog.push(data.event);
-      else for (const listener of this.#listeners) listener(data.event);
+      else for (const listener of this.#listeners) deliver(listener, data.event);
       return;
     }
     const call = this.#calls.get(data?.id);
@@ -131,5 +146,15 @@ export class WorkerFundingNode {
   #failAll(error) {
     for (const { reject } of this.#calls.values()) reject(error);
     this.#calls.clear();
+  }
+}
+
+/** Hands `event` to `listener`; a listener that throws is reported, and
+ * keeps neither the other listeners nor the backlog from their events. */
+function deliver(listener, event) {
+  try {
+    listener(event);
+  } catch (error) {
+    (globalThis.reportError ?? console.error)(error);
   }
 }

@@ -19,6 +19,9 @@ test("the package type-checks and runs in a Vite-bundled page", async () => {
     assert.match(result.nodeId ?? "", /^0x0[23][0-9a-f]{64}$/, JSON.stringify(result));
     assert.equal(result.pending, 0);
     assert.equal(result.submitError, "INVALID_TX_JSON");
+    // fiber-funding/worker: a listener that throws keeps neither onEvent nor
+    // the next listener from working, and a second close() waits for the first.
+    assert.deepEqual(result.worker, { onEventThrew: false, heard: "peer_unavailable", closes: ["fulfilled", "fulfilled"] });
   } finally {
     await browser.close();
     await site.close();

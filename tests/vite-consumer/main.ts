@@ -8,12 +8,13 @@ import init, {
   type FundingNodeOptions,
   type PendingFunding,
 } from "fiber-funding";
+import { WorkerFundingNode } from "fiber-funding/worker";
 
 const result = document.getElementById("result")!;
 
 async function main(): Promise<Record<string, unknown>> {
   await init();
-  const options: FundingNodeOptions = {
+  const options = {
     // Nothing listens on port 9: the node opens anyway and keeps retrying.
     ckbRpcUrl: "http://127.0.0.1:9/",
     peerUrl: "ws://127.0.0.1:9/",
@@ -24,7 +25,7 @@ async function main(): Promise<Record<string, unknown>> {
     // Not testnet or mainnet: the contracts must be named.
     fundingLock: { code_hash: "0x" + "f1".repeat(32), hash_type: "type" },
     commitmentLock: { code_hash: "0x" + "c1".repeat(32), hash_type: "type" },
-  };
+  } satisfies FundingNodeOptions;
   const node = await FundingNode.open(options);
   const events: FundingEvent[] = [];
   const stop = node.onEvent((event) => events.push(event));
@@ -40,7 +41,44 @@ async function main(): Promise<Record<string, unknown>> {
   }
   stop();
   await node.close();
-  return { nodeId: node.nodeId, pending: pending.length, channels: channels.length, closes: closes.length, submitError };
+  const worker = await inWorker({ ...options, dbName: "vite-consumer-worker" });
+  return {
+    nodeId: node.nodeId,
+    pending: pending.length,
+    channels: channels.length,
+    closes: closes.length,
+    submitError,
+    worker,
+  };
+}
+
+/** The same node in a Web Worker, used as a careless page would. */
+async function inWorker(options: FundingNodeOptions): Promise<Record<string, unknown>> {
+  const node = await WorkerFundingNode.open(options);
+  // Long enough for the first failed call to the counterparty to be told:
+  // the first listener is then handed it from the backlog.
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  // A listener with a bug, first in line; the next one must still hear
+  // every event (here the unreachable counterparty, called again).
+  let onEventThrew = false;
+  try {
+    node.onEvent(() => {
+      throw new Error("a listener's bug");
+    });
+  } catch {
+    onEventThrew = true;
+  }
+  const heard = await new Promise<string>((resolve) => {
+    const timer = setTimeout(() => resolve("nothing"), 10_000);
+    node.onEvent((event) => {
+      clearTimeout(timer);
+      resolve(event.type);
+    });
+  });
+  // Closed twice without waiting (an unmount and a pagehide, say): both
+  // resolve once the node has stopped.
+  const closes = await Promise.allSettled([node.close(), node.close()]);
+  return { onEventThrew, heard, closes: closes.map((c) => c.status) };
 }
 
 main()
