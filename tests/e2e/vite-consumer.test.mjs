@@ -20,8 +20,14 @@ test("the package type-checks and runs in a Vite-bundled page", async () => {
     assert.equal(result.pending, 0);
     assert.equal(result.submitError, "INVALID_TX_JSON");
     // fiber-funding/worker: a listener that throws keeps neither onEvent nor
-    // the next listener from working, and a second close() waits for the first.
-    assert.deepEqual(result.worker, { onEventThrew: false, heard: "peer_unavailable", closes: ["fulfilled", "fulfilled"] });
+    // the next listener from working, a second close() waits for the first,
+    // and a worker that fails says so with a code.
+    assert.deepEqual(result.worker, {
+      onEventThrew: false,
+      heard: "peer_unavailable",
+      closes: ["fulfilled", "fulfilled"],
+      brokenWorker: "INTERNAL",
+    });
   } finally {
     await browser.close();
     await site.close();

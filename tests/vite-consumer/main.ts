@@ -78,7 +78,15 @@ async function inWorker(options: FundingNodeOptions): Promise<Record<string, unk
   // Closed twice without waiting (an unmount and a pagehide, say): both
   // resolve once the node has stopped.
   const closes = await Promise.allSettled([node.close(), node.close()]);
-  return { onEventThrew, heard, closes: closes.map((c) => c.status) };
+  // A worker that fails where nothing catches it (here at its start).
+  let brokenWorker = "opened";
+  try {
+    const script = URL.createObjectURL(new Blob(["throw new Error('broken')"], { type: "text/javascript" }));
+    await WorkerFundingNode.open(options, { worker: new Worker(script) });
+  } catch (error) {
+    brokenWorker = (error as FundingError).code ?? "no code";
+  }
+  return { onEventThrew, heard, closes: closes.map((c) => c.status), brokenWorker };
 }
 
 main()
