@@ -29,7 +29,7 @@ use crate::chain::rpc::RpcChainClient;
 use crate::crypto::keys::NodeSecret;
 use crate::flow::config::{DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS, DEFAULT_FUNDING_CONFIRMATIONS};
 use crate::flow::NodeConfig;
-use crate::primitives::{Hash256, NodeId};
+use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::runtime::driver::DriverParts;
 use crate::runtime::{inbox, start, DriverError, DriverEvent, DriverHandle, DriverSettings, InputSender, PeerLink};
 use crate::tx::json::parse_transaction;
@@ -111,6 +111,13 @@ export interface FundingError extends Error { code: string }
 "#;
 
 /// A JS `Error` with a stable `code`.
+/// A channel id as the page passed it: anything but a string is
+/// `INVALID_PARAMS`, not the binding's uncoded `TypeError`.
+fn channel_id_param(value: &JsValue) -> Result<ChannelId, JsValue> {
+    let text = value.as_string().map_or(Value::Null, Value::from);
+    parse_channel_id(&text, "channel_id").map_err(js_error)
+}
+
 pub(crate) fn js_error(error: impl Into<ApiError>) -> JsValue {
     let error: ApiError = error.into();
     let js = js_sys::Error::new(&error.message);
@@ -270,8 +277,11 @@ impl FundingNode {
     }
 
     #[wasm_bindgen(js_name = getChannel, unchecked_return_type = "Channel | null")]
-    pub async fn get_channel(&self, channel_id: String) -> Result<JsValue, JsValue> {
-        let id = parse_channel_id(&Value::from(channel_id), "channel_id").map_err(js_error)?;
+    pub async fn get_channel(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] channel_id: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let id = channel_id_param(&channel_id)?;
         let view = self.handle.channel(id).await.map_err(js_error)?;
         Ok(view.map_or(JsValue::NULL, |view| to_js(&Channel::from(&view))))
     }
@@ -306,27 +316,37 @@ impl FundingNode {
 
     /// `shutdownChannel({ channel_id, force: true })`, by name.
     #[wasm_bindgen(js_name = forceCloseChannel)]
-    pub async fn force_close_channel(&self, channel_id: String) -> Result<(), JsValue> {
-        let id = parse_channel_id(&Value::from(channel_id), "channel_id").map_err(js_error)?;
+    pub async fn force_close_channel(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] channel_id: JsValue,
+    ) -> Result<(), JsValue> {
+        let id = channel_id_param(&channel_id)?;
         self.handle.force_close_channel(id).await.map_err(js_error)
     }
 
     /// Gives up on a channel whose funding signatures have not been released.
     #[wasm_bindgen(js_name = abandonChannel)]
-    pub async fn abandon_channel(&self, channel_id: String) -> Result<(), JsValue> {
-        let id = parse_channel_id(&Value::from(channel_id), "channel_id").map_err(js_error)?;
+    pub async fn abandon_channel(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] channel_id: JsValue,
+    ) -> Result<(), JsValue> {
+        let id = channel_id_param(&channel_id)?;
         self.handle.abandon_channel(id).await.map_err(js_error)
     }
 
     /// Calls `callback(event)` on every transition and connection change. The
     /// first listener also receives what happened since `open` (restored
     /// states, the connection).
-    /// Returns a function that unsubscribes.
+    /// Returns a function that unsubscribes (calling it again does nothing).
     #[wasm_bindgen(js_name = onEvent, unchecked_return_type = "() => void")]
     pub fn on_event(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "(event: FundingEvent) => void")] callback: js_sys::Function,
-    ) -> JsValue {
+        #[wasm_bindgen(unchecked_param_type = "(event: FundingEvent) => void")] callback: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        // Not a function: refused before it takes the first listener's backlog.
+        let callback: js_sys::Function = callback
+            .dyn_into()
+            .map_err(|_| js_error(ApiError::invalid("callback", "expected a function")))?;
         let backlog = self.listeners.borrow_mut().subscribe(callback.clone());
         // Events from before the first subscription (the restore, the
         // connection) are not lost: the first listener gets them now.
@@ -334,12 +354,12 @@ impl FundingNode {
             let _ = callback.call1(&JsValue::NULL, &event);
         }
         let listeners = Rc::downgrade(&self.listeners);
-        let unsubscribe = Closure::once_into_js(move || {
+        let unsubscribe = Closure::<dyn FnMut()>::new(move || {
             if let Some(listeners) = listeners.upgrade() {
                 listeners.borrow_mut().callbacks.retain(|f| f != &callback);
             }
         });
-        unsubscribe
+        Ok(unsubscribe.into_js_value())
     }
 
     /// Stops the node, closes the database and releases it to other tabs.

@@ -24,7 +24,7 @@ use k256::ecdsa::SigningKey;
 use serde::Serialize;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsValue;
 
 /// The module's JSON values (what its readers take and writers give) and
 /// serde_json's (what these tests build), as each other.
@@ -228,8 +228,7 @@ async fn open_drop_every_rust_object_reopen_and_submit_ends_in_channel_ready() {
     let listener = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
         sink.borrow_mut().push(from_js(event));
     });
-    let _unsubscribe =
-        node.on_event(wasm_bindgen::JsCast::unchecked_ref::<js_sys::Function>(listener.as_ref()).clone());
+    let _unsubscribe = node.on_event(listener.as_ref().clone()).unwrap();
     listener.forget();
     assert!(
         seen.borrow().iter().any(|e| e["type"] == "peer_connected"),
@@ -255,7 +254,7 @@ async fn open_drop_every_rust_object_reopen_and_submit_ends_in_channel_ready() {
 
     let mut state = String::new();
     for _ in 0..200 {
-        let channel = from_js(node.get_channel(channel_id.clone()).await.unwrap());
+        let channel = from_js(node.get_channel(channel_id.clone().into()).await.unwrap());
         state = channel["state"].as_str().unwrap().to_owned();
         if state == "ChannelReady" {
             assert_eq!(channel["funding_tx_hash"], funding_tx_hash.as_str());
@@ -340,7 +339,7 @@ async fn a_node_dropped_without_close_stops_before_the_next_open_takes_its_datab
     for _ in 0..100 {
         let at_acceptor = page.acceptor.channel(id).await.unwrap().unwrap();
         states = (
-            state(node.get_channel(channel_id.clone()).await.unwrap()),
+            state(node.get_channel(channel_id.clone().into()).await.unwrap()),
             at_acceptor.state.name(),
         );
         if states == ("ChannelReady".into(), "ChannelReady") {
@@ -360,7 +359,7 @@ async fn a_node_dropped_without_close_stops_before_the_next_open_takes_its_datab
     assert!(record.closed.is_none(), "{:?}", record.closed);
     let node = FundingNode::open_with(to_js(&options), page.adapters()).await.unwrap();
     assert_eq!(
-        state(node.get_channel(channel_id.clone()).await.unwrap()),
+        state(node.get_channel(channel_id.clone().into()).await.unwrap()),
         "ChannelReady"
     );
     node.close().await.unwrap();
@@ -483,7 +482,7 @@ async fn an_unreadable_record_found_after_open_joins_the_list_with_an_event() {
     let listener = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |event| {
         heard.borrow_mut().push(from_js(event));
     });
-    node.on_event(listener.as_ref().unchecked_ref::<js_sys::Function>().clone());
+    node.on_event(listener.as_ref().clone()).unwrap();
     let named = |list: Value| -> Vec<String> {
         list.as_array()
             .unwrap()

@@ -19,6 +19,13 @@ test("the package type-checks and runs in a Vite-bundled page", async () => {
     assert.match(result.nodeId ?? "", /^0x0[23][0-9a-f]{64}$/, JSON.stringify(result));
     assert.equal(result.pending, 0);
     assert.equal(result.submitError, "INVALID_TX_JSON");
+    assert.deepEqual(result.misuse, {
+      getChannel: "INVALID_PARAMS",
+      abandonChannel: "INVALID_PARAMS",
+      forceCloseChannel: "INVALID_PARAMS",
+      onEvent: "INVALID_PARAMS",
+      unsubscribeTwice: "no error",
+    });
     // fiber-funding/worker: a listener that throws keeps neither onEvent nor
     // the next listener from working, a second close() waits for the first,
     // and a worker that fails says so with a code.

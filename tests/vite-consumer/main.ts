@@ -40,6 +40,7 @@ async function main(): Promise<Record<string, unknown>> {
     submitError = (error as FundingError).code;
   }
   stop();
+  const misuse = await misused(node);
   await node.close();
   const worker = await inWorker({ ...options, dbName: "vite-consumer-worker" });
   return {
@@ -48,7 +49,33 @@ async function main(): Promise<Record<string, unknown>> {
     channels: channels.length,
     closes: closes.length,
     submitError,
+    misuse,
     worker,
+  };
+}
+
+/** What a page passing the wrong things gets: a coded error, or nothing broken. */
+async function misused(node: FundingNode): Promise<Record<string, unknown>> {
+  const code = async (call: () => unknown) => {
+    try {
+      await call();
+      return "no error";
+    } catch (error) {
+      return (error as FundingError).code ?? "no code";
+    }
+  };
+  const missing = undefined as unknown as string;
+  return {
+    getChannel: await code(() => node.getChannel(missing)),
+    abandonChannel: await code(() => node.abandonChannel(missing)),
+    forceCloseChannel: await code(() => node.forceCloseChannel(missing)),
+    onEvent: await code(() => node.onEvent("not a function" as unknown as () => void)),
+    // React's StrictMode runs an effect's cleanup twice.
+    unsubscribeTwice: await code(() => {
+      const stop = node.onEvent(() => {});
+      stop();
+      stop();
+    }),
   };
 }
 
