@@ -46,7 +46,7 @@ codes! {
     ChannelClosed => "CHANNEL_CLOSED", "The channel was closed (aborted, timed out, abandoned); the message says why.";
     SignedTxMismatch => "SIGNED_TX_MISMATCH", "The signed tx differs from the unsigned one in more than witnesses; the message names the field.";
     SignedTxInvalid => "SIGNED_TX_INVALID", "The signed tx's witnesses are missing, unsigned, touch the peer's inputs or do not unlock the user's (checked here for CKB's default lock; another lock's, JoyID's, only by the chain, after they left); or the tx they complete could never confirm (too large, or below a node's minimum relay fee: abandon and open again with a higher funding fee rate). Nothing is stored.";
-    AlreadySubmitted => "ALREADY_SUBMITTED", "A different signed tx was already submitted for this channel.";
+    AlreadySubmitted => "ALREADY_SUBMITTED", "A different signed tx was already submitted for this channel and its signatures have left; only once the node has refused the tx is a correction taken.";
     TooLateToAbandon => "TOO_LATE_TO_ABANDON", "The funding signatures were released; the channel can no longer be abandoned.";
     NotClosable => "NOT_CLOSABLE", "The channel cannot be closed that way now: it is not funded yet, or already closing unilaterally.";
     PeerUnreachable => "PEER_UNREACHABLE", "The counterparty could not be reached at peerUrl, or was connected but did not answer an open for 10 s.";
