@@ -1292,3 +1292,32 @@ fn a_commitment_that_leaves_the_chain_has_the_funding_cell_watched_again() {
     assert_eq!(commitments_on_chain(&world, INITIATOR), [true, true], "seen again");
     assert_our_share_claimed(&world, &user_script, user_before);
 }
+
+/// Our claim went to the node and was lost there (a restart without its
+/// pool, another node behind the same endpoint): every later poll says
+/// "unknown". A claim already sent in this session was not sent again, so
+/// the user's share waited for a reload. It is sent at each such poll.
+#[test]
+fn a_claim_the_node_lost_is_sent_again() {
+    let (mut world, channel_id, user_script, user_before) = ready_world_and_the_users_balance();
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    for _ in 0..3 {
+        world.chain.mine_block();
+        world.run();
+    }
+    let mark = world.broadcasts.len();
+    world.nodes[INITIATOR].broadcasts_withheld = true;
+    world.chain.mine_epochs(1);
+    world.run();
+    assert!(
+        world.broadcasts[mark..].iter().any(|(node, _)| *node == INITIATOR),
+        "the claim was sent"
+    );
+    world.nodes[INITIATOR].broadcasts_withheld = false;
+    for _ in 0..5 {
+        world.chain.mine_block();
+        world.advance(2_000);
+        world.run();
+    }
+    assert_our_share_claimed(&world, &user_script, user_before);
+}

@@ -1277,6 +1277,22 @@ fn on_a_known_network_an_open_without_the_locks_cell_deps_is_refused() {
     }
 }
 
+fn funding_tx_rejected_at_the_initiator(world: &World) -> bool {
+    world
+        .events
+        .iter()
+        .any(|(node, e)| *node == INITIATOR && matches!(e, fiber_funding::flow::Event::FundingTxRejected { .. }))
+}
+
+/// Both sides ready (without `assert_channel_ready`'s count of broadcasts:
+/// a refused tx is sent again).
+fn assert_ready_on_both_sides(world: &World) {
+    for node in [INITIATOR, ACCEPTOR] {
+        let view = world.open_channel_view(node);
+        assert_eq!(view.state, ChannelState::ChannelReady, "node {node}: {view:?}");
+    }
+}
+
 /// A node that refuses the funding tx once (its minimum fee rate above the
 /// tx's for a while) remembers the refusal, and `get_transaction` answers
 /// "rejected" for it from then on, as CKB's recent-reject store does. Only
@@ -1290,10 +1306,7 @@ fn a_funding_tx_the_node_refused_once_is_sent_again() {
     world.open(1000).unwrap();
     world.run();
     assert!(
-        world
-            .events
-            .iter()
-            .any(|(node, e)| *node == INITIATOR && matches!(e, fiber_funding::flow::Event::FundingTxRejected { .. })),
+        funding_tx_rejected_at_the_initiator(&world),
         "the node refused the funding tx"
     );
     world
@@ -1304,12 +1317,7 @@ fn a_funding_tx_the_node_refused_once_is_sent_again() {
         world.advance(2_000);
         world.run();
     }
-    // Sent once per poll that found it refused (`assert_channel_ready`
-    // would count those sends as broadcasts too many).
-    for node in [INITIATOR, ACCEPTOR] {
-        let view = world.open_channel_view(node);
-        assert_eq!(view.state, ChannelState::ChannelReady, "node {node}: {view:?}");
-    }
+    assert_ready_on_both_sides(&world);
 }
 
 /// When the user signs first (the counterparty puts in more), the
@@ -1390,10 +1398,7 @@ fn a_joyid_signature_the_chain_refuses_can_be_replaced_by_one_it_takes() {
     world.submit(&channel_id, &signed_with(BAD_SIGNATURE)).unwrap();
     world.run();
     assert!(
-        world
-            .events
-            .iter()
-            .any(|(node, e)| *node == INITIATOR && matches!(e, fiber_funding::flow::Event::FundingTxRejected { .. })),
+        funding_tx_rejected_at_the_initiator(&world),
         "the chain refused the first signature"
     );
 
@@ -1403,8 +1408,33 @@ fn a_joyid_signature_the_chain_refuses_can_be_replaced_by_one_it_takes() {
         world.chain.mine_block();
         world.run();
     }
-    for node in [INITIATOR, ACCEPTOR] {
-        let view = world.open_channel_view(node);
-        assert_eq!(view.state, ChannelState::ChannelReady, "node {node}: {view:?}");
+    assert_ready_on_both_sides(&world);
+}
+
+/// The node took the funding tx and then lost it (a restart without its
+/// pool, or another node behind the same endpoint answering): every later
+/// poll says "unknown". A tx already sent in this session was not sent
+/// again, so with a counterparty that does not send it either the flow sat
+/// until a reload: it could neither give up nor abort, its inputs live.
+/// A complete tx the node does not know is sent at each such poll.
+#[test]
+fn a_funding_tx_the_node_lost_is_sent_again() {
+    let mut world = World::new(Setup::default());
+    // The page's send is lost on the way (as one dropped after it landed
+    // is); the counterparty sends nothing.
+    world.nodes[INITIATOR].broadcasts_withheld = true;
+    world.nodes[ACCEPTOR].broadcasts_withheld = true;
+    world.open(1000).unwrap();
+    world.run();
+    assert!(
+        world.broadcasts.iter().any(|(node, _)| *node == INITIATOR),
+        "the page sent the funding tx"
+    );
+    world.nodes[INITIATOR].broadcasts_withheld = false;
+    for _ in 0..5 {
+        world.chain.mine_block();
+        world.advance(2_000);
+        world.run();
     }
+    assert_ready_on_both_sides(&world);
 }

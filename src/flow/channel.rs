@@ -54,9 +54,6 @@ pub(crate) struct Channel {
     /// The peer's part of the funding tx, waiting for its inputs to be resolved
     /// on chain. Not stored: the peer sends it again after a restart.
     pub pending_check: Option<PendingCheck>,
-    /// A broadcast went out in this session, so the chain not knowing the tx
-    /// yet is no reason to send it again.
-    pub broadcast_sent: bool,
     /// The node refused the funding tx (a failed send, or "rejected") and
     /// has not taken it since: the user may hand in other witnesses for it
     /// (not kept: the next poll finds it refused again).
@@ -200,7 +197,6 @@ impl Channel {
             record,
             keys,
             pending_check: None,
-            broadcast_sent: false,
             funding_refused: false,
             confirmations_reported: None,
             pending_claim_lookup: None,
@@ -1107,10 +1103,8 @@ impl Channel {
         Ok(())
     }
 
-    /// Sends one of this channel's txs to the chain, remembering it did in
-    /// this session (a poll finding it unknown is then no reason to resend).
+    /// Sends one of this channel's txs to the chain.
     pub(crate) fn broadcast_tx(&mut self, step: &mut Step, tx: packed::Transaction) {
-        self.broadcast_sent = true;
         step.actions.push(Action::Broadcast {
             channel_id: self.id(),
             tx,

@@ -687,7 +687,10 @@ impl Channel {
                         "closed unilaterally; our share was claimed".into(),
                         step.now_ms,
                     );
-                } else if report.status == TxStatus::Unknown && !self.broadcast_sent {
+                } else if report.status == TxStatus::Unknown {
+                    // Sent again at each poll the node does not know it: it
+                    // may have lost a claim it took (the driver runs one
+                    // send loop per tx).
                     if let Some(tx) = self.record.close.as_ref().and_then(|c| c.claim_tx.clone()) {
                         self.broadcast_tx(step, tx);
                     }
@@ -838,7 +841,6 @@ impl Channel {
             return Ok(());
         };
         let refused = self.close_progress_mut().claim_tx.take();
-        self.broadcast_sent = false;
         if self.commitment_cell_spent {
             return self.look_up_recreated_cell(step, on_chain.holder_is_local);
         }
@@ -916,7 +918,6 @@ impl Channel {
         match self.refused_claim.take() {
             Some(claim) if tx_hash(&claim) == spender.0 => {
                 self.close_progress_mut().claim_tx = Some(claim);
-                self.broadcast_sent = true;
                 Ok(())
             }
             _ => {
@@ -938,9 +939,8 @@ impl Channel {
         Ok(())
     }
 
-    /// A close tx was refused: send it again when a poll finds it unknown.
+    /// A close tx was refused: sent again when a poll finds it unknown or rejected.
     pub(crate) fn on_close_broadcast_failed(&mut self, step: &mut Step, reason: String) {
-        self.broadcast_sent = false;
         step.actions.push(Action::Emit(Event::CloseTxRejected {
             channel_id: self.id(),
             reason,

@@ -151,11 +151,13 @@ impl Channel {
             });
         }
         match status {
-            // Whichever side holds the complete tx sends it, not only the
-            // one whose turn it was: the other may sit on it.
-            TxStatus::Unknown if self.complete() && !self.broadcast_sent => {
-                // After a restart we cannot know whether the broadcast before it
-                // reached the node; the node not knowing the tx settles it.
+            // Whichever side holds the complete tx sends it when the node
+            // does not know it: not only the one whose turn it was (the
+            // other may sit on it), and not only once a session (a node
+            // may lose a tx it took: a restart without its pool, another
+            // node behind the same endpoint). A send already under way is
+            // not doubled (the driver's one loop per tx).
+            TxStatus::Unknown if self.complete() => {
                 self.broadcast(step)?;
             }
             TxStatus::Committed { block_number } => {
@@ -178,7 +180,6 @@ impl Channel {
                 }
             }
             TxStatus::Rejected => {
-                self.broadcast_sent = false;
                 self.funding_refused = true;
                 step.actions.push(super::Action::Emit(Event::FundingTxRejected {
                     channel_id: self.id(),
@@ -197,7 +198,6 @@ impl Channel {
     }
 
     pub(crate) fn on_broadcast_failed(&mut self, step: &mut Step, reason: String) {
-        self.broadcast_sent = false;
         self.funding_refused = true;
         step.actions.push(super::Action::Emit(Event::FundingTxRejected {
             channel_id: self.id(),
