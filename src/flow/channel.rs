@@ -54,9 +54,10 @@ pub(crate) struct Channel {
     /// The peer's part of the funding tx, waiting for its inputs to be resolved
     /// on chain. Not stored: the peer sends it again after a restart.
     pub pending_check: Option<PendingCheck>,
-    /// The node refused the funding tx (a failed send, or "rejected") and
-    /// has not taken it since: the user may hand in other witnesses for it
-    /// (not kept: the next poll finds it refused again).
+    /// The node refused the funding tx (a failed send, or "rejected") in
+    /// this session: the user may hand in other witnesses for it. Cleared
+    /// only by such a correction, not when the node later takes the tx
+    /// (not kept: after a reload the next poll finds it refused again).
     pub funding_refused: bool,
     /// The confirmation count of the funding tx last reported to the app
     /// (not kept: after a restart the count is reported again).
