@@ -13,6 +13,8 @@ const METHODS = new Set([
   "getChannel",
   "listChannels",
   "abandonChannel",
+  "cancelFundingTx",
+  "submitSignedCancelTx",
   "shutdownChannel",
   "forceCloseChannel",
 ]);

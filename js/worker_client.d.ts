@@ -1,4 +1,6 @@
 import type {
+  CancelFundingTxParams,
+  CancelFundingTxResult,
   Channel,
   FundingEvent,
   FundingNodeOptions,
@@ -6,6 +8,8 @@ import type {
   OpenChannelWithExternalFundingParams,
   PendingFunding,
   ShutdownChannelParams,
+  SubmitSignedCancelTxParams,
+  SubmitSignedCancelTxResult,
   SubmitSignedFundingTxParams,
   SubmitSignedFundingTxResult,
 } from "./fiber_funding.js";
@@ -24,6 +28,8 @@ export declare class WorkerFundingNode {
   getChannel(channelId: string): Promise<Channel | null>;
   listChannels(): Promise<Channel[]>;
   abandonChannel(channelId: string): Promise<void>;
+  cancelFundingTx(params: CancelFundingTxParams): Promise<CancelFundingTxResult>;
+  submitSignedCancelTx(params: SubmitSignedCancelTxParams): Promise<SubmitSignedCancelTxResult>;
   shutdownChannel(params: ShutdownChannelParams): Promise<void>;
   forceCloseChannel(channelId: string): Promise<void>;
   /** The first listener also gets what happened since open. Returns an unsubscribe function. */

@@ -79,6 +79,12 @@ export class WorkerFundingNode {
   abandonChannel(channelId) {
     return this.#call("abandonChannel", [channelId]);
   }
+  cancelFundingTx(params) {
+    return this.#call("cancelFundingTx", [params]);
+  }
+  submitSignedCancelTx(params) {
+    return this.#call("submitSignedCancelTx", [params]);
+  }
   shutdownChannel(params) {
     return this.#call("shutdownChannel", [params]);
   }

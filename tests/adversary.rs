@@ -14,7 +14,7 @@ use ckb_types::core::ScriptHashType;
 use ckb_types::packed;
 use ckb_types::prelude::*;
 use common::*;
-use fiber_funding::chain::LiveCell;
+use fiber_funding::chain::{LiveCell, TxStatus};
 use fiber_funding::flow::state::CloseFlags;
 use fiber_funding::flow::{ChannelState, Event, FlowError};
 use fiber_funding::primitives::{ChannelId, Hash256, NodeId};
@@ -1304,6 +1304,224 @@ fn a_funding_tx_that_can_never_confirm_does_not_hold_the_flow_forever() {
     assert!(closed.reason.contains("never confirm"), "{}", closed.reason);
     let state = world.initiator().channel(&channel_id).unwrap().state;
     assert!(state.is_terminal(), "no longer pending, its cells free: {state:?}");
+}
+
+// ---- the user's way out: a cancel tx -------------------------------------------------------
+
+/// The acceptor signs the funding tx first, and keeps its `TxSignatures`
+/// back after taking our commitment signature. The flow can neither give up
+/// nor complete, the user's inputs stay live, and the user's signed copy
+/// may be out (a redirect URL): the channel, with its keys and signature.
+fn peer_keeping_its_funding_signatures_back() -> (World, ChannelId) {
+    let (mut world, channel_id, _) = at_the_peers_signatures();
+    assert_eq!(world.drop_queued("TxSignatures"), 1);
+    world.run();
+    (world, channel_id)
+}
+
+fn cancel_tx(world: &World, channel_id: &ChannelId) -> Result<packed::Transaction, FlowError> {
+    world.initiator().cancel_funding_tx(channel_id, None)
+}
+
+fn submit_cancel(
+    world: &mut World,
+    channel_id: &ChannelId,
+    signed: &packed::Transaction,
+) -> Result<Hash256, FlowError> {
+    let now = world.now_ms;
+    let (hash, actions) = world.nodes[INITIATOR]
+        .node
+        .submit_signed_cancel_tx(channel_id, signed, now)?;
+    world.execute(INITIATOR, actions);
+    Ok(hash)
+}
+
+/// Before the cancel tx, such a flow was stuck for good: no deadline, no
+/// abandon, and the wallet's own "send" need not pick the cells it holds.
+/// The cancel tx spends exactly those back to the wallet; once it is
+/// buried the flow ends as aborted and the user has everything back but
+/// the cancel tx's fee.
+#[test]
+fn a_peer_keeping_its_funding_signatures_back_is_left_behind_with_a_cancel_tx() {
+    let (mut world, channel_id) = peer_keeping_its_funding_signatures_back();
+    let user_lock = world.user.lock.clone();
+    let before = world.balance(&user_lock);
+    world.advance(TIMEOUT_MS + GRACE_MS + 1);
+    for _ in 0..8 {
+        world.chain.mine_block();
+        world.run();
+    }
+    assert!(
+        world.initiator().record(&channel_id).unwrap().closed.is_none(),
+        "the flow is stuck: it no longer times out"
+    );
+    let now = world.now_ms;
+    assert!(matches!(
+        world.nodes[INITIATOR].node.abandon_channel(&channel_id, now),
+        Err(FlowError::TooLateToAbandon { .. })
+    ));
+
+    let unsigned = cancel_tx(&world, &channel_id).unwrap();
+    assert_eq!(
+        world.user_input_indices(&unsigned).len(),
+        unsigned.raw().inputs().len(),
+        "the cancel tx spends the user's cells only"
+    );
+    let signed = world.user_sign(&unsigned);
+    let hash = submit_cancel(&mut world, &channel_id, &signed).unwrap();
+    assert_eq!(world.chain.transaction_status(&hash.0), TxStatus::Pending);
+    for _ in 0..8 {
+        world.chain.mine_block();
+        world.run();
+    }
+    let record = world.initiator().record(&channel_id).unwrap();
+    let closed = record
+        .closed
+        .as_ref()
+        .expect("the flow ended once the cancel tx was buried");
+    assert_eq!(closed.flags, CloseFlags::FUNDING_ABORTED);
+    assert!(world.initiator().channel(&channel_id).unwrap().state.is_terminal());
+    let fee = before - world.balance(&user_lock);
+    assert!(fee > 0 && fee < CKB / 100, "the cancel tx cost the user {fee} shannons");
+}
+
+/// What leaves the wallet is checked from the signed cancel tx itself: a
+/// page or wallet that changes it to pay anyone else, burn the cells as
+/// fee, spend another cell, or go unsigned gets a typed error, and nothing
+/// reaches the chain.
+#[test]
+fn a_cancel_tx_paying_anything_but_the_wallet_a_fee_is_refused() {
+    use fiber_funding::tx::cancel::CancelTxError;
+    let (mut world, channel_id) = peer_keeping_its_funding_signatures_back();
+    let unsigned = cancel_tx(&world, &channel_id).unwrap();
+    let output = unsigned.raw().outputs().get(0).unwrap();
+    let stranger = acceptor_lock(&world);
+    let other_cell = world.live_cells(&stranger)[0].out_point.clone();
+    let broadcasts_before = world.broadcasts.len();
+    type Change = Box<dyn Fn(&mut TxParts)>;
+    type Case = (&'static str, Change, fn(&CancelTxError) -> bool);
+    let cases: Vec<Case> = vec![
+        (
+            "half to the peer",
+            Box::new({
+                let (output, stranger) = (output.clone(), stranger.clone());
+                move |parts| {
+                    let half = capacity_of(&output) / 2;
+                    parts.outputs = vec![
+                        output.clone().as_builder().capacity(half).build(),
+                        output
+                            .clone()
+                            .as_builder()
+                            .lock(stranger.clone())
+                            .capacity(half)
+                            .build(),
+                    ];
+                    parts.outputs_data = vec![Vec::new(), Vec::new()];
+                }
+            }),
+            |e| matches!(e, CancelTxError::OutputNotOurs { index: 1 }),
+        ),
+        (
+            "burnt as fee",
+            Box::new({
+                let output = output.clone();
+                move |parts| parts.outputs = vec![output.clone().as_builder().capacity(100 * CKB).build()]
+            }),
+            |e| matches!(e, CancelTxError::FeeTooHigh { .. }),
+        ),
+        (
+            "another cell spent",
+            Box::new(move |parts| parts.inputs.push(input(&other_cell))),
+            |e| matches!(e, CancelTxError::WrongInputs { .. }),
+        ),
+        (
+            "a data output",
+            Box::new(|parts| parts.outputs_data = vec![vec![1]]),
+            |e| matches!(e, CancelTxError::OutputNotOurs { index: 0 }),
+        ),
+    ];
+    for (name, change, expected) in cases {
+        let signed = world.user_sign(&with_parts(&unsigned, |parts| change(parts)));
+        match submit_cancel(&mut world, &channel_id, &signed) {
+            Err(FlowError::CancelTx(error)) => assert!(expected(&error), "{name}: {error}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    match submit_cancel(&mut world, &channel_id, &unsigned) {
+        Err(FlowError::CancelTx(CancelTxError::NotSigned)) => {}
+        other => panic!("unsigned: {other:?}"),
+    }
+    let acceptor_key = world.acceptor_key.clone();
+    let wrong_key = default_lock::sign_group(&unsigned, &[0], &acceptor_key).unwrap();
+    match submit_cancel(&mut world, &channel_id, &wrong_key) {
+        Err(FlowError::CancelTx(CancelTxError::BadSignature(_))) => {}
+        other => panic!("signed by another key: {other:?}"),
+    }
+    assert_eq!(
+        world.broadcasts.len(),
+        broadcasts_before,
+        "a refused cancel tx was sent"
+    );
+    assert!(world.initiator().record(&channel_id).unwrap().closed.is_none());
+}
+
+/// A cancel tx is for a flow that cannot give up any other way: one that
+/// can still be abandoned gets none (abandoning ends it without a tx), nor
+/// does a funded channel (it closes), nor the acceptor's side.
+#[test]
+fn a_flow_that_can_be_abandoned_or_is_funded_gets_no_cancel_tx() {
+    let (world, channel_id, _) = handed_out_and_signed();
+    assert!(
+        matches!(cancel_tx(&world, &channel_id), Err(FlowError::NotCancellable { reason, .. }) if reason.contains("abandoned")),
+        "a flow that can still be abandoned"
+    );
+    let (world, channel_id) = ready_world();
+    assert!(
+        matches!(cancel_tx(&world, &channel_id), Err(FlowError::NotCancellable { reason, .. }) if reason.contains("confirmed")),
+        "a funded channel"
+    );
+    assert!(matches!(
+        world.acceptor().cancel_funding_tx(&channel_id, None),
+        Err(FlowError::NotTheInitiator { .. })
+    ));
+}
+
+/// The funding tx reached the node first (it waits in the pool): the node
+/// refuses the cancel tx, told as the cancel tx's refusal, never as the
+/// funding tx's; the channel goes on to ready.
+#[test]
+fn a_cancel_tx_the_node_refuses_is_told_as_such_and_the_channel_goes_on() {
+    let mut world = World::new(Setup::default());
+    let channel_id = world.open(1000).unwrap();
+    world.run_until_queued_from(INITIATOR, "TxSignatures");
+    let funding_tx_hash = world.initiator().channel(&channel_id).unwrap().funding_tx_hash.unwrap();
+    assert_eq!(world.chain.transaction_status(&funding_tx_hash.0), TxStatus::Pending);
+    let unsigned = cancel_tx(&world, &channel_id).unwrap();
+    let signed = world.user_sign(&unsigned);
+    submit_cancel(&mut world, &channel_id, &signed).unwrap();
+    let told = |world: &World| {
+        world
+            .events
+            .iter()
+            .filter(|(node, _)| *node == INITIATOR)
+            .map(|(_, event)| event.clone())
+            .collect::<Vec<_>>()
+    };
+    let events = told(&world);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::CancelTxRejected { .. })),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::FundingTxRejected { .. })),
+        "{events:?}"
+    );
+    world.run();
+    for _ in 0..4 {
+        world.chain.mine_block();
+        world.run();
+    }
+    assert_channel_ready(&world);
 }
 
 /// The acceptor funds its part from a cell under a lock other than CKB's

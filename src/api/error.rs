@@ -47,7 +47,9 @@ codes! {
     SignedTxMismatch => "SIGNED_TX_MISMATCH", "The signed tx differs from the unsigned one in more than witnesses; the message names the field.";
     SignedTxInvalid => "SIGNED_TX_INVALID", "The signed tx's witnesses are missing, unsigned, touch the peer's inputs or do not unlock the user's (checked here for CKB's default lock; another lock's, JoyID's, only by the chain, after they left); or the tx they complete could never confirm (too large, or below a node's minimum relay fee: abandon and open again with a higher funding fee rate). Nothing is stored.";
     AlreadySubmitted => "ALREADY_SUBMITTED", "A different signed tx was already submitted for this channel and its signatures have left; only once the node has refused the tx is a correction taken.";
-    TooLateToAbandon => "TOO_LATE_TO_ABANDON", "The funding signatures were released; the channel can no longer be abandoned.";
+    TooLateToAbandon => "TOO_LATE_TO_ABANDON", "The funding signatures were released; the channel can no longer be abandoned (a cancel tx can still take the user's cells back).";
+    NotCancellable => "NOT_CANCELLABLE", "The channel needs no cancel tx: it can still be abandoned, its funding tx is confirmed, or it holds no signed funding tx of the user's; the message says which.";
+    CancelTxInvalid => "CANCEL_TX_INVALID", "The signed cancel tx spends other cells than the user's funding inputs, pays anything but the wallet's own lock, pays a fee outside a node's relay minimum and the highest fee rate, or is not signed (the default lock's signature is verified here). Nothing is sent.";
     NotClosable => "NOT_CLOSABLE", "The channel cannot be closed that way now: it is not funded yet, or already closing unilaterally.";
     PeerUnreachable => "PEER_UNREACHABLE", "The counterparty could not be reached at peerUrl, or was connected but did not answer an open for 10 s.";
     PeerMismatch => "PEER_MISMATCH", "The node at peerUrl is not the pubkey the channel is opened with (or failed to prove its key).";
@@ -106,6 +108,8 @@ impl From<FlowError> for ApiError {
             FlowError::SignedTx(_) => ErrorCode::SignedTxInvalid,
             FlowError::DifferentTxAlreadySubmitted { .. } => ErrorCode::AlreadySubmitted,
             FlowError::TooLateToAbandon { .. } => ErrorCode::TooLateToAbandon,
+            FlowError::NotCancellable { .. } => ErrorCode::NotCancellable,
+            FlowError::CancelTx(_) => ErrorCode::CancelTxInvalid,
             FlowError::NotClosable { .. } => ErrorCode::NotClosable,
             FlowError::Expired { .. } => ErrorCode::FundingExpired,
             FlowError::WrongPeer { .. } => ErrorCode::PeerMismatch,

@@ -4,7 +4,10 @@
 use crate::json::{Map, Value};
 
 use super::error::ApiError;
-use super::shapes::{commitment_holder, Epoch, FundingEvent, OpenChannelResult, SubmitSignedFundingTxResult};
+use super::shapes::{
+    commitment_holder, CancelFundingTxResult, Epoch, FundingEvent, OpenChannelResult, SubmitSignedCancelTxResult,
+    SubmitSignedFundingTxResult,
+};
 use crate::flow::{Event, OpenChannelParams};
 use crate::primitives::{hex_u64, ChannelId, Hash256, Pubkey};
 use crate::runtime::Submitted;
@@ -203,6 +206,55 @@ pub fn parse_shutdown_params(value: &Value) -> Result<ShutdownParams, ApiError> 
     })
 }
 
+/// `cancelFundingTx`'s params: `{ channel_id, fee_rate? }`.
+pub fn parse_cancel_params(value: &Value) -> Result<(ChannelId, Option<u64>), ApiError> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("params", "expected an object"))?;
+    crate::api::options::refuse_unknown_keys(map, &["channel_id", "fee_rate"], "a cancelFundingTx param")?;
+    let channel_id = map
+        .get("channel_id")
+        .ok_or_else(|| ApiError::invalid("channel_id", "required"))
+        .and_then(|v| parse_channel_id(v, "channel_id"))?;
+    let fee_rate = match map.get("fee_rate") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(hex_u64_field(value, "fee_rate")?),
+    };
+    Ok((channel_id, fee_rate))
+}
+
+/// `submitSignedCancelTx`'s params: `{ channel_id, signed_cancel_tx }`, the
+/// tx in Fiber's snake_case shape or JoyID's camelCase one.
+pub fn parse_submit_cancel_params(value: &Value) -> Result<(ChannelId, packed::Transaction), ApiError> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("params", "expected an object"))?;
+    crate::api::options::refuse_unknown_keys(map, &["channel_id", "signed_cancel_tx"], "a submitSignedCancelTx param")?;
+    let channel_id = map
+        .get("channel_id")
+        .ok_or_else(|| ApiError::invalid("channel_id", "required"))
+        .and_then(|v| parse_channel_id(v, "channel_id"))?;
+    let tx = map
+        .get("signed_cancel_tx")
+        .ok_or_else(|| ApiError::invalid("signed_cancel_tx", "required"))
+        .and_then(|v| crate::tx::json::parse_transaction(v).map_err(ApiError::from))?;
+    Ok((channel_id, tx))
+}
+
+pub fn cancel_tx_built(channel_id: &ChannelId, unsigned_cancel_tx: &packed::Transaction) -> CancelFundingTxResult {
+    CancelFundingTxResult {
+        channel_id: channel_id.to_string(),
+        unsigned_cancel_tx: TransactionJson(unsigned_cancel_tx.clone()),
+    }
+}
+
+pub fn cancel_tx_sent(channel_id: &ChannelId, cancel_tx_hash: &Hash256) -> SubmitSignedCancelTxResult {
+    SubmitSignedCancelTxResult {
+        channel_id: channel_id.to_string(),
+        cancel_tx_hash: cancel_tx_hash.to_string(),
+    }
+}
+
 /// Everything `onEvent` listeners receive: the core's events and the
 /// connection's, in one shape (the one place it is defined).
 pub fn driver_event(event: &crate::runtime::DriverEvent) -> FundingEvent {
@@ -279,6 +331,10 @@ pub fn flow_event(event: &Event) -> FundingEvent {
             reason: reason.clone(),
         },
         Event::FundingTxRejected { channel_id, reason } => FundingEvent::FundingTxRejected {
+            channel_id: channel_id.to_string(),
+            reason: reason.clone(),
+        },
+        Event::CancelTxRejected { channel_id, reason } => FundingEvent::CancelTxRejected {
             channel_id: channel_id.to_string(),
             reason: reason.clone(),
         },

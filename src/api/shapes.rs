@@ -38,6 +38,22 @@ pub struct SubmitSignedFundingTxResult {
     pub status: &'static str,
 }
 
+/// `cancelFundingTx`'s answer: the tx for the wallet to sign.
+#[derive(Debug, Serialize, Tsify)]
+pub struct CancelFundingTxResult {
+    pub channel_id: String,
+    /// Spends the user's inputs of the funding tx back to the wallet's lock.
+    #[tsify(type = "Transaction")]
+    pub unsigned_cancel_tx: TransactionJson,
+}
+
+/// `submitSignedCancelTx`'s answer: the tx was checked and sent.
+#[derive(Debug, Serialize, Tsify)]
+pub struct SubmitSignedCancelTxResult {
+    pub channel_id: String,
+    pub cancel_tx_hash: String,
+}
+
 /// A flow that has not reached a terminal state, as `pendingFundings()` lists it.
 #[derive(Debug, Serialize, Tsify)]
 pub struct PendingFunding {
@@ -153,6 +169,11 @@ pub enum FundingEvent {
         reason: String,
     },
     FundingTxRejected {
+        channel_id: String,
+        reason: String,
+    },
+    /// The node refused the cancel tx sent by `submitSignedCancelTx`.
+    CancelTxRejected {
         channel_id: String,
         reason: String,
     },

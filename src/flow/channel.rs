@@ -59,6 +59,9 @@ pub(crate) struct Channel {
     /// only by such a correction, not when the node later takes the tx
     /// (not kept: after a reload the next poll finds it refused again).
     pub funding_refused: bool,
+    /// The user's cancel tx sent in this session, so the node's refusal of
+    /// it is told as such (not kept: nothing depends on it after a reload).
+    pub cancel_tx_sent: Option<Hash256>,
     /// The confirmation count of the funding tx last reported to the app
     /// (not kept: after a restart the count is reported again).
     pub confirmations_reported: Option<u64>,
@@ -199,6 +202,7 @@ impl Channel {
             keys,
             pending_check: None,
             funding_refused: false,
+            cancel_tx_sent: None,
             confirmations_reported: None,
             pending_claim_lookup: None,
             commitment_cell_spent: false,

@@ -43,8 +43,16 @@ pub enum FlowError {
         channel_id: ChannelId,
         funding_tx_hash: Hash256,
     },
-    #[error("channel {channel_id} can no longer be abandoned: its funding signatures were released ({state}); wait for the funding tx")]
+    #[error("channel {channel_id} can no longer be abandoned: its funding signatures were released ({state}); wait for the funding tx, or spend the user's inputs back to the wallet with a cancel tx")]
     TooLateToAbandon { channel_id: ChannelId, state: ChannelState },
+    #[error("channel {channel_id} needs no cancel tx ({state}): {reason}")]
+    NotCancellable {
+        channel_id: ChannelId,
+        state: ChannelState,
+        reason: &'static str,
+    },
+    #[error("cancel tx refused: {0}")]
+    CancelTx(#[from] crate::tx::cancel::CancelTxError),
     #[error("the external-funding deadline of channel {channel_id} passed (at {deadline_ms} ms); the flow is being aborted, open a new channel")]
     Expired { channel_id: ChannelId, deadline_ms: u64 },
     #[error("channel {channel_id} cannot be closed now ({state}): only a funded channel that is not already closing that way can")]

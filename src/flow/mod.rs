@@ -21,6 +21,7 @@ use crate::wire::FiberMessage;
 
 #[cfg(feature = "acceptor")]
 mod acceptor;
+mod cancel;
 mod channel;
 mod closing;
 pub mod config;
@@ -197,6 +198,9 @@ pub enum Event {
     },
     /// The chain refused the funding tx.
     FundingTxRejected { channel_id: ChannelId, reason: String },
+    /// The node refused the user's cancel tx (a funding tx already in its
+    /// pool or on chain spends the same inputs, say).
+    CancelTxRejected { channel_id: ChannelId, reason: String },
     /// The funding tx has `confirmations` of the `required` ones (reported
     /// when the count changes; `required` of them make the channel ready).
     FundingConfirmations {

@@ -329,6 +329,41 @@ impl Node {
             .map(|((), actions)| actions)
     }
 
+    /// A tx spending the user's inputs of the funding tx back to the wallet
+    /// at `fee_rate` (default: the funding fee rate), for the wallet to sign:
+    /// the way out of a flow that can no longer be abandoned. Changes nothing.
+    pub fn cancel_funding_tx(
+        &self,
+        channel_id: &ChannelId,
+        fee_rate: Option<u64>,
+    ) -> Result<packed::Transaction, FlowError> {
+        let id = self.find(channel_id).ok_or_else(|| self.not_found(channel_id))?;
+        let mut channel = self.channels[&id].clone();
+        if !channel.is_initiator() {
+            return Err(FlowError::NotTheInitiator { channel_id: id });
+        }
+        Initiator(&mut channel).cancel_tx(fee_rate)
+    }
+
+    /// The wallet's signed cancel tx: checked from the tx itself (our inputs
+    /// only, nothing paid but a bounded fee, the default lock's signature
+    /// verified), then sent. Returns its hash.
+    pub fn submit_signed_cancel_tx(
+        &mut self,
+        channel_id: &ChannelId,
+        signed_tx: &packed::Transaction,
+        now_ms: u64,
+    ) -> Result<(Hash256, Vec<Action>), FlowError> {
+        self.step(channel_id, now_ms, |channel, step| {
+            if !channel.is_initiator() {
+                return Err(FlowError::NotTheInitiator {
+                    channel_id: channel.id(),
+                });
+            }
+            Initiator(channel).submit_cancel(step, signed_tx)
+        })
+    }
+
     // ---- clock -------------------------------------------------------------------------
 
     /// Aborts every flow whose deadline has passed; an acceptor configured
@@ -916,6 +951,13 @@ impl Node {
                 reason,
             } => {
                 let result = self.step(&channel_id, now_ms, |channel, step| {
+                    if channel.cancel_tx_sent == Some(tx_hash) {
+                        step.actions.push(Action::Emit(Event::CancelTxRejected {
+                            channel_id: channel.id(),
+                            reason,
+                        }));
+                        return Ok(());
+                    }
                     // Only a refusal of the claim itself says the cell it spends is gone.
                     let claim = channel.record.close.as_ref().and_then(|c| c.claim_tx.as_ref());
                     if claim.is_some_and(|claim| crate::tx::parts::tx_hash(claim) == tx_hash.0) {

@@ -734,6 +734,9 @@ fn log_event(event: DriverEvent) {
         DriverEvent::Flow(Event::FundingTxRejected { channel_id, reason }) => {
             log::warn!("channel={channel_id} funding tx rejected: {reason}")
         }
+        DriverEvent::Flow(Event::CancelTxRejected { channel_id, reason }) => {
+            log::warn!("channel={channel_id} cancel tx rejected: {reason}")
+        }
         DriverEvent::Flow(Event::CloseTxRejected { channel_id, reason }) => {
             log::warn!("channel={channel_id} close tx rejected: {reason}")
         }

@@ -111,6 +111,16 @@ pub enum Command {
         channel_id: ChannelId,
         reply: Reply<()>,
     },
+    CancelTx {
+        channel_id: ChannelId,
+        fee_rate: Option<u64>,
+        reply: Reply<packed::Transaction>,
+    },
+    SubmitCancel {
+        channel_id: ChannelId,
+        tx: packed::Transaction,
+        reply: Reply<Hash256>,
+    },
     Shutdown {
         channel_id: ChannelId,
         close_script: Option<packed::Script>,
@@ -681,6 +691,28 @@ impl<S: Store> Driver<S> {
                 };
                 let _ = reply.send(result);
             }
+            Command::CancelTx {
+                channel_id,
+                fee_rate,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.node
+                        .cancel_funding_tx(&channel_id, fee_rate)
+                        .map_err(DriverError::from),
+                );
+            }
+            Command::SubmitCancel { channel_id, tx, reply } => {
+                let result = match self.node.submit_signed_cancel_tx(&channel_id, &tx, now) {
+                    Ok((hash, actions)) => self
+                        .run_actions(actions)
+                        .await
+                        .map(|()| hash)
+                        .map_err(DriverError::from),
+                    Err(error) => Err(error.into()),
+                };
+                let _ = reply.send(result);
+            }
             Command::Shutdown {
                 channel_id,
                 close_script,
@@ -1038,6 +1070,30 @@ impl DriverHandle {
 
     pub async fn abandon_channel(&self, channel_id: ChannelId) -> Result<(), DriverError> {
         self.ask(|reply| Command::Abandon { channel_id, reply }).await
+    }
+
+    /// The unsigned cancel tx of a flow that can no longer be abandoned.
+    pub async fn cancel_funding_tx(
+        &self,
+        channel_id: ChannelId,
+        fee_rate: Option<u64>,
+    ) -> Result<packed::Transaction, DriverError> {
+        self.ask(|reply| Command::CancelTx {
+            channel_id,
+            fee_rate,
+            reply,
+        })
+        .await
+    }
+
+    /// The wallet's signed cancel tx; resolves once it is checked and handed
+    /// to the send loop, with its hash.
+    pub async fn submit_signed_cancel_tx(
+        &self,
+        channel_id: ChannelId,
+        tx: packed::Transaction,
+    ) -> Result<Hash256, DriverError> {
+        self.ask(|reply| Command::SubmitCancel { channel_id, tx, reply }).await
     }
 
     /// Fiber's `shutdown_channel`: a cooperative close; resolves once our

@@ -4,6 +4,7 @@
 //! `clippy::arithmetic_side_effects` is denied here so none slips in.
 #![deny(clippy::arithmetic_side_effects)]
 
+pub mod cancel;
 pub mod closing;
 pub mod commitment;
 pub mod default_lock;

@@ -20,7 +20,10 @@ use super::platform::{random_32, BrowserEntropy, BrowserPlatform};
 use super::tab_lock::{TabBroadcast, TabLock, TabLockError};
 use super::websocket::WebSocketLink;
 use crate::api::deployment::with_published_cell_deps;
-use crate::api::json::{driver_event, opened, parse_channel_id, parse_open_params, parse_shutdown_params, submitted};
+use crate::api::json::{
+    cancel_tx_built, cancel_tx_sent, driver_event, opened, parse_cancel_params, parse_channel_id, parse_open_params,
+    parse_shutdown_params, parse_submit_cancel_params, submitted,
+};
 use crate::api::options::{contracts_for_chain, NodeOptions};
 use crate::api::shapes::{Channel, PendingFunding, UnreadableRecord};
 use crate::api::{ApiError, ErrorCode};
@@ -95,6 +98,16 @@ export interface SubmitSignedFundingTxParams {
   channel_id: string;
   /** Fiber's snake_case shape or JoyID's camelCase shape. */
   signed_funding_tx: Transaction | Record<string, unknown>;
+}
+export interface CancelFundingTxParams {
+  channel_id: string;
+  /** Shannons per 1000 bytes, 0x-hex, 1,000 to 1,000,000; default the funding fee rate. */
+  fee_rate?: string;
+}
+export interface SubmitSignedCancelTxParams {
+  channel_id: string;
+  /** Fiber's snake_case shape or JoyID's camelCase shape. */
+  signed_cancel_tx: Transaction | Record<string, unknown>;
 }
 /** Fiber's `shutdown_channel` params. */
 export interface ShutdownChannelParams {
@@ -332,6 +345,46 @@ impl FundingNode {
     ) -> Result<(), JsValue> {
         let id = channel_id_param(&channel_id)?;
         self.handle.abandon_channel(id).await.map_err(js_error)
+    }
+
+    /// The way out of a flow that can no longer be abandoned (the
+    /// counterparty keeps its signatures back, or the funding tx never
+    /// confirms while its inputs stay live): a tx spending the user's inputs
+    /// of the funding tx back to the wallet, for the wallet to sign. It
+    /// changes nothing until `submitSignedCancelTx`.
+    #[wasm_bindgen(js_name = cancelFundingTx, unchecked_return_type = "CancelFundingTxResult")]
+    pub async fn cancel_funding_tx(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "CancelFundingTxParams")] params: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let (channel_id, fee_rate) = from_js(params, "params")
+            .and_then(|v| parse_cancel_params(&v))
+            .map_err(js_error)?;
+        let unsigned = self
+            .handle
+            .cancel_funding_tx(channel_id, fee_rate)
+            .await
+            .map_err(js_error)?;
+        Ok(to_js(&cancel_tx_built(&channel_id, &unsigned)))
+    }
+
+    /// The wallet's signed cancel tx: checked (the user's inputs only,
+    /// nothing paid but a bounded fee) and sent. The flow ends as aborted
+    /// once it is buried under `fundingConfirmations` blocks.
+    #[wasm_bindgen(js_name = submitSignedCancelTx, unchecked_return_type = "SubmitSignedCancelTxResult")]
+    pub async fn submit_signed_cancel_tx(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "SubmitSignedCancelTxParams")] params: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let (channel_id, tx) = from_js(params, "params")
+            .and_then(|v| parse_submit_cancel_params(&v))
+            .map_err(js_error)?;
+        let hash = self
+            .handle
+            .submit_signed_cancel_tx(channel_id, tx)
+            .await
+            .map_err(js_error)?;
+        Ok(to_js(&cancel_tx_sent(&channel_id, &hash)))
     }
 
     /// Calls `callback(event)` on every transition and connection change. The

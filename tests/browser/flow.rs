@@ -246,6 +246,13 @@ async fn open_drop_every_rust_object_reopen_and_submit_ends_in_channel_ready() {
     );
     assert!(pending[0]["deadline_ms"].as_f64().unwrap() > js_sys::Date::now());
 
+    // Nothing signed has left: abandoning is the way out, not a cancel tx.
+    let refused = node
+        .cancel_funding_tx(to_js(&json!({ "channel_id": channel_id })))
+        .await
+        .unwrap_err();
+    assert_eq!(code_and_message(&refused).0.as_deref(), Some("NOT_CANCELLABLE"));
+
     let signed = default_lock::sign_group(&unsigned, &[0], &page.user_key).unwrap();
     let submit =
         json!({ "channel_id": channel_id, "signed_funding_tx": joyid_shape(&theirs(&transaction_to_json(&signed))) });

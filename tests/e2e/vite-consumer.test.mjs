@@ -23,6 +23,9 @@ test("the package type-checks and runs in a Vite-bundled page", async () => {
       getChannel: "INVALID_PARAMS",
       abandonChannel: "INVALID_PARAMS",
       forceCloseChannel: "INVALID_PARAMS",
+      cancelFundingTx: "INVALID_PARAMS",
+      cancelUnknownChannel: "UNKNOWN_CHANNEL",
+      submitSignedCancelTx: "INVALID_TX_JSON",
       onEvent: "INVALID_PARAMS",
       unsubscribeTwice: "no error",
     });

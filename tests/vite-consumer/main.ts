@@ -69,6 +69,11 @@ async function misused(node: FundingNode): Promise<Record<string, unknown>> {
     getChannel: await code(() => node.getChannel(missing)),
     abandonChannel: await code(() => node.abandonChannel(missing)),
     forceCloseChannel: await code(() => node.forceCloseChannel(missing)),
+    cancelFundingTx: await code(() => node.cancelFundingTx({ channel_id: missing })),
+    cancelUnknownChannel: await code(() => node.cancelFundingTx({ channel_id: `0x${"11".repeat(32)}` })),
+    submitSignedCancelTx: await code(() =>
+      node.submitSignedCancelTx({ channel_id: `0x${"11".repeat(32)}`, signed_cancel_tx: {} }),
+    ),
     onEvent: await code(() => node.onEvent("not a function" as unknown as () => void)),
     // React's StrictMode runs an effect's cleanup twice.
     unsubscribeTwice: await code(() => {
