@@ -191,10 +191,10 @@ fn main() {
                 },
                 ChainQuery::SpenderOf { out_point, .. } => ChainEvent::SpenderOf {
                     channel_id,
-                    spender: demo
-                        .chain
-                        .spender_of(&out_point)
-                        .map(|hash| (Hash256(hash), demo.chain.report(&hash))),
+                    spender: demo.chain.spender_of(&out_point).and_then(|hash| {
+                        let tx = demo.chain.transaction(&hash)?;
+                        Some((fiber_funding::chain::CheckedTx(tx), demo.chain.report(&hash)))
+                    }),
                     out_point,
                 },
             };

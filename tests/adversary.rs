@@ -750,10 +750,11 @@ fn a_spender_answer_about_another_cell_wipes_nothing() {
     world.advance(TIMEOUT_MS + GRACE_MS + 1);
     world.run();
     let report = world.chain.report(&[0x99; 32]);
+    let elsewhere = packed::OutPoint::new_builder().tx_hash([0x98; 32].pack()).build();
     let answer = ChainEvent::SpenderOf {
         channel_id,
-        out_point: packed::OutPoint::new_builder().tx_hash([0x98; 32].pack()).build(),
-        spender: Some((Hash256([0x99; 32]), report)),
+        spender: Some((made_up_spender(&elsewhere), report)),
+        out_point: elsewhere,
     };
     let now = world.now_ms;
     let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
@@ -798,7 +799,7 @@ fn attack_a_made_up_spender_that_is_not_buried_wipes_no_keys() {
             channel_id,
             out_point: input.clone(),
             spender: Some((
-                Hash256([0x99; 32]),
+                made_up_spender(&input),
                 TxReport {
                     status,
                     block_epoch: None,

@@ -866,15 +866,15 @@ fn a_made_up_pending_spender_of_the_commitment_cell_does_not_stop_our_claim() {
         .retain(|(node, _, q)| !(*node == INITIATOR && matches!(q, ChainQuery::SpenderOf { .. })));
     let made_up = ChainEvent::SpenderOf {
         channel_id,
-        out_point: cell,
         spender: Some((
-            Hash256([0x77; 32]),
+            made_up_spender(&cell),
             TxReport {
                 status: TxStatus::Pending,
                 block_epoch: None,
                 tip: world.chain.tip(),
             },
         )),
+        out_point: cell,
     };
     let actions = world.nodes[INITIATOR].node.chain_event(made_up, now);
     world.execute(INITIATOR, actions);
@@ -885,7 +885,12 @@ fn a_made_up_pending_spender_of_the_commitment_cell_does_not_stop_our_claim() {
 /// At our claim lookup with the peer away: the lookup answered, and the
 /// claim it makes broadcast to nowhere (the test says what the node heard).
 fn our_claim_sent_nowhere() -> (World, packed::Script, u64, ChannelId, packed::Transaction) {
-    let (mut world, user_script, user_before, lookup) = at_our_claim_lookup();
+    our_claim_sent_nowhere_with(Setup::default())
+}
+
+/// [`our_claim_sent_nowhere`] in a world of `setup`.
+fn our_claim_sent_nowhere_with(setup: Setup) -> (World, packed::Script, u64, ChannelId, packed::Transaction) {
+    let (mut world, user_script, user_before, lookup) = at_our_claim_lookup_with(setup);
     let channel_id = lookup.0;
     world.nodes[ACCEPTOR].up = false;
     let answer = world.resolved_inputs(lookup);
@@ -938,7 +943,12 @@ fn assert_our_share_claimed(world: &World, user_script: &packed::Script, user_be
 
 /// [`ready_world`] with the user's shutdown script and its balance before the close.
 fn ready_world_and_the_users_balance() -> (World, ChannelId, packed::Script, u64) {
-    let (world, channel_id, _) = ready_world(Setup::default());
+    ready_world_of(Setup::default())
+}
+
+/// [`ready_world_and_the_users_balance`] in a world of `setup`.
+fn ready_world_of(setup: Setup) -> (World, ChannelId, packed::Script, u64) {
+    let (world, channel_id, _) = ready_world(setup);
     let user_script = world.shutdown_script(INITIATOR, &channel_id);
     let user_before = world.balance(&user_script);
     (world, channel_id, user_script, user_before)
@@ -948,7 +958,11 @@ fn ready_world_and_the_users_balance() -> (World, ChannelId, packed::Script, u64
 /// user's claim lookup taken off the queue (the channel and the cell
 /// asked), the user's shutdown script and its balance before the close.
 fn at_our_claim_lookup() -> (World, packed::Script, u64, (ChannelId, Vec<packed::OutPoint>)) {
-    let (mut world, channel_id, user_script, user_before) = ready_world_and_the_users_balance();
+    at_our_claim_lookup_with(Setup::default())
+}
+
+fn at_our_claim_lookup_with(setup: Setup) -> (World, packed::Script, u64, (ChannelId, Vec<packed::OutPoint>)) {
+    let (mut world, channel_id, user_script, user_before) = ready_world_of(setup);
     force_close(&mut world, INITIATOR, &channel_id).unwrap();
     world.run();
     world.chain.mine_epochs(1);
@@ -1291,6 +1305,32 @@ fn a_commitment_that_leaves_the_chain_has_the_funding_cell_watched_again() {
     world.run();
     assert_eq!(commitments_on_chain(&world, INITIATOR), [true, true], "seen again");
     assert_our_share_claimed(&world, &user_script, user_before);
+}
+
+/// The claim's signature covers it without its cell deps (as every
+/// settlement of the commitment lock), so whoever relays it may add, drop
+/// or reorder deps: the copy that confirms has another hash than the one
+/// we sent. Taken for the other side's claim, it left us looking for a
+/// re-created cell that never comes, at every poll, with the share in
+/// fact home. Our claim is told by what was signed.
+#[test]
+fn a_copy_of_our_claim_with_other_cell_deps_is_our_claim() {
+    let (mut world, user_script, user_before, channel_id, claim) = our_claim_sent_nowhere_with(real_contracts());
+    world.nodes[ACCEPTOR].up = true;
+    let relayed = with_parts(&claim, |parts| parts.cell_deps.reverse());
+    assert_ne!(relayed.calc_tx_hash(), claim.calc_tx_hash());
+    world.chain.mine_foreign_transaction(relayed).unwrap();
+    for _ in 0..6 {
+        world.chain.mine_block();
+        world.advance(2_000);
+        world.run();
+    }
+    assert_our_share_claimed(&world, &user_script, user_before);
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL,
+        "the close never finished"
+    );
 }
 
 /// Our claim went to the node and was lost there (a restart without its

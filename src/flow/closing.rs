@@ -26,13 +26,13 @@ use super::limits;
 use super::record::{CloseProgress, CommitmentOnChain, ShutdownTerms};
 use super::state::{CloseFlags, ShuttingDownFlags};
 use super::{Action, ChainQuery, ChannelState, Event};
-use crate::chain::{ResolvedCell, TxReport, TxStatus};
+use crate::chain::{CheckedTx, ResolvedCell, TxReport, TxStatus};
 use crate::crypto::musig::{self, NonceSlot, SigningSession};
 use crate::primitives::Hash256;
 use crate::tx::closing::{Closing, ClosingParty};
 use crate::tx::commitment::{self, SLOT_LEN};
 use crate::tx::fee::{capacity_of, occupied_capacity_of_lock};
-use crate::tx::parts::tx_hash;
+use crate::tx::parts::{signed_part, tx_hash};
 use crate::wire::{ClosingSigned, FiberMessage, Shutdown};
 
 /// This module never signs a commitment 1 (no TLCs), so the nonce both sides
@@ -559,17 +559,9 @@ impl Channel {
         if !report.buried(step.config.funding_confirmations) {
             return Ok(());
         }
-        let without_deps = |tx: &packed::Transaction| {
-            tx.raw()
-                .as_builder()
-                .cell_deps(packed::CellDepVec::default())
-                .build()
-                .as_slice()
-                .to_vec()
-        };
-        let seen = without_deps(tx);
+        let seen = signed_part(tx);
         let hash = Hash256(tx_hash(tx));
-        let is = |candidate: Result<packed::Transaction, Reject>| candidate.is_ok_and(|c| without_deps(&c) == seen);
+        let is = |candidate: Result<packed::Transaction, Reject>| candidate.is_ok_and(|c| signed_part(&c) == seen);
         if self.closing_fixed() && is(self.closing().and_then(|c| Ok(c.build_tx()?))) {
             self.close_progress_mut().closing_on_chain = Some(hash);
             self.record
@@ -888,9 +880,9 @@ impl Channel {
     pub(crate) fn on_commitment_cell_spender(
         &mut self,
         step: &mut Step,
-        spender: Option<(Hash256, TxReport)>,
+        spender: Option<(CheckedTx, TxReport)>,
     ) -> Result<(), Reject> {
-        let Some((spender, report)) = spender else {
+        let Some((CheckedTx(spender), report)) = spender else {
             // None found: a node behind, or a spend buried under decoys the
             // other side made under the commitment lock and spent after its
             // claim, past what the search reads. The re-created cell is looked
@@ -916,8 +908,10 @@ impl Channel {
             return Ok(());
         }
         match self.refused_claim.take() {
-            Some(claim) if tx_hash(&claim) == spender.0 => {
-                self.close_progress_mut().claim_tx = Some(claim);
+            // Our claim, as we sent it or as a relay changed its cell deps
+            // (not signed): the copy on chain is the one watched.
+            Some(claim) if signed_part(&claim) == signed_part(&spender) => {
+                self.close_progress_mut().claim_tx = Some(spender);
                 Ok(())
             }
             _ => {

@@ -138,7 +138,7 @@ pub enum ChainEvent {
     SpenderOf {
         channel_id: ChannelId,
         out_point: packed::OutPoint,
-        spender: Option<(Hash256, TxReport)>,
+        spender: Option<(CheckedTx, TxReport)>,
     },
     /// Where a tx of [`Node::txs_to_watch`] stands, with the tip (the
     /// runtime polls them).

@@ -12,10 +12,11 @@ use super::limits;
 use super::record::AbortWatch;
 use super::state::CloseFlags;
 use super::{Action, ChainQuery, Event};
-use crate::chain::{TxReport, TxStatus};
+use crate::chain::{CheckedTx, TxReport, TxStatus};
 use crate::crypto::musig;
 use crate::primitives::{Hash256, PubNonceBytes};
 use crate::tx::default_lock;
+use crate::tx::parts::tx_hash;
 use crate::tx::validate::{check_witnesses, merge_witnesses};
 
 impl Channel {
@@ -380,7 +381,7 @@ impl Channel {
         &mut self,
         step: &mut Step,
         out_point: &packed::OutPoint,
-        spender: Option<(Hash256, TxReport)>,
+        spender: Option<(CheckedTx, TxReport)>,
     ) -> Result<(), Reject> {
         if !self.watching_after_abort() {
             // The watch ended while the question was out: nothing to settle.
@@ -394,10 +395,10 @@ impl Channel {
         if !ours {
             return Err(Reject("a spender answer for no input of ours".into()));
         }
-        let Some((spender, report)) = spender else {
+        let Some((CheckedTx(spender), report)) = spender else {
             return Ok(());
         };
-        if Some(spender) == self.funding_tx_hash() {
+        if Some(Hash256(tx_hash(&spender))) == self.funding_tx_hash() {
             return self.on_watched_funding_status(step, report.status, report.tip.block_number);
         }
         // A node can make up a tx that spends the input (its hash is the

@@ -912,7 +912,7 @@ async fn run_query(chain: Rc<dyn ChainClient>, sender: InputSender, channel_id: 
             Ok(found) => Input::Chain(ChainEvent::SpenderOf {
                 channel_id,
                 out_point: out_point.clone(),
-                spender: found.map(|(tx, report)| (Hash256(crate::tx::parts::tx_hash(&tx)), report)),
+                spender: found.map(|(tx, report)| (CheckedTx(tx), report)),
             }),
             Err(error) => Input::ChainQueryFailed {
                 channel_id,

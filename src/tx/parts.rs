@@ -81,3 +81,16 @@ pub fn tx_hash(tx: &packed::Transaction) -> [u8; 32] {
     let hash: [u8; 32] = tx.calc_tx_hash().unpack();
     hash
 }
+
+/// A tx's raw part without its cell deps, which is what the commitment
+/// lock's signatures (and MuSig2's message) cover: whoever relays such a tx
+/// may add, drop or reorder deps, and its hash changes while what it spends
+/// and pays stays the same.
+pub fn signed_part(tx: &packed::Transaction) -> Vec<u8> {
+    tx.raw()
+        .as_builder()
+        .cell_deps(packed::CellDepVec::default())
+        .build()
+        .as_slice()
+        .to_vec()
+}

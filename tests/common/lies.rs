@@ -183,10 +183,10 @@ pub fn lying_answer(
         }
         ChainQuery::SpenderOf { out_point, .. } => ChainEvent::SpenderOf {
             channel_id,
-            spender: world
-                .chain
-                .spender_of(&out_point)
-                .map(|hash| (fiber_funding::primitives::Hash256(hash), world.chain.report(&hash))),
+            spender: world.chain.spender_of(&out_point).map(|hash| {
+                let tx = world.chain.transaction(&hash).expect("a spender the chain has");
+                (fiber_funding::chain::CheckedTx(tx), world.chain.report(&hash))
+            }),
             out_point,
         },
         ChainQuery::InputsLive { out_points, at_tip } => {

@@ -967,10 +967,10 @@ impl World {
                 },
                 ChainQuery::SpenderOf { out_point, .. } => ChainEvent::SpenderOf {
                     channel_id,
-                    spender: self
-                        .chain
-                        .spender_of(&out_point)
-                        .map(|hash| (Hash256(hash), self.chain.report(&hash))),
+                    spender: self.chain.spender_of(&out_point).map(|hash| {
+                        let tx = self.chain.transaction(&hash).expect("a spender the chain has");
+                        (CheckedTx(tx), self.chain.report(&hash))
+                    }),
                     out_point,
                 },
             };
@@ -1275,6 +1275,20 @@ pub fn assert_persist_comes_first(actions: &[Action]) {
 /// A default-lock witness with `input_type` bytes besides its lock (zeros
 /// to sign over), as a wallet or a peer may put more in its `WitnessArgs`.
 /// `tx` with `change` made to its parts.
+/// A tx a lying node names as the spender of `out_point`: it spends it, and
+/// its hash is its own, but nothing signs it and no chain holds it.
+pub fn made_up_spender(out_point: &packed::OutPoint) -> CheckedTx {
+    CheckedTx(
+        TxParts {
+            inputs: vec![packed::CellInput::new_builder()
+                .previous_output(out_point.clone())
+                .build()],
+            ..TxParts::default()
+        }
+        .build(),
+    )
+}
+
 pub fn with_parts(tx: &packed::Transaction, change: impl FnOnce(&mut TxParts)) -> packed::Transaction {
     let mut parts = TxParts::from_tx(tx);
     change(&mut parts);
