@@ -1094,6 +1094,35 @@ fn a_tx_the_node_never_takes_is_sent_by_one_retry_loop_however_often_it_is_asked
     drop(initiator);
 }
 
+/// `close()` promises that nothing of the driver runs after it: a send
+/// loop retrying a node that never answers went on every `chain_retry_ms`
+/// for as long as the page lived, sending a flow's tx after its node was
+/// closed (a second node on the same database would send it too).
+#[test]
+fn a_send_retrying_an_unreachable_node_stops_when_the_node_closes() {
+    let mut harness = Harness::new();
+    let (a_link, _channel_id) = harness.queue_a_submit_and_close_the_page();
+    let sends = Rc::new(Cell::new(0));
+    let chain = Rc::new(sends_never_land(
+        SimulatedChainClient::new(harness.chain.clone()),
+        sends.clone(),
+    ));
+    let (booted, link) = harness.boot_initiator_reading(&a_link, chain);
+    let (initiator, _) = booted.unwrap();
+    link.connect();
+    harness.pool.run_until_stalled();
+    assert!(sends.get() >= 1, "the complete funding tx was sent");
+
+    block_on(&mut harness, initiator.close()).unwrap();
+    let after_close = sends.get();
+    let settings = DriverSettings::default();
+    for _ in 0..10 {
+        harness.platform.advance(settings.chain_retry_ms);
+        harness.pool.run_until_stalled();
+    }
+    assert_eq!(sends.get(), after_close, "sent after the node was closed");
+}
+
 /// An aborted flow's watch asks at each poll whether its inputs are live.
 /// Against a node that keeps failing, each failed ask started a retry loop
 /// of its own, so the asks grew with every poll for as long as the page

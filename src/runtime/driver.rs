@@ -843,7 +843,9 @@ impl<S: Store> Driver<S> {
         let chain = self.chain.clone();
         self.platform.spawn(Box::pin(async move {
             delay.await;
-            run_query(chain, sender, channel_id, query).await;
+            if !sender.is_closed() {
+                run_query(chain, sender, channel_id, query).await;
+            }
         }));
     }
 
@@ -996,6 +998,10 @@ impl Effects for DriverEffects<'_> {
         let retry_ms = self.settings.chain_retry_ms;
         self.platform.spawn(Box::pin(async move {
             let refused = loop {
+                // A node whose loop ended (closed) sends nothing more.
+                if sender.is_closed() {
+                    return;
+                }
                 match chain.send_transaction(tx.clone()).await {
                     Ok(_) => break None,
                     Err(error) if error.is_transient() => platform.sleep(retry_ms).await,
