@@ -129,8 +129,9 @@ impl IdbStore {
     }
 
     /// The browser's answer to `navigator.storage.persist()`, asked when this
-    /// store created its database. `None` when the database already existed or
-    /// the question cannot be asked here (in a worker, say). Without it the
+    /// store created its database. `None` when the database already existed,
+    /// the question cannot be asked here (in a worker, say), or no answer
+    /// came within a second (a prompt the user has not answered). Without it the
     /// browser may evict the records under storage pressure.
     pub fn persistence_granted(&self) -> Option<bool> {
         self.persistence_granted
@@ -874,8 +875,15 @@ async fn request_persistence() -> Option<bool> {
         .dyn_into()
         .ok()?;
     let promise: js_sys::Promise = persist.call0(&storage).ok()?.dyn_into().ok()?;
-    JsFuture::from(promise).await.ok()?.as_bool()
+    // Firefox answers only once the user chose in a prompt, which may never
+    // happen: the open (and the tab's lock) must not wait for it.
+    let no_answer = super::platform::timeout(PERSIST_ANSWER_WAIT_MS);
+    let first = js_sys::Promise::race(&js_sys::Array::of2(&promise, &no_answer));
+    JsFuture::from(first).await.ok()?.as_bool()
 }
+
+/// How long the first open waits for `navigator.storage.persist()`.
+const PERSIST_ANSWER_WAIT_MS: u64 = 1_000;
 
 // ---- browser failures --------------------------------------------------------------------
 

@@ -263,6 +263,14 @@ export function stop_recording_transactions() {
   IDBDatabase.prototype.transaction = transaction;
   return seen;
 }
+let persist = null;
+export function persist_never_answers() {
+  persist = navigator.storage.persist;
+  navigator.storage.persist = () => new Promise(() => {});
+}
+export function persist_answers_again() {
+  navigator.storage.persist = persist;
+}
 "#)]
 extern "C" {
     fn abort_transaction_at_next_put();
@@ -270,6 +278,9 @@ extern "C" {
     /// Notes every transaction opened from now on as "mode durability".
     fn start_recording_transactions();
     fn stop_recording_transactions() -> Vec<String>;
+    /// `navigator.storage.persist()` never settles, as while Firefox asks the user.
+    fn persist_never_answers();
+    fn persist_answers_again();
 }
 
 // ---- round trips ------------------------------------------------------------------------
@@ -327,6 +338,20 @@ async fn the_first_open_asks_for_persistent_storage_and_later_opens_do_not() {
     let again = IdbStore::open(&name).await.unwrap();
     assert_eq!(again.persistence_granted(), None);
     again.close();
+}
+
+/// Firefox answers `persist()` only once the user has chosen in a prompt:
+/// awaited, the first open (and the tab's lock on the database) waited for
+/// the user, and for ever if the prompt was dismissed. The answer is waited
+/// for a moment, then the open goes on without it.
+#[wasm_bindgen_test]
+async fn a_persist_prompt_nobody_answers_does_not_hold_the_first_open() {
+    persist_never_answers();
+    let opened = IdbStore::open(&fresh_db_name("persist-prompt")).await;
+    persist_answers_again();
+    let store = opened.unwrap();
+    assert_eq!(store.persistence_granted(), None, "no answer came");
+    store.close();
 }
 
 #[wasm_bindgen_test]
