@@ -125,6 +125,50 @@ fn a_failed_write_also_takes_back_the_writes_held_behind_it() {
     assert_eq!(states(node), before, "neither abort is in memory without its write");
 }
 
+/// A boot writes a record it upgraded first, and the deadlines it finds
+/// passed abort their flows behind that write, each abort's write held
+/// behind the one before. The boot write fails (a full quota): only the
+/// writes held directly behind it were taken back, so the second abort
+/// stayed in memory with no write ever made for it, and its `TxAbort`
+/// and event were never released.
+#[test]
+fn a_failed_boot_write_takes_back_every_write_held_behind_it_however_deep() {
+    let mut world = World::new(Setup::two_flows());
+    world.user.auto_submit = false;
+    world.open(1000).unwrap();
+    world.run();
+    world.open(1000).unwrap();
+    world.run();
+    let handed_out: Vec<_> = world.handed_out.iter().map(|(id, _)| *id).collect();
+    let mut records: Vec<_> = handed_out
+        .iter()
+        .map(|id| world.stored_record(INITIATOR, id).unwrap())
+        .collect();
+    // Written before anything else at this boot: an earlier schema's
+    // record gets its key check.
+    records[0].key_check = None;
+    let mut node = lone_initiator(&world);
+    let late = world.now_ms + TIMEOUT_MS + 1;
+    let (actions, errors) = node.restore(records, late);
+    assert!(errors.is_empty(), "{errors:?}");
+    let first = persist_update(&actions);
+    assert!(node.persist_failed(first, &unavailable()).is_empty());
+    for id in &handed_out {
+        let state = node.channel(id).unwrap().state;
+        assert!(
+            !matches!(state, ChannelState::Closed(_)),
+            "{id} is aborted in memory, not in storage: {state:?}"
+        );
+    }
+    // The next tick aborts both again, each with its write.
+    let writes = node
+        .tick(late)
+        .iter()
+        .filter(|a| matches!(a, Action::Persist { .. }))
+        .count();
+    assert_eq!(writes, 1, "the first write, the second held behind it");
+}
+
 /// The write of the step that hands the unsigned tx out fails. The step is
 /// taken back and its hand-out dropped, and with it the answer to the
 /// user's open request: left so, `openChannelWithExternalFunding` would

@@ -73,6 +73,24 @@ impl Node {
         }
     }
 
+    /// Everything held behind `update`, in order, with what each write held
+    /// there holds in turn (a list held once and then held again behind an
+    /// earlier write, as a boot's upgrades and deadline aborts are).
+    fn held_behind(&mut self, update: UpdateId) -> Vec<Action> {
+        let mut held = self.held.remove(&update).unwrap_or_default();
+        let mut at = 0;
+        while at < held.len() {
+            if let Action::Persist { update: later, .. } = &held[at] {
+                if let Some(more) = self.held.remove(later) {
+                    let after = at.saturating_add(1);
+                    held.splice(after..after, more);
+                }
+            }
+            at = at.saturating_add(1);
+        }
+        held
+    }
+
     /// The write `update` is durable: what it held may run now (up to the
     /// next write, which is held for in turn).
     pub fn persisted(&mut self, update: UpdateId) -> Vec<Action> {
@@ -88,7 +106,7 @@ impl Node {
     /// fails with the storage error instead: the answer is its
     /// [`Action::OpenFailed`], the only kind of action returned.
     pub fn persist_failed(&mut self, update: UpdateId, error: &StoreError) -> Vec<Action> {
-        let held = self.held.remove(&update).unwrap_or_default();
+        let held = self.held_behind(update);
         // The answers the dropped actions carried: the step that gave them
         // took the request out of `opens_in_flight`, and nothing would
         // answer it again. Each follows the write of its channel's step; a
