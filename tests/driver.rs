@@ -1055,13 +1055,9 @@ fn sends_never_land(chain: SimulatedChainClient, sends: Rc<Cell<usize>>) -> Chai
     }
 }
 
-/// A send that fails for a passing reason is retried every
-/// `chain_retry_ms` until it lands. The core asks for the funding tx to be
-/// sent again each time a status poll finds it dropped, and each ask
-/// started one more retry loop, every one sending for as long as the page
-/// stayed open: one loop per tx.
-#[test]
-fn a_tx_the_node_never_takes_is_sent_by_one_retry_loop_however_often_it_is_asked() {
+/// A queued submit, the page booted again against [`sends_never_land`] and
+/// the counterparty back: the harness, the node, the channel, the sends.
+fn booted_against_a_node_that_never_takes_a_tx() -> (Harness, DriverHandle, ChannelId, Rc<Cell<usize>>) {
     let mut harness = Harness::new();
     let (a_link, channel_id) = harness.queue_a_submit_and_close_the_page();
     let sends = Rc::new(Cell::new(0));
@@ -1073,6 +1069,17 @@ fn a_tx_the_node_never_takes_is_sent_by_one_retry_loop_however_often_it_is_asked
     let (initiator, _) = booted.unwrap();
     link.connect();
     harness.pool.run_until_stalled();
+    (harness, initiator, channel_id, sends)
+}
+
+/// A send that fails for a passing reason is retried every
+/// `chain_retry_ms` until it lands. The core asks for the funding tx to be
+/// sent again each time a status poll finds it dropped, and each ask
+/// started one more retry loop, every one sending for as long as the page
+/// stayed open: one loop per tx.
+#[test]
+fn a_tx_the_node_never_takes_is_sent_by_one_retry_loop_however_often_it_is_asked() {
+    let (mut harness, initiator, channel_id, sends) = booted_against_a_node_that_never_takes_a_tx();
     let view = block_on(&mut harness, initiator.channel(channel_id)).unwrap().unwrap();
     assert!(view.funding_tx_hash.is_some(), "{view:?}");
     assert!(sends.get() >= 1, "the complete funding tx was sent");
@@ -1100,17 +1107,7 @@ fn a_tx_the_node_never_takes_is_sent_by_one_retry_loop_however_often_it_is_asked
 /// closed (a second node on the same database would send it too).
 #[test]
 fn a_send_retrying_an_unreachable_node_stops_when_the_node_closes() {
-    let mut harness = Harness::new();
-    let (a_link, _channel_id) = harness.queue_a_submit_and_close_the_page();
-    let sends = Rc::new(Cell::new(0));
-    let chain = Rc::new(sends_never_land(
-        SimulatedChainClient::new(harness.chain.clone()),
-        sends.clone(),
-    ));
-    let (booted, link) = harness.boot_initiator_reading(&a_link, chain);
-    let (initiator, _) = booted.unwrap();
-    link.connect();
-    harness.pool.run_until_stalled();
+    let (mut harness, initiator, _, sends) = booted_against_a_node_that_never_takes_a_tx();
     assert!(sends.get() >= 1, "the complete funding tx was sent");
 
     block_on(&mut harness, initiator.close()).unwrap();

@@ -99,17 +99,23 @@ fn a_failed_write_takes_the_step_back_and_drops_what_it_held() {
     assert!(names(&released).contains(&"CommitmentSigned"), "{:?}", names(&released));
 }
 
-#[test]
-fn a_failed_write_also_takes_back_the_writes_held_behind_it() {
+/// Two flows whose unsigned txs were handed out and never signed.
+fn two_flows_handed_out() -> (World, Vec<fiber_funding::primitives::ChannelId>) {
     let mut world = World::new(Setup::two_flows());
     world.user.auto_submit = false;
-    // Two flows handed out, both past their deadline at the same tick.
     world.open(1000).unwrap();
     world.run();
     world.open(1000).unwrap();
     world.run();
     let handed_out: Vec<_> = world.handed_out.iter().map(|(id, _)| *id).collect();
     assert_eq!(handed_out.len(), 2);
+    (world, handed_out)
+}
+
+#[test]
+fn a_failed_write_also_takes_back_the_writes_held_behind_it() {
+    // Two flows handed out, both past their deadline at the same tick.
+    let (mut world, handed_out) = two_flows_handed_out();
     let states =
         |node: &Node| -> Vec<ChannelState> { handed_out.iter().map(|id| node.channel(id).unwrap().state).collect() };
     let before = states(world.initiator());
@@ -133,13 +139,7 @@ fn a_failed_write_also_takes_back_the_writes_held_behind_it() {
 /// and event were never released.
 #[test]
 fn a_failed_boot_write_takes_back_every_write_held_behind_it_however_deep() {
-    let mut world = World::new(Setup::two_flows());
-    world.user.auto_submit = false;
-    world.open(1000).unwrap();
-    world.run();
-    world.open(1000).unwrap();
-    world.run();
-    let handed_out: Vec<_> = world.handed_out.iter().map(|(id, _)| *id).collect();
+    let (world, handed_out) = two_flows_handed_out();
     let mut records: Vec<_> = handed_out
         .iter()
         .map(|id| world.stored_record(INITIATOR, id).unwrap())

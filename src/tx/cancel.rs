@@ -155,12 +155,9 @@ pub fn check_cancel_tx(
         "the outputs' capacity",
     )?;
     let size = tx.as_slice().len();
-    let fee = total_in.checked_sub(total_out).ok_or(CancelTxError::FeeTooLow {
-        size,
-        fee: 0,
-        needed: fee_for_size(size, min_fee_rate)?,
-    })?;
     let needed = fee_for_size(size, min_fee_rate)?;
+    // Outputs above the inputs pay no fee at all (no node takes such a tx).
+    let fee = total_in.saturating_sub(total_out);
     if fee < needed {
         return Err(CancelTxError::FeeTooLow { size, fee, needed });
     }
