@@ -818,6 +818,61 @@ fn attack_a_made_up_spender_that_is_not_buried_wipes_no_keys() {
     }
 }
 
+/// The keys go on a spender buried under the settle depth, not the
+/// funding's: a reorganisation deeper than a funding's few confirmations
+/// (or a node that says so) must not cost the 2-of-2 key of a tx a leaked
+/// signed copy could still confirm.
+#[test]
+fn attack_a_spender_buried_only_as_deep_as_the_funding_wipes_no_keys() {
+    use fiber_funding::chain::TxReport;
+    use fiber_funding::flow::ChainEvent;
+    let setup = Setup {
+        settle_confirmations: Some(24),
+        ..Setup::default()
+    };
+    let mut world = world_at_the_signer_with(setup);
+    let (channel_id, _) = world.user.signed_in_url.clone().expect("handed out");
+    world.advance(TIMEOUT_MS + GRACE_MS + 1);
+    world.run();
+    let input = world.initiator().record(&channel_id).unwrap().own_cells[0]
+        .out_point
+        .clone();
+    for _ in 0..24 {
+        world.chain.mine_block();
+    }
+    let tip = world.chain.report(&[0x99; 32]).tip;
+    let confirmations = world.nodes[INITIATOR].node.config().funding_confirmations;
+    let spender = |block_number| ChainEvent::SpenderOf {
+        channel_id,
+        out_point: input.clone(),
+        spender: Some((
+            made_up_spender(&input),
+            TxReport {
+                status: TxStatus::Committed { block_number },
+                block_epoch: None,
+                tip,
+            },
+        )),
+    };
+    let as_deep_as_the_funding = tip.block_number + 1 - confirmations;
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR]
+        .node
+        .chain_event(spender(as_deep_as_the_funding), now);
+    world.execute(INITIATOR, actions);
+    assert!(
+        world.initiator().signed_own_commitment(&channel_id).is_some(),
+        "the keys were wiped on a spender {confirmations} blocks deep"
+    );
+    let settle_deep = tip.block_number + 1 - 24;
+    let actions = world.nodes[INITIATOR].node.chain_event(spender(settle_deep), now);
+    world.execute(INITIATOR, actions);
+    assert!(
+        world.initiator().signed_own_commitment(&channel_id).is_none(),
+        "a spender at the settle depth settles the abort"
+    );
+}
+
 // ---- hole 7: one peer's TxAbort cancels another peer's pending open ------------------------
 
 #[test]

@@ -1333,6 +1333,91 @@ fn a_copy_of_our_claim_with_other_cell_deps_is_our_claim() {
     );
 }
 
+/// A node that says our claim is committed as deep as a funding needs
+/// (or a reorganisation that takes it back after that many blocks) does not
+/// end the close: the keys stay until the claim is buried under the settle
+/// depth, so the claim the chain then does not know is sent again.
+#[test]
+fn a_claim_reported_only_as_deep_as_the_funding_keeps_the_keys_and_is_sent_again() {
+    use fiber_funding::chain::TxReport;
+    let setup = Setup {
+        settle_confirmations: Some(24),
+        ..Setup::default()
+    };
+    let (mut world, user_script, user_before, channel_id, claim) = our_claim_sent_nowhere_with(setup);
+    world.nodes[ACCEPTOR].up = true;
+    for _ in 0..24 {
+        world.chain.mine_block();
+    }
+    let tip = world.chain.report(&[0x99; 32]).tip;
+    let lie = fiber_funding::flow::ChainEvent::TxStatus {
+        channel_id,
+        tx_hash: Hash256(claim.calc_tx_hash().unpack()),
+        report: TxReport {
+            status: TxStatus::Committed {
+                block_number: tip.block_number - 2,
+            },
+            block_epoch: Some(tip.epoch),
+            tip,
+        },
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(lie, now);
+    world.execute(INITIATOR, actions);
+    let record = world.stored_record(INITIATOR, &channel_id).unwrap();
+    assert!(
+        !record.is_tombstone() && record.channel_seed != Hash256([0; 32]),
+        "the close ended on a claim 3 blocks deep: {:?}",
+        record.closed
+    );
+    for _ in 0..4 {
+        world.advance(2_000);
+        world.run();
+    }
+    assert_our_share_claimed(&world, &user_script, user_before);
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
+}
+
+/// A cooperative close ends at the settle depth, not the funding's: until
+/// then the closing tx is watched and the keys kept.
+#[test]
+fn a_cooperative_close_ends_at_the_settle_depth() {
+    let setup = Setup {
+        settle_confirmations: Some(24),
+        ..Setup::default()
+    };
+    let (mut world, channel_id, funding) = ready_world(setup);
+    let funding_cell = packed::OutPoint::new_builder()
+        .tx_hash(funding.0.pack())
+        .index(0u32)
+        .build();
+    shutdown(&mut world, INITIATOR, &channel_id).unwrap();
+    let mut depths = Vec::new();
+    while world.step() {
+        let Some(closing) = world.chain.spender_of(&funding_cell) else {
+            continue;
+        };
+        let report = world.chain.report(&closing);
+        if let TxStatus::Committed { block_number } = report.status {
+            let tombstone = world.stored_record(INITIATOR, &channel_id).unwrap().is_tombstone();
+            depths.push((report.tip.block_number + 1 - block_number, tombstone));
+        }
+    }
+    world.run();
+    let early: Vec<_> = depths.iter().filter(|(depth, _)| *depth < 24).collect();
+    assert!(!early.is_empty(), "the closing tx was never seen under 24 blocks");
+    assert!(
+        early.iter().all(|(_, tombstone)| !tombstone),
+        "ended before the settle depth: {depths:?}"
+    );
+    assert_eq!(closed_flags(&world, INITIATOR, &channel_id), CloseFlags::COOPERATIVE);
+    let record = world.stored_record(INITIATOR, &channel_id).unwrap();
+    assert!(record.is_tombstone(), "settled: {record:?}");
+}
+
 /// Our claim went to the node and was lost there (a restart without its
 /// pool, another node behind the same endpoint): every later poll says
 /// "unknown". A claim already sent in this session was not sent again, so

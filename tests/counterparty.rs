@@ -372,6 +372,7 @@ mod driver_end {
                 commitment_lock: ScriptTemplate::type_hash([0xc1; 32]),
                 external_funding_timeout_ms: 300_000,
                 funding_confirmations: 1,
+                settle_confirmations: 1,
                 acceptor: None,
             };
             let parts = DriverParts {

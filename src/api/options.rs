@@ -43,12 +43,14 @@ pub const OPTION_KEYS: &[&str] = &[
     "fundingLock",
     "commitmentLock",
     "fundingConfirmations",
+    "settleConfirmations",
     "pollIntervalMs",
 ];
 
 /// Limits of the numeric options, inclusive.
 pub const TIMEOUT_SECONDS: (u64, u64) = (1, 86_400);
 pub const FUNDING_CONFIRMATIONS: (u64, u64) = (1, 100);
+pub const SETTLE_CONFIRMATIONS: (u64, u64) = (1, 10_000);
 pub const POLL_INTERVAL_MS: (u64, u64) = (10, 600_000);
 pub const MAX_DB_NAME_CHARS: usize = 100;
 
@@ -67,6 +69,7 @@ pub struct NodeOptions {
     pub funding_lock: Option<ScriptTemplate>,
     pub commitment_lock: Option<ScriptTemplate>,
     pub funding_confirmations: Option<u64>,
+    pub settle_confirmations: Option<u64>,
     pub poll_interval_ms: Option<u64>,
 }
 
@@ -113,6 +116,9 @@ impl NodeOptions {
             commitment_lock: optional(map, "commitmentLock", |v| script_template(v, "commitmentLock"))?,
             funding_confirmations: optional(map, "fundingConfirmations", |v| {
                 whole_number(v, "fundingConfirmations", FUNDING_CONFIRMATIONS)
+            })?,
+            settle_confirmations: optional(map, "settleConfirmations", |v| {
+                whole_number(v, "settleConfirmations", SETTLE_CONFIRMATIONS)
             })?,
             poll_interval_ms: optional(map, "pollIntervalMs", |v| {
                 whole_number(v, "pollIntervalMs", POLL_INTERVAL_MS)
@@ -450,6 +456,17 @@ mod tests {
         assert_eq!(
             with("fundingConfirmations", json!(1)).unwrap().funding_confirmations,
             Some(1)
+        );
+    }
+
+    #[test]
+    fn settle_confirmations_is_a_whole_number_in_range() {
+        for bad in [json!(0), json!(10_001), json!(2.5), json!("24")] {
+            refused("settleConfirmations", bad);
+        }
+        assert_eq!(
+            with("settleConfirmations", json!(10_000)).unwrap().settle_confirmations,
+            Some(10_000)
         );
     }
 

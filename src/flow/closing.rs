@@ -563,6 +563,10 @@ impl Channel {
         let hash = Hash256(tx_hash(tx));
         let is = |candidate: Result<packed::Transaction, Reject>| candidate.is_ok_and(|c| signed_part(&c) == seen);
         if self.closing_fixed() && is(self.closing().and_then(|c| Ok(c.build_tx()?))) {
+            // Watched (the funding cell still) until it settles: then the keys go.
+            if !report.buried(step.config.settle_depth()) {
+                return Ok(());
+            }
             self.close_progress_mut().closing_on_chain = Some(hash);
             self.record
                 .close_as_tombstone(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
@@ -615,9 +619,12 @@ impl Channel {
         report: TxReport,
     ) -> Result<(), Reject> {
         let confirmations = step.config.funding_confirmations;
+        // A tx that ends the channel ends it (and wipes its keys) only once
+        // settled; a commitment is acted on at the funding's depth.
+        let settled = report.buried(step.config.settle_depth());
         match watched {
             Watched::Closing => {
-                if report.buried(confirmations) {
+                if settled {
                     self.record
                         .close_as_tombstone(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
                 } else if not_in_the_nodes_hands(&report) && self.has_peer_closing_signature() {
@@ -669,7 +676,7 @@ impl Channel {
                 _ => Ok(()),
             },
             Watched::Claim => {
-                if report.buried(confirmations) {
+                if settled {
                     let side = match self.record.close.as_ref().and_then(|c| c.commitment_on_chain.as_ref()) {
                         Some(on_chain) if !on_chain.holder_is_local => CloseFlags::UNCOOPERATIVE_REMOTE,
                         _ => CloseFlags::UNCOOPERATIVE_LOCAL,

@@ -15,6 +15,13 @@ pub const DEFAULT_COMMITMENT_DELAY_EPOCH: u64 = (1 << 40) | 1;
 pub const DEFAULT_MAX_TLC_NUMBER_IN_FLIGHT: u64 = 125;
 /// Confirmations before a funding tx counts as final and `ChannelReady` is sent.
 pub const DEFAULT_FUNDING_CONFIRMATIONS: u64 = 3;
+/// Confirmations before a tx that ends a channel (the closing tx, our
+/// claim, the spend of an aborted flow's input) counts as settled and the
+/// channel's keys go. Deeper than the funding's: a flow is usable after a
+/// few blocks, but wiping keys cannot be undone, and a reorganisation
+/// deeper than the depth that wiped them would leave money only they can
+/// move. Chosen here, not upstream's.
+pub const DEFAULT_SETTLE_CONFIRMATIONS: u64 = 24;
 /// How much longer the acceptor waits than the initiator before giving up, so
 /// the initiator's own abort normally reaches it first.
 pub const DEFAULT_ACCEPTOR_GRACE_MS: u64 = 60_000;
@@ -31,8 +38,18 @@ pub struct NodeConfig {
     pub commitment_lock: ScriptTemplate,
     pub external_funding_timeout_ms: u64,
     pub funding_confirmations: u64,
+    /// Confirmations before a tx that ends a channel settles it (the keys
+    /// are wiped); never fewer than `funding_confirmations` ([`NodeConfig::settle_depth`]).
+    pub settle_confirmations: u64,
     /// Set on a node that accepts channels (the counterparty).
     pub acceptor: Option<AcceptorConfig>,
+}
+
+impl NodeConfig {
+    /// Confirmations before a tx that ends a channel counts as settled.
+    pub fn settle_depth(&self) -> u64 {
+        self.settle_confirmations.max(self.funding_confirmations)
+    }
 }
 
 /// How a counterparty funds its side of channels it accepts.

@@ -811,6 +811,7 @@ mod tests {
             commitment_lock: ScriptTemplate::type_hash([0xc2; 32]),
             external_funding_timeout_ms: 60_000,
             funding_confirmations: 3,
+            settle_confirmations: crate::flow::config::DEFAULT_SETTLE_CONFIRMATIONS,
             acceptor: None,
         }
     }

@@ -402,8 +402,9 @@ impl Channel {
             return self.on_watched_funding_status(step, report.status, report.tip.block_number);
         }
         // A node can make up a tx that spends the input (its hash is the
-        // node's to compute): only one committed and buried settles it.
-        if !report.buried(step.config.funding_confirmations) {
+        // node's to compute): only one committed and buried under the
+        // settle depth settles it.
+        if !report.buried(step.config.settle_depth()) {
             return Ok(());
         }
         self.record.wipe();

@@ -27,7 +27,7 @@ use super::ws_server::WsServer;
 use crate::api::options::contracts_for_chain;
 use crate::chain::rpc::RpcChainClient;
 use crate::crypto::keys::NodeSecret;
-use crate::flow::config::{DEFAULT_ACCEPTOR_GRACE_MS, DEFAULT_FUNDING_CONFIRMATIONS};
+use crate::flow::config::{DEFAULT_ACCEPTOR_GRACE_MS, DEFAULT_FUNDING_CONFIRMATIONS, DEFAULT_SETTLE_CONFIRMATIONS};
 use crate::flow::{AcceptorConfig, Event, NodeConfig};
 use crate::primitives::{decode_hex, Hash256};
 use crate::runtime::{inbox, start, DriverEvent, DriverHandle, DriverParts, DriverSettings};
@@ -135,6 +135,12 @@ pub const FLAGS: &[Flag] = &[
         help: "confirmations before ChannelReady [default: 3]",
     },
     Flag {
+        name: "--settle-confirmations",
+        env: "FIBER_COUNTERPARTY_SETTLE_CONFIRMATIONS",
+        value: "N",
+        help: "confirmations before a closed channel's keys are wiped, at least --confirmations [default: 24]",
+    },
+    Flag {
         name: "--timeout-seconds",
         env: "FIBER_COUNTERPARTY_TIMEOUT_SECONDS",
         value: "N",
@@ -189,6 +195,7 @@ pub struct CounterpartyConfig {
     /// Split the wallet's largest cell at start until it has this many cells.
     pub min_free_cells: u64,
     pub confirmations: u64,
+    pub settle_confirmations: u64,
     pub timeout_seconds: u64,
     pub poll_interval_ms: u64,
     /// `None`: never force-close a channel whose peer went away.
@@ -211,6 +218,7 @@ impl std::fmt::Debug for CounterpartyConfig {
             .field("auto_accept_amount", &self.auto_accept_amount)
             .field("min_free_cells", &self.min_free_cells)
             .field("confirmations", &self.confirmations)
+            .field("settle_confirmations", &self.settle_confirmations)
             .field("timeout_seconds", &self.timeout_seconds)
             .field("poll_interval_ms", &self.poll_interval_ms)
             .field("force_close_after_seconds", &self.force_close_after_seconds)
@@ -350,6 +358,7 @@ impl CounterpartyConfig {
             auto_accept_amount: number("--auto-accept-amount", 0)?,
             min_free_cells: number("--min-free-cells", 0)?,
             confirmations: number("--confirmations", DEFAULT_FUNDING_CONFIRMATIONS)?,
+            settle_confirmations: number("--settle-confirmations", DEFAULT_SETTLE_CONFIRMATIONS)?,
             timeout_seconds: number("--timeout-seconds", 300)?,
             poll_interval_ms: number("--poll-interval-ms", 1_000)?,
             force_close_after_seconds: lookup("--force-close-after-seconds")
@@ -375,6 +384,9 @@ impl CounterpartyConfig {
         };
         if config.confirmations == 0 {
             return Err(StartError("--confirmations must be at least 1".into()));
+        }
+        if config.settle_confirmations == 0 {
+            return Err(StartError("--settle-confirmations must be at least 1".into()));
         }
         if config.timeout_seconds == 0 {
             return Err(StartError("--timeout-seconds must be at least 1".into()));
@@ -566,6 +578,7 @@ pub async fn start_counterparty(config: &CounterpartyConfig) -> Result<Running, 
         commitment_lock,
         external_funding_timeout_ms: config.timeout_seconds * 1_000,
         funding_confirmations: config.confirmations,
+        settle_confirmations: config.settle_confirmations,
         acceptor: Some(AcceptorConfig {
             wallet_lock,
             wallet_cell_deps: vec![wallet_cell_dep],
@@ -795,6 +808,7 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:8230");
         assert_eq!(config.ckb_rpc, "http://127.0.0.1:8114");
         assert_eq!(config.confirmations, 3);
+        assert_eq!(config.settle_confirmations, 24);
         assert_eq!(config.timeout_seconds, 300);
         assert_eq!(config.poll_interval_ms, 1_000);
         assert_eq!(config.auto_accept_amount, 0);
@@ -838,6 +852,12 @@ mod tests {
         assert!(parse(&["--data-dir", "d", "--wallet-key", &zero], &[]).is_err());
         let error = parse(&["--wallet-key", KEY], &[]).unwrap_err();
         assert!(error.0.contains("--data-dir"), "{error}");
+        let error = parse(
+            &["--data-dir", "d", "--wallet-key", KEY, "--settle-confirmations", "0"],
+            &[],
+        )
+        .unwrap_err();
+        assert!(error.0.contains("--settle-confirmations"), "{error}");
         let error = parse(&["--data-dir", "d", "--wallet-key", KEY, "--log", "loud"], &[]).unwrap_err();
         assert!(error.0.contains("--log"), "{error}");
         let error = parse(

@@ -30,7 +30,9 @@ use crate::api::{ApiError, ErrorCode};
 use crate::chain::client::ChainClient;
 use crate::chain::rpc::RpcChainClient;
 use crate::crypto::keys::NodeSecret;
-use crate::flow::config::{DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS, DEFAULT_FUNDING_CONFIRMATIONS};
+use crate::flow::config::{
+    DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS, DEFAULT_FUNDING_CONFIRMATIONS, DEFAULT_SETTLE_CONFIRMATIONS,
+};
 use crate::flow::NodeConfig;
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::runtime::driver::DriverParts;
@@ -71,6 +73,9 @@ export interface FundingNodeOptions {
   commitmentLock?: { code_hash: string; hash_type: "type" | "data" | "data1" | "data2"; cell_deps?: CellDep[] };
   /** Confirmations before ChannelReady, 1 to 100; default 3. */
   fundingConfirmations?: number;
+  /** Confirmations before a tx that ends a channel settles it and its keys are wiped, 1 to 10000
+   * (never fewer than fundingConfirmations); default 24. */
+  settleConfirmations?: number;
   /** How often the funding tx's status is polled, 10 to 600000 ms; default 2000. */
   pollIntervalMs?: number;
 }
@@ -500,6 +505,7 @@ impl FundingNode {
                 .external_funding_timeout_ms
                 .unwrap_or(DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS),
             funding_confirmations: options.funding_confirmations.unwrap_or(DEFAULT_FUNDING_CONFIRMATIONS),
+            settle_confirmations: options.settle_confirmations.unwrap_or(DEFAULT_SETTLE_CONFIRMATIONS),
             acceptor: None,
         };
         let settings = DriverSettings {

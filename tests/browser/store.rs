@@ -92,6 +92,7 @@ fn node_config() -> NodeConfig {
         commitment_lock: ScriptTemplate::type_hash([0xc1; 32]),
         external_funding_timeout_ms: 300_000,
         funding_confirmations: 3,
+        settle_confirmations: fiber_funding::flow::config::DEFAULT_SETTLE_CONFIRMATIONS,
         acceptor: None,
     }
 }

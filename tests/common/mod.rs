@@ -294,6 +294,9 @@ pub struct Setup {
     /// the other order, as another node's configuration may, so the txs it
     /// broadcasts hash differently from the user's.
     pub acceptor_reorders_contract_deps: bool,
+    /// Confirmations before a tx that ends a channel settles it; `None`:
+    /// `confirmations`, so a close ends as soon as it is final.
+    pub settle_confirmations: Option<u64>,
 }
 
 impl Setup {
@@ -317,6 +320,7 @@ impl Default for Setup {
             fiber_contracts: false,
             force_close_after_ms: None,
             acceptor_reorders_contract_deps: false,
+            settle_confirmations: None,
         }
     }
 }
@@ -367,6 +371,7 @@ pub fn config(secret: u8, acceptor: Option<AcceptorConfig>, confirmations: u64) 
     NodeConfig {
         external_funding_timeout_ms: TIMEOUT_MS,
         funding_confirmations: confirmations,
+        settle_confirmations: confirmations,
         ..node_config(secret, acceptor)
     }
 }
@@ -413,6 +418,11 @@ impl World {
             config(0x11, None, setup.confirmations),
             config(0x22, Some(acceptor), setup.confirmations),
         ];
+        if let Some(settle) = setup.settle_confirmations {
+            for config in &mut configs {
+                config.settle_confirmations = settle;
+            }
+        }
         #[cfg(not(target_arch = "wasm32"))]
         if setup.fiber_contracts {
             let (funding, commitment) = deploy_fiber_contracts(&mut chain);
@@ -455,7 +465,8 @@ impl World {
             status_hidden: Vec::new(),
             shuffle_state: 0,
             reported_status: BTreeMap::new(),
-            confirmations: setup.confirmations,
+            // Mined for until the deeper of the two: a close settles at its own depth.
+            confirmations: setup.confirmations.max(setup.settle_confirmations.unwrap_or(0)),
             next_open: 0,
             open_failures: Vec::new(),
             opened: Vec::new(),
@@ -1307,7 +1318,12 @@ pub fn witness_with_input_type(input_type: Vec<u8>) -> Vec<u8> {
 /// A world whose one flow waits at the wallet: the unsigned tx handed out
 /// (the signed one in `user.signed_in_url`), the user not back yet.
 pub fn world_at_the_signer() -> World {
-    let mut world = World::new(Setup::default());
+    world_at_the_signer_with(Setup::default())
+}
+
+/// [`world_at_the_signer`] in a world of `setup`.
+pub fn world_at_the_signer_with(setup: Setup) -> World {
+    let mut world = World::new(setup);
     world.user.auto_submit = false;
     world.open(1000).unwrap();
     world.run();

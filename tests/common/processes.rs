@@ -318,6 +318,7 @@ impl Initiator {
             commitment_lock,
             external_funding_timeout_ms: 300_000,
             funding_confirmations: CONFIRMATIONS.parse().unwrap(),
+            settle_confirmations: fiber_funding::flow::config::DEFAULT_SETTLE_CONFIRMATIONS,
             acceptor: None,
         };
         let (sender, receiver) = inbox();

@@ -75,6 +75,7 @@ pub fn node_config(secret: u8, acceptor: Option<AcceptorConfig>) -> NodeConfig {
         commitment_lock: ScriptTemplate::type_hash(COMMITMENT_LOCK_CODE_HASH),
         external_funding_timeout_ms: DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS,
         funding_confirmations: 1,
+        settle_confirmations: 1,
         acceptor,
     }
 }
