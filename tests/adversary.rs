@@ -718,9 +718,10 @@ fn attack_6_a_node_that_missed_the_funding_tx_does_not_get_the_keys_wiped() {
 /// The honest end of the same watch: the flow aborted after the hand-out,
 /// and the user spends one of its cells from the wallet (the way out).
 /// Once that is buried and read back as spent by a tx other than the
-/// funding tx, the keys go and the app hears `abort_settled`.
+/// funding tx, the txs and signatures go (the seed stays: the node's word
+/// could be false) and the app hears `abort_settled`.
 #[test]
-fn an_aborted_flow_whose_input_the_user_spent_elsewhere_settles_and_wipes_its_keys() {
+fn an_aborted_flow_whose_input_the_user_spent_elsewhere_settles() {
     let (mut world, channel_id, signed) = handed_out_and_signed();
     world.advance(TIMEOUT_MS + GRACE_MS + 1);
     world.run();
@@ -739,6 +740,9 @@ fn an_aborted_flow_whose_input_the_user_spent_elsewhere_settles_and_wipes_its_ke
         world.initiator().signed_own_commitment(&channel_id).is_none(),
         "the keys of a tx that can never confirm were kept"
     );
+    let record = world.stored_record(INITIATOR, &channel_id).unwrap();
+    assert!(record.is_tombstone() && record.funding_tx.is_none() && record.peer_commitment_signature.is_none());
+    assert_ne!(record.channel_seed, Hash256([0; 32]), "the seed is kept");
 }
 
 /// A spender answer must be about an input of this flow: one about any

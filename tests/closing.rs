@@ -1381,6 +1381,51 @@ fn a_claim_reported_only_as_deep_as_the_funding_keeps_the_keys_and_is_sent_again
     );
 }
 
+/// A node that says our claim is settled when it is not ends the close all
+/// the same (nothing else tells the module otherwise), but the tombstone
+/// keeps the seed: with the node secret, every key of the channel can still
+/// be derived to claim the share the node hid.
+#[test]
+fn a_tombstone_a_lying_node_made_can_still_derive_the_channels_keys() {
+    use fiber_funding::chain::TxReport;
+    use fiber_funding::crypto::keys::ChannelKeys;
+    let (mut world, _, _, channel_id, claim) = our_claim_sent_nowhere();
+    for _ in 0..3 {
+        world.chain.mine_block();
+    }
+    let tip = world.chain.report(&[0x99; 32]).tip;
+    let lie = fiber_funding::flow::ChainEvent::TxStatus {
+        channel_id,
+        tx_hash: Hash256(claim.calc_tx_hash().unpack()),
+        report: TxReport {
+            status: TxStatus::Committed {
+                block_number: tip.block_number - 2,
+            },
+            block_epoch: Some(tip.epoch),
+            tip,
+        },
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(lie, now);
+    world.execute(INITIATOR, actions);
+    let record = world.stored_record(INITIATOR, &channel_id).unwrap();
+    assert!(
+        record.is_tombstone(),
+        "the node's word ends the close: {:?}",
+        record.closed
+    );
+    assert!(record.close.is_none() && record.funding_tx.is_none(), "the txs go");
+    let keys = ChannelKeys::derive(
+        &world.nodes[INITIATOR].node.config().node_secret,
+        &record.channel_seed.0,
+    );
+    assert_eq!(
+        keys.funding_pubkey(),
+        record.local.funding_pubkey,
+        "the channel's keys can no longer be derived"
+    );
+}
+
 /// A cooperative close ends at the settle depth, not the funding's: until
 /// then the closing tx is watched and the keys kept.
 #[test]

@@ -390,7 +390,8 @@ pub struct StoredRecordFacts {
     /// The flow ended; the record is a tombstone (or, after an abort that
     /// handed a tx out, watched until that tx can no longer confirm).
     pub closed: bool,
-    /// The channel seed (and so every key) is wiped.
+    /// The channel seed (and so every key) is wiped: a flow that ended
+    /// before any of its signatures left (a settled close keeps it).
     pub seed_wiped: bool,
 }
 

@@ -569,7 +569,7 @@ impl Channel {
             }
             self.close_progress_mut().closing_on_chain = Some(hash);
             self.record
-                .close_as_tombstone(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
+                .settle_as_tombstone(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
             return Ok(());
         }
         for holder_is_local in [true, false] {
@@ -625,8 +625,11 @@ impl Channel {
         match watched {
             Watched::Closing => {
                 if settled {
-                    self.record
-                        .close_as_tombstone(CloseFlags::COOPERATIVE, "closed cooperatively".into(), step.now_ms);
+                    self.record.settle_as_tombstone(
+                        CloseFlags::COOPERATIVE,
+                        "closed cooperatively".into(),
+                        step.now_ms,
+                    );
                 } else if not_in_the_nodes_hands(&report) && self.has_peer_closing_signature() {
                     let tx = self.complete_closing_tx()?;
                     self.broadcast_tx(step, tx);
@@ -681,7 +684,7 @@ impl Channel {
                         Some(on_chain) if !on_chain.holder_is_local => CloseFlags::UNCOOPERATIVE_REMOTE,
                         _ => CloseFlags::UNCOOPERATIVE_LOCAL,
                     };
-                    self.record.close_as_tombstone(
+                    self.record.settle_as_tombstone(
                         side,
                         "closed unilaterally; our share was claimed".into(),
                         step.now_ms,

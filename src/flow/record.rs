@@ -548,8 +548,8 @@ impl ChannelRecord {
     }
 
     /// Closes the record with nothing left to watch and wipes it: the
-    /// tombstone a finished close, or an abort whose signatures never went
-    /// out, leaves behind.
+    /// tombstone of an abort whose signatures never went out, which no
+    /// money on chain can depend on.
     pub fn close_as_tombstone(&mut self, flags: CloseFlags, reason: String, closed_at_ms: u64) {
         self.closed = Some(Closure {
             flags,
@@ -560,8 +560,35 @@ impl ChannelRecord {
         self.wipe();
     }
 
+    /// Closes the record once the tx that ended it settled: the tombstone
+    /// of [`ChannelRecord::settle`].
+    pub fn settle_as_tombstone(&mut self, flags: CloseFlags, reason: String, closed_at_ms: u64) {
+        self.closed = Some(Closure {
+            flags,
+            reason,
+            closed_at_ms,
+            watch: None,
+        });
+        self.settle();
+    }
+
+    /// The tombstone of a channel our signatures could move money of (a
+    /// funded one, or an abort whose funding tx was handed out): as
+    /// [`ChannelRecord::wipe`], but the seed and its key check stay. That
+    /// the channel ended is the chain node's word, which can be false (a
+    /// node that lies, a reorganisation deeper than the settle depth);
+    /// with the seed, the node secret still derives every key of the
+    /// channel. The seed alone moves nothing: each key needs both.
+    pub fn settle(&mut self) {
+        let (seed, key_check) = (self.channel_seed, self.key_check);
+        self.wipe();
+        self.channel_seed = seed;
+        self.key_check = key_check;
+    }
+
     /// Leaves only the tombstone: ids, peer, terms, what each side announced
-    /// and why it closed. The seed goes, and with it every key.
+    /// and why it closed. The seed goes, and with it every key (a settled
+    /// channel keeps it: [`ChannelRecord::settle`]).
     pub fn wipe(&mut self) {
         if let Some(closure) = &mut self.closed {
             closure.watch = None;

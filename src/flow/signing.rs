@@ -407,7 +407,7 @@ impl Channel {
         if !report.buried(step.config.settle_depth()) {
             return Ok(());
         }
-        self.record.wipe();
+        self.record.settle();
         step.actions
             .push(Action::Emit(Event::AbortSettled { channel_id: self.id() }));
         Ok(())

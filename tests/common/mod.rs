@@ -1392,7 +1392,17 @@ pub fn assert_aborted_on_both_sides(world: &World) {
                 assert!(
                     record.external_funding.is_none() && record.own_cells.is_empty() && record.funding_tx.is_none()
                 );
-                assert_eq!(record.channel_seed, Hash256([0; 32]));
+                // A settled watch keeps the seed (the chain node's word could
+                // be false); an abort whose signatures never left keeps none.
+                let settled = world.events.iter().any(|(node, event)| {
+                    *node == index
+                        && matches!(event, Event::AbortSettled { channel_id } if *channel_id == channel.channel_id)
+                });
+                assert_eq!(
+                    record.channel_seed != Hash256([0; 32]),
+                    settled,
+                    "the seed of {record:?}"
+                );
             }
         }
     }
