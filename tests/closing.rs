@@ -1491,3 +1491,81 @@ fn a_claim_the_node_lost_is_sent_again() {
     }
     assert_our_share_claimed(&world, &user_script, user_before);
 }
+
+/// The node's minimum fee rate rose above the channel's commitment fee rate
+/// after the commitment confirmed (a node operator's setting, or another
+/// RPC node behind the same endpoint). The claim, signed by our node alone,
+/// was made again at the same rate after each refusal, so our share stayed
+/// on chain for as long as the node kept its minimum. Each refusal doubles
+/// the claim's fee rate, up to `MAX_FEE_RATE`.
+#[test]
+fn a_claim_refused_for_its_fee_rate_is_made_again_at_a_higher_one() {
+    let (mut world, channel_id, user_script, user_before) = ready_world_and_the_users_balance();
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    for _ in 0..3 {
+        world.chain.mine_block();
+        world.run();
+    }
+    assert_eq!(commitments_on_chain(&world, INITIATOR), [true]);
+    world.chain.set_min_fee_rate(20_000);
+    world.chain.mine_epochs(1);
+    for _ in 0..10 {
+        world.run();
+        world.chain.mine_block();
+    }
+    world.run();
+    assert_our_share_claimed(&world, &user_script, user_before);
+    assert_eq!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
+}
+
+/// A node that refuses every claim, however high its fee (its reason is
+/// its word), steps our claim's fee rate up to `MAX_FEE_RATE` and never
+/// past it: what it can make us burn is bounded.
+#[test]
+fn claims_refused_without_end_never_pay_past_the_highest_fee_rate() {
+    use fiber_funding::flow::limits::MAX_FEE_RATE;
+    let (mut world, channel_id, funding) = ready_world(Setup::default());
+    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    for _ in 0..3 {
+        world.chain.mine_block();
+        world.run();
+    }
+    let commitment = funding_spender(&world, &funding);
+    let cell: u64 = commitment.raw().outputs().get(0).unwrap().capacity().unpack();
+    world.chain.set_min_fee_rate(2 * MAX_FEE_RATE);
+    world.chain.mine_epochs(1);
+    for _ in 0..20 {
+        world.run();
+        world.chain.mine_block();
+    }
+    let commitment_hash = commitment.calc_tx_hash();
+    let rates: Vec<u64> = world
+        .broadcasts
+        .iter()
+        .filter(|(node, tx)| {
+            *node == INITIATOR
+                && tx.raw().inputs().len() == 1
+                && tx.raw().inputs().get(0).unwrap().previous_output().tx_hash() == commitment_hash
+        })
+        .map(|(_, claim)| {
+            let out: u64 = claim
+                .raw()
+                .outputs()
+                .into_iter()
+                .map(|o| Unpack::<u64>::unpack(&o.capacity()))
+                .sum();
+            (cell - out) * 1000 / (claim.as_slice().len() as u64 + 4)
+        })
+        .collect();
+    assert!(rates.len() > 10, "claims made: {rates:?}");
+    assert!(rates.windows(2).all(|pair| pair[0] <= pair[1]), "{rates:?}");
+    assert!(rates.iter().all(|rate| *rate <= MAX_FEE_RATE), "{rates:?}");
+    assert!(*rates.last().unwrap() > MAX_FEE_RATE / 2, "{rates:?}");
+    assert_ne!(
+        closed_flags(&world, INITIATOR, &channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
+}

@@ -79,6 +79,10 @@ pub(crate) struct Channel {
     /// read: if it is what spent the cell (another node took it), the
     /// claim is watched again.
     pub refused_claim: Option<packed::Transaction>,
+    /// The fee rate of our next claim, doubled at each refusal (a node's
+    /// minimum fee rate can rise above the channel's after the commitment
+    /// confirmed). Not stored: a reload starts again at the channel's rate.
+    pub claim_fee_rate: Option<u64>,
     /// A step was taken back after its write failed: a peer message it took
     /// is lost to us, and a connection that stays up never brings it again.
     /// The next tick asks the peer to bring us up to date.
@@ -208,6 +212,7 @@ impl Channel {
             commitment_cell_spent: false,
             unfunded_conflict_at: None,
             refused_claim: None,
+            claim_fee_rate: None,
             ask_peer_again: false,
         }
     }

@@ -826,7 +826,7 @@ impl Channel {
             asked,
             cell.output,
             script,
-            self.record.terms.commitment_fee_rate,
+            self.claim_fee_rate(),
         )?;
         self.close_progress_mut().claim_tx = Some(claim.clone());
         self.broadcast_tx(step, claim);
@@ -837,12 +837,18 @@ impl Channel {
     /// gone (the other side claimed first and re-created a cell for our
     /// share), but also when it is a block behind (immature) or its pool is
     /// full: the commitment cell's liveness says which. A refused claim of
-    /// the re-created cell is looked up afresh.
+    /// the re-created cell is looked up afresh. Whatever the node said, the
+    /// next claim pays twice the fee rate: its reason is not to be trusted,
+    /// and the most a lying node can make us pay is `MAX_FEE_RATE` on one
+    /// small tx (under 0.01 CKB).
     pub(crate) fn on_claim_refused(&mut self, step: &mut Step) -> Result<(), Reject> {
         let Some(on_chain) = self.record.close.as_ref().and_then(|c| c.commitment_on_chain.clone()) else {
             return Ok(());
         };
         let refused = self.close_progress_mut().claim_tx.take();
+        if refused.is_some() {
+            self.claim_fee_rate = Some(self.claim_fee_rate().saturating_mul(2).min(limits::MAX_FEE_RATE));
+        }
         if self.commitment_cell_spent {
             return self.look_up_recreated_cell(step, on_chain.holder_is_local);
         }
@@ -857,6 +863,12 @@ impl Channel {
             });
         }
         Ok(())
+    }
+
+    /// The fee rate our next claim pays: the channel's commitment fee rate,
+    /// stepped up by refusals.
+    fn claim_fee_rate(&self) -> u64 {
+        self.claim_fee_rate.unwrap_or(self.record.terms.commitment_fee_rate)
     }
 
     /// Whether the commitment cell our refused claim spent is live: then the
