@@ -24,6 +24,14 @@ macro_rules! codes {
                 }
             }
 
+            /// The code named `code` (as `as_str` gives it), if there is one.
+            pub fn from_code(code: &str) -> Option<Self> {
+                match code {
+                    $($code => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+
             /// Every code with what it means, for the documentation.
             pub fn all() -> &'static [(&'static str, &'static str)] {
                 &[$(($code, $doc),)*]
@@ -61,6 +69,7 @@ codes! {
     RecordUnreadable => "RECORD_UNREADABLE", "A stored channel record could not be read; it is kept, other channels still load.";
     OpenInAnotherTab => "OPEN_IN_ANOTHER_TAB", "Another tab owns this database; open with waitForLock to wait for it.";
     NodeClosed => "NODE_CLOSED", "The node was closed; open it again.";
+    NoOwnerTab => "NO_OWNER_TAB", "submitToOwner: no tab owning the database answered in time; open the node in this tab and submit there. A submit that timed out may still have been taken: the same signed tx submitted again is harmless.";
     Internal => "INTERNAL", "A bug; please report it with the message.";
 }
 

@@ -225,6 +225,20 @@ pub fn parse_cancel_params(value: &Value) -> Result<(ChannelId, Option<u64>), Ap
 
 /// `submitSignedCancelTx`'s params: `{ channel_id, signed_cancel_tx }`, the
 /// tx in Fiber's snake_case shape or JoyID's camelCase one.
+/// `submitSignedFundingTx`'s params: `signed_funding_tx` in Fiber's
+/// snake_case or JoyID's camelCase.
+pub fn parse_submit_params(value: &Value) -> Result<(ChannelId, packed::Transaction), ApiError> {
+    let channel_id = value
+        .get("channel_id")
+        .ok_or_else(|| ApiError::invalid("channel_id", "required"))
+        .and_then(|v| parse_channel_id(v, "channel_id"))?;
+    let tx = value
+        .get("signed_funding_tx")
+        .ok_or_else(|| ApiError::invalid("signed_funding_tx", "required"))
+        .and_then(|v| crate::tx::json::parse_transaction(v).map_err(ApiError::from))?;
+    Ok((channel_id, tx))
+}
+
 pub fn parse_submit_cancel_params(value: &Value) -> Result<(ChannelId, packed::Transaction), ApiError> {
     let map = value
         .as_object()

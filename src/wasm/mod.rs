@@ -2,6 +2,7 @@
 //! CKB JSON-RPC over `fetch`, and the JS API a wallet imports.
 
 pub mod fetch_rpc;
+pub mod forward;
 pub mod idb_store;
 pub mod node;
 pub mod platform;

@@ -15,6 +15,7 @@ use crate::json::Value;
 use wasm_bindgen::prelude::*;
 
 use super::fetch_rpc::FetchTransport;
+use super::forward;
 use super::idb_store::IdbStore;
 use super::platform::{random_32, BrowserEntropy, BrowserPlatform};
 use super::tab_lock::{TabBroadcast, TabLock, TabLockError};
@@ -22,7 +23,7 @@ use super::websocket::WebSocketLink;
 use crate::api::deployment::with_published_cell_deps;
 use crate::api::json::{
     cancel_tx_built, cancel_tx_sent, driver_event, opened, parse_cancel_params, parse_channel_id, parse_open_params,
-    parse_shutdown_params, parse_submit_cancel_params, submitted,
+    parse_shutdown_params, parse_submit_cancel_params, parse_submit_params, submitted,
 };
 use crate::api::options::{contracts_for_chain, NodeOptions};
 use crate::api::shapes::{Channel, PendingFunding, UnreadableRecord};
@@ -37,7 +38,6 @@ use crate::flow::NodeConfig;
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::runtime::driver::DriverParts;
 use crate::runtime::{inbox, start, DriverError, DriverEvent, DriverHandle, DriverSettings, InputSender, PeerLink};
-use crate::tx::json::parse_transaction;
 use futures::future::LocalBoxFuture;
 
 const DEFAULT_DB_NAME: &str = "fiber-funding";
@@ -188,6 +188,8 @@ pub struct FundingNode {
     store: Rc<IdbStore>,
     lock: RefCell<Option<TabLock>>,
     broadcast: Rc<TabBroadcast>,
+    /// Submits forwarded by tabs that follow this one (`submitToOwner`).
+    requests: Rc<TabBroadcast>,
     listeners: Rc<RefCell<Listeners>>,
     node_id: NodeId,
     persistence_granted: Option<bool>,
@@ -275,23 +277,7 @@ impl FundingNode {
         &self,
         #[wasm_bindgen(unchecked_param_type = "SubmitSignedFundingTxParams")] params: JsValue,
     ) -> Result<JsValue, JsValue> {
-        let params = from_js(params, "params").map_err(js_error)?;
-        let channel_id = params
-            .get("channel_id")
-            .ok_or_else(|| ApiError::invalid("channel_id", "required"))
-            .and_then(|v| parse_channel_id(v, "channel_id"))
-            .map_err(js_error)?;
-        let tx = params
-            .get("signed_funding_tx")
-            .ok_or_else(|| ApiError::invalid("signed_funding_tx", "required"))
-            .and_then(|v| parse_transaction(v).map_err(ApiError::from))
-            .map_err(js_error)?;
-        let outcome = self
-            .handle
-            .submit_signed_funding_tx(channel_id, tx)
-            .await
-            .map_err(js_error)?;
-        Ok(to_js(&submitted(&channel_id, &outcome)))
+        submit_signed(&self.handle, params).await.map_err(js_error)
     }
 
     #[wasm_bindgen(js_name = getChannel, unchecked_return_type = "Channel | null")]
@@ -422,6 +408,7 @@ impl FundingNode {
 
     /// Stops the node, closes the database and releases it to other tabs.
     pub async fn close(&self) -> Result<(), JsValue> {
+        self.requests.close();
         let lock = self.lock.borrow_mut().take();
         let result = shut_down(self.handle.clone(), self.store.clone(), self.broadcast.clone(), lock).await;
         match result {
@@ -451,6 +438,30 @@ impl FundingNode {
         });
         Ok(Closure::once_into_js(move || broadcast.close()))
     }
+
+    /// `submitSignedFundingTx` from a tab that follows: hands `params` to
+    /// the tab that owns `dbName` (the one a JoyID redirect's return found
+    /// holding the database), which runs the same submit, and resolves
+    /// with its outcome or throws its error. `NO_OWNER_TAB` when no owner
+    /// answers within `timeoutMs` (default 5,000; at most 60,000).
+    #[wasm_bindgen(js_name = submitToOwner, unchecked_return_type = "SubmitSignedFundingTxResult")]
+    pub async fn submit_to_owner(
+        #[wasm_bindgen(js_name = dbName)] db_name: Option<String>,
+        #[wasm_bindgen(unchecked_param_type = "SubmitSignedFundingTxParams")] params: JsValue,
+        #[wasm_bindgen(js_name = timeoutMs)] timeout_ms: Option<u32>,
+    ) -> Result<JsValue, JsValue> {
+        let db_name = db_name.unwrap_or_else(|| DEFAULT_DB_NAME.to_owned());
+        forward::forward(&db_name, params, timeout_ms.unwrap_or(forward::DEFAULT_TIMEOUT_MS))
+            .await
+            .map_err(js_error)
+    }
+}
+
+/// `submitSignedFundingTx`, for this tab's page or one that follows it.
+pub(crate) async fn submit_signed(handle: &DriverHandle, params: JsValue) -> Result<JsValue, ApiError> {
+    let (channel_id, tx) = parse_submit_params(&from_js(params, "params")?)?;
+    let outcome = handle.submit_signed_funding_tx(channel_id, tx).await?;
+    Ok(to_js(&submitted(&channel_id, &outcome)))
 }
 
 impl FundingNode {
@@ -518,6 +529,10 @@ impl FundingNode {
             TabBroadcast::new(&format!("fiber-funding:{db_name}"))
                 .map_err(|e| ApiError::new(ErrorCode::StorageUnavailable, e.to_string()))?,
         );
+        let requests = Rc::new(
+            TabBroadcast::new(&forward::channel_name(&db_name))
+                .map_err(|e| ApiError::new(ErrorCode::StorageUnavailable, e.to_string()))?,
+        );
         let listeners = Rc::new(RefCell::new(Listeners::default()));
         let unreadable = Rc::new(RefCell::new(Vec::new()));
         let (sender, receiver) = inbox();
@@ -533,6 +548,7 @@ impl FundingNode {
             on_event: Box::new(event_sink(listeners.clone(), broadcast.clone(), unreadable.clone())),
         };
         let (handle, at_boot) = start(parts, sender, receiver).await?;
+        forward::serve(&requests, handle.clone());
         // Those found at boot first, whenever the later ones come.
         unreadable
             .borrow_mut()
@@ -543,6 +559,7 @@ impl FundingNode {
             store,
             lock: RefCell::new(Some(lock)),
             broadcast,
+            requests,
             listeners,
             node_id: secret.node_id(),
             unreadable,
@@ -555,6 +572,7 @@ impl FundingNode {
 /// driver left running would write beside the next open's, over its records.
 impl Drop for FundingNode {
     fn drop(&mut self) {
+        self.requests.close();
         if let Some(lock) = self.lock.get_mut().take() {
             let closing = shut_down(
                 self.handle.clone(),

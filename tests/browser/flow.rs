@@ -312,6 +312,72 @@ async fn a_second_open_on_the_same_database_is_refused_until_the_first_closes() 
     third.unwrap().close().await.unwrap();
 }
 
+/// Back from the signer, the page found the database taken by another tab
+/// (one that waited for it while this one was away) and only follows. The
+/// signed tx goes to that tab, which runs the same submit: its checks
+/// answer the follower by code, and a good tx is taken at once instead of
+/// waiting for the other tab to close, maybe past the deadline.
+#[wasm_bindgen_test]
+async fn a_follower_back_from_the_signer_hands_the_signed_tx_to_the_owner() {
+    let page = Page::new().await;
+    let db = db_name("forward");
+    let none = FundingNode::submit_to_owner(Some(db.clone()), to_js(&json!({})), Some(50))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_message(&none).0.as_deref(),
+        Some("INVALID_PARAMS"),
+        "checked here first"
+    );
+
+    let owner = page.open_node(&db).await;
+    let opened = from_js(
+        owner
+            .open_channel_with_external_funding(to_js(&page.open_params()))
+            .await
+            .unwrap(),
+    );
+    let channel_id = opened["channel_id"].as_str().unwrap().to_owned();
+    let unsigned = parse_transaction(&ours(&opened["unsigned_funding_tx"])).unwrap();
+
+    // The owner's own checks answer: an unsigned tx is refused by code, and nothing is stored.
+    let unsigned_submit =
+        json!({ "channel_id": channel_id, "signed_funding_tx": theirs(&transaction_to_json(&unsigned)) });
+    let refused = FundingNode::submit_to_owner(Some(db.clone()), to_js(&unsigned_submit), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_message(&refused).0.as_deref(),
+        Some("SIGNED_TX_INVALID"),
+        "{}",
+        code_and_message(&refused).1
+    );
+    let pending = from_js(owner.pending_fundings().await.unwrap());
+    assert_eq!(pending[0]["signed_submitted"], false);
+
+    let signed = default_lock::sign_group(&unsigned, &[0], &page.user_key).unwrap();
+    let submit =
+        json!({ "channel_id": channel_id, "signed_funding_tx": joyid_shape(&theirs(&transaction_to_json(&signed))) });
+    let submitted = from_js(
+        FundingNode::submit_to_owner(Some(db.clone()), to_js(&submit), None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        submitted["funding_tx_hash"].as_str().unwrap(),
+        encode_hex(&signed.calc_tx_hash().raw_data()),
+    );
+    let pending = from_js(owner.pending_fundings().await.unwrap());
+    assert_eq!(pending[0]["signed_submitted"], true, "{pending:?}");
+
+    // No owner any more: a typed error once the wait is over, not a hang.
+    owner.close().await.unwrap();
+    let gone = FundingNode::submit_to_owner(Some(db.clone()), to_js(&submit), Some(200))
+        .await
+        .unwrap_err();
+    assert_eq!(code_and_message(&gone).0.as_deref(), Some("NO_OWNER_TAB"));
+}
+
 /// A page that drops its node without `close()` (`free()`, `using`, or the
 /// garbage collector) must not leave the node running behind the next open:
 /// two drivers on one database overwrite each other's records, and the old

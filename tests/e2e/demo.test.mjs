@@ -703,6 +703,24 @@ test("two tabs: one owns the node, the other follows read-only and takes over wh
   });
 });
 
+test("back from the signer while the other tab took the wallet: the signed tx is handed to that tab, ChannelReady", async () => {
+  await withBrowser(async (context) => {
+    const first = await openWallet(await context.newPage());
+    const second = await context.newPage();
+    await second.goto(env.walletUrl);
+    await second.locator(testid("readonly-banner")).waitFor({ state: "visible", timeout: 30_000 });
+    const channelId = await openChannel(first);
+    // The redirect unloads the first tab: the second, waiting, takes the wallet.
+    await goToSigner(first, channelId);
+    await second.locator(testid("readonly-banner")).waitFor({ state: "hidden", timeout: 30_000 });
+    await approve(first);
+    await submitted(first);
+    await first.locator(testid("readonly-banner")).waitFor({ state: "visible", timeout: 30_000 });
+    await first.locator(`${testid("status")}[data-forwarded="true"]`).waitFor({ timeout: 30_000 });
+    await assertOpened(second, channelId);
+  });
+});
+
 describe("the counterparty is down when the page comes back from the signer", () => {
   for (const how of ["stopped (SIGSTOP)", "killed (kill -9)"]) {
     test(`${how}: the flow is listed at once, the submit is queued and survives a reload, ChannelReady once it is back`, async () => {

@@ -845,7 +845,44 @@ function handleUnsignedRedirect(redirect: Exclude<Redirect, { kind: "signed" }>)
 
 // ---- Start-up: own the database, or follow the tab that does.
 
-async function followThenTakeOver(): Promise<ChannelNode> {
+/**
+ * Back from JoyID while another tab runs the wallet (it took the database
+ * while this page was away): hand that tab the signed transaction, so it
+ * is submitted now rather than once the other tab closes, maybe past the
+ * deadline. False when nothing was handed over (no such request from this
+ * tab, or no tab answered): this tab then submits once it owns the wallet.
+ */
+async function forwardSigned(redirect: Extract<Redirect, { kind: "signed" }>): Promise<boolean> {
+  const sent = sentRequest();
+  if (!sent || sent.state !== redirect.state) return false;
+  setStatus(`Handing the signed funding transaction of channel ${short(sent.channelId)} to the tab that runs the wallet…`, sent.channelId);
+  try {
+    const result = await FundingNode.submitToOwner(undefined, {
+      channel_id: sent.channelId,
+      signed_funding_tx: redirect.tx as unknown as Record<string, unknown>,
+    });
+    forgetSentRequest();
+    ui.status.dataset.submit = result.status;
+    ui.status.dataset.forwarded = "true";
+    log(`Signed funding transaction ${short(result.funding_tx_hash)} accepted by the tab that runs the wallet.`);
+    setStatus(
+      `Signed funding transaction accepted (${short(result.funding_tx_hash)}) by the tab that runs the wallet; the channel's progress shows below.`,
+      sent.channelId,
+    );
+  } catch (error) {
+    if (codeOf(error) === "NO_OWNER_TAB") {
+      log("No tab running the wallet answered; the signed transaction is submitted once this tab runs it.");
+      return false;
+    }
+    reportError(error);
+    setStatus(`The signed funding transaction of channel ${short(sent.channelId)} was not accepted.`, sent.channelId);
+    forgetSentRequest();
+  }
+  stripRedirectParams();
+  return true;
+}
+
+async function followThenTakeOver(redirect: Redirect | null): Promise<{ opened: ChannelNode; forwarded: boolean }> {
   mode = "follower";
   setControlsEnabled(false);
   ui.banner.textContent =
@@ -858,7 +895,9 @@ async function followThenTakeOver(): Promise<ChannelNode> {
   log("This wallet is open in another tab: following it read-only.");
   const stop = FundingNode.follow(undefined, onEvent);
   try {
-    return await openNode(nodeOptions(config, true));
+    const forwarding = redirect?.kind === "signed" ? forwardSigned(redirect) : Promise.resolve(false);
+    const opened = await openNode(nodeOptions(config, true));
+    return { opened, forwarded: await forwarding };
   } finally {
     stop();
     ui.banner.hidden = true;
@@ -935,8 +974,8 @@ async function startNode(redirect: Redirect | null): Promise<void> {
       const code = codeOf(error);
       if (code === "OPEN_IN_ANOTHER_TAB" && mode !== "follower") {
         try {
-          const opened = await followThenTakeOver();
-          await becomeOwner(opened, redirect, true);
+          const { opened, forwarded } = await followThenTakeOver(redirect);
+          await becomeOwner(opened, forwarded ? null : redirect, true);
           return;
         } catch (takeoverError) {
           error = takeoverError;
