@@ -24,9 +24,6 @@ use crate::api::{ApiError, ErrorCode};
 use crate::primitives::encode_hex;
 use crate::runtime::DriverHandle;
 
-/// The longest request or reply taken: a signed tx as large as a block
-/// holds, as JSON, is under half of it. Anything longer is ignored.
-const MAX_MESSAGE_CHARS: usize = 4 << 20;
 /// How long a forwarded submit waits for the owner's answer by default.
 pub const DEFAULT_TIMEOUT_MS: u32 = 5_000;
 /// The longest wait a page may ask for.
@@ -106,7 +103,7 @@ pub async fn forward(db_name: &str, params: JsValue, timeout_ms: u32) -> Result<
 
 /// `{ submit_request: id, params }`, or nothing for any other message.
 fn read_request(text: &str) -> Option<(String, JsValue)> {
-    let message = parse_bounded(text)?;
+    let message = parse_object(text)?;
     let id = Reflect::get(&message, &"submit_request".into()).ok()?.as_string()?;
     if id.len() > 64 {
         return None;
@@ -118,7 +115,7 @@ fn read_request(text: &str) -> Option<(String, JsValue)> {
 /// The outcome in `{ submit_reply: id, result }` or `{ submit_reply: id,
 /// error: { code, message } }` when it answers `wanted`.
 fn read_reply(text: &str, wanted: &str) -> Option<Result<JsValue, ApiError>> {
-    let message = parse_bounded(text)?;
+    let message = parse_object(text)?;
     if Reflect::get(&message, &"submit_reply".into()).ok()?.as_string()? != wanted {
         return None;
     }
@@ -159,10 +156,8 @@ fn reply_text(id: &str, outcome: Result<JsValue, ApiError>) -> String {
         .unwrap_or_default()
 }
 
-fn parse_bounded(text: &str) -> Option<JsValue> {
-    if text.len() > MAX_MESSAGE_CHARS {
-        return None;
-    }
+/// An object, or nothing (the channel bounds each message's length).
+fn parse_object(text: &str) -> Option<JsValue> {
     JSON::parse(text).ok().filter(|value| value.is_object())
 }
 

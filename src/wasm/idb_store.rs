@@ -424,6 +424,26 @@ impl EntryFields {
     }
 }
 
+/// The largest record taken from storage; anything larger is reported
+/// unreadable before it is copied in. A record is a few KB: its largest
+/// part, the funding tx, is at most 60,000 bytes (a v1/v2 JSON record
+/// holds it as hex, twice that).
+pub const MAX_STORED_RECORD_BYTES: u32 = 4 << 20;
+
+/// The length of a stored `record` field, read without copying it: bytes
+/// for binary, UTF-16 units for JSON text (at least its UTF-8 length / 3).
+fn stored_size(stored: &JsValue) -> u32 {
+    if let Some(bytes) = stored.dyn_ref::<Uint8Array>() {
+        bytes.length()
+    } else if let Some(buffer) = stored.dyn_ref::<js_sys::ArrayBuffer>() {
+        buffer.byte_length()
+    } else if let Some(text) = stored.dyn_ref::<js_sys::JsString>() {
+        text.length()
+    } else {
+        0
+    }
+}
+
 fn record_from_entry(entry: &JsValue, fields: &EntryFields) -> Result<ChannelRecord, RecordDecodeError> {
     let channel_id = key_text(&EntryFields::get(entry, &fields.channel_id));
     let fail = |reason: String| RecordDecodeError {
@@ -431,6 +451,12 @@ fn record_from_entry(entry: &JsValue, fields: &EntryFields) -> Result<ChannelRec
         reason,
     };
     let stored = EntryFields::get(entry, &fields.record);
+    let size = stored_size(&stored);
+    if size > MAX_STORED_RECORD_BYTES {
+        return Err(fail(format!(
+            "the stored entry holds {size} bytes, more than any record ({MAX_STORED_RECORD_BYTES})"
+        )));
+    }
     let bytes = if let Some(bytes) = stored.dyn_ref::<Uint8Array>() {
         bytes.to_vec()
     } else if stored.is_instance_of::<js_sys::ArrayBuffer>() {

@@ -153,6 +153,12 @@ pub(crate) fn to_js(value: &impl Serialize) -> JsValue {
         .unwrap_or(JsValue::NULL)
 }
 
+/// The longest JSON text a page's argument may have, measured before it is
+/// copied into the module's memory. The largest a call needs is a signed
+/// funding tx (at most 60,000 bytes, about 130,000 characters as JSON);
+/// the rest is room for a wallet's spacing and extra fields.
+pub(crate) const MAX_ARGUMENT_CHARS: u32 = 4 << 20;
+
 /// Reads a JS argument as JSON: what `JSON.stringify` keeps of it (so
 /// `undefined` members count as absent, and a `BigInt` or a cycle is refused).
 pub(crate) fn from_js(value: JsValue, what: &str) -> Result<Value, ApiError> {
@@ -161,9 +167,18 @@ pub(crate) fn from_js(value: JsValue, what: &str) -> Result<Value, ApiError> {
     }
     let text = js_sys::JSON::stringify(&value)
         .ok()
-        .and_then(|text| text.as_string())
+        .filter(|text| text.is_string())
         .ok_or_else(|| ApiError::invalid(what, "not JSON data (a BigInt, a cycle or a function?)"))?;
-    crate::json::parse(&text).map_err(|e| ApiError::invalid(what, e))
+    if text.length() > MAX_ARGUMENT_CHARS {
+        return Err(ApiError::invalid(
+            what,
+            format!(
+                "{} characters of JSON, more than the {MAX_ARGUMENT_CHARS} any call needs",
+                text.length()
+            ),
+        ));
+    }
+    crate::json::parse(&String::from(text)).map_err(|e| ApiError::invalid(what, e))
 }
 
 use serde::Serialize;

@@ -137,6 +137,10 @@ fn describe(error: &JsValue) -> String {
     }
 }
 
+/// The longest message a [`TabBroadcast`] takes, in UTF-16 units: a page's
+/// largest argument (a signed tx) fits.
+pub const MAX_MESSAGE_CHARS: u32 = super::node::MAX_ARGUMENT_CHARS;
+
 /// A `BroadcastChannel` carrying JSON text between the tabs of one origin.
 /// A message reaches every other instance of the same name, never the sender.
 pub struct TabBroadcast {
@@ -171,11 +175,15 @@ impl TabBroadcast {
     }
 
     /// Calls `callback` with every text message another instance posts, until
-    /// [`TabBroadcast::close`]. Anything that is not text is ignored.
+    /// [`TabBroadcast::close`]. Anything that is not text, or is longer than
+    /// [`MAX_MESSAGE_CHARS`], is ignored (measured before it is copied in).
     pub fn subscribe(&self, mut callback: impl FnMut(String) + 'static) {
         let listener = Subscriber::new(move |event: MessageEvent| {
-            if let Some(text) = event.data().as_string() {
-                callback(text);
+            let data = event.data();
+            if let Some(text) = data.dyn_ref::<js_sys::JsString>() {
+                if text.length() <= MAX_MESSAGE_CHARS {
+                    callback(String::from(text));
+                }
             }
         });
         self.channel

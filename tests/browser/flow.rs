@@ -581,3 +581,19 @@ async fn an_unreadable_record_found_after_open_joins_the_list_with_an_event() {
     assert_eq!(named(later[0]["records"].clone()), [tombstone]);
     node.close().await.unwrap();
 }
+
+/// A page argument is bounded before it is copied into the module: a
+/// script whose args are megabytes long (a link's URL parameter, say) is
+/// refused by its size, not copied in whole and parsed first.
+#[wasm_bindgen_test]
+fn an_argument_larger_than_any_call_needs_is_refused_by_its_size() {
+    let huge = format!("0x{}", "ab".repeat(3 << 20));
+    let script = json!({ "code_hash": encode_hex(&[0; 32]), "hash_type": "type", "args": huge });
+    let error = fiber_funding::wasm::channel_reserve(to_js(&script)).unwrap_err();
+    let (code, message) = code_and_message(&error);
+    assert_eq!(code.as_deref(), Some("INVALID_PARAMS"), "{message}");
+    assert!(
+        message.contains("shutdownScript") && message.contains("more than the 4194304"),
+        "{message}"
+    );
+}

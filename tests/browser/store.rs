@@ -1139,3 +1139,35 @@ fn channel_index_count(store: &IdbStore) -> u32 {
     let names = field(&channels, "indexNames");
     field(&names, "length").as_f64().unwrap() as u32
 }
+
+/// A record field far larger than any record (any script of the origin can
+/// write one) is reported unreadable by its size and left in place, without
+/// being copied into the module; the other records load.
+#[wasm_bindgen_test]
+async fn an_entry_larger_than_any_record_is_unreadable_by_its_size() {
+    use fiber_funding::wasm::idb_store::MAX_STORED_RECORD_BYTES;
+    let Samples { ready, .. } = samples();
+    let name = fresh_db_name("oversized");
+    let store = IdbStore::open(&name).await.unwrap();
+    store.put(&ready, None).await.unwrap();
+    let key = "0x6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b";
+    let mut bytes = ready.encode();
+    bytes.resize(MAX_STORED_RECORD_BYTES as usize + 1, 0);
+    let oversized = object(&[
+        ("channel_id", JsValue::from_str(key)),
+        ("temporary_channel_id", JsValue::from_str(key)),
+        ("record", Uint8Array::from(&bytes[..]).into()),
+    ]);
+    raw_put_channel_entries(&name, &[oversized]).await;
+
+    let loaded = store.load_all().await.unwrap();
+    assert_eq!(by_key(loaded.records), by_key(vec![ready]));
+    assert_eq!(loaded.unreadable.len(), 1);
+    assert_eq!(loaded.unreadable[0].channel_id, key);
+    assert!(
+        loaded.unreadable[0].reason.contains("more than any record"),
+        "{}",
+        loaded.unreadable[0].reason
+    );
+    store.close();
+}

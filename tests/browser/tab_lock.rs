@@ -167,3 +167,26 @@ async fn a_broadcast_reaches_another_instance_of_the_same_name() {
     owner.close();
     assert!(owner.post("{}").is_err());
 }
+
+/// Any script of the origin can post on a wallet's channels; a message
+/// longer than any the module sends is dropped before it is copied into
+/// the module's memory.
+#[wasm_bindgen_test]
+async fn a_broadcast_longer_than_the_bound_is_ignored() {
+    use fiber_funding::wasm::tab_lock::MAX_MESSAGE_CHARS;
+    let name = fresh_lock_name("broadcast-bound");
+    let sender = TabBroadcast::new(&name).unwrap();
+    let receiver = TabBroadcast::new(&name).unwrap();
+    let received = Rc::new(RefCell::new(Vec::<usize>::new()));
+    {
+        let received = received.clone();
+        receiver.subscribe(move |text| received.borrow_mut().push(text.len()));
+    }
+    let longest = "a".repeat(MAX_MESSAGE_CHARS as usize);
+    sender.post(&format!("{longest}a")).unwrap();
+    sender.post(&longest).unwrap();
+    sleep_ms(300).await;
+    assert_eq!(*received.borrow(), vec![MAX_MESSAGE_CHARS as usize]);
+    sender.close();
+    receiver.close();
+}
