@@ -911,6 +911,26 @@ fn our_claim_sent_nowhere_with(setup: Setup) -> (World, packed::Script, u64, Cha
     (world, user_script, user_before, channel_id, claim)
 }
 
+/// The node we asked says `tx` is committed three blocks deep (two on top
+/// of its block), whatever the chain holds.
+fn our_node_says_committed_three_deep(world: &mut World, channel_id: ChannelId, tx: &packed::Transaction) {
+    let tip = world.chain.report(&[0x99; 32]).tip;
+    let lie = fiber_funding::flow::ChainEvent::TxStatus {
+        channel_id,
+        tx_hash: Hash256(tx.calc_tx_hash().unpack()),
+        report: fiber_funding::chain::TxReport {
+            status: TxStatus::Committed {
+                block_number: tip.block_number - 2,
+            },
+            block_epoch: Some(tip.epoch),
+            tip,
+        },
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(lie, now);
+    world.execute(INITIATOR, actions);
+}
+
 /// The node we asked refuses `claim`, with `reason`.
 fn our_node_refuses(world: &mut World, channel_id: ChannelId, claim: &packed::Transaction, reason: &str) {
     let refused = fiber_funding::flow::ChainEvent::BroadcastFailed {
@@ -929,6 +949,20 @@ fn assert_claimed_within_three_blocks(world: &mut World, user_script: &packed::S
         world.run();
     }
     assert_our_share_claimed(world, user_script, user_before);
+}
+
+/// Our share claimed, and the close ended on it.
+fn assert_our_claim_ended_the_close(
+    world: &World,
+    channel_id: &ChannelId,
+    user_script: &packed::Script,
+    user_before: u64,
+) {
+    assert_our_share_claimed(world, user_script, user_before);
+    assert_eq!(
+        closed_flags(world, INITIATOR, channel_id),
+        CloseFlags::UNCOOPERATIVE_LOCAL
+    );
 }
 
 /// The user's shutdown script got its share of the channel (1000 CKB and
@@ -1339,7 +1373,6 @@ fn a_copy_of_our_claim_with_other_cell_deps_is_our_claim() {
 /// depth, so the claim the chain then does not know is sent again.
 #[test]
 fn a_claim_reported_only_as_deep_as_the_funding_keeps_the_keys_and_is_sent_again() {
-    use fiber_funding::chain::TxReport;
     let setup = Setup {
         settle_confirmations: Some(24),
         ..Setup::default()
@@ -1349,21 +1382,7 @@ fn a_claim_reported_only_as_deep_as_the_funding_keeps_the_keys_and_is_sent_again
     for _ in 0..24 {
         world.chain.mine_block();
     }
-    let tip = world.chain.report(&[0x99; 32]).tip;
-    let lie = fiber_funding::flow::ChainEvent::TxStatus {
-        channel_id,
-        tx_hash: Hash256(claim.calc_tx_hash().unpack()),
-        report: TxReport {
-            status: TxStatus::Committed {
-                block_number: tip.block_number - 2,
-            },
-            block_epoch: Some(tip.epoch),
-            tip,
-        },
-    };
-    let now = world.now_ms;
-    let actions = world.nodes[INITIATOR].node.chain_event(lie, now);
-    world.execute(INITIATOR, actions);
+    our_node_says_committed_three_deep(&mut world, channel_id, &claim);
     let record = world.stored_record(INITIATOR, &channel_id).unwrap();
     assert!(
         !record.is_tombstone() && record.channel_seed != Hash256([0; 32]),
@@ -1374,11 +1393,7 @@ fn a_claim_reported_only_as_deep_as_the_funding_keeps_the_keys_and_is_sent_again
         world.advance(2_000);
         world.run();
     }
-    assert_our_share_claimed(&world, &user_script, user_before);
-    assert_eq!(
-        closed_flags(&world, INITIATOR, &channel_id),
-        CloseFlags::UNCOOPERATIVE_LOCAL
-    );
+    assert_our_claim_ended_the_close(&world, &channel_id, &user_script, user_before);
 }
 
 /// A node that says our claim is settled when it is not ends the close all
@@ -1387,27 +1402,12 @@ fn a_claim_reported_only_as_deep_as_the_funding_keeps_the_keys_and_is_sent_again
 /// be derived to claim the share the node hid.
 #[test]
 fn a_tombstone_a_lying_node_made_can_still_derive_the_channels_keys() {
-    use fiber_funding::chain::TxReport;
     use fiber_funding::crypto::keys::ChannelKeys;
     let (mut world, _, _, channel_id, claim) = our_claim_sent_nowhere();
     for _ in 0..3 {
         world.chain.mine_block();
     }
-    let tip = world.chain.report(&[0x99; 32]).tip;
-    let lie = fiber_funding::flow::ChainEvent::TxStatus {
-        channel_id,
-        tx_hash: Hash256(claim.calc_tx_hash().unpack()),
-        report: TxReport {
-            status: TxStatus::Committed {
-                block_number: tip.block_number - 2,
-            },
-            block_epoch: Some(tip.epoch),
-            tip,
-        },
-    };
-    let now = world.now_ms;
-    let actions = world.nodes[INITIATOR].node.chain_event(lie, now);
-    world.execute(INITIATOR, actions);
+    our_node_says_committed_three_deep(&mut world, channel_id, &claim);
     let record = world.stored_record(INITIATOR, &channel_id).unwrap();
     assert!(
         record.is_tombstone(),
@@ -1514,11 +1514,7 @@ fn a_claim_refused_for_its_fee_rate_is_made_again_at_a_higher_one() {
         world.chain.mine_block();
     }
     world.run();
-    assert_our_share_claimed(&world, &user_script, user_before);
-    assert_eq!(
-        closed_flags(&world, INITIATOR, &channel_id),
-        CloseFlags::UNCOOPERATIVE_LOCAL
-    );
+    assert_our_claim_ended_the_close(&world, &channel_id, &user_script, user_before);
 }
 
 /// A node that refuses every claim, however high its fee (its reason is

@@ -223,34 +223,31 @@ pub fn parse_cancel_params(value: &Value) -> Result<(ChannelId, Option<u64>), Ap
     Ok((channel_id, fee_rate))
 }
 
-/// `submitSignedCancelTx`'s params: `{ channel_id, signed_cancel_tx }`, the
-/// tx in Fiber's snake_case shape or JoyID's camelCase one.
 /// `submitSignedFundingTx`'s params: `signed_funding_tx` in Fiber's
 /// snake_case or JoyID's camelCase.
 pub fn parse_submit_params(value: &Value) -> Result<(ChannelId, packed::Transaction), ApiError> {
-    let channel_id = value
-        .get("channel_id")
-        .ok_or_else(|| ApiError::invalid("channel_id", "required"))
-        .and_then(|v| parse_channel_id(v, "channel_id"))?;
-    let tx = value
-        .get("signed_funding_tx")
-        .ok_or_else(|| ApiError::invalid("signed_funding_tx", "required"))
-        .and_then(|v| crate::tx::json::parse_transaction(v).map_err(ApiError::from))?;
-    Ok((channel_id, tx))
+    channel_id_and_tx(value, "signed_funding_tx")
 }
 
+/// `submitSignedCancelTx`'s params: `{ channel_id, signed_cancel_tx }`, the
+/// tx in Fiber's snake_case shape or JoyID's camelCase one.
 pub fn parse_submit_cancel_params(value: &Value) -> Result<(ChannelId, packed::Transaction), ApiError> {
     let map = value
         .as_object()
         .ok_or_else(|| ApiError::invalid("params", "expected an object"))?;
     crate::api::options::refuse_unknown_keys(map, &["channel_id", "signed_cancel_tx"], "a submitSignedCancelTx param")?;
-    let channel_id = map
+    channel_id_and_tx(value, "signed_cancel_tx")
+}
+
+/// `channel_id` and the signed tx under `tx_field`.
+fn channel_id_and_tx(value: &Value, tx_field: &str) -> Result<(ChannelId, packed::Transaction), ApiError> {
+    let channel_id = value
         .get("channel_id")
         .ok_or_else(|| ApiError::invalid("channel_id", "required"))
         .and_then(|v| parse_channel_id(v, "channel_id"))?;
-    let tx = map
-        .get("signed_cancel_tx")
-        .ok_or_else(|| ApiError::invalid("signed_cancel_tx", "required"))
+    let tx = value
+        .get(tx_field)
+        .ok_or_else(|| ApiError::invalid(tx_field, "required"))
         .and_then(|v| crate::tx::json::parse_transaction(v).map_err(ApiError::from))?;
     Ok((channel_id, tx))
 }

@@ -688,13 +688,19 @@ describe("what the person at the wallet sees", () => {
   });
 });
 
+/** Two tabs of the wallet: the first owns it and opened a channel, the second follows. */
+async function twoTabsWithAChannel(context) {
+  const first = await openWallet(await context.newPage());
+  const second = await context.newPage();
+  await second.goto(env.walletUrl);
+  await second.locator(testid("readonly-banner")).waitFor({ state: "visible", timeout: 30_000 });
+  const channelId = await openChannel(first);
+  return { first, second, channelId };
+}
+
 test("two tabs: one owns the node, the other follows read-only and takes over when the first closes", async () => {
   await withBrowser(async (context) => {
-    const first = await openWallet(await context.newPage());
-    const second = await context.newPage();
-    await second.goto(env.walletUrl);
-    await second.locator(testid("readonly-banner")).waitFor({ state: "visible", timeout: 30_000 });
-    const channelId = await openChannel(first);
+    const { first, second, channelId } = await twoTabsWithAChannel(context);
     await second.locator(`${testid("channel-row")}[data-channel-id="${channelId}"]`).waitFor({ timeout: 30_000 });
     await second.screenshot({ path: `${SCREENSHOTS}/wallet-second-tab.png`, fullPage: true });
     await first.close();
@@ -705,11 +711,7 @@ test("two tabs: one owns the node, the other follows read-only and takes over wh
 
 test("back from the signer while the other tab took the wallet: the signed tx is handed to that tab, ChannelReady", async () => {
   await withBrowser(async (context) => {
-    const first = await openWallet(await context.newPage());
-    const second = await context.newPage();
-    await second.goto(env.walletUrl);
-    await second.locator(testid("readonly-banner")).waitFor({ state: "visible", timeout: 30_000 });
-    const channelId = await openChannel(first);
+    const { first, second, channelId } = await twoTabsWithAChannel(context);
     // The redirect unloads the first tab: the second, waiting, takes the wallet.
     await goToSigner(first, channelId);
     await second.locator(testid("readonly-banner")).waitFor({ state: "hidden", timeout: 30_000 });
