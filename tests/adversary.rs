@@ -825,7 +825,8 @@ fn attack_a_made_up_spender_that_is_not_buried_wipes_no_keys() {
 /// The keys go on a spender buried under the settle depth, not the
 /// funding's: a reorganisation deeper than a funding's few confirmations
 /// (or a node that says so) must not cost the 2-of-2 key of a tx a leaked
-/// signed copy could still confirm.
+/// signed copy could still confirm. (The spender is one the wallet signed:
+/// an unsigned one settles nothing, `attack_a_made_up_spender_…`.)
 #[test]
 fn attack_a_spender_buried_only_as_deep_as_the_funding_wipes_no_keys() {
     use fiber_funding::chain::TxReport;
@@ -845,12 +846,13 @@ fn attack_a_spender_buried_only_as_deep_as_the_funding_wipes_no_keys() {
         world.chain.mine_block();
     }
     let tip = world.chain.report(&[0x99; 32]).tip;
+    let user_key = world.user.key.clone();
     let confirmations = world.nodes[INITIATOR].node.config().funding_confirmations;
     let spender = |block_number| ChainEvent::SpenderOf {
         channel_id,
         out_point: input.clone(),
         spender: Some((
-            made_up_spender(&input),
+            wallet_signed_spender(&input, &user_key),
             TxReport {
                 status: TxStatus::Committed { block_number },
                 block_epoch: None,
@@ -871,6 +873,7 @@ fn attack_a_spender_buried_only_as_deep_as_the_funding_wipes_no_keys() {
     let settle_deep = tip.block_number + 1 - 24;
     let actions = world.nodes[INITIATOR].node.chain_event(spender(settle_deep), now);
     world.execute(INITIATOR, actions);
+    world.run();
     assert!(
         world.initiator().signed_own_commitment(&channel_id).is_none(),
         "a spender at the settle depth settles the abort"
@@ -1817,4 +1820,65 @@ fn an_open_under_the_id_of_a_channel_the_acceptor_has_is_refused() {
     );
     assert_eq!(world.acceptor().channels().len(), 1);
     assert_channel_ready(&world);
+}
+
+/// A node can make up, whole, a tx that spends an aborted flow's input and
+/// report it committed under the settle depth (the hash it is checked
+/// against is its own to compute). Taken at its word, the abort settled:
+/// the funding tx and the peer's commitment signature were dropped and the
+/// watch ended, so a signed copy of the funding tx the peer still holds
+/// could confirm later with nothing watching and no way to close alone.
+/// Under CKB's default lock the spender must carry the wallet's signature.
+#[test]
+fn attack_a_made_up_spender_unsigned_by_the_wallet_settles_nothing() {
+    let (mut world, channel_id, _) = handed_out_and_signed();
+    world.advance(TIMEOUT_MS + GRACE_MS + 1);
+    world.run();
+    let input = world.initiator().record(&channel_id).unwrap().own_cells[0]
+        .out_point
+        .clone();
+    lie_about_the_spender(&mut world, channel_id, &input, made_up_spender(&input));
+    let settled = world
+        .events
+        .iter()
+        .any(|(node, event)| *node == INITIATOR && matches!(event, Event::AbortSettled { .. }));
+    assert!(!settled, "the abort settled on a spender the wallet never signed");
+    assert!(
+        world.initiator().signed_own_commitment(&channel_id).is_some(),
+        "the peer's commitment signature was dropped"
+    );
+}
+
+/// A node reports `spender` of our `input`, committed and buried under the
+/// settle depth; the world then runs (answering what the node asks next).
+fn lie_about_the_spender(
+    world: &mut World,
+    channel_id: ChannelId,
+    input: &packed::OutPoint,
+    spender: fiber_funding::chain::CheckedTx,
+) {
+    use fiber_funding::chain::TxReport;
+    let settle = world.nodes[INITIATOR].node.config().settle_depth();
+    for _ in 0..settle {
+        world.chain.mine_block();
+    }
+    let tip = world.chain.report(&[0x99; 32]).tip;
+    let answer = fiber_funding::flow::ChainEvent::SpenderOf {
+        channel_id,
+        out_point: input.clone(),
+        spender: Some((
+            spender,
+            TxReport {
+                status: TxStatus::Committed {
+                    block_number: tip.block_number + 1 - settle,
+                },
+                block_epoch: None,
+                tip,
+            },
+        )),
+    };
+    let now = world.now_ms;
+    let actions = world.nodes[INITIATOR].node.chain_event(answer, now);
+    world.execute(INITIATOR, actions);
+    world.run();
 }

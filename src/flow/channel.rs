@@ -79,6 +79,10 @@ pub(crate) struct Channel {
     /// read: if it is what spent the cell (another node took it), the
     /// claim is watched again.
     pub refused_claim: Option<packed::Transaction>,
+    /// The reported spender of an aborted flow's input, buried under the
+    /// settle depth, while its inputs' cells are read to check the wallet
+    /// signed it (CKB's default lock).
+    pub spender_to_verify: Option<packed::Transaction>,
     /// The fee rate of our next claim, doubled at each refusal (a node's
     /// minimum fee rate can rise above the channel's after the commitment
     /// confirmed). Not stored: a reload starts again at the channel's rate.
@@ -212,6 +216,7 @@ impl Channel {
             commitment_cell_spent: false,
             unfunded_conflict_at: None,
             refused_claim: None,
+            spender_to_verify: None,
             claim_fee_rate: None,
             ask_peer_again: false,
         }

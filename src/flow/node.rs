@@ -862,6 +862,9 @@ impl Node {
                     if channel.pending_claim_lookup.is_some() {
                         return channel.on_claimable_cell(step, &out_points, cells);
                     }
+                    if channel.spender_to_verify.is_some() {
+                        return channel.on_spender_inputs(step, &out_points, cells);
+                    }
                     match channel.record.role {
                         Role::Initiator => Initiator(channel).on_resolved_inputs(step, &out_points, cells),
                         #[cfg(feature = "acceptor")]

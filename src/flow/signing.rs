@@ -12,7 +12,7 @@ use super::limits;
 use super::record::AbortWatch;
 use super::state::CloseFlags;
 use super::{Action, ChainQuery, Event};
-use crate::chain::{CheckedTx, TxReport, TxStatus};
+use crate::chain::{CheckedTx, ResolvedCell, TxReport, TxStatus};
 use crate::crypto::musig;
 use crate::primitives::{Hash256, PubNonceBytes};
 use crate::tx::default_lock;
@@ -387,14 +387,7 @@ impl Channel {
             // The watch ended while the question was out: nothing to settle.
             return Ok(());
         }
-        let ours = self
-            .record
-            .own_cells
-            .iter()
-            .any(|c| c.out_point.as_slice() == out_point.as_slice());
-        if !ours {
-            return Err(Reject("a spender answer for no input of ours".into()));
-        }
+        let lock = self.own_cell_lock(out_point)?;
         let Some((CheckedTx(spender), report)) = spender else {
             return Ok(());
         };
@@ -407,9 +400,118 @@ impl Channel {
         if !report.buried(step.config.settle_depth()) {
             return Ok(());
         }
+        if !default_lock::is_default_lock(&lock) {
+            // Another lock's signature (JoyID's) is left to the chain.
+            self.settle_abort(step);
+            return Ok(());
+        }
+        // The node may have made the whole tx up: under the default lock, it
+        // settles only once the wallet's signature of it verifies, which
+        // needs the lock of every cell it spends (the signature covers the
+        // lock's whole input group).
+        let inputs = spender.raw().inputs();
+        if inputs.len() > limits::MAX_FUNDING_INPUTS {
+            return Err(Reject(format!(
+                "the reported spender of our input has {} inputs, more than are read to check it",
+                inputs.len()
+            )));
+        }
+        let out_points = inputs.into_iter().map(|input| input.previous_output()).collect();
+        self.spender_to_verify = Some(spender);
+        step.actions.push(Action::QueryChain {
+            channel_id: self.id(),
+            query: ChainQuery::ResolveInputs { out_points },
+        });
+        Ok(())
+    }
+
+    /// The cells the spender to verify spends: the abort settles once the
+    /// wallet's signature of it verifies. Any answer ends the check; the next
+    /// poll asks for the spender again.
+    pub(crate) fn on_spender_inputs(
+        &mut self,
+        step: &mut Step,
+        out_points: &[packed::OutPoint],
+        cells: Vec<Option<ResolvedCell>>,
+    ) -> Result<(), Reject> {
+        let Some(spender) = self.spender_to_verify.take() else {
+            return Err(Reject("no spender is being checked".into()));
+        };
+        if !self.watching_after_abort() {
+            return Ok(());
+        }
+        if let Err(Reject(reason)) = self.verify_spender(&spender, out_points, cells) {
+            step.actions.push(Action::Emit(Event::FundingTxRejected {
+                channel_id: self.id(),
+                reason: format!("a reported spender of our input settles nothing: {reason}"),
+            }));
+            return Ok(());
+        }
+        self.settle_abort(step);
+        Ok(())
+    }
+
+    /// Whether `spender` carries the wallet's signature for its group of
+    /// inputs under our lock, from the cells its inputs spend.
+    fn verify_spender(
+        &self,
+        spender: &packed::Transaction,
+        out_points: &[packed::OutPoint],
+        cells: Vec<Option<ResolvedCell>>,
+    ) -> Result<(), Reject> {
+        let asked: Vec<packed::OutPoint> = spender
+            .raw()
+            .inputs()
+            .into_iter()
+            .map(|i| i.previous_output())
+            .collect();
+        if out_points.len() != asked.len()
+            || cells.len() != asked.len()
+            || out_points.iter().zip(&asked).any(|(a, b)| a.as_slice() != b.as_slice())
+        {
+            return Err(Reject("the chain's answer is not about the spender's inputs".into()));
+        }
+        let cells: Vec<ResolvedCell> = cells
+            .into_iter()
+            .collect::<Option<_>>()
+            .ok_or_else(|| Reject("a cell the spender spends does not exist".into()))?;
+        let ours = self
+            .record
+            .own_cells
+            .iter()
+            .find(|own| asked.iter().any(|a| a.as_slice() == own.out_point.as_slice()))
+            .ok_or_else(|| Reject("the spender spends no input of ours".into()))?;
+        let lock = ours.output.lock();
+        let groups = default_lock::input_groups(spender, |out_point| {
+            asked
+                .iter()
+                .position(|a| a.as_slice() == out_point.as_slice())
+                .map(|index| cells[index].output.clone())
+        })
+        .map_err(|e| Reject(e.to_string()))?;
+        let group = groups
+            .iter()
+            .find(|group| group.lock.as_slice() == lock.as_slice())
+            .ok_or_else(|| Reject("the spender's inputs hold no cell under our lock".into()))?;
+        default_lock::verify_group(spender, &group.input_indices, &lock.args().raw_data())
+            .map_err(|e| Reject(format!("the wallet's signature does not verify: {e}")))
+    }
+
+    /// The lock of our funding input at `out_point`.
+    fn own_cell_lock(&self, out_point: &packed::OutPoint) -> Result<packed::Script, Reject> {
+        self.record
+            .own_cells
+            .iter()
+            .find(|c| c.out_point.as_slice() == out_point.as_slice())
+            .map(|c| c.output.lock())
+            .ok_or_else(|| Reject("a spender answer for no input of ours".into()))
+    }
+
+    /// The abort's input was spent by another tx, buried and (under the
+    /// default lock) signed by the wallet: the funding tx can never confirm.
+    fn settle_abort(&mut self, step: &mut Step) {
         self.record.settle();
         step.actions
             .push(Action::Emit(Event::AbortSettled { channel_id: self.id() }));
-        Ok(())
     }
 }

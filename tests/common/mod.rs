@@ -1300,6 +1300,17 @@ pub fn made_up_spender(out_point: &packed::OutPoint) -> CheckedTx {
     )
 }
 
+/// [`made_up_spender`], signed for the default lock by `key`: a spend the
+/// wallet really made, as a node could report it (true or not).
+pub fn wallet_signed_spender(out_point: &packed::OutPoint, key: &k256::ecdsa::SigningKey) -> CheckedTx {
+    let tx = with_parts(&made_up_spender(out_point).0, |parts| {
+        parts.witnesses = vec![fiber_funding::tx::default_lock::placeholder_witness()
+            .as_bytes()
+            .to_vec()];
+    });
+    CheckedTx(fiber_funding::tx::default_lock::sign_group(&tx, &[0], key).unwrap())
+}
+
 pub fn with_parts(tx: &packed::Transaction, change: impl FnOnce(&mut TxParts)) -> packed::Transaction {
     let mut parts = TxParts::from_tx(tx);
     change(&mut parts);
