@@ -783,12 +783,7 @@ fn a_spender_answer_about_another_cell_wipes_nothing() {
 fn attack_a_made_up_spender_that_is_not_buried_wipes_no_keys() {
     use fiber_funding::chain::{TxReport, TxStatus};
     use fiber_funding::flow::ChainEvent;
-    let (mut world, channel_id, _) = handed_out_and_signed();
-    world.advance(TIMEOUT_MS + GRACE_MS + 1);
-    world.run();
-    let input = world.initiator().record(&channel_id).unwrap().own_cells[0]
-        .out_point
-        .clone();
+    let (mut world, channel_id, input) = aborted_after_the_hand_out();
     let tip = world.chain.report(&[0x99; 32]).tip;
     let confirmations = world.nodes[INITIATOR].node.config().funding_confirmations;
     let not_buried = [
@@ -1831,12 +1826,7 @@ fn an_open_under_the_id_of_a_channel_the_acceptor_has_is_refused() {
 /// Under CKB's default lock the spender must carry the wallet's signature.
 #[test]
 fn attack_a_made_up_spender_unsigned_by_the_wallet_settles_nothing() {
-    let (mut world, channel_id, _) = handed_out_and_signed();
-    world.advance(TIMEOUT_MS + GRACE_MS + 1);
-    world.run();
-    let input = world.initiator().record(&channel_id).unwrap().own_cells[0]
-        .out_point
-        .clone();
+    let (mut world, channel_id, input) = aborted_after_the_hand_out();
     lie_about_the_spender(&mut world, channel_id, &input, made_up_spender(&input));
     let settled = world
         .events
@@ -1847,6 +1837,18 @@ fn attack_a_made_up_spender_unsigned_by_the_wallet_settles_nothing() {
         world.initiator().signed_own_commitment(&channel_id).is_some(),
         "the peer's commitment signature was dropped"
     );
+}
+
+/// Handed out and signed, then past the deadline: the flow aborted and its
+/// inputs watched; with the first of the user's inputs.
+fn aborted_after_the_hand_out() -> (World, ChannelId, packed::OutPoint) {
+    let (mut world, channel_id, _) = handed_out_and_signed();
+    world.advance(TIMEOUT_MS + GRACE_MS + 1);
+    world.run();
+    let input = world.initiator().record(&channel_id).unwrap().own_cells[0]
+        .out_point
+        .clone();
+    (world, channel_id, input)
 }
 
 /// A node reports `spender` of our `input`, committed and buried under the
