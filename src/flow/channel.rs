@@ -82,7 +82,7 @@ pub(crate) struct Channel {
     /// The reported spender of an aborted flow's input, buried under the
     /// settle depth, while its inputs' cells are read to check the wallet
     /// signed it (CKB's default lock).
-    pub spender_to_verify: Option<packed::Transaction>,
+    pub spender_to_verify: Option<PendingCheck>,
     /// The fee rate of our next claim, doubled at each refusal (a node's
     /// minimum fee rate can rise above the channel's after the commitment
     /// confirmed). Not stored: a reload starts again at the channel's rate.

@@ -6,7 +6,7 @@
 use ckb_types::packed;
 use ckb_types::prelude::*;
 
-use super::channel::{Channel, Initiator, Reject, Step};
+use super::channel::{Channel, Initiator, PendingCheck, Reject, Step};
 use super::error::FlowError;
 use super::limits;
 use super::record::AbortWatch;
@@ -416,12 +416,14 @@ impl Channel {
                 inputs.len()
             )));
         }
-        let out_points = inputs.into_iter().map(|input| input.previous_output()).collect();
-        self.spender_to_verify = Some(spender);
+        let check = PendingCheck::new(spender, []);
         step.actions.push(Action::QueryChain {
             channel_id: self.id(),
-            query: ChainQuery::ResolveInputs { out_points },
+            query: ChainQuery::ResolveInputs {
+                out_points: check.out_points.clone(),
+            },
         });
+        self.spender_to_verify = Some(check);
         Ok(())
     }
 
@@ -434,13 +436,18 @@ impl Channel {
         out_points: &[packed::OutPoint],
         cells: Vec<Option<ResolvedCell>>,
     ) -> Result<(), Reject> {
-        let Some(spender) = self.spender_to_verify.take() else {
+        let Some(check) = self.spender_to_verify.take() else {
             return Err(Reject("no spender is being checked".into()));
         };
         if !self.watching_after_abort() {
             return Ok(());
         }
-        if let Err(Reject(reason)) = self.verify_spender(&spender, out_points, cells) {
+        let verified = if check.answered_by(out_points, cells.len()) {
+            self.verify_spender(&check, cells)
+        } else {
+            Err(Reject("the chain's answer is not about the spender's inputs".into()))
+        };
+        if let Err(Reject(reason)) = verified {
             step.actions.push(Action::Emit(Event::FundingTxRejected {
                 channel_id: self.id(),
                 reason: format!("a reported spender of our input settles nothing: {reason}"),
@@ -453,24 +460,8 @@ impl Channel {
 
     /// Whether `spender` carries the wallet's signature for its group of
     /// inputs under our lock, from the cells its inputs spend.
-    fn verify_spender(
-        &self,
-        spender: &packed::Transaction,
-        out_points: &[packed::OutPoint],
-        cells: Vec<Option<ResolvedCell>>,
-    ) -> Result<(), Reject> {
-        let asked: Vec<packed::OutPoint> = spender
-            .raw()
-            .inputs()
-            .into_iter()
-            .map(|i| i.previous_output())
-            .collect();
-        if out_points.len() != asked.len()
-            || cells.len() != asked.len()
-            || out_points.iter().zip(&asked).any(|(a, b)| a.as_slice() != b.as_slice())
-        {
-            return Err(Reject("the chain's answer is not about the spender's inputs".into()));
-        }
+    fn verify_spender(&self, check: &PendingCheck, cells: Vec<Option<ResolvedCell>>) -> Result<(), Reject> {
+        let (spender, asked) = (&check.tx, &check.out_points);
         let cells: Vec<ResolvedCell> = cells
             .into_iter()
             .collect::<Option<_>>()
