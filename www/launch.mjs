@@ -173,8 +173,8 @@ export async function launch({
     ...(chain === "ckb" ? ["--min-free-cells", "10"] : []),
   ];
   const counterparty = { process: null, nodeId: null, lines: [] };
-  async function startCounterparty() {
-    const { child, started, lines } = start(join(BIN, "fiber-counterparty"), counterpartyArgs, {
+  async function startCounterparty(extraArgs = []) {
+    const { child, started, lines } = start(join(BIN, "fiber-counterparty"), [...counterpartyArgs, ...extraArgs], {
       name: "counterparty",
       ready: (line) => line.match(/^node_id=(0x[0-9a-f]+)/)?.[1],
       log,
@@ -253,7 +253,8 @@ export async function launch({
       /** Freezes it (SIGSTOP): connected but silent, mid-handshake. */
       pause: () => counterparty.process.kill("SIGSTOP"),
       resume: () => counterparty.process.kill("SIGCONT"),
-      restart: startCounterparty,
+      /** Starts it again on the same data; `extraArgs` (e.g. `--misbehave …`) for this run only. */
+      restart: (extraArgs) => startCounterparty(extraArgs),
     },
     /** Rewrites the wallet's config.json (e.g. a shorter timeout) for pages loaded from now on. */
     walletConfig,

@@ -25,14 +25,17 @@ use super::redb_store::RedbStore;
 use super::ws_connection::ConnectionTimings;
 use super::ws_server::WsServer;
 use crate::api::options::contracts_for_chain;
+use crate::chain::client::{ChainClient, ChainResult};
 use crate::chain::rpc::RpcChainClient;
+use crate::chain::{LiveCell, ResolvedCell, TxReport};
 use crate::crypto::keys::NodeSecret;
 use crate::flow::config::{DEFAULT_ACCEPTOR_GRACE_MS, DEFAULT_FUNDING_CONFIRMATIONS, DEFAULT_SETTLE_CONFIRMATIONS};
 use crate::flow::{AcceptorConfig, Event, NodeConfig};
-use crate::primitives::{decode_hex, Hash256};
-use crate::runtime::{inbox, start, DriverEvent, DriverHandle, DriverParts, DriverSettings};
+use crate::primitives::{decode_hex, Hash256, NodeId};
+use crate::runtime::{inbox, start, DriverEvent, DriverHandle, DriverParts, DriverSettings, PeerLink};
 use crate::tx::default_lock;
 use crate::tx::script::ScriptTemplate;
+use crate::wire::FiberMessage;
 
 /// The exit code for a configuration or start-up failure.
 pub const EXIT_BAD_CONFIG: i32 = 2;
@@ -159,6 +162,12 @@ pub const FLAGS: &[Flag] = &[
         help: "how often funding txs are looked up [default: 1000]",
     },
     Flag {
+        name: "--misbehave",
+        env: "FIBER_COUNTERPARTY_MISBEHAVE",
+        value: "HOW",
+        help: "play a hostile counterparty, for tests only: withhold-funding never sends its tx_signatures nor broadcasts any tx, so a browser whose witnesses went first is left with a funding tx only a cancel tx ends [default: off]",
+    },
+    Flag {
         name: "--log",
         env: "FIBER_COUNTERPARTY_LOG",
         value: "LEVEL",
@@ -202,6 +211,19 @@ pub struct CounterpartyConfig {
     pub force_close_after_seconds: Option<u64>,
     /// `None`: `RUST_LOG`, else info.
     pub log: Option<log::LevelFilter>,
+    /// `None`: an honest counterparty.
+    pub misbehave: Option<Misbehaviour>,
+}
+
+/// How a counterparty started with `--misbehave` cheats, so the end-to-end
+/// tests can meet a hostile peer over the real link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Never sends `tx_signatures` and never broadcasts a tx: a browser that
+    /// sent its witnesses first holds a funding tx it cannot complete, which
+    /// this counterparty could still complete later; only a cancel tx gets
+    /// the browser's cells back.
+    WithholdFunding,
 }
 
 impl std::fmt::Debug for CounterpartyConfig {
@@ -223,6 +245,7 @@ impl std::fmt::Debug for CounterpartyConfig {
             .field("poll_interval_ms", &self.poll_interval_ms)
             .field("force_close_after_seconds", &self.force_close_after_seconds)
             .field("log", &self.log)
+            .field("misbehave", &self.misbehave)
             .finish()
     }
 }
@@ -379,6 +402,12 @@ impl CounterpartyConfig {
                     _ => Err(StartError(format!(
                         "{source} must be error, warn, info or debug, got {text:?}"
                     ))),
+                })
+                .transpose()?,
+            misbehave: lookup("--misbehave")
+                .map(|(text, source)| match text.as_str() {
+                    "withhold-funding" => Ok(Misbehaviour::WithholdFunding),
+                    _ => Err(StartError(format!("{source} must be withhold-funding, got {text:?}"))),
                 })
                 .transpose()?,
         };
@@ -599,12 +628,26 @@ pub async fn start_counterparty(config: &CounterpartyConfig) -> Result<Running, 
     .await
     .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
     let listening = server.local_addr();
+    let chain: Rc<dyn ChainClient> = Rc::new(client);
+    let (link, chain): (Rc<dyn PeerLink>, Rc<dyn ChainClient>) = match config.misbehave {
+        None => (server.clone(), chain),
+        Some(how) => {
+            log::warn!("misbehaving on purpose ({how:?}): for tests only");
+            (
+                Rc::new(MisbehavingLink {
+                    inner: server.clone(),
+                    how,
+                }),
+                Rc::new(MisbehavingChain { inner: chain, how }),
+            )
+        }
+    };
     let parts = DriverParts {
         config: node_config,
         entropy: Box::new(OsEntropy),
         store,
-        link: server.clone(),
-        chain: Rc::new(client),
+        link,
+        chain,
         platform: Rc::new(TokioPlatform),
         settings: DriverSettings {
             poll_interval_ms: config.poll_interval_ms,
@@ -624,6 +667,69 @@ pub async fn start_counterparty(config: &CounterpartyConfig) -> Result<Running, 
         listening,
         server,
     })
+}
+
+/// The link of a counterparty started with `--misbehave`: drops what the
+/// misbehaviour keeps back, sends the rest.
+struct MisbehavingLink {
+    inner: Rc<WsServer>,
+    how: Misbehaviour,
+}
+
+impl PeerLink for MisbehavingLink {
+    fn send(&self, peer: &NodeId, message: &FiberMessage) {
+        match (self.how, message) {
+            (Misbehaviour::WithholdFunding, FiberMessage::TxSignatures(_)) => {
+                log::warn!("withholding tx_signatures of channel {}", message.channel_id());
+            }
+            _ => self.inner.send(peer, message),
+        }
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
+}
+
+/// The chain of a counterparty started with `--misbehave`: reads pass
+/// through, and a tx it would broadcast is kept back while it says "sent".
+struct MisbehavingChain {
+    inner: Rc<dyn ChainClient>,
+    how: Misbehaviour,
+}
+
+impl ChainClient for MisbehavingChain {
+    fn live_cells(&self, lock: packed::Script) -> ChainResult<Vec<LiveCell>> {
+        self.inner.live_cells(lock)
+    }
+    fn resolve_out_points(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<Option<ResolvedCell>>> {
+        self.inner.resolve_out_points(out_points)
+    }
+    fn cells_with_type(&self, type_script: packed::Script, limit: u32) -> ChainResult<Vec<LiveCell>> {
+        self.inner.cells_with_type(type_script, limit)
+    }
+    fn cells_live(&self, out_points: Vec<packed::OutPoint>) -> ChainResult<Vec<bool>> {
+        self.inner.cells_live(out_points)
+    }
+    fn transaction_status(&self, tx_hash: Hash256) -> ChainResult<TxReport> {
+        self.inner.transaction_status(tx_hash)
+    }
+    fn send_transaction(&self, tx: packed::Transaction) -> ChainResult<Hash256> {
+        match self.how {
+            Misbehaviour::WithholdFunding => {
+                let hash = Hash256(crate::tx::parts::tx_hash(&tx));
+                log::warn!("withholding tx {hash}");
+                Box::pin(async move { Ok(hash) })
+            }
+        }
+    }
+    fn spender(
+        &self,
+        out_point: packed::OutPoint,
+        lock: packed::Script,
+    ) -> ChainResult<Option<(packed::Transaction, TxReport)>> {
+        self.inner.spender(out_point, lock)
+    }
 }
 
 /// Runs until SIGTERM or SIGINT, then closes cleanly. Prints the start-up
@@ -870,6 +976,23 @@ mod tests {
         assert!(error.0.contains("needs a value"), "{error}");
         let error = parse(&["--data-dir", "d", "--wallet-key", KEY, "--confirmations", "0"], &[]).unwrap_err();
         assert!(error.0.contains("--confirmations"), "{error}");
+    }
+
+    #[test]
+    fn misbehaving_is_off_unless_named_and_an_unknown_kind_is_refused() {
+        let honest = parse(&["--data-dir", "d", "--wallet-key", KEY], &[]).unwrap();
+        assert_eq!(honest.misbehave, None);
+        let hostile = parse(
+            &["--data-dir", "d", "--wallet-key", KEY],
+            &[("FIBER_COUNTERPARTY_MISBEHAVE", "withhold-funding")],
+        )
+        .unwrap();
+        assert_eq!(hostile.misbehave, Some(Misbehaviour::WithholdFunding));
+        let error = parse(&["--data-dir", "d", "--wallet-key", KEY, "--misbehave", "lie"], &[]).unwrap_err();
+        assert!(
+            error.0.contains("--misbehave") && error.0.contains("\"lie\""),
+            "{error}"
+        );
     }
 
     #[test]
