@@ -5,7 +5,8 @@
 // each step, and each flow must still end in ChannelReady with the funding tx
 // committed and the recovery record gone. Then the way out: a cooperative
 // and a unilateral close, each also through a reload and a counterparty
-// kill, must give the wallet its money back on chain, less fees.
+// kill, must give the wallet its money back on chain, less fees; and so must
+// "Cancel funding" against a counterparty that keeps the funding to itself.
 //
 // E2E_CHAIN=ckb runs against a real CKB dev node (scripts/test-real-chain);
 // the default is the simulated chain served over the same JSON-RPC.
@@ -146,11 +147,16 @@ async function assertOpened(page, channelId) {
   assert.equal(await page.locator(`${testid("pending-item")}[data-channel-id="${channelId}"]`).count(), 0);
 }
 
-/** Signs at the stand-in JoyID, comes back, and checks the channel opened. */
-async function signAndOpen(page, channelId) {
+/** Signs at the stand-in JoyID and comes back: the signed tx is with the module. */
+async function signAndSubmit(page, channelId) {
   await goToSigner(page, channelId);
   await approve(page);
   await submitted(page);
+}
+
+/** Signs at the stand-in JoyID, comes back, and checks the channel opened. */
+async function signAndOpen(page, channelId) {
+  await signAndSubmit(page, channelId);
   await assertOpened(page, channelId);
 }
 
@@ -593,6 +599,82 @@ test("a tampered signed tx is refused with the error shown; the genuine one is t
     assert.match(await error.textContent(), /outputs\[\d+\]\.capacity/);
     await page.screenshot({ path: `${SCREENSHOTS}/wallet-tampered.png`, fullPage: true });
     await signAndOpen(page, channelId);
+  });
+});
+
+describe("Cancel funding: the way out of a flow the counterparty leaves hanging after the wallet signed", () => {
+  /** Waits for the channel's row in `state` with `flag` among its flags. */
+  async function waitForFlag(page, channelId, state, flag, timeout = 30_000) {
+    await page
+      .locator(`${testid("channel-row")}[data-channel-id="${channelId}"][data-state="${state}"][data-flags~="${flag}"]`)
+      .waitFor({ timeout });
+  }
+
+  /** What the user asked for, said as such: no error shown. */
+  async function saysCancelled(page) {
+    await page.locator(testid("status"), { hasText: "cancelled" }).waitFor({ timeout: 30_000 });
+    assert.equal(await page.locator(testid("error")).isVisible(), false, await page.locator(testid("error")).textContent());
+  }
+
+  /** Clicks the flow's Cancel funding and accepts the confirmation. */
+  async function clickCancel(page, channelId) {
+    const cancel = page.locator(`${testid("cancel-button")}[data-channel-id="${channelId}"]`);
+    await cancel.waitFor({ timeout: 30_000 });
+    page.once("dialog", (dialog) => void dialog.accept());
+    await cancel.click();
+  }
+
+  test("it went silent before the wallet's signature reached it: the flow ends without a tx", async () => {
+    await withBrowser(async (context) => {
+      const page = await openWallet(await context.newPage());
+      const channelId = await openChannel(page);
+      await goToSigner(page, channelId);
+      env.counterparty.pause(); // connected, but it will not answer
+      try {
+        await approve(page);
+        await submitted(page);
+        await waitForState(page, channelId, ["SigningCommitment", "AwaitingTxSignatures"]);
+        await clickCancel(page, channelId);
+        await waitForFlag(page, channelId, "Closed", "ABANDONED");
+        await saysCancelled(page);
+        assert.ok(page.url().startsWith(env.walletUrl), "no tx to sign: the page never left for the signer");
+      } finally {
+        env.counterparty.resume();
+      }
+      // The cells are free again: a new open takes them.
+      await signAndOpen(page, await openChannel(page));
+    });
+  });
+
+  test("it keeps its own signatures back after the wallet's went out: a signed cancel tx takes the cells back", async () => {
+    // Adding more than the wallet puts the counterparty second to sign (Fiber's
+    // rule: the smaller contribution signs first), so it holds the wallet's
+    // witnesses while it withholds its own and the funding tx.
+    await env.counterparty.kill();
+    await env.counterparty.restart(["--misbehave", "withhold-funding", "--auto-accept-amount", String(1_500n * 100_000_000n)]);
+    try {
+      await withBrowser(async (context) => {
+        const page = await openWallet(await context.newPage());
+        const before = await walletBalance();
+        const channelId = await openChannel(page);
+        await signAndSubmit(page, channelId);
+        await waitForFlag(page, channelId, "AwaitingTxSignatures", "OUR_TX_SIGNATURES_SENT");
+        await clickCancel(page, channelId);
+        await page.waitForURL((url) => url.href.startsWith(env.signerUrl), { timeout: 30_000 });
+        await approve(page);
+        await submitted(page);
+        await page.locator(`${testid("status")}[data-cancel="sent"]`).waitFor({ timeout: 30_000 });
+        await waitForFlag(page, channelId, "Closed", "FUNDING_ABORTED", READY_TIMEOUT);
+        await saysCancelled(page);
+        await page.screenshot({ path: `${SCREENSHOTS}/wallet-cancelled.png`, fullPage: true });
+        assert.equal(await page.locator(`${testid("pending-item")}[data-channel-id="${channelId}"]`).count(), 0);
+        // Every input of the funding tx is back, less the cancel tx's fee.
+        await assertMoneyBack(before);
+      });
+    } finally {
+      await env.counterparty.kill();
+      await env.counterparty.restart();
+    }
   });
 });
 

@@ -20,8 +20,12 @@ const PENDING_KEY = "fiber-demo-wallet:joyid-request";
 export interface SentRequest {
   state: string;
   channelId: string;
+  /** What the signed tx is for: the channel's funding, or the cancel tx that takes its cells back. */
+  purpose: SigningPurpose;
   sentAtMs: number;
 }
+
+export type SigningPurpose = "funding" | "cancel";
 
 /** What the URL says after JoyID sent the user back. */
 export type Redirect =
@@ -105,6 +109,7 @@ export function returnUrl(): string {
 export function buildSigningUrl(options: {
   signerUrl: string;
   channelId: string;
+  purpose: SigningPurpose;
   tx: Transaction;
   signerAddress: string;
   witnessIndexes: number[];
@@ -120,15 +125,18 @@ export function buildSigningUrl(options: {
     state,
   };
   const url = buildJoyIDURL(request, "redirect", SIGN_PATH);
-  const sent: SentRequest = { state, channelId: options.channelId, sentAtMs: Date.now() };
+  const sent: SentRequest = { state, channelId: options.channelId, purpose: options.purpose, sentAtMs: Date.now() };
   sessionStorage.setItem(PENDING_KEY, JSON.stringify(sent));
   return url;
 }
 
 export function sentRequest(): SentRequest | null {
   try {
-    const value = JSON.parse(sessionStorage.getItem(PENDING_KEY) ?? "null") as SentRequest | null;
-    return value && typeof value.state === "string" && typeof value.channelId === "string" ? value : null;
+    const value = JSON.parse(sessionStorage.getItem(PENDING_KEY) ?? "null") as Partial<SentRequest> | null;
+    if (!value || typeof value.state !== "string" || typeof value.channelId !== "string") return null;
+    // A request sent by an earlier version of this page had no purpose: it was a funding.
+    const purpose: SigningPurpose = value.purpose === "cancel" ? "cancel" : "funding";
+    return { state: value.state, channelId: value.channelId, purpose, sentAtMs: value.sentAtMs ?? 0 };
   } catch {
     return null;
   }

@@ -10,6 +10,7 @@ import init, {
   type FundingNodeOptions,
   type PendingFunding,
   type Script,
+  type Transaction,
 } from "fiber-funding";
 import { WorkerFundingNode } from "fiber-funding/worker";
 import { Address } from "@ckb-ccc/core";
@@ -22,6 +23,7 @@ import {
   stripRedirectParams,
   walletInputIndexes,
   type Redirect,
+  type SigningPurpose,
 } from "./joyid";
 import {
   describeClose,
@@ -466,6 +468,22 @@ function renderPending(): void {
         abandon.addEventListener("click", () => void abandonChannel(flow.channel_id));
         actions.append(sign, abandon);
         item.append(actions);
+      } else if (mode === "owner" && mayBeCancelled(flow)) {
+        // Past the point of abandoning: the way back out is a tx that
+        // spends the flow's inputs back to this wallet.
+        const actions = document.createElement("span");
+        actions.className = "actions";
+        const cancel = document.createElement("button");
+        cancel.type = "button";
+        cancel.className = "secondary";
+        cancel.textContent = "Cancel funding";
+        cancel.title = "Sign a transaction that returns this funding's cells to your wallet, so the channel can never be funded";
+        cancel.dataset.testid = "cancel-button";
+        cancel.dataset.channelId = flow.channel_id;
+        cancel.setAttribute("aria-label", `Cancel the funding of channel ${short(flow.channel_id)}`);
+        cancel.addEventListener("click", () => void startCancel(flow.channel_id, cancel));
+        actions.append(cancel);
+        item.append(actions);
       }
       return item;
     }),
@@ -559,6 +577,12 @@ function showProgress(channelId: string, state: string, flags: readonly string[]
     default:
       text = `${name}: ${what}.`;
   }
+  // A funding the user cancelled ending is what they asked for, not a failure.
+  if (state === "Closed" && cancelledByUser().includes(channelId)) {
+    setStatus(`${name}: cancelled, its cells are back in this wallet.`, channelId, state);
+    clearError("funding");
+    return;
+  }
   setStatus(text, channelId, state);
   // A close before funding is a failure to show; a close after it is the user's money coming back.
   if (state === "Closed" && (flags.includes("FUNDING_ABORTED") || flags.includes("ABANDONED"))) {
@@ -630,6 +654,14 @@ function onEvent(event: FundingEvent): void {
       scheduleRefresh();
       break;
     }
+    case "cancel_tx_rejected":
+      showError(
+        `The CKB node refused the cancel transaction: ${event.reason}. The funding transaction got there first, so the channel is being funded instead.`,
+        "CANCEL_TX_REJECTED",
+        "funding",
+      );
+      log(`Cancel transaction of ${short(event.channel_id)} refused: ${event.reason}`, event.channel_id);
+      break;
     case "close_tx_rejected":
       log(`A closing transaction of ${short(event.channel_id)} was refused by the CKB node (it is sent again): ${event.reason}`);
       break;
@@ -714,26 +746,88 @@ async function startSigning(channelId: string, button: HTMLButtonElement): Promi
       await refresh();
       return;
     }
-    // The wallet's input positions: from its live cells when the indexer answers.
-    let outPoints = walletOutPoints;
+    await sendToSigner(channelId, flow.unsigned_funding_tx, "funding", flow.state);
+  } catch (error) {
+    reportError(error);
+    button.disabled = false;
+  }
+}
+
+/** The full-page redirect to JoyID to sign `tx`, remembered for the way back. */
+async function sendToSigner(channelId: string, tx: Transaction, purpose: SigningPurpose, state: string | null): Promise<void> {
+  // The wallet's input positions: from its live cells when the indexer answers.
+  let outPoints = walletOutPoints;
+  try {
+    const cells = await liveCells(config.ckbRpcUrl, config.wallet.lockScript);
+    outPoints = new Set(cells.map((c) => outPointKey(c.out_point)));
+  } catch {
+    // The tx's own layout decides (see walletInputIndexes).
+  }
+  const witnessIndexes = walletInputIndexes(tx, outPoints, outPointKey);
+  const url = buildSigningUrl({
+    signerUrl: config.signerUrl,
+    channelId,
+    purpose,
+    tx,
+    signerAddress: config.wallet.address ?? "",
+    witnessIndexes,
+  });
+  activeChannelId = channelId;
+  const what = purpose === "cancel" ? "the cancel transaction" : "the funding transaction";
+  setStatus(`Opening JoyID to sign ${what} of channel ${short(channelId)}…`, channelId, state);
+  log(`Sent to JoyID to sign ${what} of channel ${short(channelId)} (inputs ${witnessIndexes.join(", ")}).`);
+  location.assign(url);
+}
+
+/** sessionStorage key of the channels whose funding the user cancelled (a redirect away and back included). */
+const CANCELLED_KEY = "fiber-demo-wallet:cancelled";
+
+function cancelledByUser(): string[] {
+  try {
+    const ids: unknown = JSON.parse(sessionStorage.getItem(CANCELLED_KEY) ?? "[]");
+    return Array.isArray(ids) ? ids.filter((id): id is string => typeof id === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+function rememberCancelled(channelId: string): void {
+  sessionStorage.setItem(CANCELLED_KEY, JSON.stringify([...cancelledByUser().filter((id) => id !== channelId), channelId].slice(-20)));
+}
+
+/** Whether the flow is past abandoning but not funded: a cancel tx is its way out. */
+function mayBeCancelled(flow: PendingFunding): boolean {
+  return flow.signed_submitted && flow.state !== "ChannelReady" && flow.state !== "Closed";
+}
+
+/**
+ * "Cancel funding": where the module still can, it ends the flow without a
+ * tx (the counterparty never got the wallet's signature); past that point it
+ * builds the tx that spends the flow's inputs back to this wallet, which
+ * goes to JoyID to be signed. The module refuses both (NOT_CANCELLABLE) once
+ * the funding tx is confirmed.
+ */
+async function startCancel(channelId: string, button: HTMLButtonElement): Promise<void> {
+  if (!node) return;
+  const question =
+    `Cancel the funding of channel ${short(channelId)}? If your signature has not reached the counterparty, the channel just ends. ` +
+    `Otherwise you sign a transaction that returns its cells to this wallet, less a small fee; once it confirms, the channel can never be funded ` +
+    `(should the funding transaction confirm first, the channel opens instead).`;
+  if (!confirm(question)) return;
+  button.disabled = true;
+  rememberCancelled(channelId);
+  try {
     try {
-      const cells = await liveCells(config.ckbRpcUrl, config.wallet.lockScript);
-      outPoints = new Set(cells.map((c) => outPointKey(c.out_point)));
-    } catch {
-      // The funding tx's own layout decides (see walletInputIndexes).
+      await node.abandonChannel(channelId);
+      log(`Channel ${short(channelId)} cancelled: your signature never reached the counterparty, so no transaction was needed.`, channelId);
+      setStatus(`Channel ${short(channelId)} cancelled; its cells are free again.`, channelId, "Closed");
+      await refresh();
+      return;
+    } catch (error) {
+      if (codeOf(error) !== "TOO_LATE_TO_ABANDON") throw error;
     }
-    const witnessIndexes = walletInputIndexes(flow.unsigned_funding_tx, outPoints, outPointKey);
-    const url = buildSigningUrl({
-      signerUrl: config.signerUrl,
-      channelId,
-      tx: flow.unsigned_funding_tx,
-      signerAddress: config.wallet.address ?? "",
-      witnessIndexes,
-    });
-    activeChannelId = channelId;
-    setStatus(`Opening JoyID to sign the funding transaction of channel ${short(channelId)}…`, channelId, flow.state);
-    log(`Sent to JoyID to sign channel ${short(channelId)} (inputs ${witnessIndexes.join(", ")}).`);
-    location.assign(url);
+    const { unsigned_cancel_tx } = await node.cancelFundingTx({ channel_id: channelId });
+    await sendToSigner(channelId, unsigned_cancel_tx, "cancel", null);
   } catch (error) {
     reportError(error);
     button.disabled = false;
@@ -784,6 +878,10 @@ async function submitSigned(redirect: Extract<Redirect, { kind: "signed" }>): Pr
     return;
   }
   activeChannelId = sent.channelId;
+  if (sent.purpose === "cancel") {
+    await submitSignedCancel(sent.channelId, redirect);
+    return;
+  }
   setStatus(`Submitting the signed funding transaction of channel ${short(sent.channelId)}…`, sent.channelId);
   try {
     const result = await node.submitSignedFundingTx({
@@ -815,6 +913,33 @@ async function submitSigned(redirect: Extract<Redirect, { kind: "signed" }>): Pr
     setStatus(`The signed funding transaction of channel ${short(sent.channelId)} was not accepted.`, sent.channelId);
     const code = codeOf(error);
     // A refused signature can be retried from the flow's button; keep nothing that could be replayed.
+    if (code !== "STORAGE_UNAVAILABLE" && code !== "NODE_CLOSED") forgetSentRequest();
+  } finally {
+    stripRedirectParams();
+    await refresh();
+  }
+}
+
+/** Back from JoyID with the signed cancel tx: the module checks and sends it. */
+async function submitSignedCancel(channelId: string, redirect: Extract<Redirect, { kind: "signed" }>): Promise<void> {
+  if (!node) return;
+  setStatus(`Sending the signed cancel transaction of channel ${short(channelId)}…`, channelId);
+  try {
+    const result = await node.submitSignedCancelTx({
+      channel_id: channelId,
+      signed_cancel_tx: redirect.tx as unknown as Record<string, unknown>,
+    });
+    forgetSentRequest();
+    ui.status.dataset.cancel = "sent";
+    log(`Cancel transaction ${short(result.cancel_tx_hash)} sent for channel ${short(channelId)}.`, channelId);
+    setStatus(
+      `Cancel transaction sent (${short(result.cancel_tx_hash)}): the channel ends once it confirms, and its cells are back in this wallet.`,
+      channelId,
+    );
+  } catch (error) {
+    reportError(error);
+    setStatus(`The signed cancel transaction of channel ${short(channelId)} was not sent.`, channelId);
+    const code = codeOf(error);
     if (code !== "STORAGE_UNAVAILABLE" && code !== "NODE_CLOSED") forgetSentRequest();
   } finally {
     stripRedirectParams();
@@ -854,7 +979,8 @@ function handleUnsignedRedirect(redirect: Exclude<Redirect, { kind: "signed" }>)
  */
 async function forwardSigned(redirect: Extract<Redirect, { kind: "signed" }>): Promise<boolean> {
   const sent = sentRequest();
-  if (!sent || sent.state !== redirect.state) return false;
+  // A cancel tx is sent by this tab once it runs the wallet (no owner call takes one).
+  if (!sent || sent.state !== redirect.state || sent.purpose !== "funding") return false;
   setStatus(`Handing the signed funding transaction of channel ${short(sent.channelId)} to the tab that runs the wallet…`, sent.channelId);
   try {
     const result = await FundingNode.submitToOwner(undefined, {

@@ -135,7 +135,11 @@ export function describeError(code: string | undefined, message: string): { text
     case "NOT_CLOSABLE":
       return { topic: "funding", text: `The channel cannot be closed that way now: ${message}` };
     case "TOO_LATE_TO_ABANDON":
-      return { topic: "funding", text: `Too late to abandon: ${message}` };
+      return { topic: "funding", text: `Too late to abandon: ${message}. "Cancel funding" takes its cells back instead.` };
+    case "NOT_CANCELLABLE":
+      return { topic: "funding", text: `This funding cannot be cancelled now: ${message}` };
+    case "CANCEL_TX_INVALID":
+      return { topic: "signature", text: `The signed cancel transaction was refused: ${message}. Nothing was sent; you can cancel again.` };
     case "OPEN_IN_ANOTHER_TAB":
       return { topic: "tab", text: "This wallet is open in another tab." };
     case "STORAGE_FULL":
