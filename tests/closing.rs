@@ -11,7 +11,7 @@ use common::*;
 use fiber_funding::chain::simulated::{ChainRejection, SimulatedChain};
 use fiber_funding::chain::TxStatus;
 use fiber_funding::flow::state::*;
-use fiber_funding::flow::{ChannelState, Event, FlowError};
+use fiber_funding::flow::{Action, ChannelState, Event, FlowError};
 use fiber_funding::primitives::{ChannelId, Hash256};
 use fiber_funding::tx::fee::capacity_of;
 use fiber_funding::wire::FiberMessage;
@@ -1057,20 +1057,67 @@ fn a_channel_opened_without_cell_deps_takes_the_nodes_at_boot_and_can_be_force_c
     world.restart(INITIATOR);
     assert_eq!(terms(&world).funding_lock.cell_deps, moved);
 
-    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    force_close_alone_and_claim(&mut world, &channel_id, &funding);
+}
+
+/// The peer gone, the user force-closes: the commitment and then the claim
+/// commit through the VM, which needs the deps of Fiber's code.
+fn force_close_alone_and_claim(world: &mut World, channel_id: &ChannelId, funding: &Hash256) {
+    let user_script = world.shutdown_script(INITIATOR, channel_id);
     let user_before = world.balance(&user_script);
-    // The peer is gone: the way out must not need it.
     world.nodes[ACCEPTOR].up = false;
-    force_close(&mut world, INITIATOR, &channel_id).unwrap();
+    force_close(world, INITIATOR, channel_id).unwrap();
     world.run();
-    funding_spender(&world, &funding);
+    funding_spender(world, funding);
     world.chain.mine_epochs(1);
     world.run();
     assert_eq!(
-        closed_flags(&world, INITIATOR, &channel_id),
+        closed_flags(world, INITIATOR, channel_id),
         CloseFlags::UNCOOPERATIVE_LOCAL
     );
-    assert_our_share_claimed(&world, &user_script, user_before);
+    assert_our_share_claimed(world, &user_script, user_before);
+}
+
+/// The browser looks Fiber's code up once the node is open, not before
+/// (`src/wasm/published_code.rs`): what it finds reaches every live record
+/// that names no deps, and is stored, so the user's way out without the
+/// peer commits as it does when the deps were there at boot.
+#[test]
+fn deps_found_after_the_boot_reach_a_channel_opened_without_them_and_are_stored() {
+    let mut world = World::new(real_contracts());
+    let config = &mut world.nodes[INITIATOR].config;
+    let (funding_lock, commitment_lock) = (config.funding_lock.clone(), config.commitment_lock.clone());
+    config.funding_lock.cell_deps.clear();
+    config.commitment_lock.cell_deps.clear();
+    world.restart(INITIATOR);
+    world.open(1000).unwrap();
+    world.run();
+    let funding = assert_channel_ready(&world);
+    let channel_id = world.only_channel(INITIATOR).channel_id;
+    let terms = |world: &World| world.initiator().record(&channel_id).unwrap().terms.clone();
+    assert!(terms(&world).funding_lock.cell_deps.is_empty());
+
+    let actions = world.nodes[INITIATOR]
+        .node
+        .published_cell_deps_found(&funding_lock, &commitment_lock);
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Persist { .. })),
+        "the record that took the deps is stored again"
+    );
+    world.execute(INITIATOR, actions);
+    world.run();
+    assert_eq!(terms(&world).funding_lock.cell_deps, funding_lock.cell_deps);
+    assert_eq!(terms(&world).commitment_lock.cell_deps, commitment_lock.cell_deps);
+    // Stored, not only in memory: a boot whose node names none keeps them.
+    world.restart(INITIATOR);
+    assert_eq!(terms(&world).funding_lock.cell_deps, funding_lock.cell_deps);
+    // Found again, the same: nothing to store.
+    let again = world.nodes[INITIATOR]
+        .node
+        .published_cell_deps_found(&funding_lock, &commitment_lock);
+    assert!(again.is_empty(), "{again:?}");
+
+    force_close_alone_and_claim(&mut world, &channel_id, &funding);
 }
 
 /// While our claim is out, a refusal of another of the channel's txs comes

@@ -145,7 +145,8 @@ pub(crate) fn check_open_params(config: &NodeConfig, params: &OpenChannelParams)
                 format!(
                     "required on {network}: without the lock's code cell and ckb-auth no commitment \
                      could be broadcast, so the channel could never be closed without the peer \
-                     (the node looks Fiber's published code up when it starts; it did not find it)"
+                     (the node looks Fiber's published code up once it is open, and again before an \
+                     open or a close while it has not found it; it did not find it)"
                 ),
             ));
         }

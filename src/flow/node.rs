@@ -27,6 +27,7 @@ use crate::chain::LiveCell;
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::tx::fee::capacity_of;
 use crate::tx::funding::{is_plain_capacity_cell, reserved_ckb_amount, FundingError};
+use crate::tx::script::ScriptTemplate;
 use crate::wire::{FiberMessage, OpenChannel, TxAbort};
 
 mod opening;
@@ -203,7 +204,39 @@ impl Node {
         (self.hold_after_persist(actions), errors)
     }
 
-    /// Restores the closed flows' tombstones, which a boot reads after the
+    /// Fiber's published code cells, found after the boot: a boot waiting
+    /// for the lookup would keep every restored flow from the page for as
+    /// long as the CKB node takes to answer, or not at all. The node's locks
+    /// take the deps they name none of, and every live channel's record
+    /// takes them as a boot does ([`ChannelRecord::take_node_cell_deps`]),
+    /// stored again before anything that follows.
+    pub fn published_cell_deps_found(
+        &mut self,
+        funding_lock: &ScriptTemplate,
+        commitment_lock: &ScriptTemplate,
+    ) -> Vec<Action> {
+        for (ours, found) in [
+            (&mut self.config.funding_lock, funding_lock),
+            (&mut self.config.commitment_lock, commitment_lock),
+        ] {
+            if ours.same_code(found) && ours.cell_deps.is_empty() {
+                ours.cell_deps = found.cell_deps.clone();
+            }
+        }
+        let mut taken = Vec::new();
+        for channel in self.channels.values_mut() {
+            if channel.record.take_node_cell_deps(&self.config) {
+                taken.push(channel.record.clone());
+            }
+        }
+        let actions = taken
+            .into_iter()
+            .map(|record| self.persist_action(record, None, Rollback::Keep))
+            .collect();
+        self.hold_after_persist(actions)
+    }
+
+    /// Restores the closed flows' tombstones, which a boot reads after the    /// Restores the closed flows' tombstones, which a boot reads after the
     /// live records so that they never slow it ([`Node::restore`] for the
     /// rest). A channel the node already holds (one that closed since the
     /// boot) keeps its state in memory; its stored copy is not read over it.

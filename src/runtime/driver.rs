@@ -28,6 +28,7 @@ use crate::flow::{
 };
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::store::{LoadedRecords, Store, StoreError};
+use crate::tx::script::ScriptTemplate;
 use crate::wire::FiberMessage;
 
 /// Time and tasks, as the host provides them.
@@ -191,6 +192,13 @@ pub enum Input {
     Poll,
     /// The closed flows' tombstones, read after the boot ([`start`]).
     Tombstones(Result<LoadedRecords, StoreError>),
+    /// Fiber's published code cells, looked up after the boot
+    /// ([`Node::published_cell_deps_found`]): each lock as the lookup
+    /// placed it (without deps where it could not).
+    PublishedCellDeps {
+        funding_lock: ScriptTemplate,
+        commitment_lock: ScriptTemplate,
+    },
 }
 
 pub type InputSender = mpsc::UnboundedSender<Input>;
@@ -473,7 +481,8 @@ impl<S: Store> Driver<S> {
             | Input::WalletCells { .. }
             | Input::Timer { .. }
             | Input::Poll
-            | Input::Tombstones(_) => None,
+            | Input::Tombstones(_)
+            | Input::PublishedCellDeps { .. } => None,
         }
     }
 
@@ -548,6 +557,13 @@ impl<S: Store> Driver<S> {
         let now = self.platform.now_ms();
         match input {
             Input::Tombstones(loaded) => self.restore_tombstones(loaded, now),
+            Input::PublishedCellDeps {
+                funding_lock,
+                commitment_lock,
+            } => {
+                let actions = self.node.published_cell_deps_found(&funding_lock, &commitment_lock);
+                self.run_background(actions);
+            }
             Input::Command(command) => self.command(command).await,
             Input::PeerConnected(peer) => {
                 (self.on_event)(DriverEvent::PeerConnected(peer));

@@ -6,6 +6,7 @@ pub mod forward;
 pub mod idb_store;
 pub mod node;
 pub mod platform;
+pub mod published_code;
 pub mod tab_lock;
 pub mod websocket;
 

@@ -18,9 +18,9 @@ use super::fetch_rpc::FetchTransport;
 use super::forward;
 use super::idb_store::IdbStore;
 use super::platform::{random_32, BrowserEntropy, BrowserPlatform};
+use super::published_code::PublishedCodeLookup;
 use super::tab_lock::{TabBroadcast, TabLock, TabLockError};
 use super::websocket::WebSocketLink;
-use crate::api::deployment::with_published_cell_deps;
 use crate::api::json::{
     cancel_tx_built, cancel_tx_sent, driver_event, opened, parse_cancel_params, parse_channel_id, parse_open_params,
     parse_shutdown_params, parse_submit_cancel_params, parse_submit_params, submitted,
@@ -210,6 +210,9 @@ pub struct FundingNode {
     persistence_granted: Option<bool>,
     /// Found at boot, and added to when the closed flows' records are read.
     unreadable: Rc<RefCell<Vec<UnreadableRecord>>>,
+    /// Fiber's code cells, looked up after the boot; opens and closes wait
+    /// for the lookup (a new one if the last failed).
+    published_code: PublishedCodeLookup,
 }
 
 #[wasm_bindgen]
@@ -281,6 +284,7 @@ impl FundingNode {
         let params = from_js(params, "params")
             .and_then(|v| parse_open_params(&v))
             .map_err(js_error)?;
+        self.published_code.placed().await;
         let (channel_id, unsigned) = self.handle.open_channel(params).await.map_err(js_error)?;
         Ok(to_js(&opened(&channel_id, &unsigned)))
     }
@@ -323,6 +327,7 @@ impl FundingNode {
         let params = from_js(params, "params")
             .and_then(|v| parse_shutdown_params(&v))
             .map_err(js_error)?;
+        self.published_code.placed().await;
         let result = if params.force {
             self.handle.force_close_channel(params.channel_id).await
         } else {
@@ -340,6 +345,7 @@ impl FundingNode {
         #[wasm_bindgen(unchecked_param_type = "string")] channel_id: JsValue,
     ) -> Result<(), JsValue> {
         let id = channel_id_param(&channel_id)?;
+        self.published_code.placed().await;
         self.handle.force_close_channel(id).await.map_err(js_error)
     }
 
@@ -514,19 +520,11 @@ impl FundingNode {
             options.funding_lock.clone(),
             options.commitment_lock.clone(),
         )?;
-        // On testnet and mainnet, where Fiber's code cells are now. A boot
-        // goes on without them (its flows must restore); an open is then
-        // refused by name.
-        let (funding_lock, commitment_lock, unplaced) =
-            with_published_cell_deps(&*adapters.chain, &chain_hash, funding_lock, commitment_lock).await;
-        for reason in unplaced {
-            web_sys::console::warn_1(&reason.into());
-        }
         let config = NodeConfig {
             node_secret: secret.clone(),
             chain_hash,
-            funding_lock,
-            commitment_lock,
+            funding_lock: funding_lock.clone(),
+            commitment_lock: commitment_lock.clone(),
             external_funding_timeout_ms: options
                 .external_funding_timeout_ms
                 .unwrap_or(DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS),
@@ -552,6 +550,15 @@ impl FundingNode {
         let unreadable = Rc::new(RefCell::new(Vec::new()));
         let (sender, receiver) = inbox();
         let link = (adapters.link)(sender.clone(), secret.clone(), options.peer_pubkey);
+        // On testnet and mainnet, where Fiber's code cells are now: looked up
+        // once the flows are restored, and awaited by what needs them.
+        let published_code = PublishedCodeLookup::new(
+            adapters.chain.clone(),
+            chain_hash,
+            funding_lock,
+            commitment_lock,
+            sender.clone(),
+        );
         let parts = DriverParts {
             config,
             entropy: Box::new(BrowserEntropy),
@@ -563,6 +570,7 @@ impl FundingNode {
             on_event: Box::new(event_sink(listeners.clone(), broadcast.clone(), unreadable.clone())),
         };
         let (handle, at_boot) = start(parts, sender, receiver).await?;
+        published_code.start();
         forward::serve(&requests, handle.clone());
         // Those found at boot first, whenever the later ones come.
         unreadable
@@ -578,6 +586,7 @@ impl FundingNode {
             listeners,
             node_id: secret.node_id(),
             unreadable,
+            published_code,
         })
     }
 }

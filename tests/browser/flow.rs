@@ -38,6 +38,8 @@ fn theirs(value: &fiber_funding::json::Value) -> Value {
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
+#[path = "../common/chain_double.rs"]
+mod chain_double;
 #[path = "../common/two_nodes.rs"]
 mod two_nodes;
 use two_nodes::{fund_wallets, node_config, CHAIN_HASH, CKB, COMMITMENT_LOCK_CODE_HASH, FUNDING_LOCK_CODE_HASH};
@@ -285,6 +287,86 @@ async fn open_drop_every_rust_object_reopen_and_submit_ends_in_channel_ready() {
     let record = fiber_funding::store::Store::get(&store, &id).await.unwrap().unwrap();
     assert!(record.external_funding.is_none());
     store.close();
+}
+
+/// Whether `future` ends within `ms`, and its output if it does.
+async fn within<T>(ms: u64, future: impl std::future::Future<Output = T>) -> Option<T> {
+    use futures::future::{select, Either};
+    match select(Box::pin(future), Box::pin(sleep(ms))).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(_) => None,
+    }
+}
+
+/// On testnet the node looks up where Fiber's code cells are. The boot
+/// waited for that lookup, so a CKB node slow to answer kept a page back
+/// from the signer from listing its flows and submitting the signed tx,
+/// for every RPC timeout of the lookup, or for good. Now the node opens at
+/// once; an open waits for the lookup, and one after a lookup that found
+/// nothing looks again.
+#[wasm_bindgen_test]
+async fn a_boot_on_testnet_does_not_wait_for_the_lookup_of_fibers_code() {
+    use fiber_funding::api::deployment::known_deployments;
+    use futures::FutureExt;
+    let page = Page::new().await;
+    let db = db_name("published-code");
+    let mut options = from_js(page.options(&db));
+    let options_map = options.as_object_mut().unwrap();
+    options_map.insert("chainHash".into(), json!(known_deployments()[0].chain_hash.to_string()));
+    // Fiber's testnet locks by default, whose deps the node looks up.
+    options_map.remove("fundingLock");
+    options_map.remove("commitmentLock");
+    // The code cell lookup hangs until the test lets it answer (no cells).
+    let (answer, answered) = futures::channel::oneshot::channel::<()>();
+    let answered = answered.shared();
+    let lookups = Rc::new(std::cell::Cell::new(0));
+    let mut chain = chain_double::ChainWith::new(SimulatedChainClient::new(page.chain.clone()));
+    chain.cells_with_type = Some({
+        let lookups = lookups.clone();
+        Box::new(move |_, _| {
+            lookups.set(lookups.get() + 1);
+            let answered = answered.clone();
+            Box::pin(async move {
+                let _ = answered.await;
+                Ok(Vec::new())
+            })
+        })
+    });
+    let mut adapters = page.adapters();
+    adapters.chain = Rc::new(chain);
+
+    let node = within(2_000, FundingNode::open_with(to_js(&options), adapters))
+        .await
+        .expect("the boot waited for the lookup of Fiber's code")
+        .unwrap();
+    assert_eq!(from_js(node.pending_fundings().await.unwrap()), json!([]));
+    assert_eq!(lookups.get(), 1, "the lookup runs after the boot");
+
+    // An open waits for the lookup under way rather than be refused for the
+    // deps it has not found yet.
+    let params = to_js(&page.open_params());
+    let open = node.open_channel_with_external_funding(params.clone());
+    let mut open = Box::pin(open);
+    assert!(
+        within(300, &mut open).await.is_none(),
+        "the open did not wait for the lookup"
+    );
+    answer.send(()).unwrap();
+    let (code, message) = code_and_message(&open.await.unwrap_err());
+    assert_eq!(code.as_deref(), Some("INVALID_PARAMS"));
+    assert!(
+        message.contains("required on testnet") && message.contains("did not find it"),
+        "{message}"
+    );
+    // The lookup found nothing: the next open looks again, both locks.
+    let lookups_before = lookups.get();
+    let _ = node.open_channel_with_external_funding(params).await.unwrap_err();
+    assert_eq!(
+        lookups.get(),
+        lookups_before + 2,
+        "an open after a failed lookup looks again"
+    );
+    node.close().await.unwrap();
 }
 
 #[wasm_bindgen_test]
