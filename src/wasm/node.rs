@@ -28,7 +28,7 @@ use crate::api::json::{
 use crate::api::options::{contracts_for_chain, NodeOptions};
 use crate::api::shapes::{Channel, PendingFunding, UnreadableRecord};
 use crate::api::{ApiError, ErrorCode};
-use crate::chain::client::ChainClient;
+use crate::chain::client::{ChainClient, ChainError, ChainErrorKind};
 use crate::chain::rpc::RpcChainClient;
 use crate::crypto::keys::NodeSecret;
 use crate::flow::config::{
@@ -42,6 +42,8 @@ use futures::future::LocalBoxFuture;
 
 const DEFAULT_DB_NAME: &str = "fiber-funding";
 const NODE_SECRET_KEY: &str = "node_secret";
+/// Where the chain hash learned from the CKB node at the first boot is kept.
+const CHAIN_HASH_KEY: &str = "chain_hash";
 
 // The input shapes, parsed and checked by hand (api::options, api::json);
 // what the API returns and emits is declared from its Rust types
@@ -510,11 +512,18 @@ impl FundingNode {
         let store = Rc::new(IdbStore::open(&db_name).await?);
         let secret = node_secret(&store, options.node_secret.clone()).await?;
         // A given chainHash is trusted as the wallet's network (boot needs no
-        // RPC round trip); otherwise the CKB node's genesis names the chain.
-        let chain_hash = match options.chain_hash {
-            Some(hash) => hash,
-            None => adapters.genesis_hash.await?,
+        // RPC round trip); otherwise the one this database learned from the
+        // CKB node at its first boot, checked against the node once open.
+        let learned = learned_chain_hash(&store).await;
+        let (chain_hash, check_after) = match (options.chain_hash, learned) {
+            (Some(given), _) => (given, None),
+            (None, Some(learned)) => (learned, Some(adapters.genesis_hash)),
+            (None, None) => (adapters.genesis_hash.await?, None),
         };
+        if learned != Some(chain_hash) {
+            // Only a cache: a boot that cannot keep it asks the node again.
+            let _ = store.put_meta(CHAIN_HASH_KEY, &chain_hash.0).await;
+        }
         let (funding_lock, commitment_lock) = contracts_for_chain(
             &chain_hash,
             options.funding_lock.clone(),
@@ -571,6 +580,18 @@ impl FundingNode {
         };
         let (handle, at_boot) = start(parts, sender, receiver).await?;
         published_code.start();
+        if let Some(genesis_hash) = check_after {
+            let mut tell = event_sink(listeners.clone(), broadcast.clone(), unreadable.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                // A node that does not answer is reported by the polls.
+                if let Ok(served) = genesis_hash.await {
+                    if let Some(error) = another_chain(served, chain_hash) {
+                        web_sys::console::warn_1(&error.to_string().into());
+                        tell(DriverEvent::ChainError(error));
+                    }
+                }
+            });
+        }
         forward::serve(&requests, handle.clone());
         // Those found at boot first, whenever the later ones come.
         unreadable
@@ -630,6 +651,29 @@ async fn shut_down(
 }
 
 /// Reads the node key: given, stored, or generated and stored (never logged).
+/// The chain hash this database's first boot learned from the CKB node
+/// (`None` when there is none, or it is damaged: the node is asked then).
+async fn learned_chain_hash(store: &IdbStore) -> Option<Hash256> {
+    let bytes = store.get_meta(CHAIN_HASH_KEY).await.ok()??;
+    Some(Hash256(bytes.try_into().ok()?))
+}
+
+/// The CKB node serves another chain than the one the database's channels
+/// are on: every answer it gives is about other cells and txs.
+fn another_chain(served: Hash256, ours: Hash256) -> Option<ChainError> {
+    (served != ours).then(|| {
+        ChainError::new(
+            "get_block_hash",
+            ChainErrorKind::BadResponse,
+            format!(
+                "the CKB node serves the chain with genesis {served}, but this wallet's database is on \
+                 {ours} (learned from the CKB node at its first boot): point ckbRpcUrl at a node of that \
+                 chain, or give this chain its own dbName"
+            ),
+        )
+    })
+}
+
 async fn node_secret(store: &IdbStore, given: Option<NodeSecret>) -> Result<NodeSecret, ApiError> {
     if let Some(secret) = given {
         return Ok(secret);

@@ -369,6 +369,68 @@ async fn a_boot_on_testnet_does_not_wait_for_the_lookup_of_fibers_code() {
     node.close().await.unwrap();
 }
 
+/// Without `chainHash`, every boot asked the CKB node for its genesis hash
+/// and failed with `CHAIN_UNREACHABLE` while it did not answer: a page back
+/// from the signer then could neither list its flows nor submit the signed
+/// tx until the node came back, maybe past the deadline. Now the hash the
+/// first boot learned is kept with the database; a later boot uses it at
+/// once and checks it against the node afterwards, saying so when the node
+/// serves another chain.
+#[wasm_bindgen_test]
+async fn a_boot_without_chain_hash_uses_the_one_its_database_learned_and_checks_it_after() {
+    let page = Page::new().await;
+    let db = db_name("learned-chain");
+    let mut options = from_js(page.options(&db));
+    options.as_object_mut().unwrap().remove("chainHash");
+    let options = to_js(&options);
+
+    let node = FundingNode::open_with(options.clone(), page.adapters()).await.unwrap();
+    let opened = from_js(
+        node.open_channel_with_external_funding(to_js(&page.open_params()))
+            .await
+            .unwrap(),
+    );
+    node.close().await.unwrap();
+    drop(node);
+
+    // The CKB node does not answer at all.
+    let mut adapters = page.adapters();
+    adapters.genesis_hash = Box::pin(futures::future::pending());
+    let node = within(2_000, FundingNode::open_with(options.clone(), adapters))
+        .await
+        .expect("the boot waited for the CKB node's genesis hash")
+        .unwrap();
+    let pending = from_js(node.pending_fundings().await.unwrap());
+    assert_eq!(pending[0]["channel_id"], opened["channel_id"], "{pending}");
+    node.close().await.unwrap();
+    drop(node);
+
+    // The CKB node serves another chain: the page hears it.
+    let other = Hash256([0x99; 32]);
+    let mut adapters = page.adapters();
+    adapters.genesis_hash = Box::pin(async move { Ok(other) });
+    let node = FundingNode::open_with(options, adapters).await.unwrap();
+    let seen = Rc::new(RefCell::new(Vec::<Value>::new()));
+    let sink = seen.clone();
+    let listener = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+        sink.borrow_mut().push(from_js(event));
+    });
+    let _unsubscribe = node.on_event(listener.as_ref().clone()).unwrap();
+    listener.forget();
+    sleep(100).await;
+    let wrong_chain = seen
+        .borrow()
+        .iter()
+        .find(|e| e["type"] == "chain_error")
+        .map(|e| e["reason"].as_str().unwrap().to_owned());
+    let reason = wrong_chain.unwrap_or_else(|| panic!("no chain_error: {:?}", seen.borrow()));
+    assert!(
+        reason.contains(&other.to_string()) && reason.contains(&Hash256(CHAIN_HASH).to_string()),
+        "{reason}"
+    );
+    node.close().await.unwrap();
+}
+
 #[wasm_bindgen_test]
 async fn a_second_open_on_the_same_database_is_refused_until_the_first_closes() {
     let page = Page::new().await;
