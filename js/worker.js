@@ -37,6 +37,11 @@ async function call(method, args) {
       unreadableRecords: node.unreadableRecords,
     };
   }
+  // The one static call: hands a signed tx to the tab that owns a database.
+  if (method === "submitToOwner") {
+    await init();
+    return FundingNode.submitToOwner(...args);
+  }
   if (method === "close") {
     const open = node;
     node = null;

@@ -18,6 +18,13 @@ import type {
 export declare class WorkerFundingNode {
   /** Starts a worker (or uses `worker`) and opens the node in it. */
   static open(options: FundingNodeOptions, init?: { worker?: Worker }): Promise<WorkerFundingNode>;
+  /** As FundingNode.submitToOwner, run in a short-lived worker (or `worker`). */
+  static submitToOwner(
+    dbName: string | null | undefined,
+    params: SubmitSignedFundingTxParams,
+    timeoutMs?: number | null,
+    init?: { worker?: Worker },
+  ): Promise<SubmitSignedFundingTxResult>;
   readonly nodeId: string;
   readonly persistenceGranted: boolean | undefined;
   /** As FundingNode's: found at open, then closed flows' records found unreadable just after. */

@@ -38,6 +38,23 @@ export class WorkerFundingNode {
     }
   }
 
+  /**
+   * As FundingNode.submitToOwner, from a page that runs its node in a
+   * worker: a short-lived worker hands the signed tx to the tab that owns
+   * `dbName` (its node may run in a worker too) and ends with the answer.
+   */
+  static async submitToOwner(dbName, params, timeoutMs, { worker } = {}) {
+    const helper = new WorkerFundingNode(
+      worker ?? new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "fiber-funding-forward" }),
+    );
+    try {
+      return await helper.#call("submitToOwner", [dbName, params, timeoutMs]);
+    } finally {
+      helper.#closed = true;
+      helper.#worker.terminate();
+    }
+  }
+
   constructor(worker) {
     this.#worker = worker;
     worker.onmessage = ({ data }) => this.#receive(data);

@@ -31,12 +31,16 @@ test("the package type-checks and runs in a Vite-bundled page", async () => {
     });
     // fiber-funding/worker: a listener that throws keeps neither onEvent nor
     // the next listener from working, a second close() waits for the first,
-    // and a worker that fails says so with a code.
+    // and a worker that fails says so with a code. A signed tx handed over
+    // from a worker reaches the owner (whose answer, here an unknown
+    // channel, comes back), and no owner is NO_OWNER_TAB.
     assert.deepEqual(result.worker, {
       onEventThrew: false,
       heard: "peer_unavailable",
       closes: ["fulfilled", "fulfilled"],
       brokenWorker: "INTERNAL",
+      forwardedToOwner: "UNKNOWN_CHANNEL",
+      forwardedToNoOne: "NO_OWNER_TAB",
     });
   } finally {
     await browser.close();

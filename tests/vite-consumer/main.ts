@@ -84,6 +84,9 @@ async function misused(node: FundingNode): Promise<Record<string, unknown>> {
   };
 }
 
+/** A well-formed tx with nothing in it. */
+const EMPTY_TX = { version: "0x0", cell_deps: [], header_deps: [], inputs: [], outputs: [], outputs_data: [], witnesses: [] };
+
 /** The same node in a Web Worker, used as a careless page would. */
 async function inWorker(options: FundingNodeOptions): Promise<Record<string, unknown>> {
   const node = await WorkerFundingNode.open(options);
@@ -107,9 +110,22 @@ async function inWorker(options: FundingNodeOptions): Promise<Record<string, unk
       resolve(event.type);
     });
   });
+  // A page back from the signer while this one owns the database hands the
+  // signed tx over from a worker of its own: the owner's answer comes back.
+  const forward = () =>
+    WorkerFundingNode.submitToOwner(
+      options.dbName,
+      { channel_id: `0x${"11".repeat(32)}`, signed_funding_tx: EMPTY_TX },
+      1_000,
+    ).then(
+      () => "no error",
+      (error: FundingError) => error.code ?? "no code",
+    );
+  const forwardedToOwner = await forward();
   // Closed twice without waiting (an unmount and a pagehide, say): both
   // resolve once the node has stopped.
   const closes = await Promise.allSettled([node.close(), node.close()]);
+  const forwardedToNoOne = await forward();
   // A worker that fails where nothing catches it (here at its start).
   let brokenWorker = "opened";
   try {
@@ -118,7 +134,7 @@ async function inWorker(options: FundingNodeOptions): Promise<Record<string, unk
   } catch (error) {
     brokenWorker = (error as FundingError).code ?? "no code";
   }
-  return { onEventThrew, heard, closes: closes.map((c) => c.status), brokenWorker };
+  return { onEventThrew, heard, closes: closes.map((c) => c.status), brokenWorker, forwardedToOwner, forwardedToNoOne };
 }
 
 main()

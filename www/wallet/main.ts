@@ -983,7 +983,9 @@ async function forwardSigned(redirect: Extract<Redirect, { kind: "signed" }>): P
   if (!sent || sent.state !== redirect.state || sent.purpose !== "funding") return false;
   setStatus(`Handing the signed funding transaction of channel ${short(sent.channelId)} to the tab that runs the wallet…`, sent.channelId);
   try {
-    const result = await FundingNode.submitToOwner(undefined, {
+    // In worker mode this page runs no wasm of its own: a worker hands it over.
+    const forwarder = config.worker ? WorkerFundingNode : FundingNode;
+    const result = await forwarder.submitToOwner(undefined, {
       channel_id: sent.channelId,
       signed_funding_tx: redirect.tx as unknown as Record<string, unknown>,
     });
