@@ -17,6 +17,8 @@ const METHODS = new Set([
   "submitSignedCancelTx",
   "shutdownChannel",
   "forceCloseChannel",
+  "exportBackup",
+  "importBackup",
 ]);
 
 let node = null;

@@ -1,9 +1,11 @@
 import type {
+  Backup,
   CancelFundingTxParams,
   CancelFundingTxResult,
   Channel,
   FundingEvent,
   FundingNodeOptions,
+  ImportBackupResult,
   OpenChannelResult,
   OpenChannelWithExternalFundingParams,
   PendingFunding,
@@ -39,6 +41,8 @@ export declare class WorkerFundingNode {
   submitSignedCancelTx(params: SubmitSignedCancelTxParams): Promise<SubmitSignedCancelTxResult>;
   shutdownChannel(params: ShutdownChannelParams): Promise<void>;
   forceCloseChannel(channelId: string): Promise<void>;
+  exportBackup(): Promise<Backup>;
+  importBackup(backup: Backup): Promise<ImportBackupResult>;
   /** The first listener also gets what happened since open. Returns an unsubscribe function. */
   onEvent(callback: (event: FundingEvent) => void): () => void;
   /** Closes the node (releasing the database to other tabs) and ends the worker. */

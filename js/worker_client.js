@@ -108,6 +108,12 @@ export class WorkerFundingNode {
   forceCloseChannel(channelId) {
     return this.#call("forceCloseChannel", [channelId]);
   }
+  exportBackup() {
+    return this.#call("exportBackup", []);
+  }
+  importBackup(backup) {
+    return this.#call("importBackup", [backup]);
+  }
 
   /** As FundingNode.onEvent: the first listener also gets what happened since open. */
   onEvent(callback) {

@@ -10,6 +10,7 @@ use ckb_types::prelude::*;
 use common::*;
 use fiber_funding::chain::simulated::{ChainRejection, SimulatedChain};
 use fiber_funding::chain::TxStatus;
+use fiber_funding::flow::record::ChannelRecord;
 use fiber_funding::flow::state::*;
 use fiber_funding::flow::{Action, ChannelState, Event, FlowError};
 use fiber_funding::primitives::{ChannelId, Hash256};
@@ -1076,6 +1077,54 @@ fn force_close_alone_and_claim(world: &mut World, channel_id: &ChannelId, fundin
         CloseFlags::UNCOOPERATIVE_LOCAL
     );
     assert_our_share_claimed(world, &user_script, user_before);
+}
+
+/// The browser's storage is gone (site data cleared, or evicted) while a
+/// funded channel's keys were only there: the node key alone derives none
+/// of them, so the user's share could never be moved. A backup taken
+/// before (`exportBackup`) brings the channel back into empty storage under
+/// the same node key, stored before anything acts on it, and the user
+/// closes without the peer and claims their share. Records of another node
+/// key, or of a channel the node holds, are left out by name.
+#[test]
+fn a_funded_channel_restored_from_a_backup_into_empty_storage_closes_without_the_peer() {
+    let mut world = World::new(real_contracts());
+    world.open(1000).unwrap();
+    world.run();
+    let funding = assert_channel_ready(&world);
+    let channel_id = world.only_channel(INITIATOR).channel_id;
+    let backup: Vec<ChannelRecord> = world.initiator().records().into_iter().cloned().collect();
+
+    world.nodes[INITIATOR].store = CrashingStore::new();
+    world.restart(INITIATOR);
+    assert!(world.initiator().record(&channel_id).is_none(), "the storage is empty");
+
+    let theirs: Vec<ChannelRecord> = world.nodes[ACCEPTOR].node.records().into_iter().cloned().collect();
+    let refused = world.nodes[INITIATOR].node.import_records(theirs);
+    assert!(refused.writes.is_empty() && refused.ids.is_empty(), "{refused:?}");
+    assert_eq!(
+        refused.skipped,
+        vec![(channel_id, "it was made with another node key".to_owned())]
+    );
+
+    let imported = world.nodes[INITIATOR].node.import_records(backup.clone());
+    assert_eq!(imported.ids, vec![channel_id]);
+    assert!(
+        matches!(imported.writes[..], [Action::Persist { .. }]),
+        "{:?}",
+        imported.writes
+    );
+    world.execute(INITIATOR, imported.writes);
+    // Stored, not only in memory: it is there after a restart.
+    world.restart(INITIATOR);
+    assert!(world.initiator().record(&channel_id).is_some());
+    let again = world.nodes[INITIATOR].node.import_records(backup);
+    assert_eq!(
+        again.skipped,
+        vec![(channel_id, "this node holds the channel already".to_owned())]
+    );
+
+    force_close_alone_and_claim(&mut world, &channel_id, &funding);
 }
 
 /// The browser looks Fiber's code up once the node is open, not before

@@ -2,6 +2,7 @@
 //! Fiber's JSON-RPC shapes for parameters, results, channels and events. The
 //! browser bindings (`crate::wasm`) only move these across the JS boundary.
 
+pub mod backup;
 pub mod deployment;
 pub mod error;
 pub mod json;

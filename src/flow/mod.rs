@@ -37,7 +37,7 @@ pub use channel::ChannelView;
 pub use closing::{CloseView, CommitmentView};
 pub use config::{AcceptorConfig, NodeConfig, OpenChannelParams};
 pub use error::{FlowError, Shortfall};
-pub use node::{EntropySource, Node, OpenFailure, OpenId, UpdateId};
+pub use node::{EntropySource, Imported, Node, OpenFailure, OpenId, UpdateId};
 pub use record::{ChannelRecord, ExternalFundingPersistState, Role};
 pub use state::ChannelState;
 

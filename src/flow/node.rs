@@ -104,6 +104,15 @@ struct KeptAnswer {
     messages: Vec<FiberMessage>,
 }
 
+/// What [`Node::import_records`] took: the writes to make, the channels
+/// they store, and each record left out with why.
+#[derive(Debug, Default)]
+pub struct Imported {
+    pub writes: Vec<Action>,
+    pub ids: Vec<ChannelId>,
+    pub skipped: Vec<(ChannelId, String)>,
+}
+
 impl Node {
     pub fn new(config: NodeConfig, entropy: Box<dyn EntropySource>) -> Self {
         Self {
@@ -202,6 +211,47 @@ impl Node {
         self.channels.extend(restored);
         actions.extend(self.tick(now_ms));
         (self.hold_after_persist(actions), errors)
+    }
+
+    /// Takes channels from a backup (`exportBackup` of this node key):
+    /// each record the node does not hold is checked to be this node key's
+    /// and stored, each write on its own (a failed one takes back its own
+    /// channel only); nothing acts on a channel before its write (its
+    /// deadlines and polls come with the next tick). Returns the writes, the
+    /// ids taken, and why each other record was not.
+    pub fn import_records(&mut self, records: Vec<ChannelRecord>) -> Imported {
+        let mut imported = Imported::default();
+        for mut record in records {
+            let id = record.channel_id;
+            let refuse = |reason: &str| (id, reason.to_owned());
+            if self.find(&id).is_some() || self.find(&record.temporary_channel_id).is_some() {
+                imported.skipped.push(refuse("this node holds the channel already"));
+                continue;
+            }
+            if record.channel_seed.0 == [0; 32] {
+                imported
+                    .skipped
+                    .push(refuse("its keys were wiped when it ended: nothing to recover"));
+                continue;
+            }
+            let _ = record.upgrade(&self.config) | record.take_node_cell_deps(&self.config);
+            let mut channel = Channel::new(record, &self.config);
+            let key_check = channel.keys.key_check(&channel.record.local.funding_pubkey);
+            let ours = match channel.record.key_check {
+                Some(stored) => stored == key_check,
+                None => channel.keys.funding_pubkey() == channel.record.local.funding_pubkey,
+            };
+            if !ours {
+                imported.skipped.push(refuse("it was made with another node key"));
+                continue;
+            }
+            channel.record.key_check = Some(key_check);
+            let write = self.persist_action(channel.record.clone(), None, Rollback::Remove(id));
+            imported.writes.push(write);
+            imported.ids.push(id);
+            self.channels.insert(id, channel);
+        }
+        imported
     }
 
     /// Fiber's published code cells, found after the boot: a boot waiting

@@ -21,7 +21,7 @@ use super::{commit_writes, execute, run_until_write, Effects, PendingWrite, Pers
 use crate::chain::client::{ChainClient, ChainError};
 use crate::chain::{CheckedTx, LiveCell, TxReport};
 use crate::flow::error::FlowError;
-use crate::flow::record::RecordDecodeError;
+use crate::flow::record::{ChannelRecord, RecordDecodeError};
 use crate::flow::{
     Action, ChainEvent, ChainQuery, ChannelView, EntropySource, Event, Node, NodeConfig, OpenChannelParams,
     OpenFailure, OpenId,
@@ -142,9 +142,25 @@ pub enum Command {
     List {
         reply: Reply<Vec<ChannelView>>,
     },
+    /// Every record a backup should hold (not the wiped ones).
+    Backup {
+        reply: Reply<Vec<ChannelRecord>>,
+    },
+    /// Channels from a backup, each stored before the node acts on it.
+    Import {
+        records: Vec<ChannelRecord>,
+        reply: Reply<ImportOutcome>,
+    },
     Close {
         reply: Reply<()>,
     },
+}
+
+/// What an import took, and each record it left out with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportOutcome {
+    pub imported: Vec<ChannelId>,
+    pub skipped: Vec<(ChannelId, String)>,
 }
 
 /// Everything that reaches the loop.
@@ -496,7 +512,7 @@ impl<S: Store> Driver<S> {
             return false;
         }
         let channel_id = match input {
-            Input::Command(Command::List { .. }) => return true,
+            Input::Command(Command::List { .. } | Command::Backup { .. } | Command::Import { .. }) => return true,
             Input::Command(
                 Command::Submit { channel_id, .. }
                 | Command::Abandon { channel_id, .. }
@@ -756,6 +772,34 @@ impl<S: Store> Driver<S> {
             }
             Command::List { reply } => {
                 let _ = reply.send(Ok(self.node.channels()));
+            }
+            Command::Backup { reply } => {
+                let records = self.node.records().into_iter();
+                let kept = records.filter(|r| r.channel_seed.0 != [0; 32]).cloned().collect();
+                let _ = reply.send(Ok(kept));
+            }
+            Command::Import { records, reply } => {
+                let imported = self.node.import_records(records);
+                // Each write on its own: one that fails takes back its own
+                // channel (the core's rollback), not the ones after it.
+                for write in imported.writes {
+                    self.run_background(vec![write]);
+                }
+                self.commit_round().await;
+                let mut outcome = ImportOutcome {
+                    imported: Vec::new(),
+                    skipped: imported.skipped,
+                };
+                for id in imported.ids {
+                    if self.node.record(&id).is_some() {
+                        outcome.imported.push(id);
+                    } else {
+                        outcome
+                            .skipped
+                            .push((id, "it could not be stored (see the storage_error event)".into()));
+                    }
+                }
+                let _ = reply.send(Ok(outcome));
             }
             Command::Close { reply } => {
                 self.recreate_if_deleted().await;
@@ -1150,6 +1194,16 @@ impl DriverHandle {
 
     pub async fn channels(&self) -> Result<Vec<ChannelView>, DriverError> {
         self.ask(|reply| Command::List { reply }).await
+    }
+
+    /// Every record worth a backup: all but those whose keys were wiped.
+    pub async fn backup(&self) -> Result<Vec<ChannelRecord>, DriverError> {
+        self.ask(|reply| Command::Backup { reply }).await
+    }
+
+    /// Takes the channels of a backup this node does not hold.
+    pub async fn import(&self, records: Vec<ChannelRecord>) -> Result<ImportOutcome, DriverError> {
+        self.ask(|reply| Command::Import { records, reply }).await
     }
 
     /// Stops the loop and resolves once it has ended: whatever the round

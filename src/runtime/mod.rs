@@ -182,6 +182,6 @@ pub mod driver;
 pub mod loopback;
 
 pub use driver::{
-    inbox, start, Command, Driver, DriverError, DriverEvent, DriverHandle, DriverParts, DriverSettings, Input,
-    InputReceiver, InputSender, PeerLink, PeerTrouble, PendingFunding, Platform, Submitted,
+    inbox, start, Command, Driver, DriverError, DriverEvent, DriverHandle, DriverParts, DriverSettings, ImportOutcome,
+    Input, InputReceiver, InputSender, PeerLink, PeerTrouble, PendingFunding, Platform, Submitted,
 };

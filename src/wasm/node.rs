@@ -21,6 +21,7 @@ use super::platform::{random_32, BrowserEntropy, BrowserPlatform};
 use super::published_code::PublishedCodeLookup;
 use super::tab_lock::{TabBroadcast, TabLock, TabLockError};
 use super::websocket::WebSocketLink;
+use crate::api::backup::{parse_backup, Backup, ImportBackupResult};
 use crate::api::json::{
     cancel_tx_built, cancel_tx_sent, driver_event, opened, parse_cancel_params, parse_channel_id, parse_open_params,
     parse_shutdown_params, parse_submit_cancel_params, parse_submit_params, submitted,
@@ -215,6 +216,9 @@ pub struct FundingNode {
     /// Fiber's code cells, looked up after the boot; opens and closes wait
     /// for the lookup (a new one if the last failed).
     published_code: PublishedCodeLookup,
+    /// The node key when this module made it (it is then lost with the
+    /// database, so a backup carries it); `None` when the page gave it.
+    generated_secret: Option<NodeSecret>,
 }
 
 #[wasm_bindgen]
@@ -349,6 +353,41 @@ impl FundingNode {
         let id = channel_id_param(&channel_id)?;
         self.published_code.placed().await;
         self.handle.force_close_channel(id).await.map_err(js_error)
+    }
+
+    /// Every channel's record, for the wallet to keep where a cleared or
+    /// evicted site storage cannot take it (see docs/api.md, "Backup").
+    #[wasm_bindgen(js_name = exportBackup, unchecked_return_type = "Backup")]
+    pub async fn export_backup(&self) -> Result<JsValue, JsValue> {
+        let records = self.handle.backup().await.map_err(js_error)?;
+        let secret = self.generated_secret.as_ref().map(NodeSecret::to_bytes);
+        let now = js_sys::Date::now() as u64;
+        Ok(to_js(&Backup::new(self.node_id, secret, now, &records)))
+    }
+
+    /// Takes the channels of a backup of this node key that the node does
+    /// not hold, each stored before the node acts on it.
+    #[wasm_bindgen(js_name = importBackup, unchecked_return_type = "ImportBackupResult")]
+    pub async fn import_backup(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Backup")] backup: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let backup = from_js(backup, "backup")
+            .and_then(|value| parse_backup(&value))
+            .map_err(js_error)?;
+        let ours = self.node_id.to_string();
+        if backup.node_id != ours {
+            return Err(js_error(ApiError::new(
+                ErrorCode::BackupOfAnotherNode,
+                format!(
+                    "the backup is of node {}, this node is {ours}: open with nodeSecretKey set to the \
+                     backup's node_secret_key, then import",
+                    backup.node_id
+                ),
+            )));
+        }
+        let outcome = self.handle.import(backup.records).await.map_err(js_error)?;
+        Ok(to_js(&ImportBackupResult::new(outcome, backup.unreadable)))
     }
 
     /// Gives up on a channel whose funding signatures have not been released.
@@ -608,6 +647,7 @@ impl FundingNode {
             node_id: secret.node_id(),
             unreadable,
             published_code,
+            generated_secret: options.node_secret.is_none().then_some(secret),
         })
     }
 }

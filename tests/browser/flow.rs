@@ -431,6 +431,89 @@ async fn a_boot_without_chain_hash_uses_the_one_its_database_learned_and_checks_
     node.close().await.unwrap();
 }
 
+/// Site data cleared (or the storage evicted) takes a funded channel's
+/// keys with it: they derive from the node key and the channel's seed,
+/// which only the database holds. `exportBackup` gives the wallet every
+/// record and, when the module made the node key, that key too;
+/// `importBackup` on a node opened with that key brings the channels back
+/// into empty storage, stored, and refuses a backup of another node key,
+/// changing nothing.
+#[wasm_bindgen_test]
+async fn a_backup_brings_the_channels_back_after_the_storage_was_lost() {
+    let page = Page::new().await;
+    let options = |db: &str, key: Option<&str>| {
+        let mut options = from_js(page.options(db));
+        let map = options.as_object_mut().unwrap();
+        match key {
+            Some(key) => map.insert("nodeSecretKey".into(), json!(key)),
+            None => map.remove("nodeSecretKey"),
+        };
+        to_js(&options)
+    };
+    let first = db_name("backup-first");
+    let node = FundingNode::open_with(options(&first, None), page.adapters())
+        .await
+        .unwrap();
+    let opened = from_js(
+        node.open_channel_with_external_funding(to_js(&page.open_params()))
+            .await
+            .unwrap(),
+    );
+    let channel_id = opened["channel_id"].as_str().unwrap().to_owned();
+    let backup = from_js(node.export_backup().await.unwrap());
+    assert_eq!(backup["format"], "fiber-funding-backup");
+    assert_eq!(backup["node_id"], node.node_id().as_str());
+    assert_eq!(backup["channels"][0]["channel_id"], channel_id.as_str());
+    let key = backup["node_secret_key"]
+        .as_str()
+        .expect("the module made the node key: the backup has it")
+        .to_owned();
+    node.close().await.unwrap();
+    drop(node);
+
+    // Storage gone: a new database makes a new node key, whose node refuses it.
+    let stranger = FundingNode::open_with(options(&db_name("backup-stranger"), None), page.adapters())
+        .await
+        .unwrap();
+    let (code, message) = code_and_message(&stranger.import_backup(to_js(&backup)).await.unwrap_err());
+    assert_eq!(code.as_deref(), Some("BACKUP_OF_ANOTHER_NODE"), "{message}");
+    assert_eq!(from_js(stranger.pending_fundings().await.unwrap()), json!([]));
+    let mut bad = backup.clone();
+    bad["version"] = json!(2);
+    let (code, message) = code_and_message(&stranger.import_backup(to_js(&bad)).await.unwrap_err());
+    assert_eq!(code.as_deref(), Some("INVALID_PARAMS"));
+    assert!(message.contains("backup.version"), "{message}");
+    stranger.close().await.unwrap();
+    drop(stranger);
+
+    // Opened with the backup's key, the node takes the channel back.
+    let restored_db = db_name("backup-restored");
+    let node = FundingNode::open_with(options(&restored_db, Some(&key)), page.adapters())
+        .await
+        .unwrap();
+    let result = from_js(node.import_backup(to_js(&backup)).await.unwrap());
+    assert_eq!(result, json!({ "imported": [channel_id], "skipped": [] }));
+    let again = from_js(node.import_backup(to_js(&backup)).await.unwrap());
+    assert_eq!(again["imported"], json!([]));
+    assert_eq!(again["skipped"][0]["reason"], "this node holds the channel already");
+    // A node key the page gives is the page's to keep: not in the backup.
+    assert_eq!(
+        from_js(node.export_backup().await.unwrap())["node_secret_key"],
+        Value::Null
+    );
+    node.close().await.unwrap();
+    drop(node);
+
+    // Stored: the next boot lists it, with the tx to sign.
+    let node = FundingNode::open_with(options(&restored_db, Some(&key)), page.adapters())
+        .await
+        .unwrap();
+    let pending = from_js(node.pending_fundings().await.unwrap());
+    assert_eq!(pending[0]["channel_id"], channel_id.as_str(), "{pending}");
+    assert_eq!(pending[0]["unsigned_funding_tx"], opened["unsigned_funding_tx"]);
+    node.close().await.unwrap();
+}
+
 #[wasm_bindgen_test]
 async fn a_second_open_on_the_same_database_is_refused_until_the_first_closes() {
     let page = Page::new().await;

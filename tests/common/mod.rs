@@ -92,7 +92,7 @@ pub struct CrashingStore {
 }
 
 impl CrashingStore {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             inner: MemoryStore::new(),
             puts_seen: Cell::new(0),

@@ -19,6 +19,8 @@ test("the package type-checks and runs in a Vite-bundled page", async () => {
     assert.match(result.nodeId ?? "", /^0x0[23][0-9a-f]{64}$/, JSON.stringify(result));
     assert.equal(result.pending, 0);
     assert.equal(result.submitError, "INVALID_TX_JSON");
+    // A backup of a node without channels; its key is the module's own here.
+    assert.deepEqual(result.backup, { format: "fiber-funding-backup", channels: 0, ownKey: true });
     assert.deepEqual(result.misuse, {
       getChannel: "INVALID_PARAMS",
       abandonChannel: "INVALID_PARAMS",
@@ -27,6 +29,7 @@ test("the package type-checks and runs in a Vite-bundled page", async () => {
       cancelUnknownChannel: "UNKNOWN_CHANNEL",
       submitSignedCancelTx: "INVALID_TX_JSON",
       onEvent: "INVALID_PARAMS",
+      importBackup: "INVALID_PARAMS",
       unsubscribeTwice: "no error",
     });
     // fiber-funding/worker: a listener that throws keeps neither onEvent nor
@@ -41,6 +44,7 @@ test("the package type-checks and runs in a Vite-bundled page", async () => {
       brokenWorker: "INTERNAL",
       forwardedToOwner: "UNKNOWN_CHANNEL",
       forwardedToNoOne: "NO_OWNER_TAB",
+      backupChannels: 0,
     });
   } finally {
     await browser.close();

@@ -2,6 +2,7 @@
 // type-checked against the package's declarations by `tsc --noEmit`.
 import init, {
   FundingNode,
+  type Backup,
   type Channel,
   type FundingError,
   type FundingEvent,
@@ -40,6 +41,7 @@ async function main(): Promise<Record<string, unknown>> {
     submitError = (error as FundingError).code;
   }
   stop();
+  const backup: Backup = await node.exportBackup();
   const misuse = await misused(node);
   await node.close();
   const worker = await inWorker({ ...options, dbName: "vite-consumer-worker" });
@@ -49,6 +51,7 @@ async function main(): Promise<Record<string, unknown>> {
     channels: channels.length,
     closes: closes.length,
     submitError,
+    backup: { format: backup.format, channels: backup.channels.length, ownKey: backup.node_secret_key !== null },
     misuse,
     worker,
   };
@@ -75,6 +78,7 @@ async function misused(node: FundingNode): Promise<Record<string, unknown>> {
       node.submitSignedCancelTx({ channel_id: `0x${"11".repeat(32)}`, signed_cancel_tx: {} }),
     ),
     onEvent: await code(() => node.onEvent("not a function" as unknown as () => void)),
+    importBackup: await code(() => node.importBackup({} as unknown as Backup)),
     // React's StrictMode runs an effect's cleanup twice.
     unsubscribeTwice: await code(() => {
       const stop = node.onEvent(() => {});
@@ -122,6 +126,7 @@ async function inWorker(options: FundingNodeOptions): Promise<Record<string, unk
       (error: FundingError) => error.code ?? "no code",
     );
   const forwardedToOwner = await forward();
+  const backupChannels = (await node.exportBackup()).channels.length;
   // Closed twice without waiting (an unmount and a pagehide, say): both
   // resolve once the node has stopped.
   const closes = await Promise.allSettled([node.close(), node.close()]);
@@ -134,7 +139,7 @@ async function inWorker(options: FundingNodeOptions): Promise<Record<string, unk
   } catch (error) {
     brokenWorker = (error as FundingError).code ?? "no code";
   }
-  return { onEventThrew, heard, closes: closes.map((c) => c.status), brokenWorker, forwardedToOwner, forwardedToNoOne };
+  return { onEventThrew, heard, closes: closes.map((c) => c.status), brokenWorker, forwardedToOwner, forwardedToNoOne, backupChannels };
 }
 
 main()
