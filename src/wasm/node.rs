@@ -553,16 +553,18 @@ impl FundingNode {
         // A given chainHash is trusted as the wallet's network (boot needs no
         // RPC round trip); otherwise the one this database learned from the
         // CKB node at its first boot, checked against the node once open.
-        let learned = learned_chain_hash(&store).await;
-        let (chain_hash, check_after) = match (options.chain_hash, learned) {
-            (Some(given), _) => (given, None),
-            (None, Some(learned)) => (learned, Some(adapters.genesis_hash)),
-            (None, None) => (adapters.genesis_hash.await?, None),
+        let (chain_hash, check_after) = match options.chain_hash {
+            Some(given) => (given, None),
+            None => match learned_chain_hash(&store).await {
+                Some(learned) => (learned, Some(adapters.genesis_hash)),
+                None => {
+                    let served = adapters.genesis_hash.await?;
+                    // Only a cache: a boot that cannot keep it asks the node again.
+                    let _ = store.put_meta(CHAIN_HASH_KEY, &served.0).await;
+                    (served, None)
+                }
+            },
         };
-        if learned != Some(chain_hash) {
-            // Only a cache: a boot that cannot keep it asks the node again.
-            let _ = store.put_meta(CHAIN_HASH_KEY, &chain_hash.0).await;
-        }
         let (funding_lock, commitment_lock) = contracts_for_chain(
             &chain_hash,
             options.funding_lock.clone(),
