@@ -9,6 +9,7 @@ use tsify_next::Tsify;
 
 use super::options::refuse_unknown_keys;
 use super::ApiError;
+use crate::crypto::keys::NodeSecret;
 use crate::flow::record::ChannelRecord;
 use crate::json::Value;
 use crate::primitives::{decode_hex, encode_hex, ChannelId, NodeId};
@@ -48,6 +49,10 @@ pub struct BackupChannel {
 pub struct ImportBackupResult {
     pub imported: Vec<String>,
     pub skipped: Vec<SkippedChannel>,
+    /// The backup's node key is now the database's own, so later boots need
+    /// no `nodeSecretKey`; false when the backup carries none, or the
+    /// database holds records of another key (whose key stays).
+    pub node_key_stored: bool,
 }
 
 #[derive(Debug, Serialize, Tsify)]
@@ -78,6 +83,8 @@ impl Backup {
 /// A backup as read: whose node it is, and each channel's record.
 pub struct ParsedBackup {
     pub node_id: String,
+    /// The node key, when the module made it; checked to be `node_id`'s.
+    pub node_secret: Option<NodeSecret>,
     pub records: Vec<ChannelRecord>,
     /// Entries whose record could not be read, with why.
     pub unreadable: Vec<(String, String)>,
@@ -118,6 +125,24 @@ pub fn parse_backup(value: &Value) -> Result<ParsedBackup, ApiError> {
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid("backup.node_id", "expected a 0x-hex node id"))?
         .to_ascii_lowercase();
+    let node_secret = match map.get("node_secret_key") {
+        None | Some(Value::Null) => None,
+        Some(value) => {
+            let field = "backup.node_secret_key";
+            let bytes = value
+                .as_str()
+                .ok_or_else(|| ApiError::invalid(field, "expected 0x-hex or null"))
+                .and_then(|text| decode_hex(text).map_err(|e| ApiError::invalid(field, e)))?;
+            let secret = <[u8; 32]>::try_from(bytes)
+                .ok()
+                .and_then(NodeSecret::from_bytes)
+                .ok_or_else(|| ApiError::invalid(field, "not a secp256k1 secret key"))?;
+            if secret.node_id().to_string() != node_id {
+                return Err(ApiError::invalid(field, "it is not the key of backup.node_id"));
+            }
+            Some(secret)
+        }
+    };
     let channels = map
         .get("channels")
         .and_then(Value::as_array)
@@ -130,6 +155,7 @@ pub fn parse_backup(value: &Value) -> Result<ParsedBackup, ApiError> {
     }
     let mut parsed = ParsedBackup {
         node_id,
+        node_secret,
         records: Vec::with_capacity(channels.len()),
         unreadable: Vec::new(),
     };
@@ -157,7 +183,7 @@ pub fn parse_backup(value: &Value) -> Result<ParsedBackup, ApiError> {
 }
 
 impl ImportBackupResult {
-    pub fn new(outcome: ImportOutcome, unreadable: Vec<(String, String)>) -> Self {
+    pub fn new(outcome: ImportOutcome, unreadable: Vec<(String, String)>, node_key_stored: bool) -> Self {
         let skipped = |(channel_id, reason): (ChannelId, String)| SkippedChannel {
             channel_id: channel_id.to_string(),
             reason,
@@ -169,6 +195,7 @@ impl ImportBackupResult {
                 .map(|(channel_id, reason)| SkippedChannel { channel_id, reason })
                 .chain(outcome.skipped.into_iter().map(skipped))
                 .collect(),
+            node_key_stored,
         }
     }
 }

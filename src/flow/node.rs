@@ -1180,6 +1180,12 @@ impl Node {
         self.channels.values().map(|channel| &channel.record).collect()
     }
 
+    /// Whether the store holds records of another node key (refused at
+    /// boot): the database's stored node key is theirs, and must stay.
+    pub fn holds_other_keys_records(&self) -> bool {
+        !self.other_keys_records.is_empty()
+    }
+
     /// What a deleted database is made again with: every record this node
     /// holds, and those it refused at boot as another node key's.
     pub fn records_to_recreate(&self) -> Vec<&ChannelRecord> {

@@ -161,6 +161,9 @@ pub enum Command {
 pub struct ImportOutcome {
     pub imported: Vec<ChannelId>,
     pub skipped: Vec<(ChannelId, String)>,
+    /// The store holds records of another node key: its stored node key
+    /// is theirs and must not be replaced.
+    pub other_keys_records: bool,
 }
 
 /// Everything that reaches the loop.
@@ -789,6 +792,7 @@ impl<S: Store> Driver<S> {
                 let mut outcome = ImportOutcome {
                     imported: Vec::new(),
                     skipped: imported.skipped,
+                    other_keys_records: self.node.holds_other_keys_records(),
                 };
                 for id in imported.ids {
                     if self.node.record(&id).is_some() {

@@ -387,7 +387,20 @@ impl FundingNode {
             )));
         }
         let outcome = self.handle.import(backup.records).await.map_err(js_error)?;
-        Ok(to_js(&ImportBackupResult::new(outcome, backup.unreadable)))
+        // A key the module made lived in the lost database: it becomes this
+        // one's, so the next boots need no nodeSecretKey; never over the
+        // key of records already here.
+        let node_key_stored = match &backup.node_secret {
+            Some(secret) if !outcome.other_keys_records => {
+                self.store.put_meta(NODE_SECRET_KEY, &secret.to_bytes()).await.is_ok()
+            }
+            _ => false,
+        };
+        Ok(to_js(&ImportBackupResult::new(
+            outcome,
+            backup.unreadable,
+            node_key_stored,
+        )))
     }
 
     /// Gives up on a channel whose funding signatures have not been released.

@@ -471,13 +471,28 @@ async fn a_backup_brings_the_channels_back_after_the_storage_was_lost() {
     node.close().await.unwrap();
     drop(node);
 
-    // Storage gone: a new database makes a new node key, whose node refuses it.
-    let stranger = FundingNode::open_with(options(&db_name("backup-stranger"), None), page.adapters())
+    // Storage gone: a new database makes a new node key, whose node refuses
+    // it. This one has a flow of its own (the in-page acceptor funds its
+    // reserve from a second cell).
+    let acceptor_lock = default_lock::lock_script_for_key(SigningKey::from_slice(&[0x52; 32]).unwrap().verifying_key());
+    let reserve_cell = packed::CellOutput::new_builder()
+        .capacity(2_000 * CKB)
+        .lock(acceptor_lock)
+        .build();
+    page.chain.borrow_mut().genesis_cell(reserve_cell, Vec::new());
+    let stranger_db = db_name("backup-stranger");
+    let stranger = FundingNode::open_with(options(&stranger_db, None), page.adapters())
         .await
         .unwrap();
+    let stranger_id = stranger.node_id();
+    stranger
+        .open_channel_with_external_funding(to_js(&page.open_params()))
+        .await
+        .unwrap();
+    let own_flows = from_js(stranger.pending_fundings().await.unwrap());
     let (code, message) = code_and_message(&stranger.import_backup(to_js(&backup)).await.unwrap_err());
     assert_eq!(code.as_deref(), Some("BACKUP_OF_ANOTHER_NODE"), "{message}");
-    assert_eq!(from_js(stranger.pending_fundings().await.unwrap()), json!([]));
+    assert_eq!(from_js(stranger.pending_fundings().await.unwrap()), own_flows);
     let mut bad = backup.clone();
     bad["version"] = json!(2);
     let (code, message) = code_and_message(&stranger.import_backup(to_js(&bad)).await.unwrap_err());
@@ -485,14 +500,34 @@ async fn a_backup_brings_the_channels_back_after_the_storage_was_lost() {
     assert!(message.contains("backup.version"), "{message}");
     stranger.close().await.unwrap();
     drop(stranger);
+    // Opened there with the backup's key, the import takes the channel but
+    // keeps the database's own key, whose flow is still there.
+    let node = FundingNode::open_with(options(&stranger_db, Some(&key)), page.adapters())
+        .await
+        .unwrap();
+    let result = from_js(node.import_backup(to_js(&backup)).await.unwrap());
+    assert_eq!(result["imported"], json!([channel_id]));
+    assert_eq!(result["node_key_stored"], false);
+    node.close().await.unwrap();
+    drop(node);
+    let node = FundingNode::open_with(options(&stranger_db, None), page.adapters())
+        .await
+        .unwrap();
+    assert_eq!(node.node_id(), stranger_id, "the database's own key was replaced");
+    node.close().await.unwrap();
+    drop(node);
 
-    // Opened with the backup's key, the node takes the channel back.
+    // Opened with the backup's key, the node takes the channel back, and
+    // the key with it.
     let restored_db = db_name("backup-restored");
     let node = FundingNode::open_with(options(&restored_db, Some(&key)), page.adapters())
         .await
         .unwrap();
     let result = from_js(node.import_backup(to_js(&backup)).await.unwrap());
-    assert_eq!(result, json!({ "imported": [channel_id], "skipped": [] }));
+    assert_eq!(
+        result,
+        json!({ "imported": [channel_id], "skipped": [], "node_key_stored": true })
+    );
     let again = from_js(node.import_backup(to_js(&backup)).await.unwrap());
     assert_eq!(again["imported"], json!([]));
     assert_eq!(again["skipped"][0]["reason"], "this node holds the channel already");
@@ -504,10 +539,12 @@ async fn a_backup_brings_the_channels_back_after_the_storage_was_lost() {
     node.close().await.unwrap();
     drop(node);
 
-    // Stored: the next boot lists it, with the tx to sign.
-    let node = FundingNode::open_with(options(&restored_db, Some(&key)), page.adapters())
+    // Stored, with the node key: the next boot, with no nodeSecretKey as
+    // before the loss, lists it with the tx to sign.
+    let node = FundingNode::open_with(options(&restored_db, None), page.adapters())
         .await
         .unwrap();
+    assert_eq!(node.node_id(), backup["node_id"].as_str().unwrap());
     let pending = from_js(node.pending_fundings().await.unwrap());
     assert_eq!(pending[0]["channel_id"], channel_id.as_str(), "{pending}");
     assert_eq!(pending[0]["unsigned_funding_tx"], opened["unsigned_funding_tx"]);
