@@ -555,6 +555,45 @@ describe("close a funded channel: the wallet's money comes back on chain", () =>
   });
 });
 
+test("the browser's storage is lost with a funded channel in it: the saved backup restores it, and a force close brings the money back", async () => {
+  const backupFile = join(dataDir, "wallet-backup.json");
+  let channelId;
+  let before;
+  await withBrowser(async (context) => {
+    const page = await openWallet(await context.newPage());
+    ({ channelId, before } = await readyChannel(page));
+    const download = page.waitForEvent("download");
+    await page.click(testid("backup-button"));
+    await (await download).saveAs(backupFile);
+  });
+  const saved = JSON.parse(readFileSync(backupFile, "utf8"));
+  assert.deepEqual(saved.channels.map((c) => c.channel_id), [channelId]);
+  // A new profile: nothing of the first one's storage, a new node key.
+  await withBrowser(async (context) => {
+    const page = await openWallet(await context.newPage());
+    assert.equal(await row(page, channelId).count(), 0, "a fresh profile holds nothing");
+    await page.setInputFiles(testid("restore-input"), backupFile);
+    await waitForState(page, channelId, "ChannelReady");
+    await page.locator(testid("activity-log"), { hasText: "Backup restored: 1 channel(s)" }).waitFor();
+    // The page booted again on the backup's key, kept by the database.
+    await page.reload();
+    await openWallet(page);
+    await waitForState(page, channelId, "ChannelReady");
+    await page.screenshot({ path: `${SCREENSHOTS}/wallet-restored.png`, fullPage: true });
+    // Without the peer, as after a real loss it may be gone too.
+    env.counterparty.pause();
+    try {
+      await clickClose(page, channelId, { force: true });
+      await waitForFlags(page, channelId, "Closed", "UNCOOPERATIVE_LOCAL WAITING_ONCHAIN_SETTLEMENT");
+      await passTheDelay();
+      await assertClosed(page, channelId, "UNCOOPERATIVE_LOCAL");
+    } finally {
+      env.counterparty.resume();
+    }
+    await assertMoneyBack(before);
+  });
+});
+
 test("the deadline passes while the user is at the signer: aborted on both sides, cells free again", async () => {
   env.walletConfig({ externalFundingTimeoutSeconds: 8 });
   try {

@@ -9,6 +9,7 @@ import init, {
   type FundingEvent,
   type FundingNodeOptions,
   type PendingFunding,
+  type Backup,
   type Script,
   type Transaction,
 } from "fiber-funding";
@@ -128,6 +129,8 @@ const ui = {
   form: byTestId<HTMLFormElement>("open-form"),
   amount: byTestId<HTMLInputElement>("amount-input"),
   openButton: byTestId<HTMLButtonElement>("open-button"),
+  backupButton: byTestId<HTMLButtonElement>("backup-button"),
+  restoreInput: byTestId<HTMLInputElement>("restore-input"),
   status: byTestId("status"),
   error: byTestId("error"),
   restored: byTestId("restored"),
@@ -242,6 +245,8 @@ const setChain = (text: string, status: "ok" | "warn" | "bad" | "unknown") => se
 function setControlsEnabled(enabled: boolean): void {
   ui.openButton.disabled = !enabled;
   ui.amount.disabled = !enabled;
+  ui.backupButton.disabled = !enabled;
+  ui.restoreInput.disabled = !enabled;
 }
 
 // ---- Balance (CKB's indexer, every few seconds).
@@ -968,6 +973,77 @@ function handleUnsignedRedirect(redirect: Exclude<Redirect, { kind: "signed" }>)
   stripRedirectParams();
 }
 
+// ---- Backup: the channels' keys live only in this site's storage.
+
+/** "Save a backup": every channel's record (and the node key) to a file. */
+async function saveBackup(): Promise<void> {
+  if (!node) return;
+  try {
+    const backup = await node.exportBackup();
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([JSON.stringify(backup, null, 2)], { type: "application/json" }));
+    link.download = `fiber-wallet-backup-${new Date(backup.created_at_ms).toISOString().slice(0, 19).replace(/:/g, "-")}.json`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+    const count = backup.channels.length;
+    log(`Backup of ${count} channel${count === 1 ? "" : "s"} saved. It holds their keys: keep it as safe as your wallet's own.`);
+  } catch (error) {
+    reportError(error);
+  }
+}
+
+/**
+ * "Restore a backup": the channels come back into this site's storage. A
+ * backup of another node key (this site's data was cleared, so the node
+ * made a new one) is imported by a node opened with the backup's key, which
+ * the import stores; the page then boots again on it.
+ */
+async function restoreBackup(file: File): Promise<void> {
+  if (!node) return;
+  let backup: Backup;
+  try {
+    backup = JSON.parse(await file.text()) as Backup;
+  } catch (error) {
+    showError(`That file is not a wallet backup: ${(error as Error).message}`, "INVALID_BACKUP", "storage");
+    return;
+  }
+  try {
+    if (backup.node_id === node.nodeId) {
+      const result = await node.importBackup(backup);
+      log(`Backup restored: ${result.imported.length} channel(s) taken back, ${result.skipped.length} already here or left out.`);
+      await refresh();
+      return;
+    }
+    if (!backup.node_secret_key) {
+      showError("This backup is of another channel node and does not carry its key: open this wallet with that key to restore it.", "BACKUP_OF_ANOTHER_NODE", "storage");
+      return;
+    }
+    setControlsEnabled(false);
+    setStatus("Restoring the backup: opening the channel node with the backup's key…");
+    const current = node;
+    node = null;
+    await current.close();
+    const restorer = await openNode({ ...nodeOptions(config, false), nodeSecretKey: backup.node_secret_key });
+    const result = await restorer.importBackup(backup);
+    await restorer.close();
+    if (!result.node_key_stored) {
+      showError(
+        "The backup's channels were imported, but this wallet already holds channels of its own key, which stays: restore into a fresh browser profile instead.",
+        "BACKUP_KEY_NOT_STORED",
+        "storage",
+      );
+    }
+    sessionStorage.setItem(RESTORED_KEY, String(result.imported.length));
+    location.reload();
+  } catch (error) {
+    reportError(error);
+    setControlsEnabled(true);
+  }
+}
+
+/** sessionStorage key: how many channels the restore before this reload brought back. */
+const RESTORED_KEY = "fiber-demo-wallet:restored-backup";
+
 // ---- Start-up: own the database, or follow the tab that does.
 
 /**
@@ -1045,6 +1121,11 @@ async function becomeOwner(opened: ChannelNode, redirect: Redirect | null, tookO
     clearError("tab");
   }
   log(`Channel node ${short(opened.nodeId)} opened.`);
+  const restoredFromBackup = sessionStorage.getItem(RESTORED_KEY);
+  if (restoredFromBackup !== null) {
+    sessionStorage.removeItem(RESTORED_KEY);
+    log(`Backup restored: ${restoredFromBackup} channel(s) taken back.`);
+  }
   pending = await opened.pendingFundings();
   let restored = describeRestored(pending);
   const unreadable = opened.unreadableRecords;
@@ -1135,6 +1216,12 @@ async function main(): Promise<void> {
   if (config.fundingAmountCkb !== undefined) ui.amount.value = String(config.fundingAmountCkb);
   setPeer(`connecting to ${config.peerUrl}…`, "unknown");
   setChain(`checking ${config.ckbRpcUrl}…`, "unknown");
+  ui.backupButton.addEventListener("click", () => void saveBackup());
+  ui.restoreInput.addEventListener("change", () => {
+    const file = ui.restoreInput.files?.[0];
+    ui.restoreInput.value = "";
+    if (file) void restoreBackup(file);
+  });
   ui.form.addEventListener("submit", (event) => {
     event.preventDefault();
     void openChannel();
