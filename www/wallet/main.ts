@@ -667,6 +667,14 @@ function onEvent(event: FundingEvent): void {
       );
       log(`Cancel transaction of ${short(event.channel_id)} refused: ${event.reason}`, event.channel_id);
       break;
+    case "funding_confirmed_after_abort":
+      log(`Channel ${short(event.channel_id)}: its funding transaction ${short(event.funding_tx_hash)} confirmed after the flow was aborted; the channel goes on.`, event.channel_id);
+      scheduleRefresh();
+      break;
+    case "abort_settled":
+      log(`Channel ${short(event.channel_id)}: its funding can no longer confirm; its cells are this wallet's again.`, event.channel_id);
+      scheduleRefresh();
+      break;
     case "close_tx_rejected":
       log(`A closing transaction of ${short(event.channel_id)} was refused by the CKB node (it is sent again): ${event.reason}`);
       break;
