@@ -1127,6 +1127,37 @@ fn a_funded_channel_restored_from_a_backup_into_empty_storage_closes_without_the
     force_close_alone_and_claim(&mut world, &channel_id, &funding);
 }
 
+/// A backup edited so that a record of this node key names a channel whose
+/// stored record is another node key's (one the boot refused and keeps):
+/// taken, its write would replace that record, the other key's only copy.
+#[test]
+fn an_imported_record_never_writes_over_another_keys_record() {
+    let mut world = World::new(real_contracts());
+    world.open(1000).unwrap();
+    world.run();
+    assert_channel_ready(&world);
+    let theirs = world.only_channel(INITIATOR).channel_id;
+    // The page opens the same database with another node key.
+    world.nodes[INITIATOR].config.node_secret =
+        fiber_funding::crypto::keys::NodeSecret::from_bytes([0x77; 32]).unwrap();
+    world.restart(INITIATOR);
+    assert!(
+        world.initiator().record(&theirs).is_none(),
+        "refused at boot as another key's"
+    );
+    let ours = world.open(200).unwrap();
+    world.run();
+    let mut edited = world.initiator().record(&ours).unwrap().clone();
+    edited.channel_id = theirs;
+    edited.temporary_channel_id = theirs;
+    let imported = world.nodes[INITIATOR].node.import_records(vec![edited]);
+    assert!(imported.writes.is_empty(), "{:?}", imported.ids);
+    assert_eq!(
+        imported.skipped,
+        vec![(theirs, "the database holds another node key's record of it".to_owned())]
+    );
+}
+
 /// The browser looks Fiber's code up once the node is open, not before
 /// (`src/wasm/published_code.rs`): what it finds reaches every live record
 /// that names no deps, and is stored, so the user's way out without the

@@ -228,6 +228,13 @@ impl Node {
                 imported.skipped.push(refuse("this node holds the channel already"));
                 continue;
             }
+            // Written over, another key's record of it would be gone.
+            if self.other_keys_records.iter().any(|other| other.channel_id == id) {
+                imported
+                    .skipped
+                    .push(refuse("the database holds another node key's record of it"));
+                continue;
+            }
             if record.channel_seed.0 == [0; 32] {
                 imported
                     .skipped

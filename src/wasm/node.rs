@@ -705,9 +705,8 @@ async fn shut_down(
     result
 }
 
-/// Reads the node key: given, stored, or generated and stored (never logged).
-/// The chain hash this database's first boot learned from the CKB node
-/// (`None` when there is none, or it is damaged: the node is asked then).
+/// The chain hash the first boot without `chainHash` learned from the CKB
+/// node (`None` when there is none, or it is damaged: the node is asked then).
 async fn learned_chain_hash(store: &IdbStore) -> Option<Hash256> {
     let bytes = store.get_meta(CHAIN_HASH_KEY).await.ok()??;
     Some(Hash256(bytes.try_into().ok()?))
@@ -722,13 +721,14 @@ fn another_chain(served: Hash256, ours: Hash256) -> Option<ChainError> {
             ChainErrorKind::BadResponse,
             format!(
                 "the CKB node serves the chain with genesis {served}, but this wallet's database is on \
-                 {ours} (learned from the CKB node at its first boot): point ckbRpcUrl at a node of that \
+                 {ours} (learned from the CKB node at an earlier boot): point ckbRpcUrl at a node of that \
                  chain, or give this chain its own dbName"
             ),
         )
     })
 }
 
+/// Reads the node key: given, stored, or generated and stored (never logged).
 async fn node_secret(store: &IdbStore, given: Option<NodeSecret>) -> Result<NodeSecret, ApiError> {
     if let Some(secret) = given {
         return Ok(secret);
