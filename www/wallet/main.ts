@@ -577,7 +577,8 @@ function showProgress(channelId: string, state: string, flags: readonly string[]
       break;
     }
     case "ready":
-      text = `${name} is ready.`;
+      // Its keys are in this site's storage only until a backup is saved.
+      text = `${name} is ready. Save a backup now: clearing this site's data would lose this channel's keys, and its money with them.`;
       break;
     default:
       text = `${name}: ${what}.`;
