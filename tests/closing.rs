@@ -15,6 +15,7 @@ use fiber_funding::flow::state::*;
 use fiber_funding::flow::{Action, ChannelState, Event, FlowError};
 use fiber_funding::primitives::{ChannelId, Hash256};
 use fiber_funding::tx::fee::capacity_of;
+use fiber_funding::tx::script::ScriptTemplate;
 use fiber_funding::wire::FiberMessage;
 
 /// A world with one channel ready (1000 CKB from the user, 99 reserve each side).
@@ -1022,21 +1023,9 @@ fn assert_rejected_answer(world: &World) {
 /// through the VM.
 #[test]
 fn a_channel_opened_without_cell_deps_takes_the_nodes_at_boot_and_can_be_force_closed() {
-    let mut world = World::new(real_contracts());
-    let config = &mut world.nodes[INITIATOR].config;
-    let deps = (
-        config.funding_lock.cell_deps.clone(),
-        config.commitment_lock.cell_deps.clone(),
-    );
-    config.funding_lock.cell_deps.clear();
-    config.commitment_lock.cell_deps.clear();
-    world.restart(INITIATOR);
-    world.open(1000).unwrap();
-    world.run();
-    let funding = assert_channel_ready(&world);
-    let channel_id = world.only_channel(INITIATOR).channel_id;
+    let (mut world, (funding_lock, commitment_lock), funding, channel_id) = ready_without_cell_deps();
+    let deps = (funding_lock.cell_deps, commitment_lock.cell_deps);
     let terms = |world: &World| world.initiator().record(&channel_id).unwrap().terms.clone();
-    assert!(terms(&world).funding_lock.cell_deps.is_empty());
 
     let config = &mut world.nodes[INITIATOR].config;
     config.funding_lock.cell_deps = deps.0.clone();
@@ -1059,6 +1048,24 @@ fn a_channel_opened_without_cell_deps_takes_the_nodes_at_boot_and_can_be_force_c
     assert_eq!(terms(&world).funding_lock.cell_deps, moved);
 
     force_close_alone_and_claim(&mut world, &channel_id, &funding);
+}
+
+/// A ready channel opened while the user's node named no deps for Fiber's
+/// locks (its record holds none), and the locks with the deps it lacked.
+fn ready_without_cell_deps() -> (World, (ScriptTemplate, ScriptTemplate), Hash256, ChannelId) {
+    let mut world = World::new(real_contracts());
+    let config = &mut world.nodes[INITIATOR].config;
+    let locks = (config.funding_lock.clone(), config.commitment_lock.clone());
+    config.funding_lock.cell_deps.clear();
+    config.commitment_lock.cell_deps.clear();
+    world.restart(INITIATOR);
+    world.open(1000).unwrap();
+    world.run();
+    let funding = assert_channel_ready(&world);
+    let channel_id = world.only_channel(INITIATOR).channel_id;
+    let record = world.initiator().record(&channel_id).unwrap();
+    assert!(record.terms.funding_lock.cell_deps.is_empty());
+    (world, locks, funding, channel_id)
 }
 
 /// The peer gone, the user force-closes: the commitment and then the claim
@@ -1164,18 +1171,8 @@ fn an_imported_record_never_writes_over_another_keys_record() {
 /// peer commits as it does when the deps were there at boot.
 #[test]
 fn deps_found_after_the_boot_reach_a_channel_opened_without_them_and_are_stored() {
-    let mut world = World::new(real_contracts());
-    let config = &mut world.nodes[INITIATOR].config;
-    let (funding_lock, commitment_lock) = (config.funding_lock.clone(), config.commitment_lock.clone());
-    config.funding_lock.cell_deps.clear();
-    config.commitment_lock.cell_deps.clear();
-    world.restart(INITIATOR);
-    world.open(1000).unwrap();
-    world.run();
-    let funding = assert_channel_ready(&world);
-    let channel_id = world.only_channel(INITIATOR).channel_id;
+    let (mut world, (funding_lock, commitment_lock), funding, channel_id) = ready_without_cell_deps();
     let terms = |world: &World| world.initiator().record(&channel_id).unwrap().terms.clone();
-    assert!(terms(&world).funding_lock.cell_deps.is_empty());
 
     let actions = world.nodes[INITIATOR]
         .node

@@ -225,13 +225,7 @@ async fn open_drop_every_rust_object_reopen_and_submit_ends_in_channel_ready() {
     let node = page.open_node(&db).await;
     sleep(50).await;
     // Subscribing after open still hears about the connection made during it.
-    let seen = Rc::new(RefCell::new(Vec::<Value>::new()));
-    let sink = seen.clone();
-    let listener = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
-        sink.borrow_mut().push(from_js(event));
-    });
-    let _unsubscribe = node.on_event(listener.as_ref().clone()).unwrap();
-    listener.forget();
+    let seen = events_of(&node);
     assert!(
         seen.borrow().iter().any(|e| e["type"] == "peer_connected"),
         "{:?}",
@@ -287,6 +281,18 @@ async fn open_drop_every_rust_object_reopen_and_submit_ends_in_channel_ready() {
     let record = fiber_funding::store::Store::get(&store, &id).await.unwrap().unwrap();
     assert!(record.external_funding.is_none());
     store.close();
+}
+
+/// Every event `node` gives its listeners from now on (the backlog first).
+fn events_of(node: &FundingNode) -> Rc<RefCell<Vec<Value>>> {
+    let seen = Rc::new(RefCell::new(Vec::<Value>::new()));
+    let sink = seen.clone();
+    let listener = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+        sink.borrow_mut().push(from_js(event));
+    });
+    let _unsubscribe = node.on_event(listener.as_ref().clone()).unwrap();
+    listener.forget();
+    seen
 }
 
 /// Whether `future` ends within `ms`, and its output if it does.
@@ -410,13 +416,7 @@ async fn a_boot_without_chain_hash_uses_the_one_its_database_learned_and_checks_
     let mut adapters = page.adapters();
     adapters.genesis_hash = Box::pin(async move { Ok(other) });
     let node = FundingNode::open_with(options, adapters).await.unwrap();
-    let seen = Rc::new(RefCell::new(Vec::<Value>::new()));
-    let sink = seen.clone();
-    let listener = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
-        sink.borrow_mut().push(from_js(event));
-    });
-    let _unsubscribe = node.on_event(listener.as_ref().clone()).unwrap();
-    listener.forget();
+    let seen = events_of(&node);
     sleep(100).await;
     let wrong_chain = seen
         .borrow()

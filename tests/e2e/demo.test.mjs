@@ -147,6 +147,17 @@ async function assertOpened(page, channelId) {
   assert.equal(await page.locator(`${testid("pending-item")}[data-channel-id="${channelId}"]`).count(), 0);
 }
 
+/** Signs, the counterparty frozen (connected, but it will not answer) as the
+ * signed tx comes back: the flow waits in the signature exchange. The
+ * caller resumes the counterparty. */
+async function signedWithTheCounterpartySilent(page, channelId) {
+  await goToSigner(page, channelId);
+  env.counterparty.pause();
+  await approve(page);
+  await submitted(page);
+  await waitForState(page, channelId, ["SigningCommitment", "AwaitingTxSignatures"]);
+}
+
 /** Signs at the stand-in JoyID and comes back: the signed tx is with the module. */
 async function signAndSubmit(page, channelId) {
   await goToSigner(page, channelId);
@@ -225,12 +236,8 @@ describe("reload the wallet page at each step", () => {
     await withBrowser(async (context) => {
       const page = await openWallet(await context.newPage());
       const channelId = await openChannel(page);
-      await goToSigner(page, channelId);
-      env.counterparty.pause(); // connected, but it will not answer
       try {
-        await approve(page);
-        await submitted(page);
-        await waitForState(page, channelId, ["SigningCommitment", "AwaitingTxSignatures"]);
+        await signedWithTheCounterpartySilent(page, channelId);
         await page.reload();
       } finally {
         env.counterparty.resume();
@@ -667,12 +674,8 @@ describe("Cancel funding: the way out of a flow the counterparty leaves hanging 
     await withBrowser(async (context) => {
       const page = await openWallet(await context.newPage());
       const channelId = await openChannel(page);
-      await goToSigner(page, channelId);
-      env.counterparty.pause(); // connected, but it will not answer
       try {
-        await approve(page);
-        await submitted(page);
-        await waitForState(page, channelId, ["SigningCommitment", "AwaitingTxSignatures"]);
+        await signedWithTheCounterpartySilent(page, channelId);
         await clickCancel(page, channelId);
         await waitForFlag(page, channelId, "Closed", "ABANDONED");
         await saysCancelled(page);
