@@ -579,6 +579,8 @@ test("the browser's storage is lost with a funded channel in it: the saved backu
   await withBrowser(async (context) => {
     const page = await openWallet(await context.newPage());
     assert.equal(await row(page, channelId).count(), 0, "a fresh profile holds nothing");
+    // The page asks first: the backup's node key becomes this wallet's.
+    page.once("dialog", (dialog) => void dialog.accept());
     await page.setInputFiles(testid("restore-input"), backupFile);
     await waitForState(page, channelId, "ChannelReady");
     await page.locator(testid("activity-log"), { hasText: "Backup restored: 1 channel(s)" }).waitFor();

@@ -1027,6 +1027,11 @@ async function restoreBackup(file: File): Promise<void> {
       showError("This backup is of another channel node and does not carry its key: open this wallet with that key to restore it.", "BACKUP_OF_ANOTHER_NODE", "storage");
       return;
     }
+    // Its key becomes this wallet's channel node: only the user's own backup belongs here.
+    const question =
+      `This backup is of channel node ${short(backup.node_id)}, not this wallet's (${short(node.nodeId)}): restoring it makes it ` +
+      `this wallet's channel node, with its ${backup.channels.length} channel(s). Restore only a backup you saved yourself. Restore it?`;
+    if (!confirm(question)) return;
     setControlsEnabled(false);
     setStatus("Restoring the backup: opening the channel node with the backup's key…");
     const current = node;
