@@ -216,9 +216,10 @@ pub struct FundingNode {
     /// Fiber's code cells, looked up after the boot; opens and closes wait
     /// for the lookup (a new one if the last failed).
     published_code: PublishedCodeLookup,
-    /// The node key when this module made it (it is then lost with the
-    /// database, so a backup carries it); `None` when the page gave it.
-    generated_secret: Option<NodeSecret>,
+    /// The node key when the database keeps it (made by this module, or
+    /// stored by an import): it is then lost with the database, so a backup
+    /// carries it; `None` while the page gives it.
+    kept_secret: RefCell<Option<NodeSecret>>,
 }
 
 #[wasm_bindgen]
@@ -360,7 +361,7 @@ impl FundingNode {
     #[wasm_bindgen(js_name = exportBackup, unchecked_return_type = "Backup")]
     pub async fn export_backup(&self) -> Result<JsValue, JsValue> {
         let records = self.handle.backup().await.map_err(js_error)?;
-        let secret = self.generated_secret.as_ref().map(NodeSecret::to_bytes);
+        let secret = self.kept_secret.borrow().as_ref().map(NodeSecret::to_bytes);
         let now = js_sys::Date::now() as u64;
         Ok(to_js(&Backup::new(self.node_id, secret, now, &records)))
     }
@@ -390,9 +391,14 @@ impl FundingNode {
         // A key the module made lived in the lost database: it becomes this
         // one's, so the next boots need no nodeSecretKey; never over the
         // key of records already here.
-        let node_key_stored = match &backup.node_secret {
+        let node_key_stored = match backup.node_secret {
             Some(secret) if !outcome.other_keys_records => {
-                self.store.put_meta(NODE_SECRET_KEY, &secret.to_bytes()).await.is_ok()
+                let stored = self.store.put_meta(NODE_SECRET_KEY, &secret.to_bytes()).await.is_ok();
+                if stored {
+                    // The database keeps it now: the next backup must carry it.
+                    *self.kept_secret.borrow_mut() = Some(secret);
+                }
+                stored
             }
             _ => false,
         };
@@ -662,7 +668,7 @@ impl FundingNode {
             node_id: secret.node_id(),
             unreadable,
             published_code,
-            generated_secret: options.node_secret.is_none().then_some(secret),
+            kept_secret: RefCell::new(options.node_secret.is_none().then_some(secret)),
         })
     }
 }

@@ -508,6 +508,11 @@ async fn a_backup_brings_the_channels_back_after_the_storage_was_lost() {
     let result = from_js(node.import_backup(to_js(&backup)).await.unwrap());
     assert_eq!(result["imported"], json!([channel_id]));
     assert_eq!(result["node_key_stored"], false);
+    // The page gives this node's key and keeps it: a backup leaves it out.
+    assert_eq!(
+        from_js(node.export_backup().await.unwrap())["node_secret_key"],
+        Value::Null
+    );
     node.close().await.unwrap();
     drop(node);
     let node = FundingNode::open_with(options(&stranger_db, None), page.adapters())
@@ -531,10 +536,10 @@ async fn a_backup_brings_the_channels_back_after_the_storage_was_lost() {
     let again = from_js(node.import_backup(to_js(&backup)).await.unwrap());
     assert_eq!(again["imported"], json!([]));
     assert_eq!(again["skipped"][0]["reason"], "this node holds the channel already");
-    // A node key the page gives is the page's to keep: not in the backup.
+    // The database keeps the key now: a backup taken at once carries it.
     assert_eq!(
         from_js(node.export_backup().await.unwrap())["node_secret_key"],
-        Value::Null
+        key.as_str()
     );
     node.close().await.unwrap();
     drop(node);
