@@ -20,6 +20,8 @@ import type {
 export declare class WorkerFundingNode {
   /** Starts a worker (or uses `worker`) and opens the node in it. */
   static open(options: FundingNodeOptions, init?: { worker?: Worker }): Promise<WorkerFundingNode>;
+  /** As FundingNode.follow, without the module's wasm on the page. Returns a function that stops. */
+  static follow(dbName: string | null | undefined, callback: (event: FundingEvent) => void): () => void;
   /** As FundingNode.submitToOwner, run in a short-lived worker (or `worker`). */
   static submitToOwner(
     dbName: string | null | undefined,

@@ -3,6 +3,9 @@
 // events arrive through onEvent). The node's work (signatures, IndexedDB,
 // the peer link) stays off the page's main thread.
 
+/** The longest message a follower reads (the module's `MAX_MESSAGE_CHARS`). */
+const MAX_MESSAGE_CHARS = 4_194_304;
+
 /** A FundingNode in a Web Worker. */
 export class WorkerFundingNode {
   #worker;
@@ -53,6 +56,32 @@ export class WorkerFundingNode {
       helper.#closed = true;
       helper.#worker.terminate();
     }
+  }
+
+  /**
+   * As FundingNode.follow, without the module's wasm on the page: calls
+   * `callback(event)` for each event of the node another tab owns on
+   * `dbName` (its page or worker posts them on a BroadcastChannel).
+   * Returns a function that stops.
+   */
+  static follow(dbName, callback) {
+    if (typeof callback !== "function") {
+      throw Object.assign(new Error("invalid callback: expected a function"), { code: "INVALID_PARAMS" });
+    }
+    const channel = new BroadcastChannel(`fiber-funding:${dbName ?? "fiber-funding"}`);
+    channel.onmessage = ({ data }) => {
+      // As the module's own follower: JSON text within its bound, else ignored
+      // (any script of the origin can post here).
+      if (typeof data !== "string" || data.length > MAX_MESSAGE_CHARS) return;
+      let event;
+      try {
+        event = JSON.parse(data);
+      } catch {
+        return;
+      }
+      deliver(callback, event);
+    };
+    return () => channel.close();
   }
 
   constructor(worker) {

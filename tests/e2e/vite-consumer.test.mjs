@@ -45,6 +45,7 @@ test("the package type-checks and runs in a Vite-bundled page", async () => {
       forwardedToOwner: "UNKNOWN_CHANNEL",
       forwardedToNoOne: "NO_OWNER_TAB",
       backupChannels: 0,
+      followedEvent: "peer_unavailable",
     });
   } finally {
     await browser.close();

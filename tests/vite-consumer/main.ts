@@ -107,6 +107,15 @@ async function inWorker(options: FundingNodeOptions): Promise<Record<string, unk
   } catch {
     onEventThrew = true;
   }
+  // A tab following this one, with no wasm of its own, hears its events too.
+  const followed = new Promise<string>((resolve) => {
+    const timer = setTimeout(() => resolve("nothing"), 15_000);
+    const stopFollowing = WorkerFundingNode.follow(options.dbName, (event) => {
+      clearTimeout(timer);
+      stopFollowing();
+      resolve(event.type);
+    });
+  });
   const heard = await new Promise<string>((resolve) => {
     const timer = setTimeout(() => resolve("nothing"), 10_000);
     node.onEvent((event) => {
@@ -125,6 +134,7 @@ async function inWorker(options: FundingNodeOptions): Promise<Record<string, unk
       () => "no error",
       (error: FundingError) => error.code ?? "no code",
     );
+  const followedEvent = await followed;
   const forwardedToOwner = await forward();
   const backupChannels = (await node.exportBackup()).channels.length;
   // Closed twice without waiting (an unmount and a pagehide, say): both
@@ -139,7 +149,7 @@ async function inWorker(options: FundingNodeOptions): Promise<Record<string, unk
   } catch (error) {
     brokenWorker = (error as FundingError).code ?? "no code";
   }
-  return { onEventThrew, heard, closes: closes.map((c) => c.status), brokenWorker, forwardedToOwner, forwardedToNoOne, backupChannels };
+  return { onEventThrew, heard, closes: closes.map((c) => c.status), brokenWorker, forwardedToOwner, forwardedToNoOne, backupChannels, followedEvent };
 }
 
 main()

@@ -1111,7 +1111,7 @@ async function followThenTakeOver(redirect: Redirect | null): Promise<{ opened: 
   setPeer("as the other tab reports it", "unknown");
   ui.channelsEmpty.textContent = "Channels appear here as the other tab reports changes.";
   log("This wallet is open in another tab: following it read-only.");
-  const stop = FundingNode.follow(undefined, onEvent);
+  const stop = (config.worker ? WorkerFundingNode : FundingNode).follow(undefined, onEvent);
   try {
     const forwarding = redirect?.kind === "signed" ? forwardSigned(redirect) : Promise.resolve(false);
     const opened = await openNode(nodeOptions(config, true));
