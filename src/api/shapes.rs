@@ -408,7 +408,7 @@ impl From<&crate::flow::ChannelRecord> for StoredRecordFacts {
             external_funding: record.external_funding.is_some(),
             close_in_progress: record.close.is_some(),
             closed: record.closed.is_some(),
-            seed_wiped: record.channel_seed.0 == [0; 32],
+            seed_wiped: record.seed_wiped(),
         }
     }
 }

@@ -104,6 +104,20 @@ struct KeptAnswer {
     messages: Vec<FiberMessage>,
 }
 
+/// The key check of `channel`'s record when it is this node key's, `None`
+/// when another's. A record from before schema 5 has none: its funding key
+/// is compared, unless `points_ours` (a boot's one check of every such key
+/// at once) already vouched for it.
+fn key_check_if_ours(channel: &Channel, points_ours: bool) -> Option<Hash256> {
+    let record = &channel.record;
+    let key_check = channel.keys.key_check(&record.local.funding_pubkey);
+    let ours = match record.key_check {
+        Some(stored) => stored == key_check,
+        None => points_ours || channel.keys.funding_pubkey() == record.local.funding_pubkey,
+    };
+    ours.then_some(key_check)
+}
+
 /// What [`Node::import_records`] took: the writes to make, the channels
 /// they store, and each record left out with why.
 #[derive(Debug, Default)]
@@ -181,21 +195,15 @@ impl Node {
         let all_points_ours = funding_keys_all_match(&points_needed);
         for (mut channel, mut upgraded) in channels {
             if !channel.record.is_tombstone() {
-                let record = &channel.record;
-                let key_check = channel.keys.key_check(&record.local.funding_pubkey);
-                let ours = match record.key_check {
-                    Some(stored) => stored == key_check,
-                    None => all_points_ours || channel.keys.funding_pubkey() == record.local.funding_pubkey,
-                };
-                if !ours {
+                let Some(key_check) = key_check_if_ours(&channel, all_points_ours) else {
                     errors.push(RecordDecodeError {
                         channel_id: channel.id().to_string(),
                         reason: "it was made with another node key (a different nodeSecretKey?)".into(),
                     });
                     self.other_keys_records.push(channel.record);
                     continue;
-                }
-                if record.key_check.is_none() {
+                };
+                if channel.record.key_check.is_none() {
                     channel.record.key_check = Some(key_check);
                     upgraded = true;
                 }
@@ -235,7 +243,7 @@ impl Node {
                     .push(refuse("the database holds another node key's record of it"));
                 continue;
             }
-            if record.channel_seed.0 == [0; 32] {
+            if record.seed_wiped() {
                 imported
                     .skipped
                     .push(refuse("its keys were wiped when it ended: nothing to recover"));
@@ -243,15 +251,10 @@ impl Node {
             }
             let _ = record.upgrade(&self.config) | record.take_node_cell_deps(&self.config);
             let mut channel = Channel::new(record, &self.config);
-            let key_check = channel.keys.key_check(&channel.record.local.funding_pubkey);
-            let ours = match channel.record.key_check {
-                Some(stored) => stored == key_check,
-                None => channel.keys.funding_pubkey() == channel.record.local.funding_pubkey,
-            };
-            if !ours {
+            let Some(key_check) = key_check_if_ours(&channel, false) else {
                 imported.skipped.push(refuse("it was made with another node key"));
                 continue;
-            }
+            };
             channel.record.key_check = Some(key_check);
             let write = self.persist_action(channel.record.clone(), None, Rollback::Remove(id));
             imported.writes.push(write);
@@ -1185,6 +1188,16 @@ impl Node {
     /// Every channel's record, as memory holds it.
     pub fn records(&self) -> Vec<&ChannelRecord> {
         self.channels.values().map(|channel| &channel.record).collect()
+    }
+
+    /// Every record a backup holds: all but those whose keys were wiped,
+    /// which nothing could recover with.
+    pub fn backup_records(&self) -> Vec<ChannelRecord> {
+        self.records()
+            .into_iter()
+            .filter(|r| !r.seed_wiped())
+            .cloned()
+            .collect()
     }
 
     /// Whether the store holds records of another node key (refused at

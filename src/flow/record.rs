@@ -560,6 +560,12 @@ impl ChannelRecord {
         self.wipe();
     }
 
+    /// Whether the seed was wiped ([`ChannelRecord::wipe`]): no key of the
+    /// channel can be derived any more.
+    pub fn seed_wiped(&self) -> bool {
+        self.channel_seed.0 == [0; 32]
+    }
+
     /// Closes the record once the tx that ended it settled: the tombstone
     /// of [`ChannelRecord::settle`].
     pub fn settle_as_tombstone(&mut self, flags: CloseFlags, reason: String, closed_at_ms: u64) {

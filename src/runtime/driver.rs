@@ -777,9 +777,7 @@ impl<S: Store> Driver<S> {
                 let _ = reply.send(Ok(self.node.channels()));
             }
             Command::Backup { reply } => {
-                let records = self.node.records().into_iter();
-                let kept = records.filter(|r| r.channel_seed.0 != [0; 32]).cloned().collect();
-                let _ = reply.send(Ok(kept));
+                let _ = reply.send(Ok(self.node.backup_records()));
             }
             Command::Import { records, reply } => {
                 let imported = self.node.import_records(records);
