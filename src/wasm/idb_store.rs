@@ -617,8 +617,20 @@ async fn load_entries(db: IdbDatabase, store: &str) -> Result<(LoadedRecords, Ve
         .get_all_with_key_and_limit(&JsValue::UNDEFINED, LOAD_CHUNK)
         .map_err(fault)?;
     let (mut loaded, mut unreadable) = (LoadedRecords::default(), Vec::new());
+    // The last key of the runs read so far.
+    let mut read_up_to: Option<JsValue> = None;
     loop {
-        let entries: Array = request_result(&request).await?.unchecked_into();
+        let entries: Array = match request_result(&request).await {
+            Ok(entries) => entries.unchecked_into(),
+            Err(fault) if fault.is_connection_lost() => return Err(fault),
+            Err(fault) => {
+                // One value the browser cannot read fails its whole run: the
+                // rest is read entry by entry, so it costs only itself.
+                web_sys::console::warn_1(&format!("IndexedDB {store}: {fault}; reading entry by entry").into());
+                load_entry_by_entry(&db, store, read_up_to.as_ref(), &fields, &mut loaded, &mut unreadable).await?;
+                return Ok((loaded, unreadable));
+            }
+        };
         let full = entries.length() == LOAD_CHUNK;
         if full {
             // The run after the last key read (the key path is `channel_id`).
@@ -627,20 +639,70 @@ async fn load_entries(db: IdbDatabase, store: &str) -> Result<(LoadedRecords, Ve
             request = object_store
                 .get_all_with_key_and_limit(&after, LOAD_CHUNK)
                 .map_err(fault)?;
+            read_up_to = Some(last);
         }
         for entry in entries.iter() {
-            match record_from_entry(&entry, &fields) {
-                Ok(record) => loaded.records.push(record),
-                Err(error) => {
-                    loaded.unreadable.push(error);
-                    unreadable.push(entry);
-                }
-            }
+            take_entry(entry, &fields, &mut loaded, &mut unreadable);
         }
         if !full {
             return Ok((loaded, unreadable));
         }
     }
+}
+
+/// Decodes one stored entry into `loaded`, or keeps it as it is in
+/// `unreadable` with the reason in `loaded`.
+fn take_entry(entry: JsValue, fields: &EntryFields, loaded: &mut LoadedRecords, unreadable: &mut Vec<JsValue>) {
+    match record_from_entry(&entry, fields) {
+        Ok(record) => loaded.records.push(record),
+        Err(error) => {
+            loaded.unreadable.push(error);
+            unreadable.push(entry);
+        }
+    }
+}
+
+/// The entries of `store` after key `after` (all without one), each read
+/// on its own: the browser could not read one of them, and one such value
+/// fails a whole `getAll` (Chromium keeps a value over 64 KB in a file of
+/// its own; with that file gone, reading it is a `NotReadableError`). Keys
+/// can always be read. An entry that cannot be read is reported under its
+/// key and left in place; having no bytes of it, a [`Store::recreate`]
+/// cannot write it back.
+async fn load_entry_by_entry(
+    db: &IdbDatabase,
+    store: &str,
+    after: Option<&JsValue>,
+    fields: &EntryFields,
+    loaded: &mut LoadedRecords,
+    unreadable: &mut Vec<JsValue>,
+) -> Result<(), IdbFault> {
+    let fault = |error: JsValue| IdbFault::from_js(&error);
+    let object_store = read_only(db, store)?;
+    let range = match after {
+        Some(key) => IdbKeyRange::lower_bound_with_open(key, true).map_err(fault)?.into(),
+        None => JsValue::UNDEFINED,
+    };
+    let keys: Array = request_result(&object_store.get_all_keys_with_key(&range).map_err(fault)?)
+        .await?
+        .unchecked_into();
+    // Every read is asked for at once; a failed one does not end the transaction.
+    let reads = keys
+        .iter()
+        .map(|key| Ok((object_store.get(&key).map_err(fault)?, key)))
+        .collect::<Result<Vec<_>, IdbFault>>()?;
+    for (request, key) in reads {
+        match read_result(&request).await {
+            Ok(entry) if entry.is_undefined() => {}
+            Ok(entry) => take_entry(entry, fields, loaded, unreadable),
+            Err(fault) if fault.is_connection_lost() => return Err(fault),
+            Err(fault) => loaded.unreadable.push(RecordDecodeError {
+                channel_id: key_text(&key),
+                reason: format!("the browser cannot read the stored entry ({fault})"),
+            }),
+        }
+    }
+    Ok(())
 }
 
 async fn read_meta(db: IdbDatabase, key: &str) -> Result<JsValue, IdbFault> {
@@ -1044,6 +1106,16 @@ async fn request_result(request: &IdbRequest) -> Result<JsValue, IdbFault> {
         });
     }
     receiver.await.unwrap_or_else(|_| Err(dropped_listener()))
+}
+
+/// A read's result once it succeeds, or its error; unlike
+/// [`request_result`], a failed read does not abort its transaction, so
+/// the reads asked for after it still answer. For reads only: a write's
+/// failure must abort its transaction.
+async fn read_result(request: &IdbRequest) -> Result<JsValue, IdbFault> {
+    let mut keep_transaction = EventListeners::new(request);
+    keep_transaction.on("error", |event: Event| event.prevent_default());
+    request_result(request).await
 }
 
 /// Waits for a transaction to commit. An abort carries the transaction's error

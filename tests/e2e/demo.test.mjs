@@ -12,7 +12,7 @@
 // the default is the simulated chain served over the same JSON-RPC.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEV_ACCOUNTS, SIGHASH_ALL, launch, rpc } from "../../www/launch.mjs";
@@ -601,6 +601,67 @@ test("the browser's storage is lost with a funded channel in it: the saved backu
     }
     await assertMoneyBack(before);
   });
+});
+
+test("a stored entry the browser can no longer read (its file is gone) leaves the other channels usable", async () => {
+  // Chromium keeps a value over 64 KB (after compression) in a file of its
+  // own beside the database; with that file gone, reading the value fails
+  // with NotReadableError, and so does any getAll whose range holds it.
+  // 130 entries that are not records sort before it, so it falls in the
+  // boot's second run of 128: the count below also says that nothing read
+  // before the failed run is lost or read twice.
+  const lost = `0x${"ee".repeat(32)}`;
+  const junk = Array.from({ length: 130 }, (_, i) => `0x01${i.toString(16).padStart(62, "0")}`);
+  const profile = await launchPersistent();
+  let channelId;
+  try {
+    const page = await openWallet(await profile.context.newPage());
+    ({ channelId } = await readyChannel(page));
+    await page.evaluate(async ([key, junk]) => {
+      const bytes = new Uint8Array(300_000);
+      for (let at = 0; at < bytes.length; at += 65_536) crypto.getRandomValues(bytes.subarray(at, at + 65_536));
+      const db = await new Promise((ok, fail) => {
+        const open = indexedDB.open("fiber-funding");
+        open.onsuccess = () => ok(open.result);
+        open.onerror = () => fail(open.error);
+      });
+      await new Promise((ok, fail) => {
+        const tx = db.transaction("channels", "readwrite", { durability: "strict" });
+        tx.objectStore("channels").put({ channel_id: key, record: bytes });
+        for (const id of junk) tx.objectStore("channels").put({ channel_id: id, record: 7 });
+        tx.oncomplete = ok;
+        tx.onabort = () => fail(tx.error);
+      });
+      db.close();
+    }, [lost, junk]);
+  } finally {
+    await profile.close({ keepProfile: true });
+  }
+  const idbDir = join(profile.dir, "Default", "IndexedDB");
+  const blobDirs = readdirSync(idbDir).filter((name) => name.endsWith(".indexeddb.blob"));
+  assert.ok(blobDirs.length > 0, "Chromium kept the large value in a file of its own");
+  for (const name of blobDirs) rmSync(join(idbDir, name), { recursive: true, force: true });
+  const relaunched = await launchPersistent(profile.dir);
+  try {
+    const page = await openWallet(await relaunched.context.newPage());
+    await waitForState(page, channelId, "ChannelReady");
+    await page.locator(testid("restored"), { hasText: "131 stored records could not be read (kept)" }).waitFor();
+    const restored = await page.textContent(testid("restored"));
+    assert.equal(restored.match(/Data lost due to missing file/g)?.length, 1, restored);
+    assert.equal(restored.match(/neither record bytes nor record JSON/g)?.length, 130, restored);
+    const keys = await page.evaluate(async () => {
+      const db = await new Promise((ok) => {
+        const open = indexedDB.open("fiber-funding");
+        open.onsuccess = () => ok(open.result);
+      });
+      const request = db.transaction("channels").objectStore("channels").getAllKeys();
+      return new Promise((ok) => (request.onsuccess = () => ok(request.result)));
+    });
+    assert.ok(keys.includes(lost), "the unreadable entry is left in place");
+    assert.equal(keys.length, 132, "the channel's record, the lost entry and the 130 others");
+  } finally {
+    await relaunched.close();
+  }
 });
 
 test("the deadline passes while the user is at the signer: aborted on both sides, cells free again", async () => {
