@@ -39,7 +39,8 @@ use crate::flow::NodeConfig;
 use crate::primitives::{ChannelId, Hash256, NodeId};
 use crate::runtime::driver::DriverParts;
 use crate::runtime::{inbox, start, DriverError, DriverEvent, DriverHandle, DriverSettings, InputSender, PeerLink};
-use futures::future::LocalBoxFuture;
+use futures::future::{AbortHandle, LocalBoxFuture};
+use futures::FutureExt;
 
 const DEFAULT_DB_NAME: &str = "fiber-funding";
 const NODE_SECRET_KEY: &str = "node_secret";
@@ -216,6 +217,8 @@ pub struct FundingNode {
     /// Fiber's code cells, looked up after the boot; opens and closes wait
     /// for the lookup (a new one if the last failed).
     published_code: PublishedCodeLookup,
+    /// The check of a learned chain hash against the CKB node, stopped at close.
+    chain_check: Option<AbortHandle>,
     /// The node key when the database keeps it (made by this module, or
     /// stored by an import): it is then lost with the database, so a backup
     /// carries it; `None` while the page gives it.
@@ -490,6 +493,7 @@ impl FundingNode {
     /// Stops the node, closes the database and releases it to other tabs.
     pub async fn close(&self) -> Result<(), JsValue> {
         self.requests.close();
+        self.stop_chain_lookups();
         let lock = self.lock.borrow_mut().take();
         let result = shut_down(self.handle.clone(), self.store.clone(), self.broadcast.clone(), lock).await;
         match result {
@@ -546,6 +550,15 @@ pub(crate) async fn submit_signed(handle: &DriverHandle, params: JsValue) -> Res
 }
 
 impl FundingNode {
+    /// Ends what the node still asks its CKB node apart from the driver:
+    /// a lookup left running after close kept calling it.
+    fn stop_chain_lookups(&self) {
+        self.published_code.stop();
+        if let Some(check) = &self.chain_check {
+            check.abort();
+        }
+    }
+
     /// Opens with other adapters than the WebSocket and `fetch` ones — a Rust
     /// host tunnelling the peer connection its own way, or the in-page test
     /// harness. `options` are the same as [`FundingNode::open`]'s.
@@ -640,9 +653,9 @@ impl FundingNode {
         };
         let (handle, at_boot) = start(parts, sender, receiver).await?;
         published_code.start();
-        if let Some(genesis_hash) = check_after {
+        let chain_check = check_after.map(|genesis_hash| {
             let mut tell = event_sink(listeners.clone(), broadcast.clone(), unreadable.clone());
-            wasm_bindgen_futures::spawn_local(async move {
+            let (check, stop) = futures::future::abortable(async move {
                 // A node that does not answer is reported by the polls.
                 if let Ok(served) = genesis_hash.await {
                     if let Some(error) = another_chain(served, chain_hash) {
@@ -651,7 +664,9 @@ impl FundingNode {
                     }
                 }
             });
-        }
+            wasm_bindgen_futures::spawn_local(check.map(|_| ()));
+            stop
+        });
         forward::serve(&requests, handle.clone());
         // Those found at boot first, whenever the later ones come.
         unreadable
@@ -668,6 +683,7 @@ impl FundingNode {
             node_id: secret.node_id(),
             unreadable,
             published_code,
+            chain_check,
             kept_secret: RefCell::new(options.node_secret.is_none().then_some(secret)),
         })
     }
@@ -679,6 +695,7 @@ impl FundingNode {
 impl Drop for FundingNode {
     fn drop(&mut self) {
         self.requests.close();
+        self.stop_chain_lookups();
         if let Some(lock) = self.lock.get_mut().take() {
             let closing = shut_down(
                 self.handle.clone(),

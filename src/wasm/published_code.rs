@@ -3,11 +3,11 @@
 //! every restored flow (and the signed tx a wallet redirect brought back)
 //! from the page for as long as the CKB node took to answer, or for good.
 
-use std::cell::RefCell;
-
-use futures::future::{LocalBoxFuture, Shared};
-use futures::FutureExt;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+
+use futures::future::{AbortHandle, Abortable, LocalBoxFuture, Shared};
+use futures::FutureExt;
 
 use crate::api::deployment::with_published_cell_deps;
 use crate::chain::client::ChainClient;
@@ -29,7 +29,8 @@ pub struct PublishedCodeLookup {
     funding_lock: ScriptTemplate,
     commitment_lock: ScriptTemplate,
     sender: InputSender,
-    lookup: RefCell<Option<Lookup>>,
+    lookup: RefCell<Option<(Lookup, AbortHandle)>>,
+    stopped: Cell<bool>,
 }
 
 impl PublishedCodeLookup {
@@ -47,6 +48,17 @@ impl PublishedCodeLookup {
             commitment_lock,
             sender,
             lookup: RefCell::new(None),
+            stopped: Cell::new(false),
+        }
+    }
+
+    /// Stops the lookup under way (its RPC call is dropped, which aborts
+    /// the fetch) and any later one: the node closed, and a lookup left
+    /// running kept calling its CKB node. What waits for it sees "not placed".
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        if let Some((_, abort)) = self.lookup.borrow().as_ref() {
+            abort.abort();
         }
     }
 
@@ -62,8 +74,8 @@ impl PublishedCodeLookup {
     /// given) resolves at once without asking the chain.
     pub fn placed(&self) -> Lookup {
         let mut lookup = self.lookup.borrow_mut();
-        if let Some(current) = lookup.as_ref() {
-            if current.peek() != Some(&false) {
+        if let Some((current, _)) = lookup.as_ref() {
+            if current.peek() != Some(&false) || self.stopped.get() {
                 return current.clone();
             }
         }
@@ -83,10 +95,16 @@ impl PublishedCodeLookup {
                 commitment_lock,
             });
             unplaced.is_empty()
+        };
+        let (abort, registration) = AbortHandle::new_pair();
+        if self.stopped.get() {
+            abort.abort();
         }
-        .boxed_local()
-        .shared();
-        *lookup = Some(next.clone());
+        let next = Abortable::new(next, registration)
+            .map(|placed| placed.unwrap_or(false))
+            .boxed_local()
+            .shared();
+        *lookup = Some((next.clone(), abort));
         next
     }
 }

@@ -295,6 +295,16 @@ fn events_of(node: &FundingNode) -> Rc<RefCell<Vec<Value>>> {
     seen
 }
 
+/// Sets its flag when dropped: a future holding it was dropped (for a
+/// chain call, its fetch aborted).
+struct SetOnDrop(Rc<std::cell::Cell<bool>>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
 /// Whether `future` ends within `ms`, and its output if it does.
 async fn within<T>(ms: u64, future: impl std::future::Future<Output = T>) -> Option<T> {
     use futures::future::{select, Either};
@@ -375,6 +385,54 @@ async fn a_boot_on_testnet_does_not_wait_for_the_lookup_of_fibers_code() {
     node.close().await.unwrap();
 }
 
+/// A node closed while its lookup of Fiber's code waited on the CKB node
+/// went on with the lookup: the call under way ran to its timeout and the
+/// next ones were made, for a node no one uses any more (a page that
+/// closes and reopens its node, with another `ckbRpcUrl` say, kept calling
+/// the old one). Closing the node now stops it.
+#[wasm_bindgen_test]
+async fn closing_the_node_stops_its_lookup_of_fibers_code() {
+    use fiber_funding::api::deployment::known_deployments;
+    use futures::FutureExt;
+    let page = Page::new().await;
+    let db = db_name("published-code-close");
+    let mut options = from_js(page.options(&db));
+    let options_map = options.as_object_mut().unwrap();
+    options_map.insert("chainHash".into(), json!(known_deployments()[0].chain_hash.to_string()));
+    options_map.remove("fundingLock");
+    options_map.remove("commitmentLock");
+    let (answer, answered) = futures::channel::oneshot::channel::<()>();
+    let answered = answered.shared();
+    let lookups = Rc::new(std::cell::Cell::new(0));
+    // Set when the call under way is dropped, as a fetch is aborted.
+    let dropped = Rc::new(std::cell::Cell::new(false));
+    let mut chain = chain_double::ChainWith::new(SimulatedChainClient::new(page.chain.clone()));
+    chain.cells_with_type = Some({
+        let (lookups, dropped) = (lookups.clone(), dropped.clone());
+        Box::new(move |_, _| {
+            lookups.set(lookups.get() + 1);
+            let (answered, on_drop) = (answered.clone(), SetOnDrop(dropped.clone()));
+            Box::pin(async move {
+                let _on_drop = on_drop;
+                let _ = answered.await;
+                Ok(Vec::new())
+            })
+        })
+    });
+    let mut adapters = page.adapters();
+    adapters.chain = Rc::new(chain);
+    let node = FundingNode::open_with(to_js(&options), adapters).await.unwrap();
+    sleep(50).await;
+    assert_eq!(lookups.get(), 1, "the lookup runs after the boot");
+
+    node.close().await.unwrap();
+    sleep(50).await;
+    assert!(dropped.get(), "the call under way still runs after close");
+    answer.send(()).unwrap();
+    sleep(200).await;
+    assert_eq!(lookups.get(), 1, "the lookup went on after close");
+}
+
 /// Without `chainHash`, every boot asked the CKB node for its genesis hash
 /// and failed with `CHAIN_UNREACHABLE` while it did not answer: a page back
 /// from the signer then could neither list its flows nor submit the signed
@@ -401,7 +459,14 @@ async fn a_boot_without_chain_hash_uses_the_one_its_database_learned_and_checks_
 
     // The CKB node does not answer at all.
     let mut adapters = page.adapters();
-    adapters.genesis_hash = Box::pin(futures::future::pending());
+    let check_dropped = Rc::new(std::cell::Cell::new(false));
+    adapters.genesis_hash = Box::pin({
+        let on_drop = SetOnDrop(check_dropped.clone());
+        async move {
+            let _on_drop = on_drop;
+            futures::future::pending().await
+        }
+    });
     let node = within(2_000, FundingNode::open_with(options.clone(), adapters))
         .await
         .expect("the boot waited for the CKB node's genesis hash")
@@ -409,6 +474,9 @@ async fn a_boot_without_chain_hash_uses_the_one_its_database_learned_and_checks_
     let pending = from_js(node.pending_fundings().await.unwrap());
     assert_eq!(pending[0]["channel_id"], opened["channel_id"], "{pending}");
     node.close().await.unwrap();
+    sleep(50).await;
+    // It outlived the node before: a call that ran to its timeout.
+    assert!(check_dropped.get(), "the chain hash check still runs after close");
     drop(node);
 
     // The CKB node serves another chain: the page hears it.
