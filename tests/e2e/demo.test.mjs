@@ -603,37 +603,51 @@ test("the browser's storage is lost with a funded channel in it: the saved backu
   });
 });
 
-test("a stored entry the browser can no longer read (its file is gone) leaves the other channels usable", async () => {
+test("the browser loses a channel's stored record (its file is gone): the other entries still load, and the saved backup brings the channel back", async () => {
   // Chromium keeps a value over 64 KB (after compression) in a file of its
   // own beside the database; with that file gone, reading the value fails
   // with NotReadableError, and so does any getAll whose range holds it.
-  // 130 entries that are not records sort before it, so it falls in the
-  // boot's second run of 128: the count below also says that nothing read
-  // before the failed run is lost or read twice.
-  const lost = `0x${"ee".repeat(32)}`;
-  const junk = Array.from({ length: 130 }, (_, i) => `0x01${i.toString(16).padStart(62, "0")}`);
+  // The channel's entry gets 300 KB of padding beside its record (read
+  // only by name, so the record reads as before) to be kept so. 130
+  // entries that are not records sort before it, so it falls in the boot's
+  // second run of 128: the count below also says that nothing read before
+  // the failed run is lost or read twice.
+  const backupFile = join(dataDir, "wallet-backup-lost-record.json");
+  const junk = Array.from({ length: 130 }, (_, i) => `0x0000${i.toString(16).padStart(60, "0")}`);
   const profile = await launchPersistent();
   let channelId;
   try {
     const page = await openWallet(await profile.context.newPage());
     ({ channelId } = await readyChannel(page));
-    await page.evaluate(async ([key, junk]) => {
-      const bytes = new Uint8Array(300_000);
-      for (let at = 0; at < bytes.length; at += 65_536) crypto.getRandomValues(bytes.subarray(at, at + 65_536));
-      const db = await new Promise((ok, fail) => {
-        const open = indexedDB.open("fiber-funding");
-        open.onsuccess = () => ok(open.result);
-        open.onerror = () => fail(open.error);
-      });
-      await new Promise((ok, fail) => {
-        const tx = db.transaction("channels", "readwrite", { durability: "strict" });
-        tx.objectStore("channels").put({ channel_id: key, record: bytes });
-        for (const id of junk) tx.objectStore("channels").put({ channel_id: id, record: 7 });
-        tx.oncomplete = ok;
-        tx.onabort = () => fail(tx.error);
-      });
-      db.close();
-    }, [lost, junk]);
+    const download = page.waitForEvent("download");
+    await page.click(testid("backup-button"));
+    await (await download).saveAs(backupFile);
+    await page.evaluate(
+      async ([channelId, junk]) => {
+        const padding = new Uint8Array(300_000);
+        for (let at = 0; at < padding.length; at += 65_536) crypto.getRandomValues(padding.subarray(at, at + 65_536));
+        const db = await new Promise((ok, fail) => {
+          const open = indexedDB.open("fiber-funding");
+          open.onsuccess = () => ok(open.result);
+          open.onerror = () => fail(open.error);
+        });
+        await new Promise((ok, fail) => {
+          const tx = db.transaction("channels", "readwrite", { durability: "strict" });
+          const channels = tx.objectStore("channels");
+          const read = channels.get(channelId);
+          read.onsuccess = () => channels.put({ ...read.result, padding });
+          for (const id of junk) channels.put({ channel_id: id, record: 7 });
+          tx.oncomplete = ok;
+          tx.onabort = () => fail(tx.error);
+        });
+        db.close();
+      },
+      [channelId, junk],
+    );
+    // Still readable: the channel is as it was.
+    await page.reload();
+    await openWallet(page);
+    await waitForState(page, channelId, "ChannelReady");
   } finally {
     await profile.close({ keepProfile: true });
   }
@@ -644,11 +658,11 @@ test("a stored entry the browser can no longer read (its file is gone) leaves th
   const relaunched = await launchPersistent(profile.dir);
   try {
     const page = await openWallet(await relaunched.context.newPage());
-    await waitForState(page, channelId, "ChannelReady");
     await page.locator(testid("restored"), { hasText: "131 stored records could not be read (kept)" }).waitFor();
     const restored = await page.textContent(testid("restored"));
     assert.equal(restored.match(/Data lost due to missing file/g)?.length, 1, restored);
     assert.equal(restored.match(/neither record bytes nor record JSON/g)?.length, 130, restored);
+    assert.equal(await row(page, channelId).count(), 0, "the lost channel is not listed");
     const keys = await page.evaluate(async () => {
       const db = await new Promise((ok) => {
         const open = indexedDB.open("fiber-funding");
@@ -657,8 +671,16 @@ test("a stored entry the browser can no longer read (its file is gone) leaves th
       const request = db.transaction("channels").objectStore("channels").getAllKeys();
       return new Promise((ok) => (request.onsuccess = () => ok(request.result)));
     });
-    assert.ok(keys.includes(lost), "the unreadable entry is left in place");
-    assert.equal(keys.length, 132, "the channel's record, the lost entry and the 130 others");
+    assert.equal(keys.length, 131, "every entry is left in place");
+    assert.ok(keys.includes(channelId));
+    // The way back: the backup saved while the channel was ready.
+    await page.setInputFiles(testid("restore-input"), backupFile);
+    await page.locator(testid("activity-log"), { hasText: "Backup restored: 1 channel(s) taken back" }).waitFor();
+    await waitForState(page, channelId, "ChannelReady");
+    await page.reload();
+    await openWallet(page);
+    await waitForState(page, channelId, "ChannelReady");
+    await page.locator(testid("restored"), { hasText: "130 stored records could not be read (kept)" }).waitFor();
   } finally {
     await relaunched.close();
   }
