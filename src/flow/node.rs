@@ -1171,6 +1171,24 @@ impl Node {
         self.find(channel_id).map(|id| self.view_of(&self.channels[&id]))
     }
 
+    /// What a page asking for one channel is answered: its view; `None` for
+    /// a channel the node never held, and [`FlowError::RecordUnreadable`]
+    /// for one whose stored record it could not read, since "no such
+    /// channel" would tell the page to forget a flow its cells may be
+    /// committed to.
+    pub fn channel_asked(&self, channel_id: &ChannelId) -> Result<Option<ChannelView>, FlowError> {
+        match self.channel(channel_id) {
+            None if self.unreadable.contains(channel_id) => Err(FlowError::RecordUnreadable(*channel_id)),
+            view => Ok(view),
+        }
+    }
+
+    /// A channel taken from a backup over a record the boot could not
+    /// read: it is readable now.
+    pub fn imported_over_unreadable(&mut self, channel_id: &ChannelId) {
+        self.unreadable.remove(channel_id);
+    }
+
     pub fn channels(&self) -> Vec<ChannelView> {
         self.channels.values().map(|channel| self.view_of(channel)).collect()
     }

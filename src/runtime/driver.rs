@@ -771,7 +771,7 @@ impl<S: Store> Driver<S> {
                 let _ = reply.send(Ok(self.pending_fundings()));
             }
             Command::Channel { channel_id, reply } => {
-                let _ = reply.send(Ok(self.node.channel(&channel_id)));
+                let _ = reply.send(self.node.channel_asked(&channel_id).map_err(DriverError::from));
             }
             Command::List { reply } => {
                 let _ = reply.send(Ok(self.node.channels()));
@@ -794,6 +794,7 @@ impl<S: Store> Driver<S> {
                 };
                 for id in imported.ids {
                     if self.node.record(&id).is_some() {
+                        self.node.imported_over_unreadable(&id);
                         outcome.imported.push(id);
                     } else {
                         outcome

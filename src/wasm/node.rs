@@ -309,6 +309,8 @@ impl FundingNode {
         submit_signed(&self.handle, params).await.map_err(js_error)
     }
 
+    /// The channel, or null for one this node never held; one whose stored
+    /// record could not be read is `RECORD_UNREADABLE`.
     #[wasm_bindgen(js_name = getChannel, unchecked_return_type = "Channel | null")]
     pub async fn get_channel(
         &self,
@@ -391,6 +393,11 @@ impl FundingNode {
             )));
         }
         let outcome = self.handle.import(backup.records).await.map_err(js_error)?;
+        // One written over an entry the boot could not read is read now.
+        let imported: Vec<String> = outcome.imported.iter().map(ToString::to_string).collect();
+        self.unreadable
+            .borrow_mut()
+            .retain(|record| !imported.contains(&record.channel_id));
         // A key the module made lived in the lost database: it becomes this
         // one's, so the next boots need no nodeSecretKey; never over the
         // key of records already here.

@@ -868,6 +868,52 @@ extern "C" {
     fn put_raw_entry(db: &str, store: &str, channel_id: &str) -> js_sys::Promise;
 }
 
+/// A channel whose stored record the boot could not read (the browser
+/// lost its file, say) comes back from a backup: the import writes over
+/// the entry, and `unreadableRecords` stops naming it. It named it until
+/// the next boot, beside the channel the node then held.
+#[wasm_bindgen_test]
+async fn a_backup_brings_back_a_channel_whose_stored_record_became_unreadable() {
+    let page = Page::new().await;
+    let db = db_name("backup-over-unreadable");
+    let node = page.open_node(&db).await;
+    let opened = from_js(
+        node.open_channel_with_external_funding(to_js(&page.open_params()))
+            .await
+            .unwrap(),
+    );
+    let channel_id = opened["channel_id"].as_str().unwrap().to_owned();
+    let backup = from_js(node.export_backup().await.unwrap());
+    node.close().await.unwrap();
+    drop(node);
+    JsFuture::from(put_raw_entry(&db, "channels", &channel_id))
+        .await
+        .unwrap();
+
+    let node = page.open_node(&db).await;
+    let unreadable = from_js(node.unreadable_records());
+    assert_eq!(unreadable[0]["channel_id"], channel_id.as_str(), "{unreadable}");
+    let (code, _) = code_and_message(&node.get_channel(channel_id.clone().into()).await.unwrap_err());
+    assert_eq!(code.as_deref(), Some("RECORD_UNREADABLE"));
+    let result = from_js(node.import_backup(to_js(&backup)).await.unwrap());
+    assert_eq!(result["imported"], json!([channel_id]), "{result}");
+    assert_eq!(
+        from_js(node.unreadable_records()),
+        json!([]),
+        "the imported channel is still named unreadable"
+    );
+    let pending = from_js(node.pending_fundings().await.unwrap());
+    assert_eq!(pending[0]["channel_id"], channel_id.as_str(), "{pending}");
+    node.close().await.unwrap();
+    drop(node);
+
+    let node = page.open_node(&db).await;
+    assert_eq!(from_js(node.unreadable_records()), json!([]));
+    let pending = from_js(node.pending_fundings().await.unwrap());
+    assert_eq!(pending[0]["channel_id"], channel_id.as_str(), "{pending}");
+    node.close().await.unwrap();
+}
+
 /// A closed flow's record is read after `open` resolves: one found
 /// unreadable then joins `unreadableRecords` and comes as an
 /// `unreadable_records` event; one found at boot is listed from the start.
