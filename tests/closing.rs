@@ -1134,6 +1134,80 @@ fn a_funded_channel_restored_from_a_backup_into_empty_storage_closes_without_the
     force_close_alone_and_claim(&mut world, &channel_id, &funding);
 }
 
+/// The closing nonce is announced (in `CommitmentSigned`) before any
+/// closing tx exists, so it is bound to none: it may sign one closing tx,
+/// ever, and the record keeps the terms it signed. A backup is a record
+/// from before: restored (the storage lost, or on a second device), it
+/// knew of no close, and a peer that had kept the first close to itself
+/// asked again with other terms and got a second closing signature with
+/// the same nonce. Two such signatures give the peer a linear equation in
+/// our funding key, three the key, and with it the whole channel. A
+/// restored channel now closes only unilaterally, whose signature signs
+/// the one commitment tx the funding fixed.
+#[test]
+fn a_channel_restored_from_a_backup_never_signs_a_second_closing_tx() {
+    let (mut world, channel_id, funding) = ready_world(real_contracts());
+    let backup: Vec<ChannelRecord> = world.initiator().records().into_iter().cloned().collect();
+    let peer_script = world.shutdown_script(ACCEPTOR, &channel_id);
+
+    // The peer asks to close; the user's node signs; the peer keeps it.
+    shutdown(&mut world, ACCEPTOR, &channel_id).unwrap();
+    world.run_until_queued_from(INITIATOR, "ClosingSigned");
+    world.nodes[ACCEPTOR].up = false;
+    world.run();
+    let signed = |world: &World| {
+        world
+            .sent_log
+            .iter()
+            .filter(|(from, m)| *from == INITIATOR && m.name() == "ClosingSigned")
+            .count()
+    };
+    assert_eq!(signed(&world), 1);
+
+    // The storage is lost; the backup comes back.
+    world.nodes[INITIATOR].store = CrashingStore::new();
+    world.restart(INITIATOR);
+    let imported = world.nodes[INITIATOR].node.import_records(backup);
+    assert_eq!(imported.ids, vec![channel_id]);
+    world.execute(INITIATOR, imported.writes);
+    world.restart(INITIATOR);
+
+    // The peer asks again, at another fee rate; and the user asks too.
+    world.inject(
+        ACCEPTOR,
+        FiberMessage::Shutdown(fiber_funding::wire::Shutdown {
+            channel_id,
+            fee_rate: 5_000,
+            close_script: peer_script,
+        }),
+    );
+    world.run();
+    assert!(
+        world
+            .rejections(INITIATOR)
+            .iter()
+            .any(|r| r.contains("restored from a backup")),
+        "{:?}",
+        world.rejections(INITIATOR)
+    );
+    let refused = shutdown(&mut world, INITIATOR, &channel_id);
+    assert!(
+        matches!(refused, Err(FlowError::RestoredChannelClosesUnilaterally { .. })),
+        "{refused:?}"
+    );
+    world.assert_no_nonce_reuse();
+    assert_eq!(signed(&world), 1, "a second closing tx was signed with the same nonce");
+    // Stored so: a restart does not forget it.
+    world.restart(INITIATOR);
+    assert!(matches!(
+        shutdown(&mut world, INITIATOR, &channel_id),
+        Err(FlowError::RestoredChannelClosesUnilaterally { .. })
+    ));
+
+    // The way out is the unilateral close, with or without the peer.
+    force_close_alone_and_claim(&mut world, &channel_id, &funding);
+}
+
 /// A backup edited so that a record of this node key names a channel whose
 /// stored record is another node key's (one the boot refused and keeps):
 /// taken, its write would replace that record, the other key's only copy.

@@ -59,10 +59,13 @@ fn legacy() -> LegacyFixture {
 }
 
 /// A record's `Debug` as the fixture froze it, before schema 5 added
-/// `key_check`: a record read from JSON has none, and only that absent
-/// field is left out (a present one stays, and the comparison fails).
+/// `key_check` and schema 6 `restored_from_backup`: a record read from
+/// JSON has neither, and only those absent fields are left out (a present
+/// one stays, and the comparison fails).
 fn as_frozen(record: &ChannelRecord) -> String {
-    format!("{record:?}").replacen(", key_check: None", "", 1)
+    format!("{record:?}")
+        .replacen(", key_check: None", "", 1)
+        .replacen(", restored_from_backup: false", "", 1)
 }
 
 /// What the decoder of schema 2 made of each JSON record, field for field.
@@ -146,9 +149,9 @@ fn path(names: &[&'static str]) -> FieldPath {
 #[test]
 fn the_prefix_is_the_magic_then_the_version() {
     let bytes = rich().encode();
-    assert_eq!(bytes[..5], [0x89, b'F', b'F', b'R', 5]);
+    assert_eq!(bytes[..5], [0x89, b'F', b'F', b'R', 6]);
     assert_eq!(RECORD_MAGIC, [0x89, b'F', b'F', b'R']);
-    assert_eq!(SCHEMA_VERSION, 5);
+    assert_eq!(SCHEMA_VERSION, 6);
 
     for wrong in [0u8, b'{', b' ', b'\n', 0x88] {
         let mut bad = bytes.clone();
@@ -162,7 +165,7 @@ fn the_prefix_is_the_magic_then_the_version() {
     assert_eq!(read(&bad), Err(RecordFormatError::NotARecord));
 
     let mut newer = bytes.clone();
-    for version in [6u8, 255] {
+    for version in [7u8, 255] {
         newer[4] = version;
         let error = read(&newer).unwrap_err();
         assert_eq!(
@@ -171,7 +174,7 @@ fn the_prefix_is_the_magic_then_the_version() {
                 version: version.into()
             }
         );
-        assert!(error.to_string().contains("newer than this module's 5"), "{error}");
+        assert!(error.to_string().contains("newer than this module's 6"), "{error}");
     }
     let mut older = bytes.clone();
     older[4] = 2;
@@ -179,7 +182,7 @@ fn the_prefix_is_the_magic_then_the_version() {
 
     // The record's own schema_version, right after: at most this schema's.
     let mut future = bytes.clone();
-    put_u32(&mut future, 5, 6);
+    put_u32(&mut future, 5, 7);
     assert!(matches!(
         read(&future),
         Err(RecordFormatError::Invalid { field, .. }) if field == path(&["schema_version"])
@@ -358,15 +361,16 @@ fn tags_outside_their_values_are_refused() {
         Err(RecordFormatError::BadTag { field, tag: 3, .. }) if field == path(&["terms", "funding_lock", "hash_type"])
     ));
 
-    // `close` and `closed` come last but two: both absent, two 0 tags, then
-    // schema 4's `commitment_signed_held` and schema 5's absent `key_check`.
+    // `close` and `closed` come last but three: both absent, two 0 tags,
+    // then schema 4's `commitment_signed_held`, schema 5's absent
+    // `key_check` and schema 6's `restored_from_backup`.
     let mut record = rich();
     record.close = None;
     record.closed = None;
     assert_eq!(record.key_check, None, "schema 2 stored none");
     let bytes = record.encode();
-    let close_at = bytes.len() - 4;
-    assert_eq!(bytes[close_at..], [0, 0, 0, 0]);
+    let close_at = bytes.len() - 5;
+    assert_eq!(bytes[close_at..], [0, 0, 0, 0, 0]);
     let mut hostile = bytes.clone();
     hostile[close_at] = 7;
     assert!(matches!(
@@ -387,12 +391,19 @@ fn tags_outside_their_values_are_refused() {
         read(&hostile),
         Err(RecordFormatError::BadTag { field, tag: 2, .. }) if field == path(&["commitment_signed_held"])
     ));
-    // The last, `key_check`, is an `Option`'s tag.
+    // The last but one, `key_check`, is an `Option`'s tag.
     let mut hostile = bytes.clone();
     hostile[close_at + 3] = 2;
     assert!(matches!(
         read(&hostile),
         Err(RecordFormatError::BadTag { field, tag: 2, .. }) if field == path(&["key_check"])
+    ));
+    // The last, `restored_from_backup`, is a bool.
+    let mut hostile = bytes.clone();
+    hostile[close_at + 4] = 2;
+    assert!(matches!(
+        read(&hostile),
+        Err(RecordFormatError::BadTag { field, tag: 2, .. }) if field == path(&["restored_from_backup"])
     ));
 }
 
@@ -741,7 +752,7 @@ prop_compose! {
             proptest::option::of(nonce()),
             proptest::option::of(bytes(40)),
             proptest::option::of(vec(bytes(90), 0..3)),
-            any::<[bool; 3]>(),
+            any::<[bool; 4]>(),
             proptest::option::of(nonce()),
         ),
         ending in (proptest::option::of(external()), proptest::option::of(close()), proptest::option::of(closure())),
@@ -749,7 +760,7 @@ prop_compose! {
         let (schema_version, channel_id, temporary_channel_id, acceptor, peer_id, created_at_ms, channel_seed, deadline_ms) = head;
         let (terms, local, remote) = parties;
         let (own_cells, funding_tx, peer_inputs_checked, funding_inputs) = cells;
-        let (peer_tx_complete_nonce, peer_commitment_signature, peer_witnesses, [funding_confirmed, peer_channel_ready, commitment_signed_held], peer_next_commitment_nonce) = peer;
+        let (peer_tx_complete_nonce, peer_commitment_signature, peer_witnesses, [funding_confirmed, peer_channel_ready, commitment_signed_held, restored_from_backup], peer_next_commitment_nonce) = peer;
         let (external, close, closed) = ending;
         // What `check_consistency` asks of a stored record.
         let external_funding = external.map(|(mut state, unsigned)| {
@@ -788,6 +799,7 @@ prop_compose! {
             close,
             closed,
             commitment_signed_held,
+            restored_from_backup,
         }
     }
 }

@@ -58,7 +58,7 @@ codes! {
     TooLateToAbandon => "TOO_LATE_TO_ABANDON", "The funding signatures were released; the channel can no longer be abandoned (a cancel tx can still take the user's cells back).";
     NotCancellable => "NOT_CANCELLABLE", "The channel needs no cancel tx: it can still be abandoned, its funding tx is confirmed, or it holds no signed funding tx of the user's; the message says which.";
     CancelTxInvalid => "CANCEL_TX_INVALID", "The signed cancel tx spends other cells than the user's funding inputs, pays anything but the wallet's own lock, pays a fee outside a node's relay minimum and the highest fee rate, or is not signed (the default lock's signature is verified here). Nothing is sent.";
-    NotClosable => "NOT_CLOSABLE", "The channel cannot be closed that way now: it is not funded yet, or already closing unilaterally.";
+    NotClosable => "NOT_CLOSABLE", "The channel cannot be closed that way now: it is not funded yet, already closing unilaterally, or restored from a backup (which closes only unilaterally: force: true).";
     PeerUnreachable => "PEER_UNREACHABLE", "The counterparty could not be reached at peerUrl, or was connected but did not answer an open for 10 s.";
     PeerMismatch => "PEER_MISMATCH", "The node at peerUrl is not the pubkey the channel is opened with (or failed to prove its key).";
     PeerRefused => "PEER_REFUSED", "The counterparty refused or aborted the channel before its unsigned tx was final; the message says why.";
@@ -120,7 +120,9 @@ impl From<FlowError> for ApiError {
             FlowError::TooLateToAbandon { .. } => ErrorCode::TooLateToAbandon,
             FlowError::NotCancellable { .. } => ErrorCode::NotCancellable,
             FlowError::CancelTx(_) => ErrorCode::CancelTxInvalid,
-            FlowError::NotClosable { .. } => ErrorCode::NotClosable,
+            FlowError::NotClosable { .. } | FlowError::RestoredChannelClosesUnilaterally { .. } => {
+                ErrorCode::NotClosable
+            }
             FlowError::Expired { .. } => ErrorCode::FundingExpired,
             FlowError::WrongPeer { .. } => ErrorCode::PeerMismatch,
             // Only a peer's message can change a channel's id; no call does.

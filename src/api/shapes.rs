@@ -99,6 +99,9 @@ pub struct Channel {
     pub local_balance: Option<String>,
     /// While a funded channel closes.
     pub close: Option<ChannelClose>,
+    /// Imported from a backup before its cooperative close was agreed: it
+    /// closes only with `force` (a cooperative close is `NOT_CLOSABLE`).
+    pub restored_from_backup: bool,
 }
 
 /// How a funded channel's close stands.
@@ -348,6 +351,7 @@ impl From<&ChannelView> for Channel {
             close_reason: view.close_reason.clone(),
             local_balance: view.local_balance.map(hex),
             close: view.close.as_ref().map(ChannelClose::from),
+            restored_from_backup: view.restored_from_backup,
         }
     }
 }
@@ -512,6 +516,7 @@ mod tests {
                 }),
                 claim_tx_hash: None,
             }),
+            restored_from_backup: true,
         });
         same(&SubmitSignedFundingTxResult {
             channel_id: "0x01".into(),

@@ -159,6 +159,7 @@ pub(crate) fn accept_channel(
         close: None,
         closed: None,
         commitment_signed_held: false,
+        restored_from_backup: false,
     };
     Ok(Channel::new(record, config))
 }

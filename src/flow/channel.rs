@@ -196,6 +196,9 @@ pub struct ChannelView {
     /// Whether the link to the peer is up now. A flow waits while it is not:
     /// what it has to send goes out when the peer is back.
     pub peer_connected: bool,
+    /// Imported from a backup before its close was agreed: it closes only
+    /// unilaterally (protocol.md, "The closing nonce").
+    pub restored_from_backup: bool,
 }
 
 impl Channel {
@@ -554,6 +557,7 @@ impl Channel {
             local_balance: self.funded().then(|| r.local.contribution().ok()).flatten(),
             close: self.close_view(),
             peer_connected,
+            restored_from_backup: r.restored_from_backup,
         }
     }
 

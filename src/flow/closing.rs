@@ -40,6 +40,10 @@ use crate::wire::{ClosingSigned, FiberMessage, Shutdown};
 /// upstream does; once the closing tx is fixed it never signs anything else.
 const CLOSING_NONCE: NonceSlot = NonceSlot::OwnCommitment(1);
 
+/// Why a channel restored from a backup signs no closing tx.
+const RESTORED_FROM_BACKUP: &str = "the channel was restored from a backup, whose device may have signed a \
+     closing tx with the closing nonce already: it closes only unilaterally";
+
 /// Whose commitment a tx hash we watch is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Watched {
@@ -131,7 +135,7 @@ impl Channel {
     }
 
     /// Both `Shutdown`s are in: the closing tx is fixed.
-    fn closing_fixed(&self) -> bool {
+    pub(crate) fn closing_fixed(&self) -> bool {
         self.record
             .close
             .as_ref()
@@ -219,6 +223,9 @@ impl Channel {
 
     /// Our partial signature over the fixed closing tx.
     fn our_closing_signature(&self) -> Result<[u8; 32], Reject> {
+        if self.record.restored_from_backup {
+            return Err(Reject(RESTORED_FROM_BACKUP.into()));
+        }
         self.with_closing_session(|session, _| Ok(session.sign_as_holder(&self.keys, 1)?))
     }
 
@@ -308,6 +315,9 @@ impl Channel {
                 state: self.state(),
             });
         }
+        if self.record.restored_from_backup {
+            return Err(FlowError::RestoredChannelClosesUnilaterally { channel_id });
+        }
         let close_script = close_script.unwrap_or_else(|| self.record.local.shutdown_script.clone());
         limits::check_shutdown_script(&close_script).map_err(|e| FlowError::InvalidParams {
             field: "close_script",
@@ -389,6 +399,9 @@ impl Channel {
     pub(crate) fn on_shutdown(&mut self, step: &mut Step, message: Shutdown) -> Result<(), Reject> {
         if !self.funded() {
             return Err(Reject("Shutdown for a channel that is not funded".into()));
+        }
+        if self.record.restored_from_backup {
+            return Err(Reject(format!("Shutdown: {RESTORED_FROM_BACKUP}")));
         }
         limits::check_shutdown_script(&message.close_script)?;
         if message.fee_rate != 0 {

@@ -57,6 +57,11 @@ pub enum FlowError {
     Expired { channel_id: ChannelId, deadline_ms: u64 },
     #[error("channel {channel_id} cannot be closed now ({state}): only a funded channel that is not already closing that way can")]
     NotClosable { channel_id: ChannelId, state: ChannelState },
+    /// A channel imported from a backup before its closing tx was fixed:
+    /// a cooperative close would sign with a nonce the backup's device may
+    /// have used already.
+    #[error("channel {channel_id} was restored from a backup: the device the backup came from may have signed a cooperative close with the same nonce, and a second would reveal the channel's funding key; close it unilaterally (force: true)")]
+    RestoredChannelClosesUnilaterally { channel_id: ChannelId },
     #[error("the channel's peer {expected} is not {actual}")]
     WrongPeer { expected: NodeId, actual: NodeId },
     /// A step would give a channel the id another channel already has (a

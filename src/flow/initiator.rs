@@ -277,6 +277,7 @@ pub(crate) fn open_channel(
         close: None,
         closed: None,
         commitment_signed_held: false,
+        restored_from_backup: false,
     };
     Ok(Channel::new(record, config))
 }

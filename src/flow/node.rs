@@ -256,6 +256,11 @@ impl Node {
                 continue;
             };
             channel.record.key_check = Some(key_check);
+            // The closing nonce is bound to no closing tx: unless the backup
+            // fixed one, the device it came from may have signed another.
+            if !channel.closing_fixed() {
+                channel.record.restored_from_backup = true;
+            }
             let write = self.persist_action(channel.record.clone(), None, Rollback::Remove(id));
             imported.writes.push(write);
             imported.ids.push(id);

@@ -28,8 +28,8 @@ use crate::wire::{decode_checked, CheckedDecode};
 /// the hash-checked input cells, and what an abort keeps watching. Version 3
 /// stores the same facts in a compact binary layout (`record/codec.rs`)
 /// instead of JSON. Version 4 adds `commitment_signed_held` at the end,
-/// version 5 `key_check` after it.
-pub const SCHEMA_VERSION: u32 = 5;
+/// version 5 `key_check` after it, version 6 `restored_from_backup`.
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// The last schema stored as JSON; versions 1 and 2 are still read.
 const LAST_JSON_SCHEMA_VERSION: u64 = 2;
@@ -308,6 +308,13 @@ pub struct ChannelRecord {
     /// Cleared in the step that first sends it. Schema 4; false before.
     #[serde(default)]
     pub commitment_signed_held: bool,
+    /// Imported from a backup before its closing tx was fixed: the
+    /// closing nonce, bound to no closing tx, may have signed one since on
+    /// the device the backup came from, so this copy never signs one (a
+    /// second would give the peer our funding key); the channel closes
+    /// unilaterally. Schema 6; false before.
+    #[serde(default)]
+    pub restored_from_backup: bool,
 }
 
 /// A stored record that could not be read. Names the channel so the others
@@ -358,6 +365,7 @@ impl PartialEq for ChannelRecord {
             close,
             closed,
             commitment_signed_held,
+            restored_from_backup,
         } = self;
         *schema_version == other.schema_version
             && *channel_id == other.channel_id
@@ -385,6 +393,7 @@ impl PartialEq for ChannelRecord {
             && *close == other.close
             && *closed == other.closed
             && *commitment_signed_held == other.commitment_signed_held
+            && *restored_from_backup == other.restored_from_backup
     }
 }
 
@@ -429,7 +438,7 @@ impl PartialEq for CloseProgress {
 }
 
 impl ChannelRecord {
-    /// The record's stored bytes: schema 5's binary layout.
+    /// The record's stored bytes: schema 6's binary layout.
     pub fn encode(&self) -> Vec<u8> {
         let bytes = codec::encode(self);
         // Every record written must read back as itself; tests run every
@@ -451,7 +460,7 @@ impl ChannelRecord {
         })
     }
 
-    /// Reads stored bytes: the binary layout of schemas 3 to 5, or the JSON of schemas 1
+    /// Reads stored bytes: the binary layout of schemas 3 to 6, or the JSON of schemas 1
     /// and 2 (an object, so `{` after optional whitespace, which no binary
     /// record starts with). A record read from JSON keeps its version until
     /// [`ChannelRecord::upgrade`] brings it up to date.
@@ -490,7 +499,7 @@ impl ChannelRecord {
     /// refused at the point it would release witnesses (and aborted if it
     /// may). Version 2 holds every fact of version 3, only stored as JSON.
     /// Returns whether anything changed, so the caller stores it: every
-    /// record read from JSON is written back in the current layout, and so is a schema 3 or 4 record.
+    /// record read from JSON is written back in the current layout, and so is a schema 3 to 5 record.
     pub fn upgrade(&mut self, config: &NodeConfig) -> bool {
         if self.schema_version >= SCHEMA_VERSION {
             return false;
@@ -806,6 +815,7 @@ mod tests {
             }),
             closed: None,
             commitment_signed_held: false,
+            restored_from_backup: false,
         }
     }
 
@@ -853,8 +863,31 @@ mod tests {
     fn a_record_is_stored_in_the_binary_layout() {
         let bytes = sample().encode();
         assert_eq!(bytes[..4], RECORD_MAGIC);
-        assert_eq!(bytes[4], 5);
+        assert_eq!(bytes[4], 6);
         assert_eq!(ChannelRecord::read(&bytes).unwrap(), sample());
+    }
+
+    /// Schema 5 is schema 6 without its last byte: it still reads, as a
+    /// record not restored from a backup, and the upgrade writes it back as
+    /// schema 6.
+    #[test]
+    fn a_schema_5_record_reads_as_not_restored_from_a_backup() {
+        let schema_5 = ChannelRecord {
+            schema_version: 5,
+            ..sample()
+        };
+        let mut bytes = ChannelRecord {
+            restored_from_backup: true,
+            ..schema_5.clone()
+        }
+        .encode();
+        assert_eq!(bytes.pop(), Some(1), "the restored flag is the last byte");
+        bytes[4] = 5;
+        let mut read = ChannelRecord::read(&bytes).unwrap();
+        assert_eq!(read, schema_5);
+        assert!(!read.restored_from_backup);
+        assert!(read.upgrade(&config()));
+        assert_eq!(read.schema_version, SCHEMA_VERSION);
     }
 
     /// Schema 4 is schema 5 without its last field: it still reads, with no
@@ -867,6 +900,7 @@ mod tests {
             ..sample()
         };
         let mut bytes = schema_4.encode();
+        assert_eq!(bytes.pop(), Some(0), "schema 6's restored flag");
         assert_eq!(bytes.pop(), Some(0), "the absent key check is the last byte");
         bytes[4] = 4;
         let mut read = ChannelRecord::read(&bytes).unwrap();
@@ -890,6 +924,7 @@ mod tests {
             ..schema_3.clone()
         }
         .encode();
+        assert_eq!(bytes.pop(), Some(0), "schema 6's restored flag");
         assert_eq!(bytes.pop(), Some(0), "the absent key check is the last byte");
         assert_eq!(bytes.pop(), Some(1), "the held flag is the one before");
         bytes[4] = 3;

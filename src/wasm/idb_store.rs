@@ -2,7 +2,7 @@
 //!
 //! Schema (IndexedDB version [`IDB_SCHEMA_VERSION`]):
 //! * `channels`, key path `channel_id`: `{ channel_id, temporary_channel_id,
-//!   record }`, where `record` is the record's bytes (record schema 5,
+//!   record }`, where `record` is the record's bytes (record schema 6,
 //!   `docs/storage.md`) as a `Uint8Array`, or, written by an earlier module,
 //!   its JSON as a string (record schemas 1 and 2; still read, and rewritten
 //!   as bytes when the channel is restored and its record upgraded). No index.

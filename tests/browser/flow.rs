@@ -528,6 +528,8 @@ async fn a_backup_brings_the_channels_back_after_the_storage_was_lost() {
             .unwrap(),
     );
     let channel_id = opened["channel_id"].as_str().unwrap().to_owned();
+    let channel = from_js(node.get_channel(channel_id.clone().into()).await.unwrap());
+    assert_eq!(channel["restored_from_backup"], false);
     let backup = from_js(node.export_backup().await.unwrap());
     assert_eq!(backup["format"], "fiber-funding-backup");
     assert_eq!(backup["node_id"], node.node_id().as_str());
@@ -621,6 +623,10 @@ async fn a_backup_brings_the_channels_back_after_the_storage_was_lost() {
     let pending = from_js(node.pending_fundings().await.unwrap());
     assert_eq!(pending[0]["channel_id"], channel_id.as_str(), "{pending}");
     assert_eq!(pending[0]["unsigned_funding_tx"], opened["unsigned_funding_tx"]);
+    // Its close was not agreed when the backup was taken: it will close
+    // only with force (protocol.md, "The closing nonce").
+    let channel = from_js(node.get_channel(channel_id.clone().into()).await.unwrap());
+    assert_eq!(channel["restored_from_backup"], true, "{channel}");
     node.close().await.unwrap();
 }
 

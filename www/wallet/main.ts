@@ -316,6 +316,8 @@ interface Row {
   close: Channel["close"];
   /** Whether the user's signed funding tx was submitted (null: not known, as when following another tab). */
   signed_submitted: boolean | null;
+  /** Restored from a backup before its close was agreed: closes only with force. */
+  restored_from_backup: boolean;
 }
 
 function rowFromChannel(channel: Channel): Row {
@@ -329,6 +331,7 @@ function rowFromChannel(channel: Channel): Row {
     close_reason: channel.close_reason,
     close: channel.close,
     signed_submitted: channel.signed_submitted,
+    restored_from_backup: channel.restored_from_backup,
   };
 }
 
@@ -376,7 +379,8 @@ function closeActions(row: Row): HTMLTableCellElement {
     return element;
   };
   if (mode !== "follower" && row.balance !== null && (row.state === "ChannelReady" || (closing && !forceClosing))) {
-    if (row.state === "ChannelReady") {
+    // A channel restored from a backup closes only with force (docs/api.md, Backup).
+    if (row.state === "ChannelReady" && !row.restored_from_backup) {
       td.append(
         button("Close", "close-button", "Close with the counterparty: your balance comes back at once, less a small fee", () =>
           closeChannel(row.channel_id, false),
@@ -620,6 +624,7 @@ function onEvent(event: FundingEvent): void {
           close_reason: event.close_reason,
           close: known?.close ?? null,
           signed_submitted: known?.signed_submitted ?? null,
+          restored_from_backup: known?.restored_from_backup ?? false,
         });
         renderRows([...followed.values()]);
       }

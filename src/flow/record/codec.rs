@@ -1,10 +1,11 @@
-//! Record schemas 3 to 5: the binary layout of a [`ChannelRecord`], read in
-//! one pass. `docs/storage.md` ("Record (schema version 5)", "Layout") is its
+//! Record schemas 3 to 6: the binary layout of a [`ChannelRecord`], read in
+//! one pass. `docs/storage.md` ("Record (schema version 6)", "Layout") is its
 //! specification. Schema 4 is schema 3 with one field more at the end
-//! (`commitment_signed_held`), schema 5 schema 4 with `key_check` after it;
-//! schema 3 and 4 bytes are still read.
+//! (`commitment_signed_held`), schema 5 schema 4 with `key_check` after it,
+//! schema 6 schema 5 with `restored_from_backup` after that; schema 3 to 5
+//! bytes are still read.
 //!
-//! A record is [`RECORD_MAGIC`] and the schema version (one byte, 5), then
+//! A record is [`RECORD_MAGIC`] and the schema version (one byte, 6), then
 //! the record's fields in the order the [`layout!`] declarations below list
 //! them, each written as its type says ([`Field`]):
 //! * integers: little-endian, fixed width; `bool`: one byte, 0 or 1;
@@ -42,8 +43,8 @@ use crate::wire::{decode_checked, CheckedDecode};
 pub const RECORD_MAGIC: [u8; 4] = [0x89, b'F', b'F', b'R'];
 
 /// The version byte after the magic: the schema whose layout follows.
-const VERSION: u8 = 5;
-/// The earliest binary layout still read: schema 5 without its last two fields.
+const VERSION: u8 = 6;
+/// The earliest binary layout still read: schema 6 without its last three fields.
 const FIRST_BINARY_VERSION: u8 = 3;
 const _: () = assert!(VERSION as u32 == SCHEMA_VERSION, "a new schema defines its layout here");
 
@@ -183,7 +184,7 @@ impl fmt::Display for FieldPath {
     }
 }
 
-/// The record's schema 5 bytes.
+/// The record's schema 6 bytes.
 pub(super) fn encode(record: &ChannelRecord) -> Vec<u8> {
     let mut writer = Writer {
         out: Vec::with_capacity(4096),
@@ -195,7 +196,7 @@ pub(super) fn encode(record: &ChannelRecord) -> Vec<u8> {
     writer.out
 }
 
-/// Reads a schema 3, 4 or 5 record: the prefix, every field, and nothing after.
+/// Reads a schema 3 to 6 record: the prefix, every field, and nothing after.
 pub(super) fn decode(bytes: &[u8]) -> Result<ChannelRecord, RecordFormatError> {
     let rest = bytes.strip_prefix(&RECORD_MAGIC).ok_or(RecordFormatError::NotARecord)?;
     let mut reader = Reader {
@@ -251,8 +252,8 @@ struct Reader<'a> {
     rest: &'a [u8],
     /// The record's funding tx, once read: `unsigned_funding_tx` may name it.
     funding_tx: Option<packed::Transaction>,
-    /// The layout being read (the version byte): 3 lacks the last two
-    /// fields, 4 the last one.
+    /// The layout being read (the version byte): 3 lacks the last three
+    /// fields, 4 the last two, 5 the last one.
     version: u8,
 }
 
@@ -389,6 +390,7 @@ layout! {
         closed,
         commitment_signed_held with since_schema_4,
         key_check with since_schema_5,
+        restored_from_backup with since_schema_6,
     }
 
     ChannelTerms {
@@ -525,6 +527,22 @@ mod since_schema_5 {
             return Ok(None);
         }
         Option::read(reader)
+    }
+}
+
+/// A `bool` that schemas 3 to 5 did not store: false there.
+mod since_schema_6 {
+    use super::*;
+
+    pub(super) fn write(value: &bool, writer: &mut Writer) {
+        value.write(writer);
+    }
+
+    pub(super) fn read(reader: &mut Reader<'_>) -> Read<bool> {
+        if reader.version < 6 {
+            return Ok(false);
+        }
+        bool::read(reader)
     }
 }
 

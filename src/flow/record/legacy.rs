@@ -60,6 +60,7 @@ pub(super) fn read(value: &Value) -> Read<ChannelRecord> {
         close: record.optional("close", close)?,
         closed: record.optional("closed", closure)?,
         commitment_signed_held: record.defaulted("commitment_signed_held", boolean)?,
+        restored_from_backup: false,
     })
 }
 
