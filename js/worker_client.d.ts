@@ -5,6 +5,7 @@ import type {
   Channel,
   FundingEvent,
   FundingNodeOptions,
+  ImportBackupOptions,
   ImportBackupResult,
   OpenChannelResult,
   OpenChannelWithExternalFundingParams,
@@ -44,7 +45,7 @@ export declare class WorkerFundingNode {
   shutdownChannel(params: ShutdownChannelParams): Promise<void>;
   forceCloseChannel(channelId: string): Promise<void>;
   exportBackup(): Promise<Backup>;
-  importBackup(backup: Backup): Promise<ImportBackupResult>;
+  importBackup(backup: Backup, options?: ImportBackupOptions): Promise<ImportBackupResult>;
   /** The first listener also gets what happened since open. Returns an unsubscribe function. */
   onEvent(callback: (event: FundingEvent) => void): () => void;
   /** Closes the node (releasing the database to other tabs) and ends the worker. */

@@ -140,8 +140,8 @@ export class WorkerFundingNode {
   exportBackup() {
     return this.#call("exportBackup", []);
   }
-  importBackup(backup) {
-    return this.#call("importBackup", [backup]);
+  importBackup(backup, options) {
+    return this.#call("importBackup", [backup, options]);
   }
 
   /** As FundingNode.onEvent: the first listener also gets what happened since open. */

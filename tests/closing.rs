@@ -1763,3 +1763,65 @@ fn claims_refused_without_end_never_pay_past_the_highest_fee_rate() {
         CloseFlags::UNCOOPERATIVE_LOCAL
     );
 }
+
+/// A backup lives outside the browser (a file, a wallet's cloud copy), and
+/// one made with the wallet's own `nodeSecretKey` carries no secret: it
+/// looks safe to keep anywhere. Whoever could write it could rewrite a
+/// record's shutdown script, where a unilateral close's claim pays the
+/// user's share: the record's key check still matched (it binds the seed
+/// and the funding key only), the import took it, and the claim paid the
+/// thief ("the altered record was taken; the thief's lock holds
+/// 109899999390 shannons"). Each entry now carries a code only the node
+/// key makes; one that does not match is left out by name, and the
+/// genuine backup still brings the channel back.
+#[test]
+fn a_backup_altered_to_pay_someone_else_is_left_out() {
+    use fiber_funding::api::backup::{parse_backup, Backup, ImportOptions};
+    use fiber_funding::json::{self, Value};
+    let (mut world, channel_id, funding) = ready_world(real_contracts());
+    let key = world.nodes[INITIATOR].config.node_secret.backup_key();
+    let records = world.initiator().backup_records();
+    let made = Backup::new(&key, None, world.now_ms, &records);
+    let genuine = json::parse(&json::to_string(&made).unwrap()).unwrap();
+
+    let user_script = world.shutdown_script(INITIATOR, &channel_id);
+    let thief = user_script
+        .clone()
+        .as_builder()
+        .args([0x66u8; 20].to_vec().pack())
+        .build();
+    let mut altered_record = records[0].clone();
+    altered_record.local.shutdown_script = thief.clone();
+    let mut altered = genuine.clone();
+    let entry = &mut altered
+        .as_object_mut()
+        .unwrap()
+        .get_mut("channels")
+        .unwrap()
+        .as_array_mut()
+        .unwrap()[0];
+    entry.as_object_mut().unwrap().insert(
+        "record".into(),
+        Value::String(fiber_funding::primitives::encode_hex(&altered_record.encode())),
+    );
+
+    world.nodes[INITIATOR].store = CrashingStore::new();
+    world.restart(INITIATOR);
+    let parsed = parse_backup(&altered, &key, ImportOptions::default()).unwrap();
+    assert!(parsed.records.is_empty(), "the altered record was taken");
+    assert_eq!(parsed.unreadable.len(), 1);
+    assert_eq!(parsed.unreadable[0].0, channel_id.to_string());
+    assert!(
+        parsed.unreadable[0].1.contains("authentication code does not match"),
+        "{:?}",
+        parsed.unreadable
+    );
+
+    let parsed = parse_backup(&genuine, &key, ImportOptions::default()).unwrap();
+    assert!(parsed.unreadable.is_empty(), "{:?}", parsed.unreadable);
+    let imported = world.nodes[INITIATOR].node.import_records(parsed.records);
+    assert_eq!(imported.ids, vec![channel_id]);
+    world.execute(INITIATOR, imported.writes);
+    force_close_alone_and_claim(&mut world, &channel_id, &funding);
+    assert_eq!(world.balance(&thief), 0);
+}

@@ -70,6 +70,7 @@ codes! {
     OpenInAnotherTab => "OPEN_IN_ANOTHER_TAB", "Another tab owns this database; open with waitForLock to wait for it.";
     NodeClosed => "NODE_CLOSED", "The node was closed; open it again.";
     BackupOfAnotherNode => "BACKUP_OF_ANOTHER_NODE", "importBackup: the backup's records are another node key's; open the node with nodeSecretKey set to the backup's node_secret_key (or the key the wallet gave when it was made), then import.";
+    BackupUnauthenticated => "BACKUP_UNAUTHENTICATED", "importBackup: a version 1 backup, made before backups were authenticated: nothing shows it was not changed since. Import it only if the user kept it themselves, with allowUnauthenticated: true.";
     NoOwnerTab => "NO_OWNER_TAB", "submitToOwner: no tab owning the database answered in time; open the node in this tab and submit there. A submit that timed out may still have been taken: the same signed tx submitted again is harmless.";
     Internal => "INTERNAL", "A bug; please report it with the message.";
 }

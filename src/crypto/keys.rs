@@ -1,5 +1,6 @@
 //! Node and channel keys.
 
+use hmac::Mac;
 use secp::{MaybeScalar, Point, Scalar};
 
 use super::hash_parts;
@@ -74,6 +75,61 @@ impl NodeSecret {
 
     pub fn node_id(&self) -> Pubkey {
         pubkey_of(&self.0)
+    }
+}
+
+impl NodeSecret {
+    /// The key that authenticates this node's backups (`exportBackup`):
+    /// only the node secret makes it, and it signs nothing else.
+    pub fn backup_key(&self) -> BackupKey {
+        BackupKey {
+            node_id: self.node_id(),
+            key: hash_parts(&[DOMAIN, b"backup-authentication", &self.to_bytes()]),
+        }
+    }
+}
+
+/// Authenticates the entries of a backup of one node: a backup is kept
+/// outside the browser (a file, a cloud copy), and one made with the
+/// wallet's own node key holds no secret, so whoever can write it could
+/// otherwise rewrite where a record pays the user's share.
+#[derive(Clone)]
+pub struct BackupKey {
+    node_id: Pubkey,
+    key: [u8; 32],
+}
+
+impl BackupKey {
+    pub fn node_id(&self) -> Pubkey {
+        self.node_id
+    }
+
+    /// HMAC-SHA256 of one entry: the node, the channel, and the record's
+    /// bytes exactly as the backup holds them (an older schema's included).
+    pub fn tag(&self, channel_id: &Hash256, record: &[u8]) -> [u8; 32] {
+        self.mac(channel_id, record).finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is [`BackupKey::tag`] of the entry; compared in
+    /// constant time.
+    pub fn verify(&self, channel_id: &Hash256, record: &[u8], tag: &[u8]) -> bool {
+        self.mac(channel_id, record).verify_slice(tag).is_ok()
+    }
+
+    fn mac(&self, channel_id: &Hash256, record: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+        let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        // Fixed-width fields first, the record last: no two entries share bytes.
+        mac.update(b"fiber-funding/backup-entry/v1");
+        mac.update(&self.node_id.0);
+        mac.update(&channel_id.0);
+        mac.update(record);
+        mac
+    }
+}
+
+impl std::fmt::Debug for BackupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BackupKey(node_id={})", self.node_id)
     }
 }
 
@@ -160,6 +216,28 @@ impl ChannelKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backup_tag_binds_the_node_the_channel_and_every_byte_of_the_record() {
+        let node = NodeSecret::from_bytes([1; 32]).unwrap().backup_key();
+        let other = NodeSecret::from_bytes([2; 32]).unwrap().backup_key();
+        let channel = Hash256([7; 32]);
+        let record = b"\x89FFR\x06 a record".to_vec();
+        let tag = node.tag(&channel, &record);
+        assert!(node.verify(&channel, &record, &tag));
+        assert!(!other.verify(&channel, &record, &tag), "another node key");
+        assert!(!node.verify(&Hash256([8; 32]), &record, &tag), "another channel");
+        for at in 0..record.len() {
+            let mut changed = record.clone();
+            changed[at] ^= 1;
+            assert!(!node.verify(&channel, &changed, &tag), "byte {at}");
+        }
+        assert!(!node.verify(&channel, &record[..record.len() - 1], &tag), "cut short");
+        assert!(!node.verify(&channel, &record, &tag[..31]), "a short tag");
+        let mut wrong = tag;
+        wrong[31] ^= 1;
+        assert!(!node.verify(&channel, &record, &wrong));
+    }
 
     #[test]
     fn one_sum_tells_whether_every_funding_key_is_this_nodes() {

@@ -21,7 +21,7 @@ use super::platform::{random_32, BrowserEntropy, BrowserPlatform};
 use super::published_code::PublishedCodeLookup;
 use super::tab_lock::{TabBroadcast, TabLock, TabLockError};
 use super::websocket::WebSocketLink;
-use crate::api::backup::{parse_backup, Backup, ImportBackupResult};
+use crate::api::backup::{parse_backup, Backup, ImportBackupResult, ImportOptions};
 use crate::api::json::{
     cancel_tx_built, cancel_tx_sent, driver_event, opened, parse_cancel_params, parse_channel_id, parse_open_params,
     parse_shutdown_params, parse_submit_cancel_params, parse_submit_params, submitted,
@@ -31,7 +31,7 @@ use crate::api::shapes::{Channel, PendingFunding, UnreadableRecord};
 use crate::api::{ApiError, ErrorCode};
 use crate::chain::client::{ChainClient, ChainError, ChainErrorKind};
 use crate::chain::rpc::RpcChainClient;
-use crate::crypto::keys::NodeSecret;
+use crate::crypto::keys::{BackupKey, NodeSecret};
 use crate::flow::config::{
     DEFAULT_EXTERNAL_FUNDING_TIMEOUT_MS, DEFAULT_FUNDING_CONFIRMATIONS, DEFAULT_SETTLE_CONFIRMATIONS,
 };
@@ -102,6 +102,12 @@ export interface OpenChannelWithExternalFundingParams {
   funding_witness_lock_len?: string;
   tlc_expiry_delta?: string; tlc_min_value?: string; tlc_fee_proportional_millionths?: string;
   max_tlc_value_in_flight?: string; max_tlc_number_in_flight?: string;
+}
+/** Options of `importBackup`. Unknown keys are an error. */
+export interface ImportBackupOptions {
+  /** Read a version 1 backup, made before backups were authenticated (else BACKUP_UNAUTHENTICATED):
+   * only for a file the user kept themselves. */
+  allowUnauthenticated?: boolean;
 }
 export interface SubmitSignedFundingTxParams {
   channel_id: string;
@@ -223,6 +229,8 @@ pub struct FundingNode {
     /// stored by an import): it is then lost with the database, so a backup
     /// carries it; `None` while the page gives it.
     kept_secret: RefCell<Option<NodeSecret>>,
+    /// Authenticates this node's backups (`exportBackup`, `importBackup`).
+    backup_key: BackupKey,
 }
 
 #[wasm_bindgen]
@@ -368,7 +376,7 @@ impl FundingNode {
         let records = self.handle.backup().await.map_err(js_error)?;
         let secret = self.kept_secret.borrow().as_ref().map(NodeSecret::to_bytes);
         let now = js_sys::Date::now() as u64;
-        Ok(to_js(&Backup::new(self.node_id, secret, now, &records)))
+        Ok(to_js(&Backup::new(&self.backup_key, secret, now, &records)))
     }
 
     /// Takes the channels of a backup of this node key that the node does
@@ -377,21 +385,14 @@ impl FundingNode {
     pub async fn import_backup(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Backup")] backup: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "ImportBackupOptions")] options: Option<JsValue>,
     ) -> Result<JsValue, JsValue> {
-        let backup = from_js(backup, "backup")
-            .and_then(|value| parse_backup(&value))
+        let options = from_js(options.unwrap_or(JsValue::UNDEFINED), "options")
+            .and_then(|value| ImportOptions::parse(&value))
             .map_err(js_error)?;
-        let ours = self.node_id.to_string();
-        if backup.node_id != ours {
-            return Err(js_error(ApiError::new(
-                ErrorCode::BackupOfAnotherNode,
-                format!(
-                    "the backup is of node {}, this node is {ours}: open with nodeSecretKey set to the \
-                     backup's node_secret_key, then import",
-                    backup.node_id
-                ),
-            )));
-        }
+        let backup = from_js(backup, "backup")
+            .and_then(|value| parse_backup(&value, &self.backup_key, options))
+            .map_err(js_error)?;
         let outcome = self.handle.import(backup.records).await.map_err(js_error)?;
         // One written over an entry the boot could not read is read now.
         let imported: Vec<String> = outcome.imported.iter().map(ToString::to_string).collect();
@@ -691,6 +692,7 @@ impl FundingNode {
             unreadable,
             published_code,
             chain_check,
+            backup_key: secret.backup_key(),
             kept_secret: RefCell::new(options.node_secret.is_none().then_some(secret)),
         })
     }

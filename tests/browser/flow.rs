@@ -560,12 +560,12 @@ async fn a_backup_brings_the_channels_back_after_the_storage_was_lost() {
         .await
         .unwrap();
     let own_flows = from_js(stranger.pending_fundings().await.unwrap());
-    let (code, message) = code_and_message(&stranger.import_backup(to_js(&backup)).await.unwrap_err());
+    let (code, message) = code_and_message(&stranger.import_backup(to_js(&backup), None).await.unwrap_err());
     assert_eq!(code.as_deref(), Some("BACKUP_OF_ANOTHER_NODE"), "{message}");
     assert_eq!(from_js(stranger.pending_fundings().await.unwrap()), own_flows);
     let mut bad = backup.clone();
-    bad["version"] = json!(2);
-    let (code, message) = code_and_message(&stranger.import_backup(to_js(&bad)).await.unwrap_err());
+    bad["version"] = json!(3);
+    let (code, message) = code_and_message(&stranger.import_backup(to_js(&bad), None).await.unwrap_err());
     assert_eq!(code.as_deref(), Some("INVALID_PARAMS"));
     assert!(message.contains("backup.version"), "{message}");
     stranger.close().await.unwrap();
@@ -575,7 +575,7 @@ async fn a_backup_brings_the_channels_back_after_the_storage_was_lost() {
     let node = FundingNode::open_with(options(&stranger_db, Some(&key)), page.adapters())
         .await
         .unwrap();
-    let result = from_js(node.import_backup(to_js(&backup)).await.unwrap());
+    let result = from_js(node.import_backup(to_js(&backup), None).await.unwrap());
     assert_eq!(result["imported"], json!([channel_id]));
     assert_eq!(result["node_key_stored"], false);
     // The page gives this node's key and keeps it: a backup leaves it out.
@@ -598,14 +598,48 @@ async fn a_backup_brings_the_channels_back_after_the_storage_was_lost() {
     let node = FundingNode::open_with(options(&restored_db, Some(&key)), page.adapters())
         .await
         .unwrap();
-    let result = from_js(node.import_backup(to_js(&backup)).await.unwrap());
+    // A record changed after the backup was made (one hex digit of its
+    // bytes) no longer matches its code: left out, nothing stored.
+    let mut altered = backup.clone();
+    let record = altered["channels"][0]["record"].as_str().unwrap();
+    let flipped = if record.ends_with('0') { '1' } else { '0' };
+    altered["channels"][0]["record"] = json!(format!("{}{flipped}", &record[..record.len() - 1]));
+    let result = from_js(node.import_backup(to_js(&altered), None).await.unwrap());
+    assert_eq!(result["imported"], json!([]));
+    assert!(
+        result["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("authentication code does not match"),
+        "{result}"
+    );
+    // A version 1 backup (no codes) only when the page allows it.
+    let mut version_1 = backup.clone();
+    version_1["version"] = json!(1);
+    let (code, message) = code_and_message(&node.import_backup(to_js(&version_1), None).await.unwrap_err());
+    assert_eq!(code.as_deref(), Some("BACKUP_UNAUTHENTICATED"), "{message}");
+    let (code, message) = code_and_message(
+        &node
+            .import_backup(to_js(&backup), Some(to_js(&json!({ "allowUnauthentic": true }))))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code.as_deref(), Some("INVALID_PARAMS"), "{message}");
+    let result = from_js(node.import_backup(to_js(&backup), None).await.unwrap());
     assert_eq!(
         result,
         json!({ "imported": [channel_id], "skipped": [], "node_key_stored": true })
     );
-    let again = from_js(node.import_backup(to_js(&backup)).await.unwrap());
+    let again = from_js(node.import_backup(to_js(&backup), None).await.unwrap());
     assert_eq!(again["imported"], json!([]));
     assert_eq!(again["skipped"][0]["reason"], "this node holds the channel already");
+    // Allowed, the version 1 backup is read (its channel is here already).
+    let allowed = from_js(
+        node.import_backup(to_js(&version_1), Some(to_js(&json!({ "allowUnauthenticated": true }))))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(allowed["skipped"][0]["reason"], "this node holds the channel already");
     // The database keeps the key now: a backup taken at once carries it.
     assert_eq!(
         from_js(node.export_backup().await.unwrap())["node_secret_key"],
@@ -901,7 +935,7 @@ async fn a_backup_brings_back_a_channel_whose_stored_record_became_unreadable() 
     assert_eq!(unreadable[0]["channel_id"], channel_id.as_str(), "{unreadable}");
     let (code, _) = code_and_message(&node.get_channel(channel_id.clone().into()).await.unwrap_err());
     assert_eq!(code.as_deref(), Some("RECORD_UNREADABLE"));
-    let result = from_js(node.import_backup(to_js(&backup)).await.unwrap());
+    let result = from_js(node.import_backup(to_js(&backup), None).await.unwrap());
     assert_eq!(result["imported"], json!([channel_id]), "{result}");
     assert_eq!(
         from_js(node.unreadable_records()),

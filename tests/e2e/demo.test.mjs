@@ -12,7 +12,7 @@
 // the default is the simulated chain served over the same JSON-RPC.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEV_ACCOUNTS, SIGHASH_ALL, launch, rpc } from "../../www/launch.mjs";
@@ -678,10 +678,35 @@ test("the browser loses a channel's stored record (its file is gone): the other 
     });
     assert.equal(keys.length, 131, "every entry is left in place");
     assert.ok(keys.includes(channelId));
+    // A version 1 copy of it (no authentication codes, as the module made
+    // before): the page asks whether the user kept it themselves; told no,
+    // nothing is restored.
+    const saved = JSON.parse(readFileSync(backupFile, "utf8"));
+    assert.equal(saved.version, 2);
+    assert.match(saved.channels[0].mac, /^0x[0-9a-f]{64}$/);
+    const version1File = join(dataDir, "wallet-backup-version-1.json");
+    const version1 = { ...saved, version: 1, channels: saved.channels.map(({ mac, ...rest }) => rest) };
+    writeFileSync(version1File, JSON.stringify(version1));
+    const asked = new Promise((resolve) =>
+      page.once("dialog", (dialog) => {
+        resolve(dialog.message());
+        void dialog.dismiss();
+      }),
+    );
+    await page.setInputFiles(testid("restore-input"), version1File);
+    assert.match(await asked, /older version of the wallet/);
+    await page.locator(`${testid("error")}[data-code="BACKUP_UNAUTHENTICATED"]`).waitFor();
+    assert.equal(await row(page, channelId).count(), 0, "nothing restored");
     // The way back: the backup saved while the channel was ready.
     await page.setInputFiles(testid("restore-input"), backupFile);
     await page.locator(testid("activity-log"), { hasText: "Backup restored: 1 channel(s) taken back" }).waitFor();
     await waitForState(page, channelId, "ChannelReady");
+    // Told yes, the version 1 copy is read (its channel is back already).
+    page.once("dialog", (dialog) => void dialog.accept());
+    await page.setInputFiles(testid("restore-input"), version1File);
+    await page
+      .locator(testid("activity-log"), { hasText: "Backup restored: 0 channel(s) taken back, 1 already here" })
+      .waitFor();
     await page.reload();
     await openWallet(page);
     await waitForState(page, channelId, "ChannelReady");

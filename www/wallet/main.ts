@@ -10,6 +10,7 @@ import init, {
   type FundingNodeOptions,
   type PendingFunding,
   type Backup,
+  type ImportBackupResult,
   type Script,
   type Transaction,
 } from "fiber-funding";
@@ -1006,6 +1007,23 @@ async function saveBackup(): Promise<void> {
   }
 }
 
+const UNAUTHENTICATED_QUESTION =
+  "This backup was saved by an older version of the wallet, which could not protect it against changes: " +
+  "someone who could edit the file could have made it pay your balance to them. Restore it only if you saved it yourself and kept it safe. Restore it?";
+
+/**
+ * Imports a backup; a version 1 backup (made before backups were
+ * authenticated) only once the user says they kept it themselves.
+ */
+async function importBackup(target: ChannelNode, backup: Backup): Promise<ImportBackupResult> {
+  try {
+    return await target.importBackup(backup);
+  } catch (error) {
+    if (codeOf(error) !== "BACKUP_UNAUTHENTICATED" || !confirm(UNAUTHENTICATED_QUESTION)) throw error;
+    return await target.importBackup(backup, { allowUnauthenticated: true });
+  }
+}
+
 /**
  * "Restore a backup": the channels come back into this site's storage. A
  * backup of another node key (this site's data was cleared, so the node
@@ -1023,7 +1041,7 @@ async function restoreBackup(file: File): Promise<void> {
   }
   try {
     if (backup.node_id === node.nodeId) {
-      const result = await node.importBackup(backup);
+      const result = await importBackup(node, backup);
       log(`Backup restored: ${result.imported.length} channel(s) taken back, ${result.skipped.length} already here or left out.`);
       await refresh();
       return;
@@ -1037,14 +1055,28 @@ async function restoreBackup(file: File): Promise<void> {
       `This backup is of channel node ${short(backup.node_id)}, not this wallet's (${short(node.nodeId)}): restoring it makes it ` +
       `this wallet's channel node, with its ${backup.channels.length} channel(s). Restore only a backup you saved yourself. Restore it?`;
     if (!confirm(question)) return;
+    // Asked before this wallet's node closes: a "no" then leaves it running.
+    const allowUnauthenticated = backup.version === 1 && confirm(UNAUTHENTICATED_QUESTION);
+    if (backup.version === 1 && !allowUnauthenticated) return;
     setControlsEnabled(false);
     setStatus("Restoring the backup: opening the channel node with the backup's key…");
     const current = node;
     node = null;
     await current.close();
-    const restorer = await openNode({ ...nodeOptions(config, false), nodeSecretKey: backup.node_secret_key });
-    const result = await restorer.importBackup(backup);
-    await restorer.close();
+    let result: ImportBackupResult;
+    try {
+      const restorer = await openNode({ ...nodeOptions(config, false), nodeSecretKey: backup.node_secret_key });
+      try {
+        result = await restorer.importBackup(backup, { allowUnauthenticated });
+      } finally {
+        await restorer.close();
+      }
+    } catch (error) {
+      // This wallet's own node is closed: boot again on it, saying why.
+      sessionStorage.setItem(RESTORE_FAILED_KEY, String((error as Error).message ?? error));
+      location.reload();
+      return;
+    }
     if (!result.node_key_stored) {
       showError(
         "The backup's channels were imported, but this wallet already holds channels of its own key, which stays: restore into a fresh browser profile instead.",
@@ -1062,6 +1094,8 @@ async function restoreBackup(file: File): Promise<void> {
 
 /** sessionStorage key: how many channels the restore before this reload brought back. */
 const RESTORED_KEY = "fiber-demo-wallet:restored-backup";
+/** sessionStorage key: why the restore before this reload failed. */
+const RESTORE_FAILED_KEY = "fiber-demo-wallet:restore-failed";
 
 // ---- Start-up: own the database, or follow the tab that does.
 
@@ -1144,6 +1178,11 @@ async function becomeOwner(opened: ChannelNode, redirect: Redirect | null, tookO
   if (restoredFromBackup !== null) {
     sessionStorage.removeItem(RESTORED_KEY);
     log(`Backup restored: ${restoredFromBackup} channel(s) taken back.`);
+  }
+  const restoreFailed = sessionStorage.getItem(RESTORE_FAILED_KEY);
+  if (restoreFailed !== null) {
+    sessionStorage.removeItem(RESTORE_FAILED_KEY);
+    showError(`The backup could not be restored: ${restoreFailed}`, "RESTORE_FAILED", "storage");
   }
   pending = await opened.pendingFundings();
   let restored = describeRestored(pending);
